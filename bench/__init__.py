@@ -1,0 +1,1 @@
+"""The benchmark harness: models, methods, training, evaluation, run records and the CLI."""

@@ -1,0 +1,113 @@
+"""`spbench`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench.methods.registry import MethodError
+from bench.models.registry import ModelError
+from tasks import TaskCardError
+
+RUN_EXAMPLES = """examples:
+  spbench run --task sst2 --model minilm-l6 --method prompt_tuning --set num_virtual_tokens=20 --set lr=0.03 --steps 200
+  spbench run --task squad_v1 --model smollm2-135m --method prompt_tuning --set init=text \\
+      --set "init_text=Answer with a short span copied from the context." --steps 100 --eval-size 200
+  spbench run --task sst2 --model minilm-l6 --method full_ft --steps 150 --batch-size 32
+"""
+
+
+def _add_run(sub) -> None:
+    parser = sub.add_parser("run", help="train and evaluate one configuration",
+                            epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True, help="task name (see `spbench tasks`) or a card path")
+    parser.add_argument("--model", required=True, help="registry name (see `spbench models`), folder or hub id")
+    parser.add_argument("--method", required=True, help="prompt_tuning | p_tuning | prefix_tuning | lora | full_ft")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method or training setting, e.g. num_virtual_tokens=20, init=class_labels, lr=0.03")
+    parser.add_argument("--steps", type=int, help="training steps (default 200)")
+    parser.add_argument("--batch-size", type=int, help="training batch size (default 16)")
+    parser.add_argument("--seed", type=int, help="seed for data order and initialisation (default 0)")
+    parser.add_argument("--eval-size", type=int, help="examples per evaluation split (default: all)")
+    parser.add_argument("--train-size", type=int, help="training examples to draw (default: all)")
+    parser.add_argument("--model-kind", choices=("encoder", "causal", "seq2seq"),
+                        help="override the detected kind of a hub id or folder")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="where records go (default results/)")
+    parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run(args) -> int:
+    from bench.methods import get_method
+    from bench.overrides import split_overrides
+    from bench.run import RunSpec, execute_run
+    from bench.train import TrainSettings
+
+    method = get_method(args.method)
+    flags = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+             "eval_size": args.eval_size, "train_size": args.train_size}
+    method_values, train_values = split_overrides(args.overrides, method.settings_cls, TrainSettings)
+    train_values.update({k: v for k, v in flags.items() if v is not None})
+    spec = RunSpec(task=args.task, model=args.model, method=args.method, method_settings=method_values,
+                   train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
+                   results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
+    record = execute_run(spec)
+    primary = record["task"]["primary_metric"]
+    print(f"{record['task']['name']} / {record['model']['name']} / {record['method']['name']}  "
+          f"({record['cost']['trainable_params']:,} trainable params, "
+          f"{record['cost']['train_seconds']:.1f}s training)")
+    for split, scores in record["scores"].items():
+        metrics = "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "n")
+        print(f"  {split:<10} {metrics}  (n={scores['n']}; zero-shot {primary}="
+              f"{record['zero_shot'][split][primary]:.4f}, {record['improvement_pct'][split]:+.1f}%)")
+    print(f"record: {Path(args.results) / record['run_id'] / 'record.json'}")
+    return 0
+
+
+def _models(args) -> int:
+    from bench.models import MODELS
+
+    print(f"{'name':<14} {'kind':<8} {'ready offline':<14} description")
+    for spec in MODELS.values():
+        state = "yes" if spec.is_ready() else ("on first use" if spec.is_installed() else "not installed")
+        print(f"{spec.name:<14} {spec.kind:<8} {state:<14} {spec.description}")
+        if not spec.is_installed():
+            print(f"{'':<38}install: {spec.install_hint}")
+    print("\nAny hub id or local checkpoint folder also works as --model (kind detected from its config).")
+    return 0
+
+
+def _tasks(args) -> int:
+    from tasks import available_tasks
+
+    for name, card in sorted(available_tasks(tuple(args.tasks_dir)).items()):
+        print(f"{name:<12} {card.kind:<15} v{card.version}  primary={card.primary_metric:<9} {card.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spbench", description="soft-prompt search and benchmarking")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    sub.add_parser("models", help="list named models and whether each is ready offline")
+    tasks = sub.add_parser("tasks", help="list task cards")
+    tasks.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _run, "models": _models, "tasks": _tasks}
+    try:
+        return handlers[args.command](args)
+    except (MethodError, ModelError, TaskCardError, KeyError, FileNotFoundError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"spbench {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Full fine-tuning, the reference point: every weight trains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.methods.registry import Method, register_method
+
+
+@dataclass
+class FullFineTuningSettings:
+    """Full fine-tuning has no settings of its own; the learning rate is a training setting."""
+
+
+def build_full_ft(base, settings: FullFineTuningSettings, card):
+    for parameter in base.model.parameters():
+        parameter.requires_grad_(True)
+    return base.model
+
+
+register_method(Method(
+    name="full_ft",
+    settings_cls=FullFineTuningSettings,
+    build=build_full_ft,
+    default_lr=3e-5,
+    uses_virtual_tokens=False,
+    description="reference: full fine-tuning of every weight",
+))

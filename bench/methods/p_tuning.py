@@ -1,0 +1,45 @@
+"""P-tuning (Liu et al. 2021): virtual tokens produced by an MLP or LSTM prompt encoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from peft import PromptEncoderConfig, PromptEncoderReparameterizationType
+
+from bench.methods.peft_common import task_type, wrap
+from bench.methods.registry import Method, check_range, register_method
+
+ENCODERS = {"mlp": PromptEncoderReparameterizationType.MLP, "lstm": PromptEncoderReparameterizationType.LSTM}
+
+
+@dataclass
+class PTuningSettings:
+    num_virtual_tokens: int = 20
+    encoder: str = "mlp"  # mlp | lstm
+    encoder_hidden_size: int = 128
+
+    def __post_init__(self):
+        check_range("p_tuning", "num_virtual_tokens", self.num_virtual_tokens, low=1, high=1000)
+        check_range("p_tuning", "encoder", self.encoder, choices=tuple(ENCODERS))
+        check_range("p_tuning", "encoder_hidden_size", self.encoder_hidden_size, low=1, high=65536)
+
+
+def build_p_tuning(base, settings: PTuningSettings, card):
+    # PEFT's MLP encoder is fixed at two layers (it ignores encoder_num_layers), so it is not exposed.
+    config = PromptEncoderConfig(
+        task_type=task_type(base),
+        num_virtual_tokens=settings.num_virtual_tokens,
+        encoder_reparameterization_type=ENCODERS[settings.encoder],
+        encoder_hidden_size=settings.encoder_hidden_size,
+    )
+    return wrap(base, config)
+
+
+register_method(Method(
+    name="p_tuning",
+    settings_cls=PTuningSettings,
+    build=build_p_tuning,
+    default_lr=1e-2,
+    uses_virtual_tokens=True,
+    description="Liu et al.: virtual tokens reparameterized by an MLP or LSTM prompt encoder",
+))

@@ -1,0 +1,73 @@
+"""Prompt tuning (Lester et al. 2021): trainable input vectors before the text, model frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from peft import PromptTuningConfig, PromptTuningInit
+
+from bench.methods.peft_common import task_type, wrap
+from bench.methods.registry import Method, MethodError, check_range, register_method
+
+INITS = ("random", "sampled_vocab", "class_labels", "text")
+_PEFT_INIT = {
+    "random": PromptTuningInit.RANDOM,
+    "sampled_vocab": PromptTuningInit.SAMPLE_VOCAB,
+    "class_labels": PromptTuningInit.SAMPLE_VOCAB,  # label rows are written over sampled ones
+    "text": PromptTuningInit.TEXT,
+}
+
+
+@dataclass
+class PromptTuningSettings:
+    num_virtual_tokens: int = 20
+    init: str = "sampled_vocab"  # random | sampled_vocab | class_labels | text
+    init_text: str | None = None  # required when init == "text"
+
+    def __post_init__(self):
+        check_range("prompt_tuning", "num_virtual_tokens", self.num_virtual_tokens, low=1, high=1000)
+        check_range("prompt_tuning", "init", self.init, choices=INITS)
+        if self.init == "text" and not self.init_text:
+            raise MethodError("prompt_tuning.init=text needs prompt_tuning.init_text")
+
+
+def label_word_vectors(base, card) -> torch.Tensor:
+    """One vector per label word (mean of its token embeddings, as Lester et al. do), class order."""
+    embeddings = base.model.get_input_embeddings().weight
+    vectors = []
+    for words in card.label_words.values():
+        for word in words:
+            text = f" {word}" if base.kind == "causal" else word
+            ids = base.tokenizer(text, add_special_tokens=False)["input_ids"]
+            vectors.append(embeddings[ids].mean(dim=0))
+    return torch.stack(vectors)
+
+
+def build_prompt_tuning(base, settings: PromptTuningSettings, card):
+    if settings.init == "class_labels" and not card.is_classification:
+        raise MethodError(f"prompt_tuning.init=class_labels needs a classification task; {card.name!r} is {card.kind}")
+    config = PromptTuningConfig(
+        task_type=task_type(base),
+        num_virtual_tokens=settings.num_virtual_tokens,
+        prompt_tuning_init=_PEFT_INIT[settings.init],
+        prompt_tuning_init_text=settings.init_text if settings.init == "text" else None,
+        tokenizer_name_or_path=base.source if settings.init == "text" else None,
+    )
+    model = wrap(base, config)
+    if settings.init == "class_labels":
+        vectors = label_word_vectors(base, card)[: settings.num_virtual_tokens]
+        with torch.no_grad():
+            prompt = model.prompt_encoder[model.active_adapter].embedding.weight
+            prompt[: len(vectors)] = vectors.to(prompt.dtype)
+    return model
+
+
+register_method(Method(
+    name="prompt_tuning",
+    settings_cls=PromptTuningSettings,
+    build=build_prompt_tuning,
+    default_lr=3e-2,
+    uses_virtual_tokens=True,
+    description="Lester et al.: trainable input vectors; init random / sampled_vocab / class_labels / text",
+))

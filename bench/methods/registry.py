@@ -1,0 +1,61 @@
+"""The method registry: each method is one `register_method` call with a checked settings dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+METHODS: dict[str, Method] = {}
+
+
+class MethodError(ValueError):
+    """A method that is unknown, misconfigured or unsupported for a model/task."""
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    settings_cls: type  # dataclass of the method's own settings, checked in __post_init__
+    # (base model, settings, task card) -> trainable model (a PEFT model or the base model itself)
+    build: Callable[..., torch.nn.Module]
+    default_lr: float
+    uses_virtual_tokens: bool
+    description: str
+
+    def settings(self, **values: Any):
+        try:
+            return self.settings_cls(**values)
+        except TypeError as err:
+            raise MethodError(f"method {self.name!r}: {err}") from None
+
+
+def register_method(method: Method) -> Method:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", method.name):
+        raise ValueError(f"method name {method.name!r} must be lower_snake_case")
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is already registered")
+    if not dataclasses.is_dataclass(method.settings_cls):
+        raise TypeError(f"method {method.name!r}: settings_cls must be a dataclass")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise MethodError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def check_range(method: str, key: str, value: Any, *, low: float | None = None, high: float | None = None,
+                choices: tuple | None = None) -> None:
+    """Raise a MethodError naming the method, key and bad value."""
+    if choices is not None and value not in choices:
+        raise MethodError(f"{method}.{key}={value!r} is not one of {', '.join(map(str, choices))}")
+    if low is not None and value < low or high is not None and value > high:
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise MethodError(f"{method}.{key}={value!r} is out of range {bounds}")

@@ -1,0 +1,37 @@
+"""Encoder classification forward, including deep prompts (P-tuning v2) for encoders.
+
+PEFT's prefix tuning refuses sequence-classification models under transformers 5 ("Model does
+not support past key values"): it looks for a `past_key_values` argument that transformers has
+renamed `cache`. The encoders themselves still attend over a cache, so the prefix keys/values
+PEFT builds are handed to the backbone here, and the model's own classification head runs as usual.
+"""
+
+from __future__ import annotations
+
+import torch
+from peft import PeftModel, PeftType
+
+
+def _is_prefix(model) -> bool:
+    return isinstance(model, PeftModel) and model.peft_config[model.active_adapter].peft_type == PeftType.PREFIX_TUNING
+
+
+def encoder_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Class logits (B, C) for a tokenized, right-padded batch."""
+    if not _is_prefix(model):
+        return model(**batch).logits
+    classifier = model.get_base_model()
+    batch_size = batch["input_ids"].size(0)
+    prefix = model.get_prompt(batch_size)  # cache of (B, heads, P, head_dim) per layer
+    num_virtual = model.peft_config[model.active_adapter].num_virtual_tokens
+    mask = batch["attention_mask"]
+    full_mask = torch.cat([mask.new_ones(batch_size, num_virtual), mask], dim=1)
+
+    def add_prefix(module, args, kwargs):
+        return args, {**kwargs, "cache": prefix}
+
+    handle = classifier.base_model.register_forward_pre_hook(add_prefix, with_kwargs=True)
+    try:
+        return classifier(**{**batch, "attention_mask": full_mask}).logits
+    finally:
+        handle.remove()

@@ -1,0 +1,67 @@
+"""Turn rendered examples into padded tensors for each model kind."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LMBatch:
+    input_ids: torch.Tensor  # (B, T), padded on the tokenizer's padding side
+    attention_mask: torch.Tensor  # (B, T)
+    target_mask: torch.Tensor  # (B, T) 1 on tokens that carry loss / score (causal: right-aligned)
+    labels: torch.Tensor | None = None  # (B, L) seq2seq decoder targets, -100 on padding
+
+
+def target_text(prompt: str, target: str, *, kind: str) -> str:
+    # A causal LM continues the prompt, so "Answer:" is followed by " Paris"; BPE vocabularies
+    # hold the word with its leading space. Seq2seq decoders start fresh.
+    if kind == "causal" and prompt and not prompt[-1].isspace():
+        return " " + target
+    return target
+
+
+def _pad(rows: Sequence[list[int]], value: int, *, left: bool) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r)))
+                         for r in rows])
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], *, max_tokens: int) -> dict[str, torch.Tensor]:
+    return tokenizer(list(prompts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+
+
+def _prompt_ids(tokenizer, prompts: Sequence[str], max_tokens: int) -> list[list[int]]:
+    return tokenizer(list(prompts), truncation=True, max_length=max_tokens)["input_ids"]
+
+
+def _target_ids(tokenizer, prompts, targets, *, kind: str, add_eos: bool) -> list[list[int]]:
+    texts = [target_text(p, t, kind=kind) for p, t in zip(prompts, targets)]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    eos = [tokenizer.eos_token_id] if add_eos and tokenizer.eos_token_id is not None else []
+    return [row + eos for row in ids]
+
+
+def encode_causal(tokenizer, prompts: Sequence[str], targets: Sequence[str], *, max_tokens: int,
+                  add_eos: bool) -> LMBatch:
+    """prompt + target per row, left-padded, so every row's target ends at the last position."""
+    prompt_ids = _prompt_ids(tokenizer, prompts, max_tokens)
+    target_ids = _target_ids(tokenizer, prompts, targets, kind="causal", add_eos=add_eos)
+    rows = [p + t for p, t in zip(prompt_ids, target_ids)]
+    marks = [[0] * len(p) + [1] * len(t) for p, t in zip(prompt_ids, target_ids)]
+    return LMBatch(
+        input_ids=_pad(rows, tokenizer.pad_token_id, left=True),
+        attention_mask=_pad([[1] * len(r) for r in rows], 0, left=True),
+        target_mask=_pad(marks, 0, left=True),
+    )
+
+
+def encode_seq2seq(tokenizer, prompts: Sequence[str], targets: Sequence[str], *, max_tokens: int) -> LMBatch:
+    encoded = encode_prompts(tokenizer, prompts, max_tokens=max_tokens)
+    target_ids = _target_ids(tokenizer, prompts, targets, kind="seq2seq", add_eos=True)
+    labels = _pad(target_ids, -100, left=False)
+    return LMBatch(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+                   target_mask=(labels != -100).long(), labels=labels)

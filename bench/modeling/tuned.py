@@ -1,0 +1,146 @@
+"""A model under adaptation, seen through the task: training loss, predictions, generation.
+
+Every method and model kind goes through here, so the training loop and evaluation need not
+know which one they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from bench.modeling import causal
+from bench.modeling.encoder import encoder_logits
+from bench.modeling.encoding import LMBatch, encode_causal, encode_prompts, encode_seq2seq, target_text
+from bench.models import BaseModel
+from tasks import Example, TaskCard
+
+
+@dataclass
+class StepLoss:
+    loss: torch.Tensor
+    tokens: int  # real input tokens processed, virtual tokens included
+
+
+class TunedModel:
+    def __init__(self, model: torch.nn.Module, base: BaseModel, card: TaskCard, *, num_virtual_tokens: int = 0):
+        self.model, self.base, self.card = model, base, card
+        self.kind, self.tokenizer, self.device = base.kind, base.tokenizer, base.device
+        self.num_virtual_tokens = num_virtual_tokens
+
+    # ---- encoding --------------------------------------------------------------------------
+
+    def _to_device(self, tensors: dict) -> dict:
+        return {k: v.to(self.device) for k, v in tensors.items()}
+
+    def _lm_batch(self, prompts: Sequence[str], targets: Sequence[str]) -> LMBatch:
+        max_tokens = self.card.max_input_tokens
+        if self.kind == "causal":
+            # generation targets end with EOS so the model learns where an answer stops
+            return encode_causal(self.tokenizer, prompts, targets, max_tokens=max_tokens,
+                                 add_eos=not self.card.is_classification)
+        return encode_seq2seq(self.tokenizer, prompts, targets, max_tokens=max_tokens)
+
+    def _count_tokens(self, attention_mask: torch.Tensor) -> int:
+        return int(attention_mask.sum()) + self.num_virtual_tokens * attention_mask.size(0)
+
+    # ---- scoring ---------------------------------------------------------------------------
+
+    def _target_logprobs(self, batch: LMBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probabilities of the targets (B, K) and their mask (B, K)."""
+        ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
+        if self.kind == "causal":
+            width = int(batch.target_mask.sum(1).max())  # K: targets are right-aligned
+            output, _ = causal.forward_last(self.model, ids, mask, logits_to_keep=width + 1)
+            logits = output.logits[:, :-1]  # position t predicts token t + 1: (B, K, V)
+            targets = ids[:, -width:]
+            target_mask = batch.target_mask[:, -width:].to(self.device)
+        else:
+            labels = batch.labels.to(self.device)
+            logits = self.model(input_ids=ids, attention_mask=mask, labels=labels).logits  # (B, L, V)
+            targets, target_mask = labels.clamp(min=0), batch.target_mask.to(self.device)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        return logprobs * target_mask, target_mask
+
+    def loss(self, examples: Sequence[Example]) -> StepLoss:
+        prompts = [ex.prompt for ex in examples]
+        if self.kind == "encoder":
+            batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+            labels = torch.tensor([ex.label for ex in examples], device=self.device)
+            loss = F.cross_entropy(encoder_logits(self.model, batch).float(), labels)
+            return StepLoss(loss, self._count_tokens(batch["attention_mask"]))
+        batch = self._lm_batch(prompts, [ex.target for ex in examples])
+        logprobs, mask = self._target_logprobs(batch)
+        # mean over target tokens: answers train on their own tokens only
+        return StepLoss(-logprobs.sum() / mask.sum(), self._count_tokens(batch.attention_mask))
+
+    # ---- prediction ------------------------------------------------------------------------
+
+    def _label_words(self) -> list[tuple[int, str]]:
+        return [(c, w) for c, words in enumerate(self.card.label_words.values()) for w in words]
+
+    def _single_token_labels(self) -> list[int] | None:
+        """Token id of each label word when every word is one token after the prompt, else None."""
+        ids = []
+        for _, word in self._label_words():
+            tokens = self.tokenizer(target_text("x:", word, kind=self.kind), add_special_tokens=False)["input_ids"]
+            if len(tokens) != 1:
+                return None
+            ids.append(tokens[0])
+        return ids
+
+    @torch.no_grad()
+    def _classify_lm(self, prompts: Sequence[str]) -> list[int]:
+        """Pick the class whose label word (best of its words) is most likely after the prompt."""
+        pairs = self._label_words()
+        single = self._single_token_labels() if self.kind == "causal" else None
+        if single is not None:  # one forward, LM head on the last position only
+            batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+            output, _ = causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
+            scores = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, single]  # (B, words)
+        else:
+            batch = self._lm_batch([p for p in prompts for _ in pairs], [w for _ in prompts for _, w in pairs])
+            logprobs, _ = self._target_logprobs(batch)
+            scores = logprobs.sum(-1).view(len(prompts), len(pairs))
+        classes = torch.tensor([c for c, _ in pairs], device=scores.device)
+        best_word = scores.argmax(dim=-1)
+        return classes[best_word].tolist()
+
+    @torch.no_grad()
+    def _generate(self, prompts: Sequence[str]) -> list[str]:
+        batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+        max_new = self.card.max_new_tokens
+        if self.kind == "causal":
+            new_tokens = causal.greedy_generate(
+                self.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
+                eos_token_ids=self._stop_token_ids(), pad_token_id=self.tokenizer.pad_token_id)
+        else:
+            new_tokens = self.model.generate(**batch, max_new_tokens=max_new, do_sample=False, num_beams=1)
+        return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def _stop_token_ids(self) -> list[int]:
+        # Answers are one line: a newline ends them as surely as EOS does.
+        stops = {self.tokenizer.eos_token_id}
+        newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
+        if len(newline) == 1:
+            stops.add(newline[0])
+        return sorted(s for s in stops if s is not None)
+
+    @torch.no_grad()
+    def predict(self, examples: Sequence[Example], *, batch_size: int = 16) -> list:
+        """Class indices (classification) or generated strings, in example order."""
+        self.model.eval()
+        predictions: list = []
+        for start in range(0, len(examples), batch_size):
+            prompts = [ex.prompt for ex in examples[start:start + batch_size]]
+            if not self.card.is_classification:
+                predictions += self._generate(prompts)
+            elif self.kind == "encoder":
+                batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+                predictions += encoder_logits(self.model, batch).argmax(-1).tolist()
+            else:
+                predictions += self._classify_lm(prompts)
+        return predictions

@@ -1,0 +1,80 @@
+"""Load a base model and its tokenizer for a task: the right head for the model kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bench.device import pick_device, pick_dtype
+from bench.models.registry import ModelError, resolve_model
+
+
+@dataclass
+class BaseModel:
+    name: str
+    source: str  # folder or hub id the weights came from
+    kind: str  # encoder | causal | seq2seq
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def max_positions(self) -> int | None:
+        """Learned absolute positions bound the sequence length; rotary/relative ones do not."""
+        config = self.model.config
+        if getattr(config, "position_embedding_type", "absolute") != "absolute":
+            return None
+        if getattr(config, "rope_parameters", None) or getattr(config, "rope_theta", None):
+            return None
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def _load_tokenizer(source: str, kind: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    # Decoder-only models generate after the last real token, so pad on the left; for the same
+    # reason an over-long prompt keeps its end (the question, the "Answer:" cue).
+    tokenizer.padding_side = "left" if kind == "causal" else "right"
+    tokenizer.truncation_side = "right" if kind == "encoder" else "left"
+    return tokenizer
+
+
+def _model_class(kind: str):
+    import transformers
+
+    return {
+        "encoder": transformers.AutoModelForSequenceClassification,
+        "causal": transformers.AutoModelForCausalLM,
+        "seq2seq": transformers.AutoModelForSeq2SeqLM,
+    }[kind]
+
+
+def load_base_model(name: str, *, num_labels: int | None = None, kind: str | None = None,
+                    device: torch.device | None = None) -> BaseModel:
+    """Load `name` (registry name, local folder or hub id). Encoders get a `num_labels` head."""
+    resolved = resolve_model(name, kind=kind)
+    device = device or pick_device()
+    dtype = pick_dtype(device)
+    tokenizer = _load_tokenizer(resolved.source, resolved.kind)
+    extra = {}
+    if resolved.kind == "encoder":
+        if num_labels is None:
+            raise ModelError(f"model {name!r} is an encoder: it needs a classification task")
+        extra["num_labels"] = num_labels
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
+    try:
+        model = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.to(device)
+    return BaseModel(name=name, source=resolved.source, kind=resolved.kind, model=model, tokenizer=tokenizer, device=device, dtype=dtype)

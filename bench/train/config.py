@@ -1,0 +1,37 @@
+"""Training settings shared by every method; checked on creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.methods.registry import MethodError
+
+
+@dataclass
+class TrainSettings:
+    steps: int = 200  # optimizer steps (the training budget)
+    batch_size: int = 16
+    lr: float | None = None  # None: the method's default (prompt methods want far larger rates)
+    warmup_ratio: float = 0.06  # share of steps with linear warm-up, then linear decay to 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 50  # steps between validation evaluations reported to the callback
+    monitor_size: int = 200  # validation examples scored at each intermediate evaluation
+    eval_size: int | None = None  # examples per split in the final evaluation (None: all)
+    train_size: int | None = None  # training examples drawn from the train split (None: all)
+    eval_batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = {
+            "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1, "weight_decay": self.weight_decay >= 0,
+            "max_grad_norm": self.max_grad_norm > 0, "eval_every": self.eval_every >= 1,
+            "monitor_size": self.monitor_size >= 1, "eval_batch_size": self.eval_batch_size >= 1,
+            "lr": self.lr is None or 0 < self.lr <= 10,
+            "eval_size": self.eval_size is None or self.eval_size >= 1,
+            "train_size": self.train_size is None or self.train_size >= 1,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise MethodError(f"training setting {key}={getattr(self, key)!r} is out of range")

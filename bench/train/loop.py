@@ -1,0 +1,86 @@
+"""A compact training loop: AdamW, linear warm-up and decay, clipping, periodic evaluation."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from bench.modeling import TunedModel
+from bench.train.config import TrainSettings
+from tasks import Example
+
+# called every `eval_every` steps with the step number; returns the scores it measured (kept in
+# the result). It may raise to stop the run, as an Optuna pruner does with TrialPruned.
+EvalCallback = Callable[[int], dict[str, float]]
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"training diverged at step {step}: loss is {loss}")
+        self.step, self.loss = step, loss
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_seconds: float  # optimizer steps only, evaluation time excluded
+    tokens: int
+    losses: list[float] = field(default_factory=list)
+    evaluations: list[dict] = field(default_factory=list)  # {"step": n, **scores}
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.train_seconds / max(self.steps, 1)
+
+
+def batches(examples: Sequence[Example], batch_size: int, seed: int) -> Iterator[list[Example]]:
+    """Endless shuffled epochs, the same order for the same seed."""
+    order, rng = list(range(len(examples))), random.Random(seed)
+    while True:
+        rng.shuffle(order)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield [examples[i] for i in order[start:start + batch_size]]
+        if len(order) < batch_size:  # fewer examples than one batch: use them all
+            yield [examples[i] for i in order]
+
+
+def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSettings, *, lr: float,
+          on_eval: EvalCallback | None = None, progress: bool = True) -> TrainResult:
+    torch.manual_seed(settings.seed)
+    trainable = [p for p in tuned.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=settings.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
+    result = TrainResult(steps=0, train_seconds=0.0, tokens=0)
+    stream = batches(examples, settings.batch_size, settings.seed)
+    bar = tqdm(total=settings.steps, desc="train", disable=not progress, leave=False)
+    for step in range(1, settings.steps + 1):
+        tuned.model.train()
+        started = time.perf_counter()
+        step_loss = tuned.loss(next(stream))
+        loss = step_loss.loss.item()
+        if not math.isfinite(loss):
+            raise DivergedError(step, loss)
+        step_loss.loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        result.train_seconds += time.perf_counter() - started
+        result.steps, result.tokens = step, result.tokens + step_loss.tokens
+        result.losses.append(loss)
+        bar.update()
+        bar.set_postfix(loss=f"{loss:.4f}")
+        if on_eval is not None and (step % settings.eval_every == 0 or step == settings.steps):
+            result.evaluations.append({"step": step, **on_eval(step)})
+    bar.close()
+    return result

@@ -1,0 +1,186 @@
+"""The task card: a YAML file that declares one task as data, checked on load."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.metrics import CLASSIFICATION_METRICS, GENERATION_METRICS, METRICS
+
+KINDS = ("classification", "qa", "summarization")
+SPLITS = ("train", "validation", "test")
+REQUIRED_KEYS = ("name", "version", "kind", "source", "template", "metrics")
+KNOWN_KEYS = REQUIRED_KEYS + (
+    "include", "description", "splits", "label_field", "label_words", "target_field",
+    "primary_metric", "max_input_tokens", "max_new_tokens", "license", "notes",
+)
+
+
+class TaskCardError(ValueError):
+    """A task card that cannot be used; the message names the file, the key and the problem."""
+
+    def __init__(self, path: Path | str, key: str | None, problem: str):
+        where = f"{path}" + (f" [{key}]" if key else "")
+        super().__init__(f"{where}: {problem}")
+        self.path, self.key, self.problem = path, key, problem
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """One task as declared in YAML. See tasks/README.md for every key."""
+
+    path: Path
+    name: str
+    version: int
+    kind: str
+    source: dict[str, Any]
+    template: str
+    metrics: tuple[str, ...]
+    primary_metric: str
+    splits: dict[str, str] = field(default_factory=dict)
+    label_field: str | None = None
+    # class value (as it appears in the data) -> words that name the class; first word is canonical
+    label_words: dict[Any, tuple[str, ...]] = field(default_factory=dict)
+    target_field: str | None = None
+    max_input_tokens: int = 256
+    max_new_tokens: int = 32
+    description: str = ""
+    license: str = ""
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == "classification"
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.label_words)
+
+    @property
+    def template_fields(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaskCardError(path, None, "file not found") from None
+    except yaml.YAMLError as err:
+        raise TaskCardError(path, None, f"not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise TaskCardError(path, None, "a task card must be a YAML mapping of keys")
+    return data
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge `override` into `base` (mappings merge, anything else replaces)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise TaskCardError(path, "include", f"include cycle: {' -> '.join(map(str, seen + (path,)))}")
+    data = _read_yaml(path)
+    parent = data.pop("include", None)
+    if parent is None:
+        return data
+    parent_path = (path.parent / str(parent)).resolve()
+    base = _resolve_includes(parent_path, seen + (path,))
+    # A variant's relative data paths stay relative to the card that declared them.
+    if "local" in base.get("source", {}) and "source" not in data:
+        base["source"] = dict(base["source"], local=str(parent_path.parent / base["source"]["local"]))
+    return _merge(base, data)
+
+
+def _normalise_label_words(path: Path, raw: Any) -> dict[Any, tuple[str, ...]]:
+    if isinstance(raw, list):  # list in class-index order
+        raw = dict(enumerate(raw))
+    if not isinstance(raw, dict) or not raw:
+        raise TaskCardError(path, "label_words", "must be a non-empty mapping class -> word(s) or a list")
+    words: dict[Any, tuple[str, ...]] = {}
+    for cls, value in raw.items():
+        value = [value] if isinstance(value, str) else value
+        if not value or not all(isinstance(w, str) and w.strip() for w in value):
+            raise TaskCardError(path, "label_words", f"class {cls!r} needs one or more non-empty words")
+        words[cls] = tuple(value)
+    return words
+
+
+def _check(path: Path, data: dict[str, Any]) -> None:
+    for key in REQUIRED_KEYS:
+        if key not in data:
+            raise TaskCardError(path, key, "missing required key")
+    unknown = sorted(set(data) - set(KNOWN_KEYS))
+    if unknown:
+        raise TaskCardError(path, unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
+    if data["kind"] not in KINDS:
+        raise TaskCardError(path, "kind", f"unknown kind {data['kind']!r} (expected one of {', '.join(KINDS)})")
+    if not isinstance(data["version"], int):
+        raise TaskCardError(path, "version", "must be an integer, bumped on any change that alters scores")
+    metrics = data["metrics"]
+    if not isinstance(metrics, list) or not metrics:
+        raise TaskCardError(path, "metrics", "must be a non-empty list")
+    for metric in metrics:
+        if metric not in METRICS:
+            raise TaskCardError(path, "metrics", f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+        fitting = CLASSIFICATION_METRICS if data["kind"] == "classification" else GENERATION_METRICS
+        if metric not in fitting:
+            raise TaskCardError(path, "metrics", f"metric {metric!r} does not apply to {data['kind']} tasks")
+    if data.get("primary_metric", metrics[0]) not in metrics:
+        raise TaskCardError(path, "primary_metric", "must be one of the card's metrics")
+    source = data["source"]
+    if not isinstance(source, dict) or not ({"local", "hub"} & set(source)):
+        raise TaskCardError(path, "source", "must give `local: <folder>` or `hub: <dataset path>`")
+    for split in data.get("splits", {}):
+        if split not in SPLITS:
+            raise TaskCardError(path, "splits", f"unknown split {split!r} (expected {', '.join(SPLITS)})")
+    if data["kind"] == "classification":
+        for key in ("label_field", "label_words"):
+            if key not in data:
+                raise TaskCardError(path, key, "required for classification tasks")
+    elif "target_field" not in data:
+        raise TaskCardError(path, "target_field", f"required for {data['kind']} tasks")
+    for key in ("max_input_tokens", "max_new_tokens"):
+        if key in data and (not isinstance(data[key], int) or data[key] < 1):
+            raise TaskCardError(path, key, f"must be a positive integer, got {data[key]!r}")
+
+
+def load_card(path: Path | str) -> TaskCard:
+    """Read, merge (`include`) and check a task card."""
+    path = Path(path).resolve()
+    data = _resolve_includes(path)
+    _check(path, data)
+    source = dict(data["source"])
+    if "local" in source:
+        source["local"] = str((path.parent / source["local"]).resolve())
+    label_words = (
+        _normalise_label_words(path, data["label_words"]) if data["kind"] == "classification" else {}
+    )
+    return TaskCard(
+        path=path,
+        name=str(data["name"]),
+        version=data["version"],
+        kind=data["kind"],
+        source=source,
+        template=str(data["template"]),
+        metrics=tuple(data["metrics"]),
+        primary_metric=data.get("primary_metric", data["metrics"][0]),
+        splits={split: data.get("splits", {}).get(split, split) for split in SPLITS},
+        label_field=data.get("label_field"),
+        label_words=label_words,
+        target_field=data.get("target_field"),
+        max_input_tokens=data.get("max_input_tokens", 256),
+        max_new_tokens=data.get("max_new_tokens", 32),
+        description=str(data.get("description", "")),
+        license=str(data.get("license", "")),
+    )

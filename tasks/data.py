@@ -1,0 +1,73 @@
+"""Reading a task's rows: local JSON Lines files (optionally gzip) or a hub dataset."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from tasks.card import TaskCard, TaskCardError
+
+Row = dict[str, Any]
+
+
+def _split_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.jsonl", folder / f"{stem}.jsonl.gz"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def read_jsonl(path: Path) -> list[Row]:
+    """All rows of a JSON Lines file; a malformed line is reported with its line number."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows: list[Row] = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{line_number}: malformed JSON line ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{line_number}: each line must be a JSON object")
+                rows.append(row)
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: unreadable data file ({err})") from None
+    return rows
+
+
+def _load_local(card: TaskCard, split: str) -> list[Row]:
+    folder = Path(card.source["local"])
+    stem = card.splits[split]
+    path = _split_file(folder, stem)
+    if path is None:
+        raise TaskCardError(
+            card.path, "source",
+            f"data file for split {split!r} is missing: expected {folder / stem}.jsonl or .jsonl.gz",
+        )
+    return read_jsonl(path)
+
+
+def _load_hub(card: TaskCard, split: str) -> list[Row]:
+    import datasets  # imported lazily: only hub-backed cards need it
+
+    dataset = datasets.load_dataset(card.source["hub"], card.source.get("name"), split=card.splits[split])
+    return [dict(row) for row in dataset]
+
+
+def load_rows(card: TaskCard, split: str) -> list[Row]:
+    """Rows of one split, in file order; an empty split is an error."""
+    rows = _load_local(card, split) if "local" in card.source else _load_hub(card, split)
+    if not rows:
+        raise TaskCardError(card.path, "splits", f"split {split!r} is empty")
+    return rows
+
+
+def has_split(card: TaskCard, split: str) -> bool:
+    if "local" not in card.source:
+        return True
+    return _split_file(Path(card.source["local"]), card.splits[split]) is not None

@@ -1,0 +1,83 @@
+"""Metrics by name. Classification metrics take class indices; generation metrics take strings."""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+from collections.abc import Callable, Sequence
+
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+# ---- SQuAD v1.1, with the official answer normalisation ---------------------------------------
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation, articles and extra whitespace (official SQuAD v1.1 script)."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def _token_f1(prediction: str, gold: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred_tokens), overlap / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _best_over_golds(score: Callable[[str, str], float]) -> Callable[[Sequence[str], Sequence[Sequence[str]]], float]:
+    def metric(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+        per_example = [max(score(p, g) for g in golds) for p, golds in zip(predictions, references)]
+        return sum(per_example) / len(per_example)
+
+    return metric
+
+
+squad_exact_match = _best_over_golds(lambda p, g: float(normalize_answer(p) == normalize_answer(g)))
+squad_f1 = _best_over_golds(_token_f1)
+
+# ---- ROUGE (rouge-score package, the reference implementation) --------------------------------
+
+
+def _rouge(kind: str) -> Callable[[Sequence[str], Sequence[Sequence[str]]], float]:
+    def metric(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer([kind], use_stemmer=True)
+        # rougeLsum splits summaries into sentences at newlines.
+        fix = (lambda s: "\n".join(re.split(r"(?<=[.!?])\s+", s.strip()))) if kind == "rougeLsum" else str
+        best = [
+            max(scorer.score(fix(g), fix(p))[kind].fmeasure for g in golds)
+            for p, golds in zip(predictions, references)
+        ]
+        return sum(best) / len(best)
+
+    return metric
+
+
+# ---- registry ---------------------------------------------------------------------------------
+
+CLASSIFICATION_METRICS: dict[str, Callable[[Sequence[int], Sequence[int]], float]] = {
+    "accuracy": lambda pred, gold: float(accuracy_score(gold, pred)),
+    "macro_f1": lambda pred, gold: float(f1_score(gold, pred, average="macro")),
+    "mcc": lambda pred, gold: float(matthews_corrcoef(gold, pred)),
+}
+GENERATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]], float]] = {
+    "exact_match": squad_exact_match,
+    "f1": squad_f1,
+    "rouge1": _rouge("rouge1"),
+    "rouge2": _rouge("rouge2"),
+    "rougeL": _rouge("rougeL"),
+    "rougeLsum": _rouge("rougeLsum"),
+}
+METRICS = {**CLASSIFICATION_METRICS, **GENERATION_METRICS}
+
+
+def compute_metrics(names: Sequence[str], predictions: Sequence, references: Sequence) -> dict[str, float]:
+    return {name: METRICS[name](predictions, references) for name in names}

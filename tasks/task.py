@@ -1,0 +1,90 @@
+"""A loaded task: a checked card plus its rows, rendered into model-ready examples."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.card import TaskCard, TaskCardError
+from tasks.data import Row, load_rows
+from tasks.metrics import compute_metrics
+
+
+@dataclass(frozen=True)
+class Example:
+    """One rendered example. `target` is what the model is trained to produce."""
+
+    prompt: str
+    target: str
+    references: tuple[str, ...]  # all gold answers (generation tasks); (target,) otherwise
+    label: int | None = None  # class index (classification tasks)
+
+
+def _field(row: Row, dotted: str) -> Any:
+    value: Any = row
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+@dataclass
+class Task:
+    card: TaskCard
+    _rows: dict[str, list[Row]] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def rows(self, split: str) -> list[Row]:
+        if split not in self._rows:
+            self._rows[split] = load_rows(self.card, split)
+        return self._rows[split]
+
+    def render(self, row: Row, *, split: str, index: int) -> Example:
+        card = self.card
+        where = f"split {split!r} row {index}"
+        try:
+            prompt = card.template.format(**row)
+        except KeyError as err:
+            raise TaskCardError(card.path, "template", f"field {err} is absent from the data ({where})") from None
+        if card.is_classification:
+            value = row.get(card.label_field)
+            if value not in card.label_words:
+                raise TaskCardError(
+                    card.path, "label_words",
+                    f"label {value!r} of {where} is not one of {list(card.label_words)}",
+                )
+            label = card.classes.index(value)
+            word = card.label_words[value][0]
+            return Example(prompt=prompt, target=word, references=(word,), label=label)
+        try:
+            gold = _field(row, card.target_field)
+        except (KeyError, TypeError):
+            raise TaskCardError(card.path, "target_field", f"{card.target_field!r} is absent from {where}") from None
+        golds = tuple(str(g) for g in gold) if isinstance(gold, list) else (str(gold),)
+        if not golds:
+            raise TaskCardError(card.path, "target_field", f"no gold answer in {where}")
+        return Example(prompt=prompt, target=golds[0], references=golds)
+
+    def examples(self, split: str, *, limit: int | None = None, seed: int = 0) -> list[Example]:
+        """Rendered examples of a split; `limit` keeps a seeded random subset (in file order)."""
+        rows = self.rows(split)
+        indices = list(range(len(rows)))
+        if limit is not None and limit < len(rows):
+            indices = sorted(random.Random(seed).sample(indices, limit))
+        return [self.render(rows[i], split=split, index=i) for i in indices]
+
+    def score(self, predictions: list, examples: list[Example]) -> dict[str, float]:
+        if self.card.is_classification:
+            references = [ex.label for ex in examples]
+        else:
+            references = [ex.references for ex in examples]
+        return compute_metrics(self.card.metrics, predictions, references)
+
+
+def load_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> Task:
+    from tasks.registry import find_task
+
+    return Task(find_task(name_or_path, tasks_dirs=tasks_dirs))
