@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from peft import PrefixTuningConfig
 
 from bench.methods.peft_common import task_type, wrap
-from bench.methods.registry import Method, check_range, register_method
+from bench.methods.registry import Method, MethodError, check_range, register_method
 
 
 @dataclass
@@ -22,6 +22,13 @@ class PrefixTuningSettings:
 
 
 def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
+    if base.kind == "seq2seq":
+        # With PEFT 0.21 and transformers 5, an encoder-decoder model's prefix is dropped during
+        # generate() (both `past_key_values` and `cache` reach the model; the prefix loses), and a
+        # padded row scores differently from the same row alone. Refuse rather than mis-measure.
+        raise MethodError(
+            f"prefix_tuning is not supported for seq2seq model {base.name!r} (PEFT's encoder-decoder prefix "
+            "is ignored in generation with transformers 5); use prompt_tuning or p_tuning")
     config = PrefixTuningConfig(
         task_type=task_type(base),
         num_virtual_tokens=settings.num_virtual_tokens,

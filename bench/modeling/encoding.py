@@ -31,7 +31,9 @@ def _pad(rows: Sequence[list[int]], value: int, *, left: bool) -> torch.Tensor:
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], *, max_tokens: int) -> dict[str, torch.Tensor]:
-    return tokenizer(list(prompts), padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    # token type ids stay at their default (all zeros): single-segment inputs, and LMs reject them
+    return tokenizer(list(prompts), padding=True, truncation=True, max_length=max_tokens,
+                     return_token_type_ids=False, return_tensors="pt")
 
 
 def _prompt_ids(tokenizer, prompts: Sequence[str], max_tokens: int) -> list[list[int]]:

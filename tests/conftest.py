@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny randomly initialised models of every kind and tiny task cards.
+
+The tiny models reuse the embedded MiniLM tokenizer (a real WordPiece vocabulary available
+offline), so they load through the same `from_pretrained` path as any user checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from bench.models.registry import MODELS
+
+TINY = dict(vocab_size=30522)
+TINY_CONFIGS = {
+    "gpt2": ("causal", transformers.GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=512, **TINY),
+             transformers.GPT2LMHeadModel),
+    "llama": ("causal", transformers.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                 num_attention_heads=4, num_key_value_heads=2, **TINY),
+              transformers.LlamaForCausalLM),
+    "roberta": ("encoder", transformers.RobertaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                      num_attention_heads=2, max_position_embeddings=514, **TINY),
+                transformers.RobertaForSequenceClassification),
+    "t5": ("seq2seq", transformers.T5Config(d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
+                                            decoder_start_token_id=0, **TINY),
+           transformers.T5ForConditionalGeneration),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """architecture -> (checkpoint folder, kind)."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(MODELS["minilm-l6"].locate()))
+    tokenizer.eos_token = "[SEP]"
+    root = tmp_path_factory.mktemp("tiny-models")
+    folders = {}
+    for name, (kind, config, model_class) in TINY_CONFIGS.items():
+        torch.manual_seed(0)
+        config.pad_token_id, config.eos_token_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+        if kind == "encoder":
+            config.num_labels = 2
+        folder = root / name
+        model_class(config).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders[name] = (str(folder), kind)
+    return folders
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+WORDS = "the a movie film plot acting great awful fine dull story music scene cast".split()
+
+
+def _sentence(i: int) -> str:
+    return " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(3 + i % 5))
+
+
+@pytest.fixture(scope="session")
+def tiny_tasks(tmp_path_factory) -> Path:
+    """A folder with a classification card and a QA card over small generated data."""
+    root = tmp_path_factory.mktemp("tiny-tasks")
+    (root / "data").mkdir()
+    for split, count in (("train", 32), ("validation", 12), ("test", 12)):
+        rows = [{"sentence": _sentence(i), "label": i % 2} for i in range(count)]
+        write_jsonl(root / "data" / f"tiny_cls_{split}.jsonl", rows)
+        qa = [{"context": _sentence(i) + " the answer is " + WORDS[i % len(WORDS)],
+               "question": "what is the answer", "answers": {"text": [WORDS[i % len(WORDS)]]}} for i in range(count)]
+        write_jsonl(root / "data" / f"tiny_qa_{split}.jsonl", qa)
+    (root / "tiny_cls.yaml").write_text(
+        "name: tiny_cls\nversion: 1\nkind: classification\nsource: {local: data}\n"
+        "splits: {train: tiny_cls_train, validation: tiny_cls_validation, test: tiny_cls_test}\n"
+        "template: 'Review: {sentence} Sentiment:'\nlabel_field: label\n"
+        "label_words: {0: [bad], 1: [good, great]}\nmetrics: [accuracy, macro_f1]\nmax_input_tokens: 32\n")
+    (root / "tiny_qa.yaml").write_text(
+        "name: tiny_qa\nversion: 1\nkind: qa\nsource: {local: data}\n"
+        "splits: {train: tiny_qa_train, validation: tiny_qa_validation, test: tiny_qa_test}\n"
+        "template: 'Context: {context} Question: {question} Answer:'\ntarget_field: answers.text\n"
+        "metrics: [f1, exact_match]\nmax_input_tokens: 48\nmax_new_tokens: 5\n")
+    return root
