@@ -109,7 +109,10 @@ def _normalise_label_words(path: Path, raw: Any) -> dict[Any, tuple[str, ...]]:
         raise TaskCardError(path, "label_words", "must be a non-empty mapping class -> word(s) or a list")
     words: dict[Any, tuple[str, ...]] = {}
     for cls, value in raw.items():
-        value = [value] if isinstance(value, str) else value
+        value = value if isinstance(value, list) else [value]
+        if any(isinstance(w, bool) for w in value):
+            raise TaskCardError(path, "label_words", f"class {cls!r}: a label word parsed as a boolean; "
+                                "YAML reads unquoted yes/no/on/off as true/false, so quote them")
         if not value or not all(isinstance(w, str) and w.strip() for w in value):
             raise TaskCardError(path, "label_words", f"class {cls!r} needs one or more non-empty words")
         words[cls] = tuple(value)

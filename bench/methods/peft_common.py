@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from peft import TaskType, get_peft_model
 
 from bench.models import BaseModel
@@ -14,5 +16,8 @@ def task_type(base: BaseModel) -> TaskType:
 
 
 def wrap(base: BaseModel, peft_config):
-    model = get_peft_model(base.model, peft_config)
+    with warnings.catch_warnings():
+        # PEFT 0.21 calls a transformers method deprecated in 5.x; harmless, and noisy on every run
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = get_peft_model(base.model, peft_config)
     return model.to(base.device)

@@ -70,10 +70,12 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
+    hf_logging.disable_progress_bar()  # one bar per run is enough
     try:
         model = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device)

@@ -1,0 +1,106 @@
+"""The CLI end to end on tiny models, and its errors for bad input."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from peft import PeftModel
+
+from bench.cli import main
+from bench.models import load_base_model
+from bench.record import RunRecord
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def tiny_run(tiny_models, tiny_tasks, tmp_path, arch, method, task="tiny_cls", *extra):
+    return ("run", "--task", task, "--model", tiny_models[arch][0], "--method", method,
+            "--tasks-dir", tiny_tasks, "--results", tmp_path, "--steps", 3, "--batch-size", 4,
+            "--set", "eval_every=2", "--quiet", *extra)
+
+
+@pytest.mark.parametrize("arch, method, task", [
+    ("roberta", "prefix_tuning", "tiny_cls"),
+    ("gpt2", "prompt_tuning", "tiny_qa"),
+    ("llama", "p_tuning", "tiny_cls"),
+    ("t5", "full_ft", "tiny_qa"),
+])
+def test_run_writes_a_complete_record(capsys, tiny_models, tiny_tasks, tmp_path, arch, method, task):
+    code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, arch, method, task))
+    assert code == 0, err
+    record_path = Path(out.strip().splitlines()[-1].removeprefix("record: "))
+    record = json.loads(record_path.read_text())
+    assert set(RunRecord.__annotations__) <= set(record)
+    assert set(record["scores"]) == set(record["zero_shot"]) == {"validation", "test"}
+    assert [e["step"] for e in record["curve"]["eval"]] == [2, 3] and len(record["curve"]["loss"]) == 3
+    cost = record["cost"]
+    assert 0 < cost["trainable_params"] <= cost["total_params"] and cost["tokens_seen"] > 0
+    assert cost["artifact_bytes"] > 0 and cost["peak_memory_bytes"] > 0
+    assert record["environment"]["packages"]["peft"]
+    if method != "full_ft":
+        assert PeftModel.from_pretrained(load_base_model(tiny_models[arch][0], num_labels=2).model,
+                                         record["artifact_path"]) is not None
+
+
+def test_same_seed_same_result(capsys, tiny_models, tiny_tasks, tmp_path):
+    runs = []
+    for folder in ("a", "b"):
+        code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path / folder, "gpt2", "prompt_tuning"))
+        assert code == 0, err
+        runs.append(json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text()))
+    assert runs[0]["curve"]["loss"] == runs[1]["curve"]["loss"]
+    assert runs[0]["scores"] == runs[1]["scores"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--model": "no-such-model-xyz"}, "unknown model 'no-such-model-xyz'"),
+    ({"--task": "no_such_task"}, "unknown task 'no_such_task'"),
+    ({"--method": "soft_magic"}, "unknown method 'soft_magic'"),
+    ({"--set": "num_virtual_tokenz=3"}, "--set num_virtual_tokenz: unknown setting"),
+    ({"--set": "num_virtual_tokens=0"}, r"prompt_tuning.num_virtual_tokens=0 is out of range"),
+    ({"--set": "init=zeros"}, r"prompt_tuning.init='zeros' is not one of"),
+    ({"--set": "lr=-1"}, r"training setting lr=-1.0 is out of range"),
+    ({"--set": "num_virtual_tokens=many"}, r"num_virtual_tokens='many': expected"),
+])
+def test_bad_input_is_named(capsys, tiny_models, tiny_tasks, tmp_path, change, message):
+    argv = list(tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "prompt_tuning"))
+    for flag, value in change.items():
+        if flag == "--set":
+            argv += ["--set", value]
+        else:
+            argv[argv.index(flag) + 1] = value
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert re.search(message, err), err
+    assert not list(tmp_path.rglob("record.json")), "a failed run must not leave a record"
+
+
+def test_task_with_missing_data_is_named(capsys, tiny_models, tmp_path):
+    (tmp_path / "ghost.yaml").write_text(
+        "name: ghost\nversion: 1\nkind: classification\nsource: {local: nowhere}\ntemplate: '{text}'\n"
+        "label_field: label\nlabel_words: {0: [a], 1: [b]}\nmetrics: [accuracy]\n")
+    code, _, err = run_cli(capsys, "run", "--task", "ghost", "--tasks-dir", tmp_path, "--model",
+                           tiny_models["gpt2"][0], "--method", "prompt_tuning", "--results", tmp_path)
+    assert code == 2
+    assert "ghost.yaml [source]" in err and "is missing" in err
+
+
+def test_encoder_on_generation_task_is_refused(capsys, tiny_models, tiny_tasks, tmp_path):
+    code, _, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, "roberta", "prompt_tuning", "tiny_qa"))
+    assert code == 2 and "encoder" in err and "needs a classification task" in err
+
+
+def test_class_label_init_needs_classification(capsys, tiny_models, tiny_tasks, tmp_path):
+    argv = tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "prompt_tuning", "tiny_qa", "--set", "init=class_labels")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "class_labels needs a classification task" in err
+
+
+def test_models_lists_the_registry(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "minilm-l6" in out and "smollm2-135m" in out and "gemma3-270m" in out

@@ -1,0 +1,52 @@
+"""The GGUF conversion cache: converted once, never half-written, safe under concurrent starts."""
+
+import subprocess
+import sys
+import textwrap
+
+from bench.models import gguf_cache
+
+CONVERTER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from bench.models import gguf_cache
+
+    def slow_fake_convert(gguf_path, destination):
+        with open(sys.argv[1], "a") as log:  # one line per conversion actually performed
+            log.write("converted\\n")
+        time.sleep(1.0)  # wide window for the second process to arrive mid-conversion
+        (destination / "config.json").write_text("{}")
+        (destination / gguf_cache.COMPLETE_MARKER).write_text("ok")
+
+    gguf_cache._convert = slow_fake_convert
+    print(gguf_cache.converted_checkpoint("fake-model", Path("unused.gguf")))
+""")
+
+
+def test_two_processes_convert_once(tmp_path):
+    env = {"SPBENCH_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    log = tmp_path / "conversions.log"
+    workers = [subprocess.Popen([sys.executable, "-c", CONVERTER, str(log)], env=env,
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=60)[0].strip() for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+    assert outputs[0] == outputs[1]
+    assert log.read_text().count("converted") == 1
+    models = tmp_path / "cache" / "models"
+    assert sorted(p.name for p in models.iterdir() if not p.name.endswith(".lock")) == ["fake-model"]
+
+
+def test_interrupted_conversion_leaves_no_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path))
+
+    def failing_convert(gguf_path, destination):
+        (destination / "config.json").write_text("{}")
+        raise KeyboardInterrupt  # killed halfway
+
+    monkeypatch.setattr(gguf_cache, "_convert", failing_convert)
+    try:
+        gguf_cache.converted_checkpoint("half", tmp_path / "x.gguf")
+    except KeyboardInterrupt:
+        pass
+    assert not gguf_cache.is_converted("half")
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["half.lock"]

@@ -1,0 +1,46 @@
+"""Metrics against hand-computed values."""
+
+import pytest
+
+from tasks.metrics import METRICS, normalize_answer, squad_exact_match, squad_f1
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("The Eiffel Tower", "eiffel tower"),  # article and case
+    ("an apple, a pear.", "apple pear"),  # articles and punctuation
+    ("  New   York\tCity ", "new york city"),  # whitespace
+    ("U.S.A.", "usa"),  # punctuation inside a token
+    ("theory", "theory"),  # "the" only as a whole word
+])
+def test_squad_normalization(raw, expected):
+    assert normalize_answer(raw) == expected
+
+
+def test_squad_exact_match_takes_best_gold():
+    assert squad_exact_match(["the Denver Broncos"], [["Broncos", "Denver Broncos"]]) == 1.0
+    assert squad_exact_match(["Broncos!"], [["Denver Broncos"]]) == 0.0
+
+
+def test_squad_f1_by_hand():
+    # prediction "denver broncos team" vs gold "broncos": precision 1/3, recall 1 -> F1 = 0.5
+    assert squad_f1(["Denver Broncos team"], [["Broncos"]]) == pytest.approx(0.5)
+    # best of several golds: vs "denver broncos" P=2/3 R=1 -> 0.8
+    assert squad_f1(["Denver Broncos team"], [["Broncos", "the Denver Broncos"]]) == pytest.approx(0.8)
+    assert squad_f1(["nothing alike"], [["Broncos"]]) == 0.0
+    # mean over examples
+    assert squad_f1(["a", "Broncos"], [["b"], ["Broncos"]]) == pytest.approx(0.5)
+
+
+def test_classification_metrics_by_hand():
+    pred, gold = [0, 1, 1, 0], [0, 1, 0, 0]
+    assert METRICS["accuracy"](pred, gold) == pytest.approx(0.75)
+    # class 0: P=1 R=2/3 F1=0.8; class 1: P=1/2 R=1 F1=2/3 -> macro 0.7333
+    assert METRICS["macro_f1"](pred, gold) == pytest.approx((0.8 + 2 / 3) / 2)
+    # MCC: tp=1 tn=2 fp=1 fn=0 -> (2 - 1*0... ) = (1*2 - 1*0)/sqrt(2*1*3*2) = 2/sqrt(12)
+    assert METRICS["mcc"](pred, gold) == pytest.approx(2 / 12 ** 0.5)
+
+
+def test_rouge_by_hand():
+    # unigram overlap: pred "the cat sat" vs gold "the cat ran": P=R=2/3
+    assert METRICS["rouge1"](["the cat sat"], [["the cat ran"]]) == pytest.approx(2 / 3)
+    assert METRICS["rouge2"](["the cat sat"], [["the cat ran"]]) == pytest.approx(0.5)

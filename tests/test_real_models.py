@@ -1,0 +1,43 @@
+"""Real embedded models, short runs. Marked slow: `python -m pytest -m slow` (CI runs them)."""
+
+import pytest
+import torch
+from peft import PeftModel
+
+from bench.modeling import TunedModel
+from bench.models import load_base_model
+from bench.run import RunSpec, execute_run
+from bench.train import TrainSettings
+from tasks import load_task
+
+pytestmark = pytest.mark.slow
+SHORT = TrainSettings(steps=4, batch_size=4, eval_every=2, monitor_size=8, eval_size=16)
+
+
+@pytest.mark.parametrize("model, method, settings", [
+    ("minilm-l6", "prompt_tuning", {"init": "class_labels"}),
+    ("minilm-l6", "prefix_tuning", {}),
+    ("smollm2-135m", "p_tuning", {"encoder": "lstm"}),
+])
+def test_short_run_on_sst2(tmp_path, model, method, settings):
+    record = execute_run(RunSpec(task="sst2", model=model, method=method, method_settings=settings,
+                                 train=SHORT, results_dir=tmp_path, progress=False))
+    assert record["scores"]["validation"]["n"] == 16
+    assert 0.0 <= record["scores"]["validation"]["accuracy"] <= 1.0
+    assert record["cost"]["trainable_params"] < record["cost"]["total_params"] / 100
+
+
+def test_smollm2_squad_prompt_adapter_reloads_and_generates_padding_free(tmp_path):
+    record = execute_run(RunSpec(task="squad_v1", model="smollm2-135m", method="prompt_tuning",
+                                 method_settings={"init": "text", "init_text": "Answer from the context."},
+                                 train=TrainSettings(steps=2, batch_size=2, eval_every=2, monitor_size=4, eval_size=4),
+                                 results_dir=tmp_path, progress=False))
+    task = load_task("squad_v1")
+    examples = task.examples("validation", limit=4)
+    base = load_base_model("smollm2-135m")
+    tuned = TunedModel(PeftModel.from_pretrained(base.model, record["artifact_path"]), base, task.card,
+                       num_virtual_tokens=20)
+    batched = tuned.predict(examples, batch_size=4)
+    assert batched == [tuned.predict([ex], batch_size=1)[0] for ex in examples]
+    assert any(batched)
+    assert torch.isfinite(tuned.loss(examples).loss)

@@ -1,0 +1,104 @@
+"""Task cards: the shipped ones load; bad ones are refused naming file, key and problem."""
+
+from pathlib import Path
+
+import pytest
+
+from tasks import TaskCardError, available_tasks, load_card, load_task
+from tests.conftest import write_jsonl
+
+SHIPPED = ("sst2", "squad_v1", "ag_news", "rte", "boolq")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_cards_render_every_split(name):
+    task = load_task(name)
+    for split in ("train", "validation", "test"):
+        examples = task.examples(split, limit=5)
+        assert len(examples) == 5 and all(ex.prompt and ex.target for ex in examples)
+
+
+def test_sst2_and_squad_sizes_match_their_sources():
+    assert len(load_task("sst2").rows("validation")) == 872
+    squad = load_task("squad_v1")
+    assert len(squad.rows("test")) == 10570
+    assert len(squad.examples("test", limit=1)[0].references) >= 1
+
+
+GOOD = {
+    "name": "mine", "version": 1, "kind": "classification", "source": "{local: data}",
+    "template": "'{text}'", "label_field": "label", "label_words": "{0: ['no'], 1: ['yes']}",
+    "metrics": "[accuracy]",
+}
+
+
+def write_card(folder: Path, rows=None, **changes) -> Path:
+    keys = {**GOOD, **changes}
+    lines = [f"{k}: {v}" for k, v in keys.items() if v is not None]
+    (folder / "data").mkdir(exist_ok=True)
+    for split in ("train", "validation", "test"):
+        write_jsonl(folder / "data" / f"{split}.jsonl", rows or [{"text": "hi", "label": 0}, {"text": "yo", "label": 1}])
+    path = folder / "mine.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_user_card_loads(tmp_path):
+    path = write_card(tmp_path)
+    assert load_card(path).classes == [0, 1]
+    assert "mine" in available_tasks((str(tmp_path),))
+
+
+@pytest.mark.parametrize("changes, key, problem", [
+    ({"metrics": None}, "metrics", "missing required key"),
+    ({"kind": "regression"}, "kind", "unknown kind"),
+    ({"metrics": "[bleu]"}, "metrics", "unknown metric"),
+    ({"metrics": "[f1]"}, "metrics", "does not apply"),
+    ({"label_words": None}, "label_words", "required for classification"),
+    ({"version": "one"}, "version", "integer"),
+    ({"label_words": "{0: [no], 1: [yes]}"}, "label_words", "quote them"),
+    ({"colour": "red"}, "colour", "unknown key"),
+])
+def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
+    path = write_card(tmp_path, **changes)
+    with pytest.raises(TaskCardError, match=problem) as err:
+        load_card(path)
+    assert err.value.key == key and str(path) in str(err.value)
+
+
+def test_template_field_absent_names_the_row(tmp_path):
+    path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"txt": "oops", "label": 1}])
+    with pytest.raises(TaskCardError, match=r"field 'text' is absent.*row 1"):
+        load_task(str(path)).examples("train")
+
+
+def test_label_outside_label_words_names_the_row(tmp_path):
+    path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"text": "yo", "label": 7}])
+    with pytest.raises(TaskCardError, match=r"label 7 of split 'train' row 1"):
+        load_task(str(path)).examples("train")
+
+
+def test_malformed_line_names_the_line_number(tmp_path):
+    path = write_card(tmp_path)
+    (tmp_path / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n{"text": oops}\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:2: malformed JSON line"):
+        load_task(str(path)).rows("train")
+
+
+def test_missing_data_file_and_empty_split(tmp_path):
+    path = write_card(tmp_path)
+    (tmp_path / "data" / "test.jsonl").unlink()
+    (tmp_path / "data" / "validation.jsonl").write_text("")
+    task = load_task(str(path))
+    with pytest.raises(TaskCardError, match="split 'test' is missing"):
+        task.rows("test")
+    with pytest.raises(TaskCardError, match="split 'validation' is empty"):
+        task.rows("validation")
+
+
+def test_include_overrides_keys(tmp_path):
+    write_card(tmp_path)
+    (tmp_path / "variant.yaml").write_text("include: mine.yaml\nname: mine_v2\ntemplate: 'Say: {text}'\n")
+    card = load_card(tmp_path / "variant.yaml")
+    assert (card.name, card.template, card.classes) == ("mine_v2", "Say: {text}", [0, 1])
+    assert load_task(str(tmp_path / "variant.yaml")).examples("train")[0].prompt == "Say: hi"
