@@ -82,8 +82,54 @@ def _models(args) -> int:
 def _tasks(args) -> int:
     from tasks import available_tasks
 
+    if args.action == "show":
+        return _task_show(args)
+    if args.action == "validate":
+        return _task_validate(args)
+    print(f"{'name':<12} {'kind':<15} {'train/validation/test':<22} {'metric':<10} source")
     for name, card in sorted(available_tasks(tuple(args.tasks_dir)).items()):
-        print(f"{name:<12} {card.kind:<15} v{card.version}  primary={card.primary_metric:<9} {card.description}")
+        sizes = "/".join(_split_size(card, split) for split in ("train", "validation", "test"))
+        source = card.source.get("hub") or Path(card.source["local"]).name
+        print(f"{name:<12} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  (v{card.version})")
+    return 0
+
+
+def _split_size(card, split: str) -> str:
+    from tasks.data import load_rows
+
+    if "local" not in card.source:
+        return "hub"
+    try:
+        return str(len(load_rows(card, split)))
+    except TaskCardError:
+        return "-"
+
+
+def _task_show(args) -> int:
+    from tasks import load_task
+
+    if not args.name:
+        raise ValueError("tasks show needs a task name")
+    task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
+    print(f"# {task.card.path}\n{task.card.path.read_text(encoding='utf-8').rstrip()}\n")
+    for split in ("train", "validation", "test"):
+        example = task.examples(split, limit=1)[0]
+        print(f"--- {split} ({len(task.rows(split))} rows), one example ---")
+        print(example.prompt)
+        print(f"=> target: {example.target!r}" + (f"  (class {example.label})" if example.label is not None else ""))
+    return 0
+
+
+def _task_validate(args) -> int:
+    from tasks import load_task
+
+    if not args.name:
+        raise ValueError("tasks validate needs a card path")
+    task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
+    for split in ("train", "validation", "test"):
+        examples = task.examples(split)  # renders every row: fields, labels and targets are checked
+        print(f"{split:<10} {len(examples):>6} rows ok")
+    print(f"{task.card.path}: valid")
     return 0
 
 
@@ -92,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     sub.add_parser("models", help="list named models and whether each is ready offline")
-    tasks = sub.add_parser("tasks", help="list task cards")
+    tasks = sub.add_parser("tasks", help="list task cards; `tasks show NAME`; `tasks validate PATH`",
+                           epilog="examples:\n  spbench tasks\n  spbench tasks show sst2\n"
+                                  "  spbench tasks validate my_cards/my_task.yaml",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    tasks.add_argument("action", nargs="?", choices=("list", "show", "validate"), default="list")
+    tasks.add_argument("name", nargs="?", help="task name (show) or card path (validate)")
     tasks.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     return parser
 

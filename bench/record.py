@@ -39,6 +39,7 @@ class RunRecord(TypedDict):
     seed: int
     scores: dict[str, dict[str, float]]  # split -> metric -> value, plus "n" (examples scored)
     zero_shot: dict[str, dict[str, float]]  # same, before any training (the method's initial state)
+    base_zero_shot: dict[str, dict[str, float]] | None  # the unadapted base model (cached); None for encoders
     improvement_pct: dict[str, float]  # split -> 100 * (trained - zero_shot) / |zero_shot|, primary metric
     curve: dict[str, list]  # "loss": per-step training loss; "eval": [{"step", metric...}] on validation
     cost: Cost
@@ -49,11 +50,16 @@ class RunRecord(TypedDict):
 
 
 def write_record(record: RunRecord, path: Path) -> Path:
+    return write_json_atomic(record, path)
+
+
+def write_json_atomic(data: Any, path: Path) -> Path:
+    """Write JSON to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=2, sort_keys=False, default=str)
+            json.dump(data, out, indent=2, sort_keys=False, default=str)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)

@@ -23,6 +23,7 @@ from bench.modeling import TunedModel
 from bench.models import BaseModel, ModelError, load_base_model
 from bench.record import RunRecord, write_record
 from bench.train import TrainSettings, train
+from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, load_task
 
 EVAL_SPLITS = ("validation", "test")
@@ -102,24 +103,28 @@ def execute_run(spec: RunSpec, *, on_eval=None) -> RunRecord:
     torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
     if base.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(base.device)
-    model = method.build(base, settings, task.card)
-    tuned = TunedModel(model, base, task.card, num_virtual_tokens=num_virtual)
-
-    train_examples = task.examples("train", limit=config.train_size, seed=config.seed)
+    train_examples = task.training_examples(config.train_size, seed=config.seed)
     monitor = task.examples("validation", limit=config.monitor_size)
     evaluation = {split: task.examples(split, limit=config.eval_size) for split in EVAL_SPLITS}
     primary = task.card.primary_metric
-    zero_shot = {split: _evaluate(tuned, task, ex, config.eval_batch_size) for split, ex in evaluation.items()}
+
+    def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
+        return _evaluate(tuned, task, examples, config.eval_batch_size)
+
+    base_scores = base_zero_shot(task, base, evaluation, score)  # before the method touches the model
+    model = method.build(base, settings, task.card)
+    tuned = TunedModel(model, base, task.card, num_virtual_tokens=num_virtual)
+    zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()}
 
     def evaluate_during_training(step: int) -> dict[str, float]:
-        scores = _evaluate(tuned, task, monitor, config.eval_batch_size)
+        scores = score(tuned, monitor)
         if on_eval is not None:
             on_eval(step, scores)
         return scores
 
     lr = config.lr if config.lr is not None else method.default_lr
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
-    scores = {split: _evaluate(tuned, task, ex, config.eval_batch_size) for split, ex in evaluation.items()}
+    scores = {split: score(tuned, ex) for split, ex in evaluation.items()}
     peak_bytes, peak_kind = _peak_memory(base.device)
 
     run_id = spec.run_id()
@@ -147,6 +152,7 @@ def execute_run(spec: RunSpec, *, on_eval=None) -> RunRecord:
         "seed": config.seed,
         "scores": scores,
         "zero_shot": zero_shot,
+        "base_zero_shot": base_scores,
         "improvement_pct": {
             split: 100 * (scores[split][primary] - zero_shot[split][primary]) / max(abs(zero_shot[split][primary]), 1e-9)
             for split in EVAL_SPLITS

@@ -16,8 +16,10 @@ SPLITS = ("train", "validation", "test")
 REQUIRED_KEYS = ("name", "version", "kind", "source", "template", "metrics")
 KNOWN_KEYS = REQUIRED_KEYS + (
     "include", "description", "splits", "label_field", "label_words", "target_field",
-    "primary_metric", "max_input_tokens", "max_new_tokens", "license", "notes",
+    "primary_metric", "max_input_tokens", "max_new_tokens", "license", "notes", "validation_from_train",
+    "train_size",
 )
+EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
 
 
 class TaskCardError(ValueError):
@@ -48,6 +50,9 @@ class TaskCard:
     target_field: str | None = None
     max_input_tokens: int = 256
     max_new_tokens: int = 32
+    # rows carved from train (seeded, deterministic) to form validation when a dataset has none
+    validation_from_train: int | None = None
+    train_size: int | None = None  # default training-data budget (few-shot variants)
     description: str = ""
     license: str = ""
 
@@ -134,6 +139,8 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     if not isinstance(metrics, list) or not metrics:
         raise TaskCardError(path, "metrics", "must be a non-empty list")
     for metric in metrics:
+        if isinstance(metric, str) and metric.startswith(EVALUATE_PREFIX) and len(metric) > len(EVALUATE_PREFIX):
+            continue
         if metric not in METRICS:
             raise TaskCardError(path, "metrics", f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
         fitting = CLASSIFICATION_METRICS if data["kind"] == "classification" else GENERATION_METRICS
@@ -144,6 +151,8 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     source = data["source"]
     if not isinstance(source, dict) or not ({"local", "hub"} & set(source)):
         raise TaskCardError(path, "source", "must give `local: <folder>` or `hub: <dataset path>`")
+    if "validation_from_train" in data and "validation" in data.get("splits", {}):
+        raise TaskCardError(path, "validation_from_train", "a card carving validation from train maps no validation split")
     for split in data.get("splits", {}):
         if split not in SPLITS:
             raise TaskCardError(path, "splits", f"unknown split {split!r} (expected {', '.join(SPLITS)})")
@@ -153,7 +162,7 @@ def _check(path: Path, data: dict[str, Any]) -> None:
                 raise TaskCardError(path, key, "required for classification tasks")
     elif "target_field" not in data:
         raise TaskCardError(path, "target_field", f"required for {data['kind']} tasks")
-    for key in ("max_input_tokens", "max_new_tokens"):
+    for key in ("max_input_tokens", "max_new_tokens", "validation_from_train", "train_size"):
         if key in data and (not isinstance(data[key], int) or data[key] < 1):
             raise TaskCardError(path, key, f"must be a positive integer, got {data[key]!r}")
 
@@ -184,6 +193,8 @@ def load_card(path: Path | str) -> TaskCard:
         target_field=data.get("target_field"),
         max_input_tokens=data.get("max_input_tokens", 256),
         max_new_tokens=data.get("max_new_tokens", 32),
+        validation_from_train=data.get("validation_from_train"),
+        train_size=data.get("train_size"),
         description=str(data.get("description", "")),
         license=str(data.get("license", "")),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +60,25 @@ def _load_hub(card: TaskCard, split: str) -> list[Row]:
     return [dict(row) for row in dataset]
 
 
+CARVE_SEED = 42  # the same carving for every run, whatever the run's seed
+
+
+def _carve(rows: list[Row], count: int, *, keep: bool) -> list[Row]:
+    """Split off `count` rows chosen by a fixed seed; both parts keep file order."""
+    chosen = set(random.Random(CARVE_SEED).sample(range(len(rows)), min(count, len(rows) - 1)))
+    return [row for i, row in enumerate(rows) if (i in chosen) == keep]
+
+
+def _read_split(card: TaskCard, split: str) -> list[Row]:
+    return _load_local(card, split) if "local" in card.source else _load_hub(card, split)
+
+
 def load_rows(card: TaskCard, split: str) -> list[Row]:
     """Rows of one split, in file order; an empty split is an error."""
-    rows = _load_local(card, split) if "local" in card.source else _load_hub(card, split)
+    if card.validation_from_train and split in ("train", "validation"):
+        rows = _carve(_read_split(card, "train"), card.validation_from_train, keep=split == "validation")
+    else:
+        rows = _read_split(card, split)
     if not rows:
         raise TaskCardError(card.path, "splits", f"split {split!r} is empty")
     return rows
-
-
-def has_split(card: TaskCard, split: str) -> bool:
-    if "local" not in card.source:
-        return True
-    return _split_file(Path(card.source["local"]), card.splits[split]) is not None

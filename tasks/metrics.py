@@ -79,5 +79,23 @@ GENERATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]],
 METRICS = {**CLASSIFICATION_METRICS, **GENERATION_METRICS}
 
 
+def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence) -> float:
+    """A metric of the `evaluate` library: a hub name, or a local metric folder for users without a hub."""
+    import evaluate
+
+    metric = evaluate.load(name)
+    references = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in references]
+    result = metric.compute(predictions=list(predictions), references=list(references))
+    key = name.rstrip("/").split("/")[-1]
+    value = result.get(key, next(iter(result.values())))
+    return float(value)
+
+
 def compute_metrics(names: Sequence[str], predictions: Sequence, references: Sequence) -> dict[str, float]:
-    return {name: METRICS[name](predictions, references) for name in names}
+    scores = {}
+    for name in names:
+        if name.startswith("evaluate:"):
+            scores[name] = _evaluate_library_metric(name.removeprefix("evaluate:"), predictions, references)
+        else:
+            scores[name] = METRICS[name](predictions, references)
+    return scores

@@ -76,6 +76,31 @@ class Task:
             indices = sorted(random.Random(seed).sample(indices, limit))
         return [self.render(rows[i], split=split, index=i) for i in indices]
 
+    def training_examples(self, size: int | None, *, seed: int) -> list[Example]:
+        """`size` training examples (None: the card's train_size, else all), deterministic per seed.
+
+        Classification draws the same number from every class where the data allows, so a
+        few-shot budget is not left to chance class balance.
+        """
+        size = size if size is not None else self.card.train_size
+        rows = self.rows("train")
+        if size is None or size >= len(rows):
+            return [self.render(row, split="train", index=i) for i, row in enumerate(rows)]
+        if not self.card.is_classification:
+            return self.examples("train", limit=size, seed=seed)
+        examples = [self.render(row, split="train", index=i) for i, row in enumerate(rows)]
+        rng = random.Random(seed)
+        by_class = [[ex for ex in examples if ex.label == c] for c in range(len(self.card.classes))]
+        for pool in by_class:
+            rng.shuffle(pool)
+        chosen: list[Example] = []
+        while len(chosen) < size:  # round-robin over classes; exhausted classes drop out
+            for pool in by_class:
+                if pool and len(chosen) < size:
+                    chosen.append(pool.pop())
+        rng.shuffle(chosen)
+        return chosen
+
     def score(self, predictions: list, examples: list[Example]) -> dict[str, float]:
         if self.card.is_classification:
             references = [ex.label for ex in examples]
