@@ -72,6 +72,10 @@ def tiny_tasks(tmp_path_factory) -> Path:
         qa = [{"context": _sentence(i) + " the answer is " + WORDS[i % len(WORDS)],
                "question": "what is the answer", "answers": {"text": [WORDS[i % len(WORDS)]]}} for i in range(count)]
         write_jsonl(root / "data" / f"tiny_qa_{split}.jsonl", qa)
+        if split != "validation":  # like SAMSum: validation is carved from train
+            dialogues = [{"dialogue": f"A: {_sentence(i)}\nB: {_sentence(i + 1)}", "summary": _sentence(i + 2)}
+                         for i in range(count)]
+            write_jsonl(root / "data" / f"tiny_sum_{split}.jsonl", dialogues)
     (root / "tiny_cls.yaml").write_text(
         "name: tiny_cls\nversion: 1\nkind: classification\nsource: {local: data}\n"
         "splits: {train: tiny_cls_train, validation: tiny_cls_validation, test: tiny_cls_test}\n"
@@ -82,4 +86,9 @@ def tiny_tasks(tmp_path_factory) -> Path:
         "splits: {train: tiny_qa_train, validation: tiny_qa_validation, test: tiny_qa_test}\n"
         "template: 'Context: {context} Question: {question} Answer:'\ntarget_field: answers.text\n"
         "metrics: [f1, exact_match]\nmax_input_tokens: 48\nmax_new_tokens: 5\n")
+    (root / "tiny_sum.yaml").write_text(
+        "name: tiny_sum\nversion: 1\nkind: summarization\nsource: {local: data}\n"
+        "splits: {train: tiny_sum_train, test: tiny_sum_test}\nvalidation_from_train: 8\n"
+        "template: 'Dialogue: {dialogue} Summary:'\ntarget_field: summary\n"
+        "metrics: [rougeL, rouge1]\nmax_input_tokens: 48\nmax_new_tokens: 6\n")
     return root

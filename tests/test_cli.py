@@ -10,6 +10,7 @@ from peft import PeftModel
 from bench.cli import main
 from bench.models import load_base_model
 from bench.record import RunRecord
+from tasks import load_task
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -104,3 +105,34 @@ def test_class_label_init_needs_classification(capsys, tiny_models, tiny_tasks, 
 def test_models_lists_the_registry(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "minilm-l6" in out and "smollm2-135m" in out and "gemma3-270m" in out
+
+
+EXACT_MATCH_METRIC = """
+import datasets
+import evaluate
+
+
+class ExactStrings(evaluate.Metric):
+    def _info(self):
+        features = datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")})
+        return evaluate.MetricInfo(description="exact string matches", citation="", inputs_description="",
+                                   features=features)
+
+    def _compute(self, predictions, references):
+        return {"exact_strings": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
+"""
+
+
+@pytest.mark.parametrize("task", ["tiny_cls", "tiny_qa", "tiny_sum", "tiny_qa_local_metric"])
+def test_user_cards_of_every_kind_run(capsys, tiny_models, tiny_tasks, tmp_path, task):
+    """A card in the user's own folder runs through `run` with no code change."""
+    if task == "tiny_qa_local_metric":  # an `evaluate` metric from a local folder, as users without a hub do
+        (tmp_path / "exact_strings").mkdir()
+        (tmp_path / "exact_strings" / "exact_strings.py").write_text(EXACT_MATCH_METRIC)
+        (tiny_tasks / f"{task}.yaml").write_text(
+            f"include: tiny_qa.yaml\nname: {task}\nmetrics: [f1, 'evaluate:{tmp_path / 'exact_strings'}']\n")
+    code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path / "runs", "gpt2", "prompt_tuning", task))
+    assert code == 0, err
+    record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+    assert record["task"]["name"] == task
+    assert len(record["scores"]["test"]) == len(load_task(task, tasks_dirs=(str(tiny_tasks),)).card.metrics) + 1

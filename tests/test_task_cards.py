@@ -102,3 +102,20 @@ def test_include_overrides_keys(tmp_path):
     card = load_card(tmp_path / "variant.yaml")
     assert (card.name, card.template, card.classes) == ("mine_v2", "Say: {text}", [0, 1])
     assert load_task(str(tmp_path / "variant.yaml")).examples("train")[0].prompt == "Say: hi"
+
+
+def test_training_budget_is_balanced_and_seeded():
+    task = load_task("ag_news")
+    few = task.training_examples(12, seed=3)
+    assert sorted(ex.label for ex in few) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert few == task.training_examples(12, seed=3)
+    assert few != task.training_examples(12, seed=4)
+
+
+def test_validation_carved_from_train_is_disjoint_and_fixed():
+    task = load_task("samsum")
+    train, validation = task.rows("train"), task.rows("validation")
+    assert (len(train), len(validation)) == (718, 100)
+    train_dialogues = {r["dialogue"] for r in train}
+    assert not any(r["dialogue"] in train_dialogues for r in validation)
+    assert load_task("samsum").rows("validation") == validation
