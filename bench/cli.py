@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from bench.methods.registry import MethodError
+from bench.suite import SuiteError
 from bench.models.registry import ModelError
 from tasks import TaskCardError
 
@@ -133,11 +135,36 @@ def _task_validate(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from bench.bench_runner import run_suite
+    from bench.suite import load_suite
+
+    results = args.results or Path("results") / args.suite.removesuffix(".yaml").split("/")[-1]
+    suite = load_suite(args.suite, results_dir=results, tasks_dirs=tuple(args.tasks_dir))
+    print(f"suite {suite.name}: {len(suite.runs)} runs -> {results}")
+    for reason in suite.skipped:
+        print(f"  not planned: {reason}")
+    started = time.perf_counter()
+    outcome = run_suite(suite, progress=not args.quiet)
+    print(f"done {len(outcome.done)}, already present {len(outcome.skipped)}, failed {len(outcome.failed)} "
+          f"in {time.perf_counter() - started:.0f}s")
+    for name, reason in outcome.failed:
+        print(f"  FAILED {name}: {reason}")
+    return 1 if outcome.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spbench", description="soft-prompt search and benchmarking")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     sub.add_parser("models", help="list named models and whether each is ready offline")
+    bench = sub.add_parser("bench", help="run a suite of tasks x models x methods x seeds (resumable)",
+                           epilog="examples:\n  spbench bench --suite quick\n  spbench bench --suite my_suite.yaml "
+                                  "--results results/mine", formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--suite", required=True, help="smoke | quick | standard | full, or a suite YAML file")
+    bench.add_argument("--results", type=Path, help="where records go (default results/<suite>)")
+    bench.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+    bench.add_argument("--quiet", action="store_true", help="no progress bars")
     tasks = sub.add_parser("tasks", help="list task cards; `tasks show NAME`; `tasks validate PATH`",
                            epilog="examples:\n  spbench tasks\n  spbench tasks show sst2\n"
                                   "  spbench tasks validate my_cards/my_task.yaml",
@@ -151,10 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    handlers = {"run": _run, "models": _models, "tasks": _tasks}
+    handlers = {"run": _run, "models": _models, "tasks": _tasks, "bench": _bench}
     try:
         return handlers[args.command](args)
-    except (MethodError, ModelError, TaskCardError, KeyError, FileNotFoundError, ValueError) as err:
+    except (MethodError, ModelError, TaskCardError, SuiteError, KeyError, FileNotFoundError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"spbench {args.command}: error: {message}", file=sys.stderr)
         return 2

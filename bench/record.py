@@ -21,11 +21,15 @@ class Cost(TypedDict):
     trainable_pct: float  # 100 * trainable / total
     train_seconds: float  # wall time of the optimizer steps (evaluation excluded)
     seconds_per_step: float
-    tokens_seen: int  # training tokens processed, virtual tokens included
+    tokens_seen: int  # token positions through the layers in training (prompt/P-tuning virtual tokens included)
+    train_flops: float  # analytic estimate, see bench/cost.py (frozen weights: no weight gradients)
     peak_memory_bytes: int  # CUDA max allocated on GPU; peak resident set size of the process on CPU
     peak_memory_kind: str  # "cuda_max_allocated" | "cpu_max_rss"
     artifact_bytes: int  # bytes on disk of what the run saves (adapter) or would save (full weights)
-    artifact_saved: bool  # False for full fine-tuning unless asked to save the whole model
+    artifact_saved: bool  # False for full fine-tuning: the size is what a checkpoint would take
+    latency_per_example_s: float  # one inference forward over a prompt, batch of 16 validation prompts
+    base_latency_per_example_s: float  # the same for the unadapted base model
+    latency_overhead: float  # latency_per_example_s / base_latency_per_example_s (virtual tokens lengthen inputs)
 
 
 class RunRecord(TypedDict):

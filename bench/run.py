@@ -20,13 +20,16 @@ from bench import provenance
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.modeling import TunedModel
-from bench.models import BaseModel, ModelError, load_base_model
-from bench.record import RunRecord, write_record
+from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
+from bench.cost import latency_per_example, training_flops
+from bench.models.loading import HEAD_NAMES
+from bench.record import SCHEMA_VERSION, Cost, RunRecord, write_record
 from bench.train import TrainSettings, train
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, load_task
 
 EVAL_SPLITS = ("validation", "test")
+LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
 
 
 @dataclass
@@ -79,41 +82,83 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
                           f"the {limit} positions of model {base.name!r}; use fewer virtual tokens")
 
 
-def prepare_run(spec: RunSpec, base: BaseModel | None = None):
+def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     """Everything a run needs, checked before any compute: task, method settings, model."""
     task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
-    if base is None:
-        num_labels = len(task.card.classes) if task.card.is_classification else None
+    num_labels = len(task.card.classes) if task.card.is_classification else None
+    if pool is None:
         base = load_base_model(spec.model, num_labels=num_labels, kind=spec.model_kind)
+    else:
+        base = pool.get(spec.model, num_labels=num_labels, kind=spec.model_kind)
     num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
     _check_fits(base, task, num_virtual)
     return task, method, settings, base, num_virtual
 
 
-def execute_run(spec: RunSpec, *, on_eval=None) -> RunRecord:
+def _save_artifact(model, method_name: str, run_dir: Path) -> tuple[Path | None, int]:
+    """Adapter in PEFT's format; full fine-tuning reports the size its checkpoint would have."""
+    if method_name == "full_ft":
+        return None, sum(p.numel() * p.element_size() for p in model.parameters())
+    path = run_dir / "adapter"
+    model.save_pretrained(path)
+    return path, _folder_bytes(path)
+
+
+def _head_trains(tuned: TunedModel) -> bool:
+    core = tuned.model.get_base_model() if hasattr(tuned.model, "get_base_model") else tuned.model
+    head = core.get_output_embeddings() if tuned.kind != "encoder" else None
+    head = head or next((getattr(core, n) for n in HEAD_NAMES if hasattr(core, n)), None)
+    return head is not None and any(p.requires_grad for p in head.parameters())
+
+
+def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float]) -> Cost:
+    model = tuned.model
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    peak_bytes, peak_kind = _peak_memory(tuned.device)
+    flops = training_flops(model, tokens=result.tokens, attention_pairs=result.attention_pairs,
+                           scored_positions=result.scored_positions, head_trains=_head_trains(tuned),
+                           is_lm=tuned.kind != "encoder")
+    base_latency, tuned_latency = latency
+    return {
+        "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
+        "train_seconds": result.train_seconds, "seconds_per_step": result.seconds_per_step,
+        "tokens_seen": result.tokens, "train_flops": flops,
+        "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
+        "artifact_bytes": artifact_bytes, "artifact_saved": saved,
+        "latency_per_example_s": tuned_latency, "base_latency_per_example_s": base_latency,
+        "latency_overhead": tuned_latency / base_latency,
+    }
+
+
+def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -> RunRecord:
     """Train and evaluate one configuration; write and return its record.
 
     `on_eval(step, scores)` sees each intermediate validation score (a search reports it to Optuna).
+    `pool` reuses base models already loaded in this process.
     """
     started_at = _now()
-    task, method, settings, base, num_virtual = prepare_run(spec)
+    task, method, settings, base, _ = prepare_run(spec, pool)
     config = spec.train
     torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
+    reset_classification_head(base)
     if base.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(base.device)
     train_examples = task.training_examples(config.train_size, seed=config.seed)
     monitor = task.examples("validation", limit=config.monitor_size)
     evaluation = {split: task.examples(split, limit=config.eval_size) for split in EVAL_SPLITS}
-    primary = task.card.primary_metric
+    latency_prompts = [ex.prompt for ex in monitor[:LATENCY_SAMPLE]]
 
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
         return _evaluate(tuned, task, examples, config.eval_batch_size)
 
-    base_scores = base_zero_shot(task, base, evaluation, score)  # before the method touches the model
+    # the base model, before the method touches it
+    base_scores = base_zero_shot(task, base, evaluation, score)
+    base_latency = latency_per_example(TunedModel(base.model, base, task.card), latency_prompts)
     model = method.build(base, settings, task.card)
-    tuned = TunedModel(model, base, task.card, num_virtual_tokens=num_virtual)
+    tuned = TunedModel(model, base, task.card)
     zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()}
 
     def evaluate_during_training(step: int) -> dict[str, float]:
@@ -125,23 +170,14 @@ def execute_run(spec: RunSpec, *, on_eval=None) -> RunRecord:
     lr = config.lr if config.lr is not None else method.default_lr
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
     scores = {split: score(tuned, ex) for split, ex in evaluation.items()}
-    peak_bytes, peak_kind = _peak_memory(base.device)
-
-    run_id = spec.run_id()
-    run_dir = Path(spec.results_dir) / run_id
-    artifact_path, artifact_saved = None, method.name != "full_ft"
-    if artifact_saved:
-        artifact_path = run_dir / "adapter"
-        model.save_pretrained(artifact_path)
-        artifact_bytes = _folder_bytes(artifact_path)
-    else:  # the full checkpoint is as large as the model; its size is what matters, not the file
-        artifact_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    run_dir = Path(spec.results_dir) / spec.run_id()
+    artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
+    cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
+                 latency=(base_latency, latency_per_example(tuned, latency_prompts)))
+    primary = task.card.primary_metric
     record: RunRecord = {
-        "schema_version": 1,
-        "run_id": run_id,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": spec.run_id(),
         "status": "completed",
         "task": {"name": task.name, "version": task.card.version, "kind": task.card.kind,
                  "primary_metric": primary, "card": str(task.card.path)},
@@ -153,17 +189,10 @@ def execute_run(spec: RunSpec, *, on_eval=None) -> RunRecord:
         "scores": scores,
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
-        "improvement_pct": {
-            split: 100 * (scores[split][primary] - zero_shot[split][primary]) / max(abs(zero_shot[split][primary]), 1e-9)
-            for split in EVAL_SPLITS
-        },
+        "improvement_pct": {split: _improvement(scores[split][primary], zero_shot[split][primary])
+                            for split in EVAL_SPLITS},
         "curve": {"loss": result.losses, "eval": result.evaluations},
-        "cost": {
-            "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
-            "train_seconds": result.train_seconds, "seconds_per_step": result.seconds_per_step,
-            "tokens_seen": result.tokens, "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
-            "artifact_bytes": artifact_bytes, "artifact_saved": artifact_saved,
-        },
+        "cost": cost,
         "artifact_path": str(artifact_path) if artifact_path else None,
         "environment": {"packages": provenance.package_versions(), "git": provenance.git_state(),
                         "hardware": provenance.hardware(base.device)},
@@ -172,3 +201,7 @@ def execute_run(spec: RunSpec, *, on_eval=None) -> RunRecord:
     }
     write_record(record, run_dir / "record.json")
     return record
+
+
+def _improvement(trained: float, zero_shot: float) -> float:
+    return 100 * (trained - zero_shot) / max(abs(zero_shot), 1e-9)

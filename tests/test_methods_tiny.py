@@ -42,8 +42,7 @@ def build(tiny_models, tiny_tasks, arch: str, variant: str, task_name: str = "ti
     method = get_method(method_name(variant))
     torch.manual_seed(0)
     model = method.build(base, method.settings(**ALL_METHODS[variant]), task.card)
-    virtual = ALL_METHODS[variant].get("num_virtual_tokens", 0)
-    return task, base, TunedModel(model, base, task.card, num_virtual_tokens=virtual)
+    return task, base, TunedModel(model, base, task.card)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -88,7 +87,7 @@ def test_saved_adapter_reloads_to_identical_predictions(tiny_models, tiny_tasks,
     fresh_base = load_base_model(tiny_models[arch][0], num_labels=base.model.config.num_labels
                                  if base.kind == "encoder" else None)
     reloaded = PeftModel.from_pretrained(fresh_base.model, tmp_path / "adapter")
-    again = TunedModel(reloaded, fresh_base, task.card, num_virtual_tokens=tuned.num_virtual_tokens)
+    again = TunedModel(reloaded, fresh_base, task.card)
     assert _snapshot_predictions(again, examples) == expected
     torch.testing.assert_close(tuned_scores(again, examples), expected_scores)
 

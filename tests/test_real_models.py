@@ -35,8 +35,7 @@ def test_smollm2_squad_prompt_adapter_reloads_and_generates_padding_free(tmp_pat
     task = load_task("squad_v1")
     examples = task.examples("validation", limit=4)
     base = load_base_model("smollm2-135m")
-    tuned = TunedModel(PeftModel.from_pretrained(base.model, record["artifact_path"]), base, task.card,
-                       num_virtual_tokens=20)
+    tuned = TunedModel(PeftModel.from_pretrained(base.model, record["artifact_path"]), base, task.card)
     batched = tuned.predict(examples, batch_size=4)
     assert batched == [tuned.predict([ex], batch_size=1)[0] for ex in examples]
     assert any(batched)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from peft import PeftModel, PeftType
 
 from bench.modeling import causal
 from bench.modeling.encoder import encoder_logits
@@ -22,14 +23,20 @@ from tasks import Example, TaskCard
 @dataclass
 class StepLoss:
     loss: torch.Tensor
-    tokens: int  # real input tokens processed, virtual tokens included
+    tokens: int  # token positions run through the layers: real tokens + input virtual tokens
+    attention_pairs: int  # sum over rows of (positions x positions attended), for the FLOP estimate
+    scored_positions: int  # positions that reached the LM head / classifier
 
 
 class TunedModel:
-    def __init__(self, model: torch.nn.Module, base: BaseModel, card: TaskCard, *, num_virtual_tokens: int = 0):
+    def __init__(self, model: torch.nn.Module, base: BaseModel, card: TaskCard):
         self.model, self.base, self.card = model, base, card
         self.kind, self.tokenizer, self.device = base.kind, base.tokenizer, base.device
-        self.num_virtual_tokens = num_virtual_tokens
+        config = model.peft_config[model.active_adapter] if isinstance(model, PeftModel) else None
+        prompt_learning = config is not None and config.is_prompt_learning
+        self.num_virtual_tokens = config.num_virtual_tokens if prompt_learning else 0
+        # prompt tuning / P-tuning add input positions; a prefix only adds keys and values
+        self.virtual_tokens_in_input = prompt_learning and config.peft_type != PeftType.PREFIX_TUNING
 
     # ---- encoding --------------------------------------------------------------------------
 
@@ -44,8 +51,12 @@ class TunedModel:
                                  add_eos=not self.card.is_classification)
         return encode_seq2seq(self.tokenizer, prompts, targets, max_tokens=max_tokens)
 
-    def _count_tokens(self, attention_mask: torch.Tensor) -> int:
-        return int(attention_mask.sum()) + self.num_virtual_tokens * attention_mask.size(0)
+    def _step_loss(self, loss: torch.Tensor, attention_mask: torch.Tensor, scored: int) -> StepLoss:
+        real = attention_mask.sum(dim=1)  # (B,)
+        positions = real + (self.num_virtual_tokens if self.virtual_tokens_in_input else 0)
+        context = real + self.num_virtual_tokens
+        pairs = positions * context if self.kind == "encoder" else positions * context // 2  # causal: half
+        return StepLoss(loss, int(positions.sum()), int(pairs.sum()), scored)
 
     # ---- scoring ---------------------------------------------------------------------------
 
@@ -71,11 +82,11 @@ class TunedModel:
             batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
             labels = torch.tensor([ex.label for ex in examples], device=self.device)
             loss = F.cross_entropy(encoder_logits(self.model, batch).float(), labels)
-            return StepLoss(loss, self._count_tokens(batch["attention_mask"]))
+            return self._step_loss(loss, batch["attention_mask"], scored=len(examples))
         batch = self._lm_batch(prompts, [ex.target for ex in examples])
         logprobs, mask = self._target_logprobs(batch)
         # mean over target tokens: answers train on their own tokens only
-        return StepLoss(-logprobs.sum() / mask.sum(), self._count_tokens(batch.attention_mask))
+        return self._step_loss(-logprobs.sum() / mask.sum(), batch.attention_mask, scored=logprobs.numel())
 
     # ---- prediction ------------------------------------------------------------------------
 
@@ -128,6 +139,19 @@ class TunedModel:
         if len(newline) == 1:
             stops.add(newline[0])
         return sorted(s for s in stops if s is not None)
+
+    @torch.no_grad()
+    def prompt_forward(self, prompts: Sequence[str]) -> None:
+        """One inference forward over the prompts (what classification costs; generation's prefill)."""
+        self.model.eval()
+        batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+        if self.kind == "encoder":
+            encoder_logits(self.model, batch)
+        elif self.kind == "causal":
+            causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
+        else:
+            start = torch.full((len(prompts), 1), self.model.config.decoder_start_token_id, device=self.device)
+            self.model(**batch, decoder_input_ids=start)
 
     @torch.no_grad()
     def predict(self, examples: Sequence[Example], *, batch_size: int = 16) -> list:

@@ -80,3 +80,17 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
         model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device)
     return BaseModel(name=name, source=resolved.source, kind=resolved.kind, model=model, tokenizer=tokenizer, device=device, dtype=dtype)
+
+
+HEAD_NAMES = ("classifier", "score")  # sequence-classification heads across transformers families
+
+
+def reset_classification_head(base: BaseModel) -> None:
+    """Re-initialise a fresh encoder head from the current RNG state, so each run seed owns its head."""
+    if base.kind != "encoder":
+        return
+    for name in HEAD_NAMES:
+        head = getattr(base.model, name, None)
+        if head is not None:
+            head.apply(base.model._init_weights)
+            return

@@ -34,6 +34,8 @@ class TrainResult:
     steps: int
     train_seconds: float  # optimizer steps only, evaluation time excluded
     tokens: int
+    attention_pairs: int = 0
+    scored_positions: int = 0
     losses: list[float] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)  # {"step": n, **scores}
 
@@ -77,6 +79,8 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
         optimizer.zero_grad(set_to_none=True)
         result.train_seconds += time.perf_counter() - started
         result.steps, result.tokens = step, result.tokens + step_loss.tokens
+        result.attention_pairs += step_loss.attention_pairs
+        result.scored_positions += step_loss.scored_positions
         result.losses.append(loss)
         bar.update()
         bar.set_postfix(loss=f"{loss:.4f}")

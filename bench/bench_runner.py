@@ -1,0 +1,64 @@
+"""Run a suite: every planned run through the one run path, resumable and failure-tolerant.
+
+A run whose record exists is skipped (rerunning a killed suite redoes only unfinished runs);
+a run that fails leaves `failure.json` with its reason and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bench.models import ModelPool
+from bench.record import write_json_atomic
+from bench.run import execute_run
+from bench.suite import PlannedRun, Suite
+
+
+@dataclass
+class SuiteOutcome:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # record already present
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
+
+
+def record_path(run: PlannedRun) -> Path:
+    return Path(run.spec.results_dir) / run.spec.run_id() / "record.json"
+
+
+def _describe(run: PlannedRun) -> str:
+    return f"{run.spec.task} / {run.spec.model} / {run.label} / seed {run.spec.train.seed}"
+
+
+def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
+    outcome, pool = SuiteOutcome(), ModelPool()
+    bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not progress)
+    for run in suite.runs:
+        name = _describe(run)
+        bar.set_postfix_str(name[:60])
+        failure = record_path(run).parent / "failure.json"
+        if record_path(run).exists():
+            outcome.skipped.append(name)
+            bar.update()
+            continue
+        started = time.perf_counter()
+        run.spec.progress = progress
+        try:
+            execute_run(run.spec, pool=pool)
+            failure.unlink(missing_ok=True)
+            outcome.done.append(name)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # one failed run must not stop the suite; its reason is kept
+            reason = f"{type(err).__name__}: {err}"
+            write_json_atomic({"run": name, "run_id": run.spec.run_id(), "reason": reason,
+                               "seconds": time.perf_counter() - started,
+                               "traceback": traceback.format_exc()}, failure)
+            outcome.failed.append((name, reason))
+        bar.update()
+    bar.close()
+    return outcome

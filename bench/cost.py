@@ -1,0 +1,72 @@
+"""Cost figures of a run beyond wall time: an analytic FLOP estimate and inference latency.
+
+FLOPs (training, whole run), per token position that runs through the layers:
+  forward   2 * N_layers + 2 * L * d * context      (weights; attention scores and values)
+  backward  the same again for activation gradients (every method here needs them through all
+            layers: prompts sit at the input, LoRA and prefixes in every layer)
+            + 2 * N_trainable_layers for weight gradients (frozen weights need none)
+and per scored position the head, 2 * d * V forward and again backward (+ its weight gradient when
+it trains). Virtual tokens count as positions for prompt tuning / P-tuning and as extra context
+for prefix tuning. Embedding lookups are free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+
+def _dim(config, *names: str) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return 0
+
+
+def _embedding_param_ids(model: torch.nn.Module) -> set[int]:
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    modules = [core.get_input_embeddings(), core.get_output_embeddings()]
+    ids = {id(p) for m in modules if m is not None for p in m.parameters()}
+    for name, module in core.named_modules():  # learned position / token-type tables
+        if isinstance(module, torch.nn.Embedding) and ("position" in name or "token_type" in name):
+            ids |= {id(p) for p in module.parameters()}
+    return ids
+
+
+def layer_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(all, trainable) parameters outside embedding tables and the vocabulary head."""
+    embedding_ids = _embedding_param_ids(model)
+    params = [p for p in model.parameters() if id(p) not in embedding_ids]
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+def training_flops(model: torch.nn.Module, *, tokens: int, attention_pairs: int, scored_positions: int,
+                   head_trains: bool, is_lm: bool) -> float:
+    config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+    hidden = _dim(config, "hidden_size", "d_model", "n_embd")
+    layers = _dim(config, "num_hidden_layers", "n_layer", "num_layers") + _dim(config, "num_decoder_layers")
+    all_layers, trainable_layers = layer_parameters(model)
+    forward = 2 * all_layers * tokens + 2 * layers * hidden * attention_pairs
+    backward = forward + 2 * trainable_layers * tokens
+    head_width = _dim(config, "vocab_size") if is_lm else _dim(config, "num_labels")
+    head = 2 * hidden * head_width * scored_positions * (3 if head_trains else 2)
+    return float(forward + backward + head)
+
+
+@torch.no_grad()
+def latency_per_example(tuned, prompts: Sequence[str], *, repeats: int = 3) -> float:
+    """Seconds per example of one inference forward over `prompts` (best of `repeats`, after a warm-up)."""
+    tuned.prompt_forward(prompts)
+    best = float("inf")
+    for _ in range(repeats):
+        if tuned.device.type == "cuda":
+            torch.cuda.synchronize(tuned.device)
+        started = time.perf_counter()
+        tuned.prompt_forward(prompts)
+        if tuned.device.type == "cuda":
+            torch.cuda.synchronize(tuned.device)
+        best = min(best, time.perf_counter() - started)
+    return best / len(prompts)
