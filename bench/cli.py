@@ -153,6 +153,38 @@ def _bench(args) -> int:
     return 1 if outcome.failed else 0
 
 
+def _results(args) -> int:
+    from bench.results import aggregate, format_table, load_records, write_csv
+
+    records, failures = load_records(args.folder)
+    if not records:
+        raise FileNotFoundError(f"no run records under {args.folder}")
+    rows = aggregate(records, split=args.split)
+    print(format_table(rows))
+    print(f"\n{len(records)} runs, {len(failures)} failed; csv: {write_csv(rows, args.folder / 'results.csv')}")
+    return 0
+
+
+def _plot(args) -> int:
+    from bench.plots.render import render_all
+    from bench.results import aggregate, load_records
+
+    records, _ = load_records(args.folder)
+    if not records:
+        raise FileNotFoundError(f"no run records under {args.folder}")
+    axes = tuple(args.axis or ("trainable_params", "train_flops"))
+    paths = render_all(aggregate(records, split=args.split), args.folder / "plots", axes=axes)
+    print("\n".join(map(str, paths)))
+    return 0
+
+
+def _report(args) -> int:
+    from bench.report import write_report
+
+    print(write_report(args.folder, split=args.split))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spbench", description="soft-prompt search and benchmarking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results", type=Path, help="where records go (default results/<suite>)")
     bench.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    for name, help_text in (("results", "aggregate records into a table (terminal + results.csv)"),
+                            ("plot", "score-vs-cost, relative-to-full-FT, prompt length and init plots"),
+                            ("report", "a Markdown report with tables, plots and environment")):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("folder", nargs="?", type=Path, default=Path("results"), help="results folder")
+        command.add_argument("--split", default="test", choices=("validation", "test"))
+        if name == "plot":
+            from bench.plots.data import COST_AXES
+
+            command.add_argument("--axis", action="append", choices=tuple(COST_AXES),
+                                 help="cost axis (repeatable; default trainable_params, train_flops)")
     tasks = sub.add_parser("tasks", help="list task cards; `tasks show NAME`; `tasks validate PATH`",
                            epilog="examples:\n  spbench tasks\n  spbench tasks show sst2\n"
                                   "  spbench tasks validate my_cards/my_task.yaml",
@@ -178,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    handlers = {"run": _run, "models": _models, "tasks": _tasks, "bench": _bench}
+    handlers = {"run": _run, "models": _models, "tasks": _tasks, "bench": _bench, "results": _results,
+                "plot": _plot, "report": _report}
     try:
         return handlers[args.command](args)
     except (MethodError, ModelError, TaskCardError, SuiteError, KeyError, FileNotFoundError, ValueError) as err:

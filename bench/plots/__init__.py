@@ -1,0 +1,1 @@
+"""Comparison plots: plain data computed in `data`, drawn by `draw`."""

@@ -1,0 +1,137 @@
+"""What each plot shows, as plain numbers (tested without drawing anything)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import NamedTuple
+
+from bench.results import REFERENCE_METHODS, ResultRow
+
+COST_AXES = {
+    "trainable_params": "trainable parameters",
+    "train_seconds": "training time (s)",
+    "train_flops": "training FLOPs (estimate)",
+    "peak_memory_bytes": "peak memory (bytes)",
+    "artifact_bytes": "saved artifact (bytes)",
+}
+
+
+class Point(NamedTuple):
+    label: str
+    method: str
+    cost: float
+    score: float
+    score_std: float
+
+
+class ScoreCost(NamedTuple):
+    task: str
+    model: str
+    metric: str
+    axis: str
+    points: list[Point]  # every config, references included
+    pareto: list[Point]  # lowest cost for each gain in score, in cost order
+    references: dict[str, Point]  # best full_ft / lora config
+
+
+class RelativeScores(NamedTuple):
+    tasks: list[str]
+    methods: list[str]
+    values: dict[str, dict[str, float]]  # method -> task -> best score relative to full fine-tuning
+
+
+class LengthCurve(NamedTuple):
+    task: str
+    model: str
+    method: str
+    lengths: list[int]
+    scores: list[float]
+    stds: list[float]
+
+
+class InitComparison(NamedTuple):
+    task: str
+    model: str
+    inits: list[str]
+    scores: list[float]
+    stds: list[float]
+
+
+def pareto_front(points: list[Point]) -> list[Point]:
+    """Points no other point beats on both cost (lower) and score (higher)."""
+    front, best = [], float("-inf")
+    for point in sorted(points, key=lambda p: (p.cost, -p.score)):
+        if point.score > best:
+            front.append(point)
+            best = point.score
+    return front
+
+
+def _point(row: ResultRow, axis: str) -> Point:
+    return Point(row.label, row.method, getattr(row, axis), row.score, row.score_std)
+
+
+def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list[ScoreCost]:
+    if axis not in COST_AXES:
+        raise ValueError(f"unknown cost axis {axis!r}; choose from {', '.join(COST_AXES)}")
+    by_task: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
+    for row in rows:
+        by_task[(row.task, row.model)].append(row)
+    charts = []
+    for (task, model), group in sorted(by_task.items()):
+        points = [_point(r, axis) for r in group]
+        references = {}
+        for method in REFERENCE_METHODS:
+            candidates = [p for p in points if p.method == method]
+            if candidates:
+                references[method] = max(candidates, key=lambda p: p.score)
+        charts.append(ScoreCost(task, model, group[0].metric, axis, points, pareto_front(points), references))
+    return charts
+
+
+def relative_scores(rows: list[ResultRow]) -> RelativeScores:
+    values: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        if row.relative_to_full_ft is None:
+            continue
+        column = f"{row.task} ({row.model})"
+        values[row.method][column] = max(values[row.method].get(column, float("-inf")), row.relative_to_full_ft)
+    tasks = sorted({t for per_task in values.values() for t in per_task})
+    return RelativeScores(tasks, sorted(values), dict(values))
+
+
+def _settings_without(row: ResultRow, key: str) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in row.settings.items() if k != key))
+
+
+def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
+    """Score against prompt length for configs that differ only in their number of virtual tokens."""
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
+    for row in rows:
+        if "num_virtual_tokens" in row.settings:
+            groups[(row.task, row.model, row.method, _settings_without(row, "num_virtual_tokens"))].append(row)
+    curves = []
+    for (task, model, method, rest), group in sorted(groups.items()):
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda r: r.settings["num_virtual_tokens"])
+        name = method + "".join(f" {k}={v}" for k, v in rest if k not in ("init_text",))
+        curves.append(LengthCurve(task, model, name, [r.settings["num_virtual_tokens"] for r in group],
+                                  [r.score for r in group], [r.score_std for r in group]))
+    return curves
+
+
+def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
+    """Prompt tuning by init, at each (task, model, prompt length) with more than one init."""
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
+    for row in rows:
+        if row.method == "prompt_tuning":
+            groups[(row.task, row.model, row.settings.get("num_virtual_tokens"))].append(row)
+    comparisons = []
+    for (task, model, _), group in sorted(groups.items(), key=lambda item: str(item[0])):
+        if len({r.settings["init"] for r in group}) < 2:
+            continue
+        group.sort(key=lambda r: r.settings["init"])
+        comparisons.append(InitComparison(task, model, [r.settings["init"] for r in group],
+                                          [r.score for r in group], [r.score_std for r in group]))
+    return comparisons

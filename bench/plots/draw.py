@@ -1,0 +1,92 @@
+"""Drawing the plot data with matplotlib, to PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeScores, ScoreCost  # noqa: E402
+
+METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
+                  "lora": "tab:purple", "full_ft": "tab:red"}
+
+
+def _save(figure, folder: Path, name: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    figure.tight_layout()
+    for path in paths:
+        figure.savefig(path, dpi=130)
+    plt.close(figure)
+    return paths
+
+
+def draw_score_cost(chart: ScoreCost, folder: Path) -> list[Path]:
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for method in sorted({p.method for p in chart.points}):
+        points = [p for p in chart.points if p.method == method]
+        axes.errorbar([p.cost for p in points], [p.score for p in points], yerr=[p.score_std for p in points],
+                      fmt="o", color=METHOD_COLOURS.get(method), label=method, capsize=3, alpha=0.85)
+    front = chart.pareto
+    axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, label="Pareto front")
+    for method, point in chart.references.items():
+        axes.axhline(point.score, color=METHOD_COLOURS.get(method), ls=":", lw=1)
+        axes.annotate(f"{method} {point.score:.3f}", (axes.get_xlim()[0], point.score), fontsize=7,
+                      color=METHOD_COLOURS.get(method), va="bottom")
+    costs = [p.cost for p in chart.points if p.cost > 0]
+    if costs and max(costs) / min(costs) > 50:
+        axes.set_xscale("log")
+    axes.set_xlabel(COST_AXES[chart.axis])
+    axes.set_ylabel(chart.metric)
+    axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs cost")
+    axes.legend(fontsize=7, loc="lower right")
+    return _save(figure, folder, f"score_vs_{chart.axis}__{chart.task}__{chart.model}")
+
+
+def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
+    figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 3), 4))
+    width = 0.8 / max(len(data.methods), 1)
+    for i, method in enumerate(data.methods):
+        xs = [t + i * width for t in range(len(data.tasks))]
+        ys = [data.values[method].get(task, 0.0) for task in data.tasks]
+        axes.bar(xs, ys, width, label=method, color=METHOD_COLOURS.get(method))
+    axes.axhline(1.0, color="k", lw=0.8, ls="--")
+    axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
+    axes.set_ylabel("score / full fine-tuning")
+    axes.set_title("Best configuration of each method, relative to full fine-tuning")
+    axes.legend(fontsize=7)
+    return _save(figure, folder, "relative_to_full_ft")
+
+
+def draw_length_curves(curves: list[LengthCurve], folder: Path) -> list[Path]:
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for curve in curves:
+        axes.errorbar(curve.lengths, curve.scores, yerr=curve.stds, marker="o", capsize=3,
+                      label=f"{curve.task} / {curve.model} / {curve.method}")
+    axes.set_xscale("log")
+    axes.set_xlabel("prompt length (virtual tokens)")
+    axes.set_ylabel("score")
+    axes.set_title("Score vs prompt length")
+    axes.legend(fontsize=6)
+    return _save(figure, folder, "prompt_length")
+
+
+def draw_inits(comparisons: list[InitComparison], folder: Path) -> list[Path]:
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / max(len(comparisons), 1)
+    inits = sorted({i for c in comparisons for i in c.inits})
+    for k, comparison in enumerate(comparisons):
+        scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.stds)))
+        xs = [i + k * width for i, init in enumerate(inits) if init in scores]
+        axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
+                 yerr=[scores[i][1] for i in inits if i in scores], capsize=3,
+                 label=f"{comparison.task} / {comparison.model}")
+    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits)
+    axes.set_ylabel("score")
+    axes.set_title("Prompt tuning: initialisation")
+    axes.legend(fontsize=7)
+    return _save(figure, folder, "prompt_init")

@@ -1,0 +1,60 @@
+"""A Markdown report of a results folder: tables, plots and the environment they came from."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.plots.render import render_all
+from bench.record import RunRecord
+from bench.results import ResultRow, aggregate, load_records, write_csv
+
+
+def _table(rows: list[ResultRow]) -> list[str]:
+    lines = ["| model | config | seeds | score | vs full FT | vs zero-shot | trainable params | train s | "
+             "FLOPs | peak mem (MB) | artifact (kB) | latency × |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r.model, -r.score)):
+        relative = f"{r.relative_to_full_ft:.3f}" if r.relative_to_full_ft is not None else "–"
+        lines.append(
+            f"| {r.model} | `{r.label}` | {r.seeds} | {r.score:.3f} ± {r.score_std:.3f} | {relative} | "
+            f"{r.improvement_pct:+.1f}% | {r.trainable_params:,.0f} ({r.trainable_pct:.3f}%) | {r.train_seconds:.1f} | "
+            f"{r.train_flops:.2e} | {r.peak_memory_bytes / 2**20:,.0f} | {r.artifact_bytes / 1024:,.0f} | "
+            f"{r.latency_overhead:.2f} |")
+    return lines
+
+
+def _environment(record: RunRecord) -> list[str]:
+    env = record["environment"]
+    hardware = env["hardware"]
+    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    commit = (env["git"].get("commit") or "unknown")[:12] + (" (dirty)" if env["git"].get("dirty") else "")
+    return [f"- hardware: {hardware.get('device')} ({hardware.get('gpu') or hardware.get('cpu')}, "
+            f"{hardware.get('cpu_count')} CPUs, {hardware.get('torch_threads')} torch threads), {hardware.get('platform')}",
+            f"- packages: {packages}", f"- code: git {commit}"]
+
+
+def write_report(folder: Path, *, split: str = "test") -> Path:
+    records, failures = load_records(folder)
+    rows = aggregate(records, split=split)
+    write_csv(rows, folder / "results.csv")
+    plots = render_all(rows, folder / "plots")
+    lines = [f"# softprompt-bench report: {folder}", "",
+             f"{len(records)} runs, {len(failures)} failed; scores on the {split} split "
+             f"(mean ± std over seeds); generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
+    for task in sorted({r.task for r in rows}):
+        task_rows = [r for r in rows if r.task == task]
+        lines += [f"## {task} ({task_rows[0].metric})", "", *_table(task_rows), ""]
+    pngs = [p for p in plots if p.suffix == ".png"]
+    if pngs:
+        lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in pngs] + [""]
+    if failures:
+        lines += ["## Failed runs", ""] + [f"- {f['run']}: {f['reason']}" for f in failures] + [""]
+    if records:
+        lines += ["## Environment", "", *_environment(records[0]), ""]
+    lines += ["Columns: *vs full FT* is the score over the best full fine-tuning score of the same task and model; "
+              "*vs zero-shot* the mean improvement over each run's score before training; FLOPs are the "
+              "analytic training estimate; *latency ×* the inference latency over the base model's.", ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

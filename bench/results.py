@@ -1,0 +1,129 @@
+"""Aggregating run records into one table: mean ± std over seeds per task x model x method config."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bench.record import RunRecord
+
+COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
+             "artifact_bytes", "latency_overhead")
+REFERENCE_METHODS = ("full_ft", "lora")
+
+
+def config_label(record: RunRecord) -> str:
+    settings = record["method"]["settings"]
+    shown = {k: v for k, v in settings.items() if v is not None and k != "init_text"}
+    inner = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
+    return f"{record['method']['name']}[{inner}]" if inner else record["method"]["name"]
+
+
+def load_records(folder: Path) -> tuple[list[RunRecord], list[dict]]:
+    """All complete records under `folder`, and the failures left by runs that did not finish."""
+    records, failures = [], []
+    for path in sorted(Path(folder).rglob("record.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            record["scores"], record["task"]["primary_metric"], record["cost"]  # noqa: B018  (shape check)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}", stacklevel=2)
+            continue
+        records.append(record)
+    for path in sorted(Path(folder).rglob("failure.json")):
+        try:
+            failures.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            warnings.warn(f"skipping unreadable failure file {path}", stacklevel=2)
+    return records, failures
+
+
+@dataclass
+class ResultRow:
+    task: str
+    model: str
+    method: str
+    label: str
+    settings: dict
+    seeds: int
+    metric: str
+    score: float  # mean over seeds of the primary metric on the chosen split
+    score_std: float
+    validation: float
+    zero_shot: float
+    improvement_pct: float  # mean over seeds of the improvement over each run's zero-shot score
+    relative_to_full_ft: float | None  # score / the best full fine-tuning score of the same task and model
+    trainable_params: float
+    trainable_pct: float
+    train_seconds: float
+    train_flops: float
+    peak_memory_bytes: float
+    artifact_bytes: float
+    latency_overhead: float
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRow]:
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        groups[(record["task"]["name"], record["model"]["name"], config_label(record))].append(record)
+    rows = []
+    for (task, model, label), group in sorted(groups.items()):
+        metric = group[0]["task"]["primary_metric"]
+        score, std = _mean_std([r["scores"][split][metric] for r in group])
+        costs = {key: statistics.fmean(r["cost"].get(key, float("nan")) for r in group) for key in COST_KEYS}
+        rows.append(ResultRow(
+            task=task, model=model, method=group[0]["method"]["name"], label=label,
+            settings=group[0]["method"]["settings"], seeds=len(group), metric=metric, score=score, score_std=std,
+            validation=statistics.fmean(r["scores"]["validation"][metric] for r in group),
+            zero_shot=statistics.fmean(r["zero_shot"][split][metric] for r in group),
+            improvement_pct=statistics.fmean(r["improvement_pct"][split] for r in group),
+            relative_to_full_ft=None, **costs,
+        ))
+    best_full = {}
+    for row in rows:
+        if row.method == "full_ft":
+            key = (row.task, row.model)
+            best_full[key] = max(best_full.get(key, float("-inf")), row.score)
+    for row in rows:
+        reference = best_full.get((row.task, row.model))
+        row.relative_to_full_ft = row.score / reference if reference else None
+    return rows
+
+
+def write_csv(rows: list[ResultRow], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        fields = [f for f in asdict(rows[0]) if f != "settings"] if rows else []
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    return path
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f}{unit}"
+    return f"{value:.0f}"
+
+
+def format_table(rows: list[ResultRow]) -> str:
+    header = (f"{'task':<9} {'model':<13} {'config':<46} {'n':>2} {'score':>14} {'vs FT':>6} {'vs 0-shot':>9} "
+              f"{'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        relative = f"{r.relative_to_full_ft:.2f}" if r.relative_to_full_ft is not None else "-"
+        lines.append(
+            f"{r.task:<9} {r.model[:13]:<13} {r.label[:46]:<46} {r.seeds:>2} "
+            f"{r.score:>7.3f}±{r.score_std:<6.3f} {relative:>6} {r.improvement_pct:>+8.1f}% "
+            f"{_si(r.trainable_params):>7} {r.train_seconds:>8.1f} {_si(r.train_flops):>7} {r.latency_overhead:>6.2f}x")
+    return "\n".join(lines)
