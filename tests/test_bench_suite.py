@@ -1,0 +1,87 @@
+"""Suites: expansion, resume after a kill, failures recorded without stopping the suite."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.suite import SuiteError, load_suite
+
+
+def write_suite(folder: Path, tiny_models, tiny_tasks, *, failing: bool = False) -> Path:
+    models = [tiny_models["gpt2"][0]] + ([tiny_models["t5"][0]] if failing else [])
+    methods = ["{method: prompt_tuning, sweep: {num_virtual_tokens: [2, 4], init: [random, sampled_vocab]}}",
+               "{method: lora, settings: {r: 2}}"]
+    if failing:
+        methods = ["{method: prefix_tuning, settings: {num_virtual_tokens: 2}}"]  # refused on t5
+    path = folder / "tiny_suite.yaml"
+    path.write_text(
+        "name: tiny\nseeds: [0]\n"
+        f"models: [{', '.join(models)}]\n"
+        "train: {steps: 3, batch_size: 4, eval_every: 3, monitor_size: 4, eval_size: 6}\n"
+        "tasks: {tiny_qa: {}}\n"
+        "methods:\n" + "".join(f"  - {m}\n" for m in methods))
+    return path
+
+
+def spbench(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", *map(str, args)], cwd=Path(__file__).parent.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_suite_expands_sweeps(tmp_path, tiny_models, tiny_tasks):
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),))
+    assert len(suite.runs) == 5
+    assert len({run.spec.run_id() for run in suite.runs}) == 5
+    assert load_suite("quick").runs and load_suite("standard").skipped  # encoders skip generation tasks
+
+
+def test_bad_suite_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\ntasks: {sst2: {}}\nmodels: [minilm-l6]\nmethods:\n  - {method: prompt_tuning, "
+                    "settings: {num_virtual_tokens: 0}}\n")
+    with pytest.raises(SuiteError, match=r"bad.yaml methods\[0\].*num_virtual_tokens=0 is out of range"):
+        load_suite(str(path))
+    with pytest.raises(SuiteError, match="unknown suite 'nope'"):
+        load_suite("nope")
+
+
+def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path, tiny_models, tiny_tasks):
+    suite = write_suite(tmp_path, tiny_models, tiny_tasks)
+    results = tmp_path / "results"
+    args = ("bench", "--suite", suite, "--results", results, "--tasks-dir", tiny_tasks, "--quiet")
+    first = spbench(*args, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(results.rglob("record.json")):
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    finished = {p: p.stat().st_mtime_ns for p in results.rglob("record.json")}
+    assert 1 <= len(finished) < 5, "the kill should land mid-suite"
+    for path in finished:
+        json.loads(path.read_text())  # every record present is whole
+
+    second = spbench(*args)
+    output = second.communicate(timeout=300)[0]
+    assert second.returncode == 0, output
+    assert f"already present {len(finished)}" in output
+    records = list(results.rglob("record.json"))
+    assert len(records) == 5
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in finished.items()), "a finished run was redone"
+
+
+def test_failed_run_is_recorded_and_suite_goes_on(tmp_path, tiny_models, tiny_tasks):
+    suite = write_suite(tmp_path, tiny_models, tiny_tasks, failing=True)
+    results = tmp_path / "results"
+    run = spbench("bench", "--suite", suite, "--results", results, "--tasks-dir", tiny_tasks, "--quiet")
+    output = run.communicate(timeout=300)[0]
+    assert run.returncode == 1
+    assert "FAILED" in output and "not supported for seq2seq" in output
+    assert len(list(results.rglob("record.json"))) == 1  # the gpt2 run still completed
+    (failure,) = results.rglob("failure.json")
+    assert "not supported for seq2seq" in json.loads(failure.read_text())["reason"]

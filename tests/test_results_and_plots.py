@@ -1,0 +1,94 @@
+"""Aggregation and plot data, checked on hand-made records (numbers, not pixels)."""
+
+import json
+import warnings
+
+import pytest
+
+from bench.plots import data
+from bench.plots.render import render_all
+from bench.report import write_report
+from bench.results import aggregate, load_records
+
+
+def make_record(method, score, *, seed=0, task="sst2", params=100, **settings):
+    return {
+        "run_id": f"{task}-{method}-{settings}-{seed}", "seed": seed,
+        "task": {"name": task, "primary_metric": "accuracy"}, "model": {"name": "m"},
+        "method": {"name": method, "settings": settings},
+        "scores": {"test": {"accuracy": score}, "validation": {"accuracy": score - 0.01}},
+        "zero_shot": {"test": {"accuracy": 0.5}}, "improvement_pct": {"test": 100 * (score - 0.5) / 0.5},
+        "cost": {"trainable_params": params, "trainable_pct": 1.0, "train_seconds": 10.0, "train_flops": 1e12,
+                 "peak_memory_bytes": 2**30, "artifact_bytes": 4096, "latency_overhead": 1.1},
+        "environment": {"hardware": {"device": "cpu"}, "packages": {"torch": "x"}, "git": {"commit": "abc"}},
+    }
+
+
+RECORDS = [
+    make_record("full_ft", 0.90, params=10_000),
+    make_record("full_ft", 0.88, seed=1, params=10_000),
+    make_record("lora", 0.86, params=1_000),
+    make_record("prompt_tuning", 0.70, params=10, num_virtual_tokens=1, init="random"),
+    make_record("prompt_tuning", 0.80, params=100, num_virtual_tokens=10, init="random"),
+    make_record("prompt_tuning", 0.84, params=100, num_virtual_tokens=10, init="class_labels"),
+    make_record("prompt_tuning", 0.75, params=1_000, num_virtual_tokens=100, init="random"),
+]
+
+
+def test_aggregate_means_seeds_and_relates_to_full_ft():
+    rows = {r.label: r for r in aggregate(RECORDS)}
+    full = rows["full_ft"]
+    assert (full.seeds, full.score) == (2, pytest.approx(0.89))
+    assert full.score_std == pytest.approx(0.0141421, abs=1e-6)
+    assert rows["lora"].relative_to_full_ft == pytest.approx(0.86 / 0.89)
+    assert rows["prompt_tuning[init=random,num_virtual_tokens=10]"].improvement_pct == pytest.approx(60.0)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [data.Point(str(c), "x", c, s, 0) for c, s in [(10, 0.7), (100, 0.84), (100, 0.80), (1000, 0.86),
+                                                          (1000, 0.75), (10_000, 0.89)]]
+    front = data.pareto_front(points)
+    assert [(p.cost, p.score) for p in front] == [(10, 0.7), (100, 0.84), (1000, 0.86), (10_000, 0.89)]
+
+
+def test_score_cost_marks_references():
+    (chart,) = data.score_cost(aggregate(RECORDS), axis="trainable_params")
+    assert chart.references["full_ft"].score == pytest.approx(0.89)
+    assert chart.references["lora"].cost == 1_000
+    assert len(chart.points) == 6
+    with pytest.raises(ValueError, match="unknown cost axis"):
+        data.score_cost([], axis="carbon")
+
+
+def test_length_curve_and_init_comparison():
+    rows = aggregate(RECORDS)
+    (curve,) = data.length_curves(rows)
+    assert (curve.lengths, curve.scores) == ([1, 10, 100], [0.70, 0.80, 0.75])
+    (comparison,) = data.init_comparisons(rows)
+    assert (comparison.inits, comparison.scores) == (["class_labels", "random"], [0.84, 0.80])
+    relative = data.relative_scores(rows)
+    assert relative.values["prompt_tuning"]["sst2 (m)"] == pytest.approx(0.84 / 0.89)
+
+
+def test_corrupt_records_are_skipped_with_a_warning(tmp_path):
+    for i, record in enumerate(RECORDS):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "record.json").write_text('{"run_id": "half-writ')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records, _ = load_records(tmp_path)
+    assert len(records) == len(RECORDS)
+    assert any("broken" in str(w.message) for w in caught)
+
+
+def test_plots_and_report_are_written(tmp_path):
+    for i, record in enumerate(RECORDS):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    paths = render_all(aggregate(RECORDS), tmp_path / "plots")
+    assert {p.suffix for p in paths} == {".png", ".svg"} and all(p.stat().st_size > 1000 for p in paths)
+    report = write_report(tmp_path).read_text()
+    assert "## sst2 (accuracy)" in report and "relative_to_full_ft.png" in report
+    assert (tmp_path / "results.csv").read_text().count("\n") == 7  # header + 6 configs
