@@ -8,9 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-from bench.methods.registry import MethodError
-from bench.suite import SuiteError
-from bench.models.registry import ModelError
 from tasks import TaskCardError
 
 RUN_EXAMPLES = """examples:
@@ -24,9 +21,10 @@ RUN_EXAMPLES = """examples:
 def _add_run(sub) -> None:
     parser = sub.add_parser("run", help="train and evaluate one configuration",
                             epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", required=True, help="task name (see `spbench tasks`) or a card path")
-    parser.add_argument("--model", required=True, help="registry name (see `spbench models`), folder or hub id")
-    parser.add_argument("--method", required=True, help="prompt_tuning | p_tuning | prefix_tuning | lora | full_ft")
+    parser.add_argument("--config", type=Path, help="a YAML config (e.g. a search's best.yaml); flags override it")
+    parser.add_argument("--task", help="task name (see `spbench tasks`) or a card path")
+    parser.add_argument("--model", help="registry name (see `spbench models`), folder or hub id")
+    parser.add_argument("--method", help="prompt_tuning | p_tuning | prefix_tuning | lora | full_ft")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a method or training setting, e.g. num_virtual_tokens=20, init=class_labels, lr=0.03")
     parser.add_argument("--steps", type=int, help="training steps (default 200)")
@@ -47,12 +45,19 @@ def _run(args) -> int:
     from bench.run import RunSpec, execute_run
     from bench.train import TrainSettings
 
-    method = get_method(args.method)
+    config = _read_config(args.config) if args.config else {}
+    task = args.task or (config.get("tasks") or [None])[0]
+    model, method_name = args.model or config.get("model"), args.method or config.get("method")
+    for flag, value in (("--task", task), ("--model", model), ("--method", method_name)):
+        if not value:
+            raise ValueError(f"{flag} is required (or give it in --config)")
+    method = get_method(method_name)
     flags = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
              "eval_size": args.eval_size, "train_size": args.train_size}
     method_values, train_values = split_overrides(args.overrides, method.settings_cls, TrainSettings)
-    train_values.update({k: v for k, v in flags.items() if v is not None})
-    spec = RunSpec(task=args.task, model=args.model, method=args.method, method_settings=method_values,
+    method_values = {**config.get("settings", {}), **method_values}
+    train_values = {**config.get("train", {}), **train_values, **{k: v for k, v in flags.items() if v is not None}}
+    spec = RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
     record = execute_run(spec)
@@ -66,6 +71,18 @@ def _run(args) -> int:
               f"{record['zero_shot'][split][primary]:.4f}, {record['improvement_pct'][split]:+.1f}%)")
     print(f"record: {Path(args.results) / record['run_id'] / 'record.json'}")
     return 0
+
+
+def _read_config(path: Path) -> dict:
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"--config {path}: cannot read ({err})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--config {path}: expected a mapping with model, method, settings, train")
+    return config
 
 
 def _models(args) -> int:
@@ -185,6 +202,12 @@ def _report(args) -> int:
     return 0
 
 
+def _search(args) -> int:
+    from search.cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spbench", description="soft-prompt search and benchmarking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results", type=Path, help="where records go (default results/<suite>)")
     bench.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    from search.cli import add_parser as add_search_parser
+
+    add_search_parser(sub)
     for name, help_text in (("results", "aggregate records into a table (terminal + results.csv)"),
                             ("plot", "score-vs-cost, relative-to-full-FT, prompt length and init plots"),
                             ("report", "a Markdown report with tables, plots and environment")):
@@ -222,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     handlers = {"run": _run, "models": _models, "tasks": _tasks, "bench": _bench, "results": _results,
-                "plot": _plot, "report": _report}
+                "plot": _plot, "report": _report, "search": _search}
     try:
         return handlers[args.command](args)
-    except (MethodError, ModelError, TaskCardError, SuiteError, KeyError, FileNotFoundError, ValueError) as err:
+    except (ValueError, KeyError, FileNotFoundError) as err:  # every domain error here is a ValueError
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"spbench {args.command}: error: {message}", file=sys.stderr)
         return 2

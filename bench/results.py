@@ -74,6 +74,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRow]:
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for record in records:
+        if split not in record["scores"]:  # e.g. search trials, scored on validation only
+            continue
         groups[(record["task"]["name"], record["model"]["name"], config_label(record))].append(record)
     rows = []
     for (task, model, label), group in sorted(groups.items()):

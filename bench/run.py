@@ -43,6 +43,8 @@ class RunSpec:
     results_dir: Path = Path("results")
     model_kind: str | None = None  # override the detected kind of a hub/local model
     progress: bool = True
+    # a search selects on validation only; the test split is scored once, for the winner
+    eval_splits: tuple[str, ...] = EVAL_SPLITS
 
     def run_id(self) -> str:
         """Stable name: same task, model, method, settings and seed -> same record path."""
@@ -136,7 +138,8 @@ def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latenc
 def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -> RunRecord:
     """Train and evaluate one configuration; write and return its record.
 
-    `on_eval(step, scores)` sees each intermediate validation score (a search reports it to Optuna).
+    `on_eval(step, score)` sees each intermediate validation score of the task's primary metric (a
+    search reports it to Optuna, and its pruner may raise to stop the run).
     `pool` reuses base models already loaded in this process.
     """
     started_at = _now()
@@ -148,7 +151,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         torch.cuda.reset_peak_memory_stats(base.device)
     train_examples = task.training_examples(config.train_size, seed=config.seed)
     monitor = task.examples("validation", limit=config.monitor_size)
-    evaluation = {split: task.examples(split, limit=config.eval_size) for split in EVAL_SPLITS}
+    evaluation = {split: task.examples(split, limit=config.eval_size) for split in spec.eval_splits}
     latency_prompts = [ex.prompt for ex in monitor[:LATENCY_SAMPLE]]
 
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
@@ -164,7 +167,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     def evaluate_during_training(step: int) -> dict[str, float]:
         scores = score(tuned, monitor)
         if on_eval is not None:
-            on_eval(step, scores)
+            on_eval(step, scores[task.card.primary_metric])
         return scores
 
     lr = config.lr if config.lr is not None else method.default_lr
@@ -190,7 +193,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
         "improvement_pct": {split: _improvement(scores[split][primary], zero_shot[split][primary])
-                            for split in EVAL_SPLITS},
+                            for split in spec.eval_splits},
         "curve": {"loss": result.losses, "eval": result.evaluations},
         "cost": cost,
         "artifact_path": str(artifact_path) if artifact_path else None,

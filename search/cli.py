@@ -1,0 +1,91 @@
+"""`spbench search`: find the best prompt config for a task (or several) and a model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import optuna
+
+EXAMPLES = """examples:
+  spbench search --task sst2 --model minilm-l6 --trials 30
+  spbench search --task sst2,rte,boolq --model smollm2-135m --trials 40 --study multi
+  spbench search --task sst2 --model minilm-l6 --objective score,trainable_params --trials 40
+  spbench search --task sst2 --model minilm-l6 --trials 60 --workers 2 --storage postgresql://user@host/db
+"""
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("search", help="Optuna search over prompt configs (resumable, multi-worker)",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True, help="a task, or several separated by commas")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--trials", type=int, help="finished trials (complete + pruned) the study should hold")
+    parser.add_argument("--timeout", type=float, help="seconds this invocation may search")
+    parser.add_argument("--study", help="study name (default: <tasks>__<model>)")
+    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite file under results/<study>/)")
+    parser.add_argument("--objective", default="score", help="score, or score,COST with COST one of the record's "
+                        "cost figures (trainable_params, train_seconds, train_flops, peak_memory_bytes, ...)")
+    parser.add_argument("--space", type=Path, help="search space YAML (default search/spaces/default.yaml)")
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes on one storage")
+    parser.add_argument("--sampler", default="auto", choices=("auto", "tpe", "nsga2", "random"))
+    parser.add_argument("--pruner", default="hyperband", choices=("hyperband", "median", "none"))
+    parser.add_argument("--steps", type=int, default=100, help="training steps per trial")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eval-every", type=int, default=20, help="steps between reports to the pruner")
+    parser.add_argument("--monitor-size", type=int, default=100, help="validation examples per report")
+    parser.add_argument("--eval-size", type=int, default=300, help="validation/test examples for final scores")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--tasks-dir", action="append", default=[])
+
+
+def run(args) -> int:
+    from bench.train import TrainSettings
+    from search.export import summary, write_best, write_plots, write_trials_table
+    from search.objective import COSTS, Objective, full_ft_references
+    from search.space import SpaceError, load_space
+    from search.study import (enqueue_known_good, make_pruner, make_sampler, open_storage, run_workers,
+                              storage_url)
+    from tasks import load_task
+
+    if not args.trials and not args.timeout:
+        raise ValueError("give --trials and/or --timeout")
+    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    objectives = [o.strip() for o in args.objective.split(",")]
+    if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
+        raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
+    space = load_space(args.space)  # a bad space is refused here, before any trial
+    cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
+    if any(m.startswith("prompt") for m in space.methods) and not all(c.is_classification for c in cards):
+        if any(p.kind == "categorical" and "class_labels" in p.choices for p in space.params.get("prompt_tuning", ())):
+            raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
+                             f"{', '.join(c.name for c in cards if not c.is_classification)}")
+    name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}"
+    folder = args.results / name
+    url = storage_url(folder, args.storage)
+    train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
+                          monitor_size=args.monitor_size, eval_size=args.eval_size, seed=args.seed)
+    multi = len(objectives) == 2
+    study = optuna.create_study(
+        study_name=name, storage=open_storage(url), load_if_exists=True,
+        directions=["maximize", "minimize"] if multi else ["maximize"],
+        sampler=make_sampler(args.sampler, multi_objective=multi, seed=args.seed),
+        pruner=make_pruner(args.pruner, min_steps=args.eval_every, max_steps=args.steps))
+    if not study.trials:
+        enqueue_known_good(study, space, classification=all(c.is_classification for c in cards))
+    references = full_ft_references(args.results, tasks, args.model) if len(tasks) > 1 else {}
+    if len(tasks) > 1:
+        print(f"scoring each task relative to full fine-tuning: {references or 'no bench records found, raw scores'}")
+    objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
+                          cost=objectives[1] if multi else None, references=references,
+                          tasks_dirs=tuple(args.tasks_dir))
+    print(f"study {name} on {url}")
+    run_workers(study, url, objective, workers=args.workers, n_trials=args.trials, timeout=args.timeout)
+    print(summary(study))
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        print(f"best config: {write_best(study, folder, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))}")
+        print(f"trials: {write_trials_table(study, folder)}")
+        for path in write_plots(study, folder / "plots"):
+            print(f"plot: {path}")
+    return 0

@@ -1,0 +1,136 @@
+"""What a finished search hands over: best config, best prompt, trial table, plots, test score."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import yaml  # noqa: E402
+from peft import PeftModel  # noqa: E402
+
+from bench.modeling import TunedModel  # noqa: E402
+from bench.models import load_base_model  # noqa: E402
+from tasks import load_task  # noqa: E402
+
+from search.study import DONE  # noqa: E402
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """Best validation score; for two objectives, the best-scoring trial of the Pareto front."""
+    if len(study.directions) == 1:
+        return study.best_trial
+    return max(study.best_trials, key=lambda t: t.values[0])
+
+
+def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> dict[str, float]:
+    """Score a trial's saved adapter on the test split: done once, for the winner, never to choose."""
+    record = json.loads(Path(record_path).read_text())
+    task = load_task(record["task"]["card"], tasks_dirs=tasks_dirs)
+    num_labels = len(task.card.classes) if task.card.is_classification else None
+    base = load_base_model(record["model"]["name"], num_labels=num_labels)
+    model = PeftModel.from_pretrained(base.model, record["artifact_path"])
+    tuned = TunedModel(model, base, task.card)
+    examples = task.examples("test", limit=record["train"]["eval_size"])
+    predictions = tuned.predict(examples, batch_size=record["train"]["eval_batch_size"])
+    return {**task.score(predictions, examples), "n": len(examples)}
+
+
+def write_best(study: optuna.Study, folder: Path, *, train_defaults, tasks_dirs: tuple[str, ...] = ()) -> Path:
+    trial = best_trial(study)
+    config = trial.user_attrs["config"]
+    records = [Path(p) for p in trial.user_attrs["records"]]
+    best = {
+        "study": study.study_name, "trial": trial.number, "validation_values": trial.values,
+        "model": json.loads(records[0].read_text())["model"]["name"],
+        "method": config["method"], "settings": config["settings"],
+        "train": {**dataclasses.asdict(train_defaults), **config["train"]},
+        "test": {},
+    }
+    for path in records:
+        record = json.loads(path.read_text())
+        task = record["task"]["name"]
+        adapter = folder / "best_adapter" / task
+        if adapter.exists():
+            shutil.rmtree(adapter)
+        shutil.copytree(record["artifact_path"], adapter)
+        best["test"][task] = score_test_once(path, tasks_dirs=tasks_dirs)
+    best["tasks"] = list(best["test"])
+    out = folder / "best.yaml"
+    out.write_text("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
+                   + yaml.safe_dump(best, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def write_trials_table(study: optuna.Study, folder: Path) -> Path:
+    frame = study.trials_dataframe(attrs=("number", "value", "values", "params", "state", "duration", "user_attrs"))
+    path = folder / "trials.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _scatter(study: optuna.Study, key_suffix: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
+    points = [(v, t.values[0]) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              for k, v in t.params.items() if k.endswith(key_suffix)]
+    if not points:
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.scatter([p[0] for p in points], [p[1] for p in points])
+    if log:
+        axes.set_xscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("validation score")
+    axes.set_title(f"{study.study_name}: score vs {xlabel}")
+    figure.tight_layout()
+    path = folder / f"{name}.png"
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
+    from optuna.visualization import matplotlib as optuna_plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    multi = len(study.directions) > 1
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    drawings = [("pareto_front", lambda: optuna_plots.plot_pareto_front(study, target_names=["score", "cost"]))] if multi \
+        else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
+    if len(complete) >= 2 and not multi:
+        drawings.append(("param_importances", lambda: optuna_plots.plot_param_importances(study)))
+    for name, draw in drawings:
+        try:
+            axes = draw()
+        except (ValueError, RuntimeError) as err:  # e.g. importances need >1 varying parameter
+            print(f"plot {name} skipped: {err}")
+            continue
+        path = folder / f"{name}.png"
+        axes.figure.tight_layout()
+        axes.figure.savefig(path, dpi=120)
+        plt.close(axes.figure)
+        paths.append(path)
+    for suffix, label, name, log in (("num_virtual_tokens", "prompt length", "score_vs_prompt_length", True),
+                                     (".lr", "learning rate", "score_vs_lr", True)):
+        path = _scatter(study, suffix, label, folder, name, log)
+        if path:
+            paths.append(path)
+    return paths
+
+
+def summary(study: optuna.Study) -> str:
+    states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
+    done = len(study.get_trials(deepcopy=False, states=DONE))
+    lines = [f"study {study.study_name}: {done} finished trials ("
+             + ", ".join(f"{k.lower()} {v}" for k, v in states.items() if v) + ")"]
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        trial = best_trial(study)
+        lines.append(f"best: trial {trial.number} values {[round(v, 4) for v in trial.values]} "
+                     f"{trial.user_attrs.get('config')}")
+    return "\n".join(lines)

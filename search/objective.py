@@ -1,0 +1,90 @@
+"""The objective: a trial samples a config and runs it through the shared run path.
+
+Intermediate validation scores go to Optuna, so the pruner can stop weak trials early; a run
+whose loss diverges is pruned with the reason kept on the trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from bench.models import ModelPool
+from bench.results import load_records
+from bench.run import RunSpec, execute_run
+from bench.train import DivergedError, TrainSettings
+from search.space import SearchSpace
+
+COSTS = ("trainable_params", "train_seconds", "train_flops", "peak_memory_bytes", "artifact_bytes",
+         "latency_overhead")
+
+
+def full_ft_references(folder: Path, tasks: list[str], model: str) -> dict[str, float]:
+    """Best full fine-tuning validation score per task for `model`, from existing bench records."""
+    records, _ = load_records(folder) if folder.exists() else ([], [])
+    references: dict[str, float] = {}
+    for record in records:
+        if record["method"]["name"] == "full_ft" and record["model"]["name"] == model:
+            task = record["task"]["name"]
+            if task in tasks:
+                value = record["scores"]["validation"][record["task"]["primary_metric"]]
+                references[task] = max(references.get(task, float("-inf")), value)
+    return references
+
+
+@dataclass
+class Objective:
+    space: SearchSpace
+    tasks: list[str]
+    model: str
+    train: TrainSettings
+    results_dir: Path
+    cost: str | None = None  # second objective (minimised) for `score,cost`
+    references: dict[str, float] = dataclasses.field(default_factory=dict)
+    tasks_dirs: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        self.pool = ModelPool()  # base models loaded once per worker process
+
+    def _spec(self, task: str, method: str, settings: dict, train: dict, trial: optuna.Trial) -> RunSpec:
+        return RunSpec(task=task, model=self.model, method=method, method_settings=settings,
+                       train=dataclasses.replace(self.train, **train), tasks_dirs=self.tasks_dirs,
+                       results_dir=self.results_dir / "trials" / f"trial_{trial.number:04d}",
+                       progress=False, eval_splits=("validation",))
+
+    def _relative(self, task: str, score: float) -> float:
+        reference = self.references.get(task)
+        return score / reference if reference else score
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        method, settings, train = self.space.sample(trial)
+        trial.set_user_attr("config", {"method": method, "settings": settings, "train": train})
+        single = len(self.tasks) == 1 and self.cost is None  # Optuna prunes single-objective studies only
+        scores, costs, records = [], [], []
+        for task in self.tasks:
+            def report(step: int, value: float) -> None:
+                if single:
+                    trial.report(value, step)
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned at step {step} (validation {value:.4f})")
+
+            try:
+                record = execute_run(self._spec(task, method, settings, train, trial), on_eval=report, pool=self.pool)
+            except DivergedError as err:
+                trial.set_user_attr("pruned_reason", str(err))
+                raise optuna.TrialPruned(str(err)) from None
+            metric = record["task"]["primary_metric"]
+            scores.append(self._relative(task, record["scores"]["validation"][metric]))
+            costs.append(record["cost"][self.cost] if self.cost else 0.0)
+            records.append(str(Path(record["artifact_path"]).parent / "record.json"))
+        trial.set_user_attr("records", records)
+        score = statistics.fmean(scores)
+        if not math.isfinite(score):
+            raise optuna.TrialPruned("non-finite score")
+        return (score, statistics.fmean(costs)) if self.cost else score
+

@@ -1,0 +1,123 @@
+"""A search space read from YAML, checked before any trial runs, sampled per trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from bench.methods import get_method
+from bench.methods.registry import MethodError
+
+DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
+TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
+
+
+class SpaceError(ValueError):
+    """A search space that cannot be used; the message names the file and the parameter."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # float | int | categorical | fixed
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple = ()
+    value: Any = None
+
+    def suggest(self, trial: optuna.Trial, key: str) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "categorical":
+            return trial.suggest_categorical(key, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(key, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(key, float(self.low), float(self.high), log=self.log)
+
+
+def _param(where: str, name: str, spec: Any) -> Param:
+    if not isinstance(spec, dict):
+        return Param(name, "fixed", value=spec)
+    if "value" in spec:
+        return Param(name, "fixed", value=spec["value"])
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise SpaceError(f"{where}.{name}: `choices` must be a non-empty list")
+        return Param(name, "categorical", choices=tuple(spec["choices"]))
+    if "low" not in spec or "high" not in spec:
+        raise SpaceError(f"{where}.{name}: give {{low, high}}, {{choices}} or {{value}}")
+    low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
+    if low > high:
+        raise SpaceError(f"{where}.{name}: empty range, low {low} > high {high}")
+    if log and low <= 0:
+        raise SpaceError(f"{where}.{name}: a log range needs low > 0, got {low}")
+    kind = "int" if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool) else "float"
+    return Param(name, kind, low=low, high=high, log=log)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: Path
+    methods: tuple[str, ...]
+    params: dict[str, tuple[Param, ...]]  # method -> the parameters it samples (shared ones included)
+
+    def sample(self, trial: optuna.Trial) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """(method, method settings, training settings); parameters of other methods are not sampled."""
+        method = self.methods[0] if len(self.methods) == 1 else trial.suggest_categorical("method", list(self.methods))
+        settings, train = {}, {}
+        for param in self.params[method]:
+            # prompt length is shared; everything else is keyed by method, so that each key keeps
+            # one distribution in the study (learning-rate ranges differ per method)
+            key = param.name if param.name == "num_virtual_tokens" else f"{method}.{param.name}"
+            value = param.suggest(trial, key)
+            (train if param.name in TRAIN_KEYS else settings)[param.name] = value
+        if method == "prompt_tuning" and settings.get("init") == "text":
+            settings.setdefault("init_text", "Read the input and answer the task.")
+        return method, settings, train
+
+
+def _check_method_params(where: str, method: str, params: list[Param]) -> None:
+    fields = set(get_method(method).settings_cls.__dataclass_fields__) | TRAIN_KEYS
+    for param in params:
+        if param.name not in fields:
+            raise SpaceError(f"{where}: unknown parameter {param.name!r} for {method} "
+                             f"(known: {', '.join(sorted(fields))})")
+
+
+def load_space(path: Path | str | None = None) -> SearchSpace:
+    path = Path(path) if path else DEFAULT_SPACE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpaceError(f"search space file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise SpaceError(f"{path}: not valid YAML: {err}") from None
+    unknown = set(data or {}) - {"methods", "shared", "per_method"}
+    if not isinstance(data, dict) or unknown:
+        raise SpaceError(f"{path}: expected keys methods, shared, per_method" + (f"; unknown {sorted(unknown)}" if unknown else ""))
+    methods = tuple(data.get("methods") or ())
+    if not methods:
+        raise SpaceError(f"{path}: `methods` must list at least one method")
+    shared = [_param(f"{path} shared", n, s) for n, s in (data.get("shared") or {}).items()]
+    params: dict[str, tuple[Param, ...]] = {}
+    for method in methods:
+        try:
+            method_obj = get_method(method)
+        except MethodError as err:
+            raise SpaceError(f"{path} methods: {err}") from None
+        own = [_param(f"{path} per_method.{method}", n, s)
+               for n, s in ((data.get("per_method") or {}).get(method) or {}).items()]
+        applicable = [p for p in shared if p.name in method_obj.settings_cls.__dataclass_fields__ or p.name in TRAIN_KEYS]
+        _check_method_params(f"{path} per_method.{method}", method, own)
+        params[method] = tuple(applicable + own)
+    for param in shared:
+        if not any(param in params[m] for m in methods):
+            raise SpaceError(f"{path} shared: parameter {param.name!r} applies to none of {', '.join(methods)}")
+    for extra in set(data.get("per_method") or {}) - set(methods):
+        raise SpaceError(f"{path} per_method: {extra!r} is not in `methods`")
+    return SearchSpace(path=path, methods=methods, params=params)

@@ -1,0 +1,123 @@
+"""Studies: storage, sampler and pruner choice, known-good starting points, and the worker loop."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from search.space import SearchSpace
+
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 30  # a killed worker's trial is marked failed after ~30 s
+
+# Starting points worth trying first (values outside a user's narrowed space are dropped).
+KNOWN_GOOD = [
+    # Lester et al.'s recipe (class-label init); 0.3 was with Adafactor, AdamW wants ~0.03
+    {"method": "prompt_tuning", "num_virtual_tokens": 20, "prompt_tuning.init": "class_labels", "prompt_tuning.lr": 0.03},
+    {"method": "prompt_tuning", "num_virtual_tokens": 100, "prompt_tuning.init": "sampled_vocab", "prompt_tuning.lr": 0.03},
+    # PEFT's defaults for P-tuning and prefix tuning
+    {"method": "p_tuning", "num_virtual_tokens": 20, "p_tuning.encoder": "mlp", "p_tuning.encoder_hidden_size": 128,
+     "p_tuning.lr": 0.01},
+    {"method": "prefix_tuning", "num_virtual_tokens": 20, "prefix_tuning.prefix_projection": False,
+     "prefix_tuning.lr": 0.01},
+]
+
+
+def storage_url(study_dir: Path, url: str | None) -> str:
+    if url:
+        return url
+    study_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                                      grace_period=GRACE_SECONDS)
+
+
+def make_sampler(name: str, *, multi_objective: bool, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2" or (name == "auto" and multi_objective):
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    # group=True keeps method-specific parameters in their own subspaces
+    return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
+
+
+def make_pruner(name: str, *, min_steps: int, max_steps: int) -> optuna.pruners.BasePruner:
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min_steps)
+    return optuna.pruners.HyperbandPruner(min_resource=min_steps, max_resource=max_steps, reduction_factor=3)
+
+
+def _fit_to_space(space: SearchSpace, point: dict) -> dict | None:
+    """The starting point as trial parameters of this space: numbers clamped into narrowed ranges,
+    fixed parameters left to the space; None when a choice is not offered at all."""
+    method = point["method"]
+    if method not in space.methods:
+        return None
+    params = {("num_virtual_tokens" if p.name == "num_virtual_tokens" else f"{method}.{p.name}"): p
+              for p in space.params[method]}
+    fitted = {"method": method} if len(space.methods) > 1 else {}
+    for key, value in point.items():
+        param = params.get(key)
+        if key == "method" or param is None or param.kind == "fixed":
+            continue
+        if param.kind == "categorical":
+            if value not in param.choices:
+                return None
+            fitted[key] = value
+        else:
+            fitted[key] = type(param.low)(min(max(value, param.low), param.high))
+    return fitted
+
+
+def enqueue_known_good(study: optuna.Study, space: SearchSpace, *, classification: bool) -> int:
+    count = 0
+    for point in KNOWN_GOOD:
+        if not classification and point.get("prompt_tuning.init") == "class_labels":
+            continue
+        params = _fit_to_space(space, point)
+        if params is not None:
+            study.enqueue_trial(params, skip_if_exists=True)
+            count += 1
+    return count
+
+
+def done_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=DONE))
+
+
+def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None) -> None:
+    """Run trials until the study holds `n_trials` finished (complete or pruned) trials."""
+    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
+    if n_trials and done_trials(study) >= n_trials:
+        return
+    study.optimize(objective, timeout=timeout, callbacks=callbacks, catch=(), gc_after_trial=True)
+
+
+def _worker(study_name: str, url: str, objective, n_trials: int | None, timeout: float | None) -> None:
+    study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    optimize(study, objective, n_trials=n_trials, timeout=timeout)
+
+
+def run_workers(study: optuna.Study, url: str, objective, *, workers: int, n_trials: int | None,
+                timeout: float | None) -> None:
+    """This process plus `workers - 1` more, all pulling trials from the same storage."""
+    context = multiprocessing.get_context("spawn")
+    others = [context.Process(target=_worker, args=(study.study_name, url, objective, n_trials, timeout))
+              for _ in range(workers - 1)]
+    for process in others:
+        process.start()
+    try:
+        optimize(study, objective, n_trials=n_trials, timeout=timeout)
+    finally:
+        for process in others:
+            process.join()

@@ -1,0 +1,96 @@
+"""The Optuna searcher on tiny models: space checks, a resumable study, its outputs."""
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from bench.cli import main
+from search.space import SpaceError, load_space
+
+
+def write_space(folder: Path, text: str) -> Path:
+    path = folder / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    colour: {choices: [red]}\n", "unknown parameter 'colour'"),
+    ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 50, high: 5}\n", "empty range, low 50 > high 5"),
+    ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 0, high: 5, log: true}\n", "log range needs low > 0"),
+    ("methods: [soft_magic]\n", "unknown method 'soft_magic'"),
+    ("methods: []\n", "at least one method"),
+    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {choices: []}\n", "non-empty list"),
+])
+def test_bad_space_is_refused(tmp_path, text, message):
+    with pytest.raises(SpaceError, match=message):
+        load_space(write_space(tmp_path, text))
+
+
+def test_default_space_samples_only_what_applies():
+    space = load_space()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        method, settings, train = space.sample(trial)
+        assert set(trial.params) - {"method", "num_virtual_tokens"} <= {k for k in trial.params if k.startswith(method)}
+        assert "lr" in train and 1 <= settings["num_virtual_tokens"] <= 200
+        study.tell(trial, 0.0)
+
+
+SPACE = """methods: [prompt_tuning, p_tuning]
+shared:
+  num_virtual_tokens: {low: 1, high: 8, log: true}
+per_method:
+  prompt_tuning:
+    init: {choices: [random, sampled_vocab]}
+    lr: {low: 1.0e-3, high: 3.0e-1, log: true}
+  p_tuning:
+    encoder: {choices: [mlp, lstm]}
+    encoder_hidden_size: {value: 16}
+    lr: {low: 1.0e-3, high: 3.0e-2, log: true}
+"""
+
+
+def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tasks):
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", "4",
+            "--space", str(write_space(tmp_path, SPACE)), "--steps", "4", "--batch-size", "4", "--eval-every", "2",
+            "--monitor-size", "4", "--eval-size", "6", "--results", str(tmp_path / "results"),
+            "--tasks-dir", str(tiny_tasks), "--study", "tiny"]
+    assert main(argv) == 0, capsys.readouterr().err
+    folder = tmp_path / "results" / "tiny"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}")
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(done) == 4
+    # known-good starting points run first, fitted to the narrowed space (class_labels is not offered)
+    assert study.trials[0].params == {"method": "prompt_tuning", "num_virtual_tokens": 8,
+                                      "prompt_tuning.init": "sampled_vocab", "prompt_tuning.lr": 0.03}
+    assert study.trials[1].params["p_tuning.lr"] == pytest.approx(0.01)
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert best["method"] in ("prompt_tuning", "p_tuning") and "lr" in best["train"]
+    assert set(best["test"]["tiny_cls"]) >= {"accuracy", "n"}  # test scored once, for the winner
+    for trial in study.trials:  # trials never saw the test split
+        for record in trial.user_attrs.get("records", []):
+            assert set(json.loads(Path(record).read_text())["scores"]) == {"validation"}
+    assert (folder / "best_adapter" / "tiny_cls" / "adapter_config.json").exists()
+    assert (folder / "trials.csv").exists() and (folder / "plots" / "optimization_history.png").exists()
+
+    assert main(argv) == 0  # rerun: the study already holds 4 finished trials, nothing new runs
+    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}").trials) == len(study.trials)
+
+    capsys.readouterr()
+    code = main(["run", "--config", str(folder / "best.yaml"), "--tasks-dir", str(tiny_tasks),
+                 "--results", str(tmp_path / "again"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models, tiny_tasks):
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", "3",
+            "--objective", "score,trainable_params", "--space", str(write_space(tmp_path, SPACE)),
+            "--steps", "2", "--batch-size", "4", "--eval-every", "2", "--monitor-size", "4", "--eval-size", "4",
+            "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "pareto"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "results" / "pareto" / "plots" / "pareto_front.png").exists()
