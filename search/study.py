@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 import optuna
@@ -11,7 +12,9 @@ from optuna.trial import TrialState
 from search.space import SearchSpace
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 30  # a killed worker's trial is marked failed after ~30 s
+# A killed worker's trial is marked failed once its heartbeat is GRACE seconds old.
+HEARTBEAT_SECONDS = int(os.environ.get("SPBENCH_HEARTBEAT_SECONDS", "10"))
+GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 # Starting points worth trying first (values outside a user's narrowed space are dropped).
 KNOWN_GOOD = [
@@ -95,12 +98,37 @@ def done_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=DONE))
 
 
+class BudgetReached(Exception):
+    """This trial would exceed the study's trial budget (another worker got there first)."""
+
+
+class _Budgeted:
+    """Starts the objective only while fewer than `n_trials` earlier trials are finished or running.
+
+    Trial numbers are handed out atomically by the storage, so workers racing for the last slots
+    agree on which trials count; a surplus trial ends as FAIL with the reason, and is not done.
+    """
+
+    def __init__(self, objective, n_trials: int | None):
+        self.objective, self.n_trials = objective, n_trials
+
+    def __call__(self, trial: optuna.Trial):
+        if self.n_trials is not None:
+            states = DONE + (TrialState.RUNNING,)
+            earlier = [t for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
+            if len(earlier) >= self.n_trials:
+                trial.study.stop()
+                raise BudgetReached(f"the study already holds {self.n_trials} finished or running trials")
+        return self.objective(trial)
+
+
 def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None) -> None:
     """Run trials until the study holds `n_trials` finished (complete or pruned) trials."""
-    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
     if n_trials and done_trials(study) >= n_trials:
         return
-    study.optimize(objective, timeout=timeout, callbacks=callbacks, catch=(), gc_after_trial=True)
+    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
+    study.optimize(_Budgeted(objective, n_trials), timeout=timeout, callbacks=callbacks, catch=(BudgetReached,),
+                   gc_after_trial=True)
 
 
 def _worker(study_name: str, url: str, objective, n_trials: int | None, timeout: float | None) -> None:

@@ -94,3 +94,63 @@ def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models
             "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "pareto"]
     assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "results" / "pareto" / "plots" / "pareto_front.png").exists()
+
+
+def _search_argv(tmp_path, tiny_models, tiny_tasks, *, trials, study, workers=1, steps=6):
+    return ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", str(trials),
+            "--space", str(write_space(tmp_path, SPACE)), "--steps", str(steps), "--batch-size", "4",
+            "--eval-every", "2", "--monitor-size", "4", "--eval-size", "4", "--pruner", "none",
+            "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", study,
+            "--workers", str(workers)]
+
+
+def _study(tmp_path, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'results' / name / 'study.db'}")
+
+
+def _states(study):
+    return [t.state.name for t in study.trials]
+
+
+def test_two_local_workers_complete_exactly_the_budget(capsys, tmp_path, tiny_models, tiny_tasks):
+    assert main(_search_argv(tmp_path, tiny_models, tiny_tasks, trials=6, study="workers", workers=2)) == 0
+    study = _study(tmp_path, "workers")
+    assert _states(study).count("COMPLETE") == 6
+    params = [tuple(sorted(t.params.items())) for t in study.trials if t.state.name == "COMPLETE"]
+    assert len({t.number for t in study.trials}) == len(study.trials)  # no trial recorded twice
+    assert len(params) == 6
+
+
+def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "SPBENCH_HEARTBEAT_SECONDS": "1"}
+    argv = [sys.executable, "-m", "bench.cli", *_search_argv(tmp_path, tiny_models, tiny_tasks, trials=4,
+                                                              study="killed", steps=12)]
+    root = Path(__file__).parent.parent
+    first = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    db = tmp_path / "results" / "killed" / "study.db"
+    deadline = time.time() + 180
+    while time.time() < deadline:  # kill once one trial is done and the next one is running
+        if db.exists():
+            states = _states(_study(tmp_path, "killed"))
+            if "COMPLETE" in states and states[-1] == "RUNNING":
+                break
+        time.sleep(0.3)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    finished_before = {t.number: t.values for t in _study(tmp_path, "killed").trials if t.state.name == "COMPLETE"}
+    time.sleep(4)  # past the heartbeat grace period: the killed trial is now stale
+
+    second = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    study = _study(tmp_path, "killed")
+    assert _states(study).count("COMPLETE") == 4
+    assert "FAIL" in _states(study)  # the trial that was running when the worker died
+    for number, values in finished_before.items():  # nothing finished was lost or redone
+        assert study.trials[number].values == values
