@@ -162,6 +162,14 @@ def _bench(args) -> int:
     for reason in suite.skipped:
         print(f"  not planned: {reason}")
     started = time.perf_counter()
+    if args.storage:
+        from bench.shared_suite import run_shared_suite
+
+        done, failed = run_shared_suite(suite, args.storage)
+        print(f"{done}/{len(suite.runs)} runs complete in the shared study, in {time.perf_counter() - started:.0f}s")
+        for name, reason in failed:
+            print(f"  FAILED {name}: {reason}")
+        return 1 if failed else 0
     outcome = run_suite(suite, progress=not args.quiet)
     print(f"done {len(outcome.done)}, already present {len(outcome.skipped)}, failed {len(outcome.failed)} "
           f"in {time.perf_counter() - started:.0f}s")
@@ -171,24 +179,36 @@ def _bench(args) -> int:
 
 
 def _results(args) -> int:
-    from bench.results import aggregate, format_table, load_records, write_csv
+    from bench.results import aggregate, format_table, write_csv
 
-    records, failures = load_records(args.folder)
-    if not records:
-        raise FileNotFoundError(f"no run records under {args.folder}")
+    records, failures = _records(args)
     rows = aggregate(records, split=args.split)
     print(format_table(rows))
     print(f"\n{len(records)} runs, {len(failures)} failed; csv: {write_csv(rows, args.folder / 'results.csv')}")
     return 0
 
 
+def _records(args):
+    from bench.results import load_records
+
+    if args.storage:
+        from bench.shared_suite import records_from_study
+
+        if not args.study:
+            raise ValueError("--storage needs --study (suite-<suite name>)")
+        records, failures = records_from_study(args.storage, args.study), []
+    else:
+        records, failures = load_records(args.folder)
+    if not records:
+        raise FileNotFoundError(f"no run records under {args.storage or args.folder}")
+    return records, failures
+
+
 def _plot(args) -> int:
     from bench.plots.render import render_all
-    from bench.results import aggregate, load_records
+    from bench.results import aggregate
 
-    records, _ = load_records(args.folder)
-    if not records:
-        raise FileNotFoundError(f"no run records under {args.folder}")
+    records, _ = _records(args)
     axes = tuple(args.axis or ("trainable_params", "train_flops"))
     paths = render_all(aggregate(records, split=args.split), args.folder / "plots", axes=axes)
     print("\n".join(map(str, paths)))
@@ -198,7 +218,8 @@ def _plot(args) -> int:
 def _report(args) -> int:
     from bench.report import write_report
 
-    print(write_report(args.folder, split=args.split))
+    records, failures = _records(args)
+    print(write_report(args.folder, records=records, failures=failures, split=args.split))
     return 0
 
 
@@ -220,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results", type=Path, help="where records go (default results/<suite>)")
     bench.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.add_argument("--storage", help="share the suite's runs among machines through this Optuna storage URL")
     from search.cli import add_parser as add_search_parser
 
     add_search_parser(sub)
@@ -229,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)
         command.add_argument("folder", nargs="?", type=Path, default=Path("results"), help="results folder")
         command.add_argument("--split", default="test", choices=("validation", "test"))
+        command.add_argument("--storage", help="read records from a shared suite's study instead of the folder")
+        command.add_argument("--study", help="that study's name (suite-<suite name>)")
         if name == "plot":
             from bench.plots.data import COST_AXES
 

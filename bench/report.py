@@ -34,8 +34,12 @@ def _environment(record: RunRecord) -> list[str]:
             f"- packages: {packages}", f"- code: git {commit}"]
 
 
-def write_report(folder: Path, *, split: str = "test") -> Path:
-    records, failures = load_records(folder)
+def write_report(folder: Path, *, records: list[RunRecord] | None = None, failures: list[dict] | None = None,
+                 split: str = "test") -> Path:
+    if records is None:
+        records, failures = load_records(folder)
+    failures = failures or []
+    folder.mkdir(parents=True, exist_ok=True)
     rows = aggregate(records, split=split)
     write_csv(rows, folder / "results.csv")
     plots = render_all(rows, folder / "plots")

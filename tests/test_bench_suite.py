@@ -85,3 +85,26 @@ def test_failed_run_is_recorded_and_suite_goes_on(tmp_path, tiny_models, tiny_ta
     assert len(list(results.rglob("record.json"))) == 1  # the gpt2 run still completed
     (failure,) = results.rglob("failure.json")
     assert "not supported for seq2seq" in json.loads(failure.read_text())["reason"]
+
+
+def test_suite_shared_through_a_study_runs_each_run_once(tmp_path, tiny_models, tiny_tasks):
+    """Two machines (processes with their own results folders) share one suite through a storage."""
+    suite = write_suite(tmp_path, tiny_models, tiny_tasks)
+    url = os.environ.get("SPBENCH_TEST_POSTGRES") or f"sqlite:///{tmp_path / 'shared.db'}"
+    name = f"tiny-{time.time_ns()}"
+    (tmp_path / "named.yaml").write_text(suite.read_text().replace("name: tiny", f"name: {name}"))
+    machines = [spbench("bench", "--suite", tmp_path / "named.yaml", "--results", tmp_path / f"machine{i}",
+                        "--tasks-dir", tiny_tasks, "--quiet", "--storage", url) for i in range(2)]
+    for machine in machines:
+        output = machine.communicate(timeout=300)[0]
+        assert machine.returncode == 0, output
+    import optuna
+
+    study = optuna.load_study(study_name=f"suite-{name}", storage=url)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 5 and len({t.user_attrs["run_id"] for t in complete}) == 5
+    local = len(list((tmp_path / "machine0").rglob("record.json"))) + len(list((tmp_path / "machine1").rglob("record.json")))
+    assert local == 5  # every run happened on exactly one machine
+    table = spbench("results", tmp_path / "table", "--storage", url, "--study", f"suite-{name}", "--split", "validation")
+    output = table.communicate(timeout=120)[0]
+    assert table.returncode == 0 and "5 runs, 0 failed" in output, output
