@@ -9,7 +9,6 @@ kept on its trial, so `spbench results --storage URL` sees the runs of every mac
 from __future__ import annotations
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
 from bench.models import ModelPool
@@ -25,12 +24,9 @@ def study_name(suite: Suite) -> str:
 
 
 def open_suite_study(suite: Suite, url: str) -> optuna.Study:
-    from search.study import GRACE_SECONDS, HEARTBEAT_SECONDS
+    from search.study import open_storage
 
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    storage = optuna.storages.RDBStorage(
-        url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=2))
+    storage = open_storage(url, retry_failed=2)
     try:  # the machine that creates the study queues the runs; the others find them queued
         study = optuna.create_study(study_name=study_name(suite), storage=storage, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:

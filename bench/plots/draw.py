@@ -25,6 +25,14 @@ def _save(figure, folder: Path, name: str) -> list[Path]:
     return paths
 
 
+def _finish(figure, axes, folder: Path, name: str, *, xlabel: str, ylabel: str, title: str) -> list[Path]:
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend(fontsize=7)
+    return _save(figure, folder, name)
+
+
 def draw_score_cost(chart: ScoreCost, folder: Path) -> list[Path]:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for method in sorted({p.method for p in chart.points}):
@@ -68,11 +76,8 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path) -> list[Path]:
         axes.errorbar(curve.lengths, curve.scores, yerr=curve.stds, marker="o", capsize=3,
                       label=f"{curve.task} / {curve.model} / {curve.method}")
     axes.set_xscale("log")
-    axes.set_xlabel("prompt length (virtual tokens)")
-    axes.set_ylabel("score")
-    axes.set_title("Score vs prompt length")
-    axes.legend(fontsize=6)
-    return _save(figure, folder, "prompt_length")
+    return _finish(figure, axes, folder, "prompt_length", xlabel="prompt length (virtual tokens)", ylabel="score",
+                   title="Score vs prompt length")
 
 
 def draw_inits(comparisons: list[InitComparison], folder: Path) -> list[Path]:
@@ -86,7 +91,5 @@ def draw_inits(comparisons: list[InitComparison], folder: Path) -> list[Path]:
                  yerr=[scores[i][1] for i in inits if i in scores], capsize=3,
                  label=f"{comparison.task} / {comparison.model}")
     axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits)
-    axes.set_ylabel("score")
-    axes.set_title("Prompt tuning: initialisation")
-    axes.legend(fontsize=7)
-    return _save(figure, folder, "prompt_init")
+    return _finish(figure, axes, folder, "prompt_init", xlabel="initialisation", ylabel="score",
+                   title="Prompt tuning: initialisation")
