@@ -48,10 +48,16 @@ class RunSpec:
 
     def run_id(self) -> str:
         """Stable name: same task, model, method, settings and seed -> same record path."""
-        settings = {"method": self.method_settings, "train": dataclasses.asdict(self.train)}
+        settings = {"task": self.task, "model": self.model, "method": self.method_settings,
+                    "train": dataclasses.asdict(self.train)}
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-        model = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model).strip("_")[-40:]
-        return f"{self.task}__{model}__{self.method}__{digest}__s{self.train.seed}"
+        task = Path(self.task).stem if self.task.endswith((".yaml", ".yml")) else self.task
+        return f"{_slug(task)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
+
+
+def _slug(text: str) -> str:
+    """A path- and shell-safe fragment (hub ids and folders contain slashes)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-40:]
 
 
 def _now() -> str:

@@ -1,0 +1,33 @@
+"""The base model's zero-shot score is computed once per (task version, template, model, split)."""
+
+import json
+
+from bench.run import RunSpec, execute_run
+from bench.train import TrainSettings
+
+
+def test_base_zero_shot_is_cached(tmp_path, monkeypatch, tiny_models, tiny_tasks):
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))
+    spec = RunSpec(task="tiny_cls", model=tiny_models["gpt2"][0], method="lora", tasks_dirs=(str(tiny_tasks),),
+                   train=TrainSettings(steps=1, batch_size=4, monitor_size=4, eval_size=6),
+                   results_dir=tmp_path / "runs", progress=False)
+    first = execute_run(spec)
+    cached = sorted((tmp_path / "cache" / "zero_shot").glob("*.json"))
+    assert len(cached) == 2  # validation and test
+    for path in cached:  # a marker value: if the next run recomputed, it would not see it
+        path.write_text(json.dumps({**json.loads(path.read_text()), "accuracy": 0.123}))
+    second = execute_run(RunSpec(**{**spec.__dict__, "method": "prompt_tuning"}))
+    assert {s["accuracy"] for s in second["base_zero_shot"].values()} == {0.123}
+    assert first["base_zero_shot"]["test"]["n"] == 6
+
+
+def test_template_change_invalidates_the_cache(tmp_path, monkeypatch, tiny_models, tiny_tasks):
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "tiny_cls_v2.yaml").write_text(
+        f"include: {tiny_tasks / 'tiny_cls.yaml'}\nname: tiny_cls\nversion: 2\ntemplate: 'Text: {{sentence}} Label:'\n")
+    train = TrainSettings(steps=1, batch_size=4, monitor_size=4, eval_size=6)
+    for card in (str(tiny_tasks / "tiny_cls.yaml"), str(tmp_path / "cards" / "tiny_cls_v2.yaml")):
+        execute_run(RunSpec(task=card, model=tiny_models["gpt2"][0], method="lora", train=train,
+                            results_dir=tmp_path / "runs", progress=False))
+    assert len(list((tmp_path / "cache" / "zero_shot").glob("*.json"))) == 4
