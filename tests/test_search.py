@@ -112,6 +112,16 @@ def _states(study):
     return [t.state.name for t in study.trials]
 
 
+def poll_states(load) -> list[str]:
+    """Trial states of a study another process may still be creating (then: none yet)."""
+    import sqlalchemy.exc
+
+    try:
+        return _states(load())
+    except (KeyError, sqlalchemy.exc.SQLAlchemyError):
+        return []
+
+
 def test_two_local_workers_complete_exactly_the_budget(capsys, tmp_path, tiny_models, tiny_tasks):
     assert main(_search_argv(tmp_path, tiny_models, tiny_tasks, trials=6, study="workers", workers=2)) == 0
     study = _study(tmp_path, "workers")
@@ -137,10 +147,9 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     db = tmp_path / "results" / "killed" / "study.db"
     deadline = time.time() + 180
     while time.time() < deadline:  # kill once one trial is done and the next one is running
-        if db.exists():
-            states = _states(_study(tmp_path, "killed"))
-            if "COMPLETE" in states and states[-1] == "RUNNING":
-                break
+        states = poll_states(lambda: _study(tmp_path, "killed")) if db.exists() else []
+        if "COMPLETE" in states and states[-1] == "RUNNING":
+            break
         time.sleep(0.3)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.test_search import SPACE, write_space
+from tests.test_search import SPACE, poll_states, write_space
 
 URL = os.environ.get("SPBENCH_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(not URL, reason="SPBENCH_TEST_POSTGRES is not set (no PostgreSQL server)")
@@ -54,10 +54,7 @@ def test_killed_worker_leaves_its_trial_failed(tmp_path, tiny_models, tiny_tasks
     doomed = worker(tmp_path, tiny_models, tiny_tasks, study, 5, 12, "doomed")
     deadline = time.time() + 300
     while time.time() < deadline:
-        try:
-            states = [t.state.name for t in load(study).trials]
-        except KeyError:  # study not created yet
-            states = []
+        states = poll_states(lambda: load(study))
         if "COMPLETE" in states and states[-1] == "RUNNING":
             break
         time.sleep(0.3)
