@@ -2,6 +2,8 @@
 # Install (if needed) and start a local PostgreSQL server, with a database for the search tests.
 # Prints the URL to use as SPBENCH_TEST_POSTGRES.
 set -euo pipefail
+# everything but the URL goes to stderr: tools here print notices (e.g. "Removed stale pid file.")
+exec 3>&1 1>&2
 if ! command -v pg_ctlcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
 fi
@@ -13,4 +15,4 @@ su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='spbench'\"" |
   || su postgres -c "psql -qc \"CREATE USER spbench PASSWORD 'spbench'\""
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='spbench'\"" | grep -q 1 \
   || su postgres -c "psql -qc \"CREATE DATABASE spbench OWNER spbench\""
-echo "postgresql://spbench:spbench@localhost/spbench"
+echo "postgresql://spbench:spbench@localhost/spbench" >&3

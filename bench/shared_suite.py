@@ -2,7 +2,7 @@
 
 Every machine runs the same `spbench bench --suite NAME --storage URL`. Queued (WAITING) trials
 are handed out once each by the storage; a machine killed mid-run leaves its trial failed
-(heartbeat) and Optuna's RetryFailedTrialCallback queues it again. Each finished run's record is
+(heartbeat) and Optuna's RetryHeartbeatStaleTrialCallback queues it again. Each finished run's record is
 kept on its trial, so `spbench results --storage URL` sees the runs of every machine.
 """
 

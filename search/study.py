@@ -40,9 +40,9 @@ def open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStor
     """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running;
     `retry_failed` > 0 queues such a trial again (up to that many times)."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    retry = optuna.storages.RetryFailedTrialCallback(max_retry=retry_failed) if retry_failed else None
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retry_failed) if retry_failed else None
     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                                      grace_period=GRACE_SECONDS, failed_trial_callback=retry)
+                                      grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry)
 
 
 def make_sampler(name: str, *, multi_objective: bool, seed: int | None) -> optuna.samplers.BaseSampler:
