@@ -65,10 +65,12 @@ def _run(args) -> int:
     print(f"{record['task']['name']} / {record['model']['name']} / {record['method']['name']}  "
           f"({record['cost']['trainable_params']:,} trainable params, "
           f"{record['cost']['train_seconds']:.1f}s training)")
+    before = record["zero_shot"] or record["base_zero_shot"]
     for split, scores in record["scores"].items():
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "n")
-        print(f"  {split:<10} {metrics}  (n={scores['n']}; zero-shot {primary}="
-              f"{record['zero_shot'][split][primary]:.4f}, {record['improvement_pct'][split]:+.1f}%)")
+        versus = (f"; zero-shot {primary}={before[split][primary]:.4f}, {record['improvement_pct'][split]:+.1f}%"
+                  if before else "")
+        print(f"  {split:<10} {metrics}  (n={scores['n']}{versus})")
     print(f"record: {Path(args.results) / record['run_id'] / 'record.json'}")
     return 0
 

@@ -42,9 +42,11 @@ class RunRecord(TypedDict):
     train: dict[str, Any]  # TrainSettings as a dict, with `lr` resolved to the rate used
     seed: int
     scores: dict[str, dict[str, float]]  # split -> metric -> value, plus "n" (examples scored)
-    zero_shot: dict[str, dict[str, float]]  # same, before any training (the method's initial state)
+    zero_shot: dict[str, dict[str, float]] | None  # same, before any training (the method's initial state)
     base_zero_shot: dict[str, dict[str, float]] | None  # the unadapted base model (cached); None for encoders
-    improvement_pct: dict[str, float]  # split -> 100 * (trained - zero_shot) / |zero_shot|, primary metric
+    # split -> 100 * (trained - before) / |before|, primary metric; `before` is zero_shot, else
+    # base_zero_shot, else None (an encoder run that skipped scoring its initial state)
+    improvement_pct: dict[str, float] | None
     curve: dict[str, list]  # "loss": per-step training loss; "eval": [{"step", metric...}] on validation
     cost: Cost
     artifact_path: str | None  # adapter folder, loadable with PeftModel.from_pretrained

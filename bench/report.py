@@ -16,9 +16,10 @@ def _table(rows: list[ResultRow]) -> list[str]:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r.model, -r.score)):
         relative = f"{r.relative_to_full_ft:.3f}" if r.relative_to_full_ft is not None else "–"
+        improvement = f"{r.improvement_pct:+.1f}%" if r.improvement_pct is not None else "–"
         lines.append(
             f"| {r.model} | `{r.label}` | {r.seeds} | {r.score:.3f} ± {r.score_std:.3f} | {relative} | "
-            f"{r.improvement_pct:+.1f}% | {r.trainable_params:,.0f} ({r.trainable_pct:.3f}%) | {r.train_seconds:.1f} | "
+            f"{improvement} | {r.trainable_params:,.0f} ({r.trainable_pct:.3f}%) | {r.train_seconds:.1f} | "
             f"{r.train_flops:.2e} | {r.peak_memory_bytes / 2**20:,.0f} | {r.artifact_bytes / 1024:,.0f} | "
             f"{r.latency_overhead:.2f} |")
     return lines

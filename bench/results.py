@@ -18,9 +18,10 @@ REFERENCE_METHODS = ("full_ft", "lora")
 
 
 def config_label(record: RunRecord) -> str:
+    """Method settings and learning rate: runs that differ only in seed share a label."""
     settings = record["method"]["settings"]
     shown = {k: v for k, v in settings.items() if v is not None and k != "init_text"}
-    inner = ",".join(f"{k}={v}" for k, v in sorted(shown.items()))
+    inner = ",".join([f"{k}={v}" for k, v in sorted(shown.items())] + [f"lr={record['train']['lr']:g}"])
     return f"{record['method']['name']}[{inner}]" if inner else record["method"]["name"]
 
 
@@ -55,8 +56,8 @@ class ResultRow:
     score: float  # mean over seeds of the primary metric on the chosen split
     score_std: float
     validation: float
-    zero_shot: float
-    improvement_pct: float  # mean over seeds of the improvement over each run's zero-shot score
+    zero_shot: float | None  # None where no run of the group scored its state before training
+    improvement_pct: float | None  # mean over seeds of the improvement over each run's zero-shot score
     relative_to_full_ft: float | None  # score / the best full fine-tuning score of the same task and model
     trainable_params: float
     trainable_pct: float
@@ -69,6 +70,10 @@ class ResultRow:
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
 
 
 def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRow]:
@@ -86,8 +91,9 @@ def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRo
             task=task, model=model, method=group[0]["method"]["name"], label=label,
             settings=group[0]["method"]["settings"], seeds=len(group), metric=metric, score=score, score_std=std,
             validation=statistics.fmean(r["scores"]["validation"][metric] for r in group),
-            zero_shot=statistics.fmean(r["zero_shot"][split][metric] for r in group),
-            improvement_pct=statistics.fmean(r["improvement_pct"][split] for r in group),
+            zero_shot=_mean_or_none([before[split][metric] for r in group
+                                     if (before := r["zero_shot"] or r["base_zero_shot"])]),
+            improvement_pct=_mean_or_none([r["improvement_pct"][split] for r in group if r["improvement_pct"]]),
             relative_to_full_ft=None, **costs,
         ))
     best_full = {}
@@ -124,8 +130,9 @@ def format_table(rows: list[ResultRow]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         relative = f"{r.relative_to_full_ft:.2f}" if r.relative_to_full_ft is not None else "-"
+        improvement = f"{r.improvement_pct:>+8.1f}%" if r.improvement_pct is not None else f"{'-':>9}"
         lines.append(
             f"{r.task:<9} {r.model[:13]:<13} {r.label[:46]:<46} {r.seeds:>2} "
-            f"{r.score:>7.3f}±{r.score_std:<6.3f} {relative:>6} {r.improvement_pct:>+8.1f}% "
+            f"{r.score:>7.3f}±{r.score_std:<6.3f} {relative:>6} {improvement} "
             f"{_si(r.trainable_params):>7} {r.train_seconds:>8.1f} {_si(r.train_flops):>7} {r.latency_overhead:>6.2f}x")
     return "\n".join(lines)

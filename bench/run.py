@@ -168,7 +168,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     base_latency = latency_per_example(TunedModel(base.model, base, task.card), latency_prompts)
     model = method.build(base, settings, task.card)
     tuned = TunedModel(model, base, task.card)
-    zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()}
+    zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None
 
     def evaluate_during_training(step: int) -> dict[str, float]:
         scores = score(tuned, monitor)
@@ -198,8 +198,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         "scores": scores,
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
-        "improvement_pct": {split: _improvement(scores[split][primary], zero_shot[split][primary])
-                            for split in spec.eval_splits},
+        "improvement_pct": _improvement(scores, zero_shot or base_scores, primary),
         "curve": {"loss": result.losses, "eval": result.evaluations},
         "cost": cost,
         "artifact_path": str(artifact_path) if artifact_path else None,
@@ -212,5 +211,9 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     return record
 
 
-def _improvement(trained: float, zero_shot: float) -> float:
-    return 100 * (trained - zero_shot) / max(abs(zero_shot), 1e-9)
+def _improvement(scores: dict, before: dict | None, metric: str) -> dict[str, float] | None:
+    """split -> % change of the primary metric over the score before training (None: not measured)."""
+    if before is None:
+        return None
+    return {split: 100 * (scores[split][metric] - before[split][metric]) / max(abs(before[split][metric]), 1e-9)
+            for split in scores}

@@ -50,21 +50,27 @@ def find_suite(name_or_path: str) -> Path:
     return shipped
 
 
-def _label(method: str, settings: dict[str, Any]) -> str:
-    inner = ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
+def _label(method: str, settings: dict[str, Any], train: dict[str, Any]) -> str:
+    inner = ",".join(f"{k}={v}" for k, v in sorted({**settings, **train}.items()))
     return f"{method}[{inner}]" if inner else method
 
 
-def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]]]:
-    """Each entry: {method, settings?, sweep?: {key: [values]}} -> (method, settings) per sweep point."""
+def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Each entry: {method, settings?, sweep?: {key: [values]}, train?: {...}} -> (method, settings,
+    training overrides) per sweep point. `train` sets what differs by method, such as the learning rate."""
     configs = []
     for index, entry in enumerate(entries):
         where = f"{path} methods[{index}]"
         if not isinstance(entry, dict) or "method" not in entry:
             raise SuiteError(f"{where}: each entry needs `method:`")
-        unknown = set(entry) - {"method", "settings", "sweep"}
+        unknown = set(entry) - {"method", "settings", "sweep", "train"}
         if unknown:
-            raise SuiteError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected method, settings, sweep)")
+            raise SuiteError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected method, settings, sweep, train)")
+        train = entry.get("train") or {}
+        try:
+            TrainSettings(**train)
+        except (TypeError, MethodError) as err:
+            raise SuiteError(f"{where} train: {err}") from None
         try:
             method = get_method(entry["method"])
         except MethodError as err:
@@ -79,7 +85,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
                 method.settings(**settings)
             except MethodError as err:
                 raise SuiteError(f"{where}: {err}") from None
-            configs.append((method.name, settings))
+            configs.append((method.name, settings, train))
     return configs
 
 
@@ -109,13 +115,14 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             train = TrainSettings(**{**defaults, **(budget or {})})
         except (TypeError, MethodError) as err:
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
-        for model, (method, settings), seed in itertools.product(data["models"], configs, data.get("seeds", [0])):
-            label = _label(method, settings)
+        for model, (method, settings, method_train), seed in itertools.product(
+                data["models"], configs, data.get("seeds", [0])):
+            label = _label(method, settings, method_train)
             if MODELS.get(model) and MODELS[model].kind == "encoder" and not card.is_classification:
                 suite.skipped.append(f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks")
                 continue
             spec = RunSpec(task=task_name, model=model, method=method, method_settings=settings,
-                           train=TrainSettings(**{**train.__dict__, "seed": seed}),
+                           train=TrainSettings(**{**train.__dict__, **method_train, "seed": seed}),
                            tasks_dirs=tasks_dirs, results_dir=results_dir, progress=False)
             suite.runs.append(PlannedRun(spec=spec, label=label))
     suite.skipped = sorted(set(suite.skipped))

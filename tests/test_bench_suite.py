@@ -16,7 +16,7 @@ from bench.suite import SuiteError, load_suite
 def write_suite(folder: Path, tiny_models, tiny_tasks, *, failing: bool = False) -> Path:
     models = [tiny_models["gpt2"][0]] + ([tiny_models["t5"][0]] if failing else [])
     methods = ["{method: prompt_tuning, sweep: {num_virtual_tokens: [2, 4], init: [random, sampled_vocab]}}",
-               "{method: lora, settings: {r: 2}}"]
+               "{method: lora, settings: {r: 2}, train: {lr: 0.002}}"]
     if failing:
         methods = ["{method: prefix_tuning, settings: {num_virtual_tokens: 2}}"]  # refused on t5
     path = folder / "tiny_suite.yaml"
@@ -38,6 +38,9 @@ def test_suite_expands_sweeps(tmp_path, tiny_models, tiny_tasks):
     suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),))
     assert len(suite.runs) == 5
     assert len({run.spec.run_id() for run in suite.runs}) == 5
+    lora = [run for run in suite.runs if run.spec.method == "lora"]
+    assert [run.spec.train.lr for run in lora] == [0.002] and lora[0].spec.train.steps == 3
+    assert {run.spec.train.lr for run in suite.runs if run.spec.method != "lora"} == {None}
     assert load_suite("quick").runs and load_suite("standard").skipped  # encoders skip generation tasks
 
 
@@ -46,6 +49,10 @@ def test_bad_suite_is_refused(tmp_path):
     path.write_text("name: bad\ntasks: {sst2: {}}\nmodels: [minilm-l6]\nmethods:\n  - {method: prompt_tuning, "
                     "settings: {num_virtual_tokens: 0}}\n")
     with pytest.raises(SuiteError, match=r"bad.yaml methods\[0\].*num_virtual_tokens=0 is out of range"):
+        load_suite(str(path))
+    path.write_text("name: bad\ntasks: {sst2: {}}\nmodels: [minilm-l6]\nmethods:\n  - {method: lora, "
+                    "train: {lr: -1}}\n")
+    with pytest.raises(SuiteError, match=r"bad.yaml methods\[0\] train: .*lr=-1 is out of range"):
         load_suite(str(path))
     with pytest.raises(SuiteError, match="unknown suite 'nope'"):
         load_suite("nope")

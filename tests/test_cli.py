@@ -48,6 +48,18 @@ def test_run_writes_a_complete_record(capsys, tiny_models, tiny_tasks, tmp_path,
                                          record["artifact_path"]) is not None
 
 
+def test_skipping_the_initial_score_leaves_no_zero_shot(capsys, tiny_models, tiny_tasks, tmp_path):
+    args = tiny_run(tiny_models, tiny_tasks, tmp_path, "roberta", "lora", "tiny_cls", "--set", "score_initial=false")
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+    assert record["zero_shot"] is None and record["improvement_pct"] is None  # an encoder has no base zero-shot
+    assert "zero-shot" not in out
+    code, out, err = run_cli(capsys, "results", tmp_path)
+    assert code == 0, err
+    assert re.search(r"lora.*\s-\s", out)
+
+
 def test_same_seed_same_result(capsys, tiny_models, tiny_tasks, tmp_path):
     runs = []
     for folder in ("a", "b"):

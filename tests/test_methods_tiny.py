@@ -153,3 +153,29 @@ def test_prefix_tuning_refused_for_seq2seq(tiny_models, tiny_tasks):
     method = get_method("prefix_tuning")
     with pytest.raises(MethodError, match="not supported for seq2seq"):
         method.build(base, method.settings(), task.card)
+
+
+@pytest.mark.parametrize("arch", ("gpt2", "llama"))
+def test_real_token_prefix_continues_those_tokens(tiny_models, tiny_tasks, arch):
+    """A prefix built from tokens' own keys/values must act exactly like those tokens in the input."""
+    from bench.methods.prefix_tuning import real_token_prefix
+    from bench.modeling import causal
+
+    _, base, tuned = build(tiny_models, tiny_tasks, arch, "prefix_tuning")
+    prefix_ids = torch.tensor([5, 17, 230, 41])  # as many as the variant's virtual tokens
+    tail = torch.tensor([[60, 7, 99]])
+    with torch.no_grad():
+        tuned.model.prompt_encoder["default"].embedding.weight.copy_(real_token_prefix(base, prefix_ids))
+        with_prefix, _ = causal.forward_last(tuned.model, tail, torch.ones_like(tail), logits_to_keep=3)
+        in_input = base.model(input_ids=torch.cat([prefix_ids[None], tail], dim=1)).logits[:, -3:]
+    torch.testing.assert_close(with_prefix.logits, in_input, atol=1e-4, rtol=1e-4)
+
+
+def test_prefix_init_settings():
+    method = get_method("prefix_tuning")
+    assert method.settings().init == "real_tokens"
+    assert method.settings(prefix_projection=True).init == "random"
+    with pytest.raises(MethodError, match="real_tokens"):
+        method.settings(prefix_projection=True, init="real_tokens")
+    with pytest.raises(MethodError, match="init"):
+        method.settings(init="vocab")

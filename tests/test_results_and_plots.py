@@ -11,11 +11,11 @@ from bench.report import write_report
 from bench.results import aggregate, load_records
 
 
-def make_record(method, score, *, seed=0, task="sst2", params=100, **settings):
+def make_record(method, score, *, seed=0, task="sst2", params=100, lr=0.001, **settings):
     return {
         "run_id": f"{task}-{method}-{settings}-{seed}", "seed": seed,
         "task": {"name": task, "primary_metric": "accuracy"}, "model": {"name": "m"},
-        "method": {"name": method, "settings": settings},
+        "method": {"name": method, "settings": settings}, "train": {"lr": lr},
         "scores": {"test": {"accuracy": score}, "validation": {"accuracy": score - 0.01}},
         "zero_shot": {"test": {"accuracy": 0.5}}, "improvement_pct": {"test": 100 * (score - 0.5) / 0.5},
         "cost": {"trainable_params": params, "trainable_pct": 1.0, "train_seconds": 10.0, "train_flops": 1e12,
@@ -37,11 +37,16 @@ RECORDS = [
 
 def test_aggregate_means_seeds_and_relates_to_full_ft():
     rows = {r.label: r for r in aggregate(RECORDS)}
-    full = rows["full_ft"]
+    full = rows["full_ft[lr=0.001]"]
     assert (full.seeds, full.score) == (2, pytest.approx(0.89))
     assert full.score_std == pytest.approx(0.0141421, abs=1e-6)
-    assert rows["lora"].relative_to_full_ft == pytest.approx(0.86 / 0.89)
-    assert rows["prompt_tuning[init=random,num_virtual_tokens=10]"].improvement_pct == pytest.approx(60.0)
+    assert rows["lora[lr=0.001]"].relative_to_full_ft == pytest.approx(0.86 / 0.89)
+    assert rows["prompt_tuning[init=random,num_virtual_tokens=10,lr=0.001]"].improvement_pct == pytest.approx(60.0)
+
+
+def test_learning_rates_are_separate_configs():
+    rows = aggregate([make_record("full_ft", 0.9), make_record("full_ft", 0.7, lr=1e-4)])
+    assert sorted((r.label, r.seeds) for r in rows) == [("full_ft[lr=0.0001]", 1), ("full_ft[lr=0.001]", 1)]
 
 
 def test_pareto_front_keeps_only_undominated_points():

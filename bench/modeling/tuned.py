@@ -157,14 +157,19 @@ class TunedModel:
     def predict(self, examples: Sequence[Example], *, batch_size: int = 16) -> list:
         """Class indices (classification) or generated strings, in example order."""
         self.model.eval()
-        predictions: list = []
-        for start in range(0, len(examples), batch_size):
-            prompts = [ex.prompt for ex in examples[start:start + batch_size]]
+        # batches of similar length waste little compute on padding; results go back in order
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+        predictions: list = [None] * len(examples)
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            prompts = [examples[i].prompt for i in indices]
             if not self.card.is_classification:
-                predictions += self._generate(prompts)
+                batch_predictions = self._generate(prompts)
             elif self.kind == "encoder":
                 batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
-                predictions += encoder_logits(self.model, batch).argmax(-1).tolist()
+                batch_predictions = encoder_logits(self.model, batch).argmax(-1).tolist()
             else:
-                predictions += self._classify_lm(prompts)
+                batch_predictions = self._classify_lm(prompts)
+            for i, prediction in zip(indices, batch_predictions):
+                predictions[i] = prediction
         return predictions

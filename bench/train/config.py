@@ -21,6 +21,9 @@ class TrainSettings:
     train_size: int | None = None  # training examples drawn from the train split (None: all)
     eval_batch_size: int = 32
     seed: int = 0
+    # score the method's initial state on the evaluation splits (the run's own zero-shot). An
+    # encoder's fresh head scores chance there, so short suites may skip it.
+    score_initial: bool = True
 
     def __post_init__(self):
         checks = {
