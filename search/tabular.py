@@ -1,0 +1,141 @@
+"""A tabular benchmark for the searcher: real runs on a grid, replayed so samplers and pruners can
+be compared over many repetitions at no training cost.
+
+Each table entry is one real run record (a grid suite's output): its intermediate validation
+scores at the steps they were measured, and its final validation score. A simulated trial samples
+a config through the same `SearchSpace` as a real search (numbers snapped to the nearest grid
+value), reports the recorded curve to Optuna as a real trial would, and is charged the training
+steps it ran before it completed or was pruned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from bench.results import load_records
+from search.space import TRAIN_KEYS, Param, SearchSpace
+from search.study import make_pruner
+
+CATEGORICAL = (str, bool)
+
+
+@dataclass(frozen=True)
+class Entry:
+    method: str
+    params: tuple[tuple[str, object], ...]  # sorted (name, value): method settings searched and lr
+    curve: tuple[tuple[int, float], ...]  # (step, intermediate validation score)
+    final: float  # validation score at the end of training
+    steps: int
+
+
+@dataclass
+class Table:
+    entries: dict[tuple, Entry]  # (method, params) -> entry
+    grid: dict[str, dict[str, tuple]]  # method -> parameter -> sorted grid values
+    steps: int
+
+    def space(self) -> SearchSpace:
+        """The search space the grid spans: numeric ranges (log) between grid values, choices as choices."""
+        params = {}
+        for method, values in self.grid.items():
+            params[method] = tuple(
+                Param(name, "categorical", choices=grid) if isinstance(grid[0], CATEGORICAL)
+                else Param(name, "int" if isinstance(grid[0], int) else "float", low=grid[0], high=grid[-1], log=True)
+                for name, grid in values.items() if len(grid) > 1)
+        return SearchSpace(path=Path("<table>"), methods=tuple(sorted(self.grid)), params=params)
+
+    def lookup(self, method: str, sampled: dict) -> Entry:
+        """The entry nearest to a sampled config (log distance per numeric parameter)."""
+        snapped = {}
+        for name, grid in self.grid[method].items():
+            value = sampled.get(name, grid[0])
+            snapped[name] = value if isinstance(grid[0], CATEGORICAL) else min(
+                grid, key=lambda g: abs(math.log(g) - math.log(value)))
+        return self.entries[(method, tuple(sorted(snapped.items())))]
+
+    def best(self) -> float:
+        return max(entry.final for entry in self.entries.values())
+
+
+def load_table(folder: Path) -> Table:
+    """Table of every completed record under `folder` (one task and model, one training budget)."""
+    records, _ = load_records(folder)
+    if not records:
+        raise ValueError(f"no run records under {folder}: run the grid suite first")
+    methods = {record["method"]["name"] for record in records}
+    values: dict[tuple[str, str], set] = {}  # a parameter is searched where the grid has several values
+    for record in records:
+        method = record["method"]["name"]
+        for name, value in {**record["method"]["settings"], "lr": record["train"]["lr"]}.items():
+            if value is not None and name != "init_text":
+                values.setdefault((method, name), set()).add(value)
+    grid = {method: {name: tuple(sorted(v)) for (m, name), v in values.items() if m == method and len(v) > 1}
+            for method in methods}
+    entries, steps = {}, {record["train"]["steps"] for record in records}
+    if len(steps) != 1:
+        raise ValueError(f"records under {folder} have different training budgets: {sorted(steps)} steps")
+    for record in records:
+        method = record["method"]["name"]
+        config = {**record["method"]["settings"], "lr": record["train"]["lr"]}
+        key = (method, tuple(sorted((name, config[name]) for name in grid[method])))
+        metric = record["task"]["primary_metric"]
+        curve = tuple((point["step"], point[metric]) for point in record["curve"]["eval"])
+        entries[key] = Entry(method, key[1], curve, record["scores"]["validation"][metric], record["train"]["steps"])
+    table = Table(entries=entries, grid=grid, steps=steps.pop())
+    missing = _grid_size(grid) - len(entries)
+    if missing:
+        raise ValueError(f"the grid under {folder} is incomplete: {missing} of {_grid_size(grid)} runs missing")
+    return table
+
+
+def _grid_size(grid: dict[str, dict[str, tuple]]) -> int:
+    return sum(math.prod(len(v) for v in values.values()) for values in grid.values())
+
+
+@dataclass
+class SearchTrace:
+    """One simulated search: per finished trial, the steps spent so far and the best final score."""
+    steps: list[int]
+    best: list[float]
+
+    def steps_to_reach(self, target: float) -> float:
+        for spent, best in zip(self.steps, self.best):
+            if best >= target:
+                return spent
+        return math.inf
+
+
+def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name: str, n_trials: int,
+             stop_at: float | None = None) -> SearchTrace:
+    """Run an Optuna study over the table; stops after `n_trials` or once a trial completes at `stop_at`."""
+    space = table.space()
+    first_eval = min(step for entry in table.entries.values() for step, _ in entry.curve)
+    study = optuna.create_study(direction="maximize", sampler=sampler,
+                                pruner=make_pruner(pruner_name, min_steps=first_eval, max_steps=table.steps))
+    trace, spent = SearchTrace([], []), 0
+
+    def objective(trial: optuna.Trial) -> float:
+        nonlocal spent
+        method, settings, train = space.sample(trial)
+        entry = table.lookup(method, {**settings, **{k: v for k, v in train.items() if k in TRAIN_KEYS}})
+        for step, score in entry.curve:
+            trial.report(score, step)
+            if step < entry.steps and trial.should_prune():
+                spent += step
+                raise optuna.TrialPruned()
+        spent += entry.steps
+        return entry.final
+
+    def record(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        completed = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        trace.steps.append(spent)
+        trace.best.append(max(completed, default=-math.inf))
+        if stop_at is not None and trace.best[-1] >= stop_at:
+            study.stop()
+
+    study.optimize(objective, n_trials=n_trials, callbacks=[record])
+    return trace

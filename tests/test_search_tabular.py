@@ -1,0 +1,85 @@
+"""The tabular search benchmark on a hand-made grid: lookup, step accounting, stopping at a target."""
+
+import itertools
+import json
+
+import optuna
+import pytest
+
+from search.tabular import load_table, simulate
+
+STEPS = 40
+GRID = {
+    "prompt_tuning": {"init": ["random", "class_labels"], "lr": [0.01, 0.1, 0.3]},
+    "prefix_tuning": {"lr": [0.001, 0.01]},
+}
+
+
+def final_score(method: str, config: dict) -> float:
+    score = 0.55 + (0.2 if method == "prompt_tuning" else 0.0) + (0.1 if config.get("init") == "class_labels" else 0)
+    return score + 0.05 * GRID[method]["lr"].index(config["lr"])
+
+
+def write_grid(folder, *, skip: int | None = None) -> None:
+    index = 0
+    for method, params in GRID.items():
+        for values in itertools.product(*params.values()):
+            config = dict(zip(params, values))
+            index += 1
+            if index == skip:
+                continue
+            final = final_score(method, config)
+            record = {
+                "run_id": f"run{index}", "task": {"name": "t", "primary_metric": "accuracy"}, "model": {"name": "m"},
+                "method": {"name": method, "settings": {k: v for k, v in config.items() if k != "lr"} | {"x": 1}},
+                "train": {"lr": config["lr"], "steps": STEPS},
+                "scores": {"validation": {"accuracy": final}}, "cost": {},
+                # learning curves that rise to the final score: weaker configs are weaker early too
+                "curve": {"eval": [{"step": s, "accuracy": 0.5 + (final - 0.5) * s / STEPS} for s in (8, 16, 24, 32, 40)]},
+            }
+            (folder / record["run_id"]).mkdir(parents=True)
+            (folder / record["run_id"] / "record.json").write_text(json.dumps(record))
+
+
+def test_table_reads_the_grid_and_snaps_to_the_nearest_run(tmp_path):
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    assert len(table.entries) == 8 and table.steps == STEPS
+    assert table.grid["prompt_tuning"] == {"init": ("class_labels", "random"), "lr": (0.01, 0.1, 0.3)}
+    assert "x" not in table.grid["prompt_tuning"]  # one value everywhere: not a searched parameter
+    entry = table.lookup("prompt_tuning", {"init": "class_labels", "lr": 0.05})  # log-nearest of 0.01 / 0.1
+    assert dict(entry.params) == {"init": "class_labels", "lr": 0.1}
+    assert entry.final == pytest.approx(0.9)
+    assert table.best() == pytest.approx(0.95)
+    space = table.space()
+    assert space.methods == ("prefix_tuning", "prompt_tuning")
+    lr = next(p for p in space.params["prompt_tuning"] if p.name == "lr")
+    assert (lr.low, lr.high, lr.log) == (0.01, 0.3, True)
+
+
+def test_incomplete_grid_is_refused(tmp_path):
+    write_grid(tmp_path, skip=3)
+    with pytest.raises(ValueError, match="1 of 8 runs missing"):
+        load_table(tmp_path)
+
+
+def test_random_search_pays_full_runs_and_stops_at_the_target(tmp_path):
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=0), pruner_name="none", n_trials=12)
+    assert trace.steps == [STEPS * (i + 1) for i in range(12)]
+    assert trace.best == sorted(trace.best)
+    stopped = simulate(table, sampler=optuna.samplers.RandomSampler(seed=0), pruner_name="none", n_trials=500,
+                       stop_at=table.best())
+    assert stopped.best[-1] == pytest.approx(table.best()) and len(stopped.steps) < 500
+    assert stopped.steps_to_reach(table.best()) == stopped.steps[-1]
+    assert trace.steps_to_reach(2.0) == float("inf")
+
+
+def test_pruned_trials_are_charged_the_steps_they_ran(tmp_path):
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=1), pruner_name="median", n_trials=40)
+    charges = [b - a for a, b in zip([0] + trace.steps, trace.steps)]
+    assert set(charges) <= {8, 16, 24, 32, STEPS}
+    assert min(charges) < STEPS, "the median pruner never stopped a weak trial"
