@@ -16,6 +16,7 @@ from bench.train import TrainSettings
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "methods", "seeds", "train"}
+TRAIN_FIELDS = set(TrainSettings.__dataclass_fields__)
 
 
 class SuiteError(ValueError):
@@ -57,7 +58,8 @@ def _label(method: str, settings: dict[str, Any], train: dict[str, Any]) -> str:
 
 def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """Each entry: {method, settings?, sweep?: {key: [values]}, train?: {...}} -> (method, settings,
-    training overrides) per sweep point. `train` sets what differs by method, such as the learning rate."""
+    training overrides) per sweep point. `train` sets what differs by method, such as the learning
+    rate; a sweep key that is a training setting (lr, batch_size...) goes to the overrides."""
     configs = []
     for index, entry in enumerate(entries):
         where = f"{path} methods[{index}]"
@@ -68,24 +70,26 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             raise SuiteError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected method, settings, sweep, train)")
         train = entry.get("train") or {}
         try:
-            TrainSettings(**train)
-        except (TypeError, MethodError) as err:
-            raise SuiteError(f"{where} train: {err}") from None
-        try:
             method = get_method(entry["method"])
         except MethodError as err:
             raise SuiteError(f"{where}: {err}") from None
         sweep = entry.get("sweep", {})
         keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
-            settings = {**entry.get("settings", {}), **dict(zip(keys, values))}
+            point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)
+            settings = {**entry.get("settings", {}), **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
+            point_train = {**train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}}
             if method.name == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
                 settings["init_text"] = "Classify or answer the following input."
             try:
                 method.settings(**settings)
             except MethodError as err:
                 raise SuiteError(f"{where}: {err}") from None
-            configs.append((method.name, settings, train))
+            try:
+                TrainSettings(**point_train)
+            except (TypeError, MethodError) as err:
+                raise SuiteError(f"{where} train: {err}") from None
+            configs.append((method.name, settings, point_train))
     return configs
 
 

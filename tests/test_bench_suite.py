@@ -15,7 +15,7 @@ from bench.suite import SuiteError, load_suite
 
 def write_suite(folder: Path, tiny_models, tiny_tasks, *, failing: bool = False) -> Path:
     models = [tiny_models["gpt2"][0]] + ([tiny_models["t5"][0]] if failing else [])
-    methods = ["{method: prompt_tuning, sweep: {num_virtual_tokens: [2, 4], init: [random, sampled_vocab]}}",
+    methods = ["{method: prompt_tuning, sweep: {num_virtual_tokens: [2, 4], init: [random, sampled_vocab], lr: [0.1]}}",
                "{method: lora, settings: {r: 2}, train: {lr: 0.002}}"]
     if failing:
         methods = ["{method: prefix_tuning, settings: {num_virtual_tokens: 2}}"]  # refused on t5
@@ -40,7 +40,8 @@ def test_suite_expands_sweeps(tmp_path, tiny_models, tiny_tasks):
     assert len({run.spec.run_id() for run in suite.runs}) == 5
     lora = [run for run in suite.runs if run.spec.method == "lora"]
     assert [run.spec.train.lr for run in lora] == [0.002] and lora[0].spec.train.steps == 3
-    assert {run.spec.train.lr for run in suite.runs if run.spec.method != "lora"} == {None}
+    assert {run.spec.train.lr for run in suite.runs if run.spec.method != "lora"} == {0.1}  # swept
+    assert all("lr" not in run.spec.method_settings for run in suite.runs)
     assert load_suite("quick").runs and load_suite("standard").skipped  # encoders skip generation tasks
 
 
