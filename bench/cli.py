@@ -42,6 +42,7 @@ def _add_run(sub) -> None:
 def _run(args) -> int:
     from bench.methods import get_method
     from bench.overrides import split_overrides
+    from bench.record import scores_before_training
     from bench.run import RunSpec, execute_run
     from bench.train import TrainSettings
 
@@ -65,7 +66,7 @@ def _run(args) -> int:
     print(f"{record['task']['name']} / {record['model']['name']} / {record['method']['name']}  "
           f"({record['cost']['trainable_params']:,} trainable params, "
           f"{record['cost']['train_seconds']:.1f}s training)")
-    before = record["zero_shot"] or record["base_zero_shot"]
+    before = scores_before_training(record)
     for split, scores in record["scores"].items():
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "n")
         versus = (f"; zero-shot {primary}={before[split][primary]:.4f}, {record['improvement_pct'][split]:+.1f}%"

@@ -55,6 +55,11 @@ class RunRecord(TypedDict):
     finished_at: str
 
 
+def scores_before_training(record: RunRecord) -> dict[str, dict[str, float]] | None:
+    """What `improvement_pct` is measured against: the run's initial state, else the base model."""
+    return record["zero_shot"] or record.get("base_zero_shot")
+
+
 def write_record(record: RunRecord, path: Path) -> Path:
     return write_json_atomic(record, path)
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.record import RunRecord
+from bench.record import RunRecord, scores_before_training
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
              "artifact_bytes", "latency_overhead")
@@ -92,7 +92,7 @@ def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRo
             settings=group[0]["method"]["settings"], seeds=len(group), metric=metric, score=score, score_std=std,
             validation=statistics.fmean(r["scores"]["validation"][metric] for r in group),
             zero_shot=_mean_or_none([before[split][metric] for r in group
-                                     if (before := r["zero_shot"] or r["base_zero_shot"])]),
+                                     if (before := scores_before_training(r))]),
             improvement_pct=_mean_or_none([r["improvement_pct"][split] for r in group if r["improvement_pct"]]),
             relative_to_full_ft=None, **costs,
         ))

@@ -8,7 +8,7 @@ over seeds; prints the ratio TPE steps / random steps with its spread (target: <
 The table is a grid suite's records (real runs with their learning curves):
 
     spbench bench --suite bench/suites/search_table.yaml
-    python scripts/search_efficiency.py results/search-table-sst2 [--random-trials 20] [--repetitions 30]
+    python scripts/search_efficiency.py results/search-table-ag_news [--random-trials 20] [--repetitions 30]
 """
 
 from __future__ import annotations
@@ -24,15 +24,11 @@ from search.study import make_sampler
 from search.tabular import Table, load_table, simulate
 
 
-def compare(table: Table, *, seed: int, random_trials: int, pruner: str, sampler: str,
-            max_trials: int) -> tuple[float, float, float]:
-    """(random search's best, its steps, the steps `sampler` + `pruner` took to reach that best)."""
-    random = simulate(table, sampler=optuna.samplers.RandomSampler(seed=seed), pruner_name="none",
-                      n_trials=random_trials)
-    target = random.best[-1]
+def steps_to_reach(table: Table, target: float, *, seed: int, sampler: str, pruner: str, max_trials: int) -> float:
+    """Training steps `sampler` + `pruner` spend until a completed trial scores `target` (inf: never)."""
     guided = simulate(table, sampler=make_sampler(sampler, multi_objective=False, seed=seed), pruner_name=pruner,
                       n_trials=max_trials, stop_at=target)
-    return target, random.steps[-1], guided.steps_to_reach(target)
+    return guided.steps_to_reach(target)
 
 
 def _spread(ratios: list[float]) -> str:
@@ -60,15 +56,16 @@ def main() -> None:
           f"{finals[0]:.4f}, median {statistics.median(finals):.4f}")
     print(f"random search: {args.random_trials} full trials = {args.random_trials * table.steps} steps; "
           f"{args.repetitions} repetitions\n")
+    # per repetition: random search's best with its full budget (the target), and its steps
+    baselines = [simulate(table, sampler=optuna.samplers.RandomSampler(seed=seed), pruner_name="none",
+                          n_trials=args.random_trials) for seed in range(args.repetitions)]
+    targets = [random.best[-1] for random in baselines]
     variants = [("TPE + hyperband pruning", "tpe", "hyperband"), ("TPE, no pruning", "tpe", "none"),
                 ("random + hyperband pruning", "random", "hyperband")]
     for name, sampler, pruner in variants:
-        ratios, targets = [], []
-        for seed in range(args.repetitions):
-            target, random_steps, steps = compare(table, seed=seed, random_trials=args.random_trials, pruner=pruner,
-                                                  sampler=sampler, max_trials=args.max_trials)
-            ratios.append(steps / random_steps)
-            targets.append(target)
+        ratios = [steps_to_reach(table, random.best[-1], seed=seed, sampler=sampler, pruner=pruner,
+                                 max_trials=args.max_trials) / random.steps[-1]
+                  for seed, random in enumerate(baselines)]
         print(f"{name:<28} steps / random's steps: {_spread(ratios)}")
     print(f"\ntargets (random search's best): mean {statistics.fmean(targets):.4f}, "
           f"reaching the table's best in {sum(t >= finals[0] for t in targets)}/{len(targets)} repetitions")

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 
 from bench.results import load_records
-from search.space import TRAIN_KEYS, Param, SearchSpace
+from search.space import Param, SearchSpace
 from search.study import make_pruner
 
 CATEGORICAL = (str, bool)
@@ -121,7 +121,7 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
     def objective(trial: optuna.Trial) -> float:
         nonlocal spent
         method, settings, train = space.sample(trial)
-        entry = table.lookup(method, {**settings, **{k: v for k, v in train.items() if k in TRAIN_KEYS}})
+        entry = table.lookup(method, {**settings, **train})
         for step, score in entry.curve:
             trial.report(score, step)
             if step < entry.steps and trial.should_prune():
