@@ -17,12 +17,17 @@ COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops"
 REFERENCE_METHODS = ("full_ft", "lora")
 
 
+def method_label(method: str, fields: list[tuple[str, object]]) -> str:
+    """`method[key=value,...]`, the one spelling of a method configuration in tables and logs."""
+    inner = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields)
+    return f"{method}[{inner}]" if inner else method
+
+
 def config_label(record: RunRecord) -> str:
     """Method settings and learning rate: runs that differ only in seed share a label."""
     settings = record["method"]["settings"]
     shown = {k: v for k, v in settings.items() if v is not None and k != "init_text"}
-    inner = ",".join([f"{k}={v}" for k, v in sorted(shown.items())] + [f"lr={record['train']['lr']:g}"])
-    return f"{record['method']['name']}[{inner}]" if inner else record["method"]["name"]
+    return method_label(record["method"]["name"], sorted(shown.items()) + [("lr", record["train"]["lr"])])
 
 
 def load_records(folder: Path) -> tuple[list[RunRecord], list[dict]]:

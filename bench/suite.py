@@ -11,6 +11,7 @@ import yaml
 
 from bench.methods import get_method
 from bench.methods.registry import MethodError
+from bench.results import method_label
 from bench.run import RunSpec
 from bench.train import TrainSettings
 
@@ -49,11 +50,6 @@ def find_suite(name_or_path: str) -> Path:
         known = ", ".join(sorted(p.stem for p in SHIPPED_SUITES.glob("*.yaml")))
         raise SuiteError(f"unknown suite {name_or_path!r}; shipped suites: {known}")
     return shipped
-
-
-def _label(method: str, settings: dict[str, Any], train: dict[str, Any]) -> str:
-    inner = ",".join(f"{k}={v}" for k, v in sorted({**settings, **train}.items()))
-    return f"{method}[{inner}]" if inner else method
 
 
 def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -121,7 +117,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         for model, (method, settings, method_train), seed in itertools.product(
                 data["models"], configs, data.get("seeds", [0])):
-            label = _label(method, settings, method_train)
+            label = method_label(method, sorted({**settings, **method_train}.items()))
             if MODELS.get(model) and MODELS[model].kind == "encoder" and not card.is_classification:
                 suite.skipped.append(f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks")
                 continue

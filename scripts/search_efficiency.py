@@ -8,7 +8,7 @@ over seeds; prints the ratio TPE steps / random steps with its spread (target: <
 The table is a grid suite's records (real runs with their learning curves):
 
     spbench bench --suite bench/suites/search_table.yaml
-    python scripts/search_efficiency.py results/search-table-ag_news [--random-trials 20] [--repetitions 30]
+    python scripts/search_efficiency.py results/search_table [--random-trials 20] [--repetitions 30]
 """
 
 from __future__ import annotations

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import random
+import time
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from search.space import SearchSpace
@@ -15,6 +18,7 @@ DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 # A killed worker's trial is marked failed once its heartbeat is GRACE seconds old.
 HEARTBEAT_SECONDS = int(os.environ.get("SPBENCH_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
+SCHEMA_ATTEMPTS = 5
 
 # Starting points worth trying first (values outside a user's narrowed space are dropped).
 KNOWN_GOOD = [
@@ -41,8 +45,21 @@ def open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStor
     `retry_failed` > 0 queues such a trial again (up to that many times)."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retry_failed) if retry_failed else None
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                                      grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry)
+
+    def connect() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                                          grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry)
+
+    for _ in range(SCHEMA_ATTEMPTS - 1):
+        try:
+            return connect()
+        except sqlalchemy.exc.DatabaseError as err:
+            # Workers started together on a fresh database race to create Optuna's tables; the
+            # loser's CREATE fails ("already exists"), and a second look finds the tables made.
+            if not ("exist" in str(err) or "duplicate" in str(err)):
+                raise
+            time.sleep(random.uniform(0.2, 1.0))
+    return connect()
 
 
 def make_sampler(name: str, *, multi_objective: bool, seed: int | None) -> optuna.samplers.BaseSampler:

@@ -163,3 +163,30 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     assert "FAIL" in _states(study)  # the trial that was running when the worker died
     for number, values in finished_before.items():  # nothing finished was lost or redone
         assert study.trials[number].values == values
+
+
+def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monkeypatch):
+    """The loser of the CREATE TABLE race on a fresh database looks again instead of failing."""
+    import sqlalchemy.exc
+
+    from search import study as study_module
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(study_module.time, "sleep", lambda seconds: None)
+    storage = study_module.open_storage(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert isinstance(storage, real) and len(calls) == 2
+
+    def broken(*args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("CONNECT", {}, Exception("password authentication failed"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="password"):
+        study_module.open_storage(f"sqlite:///{tmp_path / 'other.db'}")
