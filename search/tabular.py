@@ -75,6 +75,13 @@ def load_table(folder: Path) -> Table:
                 values.setdefault((method, name), set()).add(value)
     grid = {method: {name: tuple(sorted(v)) for (m, name), v in values.items() if m == method and len(v) > 1}
             for method in methods}
+    for method, axes in grid.items():  # a setting that follows from the swept ones (e.g. prefix init
+        configs = [{**r["method"]["settings"], "lr": r["train"]["lr"]}  # from projection) is not an axis
+                   for r in records if r["method"]["name"] == method]
+        for name in list(axes):
+            rest = [n for n in axes if n != name]
+            if len({tuple(c[n] for n in rest) for c in configs}) == len(configs):
+                del axes[name]
     entries, steps = {}, {record["train"]["steps"] for record in records}
     if len(steps) != 1:
         raise ValueError(f"records under {folder} have different training budgets: {sorted(steps)} steps")
