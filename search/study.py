@@ -56,7 +56,7 @@ def open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStor
         except sqlalchemy.exc.DatabaseError as err:
             # Workers started together on a fresh database race to create Optuna's tables; the
             # loser's CREATE fails ("already exists"), and a second look finds the tables made.
-            if not ("exist" in str(err) or "duplicate" in str(err)):
+            if not ("already exists" in str(err) or "duplicate key" in str(err)):
                 raise
             time.sleep(random.uniform(0.2, 1.0))
     return connect()

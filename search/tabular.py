@@ -70,24 +70,19 @@ def load_table(folder: Path) -> Table:
     values: dict[tuple[str, str], set] = {}  # a parameter is searched where the grid has several values
     for record in records:
         method = record["method"]["name"]
-        for name, value in {**record["method"]["settings"], "lr": record["train"]["lr"]}.items():
+        for name, value in _config(record).items():
             if value is not None and name != "init_text":
                 values.setdefault((method, name), set()).add(value)
     grid = {method: {name: tuple(sorted(v)) for (m, name), v in values.items() if m == method and len(v) > 1}
             for method in methods}
-    for method, axes in grid.items():  # a setting that follows from the swept ones (e.g. prefix init
-        configs = [{**r["method"]["settings"], "lr": r["train"]["lr"]}  # from projection) is not an axis
-                   for r in records if r["method"]["name"] == method]
-        for name in list(axes):
-            rest = [n for n in axes if n != name]
-            if len({tuple(c[n] for n in rest) for c in configs}) == len(configs):
-                del axes[name]
+    for method, axes in grid.items():
+        _drop_derived_axes(axes, [_config(r) for r in records if r["method"]["name"] == method])
     entries, steps = {}, {record["train"]["steps"] for record in records}
     if len(steps) != 1:
         raise ValueError(f"records under {folder} have different training budgets: {sorted(steps)} steps")
     for record in records:
         method = record["method"]["name"]
-        config = {**record["method"]["settings"], "lr": record["train"]["lr"]}
+        config = _config(record)
         key = (method, tuple(sorted((name, config[name]) for name in grid[method])))
         metric = record["task"]["primary_metric"]
         curve = tuple((point["step"], point[metric]) for point in record["curve"]["eval"])
@@ -97,6 +92,21 @@ def load_table(folder: Path) -> Table:
     if missing:
         raise ValueError(f"the grid under {folder} is incomplete: {missing} of {_grid_size(grid)} runs missing")
     return table
+
+
+def _config(record: dict) -> dict:
+    """A record's method settings and learning rate: what a grid varies."""
+    return {**record["method"]["settings"], "lr": record["train"]["lr"]}
+
+
+def _drop_derived_axes(axes: dict[str, tuple], configs: list[dict]) -> None:
+    """Remove a setting that follows from the others (prefix init follows from projection): the
+    configs stay distinct without it. Settings declared later are tried first, as they are the
+    ones resolved from earlier ones."""
+    for name in reversed(list(axes)):
+        rest = [n for n in axes if n != name]
+        if len({tuple(c[n] for n in rest) for c in configs}) == len(configs):
+            del axes[name]
 
 
 def _grid_size(grid: dict[str, dict[str, tuple]]) -> int:

@@ -20,7 +20,7 @@ def final_score(method: str, config: dict) -> float:
     return score + 0.05 * GRID[method]["lr"].index(config["lr"])
 
 
-def write_grid(folder, *, skip: int | None = None) -> None:
+def write_grid(folder, *, skip: int | None = None, derived: bool = False) -> None:
     index = 0
     for method, params in GRID.items():
         for values in itertools.product(*params.values()):
@@ -29,9 +29,12 @@ def write_grid(folder, *, skip: int | None = None) -> None:
             if index == skip:
                 continue
             final = final_score(method, config)
+            settings = {k: v for k, v in config.items() if k != "lr"} | {"x": 1}
+            if derived and "init" in config:  # resolved from init, like prefix init from projection
+                settings["init_source"] = "vocab" if config["init"] == "class_labels" else "none"
             record = {
                 "run_id": f"run{index}", "task": {"name": "t", "primary_metric": "accuracy"}, "model": {"name": "m"},
-                "method": {"name": method, "settings": {k: v for k, v in config.items() if k != "lr"} | {"x": 1}},
+                "method": {"name": method, "settings": settings},
                 "train": {"lr": config["lr"], "steps": STEPS},
                 "scores": {"validation": {"accuracy": final}}, "cost": {},
                 # learning curves that rise to the final score: weaker configs are weaker early too
@@ -55,6 +58,13 @@ def test_table_reads_the_grid_and_snaps_to_the_nearest_run(tmp_path):
     assert space.methods == ("prefix_tuning", "prompt_tuning")
     lr = next(p for p in space.params["prompt_tuning"] if p.name == "lr")
     assert (lr.low, lr.high, lr.log) == (0.01, 0.3, True)
+
+
+def test_a_setting_that_follows_from_a_swept_one_is_not_an_axis(tmp_path):
+    write_grid(tmp_path, derived=True)
+    table = load_table(tmp_path)
+    assert table.grid["prompt_tuning"] == {"init": ("class_labels", "random"), "lr": (0.01, 0.1, 0.3)}
+    assert len(table.entries) == 8
 
 
 def test_incomplete_grid_is_refused(tmp_path):
