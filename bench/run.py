@@ -21,6 +21,7 @@ from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.modeling import TunedModel
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
+from bench.models.pooling import CONFIG_KEY
 from bench.cost import latency_per_example, training_flops
 from bench.models.loading import HEAD_NAMES
 from bench.record import SCHEMA_VERSION, Cost, RunRecord, write_record
@@ -191,7 +192,8 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         "task": {"name": task.name, "version": task.card.version, "kind": task.card.kind,
                  "primary_metric": primary, "card": str(task.card.path)},
         "model": {"name": spec.model, "source": base.source, "kind": base.kind,
-                  "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type},
+                  "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type,
+                  "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None)},
         "method": {"name": method.name, "settings": dataclasses.asdict(settings)},
         "train": {**dataclasses.asdict(config), "lr": lr},
         "seed": config.seed,

@@ -25,6 +25,10 @@ TINY_CONFIGS = {
     "roberta": ("encoder", transformers.RobertaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                                       num_attention_heads=2, max_position_embeddings=514, **TINY),
                 transformers.RobertaForSequenceClassification),
+    # a sentence-embedding checkpoint: sentence-transformers files declare mean pooling
+    "bert": ("encoder", transformers.BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                num_attention_heads=2, max_position_embeddings=512, **TINY),
+             transformers.BertForSequenceClassification),
     "t5": ("seq2seq", transformers.T5Config(d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
                                             decoder_start_token_id=0, **TINY),
            transformers.T5ForConditionalGeneration),
@@ -46,8 +50,21 @@ def tiny_models(tmp_path_factory) -> dict[str, tuple[str, str]]:
         folder = root / name
         model_class(config).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
+        if name == "bert":
+            write_mean_pooling_declaration(folder)
         folders[name] = (str(folder), kind)
     return folders
+
+
+def write_mean_pooling_declaration(folder: Path) -> None:
+    """The files a sentence-transformers checkpoint uses to say it is read as mean-pooled tokens."""
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+         "pooling_mode_max_tokens": False}))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -11,7 +11,7 @@ from bench.modeling import TunedModel
 from bench.models import load_base_model
 from tasks import load_task
 
-ARCHITECTURES = ("gpt2", "llama", "roberta", "t5")
+ARCHITECTURES = ("gpt2", "llama", "roberta", "bert", "t5")
 PEFT_METHODS = {
     "prompt_tuning": {"num_virtual_tokens": 4, "init": "sampled_vocab"},
     "prompt_tuning_labels": {"num_virtual_tokens": 4, "init": "class_labels"},

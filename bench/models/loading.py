@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.device import pick_device, pick_dtype
+from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
 from bench.models.registry import ModelError, resolve_model
 
 
@@ -78,6 +79,10 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
         hf_logging.enable_progress_bar()
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    if resolved.kind == "encoder":
+        pooling = getattr(model.config, CONFIG_KEY, None) or declared_pooling(resolved.source)
+        if pooling:
+            apply_pooling(model, pooling)
     model.to(device)
     return BaseModel(name=name, source=resolved.source, kind=resolved.kind, model=model, tokenizer=tokenizer, device=device, dtype=dtype)
 

