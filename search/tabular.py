@@ -18,7 +18,7 @@ import optuna
 
 from bench.results import load_records
 from search.space import Param, SearchSpace
-from search.study import make_pruner
+from search.study import enqueue_known_good, make_pruner
 
 CATEGORICAL = (str, bool)
 
@@ -37,6 +37,7 @@ class Table:
     entries: dict[tuple, Entry]  # (method, params) -> entry
     grid: dict[str, dict[str, tuple]]  # method -> parameter -> sorted grid values
     steps: int
+    classification: bool  # the task's kind: class-label starting points apply
 
     def space(self) -> SearchSpace:
         """The search space the grid spans: numeric ranges (log) between grid values, choices as choices."""
@@ -87,7 +88,8 @@ def load_table(folder: Path) -> Table:
         metric = record["task"]["primary_metric"]
         curve = tuple((point["step"], point[metric]) for point in record["curve"]["eval"])
         entries[key] = Entry(method, key[1], curve, record["scores"]["validation"][metric], record["train"]["steps"])
-    table = Table(entries=entries, grid=grid, steps=steps.pop())
+    table = Table(entries=entries, grid=grid, steps=steps.pop(),
+                  classification=all(record["task"]["kind"] == "classification" for record in records))
     missing = _grid_size(grid) - len(entries)
     if missing:
         raise ValueError(f"the grid under {folder} is incomplete: {missing} of {_grid_size(grid)} runs missing")
@@ -127,12 +129,15 @@ class SearchTrace:
 
 
 def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name: str, n_trials: int,
-             stop_at: float | None = None) -> SearchTrace:
-    """Run an Optuna study over the table; stops after `n_trials` or once a trial completes at `stop_at`."""
+             stop_at: float | None = None, known_good: bool = False) -> SearchTrace:
+    """Run an Optuna study over the table; stops after `n_trials` or once a trial completes at `stop_at`.
+    `known_good` enqueues the starting points `spbench search` tries first (snapped to the grid)."""
     space = table.space()
     first_eval = min(step for entry in table.entries.values() for step, _ in entry.curve)
     study = optuna.create_study(direction="maximize", sampler=sampler,
                                 pruner=make_pruner(pruner_name, min_steps=first_eval, max_steps=table.steps))
+    if known_good:
+        enqueue_known_good(study, space, classification=table.classification)
     trace, spent = SearchTrace([], []), 0
 
     def objective(trial: optuna.Trial) -> float:

@@ -33,7 +33,7 @@ def write_grid(folder, *, skip: int | None = None, derived: bool = False) -> Non
             if derived and "init" in config:  # resolved from init, like prefix init from projection
                 settings["init_source"] = "vocab" if config["init"] == "class_labels" else "none"
             record = {
-                "run_id": f"run{index}", "task": {"name": "t", "primary_metric": "accuracy"}, "model": {"name": "m"},
+                "run_id": f"run{index}", "task": {"name": "t", "kind": "classification", "primary_metric": "accuracy"}, "model": {"name": "m"},
                 "method": {"name": method, "settings": settings},
                 "train": {"lr": config["lr"], "steps": STEPS},
                 "scores": {"validation": {"accuracy": final}}, "cost": {},
@@ -93,3 +93,14 @@ def test_pruned_trials_are_charged_the_steps_they_ran(tmp_path):
     charges = [b - a for a, b in zip([0] + trace.steps, trace.steps)]
     assert set(charges) <= {8, 16, 24, 32, STEPS}
     assert min(charges) < STEPS, "the median pruner never stopped a weak trial"
+
+
+def test_known_good_starting_points_run_first_snapped_to_the_grid(tmp_path):
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=0), pruner_name="none", n_trials=2,
+                     known_good=True)
+    # Lester's recipe (class labels, lr 0.03 -> grid 0.01), then the prefix default (lr 0.01); the
+    # other starting points name choices this grid does not have and are left out
+    assert trace.best == [pytest.approx(final_score("prompt_tuning", {"init": "class_labels", "lr": 0.01}))] * 2
+    assert trace.steps == [STEPS, 2 * STEPS]
