@@ -33,7 +33,8 @@ def write_grid(folder, *, skip: int | None = None, derived: bool = False) -> Non
             if derived and "init" in config:  # resolved from init, like prefix init from projection
                 settings["init_source"] = "vocab" if config["init"] == "class_labels" else "none"
             record = {
-                "run_id": f"run{index}", "task": {"name": "t", "kind": "classification", "primary_metric": "accuracy"}, "model": {"name": "m"},
+                "run_id": f"run{index}", "model": {"name": "m"},
+                "task": {"name": "t", "kind": "classification", "primary_metric": "accuracy"},
                 "method": {"name": method, "settings": settings},
                 "train": {"lr": config["lr"], "steps": STEPS},
                 "scores": {"validation": {"accuracy": final}}, "cost": {},

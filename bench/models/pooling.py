@@ -6,8 +6,8 @@ head on the pooler learns fine-grained labels far worse: in the `quick` suite (s
 16), prompt tuning MiniLM scored 0.505 test accuracy through the pooler and 0.70 through the mean,
 full fine-tuning 0.76 and 0.745. So when a checkpoint declares its pooling (sentence-transformers'
 `modules.json` → `1_Pooling/config.json`), the sequence-classification head reads the sentence
-that way. The choice is kept in the model
-config (`sentence_pooling`), so fully fine-tuned checkpoints saved from it load the same way.
+that way. The choice is kept in the model config (`sentence_pooling`), so fully fine-tuned
+checkpoints saved from it load the same way.
 
 Only mean and max pooling are applied: both ignore position, so they hold with virtual tokens
 prepended, where "the first token" is a virtual one.
