@@ -59,8 +59,10 @@ def main() -> None:
 
     table = load_table(args.table)
     finals = sorted((e.final for e in table.entries.values()), reverse=True)
+    noise = table.standard_error()
     print(f"table: {len(table.entries)} real runs of {table.steps} steps; best final validation score "
-          f"{finals[0]:.4f}, median {statistics.median(finals):.4f}")
+          f"{finals[0]:.4f}, median {statistics.median(finals):.4f}; {sum(f >= finals[0] - noise for f in finals)} "
+          f"configs within one standard error ({noise:.3f}, n={table.validation_size}) of the best")
     print(f"random search: {args.random_trials} full trials = {args.random_trials * table.steps} steps; "
           f"{args.repetitions} repetitions; target: random's best"
           + (f" - {args.tolerance}" if args.tolerance else "") + "\n")

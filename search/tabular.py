@@ -38,6 +38,12 @@ class Table:
     grid: dict[str, dict[str, tuple]]  # method -> parameter -> sorted grid values
     steps: int
     classification: bool  # the task's kind: class-label starting points apply
+    validation_size: int  # examples behind each final score
+
+    def standard_error(self) -> float:
+        """Binomial standard error of the best final score: differences below it are noise."""
+        best = self.best()
+        return math.sqrt(best * (1 - best) / self.validation_size)
 
     def space(self) -> SearchSpace:
         """The search space the grid spans: numeric ranges (log) between grid values, choices as choices."""
@@ -89,7 +95,8 @@ def load_table(folder: Path) -> Table:
         curve = tuple((point["step"], point[metric]) for point in record["curve"]["eval"])
         entries[key] = Entry(method, key[1], curve, record["scores"]["validation"][metric], record["train"]["steps"])
     table = Table(entries=entries, grid=grid, steps=steps.pop(),
-                  classification=all(record["task"]["kind"] == "classification" for record in records))
+                  classification=all(record["task"]["kind"] == "classification" for record in records),
+                  validation_size=min(record["scores"]["validation"]["n"] for record in records))
     missing = _grid_size(grid) - len(entries)
     if missing:
         raise ValueError(f"the grid under {folder} is incomplete: {missing} of {_grid_size(grid)} runs missing")

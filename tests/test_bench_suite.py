@@ -12,6 +12,8 @@ import pytest
 
 from bench.suite import SuiteError, load_suite
 
+SUITES = Path(__file__).resolve().parents[1] / "bench" / "suites"
+
 
 def write_suite(folder: Path, tiny_models, tiny_tasks, *, failing: bool = False) -> Path:
     models = [tiny_models["gpt2"][0]] + ([tiny_models["t5"][0]] if failing else [])
@@ -42,7 +44,13 @@ def test_suite_expands_sweeps(tmp_path, tiny_models, tiny_tasks):
     assert [run.spec.train.lr for run in lora] == [0.002] and lora[0].spec.train.steps == 3
     assert {run.spec.train.lr for run in suite.runs if run.spec.method != "lora"} == {0.1}  # swept
     assert all("lr" not in run.spec.method_settings for run in suite.runs)
-    assert load_suite("quick").runs and load_suite("standard").skipped  # encoders skip generation tasks
+    assert load_suite("standard").skipped  # encoders skip generation tasks
+
+
+@pytest.mark.parametrize("path", sorted(SUITES.glob("*.yaml")), ids=lambda path: path.stem)
+def test_shipped_suites_load(path):
+    suite = load_suite(str(path))
+    assert suite.runs and len({run.spec.run_id() for run in suite.runs}) == len(suite.runs)
 
 
 def test_bad_suite_is_refused(tmp_path):

@@ -37,7 +37,7 @@ def write_grid(folder, *, skip: int | None = None, derived: bool = False) -> Non
                 "task": {"name": "t", "kind": "classification", "primary_metric": "accuracy"},
                 "method": {"name": method, "settings": settings},
                 "train": {"lr": config["lr"], "steps": STEPS},
-                "scores": {"validation": {"accuracy": final}}, "cost": {},
+                "scores": {"validation": {"accuracy": final, "n": 100}}, "cost": {},
                 # learning curves that rise to the final score: weaker configs are weaker early too
                 "curve": {"eval": [{"step": s, "accuracy": 0.5 + (final - 0.5) * s / STEPS} for s in (8, 16, 24, 32, 40)]},
             }
@@ -55,6 +55,7 @@ def test_table_reads_the_grid_and_snaps_to_the_nearest_run(tmp_path):
     assert dict(entry.params) == {"init": "class_labels", "lr": 0.1}
     assert entry.final == pytest.approx(0.9)
     assert table.best() == pytest.approx(0.95)
+    assert table.standard_error() == pytest.approx((0.95 * 0.05 / 100) ** 0.5)
     space = table.space()
     assert space.methods == ("prefix_tuning", "prompt_tuning")
     lr = next(p for p in space.params["prompt_tuning"] if p.name == "lr")
