@@ -28,10 +28,11 @@ from search.tabular import Table, load_table, simulate
 
 
 def steps_to_reach(table: Table, target: float, *, seed: int, sampler: str, pruner: str, known_good: bool,
-                   max_trials: int) -> float:
+                   max_trials: int, first_rung: int | None) -> float:
     """Training steps `sampler` + `pruner` spend until a completed trial scores `target` (inf: never)."""
     guided = simulate(table, sampler=make_sampler(sampler, multi_objective=False, seed=seed), pruner_name=pruner,
-                      n_trials=max_trials, stop_at=target, known_good=known_good, study_name=f"repetition-{seed}")
+                      n_trials=max_trials, stop_at=target, known_good=known_good, study_name=f"repetition-{seed}",
+                      first_rung=first_rung)
     return guided.steps_to_reach(target)
 
 
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=0.0,
                         help="count the target reached within this much of random search's best (e.g. the "
                              "standard error of the validation score: differences below it are noise)")
+    parser.add_argument("--first-rung", type=int, default=None,
+                        help="earliest step a pruner may stop a trial (default: the table's first evaluation)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -80,7 +83,8 @@ def main() -> None:
     ]
     for name, sampler, pruner, known_good in variants:
         ratios = [steps_to_reach(table, random.best[-1] - args.tolerance, seed=seed, sampler=sampler, pruner=pruner,
-                                 known_good=known_good, max_trials=args.max_trials) / random.steps[-1]
+                                 known_good=known_good, max_trials=args.max_trials,
+                                 first_rung=args.first_rung) / random.steps[-1]
                   for seed, random in enumerate(baselines)]
         print(f"{name:<24} steps / random's steps: {_spread(ratios)}")
     print(f"\ntargets (random search's best): mean {statistics.fmean(targets):.4f}, "

@@ -136,13 +136,15 @@ class SearchTrace:
 
 
 def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name: str, n_trials: int,
-             stop_at: float | None = None, known_good: bool = False, study_name: str = "tabular") -> SearchTrace:
+             stop_at: float | None = None, known_good: bool = False, study_name: str = "tabular",
+             first_rung: int | None = None) -> SearchTrace:
     """Run an Optuna study over the table; stops after `n_trials` or once a trial completes at `stop_at`.
     `known_good` enqueues the starting points `spbench search` tries first (snapped to the grid).
+    `first_rung`: the earliest step a pruner may stop a trial (default: the first evaluation).
     Hyperband assigns trials to brackets by a checksum of the study name, so the name is part of
     what makes a repetition reproducible."""
     space = table.space()
-    first_eval = min(step for entry in table.entries.values() for step, _ in entry.curve)
+    first_eval = first_rung or min(step for entry in table.entries.values() for step, _ in entry.curve)
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler,
                                 pruner=make_pruner(pruner_name, min_steps=first_eval, max_steps=table.steps))
     if known_good:

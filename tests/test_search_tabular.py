@@ -119,3 +119,12 @@ def test_a_repetition_is_reproducible_with_hyperband(tmp_path):
                         study_name=name)
 
     assert trace("repetition-3") == trace("repetition-3")
+
+
+def test_no_trial_is_pruned_before_the_first_rung(tmp_path):
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=1), pruner_name="median", n_trials=40,
+                     first_rung=24)
+    charges = {b - a for a, b in zip([0] + trace.steps, trace.steps)}
+    assert charges <= {24, 32, STEPS} and min(charges) < STEPS
