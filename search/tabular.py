@@ -144,9 +144,9 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
     Hyperband assigns trials to brackets by a checksum of the study name, so the name is part of
     what makes a repetition reproducible."""
     space = table.space()
-    first_eval = first_rung or min(step for entry in table.entries.values() for step, _ in entry.curve)
+    first_rung = first_rung or min(step for entry in table.entries.values() for step, _ in entry.curve)
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler,
-                                pruner=make_pruner(pruner_name, min_steps=first_eval, max_steps=table.steps))
+                                pruner=make_pruner(pruner_name, min_steps=first_rung, max_steps=table.steps))
     if known_good:
         enqueue_known_good(study, space, classification=table.classification)
     trace, spent = SearchTrace([], []), 0

@@ -45,6 +45,11 @@ def write_grid(folder, *, skip: int | None = None, derived: bool = False) -> Non
             (folder / record["run_id"] / "record.json").write_text(json.dumps(record))
 
 
+def steps_charged(trace) -> set[int]:
+    """The distinct step counts the trials of a simulated search were charged."""
+    return {b - a for a, b in zip([0] + trace.steps, trace.steps)}
+
+
 def test_table_reads_the_grid_and_snaps_to_the_nearest_run(tmp_path):
     write_grid(tmp_path)
     table = load_table(tmp_path)
@@ -92,8 +97,8 @@ def test_pruned_trials_are_charged_the_steps_they_ran(tmp_path):
     write_grid(tmp_path)
     table = load_table(tmp_path)
     trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=1), pruner_name="median", n_trials=40)
-    charges = [b - a for a, b in zip([0] + trace.steps, trace.steps)]
-    assert set(charges) <= {8, 16, 24, 32, STEPS}
+    charges = steps_charged(trace)
+    assert charges <= {8, 16, 24, 32, STEPS}
     assert min(charges) < STEPS, "the median pruner never stopped a weak trial"
 
 
@@ -126,5 +131,5 @@ def test_no_trial_is_pruned_before_the_first_rung(tmp_path):
     table = load_table(tmp_path)
     trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=1), pruner_name="median", n_trials=40,
                      first_rung=24)
-    charges = {b - a for a, b in zip([0] + trace.steps, trace.steps)}
+    charges = steps_charged(trace)
     assert charges <= {24, 32, STEPS} and min(charges) < STEPS
