@@ -87,16 +87,23 @@ def load_table(folder: Path) -> Table:
     entries, steps = {}, {record["train"]["steps"] for record in records}
     if len(steps) != 1:
         raise ValueError(f"records under {folder} have different training budgets: {sorted(steps)} steps")
+    validation_sizes = []
     for record in records:
         method = record["method"]["name"]
         config = _config(record)
         key = (method, tuple(sorted((name, config[name]) for name in grid[method])))
         metric = record["task"]["primary_metric"]
-        curve = tuple((point["step"], point[metric]) for point in record["curve"]["eval"])
-        entries[key] = Entry(method, key[1], curve, record["scores"]["validation"][metric], record["train"]["steps"])
+        try:
+            curve = tuple((point["step"], point[metric]) for point in record["curve"]["eval"])
+            validation = record["scores"]["validation"]
+            entries[key] = Entry(method, key[1], curve, validation[metric], record["train"]["steps"])
+            validation_sizes.append(validation["n"])
+        except KeyError as err:
+            raise ValueError(f"run {record.get('run_id', '?')} under {folder} has no {err} in its record: a table "
+                             "needs validation scores with their size and the learning curve") from None
     table = Table(entries=entries, grid=grid, steps=steps.pop(),
                   classification=all(record["task"]["kind"] == "classification" for record in records),
-                  validation_size=min(record["scores"]["validation"]["n"] for record in records))
+                  validation_size=min(validation_sizes))
     missing = _grid_size(grid) - len(entries)
     if missing:
         raise ValueError(f"the grid under {folder} is incomplete: {missing} of {_grid_size(grid)} runs missing")

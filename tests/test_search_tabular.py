@@ -80,6 +80,16 @@ def test_incomplete_grid_is_refused(tmp_path):
         load_table(tmp_path)
 
 
+def test_a_record_without_its_learning_curve_is_named(tmp_path):
+    write_grid(tmp_path)
+    path = tmp_path / "run2" / "record.json"
+    record = json.loads(path.read_text())
+    del record["curve"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="run run2 .* no 'curve'"):
+        load_table(tmp_path)
+
+
 def test_random_search_pays_full_runs_and_stops_at_the_target(tmp_path):
     write_grid(tmp_path)
     table = load_table(tmp_path)
