@@ -7,10 +7,12 @@ the grid) and the same sampler and pruners started cold. All are charged the tra
 trials ran (a pruned trial: the steps before it was stopped). Repeated over seeds; prints the
 ratio guided steps / random steps with its spread (target: <= 1/3).
 
-The table is a grid suite's records (real runs with their learning curves). One ships with the
-project (SST-2 on MiniLM, 84 runs); rebuild it, or build another, with a grid suite:
+The table is a grid suite's records (real runs with their learning curves). Two ship with the
+project, SST-2 on MiniLM at 50 steps (84 runs) and at 120 steps (36 runs); rebuild one, or build
+another, with a grid suite:
 
     python scripts/search_efficiency.py results/search_tables/sst2__minilm-l6 --repetitions 50
+    python scripts/search_efficiency.py results/search_tables/sst2_long__minilm-l6 --repetitions 50
     spbench bench --suite bench/suites/search_table_sst2.yaml --results results/my_table
 """
 
@@ -67,6 +69,8 @@ def main() -> None:
     print(f"table: {len(table.entries)} real runs of {table.steps} steps; best final validation score "
           f"{finals[0]:.4f}, median {statistics.median(finals):.4f}; {sum(f >= finals[0] - noise for f in finals)} "
           f"configs within one standard error ({noise:.3f}, n={table.validation_size}) of the best")
+    print("rank correlation with the final score, by evaluation step (what a pruner can know there): "
+          + ", ".join(f"{step}: {rho:.2f}" for step, rho in table.rank_correlations()))
     print(f"random search: {args.random_trials} full trials = {args.random_trials * table.steps} steps; "
           f"{args.repetitions} repetitions; target: random's best"
           + (f" - {args.tolerance}" if args.tolerance else "") + "\n")

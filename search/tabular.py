@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from scipy.stats import spearmanr
 
 from bench.results import load_records
 from search.space import Param, SearchSpace
@@ -66,6 +67,15 @@ class Table:
 
     def best(self) -> float:
         return max(entry.final for entry in self.entries.values())
+
+    def rank_correlations(self) -> list[tuple[int, float]]:
+        """Per evaluation step, the Spearman correlation between the configs' scores there and their
+        final scores: how much a pruner stopping trials at that step can know."""
+        entries = list(self.entries.values())
+        finals = [entry.final for entry in entries]
+        steps = sorted(set.intersection(*({step for step, _ in entry.curve} for entry in entries)))
+        return [(step, float(spearmanr([dict(entry.curve)[step] for entry in entries], finals).statistic))
+                for step in steps]
 
 
 def load_table(folder: Path) -> Table:
