@@ -71,11 +71,10 @@ class Table:
     def rank_correlations(self) -> list[tuple[int, float]]:
         """Per evaluation step, the Spearman correlation between the configs' scores there and their
         final scores: how much a pruner stopping trials at that step can know."""
-        entries = list(self.entries.values())
-        finals = [entry.final for entry in entries]
-        steps = sorted(set.intersection(*({step for step, _ in entry.curve} for entry in entries)))
-        return [(step, float(spearmanr([dict(entry.curve)[step] for entry in entries], finals).statistic))
-                for step in steps]
+        curves = [dict(entry.curve) for entry in self.entries.values()]
+        finals = [entry.final for entry in self.entries.values()]
+        steps = sorted(set.intersection(*(set(curve) for curve in curves)))
+        return [(step, float(spearmanr([curve[step] for curve in curves], finals).statistic)) for step in steps]
 
 
 def load_table(folder: Path) -> Table:

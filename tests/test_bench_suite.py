@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.suite import SuiteError, load_suite
-
-SUITES = Path(__file__).resolve().parents[1] / "bench" / "suites"
+from bench.suite import SHIPPED_SUITES, SuiteError, load_suite
 
 
 def write_suite(folder: Path, tiny_models, tiny_tasks, *, failing: bool = False) -> Path:
@@ -47,7 +45,7 @@ def test_suite_expands_sweeps(tmp_path, tiny_models, tiny_tasks):
     assert load_suite("standard").skipped  # encoders skip generation tasks
 
 
-@pytest.mark.parametrize("path", sorted(SUITES.glob("*.yaml")), ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", sorted(SHIPPED_SUITES.glob("*.yaml")), ids=lambda path: path.stem)
 def test_shipped_suites_load(path):
     suite = load_suite(str(path))
     assert suite.runs and len({run.spec.run_id() for run in suite.runs}) == len(suite.runs)
