@@ -7,11 +7,14 @@ the grid) and the same sampler and pruners started cold. All are charged the tra
 trials ran (a pruned trial: the steps before it was stopped). Repeated over seeds; prints the
 ratio guided steps / random steps with its spread (target: <= 1/3).
 
-The table is a grid suite's records (real runs with their learning curves). Two ship with the
-project, SST-2 on MiniLM at 50 steps (84 runs) and at 120 steps (36 runs); rebuild one, or build
-another, with a grid suite:
+The table is a grid suite's records (real runs with their learning curves), from one folder or
+several read as one grid. Three ship with the project, SST-2 on MiniLM at 50 steps (84 runs; 147
+with a second suite's three more learning rates per method) and at 120 steps (36 runs); rebuild
+one, or build another, with a grid suite:
 
     python scripts/search_efficiency.py results/search_tables/sst2__minilm-l6 --repetitions 50
+    python scripts/search_efficiency.py results/search_tables/sst2__minilm-l6 \
+        results/search_tables/sst2_more_lrs__minilm-l6 --repetitions 50
     python scripts/search_efficiency.py results/search_tables/sst2_long__minilm-l6 --repetitions 50
     spbench bench --suite bench/suites/search_table_sst2.yaml --results results/my_table
 """
@@ -50,7 +53,7 @@ def _spread(ratios: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("table", help="folder of the grid suite's run records")
+    parser.add_argument("table", nargs="+", help="folder(s) of the grid suite's run records, read as one table")
     parser.add_argument("--random-trials", type=int, default=20)
     parser.add_argument("--repetitions", type=int, default=30)
     parser.add_argument("--max-trials", type=int, default=200, help="cap on the guided search's trials")
@@ -63,7 +66,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-    table = load_table(args.table)
+    table = load_table(*args.table)
     finals = sorted((e.final for e in table.entries.values()), reverse=True)
     noise = table.standard_error()
     print(f"table: {len(table.entries)} real runs of {table.steps} steps; best final validation score "

@@ -77,9 +77,11 @@ class Table:
         return [(step, float(spearmanr([curve[step] for curve in curves], finals).statistic)) for step in steps]
 
 
-def load_table(folder: Path) -> Table:
-    """Table of every completed record under `folder` (one task and model, one training budget)."""
-    records, _ = load_records(folder)
+def load_table(*folders: Path) -> Table:
+    """Table of every completed record under `folders` (one task and model, one training budget): a
+    grid may be built in parts, such as more values of one axis run later by a second suite."""
+    records = [record for folder in folders for record in load_records(folder)[0]]
+    folder = " + ".join(str(f) for f in folders)  # named in errors
     if not records:
         raise ValueError(f"no run records under {folder}: run the grid suite first")
     methods = {record["method"]["name"] for record in records}
@@ -96,11 +98,16 @@ def load_table(folder: Path) -> Table:
     entries, steps = {}, {record["train"]["steps"] for record in records}
     if len(steps) != 1:
         raise ValueError(f"records under {folder} have different training budgets: {sorted(steps)} steps")
-    validation_sizes = []
+    validation_sizes, run_ids = [], {}
     for record in records:
         method = record["method"]["name"]
         config = _config(record)
         key = (method, tuple(sorted((name, config[name]) for name in grid[method])))
+        run_id = record.get("run_id", "?")
+        if key in run_ids:
+            raise ValueError(f"runs {run_ids[key]} and {run_id} under {folder} are the same config: a table holds "
+                             "one run of each")
+        run_ids[key] = run_id
         metric = record["task"]["primary_metric"]
         try:
             curve = tuple((point["step"], point[metric]) for point in record["curve"]["eval"])
@@ -108,7 +115,7 @@ def load_table(folder: Path) -> Table:
             entries[key] = Entry(method, key[1], curve, validation[metric], record["train"]["steps"])
             validation_sizes.append(validation["n"])
         except KeyError as err:
-            raise ValueError(f"run {record.get('run_id', '?')} under {folder} has no {err} in its record: a table "
+            raise ValueError(f"run {run_id} under {folder} has no {err} in its record: a table "
                              "needs validation scores with their size and the learning curve") from None
     table = Table(entries=entries, grid=grid, steps=steps.pop(),
                   classification=all(record["task"]["kind"] == "classification" for record in records),

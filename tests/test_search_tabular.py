@@ -82,6 +82,27 @@ def test_incomplete_grid_is_refused(tmp_path):
         load_table(tmp_path)
 
 
+def test_a_grid_built_in_parts_reads_as_one_table(tmp_path):
+    write_grid(tmp_path / "all")
+    first, second = tmp_path / "first", tmp_path / "more_lrs"
+    for run in sorted((tmp_path / "all").iterdir()):
+        record = json.loads((run / "record.json").read_text())
+        part = second if record["train"]["lr"] in (0.1, 0.001) else first
+        (part / run.name).mkdir(parents=True)
+        (part / run.name / "record.json").write_text(json.dumps(record))
+    table = load_table(first, second)
+    assert table.entries == load_table(tmp_path / "all").entries
+    assert table.grid["prompt_tuning"]["lr"] == (0.01, 0.1, 0.3)
+    assert load_table(first).grid["prompt_tuning"]["lr"] == (0.01, 0.3)  # a grid of its own, coarser
+
+
+def test_the_same_config_twice_is_refused(tmp_path):
+    write_grid(tmp_path / "a")
+    write_grid(tmp_path / "b")
+    with pytest.raises(ValueError, match="runs run1 and run1 .* are the same config"):
+        load_table(tmp_path / "a", tmp_path / "b")
+
+
 def test_a_record_without_its_learning_curve_is_named(tmp_path):
     write_grid(tmp_path)
     path = tmp_path / "run2" / "record.json"
