@@ -29,16 +29,15 @@ import warnings
 import optuna
 
 from search.study import make_sampler
-from search.tabular import Table, load_table, simulate
+from search.tabular import SearchTrace, Table, load_table, simulate
 
 
-def steps_to_reach(table: Table, target: float, *, seed: int, sampler: str, pruner: str, known_good: bool,
-                   max_trials: int, first_rung: int | None) -> float:
-    """Training steps `sampler` + `pruner` spend until a completed trial scores `target` (inf: never)."""
-    guided = simulate(table, sampler=make_sampler(sampler, multi_objective=False, seed=seed), pruner_name=pruner,
-                      n_trials=max_trials, stop_at=target, known_good=known_good, study_name=f"repetition-{seed}",
-                      first_rung=first_rung)
-    return guided.steps_to_reach(target)
+def search_until(table: Table, target: float, *, seed: int, sampler: str, pruner: str, known_good: bool,
+                 max_trials: int, first_rung: int | None) -> SearchTrace:
+    """`sampler` + `pruner` searching until a completed trial scores `target` (or `max_trials`)."""
+    return simulate(table, sampler=make_sampler(sampler, multi_objective=False, seed=seed), pruner_name=pruner,
+                    n_trials=max_trials, stop_at=target, known_good=known_good, study_name=f"repetition-{seed}",
+                    first_rung=first_rung)
 
 
 def _spread(ratios: list[float]) -> str:
@@ -81,6 +80,7 @@ def main() -> None:
     baselines = [simulate(table, sampler=optuna.samplers.RandomSampler(seed=seed), pruner_name="none",
                           n_trials=args.random_trials) for seed in range(args.repetitions)]
     targets = [random.best[-1] for random in baselines]
+    to_reach = [target - args.tolerance for target in targets]
     variants = [  # (name, sampler, pruner, starting points enqueued)
         ("spbench search default", "tpe", "hyperband", True),
         ("TPE + hyperband, cold", "tpe", "hyperband", False),
@@ -89,11 +89,15 @@ def main() -> None:
         ("random + hyperband", "random", "hyperband", False),
     ]
     for name, sampler, pruner, known_good in variants:
-        ratios = [steps_to_reach(table, random.best[-1] - args.tolerance, seed=seed, sampler=sampler, pruner=pruner,
-                                 known_good=known_good, max_trials=args.max_trials,
-                                 first_rung=args.first_rung) / random.steps[-1]
-                  for seed, random in enumerate(baselines)]
-        print(f"{name:<24} steps / random's steps: {_spread(ratios)}")
+        searches = [search_until(table, goal, seed=seed, sampler=sampler, pruner=pruner, known_good=known_good,
+                                 max_trials=args.max_trials, first_rung=args.first_rung)
+                    for seed, goal in enumerate(to_reach)]
+        ratios = [search.steps_to_reach(goal) / random.steps[-1]
+                  for search, goal, random in zip(searches, to_reach, baselines)]
+        trials = sum(len(search.runs) for search in searches)
+        print(f"{name:<24} steps / random's steps: {_spread(ratios)}\n{'':<24} trials: median "
+              f"{statistics.median(len(search.runs) for search in searches):g}, {trials} in all, of which "
+              f"{sum(search.repeats() for search in searches) / trials:.0%} reran a config run before")
     print(f"\ntargets (random search's best): mean {statistics.fmean(targets):.4f}, "
           f"reaching the table's best in {sum(t >= finals[0] for t in targets)}/{len(targets)} repetitions")
 

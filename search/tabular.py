@@ -11,7 +11,7 @@ steps it ran before it completed or was pruned.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -147,9 +147,16 @@ def _grid_size(grid: dict[str, dict[str, tuple]]) -> int:
 
 @dataclass
 class SearchTrace:
-    """One simulated search: per finished trial, the steps spent so far and the best final score."""
+    """One simulated search: per finished trial, the steps spent so far, the best final score and
+    the table entry it ran."""
     steps: list[int]
     best: list[float]
+    runs: list[tuple] = field(default_factory=list)
+
+    def repeats(self) -> int:
+        """Trials that ran an entry the search had run before: sampled configs that snap to the same
+        grid point are paid again, where a real search would have tried a new config."""
+        return len(self.runs) - len(set(self.runs))
 
     def steps_to_reach(self, target: float) -> float:
         for spent, best in zip(self.steps, self.best):
@@ -178,6 +185,7 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
         nonlocal spent
         method, settings, train = space.sample(trial)
         entry = table.lookup(method, {**settings, **train})
+        trace.runs.append((entry.method, entry.params))
         for step, score in entry.curve:
             trial.report(score, step)
             if step < entry.steps and trial.should_prune():

@@ -124,6 +124,9 @@ def test_random_search_pays_full_runs_and_stops_at_the_target(tmp_path):
     assert stopped.best[-1] == pytest.approx(table.best()) and len(stopped.steps) < 500
     assert stopped.steps_to_reach(table.best()) == stopped.steps[-1]
     assert trace.steps_to_reach(2.0) == float("inf")
+    # 12 trials over 8 configs: some config ran more than once, and every trial's config is kept
+    assert len(trace.runs) == 12 and trace.repeats() >= 4
+    assert set(trace.runs) <= {(entry.method, entry.params) for entry in table.entries.values()}
 
 
 def test_pruned_trials_are_charged_the_steps_they_ran(tmp_path):
