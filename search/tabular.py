@@ -81,9 +81,9 @@ def load_table(*folders: Path) -> Table:
     """Table of every completed record under `folders` (one task and model, one training budget): a
     grid may be built in parts, such as more values of one axis run later by a second suite."""
     records = [record for folder in folders for record in load_records(folder)[0]]
-    folder = " + ".join(str(f) for f in folders)  # named in errors
+    where = " + ".join(str(f) for f in folders)  # the folders, as errors name them
     if not records:
-        raise ValueError(f"no run records under {folder}: run the grid suite first")
+        raise ValueError(f"no run records under {where}: run the grid suite first")
     methods = {record["method"]["name"] for record in records}
     values: dict[tuple[str, str], set] = {}  # a parameter is searched where the grid has several values
     for record in records:
@@ -97,7 +97,7 @@ def load_table(*folders: Path) -> Table:
         _drop_derived_axes(axes, [_config(r) for r in records if r["method"]["name"] == method])
     entries, steps = {}, {record["train"]["steps"] for record in records}
     if len(steps) != 1:
-        raise ValueError(f"records under {folder} have different training budgets: {sorted(steps)} steps")
+        raise ValueError(f"records under {where} have different training budgets: {sorted(steps)} steps")
     validation_sizes, run_ids = [], {}
     for record in records:
         method = record["method"]["name"]
@@ -105,7 +105,7 @@ def load_table(*folders: Path) -> Table:
         key = (method, tuple(sorted((name, config[name]) for name in grid[method])))
         run_id = record.get("run_id", "?")
         if key in run_ids:
-            raise ValueError(f"runs {run_ids[key]} and {run_id} under {folder} are the same config: a table holds "
+            raise ValueError(f"runs {run_ids[key]} and {run_id} under {where} are the same config: a table holds "
                              "one run of each")
         run_ids[key] = run_id
         metric = record["task"]["primary_metric"]
@@ -115,14 +115,14 @@ def load_table(*folders: Path) -> Table:
             entries[key] = Entry(method, key[1], curve, validation[metric], record["train"]["steps"])
             validation_sizes.append(validation["n"])
         except KeyError as err:
-            raise ValueError(f"run {run_id} under {folder} has no {err} in its record: a table "
+            raise ValueError(f"run {run_id} under {where} has no {err} in its record: a table "
                              "needs validation scores with their size and the learning curve") from None
     table = Table(entries=entries, grid=grid, steps=steps.pop(),
                   classification=all(record["task"]["kind"] == "classification" for record in records),
                   validation_size=min(validation_sizes))
     missing = _grid_size(grid) - len(entries)
     if missing:
-        raise ValueError(f"the grid under {folder} is incomplete: {missing} of {_grid_size(grid)} runs missing")
+        raise ValueError(f"the grid under {where} is incomplete: {missing} of {_grid_size(grid)} runs missing")
     return table
 
 
