@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--space", type=Path, help="search space YAML (default search/spaces/default.yaml)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes on one storage")
     parser.add_argument("--sampler", default="auto", choices=("auto", "tpe", "nsga2", "random"))
-    parser.add_argument("--pruner", default="hyperband", choices=("hyperband", "median", "none"))
+    parser.add_argument("--pruner", default="hyperband", choices=("hyperband", "successive_halving", "median", "none"))
     parser.add_argument("--steps", type=int, default=100, help="training steps per trial")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval-every", type=int, default=20, help="steps between reports to the pruner")

@@ -76,6 +76,8 @@ def make_pruner(name: str, *, min_steps: int, max_steps: int) -> optuna.pruners.
         return optuna.pruners.NopPruner()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min_steps)
+    if name == "successive_halving":  # one bracket of Hyperband: rungs at min_steps x 3^k, the top third goes on
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_steps, reduction_factor=3)
     return optuna.pruners.HyperbandPruner(min_resource=min_steps, max_resource=max_steps, reduction_factor=3)
 
 

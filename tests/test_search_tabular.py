@@ -138,6 +138,15 @@ def test_pruned_trials_are_charged_the_steps_they_ran(tmp_path):
     assert min(charges) < STEPS, "the median pruner never stopped a weak trial"
 
 
+def test_successive_halving_stops_trials_only_at_its_rungs(tmp_path):
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=1), pruner_name="successive_halving",
+                     n_trials=40)
+    # rungs at the first evaluation (8) times powers of 3: trials stop at 8 and 24, never at 16 or 32
+    assert steps_charged(trace) == {8, 24, STEPS}
+
+
 def test_known_good_starting_points_run_first_snapped_to_the_grid(tmp_path):
     write_grid(tmp_path)
     table = load_table(tmp_path)
