@@ -3,19 +3,21 @@
 Random search runs `--random-trials` full trials; the score it ends with is the target. Each
 guided variant then searches until a completed trial reaches that target: `spbench search` as it
 runs by default (TPE, Hyperband pruning, its known-good starting points tried first, snapped to
-the grid) and the same sampler and pruners started cold. All are charged the training steps their
-trials ran (a pruned trial: the steps before it was stopped). Repeated over seeds; prints the
-ratio guided steps / random steps with its spread (target: <= 1/3).
+the grid), the same sampler started cold with each pruner `spbench search` offers, and random
+search with Hyperband. All are charged the training steps their trials ran (a pruned trial: the
+steps before it was stopped). Repeated over seeds; prints the ratio guided steps / random steps
+with its spread (target: <= 1/3).
 
 The table is a grid suite's records (real runs with their learning curves), from one folder or
-several read as one grid. Three ship with the project, SST-2 on MiniLM at 50 steps (84 runs; 147
-with a second suite's three more learning rates per method) and at 120 steps (36 runs); rebuild
-one, or build another, with a grid suite:
+several read as one grid. Four ship with the project: SST-2 on MiniLM at 50 steps (84 runs; 147
+with a second suite's three more learning rates per method) and at 120 steps (36 runs), and AG News
+on MiniLM at 40 steps (42 runs). Rebuild one, or build another, with a grid suite:
 
     python scripts/search_efficiency.py results/search_tables/sst2__minilm-l6 --repetitions 50
     python scripts/search_efficiency.py results/search_tables/sst2__minilm-l6 \
         results/search_tables/sst2_more_lrs__minilm-l6 --repetitions 50
     python scripts/search_efficiency.py results/search_tables/sst2_long__minilm-l6 --repetitions 50
+    python scripts/search_efficiency.py results/search_tables/ag_news__minilm-l6 --repetitions 50
     spbench bench --suite bench/suites/search_table_sst2.yaml --results results/my_table
 """
 
@@ -84,6 +86,7 @@ def main() -> None:
     variants = [  # (name, sampler, pruner, starting points enqueued)
         ("spbench search default", "tpe", "hyperband", True),
         ("TPE + hyperband, cold", "tpe", "hyperband", False),
+        ("TPE + succ. halving, cold", "tpe", "successive_halving", False),
         ("TPE + median, cold", "tpe", "median", False),
         ("TPE, no pruning, cold", "tpe", "none", False),
         ("random + hyperband", "random", "hyperband", False),
@@ -95,7 +98,7 @@ def main() -> None:
         ratios = [search.steps_to_reach(goal) / random.steps[-1]
                   for search, goal, random in zip(searches, to_reach, baselines)]
         trials = sum(len(search.runs) for search in searches)
-        print(f"{name:<24} steps / random's steps: {_spread(ratios)}\n{'':<24} trials: median "
+        print(f"{name:<26} steps / random's steps: {_spread(ratios)}\n{'':<26} trials: median "
               f"{statistics.median(len(search.runs) for search in searches):g}, {trials} in all, of which "
               f"{sum(search.repeats() for search in searches) / trials:.0%} reran a config run before")
     print(f"\ntargets (random search's best): mean {statistics.fmean(targets):.4f}, "

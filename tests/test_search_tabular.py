@@ -2,10 +2,12 @@
 
 import itertools
 import json
+from pathlib import Path
 
 import optuna
 import pytest
 
+from bench.suite import load_suite
 from search.tabular import load_table, simulate
 
 STEPS = 40
@@ -178,3 +180,21 @@ def test_no_trial_is_pruned_before_the_first_rung(tmp_path):
                      first_rung=24)
     charges = steps_charged(trace)
     assert charges <= {24, 32, STEPS} and min(charges) < STEPS
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_TABLES = {  # folder under results/search_tables -> the grid suite that built it
+    "sst2__minilm-l6": "search_table_sst2.yaml",
+    "sst2_more_lrs__minilm-l6": "search_table_sst2_more_lrs.yaml",
+    "sst2_long__minilm-l6": "search_table_sst2_long.yaml",
+    "ag_news__minilm-l6": "search_table_ag_news.yaml",
+}
+
+
+@pytest.mark.parametrize("folder, suite", SHIPPED_TABLES.items())
+def test_a_shipped_table_holds_exactly_its_suites_runs(folder, suite):
+    # a suite edited after its table was built would plan runs the table does not hold
+    planned = {run.spec.run_id() for run in load_suite(str(ROOT / "bench" / "suites" / suite)).runs}
+    table_dir = ROOT / "results" / "search_tables" / folder
+    assert {path.parent.name for path in table_dir.glob("*/record.json")} == planned
+    assert len(load_table(table_dir).entries) == len(planned)
