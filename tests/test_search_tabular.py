@@ -2,6 +2,9 @@
 
 import itertools
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -198,3 +201,15 @@ def test_a_shipped_table_holds_exactly_its_suites_runs(folder, suite):
     table_dir = ROOT / "results" / "search_tables" / folder
     assert {path.parent.name for path in table_dir.glob("*/record.json")} == planned
     assert len(load_table(table_dir).entries) == len(planned)
+
+
+def test_the_efficiency_script_compares_every_searcher_on_a_table(tmp_path):
+    write_grid(tmp_path)
+    script = ROOT / "scripts" / "search_efficiency.py"
+    result = subprocess.run([sys.executable, str(script), str(tmp_path), "--random-trials", "4", "--repetitions", "4",
+                             "--max-trials", "30"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert f"table: 8 real runs of {STEPS} steps" in result.stdout
+    assert f"random search: 4 full trials = {4 * STEPS} steps" in result.stdout
+    for searcher in ("spbench search default", "TPE + hyperband, cold", "TPE + succ. halving, cold",
+                     "TPE + median, cold", "TPE, no pruning, cold", "random + hyperband"):
+        assert re.search(rf"^{re.escape(searcher)} +steps / random's steps: median \S+", result.stdout, re.M), searcher
