@@ -8,7 +8,7 @@ import pytest
 from bench.plots import data
 from bench.plots.render import render_all
 from bench.report import write_report
-from bench.results import aggregate, load_records
+from bench.results import aggregate, format_table, load_records
 
 
 def make_record(method, score, *, seed=0, task="sst2", params=100, lr=0.001, **settings):
@@ -47,6 +47,17 @@ def test_aggregate_means_seeds_and_relates_to_full_ft():
 def test_learning_rates_are_separate_configs():
     rows = aggregate([make_record("full_ft", 0.9), make_record("full_ft", 0.7, lr=1e-4)])
     assert sorted((r.label, r.seeds) for r in rows) == [("full_ft[lr=0.0001]", 1), ("full_ft[lr=0.001]", 1)]
+
+
+def test_the_printed_table_keeps_configs_that_differ_late_in_a_long_label_apart():
+    long = {"encoder_hidden_size": 256, "init": "real_tokens", "num_virtual_tokens": 20, "prefix_projection": False}
+    rows = aggregate([make_record("prefix_tuning", 0.77, lr=0.01, **long),
+                      make_record("prefix_tuning", 0.76, lr=0.017, **long)])
+    printed = format_table(rows)
+    for row in rows:
+        assert row.label in printed
+    header, rule, *lines = printed.splitlines()
+    assert len({len(line) for line in [header, rule, *lines]}) == 1  # columns stay aligned
 
 
 def test_pareto_front_keeps_only_undominated_points():
