@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,36 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     if len(study.directions) == 1:
         return study.best_trial
     return max(study.best_trials, key=lambda t: t.values[0])
+
+
+# Metrics that are the mean of a 0/1 outcome per example: their standard error is binomial.
+PROPORTION_METRICS = ("accuracy", "exact_match")
+
+
+def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial.FrozenTrial]] | None:
+    """(standard error, validation size, other trials within one standard error of the best): trials
+    the validation set cannot tell from the winner, best first. None where the score is not a
+    proportion (F1, ROUGE, a mean over tasks), for two objectives, or without the winner's record."""
+    if len(study.directions) > 1 or not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        return None
+    best = study.best_trial
+    records = best.user_attrs.get("records", [])
+    if len(records) != 1:
+        return None
+    try:
+        record = json.loads(Path(records[0]).read_text())
+    except OSError:  # run on another machine of a shared study
+        return None
+    n = record["scores"]["validation"].get("n")
+    if record["task"]["primary_metric"] not in PROPORTION_METRICS or not n:
+        return None
+    # Agresti-Coull: two successes and two failures added, so a perfect score on a small validation
+    # set does not claim zero error; for hundreds of examples it is the plain binomial error
+    adjusted = (best.value * n + 2) / (n + 4)
+    error = math.sqrt(adjusted * (1 - adjusted) / (n + 4))
+    ties = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.number != best.number and t.value >= best.value - error]
+    return error, n, sorted(ties, key=lambda t: -t.value)
 
 
 def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> dict[str, float]:
@@ -53,6 +84,10 @@ def write_best(study: optuna.Study, folder: Path, *, train_defaults, tasks_dirs:
         "train": {**dataclasses.asdict(train_defaults), **config["train"]},
         "test": {},
     }
+    ties = statistical_ties(study)
+    if ties:
+        best["validation_standard_error"] = round(ties[0], 4)
+        best["tied_trials"] = [t.number for t in ties[2]]  # within one standard error: as good, as far as n shows
     for path in records:
         record = json.loads(path.read_text())
         task = record["task"]["name"]
@@ -133,4 +168,14 @@ def summary(study: optuna.Study) -> str:
         trial = best_trial(study)
         lines.append(f"best: trial {trial.number} values {[round(v, 4) for v in trial.values]} "
                      f"{trial.user_attrs.get('config')}")
+    ties = statistical_ties(study)
+    if ties:
+        error, n, tied = ties
+        within = f"within one standard error ({error:.3f}, n={n} validation examples) of the best"
+        if not tied:
+            lines.append(f"no other trial {within}")
+        else:
+            listed = ", ".join(f"{t.number} ({t.value:.4f})" for t in tied[:10]) + (" ..." if len(tied) > 10 else "")
+            lines.append(f"{len(tied)} other trials {within}: {listed}; the validation set cannot tell them apart "
+                         "(compare their costs in trials.csv)")
     return "\n".join(lines)

@@ -72,6 +72,8 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["method"] in ("prompt_tuning", "p_tuning") and "lr" in best["train"]
     assert set(best["test"]["tiny_cls"]) >= {"accuracy", "n"}  # test scored once, for the winner
+    # 6 validation examples: the winner's standard error is wide, and the trials inside it are named
+    assert 0 < best["validation_standard_error"] <= 0.5 and isinstance(best["tied_trials"], list)
     for trial in study.trials:  # trials never saw the test split
         for record in trial.user_attrs.get("records", []):
             assert set(json.loads(Path(record).read_text())["scores"]) == {"validation"}
@@ -190,3 +192,40 @@ def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monk
     monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
     with pytest.raises(sqlalchemy.exc.OperationalError, match="password"):
         study_module.open_storage(f"sqlite:///{tmp_path / 'other.db'}")
+
+
+def finished_study(tmp_path, scores: list[float], *, metric: str = "accuracy", n: int = 400) -> optuna.Study:
+    """A study of completed trials, each with a run record as the objective leaves one."""
+    study = optuna.create_study(direction="maximize")
+    for number, score in enumerate(scores):
+        path = tmp_path / f"trial_{number}" / "record.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"task": {"primary_metric": metric},
+                                    "scores": {"validation": {metric: score, "n": n}}}))
+        study.add_trial(optuna.trial.create_trial(value=score, user_attrs={"records": [str(path)]}))
+    return study
+
+
+def test_trials_within_one_standard_error_of_the_best_are_named(tmp_path):
+    from search.export import statistical_ties, summary
+
+    # best 0.80 on 400 examples: standard error about sqrt(0.8 * 0.2 / 400) = 0.02, so 0.79 and 0.78
+    # tie, 0.77 does not
+    study = finished_study(tmp_path, [0.77, 0.80, 0.79, 0.60, 0.78])
+    error, n, tied = statistical_ties(study)
+    assert (error, n) == (pytest.approx(0.02, abs=1e-4), 400)
+    assert [t.number for t in tied] == [2, 4]
+    assert "2 other trials within one standard error (0.020, n=400 validation examples) of the best: " \
+           "2 (0.7900), 4 (0.7800)" in summary(study)
+
+
+def test_no_ties_are_claimed_where_the_score_is_not_a_proportion(tmp_path):
+    from search.export import statistical_ties, summary
+
+    alone = finished_study(tmp_path / "accuracy", [0.80, 0.70])
+    assert statistical_ties(alone)[2] == [] and "no other trial within one standard error" in summary(alone)
+    perfect = finished_study(tmp_path / "perfect", [1.0, 0.9], n=10)
+    assert statistical_ties(perfect)[0] > 0.05  # 10 of 10 right is not certainty
+    # ROUGE is not a mean of 0/1 outcomes: a binomial standard error would be made up
+    rouge = finished_study(tmp_path / "rouge", [0.30, 0.29], metric="rougeL")
+    assert statistical_ties(rouge) is None and "standard error" not in summary(rouge)
