@@ -37,10 +37,11 @@ PROPORTION_METRICS = ("accuracy", "exact_match")
 def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial.FrozenTrial]] | None:
     """(standard error, validation size, other trials within one standard error of the best): trials
     the validation set cannot tell from the winner, best first. None where the score is not a
-    proportion (F1, ROUGE, a mean over tasks), for two objectives, or without the winner's record."""
-    if len(study.directions) > 1 or not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+    proportion (F1, ROUGE, a mean over tasks), for two objectives, or without the winner's record.
+    The study needs a completed trial."""
+    if len(study.directions) > 1:
         return None
-    best = study.best_trial
+    best = best_trial(study)
     records = best.user_attrs.get("records", [])
     if len(records) != 1:
         return None
@@ -164,18 +165,21 @@ def summary(study: optuna.Study) -> str:
     done = len(study.get_trials(deepcopy=False, states=DONE))
     lines = [f"study {study.study_name}: {done} finished trials ("
              + ", ".join(f"{k.lower()} {v}" for k, v in states.items() if v) + ")"]
-    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        trial = best_trial(study)
-        lines.append(f"best: trial {trial.number} values {[round(v, 4) for v in trial.values]} "
-                     f"{trial.user_attrs.get('config')}")
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        return "\n".join(lines)
+    trial = best_trial(study)
+    lines.append(f"best: trial {trial.number} values {[round(v, 4) for v in trial.values]} "
+                 f"{trial.user_attrs.get('config')}")
     ties = statistical_ties(study)
     if ties:
-        error, n, tied = ties
-        within = f"within one standard error ({error:.3f}, n={n} validation examples) of the best"
-        if not tied:
-            lines.append(f"no other trial {within}")
-        else:
-            listed = ", ".join(f"{t.number} ({t.value:.4f})" for t in tied[:10]) + (" ..." if len(tied) > 10 else "")
-            lines.append(f"{len(tied)} other trials {within}: {listed}; the validation set cannot tell them apart "
-                         "(compare their costs in trials.csv)")
+        lines.append(_ties_line(*ties))
     return "\n".join(lines)
+
+
+def _ties_line(error: float, n: int, tied: list[optuna.trial.FrozenTrial]) -> str:
+    within = f"within one standard error ({error:.3f}, n={n} validation examples) of the best"
+    if not tied:
+        return f"no other trial {within}"
+    listed = ", ".join(f"{t.number} ({t.value:.4f})" for t in tied[:10]) + (" ..." if len(tied) > 10 else "")
+    return (f"{len(tied)} other trials {within}: {listed}; the validation set cannot tell them apart "
+            "(compare their costs in trials.csv)")
