@@ -29,6 +29,7 @@ import statistics
 import warnings
 
 import optuna
+from scipy.stats import quantile_test
 
 from search.study import make_sampler
 from search.tabular import SearchTrace, Table, load_table, simulate
@@ -43,11 +44,15 @@ def search_until(table: Table, target: float, *, seed: int, sampler: str, pruner
 
 
 def _spread(ratios: list[float]) -> str:
-    """Median and quartiles with misses (never reached the target) counted as infinitely slow."""
+    """Median with its 95% confidence interval (distribution-free, from order statistics: how far
+    another set of repetitions could move it), quartiles, misses (never reached the target) counted
+    as infinitely slow."""
     ordered = sorted(ratios)
     q1, median, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    ci = quantile_test(ordered, q=median, p=0.5).confidence_interval(0.95)
     misses = sum(not math.isfinite(r) for r in ordered)
-    return (f"median {median:.3f}  IQR [{q1:.3f}, {q3:.3f}]  min {ordered[0]:.3f}  max {ordered[-1]:.3f}  "
+    return (f"median {median:.3f} (95% CI [{ci.low:.3f}, {ci.high:.3f}])  IQR [{q1:.3f}, {q3:.3f}]  "
+            f"min {ordered[0]:.3f}  max {ordered[-1]:.3f}  "
             f"(<= 1/3 in {sum(r <= 1 / 3 for r in ordered)}/{len(ordered)}"
             + (f"; {misses} never reached it)" if misses else ")"))
 
