@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import yaml
 
 from bench.methods import get_method
 from bench.methods.registry import MethodError
+from bench.train import TrainSettings
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -40,23 +42,43 @@ class Param:
         return trial.suggest_float(key, float(self.low), float(self.high), log=self.log)
 
 
+PARAM_KEYS = {"low", "high", "log", "choices", "value"}
+
+
+def _number(where: str, key: str, value: Any) -> float | int:
+    """A range bound; YAML reads `1e-3` (no dot) as text, so numeric text is taken as the number it spells."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpaceError(f"{where}: `{key}` must be a number, got {value!r}")
+    return value
+
+
 def _param(where: str, name: str, spec: Any) -> Param:
+    where = f"{where}.{name}"
     if not isinstance(spec, dict):
         return Param(name, "fixed", value=spec)
+    unknown = set(spec) - PARAM_KEYS
+    if unknown:
+        raise SpaceError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
+                         f"(known: {', '.join(sorted(PARAM_KEYS))})")
     if "value" in spec:
         return Param(name, "fixed", value=spec["value"])
     if "choices" in spec:
         if not isinstance(spec["choices"], list) or not spec["choices"]:
-            raise SpaceError(f"{where}.{name}: `choices` must be a non-empty list")
+            raise SpaceError(f"{where}: `choices` must be a non-empty list")
         return Param(name, "categorical", choices=tuple(spec["choices"]))
     if "low" not in spec or "high" not in spec:
-        raise SpaceError(f"{where}.{name}: give {{low, high}}, {{choices}} or {{value}}")
-    low, high, log = spec["low"], spec["high"], bool(spec.get("log", False))
+        raise SpaceError(f"{where}: give {{low, high}}, {{choices}} or {{value}}")
+    low, high, log = _number(where, "low", spec["low"]), _number(where, "high", spec["high"]), bool(spec.get("log"))
     if low > high:
-        raise SpaceError(f"{where}.{name}: empty range, low {low} > high {high}")
+        raise SpaceError(f"{where}: empty range, low {low} > high {high}")
     if log and low <= 0:
-        raise SpaceError(f"{where}.{name}: a log range needs low > 0, got {low}")
-    kind = "int" if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool) else "float"
+        raise SpaceError(f"{where}: a log range needs low > 0, got {low}")
+    kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"  # until the setting's type is known
     return Param(name, kind, low=low, high=high, log=log)
 
 
@@ -89,6 +111,31 @@ def _check_method_params(where: str, method: str, params: list[Param]) -> None:
                              f"(known: {', '.join(sorted(fields))})")
 
 
+def _checked(where: str, method: str, param: Param) -> Param:
+    """`param` with the numeric kind its setting declares (an integer setting needs integer bounds),
+    once every value the space can give it passes the method's (or training's) own checks: a bad
+    bound or choice is refused now, not when a trial first samples it."""
+    settings_cls = TrainSettings if param.name in TRAIN_KEYS else get_method(method).settings_cls
+    declared = str(settings_cls.__dataclass_fields__[param.name].type)
+    if param.kind in ("int", "float") and declared.startswith("int"):
+        if not (float(param.low).is_integer() and float(param.high).is_integer()):
+            raise SpaceError(f"{where}.{param.name}: an integer setting needs integer bounds, got "
+                             f"[{param.low}, {param.high}]")
+        param = dataclasses.replace(param, kind="int", low=int(param.low), high=int(param.high))
+    elif param.kind == "int" and declared.startswith("float"):
+        param = dataclasses.replace(param, kind="float", low=float(param.low), high=float(param.high))
+    values = {"fixed": (param.value,), "categorical": param.choices}.get(param.kind, (param.low, param.high))
+    extra = {"init_text": "text"} if "init_text" in settings_cls.__dataclass_fields__ else {}
+    for value in values:
+        if declared == "bool" and not isinstance(value, bool):
+            raise SpaceError(f"{where}.{param.name}: {value!r} is not true or false")
+        try:
+            settings_cls(**{**extra, param.name: value})
+        except (MethodError, TypeError) as err:
+            raise SpaceError(f"{where}.{param.name}: value {value!r} is refused: {err}") from None
+    return param
+
+
 def load_space(path: Path | str | None = None) -> SearchSpace:
     path = Path(path) if path else DEFAULT_SPACE
     try:
@@ -97,7 +144,7 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         raise SpaceError(f"search space file not found: {path}") from None
     except yaml.YAMLError as err:
         raise SpaceError(f"{path}: not valid YAML: {err}") from None
-    unknown = set(data or {}) - {"methods", "shared", "per_method"}
+    unknown = set(data) - {"methods", "shared", "per_method"} if isinstance(data, dict) else set()
     if not isinstance(data, dict) or unknown:
         raise SpaceError(f"{path}: expected keys methods, shared, per_method" + (f"; unknown {sorted(unknown)}" if unknown else ""))
     methods = tuple(data.get("methods") or ())
@@ -114,9 +161,10 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
                for n, s in ((data.get("per_method") or {}).get(method) or {}).items()]
         applicable = [p for p in shared if p.name in method_obj.settings_cls.__dataclass_fields__ or p.name in TRAIN_KEYS]
         _check_method_params(f"{path} per_method.{method}", method, own)
-        params[method] = tuple(applicable + own)
+        params[method] = tuple([_checked(f"{path} shared ({method})", method, p) for p in applicable]
+                               + [_checked(f"{path} per_method.{method}", method, p) for p in own])
     for param in shared:
-        if not any(param in params[m] for m in methods):
+        if not any(param.name in {p.name for p in params[m]} for m in methods):
             raise SpaceError(f"{path} shared: parameter {param.name!r} applies to none of {', '.join(methods)}")
     for extra in set(data.get("per_method") or {}) - set(methods):
         raise SpaceError(f"{path} per_method: {extra!r} is not in `methods`")

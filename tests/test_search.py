@@ -24,10 +24,38 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [soft_magic]\n", "unknown method 'soft_magic'"),
     ("methods: []\n", "at least one method"),
     ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {choices: []}\n", "non-empty list"),
+    # values are checked as the method checks them, before any trial samples them
+    ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    encoder: {choices: [mlp, gru]}\n",
+     r"per_method.p_tuning.encoder: value 'gru' is refused: p_tuning.encoder='gru' is not one of mlp, lstm"),
+    ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 0, high: 5}\n",
+     r"shared \(prompt_tuning\).num_virtual_tokens: value 0 is refused: .* out of range \[1, 1000\]"),
+    ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 1.5, high: 5}\n",
+     r"integer setting needs integer bounds, got \[1.5, 5\]"),
+    ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: 1.0e-3, high: 30}\n", "lr=30 is out of range"),
+    ("methods: [prefix_tuning]\nper_method:\n  prefix_tuning:\n    prefix_projection: {choices: [true, 3]}\n",
+     "3 is not true or false"),
+    ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: 1.0e-4, high: 1.0e-2, lg: true}\n",
+     r"p_tuning.lr: unknown key\(s\) 'lg'"),
+    ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: small, high: 1.0e-2}\n", "`low` must be a number, got 'small'"),
+    ("- methods\n- {per_method: 1}\n", "expected keys methods, shared, per_method"),
 ])
 def test_bad_space_is_refused(tmp_path, text, message):
     with pytest.raises(SpaceError, match=message):
         load_space(write_space(tmp_path, text))
+
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    # YAML reads 1e-3 as text; a range bound that spells a number is that number, typed by its setting
+    space = load_space(write_space(tmp_path, """methods: [p_tuning]
+shared:
+  num_virtual_tokens: {low: 1, high: 1e2, log: true}
+per_method:
+  p_tuning:
+    lr: {low: 1e-4, high: 3e-2, log: true}
+"""))
+    tokens, lr = space.params["p_tuning"]
+    assert (tokens.kind, tokens.low, tokens.high) == ("int", 1, 100)
+    assert (lr.kind, lr.low, lr.high) == ("float", 1e-4, 3e-2)
 
 
 def test_default_space_samples_only_what_applies():
