@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--trials", type=int, help="finished trials (complete + pruned) the study should hold")
     parser.add_argument("--timeout", type=float, help="seconds this invocation may search")
-    parser.add_argument("--study", help="study name (default: <tasks>__<model>)")
+    parser.add_argument("--study", help="study name (default: <tasks>__<model>, plus __<cost> for score,cost)")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite file under results/<study>/)")
     parser.add_argument("--objective", default="score", help="score, or score,COST with COST one of the record's "
                         "cost figures (trainable_params, train_seconds, train_flops, peak_memory_bytes, ...)")
@@ -45,7 +45,7 @@ def run(args) -> int:
     from search.export import summary, write_best, write_plots, write_trials_table
     from search.objective import COSTS, Objective, full_ft_references
     from search.space import SpaceError, load_space
-    from search.study import (enqueue_known_good, make_pruner, make_sampler, open_storage, run_workers,
+    from search.study import (claim_study, enqueue_known_good, make_pruner, make_sampler, open_storage, run_workers,
                               storage_url)
     from tasks import load_task
 
@@ -61,17 +61,20 @@ def run(args) -> int:
         if any(p.kind == "categorical" and "class_labels" in p.choices for p in space.params.get("prompt_tuning", ())):
             raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
                              f"{', '.join(c.name for c in cards if not c.is_classification)}")
-    name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}"
+    multi = len(objectives) == 2
+    name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}" + (f"__{objectives[1]}" if multi else "")
     folder = args.results / name
     url = storage_url(folder, args.storage)
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                           monitor_size=args.monitor_size, eval_size=args.eval_size, seed=args.seed)
-    multi = len(objectives) == 2
+    directions = ["maximize", "minimize"] if multi else ["maximize"]
     study = optuna.create_study(
-        study_name=name, storage=open_storage(url), load_if_exists=True,
-        directions=["maximize", "minimize"] if multi else ["maximize"],
+        study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
         sampler=make_sampler(args.sampler, multi_objective=multi, seed=args.seed),
         pruner=make_pruner(args.pruner, min_steps=args.eval_every, max_steps=args.steps))
+    claim_study(study, {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
+                        "batch_size": args.batch_size, "eval_every": args.eval_every,
+                        "monitor_size": args.monitor_size, "eval_size": args.eval_size}, directions=directions)
     if not study.trials:
         enqueue_known_good(study, space, classification=all(c.is_classification for c in cards))
     references = full_ft_references(args.results, tasks, args.model) if len(tasks) > 1 else {}

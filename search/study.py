@@ -115,6 +115,25 @@ def enqueue_known_good(study: optuna.Study, space: SearchSpace, *, classificatio
     return count
 
 
+def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:
+    """Tie the study to what its trials measure (tasks, model, objective, training budget): a rerun
+    with other settings under the same name would mix incomparable trials, or, with another
+    objective, fail every trial without end. A new study records the definition; a loaded one must match."""
+    stored = study.user_attrs.get("definition")
+    if stored is None and not study.trials:
+        study.set_user_attr("definition", definition)
+        return
+    wanted = [d.upper() for d in directions]
+    if [d.name for d in study.directions] != wanted:
+        raise ValueError(f"study {study.study_name!r} optimizes {[d.name.lower() for d in study.directions]}, "
+                         f"this command {directions}: pass another --study name for a new objective")
+    differing = {k: (stored[k], v) for k, v in definition.items() if stored and stored.get(k) != v}
+    if differing:
+        changes = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in differing.items())
+        raise ValueError(f"study {study.study_name!r} holds trials of other settings ({changes}): pass another "
+                         "--study name, or the study's own settings to resume it")
+
+
 def done_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=DONE))
 

@@ -257,3 +257,20 @@ def test_no_ties_are_claimed_where_the_score_is_not_a_proportion(tmp_path):
     # ROUGE is not a mean of 0/1 outcomes: a binomial standard error would be made up
     rouge = finished_study(tmp_path / "rouge", [0.30, 0.29], metric="rougeL")
     assert statistical_ties(rouge) is None and "standard error" not in summary(rouge)
+
+
+def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
+    from search.study import claim_study
+
+    study = optuna.create_study(directions=["maximize"])
+    definition = {"tasks": ["sst2"], "model": "minilm-l6", "objective": ["score"], "steps": 100}
+    claim_study(study, definition, directions=["maximize"])
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    claim_study(study, dict(definition), directions=["maximize"])  # the same command resumes
+    with pytest.raises(ValueError, match=r"holds trials of other settings \(model 'minilm-l6' -> 'gpt2'; "
+                                         r"steps 100 -> 50\): pass another --study name"):
+        claim_study(study, {**definition, "model": "gpt2", "steps": 50}, directions=["maximize"])
+    # another objective would fail every trial: refused before any runs
+    with pytest.raises(ValueError, match=r"optimizes \['maximize'\], this command \['maximize', 'minimize'\]"):
+        claim_study(study, {**definition, "objective": ["score", "trainable_params"]},
+                    directions=["maximize", "minimize"])
