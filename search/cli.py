@@ -87,7 +87,8 @@ def run(args) -> int:
     run_workers(study, url, objective, workers=args.workers, n_trials=args.trials, timeout=args.timeout)
     print(summary(study))
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        print(f"best config: {write_best(study, folder, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))}")
+        best = write_best(study, folder, model=args.model, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))
+        print(f"best config: {best}")
         print(f"trials: {write_trials_table(study, folder)}")
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")

@@ -74,21 +74,44 @@ def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> d
     return {**task.score(predictions, examples), "n": len(examples)}
 
 
-def write_best(study: optuna.Study, folder: Path, *, train_defaults, tasks_dirs: tuple[str, ...] = ()) -> Path:
+def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
+               tasks_dirs: tuple[str, ...] = ()) -> Path:
+    """best.yaml, the best prompt as a PEFT adapter per task, and its test score: computed once per
+    winner (a rerun that finds the same winner keeps the score it has), and only on the machine
+    that holds the winner's adapter (in a shared study, another one may have run it)."""
     trial = best_trial(study)
     config = trial.user_attrs["config"]
     records = [Path(p) for p in trial.user_attrs["records"]]
+    local = all(path.exists() for path in records)
+    out = folder / "best.yaml"
     best = {
-        "study": study.study_name, "trial": trial.number, "validation_values": trial.values,
-        "model": json.loads(records[0].read_text())["model"]["name"],
+        "study": study.study_name, "trial": trial.number, "validation_values": trial.values, "model": model,
         "method": config["method"], "settings": config["settings"],
         "train": {**dataclasses.asdict(train_defaults), **config["train"]},
-        "test": {},
+        "tasks": [json.loads(p.read_text())["task"]["name"] for p in records] if local
+        else trial.user_attrs.get("tasks"),
     }
     ties = statistical_ties(study)
     if ties:
         best["validation_standard_error"] = round(ties[0], 4)
         best["tied_trials"] = [t.number for t in ties[2]]  # within one standard error: as good, as far as n shows
+    if not local:
+        host = trial.user_attrs.get("host", "another machine")
+        best["test"] = f"not scored here: trial {trial.number} ran on {host}, which holds its adapter"
+        print(f"the best trial ran on {host}: its adapter and test score are there (run this command there)")
+    else:
+        earlier = yaml.safe_load(out.read_text(encoding="utf-8")) if out.exists() else None
+        same_winner = bool(earlier) and (earlier.get("study"), earlier.get("trial")) == (study.study_name, trial.number)
+        best["test"] = earlier["test"] if same_winner and isinstance(earlier.get("test"), dict) else \
+            _export_winner(records, folder, tasks_dirs)
+    out.write_text("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
+                   + yaml.safe_dump(best, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...]) -> dict[str, dict]:
+    """Copy the winner's adapters under best_adapter/ and score each on its task's test split."""
+    test = {}
     for path in records:
         record = json.loads(path.read_text())
         task = record["task"]["name"]
@@ -96,12 +119,8 @@ def write_best(study: optuna.Study, folder: Path, *, train_defaults, tasks_dirs:
         if adapter.exists():
             shutil.rmtree(adapter)
         shutil.copytree(record["artifact_path"], adapter)
-        best["test"][task] = score_test_once(path, tasks_dirs=tasks_dirs)
-    best["tasks"] = list(best["test"])
-    out = folder / "best.yaml"
-    out.write_text("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
-                   + yaml.safe_dump(best, sort_keys=False), encoding="utf-8")
-    return out
+        test[task] = score_test_once(path, tasks_dirs=tasks_dirs)
+    return test
 
 
 def write_trials_table(study: optuna.Study, folder: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import socket
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         method, settings, train = self.space.sample(trial)
         trial.set_user_attr("config", {"method": method, "settings": settings, "train": train})
+        trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
+        trial.set_user_attr("tasks", self.tasks)
         single = len(self.tasks) == 1 and self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records = [], [], []
         for task in self.tasks:

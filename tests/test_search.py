@@ -83,7 +83,7 @@ per_method:
 """
 
 
-def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tasks):
+def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tasks, monkeypatch):
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", "4",
             "--space", str(write_space(tmp_path, SPACE)), "--steps", "4", "--batch-size", "4", "--eval-every", "2",
             "--monitor-size", "4", "--eval-size", "6", "--results", str(tmp_path / "results"),
@@ -108,8 +108,20 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert (folder / "best_adapter" / "tiny_cls" / "adapter_config.json").exists()
     assert (folder / "trials.csv").exists() and (folder / "plots" / "optimization_history.png").exists()
 
+    def no_second_look(*args, **kwargs):
+        raise AssertionError("the test split was scored again")
+
+    monkeypatch.setattr("search.export.score_test_once", no_second_look)
     assert main(argv) == 0  # rerun: the study already holds 4 finished trials, nothing new runs
     assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}").trials) == len(study.trials)
+    assert yaml.safe_load((folder / "best.yaml").read_text())["test"] == best["test"]  # the same winner, scored once
+
+    # a machine of a shared study that did not run the winner: best.yaml without a test score, no crash
+    (folder / "trials").rename(tmp_path / "elsewhere")
+    assert main(argv) == 0
+    here = yaml.safe_load((folder / "best.yaml").read_text())
+    assert here["tasks"] == ["tiny_cls"] and here["test"].startswith(f"not scored here: trial {best['trial']} ran on")
+    assert "its adapter and test score are there" in capsys.readouterr().out
 
     capsys.readouterr()
     code = main(["run", "--config", str(folder / "best.yaml"), "--tasks-dir", str(tiny_tasks),
