@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from bench.train import TrainSettings
     from search.export import summary, write_best, write_plots, write_trials_table
-    from search.objective import COSTS, Objective, full_ft_references
+    from search.objective import COSTS, Objective
     from search.space import SpaceError, load_space
     from search.study import (claim_study, enqueue_known_good, make_pruner, make_sampler, open_storage, run_workers,
                               storage_url)
@@ -71,15 +71,15 @@ def run(args) -> int:
     study = optuna.create_study(
         study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
         sampler=make_sampler(args.sampler, multi_objective=multi, seed=args.seed),
-        pruner=make_pruner(args.pruner, min_steps=args.eval_every, max_steps=args.steps))
+        pruner=make_pruner(args.pruner, min_steps=args.eval_every, max_steps=args.steps * len(tasks)))
+    if multi and args.pruner != "none":
+        print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
     claim_study(study, {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
                         "batch_size": args.batch_size, "eval_every": args.eval_every,
                         "monitor_size": args.monitor_size, "eval_size": args.eval_size}, directions=directions)
     if not study.trials:
         enqueue_known_good(study, space, classification=all(c.is_classification for c in cards))
-    references = full_ft_references(args.results, tasks, args.model) if len(tasks) > 1 else {}
-    if len(tasks) > 1:
-        print(f"scoring each task relative to full fine-tuning: {references or 'no bench records found, raw scores'}")
+    references = _references(study, args.results, tasks, args.model) if len(tasks) > 1 else {}
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
@@ -93,3 +93,24 @@ def run(args) -> int:
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")
     return 0
+
+
+def _references(study: optuna.Study, results: Path, tasks: list[str], model: str) -> dict[str, float]:
+    """Full fine-tuning's score per task, which several tasks' scores are divided by: taken from the
+    bench records when the study starts and kept in it, so a resumed study keeps one scale. Unless
+    every task has one, every task is scored raw (a mean of ratios and raw scores means nothing)."""
+    from search.objective import full_ft_references
+
+    references = study.user_attrs.get("references")
+    if references is None:
+        references = full_ft_references(results, tasks, model)
+        missing = [task for task in tasks if task not in references]
+        if references and missing:
+            print(f"no full fine-tuning record of {model} on {', '.join(missing)} under {results}: "
+                  "every task scored raw, not relative")
+            references = {}
+        study.set_user_attr("references", references)
+    print("scoring each task relative to full fine-tuning: "
+          + (", ".join(f"{task} {value:.4f}" for task, value in references.items()) if references
+             else "no reference for every task, raw scores"))
+    return references

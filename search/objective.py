@@ -1,7 +1,8 @@
 """The objective: a trial samples a config and runs it through the shared run path.
 
-Intermediate validation scores go to Optuna, so the pruner can stop weak trials early; a run
-whose loss diverges is pruned with the reason kept on the trial.
+Intermediate validation scores go to Optuna, so the pruner can stop weak trials early (with several
+tasks, run one after another, a trial can be stopped on any of them); a run whose loss diverges is
+pruned with the reason kept on the trial.
 """
 
 from __future__ import annotations
@@ -67,14 +68,18 @@ class Objective:
         trial.set_user_attr("config", {"method": method, "settings": settings, "train": train})
         trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
         trial.set_user_attr("tasks", self.tasks)
-        single = len(self.tasks) == 1 and self.cost is None  # Optuna prunes single-objective studies only
+        prunable = self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records = [], [], []
-        for task in self.tasks:
+        for index, task in enumerate(self.tasks):
+            # tasks run in the same order in every trial, so step `offset + s` is the same point of
+            # the same task in each: the pruner compares like with like across several tasks too
+            offset = index * self.train.steps
+
             def report(step: int, value: float) -> None:
-                if single:
-                    trial.report(value, step)
+                if prunable:
+                    trial.report(value, offset + step)
                     if trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned at step {step} (validation {value:.4f})")
+                        raise optuna.TrialPruned(f"pruned at step {step} of {task} (validation {value:.4f})")
 
             try:
                 record = execute_run(self._spec(task, method, settings, train, trial), on_eval=report, pool=self.pool)

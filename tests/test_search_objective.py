@@ -1,0 +1,80 @@
+"""The search objective's bookkeeping, with the run path replaced by recorded learning curves:
+reports to the pruner across several tasks, relative scores, diverging runs."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+import search.objective
+from bench.train import DivergedError, TrainSettings
+from search.cli import _references
+from search.objective import Objective
+from search.space import load_space
+
+STEPS = 4
+# validation score at steps 2 and 4 (the final one is the last) per (task, learning rate)
+CURVES = {("a", 0.01): (0.6, 0.8), ("b", 0.01): (0.4, 0.5),
+          ("a", 0.02): (0.7, 0.8), ("b", 0.02): (0.1, 0.2)}
+
+
+@pytest.fixture
+def recorded_runs(monkeypatch, tmp_path):
+    def execute_run(spec, *, on_eval, pool):
+        curve = CURVES[(spec.task, spec.train.lr)]
+        for step, value in zip((2, STEPS), curve):
+            on_eval(step, value)
+        folder = tmp_path / spec.task / f"lr{spec.train.lr}"
+        return {"task": {"primary_metric": "accuracy"}, "scores": {"validation": {"accuracy": curve[-1]}},
+                "cost": {"trainable_params": 100}, "artifact_path": str(folder / "adapter")}
+
+    monkeypatch.setattr(search.objective, "execute_run", execute_run)
+
+
+def objective(tmp_path: Path, references: dict) -> Objective:
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("methods: [prompt_tuning]\nshared: {num_virtual_tokens: {value: 4}}\n"
+                          "per_method:\n  prompt_tuning:\n    init: {value: random}\n    lr: {choices: [0.01, 0.02]}\n")
+    return Objective(space=load_space(space_file), tasks=["a", "b"], model="tiny", results_dir=tmp_path,
+                     train=TrainSettings(steps=STEPS, eval_every=2), references=references)
+
+
+def test_several_tasks_are_scored_relative_to_full_fine_tuning_and_pruned_on_any_task(recorded_runs, tmp_path):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.3))
+    run = objective(tmp_path, references={"a": 0.8, "b": 0.5})
+    study.enqueue_trial({"prompt_tuning.lr": 0.01})
+    study.enqueue_trial({"prompt_tuning.lr": 0.02})
+    study.optimize(run, n_trials=2)
+    kept, stopped = study.trials
+    # task b's steps follow task a's: every trial reports the same task at the same step
+    assert kept.intermediate_values == {2: 0.6, 4: 0.8, 6: 0.4, 8: 0.5}
+    assert kept.value == pytest.approx((0.8 / 0.8 + 0.5 / 0.5) / 2)
+    assert kept.user_attrs["tasks"] == ["a", "b"] and len(kept.user_attrs["records"]) == 2
+    # strong on the first task, weak on the second: stopped there, before finishing
+    assert stopped.state == optuna.trial.TrialState.PRUNED
+    assert stopped.intermediate_values == {2: 0.7, 4: 0.8, 6: 0.1}
+
+
+def test_a_diverging_run_is_pruned_with_its_reason(monkeypatch, tmp_path):
+    def diverging(spec, *, on_eval, pool):
+        raise DivergedError(3, float("nan"))
+
+    monkeypatch.setattr(search.objective, "execute_run", diverging)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective(tmp_path, references={}), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["pruned_reason"] == "training diverged at step 3: loss is nan"
+
+
+def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch, capsys, tmp_path):
+    found = {"a": 0.8}
+    monkeypatch.setattr(search.objective, "full_ft_references", lambda results, tasks, model: dict(found))
+    study = optuna.create_study(direction="maximize")
+    assert _references(study, tmp_path, ["a", "b"], "tiny") == {}  # a mean of a ratio and a raw score means nothing
+    assert "no full fine-tuning record of tiny on b" in capsys.readouterr().out
+    found["b"] = 0.5  # full fine-tuning on b recorded later: the study keeps the scale it started with
+    assert _references(study, tmp_path, ["a", "b"], "tiny") == {}
+    fresh = optuna.create_study(direction="maximize")
+    assert _references(fresh, tmp_path, ["a", "b"], "tiny") == {"a": 0.8, "b": 0.5}
+    assert "relative to full fine-tuning: a 0.8000, b 0.5000" in capsys.readouterr().out
