@@ -187,6 +187,10 @@ def _results(args) -> int:
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
     print(format_table(rows))
+    unscored = sum(args.split not in record["scores"] for record in records)
+    if unscored:  # search trials score the validation split only
+        print(f"\n{unscored} runs have no {args.split} scores and are not in the table (--split validation "
+              "includes search trials)")
     print(f"\n{len(records)} runs, {len(failures)} failed; csv: {write_csv(rows, args.folder / 'results.csv')}")
     return 0
 
@@ -198,7 +202,7 @@ def _records(args):
         from bench.shared_suite import records_from_study
 
         if not args.study:
-            raise ValueError("--storage needs --study (suite-<suite name>)")
+            raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
         records, failures = records_from_study(args.storage, args.study), []
     else:
         records, failures = load_records(args.folder)
@@ -254,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)
         command.add_argument("folder", nargs="?", type=Path, default=Path("results"), help="results folder")
         command.add_argument("--split", default="test", choices=("validation", "test"))
-        command.add_argument("--storage", help="read records from a shared suite's study instead of the folder")
-        command.add_argument("--study", help="that study's name (suite-<suite name>)")
+        command.add_argument("--storage", help="read records from a study (a shared suite's or a search's) "
+                             "instead of the folder")
+        command.add_argument("--study", help="that study's name (suite-<suite name>, or the search's)")
         if name == "plot":
             from bench.plots.data import COST_AXES
 

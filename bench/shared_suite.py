@@ -17,6 +17,7 @@ from bench.run import execute_run
 from bench.suite import Suite
 
 RECORD_ATTR, RUN_ATTR = "record", "run_id"
+SEARCH_RECORDS_ATTR = "run_records"  # a search trial's records, one per task, for machines without its files
 
 
 def study_name(suite: Suite) -> str:
@@ -84,6 +85,11 @@ def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]
 
 
 def records_from_study(url: str, name: str) -> list[RunRecord]:
+    """The run records kept in a study: one per trial of a shared suite, one per task of a search trial."""
     study = optuna.load_study(study_name=name, storage=url)
-    return [t.user_attrs[RECORD_ATTR] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if RECORD_ATTR in t.user_attrs]
+    records = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if RECORD_ATTR in trial.user_attrs:
+            records.append(trial.user_attrs[RECORD_ATTR])
+        records.extend(trial.user_attrs.get(SEARCH_RECORDS_ATTR, []))
+    return records

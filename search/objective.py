@@ -19,6 +19,7 @@ import optuna
 from bench.models import ModelPool
 from bench.results import load_records
 from bench.run import RunSpec, execute_run
+from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
 from search.space import SearchSpace
 
@@ -69,7 +70,7 @@ class Objective:
         trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
         trial.set_user_attr("tasks", self.tasks)
         prunable = self.cost is None  # Optuna prunes single-objective studies only
-        scores, costs, records = [], [], []
+        scores, costs, records, kept = [], [], [], []
         for index, task in enumerate(self.tasks):
             # tasks run in the same order in every trial, so step `offset + s` is the same point of
             # the same task in each: the pruner compares like with like across several tasks too
@@ -90,7 +91,9 @@ class Objective:
             scores.append(self._relative(task, record["scores"]["validation"][metric]))
             costs.append(record["cost"][self.cost] if self.cost else 0.0)
             records.append(str(Path(record["artifact_path"]).parent / "record.json"))
+            kept.append(record)
         trial.set_user_attr("records", records)
+        trial.set_user_attr(SEARCH_RECORDS_ATTR, kept)  # `spbench results --storage` reads them from any machine
         score = statistics.fmean(scores)
         if not math.isfinite(score):
             raise optuna.TrialPruned("non-finite score")

@@ -122,6 +122,14 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     here = yaml.safe_load((folder / "best.yaml").read_text())
     assert here["tasks"] == ["tiny_cls"] and here["test"].startswith(f"not scored here: trial {best['trial']} ran on")
     assert "its adapter and test score are there" in capsys.readouterr().out
+    # and the trials' records, kept in the study, are read there without the files
+    assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
+                 "--study", "tiny"]) == 0
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert f"{len(complete)} runs have no test scores and are not in the table" in capsys.readouterr().out
+    assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
+                 "--study", "tiny", "--split", "validation"]) == 0
+    assert f"\n{len(complete)} runs, 0 failed" in capsys.readouterr().out
 
     capsys.readouterr()
     code = main(["run", "--config", str(folder / "best.yaml"), "--tasks-dir", str(tiny_tasks),

@@ -50,6 +50,7 @@ def test_several_tasks_are_scored_relative_to_full_fine_tuning_and_pruned_on_any
     assert kept.intermediate_values == {2: 0.6, 4: 0.8, 6: 0.4, 8: 0.5}
     assert kept.value == pytest.approx((0.8 / 0.8 + 0.5 / 0.5) / 2)
     assert kept.user_attrs["tasks"] == ["a", "b"] and len(kept.user_attrs["records"]) == 2
+    assert [r["scores"]["validation"]["accuracy"] for r in kept.user_attrs["run_records"]] == [0.8, 0.5]
     # strong on the first task, weak on the second: stopped there, before finishing
     assert stopped.state == optuna.trial.TrialState.PRUNED
     assert stopped.intermediate_values == {2: 0.7, 4: 0.8, 6: 0.1}
