@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -163,12 +164,28 @@ class _Budgeted:
 
 
 def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None) -> None:
-    """Run trials until the study holds `n_trials` finished (complete or pruned) trials."""
-    if n_trials and done_trials(study) >= n_trials:
-        return
+    """Run trials until the study holds `n_trials` finished (complete or pruned) trials.
+
+    When the last slots are held by running trials, this worker waits up to the heartbeat grace
+    period rather than leave the budget short: a killed process's trial is then marked failed and its
+    slot taken here (a live worker's trial finishes, and the budget with it, without this one)."""
+    deadline = time.monotonic() + timeout if timeout else None
     callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
-    study.optimize(_Budgeted(objective, n_trials), timeout=timeout, callbacks=callbacks, catch=(BudgetReached,),
-                   gc_after_trial=True)
+    patience = None  # until then, running trials may still turn out to be a killed process's
+    while not (n_trials and done_trials(study) >= n_trials):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        study.optimize(_Budgeted(objective, n_trials), timeout=left, callbacks=callbacks, catch=(BudgetReached,),
+                       gc_after_trial=True)
+        patience = patience or time.monotonic() + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS
+        if not n_trials or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) \
+                or time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
+            return
+        time.sleep(HEARTBEAT_SECONDS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
 
 
 def _worker(study_name: str, url: str, objective, n_trials: int | None, timeout: float | None) -> None:

@@ -294,3 +294,18 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
     with pytest.raises(ValueError, match=r"optimizes \['maximize'\], this command \['maximize', 'minimize'\]"):
         claim_study(study, {**definition, "objective": ["score", "trainable_params"]},
                     directions=["maximize", "minimize"])
+
+
+def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeypatch):
+    from search import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study_module, "GRACE_SECONDS", 2)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=study_module.open_storage(url), direction="maximize")
+    orphan = study.ask()  # a killed process's trial: one heartbeat, then silence
+    study._storage.record_heartbeat(orphan._trial_id)
+    study_module.optimize(study, lambda trial: 1.0, n_trials=3, timeout=60)
+    states = [t.state.name for t in study.trials]
+    # the orphan held the last slot until its heartbeat went stale; then a trial ran in its place
+    assert states[0] == "FAIL" and states.count("COMPLETE") == 3
