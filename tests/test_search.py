@@ -83,6 +83,20 @@ per_method:
 """
 
 
+def _dashboard_get(url: str, path: str) -> dict:
+    """A GET on optuna-dashboard's API (the JSON its pages are drawn from), served from `url`."""
+    import io
+
+    from optuna_dashboard import wsgi
+
+    status = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",
+               "SERVER_PORT": "80", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO()}
+    body = b"".join(wsgi(optuna.storages.RDBStorage(url))(environ, lambda code, headers, *exc: status.append(code)))
+    assert status == ["200 OK"], body[:500]
+    return json.loads(body)
+
+
 def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tasks, monkeypatch):
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", "4",
             "--space", str(write_space(tmp_path, SPACE)), "--steps", "4", "--batch-size", "4", "--eval-every", "2",
@@ -107,6 +121,10 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
             assert set(json.loads(Path(record).read_text())["scores"]) == {"validation"}
     assert (folder / "best_adapter" / "tiny_cls" / "adapter_config.json").exists()
     assert (folder / "trials.csv").exists() and (folder / "plots" / "optimization_history.png").exists()
+    dashboard = _dashboard_get(f"sqlite:///{folder / 'study.db'}", "/api/studies")
+    assert [s["study_name"] for s in dashboard["study_summaries"]] == ["tiny"]
+    shown = _dashboard_get(f"sqlite:///{folder / 'study.db'}", f"/api/studies/{study._study_id}")["trials"]
+    assert len(shown) == len(study.trials) and shown[0]["params"]
 
     def no_second_look(*args, **kwargs):
         raise AssertionError("the test split was scored again")
