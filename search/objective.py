@@ -76,10 +76,13 @@ class Objective:
             # the same task in each: the pruner compares like with like across several tasks too
             offset = index * self.train.steps
 
+            last = index == len(self.tasks) - 1
+
             def report(step: int, value: float) -> None:
                 if prunable:
                     trial.report(value, offset + step)
-                    if trial.should_prune():
+                    # a trial that has trained to the end is complete: nothing is left to save by stopping it
+                    if not (last and step >= self.train.steps) and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at step {step} of {task} (validation {value:.4f})")
 
             try:

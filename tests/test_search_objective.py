@@ -15,7 +15,7 @@ from search.space import load_space
 STEPS = 4
 # validation score at steps 2 and 4 (the final one is the last) per (task, learning rate)
 CURVES = {("a", 0.01): (0.6, 0.8), ("b", 0.01): (0.4, 0.5),
-          ("a", 0.02): (0.7, 0.8), ("b", 0.02): (0.1, 0.2)}
+          ("a", 0.02): (0.7, 0.8), ("b", 0.02): (0.1, 0.2), ("c", 0.01): (0.9, 0.3)}
 
 
 @pytest.fixture
@@ -79,3 +79,15 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
     fresh = optuna.create_study(direction="maximize")
     assert _references(fresh, tmp_path, ["a", "b"], "tiny") == {"a": 0.8, "b": 0.5}
     assert "relative to full fine-tuning: a 0.8000, b 0.5000" in capsys.readouterr().out
+
+
+def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):
+    # task c falls below the pruner's threshold only at its final evaluation: the run is finished,
+    # and stopping it there would throw its score away
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    run = objective(tmp_path, references={})
+    run.tasks = ["c"]
+    study.enqueue_trial({"prompt_tuning.lr": 0.01})
+    study.optimize(run, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.3
