@@ -6,7 +6,7 @@ runs by default (TPE, Hyperband pruning, its known-good starting points tried fi
 the grid), the same sampler started cold with each pruner `spbench search` offers, and random
 search with Hyperband. All are charged the training steps their trials ran (a pruned trial: the
 steps before it was stopped). Repeated over seeds; prints the ratio guided steps / random steps
-with its spread (target: <= 1/3).
+with its spread and the median's 95% confidence interval (target: <= 1/3).
 
 The table is a grid suite's records (real runs with their learning curves), from one folder or
 several read as one grid. Four ship with the project: SST-2 on MiniLM at 50 steps (84 runs; 147
