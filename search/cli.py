@@ -112,5 +112,5 @@ def _references(study: optuna.Study, results: Path, tasks: list[str], model: str
         study.set_user_attr("references", references)
     print("scoring each task relative to full fine-tuning: "
           + (", ".join(f"{task} {value:.4f}" for task, value in references.items()) if references
-             else "no reference for every task, raw scores"))
+             else "not every task has a full fine-tuning record, raw scores"))
     return references
