@@ -88,8 +88,6 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         "study": study.study_name, "trial": trial.number, "validation_values": trial.values, "model": model,
         "method": config["method"], "settings": config["settings"],
         "train": {**dataclasses.asdict(train_defaults), **config["train"]},
-        "tasks": [json.loads(p.read_text())["task"]["name"] for p in records] if local
-        else trial.user_attrs.get("tasks"),
     }
     ties = statistical_ties(study)
     if ties:
@@ -98,12 +96,14 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
     if not local:
         host = trial.user_attrs.get("host", "another machine")
         best["test"] = f"not scored here: trial {trial.number} ran on {host}, which holds its adapter"
+        best["tasks"] = trial.user_attrs.get("tasks")
         print(f"the best trial ran on {host}: its adapter and test score are there (run this command there)")
     else:
         earlier = yaml.safe_load(out.read_text(encoding="utf-8")) if out.exists() else None
         same_winner = bool(earlier) and (earlier.get("study"), earlier.get("trial")) == (study.study_name, trial.number)
         best["test"] = earlier["test"] if same_winner and isinstance(earlier.get("test"), dict) else \
             _export_winner(records, folder, tasks_dirs)
+        best["tasks"] = list(best["test"])  # the test scores are keyed by task
     out.write_text("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
                    + yaml.safe_dump(best, sort_keys=False), encoding="utf-8")
     return out

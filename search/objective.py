@@ -74,9 +74,7 @@ class Objective:
         for index, task in enumerate(self.tasks):
             # tasks run in the same order in every trial, so step `offset + s` is the same point of
             # the same task in each: the pruner compares like with like across several tasks too
-            offset = index * self.train.steps
-
-            last = index == len(self.tasks) - 1
+            offset, last = index * self.train.steps, index == len(self.tasks) - 1
 
             def report(step: int, value: float) -> None:
                 if prunable:
