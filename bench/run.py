@@ -145,8 +145,9 @@ def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latenc
 def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -> RunRecord:
     """Train and evaluate one configuration; write and return its record.
 
-    `on_eval(step, score)` sees each intermediate validation score of the task's primary metric (a
-    search reports it to Optuna, and its pruner may raise to stop the run).
+    `on_eval(step, score, examples)` sees each intermediate validation score of the task's primary
+    metric and the number of examples behind it (a search reports it to Optuna, and its pruner may
+    raise to stop the run).
     `pool` reuses base models already loaded in this process.
     """
     started_at = _now()
@@ -174,7 +175,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     def evaluate_during_training(step: int) -> dict[str, float]:
         scores = score(tuned, monitor)
         if on_eval is not None:
-            on_eval(step, scores[task.card.primary_metric])
+            on_eval(step, scores[task.card.primary_metric], scores["n"])
         return scores
 
     lr = config.lr if config.lr is not None else method.default_lr

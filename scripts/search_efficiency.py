@@ -4,8 +4,10 @@ Random search runs `--random-trials` full trials; the score it ends with is the 
 guided variant then searches until a completed trial reaches that target: `spbench search` as it
 runs by default (TPE, Hyperband pruning, its known-good starting points tried first, snapped to
 the grid), the same sampler started cold with each pruner `spbench search` offers, and random
-search with Hyperband. All are charged the training steps their trials ran (a pruned trial: the
-steps before it was stopped). Repeated over seeds; prints the ratio guided steps / random steps
+search with Hyperband. Pruners stop a trial only when its score is `spbench search`'s margin of
+standard errors below the score it needed to go on; the default and cold TPE + Hyperband are also
+run stopping on any gap (`--prune-margin 0`). All are charged the training steps their trials ran
+(a pruned trial: the steps before it was stopped). Repeated over seeds; prints the ratio guided steps / random steps
 with its spread and the median's 95% confidence interval (target: <= 1/3).
 
 The table is a grid suite's records (real runs with their learning curves), from one folder or
@@ -31,16 +33,17 @@ import warnings
 import optuna
 from scipy.stats import quantile_test
 
+from search.pruning import MARGIN
 from search.study import make_sampler
 from search.tabular import SearchTrace, Table, load_table, simulate
 
 
-def search_until(table: Table, target: float, *, seed: int, sampler: str, pruner: str, known_good: bool,
-                 max_trials: int, first_rung: int | None) -> SearchTrace:
+def search_until(table: Table, target: float, *, seed: int, sampler: str, pruner: str, margin: float,
+                 known_good: bool, max_trials: int, first_rung: int | None) -> SearchTrace:
     """`sampler` + `pruner` searching until a completed trial scores `target` (or `max_trials`)."""
     return simulate(table, sampler=make_sampler(sampler, multi_objective=False, seed=seed), pruner_name=pruner,
                     n_trials=max_trials, stop_at=target, known_good=known_good, study_name=f"repetition-{seed}",
-                    first_rung=first_rung)
+                    first_rung=first_rung, margin=margin)
 
 
 def _spread(ratios: list[float]) -> str:
@@ -88,17 +91,19 @@ def main() -> None:
                           n_trials=args.random_trials) for seed in range(args.repetitions)]
     targets = [random.best[-1] for random in baselines]
     to_reach = [target - args.tolerance for target in targets]
-    variants = [  # (name, sampler, pruner, starting points enqueued)
-        ("spbench search default", "tpe", "hyperband", True),
-        ("TPE + hyperband, cold", "tpe", "hyperband", False),
-        ("TPE + succ. halving, cold", "tpe", "successive_halving", False),
-        ("TPE + median, cold", "tpe", "median", False),
-        ("TPE, no pruning, cold", "tpe", "none", False),
-        ("random + hyperband", "random", "hyperband", False),
+    variants = [  # (name, sampler, pruner, prune margin in standard errors, starting points enqueued)
+        ("spbench search default", "tpe", "hyperband", MARGIN, True),
+        ("  the same, any gap", "tpe", "hyperband", 0.0, True),
+        ("TPE + hyperband, cold", "tpe", "hyperband", MARGIN, False),
+        ("  the same, any gap", "tpe", "hyperband", 0.0, False),
+        ("TPE + succ. halving, cold", "tpe", "successive_halving", MARGIN, False),
+        ("TPE + median, cold", "tpe", "median", MARGIN, False),
+        ("TPE, no pruning, cold", "tpe", "none", 0.0, False),
+        ("random + hyperband", "random", "hyperband", MARGIN, False),
     ]
-    for name, sampler, pruner, known_good in variants:
-        searches = [search_until(table, goal, seed=seed, sampler=sampler, pruner=pruner, known_good=known_good,
-                                 max_trials=args.max_trials, first_rung=args.first_rung)
+    for name, sampler, pruner, margin, known_good in variants:
+        searches = [search_until(table, goal, seed=seed, sampler=sampler, pruner=pruner, margin=margin,
+                                 known_good=known_good, max_trials=args.max_trials, first_rung=args.first_rung)
                     for seed, goal in enumerate(to_reach)]
         ratios = [search.steps_to_reach(goal) / random.steps[-1]
                   for search, goal, random in zip(searches, to_reach, baselines)]

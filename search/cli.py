@@ -7,6 +7,8 @@ from pathlib import Path
 
 import optuna
 
+from search.pruning import MARGIN
+
 EXAMPLES = """examples:
   spbench search --task sst2 --model minilm-l6 --trials 30
   spbench search --task sst2,rte,boolq --model smollm2-135m --trials 40 --study multi
@@ -30,10 +32,14 @@ def add_parser(sub) -> None:
     parser.add_argument("--workers", type=int, default=1, help="local worker processes on one storage")
     parser.add_argument("--sampler", default="auto", choices=("auto", "tpe", "nsga2", "random"))
     parser.add_argument("--pruner", default="hyperband", choices=("hyperband", "successive_halving", "median", "none"))
+    parser.add_argument("--prune-margin", type=float, default=MARGIN,
+                        help="stop a trial only if its score is this many standard errors below the score it "
+                             "needed to go on (scores measured on few examples differ by noise; 0: any gap)")
     parser.add_argument("--steps", type=int, default=100, help="training steps per trial")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval-every", type=int, default=20, help="steps between reports to the pruner")
-    parser.add_argument("--monitor-size", type=int, default=100, help="validation examples per report")
+    parser.add_argument("--monitor-size", type=int, help="validation examples per report (default: --eval-size, "
+                        "so the pruner sees the score it predicts, with the smallest noise margin)")
     parser.add_argument("--eval-size", type=int, default=300, help="validation/test examples for final scores")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -66,17 +72,18 @@ def run(args) -> int:
     folder = args.results / name
     url = storage_url(folder, args.storage)
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
-                          monitor_size=args.monitor_size, eval_size=args.eval_size, seed=args.seed)
+                          monitor_size=args.monitor_size or args.eval_size, eval_size=args.eval_size, seed=args.seed)
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     study = optuna.create_study(
         study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
         sampler=make_sampler(args.sampler, multi_objective=multi, seed=args.seed),
-        pruner=make_pruner(args.pruner, min_steps=args.eval_every, max_steps=args.steps * len(tasks)))
+        pruner=make_pruner(args.pruner, min_steps=args.eval_every, max_steps=args.steps * len(tasks),
+                           margin=args.prune_margin))
     if multi and args.pruner != "none":
         print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
     claim_study(study, {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
                         "batch_size": args.batch_size, "eval_every": args.eval_every,
-                        "monitor_size": args.monitor_size, "eval_size": args.eval_size}, directions=directions)
+                        "monitor_size": train.monitor_size, "eval_size": args.eval_size}, directions=directions)
     if not study.trials:
         enqueue_known_good(study, space, classification=all(c.is_classification for c in cards))
     references = _references(study, args.results, tasks, args.model) if len(tasks) > 1 else {}

@@ -21,6 +21,7 @@ from bench.results import load_records
 from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
+from search.pruning import report_with_error, standard_error
 from search.space import SearchSpace
 
 COSTS = ("trainable_params", "train_seconds", "train_flops", "peak_memory_bytes", "artifact_bytes",
@@ -76,12 +77,12 @@ class Objective:
             # the same task in each: the pruner compares like with like across several tasks too
             offset, last = index * self.train.steps, index == len(self.tasks) - 1
 
-            def report(step: int, value: float) -> None:
+            def report(step: int, score: float, examples: int) -> None:
                 if prunable:
-                    trial.report(value, offset + step)
+                    report_with_error(trial, score, offset + step, standard_error(score, examples))
                     # a trial that has trained to the end is complete: nothing is left to save by stopping it
                     if not (last and step >= self.train.steps) and trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned at step {step} of {task} (validation {value:.4f})")
+                        raise optuna.TrialPruned(f"pruned at step {step} of {task} (validation {score:.4f})")
 
             try:
                 record = execute_run(self._spec(task, method, settings, train, trial), on_eval=report, pool=self.pool)

@@ -13,6 +13,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from search.pruning import NoiseAwarePruner
 from search.space import SearchSpace
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -72,14 +73,19 @@ def make_sampler(name: str, *, multi_objective: bool, seed: int | None) -> optun
     return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
 
 
-def make_pruner(name: str, *, min_steps: int, max_steps: int) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, *, min_steps: int, max_steps: int, margin: float) -> optuna.pruners.BasePruner:
+    """The named pruner; with `margin` > 0 it stops a trial only when its score is that many standard
+    errors below the score it needed to go on (see search/pruning.py)."""
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min_steps)
-    if name == "successive_halving":  # one bracket of Hyperband: rungs at min_steps x 3^k, the top third goes on
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_steps, reduction_factor=3)
-    return optuna.pruners.HyperbandPruner(min_resource=min_steps, max_resource=max_steps, reduction_factor=3)
+        pruner, keep = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min_steps), 1 / 2
+    elif name == "successive_halving":  # one bracket of Hyperband: rungs at min_steps x 3^k, the top third goes on
+        pruner, keep = optuna.pruners.SuccessiveHalvingPruner(min_resource=min_steps, reduction_factor=3), 1 / 3
+    else:
+        pruner, keep = optuna.pruners.HyperbandPruner(min_resource=min_steps, max_resource=max_steps,
+                                                      reduction_factor=3), 1 / 3
+    return NoiseAwarePruner(pruner, keep=keep, margin=margin) if margin else pruner
 
 
 def _fit_to_space(space: SearchSpace, point: dict) -> dict | None:

@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 
 from bench.results import load_records
 from search.space import Param, SearchSpace
+from search.pruning import MARGIN, report_with_error, standard_error
 from search.study import enqueue_known_good, make_pruner
 
 CATEGORICAL = (str, bool)
@@ -167,16 +168,18 @@ class SearchTrace:
 
 def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name: str, n_trials: int,
              stop_at: float | None = None, known_good: bool = False, study_name: str = "tabular",
-             first_rung: int | None = None) -> SearchTrace:
+             first_rung: int | None = None, margin: float = MARGIN) -> SearchTrace:
     """Run an Optuna study over the table; stops after `n_trials` or once a trial completes at `stop_at`.
     `known_good` enqueues the starting points `spbench search` tries first (snapped to the grid).
     `first_rung`: the earliest step a pruner may stop a trial (default: the first evaluation).
+    `margin`: standard errors a pruned trial must fall below the rung's threshold (0: any gap).
     Hyperband assigns trials to brackets by a checksum of the study name, so the name is part of
     what makes a repetition reproducible."""
     space = table.space()
     first_rung = first_rung or min(step for entry in table.entries.values() for step, _ in entry.curve)
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler,
-                                pruner=make_pruner(pruner_name, min_steps=first_rung, max_steps=table.steps))
+                                pruner=make_pruner(pruner_name, min_steps=first_rung, max_steps=table.steps,
+                                                  margin=margin))
     if known_good:
         enqueue_known_good(study, space, classification=table.classification)
     trace, spent = SearchTrace([], []), 0
@@ -187,7 +190,7 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
         entry = table.lookup(method, {**settings, **train})
         trace.runs.append((entry.method, entry.params))
         for step, score in entry.curve:
-            trial.report(score, step)
+            report_with_error(trial, score, step, standard_error(score, table.validation_size))
             if step < entry.steps and trial.should_prune():
                 spent += step
                 raise optuna.TrialPruned()

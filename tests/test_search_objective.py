@@ -10,6 +10,7 @@ import search.objective
 from bench.train import DivergedError, TrainSettings
 from search.cli import _references
 from search.objective import Objective
+from search.pruning import REPORT_ERRORS_ATTR
 from search.space import load_space
 
 STEPS = 4
@@ -23,7 +24,7 @@ def recorded_runs(monkeypatch, tmp_path):
     def execute_run(spec, *, on_eval, pool):
         curve = CURVES[(spec.task, spec.train.lr)]
         for step, value in zip((2, STEPS), curve):
-            on_eval(step, value)
+            on_eval(step, value, 100)
         folder = tmp_path / spec.task / f"lr{spec.train.lr}"
         return {"task": {"primary_metric": "accuracy"}, "scores": {"validation": {"accuracy": curve[-1]}},
                 "cost": {"trainable_params": 100}, "artifact_path": str(folder / "adapter")}
@@ -48,6 +49,9 @@ def test_several_tasks_are_scored_relative_to_full_fine_tuning_and_pruned_on_any
     kept, stopped = study.trials
     # task b's steps follow task a's: every trial reports the same task at the same step
     assert kept.intermediate_values == {2: 0.6, 4: 0.8, 6: 0.4, 8: 0.5}
+    # with the standard error of each report, on the 100 examples behind it
+    assert kept.user_attrs[REPORT_ERRORS_ATTR] == pytest.approx(
+        {"2": 0.049, "4": 0.04, "6": 0.049, "8": 0.05}, abs=5e-4)
     assert kept.value == pytest.approx((0.8 / 0.8 + 0.5 / 0.5) / 2)
     assert kept.user_attrs["tasks"] == ["a", "b"] and len(kept.user_attrs["records"]) == 2
     assert [r["scores"]["validation"]["accuracy"] for r in kept.user_attrs["run_records"]] == [0.8, 0.5]

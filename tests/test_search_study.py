@@ -15,7 +15,7 @@ def test_defaults_are_multivariate_tpe_with_hyperband_and_nsga2_for_two_objectiv
     sampler = make_sampler("auto", multi_objective=False, seed=0)
     assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._multivariate and sampler._group
     assert isinstance(make_sampler("auto", multi_objective=True, seed=0), optuna.samplers.NSGAIISampler)
-    pruner = make_pruner("hyperband", min_steps=20, max_steps=100)
+    pruner = make_pruner("hyperband", min_steps=20, max_steps=100, margin=0)
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
     assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (20, 100, 3)
 

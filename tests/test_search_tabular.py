@@ -148,7 +148,7 @@ def test_successive_halving_stops_trials_only_at_its_rungs(tmp_path):
     write_grid(tmp_path)
     table = load_table(tmp_path)
     trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=1), pruner_name="successive_halving",
-                     n_trials=40)
+                     n_trials=40, margin=0)  # on any gap: this grid's scores on 100 examples are close early
     # rungs at the first evaluation (8) times powers of 3: trials stop at 8 and 24, never at 16 or 32
     assert steps_charged(trace) == {8, 24, STEPS}
 
