@@ -5,7 +5,7 @@ Early in training a score measured on a few hundred examples moves by several po
 alone, while the configs that end best often sit near chance until their warm-up is over. A rung
 that stops trials within noise of the promotion threshold stops good configs on noise, and TPE then
 reads them as poor. Each trial reports the standard error of every intermediate score, and a trial
-is stopped only if its score is at least `margin` standard errors (of the difference) below the
+is stopped only if its score is more than `margin` standard errors (of the difference) below the
 score it needed to go on.
 """
 
@@ -22,7 +22,8 @@ REPORT_ERRORS_ATTR = "report_standard_errors"  # trial user attr: {str(step): st
 def standard_error(score: float, examples: int) -> float:
     """Standard error of a score averaged over `examples` per-example scores in [0, 1]: sqrt(p(1-p)/n)
     is exact for accuracy and an upper bound for any mean of [0, 1] scores such as SQuAD F1 or ROUGE,
-    whose variance is at most p(1-p) (Bhatia-Davis)."""
+    whose variance is at most p(1-p) (Bhatia-Davis). A score outside [0, 1] (a metric on another
+    scale) gets 0, and the pruner it is reported to decides on any gap."""
     p = min(max(score, 0.0), 1.0)
     return math.sqrt(p * (1 - p) / examples)
 
