@@ -57,6 +57,8 @@ def run(args) -> int:
 
     if not args.trials and not args.timeout:
         raise ValueError("give --trials and/or --timeout")
+    if args.prune_margin < 0:
+        raise ValueError(f"--prune-margin must be 0 or more standard errors, got {args.prune_margin}")
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
     objectives = [o.strip() for o in args.objective.split(",")]
     if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):

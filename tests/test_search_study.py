@@ -48,3 +48,10 @@ def test_a_bad_objective_is_refused_before_anything_runs(capsys, tmp_path, objec
                  "--results", str(tmp_path)])
     assert code != 0 and "--objective must be `score` or `score,COST`" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_a_negative_prune_margin_is_refused_before_anything_runs(capsys, tmp_path):
+    code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--prune-margin", "-1",
+                 "--results", str(tmp_path)])
+    assert code != 0 and "--prune-margin must be 0 or more standard errors, got -1.0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
