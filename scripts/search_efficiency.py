@@ -7,8 +7,8 @@ the grid), the same sampler started cold with each pruner `spbench search` offer
 search with Hyperband. Pruners stop a trial only when its score is `spbench search`'s margin of
 standard errors below the score it needed to go on; the default and cold TPE + Hyperband are also
 run stopping on any gap (`--prune-margin 0`). All are charged the training steps their trials ran
-(a pruned trial: the steps before it was stopped). Repeated over seeds; prints the ratio guided steps / random steps
-with its spread and the median's 95% confidence interval (target: <= 1/3).
+(a pruned trial: the steps before it was stopped). Repeated over seeds; prints the ratio guided
+steps / random steps with its spread and the median's 95% confidence interval (target: <= 1/3).
 
 The table is a grid suite's records (real runs with their learning curves), from one folder or
 several read as one grid. Four ship with the project: SST-2 on MiniLM at 50 steps (84 runs; 147
