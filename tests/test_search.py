@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from bench.cli import main
+from search.pruning import REPORT_ERRORS_ATTR
 from search.space import SpaceError, load_space
 
 
@@ -111,6 +112,9 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert study.trials[0].params == {"method": "prompt_tuning", "num_virtual_tokens": 8,
                                       "prompt_tuning.init": "sampled_vocab", "prompt_tuning.lr": 0.03}
     assert study.trials[1].params["p_tuning.lr"] == pytest.approx(0.01)
+    # each report to the pruner carries its standard error, on the 4 monitored examples (at most 0.25)
+    errors = study.trials[0].user_attrs[REPORT_ERRORS_ATTR]
+    assert set(errors) == {"2", "4"} and all(0 <= e <= 0.25 for e in errors.values())
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["method"] in ("prompt_tuning", "p_tuning") and "lr" in best["train"]
     assert set(best["test"]["tiny_cls"]) >= {"accuracy", "n"}  # test scored once, for the winner
