@@ -18,8 +18,8 @@ import optuna
 from scipy.stats import spearmanr
 
 from bench.results import load_records
-from search.space import Param, SearchSpace
 from search.pruning import MARGIN, report_with_error, standard_error
+from search.space import Param, SearchSpace
 from search.study import enqueue_known_good, make_pruner
 
 CATEGORICAL = (str, bool)
@@ -44,8 +44,7 @@ class Table:
 
     def standard_error(self) -> float:
         """Binomial standard error of the best final score: differences below it are noise."""
-        best = self.best()
-        return math.sqrt(best * (1 - best) / self.validation_size)
+        return standard_error(self.best(), self.validation_size)
 
     def space(self) -> SearchSpace:
         """The search space the grid spans: numeric ranges (log) between grid values, choices as choices."""
@@ -179,7 +178,7 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
     first_rung = first_rung or min(step for entry in table.entries.values() for step, _ in entry.curve)
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler,
                                 pruner=make_pruner(pruner_name, min_steps=first_rung, max_steps=table.steps,
-                                                  margin=margin))
+                                                   margin=margin))
     if known_good:
         enqueue_known_good(study, space, classification=table.classification)
     trace, spent = SearchTrace([], []), 0
