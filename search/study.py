@@ -57,8 +57,9 @@ def open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStor
             return connect()
         except sqlalchemy.exc.DatabaseError as err:
             # Workers started together on a fresh database race to create Optuna's tables; the
-            # loser's CREATE fails ("already exists"), and a second look finds the tables made.
-            if not ("already exists" in str(err) or "duplicate key" in str(err)):
+            # loser's CREATE fails ("already exists") or its schema-version row collides with the
+            # winner's (an integrity error), and a second look finds the tables made.
+            if not (isinstance(err, sqlalchemy.exc.IntegrityError) or "already exists" in str(err)):
                 raise
             time.sleep(random.uniform(0.2, 1.0))
     return connect()

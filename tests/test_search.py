@@ -214,15 +214,20 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     argv = [sys.executable, "-m", "bench.cli", *_search_argv(tmp_path, tiny_models, tiny_tasks, trials=4,
                                                               study="killed", steps=12)]
     root = Path(__file__).parent.parent
-    first = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    log = tmp_path / "first.log"
+    with log.open("w") as output:
+        first = subprocess.Popen(argv, cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
     db = tmp_path / "results" / "killed" / "study.db"
     deadline = time.time() + 180
     while time.time() < deadline:  # kill once one trial is done and the next one is running
+        assert first.poll() is None, f"the search ended before it could be killed:\n{log.read_text()}"
         states = poll_states(lambda: _study(tmp_path, "killed")) if db.exists() else []
         if "COMPLETE" in states and states[-1] == "RUNNING":
             break
         time.sleep(0.3)
+    else:
+        pytest.fail(f"no trial finished with the next one running within 180 s:\n{log.read_text()}")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     finished_before = {t.number: t.values for t in _study(tmp_path, "killed").trials if t.state.name == "COMPLETE"}
@@ -237,8 +242,17 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
         assert study.trials[number].values == values
 
 
-def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monkeypatch):
-    """The loser of the CREATE TABLE race on a fresh database looks again instead of failing."""
+RACE_LOSSES = {  # what the loser of the race to set up a fresh database sees, by where it lost
+    "create table": lambda exc: exc.OperationalError(
+        "CREATE TABLE studies", {}, Exception("table studies already exists")),
+    "schema version row": lambda exc: exc.IntegrityError(
+        "INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed: alembic_version.version_num")),
+}
+
+
+@pytest.mark.parametrize("lost_at", RACE_LOSSES)
+def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monkeypatch, lost_at):
+    """The loser of the race to set up a fresh database looks again instead of failing."""
     import sqlalchemy.exc
 
     from search import study as study_module
@@ -248,7 +262,7 @@ def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monk
     def racing(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+            raise RACE_LOSSES[lost_at](sqlalchemy.exc)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
