@@ -21,7 +21,7 @@ from bench.results import load_records
 from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
-from search.pruning import report_with_error, standard_error
+from search.pruning import report_with_error
 from search.space import SearchSpace
 
 COSTS = ("trainable_params", "train_seconds", "train_flops", "peak_memory_bytes", "artifact_bytes",
@@ -79,7 +79,7 @@ class Objective:
 
             def report(step: int, score: float, examples: int) -> None:
                 if prunable:
-                    report_with_error(trial, score, offset + step, standard_error(score, examples))
+                    report_with_error(trial, score, offset + step, examples=examples)
                     # a trial that has trained to the end is complete: nothing is left to save by stopping it
                     if not (last and step >= self.train.steps) and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at step {step} of {task} (validation {score:.4f})")

@@ -28,11 +28,12 @@ def standard_error(score: float, examples: int) -> float:
     return math.sqrt(p * (1 - p) / examples)
 
 
-def report_with_error(trial: optuna.Trial, value: float, step: int, error: float) -> None:
-    """`trial.report` that also keeps the score's standard error where a noise-aware pruner reads it."""
-    errors = {**trial.user_attrs.get(REPORT_ERRORS_ATTR, {}), str(step): error}
+def report_with_error(trial: optuna.Trial, score: float, step: int, *, examples: int) -> None:
+    """`trial.report` that also keeps the standard error of a score over `examples` validation
+    examples where a noise-aware pruner reads it."""
+    errors = {**trial.user_attrs.get(REPORT_ERRORS_ATTR, {}), str(step): standard_error(score, examples)}
     trial.set_user_attr(REPORT_ERRORS_ATTR, errors)
-    trial.report(value, step)
+    trial.report(score, step)
 
 
 class NoiseAwarePruner(optuna.pruners.BasePruner):

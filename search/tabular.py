@@ -189,7 +189,7 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
         entry = table.lookup(method, {**settings, **train})
         trace.runs.append((entry.method, entry.params))
         for step, score in entry.curve:
-            report_with_error(trial, score, step, standard_error(score, table.validation_size))
+            report_with_error(trial, score, step, examples=table.validation_size)
             if step < entry.steps and trial.should_prune():
                 spent += step
                 raise optuna.TrialPruned()

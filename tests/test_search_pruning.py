@@ -24,7 +24,7 @@ def study_with(scores: list[float], pruner: optuna.pruners.BasePruner, direction
 def stopped_at(study: optuna.Study, score: float, *, with_error: bool = True) -> bool:
     trial = study.ask()
     if with_error:
-        report_with_error(trial, score, 10, standard_error(score, EXAMPLES))
+        report_with_error(trial, score, 10, examples=EXAMPLES)
     else:
         trial.report(score, 10)
     return trial.should_prune()
