@@ -72,9 +72,10 @@ def run(args) -> int:
     multi = len(objectives) == 2
     name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}" + (f"__{objectives[1]}" if multi else "")
     folder = args.results / name
-    url = storage_url(folder, args.storage)
+    monitor_size = args.eval_size if args.monitor_size is None else args.monitor_size
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
-                          monitor_size=args.monitor_size or args.eval_size, eval_size=args.eval_size, seed=args.seed)
+                          monitor_size=monitor_size, eval_size=args.eval_size, seed=args.seed)
+    url = storage_url(folder, args.storage)  # after every check: a refused command leaves no folder behind
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     study = optuna.create_study(
         study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
