@@ -5,6 +5,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import yaml
 
 from bench.cli import main
@@ -186,8 +187,6 @@ def _states(study):
 
 def poll_states(load) -> list[str]:
     """Trial states of a study another process may still be creating (then: none yet)."""
-    import sqlalchemy.exc
-
     try:
         return _states(load())
     except (KeyError, sqlalchemy.exc.SQLAlchemyError):
@@ -243,9 +242,9 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
 
 
 RACE_LOSSES = {  # what the loser of the race to set up a fresh database sees, by where it lost
-    "create table": lambda exc: exc.OperationalError(
+    "create table": sqlalchemy.exc.OperationalError(
         "CREATE TABLE studies", {}, Exception("table studies already exists")),
-    "schema version row": lambda exc: exc.IntegrityError(
+    "schema version row": sqlalchemy.exc.IntegrityError(
         "INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed: alembic_version.version_num")),
 }
 
@@ -253,8 +252,6 @@ RACE_LOSSES = {  # what the loser of the race to set up a fresh database sees, b
 @pytest.mark.parametrize("lost_at", RACE_LOSSES)
 def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monkeypatch, lost_at):
     """The loser of the race to set up a fresh database looks again instead of failing."""
-    import sqlalchemy.exc
-
     from search import study as study_module
 
     real, calls = optuna.storages.RDBStorage, []
@@ -262,7 +259,7 @@ def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monk
     def racing(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise RACE_LOSSES[lost_at](sqlalchemy.exc)
+            raise RACE_LOSSES[lost_at]
         return real(*args, **kwargs)
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
