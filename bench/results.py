@@ -1,4 +1,4 @@
-"""Aggregating run records into one table: mean ± std over seeds per task x model x method config."""
+"""Aggregating run records into one table: mean ± std over seeds per task x model x method x training config."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bench.record import RunRecord, scores_before_training
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
              "artifact_bytes", "latency_overhead")
 REFERENCE_METHODS = ("full_ft", "lora")
+TRAIN_COLUMNS = ("lr", "steps", "batch_size", "train_size", "eval_size")  # the training budget, as CSV columns
 
 
 def method_label(method: str, fields: list[tuple[str, object]]) -> str:
@@ -23,11 +24,34 @@ def method_label(method: str, fields: list[tuple[str, object]]) -> str:
     return f"{method}[{inner}]" if inner else method
 
 
-def config_label(record: RunRecord) -> str:
-    """Method settings and learning rate: runs that differ only in seed share a label."""
+def _config_fields(record: RunRecord) -> list[tuple[str, object]]:
     settings = record["method"]["settings"]
     shown = {k: v for k, v in settings.items() if v is not None and k != "init_text"}
-    return method_label(record["method"]["name"], sorted(shown.items()) + [("lr", record["train"]["lr"])])
+    return sorted(shown.items()) + [("lr", record["train"]["lr"])]
+
+
+def config_label(record: RunRecord) -> str:
+    """Method settings and learning rate (the table adds any other training setting its rows differ in)."""
+    return method_label(record["method"]["name"], _config_fields(record))
+
+
+def _training(record: RunRecord) -> dict:
+    """The training settings runs must share to be seeds of one configuration: all but the seed."""
+    return {k: v for k, v in record["train"].items() if k != "seed"}
+
+
+def _frozen(settings: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in settings.items()))
+
+
+def _varying(groups: list[list[RunRecord]]) -> list[str]:
+    """Training settings (lr aside, already in every label) and the task version where these groups differ."""
+    trains = [_training(group[0]) for group in groups]
+    keys = sorted({k for train in trains for k in train} - {"lr"})
+    varying = [k for k in keys if len({json.dumps(t.get(k), default=str) for t in trains}) > 1]
+    if len({group[0]["task"].get("version") for group in groups}) > 1:
+        varying.append("task_version")
+    return varying
 
 
 def load_records(folder: Path) -> tuple[list[RunRecord], list[dict]]:
@@ -63,7 +87,8 @@ class ResultRow:
     validation: float
     zero_shot: float | None  # None where no run of the group scored its state before training
     improvement_pct: float | None  # mean over seeds of the improvement over each run's zero-shot score
-    relative_to_full_ft: float | None  # score / the best full fine-tuning score of the same task and model
+    # score / the best full fine-tuning score of the same task (version) and model; None where that is <= 0
+    relative_to_full_ft: float | None
     trainable_params: float
     trainable_pct: float
     train_seconds: float
@@ -71,6 +96,13 @@ class ResultRow:
     peak_memory_bytes: float
     artifact_bytes: float
     latency_overhead: float
+    task_version: int | None  # None in records that predate task card versions
+    lr: float
+    steps: int | None
+    batch_size: int | None
+    train_size: int | None  # None: the whole train split
+    eval_size: int | None  # None: whole evaluation splits
+    train: dict  # every training setting the group shares (all but the seed)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -81,41 +113,72 @@ def _mean_or_none(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRow]:
+def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[list[RunRecord]]]:
+    """Task x model -> groups of runs that differ only in seed (a budget or task version apart is another config)."""
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for record in records:
         if split not in record["scores"]:  # e.g. search trials, scored on validation only
             continue
-        groups[(record["task"]["name"], record["model"]["name"], config_label(record))].append(record)
+        key = (record["task"]["name"], record["model"]["name"], config_label(record),
+               json.dumps(record["task"].get("version")), _frozen(_training(record)))
+        groups[key].append(record)
+    by_task: dict[tuple[str, str], list[list[RunRecord]]] = defaultdict(list)
+    for key, group in sorted(groups.items()):
+        by_task[key[:2]].append(group)
+    return by_task
+
+
+def _label(group: list[RunRecord], varying: list[str]) -> str:
+    """The config label, plus the settings that tell this group from others of its task and model."""
+    record = group[0]
+    shown = {**_training(record), "task_version": record["task"].get("version")}
+    return method_label(record["method"]["name"], _config_fields(record) + [(k, shown.get(k)) for k in varying])
+
+
+def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRow]:
     rows = []
-    for (task, model, label), group in sorted(groups.items()):
-        metric = group[0]["task"]["primary_metric"]
-        score, std = _mean_std([r["scores"][split][metric] for r in group])
-        costs = {key: statistics.fmean(r["cost"].get(key, float("nan")) for r in group) for key in COST_KEYS}
-        rows.append(ResultRow(
-            task=task, model=model, method=group[0]["method"]["name"], label=label,
-            settings=group[0]["method"]["settings"], seeds=len(group), metric=metric, score=score, score_std=std,
-            validation=statistics.fmean(r["scores"]["validation"][metric] for r in group),
-            zero_shot=_mean_or_none([before[split][metric] for r in group
-                                     if (before := scores_before_training(r))]),
-            improvement_pct=_mean_or_none([r["improvement_pct"][split] for r in group if r["improvement_pct"]]),
-            relative_to_full_ft=None, **costs,
-        ))
-    best_full = {}
+    for groups in _group(records, split).values():
+        varying = _varying(groups)
+        rows += [_row(group, _label(group, varying), split=split) for group in groups]
+    rows.sort(key=lambda r: (r.task, r.model, r.label))
+    _relate_to_full_ft(rows)
+    return rows
+
+
+def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
+    metric = group[0]["task"]["primary_metric"]
+    score, std = _mean_std([r["scores"][split][metric] for r in group])
+    costs = {key: statistics.fmean(r["cost"].get(key, float("nan")) for r in group) for key in COST_KEYS}
+    train = _training(group[0])
+    return ResultRow(
+        task=group[0]["task"]["name"], model=group[0]["model"]["name"], method=group[0]["method"]["name"], label=label,
+        settings=group[0]["method"]["settings"], seeds=len({r["seed"] for r in group}),
+        metric=metric, score=score, score_std=std,
+        validation=statistics.fmean(r["scores"]["validation"][metric] for r in group),
+        zero_shot=_mean_or_none([before[split][metric] for r in group
+                                 if (before := scores_before_training(r))]),
+        improvement_pct=_mean_or_none([r["improvement_pct"][split] for r in group if r["improvement_pct"]]),
+        relative_to_full_ft=None, **costs, task_version=group[0]["task"].get("version"),
+        **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
+    )
+
+
+def _relate_to_full_ft(rows: list[ResultRow]) -> None:
+    best_full: dict[tuple, float] = {}
     for row in rows:
         if row.method == "full_ft":
-            key = (row.task, row.model)
+            key = (row.task, row.task_version, row.model)
             best_full[key] = max(best_full.get(key, float("-inf")), row.score)
     for row in rows:
-        reference = best_full.get((row.task, row.model))
-        row.relative_to_full_ft = row.score / reference if reference else None
-    return rows
+        reference = best_full.get((row.task, row.task_version, row.model))
+        # a ratio to a baseline at or below zero (e.g. Matthews correlation) has no meaning
+        row.relative_to_full_ft = row.score / reference if reference is not None and reference > 0 else None
 
 
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        fields = [f for f in asdict(rows[0]) if f != "settings"] if rows else []
+        fields = [f for f in asdict(rows[0]) if f not in ("settings", "train")] if rows else []
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(asdict(r) for r in rows)

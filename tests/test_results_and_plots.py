@@ -8,14 +8,15 @@ import pytest
 from bench.plots import data
 from bench.plots.render import render_all
 from bench.report import write_report
-from bench.results import aggregate, format_table, load_records
+from bench.results import aggregate, format_table, load_records, write_csv
 
 
-def make_record(method, score, *, seed=0, task="sst2", params=100, lr=0.001, **settings):
+def make_record(method, score, *, seed=0, task="sst2", params=100, lr=0.001, train=None, task_version=1,
+                **settings):
     return {
         "run_id": f"{task}-{method}-{settings}-{seed}", "seed": seed,
-        "task": {"name": task, "primary_metric": "accuracy"}, "model": {"name": "m"},
-        "method": {"name": method, "settings": settings}, "train": {"lr": lr},
+        "task": {"name": task, "version": task_version, "primary_metric": "accuracy"}, "model": {"name": "m"},
+        "method": {"name": method, "settings": settings}, "train": {"lr": lr, "seed": seed, **(train or {})},
         "scores": {"test": {"accuracy": score}, "validation": {"accuracy": score - 0.01}},
         "zero_shot": {"test": {"accuracy": 0.5}}, "improvement_pct": {"test": 100 * (score - 0.5) / 0.5},
         "cost": {"trainable_params": params, "trainable_pct": 1.0, "train_seconds": 10.0, "train_flops": 1e12,
@@ -47,6 +48,30 @@ def test_aggregate_means_seeds_and_relates_to_full_ft():
 def test_learning_rates_are_separate_configs():
     rows = aggregate([make_record("full_ft", 0.9), make_record("full_ft", 0.7, lr=1e-4)])
     assert sorted((r.label, r.seeds) for r in rows) == [("full_ft[lr=0.0001]", 1), ("full_ft[lr=0.001]", 1)]
+
+
+def test_training_budgets_and_task_versions_are_separate_configs(tmp_path):
+    rows = aggregate([make_record("full_ft", 0.60, train={"steps": 50}),
+                      make_record("full_ft", 0.62, seed=1, train={"steps": 50}),
+                      make_record("full_ft", 0.64, seed=1, train={"steps": 50}),  # a rerun of seed 1
+                      make_record("full_ft", 0.90, train={"steps": 300}),
+                      make_record("full_ft", 0.80, train={"steps": 300}, task_version=2)])
+    assert sorted((r.label, r.seeds, r.steps, r.task_version) for r in rows) == [
+        ("full_ft[lr=0.001,steps=300,task_version=1]", 1, 300, 1),
+        ("full_ft[lr=0.001,steps=300,task_version=2]", 1, 300, 2),
+        ("full_ft[lr=0.001,steps=50,task_version=1]", 2, 50, 1)]
+    header, *lines = write_csv(rows, tmp_path / "results.csv").read_text().splitlines()
+    assert "steps" in header.split(",") and len(lines) == 3
+    # settings every run shares stay out of the label
+    assert [r.label for r in aggregate([make_record("lora", 0.8, train={"steps": 50})])] == ["lora[lr=0.001]"]
+
+
+def test_no_ratio_to_a_full_fine_tuning_score_at_or_below_zero():
+    for baseline in (-0.05, 0.0):
+        rows = aggregate([make_record("full_ft", baseline), make_record("lora", 0.2)])
+        assert [r.relative_to_full_ft for r in rows] == [None, None]
+        assert data.relative_scores(rows).tasks == []
+        assert all(line.split()[5] == "-" for line in format_table(rows).splitlines()[2:])
 
 
 def test_the_printed_table_keeps_configs_that_differ_late_in_a_long_label_apart():
