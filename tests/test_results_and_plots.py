@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from bench.plots import data
+from bench.plots import data, draw
 from bench.plots.render import render_all
 from bench.report import write_report
 from bench.results import aggregate, format_table, load_records, write_csv
@@ -72,6 +72,31 @@ def test_no_ratio_to_a_full_fine_tuning_score_at_or_below_zero():
         assert [r.relative_to_full_ft for r in rows] == [None, None]
         assert data.relative_scores(rows).tasks == []
         assert all(line.split()[5] == "-" for line in format_table(rows).splitlines()[2:])
+
+
+def test_plot_files_of_a_hub_model_stay_in_the_plots_folder(tmp_path):
+    records = [make_record("full_ft", 0.9), make_record("lora", 0.8)]
+    for record in records:
+        record["model"]["name"] = "HuggingFaceTB/SmolLM2-135M"
+    (chart,) = data.score_cost(aggregate(records))
+    paths = draw.draw_score_cost(chart, tmp_path)
+    assert [p.name for p in paths] == ["score_vs_trainable_params__sst2__HuggingFaceTB_SmolLM2-135M.png",
+                                       "score_vs_trainable_params__sst2__HuggingFaceTB_SmolLM2-135M.svg"]
+    assert all(p.parent == tmp_path and p.exists() for p in paths)
+
+
+def test_prompt_length_and_init_plots_keep_learning_rates_apart():
+    rows = aggregate([make_record("prompt_tuning", score, lr=lr, num_virtual_tokens=length, init=init)
+                      for lr, score in ((0.1, 0.8), (0.3, 0.6))
+                      for length, init in ((1, "random"), (20, "random"), (20, "class_labels"))])
+    curves = data.length_curves(rows)
+    assert sorted((c.method, c.lengths, c.scores) for c in curves) == [
+        ("prompt_tuning[init=random,lr=0.1]", [1, 20], [0.8, 0.8]),
+        ("prompt_tuning[init=random,lr=0.3]", [1, 20], [0.6, 0.6])]
+    comparisons = data.init_comparisons(rows)
+    assert sorted((c.config, c.inits, c.scores) for c in comparisons) == [
+        ("prompt_tuning[num_virtual_tokens=20,lr=0.1]", ["class_labels", "random"], [0.8, 0.8]),
+        ("prompt_tuning[num_virtual_tokens=20,lr=0.3]", ["class_labels", "random"], [0.6, 0.6])]
 
 
 def test_the_printed_table_keeps_configs_that_differ_late_in_a_long_label_apart():

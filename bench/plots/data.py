@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import defaultdict
 from typing import NamedTuple
 
@@ -43,7 +45,7 @@ class RelativeScores(NamedTuple):
 class LengthCurve(NamedTuple):
     task: str
     model: str
-    method: str
+    method: str  # the config family: its table label without the prompt length
     lengths: list[int]
     scores: list[float]
     stds: list[float]
@@ -52,6 +54,7 @@ class LengthCurve(NamedTuple):
 class InitComparison(NamedTuple):
     task: str
     model: str
+    config: str  # the config family: its table label without the init
     inits: list[str]
     scores: list[float]
     stds: list[float]
@@ -100,8 +103,16 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     return RelativeScores(tasks, sorted(values), dict(values))
 
 
-def _settings_without(row: ResultRow, key: str) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in row.settings.items() if k != key))
+def _family(row: ResultRow, *keys: str) -> tuple:
+    """Everything that makes a row's config but `keys`: rows with the same family differ only there."""
+    settings = tuple(sorted((k, str(v)) for k, v in row.settings.items() if k not in keys))
+    train = json.dumps(row.train, sort_keys=True, default=str)
+    return row.task, row.model, row.method, str(row.task_version), settings, train
+
+
+def _label_without(label: str, key: str) -> str:
+    """A table label with one `key=value` left out (lr always follows the method settings)."""
+    return re.sub(rf"(?<=[\[,]){key}=[^,\]]*(,|(?=\]))", "", label).replace(",]", "]")
 
 
 def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
@@ -109,29 +120,30 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for row in rows:
         if "num_virtual_tokens" in row.settings:
-            groups[(row.task, row.model, row.method, _settings_without(row, "num_virtual_tokens"))].append(row)
+            groups[_family(row, "num_virtual_tokens")].append(row)
     curves = []
-    for (task, model, method, rest), group in sorted(groups.items()):
+    for (task, model, *_), group in sorted(groups.items()):
         if len(group) < 2:
             continue
         group.sort(key=lambda r: r.settings["num_virtual_tokens"])
-        name = method + "".join(f" {k}={v}" for k, v in rest if k not in ("init_text",))
+        name = _label_without(group[0].label, "num_virtual_tokens")
         curves.append(LengthCurve(task, model, name, [r.settings["num_virtual_tokens"] for r in group],
                                   [r.score for r in group], [r.score_std for r in group]))
     return curves
 
 
 def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
-    """Prompt tuning by init, at each (task, model, prompt length) with more than one init."""
+    """Prompt tuning by init, for each config family (task, model, other settings, training) with several inits."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for row in rows:
         if row.method == "prompt_tuning":
-            groups[(row.task, row.model, row.settings.get("num_virtual_tokens"))].append(row)
+            groups[_family(row, "init", "init_text")].append(row)
     comparisons = []
-    for (task, model, _), group in sorted(groups.items(), key=lambda item: str(item[0])):
+    for (task, model, *_), group in sorted(groups.items()):
         if len({r.settings["init"] for r in group}) < 2:
             continue
         group.sort(key=lambda r: r.settings["init"])
-        comparisons.append(InitComparison(task, model, [r.settings["init"] for r in group],
+        comparisons.append(InitComparison(task, model, _label_without(group[0].label, "init"),
+                                          [r.settings["init"] for r in group],
                                           [r.score for r in group], [r.score_std for r in group]))
     return comparisons

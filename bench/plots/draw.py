@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,11 @@ from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeSco
 
 METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
                   "lora": "tab:purple", "full_ft": "tab:red"}
+
+
+def file_part(text: str) -> str:
+    """A file-name-safe fragment: hub ids (`org/model`) and task card paths hold slashes."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def _save(figure, folder: Path, name: str) -> list[Path]:
@@ -52,7 +58,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path) -> list[Path]:
     axes.set_ylabel(chart.metric)
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs cost")
     axes.legend(fontsize=7, loc="lower right")
-    return _save(figure, folder, f"score_vs_{chart.axis}__{chart.task}__{chart.model}")
+    return _save(figure, folder, f"score_vs_{chart.axis}__{file_part(chart.task)}__{file_part(chart.model)}")
 
 
 def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
@@ -60,7 +66,7 @@ def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
     width = 0.8 / max(len(data.methods), 1)
     for i, method in enumerate(data.methods):
         xs = [t + i * width for t in range(len(data.tasks))]
-        ys = [data.values[method].get(task, 0.0) for task in data.tasks]
+        ys = [data.values[method].get(task, float("nan")) for task in data.tasks]  # no bar where unknown
         axes.bar(xs, ys, width, label=method, color=METHOD_COLOURS.get(method))
     axes.axhline(1.0, color="k", lw=0.8, ls="--")
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
@@ -89,7 +95,7 @@ def draw_inits(comparisons: list[InitComparison], folder: Path) -> list[Path]:
         xs = [i + k * width for i, init in enumerate(inits) if init in scores]
         axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
                  yerr=[scores[i][1] for i in inits if i in scores], capsize=3,
-                 label=f"{comparison.task} / {comparison.model}")
+                 label=f"{comparison.task} / {comparison.model} / {comparison.config}")
     axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits)
     return _finish(figure, axes, folder, "prompt_init", xlabel="initialisation", ylabel="score",
                    title="Prompt tuning: initialisation")
