@@ -14,11 +14,18 @@ from tasks.metrics import CLASSIFICATION_METRICS, GENERATION_METRICS, METRICS
 KINDS = ("classification", "qa", "summarization")
 SPLITS = ("train", "validation", "test")
 REQUIRED_KEYS = ("name", "version", "kind", "source", "template", "metrics")
-KNOWN_KEYS = REQUIRED_KEYS + (
-    "include", "description", "splits", "label_field", "label_words", "target_field",
-    "primary_metric", "max_input_tokens", "max_new_tokens", "license", "notes", "validation_from_train",
-    "train_size",
-)
+# key -> the types its value may have. Every card file is checked against this before any other
+# check, so a value of the wrong shape (`splits: [train, test]`) is refused naming its key.
+KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "version": (int,), "kind": (str,), "source": (dict,), "template": (str,), "metrics": (list,),
+    "include": (str,), "description": (str,), "splits": (dict,), "label_field": (str,), "label_words": (dict, list),
+    "target_field": (str,), "primary_metric": (str,), "max_input_tokens": (int,), "max_new_tokens": (int,),
+    "license": (str,), "notes": (str,), "validation_from_train": (int,), "train_size": (int,),
+}
+# keys holding a collection -> the type of each entry (label_words has its own, richer check)
+ENTRY_TYPES: dict[str, type] = {"source": str, "splits": str, "metrics": str}
+KNOWN_KEYS = REQUIRED_KEYS + tuple(key for key in KEY_TYPES if key not in REQUIRED_KEYS)
+TYPE_NAMES = {str: "text", int: "an integer", dict: "a mapping", list: "a list"}
 EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
 
 
@@ -81,6 +88,34 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _describe(value: Any) -> str:
+    names = {**TYPE_NAMES, bool: "true/false", float: "a number", type(None): "nothing"}
+    kind = names.get(type(value), type(value).__name__)
+    return f"{kind} {value!r}" if value is not None else kind
+
+
+def _is(value: Any, types: tuple[type, ...]) -> bool:
+    # YAML reads true/false as bools, which Python counts as integers
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def _check_types(path: Path, data: dict[str, Any]) -> None:
+    """The value of every known key in one card file has the type KEY_TYPES declares, as do its entries."""
+    for key, types in KEY_TYPES.items():
+        if key not in data:
+            continue
+        value = data[key]
+        if not _is(value, types):
+            expected = " or ".join(TYPE_NAMES[t] for t in types)
+            raise TaskCardError(path, key, f"must be {expected}, got {_describe(value)}")
+        if key in ENTRY_TYPES:
+            entries = value.items() if isinstance(value, dict) else enumerate(value)
+            for entry, item in entries:
+                if not _is(item, (ENTRY_TYPES[key],)):
+                    raise TaskCardError(path, key, f"entry {entry!r} must be {TYPE_NAMES[ENTRY_TYPES[key]]}, "
+                                        f"got {_describe(item)}")
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge `override` into `base` (mappings merge, anything else replaces)."""
     merged = dict(base)
@@ -96,10 +131,11 @@ def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]
     if path in seen:
         raise TaskCardError(path, "include", f"include cycle: {' -> '.join(map(str, seen + (path,)))}")
     data = _read_yaml(path)
+    _check_types(path, data)  # per file, so a bad value names the file that holds it
     parent = data.pop("include", None)
     if parent is None:
         return data
-    parent_path = (path.parent / str(parent)).resolve()
+    parent_path = (path.parent / parent).resolve()
     base = _resolve_includes(parent_path, seen + (path,))
     # A variant's relative data paths stay relative to the card that declared them.
     if "local" in base.get("source", {}) and "source" not in data:
@@ -133,8 +169,6 @@ def _check(path: Path, data: dict[str, Any]) -> None:
         raise TaskCardError(path, unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
     if data["kind"] not in KINDS:
         raise TaskCardError(path, "kind", f"unknown kind {data['kind']!r} (expected one of {', '.join(KINDS)})")
-    if not isinstance(data["version"], int):
-        raise TaskCardError(path, "version", "must be an integer, bumped on any change that alters scores")
     metrics = data["metrics"]
     if not isinstance(metrics, list) or not metrics:
         raise TaskCardError(path, "metrics", "must be a non-empty list")
@@ -163,7 +197,7 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     elif "target_field" not in data:
         raise TaskCardError(path, "target_field", f"required for {data['kind']} tasks")
     for key in ("max_input_tokens", "max_new_tokens", "validation_from_train", "train_size"):
-        if key in data and (not isinstance(data[key], int) or data[key] < 1):
+        if key in data and data[key] < 1:  # an integer: _check_types saw to that
             raise TaskCardError(path, key, f"must be a positive integer, got {data[key]!r}")
 
 

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tasks import TaskCardError, available_tasks, load_card, load_task
+from tasks.card import KEY_TYPES, KNOWN_KEYS
 from tests.conftest import write_jsonl
 
 SHIPPED = ("sst2", "squad_v1", "ag_news", "rte", "boolq")
@@ -58,12 +60,36 @@ def test_user_card_loads(tmp_path):
     ({"version": "one"}, "version", "integer"),
     ({"label_words": "{0: [no], 1: [yes]}"}, "label_words", "quote them"),
     ({"colour": "red"}, "colour", "unknown key"),
+    ({"splits": "[train, test]"}, "splits", "must be a mapping, got a list"),
+    ({"splits": "{train: [a, b]}"}, "splits", "entry 'train' must be text"),
+    ({"metrics": "[{accuracy: 1}]"}, "metrics", "entry 0 must be text, got a mapping"),
+    ({"source": "{local: [data]}"}, "source", "entry 'local' must be text"),
+    ({"max_input_tokens": "true"}, "max_input_tokens", "must be an integer, got true/false"),
+    ({"train_size": "1.5"}, "train_size", "must be an integer, got a number"),
+    ({"description": ""}, "description", "must be text, got nothing"),
 ])
 def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
     path = write_card(tmp_path, **changes)
     with pytest.raises(TaskCardError, match=problem) as err:
         load_card(path)
     assert err.value.key == key and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("key", KNOWN_KEYS)
+def test_every_key_refuses_a_value_of_the_wrong_type(tmp_path, key):
+    wrong = next(text for text in ("{x: 1}", "[x]", "7") if not isinstance(yaml.safe_load(text), KEY_TYPES[key]))
+    path = write_card(tmp_path, **{key: wrong})
+    with pytest.raises(TaskCardError, match="must be") as err:
+        load_card(path)
+    assert err.value.key == key and str(path) in str(err.value)
+
+
+def test_wrong_type_in_an_included_card_names_that_card(tmp_path):
+    write_card(tmp_path)
+    (tmp_path / "variant.yaml").write_text("include: mine.yaml\nname: mine_v2\nsplits: [train]\n")
+    with pytest.raises(TaskCardError, match="must be a mapping") as err:
+        load_card(tmp_path / "variant.yaml")
+    assert err.value.key == "splits" and err.value.path == (tmp_path / "variant.yaml").resolve()
 
 
 def test_template_field_absent_names_the_row(tmp_path):
