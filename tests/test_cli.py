@@ -11,6 +11,7 @@ from bench.cli import main
 from bench.models import load_base_model
 from bench.record import RunRecord
 from tasks import load_task
+from tasks.registry import SHIPPED_CARDS
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -148,3 +149,14 @@ def test_user_cards_of_every_kind_run(capsys, tiny_models, tiny_tasks, tmp_path,
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
     assert record["task"]["name"] == task
     assert len(record["scores"]["test"]) == len(load_task(task, tasks_dirs=(str(tiny_tasks),)).card.metrics) + 1
+
+
+def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path):
+    """`tasks` lists, and `tasks show` shows, the same card: the user's, found by the name it declares."""
+    (tmp_path / "my_sst2.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: sst2\nversion: 9\n")
+    code, out, err = run_cli(capsys, "tasks", "--tasks-dir", tmp_path)
+    assert code == 0, err
+    assert re.search(r"^sst2 .*\(v9\)$", out, re.MULTILINE), out
+    code, out, err = run_cli(capsys, "tasks", "show", "sst2", "--tasks-dir", tmp_path)
+    assert code == 0, err
+    assert out.startswith(f"# {(tmp_path / 'my_sst2.yaml').resolve()}\n"), out

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import TaskCardError, available_tasks, load_card, load_task
+from tasks import TaskCardError, available_tasks, find_task, load_card, load_task
 from tasks.card import KEY_TYPES, KNOWN_KEYS
+from tasks.registry import SHIPPED_CARDS
 from tests.conftest import write_jsonl
 
 SHIPPED = ("sst2", "squad_v1", "ag_news", "rte", "boolq")
@@ -90,6 +91,31 @@ def test_wrong_type_in_an_included_card_names_that_card(tmp_path):
     with pytest.raises(TaskCardError, match="must be a mapping") as err:
         load_card(tmp_path / "variant.yaml")
     assert err.value.key == "splits" and err.value.path == (tmp_path / "variant.yaml").resolve()
+
+
+def test_user_card_overrides_a_shipped_one_by_declared_name(tmp_path):
+    """Listing and lookup agree: the card declaring `name: sst2` in the user's folder, whatever its file name."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, version in ((first, 2), (second, 3)):
+        folder.mkdir()
+        (folder / f"my_sst2_v{version}.yaml").write_text(
+            f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: sst2\nversion: {version}\n")
+    dirs = (str(first), str(second))  # a later folder overrides an earlier one
+    listed = available_tasks(dirs)["sst2"]
+    assert listed.path == (second / "my_sst2_v3.yaml").resolve() and listed.version == 3
+    assert find_task("sst2", tasks_dirs=dirs).path == listed.path
+    assert load_task("sst2", tasks_dirs=dirs).card.version == 3
+    assert find_task("sst2", tasks_dirs=(str(first),)).version == 2
+    with pytest.raises(KeyError, match="my_sst2_v3.yaml declares name 'sst2'"):
+        find_task("my_sst2_v3", tasks_dirs=dirs)
+
+
+def test_two_cards_of_one_name_in_a_folder_are_refused(tmp_path):
+    write_card(tmp_path)
+    (tmp_path / "twin.yaml").write_text("include: mine.yaml\n")
+    with pytest.raises(TaskCardError, match="'mine' is also the name of mine.yaml") as err:
+        find_task("mine", tasks_dirs=(str(tmp_path),))
+    assert err.value.key == "name"
 
 
 def test_template_field_absent_names_the_row(tmp_path):
