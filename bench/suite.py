@@ -18,6 +18,7 @@ from bench.train import TrainSettings
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "methods", "seeds", "train"}
 TRAIN_FIELDS = set(TrainSettings.__dataclass_fields__)
+NUMBER_TYPES = {"int": "an integer", "float": "a number"}
 
 
 class SuiteError(ValueError):
@@ -52,6 +53,76 @@ def find_suite(name_or_path: str) -> Path:
     return shipped
 
 
+def _mapping(where: str, value: Any) -> dict:
+    """An optional mapping (absent or empty in YAML: {}); YAML reads `[a]` as a list, so the shape is checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SuiteError(f"{where}: must be a mapping, got {value!r}")
+    return value
+
+
+def _list(where: str, value: Any, entry: type, what: str) -> list:
+    """A non-empty list of `entry` values (bools are not integers here, though Python counts them so)."""
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, entry) and not (isinstance(v, bool) and entry is not bool) for v in value):
+        raise SuiteError(f"{where}: must be a non-empty list of {what}, got {value!r}")
+    return value
+
+
+def _number(value: Any) -> float | int | None:
+    """YAML reads `3e-4` (no dot) as text, so numeric text is taken as the number it spells, as in
+    search spaces; None when `value` is no number at all."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None if isinstance(value, bool) or not isinstance(value, (int, float)) else value
+
+
+def _typed(where: str, key: str, value: Any, declared: str) -> Any:
+    """`value` checked against a settings field's declared type ("int", "float | None", "bool"...)."""
+    base = declared.split(" |")[0]
+    if (value is None and "None" in declared) or base not in (*NUMBER_TYPES, "bool"):
+        return value  # text settings are checked by their owner (a method's choices)
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise SuiteError(f"{where}: `{key}` must be true or false, got {value!r}")
+        return value
+    number = _number(value)
+    if number is None or (base == "int" and not float(number).is_integer()):
+        raise SuiteError(f"{where}: `{key}` must be {NUMBER_TYPES[base]}, got {value!r}")
+    # a value already of the right type is kept as written: the run id hashes it
+    return int(number) if base == "int" and not isinstance(number, int) else number
+
+
+def _settings(where: str, values: Any, fields: dict[str, Any], what: str) -> dict[str, Any]:
+    """A mapping of settings, each known to `fields` (a dataclass's) and of the type it declares."""
+    checked = {}
+    for key, value in _mapping(where, values).items():
+        if key not in fields:
+            raise SuiteError(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(fields))})")
+        checked[key] = _typed(where, key, value, str(fields[key].type))
+    return checked
+
+
+def _train(where: str, values: Any) -> dict[str, Any]:
+    return _settings(where, values, TrainSettings.__dataclass_fields__, "training setting")
+
+
+def _sweep(where: str, values: Any, fields: dict[str, Any]) -> dict[str, list]:
+    """key -> the values it takes, each typed like a setting."""
+    sweep = {}
+    for key, options in _mapping(where, values).items():
+        if key not in fields:
+            raise SuiteError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(fields))})")
+        if not isinstance(options, list) or not options:
+            raise SuiteError(f"{where}: `{key}` must be a non-empty list of values, got {options!r}")
+        sweep[key] = [_typed(where, key, option, str(fields[key].type)) for option in options]
+    return sweep
+
+
 def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """Each entry: {method, settings?, sweep?: {key: [values]}, train?: {...}} -> (method, settings,
     training overrides) per sweep point. `train` sets what differs by method, such as the learning
@@ -64,16 +135,20 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
         unknown = set(entry) - {"method", "settings", "sweep", "train"}
         if unknown:
             raise SuiteError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected method, settings, sweep, train)")
-        train = entry.get("train") or {}
+        if not isinstance(entry["method"], str):
+            raise SuiteError(f"{where}: `method` must be a method name, got {entry['method']!r}")
         try:
             method = get_method(entry["method"])
         except MethodError as err:
             raise SuiteError(f"{where}: {err}") from None
-        sweep = entry.get("sweep", {})
+        fields = method.settings_cls.__dataclass_fields__
+        base_settings = _settings(f"{where}.settings", entry.get("settings"), fields, f"{method.name} setting")
+        train = _train(f"{where}.train", entry.get("train"))
+        sweep = _sweep(f"{where}.sweep", entry.get("sweep"), {**fields, **TrainSettings.__dataclass_fields__})
         keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
             point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)
-            settings = {**entry.get("settings", {}), **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
+            settings = {**base_settings, **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
             point_train = {**train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}}
             if method.name == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
                 settings["init_text"] = "Classify or answer the following input."
@@ -83,7 +158,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
                 raise SuiteError(f"{where}: {err}") from None
             try:
                 TrainSettings(**point_train)
-            except (TypeError, MethodError) as err:
+            except MethodError as err:
                 raise SuiteError(f"{where} train: {err}") from None
             configs.append((method.name, settings, point_train))
     return configs
@@ -102,21 +177,33 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path}: missing key {sorted(missing)[0]!r}")
     if set(data) - SUITE_KEYS:
         raise SuiteError(f"{path}: unknown key {sorted(set(data) - SUITE_KEYS)[0]!r}")
+    if not isinstance(data["name"], str) or not data["name"]:
+        raise SuiteError(f"{path} name: must be non-empty text, got {data['name']!r}")
+    if not isinstance(data.get("description", ""), str):
+        raise SuiteError(f"{path} description: must be text, got {data['description']!r}")
     suite = Suite(name=data["name"], path=path, description=data.get("description", ""))
     results_dir = results_dir or Path("results") / suite.name
-    defaults = data.get("train", {})
-    configs = _method_configs(path, data["methods"])
+    tasks = data["tasks"]
+    if not isinstance(tasks, dict) or not tasks or not all(isinstance(name, str) for name in tasks):
+        raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "
+                         f"got {data['tasks']!r}")
+    models = _list(f"{path} models", data["models"], str, "model names")
+    seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
+    defaults = _train(f"{path} train", data.get("train"))
+    configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
     from bench.models.registry import MODELS
     from tasks import find_task
 
-    for task_name, budget in data["tasks"].items():
-        card = find_task(task_name, tasks_dirs=tasks_dirs)
+    for task_name, budget in tasks.items():
         try:
-            train = TrainSettings(**{**defaults, **(budget or {})})
-        except (TypeError, MethodError) as err:
+            card = find_task(task_name, tasks_dirs=tasks_dirs)
+        except KeyError as err:
+            raise SuiteError(f"{path} tasks.{task_name}: {err.args[0]}") from None
+        try:
+            train = TrainSettings(**{**defaults, **_train(f"{path} tasks.{task_name}", budget)})
+        except MethodError as err:
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
-        for model, (method, settings, method_train), seed in itertools.product(
-                data["models"], configs, data.get("seeds", [0])):
+        for model, (method, settings, method_train), seed in itertools.product(models, configs, seeds):
             label = method_label(method, sorted({**settings, **method_train}.items()))
             if MODELS.get(model) and MODELS[model].kind == "encoder" and not card.is_classification:
                 suite.skipped.append(f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,51 @@ def test_bad_suite_is_refused(tmp_path):
         load_suite(str(path))
     with pytest.raises(SuiteError, match="unknown suite 'nope'"):
         load_suite("nope")
+
+
+GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "methods": "[{method: lora}]"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"name": "[a]"}, "name: must be non-empty text"),
+    ({"tasks": "[sst2]"}, "tasks: must map task names to their budgets"),
+    ({"tasks": "{}"}, "tasks: must map task names to their budgets"),
+    ({"tasks": "{nope: {}}"}, "tasks.nope: unknown task 'nope'"),
+    ({"tasks": "{sst2: 50}"}, "tasks.sst2: must be a mapping, got 50"),
+    ({"tasks": "{sst2: {steps: lots}}"}, "tasks.sst2: `steps` must be an integer, got 'lots'"),
+    ({"models": "minilm-l6"}, "models: must be a non-empty list of model names"),
+    ({"seeds": "3"}, "seeds: must be a non-empty list of integers"),
+    ({"seeds": "[0, true]"}, "seeds: must be a non-empty list of integers"),
+    ({"train": "[steps, 5]"}, "train: must be a mapping"),
+    ({"train": "{stepz: 5}"}, "train: unknown training setting 'stepz'"),
+    ({"train": "{steps: 2.5}"}, "train: `steps` must be an integer, got 2.5"),
+    ({"train": "{score_initial: 0}"}, "train: `score_initial` must be true or false"),
+    ({"methods": "{method: lora}"}, "methods: must be a non-empty list of method entries"),
+    ({"methods": "[{method: [lora]}]"}, "methods[0]: `method` must be a method name"),
+    ({"methods": "[{method: lora, settings: [r, 2]}]"}, "methods[0].settings: must be a mapping"),
+    ({"methods": "[{method: lora, settings: {rank: 2}}]"}, "methods[0].settings: unknown lora setting 'rank'"),
+    ({"methods": "[{method: lora, settings: {r: two}}]"}, "methods[0].settings: `r` must be an integer"),
+    ({"methods": "[{method: lora, train: {lr: fast}}]"}, "methods[0].train: `lr` must be a number, got 'fast'"),
+    ({"methods": "[{method: prompt_tuning, sweep: {num_virtual_tokens: 20}}]"},
+     "methods[0].sweep: `num_virtual_tokens` must be a non-empty list of values, got 20"),
+    ({"methods": "[{method: prompt_tuning, sweep: [num_virtual_tokens]}]"}, "methods[0].sweep: must be a mapping"),
+])
+def test_suite_value_of_the_wrong_shape_names_file_and_key(tmp_path, changes, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text("".join(f"{key}: {value}\n" for key, value in {**GOOD_SUITE, **changes}.items()))
+    with pytest.raises(SuiteError, match=re.escape(message)) as err:
+        load_suite(str(path))
+    assert str(err.value).startswith(f"{path} ")
+
+
+def test_suite_reads_numeric_text_as_the_number(tmp_path):
+    """YAML reads 3e-4 (no dot) as text; a suite takes it as the number it spells."""
+    path = tmp_path / "numbers.yaml"
+    path.write_text("name: numbers\ntasks: {sst2: {steps: 1e2}}\nmodels: [minilm-l6]\ntrain: {lr: 3e-4}\n"
+                    "methods:\n  - {method: lora}\n  - {method: lora, sweep: {lr: [1e-3, 0.01]}}\n")
+    runs = load_suite(str(path)).runs
+    assert [run.spec.train.lr for run in runs] == [3e-4, 1e-3, 0.01]
+    assert {run.spec.train.steps for run in runs} == {100} and isinstance(runs[0].spec.train.steps, int)
 
 
 def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path, tiny_models, tiny_tasks):
