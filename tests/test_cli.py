@@ -139,16 +139,20 @@ class ExactStrings(evaluate.Metric):
 @pytest.mark.parametrize("task", ["tiny_cls", "tiny_qa", "tiny_sum", "tiny_qa_local_metric"])
 def test_user_cards_of_every_kind_run(capsys, tiny_models, tiny_tasks, tmp_path, task):
     """A card in the user's own folder runs through `run` with no code change."""
+    cards = tiny_tasks
     if task == "tiny_qa_local_metric":  # an `evaluate` metric from a local folder, as users without a hub do
         (tmp_path / "exact_strings").mkdir()
         (tmp_path / "exact_strings" / "exact_strings.py").write_text(EXACT_MATCH_METRIC)
-        (tiny_tasks / f"{task}.yaml").write_text(
-            f"include: tiny_qa.yaml\nname: {task}\nmetrics: [f1, 'evaluate:{tmp_path / 'exact_strings'}']\n")
-    code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path / "runs", "gpt2", "prompt_tuning", task))
+        cards = tmp_path / "cards"  # its own folder: the session's tiny_tasks is shared by every test
+        cards.mkdir()
+        (cards / f"{task}.yaml").write_text(f"include: {tiny_tasks / 'tiny_qa.yaml'}\nname: {task}\n"
+                                            f"metrics: [f1, 'evaluate:{tmp_path / 'exact_strings'}']\n")
+    code, out, err = run_cli(capsys, *tiny_run(tiny_models, cards, tmp_path / "runs", "gpt2", "prompt_tuning", task))
     assert code == 0, err
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
     assert record["task"]["name"] == task
-    assert len(record["scores"]["test"]) == len(load_task(task, tasks_dirs=(str(tiny_tasks),)).card.metrics) + 1
+    assert len(record["scores"]["test"]) == len(load_task(task, tasks_dirs=(str(cards),)).card.metrics) + 1
+    assert sorted(p.name for p in tiny_tasks.glob("*.yaml")) == ["tiny_cls.yaml", "tiny_qa.yaml", "tiny_sum.yaml"]
 
 
 def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path):
