@@ -41,18 +41,18 @@ def add_parser(sub) -> None:
     parser.add_argument("--monitor-size", type=int, help="validation examples per report (default: --eval-size, "
                         "so the pruner sees the score it predicts, with the smallest noise margin)")
     parser.add_argument("--eval-size", type=int, default=300, help="validation/test examples for final scores")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and the trials' training; local "
+                        "worker i samples with seed + i, and with --storage the seed is mixed with the host name, "
+                        "so machines sharing a study do not propose the same configs")
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--tasks-dir", action="append", default=[])
 
 
 def run(args) -> int:
     from bench.train import TrainSettings
-    from search.export import summary, write_best, write_plots, write_trials_table
     from search.objective import COSTS, Objective
     from search.space import SpaceError, load_space
-    from search.study import (claim_study, enqueue_known_good, make_pruner, make_sampler, open_storage, run_workers,
-                              storage_url)
+    from search.study import Strategy, claim_study, enqueue_known_good, open_storage, run_workers, storage_url
     from tasks import load_task
 
     if not args.trials and not args.timeout:
@@ -66,7 +66,7 @@ def run(args) -> int:
     space = load_space(args.space)  # a bad space is refused here, before any trial
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
     if any(m.startswith("prompt") for m in space.methods) and not all(c.is_classification for c in cards):
-        if any(p.kind == "categorical" and "class_labels" in p.choices for p in space.params.get("prompt_tuning", ())):
+        if any(p.name == "init" and "class_labels" in (*p.choices, p.value) for p in space.params.get("prompt_tuning", ())):
             raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
                              f"{', '.join(c.name for c in cards if not c.is_classification)}")
     multi = len(objectives) == 2
@@ -77,11 +77,11 @@ def run(args) -> int:
                           monitor_size=monitor_size, eval_size=args.eval_size, seed=args.seed)
     url = storage_url(folder, args.storage)  # after every check: a refused command leaves no folder behind
     directions = ["maximize", "minimize"] if multi else ["maximize"]
-    study = optuna.create_study(
-        study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
-        sampler=make_sampler(args.sampler, multi_objective=multi, seed=args.seed),
-        pruner=make_pruner(args.pruner, min_steps=args.eval_every, max_steps=args.steps * len(tasks),
-                           margin=args.prune_margin))
+    strategy = Strategy(sampler=args.sampler, pruner=args.pruner, multi_objective=multi, seed=args.seed,
+                        min_steps=args.eval_every, max_steps=args.steps * len(tasks), margin=args.prune_margin,
+                        shared_storage=args.storage is not None)
+    study = optuna.create_study(study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
+                                sampler=strategy.make_sampler(), pruner=strategy.make_pruner())
     if multi and args.pruner != "none":
         print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
     claim_study(study, {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
@@ -94,7 +94,19 @@ def run(args) -> int:
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
     print(f"study {name} on {url}")
-    run_workers(study, url, objective, workers=args.workers, n_trials=args.trials, timeout=args.timeout)
+    try:
+        run_workers(study, url, objective, strategy=strategy, workers=args.workers, n_trials=args.trials,
+                    timeout=args.timeout)
+    except Exception:
+        _export(study, folder, args, train)  # what finished before the error is written out all the same
+        raise
+    _export(study, folder, args, train)
+    return 0
+
+
+def _export(study: optuna.Study, folder: Path, args, train) -> None:
+    from search.export import summary, write_best, write_plots, write_trials_table
+
     print(summary(study))
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         best = write_best(study, folder, model=args.model, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))
@@ -102,7 +114,6 @@ def run(args) -> int:
         print(f"trials: {write_trials_table(study, folder)}")
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")
-    return 0
 
 
 def _references(study: optuna.Study, results: Path, tasks: list[str], model: str) -> dict[str, float]:

@@ -20,7 +20,7 @@ from bench.modeling import TunedModel  # noqa: E402
 from bench.models import load_base_model  # noqa: E402
 from tasks import load_task  # noqa: E402
 
-from search.study import DONE  # noqa: E402
+from search.study import DONE, FAIL_REASON_ATTR  # noqa: E402
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -99,8 +99,11 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         best["tasks"] = trial.user_attrs.get("tasks")
         print(f"the best trial ran on {host}: its adapter and test score are there (run this command there)")
     else:
+        best["records"] = [str(path) for path in records]
         earlier = yaml.safe_load(out.read_text(encoding="utf-8")) if out.exists() else None
-        same_winner = bool(earlier) and (earlier.get("study"), earlier.get("trial")) == (study.study_name, trial.number)
+        # the same trial of the same study, run as the same records (a study made anew under the same
+        # name numbers its trials from 0 again)
+        same_winner = bool(earlier) and all(earlier.get(key) == best[key] for key in ("study", "trial", "records"))
         best["test"] = earlier["test"] if same_winner and isinstance(earlier.get("test"), dict) else \
             _export_winner(records, folder, tasks_dirs)
         best["tasks"] = list(best["test"])  # the test scores are keyed by task
@@ -192,7 +195,14 @@ def summary(study: optuna.Study) -> str:
     ties = statistical_ties(study)
     if ties:
         lines.append(_ties_line(*ties))
-    return "\n".join(lines)
+    return "\n".join(lines + _failures(study))
+
+
+def _failures(study: optuna.Study, shown: int = 5) -> list[str]:
+    failed = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+              if FAIL_REASON_ATTR in t.user_attrs]
+    return [f"failed (not counted): trial {t.number} {t.user_attrs.get('config', t.params)}: "
+            f"{t.user_attrs[FAIL_REASON_ATTR]}" for t in failed[-shown:]]
 
 
 def _ties_line(error: float, n: int, tied: list[optuna.trial.FrozenTrial]) -> str:

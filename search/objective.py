@@ -92,7 +92,8 @@ class Objective:
             metric = record["task"]["primary_metric"]
             scores.append(self._relative(task, record["scores"]["validation"][metric]))
             costs.append(record["cost"][self.cost] if self.cost else 0.0)
-            records.append(str(Path(record["artifact_path"]).parent / "record.json"))
+            # absolute: a rerun from another working directory must find them
+            records.append(str((Path(record["artifact_path"]).parent / "record.json").resolve()))
             kept.append(record)
         trial.set_user_attr("records", records)
         trial.set_user_attr(SEARCH_RECORDS_ATTR, kept)  # `spbench results --storage` reads them from any machine

@@ -31,6 +31,12 @@ class Param:
     log: bool = False
     choices: tuple = ()
     value: Any = None
+    shared: bool = False  # declared under `shared`: one trial parameter for every method
+
+    def key(self, method: str) -> str:
+        """The trial parameter's name: shared ones keep theirs; the others are keyed by method, so
+        each key keeps one distribution in the study (learning-rate ranges differ per method)."""
+        return self.name if self.shared else f"{method}.{self.name}"
 
     def suggest(self, trial: optuna.Trial, key: str) -> Any:
         if self.kind == "fixed":
@@ -93,10 +99,7 @@ class SearchSpace:
         method = self.methods[0] if len(self.methods) == 1 else trial.suggest_categorical("method", list(self.methods))
         settings, train = {}, {}
         for param in self.params[method]:
-            # prompt length is shared; everything else is keyed by method, so that each key keeps
-            # one distribution in the study (learning-rate ranges differ per method)
-            key = param.name if param.name == "num_virtual_tokens" else f"{method}.{param.name}"
-            value = param.suggest(trial, key)
+            value = param.suggest(trial, param.key(method))
             (train if param.name in TRAIN_KEYS else settings)[param.name] = value
         if method == "prompt_tuning" and settings.get("init") == "text":
             settings.setdefault("init_text", "Read the input and answer the task.")
@@ -136,6 +139,14 @@ def _checked(where: str, method: str, param: Param) -> Param:
     return param
 
 
+def _mapping(path: Path, key: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpaceError(f"{path} {key}: must be a mapping of parameter names to their ranges, got {value!r}")
+    return value
+
+
 def load_space(path: Path | str | None = None) -> SearchSpace:
     path = Path(path) if path else DEFAULT_SPACE
     try:
@@ -147,10 +158,17 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
     unknown = set(data) - {"methods", "shared", "per_method"} if isinstance(data, dict) else set()
     if not isinstance(data, dict) or unknown:
         raise SpaceError(f"{path}: expected keys methods, shared, per_method" + (f"; unknown {sorted(unknown)}" if unknown else ""))
-    methods = tuple(data.get("methods") or ())
+    methods = data.get("methods") or []
+    if not isinstance(methods, list):
+        raise SpaceError(f"{path} methods: must be a list of methods, got {methods!r}")
     if not methods:
         raise SpaceError(f"{path}: `methods` must list at least one method")
-    shared = [_param(f"{path} shared", n, s) for n, s in (data.get("shared") or {}).items()]
+    if "full_ft" in methods:
+        raise SpaceError(f"{path} methods: full_ft trains the whole model and leaves no prompt; it is the "
+                         "reference point `spbench bench` compares against, not a searchable method")
+    per_method = _mapping(path, "per_method", data.get("per_method"))
+    shared = [dataclasses.replace(_param(f"{path} shared", n, s), shared=True)
+              for n, s in _mapping(path, "shared", data.get("shared")).items()]
     params: dict[str, tuple[Param, ...]] = {}
     for method in methods:
         try:
@@ -158,14 +176,16 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         except MethodError as err:
             raise SpaceError(f"{path} methods: {err}") from None
         own = [_param(f"{path} per_method.{method}", n, s)
-               for n, s in ((data.get("per_method") or {}).get(method) or {}).items()]
-        applicable = [p for p in shared if p.name in method_obj.settings_cls.__dataclass_fields__ or p.name in TRAIN_KEYS]
+               for n, s in _mapping(path, f"per_method.{method}", per_method.get(method)).items()]
+        # a parameter declared for the method itself overrides the shared one of the same name
+        applicable = [p for p in shared if (p.name in method_obj.settings_cls.__dataclass_fields__
+                                            or p.name in TRAIN_KEYS) and p.name not in {o.name for o in own}]
         _check_method_params(f"{path} per_method.{method}", method, own)
         params[method] = tuple([_checked(f"{path} shared ({method})", method, p) for p in applicable]
                                + [_checked(f"{path} per_method.{method}", method, p) for p in own])
     for param in shared:
-        if not any(param.name in {p.name for p in params[m]} for m in methods):
+        if not any(p.shared and p.name == param.name for m in methods for p in params[m]):
             raise SpaceError(f"{path} shared: parameter {param.name!r} applies to none of {', '.join(methods)}")
-    for extra in set(data.get("per_method") or {}) - set(methods):
+    for extra in set(per_method) - set(methods):
         raise SpaceError(f"{path} per_method: {extra!r} is not in `methods`")
     return SearchSpace(path=path, methods=methods, params=params)

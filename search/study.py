@@ -5,8 +5,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import socket
 import time
 import warnings
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -70,8 +73,10 @@ def make_sampler(name: str, *, multi_objective: bool, seed: int | None) -> optun
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2" or (name == "auto" and multi_objective):
         return optuna.samplers.NSGAIISampler(seed=seed)
-    # group=True keeps method-specific parameters in their own subspaces
-    return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
+    # group=True keeps method-specific parameters in their own subspaces; constant_liar keeps
+    # parallel workers from proposing the configs of each other's running trials
+    return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8,
+                                      constant_liar=True)
 
 
 def make_pruner(name: str, *, min_steps: int, max_steps: int, margin: float) -> optuna.pruners.BasePruner:
@@ -89,25 +94,50 @@ def make_pruner(name: str, *, min_steps: int, max_steps: int, margin: float) -> 
     return NoiseAwarePruner(pruner, keep=keep, margin=margin) if margin else pruner
 
 
+@dataclass(frozen=True)
+class Strategy:
+    """How a study picks and stops trials. Optuna does not store a study's sampler or pruner, so
+    every worker process rebuilds them from this (a process loading the study without them would
+    run Optuna's defaults); each worker gets its own seed, or all would propose the same configs."""
+    sampler: str
+    pruner: str
+    multi_objective: bool
+    seed: int | None
+    min_steps: int
+    max_steps: int
+    margin: float
+    shared_storage: bool = False  # other machines may run the same command on the same study
+
+    def make_sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
+        seed = self.seed
+        if seed is not None and self.shared_storage:  # the same command on each machine: seeds differ by host
+            seed = zlib.crc32(f"{seed}:{socket.gethostname()}".encode())
+        return make_sampler(self.sampler, multi_objective=self.multi_objective,
+                            seed=None if seed is None else seed + worker)
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        return make_pruner(self.pruner, min_steps=self.min_steps, max_steps=self.max_steps, margin=self.margin)
+
+
 def _fit_to_space(space: SearchSpace, point: dict) -> dict | None:
     """The starting point as trial parameters of this space: numbers clamped into narrowed ranges,
-    fixed parameters left to the space; None when a choice is not offered at all."""
+    fixed parameters left to the space; None when a choice is not offered at all. The point names
+    parameters as the default space keys them (`num_virtual_tokens`, `<method>.lr`)."""
     method = point["method"]
     if method not in space.methods:
         return None
-    params = {("num_virtual_tokens" if p.name == "num_virtual_tokens" else f"{method}.{p.name}"): p
-              for p in space.params[method]}
+    params = {p.name: p for p in space.params[method]}
     fitted = {"method": method} if len(space.methods) > 1 else {}
     for key, value in point.items():
-        param = params.get(key)
+        param = params.get(key.rpartition(".")[2])
         if key == "method" or param is None or param.kind == "fixed":
             continue
         if param.kind == "categorical":
             if value not in param.choices:
                 return None
-            fitted[key] = value
+            fitted[param.key(method)] = value
         else:
-            fitted[key] = type(param.low)(min(max(value, param.low), param.high))
+            fitted[param.key(method)] = type(param.low)(min(max(value, param.low), param.high))
     return fitted
 
 
@@ -150,11 +180,21 @@ class BudgetReached(Exception):
     """This trial would exceed the study's trial budget (another worker got there first)."""
 
 
-class _Budgeted:
-    """Starts the objective only while fewer than `n_trials` earlier trials are finished or running.
+class SearchError(ValueError):
+    """Trials keep failing: the search stops instead of failing every trial it has left."""
+
+
+FAIL_REASON_ATTR = "fail_reason"
+FAILURES_IN_A_ROW = 5  # a config the model cannot take fails one trial; this many in a row is not the config
+
+
+class _Guarded:
+    """The objective, started only while fewer than `n_trials` earlier trials are finished or
+    running, with the reason of a failed trial kept on it.
 
     Trial numbers are handed out atomically by the storage, so workers racing for the last slots
-    agree on which trials count; a surplus trial ends as FAIL with the reason, and is not done.
+    agree on which trials count; a surplus trial ends as FAIL with the reason, and is not done (a
+    starting point it took from the queue is queued again).
     """
 
     def __init__(self, objective, n_trials: int | None):
@@ -162,32 +202,69 @@ class _Budgeted:
 
     def __call__(self, trial: optuna.Trial):
         if self.n_trials is not None:
-            states = DONE + (TrialState.RUNNING,)
-            earlier = [t for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
-            if len(earlier) >= self.n_trials:
+            trials = trial.study.get_trials(deepcopy=False)
+            counted = DONE + (TrialState.RUNNING,)
+            if sum(t.number < trial.number and t.state in counted for t in trials) >= self.n_trials:
+                queued = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
+                if queued:
+                    trial.study.enqueue_trial(queued)
                 trial.study.stop()
                 raise BudgetReached(f"the study already holds {self.n_trials} finished or running trials")
-        return self.objective(trial)
+        try:
+            return self.objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {err}")
+            raise
+
+
+class _StopOnRepeatedFailures:
+    """Stops this worker once its last FAILURES_IN_A_ROW trials all failed, keeping their reasons."""
+
+    def __init__(self):
+        self.reasons: list[str] = []
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+        self.reasons = self.reasons + [f"trial {trial.number}: {reason}"] if trial.state == TrialState.FAIL \
+            and reason else []
+        if len(self.reasons) >= FAILURES_IN_A_ROW:
+            study.stop()
+
+
+def _has_room(study: optuna.Study, n_trials: int) -> bool:
+    return len(study.get_trials(deepcopy=False, states=DONE + (TrialState.RUNNING,))) < n_trials
 
 
 def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None) -> None:
     """Run trials until the study holds `n_trials` finished (complete or pruned) trials.
 
-    When the last slots are held by running trials, this worker waits up to the heartbeat grace
-    period rather than leave the budget short: a killed process's trial is then marked failed and its
-    slot taken here (a live worker's trial finishes, and the budget with it, without this one)."""
+    A trial that raises is marked failed, with its reason, and the search goes on (a config the
+    model cannot take, such as a prompt longer than its positions); FAILURES_IN_A_ROW failures in a
+    row raise SearchError. When the last slots are held by running trials, this worker waits up to
+    the heartbeat grace period rather than leave the budget short: a killed process's trial is then
+    marked failed and its slot taken here (a live worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
-    callbacks = [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
+    failures = _StopOnRepeatedFailures()
+    callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's
     while not (n_trials and done_trials(study) >= n_trials):
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return
-        study.optimize(_Budgeted(objective, n_trials), timeout=left, callbacks=callbacks, catch=(BudgetReached,),
-                       gc_after_trial=True)
+        if not n_trials or _has_room(study, n_trials):
+            study.optimize(_Guarded(objective, n_trials), timeout=left, callbacks=callbacks, catch=(Exception,),
+                           gc_after_trial=True)
+            if len(failures.reasons) >= FAILURES_IN_A_ROW:
+                raise SearchError(f"study {study.study_name!r}: the last {FAILURES_IN_A_ROW} trials failed; "
+                                  + "; ".join(failures.reasons))
+            if not n_trials:
+                return
+            continue
+        # the budget's last slots are held by running trials: wait for them, or for their heartbeats to go stale
         patience = patience or time.monotonic() + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS
-        if not n_trials or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) \
-                or time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
+        if time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
             return
         time.sleep(HEARTBEAT_SECONDS)
         with warnings.catch_warnings():
@@ -195,17 +272,20 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             optuna.storages.fail_stale_trials(study)
 
 
-def _worker(study_name: str, url: str, objective, n_trials: int | None, timeout: float | None) -> None:
-    study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, n_trials: int | None,
+            timeout: float | None) -> None:
+    study = optuna.load_study(study_name=study_name, storage=open_storage(url),
+                              sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())
     optimize(study, objective, n_trials=n_trials, timeout=timeout)
 
 
-def run_workers(study: optuna.Study, url: str, objective, *, workers: int, n_trials: int | None,
-                timeout: float | None) -> None:
+def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy, workers: int,
+                n_trials: int | None, timeout: float | None) -> None:
     """This process plus `workers - 1` more, all pulling trials from the same storage."""
     context = multiprocessing.get_context("spawn")
-    others = [context.Process(target=_worker, args=(study.study_name, url, objective, n_trials, timeout))
-              for _ in range(workers - 1)]
+    others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, n_trials,
+                                                    timeout))
+              for index in range(1, workers)]
     for process in others:
         process.start()
     try:

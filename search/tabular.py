@@ -23,6 +23,7 @@ from search.space import Param, SearchSpace
 from search.study import enqueue_known_good, make_pruner
 
 CATEGORICAL = (str, bool)
+SHARED = {"num_virtual_tokens"}  # one trial parameter for every method, as in the default space
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,9 @@ class Table:
         params = {}
         for method, values in self.grid.items():
             params[method] = tuple(
-                Param(name, "categorical", choices=grid) if isinstance(grid[0], CATEGORICAL)
-                else Param(name, "int" if isinstance(grid[0], int) else "float", low=grid[0], high=grid[-1], log=True)
+                Param(name, "categorical", choices=grid, shared=name in SHARED) if isinstance(grid[0], CATEGORICAL)
+                else Param(name, "int" if isinstance(grid[0], int) else "float", low=grid[0], high=grid[-1], log=True,
+                           shared=name in SHARED)
                 for name, grid in values.items() if len(grid) > 1)
         return SearchSpace(path=Path("<table>"), methods=tuple(sorted(self.grid)), params=params)
 

@@ -40,6 +40,10 @@ def write_space(folder: Path, text: str) -> Path:
      r"p_tuning.lr: unknown key\(s\) 'lg'"),
     ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: small, high: 1.0e-2}\n", "`low` must be a number, got 'small'"),
     ("- methods\n- {per_method: 1}\n", "expected keys methods, shared, per_method"),
+    ("methods: prompt_tuning\n", "methods: must be a list of methods, got 'prompt_tuning'"),
+    ("methods: [prompt_tuning]\nshared: [num_virtual_tokens]\n", "shared: must be a mapping of parameter names"),
+    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning: [lr]\n", "per_method.prompt_tuning: must be a mapping"),
+    ("methods: [prompt_tuning, full_ft]\n", "full_ft trains the whole model and leaves no prompt"),
 ])
 def test_bad_space_is_refused(tmp_path, text, message):
     with pytest.raises(SpaceError, match=message):
@@ -69,6 +73,33 @@ def test_default_space_samples_only_what_applies():
         assert set(trial.params) - {"method", "num_virtual_tokens"} <= {k for k in trial.params if k.startswith(method)}
         assert "lr" in train and 1 <= settings["num_virtual_tokens"] <= 200
         study.tell(trial, 0.0)
+
+
+def test_a_method_may_set_its_own_prompt_length_over_the_shared_one(tmp_path):
+    space = load_space(write_space(tmp_path, """methods: [prompt_tuning, p_tuning, prefix_tuning]
+shared:
+  num_virtual_tokens: {low: 1, high: 200, log: true}
+per_method:
+  prompt_tuning:
+    num_virtual_tokens: {low: 1, high: 4}
+  p_tuning:
+    num_virtual_tokens: {value: 10}
+"""))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        method, settings, _ = space.sample(trial)
+        seen.add(method)
+        tokens = settings["num_virtual_tokens"]
+        if method == "prompt_tuning":
+            assert tokens <= 4 and trial.params["prompt_tuning.num_virtual_tokens"] == tokens
+        elif method == "p_tuning":  # fixed: runs 10, and no sampled length is recorded for it
+            assert tokens == 10 and not any("num_virtual_tokens" in key for key in trial.params)
+        else:
+            assert trial.params["num_virtual_tokens"] == tokens
+        study.tell(trial, 0.0)
+    assert seen == {"prompt_tuning", "p_tuning", "prefix_tuning"}
 
 
 SPACE = """methods: [prompt_tuning, p_tuning]
@@ -135,9 +166,17 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
         raise AssertionError("the test split was scored again")
 
     monkeypatch.setattr("search.export.score_test_once", no_second_look)
+    trials_before = len(study.trials)
     assert main(argv) == 0  # rerun: the study already holds 4 finished trials, nothing new runs
-    assert len(optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}").trials) == len(study.trials)
+    assert len(study.trials) == trials_before
     assert yaml.safe_load((folder / "best.yaml").read_text())["test"] == best["test"]  # the same winner, scored once
+
+    # a best.yaml left by another study of the same name (same trial number, other runs) is not trusted
+    monkeypatch.setattr("search.export.score_test_once", lambda path, **kwargs: {"accuracy": 0.25, "n": 6})
+    stale = {**yaml.safe_load((folder / "best.yaml").read_text()), "records": ["/elsewhere/record.json"]}
+    (folder / "best.yaml").write_text(yaml.safe_dump(stale))
+    assert main(argv) == 0
+    assert yaml.safe_load((folder / "best.yaml").read_text())["test"] == {"tiny_cls": {"accuracy": 0.25, "n": 6}}
 
     # a machine of a shared study that did not run the winner: best.yaml without a test score, no crash
     (folder / "trials").rename(tmp_path / "elsewhere")
@@ -167,6 +206,26 @@ def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models
             "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "pareto"]
     assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "results" / "pareto" / "plots" / "pareto_front.png").exists()
+
+
+def test_a_search_whose_trials_keep_failing_stops_and_keeps_what_finished(capsys, tmp_path, tiny_models,
+                                                                          tiny_tasks, monkeypatch):
+    import search.objective
+
+    real_run = search.objective.execute_run
+
+    def run_failing_from_trial_2(spec, **kwargs):
+        if not spec.results_dir.name.endswith(("_0000", "_0001")):
+            raise OSError("No space left on device")
+        return real_run(spec, **kwargs)
+
+    monkeypatch.setattr(search.objective, "execute_run", run_failing_from_trial_2)
+    code = main(_search_argv(tmp_path, tiny_models, tiny_tasks, trials=6, study="failing", steps=2))
+    captured = capsys.readouterr()
+    assert code == 2 and "the last 5 trials failed; trial 2: OSError: No space left on device" in captured.err
+    assert "failed (not counted): trial 6" in captured.out
+    assert _states(_study(tmp_path, "failing")) == ["COMPLETE"] * 2 + ["FAIL"] * 5
+    assert yaml.safe_load((tmp_path / "results" / "failing" / "best.yaml").read_text())["trial"] in (0, 1)
 
 
 def _search_argv(tmp_path, tiny_models, tiny_tasks, *, trials, study, workers=1, steps=6):

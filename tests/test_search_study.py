@@ -64,3 +64,101 @@ def test_bad_training_settings_are_refused_before_anything_runs(capsys, tmp_path
     setting = flag[2:].replace("-", "_")
     assert code != 0 and f"training setting {setting}={value} is out of range" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed(tmp_path, monkeypatch):
+    from search import study as study_module
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(study_name="s", storage=url)
+    seen = []
+    monkeypatch.setattr(study_module, "optimize", lambda study, objective, **kwargs: seen.append(study))
+    strategy = study_module.Strategy(sampler="random", pruner="none", multi_objective=False, seed=3, min_steps=2,
+                                     max_steps=8, margin=2.0)
+    study_module._worker("s", url, None, strategy, 1, 2, None)
+    assert isinstance(seen[0].sampler, optuna.samplers.RandomSampler)
+    assert isinstance(seen[0].pruner, optuna.pruners.NopPruner)
+
+    def first_draw(sampler):
+        return optuna.create_study(sampler=sampler).ask().suggest_float("x", 0, 1)
+
+    assert first_draw(strategy.make_sampler(0)) == first_draw(strategy.make_sampler(0))  # reproducible
+    assert first_draw(strategy.make_sampler(0)) != first_draw(strategy.make_sampler(1))  # workers differ
+    shared = study_module.Strategy(**{**strategy.__dict__, "shared_storage": True})
+    monkeypatch.setattr("socket.gethostname", lambda: "machine-a")
+    on_a = first_draw(shared.make_sampler(0))
+    monkeypatch.setattr("socket.gethostname", lambda: "machine-b")
+    assert first_draw(shared.make_sampler(0)) != on_a  # machines running the same command differ
+
+
+def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tmp_path, monkeypatch):
+    import threading
+
+    from search import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study_module, "GRACE_SECONDS", 3)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=study_module.open_storage(url), direction="maximize")
+    for lr in (0.01, 0.02, 0.03):
+        study.enqueue_trial({"lr": lr})
+
+    def objective(trial):
+        trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        time.sleep(3)
+        return 1.0
+
+    def worker():
+        optimize(optuna.load_study(study_name="s", storage=study_module.open_storage(url)), objective,
+                 n_trials=1, timeout=None)
+
+    first = threading.Thread(target=worker)
+    first.start()
+    time.sleep(1)
+    worker()  # finds the only slot taken: waits for it instead of taking (and failing) queued trials
+    first.join()
+    states = [(t.state.name, t.params.get("lr", t.system_attrs.get("fixed_params", {}).get("lr")))
+              for t in optuna.load_study(study_name="s", storage=url).trials]
+    assert states == [("COMPLETE", 0.01), ("WAITING", 0.02), ("WAITING", 0.03)]
+
+
+def test_a_surplus_trial_puts_its_starting_point_back_in_the_queue():
+    from search.study import BudgetReached, _Guarded
+
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    study.enqueue_trial({"lr": 0.03})
+    # the next trial takes the queued point, though the budget of 1 is spent
+    study.optimize(_Guarded(lambda t: 0.0, n_trials=1), n_trials=1, catch=(BudgetReached,))
+    assert study.trials[1].state == optuna.trial.TrialState.FAIL
+    queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in queued] == [{"lr": 0.03}]
+
+
+def test_a_failing_trial_is_kept_with_its_reason_and_the_search_goes_on():
+    from bench.methods.registry import MethodError
+    from search.study import FAIL_REASON_ATTR
+
+    def objective(trial):
+        if trial.number == 1:
+            raise MethodError("150 virtual tokens + 400 input tokens exceed the 512 positions")
+        return 0.5
+
+    study = optuna.create_study(direction="maximize")
+    optimize(study, objective, n_trials=3, timeout=None)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[1].user_attrs[FAIL_REASON_ATTR] == ("MethodError: 150 virtual tokens + 400 input tokens "
+                                                            "exceed the 512 positions")
+
+
+def test_trials_failing_again_and_again_stop_the_search_with_their_reasons():
+    from search.study import FAILURES_IN_A_ROW, SearchError
+
+    def objective(trial):
+        raise FileNotFoundError("no such model folder: /models/missing")
+
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(SearchError, match=f"the last {FAILURES_IN_A_ROW} trials failed; trial 0: "
+                                          "FileNotFoundError: no such model folder"):
+        optimize(study, objective, n_trials=20, timeout=None)
+    assert len(study.trials) == FAILURES_IN_A_ROW
