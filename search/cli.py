@@ -65,8 +65,9 @@ def run(args) -> int:
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
     space = load_space(args.space)  # a bad space is refused here, before any trial
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
-    if any(m.startswith("prompt") for m in space.methods) and not all(c.is_classification for c in cards):
-        if any(p.name == "init" and "class_labels" in (*p.choices, p.value) for p in space.params.get("prompt_tuning", ())):
+    inits = [(*p.choices, p.value) for p in space.params.get("prompt_tuning", ()) if p.name == "init"]
+    if not all(c.is_classification for c in cards):
+        if any("class_labels" in values for values in inits):
             raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
                              f"{', '.join(c.name for c in cards if not c.is_classification)}")
     multi = len(objectives) == 2

@@ -16,8 +16,10 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from bench.models.registry import ModelError
 from search.pruning import NoiseAwarePruner
 from search.space import SearchSpace
+from tasks.card import TaskCardError
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 # A killed worker's trial is marked failed once its heartbeat is GRACE seconds old.
@@ -186,6 +188,7 @@ class SearchError(ValueError):
 
 FAIL_REASON_ATTR = "fail_reason"
 FAILURES_IN_A_ROW = 5  # a config the model cannot take fails one trial; this many in a row is not the config
+NOT_THE_CONFIG = (ModelError, TaskCardError)  # errors about the model or the task: the search stops at the first
 
 
 class _Guarded:
@@ -199,6 +202,7 @@ class _Guarded:
 
     def __init__(self, objective, n_trials: int | None):
         self.objective, self.n_trials = objective, n_trials
+        self.fatal: str | None = None
 
     def __call__(self, trial: optuna.Trial):
         if self.n_trials is not None:
@@ -216,6 +220,9 @@ class _Guarded:
             raise
         except Exception as err:
             trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {err}")
+            if isinstance(err, NOT_THE_CONFIG):  # every trial would fail the same way: stop now
+                self.fatal = f"trial {trial.number}: {type(err).__name__}: {err}"
+                trial.study.stop()
             raise
 
 
@@ -242,7 +249,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
 
     A trial that raises is marked failed, with its reason, and the search goes on (a config the
     model cannot take, such as a prompt longer than its positions); FAILURES_IN_A_ROW failures in a
-    row raise SearchError. When the last slots are held by running trials, this worker waits up to
+    row, or an error about the model or the task, raise SearchError. When the last slots are held by running trials, this worker waits up to
     the heartbeat grace period rather than leave the budget short: a killed process's trial is then
     marked failed and its slot taken here (a live worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
@@ -254,8 +261,10 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
         if left is not None and left <= 0:
             return
         if not n_trials or _has_room(study, n_trials):
-            study.optimize(_Guarded(objective, n_trials), timeout=left, callbacks=callbacks, catch=(Exception,),
-                           gc_after_trial=True)
+            guarded = _Guarded(objective, n_trials)
+            study.optimize(guarded, timeout=left, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+            if guarded.fatal:
+                raise SearchError(f"study {study.study_name!r} stopped: {guarded.fatal}")
             if len(failures.reasons) >= FAILURES_IN_A_ROW:
                 raise SearchError(f"study {study.study_name!r}: the last {FAILURES_IN_A_ROW} trials failed; "
                                   + "; ".join(failures.reasons))

@@ -50,6 +50,15 @@ def test_bad_space_is_refused(tmp_path, text, message):
         load_space(write_space(tmp_path, text))
 
 
+@pytest.mark.parametrize("init", ["{choices: [random, class_labels]}", "{value: class_labels}", "class_labels"])
+def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path, tiny_tasks, init):
+    space = write_space(tmp_path, f"methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {init}\n")
+    code = main(["search", "--task", "tiny_qa", "--model", "minilm-l6", "--trials", "1", "--space", str(space),
+                 "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
+    assert code == 2 and "init=class_labels needs classification tasks; remove it for tiny_qa" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 def test_numbers_written_without_a_dot_are_numbers(tmp_path):
     # YAML reads 1e-3 as text; a range bound that spells a number is that number, typed by its setting
     space = load_space(write_space(tmp_path, """methods: [p_tuning]

@@ -162,3 +162,16 @@ def test_trials_failing_again_and_again_stop_the_search_with_their_reasons():
                                           "FileNotFoundError: no such model folder"):
         optimize(study, objective, n_trials=20, timeout=None)
     assert len(study.trials) == FAILURES_IN_A_ROW
+
+
+def test_an_error_about_the_model_stops_the_search_at_the_first_trial():
+    from bench.models.registry import ModelError
+    from search.study import SearchError
+
+    def objective(trial):
+        raise ModelError("model 'minilm-l6' is an encoder: it needs a classification task")
+
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(SearchError, match="stopped: trial 0: ModelError: model 'minilm-l6' is an encoder"):
+        optimize(study, objective, n_trials=20, timeout=None)
+    assert len(study.trials) == 1
