@@ -34,6 +34,12 @@ def _describe(run: PlannedRun) -> str:
     return f"{run.spec.task} / {run.spec.model} / {run.label} / seed {run.spec.train.seed}"
 
 
+def failure_entry(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
+    """What `failure.json` keeps of a run that raised `err` (call it while handling the error)."""
+    return {"run": _describe(run), "run_id": run.spec.run_id(), "reason": f"{type(err).__name__}: {err}",
+            "seconds": seconds, "traceback": traceback.format_exc()}
+
+
 def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     outcome, pool = SuiteOutcome(), ModelPool()
     bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not progress)
@@ -54,11 +60,9 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
         except KeyboardInterrupt:
             raise
         except Exception as err:  # one failed run must not stop the suite; its reason is kept
-            reason = f"{type(err).__name__}: {err}"
-            write_json_atomic({"run": name, "run_id": run.spec.run_id(), "reason": reason,
-                               "seconds": time.perf_counter() - started,
-                               "traceback": traceback.format_exc()}, failure)
-            outcome.failed.append((name, reason))
+            entry = failure_entry(run, err, seconds=time.perf_counter() - started)
+            write_json_atomic(entry, failure)
+            outcome.failed.append((name, entry["reason"]))
         bar.update()
     bar.close()
     return outcome

@@ -69,8 +69,9 @@ def _run(args) -> int:
     before = scores_before_training(record)
     for split, scores in record["scores"].items():
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "n")
-        versus = (f"; zero-shot {primary}={before[split][primary]:.4f}, {record['improvement_pct'][split]:+.1f}%"
-                  if before else "")
+        gain = (record.get("improvement_pct") or {}).get(split)  # none over a zero-shot score <= 0
+        versus = "" if not before else f"; zero-shot {primary}={before[split][primary]:.4f}" + (
+            f", {gain:+.1f}%" if gain is not None else "")
         print(f"  {split:<10} {metrics}  (n={scores['n']}{versus})")
     print(f"record: {Path(args.results) / record['run_id'] / 'record.json'}")
     return 0
@@ -203,7 +204,7 @@ def _records(args):
 
         if not args.study:
             raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
-        records, failures = records_from_study(args.storage, args.study), []
+        records, failures = records_from_study(args.storage, args.study)
     else:
         records, failures = load_records(args.folder)
     if not records:

@@ -2,21 +2,25 @@
 
 Every machine runs the same `spbench bench --suite NAME --storage URL`. Queued (WAITING) trials
 are handed out once each by the storage; a machine killed mid-run leaves its trial failed
-(heartbeat) and Optuna's RetryHeartbeatStaleTrialCallback queues it again. Each finished run's record is
+(heartbeat) and Optuna's RetryHeartbeatStaleTrialCallback queues it again; a run that raised is
+queued again when the command is rerun. Each finished run's record, and each failure's reason, is
 kept on its trial, so `spbench results --storage URL` sees the runs of every machine.
 """
 
 from __future__ import annotations
 
+import time
+
 import optuna
 from optuna.trial import TrialState
 
+from bench.bench_runner import failure_entry, record_path
 from bench.models import ModelPool
-from bench.record import RunRecord
+from bench.record import RunRecord, write_json_atomic
 from bench.run import execute_run
 from bench.suite import Suite
 
-RECORD_ATTR, RUN_ATTR = "record", "run_id"
+RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 SEARCH_RECORDS_ATTR = "run_records"  # a search trial's records, one per task, for machines without its files
 
 
@@ -32,10 +36,13 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
         study = optuna.create_study(study_name=study_name(suite), storage=storage, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name(suite), storage=storage)
-        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)):
-            return study  # being queued right now by its creator, or finished and failed: nothing to add
-        queued = {t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False)}
-        _enqueue(study, suite, skip=queued)  # a rerun after the creator died mid-queueing
+        if not study.get_trials(deepcopy=False):
+            return study  # being queued right now by its creator
+        # a rerun: runs that failed are queued again, as a local suite's rerun redoes them (and runs
+        # not queued at all, when the creator died mid-queueing)
+        taken = {t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(
+            TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))}
+        _enqueue(study, suite, skip=taken)
         return study
     _enqueue(study, suite, skip=set())
     return study
@@ -65,12 +72,16 @@ def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]
                  if t.user_attrs.get(RUN_ATTR) == run_id and t.number < trial.number]
         if taken:  # queued twice by racing reruns: the earlier trial owns the run
             raise _QueueEmpty(f"run {run_id} is already done or running in trial {taken[0].number}")
-        run = by_id[run_id]
+        run, started = by_id[run_id], time.perf_counter()
         try:
             record = execute_run(run.spec, pool=pool)
         except Exception as err:
-            failures.append((run_id, f"{type(err).__name__}: {err}"))
+            entry = failure_entry(run, err, seconds=time.perf_counter() - started)
+            write_json_atomic(entry, record_path(run).parent / "failure.json")
+            trial.set_user_attr(FAILURE_ATTR, entry)  # `spbench results --storage` reports it from any machine
+            failures.append((entry["run"], entry["reason"]))
             raise
+        (record_path(run).parent / "failure.json").unlink(missing_ok=True)  # failed before, done now
         trial.set_user_attr(RECORD_ATTR, record)
         return record["scores"]["validation"][record["task"]["primary_metric"]]
 
@@ -84,12 +95,17 @@ def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]
     return done, failures
 
 
-def records_from_study(url: str, name: str) -> list[RunRecord]:
-    """The run records kept in a study: one per trial of a shared suite, one per task of a search trial."""
+def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
+    """The run records kept in a study (one per trial of a shared suite, one per task of a search
+    trial), and the failures of a shared suite's runs that no trial has completed."""
     study = optuna.load_study(study_name=name, storage=url)
     records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs:
             records.append(trial.user_attrs[RECORD_ATTR])
         records.extend(trial.user_attrs.get(SEARCH_RECORDS_ATTR, []))
-    return records
+    completed = {record.get("run_id") for record in records}
+    failures = {trial.user_attrs[FAILURE_ATTR]["run_id"]: trial.user_attrs[FAILURE_ATTR]
+                for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                if FAILURE_ATTR in trial.user_attrs}  # the latest failure of each run
+    return records, [failure for run_id, failure in failures.items() if run_id not in completed]

@@ -168,3 +168,23 @@ def test_suite_shared_through_a_study_runs_each_run_once(tmp_path, tiny_models, 
     table = spbench("results", tmp_path / "table", "--storage", url, "--study", f"suite-{name}", "--split", "validation")
     output = table.communicate(timeout=120)[0]
     assert table.returncode == 0 and "5 runs, 0 failed" in output, output
+
+
+def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_path, tiny_models, tiny_tasks):
+    import optuna
+
+    suite = write_suite(tmp_path, tiny_models, tiny_tasks, failing=True)  # prefix tuning on t5 is refused
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    args = ("bench", "--suite", suite, "--results", tmp_path / "machine", "--tasks-dir", tiny_tasks, "--quiet",
+            "--storage", url)
+    for attempt in range(2):
+        run = spbench(*args)
+        output = run.communicate(timeout=300)[0]
+        assert run.returncode == 1 and "FAILED" in output and "not supported for seq2seq" in output, output
+    states = sorted(t.state.name for t in optuna.load_study(study_name="suite-tiny", storage=url).trials)
+    assert states == ["COMPLETE", "FAIL", "FAIL"]  # the rerun queued the failed run again, not the finished one
+    (failure,) = (tmp_path / "machine").rglob("failure.json")
+    assert "not supported for seq2seq" in json.loads(failure.read_text())["reason"]
+    table = spbench("results", tmp_path / "table", "--storage", url, "--study", "suite-tiny", "--split", "validation")
+    output = table.communicate(timeout=120)[0]
+    assert table.returncode == 0 and "1 runs, 1 failed" in output, output
