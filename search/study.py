@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import random
 import socket
+import sys
 import time
 import warnings
 import zlib
@@ -230,14 +231,20 @@ class _StopOnRepeatedFailures:
     """Stops this worker once its last FAILURES_IN_A_ROW trials all failed, keeping their reasons."""
 
     def __init__(self):
-        self.reasons: list[str] = []
+        self.failed: list[tuple[int, str]] = []  # (trial number, reason), the failures in a row so far
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         reason = trial.user_attrs.get(FAIL_REASON_ATTR)
-        self.reasons = self.reasons + [f"trial {trial.number}: {reason}"] if trial.state == TrialState.FAIL \
-            and reason else []
-        if len(self.reasons) >= FAILURES_IN_A_ROW:
+        self.failed = self.failed + [(trial.number, reason)] if trial.state == TrialState.FAIL and reason else []
+        if len(self.failed) >= FAILURES_IN_A_ROW:
             study.stop()
+
+    def describe(self) -> str:
+        """`trials 0, 2: reason; trial 4: other reason`: the same reason once, with its trials."""
+        by_reason: dict[str, list[str]] = {}
+        for number, reason in self.failed:
+            by_reason.setdefault(reason, []).append(str(number))
+        return "; ".join(f"trial{'s' if len(n) > 1 else ''} {', '.join(n)}: {r}" for r, n in by_reason.items())
 
 
 def _has_room(study: optuna.Study, n_trials: int) -> bool:
@@ -265,9 +272,9 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             study.optimize(guarded, timeout=left, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
             if guarded.fatal:
                 raise SearchError(f"study {study.study_name!r} stopped: {guarded.fatal}")
-            if len(failures.reasons) >= FAILURES_IN_A_ROW:
+            if len(failures.failed) >= FAILURES_IN_A_ROW:
                 raise SearchError(f"study {study.study_name!r}: the last {FAILURES_IN_A_ROW} trials failed; "
-                                  + "; ".join(failures.reasons))
+                                  + failures.describe())
             if not n_trials:
                 return
             continue
@@ -285,7 +292,11 @@ def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int
             timeout: float | None) -> None:
     study = optuna.load_study(study_name=study_name, storage=open_storage(url),
                               sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())
-    optimize(study, objective, n_trials=n_trials, timeout=timeout)
+    try:
+        optimize(study, objective, n_trials=n_trials, timeout=timeout)
+    except SearchError as err:  # the reason, not a traceback of the worker process
+        print(f"worker {index}: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
 def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy, workers: int,

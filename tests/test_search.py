@@ -231,7 +231,7 @@ def test_a_search_whose_trials_keep_failing_stops_and_keeps_what_finished(capsys
     monkeypatch.setattr(search.objective, "execute_run", run_failing_from_trial_2)
     code = main(_search_argv(tmp_path, tiny_models, tiny_tasks, trials=6, study="failing", steps=2))
     captured = capsys.readouterr()
-    assert code == 2 and "the last 5 trials failed; trial 2: OSError: No space left on device" in captured.err
+    assert code == 2 and "the last 5 trials failed; trials 2, 3, 4, 5, 6: OSError: No space left on device" in captured.err
     assert "failed (not counted): trial 6" in captured.out
     assert _states(_study(tmp_path, "failing")) == ["COMPLETE"] * 2 + ["FAIL"] * 5
     assert yaml.safe_load((tmp_path / "results" / "failing" / "best.yaml").read_text())["trial"] in (0, 1)

@@ -155,11 +155,14 @@ def test_trials_failing_again_and_again_stop_the_search_with_their_reasons():
     from search.study import FAILURES_IN_A_ROW, SearchError
 
     def objective(trial):
+        if trial.number == 2:
+            raise OSError("No space left on device")
         raise FileNotFoundError("no such model folder: /models/missing")
 
     study = optuna.create_study(direction="maximize")
-    with pytest.raises(SearchError, match=f"the last {FAILURES_IN_A_ROW} trials failed; trial 0: "
-                                          "FileNotFoundError: no such model folder"):
+    with pytest.raises(SearchError, match=f"the last {FAILURES_IN_A_ROW} trials failed; trials 0, 1, 3, 4: "
+                                          "FileNotFoundError: no such model folder: /models/missing; "
+                                          "trial 2: OSError: No space left on device$"):
         optimize(study, objective, n_trials=20, timeout=None)
     assert len(study.trials) == FAILURES_IN_A_ROW
 
