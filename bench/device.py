@@ -1,6 +1,13 @@
-"""Device and dtype chosen once: CUDA with bf16 (fp16 on older cards) when present, else CPU fp32."""
+"""Device and dtype chosen once: CUDA with bf16 (fp16 on older cards) when present, else CPU fp32.
+
+The low-precision dtype is the compute dtype: frozen base weights are stored in it and forward
+passes run under autocast to it. Trainable parameters stay fp32 (master weights): AdamW updates
+at fine-tuning rates are mostly below bf16's resolution and overflow fp16.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -14,3 +21,19 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     if device.type != "cuda":
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed-precision forward context for `dtype`; nothing at all for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def upcast_trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Make every trainable parameter fp32 in place (tied weights stay tied); returns them."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for parameter in trainable:
+        if parameter.is_floating_point() and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    return trainable

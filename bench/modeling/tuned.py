@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from peft import PeftModel, PeftType
 
+from bench.device import autocast
 from bench.modeling import causal
 from bench.modeling.encoder import encoder_logits
 from bench.modeling.encoding import LMBatch, encode_causal, encode_prompts, encode_seq2seq, target_text
@@ -37,6 +38,10 @@ class TunedModel:
         self.num_virtual_tokens = config.num_virtual_tokens if prompt_learning else 0
         # prompt tuning / P-tuning add input positions; a prefix only adds keys and values
         self.virtual_tokens_in_input = prompt_learning and config.peft_type != PeftType.PREFIX_TUNING
+
+    def autocast(self):
+        """Every forward runs in the base model's compute dtype (nothing to do in fp32)."""
+        return autocast(self.device, self.base.dtype)
 
     # ---- encoding --------------------------------------------------------------------------
 
@@ -77,6 +82,10 @@ class TunedModel:
         return logprobs * target_mask, target_mask
 
     def loss(self, examples: Sequence[Example]) -> StepLoss:
+        with self.autocast():
+            return self._loss(examples)
+
+    def _loss(self, examples: Sequence[Example]) -> StepLoss:
         prompts = [ex.prompt for ex in examples]
         if self.kind == "encoder":
             batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
@@ -145,13 +154,14 @@ class TunedModel:
         """One inference forward over the prompts (what classification costs; generation's prefill)."""
         self.model.eval()
         batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
-        if self.kind == "encoder":
-            encoder_logits(self.model, batch)
-        elif self.kind == "causal":
-            causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
-        else:
-            start = torch.full((len(prompts), 1), self.model.config.decoder_start_token_id, device=self.device)
-            self.model(**batch, decoder_input_ids=start)
+        with self.autocast():
+            if self.kind == "encoder":
+                encoder_logits(self.model, batch)
+            elif self.kind == "causal":
+                causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
+            else:
+                start = torch.full((len(prompts), 1), self.model.config.decoder_start_token_id, device=self.device)
+                self.model(**batch, decoder_input_ids=start)
 
     @torch.no_grad()
     def predict(self, examples: Sequence[Example], *, batch_size: int = 16) -> list:
@@ -162,14 +172,16 @@ class TunedModel:
         predictions: list = [None] * len(examples)
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
-            prompts = [examples[i].prompt for i in indices]
-            if not self.card.is_classification:
-                batch_predictions = self._generate(prompts)
-            elif self.kind == "encoder":
-                batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
-                batch_predictions = encoder_logits(self.model, batch).argmax(-1).tolist()
-            else:
-                batch_predictions = self._classify_lm(prompts)
+            with self.autocast():
+                batch_predictions = self._predict_batch([examples[i].prompt for i in indices])
             for i, prediction in zip(indices, batch_predictions):
                 predictions[i] = prediction
         return predictions
+
+    def _predict_batch(self, prompts: list[str]) -> list:
+        if not self.card.is_classification:
+            return self._generate(prompts)
+        if self.kind == "encoder":
+            batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+            return encoder_logits(self.model, batch).argmax(-1).tolist()
+        return self._classify_lm(prompts)

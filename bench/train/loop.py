@@ -1,4 +1,9 @@
-"""A compact training loop: AdamW, linear warm-up and decay, clipping, periodic evaluation."""
+"""A compact training loop: AdamW, linear warm-up and decay, clipping, periodic evaluation.
+
+Mixed precision where the base model computes in bf16/fp16: trainable parameters are made fp32
+(master weights) and forwards run under autocast (in TunedModel); fp16 adds loss scaling, as its
+gradients underflow otherwise.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from bench.device import upcast_trainable
 from bench.modeling import TunedModel
 from bench.train.config import TrainSettings
 from tasks import Example
@@ -58,8 +64,9 @@ def batches(examples: Sequence[Example], batch_size: int, seed: int) -> Iterator
 def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSettings, *, lr: float,
           on_eval: EvalCallback | None = None, progress: bool = True) -> TrainResult:
     torch.manual_seed(settings.seed)
-    trainable = [p for p in tuned.model.parameters() if p.requires_grad]
+    trainable = upcast_trainable(tuned.model)
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=settings.weight_decay)
+    scaler = torch.amp.GradScaler(tuned.device.type, enabled=tuned.base.dtype == torch.float16)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
     result = TrainResult(steps=0, train_seconds=0.0, tokens=0)
@@ -72,10 +79,14 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
         loss = step_loss.loss.item()
         if not math.isfinite(loss):
             raise DivergedError(step, loss)
-        step_loss.loss.backward()
+        scaler.scale(step_loss.loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients
         torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
+        scale = scaler.get_scale()
+        scaler.step(optimizer)  # skipped while fp16 gradients overflow; the scale then comes down
+        scaler.update()
+        if scaler.get_scale() >= scale:  # the schedule advances with the optimizer's real steps
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         result.train_seconds += time.perf_counter() - started
         result.steps, result.tokens = step, result.tokens + step_loss.tokens
