@@ -47,13 +47,39 @@ class RunSpec:
     # a search selects on validation only; the test split is scored once, for the winner
     eval_splits: tuple[str, ...] = EVAL_SPLITS
 
+    def resolved(self) -> tuple[object, float]:
+        """The method's settings with its defaults filled in, and the learning rate the run trains with."""
+        method = get_method(self.method)
+        lr = self.train.lr if self.train.lr is not None else method.default_lr
+        return method.settings(**self.method_settings), lr
+
     def run_id(self) -> str:
-        """Stable name: same task, model, method, settings and seed -> same record path."""
-        settings = {"task": self.task, "model": self.model, "method": self.method_settings,
-                    "train": dataclasses.asdict(self.train)}
+        """Stable name: same task, model, method, settings and seed -> same record path.
+
+        Settings are hashed once defaults are filled in, so leaving a setting out and typing its
+        default name the same run. Settings that do not resolve are hashed as typed: such a run fails
+        before it writes a record, and its id only names the failure.
+        """
+        train = _canonical(self.train)
+        try:
+            method_settings, lr = self.resolved()
+            method_settings, train["lr"] = _canonical(method_settings), float(lr)
+        except MethodError:
+            method_settings = self.method_settings
+        settings = {"task": self.task, "model": self.model, "method": method_settings, "train": train}
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         task = Path(self.task).stem if self.task.endswith((".yaml", ".yml")) else self.task
         return f"{_slug(task)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
+
+
+def _canonical(settings) -> dict:
+    """A settings dataclass as a dict, whole numbers in float fields as floats (YAML's 0 is 0.0)."""
+    values = dataclasses.asdict(settings)
+    for item in dataclasses.fields(settings):
+        value = values[item.name]
+        if "float" in str(item.type) and isinstance(value, int) and not isinstance(value, bool):
+            values[item.name] = float(value)
+    return values
 
 
 def _slug(text: str) -> str:
@@ -178,7 +204,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
             on_eval(step, scores[task.card.primary_metric], scores["n"])
         return scores
 
-    lr = config.lr if config.lr is not None else method.default_lr
+    _, lr = spec.resolved()
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
     scores = {split: score(tuned, ex) for split, ex in evaluation.items()}
     run_dir = Path(spec.results_dir) / spec.run_id()
