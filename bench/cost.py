@@ -1,4 +1,4 @@
-"""Cost figures of a run beyond wall time: an analytic FLOP estimate and inference latency.
+"""Cost figures of a run beyond wall time: an analytic FLOP estimate, peak memory, inference latency.
 
 FLOPs (training, whole run), per token position that runs through the layers:
   forward   2 * N_layers + 2 * L * d * context      (weights; attention scores and values)
@@ -12,8 +12,12 @@ for prefix tuning. Embedding lookups are free.
 
 from __future__ import annotations
 
+import re
+import resource
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -54,6 +58,41 @@ def training_flops(model: torch.nn.Module, *, tokens: int, attention_pairs: int,
     head_width = _dim(config, "vocab_size") if is_lm else _dim(config, "num_labels")
     head = 2 * hidden * head_width * scored_positions * (3 if head_trains else 2)
     return float(forward + backward + head)
+
+
+CLEAR_REFS, STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a run's peak-memory window; False where only the process-lifetime peak can be read."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        CLEAR_REFS.write_text("5")  # Linux >= 4.0: resets VmHWM, the peak resident set, to the current size
+    except OSError:
+        return False
+    return _vm_hwm() is not None
+
+
+def _vm_hwm() -> int | None:
+    try:
+        match = re.search(r"^VmHWM:\s+(\d+) kB", STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def peak_memory(device: torch.device, *, reset: bool) -> tuple[int, str]:
+    """(bytes, how measured) since `reset_peak_memory`, which returned `reset`."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    peak = _vm_hwm() if reset else None
+    if peak is not None:
+        return peak, "cpu_run_peak_rss"
+    # the process's peak since it started: in a suite it includes earlier runs
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "cpu_max_rss"
 
 
 @torch.no_grad()

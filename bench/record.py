@@ -23,8 +23,10 @@ class Cost(TypedDict):
     seconds_per_step: float
     tokens_seen: int  # token positions through the layers in training (prompt/P-tuning virtual tokens included)
     train_flops: float  # analytic estimate, see bench/cost.py (frozen weights: no weight gradients)
-    peak_memory_bytes: int  # CUDA max allocated on GPU; peak resident set size of the process on CPU
-    peak_memory_kind: str  # "cuda_max_allocated" | "cpu_max_rss"
+    peak_memory_bytes: int  # CUDA max allocated on GPU; peak resident set size on CPU (see the kind)
+    # "cuda_max_allocated" | "cpu_run_peak_rss" (peak during this run, Linux) | "cpu_max_rss" (the
+    # process's peak since it started: within a suite it includes earlier runs)
+    peak_memory_kind: str
     artifact_bytes: int  # bytes on disk of what the run saves (adapter) or would save (full weights)
     artifact_saved: bool  # False for full fine-tuning: the size is what a checkpoint would take
     latency_per_example_s: float  # one inference forward over a prompt, batch of 16 validation prompts

@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import re
-import resource
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +21,7 @@ from bench.methods.registry import MethodError
 from bench.modeling import TunedModel
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.pooling import CONFIG_KEY
-from bench.cost import latency_per_example, training_flops
+from bench.cost import latency_per_example, peak_memory, reset_peak_memory, training_flops
 from bench.models.loading import HEAD_NAMES
 from bench.record import SCHEMA_VERSION, Cost, RunRecord, write_record
 from bench.train import TrainSettings, train
@@ -96,12 +95,6 @@ def _evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size
     return {**task.score(predictions, examples), "n": len(examples)}
 
 
-def _peak_memory(device: torch.device) -> tuple[int, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_max_rss"
-
-
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -148,11 +141,12 @@ def _head_trains(tuned: TunedModel) -> bool:
     return head is not None and any(p.requires_grad for p in head.parameters())
 
 
-def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float]) -> Cost:
+def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float],
+          memory_reset: bool) -> Cost:
     model = tuned.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    peak_bytes, peak_kind = _peak_memory(tuned.device)
+    peak_bytes, peak_kind = peak_memory(tuned.device, reset=memory_reset)
     flops = training_flops(model, tokens=result.tokens, attention_pairs=result.attention_pairs,
                            scored_positions=result.scored_positions, head_trains=_head_trains(tuned),
                            is_lm=tuned.kind != "encoder")
@@ -181,8 +175,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     config = spec.train
     torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
     reset_classification_head(base)
-    if base.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(base.device)
+    memory_reset = reset_peak_memory(base.device)
     train_examples = task.training_examples(config.train_size, seed=config.seed)
     monitor = task.examples("validation", limit=config.monitor_size)
     evaluation = {split: task.examples(split, limit=config.eval_size) for split in spec.eval_splits}
@@ -210,7 +203,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     run_dir = Path(spec.results_dir) / spec.run_id()
     artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
-                 latency=(base_latency, latency_per_example(tuned, latency_prompts)))
+                 latency=(base_latency, latency_per_example(tuned, latency_prompts)), memory_reset=memory_reset)
     primary = task.card.primary_metric
     record: RunRecord = {
         "schema_version": SCHEMA_VERSION,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from bench.cost import peak_memory, reset_peak_memory
 from bench.methods import MethodError, get_method
 from bench.run import RunSpec
 from bench.train import TrainSettings
@@ -24,3 +26,17 @@ def test_run_id_names_the_resolved_settings():
     with pytest.raises(MethodError):  # settings that cannot resolve still get an id (their failure's)
         get_method("prompt_tuning").settings(bogus=1)
     assert spec("prompt_tuning", {"bogus": 1}).run_id().startswith("sst2__minilm-l6__prompt_tuning__")
+
+
+def test_cpu_peak_memory_is_measured_per_run():
+    cpu = torch.device("cpu")
+    if not reset_peak_memory(cpu):
+        pytest.skip("this system cannot reset the peak resident set size (/proc/self/clear_refs)")
+    block = b"\1" * (300 * 2**20)  # written, so resident
+    first, kind = peak_memory(cpu, reset=True)
+    del block
+    reset_peak_memory(cpu)
+    second, _ = peak_memory(cpu, reset=True)
+    assert kind == "cpu_run_peak_rss"
+    assert first - second > 250 * 2**20  # the second run's peak does not carry the first one's
+    assert peak_memory(cpu, reset=False)[1] == "cpu_max_rss"
