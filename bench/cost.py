@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -95,17 +96,45 @@ def peak_memory(device: torch.device, *, reset: bool) -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "cpu_max_rss"
 
 
-@torch.no_grad()
-def latency_per_example(tuned, prompts: Sequence[str], *, repeats: int = 3) -> float:
-    """Seconds per example of one inference forward over `prompts` (best of `repeats`, after a warm-up)."""
+def _seconds(tuned, prompts: Sequence[str]) -> float:
+    if tuned.device.type == "cuda":
+        torch.cuda.synchronize(tuned.device)
+    started = time.perf_counter()
     tuned.prompt_forward(prompts)
-    best = float("inf")
-    for _ in range(repeats):
-        if tuned.device.type == "cuda":
-            torch.cuda.synchronize(tuned.device)
-        started = time.perf_counter()
-        tuned.prompt_forward(prompts)
-        if tuned.device.type == "cuda":
-            torch.cuda.synchronize(tuned.device)
-        best = min(best, time.perf_counter() - started)
-    return best / len(prompts)
+    if tuned.device.type == "cuda":
+        torch.cuda.synchronize(tuned.device)
+    return time.perf_counter() - started
+
+
+@torch.no_grad()
+def latency_against_base(tuned, base_of, prompts: Sequence[str], *, min_rounds: int = 5, max_rounds: int = 25,
+                         budget_s: float = 2.0) -> tuple[float, float, float]:
+    """(base, tuned) seconds per example of one inference forward over `prompts`, and the overhead.
+
+    `base_of()` is a context in which the base model is at hand (None: the tuned model is its own
+    base). The two are timed in turn, base first and last (b t b t ... b), so each tuned time sits
+    between two base times and a drift in machine load or clock cancels in its ratio to their mean.
+    Rounds go on while under `budget_s` seconds, between `min_rounds` and `max_rounds`. Latencies are
+    medians and the overhead is the median of the rounds' ratios, which one disturbed round cannot move.
+    """
+    if base_of is None:
+        tuned.prompt_forward(prompts)  # warm-up
+        seconds = statistics.median(_seconds(tuned, prompts) for _ in range(min_rounds)) / len(prompts)
+        return seconds, seconds, 1.0
+
+    def time_base() -> float:
+        with base_of() as base:
+            return _seconds(base, prompts)
+
+    time_base()  # warm-ups
+    tuned.prompt_forward(prompts)
+    started = time.perf_counter()
+    base_times, tuned_times = [time_base()], []
+    while len(tuned_times) < max_rounds:
+        tuned_times.append(_seconds(tuned, prompts))
+        base_times.append(time_base())
+        if len(tuned_times) >= min_rounds and time.perf_counter() - started > budget_s:
+            break
+    ratios = [t / ((before + after) / 2) for t, before, after in zip(tuned_times, base_times, base_times[1:])]
+    return (statistics.median(base_times) / len(prompts), statistics.median(tuned_times) / len(prompts),
+            statistics.median(ratios))

@@ -29,9 +29,11 @@ class Cost(TypedDict):
     peak_memory_kind: str
     artifact_bytes: int  # bytes on disk of what the run saves (adapter) or would save (full weights)
     artifact_saved: bool  # False for full fine-tuning: the size is what a checkpoint would take
-    latency_per_example_s: float  # one inference forward over a prompt, batch of 16 validation prompts
-    base_latency_per_example_s: float  # the same for the unadapted base model
-    latency_overhead: float  # latency_per_example_s / base_latency_per_example_s (virtual tokens lengthen inputs)
+    # one inference forward over a prompt, batch of 16 validation prompts: median over rounds that
+    # time the trained model and its base alternately, after training
+    latency_per_example_s: float
+    base_latency_per_example_s: float  # the same for the base model (adapter off; full_ft: the same module)
+    latency_overhead: float  # median over rounds of tuned / base time (virtual tokens lengthen inputs)
 
 
 class RunRecord(TypedDict):

@@ -9,11 +9,13 @@ import dataclasses
 import hashlib
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 
 from bench import provenance
 from bench.methods import get_method
@@ -21,7 +23,7 @@ from bench.methods.registry import MethodError
 from bench.modeling import TunedModel
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.pooling import CONFIG_KEY
-from bench.cost import latency_per_example, peak_memory, reset_peak_memory, training_flops
+from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
 from bench.models.loading import HEAD_NAMES
 from bench.record import SCHEMA_VERSION, Cost, RunRecord, write_record
 from bench.train import TrainSettings, train
@@ -141,7 +143,32 @@ def _head_trains(tuned: TunedModel) -> bool:
     return head is not None and any(p.requires_grad for p in head.parameters())
 
 
-def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float],
+@contextmanager
+def _base_of(tuned: TunedModel):
+    """The unadapted model inside a trained PEFT model, for timing against it.
+
+    Prompt methods leave the base model as it was: called bare, it gets no virtual tokens or prefix
+    (PEFT's `disable_adapter` patches generation methods a classifier lacks). LoRA layers sit inside
+    it, so they are switched off and skip their update (their wrappers still run, as in any
+    unmerged adapter).
+    """
+    model = tuned.model
+    bare = TunedModel(model.get_base_model(), tuned.base, tuned.card)
+    if model.active_peft_config.is_prompt_learning:
+        yield bare
+        return
+    with model.disable_adapter():
+        yield bare
+
+
+def _latency(tuned: TunedModel, prompts: list[str]) -> tuple[float, float, float]:
+    # Full fine-tuning keeps the architecture and changes only weight values, which do not change
+    # the compute: its base is the same module (overhead 1), as no untouched copy is kept.
+    base_of = (lambda: _base_of(tuned)) if isinstance(tuned.model, PeftModel) else None
+    return latency_against_base(tuned, base_of, prompts)
+
+
+def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float, float],
           memory_reset: bool) -> Cost:
     model = tuned.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -150,7 +177,7 @@ def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latenc
     flops = training_flops(model, tokens=result.tokens, attention_pairs=result.attention_pairs,
                            scored_positions=result.scored_positions, head_trains=_head_trains(tuned),
                            is_lm=tuned.kind != "encoder")
-    base_latency, tuned_latency = latency
+    base_latency, tuned_latency, overhead = latency
     return {
         "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
         "train_seconds": result.train_seconds, "seconds_per_step": result.seconds_per_step,
@@ -158,7 +185,7 @@ def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latenc
         "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
         "artifact_bytes": artifact_bytes, "artifact_saved": saved,
         "latency_per_example_s": tuned_latency, "base_latency_per_example_s": base_latency,
-        "latency_overhead": tuned_latency / base_latency,
+        "latency_overhead": overhead,
     }
 
 
@@ -186,7 +213,6 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
 
     # the base model, before the method touches it
     base_scores = base_zero_shot(task, base, evaluation, score)
-    base_latency = latency_per_example(TunedModel(base.model, base, task.card), latency_prompts)
     model = method.build(base, settings, task.card)
     tuned = TunedModel(model, base, task.card)
     zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None
@@ -203,7 +229,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     run_dir = Path(spec.results_dir) / spec.run_id()
     artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
-                 latency=(base_latency, latency_per_example(tuned, latency_prompts)), memory_reset=memory_reset)
+                 latency=_latency(tuned, latency_prompts), memory_reset=memory_reset)
     primary = task.card.primary_metric
     record: RunRecord = {
         "schema_version": SCHEMA_VERSION,

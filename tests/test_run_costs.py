@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from bench.cost import peak_memory, reset_peak_memory
+from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.methods import MethodError, get_method
-from bench.run import RunSpec
+from bench.run import RunSpec, _base_of
 from bench.train import TrainSettings
 
 
@@ -40,3 +43,81 @@ def test_cpu_peak_memory_is_measured_per_run():
     assert kind == "cpu_run_peak_rss"
     assert first - second > 250 * 2**20  # the second run's peak does not carry the first one's
     assert peak_memory(cpu, reset=False)[1] == "cpu_max_rss"
+
+
+class FakeClock:
+    def __init__(self, drift: float):
+        self.now, self.load, self.drift = 0.0, 1.0, drift
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeModel:
+    device = torch.device("cpu")
+
+    def __init__(self, clock: FakeClock, seconds: float, *, spike_at: int | None = None):
+        self.clock, self.seconds, self.spike_at, self.calls = clock, seconds, spike_at, 0
+
+    def prompt_forward(self, prompts):
+        self.calls += 1
+        self.clock.now += self.seconds * self.clock.load + (1.0 if self.calls == self.spike_at else 0.0)
+        self.clock.load *= self.clock.drift
+
+
+def test_latency_times_base_and_tuned_in_turn(monkeypatch):
+    clock = FakeClock(drift=1.05)  # the machine slows down steadily
+    monkeypatch.setattr("bench.cost.time", SimpleNamespace(perf_counter=clock))
+    base, tuned = FakeModel(clock, 0.010), FakeModel(clock, 0.020)
+    base_s, tuned_s, overhead = latency_against_base(tuned, lambda: contextlib.nullcontext(base), ["p"] * 4,
+                                                     min_rounds=5, max_rounds=9)
+    # a tuned time between two base times cancels the drift: 2 * 1.05 / ((1 + 1.05^2) / 2) = 1.998
+    assert overhead == pytest.approx(2.0, rel=0.005)
+    assert tuned_s > base_s > 0.010 / 4
+
+
+def test_one_disturbed_round_does_not_move_the_overhead(monkeypatch):
+    clock = FakeClock(drift=1.0)
+    monkeypatch.setattr("bench.cost.time", SimpleNamespace(perf_counter=clock))
+    base, tuned = FakeModel(clock, 0.010), FakeModel(clock, 0.020, spike_at=4)  # a 1 s stall in one round
+    _, tuned_s, overhead = latency_against_base(tuned, lambda: contextlib.nullcontext(base), ["p"],
+                                                min_rounds=7, max_rounds=7)
+    assert overhead == pytest.approx(2.0) and tuned_s == pytest.approx(0.020)
+
+
+def test_latency_without_a_base_is_the_model_against_itself(monkeypatch):
+    clock = FakeClock(drift=1.0)
+    monkeypatch.setattr("bench.cost.time", SimpleNamespace(perf_counter=clock))
+    base_s, tuned_s, overhead = latency_against_base(FakeModel(clock, 0.01), None, ["p"])
+    assert base_s == tuned_s and overhead == 1.0
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "roberta"])
+@pytest.mark.parametrize("method", ["lora", "prompt_tuning", "prefix_tuning"])
+def test_base_of_a_trained_adapter_is_the_untouched_base(tiny_models, tiny_tasks, arch, method):
+    from bench.modeling import TunedModel
+    from bench.models import load_base_model
+    from tasks import load_task
+
+    task = load_task("tiny_cls", tasks_dirs=(str(tiny_tasks),))
+    base = load_base_model(tiny_models[arch][0], num_labels=2 if arch == "roberta" else None)
+    examples = task.examples("validation")[:4]
+    with torch.no_grad():
+        expected = TunedModel(base.model, base, task.card).loss(examples).loss
+    torch.manual_seed(0)
+    settings = get_method(method).settings(**({} if method == "lora" else {"num_virtual_tokens": 4}))
+    model = get_method(method).build(base, settings, task.card)
+    tuned = TunedModel(model, base, task.card)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=5.0)
+    tuned.loss(task.examples("train")[:4]).loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        trained = tuned.loss(examples).loss
+        with _base_of(tuned) as bare:
+            assert bare.num_virtual_tokens == 0
+            bare.prompt_forward([ex.prompt for ex in examples])  # what is timed
+            # an encoder's prompt methods train its head too: the same compute, other weights
+            if arch != "roberta" or method == "lora":
+                torch.testing.assert_close(bare.loss(examples).loss, expected)
+        torch.testing.assert_close(tuned.loss(examples).loss, trained)  # the adapter is back on
+    assert not torch.allclose(trained, expected)
