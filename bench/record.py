@@ -50,8 +50,9 @@ class RunRecord(TypedDict):
     scores: dict[str, dict[str, float]]  # split -> metric -> value, plus "n" (examples scored)
     zero_shot: dict[str, dict[str, float]] | None  # same, before any training (the method's initial state)
     base_zero_shot: dict[str, dict[str, float]] | None  # the unadapted base model (cached); None for encoders
-    # split -> 100 * (trained - before) / |before|, primary metric; `before` is zero_shot, else
-    # base_zero_shot, else None (an encoder run that skipped scoring its initial state)
+    # split -> 100 * (trained - before) / before, primary metric; `before` is zero_shot, else
+    # base_zero_shot. None when neither was scored (an encoder run that skipped scoring its
+    # initial state) or when `before` is not positive on some split (no meaningful ratio)
     improvement_pct: dict[str, float] | None
     curve: dict[str, list]  # "loss": per-step training loss; "eval": [{"step", metric...}] on validation
     cost: Cost

@@ -260,8 +260,11 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
 
 
 def _improvement(scores: dict, before: dict | None, metric: str) -> dict[str, float] | None:
-    """split -> % change of the primary metric over the score before training (None: not measured)."""
-    if before is None:
+    """split -> % change of the primary metric over the score before training.
+
+    None when not measured, or when a split's score before training is not positive: a ratio to
+    zero (a Matthews correlation of a constant predictor) or to a negative score means nothing.
+    """
+    if before is None or any(before[split][metric] <= 0 for split in scores):
         return None
-    return {split: 100 * (scores[split][metric] - before[split][metric]) / max(abs(before[split][metric]), 1e-9)
-            for split in scores}
+    return {split: 100 * (scores[split][metric] - before[split][metric]) / before[split][metric] for split in scores}

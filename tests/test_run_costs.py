@@ -10,7 +10,7 @@ import torch
 
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.methods import MethodError, get_method
-from bench.run import RunSpec, _base_of
+from bench.run import RunSpec, _base_of, _improvement
 from bench.train import TrainSettings
 
 
@@ -29,6 +29,15 @@ def test_run_id_names_the_resolved_settings():
     with pytest.raises(MethodError):  # settings that cannot resolve still get an id (their failure's)
         get_method("prompt_tuning").settings(bogus=1)
     assert spec("prompt_tuning", {"bogus": 1}).run_id().startswith("sst2__minilm-l6__prompt_tuning__")
+
+
+def test_improvement_needs_a_positive_score_before():
+    after = {"validation": {"mcc": 0.3}, "test": {"mcc": 0.4}}
+    assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.2}}, "mcc") == pytest.approx(
+        {"validation": 50.0, "test": 100.0})
+    assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.0}}, "mcc") is None
+    assert _improvement(after, {"validation": {"mcc": -0.1}, "test": {"mcc": 0.2}}, "mcc") is None
+    assert _improvement(after, None, "mcc") is None
 
 
 def test_cpu_peak_memory_is_measured_per_run():
