@@ -1,4 +1,4 @@
-"""The base model's score before any adaptation, cached per (task version, template, model, split).
+"""The base model's score before any adaptation, cached per (task, examples, scoring, model, split).
 
 Every run of the same task and model would otherwise score the same frozen model again.
 Encoders are skipped: their classification head is freshly initialised, so "zero-shot" there is
@@ -16,22 +16,39 @@ from bench.models.gguf_cache import cache_root
 from bench.record import write_json_atomic
 
 
-def _key(task, base: BaseModel, split: str, size: int) -> str:
+def _examples_digest(examples: list) -> str:
+    """The rendered examples themselves: data source, split, subset and template all show here."""
+    rows = [[ex.prompt, ex.target, list(ex.references), ex.label] for ex in examples]
+    return hashlib.sha1(json.dumps(rows).encode()).hexdigest()
+
+
+def _key(task, base: BaseModel, split: str, examples: list) -> str:
     card = task.card
     identity = {
-        "task": card.name, "version": card.version, "template": card.template,
+        "task": card.name, "version": card.version, "kind": card.kind, "template": card.template,
         "label_words": {str(k): v for k, v in card.label_words.items()}, "target": card.target_field,
+        "metrics": list(card.metrics), "primary_metric": card.primary_metric,
         "max_input_tokens": card.max_input_tokens, "max_new_tokens": card.max_new_tokens,
-        "model": base.source, "kind": base.kind, "split": split, "n": size,
+        "source": card.source, "splits": card.splits, "validation_from_train": card.validation_from_train,
+        "examples": _examples_digest(examples),
+        "model": base.source, "model_kind": base.kind, "dtype": str(base.dtype), "device": base.device.type,
+        "split": split, "n": len(examples),
     }
     folder = Path(base.source)
     if folder.is_dir():  # a local checkpoint may be overwritten in place
         identity["modified"] = max(p.stat().st_mtime for p in folder.iterdir())
-    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _cache_file(key: str) -> Path:
     return cache_root().parent / "zero_shot" / f"{key}.json"
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or unreadable: score again
+        return None
 
 
 def base_zero_shot(task, base: BaseModel, evaluation: dict, score) -> dict | None:
@@ -43,9 +60,10 @@ def base_zero_shot(task, base: BaseModel, evaluation: dict, score) -> dict | Non
     tuned = TunedModel(base.model, base, task.card)
     results = {}
     for split, examples in evaluation.items():
-        path = _cache_file(_key(task, base, split, len(examples)))
-        if path.exists():
-            results[split] = json.loads(path.read_text())
+        path = _cache_file(_key(task, base, split, examples))
+        cached = _read(path)
+        if cached is not None and all(metric in cached for metric in task.card.metrics):
+            results[split] = cached
             continue
         results[split] = score(tuned, examples)
         write_json_atomic(results[split], path)

@@ -1,4 +1,4 @@
-"""The base model's zero-shot score is computed once per (task version, template, model, split)."""
+"""The base model's zero-shot score is computed once per (task, examples, scoring, model, dtype, split)."""
 
 import json
 
@@ -31,3 +31,29 @@ def test_template_change_invalidates_the_cache(tmp_path, monkeypatch, tiny_model
         execute_run(RunSpec(task=card, model=tiny_models["gpt2"][0], method="lora", train=train,
                             results_dir=tmp_path / "runs", progress=False))
     assert len(list((tmp_path / "cache" / "zero_shot").glob("*.json"))) == 4
+
+
+def test_a_variant_with_other_metrics_scores_its_own(tmp_path, monkeypatch, tiny_models, tiny_tasks):
+    """Same name and version as its parent, other metrics: the parent's cached scores lack them."""
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cards").mkdir()
+    variant = tmp_path / "cards" / "tiny_cls_mcc.yaml"
+    variant.write_text(f"include: {tiny_tasks / 'tiny_cls.yaml'}\nmetrics: [mcc, accuracy]\n")
+    train = TrainSettings(steps=1, batch_size=4, monitor_size=4, eval_size=6, score_initial=False)
+    records = [execute_run(RunSpec(task=card, model=tiny_models["gpt2"][0], method="lora", train=train,
+                                   results_dir=tmp_path / "runs", progress=False))
+               for card in (str(tiny_tasks / "tiny_cls.yaml"), str(variant))]
+    assert "mcc" in records[1]["base_zero_shot"]["test"] and "mcc" not in records[0]["base_zero_shot"]["test"]
+    assert len(list((tmp_path / "cache" / "zero_shot").glob("*.json"))) == 4
+
+
+def test_a_cached_score_without_the_metric_is_recomputed(tmp_path, monkeypatch, tiny_models, tiny_tasks):
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))
+    spec = RunSpec(task="tiny_cls", model=tiny_models["gpt2"][0], method="lora", tasks_dirs=(str(tiny_tasks),),
+                   train=TrainSettings(steps=1, batch_size=4, monitor_size=4, eval_size=6, score_initial=False),
+                   results_dir=tmp_path / "runs", progress=False)
+    execute_run(spec)
+    for path in (tmp_path / "cache" / "zero_shot").glob("*.json"):  # e.g. written before a metric was added
+        path.write_text(json.dumps({"n": 6}))
+    record = execute_run(spec)
+    assert {"accuracy", "macro_f1"} <= set(record["base_zero_shot"]["test"])
