@@ -1,10 +1,15 @@
 """Cost figures of a run beyond wall time: an analytic FLOP estimate, peak memory, inference latency.
 
 FLOPs (training, whole run), per token position that runs through the layers:
-  forward   2 * N_layers + 2 * L * d * context      (weights; attention scores and values)
-  backward  the same again for activation gradients (every method here needs them through all
-            layers: prompts sit at the input, LoRA and prefixes in every layer)
-            + 2 * N_trainable_layers for weight gradients (frozen weights need none)
+  forward   2 * N_layers                  weights
+            + 4 * L * d * context         attention: scores Q.K^T and their product with V,
+                                          2 * d * context each (Kaplan et al. 2020; Chinchilla, app. F)
+  backward  2 * N_layers                  activation gradients (every method here needs them through
+                                          all layers: prompts sit at the input, LoRA and prefixes in
+                                          every layer)
+            + 2 * N_trainable_layers      weight gradients (frozen weights need none)
+            + 8 * L * d * context         attention: both operands of each product are activations,
+                                          so its backward is twice its forward
 and per scored position the head, 2 * d * V forward and again backward (+ its weight gradient when
 it trains). Virtual tokens count as positions for prompt tuning / P-tuning and as extra context
 for prefix tuning. Embedding lookups are free.
@@ -35,8 +40,8 @@ def _embedding_param_ids(model: torch.nn.Module) -> set[int]:
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
     modules = [core.get_input_embeddings(), core.get_output_embeddings()]
     ids = {id(p) for m in modules if m is not None for p in m.parameters()}
-    for name, module in core.named_modules():  # learned position / token-type tables
-        if isinstance(module, torch.nn.Embedding) and ("position" in name or "token_type" in name):
+    for module in core.modules():  # position / token-type tables (GPT-2 calls its positions "wpe"), T5's buckets
+        if isinstance(module, torch.nn.Embedding):
             ids |= {id(p) for p in module.parameters()}
     return ids
 
@@ -54,8 +59,9 @@ def training_flops(model: torch.nn.Module, *, tokens: int, attention_pairs: int,
     hidden = _dim(config, "hidden_size", "d_model", "n_embd")
     layers = _dim(config, "num_hidden_layers", "n_layer", "num_layers") + _dim(config, "num_decoder_layers")
     all_layers, trainable_layers = layer_parameters(model)
-    forward = 2 * all_layers * tokens + 2 * layers * hidden * attention_pairs
-    backward = forward + 2 * trainable_layers * tokens
+    attention = 4 * layers * hidden * attention_pairs  # Q.K^T and scores.V, forward
+    forward = 2 * all_layers * tokens + attention
+    backward = 2 * all_layers * tokens + 2 * trainable_layers * tokens + 2 * attention
     head_width = _dim(config, "vocab_size") if is_lm else _dim(config, "num_labels")
     head = 2 * hidden * head_width * scored_positions * (3 if head_trains else 2)
     return float(forward + backward + head)
