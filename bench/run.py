@@ -108,7 +108,8 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
     limit = base.max_positions
     needed = num_virtual + task.card.max_input_tokens + (task.card.max_new_tokens if base.kind == "causal" else 0)
     if limit is not None and needed > limit:
-        raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens exceed "
+        new = f" + {task.card.max_new_tokens} new tokens" if base.kind == "causal" else ""
+        raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens{new} exceed "
                           f"the {limit} positions of model {base.name!r}; use fewer virtual tokens")
 
 

@@ -11,7 +11,7 @@ import transformers
 
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
 from bench.methods import MethodError, get_method
-from bench.run import RunSpec, _base_of, _improvement
+from bench.run import RunSpec, _base_of, _check_fits, _improvement
 from bench.train import TrainSettings
 
 
@@ -39,6 +39,15 @@ def test_improvement_needs_a_positive_score_before():
     assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.0}}, "mcc") is None
     assert _improvement(after, {"validation": {"mcc": -0.1}, "test": {"mcc": 0.2}}, "mcc") is None
     assert _improvement(after, None, "mcc") is None
+
+
+def test_too_long_inputs_name_every_term():
+    base = SimpleNamespace(kind="causal", max_positions=64, name="tiny")
+    card = SimpleNamespace(is_classification=True, kind="classification", max_input_tokens=40, max_new_tokens=8)
+    task = SimpleNamespace(card=card, name="t")
+    _check_fits(base, task, 16)  # 16 + 40 + 8 = 64 fits exactly
+    with pytest.raises(MethodError, match="20 virtual tokens [+] 40 input tokens [+] 8 new tokens exceed the 64"):
+        _check_fits(base, task, 20)
 
 
 def test_training_flops_count_both_attention_products_and_their_backward():
