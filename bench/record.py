@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
@@ -80,11 +81,25 @@ def write_json_atomic(data: Any, path: Path) -> Path:
             json.dump(data, out, indent=2, sort_keys=False, default=str)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from other users
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    # /proc reads it without the process-wide set-and-restore that os.umask needs (racy across threads)
+    try:
+        match = re.search(r"^Umask:\s+([0-7]+)", Path("/proc/self/status").read_text(), re.MULTILINE)
+    except OSError:
+        match = None
+    if match:
+        return int(match.group(1), 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_record(path: Path) -> RunRecord:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +13,7 @@ import transformers
 
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
 from bench.methods import MethodError, get_method
+from bench.record import write_json_atomic
 from bench.run import RunSpec, _base_of, _check_fits, _improvement
 from bench.train import TrainSettings
 
@@ -161,3 +164,13 @@ def test_base_of_a_trained_adapter_is_the_untouched_base(tiny_models, tiny_tasks
                 torch.testing.assert_close(bare.loss(examples).loss, expected)
         torch.testing.assert_close(tuned.loss(examples).loss, trained)  # the adapter is back on
     assert not torch.allclose(trained, expected)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_records_are_readable_as_the_umask_allows(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        path = write_json_atomic({"a": 1}, tmp_path / "record.json")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
