@@ -40,7 +40,7 @@ class TaskCardError(ValueError):
 
 @dataclass(frozen=True)
 class TaskCard:
-    """One task as declared in YAML. See tasks/README.md for every key."""
+    """One task as declared in YAML; the README's Tasks section shows every key."""
 
     path: Path
     name: str
