@@ -35,9 +35,14 @@ def config_label(record: RunRecord) -> str:
     return method_label(record["method"]["name"], _config_fields(record))
 
 
+# Settings that change how often or in what batches a run is watched, not what it trains or scores.
+MONITORING = {"seed", "eval_every", "monitor_size", "eval_batch_size", "score_initial"}
+
+
 def _training(record: RunRecord) -> dict:
-    """The training settings runs must share to be seeds of one configuration: all but the seed."""
-    return {k: v for k, v in record["train"].items() if k != "seed"}
+    """The training settings runs must share to be seeds of one configuration: all but the seed and
+    the settings that only watch the run."""
+    return {k: v for k, v in record["train"].items() if k not in MONITORING}
 
 
 def _frozen(settings: dict) -> tuple:
@@ -124,8 +129,16 @@ def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[l
         groups[key].append(record)
     by_task: dict[tuple[str, str], list[list[RunRecord]]] = defaultdict(list)
     for key, group in sorted(groups.items()):
-        by_task[key[:2]].append(group)
+        by_task[key[:2]].append(_latest_per_seed(group))
     return by_task
+
+
+def _latest_per_seed(group: list[RunRecord]) -> list[RunRecord]:
+    """One run a seed: a seed run again (in another results folder, say) counts once, as its latest run."""
+    latest: dict[object, RunRecord] = {}
+    for record in sorted(group, key=lambda r: str(r.get("finished_at", ""))):
+        latest[record["seed"]] = record
+    return list(latest.values())
 
 
 def _label(group: list[RunRecord], varying: list[str]) -> str:

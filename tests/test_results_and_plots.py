@@ -52,10 +52,12 @@ def test_learning_rates_are_separate_configs():
 
 def test_training_budgets_and_task_versions_are_separate_configs(tmp_path):
     rows = aggregate([make_record("full_ft", 0.60, train={"steps": 50}),
-                      make_record("full_ft", 0.62, seed=1, train={"steps": 50}),
-                      make_record("full_ft", 0.64, seed=1, train={"steps": 50}),  # a rerun of seed 1
+                      {**make_record("full_ft", 0.70, seed=1, train={"steps": 50}), "finished_at": "2026-02"},
+                      {**make_record("full_ft", 0.62, seed=1, train={"steps": 50}), "finished_at": "2026-01"},
                       make_record("full_ft", 0.90, train={"steps": 300}),
                       make_record("full_ft", 0.80, train={"steps": 300}, task_version=2)])
+    # seed 1 was run twice: it counts once, as its latest run (0.70)
+    assert [r.score for r in rows if r.steps == 50] == [pytest.approx(0.65)]
     assert sorted((r.label, r.seeds, r.steps, r.task_version) for r in rows) == [
         ("full_ft[lr=0.001,steps=300,task_version=1]", 1, 300, 1),
         ("full_ft[lr=0.001,steps=300,task_version=2]", 1, 300, 2),
@@ -64,6 +66,12 @@ def test_training_budgets_and_task_versions_are_separate_configs(tmp_path):
     assert "steps" in header.split(",") and len(lines) == 3
     # settings every run shares stay out of the label
     assert [r.label for r in aggregate([make_record("lora", 0.8, train={"steps": 50})])] == ["lora[lr=0.001]"]
+
+
+def test_settings_that_only_watch_a_run_do_not_split_its_seeds():
+    rows = aggregate([make_record("lora", 0.80, train={"monitor_size": 64, "eval_every": 10}),
+                      make_record("lora", 0.84, seed=1, train={"monitor_size": 200, "eval_every": 25})])
+    assert [(r.label, r.seeds, r.score) for r in rows] == [("lora[lr=0.001]", 2, pytest.approx(0.82))]
 
 
 def test_no_ratio_to_a_full_fine_tuning_score_at_or_below_zero():
