@@ -277,6 +277,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
                                   + failures.describe())
             if not n_trials:
                 return
+            patience = None  # trials ran: the slots they leave held may be a newly killed process's
             continue
         # the budget's last slots are held by running trials: wait for them, or for their heartbeats to go stale
         patience = patience or time.monotonic() + GRACE_SECONDS + 2 * HEARTBEAT_SECONDS
@@ -313,3 +314,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     finally:
         for process in others:
             process.join()
+    stopped = [index for index, process in enumerate(others, start=1) if process.exitcode != 0]
+    if stopped:
+        raise SearchError(f"worker{'s' if len(stopped) > 1 else ''} {', '.join(map(str, stopped))} stopped with an "
+                          "error (its reason is printed above)")

@@ -178,3 +178,62 @@ def test_an_error_about_the_model_stops_the_search_at_the_first_trial():
     with pytest.raises(SearchError, match="stopped: trial 0: ModelError: model 'minilm-l6' is an encoder"):
         optimize(study, objective, n_trials=20, timeout=None)
     assert len(study.trials) == 1
+
+
+def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds(tmp_path, monkeypatch):
+    import threading
+
+    from search import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study_module, "GRACE_SECONDS", 3)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=study_module.open_storage(url), direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    other = optuna.load_study(study_name="s", storage=study_module.open_storage(url))
+    live = other.ask()  # another worker's trial, alive for 2 s, then failed: this worker waits for its slot once
+
+    def live_worker():
+        for _ in range(2):
+            other._storage.record_heartbeat(live._trial_id)
+            time.sleep(1)
+        other.tell(live, state=optuna.trial.TrialState.FAIL)
+
+    threading.Thread(target=live_worker).start()
+    calls = []
+
+    def objective(trial):
+        calls.append(trial.number)
+        if len(calls) == 1:  # runs past the first wait's patience, then a process takes a trial and dies
+            time.sleep(6)
+            killed = other.ask()
+            other._storage.record_heartbeat(killed._trial_id)
+            raise RuntimeError("this config failed")
+        return 1.0
+
+    optimize(study, objective, n_trials=2, timeout=None)
+    assert study_module.done_trials(study) == 2  # the killed process's slot was waited for and taken
+
+
+def _fails_in_a_worker_process(trial):
+    import multiprocessing
+
+    from bench.models.registry import ModelError
+
+    if multiprocessing.current_process().name != "MainProcess":
+        raise ModelError("no such model here")
+    deadline = time.monotonic() + 60  # the main process waits for the worker's trial, so that one runs
+    while time.monotonic() < deadline and not trial.study.get_trials(states=(optuna.trial.TrialState.FAIL,)):
+        time.sleep(0.2)
+    return 0.5
+
+
+def test_a_worker_process_stopping_with_an_error_fails_the_search(tmp_path):
+    from search.study import SearchError, Strategy, open_storage, run_workers
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")
+    strategy = Strategy(sampler="random", pruner="none", multi_objective=False, seed=0, min_steps=1, max_steps=2,
+                        margin=0.0)
+    with pytest.raises(SearchError, match="worker 1 stopped with an error"):
+        run_workers(study, url, _fails_in_a_worker_process, strategy=strategy, workers=2, n_trials=3, timeout=None)
