@@ -31,8 +31,10 @@ SCHEMA_ATTEMPTS = 5
 # Starting points worth trying first (values outside a user's narrowed space are dropped).
 KNOWN_GOOD = [
     # Lester et al.'s recipe (class-label init); 0.3 was with Adafactor, AdamW wants ~0.03
-    {"method": "prompt_tuning", "num_virtual_tokens": 20, "prompt_tuning.init": "class_labels", "prompt_tuning.lr": 0.03},
-    {"method": "prompt_tuning", "num_virtual_tokens": 100, "prompt_tuning.init": "sampled_vocab", "prompt_tuning.lr": 0.03},
+    {"method": "prompt_tuning", "num_virtual_tokens": 20, "prompt_tuning.init": "class_labels",
+     "prompt_tuning.lr": 0.03},
+    {"method": "prompt_tuning", "num_virtual_tokens": 100, "prompt_tuning.init": "sampled_vocab",
+     "prompt_tuning.lr": 0.03},
     # PEFT's defaults for P-tuning and prefix tuning
     {"method": "p_tuning", "num_virtual_tokens": 20, "p_tuning.encoder": "mlp", "p_tuning.encoder_hidden_size": 128,
      "p_tuning.lr": 0.01},
@@ -256,9 +258,10 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
 
     A trial that raises is marked failed, with its reason, and the search goes on (a config the
     model cannot take, such as a prompt longer than its positions); FAILURES_IN_A_ROW failures in a
-    row, or an error about the model or the task, raise SearchError. When the last slots are held by running trials, this worker waits up to
-    the heartbeat grace period rather than leave the budget short: a killed process's trial is then
-    marked failed and its slot taken here (a live worker's trial finishes, and the budget with it)."""
+    row, or an error about the model or the task, raise SearchError. When the last slots are held
+    by running trials, this worker waits up to the heartbeat grace period rather than leave the
+    budget short: a killed process's trial is then marked failed and its slot taken here (a live
+    worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
