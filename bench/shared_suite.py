@@ -39,7 +39,8 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
         if not study.get_trials(deepcopy=False):
             return study  # being queued right now by its creator
         # a rerun: runs that failed are queued again, as a local suite's rerun redoes them (and runs
-        # not queued at all, when the creator died mid-queueing)
+        # not queued at all, when the creator died mid-queueing). A machine joining late cannot be
+        # told from a rerun, so it too gives each failed run one more try.
         taken = {t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(
             TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))}
         _enqueue(study, suite, skip=taken)

@@ -9,7 +9,10 @@ the same name in one folder are refused: neither is more the user's choice than 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+
+import yaml
 
 from tasks.card import TaskCard, TaskCardError, load_card
 
@@ -24,33 +27,66 @@ def _folders(tasks_dirs: tuple[str, ...]) -> list[Path]:
     return folders
 
 
-def _folder_cards(folder: Path) -> dict[str, TaskCard]:
+def _folder_cards(folder: Path) -> tuple[dict[str, TaskCard], list[TaskCardError]]:
+    """The folder's cards by name, and the errors of the cards that cannot be loaded."""
     cards: dict[str, TaskCard] = {}
+    broken: list[TaskCardError] = []
     for path in sorted(folder.glob("*.yaml")):
-        card = load_card(path)
+        try:
+            card = load_card(path)
+        except TaskCardError as err:
+            broken.append(err)
+            continue
         if card.name in cards:
             raise TaskCardError(path, "name", f"{card.name!r} is also the name of {cards[card.name].path.name} "
                                 "in the same folder; give each card its own name")
         cards[card.name] = card
-    return cards
+    return cards, broken
+
+
+def _scan(tasks_dirs: tuple[str, ...]) -> tuple[dict[str, TaskCard], list[TaskCardError]]:
+    cards: dict[str, TaskCard] = {}
+    broken: list[TaskCardError] = []
+    for folder in _folders(tasks_dirs):
+        folder_cards, folder_broken = _folder_cards(folder)
+        cards.update(folder_cards)
+        broken += folder_broken
+    return cards, broken
 
 
 def available_tasks(tasks_dirs: tuple[str, ...] = ()) -> dict[str, TaskCard]:
-    """name -> card; a user folder's card overrides a shipped one of the same name."""
-    cards: dict[str, TaskCard] = {}
-    for folder in _folders(tasks_dirs):
-        cards.update(_folder_cards(folder))
+    """name -> card; a user folder's card overrides a shipped one of the same name. A card that
+    cannot be loaded is left out with a warning (`spbench tasks validate` shows its problem)."""
+    cards, broken = _scan(tasks_dirs)
+    for err in broken:
+        warnings.warn(f"task card left out: {err}", stacklevel=2)
     return cards
 
 
+def _declared_name(path: Path) -> str | None:
+    """The `name:` a card file declares, read without checking the rest; None where unreadable."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return str(data.get("name")) if isinstance(data, dict) and data.get("name") is not None else None
+
+
 def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCard:
-    """The card of that name as `available_tasks` lists it, or the card file at that path."""
+    """The card of that name as `available_tasks` lists it, or the card file at that path. A card
+    that cannot be loaded stops only the lookups it answers (by its declared name or its file
+    name), so one broken card in a folder does not block every other task."""
     if name_or_path.endswith((".yaml", ".yml")):
         return load_card(name_or_path)
-    cards = available_tasks(tasks_dirs)
+    cards, broken = _scan(tasks_dirs)
+    for err in broken:
+        if name_or_path in (_declared_name(err.path), Path(err.path).stem):
+            raise err
     if name_or_path in cards:
         return cards[name_or_path]
     # a file name is not a task name; say which name the file declares
     named = [f" ({card.path.name} declares name {card.name!r})" for card in cards.values()
              if card.path.stem == name_or_path]
-    raise KeyError(f"unknown task {name_or_path!r}{''.join(named)}; known tasks: {', '.join(sorted(cards))}")
+    unloadable = "".join(f"; a card that cannot be loaded: {err}" for err in broken)
+    raise KeyError(f"unknown task {name_or_path!r}{''.join(named)}; known tasks: {', '.join(sorted(cards))}"
+                   + unloadable)

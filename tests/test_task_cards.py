@@ -1,5 +1,6 @@
 """Task cards: the shipped ones load; bad ones are refused naming file, key and problem."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,22 @@ def test_validation_carved_from_train_is_disjoint_and_fixed():
     train_dialogues = {r["dialogue"] for r in train}
     assert not any(r["dialogue"] in train_dialogues for r in validation)
     assert load_task("samsum").rows("validation") == validation
+
+
+def test_a_broken_card_stops_only_the_lookups_it_answers(tmp_path):
+    (tmp_path / "good.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: mine\n")
+    (tmp_path / "half_done.yaml").write_text("name: draft\nversion: 1\nkind: classification\n")  # no source...
+    (tmp_path / "garbled.yaml").write_text("name: [unclosed\n")
+    dirs = (str(tmp_path),)
+    assert find_task("mine", tasks_dirs=dirs).name == "mine"
+    assert find_task("sst2", tasks_dirs=dirs).name == "sst2"
+    for lookup in ("draft", "half_done"):  # by the name it declares, or its file name
+        with pytest.raises(TaskCardError, match="half_done.yaml"):
+            find_task(lookup, tasks_dirs=dirs)
+    with pytest.raises(KeyError) as unknown:
+        find_task("nothing", tasks_dirs=dirs)
+    assert re.match(r"unknown task 'nothing'; known tasks: .*mine.*; a card that cannot be loaded: .*garbled\.yaml",
+                    unknown.value.args[0])
+    with pytest.warns(UserWarning, match="task card left out: .*half_done.yaml"):
+        listed = available_tasks(dirs)
+    assert "mine" in listed and "draft" not in listed
