@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import statistics
 import warnings
 from collections import defaultdict
@@ -153,9 +154,15 @@ def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRo
     for groups in _group(records, split).values():
         varying = _varying(groups)
         rows += [_row(group, _label(group, varying), split=split) for group in groups]
-    rows.sort(key=lambda r: (r.task, r.model, r.label))
+    rows.sort(key=lambda r: (r.task, r.model, _natural(r.label)))
     _relate_to_full_ft(rows)
     return rows
+
+
+def _natural(label: str) -> tuple:
+    """Sort key reading the numbers in a label as numbers: steps=50 before steps=300."""
+    parts = re.split(r"(\d+(?:\.\d+)?(?:e-?\d+)?)", label)
+    return tuple(float(part) if index % 2 else part for index, part in enumerate(parts))
 
 
 def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:

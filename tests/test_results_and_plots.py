@@ -58,6 +58,7 @@ def test_training_budgets_and_task_versions_are_separate_configs(tmp_path):
                       make_record("full_ft", 0.80, train={"steps": 300}, task_version=2)])
     # seed 1 was run twice: it counts once, as its latest run (0.70)
     assert [r.score for r in rows if r.steps == 50] == [pytest.approx(0.65)]
+    assert [r.steps for r in rows] == [50, 300, 300]  # numbers in labels sort as numbers
     assert sorted((r.label, r.seeds, r.steps, r.task_version) for r in rows) == [
         ("full_ft[lr=0.001,steps=300,task_version=1]", 1, 300, 1),
         ("full_ft[lr=0.001,steps=300,task_version=2]", 1, 300, 2),
