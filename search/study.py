@@ -194,13 +194,18 @@ FAILURES_IN_A_ROW = 5  # a config the model cannot take fails one trial; this ma
 NOT_THE_CONFIG = (ModelError, TaskCardError)  # errors about the model or the task: the search stops at the first
 
 
+class StartingPointTaken(Exception):
+    """This trial's queued starting point already ran in an earlier trial (queued twice)."""
+
+
 class _Guarded:
     """The objective, started only while fewer than `n_trials` earlier trials are finished or
     running, with the reason of a failed trial kept on it.
 
     Trial numbers are handed out atomically by the storage, so workers racing for the last slots
     agree on which trials count; a surplus trial ends as FAIL with the reason, and is not done (a
-    starting point it took from the queue is queued again).
+    starting point it took from the queue is queued again). Machines starting one study together
+    can each queue the starting points; a point an earlier trial ran is skipped the same way.
     """
 
     def __init__(self, objective, n_trials: int | None):
@@ -208,15 +213,19 @@ class _Guarded:
         self.fatal: str | None = None
 
     def __call__(self, trial: optuna.Trial):
-        if self.n_trials is not None:
-            trials = trial.study.get_trials(deepcopy=False)
-            counted = DONE + (TrialState.RUNNING,)
-            if sum(t.number < trial.number and t.state in counted for t in trials) >= self.n_trials:
-                queued = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
-                if queued:
-                    trial.study.enqueue_trial(queued)
-                trial.study.stop()
-                raise BudgetReached(f"the study already holds {self.n_trials} finished or running trials")
+        trials = trial.study.get_trials(deepcopy=False)
+        counted = DONE + (TrialState.RUNNING,)
+        queued = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
+        taken = [t.number for t in trials if queued and t.number < trial.number and t.state in counted
+                 and t.system_attrs.get("fixed_params") == queued]
+        if taken:
+            raise StartingPointTaken(f"starting point {queued} already run by trial {taken[0]}")
+        if self.n_trials is not None and sum(t.number < trial.number and t.state in counted
+                                             for t in trials) >= self.n_trials:
+            if queued:
+                trial.study.enqueue_trial(queued)
+            trial.study.stop()
+            raise BudgetReached(f"the study already holds {self.n_trials} finished or running trials")
         try:
             return self.objective(trial)
         except optuna.TrialPruned:

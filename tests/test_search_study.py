@@ -237,3 +237,17 @@ def test_a_worker_process_stopping_with_an_error_fails_the_search(tmp_path):
                         margin=0.0)
     with pytest.raises(SearchError, match="worker 1 stopped with an error"):
         run_workers(study, url, _fails_in_a_worker_process, strategy=strategy, workers=2, n_trials=3, timeout=None)
+
+
+def test_a_starting_point_queued_twice_runs_once():
+    # two machines starting one study together can each queue the starting points
+    study = optuna.create_study(direction="maximize")
+    for _ in range(2):
+        study.enqueue_trial({"lr": 0.03}, skip_if_exists=False)
+
+    def objective(trial):
+        return trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+
+    optimize(study, objective, n_trials=2, timeout=None)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert study.trials[0].params == {"lr": 0.03} and study.trials[2].params["lr"] != 0.03
