@@ -14,6 +14,7 @@ from bench.methods.registry import MethodError
 from bench.results import method_label
 from bench.run import RunSpec
 from bench.train import TrainSettings
+from bench.yaml_values import yaml_number
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "methods", "seeds", "train"}
@@ -70,17 +71,6 @@ def _list(where: str, value: Any, entry: type, what: str) -> list:
     return value
 
 
-def _number(value: Any) -> float | int | None:
-    """YAML reads `3e-4` (no dot) as text, so numeric text is taken as the number it spells, as in
-    search spaces; None when `value` is no number at all."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None if isinstance(value, bool) or not isinstance(value, (int, float)) else value
-
-
 def _typed(where: str, key: str, value: Any, declared: str) -> Any:
     """`value` checked against a settings field's declared type ("int", "float | None", "bool"...)."""
     base = declared.split(" |")[0]
@@ -90,7 +80,7 @@ def _typed(where: str, key: str, value: Any, declared: str) -> Any:
         if not isinstance(value, bool):
             raise SuiteError(f"{where}: `{key}` must be true or false, got {value!r}")
         return value
-    number = _number(value)
+    number = yaml_number(value)
     if number is None or (base == "int" and not float(number).is_integer()):
         raise SuiteError(f"{where}: `{key}` must be {NUMBER_TYPES[base]}, got {value!r}")
     # a value already of the right type is kept as written: the run id hashes it

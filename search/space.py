@@ -13,6 +13,7 @@ import yaml
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
+from bench.yaml_values import yaml_number
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -52,15 +53,11 @@ PARAM_KEYS = {"low", "high", "log", "choices", "value"}
 
 
 def _number(where: str, key: str, value: Any) -> float | int:
-    """A range bound; YAML reads `1e-3` (no dot) as text, so numeric text is taken as the number it spells."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A range bound (numeric text, as YAML reads `1e-3`, is the number it spells)."""
+    number = yaml_number(value)
+    if number is None:
         raise SpaceError(f"{where}: `{key}` must be a number, got {value!r}")
-    return value
+    return number
 
 
 def _param(where: str, name: str, spec: Any) -> Param:
