@@ -17,7 +17,6 @@ for prefix tuning. Embedding lookups are free.
 
 from __future__ import annotations
 
-import re
 import resource
 import statistics
 import sys
@@ -26,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from bench.procfs import status_field
 
 
 def _dim(config, *names: str) -> int:
@@ -67,7 +68,7 @@ def training_flops(model: torch.nn.Module, *, tokens: int, attention_pairs: int,
     return float(forward + backward + head)
 
 
-CLEAR_REFS, STATUS = Path("/proc/self/clear_refs"), Path("/proc/self/status")
+CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def reset_peak_memory(device: torch.device) -> bool:
@@ -83,11 +84,8 @@ def reset_peak_memory(device: torch.device) -> bool:
 
 
 def _vm_hwm() -> int | None:
-    try:
-        match = re.search(r"^VmHWM:\s+(\d+) kB", STATUS.read_text(), re.MULTILINE)
-    except OSError:
-        return None
-    return int(match.group(1)) * 1024 if match else None
+    value = status_field("VmHWM")  # "123456 kB"
+    return int(value.split()[0]) * 1024 if value else None
 
 
 def peak_memory(device: torch.device, *, reset: bool) -> tuple[int, str]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
+
+from bench.procfs import status_field
 
 SCHEMA_VERSION = 1
 
@@ -91,12 +92,9 @@ def write_json_atomic(data: Any, path: Path) -> Path:
 
 def _umask() -> int:
     # /proc reads it without the process-wide set-and-restore that os.umask needs (racy across threads)
-    try:
-        match = re.search(r"^Umask:\s+([0-7]+)", Path("/proc/self/status").read_text(), re.MULTILINE)
-    except OSError:
-        match = None
-    if match:
-        return int(match.group(1), 8)
+    value = status_field("Umask")
+    if value:
+        return int(value, 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
