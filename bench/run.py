@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from bench.models import BaseModel, ModelError, ModelPool, load_base_model, rese
 from bench.models.pooling import CONFIG_KEY
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
 from bench.models.loading import HEAD_NAMES
+from bench.names import file_part
 from bench.record import SCHEMA_VERSION, Cost, RunRecord, write_record
 from bench.train import TrainSettings, train
 from bench.zero_shot import base_zero_shot
@@ -85,7 +85,7 @@ def _canonical(settings) -> dict:
 
 def _slug(text: str) -> str:
     """A path- and shell-safe fragment (hub ids and folders contain slashes)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[-40:]
+    return file_part(text)[-40:]
 
 
 def _now() -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib
@@ -10,15 +9,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bench.names import file_part  # noqa: E402
 from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeScores, ScoreCost  # noqa: E402
 
 METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
                   "lora": "tab:purple", "full_ft": "tab:red"}
-
-
-def file_part(text: str) -> str:
-    """A file-name-safe fragment: hub ids (`org/model`) and task card paths hold slashes."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def _save(figure, folder: Path, name: str) -> list[Path]:
