@@ -57,7 +57,20 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
     varying = [k for k in keys if len({json.dumps(t.get(k), default=str) for t in trains}) > 1]
     if len({group[0]["task"].get("version") for group in groups}) > 1:
         varying.append("task_version")
+    if len({_init_text(group[0]) for group in groups}) > 1:
+        varying.append("init_text")
     return varying
+
+
+def _init_text(record: RunRecord) -> str | None:
+    """The text a prompt was initialised from: runs from two texts are two configs, though the text
+    is too long for every label (it is shown, shortened, only where it tells configs apart)."""
+    return record["method"]["settings"].get("init_text")
+
+
+def shortened(text: str, limit: int = 24) -> str:
+    """A long setting quoted short enough for a label."""
+    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
 
 
 def load_records(folder: Path) -> tuple[list[RunRecord], list[dict]]:
@@ -125,7 +138,7 @@ def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[l
     for record in records:
         if split not in record["scores"]:  # e.g. search trials, scored on validation only
             continue
-        key = (record["task"]["name"], record["model"]["name"], config_label(record),
+        key = (record["task"]["name"], record["model"]["name"], config_label(record), str(_init_text(record)),
                json.dumps(record["task"].get("version")), _frozen(_training(record)))
         groups[key].append(record)
     by_task: dict[tuple[str, str], list[list[RunRecord]]] = defaultdict(list)
@@ -145,8 +158,11 @@ def _latest_per_seed(group: list[RunRecord]) -> list[RunRecord]:
 def _label(group: list[RunRecord], varying: list[str]) -> str:
     """The config label, plus the settings that tell this group from others of its task and model."""
     record = group[0]
-    shown = {**_training(record), "task_version": record["task"].get("version")}
-    return method_label(record["method"]["name"], _config_fields(record) + [(k, shown.get(k)) for k in varying])
+    text = _init_text(record)
+    shown = {**_training(record), "task_version": record["task"].get("version"),
+             "init_text": shortened(text) if text else None}
+    fields = [(k, shown.get(k)) for k in varying if k != "init_text" or text]
+    return method_label(record["method"]["name"], _config_fields(record) + fields)
 
 
 def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRow]:

@@ -108,6 +108,24 @@ def test_prompt_length_and_init_plots_keep_learning_rates_apart():
         ("prompt_tuning[num_virtual_tokens=20,lr=0.3]", ["class_labels", "random"], [0.6, 0.6])]
 
 
+def test_prompts_initialised_from_different_texts_are_different_configs():
+    long_text = "Decide whether the review below is positive or negative."
+    rows = aggregate([make_record("prompt_tuning", 0.70, num_virtual_tokens=5, init="text", init_text="Sentiment:"),
+                      make_record("prompt_tuning", 0.80, num_virtual_tokens=5, init="text", init_text=long_text),
+                      make_record("prompt_tuning", 0.60, num_virtual_tokens=5, init="random", init_text=None)])
+    # same seed, two texts: neither run is taken for a rerun of the other, and the labels tell them apart
+    assert sorted((r.label, r.seeds, r.score) for r in rows) == [
+        ("prompt_tuning[init=random,num_virtual_tokens=5,lr=0.001]", 1, 0.60),
+        ("prompt_tuning[init=text,num_virtual_tokens=5,lr=0.001,init_text='Decide whether the revi…']", 1, 0.80),
+        ("prompt_tuning[init=text,num_virtual_tokens=5,lr=0.001,init_text='Sentiment:']", 1, 0.70)]
+    (comparison,) = data.init_comparisons(rows)
+    assert comparison.config == "prompt_tuning[num_virtual_tokens=5,lr=0.001]"
+    assert comparison.inits == ["random", "text 'Decide whether the revi…'", "text 'Sentiment:'"]
+    assert comparison.scores == [0.60, 0.80, 0.70]
+    # one text in a table: its label stays as short as the others
+    assert "init_text" not in aggregate([make_record("prompt_tuning", 0.7, init="text", init_text=long_text)])[0].label
+
+
 def test_the_printed_table_keeps_configs_that_differ_late_in_a_long_label_apart():
     long = {"encoder_hidden_size": 256, "init": "real_tokens", "num_virtual_tokens": 20, "prefix_projection": False}
     rows = aggregate([make_record("prefix_tuning", 0.77, lr=0.01, **long),

@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from typing import NamedTuple
 
-from bench.results import REFERENCE_METHODS, ResultRow
+from bench.results import REFERENCE_METHODS, ResultRow, shortened
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -132,6 +132,11 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
     return curves
 
 
+def _init_name(row: ResultRow, *, with_text: bool) -> str:
+    init = row.settings["init"]
+    return f"text {shortened(row.settings['init_text'])}" if init == "text" and with_text else init
+
+
 def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
     """Prompt tuning by init, for each config family (task, model, other settings, training) with several inits."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
@@ -142,8 +147,10 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
     for (task, model, *_), group in sorted(groups.items()):
         if len({r.settings["init"] for r in group}) < 2:
             continue
-        group.sort(key=lambda r: r.settings["init"])
-        comparisons.append(InitComparison(task, model, _label_without(group[0].label, "init"),
-                                          [r.settings["init"] for r in group],
+        group.sort(key=lambda r: (r.settings["init"], str(r.settings.get("init_text"))))
+        several_texts = sum(r.settings["init"] == "text" for r in group) > 1
+        named_by = next(r for r in group if r.settings["init"] != "text")  # its label has no init text
+        comparisons.append(InitComparison(task, model, _label_without(named_by.label, "init"),
+                                          [_init_name(r, with_text=several_texts) for r in group],
                                           [r.score for r in group], [r.score_std for r in group]))
     return comparisons
