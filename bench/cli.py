@@ -277,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RESUMABLE = {  # what an interrupted command kept, and how to go on
+    "bench": "finished runs are kept: the same command runs the others",
+    "search": "finished trials are kept: the same command resumes the study",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
@@ -288,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"spbench {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; what finished is on disk already
+        resume = RESUMABLE.get(args.command)
+        print(f"spbench {args.command}: interrupted" + (f"; {resume}" if resume else ""), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

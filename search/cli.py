@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
 import optuna
@@ -52,7 +54,8 @@ def run(args) -> int:
     from bench.train import TrainSettings
     from search.objective import COSTS, Objective
     from search.space import SpaceError, load_space
-    from search.study import Strategy, claim_study, enqueue_known_good, open_storage, run_workers, storage_url
+    from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
+                              storage_url)
     from tasks import load_task
 
     if not args.trials and not args.timeout:
@@ -98,6 +101,12 @@ def run(args) -> int:
     try:
         run_workers(study, url, objective, strategy=strategy, workers=args.workers, n_trials=args.trials,
                     timeout=args.timeout)
+    except KeyboardInterrupt:
+        print(f"interrupted: writing out the {done_trials(study)} finished trials (Ctrl-C again to skip)",
+              file=sys.stderr)
+        with contextlib.suppress(KeyboardInterrupt):
+            _export(study, folder, args, train)
+        raise
     except Exception:
         _export(study, folder, args, train)  # what finished before the error is written out all the same
         raise

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import random
+import signal
 import socket
 import sys
 import time
@@ -17,6 +19,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from bench.device import cpu_threads_shared_by
 from bench.models.registry import ModelError
 from search.pruning import NoiseAwarePruner
 from search.space import SearchSpace
@@ -27,6 +30,7 @@ DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_SECONDS = int(os.environ.get("SPBENCH_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 SCHEMA_ATTEMPTS = 5
+INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
 
 # Starting points worth trying first (values outside a user's narrowed space are dropped).
 KNOWN_GOOD = [
@@ -190,6 +194,7 @@ class SearchError(ValueError):
 
 
 FAIL_REASON_ATTR = "fail_reason"
+INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
 FAILURES_IN_A_ROW = 5  # a config the model cannot take fails one trial; this many in a row is not the config
 NOT_THE_CONFIG = (ModelError, TaskCardError)  # errors about the model or the task: the search stops at the first
 
@@ -230,6 +235,11 @@ class _Guarded:
             return self.objective(trial)
         except optuna.TrialPruned:
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED)
+            if queued:  # a starting point is queued once: put it back, or the resumed study never runs it
+                trial.study.enqueue_trial(queued)
+            raise
         except Exception as err:
             trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {err}")
             if isinstance(err, NOT_THE_CONFIG):  # every trial would fail the same way: stop now
@@ -258,6 +268,21 @@ class _StopOnRepeatedFailures:
         return "; ".join(f"trial{'s' if len(n) > 1 else ''} {', '.join(n)}: {r}" for r, n in by_reason.items())
 
 
+class _NoTracebackOnInterrupt(logging.Filter):
+    """Optuna logs a failed trial with its traceback; for Ctrl-C that is noise (the reason is on the trial)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info = None
+        return True
+
+
+def _quiet_interrupts() -> None:
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _NoTracebackOnInterrupt) for f in handler.filters):
+            handler.addFilter(_NoTracebackOnInterrupt())
+
+
 def _has_room(study: optuna.Study, n_trials: int) -> bool:
     return len(study.get_trials(deepcopy=False, states=DONE + (TrialState.RUNNING,))) < n_trials
 
@@ -272,6 +297,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
     worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
+    _quiet_interrupts()
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's
@@ -301,28 +327,39 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             optuna.storages.fail_stale_trials(study)
 
 
-def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, n_trials: int | None,
-            timeout: float | None) -> None:
+def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, workers: int,
+            n_trials: int | None, timeout: float | None) -> None:
     study = optuna.load_study(study_name=study_name, storage=open_storage(url),
                               sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())
     try:
-        optimize(study, objective, n_trials=n_trials, timeout=timeout)
+        with cpu_threads_shared_by(workers):
+            optimize(study, objective, n_trials=n_trials, timeout=timeout)
     except SearchError as err:  # the reason, not a traceback of the worker process
         print(f"worker {index}: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's group: the main one reports it
+        sys.exit(130)
 
 
 def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy, workers: int,
                 n_trials: int | None, timeout: float | None) -> None:
     """This process plus `workers - 1` more, all pulling trials from the same storage."""
     context = multiprocessing.get_context("spawn")
-    others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, n_trials,
-                                                    timeout))
+    others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, workers,
+                                                    n_trials, timeout))
               for index in range(1, workers)]
     for process in others:
         process.start()
     try:
-        optimize(study, objective, n_trials=n_trials, timeout=timeout)
+        with cpu_threads_shared_by(workers):
+            optimize(study, objective, n_trials=n_trials, timeout=timeout)
+    except KeyboardInterrupt:
+        # a Ctrl-C reached the workers too; a SIGINT sent to this process alone did not: pass it on
+        for process in others:
+            process.join(timeout=INTERRUPT_GRACE_SECONDS)
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        raise
     finally:
         for process in others:
             process.join()

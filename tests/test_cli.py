@@ -115,6 +115,17 @@ def test_class_label_init_needs_classification(capsys, tiny_models, tiny_tasks, 
     assert code == 2 and "class_labels needs a classification task" in err
 
 
+def test_an_interrupted_suite_says_so_in_a_line_and_keeps_finished_runs(capsys, monkeypatch, tmp_path):
+    def interrupted(suite, **kwargs):
+        raise KeyboardInterrupt  # what Ctrl-C raises mid-run
+
+    monkeypatch.setattr("bench.bench_runner.run_suite", interrupted)
+    code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--results", tmp_path)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == ("spbench bench: interrupted; finished runs are kept: the same command "
+                                            "runs the others")
+
+
 def test_models_lists_the_registry(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "minilm-l6" in out and "smollm2-135m" in out and "gemma3-270m" in out

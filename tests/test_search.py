@@ -237,6 +237,38 @@ def test_a_search_whose_trials_keep_failing_stops_and_keeps_what_finished(capsys
     assert yaml.safe_load((tmp_path / "results" / "failing" / "best.yaml").read_text())["trial"] in (0, 1)
 
 
+def test_an_interrupted_search_writes_out_what_finished_and_resumes(capsys, tmp_path, tiny_models, tiny_tasks,
+                                                                   monkeypatch):
+    import search.objective
+
+    real_run = search.objective.execute_run
+
+    def run_interrupted_at_trial_2(spec, **kwargs):
+        if spec.results_dir.name.endswith("_0002"):
+            raise KeyboardInterrupt  # what Ctrl-C raises in the training loop
+        return real_run(spec, **kwargs)
+
+    monkeypatch.setattr(search.objective, "execute_run", run_interrupted_at_trial_2)
+    argv = _search_argv(tmp_path, tiny_models, tiny_tasks, trials=4, study="interrupted", steps=2)
+    try:
+        code = main(argv)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped `spbench search` as a traceback")
+    captured = capsys.readouterr()
+    assert code == 130
+    assert "interrupted: writing out the 2 finished trials" in captured.err
+    assert "spbench search: interrupted; finished trials are kept" in captured.err
+    assert "Traceback" not in captured.err
+    assert "failed (not counted): trial 2" in captured.out
+    folder = tmp_path / "results" / "interrupted"
+    assert yaml.safe_load((folder / "best.yaml").read_text())["trial"] in (0, 1)
+    assert (folder / "trials.csv").exists()
+
+    monkeypatch.setattr(search.objective, "execute_run", real_run)
+    assert main(argv) == 0, capsys.readouterr().err
+    assert _states(_study(tmp_path, "interrupted")) == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+
+
 def _search_argv(tmp_path, tiny_models, tiny_tasks, *, trials, study, workers=1, steps=6):
     return ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", str(trials),
             "--space", str(write_space(tmp_path, SPACE)), "--steps", str(steps), "--batch-size", "4",

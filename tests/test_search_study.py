@@ -75,7 +75,7 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
     monkeypatch.setattr(study_module, "optimize", lambda study, objective, **kwargs: seen.append(study))
     strategy = study_module.Strategy(sampler="random", pruner="none", multi_objective=False, seed=3, min_steps=2,
                                      max_steps=8, margin=2.0)
-    study_module._worker("s", url, None, strategy, 1, 2, None)
+    study_module._worker("s", url, None, strategy, 1, 2, 2, None)
     assert isinstance(seen[0].sampler, optuna.samplers.RandomSampler)
     assert isinstance(seen[0].pruner, optuna.pruners.NopPruner)
 
@@ -122,6 +122,21 @@ def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tm
     assert states == [("COMPLETE", 0.01), ("WAITING", 0.02), ("WAITING", 0.03)]
 
 
+def test_local_workers_share_the_cpu_cores_and_give_them_back(monkeypatch):
+    import torch
+
+    from bench.device import cpu_threads_shared_by
+
+    monkeypatch.setattr("bench.device.pick_device", lambda: torch.device("cpu"))
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    before = torch.get_num_threads()
+    with cpu_threads_shared_by(3):
+        assert torch.get_num_threads() == 2  # 8 cores, 3 processes
+    assert torch.get_num_threads() == before
+    with cpu_threads_shared_by(1):
+        assert torch.get_num_threads() == before
+
+
 def test_a_surplus_trial_puts_its_starting_point_back_in_the_queue():
     from search.study import BudgetReached, _Guarded
 
@@ -133,6 +148,21 @@ def test_a_surplus_trial_puts_its_starting_point_back_in_the_queue():
     assert study.trials[1].state == optuna.trial.TrialState.FAIL
     queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in queued] == [{"lr": 0.03}]
+
+
+def test_an_interrupted_trial_fails_with_the_reason_and_its_starting_point_goes_back_in_the_queue():
+    from search.study import FAIL_REASON_ATTR, INTERRUPTED
+
+    def objective(trial):
+        raise KeyboardInterrupt
+
+    study = optuna.create_study()
+    study.enqueue_trial({"lr": 0.03})
+    with pytest.raises(KeyboardInterrupt):
+        optimize(study, objective, n_trials=3, timeout=None)
+    interrupted, queued = study.trials
+    assert (interrupted.state.name, interrupted.user_attrs[FAIL_REASON_ATTR]) == ("FAIL", INTERRUPTED)
+    assert (queued.state.name, queued.system_attrs["fixed_params"]) == ("WAITING", {"lr": 0.03})
 
 
 def test_a_failing_trial_is_kept_with_its_reason_and_the_search_goes_on():
