@@ -25,7 +25,7 @@ def cpu_threads_shared_by(processes: int):
     threads = torch.get_num_threads()
     if processes > 1 and pick_device().type != "cuda":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // processes))
+        torch.set_num_threads(max(1, min(threads, cores) // processes))  # threads: the user's or PyTorch's pick
     try:
         yield
     finally:

@@ -74,12 +74,17 @@ def write_record(record: RunRecord, path: Path) -> Path:
 
 
 def write_json_atomic(data: Any, path: Path) -> Path:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
+    return write_text_atomic(json.dumps(data, indent=2, sort_keys=False, default=str), path)
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    """Write to a temporary file beside `path`, then rename it into place: a killed process leaves
+    the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, sort_keys=False, default=str)
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from other users

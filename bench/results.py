@@ -7,6 +7,7 @@ import json
 import re
 import statistics
 import warnings
+import zlib
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
     varying = [k for k in keys if len({json.dumps(t.get(k), default=str) for t in trains}) > 1]
     if len({group[0]["task"].get("version") for group in groups}) > 1:
         varying.append("task_version")
-    if len({_init_text(group[0]) for group in groups}) > 1:
+    if len({_init_text(group[0]) for group in groups} - {None}) > 1:
         varying.append("init_text")
     return varying
 
@@ -65,12 +66,16 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
 def _init_text(record: RunRecord) -> str | None:
     """The text a prompt was initialised from: runs from two texts are two configs, though the text
     is too long for every label (it is shown, shortened, only where it tells configs apart)."""
-    return record["method"]["settings"].get("init_text")
+    settings = record["method"]["settings"]
+    return settings.get("init_text") if settings.get("init") == "text" else None  # other inits ignore it
 
 
 def shortened(text: str, limit: int = 24) -> str:
-    """A long setting quoted short enough for a label."""
-    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
+    """A long setting quoted short enough for a label; a cut text ends in a digest of the whole, as
+    texts often share their opening words."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}…#{zlib.crc32(text.encode()) & 0xFFFF:04x}"
 
 
 def load_records(folder: Path) -> tuple[list[RunRecord], list[dict]]:

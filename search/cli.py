@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 
 import optuna
 
+from bench.interrupts import hold_interrupts, interrupts_restored
 from search.pruning import MARGIN
 
 EXAMPLES = """examples:
@@ -98,18 +98,18 @@ def run(args) -> int:
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
     print(f"study {name} on {url}")
-    try:
-        run_workers(study, url, objective, strategy=strategy, workers=args.workers, n_trials=args.trials,
-                    timeout=args.timeout)
-    except KeyboardInterrupt:
-        print(f"interrupted: writing out the {done_trials(study)} finished trials (Ctrl-C again to skip)",
-              file=sys.stderr)
-        with contextlib.suppress(KeyboardInterrupt):
+    with interrupts_restored():
+        try:
+            run_workers(study, url, objective, strategy=strategy, workers=args.workers, n_trials=args.trials,
+                        timeout=args.timeout)
+        except KeyboardInterrupt:
+            hold_interrupts()  # a half-written best.yaml or adapter would be worse than waiting
+            print(f"interrupted: writing out the {done_trials(study)} finished trials first", file=sys.stderr)
             _export(study, folder, args, train)
-        raise
-    except Exception:
-        _export(study, folder, args, train)  # what finished before the error is written out all the same
-        raise
+            raise
+        except Exception:
+            _export(study, folder, args, train)  # what finished before the error is written out all the same
+            raise
     _export(study, folder, args, train)
     return 0
 

@@ -18,6 +18,7 @@ from peft import PeftModel  # noqa: E402
 
 from bench.modeling import TunedModel  # noqa: E402
 from bench.models import load_base_model  # noqa: E402
+from bench.record import write_text_atomic  # noqa: E402
 from tasks import load_task  # noqa: E402
 
 from search.study import DONE, FAIL_REASON_ATTR  # noqa: E402
@@ -107,8 +108,8 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         best["test"] = earlier["test"] if same_winner and isinstance(earlier.get("test"), dict) else \
             _export_winner(records, folder, tasks_dirs)
         best["tasks"] = list(best["test"])  # the test scores are keyed by task
-    out.write_text("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
-                   + yaml.safe_dump(best, sort_keys=False), encoding="utf-8")
+    write_text_atomic("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
+                      + yaml.safe_dump(best, sort_keys=False), out)
     return out
 
 
@@ -128,9 +129,7 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
 
 def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     frame = study.trials_dataframe(attrs=("number", "value", "values", "params", "state", "duration", "user_attrs"))
-    path = folder / "trials.csv"
-    frame.to_csv(path, index=False)
-    return path
+    return write_text_atomic(frame.to_csv(index=False), folder / "trials.csv")
 
 
 def _scatter(study: optuna.Study, key_suffix: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import random
@@ -20,6 +19,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from bench.device import cpu_threads_shared_by
+from bench.interrupts import hold_interrupts, interrupts_restored, quiet_interrupted_trials
 from bench.models.registry import ModelError
 from search.pruning import NoiseAwarePruner
 from search.space import SearchSpace
@@ -31,6 +31,7 @@ HEARTBEAT_SECONDS = int(os.environ.get("SPBENCH_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 SCHEMA_ATTEMPTS = 5
 INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
+INTERRUPTED_EXIT = 130  # a process stopped by SIGINT, as shells report it
 
 # Starting points worth trying first (values outside a user's narrowed space are dropped).
 KNOWN_GOOD = [
@@ -218,7 +219,10 @@ class _Guarded:
         self.fatal: str | None = None
 
     def __call__(self, trial: optuna.Trial):
-        trials = trial.study.get_trials(deepcopy=False)
+        # an interrupted trial is still RUNNING until Optuna marks it failed: it neither holds a slot
+        # nor has run its starting point (queued again)
+        trials = [t for t in trial.study.get_trials(deepcopy=False)
+                  if t.number == trial.number or t.user_attrs.get(FAIL_REASON_ATTR) != INTERRUPTED]
         counted = DONE + (TrialState.RUNNING,)
         queued = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
         taken = [t.number for t in trials if queued and t.number < trial.number and t.state in counted
@@ -236,6 +240,7 @@ class _Guarded:
         except optuna.TrialPruned:
             raise
         except KeyboardInterrupt:
+            hold_interrupts()
             trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED)
             if queued:  # a starting point is queued once: put it back, or the resumed study never runs it
                 trial.study.enqueue_trial(queued)
@@ -268,21 +273,6 @@ class _StopOnRepeatedFailures:
         return "; ".join(f"trial{'s' if len(n) > 1 else ''} {', '.join(n)}: {r}" for r, n in by_reason.items())
 
 
-class _NoTracebackOnInterrupt(logging.Filter):
-    """Optuna logs a failed trial with its traceback; for Ctrl-C that is noise (the reason is on the trial)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
-            record.exc_info = None
-        return True
-
-
-def _quiet_interrupts() -> None:
-    for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _NoTracebackOnInterrupt) for f in handler.filters):
-            handler.addFilter(_NoTracebackOnInterrupt())
-
-
 def _has_room(study: optuna.Study, n_trials: int) -> bool:
     return len(study.get_trials(deepcopy=False, states=DONE + (TrialState.RUNNING,))) < n_trials
 
@@ -297,7 +287,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
     worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
-    _quiet_interrupts()
+    quiet_interrupted_trials()
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's
@@ -307,7 +297,8 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             return
         if not n_trials or _has_room(study, n_trials):
             guarded = _Guarded(objective, n_trials)
-            study.optimize(guarded, timeout=left, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+            with interrupts_restored():  # Optuna has marked an interrupted trial failed by the time it raises
+                study.optimize(guarded, timeout=left, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
             if guarded.fatal:
                 raise SearchError(f"study {study.study_name!r} stopped: {guarded.fatal}")
             if len(failures.failed) >= FAILURES_IN_A_ROW:
@@ -329,16 +320,16 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
 
 def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, workers: int,
             n_trials: int | None, timeout: float | None) -> None:
-    study = optuna.load_study(study_name=study_name, storage=open_storage(url),
-                              sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())
     try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url),
+                                  sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())
         with cpu_threads_shared_by(workers):
             optimize(study, objective, n_trials=n_trials, timeout=timeout)
     except SearchError as err:  # the reason, not a traceback of the worker process
         print(f"worker {index}: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's group: the main one reports it
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT)
 
 
 def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy, workers: int,
@@ -355,15 +346,23 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
             optimize(study, objective, n_trials=n_trials, timeout=timeout)
     except KeyboardInterrupt:
         # a Ctrl-C reached the workers too; a SIGINT sent to this process alone did not: pass it on
+        hold_interrupts()  # until the command has written out what finished
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         for process in others:
-            process.join(timeout=INTERRUPT_GRACE_SECONDS)
+            process.join(timeout=max(deadline - time.monotonic(), 0))
             if process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
         raise
     finally:
         for process in others:
             process.join()
-    stopped = [index for index, process in enumerate(others, start=1) if process.exitcode != 0]
-    if stopped:
-        raise SearchError(f"worker{'s' if len(stopped) > 1 else ''} {', '.join(map(str, stopped))} stopped with an "
-                          "error (its reason is printed above)")
+    interrupted = [index for index, process in enumerate(others, start=1) if process.exitcode == INTERRUPTED_EXIT]
+    failed = [index for index, process in enumerate(others, start=1) if process.exitcode not in (0, INTERRUPTED_EXIT)]
+    problems = [f"{_workers(failed)} stopped with an error (printed above)"] if failed else []
+    problems += [f"{_workers(interrupted)} interrupted (SIGINT)"] if interrupted else []
+    if problems:
+        raise SearchError("; ".join(problems))
+
+
+def _workers(indices: list[int]) -> str:
+    return f"worker{'s' if len(indices) > 1 else ''} {', '.join(map(str, indices))}"

@@ -116,14 +116,32 @@ def test_prompts_initialised_from_different_texts_are_different_configs():
     # same seed, two texts: neither run is taken for a rerun of the other, and the labels tell them apart
     assert sorted((r.label, r.seeds, r.score) for r in rows) == [
         ("prompt_tuning[init=random,num_virtual_tokens=5,lr=0.001]", 1, 0.60),
-        ("prompt_tuning[init=text,num_virtual_tokens=5,lr=0.001,init_text='Decide whether the revi…']", 1, 0.80),
+        ("prompt_tuning[init=text,num_virtual_tokens=5,lr=0.001,init_text='Decide whether the revie'…#2f4a]", 1, 0.80),
         ("prompt_tuning[init=text,num_virtual_tokens=5,lr=0.001,init_text='Sentiment:']", 1, 0.70)]
     (comparison,) = data.init_comparisons(rows)
     assert comparison.config == "prompt_tuning[num_virtual_tokens=5,lr=0.001]"
-    assert comparison.inits == ["random", "text 'Decide whether the revi…'", "text 'Sentiment:'"]
+    assert comparison.inits == ["random", "text 'Decide whether the revie'…#2f4a", "text 'Sentiment:'"]
     assert comparison.scores == [0.60, 0.80, 0.70]
-    # one text in a table: its label stays as short as the others
-    assert "init_text" not in aggregate([make_record("prompt_tuning", 0.7, init="text", init_text=long_text)])[0].label
+
+
+def test_a_text_only_matters_to_prompts_initialised_from_it():
+    text = "Decide whether the review below is positive or negative."
+    # a suite's shared settings may hand init_text to every init: the random-init seeds stay one config
+    rows = aggregate([make_record("prompt_tuning", 0.60, init="random", init_text=text),
+                      make_record("prompt_tuning", 0.70, seed=1, init="random", init_text=None),
+                      make_record("prompt_tuning", 0.80, init="text", init_text=text),
+                      make_record("lora", 0.85)])
+    assert sorted((r.label, r.seeds) for r in rows) == [  # one text: no label needs it
+        ("lora[lr=0.001]", 1), ("prompt_tuning[init=random,lr=0.001]", 2), ("prompt_tuning[init=text,lr=0.001]", 1)]
+    lengths = [make_record("prompt_tuning", 0.6, num_virtual_tokens=n, init="random", init_text=t)
+               for n, t in ((1, text), (20, None))]
+    assert [c.lengths for c in data.length_curves(aggregate(lengths))] == [[1, 20]]
+
+
+def test_texts_with_the_same_opening_get_different_labels():
+    texts = ["Classify the sentiment of this review:", "Classify the sentiment of the text:"]
+    rows = aggregate([make_record("prompt_tuning", 0.7, init="text", init_text=t) for t in texts])
+    assert len({r.label for r in rows}) == 2
 
 
 def test_the_printed_table_keeps_configs_that_differ_late_in_a_long_label_apart():

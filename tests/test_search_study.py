@@ -128,13 +128,17 @@ def test_local_workers_share_the_cpu_cores_and_give_them_back(monkeypatch):
     from bench.device import cpu_threads_shared_by
 
     monkeypatch.setattr("bench.device.pick_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
     before = torch.get_num_threads()
-    with cpu_threads_shared_by(3):
-        assert torch.get_num_threads() == 2  # 8 cores, 3 processes
-    assert torch.get_num_threads() == before
-    with cpu_threads_shared_by(1):
-        assert torch.get_num_threads() == before
+    try:
+        torch.set_num_threads(8)  # the user's (or PyTorch's) pick, below the 16 cores
+        with cpu_threads_shared_by(4):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 8
+        with cpu_threads_shared_by(1):
+            assert torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_surplus_trial_puts_its_starting_point_back_in_the_queue():
@@ -163,6 +167,18 @@ def test_an_interrupted_trial_fails_with_the_reason_and_its_starting_point_goes_
     interrupted, queued = study.trials
     assert (interrupted.state.name, interrupted.user_attrs[FAIL_REASON_ATTR]) == ("FAIL", INTERRUPTED)
     assert (queued.state.name, queued.system_attrs["fixed_params"]) == ("WAITING", {"lr": 0.03})
+
+
+def test_a_starting_point_put_back_by_an_interrupted_trial_is_not_taken_for_run():
+    from search.study import FAIL_REASON_ATTR, INTERRUPTED, _Guarded
+
+    study = optuna.create_study()
+    study.enqueue_trial({"lr": 0.03})
+    interrupted = study.ask()  # another worker's trial, interrupted: failed by Optuna only in a moment
+    interrupted.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED)
+    study.enqueue_trial({"lr": 0.03})
+    study.optimize(_Guarded(lambda t: t.suggest_float("lr", 0.001, 0.1), n_trials=1), n_trials=1)
+    assert study.trials[-1].state.name == "COMPLETE" and study.trials[-1].params == {"lr": 0.03}
 
 
 def test_a_failing_trial_is_kept_with_its_reason_and_the_search_goes_on():

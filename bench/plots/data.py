@@ -105,7 +105,8 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
 
 def _family(row: ResultRow, *keys: str) -> tuple:
     """Everything that makes a row's config but `keys`: rows with the same family differ only there."""
-    settings = tuple(sorted((k, str(v)) for k, v in row.settings.items() if k not in keys))
+    ignored = set(keys) | ({"init_text"} if row.settings.get("init") != "text" else set())  # unused text
+    settings = tuple(sorted((k, str(v)) for k, v in row.settings.items() if k not in ignored))
     train = json.dumps(row.train, sort_keys=True, default=str)
     return row.task, row.model, row.method, str(row.task_version), settings, train
 
