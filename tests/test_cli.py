@@ -120,7 +120,10 @@ def test_an_interrupted_suite_says_so_in_a_line_and_keeps_finished_runs(capsys, 
         raise KeyboardInterrupt  # what Ctrl-C raises mid-run
 
     monkeypatch.setattr("bench.bench_runner.run_suite", interrupted)
-    code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--results", tmp_path)
+    try:
+        code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--results", tmp_path)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped `spbench bench` as a traceback")
     assert code == 130
     assert err.strip().splitlines()[-1] == ("spbench bench: interrupted; finished runs are kept: the same command "
                                             "runs the others")
