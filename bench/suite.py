@@ -198,6 +198,10 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             if MODELS.get(model) and MODELS[model].kind == "encoder" and not card.is_classification:
                 suite.skipped.append(f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks")
                 continue
+            if method == "prompt_tuning" and settings.get("init") == "class_labels" and not card.is_classification:
+                suite.skipped.append(f"{task_name} / prompt_tuning init=class_labels: {task_name} is a {card.kind} "
+                                     "task, with no class labels to start from")
+                continue
             spec = RunSpec(task=task_name, model=model, method=method, method_settings=settings,
                            train=TrainSettings(**{**train.__dict__, **method_train, "seed": seed}),
                            tasks_dirs=tasks_dirs, results_dir=results_dir, progress=False)

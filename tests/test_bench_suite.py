@@ -46,6 +46,18 @@ def test_suite_expands_sweeps(tmp_path, tiny_models, tiny_tasks):
     assert load_suite("standard").skipped  # encoders skip generation tasks
 
 
+def test_runs_a_task_cannot_take_are_left_out_and_said():
+    suite = load_suite("standard")
+    generation = {"squad_v1", "samsum"}
+    assert not [run for run in suite.runs
+                if run.spec.task in generation and run.spec.method_settings.get("init") == "class_labels"]
+    assert [run for run in suite.runs if run.spec.task in generation and run.spec.model == "smollm2-135m"
+            and run.spec.method_settings.get("init") == "text"]  # the other inits still run there
+    assert "squad_v1 / minilm-l6: an encoder cannot answer qa tasks" in suite.skipped
+    assert ("samsum / prompt_tuning init=class_labels: samsum is a summarization task, with no class labels to "
+            "start from") in suite.skipped
+
+
 @pytest.mark.parametrize("path", sorted(SHIPPED_SUITES.glob("*.yaml")), ids=lambda path: path.stem)
 def test_shipped_suites_load(path):
     suite = load_suite(str(path))
