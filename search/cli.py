@@ -68,6 +68,11 @@ def run(args) -> int:
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
     space = load_space(args.space)  # a bad space is refused here, before any trial
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
+    if not all(c.is_classification for c in cards) and args.space is None:
+        # the default space covers every kind of task: it drops what a task without classes cannot take
+        space = space.without_choice("prompt_tuning", "init", "class_labels")
+        print("init=class_labels left out of the default space: "
+              f"{', '.join(c.name for c in cards if not c.is_classification)} has no class labels")
     inits = [(*p.choices, p.value) for p in space.params.get("prompt_tuning", ()) if p.name == "init"]
     if not all(c.is_classification for c in cards):
         if any("class_labels" in values for values in inits):

@@ -91,6 +91,15 @@ class SearchSpace:
     methods: tuple[str, ...]
     params: dict[str, tuple[Param, ...]]  # method -> the parameters it samples (shared ones included)
 
+    def without_choice(self, method: str, name: str, choice: Any) -> SearchSpace:
+        """This space with `choice` no longer offered for `method`'s categorical parameter `name`."""
+        def narrowed(param: Param) -> Param:
+            if param.name != name or param.kind != "categorical":
+                return param
+            return dataclasses.replace(param, choices=tuple(c for c in param.choices if c != choice))
+        params = {m: tuple(map(narrowed, ps)) if m == method else ps for m, ps in self.params.items()}
+        return dataclasses.replace(self, params=params)
+
     def sample(self, trial: optuna.Trial) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(method, method settings, training settings); parameters of other methods are not sampled."""
         method = self.methods[0] if len(self.methods) == 1 else trial.suggest_categorical("method", list(self.methods))

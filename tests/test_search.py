@@ -62,6 +62,22 @@ def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path
     assert not (tmp_path / "results").exists()
 
 
+def test_the_default_space_searches_a_task_without_classes_without_class_label_init(capsys, tmp_path, tiny_models,
+                                                                                   tiny_tasks):
+    # 5 trials: the four starting points (class-label init left out: three run) and two sampled configs
+    argv = ["search", "--task", "tiny_qa", "--model", tiny_models["gpt2"][0], "--trials", "5", "--steps", "2",
+            "--batch-size", "4", "--eval-every", "2", "--eval-size", "4", "--pruner", "none",
+            "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "qa"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "init=class_labels left out of the default space: tiny_qa has no class labels" in capsys.readouterr().out
+    trials = _study(tmp_path, "qa").trials
+    assert len([t for t in trials if t.state.name == "COMPLETE"]) == 5
+    inits = [t.params.get("prompt_tuning.init") for t in trials]
+    assert "class_labels" not in inits and any(inits)
+    assert _study(tmp_path, "qa").trials[0].distributions["prompt_tuning.init"].choices == ("random", "sampled_vocab",
+                                                                                             "text")
+
+
 def test_numbers_written_without_a_dot_are_numbers(tmp_path):
     # YAML reads 1e-3 as text; a range bound that spells a number is that number, typed by its setting
     space = load_space(write_space(tmp_path, """methods: [p_tuning]
