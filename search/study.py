@@ -196,6 +196,7 @@ class SearchError(ValueError):
 
 FAIL_REASON_ATTR = "fail_reason"
 INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
+NOT_RUN_ATTR = "not_run"  # trial user attr: why a trial ended before it ran (budget full, point already run)
 FAILURES_IN_A_ROW = 5  # a config the model cannot take fails one trial; this many in a row is not the config
 NOT_THE_CONFIG = (ModelError, TaskCardError)  # errors about the model or the task: the search stops at the first
 
@@ -228,13 +229,13 @@ class _Guarded:
         taken = [t.number for t in trials if queued and t.number < trial.number and t.state in counted
                  and t.system_attrs.get("fixed_params") == queued]
         if taken:
-            raise StartingPointTaken(f"starting point {queued} already run by trial {taken[0]}")
+            raise _not_run(trial, StartingPointTaken(f"starting point {queued} already run by trial {taken[0]}"))
         if self.n_trials is not None and sum(t.number < trial.number and t.state in counted
                                              for t in trials) >= self.n_trials:
             if queued:
                 trial.study.enqueue_trial(queued)
             trial.study.stop()
-            raise BudgetReached(f"the study already holds {self.n_trials} finished or running trials")
+            raise _not_run(trial, BudgetReached(f"the study already holds {self.n_trials} finished or running trials"))
         try:
             return self.objective(trial)
         except optuna.TrialPruned:
@@ -251,6 +252,12 @@ class _Guarded:
                 self.fatal = f"trial {trial.number}: {type(err).__name__}: {err}"
                 trial.study.stop()
             raise
+
+
+def _not_run(trial: optuna.Trial, reason: Exception) -> Exception:
+    """`reason`, kept on a trial failed before it ran anything (not a failure of its config)."""
+    trial.set_user_attr(NOT_RUN_ATTR, str(reason))
+    return reason
 
 
 class _StopOnRepeatedFailures:

@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bench.cli import main
-from search.export import write_plots
+from search.export import summary, write_plots
 from search.study import make_pruner, make_sampler, optimize
 
 
@@ -152,6 +152,9 @@ def test_a_surplus_trial_puts_its_starting_point_back_in_the_queue():
     assert study.trials[1].state == optuna.trial.TrialState.FAIL
     queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in queued] == [{"lr": 0.03}]
+    # the summary says why the study holds a failed trial it does not list as a failure
+    assert summary(study).splitlines()[-1] == ("not run (not counted): trial 1: the study already holds 1 "
+                                               "finished or running trials")
 
 
 def test_an_interrupted_trial_fails_with_the_reason_and_its_starting_point_goes_back_in_the_queue():
