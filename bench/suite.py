@@ -17,7 +17,7 @@ from bench.train import TrainSettings
 from bench.yaml_values import yaml_number
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
-SUITE_KEYS = {"name", "description", "tasks", "models", "methods", "seeds", "train"}
+SUITE_KEYS = {"name", "description", "tasks", "models", "model_kinds", "methods", "seeds", "train"}
 TRAIN_FIELDS = set(TrainSettings.__dataclass_fields__)
 NUMBER_TYPES = {"int": "an integer", "float": "a number"}
 
@@ -69,6 +69,32 @@ def _list(where: str, value: Any, entry: type, what: str) -> list:
             isinstance(v, entry) and not (isinstance(v, bool) and entry is not bool) for v in value):
         raise SuiteError(f"{where}: must be a non-empty list of {what}, got {value!r}")
     return value
+
+
+def _model_kinds(where: str, value: Any, models: list[str]) -> dict[str, str]:
+    """Declared kinds of hub models (known before they load, so runs they cannot take are left out)."""
+    from bench.models.registry import KINDS
+
+    if not isinstance(value, dict):
+        raise SuiteError(f"{where}: must map model names to kinds ({', '.join(KINDS)}), got {value!r}")
+    for model, kind in value.items():
+        if model not in models:
+            raise SuiteError(f"{where}.{model}: not one of the suite's models ({', '.join(models)})")
+        if kind not in KINDS:
+            raise SuiteError(f"{where}.{model}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return value
+
+
+def _cannot_take(task_name: str, card, model: str, kind: str | None, method: str, settings: dict) -> str | None:
+    """Why a run would only fail, where that is known before it loads anything (None: plan it)."""
+    if kind == "encoder" and not card.is_classification:
+        return f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks"
+    if kind == "seq2seq" and method == "prefix_tuning":
+        return f"{model} / prefix_tuning: not supported on seq2seq models (see the README)"
+    if method == "prompt_tuning" and settings.get("init") == "class_labels" and not card.is_classification:
+        return f"{task_name} / prompt_tuning init=class_labels: {task_name} is a {card.kind} task, with no class " \
+               "labels to start from"
+    return None
 
 
 def _typed(where: str, key: str, value: Any, declared: str) -> Any:
@@ -178,6 +204,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "
                          f"got {data['tasks']!r}")
     models = _list(f"{path} models", data["models"], str, "model names")
+    kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds", {}), models)
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
     defaults = _train(f"{path} train", data.get("train"))
     configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
@@ -195,16 +222,15 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         for model, (method, settings, method_train), seed in itertools.product(models, configs, seeds):
             label = method_label(method, sorted({**settings, **method_train}.items()))
-            if MODELS.get(model) and MODELS[model].kind == "encoder" and not card.is_classification:
-                suite.skipped.append(f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks")
-                continue
-            if method == "prompt_tuning" and settings.get("init") == "class_labels" and not card.is_classification:
-                suite.skipped.append(f"{task_name} / prompt_tuning init=class_labels: {task_name} is a {card.kind} "
-                                     "task, with no class labels to start from")
+            kind = kinds.get(model) or (MODELS[model].kind if model in MODELS else None)
+            cannot = _cannot_take(task_name, card, model, kind, method, settings)
+            if cannot:
+                suite.skipped.append(cannot)
                 continue
             spec = RunSpec(task=task_name, model=model, method=method, method_settings=settings,
                            train=TrainSettings(**{**train.__dict__, **method_train, "seed": seed}),
-                           tasks_dirs=tasks_dirs, results_dir=results_dir, progress=False)
+                           tasks_dirs=tasks_dirs, results_dir=results_dir, model_kind=kinds.get(model),
+                           progress=False)
             suite.runs.append(PlannedRun(spec=spec, label=label))
     suite.skipped = sorted(set(suite.skipped))
     return suite

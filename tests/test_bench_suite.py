@@ -58,6 +58,20 @@ def test_runs_a_task_cannot_take_are_left_out_and_said():
             "start from") in suite.skipped
 
 
+def test_declared_model_kinds_leave_out_what_a_hub_model_cannot_take(tmp_path, tiny_models, tiny_tasks):
+    t5, gpt2 = tiny_models["t5"][0], tiny_models["gpt2"][0]
+    path = tmp_path / "kinds.yaml"
+    path.write_text(f"name: kinds\nmodels: [{t5}, {gpt2}]\nmodel_kinds: {{{t5}: seq2seq}}\ntasks: {{tiny_qa: {{}}}}\n"
+                    "methods: [{method: prefix_tuning}, {method: lora}]\n")
+    suite = load_suite(str(path), tasks_dirs=(str(tiny_tasks),))
+    assert sorted((run.spec.model == t5, run.spec.method, run.spec.model_kind) for run in suite.runs) == [
+        (False, "lora", None), (False, "prefix_tuning", None), (True, "lora", "seq2seq")]
+    assert suite.skipped == [f"{t5} / prefix_tuning: not supported on seq2seq models (see the README)"]
+    full = load_suite("full")  # its hub models declare their kinds: no run it plans is refused for its kind
+    assert not [r for r in full.runs if r.spec.model == "roberta-large" and r.spec.task in ("squad_v1", "samsum")]
+    assert not [r for r in full.runs if r.spec.model_kind == "seq2seq" and r.spec.method == "prefix_tuning"]
+
+
 @pytest.mark.parametrize("path", sorted(SHIPPED_SUITES.glob("*.yaml")), ids=lambda path: path.stem)
 def test_shipped_suites_load(path):
     suite = load_suite(str(path))
@@ -89,6 +103,9 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"tasks": "{sst2: 50}"}, "tasks.sst2: must be a mapping, got 50"),
     ({"tasks": "{sst2: {steps: lots}}"}, "tasks.sst2: `steps` must be an integer, got 'lots'"),
     ({"models": "minilm-l6"}, "models: must be a non-empty list of model names"),
+    ({"model_kinds": "[encoder]"}, "model_kinds: must map model names to kinds"),
+    ({"model_kinds": "{roberta-large: encoder}"}, "model_kinds.roberta-large: not one of the suite's models"),
+    ({"model_kinds": "{minilm-l6: bert}"}, "model_kinds.minilm-l6: unknown kind 'bert'; expected one of"),
     ({"seeds": "3"}, "seeds: must be a non-empty list of integers"),
     ({"seeds": "[0, true]"}, "seeds: must be a non-empty list of integers"),
     ({"train": "[steps, 5]"}, "train: must be a mapping"),
