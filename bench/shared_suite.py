@@ -74,6 +74,8 @@ def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]
                  if t.user_attrs.get(RUN_ATTR) == run_id and t.number < trial.number]
         if taken:  # queued twice by racing reruns: the earlier trial owns the run
             raise _QueueEmpty(f"run {run_id} is already done or running in trial {taken[0].number}")
+        if run_id not in by_id:  # queued by a plan of another version of the suite (a run since left out)
+            raise _QueueEmpty(f"run {run_id} is not in this suite's plan")
         run, started = by_id[run_id], time.perf_counter()
         try:
             record = execute_run(run.spec, pool=pool)

@@ -73,7 +73,7 @@ def _list(where: str, value: Any, entry: type, what: str) -> list:
 
 def _model_kinds(where: str, value: Any, models: list[str]) -> dict[str, str]:
     """Declared kinds of hub models (known before they load, so runs they cannot take are left out)."""
-    from bench.models.registry import KINDS
+    from bench.models.registry import KINDS, MODELS
 
     if not isinstance(value, dict):
         raise SuiteError(f"{where}: must map model names to kinds ({', '.join(KINDS)}), got {value!r}")
@@ -82,6 +82,8 @@ def _model_kinds(where: str, value: Any, models: list[str]) -> dict[str, str]:
             raise SuiteError(f"{where}.{model}: not one of the suite's models ({', '.join(models)})")
         if kind not in KINDS:
             raise SuiteError(f"{where}.{model}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if model in MODELS and MODELS[model].kind != kind:
+            raise SuiteError(f"{where}.{model}: a registered {MODELS[model].kind} model, not {kind}")
     return value
 
 
@@ -204,7 +206,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "
                          f"got {data['tasks']!r}")
     models = _list(f"{path} models", data["models"], str, "model names")
-    kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds", {}), models)
+    kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds") or {}, models)
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
     defaults = _train(f"{path} train", data.get("train"))
     configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))

@@ -71,8 +71,9 @@ def run(args) -> int:
     if not all(c.is_classification for c in cards) and args.space is None:
         # the default space covers every kind of task: it drops what a task without classes cannot take
         space = space.without_choice("prompt_tuning", "init", "class_labels")
-        print("init=class_labels left out of the default space: "
-              f"{', '.join(c.name for c in cards if not c.is_classification)} has no class labels")
+        without = [c.name for c in cards if not c.is_classification]
+        print(f"init=class_labels left out of the default space: {', '.join(without)} "
+              f"{'has' if len(without) == 1 else 'have'} no class labels")
     inits = [(*p.choices, p.value) for p in space.params.get("prompt_tuning", ()) if p.name == "init"]
     if not all(c.is_classification for c in cards):
         if any("class_labels" in values for values in inits):

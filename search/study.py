@@ -267,6 +267,8 @@ class _StopOnRepeatedFailures:
         self.failed: list[tuple[int, str]] = []  # (trial number, reason), the failures in a row so far
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if NOT_RUN_ATTR in trial.user_attrs:  # ended before its config ran: says nothing either way
+            return
         reason = trial.user_attrs.get(FAIL_REASON_ATTR)
         self.failed = self.failed + [(trial.number, reason)] if trial.state == TrialState.FAIL and reason else []
         if len(self.failed) >= FAILURES_IN_A_ROW:

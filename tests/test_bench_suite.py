@@ -1,6 +1,8 @@
 """Suites: expansion, resume after a kill, failures recorded without stopping the suite."""
 
+import io
 import json
+import logging
 import os
 import re
 import signal
@@ -106,6 +108,7 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"model_kinds": "[encoder]"}, "model_kinds: must map model names to kinds"),
     ({"model_kinds": "{roberta-large: encoder}"}, "model_kinds.roberta-large: not one of the suite's models"),
     ({"model_kinds": "{minilm-l6: bert}"}, "model_kinds.minilm-l6: unknown kind 'bert'; expected one of"),
+    ({"model_kinds": "{minilm-l6: causal}"}, "model_kinds.minilm-l6: a registered encoder model, not causal"),
     ({"seeds": "3"}, "seeds: must be a non-empty list of integers"),
     ({"seeds": "[0, true]"}, "seeds: must be a non-empty list of integers"),
     ({"train": "[steps, 5]"}, "train: must be a mapping"),
@@ -197,6 +200,28 @@ def test_suite_shared_through_a_study_runs_each_run_once(tmp_path, tiny_models, 
     table = spbench("results", tmp_path / "table", "--storage", url, "--study", f"suite-{name}", "--split", "validation")
     output = table.communicate(timeout=120)[0]
     assert table.returncode == 0 and "5 runs, 0 failed" in output, output
+
+
+def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_models, tiny_tasks):
+    from bench.shared_suite import RUN_ATTR, open_suite_study, run_shared_suite
+
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),),
+                       results_dir=tmp_path / "machine")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    study = open_suite_study(suite, url)
+    # a run an older version of the suite planned and queued, since left out of the plan
+    study.enqueue_trial({"run": 99}, user_attrs={RUN_ATTR: "tiny_qa__left_out__s0"})
+    optuna_log = io.StringIO()  # Optuna's own handler writes to the stderr it found at import
+    handler = logging.StreamHandler(optuna_log)
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        done, failures = run_shared_suite(suite, url)
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert (done, failures) == (5, [])
+    assert "run tiny_qa__left_out__s0 is not in this suite's plan" in optuna_log.getvalue()
+    (passed_over,) = [t for t in study.trials if t.user_attrs[RUN_ATTR] == "tiny_qa__left_out__s0"]
+    assert passed_over.state.name == "FAIL"
 
 
 def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_path, tiny_models, tiny_tasks):

@@ -216,6 +216,25 @@ def test_trials_failing_again_and_again_stop_the_search_with_their_reasons():
     assert len(study.trials) == FAILURES_IN_A_ROW
 
 
+def test_a_trial_that_never_ran_neither_counts_nor_breaks_a_run_of_failures():
+    from search.study import FAIL_REASON_ATTR, FAILURES_IN_A_ROW, NOT_RUN_ATTR, _StopOnRepeatedFailures
+
+    class Study:
+        stopped = False
+
+        def stop(self):
+            self.stopped = True
+
+    study, stop = Study(), _StopOnRepeatedFailures()
+    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                       user_attrs={FAIL_REASON_ATTR: "OSError: No space left on device"})
+    not_run = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                        user_attrs={NOT_RUN_ATTR: "starting point {'lr': 0.03} already run by trial 0"})
+    for trial in [failed] * (FAILURES_IN_A_ROW - 1) + [not_run, failed]:
+        stop(study, trial)
+    assert study.stopped and len(stop.failed) == FAILURES_IN_A_ROW
+
+
 def test_an_error_about_the_model_stops_the_search_at_the_first_trial():
     from bench.models.registry import ModelError
     from search.study import SearchError
