@@ -21,7 +21,7 @@ def pick_device() -> torch.device:
 def cpu_threads_shared_by(processes: int):
     """This process runs on its share of the CPU cores while `processes` train on them at once:
     PyTorch starts a thread per core in every process, and N processes then oversubscribe the cores
-    (two search workers on two cores ran 2.4x slower than one). Nothing to share on CUDA."""
+    (two search workers on two cores ran 3.1x slower than one). Nothing to share on CUDA."""
     threads = torch.get_num_threads()
     if processes > 1 and pick_device().type != "cuda":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

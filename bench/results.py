@@ -63,11 +63,15 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
     return varying
 
 
+def init_text(settings: dict) -> str | None:
+    """The text a prompt was initialised from (other inits ignore a text they are handed): runs from
+    two texts are two configs, though the text is too long for every label (it is shown, shortened,
+    only where it tells configs apart)."""
+    return settings.get("init_text") if settings.get("init") == "text" else None
+
+
 def _init_text(record: RunRecord) -> str | None:
-    """The text a prompt was initialised from: runs from two texts are two configs, though the text
-    is too long for every label (it is shown, shortened, only where it tells configs apart)."""
-    settings = record["method"]["settings"]
-    return settings.get("init_text") if settings.get("init") == "text" else None  # other inits ignore it
+    return init_text(record["method"]["settings"])
 
 
 def shortened(text: str, limit: int = 24) -> str:

@@ -213,6 +213,8 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     from bench.models.registry import MODELS
     from tasks import find_task
 
+    known_kinds = {**{m: MODELS[m].kind for m in models if m in MODELS}, **kinds}
+
     for task_name, budget in tasks.items():
         try:
             card = find_task(task_name, tasks_dirs=tasks_dirs)
@@ -224,8 +226,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         for model, (method, settings, method_train), seed in itertools.product(models, configs, seeds):
             label = method_label(method, sorted({**settings, **method_train}.items()))
-            kind = kinds.get(model) or (MODELS[model].kind if model in MODELS else None)
-            cannot = _cannot_take(task_name, card, model, kind, method, settings)
+            cannot = _cannot_take(task_name, card, model, known_kinds.get(model), method, settings)
             if cannot:
                 suite.skipped.append(cannot)
                 continue

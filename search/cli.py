@@ -68,17 +68,16 @@ def run(args) -> int:
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
     space = load_space(args.space)  # a bad space is refused here, before any trial
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
-    if not all(c.is_classification for c in cards) and args.space is None:
+    without_classes = [c.name for c in cards if not c.is_classification]
+    if without_classes and args.space is None:
         # the default space covers every kind of task: it drops what a task without classes cannot take
         space = space.without_choice("prompt_tuning", "init", "class_labels")
-        without = [c.name for c in cards if not c.is_classification]
-        print(f"init=class_labels left out of the default space: {', '.join(without)} "
-              f"{'has' if len(without) == 1 else 'have'} no class labels")
+        print(f"init=class_labels left out of the default space: {', '.join(without_classes)} "
+              f"{'has' if len(without_classes) == 1 else 'have'} no class labels")
     inits = [(*p.choices, p.value) for p in space.params.get("prompt_tuning", ()) if p.name == "init"]
-    if not all(c.is_classification for c in cards):
-        if any("class_labels" in values for values in inits):
-            raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
-                             f"{', '.join(c.name for c in cards if not c.is_classification)}")
+    if without_classes and any("class_labels" in values for values in inits):
+        raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
+                         f"{', '.join(without_classes)}")
     multi = len(objectives) == 2
     name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}" + (f"__{objectives[1]}" if multi else "")
     folder = args.results / name
@@ -98,7 +97,7 @@ def run(args) -> int:
                         "batch_size": args.batch_size, "eval_every": args.eval_every,
                         "monitor_size": train.monitor_size, "eval_size": args.eval_size}, directions=directions)
     if not study.trials:
-        enqueue_known_good(study, space, classification=all(c.is_classification for c in cards))
+        enqueue_known_good(study, space, classification=not without_classes)
     references = _references(study, args.results, tasks, args.model) if len(tasks) > 1 else {}
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,

@@ -21,7 +21,7 @@ from bench.models import load_base_model  # noqa: E402
 from bench.record import write_text_atomic  # noqa: E402
 from tasks import load_task  # noqa: E402
 
-from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR  # noqa: E402
+from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -201,12 +201,9 @@ def _failures(study: optuna.Study, shown: int = 5) -> list[str]:
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
     lines = [f"failed (not counted): trial {t.number} {t.user_attrs.get('config', t.params)}: "
              f"{t.user_attrs[FAIL_REASON_ATTR]}" for t in failed if FAIL_REASON_ATTR in t.user_attrs][-shown:]
-    not_run: dict[str, list[str]] = {}  # reason -> trials; workers raced for the last slots or a starting point
-    for t in failed:
-        if NOT_RUN_ATTR in t.user_attrs:
-            not_run.setdefault(t.user_attrs[NOT_RUN_ATTR], []).append(str(t.number))
-    return lines + [f"not run (not counted): trial{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}: {reason}"
-                    for reason, numbers in not_run.items()]
+    # workers raced for the last slots or for a starting point: nothing of these trials ran
+    not_run = [(t.number, t.user_attrs[NOT_RUN_ATTR]) for t in failed if NOT_RUN_ATTR in t.user_attrs]
+    return lines + [f"not run (not counted): {line}" for line in listed_by_reason(not_run)]
 
 
 def _ties_line(error: float, n: int, tied: list[optuna.trial.FrozenTrial]) -> str:

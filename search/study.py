@@ -275,11 +275,20 @@ class _StopOnRepeatedFailures:
             study.stop()
 
     def describe(self) -> str:
-        """`trials 0, 2: reason; trial 4: other reason`: the same reason once, with its trials."""
-        by_reason: dict[str, list[str]] = {}
-        for number, reason in self.failed:
-            by_reason.setdefault(reason, []).append(str(number))
-        return "; ".join(f"trial{'s' if len(n) > 1 else ''} {', '.join(n)}: {r}" for r, n in by_reason.items())
+        return "; ".join(listed_by_reason(self.failed))
+
+
+def listed_by_reason(pairs) -> list[str]:
+    """`trials 0, 2: reason`, one line per reason (in order of first appearance), from (number, reason) pairs."""
+    by_reason: dict[str, list[int]] = {}
+    for number, reason in pairs:
+        by_reason.setdefault(reason, []).append(number)
+    return [f"{numbered('trial', numbers)}: {reason}" for reason, numbers in by_reason.items()]
+
+
+def numbered(noun: str, numbers: list[int]) -> str:
+    """`trial 4` or `trials 0, 2`."""
+    return f"{noun}{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
 
 
 def _has_room(study: optuna.Study, n_trials: int) -> bool:
@@ -367,11 +376,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
             process.join()
     interrupted = [index for index, process in enumerate(others, start=1) if process.exitcode == INTERRUPTED_EXIT]
     failed = [index for index, process in enumerate(others, start=1) if process.exitcode not in (0, INTERRUPTED_EXIT)]
-    problems = [f"{_workers(failed)} stopped with an error (printed above)"] if failed else []
-    problems += [f"{_workers(interrupted)} interrupted (SIGINT)"] if interrupted else []
+    problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
+    problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
     if problems:
         raise SearchError("; ".join(problems))
-
-
-def _workers(indices: list[int]) -> str:
-    return f"worker{'s' if len(indices) > 1 else ''} {', '.join(map(str, indices))}"

@@ -7,7 +7,7 @@ import re
 from collections import defaultdict
 from typing import NamedTuple
 
-from bench.results import REFERENCE_METHODS, ResultRow, shortened
+from bench.results import REFERENCE_METHODS, ResultRow, init_text, shortened
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -105,7 +105,7 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
 
 def _family(row: ResultRow, *keys: str) -> tuple:
     """Everything that makes a row's config but `keys`: rows with the same family differ only there."""
-    ignored = set(keys) | ({"init_text"} if row.settings.get("init") != "text" else set())  # unused text
+    ignored = set(keys) | ({"init_text"} if init_text(row.settings) is None else set())  # unused text
     settings = tuple(sorted((k, str(v)) for k, v in row.settings.items() if k not in ignored))
     train = json.dumps(row.train, sort_keys=True, default=str)
     return row.task, row.model, row.method, str(row.task_version), settings, train
