@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, TypedDict
@@ -93,6 +94,27 @@ def write_text_atomic(text: str, path: Path) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def copy_tree_atomic(source: Path, destination: Path) -> Path:
+    """Copy a folder beside `destination`, then swap it in: a killed process leaves the old copy or
+    the new one whole, never a mix (at worst, the old one under a hidden `.old` name beside it)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the copy from other users
+        if destination.exists():
+            retired = staging.with_name(staging.name + ".old")
+            os.replace(destination, retired)
+            os.replace(staging, destination)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
 
 
 def _umask() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +17,7 @@ from peft import PeftModel  # noqa: E402
 
 from bench.modeling import TunedModel  # noqa: E402
 from bench.models import load_base_model  # noqa: E402
-from bench.record import write_text_atomic  # noqa: E402
+from bench.record import copy_tree_atomic, write_text_atomic  # noqa: E402
 from tasks import load_task  # noqa: E402
 
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
@@ -119,10 +118,7 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
     for path in records:
         record = json.loads(path.read_text())
         task = record["task"]["name"]
-        adapter = folder / "best_adapter" / task
-        if adapter.exists():
-            shutil.rmtree(adapter)
-        shutil.copytree(record["artifact_path"], adapter)
+        copy_tree_atomic(Path(record["artifact_path"]), folder / "best_adapter" / task)
         test[task] = score_test_once(path, tasks_dirs=tasks_dirs)
     return test
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +14,7 @@ import transformers
 
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
 from bench.methods import MethodError, get_method
-from bench.record import write_json_atomic
+from bench.record import copy_tree_atomic, write_json_atomic
 from bench.run import RunSpec, _base_of, _check_fits, _improvement
 from bench.train import TrainSettings
 
@@ -174,3 +175,41 @@ def test_records_are_readable_as_the_umask_allows(tmp_path, umask):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_copied_folder_replaces_the_old_one_whole(tmp_path):
+    source, destination = tmp_path / "adapter", tmp_path / "best" / "adapter"
+    source.mkdir()
+    (source / "weights").write_text("new")
+    destination.mkdir(parents=True)
+    (destination / "weights").write_text("old")
+    (destination / "stale").write_text("from an older winner")
+    copy_tree_atomic(source, destination)
+    assert sorted(p.name for p in destination.iterdir()) == ["weights"]
+    assert (destination / "weights").read_text() == "new"
+    assert [p.name for p in destination.parent.iterdir()] == ["adapter"]  # no staging left behind
+    assert stat.S_IMODE(destination.stat().st_mode) == 0o777 & ~_current_umask()
+
+
+def test_a_copy_that_fails_midway_leaves_the_old_folder(tmp_path, monkeypatch):
+    source, destination = tmp_path / "adapter", tmp_path / "best" / "adapter"
+    source.mkdir()
+    (source / "weights").write_text("new")
+    destination.mkdir(parents=True)
+    (destination / "weights").write_text("old")
+
+    def copy_then_die(src, dst, **kwargs):
+        Path(dst, "weights").write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("bench.record.shutil.copytree", copy_then_die)
+    with pytest.raises(OSError, match="disk full"):
+        copy_tree_atomic(source, destination)
+    assert (destination / "weights").read_text() == "old"
+    assert [p.name for p in destination.parent.iterdir()] == ["adapter"]
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
