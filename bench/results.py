@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.record import RunRecord, scores_before_training
+from bench.record import RunRecord, read_record, scores_before_training
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
              "artifact_bytes", "latency_overhead")
@@ -87,7 +87,7 @@ def load_records(folder: Path) -> tuple[list[RunRecord], list[dict]]:
     records, failures = [], []
     for path in sorted(Path(folder).rglob("record.json")):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = read_record(path)
             record["scores"], record["task"]["primary_metric"], record["cost"]  # noqa: B018  (shape check)
         except (OSError, ValueError, KeyError, TypeError) as err:
             warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}", stacklevel=2)

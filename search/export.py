@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from peft import PeftModel  # noqa: E402
 
 from bench.modeling import TunedModel  # noqa: E402
 from bench.models import load_base_model  # noqa: E402
-from bench.record import copy_tree_atomic, write_text_atomic  # noqa: E402
+from bench.record import copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
 from tasks import load_task  # noqa: E402
 
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
@@ -46,7 +45,7 @@ def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial
     if len(records) != 1:
         return None
     try:
-        record = json.loads(Path(records[0]).read_text())
+        record = read_record(records[0])
     except OSError:  # run on another machine of a shared study
         return None
     n = record["scores"]["validation"].get("n")
@@ -63,7 +62,7 @@ def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial
 
 def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> dict[str, float]:
     """Score a trial's saved adapter on the test split: done once, for the winner, never to choose."""
-    record = json.loads(Path(record_path).read_text())
+    record = read_record(record_path)
     task = load_task(record["task"]["card"], tasks_dirs=tasks_dirs)
     num_labels = len(task.card.classes) if task.card.is_classification else None
     base = load_base_model(record["model"]["name"], num_labels=num_labels)
@@ -116,7 +115,7 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
     """Copy the winner's adapters under best_adapter/ and score each on its task's test split."""
     test = {}
     for path in records:
-        record = json.loads(path.read_text())
+        record = read_record(path)
         task = record["task"]["name"]
         copy_tree_atomic(Path(record["artifact_path"]), folder / "best_adapter" / task)
         test[task] = score_test_once(path, tasks_dirs=tasks_dirs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,10 +69,6 @@ class TaskCard:
     @property
     def classes(self) -> list[Any]:
         return list(self.label_words)
-
-    @property
-    def template_fields(self) -> list[str]:
-        return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
