@@ -9,20 +9,27 @@ import signal
 import threading
 
 
-class _NoTracebackOnInterrupt(logging.Filter):
-    """Optuna logs a failed trial with its traceback; for Ctrl-C that is noise (the reason is on the trial)."""
+class _NoTracebackFor(logging.Filter):
+    """Optuna logs a failed trial with its traceback; for Ctrl-C, or an error whose message says it
+    all (the reason is kept on the trial too), that is noise."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.expected = expected
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
             record.exc_info = None
         return True
 
 
-def quiet_interrupted_trials() -> None:
-    """Optuna's log of a trial failed by Ctrl-C keeps its one line and drops the traceback."""
+def quiet_trial_failures(*expected: type[BaseException]) -> None:
+    """Optuna's log of a trial failed by Ctrl-C, or by one of the `expected` errors, keeps its one
+    line and drops the traceback."""
+    quiet = (KeyboardInterrupt, *expected)
     for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _NoTracebackOnInterrupt) for f in handler.filters):
-            handler.addFilter(_NoTracebackOnInterrupt())
+        if not any(isinstance(f, _NoTracebackFor) and f.expected == quiet for f in handler.filters):
+            handler.addFilter(_NoTracebackFor(quiet))
 
 
 def _main_thread() -> bool:

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.bench_runner import failure_entry, record_path
-from bench.interrupts import quiet_interrupted_trials
+from bench.interrupts import quiet_trial_failures
 from bench.models import ModelPool
 from bench.record import RunRecord, write_json_atomic
 from bench.run import execute_run
@@ -93,7 +93,7 @@ def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.stop()
 
-    quiet_interrupted_trials()  # Ctrl-C: the failed run's line, not its traceback
+    quiet_trial_failures()  # Ctrl-C: the failed run's line, not its traceback
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         study.optimize(objective, callbacks=[stop_when_queue_empty], catch=(Exception,))
     done = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -51,6 +51,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from bench.models import ModelError, resolve_model
     from bench.train import TrainSettings
     from search.objective import COSTS, Objective
     from search.space import SpaceError, load_space
@@ -78,6 +79,11 @@ def run(args) -> int:
     if without_classes and any("class_labels" in values for values in inits):
         raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
                          f"{', '.join(without_classes)}")
+    model = resolve_model(args.model)  # an unknown model is refused before a study exists, not by its first trial
+    if model.kind == "encoder" and without_classes:
+        raise ModelError(f"model {args.model!r} is an encoder (classification head only); "
+                         f"{', '.join(without_classes)} need{'s' if len(without_classes) == 1 else ''} "
+                         "generation: use a causal or seq2seq model")
     multi = len(objectives) == 2
     name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}" + (f"__{objectives[1]}" if multi else "")
     folder = args.results / name

@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from bench.device import cpu_threads_shared_by
-from bench.interrupts import hold_interrupts, interrupts_restored, quiet_interrupted_trials
+from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
 from bench.models.registry import ModelError
 from search.pruning import NoiseAwarePruner
 from search.space import SearchSpace
@@ -305,7 +305,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
     worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
-    quiet_interrupted_trials()
+    quiet_trial_failures(*NOT_THE_CONFIG)
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's

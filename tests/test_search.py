@@ -62,6 +62,21 @@ def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path
     assert not (tmp_path / "results").exists()
 
 
+def test_an_unknown_model_is_refused_before_a_study_exists(capsys, tmp_path, tiny_tasks):
+    code = main(["search", "--task", "tiny_cls", "--model", str(tmp_path / "no-such-model"), "--trials", "1",
+                 "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
+    assert code == 2 and "unknown model" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_encoder_is_refused_for_a_task_without_classes_before_a_study_exists(capsys, tmp_path, tiny_tasks):
+    code = main(["search", "--task", "tiny_cls,tiny_qa", "--model", "minilm-l6", "--trials", "1",
+                 "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
+    assert code == 2
+    assert "model 'minilm-l6' is an encoder (classification head only); tiny_qa needs generation" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 def test_the_default_space_searches_a_task_without_classes_without_class_label_init(capsys, tmp_path, tiny_models,
                                                                                    tiny_tasks):
     # 5 trials: the four starting points (class-label init left out: three run) and two sampled configs

@@ -1,5 +1,8 @@
 """Study plumbing without training: the default sampler and pruner, time limits, plots, argument errors."""
 
+import contextlib
+import io
+import logging
 import time
 
 import optuna
@@ -243,9 +246,33 @@ def test_an_error_about_the_model_stops_the_search_at_the_first_trial():
         raise ModelError("model 'minilm-l6' is an encoder: it needs a classification task")
 
     study = optuna.create_study(direction="maximize")
-    with pytest.raises(SearchError, match="stopped: trial 0: ModelError: model 'minilm-l6' is an encoder"):
+    with optuna_log() as log, pytest.raises(SearchError, match="stopped: trial 0: ModelError: model 'minilm-l6'"):
         optimize(study, objective, n_trials=20, timeout=None)
     assert len(study.trials) == 1
+    assert "Trial 0 failed" in log.getvalue() and "Traceback" not in log.getvalue()  # its message says it all
+
+
+def test_a_config_that_crashes_is_logged_with_its_traceback():
+    def objective(trial):
+        if trial.number == 0:
+            raise RuntimeError("a bug somewhere")
+        return 1.0
+
+    with optuna_log() as log:
+        optimize(optuna.create_study(direction="maximize"), objective, n_trials=1, timeout=None)
+    assert "Trial 0 failed" in log.getvalue() and "Traceback" in log.getvalue()
+
+
+@contextlib.contextmanager
+def optuna_log():
+    """What Optuna logs meanwhile (its own handler writes to the stderr it found at import, not capsys's)."""
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        yield log
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
 
 
 def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds(tmp_path, monkeypatch):
