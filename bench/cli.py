@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.user_warnings import show_warnings_to_users
 from tasks import TaskCardError
 
 RUN_EXAMPLES = """examples:
@@ -109,8 +110,9 @@ def _tasks(args) -> int:
         return _task_show(args)
     if args.action == "validate":
         return _task_validate(args)
+    cards = available_tasks(tuple(args.tasks_dir))  # a missing folder is refused before the table starts
     print(f"{'name':<12} {'kind':<15} {'train/validation/test':<22} {'metric':<10} source")
-    for name, card in sorted(available_tasks(tuple(args.tasks_dir)).items()):
+    for name, card in sorted(cards.items()):
         sizes = "/".join(_split_size(card, split) for split in ("train", "validation", "test"))
         source = card.source.get("hub") or Path(card.source["local"]).name
         print(f"{name:<12} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  (v{card.version})")
@@ -197,14 +199,21 @@ def _results(args) -> int:
 
 
 def _records(args):
-    from bench.results import load_records
+    from bench.results import DEFAULT_RESULTS, SHIPPED_RESULTS, load_records
 
+    named, args.folder = args.folder is not None, args.folder or DEFAULT_RESULTS  # where tables and plots go
     if args.storage:
         from bench.shared_suite import records_from_study
 
         if not args.study:
             raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
         records, failures = records_from_study(args.storage, args.study)
+    elif not named:  # your runs: those committed with the project are left out unless named
+        shipped = [name for name in SHIPPED_RESULTS if (DEFAULT_RESULTS / name).is_dir()]
+        if shipped:
+            print(f"left out: {', '.join(str(DEFAULT_RESULTS / name) for name in shipped)} (shipped with the project; "
+                  "name a folder to include it)", file=sys.stderr)
+        records, failures = load_records(args.folder, leave_out=SHIPPED_RESULTS)
     else:
         records, failures = load_records(args.folder)
     if not records:
@@ -257,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                             ("plot", "score-vs-cost, relative-to-full-FT, prompt length and init plots"),
                             ("report", "a Markdown report with tables, plots and environment")):
         command = sub.add_parser(name, help=help_text)
-        command.add_argument("folder", nargs="?", type=Path, default=Path("results"), help="results folder")
+        command.add_argument("folder", nargs="?", type=Path,
+                             help="results folder (default: results/, without the reference and search tables "
+                             "shipped there)")
         command.add_argument("--split", default="test", choices=("validation", "test"))
         command.add_argument("--storage", help="read records from a study (a shared suite's or a search's) "
                              "instead of the folder")
@@ -285,6 +296,7 @@ RESUMABLE = {  # what an interrupted command kept, and how to go on
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    show_warnings_to_users()
     args = build_parser().parse_args(argv)
     handlers = {"run": _run, "models": _models, "tasks": _tasks, "bench": _bench, "results": _results,
                 "plot": _plot, "report": _report, "search": _search}

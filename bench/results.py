@@ -82,23 +82,43 @@ def shortened(text: str, limit: int = 24) -> str:
     return f"{text[:limit]!r}…#{zlib.crc32(text.encode()) & 0xFFFF:04x}"
 
 
-def load_records(folder: Path) -> tuple[list[RunRecord], list[dict]]:
-    """All complete records under `folder`, and the failures left by runs that did not finish."""
-    records, failures = [], []
-    for path in sorted(Path(folder).rglob("record.json")):
+DEFAULT_RESULTS = Path("results")
+SHIPPED_RESULTS = ("reference", "search_tables")  # committed under results/ with the project: not a user's runs
+
+
+def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list[RunRecord], list[dict]]:
+    """All complete records under `folder` (but not under its subfolders named in `leave_out`), and
+    the failures left by runs that did not finish. A run found twice (the same run_id: same config
+    and seed, such as a copied folder) counts once, by its latest record."""
+    def found(pattern: str) -> list[Path]:
+        return [path for path in sorted(Path(folder).rglob(pattern))
+                if path.relative_to(folder).parts[0] not in leave_out]
+
+    records: dict[str, RunRecord] = {}
+    repeated: list[Path] = []
+    for path in found("record.json"):
         try:
             record = read_record(path)
             record["scores"], record["task"]["primary_metric"], record["cost"]  # noqa: B018  (shape check)
         except (OSError, ValueError, KeyError, TypeError) as err:
             warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}", stacklevel=2)
             continue
-        records.append(record)
-    for path in sorted(Path(folder).rglob("failure.json")):
+        key = record.get("run_id") or str(path)
+        if key in records:
+            repeated.append(path)
+            if record.get("finished_at", "") < records[key].get("finished_at", ""):
+                continue
+        records[key] = record
+    if repeated:
+        warnings.warn(f"{len(repeated)} records under {folder} repeat a run found elsewhere in it (same run_id), "
+                      f"e.g. {repeated[0]}: each run counts once, by its latest record", stacklevel=2)
+    failures = []
+    for path in found("failure.json"):
         try:
             failures.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             warnings.warn(f"skipping unreadable failure file {path}", stacklevel=2)
-    return records, failures
+    return list(records.values()), failures
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +19,7 @@ from peft import PeftModel  # noqa: E402
 from bench.modeling import TunedModel  # noqa: E402
 from bench.models import load_base_model  # noqa: E402
 from bench.record import copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
+from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 from tasks import load_task  # noqa: E402
 
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
@@ -124,6 +127,9 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
 
 def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     frame = study.trials_dataframe(attrs=("number", "value", "values", "params", "state", "duration", "user_attrs"))
+    # one row a trial that started (a queued starting point is not one yet), without the whole run
+    # records kept for other machines (each trial's record.json has them)
+    frame = frame[frame["state"] != "WAITING"].drop(columns=[f"user_attrs_{SEARCH_RECORDS_ATTR}"], errors="ignore")
     return write_text_atomic(frame.to_csv(index=False), folder / "trials.csv")
 
 
@@ -159,10 +165,12 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         drawings.append(("param_importances", lambda: optuna_plots.plot_param_importances(study)))
     for name, draw in drawings:
         try:
-            axes = draw()
+            with warnings.catch_warnings(record=True) as notes:
+                axes = draw()
         except (ValueError, RuntimeError) as err:  # e.g. importances need >1 varying parameter
             print(f"plot {name} skipped: {err}")
             continue
+        _summarize_sparse_importances(name, notes)
         path = folder / f"{name}.png"
         axes.figure.tight_layout()
         axes.figure.savefig(path, dpi=120)
@@ -176,11 +184,30 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     return paths
 
 
+def _summarize_sparse_importances(plot: str, notes: list[warnings.WarningMessage]) -> None:
+    """Optuna warns once per parameter whose values have fewer than 2 trials each: one line says it
+    for all of them; any other warning is shown as it came."""
+    sparse = []
+    for note in notes:
+        match = re.search(r"parameter `([^`]+)` have less than 2 trials", str(note.message))
+        if match:
+            sparse.append(match.group(1))
+        else:
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
+    if sparse:
+        print(f"plot {plot}: some values of {', '.join(sparse)} have fewer than 2 trials: their importances are rough")
+
+
 def summary(study: optuna.Study) -> str:
-    states = {s.name: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
-    done = len(study.get_trials(deepcopy=False, states=DONE))
-    lines = [f"study {study.study_name}: {done} finished trials ("
-             + ", ".join(f"{k.lower()} {v}" for k, v in states.items() if v) + ")"]
+    counts = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
+    states = optuna.trial.TrialState
+    ended = ", ".join(f"{s.name.lower()} {counts[s]}" for s in (states.COMPLETE, states.PRUNED, states.FAIL) if counts[s])
+    line = f"study {study.study_name}: {sum(counts[s] for s in DONE)} finished trials ({ended or 'none ended yet'})"
+    if counts[states.RUNNING]:
+        line += f"; {counts[states.RUNNING]} running"
+    if counts[states.WAITING]:
+        line += f"; {counts[states.WAITING]} queued (starting points not run yet)"
+    lines = [line]
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return "\n".join(lines)
     trial = best_trial(study)

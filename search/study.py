@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from bench.device import cpu_threads_shared_by
 from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
 from bench.models.registry import ModelError
+from bench.user_warnings import show_warnings_to_users
 from search.pruning import NoiseAwarePruner
 from search.space import SearchSpace
 from tasks.card import TaskCardError
@@ -338,6 +339,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
 
 def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, workers: int,
             n_trials: int | None, timeout: float | None) -> None:
+    show_warnings_to_users()
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(url),
                                   sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())

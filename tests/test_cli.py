@@ -178,3 +178,27 @@ def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path)
     code, out, err = run_cli(capsys, "tasks", "show", "sst2", "--tasks-dir", tmp_path)
     assert code == 0, err
     assert out.startswith(f"# {(tmp_path / 'my_sst2.yaml').resolve()}\n"), out
+
+
+def test_a_missing_tasks_folder_is_refused_before_the_table_starts(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "tasks", "--tasks-dir", tmp_path / "nowhere")
+    assert code == 2 and out == "" and f"tasks folder not found: {tmp_path / 'nowhere'}" in err
+
+
+def test_the_projects_own_warnings_print_as_one_line_and_library_notices_are_left_out():
+    import warnings
+
+    import optuna
+
+    import tasks.registry
+    from bench.user_warnings import show_warnings_to_users
+
+    show_warnings_to_users()
+    ours = warnings.formatwarning("task card left out: x.yaml: bad", UserWarning, tasks.registry.__file__, 60)
+    assert ours == "spbench: warning: task card left out: x.yaml: bad\n"
+    assert warnings.formatwarning("a note", UserWarning, optuna.__file__, 3).startswith(optuna.__file__)
+    with warnings.catch_warnings(record=True) as caught:
+        optuna.samplers.TPESampler(group=True, multivariate=True)  # experimental flags, used on purpose
+        warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
+        warnings.warn("anything else still shows", FutureWarning)
+    assert [str(w.message) for w in caught] == ["anything else still shows"]

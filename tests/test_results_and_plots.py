@@ -194,6 +194,39 @@ def test_corrupt_records_are_skipped_with_a_warning(tmp_path):
     assert any("broken" in str(w.message) for w in caught)
 
 
+def write_records(folder, records):
+    for record in records:
+        path = folder / f"{record['run_id']}-{record.get('finished_at', '')}" / "record.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record))
+
+
+def test_a_run_found_twice_counts_once_by_its_latest_record(tmp_path):
+    first = {**make_record("lora", 0.80), "finished_at": "2026-01-01T00:00:00"}
+    again = {**make_record("lora", 0.86), "finished_at": "2026-02-01T00:00:00"}  # the same run_id: not a second seed
+    write_records(tmp_path / "copy", [again])
+    write_records(tmp_path, [first, make_record("full_ft", 0.90)])
+    with pytest.warns(UserWarning, match="1 records under .* repeat a run found elsewhere in it"):
+        records, _ = load_records(tmp_path)
+    (row,) = [r for r in aggregate(records) if r.method == "lora"]
+    assert row.seeds == 1 and row.score == pytest.approx(0.86)
+
+
+def test_results_without_a_folder_leave_out_what_ships_under_results(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write_records(tmp_path / "results", [make_record("lora", 0.86), make_record("full_ft", 0.90)])
+    write_records(tmp_path / "results" / "reference", [make_record("lora", 0.50, seed=1)])
+    write_records(tmp_path / "results" / "search_tables" / "sst2", [make_record("prompt_tuning", 0.7)])
+    assert main(["results"]) == 0
+    captured = capsys.readouterr()
+    assert "\n2 runs, 0 failed; csv: results/results.csv" in captured.out
+    assert "left out: results/reference, results/search_tables (shipped with the project" in captured.err
+    assert main(["results", "results/reference"]) == 0  # named, it is read
+    assert "\n1 runs, 0 failed" in capsys.readouterr().out
+
+
 def test_plots_and_report_are_written(tmp_path):
     for i, record in enumerate(RECORDS):
         (tmp_path / str(i)).mkdir()

@@ -346,3 +346,21 @@ def test_a_starting_point_queued_twice_runs_once():
     optimize(study, objective, n_trials=2, timeout=None)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert study.trials[0].params == {"lr": 0.03} and study.trials[2].params["lr"] != 0.03
+
+
+def test_summary_and_trials_table_tell_ended_trials_from_running_and_queued_ones(tmp_path):
+    from bench.shared_suite import SEARCH_RECORDS_ATTR
+    from search.export import write_trials_table
+
+    study = optuna.create_study(study_name="s", direction="maximize")
+    distribution = {"x": FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=distribution, value=0.7,
+                                              user_attrs={SEARCH_RECORDS_ATTR: [{"a whole": "run record"}],
+                                                          "config": {"x": 0.5}}))
+    study.ask()  # running
+    study.enqueue_trial({"x": 0.1})  # a starting point, not run yet
+    assert summary(study).splitlines()[0] == "study s: 1 finished trials (complete 1); 1 running; 1 queued (starting " \
+                                             "points not run yet)"
+    table = (write_trials_table(study, tmp_path)).read_text().splitlines()
+    assert len(table) == 3 and "WAITING" not in "\n".join(table)  # header, the complete trial, the running one
+    assert SEARCH_RECORDS_ATTR not in table[0] and "user_attrs_config" in table[0]

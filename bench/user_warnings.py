@@ -1,0 +1,27 @@
+"""Warnings as a person at the terminal should see them: the project's own (a record or task card
+left out) as one line each, and library notices meant for developers left out (Optuna's
+experimental flags on features used on purpose, a transformers deprecation raised inside PEFT)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+_LIBRARY_FORMAT = warnings.formatwarning
+_PROJECT_PACKAGES = tuple(str(Path(__file__).resolve().parent.parent / name) for name in ("bench", "search", "tasks"))
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    # raised by the project's code (a library's warning may name the project's line that called it)
+    if category is UserWarning and str(Path(filename).resolve()).startswith(_PROJECT_PACKAGES):
+        return f"spbench: warning: {message}\n"
+    return _LIBRARY_FORMAT(message, category, filename, lineno, line)
+
+
+def show_warnings_to_users() -> None:
+    """Set up this process's warnings for the command line (each worker process calls it too)."""
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.formatwarning = _one_line
