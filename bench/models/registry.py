@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
         if folder is None:
             raise ModelError(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
         return ResolvedModel(name=name, source=str(folder), kind=kind or spec.kind)
+    near = difflib.get_close_matches(name, MODELS, n=1, cutoff=0.8)
+    if near and "/" not in name and not Path(name).exists():  # a typo, not a hub id: say so without a hub lookup
+        raise ModelError(f"unknown model {name!r}: did you mean {near[0]!r}? (registered: {', '.join(MODELS)}; "
+                         "or give a local checkpoint folder or a hub id)")
     from transformers import AutoConfig
 
     try:
