@@ -14,7 +14,7 @@ from tasks import TaskCardError
 RUN_EXAMPLES = """examples:
   spbench run --task sst2 --model minilm-l6 --method prompt_tuning --set num_virtual_tokens=20 --set lr=0.03 --steps 200
   spbench run --task squad_v1 --model smollm2-135m --method prompt_tuning --set init=text \\
-      --set "init_text=Answer with a short span copied from the context." --steps 100 --eval-size 200
+      --set "init_text=Answer with a short span copied from the context." --steps 20 --eval-size 50
   spbench run --task sst2 --model minilm-l6 --method full_ft --steps 150 --batch-size 32
 """
 
