@@ -49,6 +49,9 @@ def _run(args) -> int:
 
     config = _read_config(args.config) if args.config else {}
     task = args.task or (config.get("tasks") or [None])[0]
+    if not args.task and len(config.get("tasks") or []) > 1:
+        print(f"{args.config} holds {len(config['tasks'])} tasks ({', '.join(config['tasks'])}): running {task}; "
+              "add --task to run another")
     model, method_name = args.model or config.get("model"), args.method or config.get("method")
     for flag, value in (("--task", task), ("--model", model), ("--method", method_name)):
         if not value:
@@ -218,6 +221,9 @@ def _records(args):
         records, failures = load_records(args.folder)
     if not records:
         raise FileNotFoundError(f"no run records under {args.storage or args.folder}")
+    if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
+        raise ValueError(f"none of the {len(records)} runs has {args.split} scores (search trials are scored on "
+                         "validation only: add --split validation)")
     return records, failures
 
 

@@ -10,6 +10,7 @@ kept on its trial, so `spbench results --storage URL` sees the runs of every mac
 from __future__ import annotations
 
 import time
+import warnings
 
 import optuna
 from optuna.trial import TrialState
@@ -18,6 +19,7 @@ from bench.bench_runner import failure_entry, record_path
 from bench.interrupts import quiet_trial_failures
 from bench.models import ModelPool
 from bench.record import RunRecord, write_json_atomic
+from bench.results import counted_once
 from bench.run import execute_run
 from bench.suite import Suite
 
@@ -103,12 +105,21 @@ def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
     """The run records kept in a study (one per trial of a shared suite, one per task of a search
     trial), and the failures of a shared suite's runs that no trial has completed."""
-    study = optuna.load_study(study_name=name, storage=url)
-    records = []
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        held = ", ".join(optuna.get_all_study_names(url)) or "none"
+        raise ValueError(f"no study named {name!r} in that storage (its studies: {held})") from None
+    kept = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs:
-            records.append(trial.user_attrs[RECORD_ATTR])
-        records.extend(trial.user_attrs.get(SEARCH_RECORDS_ATTR, []))
+            kept[f"trial {trial.number}"] = trial.user_attrs[RECORD_ATTR]
+        for index, record in enumerate(trial.user_attrs.get(SEARCH_RECORDS_ATTR, [])):
+            kept[f"trial {trial.number} task {index}"] = record
+    records, repeated = counted_once(kept)
+    if repeated:
+        warnings.warn(f"{len(repeated)} trials of study {name!r} repeat a run of another (same run_id), e.g. "
+                      f"{repeated[0]}: each run counts once", stacklevel=2)
     completed = {record.get("run_id") for record in records}
     failures = {trial.user_attrs[FAILURE_ATTR]["run_id"]: trial.user_attrs[FAILURE_ATTR]
                 for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))

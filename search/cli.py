@@ -104,7 +104,7 @@ def run(args) -> int:
                         "monitor_size": train.monitor_size, "eval_size": args.eval_size}, directions=directions)
     if not study.trials:
         enqueue_known_good(study, space, classification=not without_classes)
-    references = _references(study, args.results, tasks, args.model) if len(tasks) > 1 else {}
+    references = _references(study, args.results, tasks, args.model, args.steps) if len(tasks) > 1 else {}
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
@@ -137,22 +137,31 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
             print(f"plot: {path}")
 
 
-def _references(study: optuna.Study, results: Path, tasks: list[str], model: str) -> dict[str, float]:
+def _references(study: optuna.Study, results: Path, tasks: list[str], model: str, steps: int) -> dict[str, float]:
     """Full fine-tuning's score per task, which several tasks' scores are divided by: taken from the
     bench records when the study starts and kept in it, so a resumed study keeps one scale. Unless
     every task has one, every task is scored raw (a mean of ratios and raw scores means nothing)."""
     from search.objective import full_ft_references
 
     references = study.user_attrs.get("references")
-    if references is None:
-        references = full_ft_references(results, tasks, model)
-        missing = [task for task in tasks if task not in references]
-        if references and missing:
-            print(f"no full fine-tuning record of {model} on {', '.join(missing)} under {results}: "
-                  "every task scored raw, not relative")
-            references = {}
-        study.set_user_attr("references", references)
-    print("scoring each task relative to full fine-tuning: "
-          + (", ".join(f"{task} {value:.4f}" for task, value in references.items()) if references
-             else "not every task has a full fine-tuning record, raw scores"))
+    if references is not None:
+        print("scoring each task " + (f"relative to full fine-tuning: {_listed(references)}" if references
+                                      else "raw (no full fine-tuning score of every task when the study started)"))
+        return references
+    found = full_ft_references(results, tasks, model, steps=steps)
+    missing = [task for task in tasks if task not in found]
+    if missing:
+        print(f"no full fine-tuning record of {model} on {', '.join(missing)} under {results}: every task scored "
+              f"raw, not relative (`spbench run --task {missing[0]} --model {model} --method full_ft --steps {steps} "
+              f"--results {results}` makes one; a new study picks it up)")
+    else:
+        budgets = ", ".join(f"{task} {budget} steps" for task, (_, budget) in found.items())
+        print(f"scoring each task relative to full fine-tuning: {_listed({t: v for t, (v, _) in found.items()})} "
+              f"(best validation score of its records under {results}: {budgets})")
+    references = {} if missing else {task: value for task, (value, _) in found.items()}
+    study.set_user_attr("references", references)
     return references
+
+
+def _listed(references: dict[str, float]) -> str:
+    return ", ".join(f"{task} {value:.4f}" for task, value in references.items())

@@ -127,9 +127,12 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
 
 def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     frame = study.trials_dataframe(attrs=("number", "value", "values", "params", "state", "duration", "user_attrs"))
-    # one row a trial that started (a queued starting point is not one yet), without the whole run
-    # records kept for other machines (each trial's record.json has them)
-    frame = frame[frame["state"] != "WAITING"].drop(columns=[f"user_attrs_{SEARCH_RECORDS_ATTR}"], errors="ignore")
+    # one row a trial that ran (not a queued starting point, nor a trial that found the budget full or
+    # its point taken), without the whole run records kept for other machines (in each record.json)
+    ran = frame["state"] != "WAITING"
+    if f"user_attrs_{NOT_RUN_ATTR}" in frame:
+        ran &= frame[f"user_attrs_{NOT_RUN_ATTR}"].isna()
+    frame = frame[ran].drop(columns=[f"user_attrs_{SEARCH_RECORDS_ATTR}", f"user_attrs_{NOT_RUN_ATTR}"], errors="ignore")
     return write_text_atomic(frame.to_csv(index=False), folder / "trials.csv")
 
 
@@ -159,7 +162,8 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     paths = []
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    drawings = [("pareto_front", lambda: optuna_plots.plot_pareto_front(study, target_names=["score", "cost"]))] if multi \
+    objectives = study.user_attrs.get("definition", {}).get("objective", ["score", "cost"])  # names the cost axis
+    drawings = [("pareto_front", lambda: optuna_plots.plot_pareto_front(study, target_names=objectives))] if multi \
         else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
     if len(complete) >= 2 and not multi:
         drawings.append(("param_importances", lambda: optuna_plots.plot_param_importances(study)))
@@ -170,7 +174,7 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         except (ValueError, RuntimeError) as err:  # e.g. importances need >1 varying parameter
             print(f"plot {name} skipped: {err}")
             continue
-        _summarize_sparse_importances(name, notes)
+        _print_plot_notes(name, notes)
         path = folder / f"{name}.png"
         axes.figure.tight_layout()
         axes.figure.savefig(path, dpi=120)
@@ -184,29 +188,31 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     return paths
 
 
-def _summarize_sparse_importances(plot: str, notes: list[warnings.WarningMessage]) -> None:
-    """Optuna warns once per parameter whose values have fewer than 2 trials each: one line says it
-    for all of them; any other warning is shown as it came."""
+def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:
+    """What Optuna warned while drawing, one line each; its warning per parameter whose values have
+    fewer than 2 trials becomes one line naming them all."""
     sparse = []
     for note in notes:
         match = re.search(r"parameter `([^`]+)` have less than 2 trials", str(note.message))
         if match:
             sparse.append(match.group(1))
         else:
-            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
+            print(f"plot {plot}: {note.message}")
     if sparse:
         print(f"plot {plot}: some values of {', '.join(sparse)} have fewer than 2 trials: their importances are rough")
 
 
 def summary(study: optuna.Study) -> str:
-    counts = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in optuna.trial.TrialState}
     states = optuna.trial.TrialState
-    ended = ", ".join(f"{s.name.lower()} {counts[s]}" for s in (states.COMPLETE, states.PRUNED, states.FAIL) if counts[s])
-    line = f"study {study.study_name}: {sum(counts[s] for s in DONE)} finished trials ({ended or 'none ended yet'})"
-    if counts[states.RUNNING]:
-        line += f"; {counts[states.RUNNING]} running"
-    if counts[states.WAITING]:
-        line += f"; {counts[states.WAITING]} queued (starting points not run yet)"
+    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in states}
+    counts["not run"] = sum(NOT_RUN_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False, states=(states.FAIL,)))
+    counts["fail"] -= counts["not run"]  # ended before running anything: not a failure of a config
+    ended = ", ".join(f"{state} {counts[state]}" for state in ("complete", "pruned", "fail", "not run") if counts[state])
+    line = f"study {study.study_name}: {sum(counts[s.name.lower()] for s in DONE)} finished trials ({ended or 'none yet'})"
+    if counts["running"]:
+        line += f"; {counts['running']} running"
+    if counts["waiting"]:
+        line += f"; {counts['waiting']} queued (starting points not run yet)"
     lines = [line]
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return "\n".join(lines)

@@ -11,6 +11,7 @@ import dataclasses
 import math
 import socket
 import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +29,19 @@ COSTS = ("trainable_params", "train_seconds", "train_flops", "peak_memory_bytes"
          "latency_overhead")
 
 
-def full_ft_references(folder: Path, tasks: list[str], model: str) -> dict[str, float]:
-    """Best full fine-tuning validation score per task for `model`, from existing bench records."""
-    records, _ = load_records(folder) if folder.exists() else ([], [])
-    references: dict[str, float] = {}
+def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int) -> dict[str, tuple[float, int]]:
+    """Full fine-tuning's best validation score per task for `model`, with the training steps of its
+    run, from existing bench records: runs of the search's budget (`steps`) when there are any,
+    else the best of any budget."""
+    with warnings.catch_warnings():  # a run recorded twice is harmless to a maximum
+        warnings.simplefilter("ignore")
+        records, _ = load_records(folder) if folder.exists() else ([], [])
+    found: dict[str, list[tuple[float, int]]] = {}
     for record in records:
-        if record["method"]["name"] == "full_ft" and record["model"]["name"] == model:
-            task = record["task"]["name"]
-            if task in tasks:
-                value = record["scores"]["validation"][record["task"]["primary_metric"]]
-                references[task] = max(references.get(task, float("-inf")), value)
-    return references
+        if record["method"]["name"] == "full_ft" and record["model"]["name"] == model and record["task"]["name"] in tasks:
+            value = record["scores"]["validation"][record["task"]["primary_metric"]]
+            found.setdefault(record["task"]["name"], []).append((value, record["train"]["steps"]))
+    return {task: max([c for c in candidates if c[1] == steps] or candidates) for task, candidates in found.items()}
 
 
 @dataclass

@@ -34,6 +34,13 @@ class Param:
     value: Any = None
     shared: bool = False  # declared under `shared`: one trial parameter for every method
 
+    @property
+    def varies(self) -> bool:
+        """Whether trials can differ in it (a one-value range or choice is as fixed as a `value`)."""
+        if self.kind == "categorical":
+            return len(self.choices) > 1
+        return self.kind != "fixed" and self.low != self.high
+
     def key(self, method: str) -> str:
         """The trial parameter's name: shared ones keep theirs; the others are keyed by method, so
         each key keeps one distribution in the study (learning-rate ranges differ per method)."""
@@ -194,4 +201,7 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
             raise SpaceError(f"{path} shared: parameter {param.name!r} applies to none of {', '.join(methods)}")
     for extra in set(per_method) - set(methods):
         raise SpaceError(f"{path} per_method: {extra!r} is not in `methods`")
+    if len(methods) == 1 and not any(p.varies for p in params[methods[0]]):
+        raise SpaceError(f"{path}: nothing to search: one method ({methods[0]}) with every parameter fixed; "
+                         "give a parameter a range or choices, or train that config with `spbench run`")
     return SearchSpace(path=path, methods=methods, params=params)

@@ -121,8 +121,9 @@ class Strategy:
 
     def make_sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
         seed = self.seed
-        if seed is not None and self.shared_storage:  # the same command on each machine: seeds differ by host
-            seed = zlib.crc32(f"{seed}:{socket.gethostname()}".encode())
+        if seed is not None and self.shared_storage:
+            # the same command on each machine, or twice on one: seeds differ by host and process
+            seed = zlib.crc32(f"{seed}:{socket.gethostname()}:{os.getpid()}".encode())
         return make_sampler(self.sampler, multi_objective=self.multi_objective,
                             seed=None if seed is None else seed + worker)
 
@@ -306,7 +307,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
     worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
-    quiet_trial_failures(*NOT_THE_CONFIG)
+    quiet_trial_failures(*NOT_THE_CONFIG, BudgetReached, StartingPointTaken)  # their one line says it all
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's

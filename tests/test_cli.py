@@ -203,3 +203,13 @@ def test_the_projects_own_warnings_print_as_one_line_and_library_notices_are_lef
         warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
         warnings.warn("anything else still shows", FutureWarning)
     assert [str(w.message) for w in caught] == ["anything else still shows"]
+
+
+def test_a_config_of_several_tasks_says_which_one_it_runs(capsys, tiny_models, tiny_tasks, tmp_path):
+    config = tmp_path / "best.yaml"
+    config.write_text(f"model: {tiny_models['gpt2'][0]}\nmethod: prompt_tuning\nsettings: {{num_virtual_tokens: 2}}\n"
+                      "train: {steps: 2, batch_size: 4, eval_every: 2, eval_size: 4}\ntasks: [tiny_cls, tiny_qa]\n")
+    code, out, err = run_cli(capsys, "run", "--config", config, "--tasks-dir", tiny_tasks, "--results", tmp_path,
+                             "--quiet")
+    assert code == 0, err
+    assert f"{config} holds 2 tasks (tiny_cls, tiny_qa): running tiny_cls; add --task to run another" in out

@@ -47,6 +47,9 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [prompt_tuning]\nshared: [num_virtual_tokens]\n", "shared: must be a mapping of parameter names"),
     ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning: [lr]\n", "per_method.prompt_tuning: must be a mapping"),
     ("methods: [prompt_tuning, full_ft]\n", "full_ft trains the whole model and leaves no prompt"),
+    ("methods: [lora]\n", r"nothing to search: one method \(lora\) with every parameter fixed"),
+    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    lr: {low: 0.1, high: 0.1}\n    init: {choices: [random]}\n"
+     "    num_virtual_tokens: {value: 8}\n", "nothing to search"),
 ])
 def test_bad_space_is_refused(tmp_path, text, message):
     with pytest.raises(SpaceError, match=message):
@@ -55,7 +58,8 @@ def test_bad_space_is_refused(tmp_path, text, message):
 
 @pytest.mark.parametrize("init", ["{choices: [random, class_labels]}", "{value: class_labels}", "class_labels"])
 def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path, tiny_tasks, init):
-    space = write_space(tmp_path, f"methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {init}\n")
+    space = write_space(tmp_path, f"methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {init}\n"
+                                  "    lr: {low: 0.01, high: 0.1}\n")
     code = main(["search", "--task", "tiny_qa", "--model", "minilm-l6", "--trials", "1", "--space", str(space),
                  "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
     assert code == 2 and "init=class_labels needs classification tasks; remove it for tiny_qa" in capsys.readouterr().err
@@ -229,12 +233,17 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert "its adapter and test score are there" in capsys.readouterr().out
     # and the trials' records, kept in the study, are read there without the files
     assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
-                 "--study", "tiny"]) == 0
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert f"{len(complete)} runs have no test scores and are not in the table" in capsys.readouterr().out
-    assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
                  "--study", "tiny", "--split", "validation"]) == 0
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert f"\n{len(complete)} runs, 0 failed" in capsys.readouterr().out
+    written = (tmp_path / "table" / "results.csv").read_text()
+    # trials have no test scores: the default split is refused, and the table written before is kept
+    assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
+                 "--study", "tiny"]) == 2
+    assert f"none of the {len(complete)} runs has test scores" in capsys.readouterr().err
+    assert (tmp_path / "table" / "results.csv").read_text() == written
+    assert main(["results", "--storage", f"sqlite:///{folder / 'study.db'}", "--study", "nonexistent"]) == 2
+    assert "no study named 'nonexistent' in that storage (its studies: tiny)" in capsys.readouterr().err
 
     capsys.readouterr()
     code = main(["run", "--config", str(folder / "best.yaml"), "--tasks-dir", str(tiny_tasks),

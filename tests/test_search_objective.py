@@ -1,6 +1,7 @@
 """The search objective's bookkeeping, with the run path replaced by recorded learning curves:
 reports to the pruner across several tasks, relative scores, diverging runs."""
 
+import json
 from pathlib import Path
 
 import optuna
@@ -9,7 +10,7 @@ import pytest
 import search.objective
 from bench.train import DivergedError, TrainSettings
 from search.cli import _references
-from search.objective import Objective
+from search.objective import Objective, full_ft_references
 from search.pruning import REPORT_ERRORS_ATTR
 from search.space import load_space
 
@@ -73,16 +74,35 @@ def test_a_diverging_run_is_pruned_with_its_reason(monkeypatch, tmp_path):
 
 
 def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch, capsys, tmp_path):
-    found = {"a": 0.8}
-    monkeypatch.setattr(search.objective, "full_ft_references", lambda results, tasks, model: dict(found))
+    found = {"a": (0.8, 10)}
+    monkeypatch.setattr(search.objective, "full_ft_references", lambda results, tasks, model, steps: dict(found))
     study = optuna.create_study(direction="maximize")
-    assert _references(study, tmp_path, ["a", "b"], "tiny") == {}  # a mean of a ratio and a raw score means nothing
-    assert "no full fine-tuning record of tiny on b" in capsys.readouterr().out
-    found["b"] = 0.5  # full fine-tuning on b recorded later: the study keeps the scale it started with
-    assert _references(study, tmp_path, ["a", "b"], "tiny") == {}
+    assert _references(study, tmp_path, ["a", "b"], "tiny", 10) == {}  # a mean of a ratio and a raw score means nothing
+    out = capsys.readouterr().out
+    assert "no full fine-tuning record of tiny on b" in out
+    assert f"`spbench run --task b --model tiny --method full_ft --steps 10 --results {tmp_path}` makes one" in out
+    found["b"] = (0.5, 40)  # full fine-tuning on b recorded later: the study keeps the scale it started with
+    assert _references(study, tmp_path, ["a", "b"], "tiny", 10) == {}
+    assert "scoring each task raw (no full fine-tuning score of every task" in capsys.readouterr().out
     fresh = optuna.create_study(direction="maximize")
-    assert _references(fresh, tmp_path, ["a", "b"], "tiny") == {"a": 0.8, "b": 0.5}
-    assert "relative to full fine-tuning: a 0.8000, b 0.5000" in capsys.readouterr().out
+    assert _references(fresh, tmp_path, ["a", "b"], "tiny", 10) == {"a": 0.8, "b": 0.5}
+    assert "relative to full fine-tuning: a 0.8000, b 0.5000 (best validation score of its records under " \
+           f"{tmp_path}: a 10 steps, b 40 steps)" in capsys.readouterr().out
+
+
+def test_full_fine_tuning_references_prefer_runs_of_the_searchs_budget(tmp_path):
+    def full_ft(task, steps, score):
+        folder = tmp_path / f"{task}-{steps}"
+        folder.mkdir()
+        (folder / "record.json").write_text(json.dumps({
+            "run_id": folder.name, "task": {"name": task, "primary_metric": "accuracy"}, "model": {"name": "m"},
+            "method": {"name": "full_ft"}, "train": {"steps": steps}, "scores": {"validation": {"accuracy": score}},
+            "cost": {}}))
+
+    full_ft("a", 10, 0.6)
+    full_ft("a", 40, 0.9)  # longer training scores higher, but is not the budget trials get
+    full_ft("b", 40, 0.7)  # no run of b at 10 steps: the best of any budget, and its steps say so
+    assert full_ft_references(tmp_path, ["a", "b"], "m", steps=10) == {"a": (0.6, 10), "b": (0.7, 40)}
 
 
 def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):

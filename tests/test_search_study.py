@@ -92,6 +92,10 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
     on_a = first_draw(shared.make_sampler(0))
     monkeypatch.setattr("socket.gethostname", lambda: "machine-b")
     assert first_draw(shared.make_sampler(0)) != on_a  # machines running the same command differ
+    monkeypatch.setattr("os.getpid", lambda: 12345)
+    in_another_process = first_draw(shared.make_sampler(0))
+    monkeypatch.setattr("os.getpid", lambda: 12346)
+    assert first_draw(shared.make_sampler(0)) != in_another_process  # and so do two processes on one machine
 
 
 def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tmp_path, monkeypatch):
@@ -351,16 +355,21 @@ def test_a_starting_point_queued_twice_runs_once():
 def test_summary_and_trials_table_tell_ended_trials_from_running_and_queued_ones(tmp_path):
     from bench.shared_suite import SEARCH_RECORDS_ATTR
     from search.export import write_trials_table
+    from search.study import NOT_RUN_ATTR
 
     study = optuna.create_study(study_name="s", direction="maximize")
     distribution = {"x": FloatDistribution(0, 1)}
     study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=distribution, value=0.7,
                                               user_attrs={SEARCH_RECORDS_ATTR: [{"a whole": "run record"}],
                                                           "config": {"x": 0.5}}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                              user_attrs={NOT_RUN_ATTR: "the study already holds 1 finished trials"}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "OOM"}))
     study.ask()  # running
     study.enqueue_trial({"x": 0.1})  # a starting point, not run yet
-    assert summary(study).splitlines()[0] == "study s: 1 finished trials (complete 1); 1 running; 1 queued (starting " \
-                                             "points not run yet)"
+    assert summary(study).splitlines()[0] == "study s: 1 finished trials (complete 1, fail 1, not run 1); 1 running; " \
+                                             "1 queued (starting points not run yet)"
     table = (write_trials_table(study, tmp_path)).read_text().splitlines()
-    assert len(table) == 3 and "WAITING" not in "\n".join(table)  # header, the complete trial, the running one
+    # header, the complete trial, the failed one, the running one: not the queued point nor the trial that never ran
+    assert len(table) == 4 and "WAITING" not in "\n".join(table) and "already holds" not in "\n".join(table)
     assert SEARCH_RECORDS_ATTR not in table[0] and "user_attrs_config" in table[0]
