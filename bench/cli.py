@@ -174,11 +174,13 @@ def _bench(args) -> int:
     if args.storage:
         from bench.shared_suite import run_shared_suite
 
-        done, failed = run_shared_suite(suite, args.storage)
-        print(f"{done}/{len(suite.runs)} runs complete in the shared study, in {time.perf_counter() - started:.0f}s")
-        for name, reason in failed:
+        shared = run_shared_suite(suite, args.storage)
+        running = f" ({shared.running} still running on other machines)" if shared.running else ""
+        print(f"{shared.done}/{len(suite.runs)} runs complete in the shared study{running}, "
+              f"in {time.perf_counter() - started:.0f}s")
+        for name, reason in shared.failed:
             print(f"  FAILED {name}: {reason}")
-        return 1 if failed else 0
+        return 1 if shared.failed else 0
     outcome = run_suite(suite, progress=not args.quiet)
     print(f"done {len(outcome.done)}, already present {len(outcome.skipped)}, failed {len(outcome.failed)} "
           f"in {time.perf_counter() - started:.0f}s")

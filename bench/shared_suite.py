@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
@@ -62,7 +63,7 @@ class _QueueEmpty(Exception):
     """No queued run was left when this trial started (another machine took the last one)."""
 
 
-def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]]:
+def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
     study = open_suite_study(suite, url)
     pool, by_id = ModelPool(), {run.spec.run_id(): run for run in suite.runs}
     failures: list[tuple[str, str]] = []
@@ -95,11 +96,24 @@ def run_shared_suite(suite: Suite, url: str) -> tuple[int, list[tuple[str, str]]
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.stop()
 
-    quiet_trial_failures()  # Ctrl-C: the failed run's line, not its traceback
+    quiet_trial_failures(_QueueEmpty)  # Ctrl-C, or a run another machine took: one line, not a traceback
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        study.optimize(objective, callbacks=[stop_when_queue_empty], catch=(Exception,))
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "Trial 3 finished ... parameters: {}" names no run
+        try:
+            study.optimize(objective, callbacks=[stop_when_queue_empty], catch=(Exception,))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
     done = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    return done, failures
+    elsewhere = sum(RUN_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return SharedOutcome(done, elsewhere, failures)
+
+
+@dataclass
+class SharedOutcome:
+    done: int  # runs completed in the study, by any machine
+    running: int  # runs other machines are still training
+    failed: list[tuple[str, str]]  # (run, reason) of this machine's failures
 
 
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:

@@ -102,6 +102,7 @@ def run(args) -> int:
     claim_study(study, {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
                         "batch_size": args.batch_size, "eval_every": args.eval_every,
                         "monitor_size": train.monitor_size, "eval_size": args.eval_size}, directions=directions)
+    _note_space_change(study, space)
     if not study.trials:
         enqueue_known_good(study, space, classification=not without_classes)
     references = _references(study, args.results, tasks, args.model, args.steps) if len(tasks) > 1 else {}
@@ -135,6 +136,18 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
         print(f"trials: {write_trials_table(study, folder)}")
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")
+
+
+def _note_space_change(study: optuna.Study, space) -> None:
+    """A resumed study may search another space (widened or narrowed: the scores stay comparable,
+    the training budget being the same), but the person should know its trials come from both."""
+    digest = space.digest()
+    stored = study.user_attrs.get("space")
+    if stored and stored["digest"] != digest:
+        print(f"the study's {len(study.trials)} trials so far were sampled from another space ({stored['path']}); "
+              f"new ones come from {space.path}, and all are compared")
+    if not stored or stored["digest"] != digest:
+        study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
 
 
 def _references(study: optuna.Study, results: Path, tasks: list[str], model: str, steps: int) -> dict[str, float]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,13 @@ class SearchSpace:
     path: Path
     methods: tuple[str, ...]
     params: dict[str, tuple[Param, ...]]  # method -> the parameters it samples (shared ones included)
+
+    def digest(self) -> str:
+        """What the space offers, as a short checksum (its file's path aside)."""
+        offered = json.dumps({"methods": list(self.methods),
+                              "params": {m: [dataclasses.asdict(p) for p in ps] for m, ps in self.params.items()}},
+                             sort_keys=True, default=str)
+        return hashlib.sha256(offered.encode()).hexdigest()[:16]
 
     def without_choice(self, method: str, name: str, choice: Any) -> SearchSpace:
         """This space with `choice` no longer offered for `method`'s categorical parameter `name`."""

@@ -251,6 +251,19 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert code == 0, capsys.readouterr().err
 
 
+def test_a_study_resumed_with_another_space_says_so(capsys, tmp_path, tiny_models, tiny_tasks):
+    (tmp_path / "narrow").mkdir()
+    narrow = write_space(tmp_path / "narrow", "methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n"
+                                   "    lr: {low: 0.01, high: 0.1}\n    num_virtual_tokens: {value: 2}\n")
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--steps", "2", "--batch-size", "4",
+            "--eval-every", "2", "--eval-size", "4", "--pruner", "none", "--results", str(tmp_path / "results"),
+            "--tasks-dir", str(tiny_tasks), "--study", "moved"]
+    assert main([*argv, "--trials", "1", "--space", str(narrow)]) == 0, capsys.readouterr().err
+    assert "sampled from another space" not in capsys.readouterr().out
+    assert main([*argv, "--trials", "2", "--space", str(write_space(tmp_path, SPACE))]) == 0, capsys.readouterr().err
+    assert f"the study's 1 trials so far were sampled from another space ({narrow})" in capsys.readouterr().out
+
+
 def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models, tiny_tasks):
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", "3",
             "--objective", "score,trainable_params", "--space", str(write_space(tmp_path, SPACE)),
