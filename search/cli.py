@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import yaml
 
 from bench.interrupts import hold_interrupts, interrupts_restored
 from search.pruning import MARGIN
@@ -122,6 +123,8 @@ def run(args) -> int:
         except Exception:
             _export(study, folder, args, train)  # what finished before the error is written out all the same
             raise
+    if args.timeout and done_trials(study) < (args.trials or float("inf")):
+        print(f"--timeout {args.timeout:g}s reached: no new trial started after it")
     _export(study, folder, args, train)
     return 0
 
@@ -133,6 +136,13 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         best = write_best(study, folder, model=args.model, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))
         print(f"best config: {best}")
+        test = yaml.safe_load(best.read_text()).get("test")
+        if isinstance(test, dict):  # scored once, for the winner; a machine that did not run it says why instead
+            print("test split (scored once, for the winner): " + "; ".join(
+                f"{task} " + " ".join(f"{k}={v:.4f}" if k != "n" else f"n={v}" for k, v in scores.items())
+                for task, scores in test.items()))
+        elif test:
+            print(f"test split: {test}")
         print(f"trials: {write_trials_table(study, folder)}")
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")

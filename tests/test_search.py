@@ -183,6 +183,7 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
             "--monitor-size", "4", "--eval-size", "6", "--results", str(tmp_path / "results"),
             "--tasks-dir", str(tiny_tasks), "--study", "tiny"]
     assert main(argv) == 0, capsys.readouterr().err
+    assert "test split (scored once, for the winner): tiny_cls accuracy=" in capsys.readouterr().out
     folder = tmp_path / "results" / "tiny"
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}")
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
@@ -262,6 +263,14 @@ def test_a_study_resumed_with_another_space_says_so(capsys, tmp_path, tiny_model
     assert "sampled from another space" not in capsys.readouterr().out
     assert main([*argv, "--trials", "2", "--space", str(write_space(tmp_path, SPACE))]) == 0, capsys.readouterr().err
     assert f"the study's 1 trials so far were sampled from another space ({narrow})" in capsys.readouterr().out
+
+
+def test_a_search_ended_by_its_timeout_says_so(capsys, tmp_path, tiny_models, tiny_tasks):
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--timeout", "0.5",
+            "--space", str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",
+            "--eval-size", "4", "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "--timeout 0.5s reached: no new trial started after it" in capsys.readouterr().out
 
 
 def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models, tiny_tasks):
