@@ -222,6 +222,11 @@ def summary(study: optuna.Study) -> str:
     ties = statistical_ties(study)
     if ties:
         lines.append(_ties_line(*ties))
+    if len(study.directions) > 1:  # best.yaml holds the front's best score; the cheaper trade-offs are these
+        objectives = study.user_attrs.get("definition", {}).get("objective", ["score", "cost"])
+        front = sorted(study.best_trials, key=lambda t: -t.values[0])
+        lines.append(f"Pareto front ({', '.join(objectives)}), {len(front)} trials: " + ", ".join(
+            f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
     return "\n".join(lines + _failures(study))
 
 

@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import re
 import signal
 from pathlib import Path
 
@@ -280,6 +281,7 @@ def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models
             "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "pareto"]
     assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "results" / "pareto" / "plots" / "pareto_front.png").exists()
+    assert re.search(r"Pareto front \(score, trainable_params\), \d+ trials: \d+ \(", capsys.readouterr().out)
 
 
 def test_a_search_whose_trials_keep_failing_stops_and_keeps_what_finished(capsys, tmp_path, tiny_models,
