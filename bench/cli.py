@@ -48,6 +48,8 @@ def _run(args) -> int:
     from bench.train import TrainSettings
 
     config = _read_config(args.config) if args.config else {}
+    if not isinstance(config.get("tasks", []), list):
+        raise ValueError(f"--config {args.config}: `tasks` must be a list of task names, got {config['tasks']!r}")
     task = args.task or (config.get("tasks") or [None])[0]
     if not args.task and len(config.get("tasks") or []) > 1:
         print(f"{args.config} holds {len(config['tasks'])} tasks ({', '.join(config['tasks'])}): running {task}; "

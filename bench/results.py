@@ -88,13 +88,12 @@ SHIPPED_RESULTS = ("reference", "search_tables")  # committed under results/ wit
 
 def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list[RunRecord], list[dict]]:
     """All complete records under `folder` (but not under its subfolders named in `leave_out`), and
-    the failures left by runs that did not finish. A run found twice (the same run_id: same config
-    and seed, such as a copied folder) counts once, by its latest record."""
+    the failures left by runs that did not finish."""
     def found(pattern: str) -> list[Path]:
         return [path for path in sorted(Path(folder).rglob(pattern))
                 if path.relative_to(folder).parts[0] not in leave_out]
 
-    records: dict[str, RunRecord] = {}
+    records, failures = [], []
     for path in found("record.json"):
         try:
             record = read_record(path)
@@ -102,35 +101,13 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
         except (OSError, ValueError, KeyError, TypeError) as err:
             warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}", stacklevel=2)
             continue
-        records[str(path)] = record
-    records, repeated = counted_once(records)
-    if repeated:
-        warnings.warn(f"{len(repeated)} records under {folder} repeat a run found elsewhere in it (same run_id), "
-                      f"e.g. {repeated[0]}: each run counts once, by its latest record", stacklevel=2)
-    failures = []
+        records.append(record)
     for path in found("failure.json"):
         try:
             failures.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
             warnings.warn(f"skipping unreadable failure file {path}", stacklevel=2)
     return records, failures
-
-
-def counted_once(records: dict[str, RunRecord]) -> tuple[list[RunRecord], list[str]]:
-    """One record per run_id (the same config and seed run twice is one run, not two seeds): the
-    latest, and where the others were (`records` maps a place, such as a path, to its record)."""
-    latest: dict[str, tuple[str, RunRecord]] = {}
-    repeated = []
-    for place, record in records.items():
-        key = record.get("run_id") or place
-        if key in latest:
-            earlier = latest[key]
-            if record.get("finished_at", "") < earlier[1].get("finished_at", ""):
-                repeated.append(place)
-                continue
-            repeated.append(earlier[0])
-        latest[key] = (place, record)
-    return [record for _, record in latest.values()], repeated
 
 
 @dataclass

@@ -10,7 +10,6 @@ kept on its trial, so `spbench results --storage URL` sees the runs of every mac
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 
 import optuna
@@ -20,7 +19,6 @@ from bench.bench_runner import failure_entry, record_path
 from bench.interrupts import quiet_trial_failures
 from bench.models import ModelPool
 from bench.record import RunRecord, write_json_atomic
-from bench.results import counted_once
 from bench.run import execute_run
 from bench.suite import Suite
 
@@ -124,16 +122,11 @@ def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]
     except KeyError:
         held = ", ".join(optuna.get_all_study_names(url)) or "none"
         raise ValueError(f"no study named {name!r} in that storage (its studies: {held})") from None
-    kept = {}
+    records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs:
-            kept[f"trial {trial.number}"] = trial.user_attrs[RECORD_ATTR]
-        for index, record in enumerate(trial.user_attrs.get(SEARCH_RECORDS_ATTR, [])):
-            kept[f"trial {trial.number} task {index}"] = record
-    records, repeated = counted_once(kept)
-    if repeated:
-        warnings.warn(f"{len(repeated)} trials of study {name!r} repeat a run of another (same run_id), e.g. "
-                      f"{repeated[0]}: each run counts once", stacklevel=2)
+            records.append(trial.user_attrs[RECORD_ATTR])
+        records.extend(trial.user_attrs.get(SEARCH_RECORDS_ATTR, []))
     completed = {record.get("run_id") for record in records}
     failures = {trial.user_attrs[FAILURE_ATTR]["run_id"]: trial.user_attrs[FAILURE_ATTR]
                 for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))

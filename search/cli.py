@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -45,8 +47,9 @@ def add_parser(sub) -> None:
                         "so the pruner sees the score it predicts, with the smallest noise margin)")
     parser.add_argument("--eval-size", type=int, default=300, help="validation/test examples for final scores")
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and the trials' training; local "
-                        "worker i samples with seed + i, and with --storage the seed is mixed with the host name, "
-                        "so machines sharing a study do not propose the same configs")
+                        "worker i samples with seed + i, and with --storage the seed is mixed with the host name "
+                        "and process id, so processes sharing a study do not propose the same configs (and a "
+                        "shared study's sampling is not reproducible)")
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--tasks-dir", action="append", default=[])
 
@@ -111,6 +114,7 @@ def run(args) -> int:
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
     print(f"study {name} on {url}")
+    started = time.monotonic()
     with interrupts_restored():
         try:
             run_workers(study, url, objective, strategy=strategy, workers=args.workers, n_trials=args.trials,
@@ -123,7 +127,7 @@ def run(args) -> int:
         except Exception:
             _export(study, folder, args, train)  # what finished before the error is written out all the same
             raise
-    if args.timeout and done_trials(study) < (args.trials or float("inf")):
+    if args.timeout and time.monotonic() - started >= args.timeout and done_trials(study) < (args.trials or math.inf):
         print(f"--timeout {args.timeout:g}s reached: no new trial started after it")
     _export(study, folder, args, train)
     return 0
@@ -151,11 +155,15 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
 def _note_space_change(study: optuna.Study, space) -> None:
     """A resumed study may search another space (widened or narrowed: the scores stay comparable,
     the training budget being the same), but the person should know its trials come from both."""
+    from search.study import refit_queued_points
+
     digest = space.digest()
     stored = study.user_attrs.get("space")
     if stored and stored["digest"] != digest:
         print(f"the study's {len(study.trials)} trials so far were sampled from another space ({stored['path']}); "
               f"new ones come from {space.path}, and all are compared")
+    if stored and stored["digest"] != digest and refit_queued_points(study, space):
+        print("starting points queued under the earlier space were queued again, fitted to this one")
     if not stored or stored["digest"] != digest:
         study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
 

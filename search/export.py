@@ -132,7 +132,8 @@ def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     ran = frame["state"] != "WAITING"
     if f"user_attrs_{NOT_RUN_ATTR}" in frame:
         ran &= frame[f"user_attrs_{NOT_RUN_ATTR}"].isna()
-    frame = frame[ran].drop(columns=[f"user_attrs_{SEARCH_RECORDS_ATTR}", f"user_attrs_{NOT_RUN_ATTR}"], errors="ignore")
+    left_out = [f"user_attrs_{SEARCH_RECORDS_ATTR}", f"user_attrs_{NOT_RUN_ATTR}"]
+    frame = frame[ran].drop(columns=left_out, errors="ignore")
     return write_text_atomic(frame.to_csv(index=False), folder / "trials.csv")
 
 
@@ -205,10 +206,12 @@ def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:
 def summary(study: optuna.Study) -> str:
     states = optuna.trial.TrialState
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in states}
-    counts["not run"] = sum(NOT_RUN_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False, states=(states.FAIL,)))
+    failed = study.get_trials(deepcopy=False, states=(states.FAIL,))
+    counts["not run"] = sum(NOT_RUN_ATTR in t.user_attrs for t in failed)
     counts["fail"] -= counts["not run"]  # ended before running anything: not a failure of a config
-    ended = ", ".join(f"{state} {counts[state]}" for state in ("complete", "pruned", "fail", "not run") if counts[state])
-    line = f"study {study.study_name}: {sum(counts[s.name.lower()] for s in DONE)} finished trials ({ended or 'none yet'})"
+    ended = ", ".join(f"{state} {counts[state]}" for state in ("complete", "pruned", "fail", "not run")
+                      if counts[state]) or "none yet"
+    line = f"study {study.study_name}: {sum(counts[s.name.lower()] for s in DONE)} finished trials ({ended})"
     if counts["running"]:
         line += f"; {counts['running']} running"
     if counts["waiting"]:

@@ -11,7 +11,6 @@ import dataclasses
 import math
 import socket
 import statistics
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +32,13 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
     """Full fine-tuning's best validation score per task for `model`, with the training steps of its
     run, from existing bench records: runs of the search's budget (`steps`) when there are any,
     else the best of any budget."""
-    with warnings.catch_warnings():  # a run recorded twice is harmless to a maximum
-        warnings.simplefilter("ignore")
-        records, _ = load_records(folder) if folder.exists() else ([], [])
+    records, _ = load_records(folder) if folder.exists() else ([], [])
     found: dict[str, list[tuple[float, int]]] = {}
     for record in records:
-        if record["method"]["name"] == "full_ft" and record["model"]["name"] == model and record["task"]["name"] in tasks:
+        task = record["task"]["name"]
+        if record["method"]["name"] == "full_ft" and record["model"]["name"] == model and task in tasks:
             value = record["scores"]["validation"][record["task"]["primary_metric"]]
-            found.setdefault(record["task"]["name"], []).append((value, record["train"]["steps"]))
+            found.setdefault(task, []).append((value, record["train"]["steps"]))
     return {task: max([c for c in candidates if c[1] == steps] or candidates) for task, candidates in found.items()}
 
 

@@ -165,6 +165,26 @@ def enqueue_known_good(study: optuna.Study, space: SearchSpace, *, classificatio
     return count
 
 
+def refit_queued_points(study: optuna.Study, space: SearchSpace) -> int:
+    """Starting points still queued were fitted to the space the study had when they were queued: one
+    this space cannot take as it is is withdrawn (failed as not run) and queued again fitted to it,
+    or dropped when this space does not offer its method or choice. Returns how many were withdrawn."""
+    withdrawn = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        point = trial.system_attrs.get("fixed_params", {})
+        prefixed = [key.partition(".")[0] for key in point if "." in key]
+        method = point.get("method") or (prefixed[0] if prefixed else space.methods[0])
+        refit = _fit_to_space(space, {**point, "method": method})
+        if refit == point:
+            continue
+        study._storage.set_trial_user_attr(trial._trial_id, NOT_RUN_ATTR, "queued under another search space")
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        withdrawn += 1
+        if refit is not None:
+            study.enqueue_trial(refit, skip_if_exists=True)
+    return withdrawn
+
+
 def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:
     """Tie the study to what its trials measure (tasks, model, objective, training budget): a rerun
     with other settings under the same name would mix incomparable trials, or, with another

@@ -1,8 +1,10 @@
 """What a wheel or non-editable install carries: every data file the packages read at run time."""
 
-import tomllib
 from pathlib import Path
 
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -205,11 +205,13 @@ def test_a_run_found_twice_counts_once_by_its_latest_record(tmp_path):
     first = {**make_record("lora", 0.80), "finished_at": "2026-01-01T00:00:00"}
     again = {**make_record("lora", 0.86), "finished_at": "2026-02-01T00:00:00"}  # the same run_id: not a second seed
     write_records(tmp_path / "copy", [again])
+    trial = {**make_record("lora", 0.86), "finished_at": "2026-03-01T00:00:00"}  # a search trial of the same run:
+    trial["scores"] = {"validation": trial["scores"]["validation"]}  # scored on validation only
+    write_records(tmp_path / "study", [trial])
     write_records(tmp_path, [first, make_record("full_ft", 0.90)])
-    with pytest.warns(UserWarning, match="1 records under .* repeat a run found elsewhere in it"):
-        records, _ = load_records(tmp_path)
+    records, _ = load_records(tmp_path)
     (row,) = [r for r in aggregate(records) if r.method == "lora"]
-    assert row.seeds == 1 and row.score == pytest.approx(0.86)
+    assert row.seeds == 1 and row.score == pytest.approx(0.86)  # the latest run that has test scores
 
 
 def test_results_without_a_folder_leave_out_what_ships_under_results(tmp_path, monkeypatch, capsys):

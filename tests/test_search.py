@@ -253,25 +253,38 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert code == 0, capsys.readouterr().err
 
 
-def test_a_study_resumed_with_another_space_says_so(capsys, tmp_path, tiny_models, tiny_tasks):
+def test_a_study_resumed_with_another_space_says_so_and_refits_its_queued_points(capsys, tmp_path, tiny_models,
+                                                                                  tiny_tasks):
     (tmp_path / "narrow").mkdir()
     narrow = write_space(tmp_path / "narrow", "methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n"
-                                   "    lr: {low: 0.01, high: 0.1}\n    num_virtual_tokens: {value: 2}\n")
+                                              "    lr: {low: 0.05, high: 0.1, log: true}\n    num_virtual_tokens: {value: 2}\n")
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--steps", "2", "--batch-size", "4",
             "--eval-every", "2", "--eval-size", "4", "--pruner", "none", "--results", str(tmp_path / "results"),
             "--tasks-dir", str(tiny_tasks), "--study", "moved"]
-    assert main([*argv, "--trials", "1", "--space", str(narrow)]) == 0, capsys.readouterr().err
+    assert main([*argv, "--trials", "1", "--space", str(write_space(tmp_path, SPACE))]) == 0, capsys.readouterr().err
     assert "sampled from another space" not in capsys.readouterr().out
-    assert main([*argv, "--trials", "2", "--space", str(write_space(tmp_path, SPACE))]) == 0, capsys.readouterr().err
-    assert f"the study's 1 trials so far were sampled from another space ({narrow})" in capsys.readouterr().out
+    study = _study(tmp_path, "moved")
+    queued = [t.system_attrs["fixed_params"] for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    assert [point["method"] for point in queued] == ["p_tuning"]  # PEFT's P-tuning default, not run yet
+    assert main([*argv, "--trials", "3", "--space", str(narrow)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"the study's 2 trials so far were sampled from another space ({tmp_path / 'space.yaml'})" in out
+    assert "starting points queued under the earlier space were queued again, fitted to this one" in out
+    trials = _study(tmp_path, "moved").trials
+    (withdrawn,) = [t for t in trials if t.user_attrs.get("not_run") == "queued under another search space"]
+    assert withdrawn.system_attrs["fixed_params"]["method"] == "p_tuning"
+    ran_since = [t for t in trials if t.number > 1 and t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(ran_since) == 2 and all(0.05 <= t.params["prompt_tuning.lr"] <= 0.1 for t in ran_since)
 
 
 def test_a_search_ended_by_its_timeout_says_so(capsys, tmp_path, tiny_models, tiny_tasks):
-    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--timeout", "0.5",
-            "--space", str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--space",
+            str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",
             "--eval-size", "4", "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks)]
-    assert main(argv) == 0, capsys.readouterr().err
+    assert main([*argv, "--trials", "50", "--timeout", "0.5", "--study", "timed"]) == 0, capsys.readouterr().err
     assert "--timeout 0.5s reached: no new trial started after it" in capsys.readouterr().out
+    assert main([*argv, "--trials", "1", "--timeout", "600", "--study", "counted"]) == 0, capsys.readouterr().err
+    assert "--timeout" not in capsys.readouterr().out  # the trial budget ended this one
 
 
 def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models, tiny_tasks):
