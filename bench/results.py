@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.record import RunRecord, read_record, scores_before_training
+from tasks.notices import SkippedInput
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
              "artifact_bytes", "latency_overhead")
@@ -99,14 +100,14 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
             record = read_record(path)
             record["scores"], record["task"]["primary_metric"], record["cost"]  # noqa: B018  (shape check)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}", stacklevel=2)
+            warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}", SkippedInput, stacklevel=2)
             continue
         records.append(record)
     for path in found("failure.json"):
         try:
             failures.append(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError):
-            warnings.warn(f"skipping unreadable failure file {path}", stacklevel=2)
+            warnings.warn(f"skipping unreadable failure file {path}", SkippedInput, stacklevel=2)
     return records, failures
 
 

@@ -5,15 +5,14 @@ experimental flags on features used on purpose, a transformers deprecation raise
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
+
+from tasks.notices import SkippedInput
 
 _LIBRARY_FORMAT = warnings.formatwarning
-_PROJECT_PACKAGES = tuple(str(Path(__file__).resolve().parent.parent / name) for name in ("bench", "search", "tasks"))
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:
-    # raised by the project's code (a library's warning may name the project's line that called it)
-    if category is UserWarning and str(Path(filename).resolve()).startswith(_PROJECT_PACKAGES):
+    if issubclass(category, SkippedInput):
         return f"spbench: warning: {message}\n"
     return _LIBRARY_FORMAT(message, category, filename, lineno, line)
 

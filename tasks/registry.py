@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from tasks.card import TaskCard, TaskCardError, load_card
+from tasks.notices import SkippedInput
 
 SHIPPED_CARDS = Path(__file__).parent / "cards"
 
@@ -59,7 +60,7 @@ def available_tasks(tasks_dirs: tuple[str, ...] = ()) -> dict[str, TaskCard]:
     cannot be loaded is left out with a warning (`spbench tasks validate` shows its problem)."""
     cards, broken = _scan(tasks_dirs)
     for err in broken:
-        warnings.warn(f"task card left out: {err}", stacklevel=2)
+        warnings.warn(f"task card left out: {err}", SkippedInput, stacklevel=2)
     return cards
 
 

@@ -193,11 +193,13 @@ def test_the_projects_own_warnings_print_as_one_line_and_library_notices_are_lef
 
     import tasks.registry
     from bench.user_warnings import show_warnings_to_users
+    from tasks.notices import SkippedInput
 
     show_warnings_to_users()
-    ours = warnings.formatwarning("task card left out: x.yaml: bad", UserWarning, tasks.registry.__file__, 60)
+    ours = warnings.formatwarning("task card left out: x.yaml: bad", SkippedInput, tasks.registry.__file__, 60)
     assert ours == "spbench: warning: task card left out: x.yaml: bad\n"
-    assert warnings.formatwarning("a note", UserWarning, optuna.__file__, 3).startswith(optuna.__file__)
+    # a library's warning keeps its own form, even where it names the project's line that called it
+    assert warnings.formatwarning("a note", UserWarning, tasks.registry.__file__, 3).startswith(tasks.registry.__file__)
     with warnings.catch_warnings(record=True) as caught:
         optuna.samplers.TPESampler(group=True, multivariate=True)  # experimental flags, used on purpose
         warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning)
