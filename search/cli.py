@@ -58,7 +58,7 @@ def run(args) -> int:
     from bench.models import ModelError, resolve_model
     from bench.train import TrainSettings
     from search.objective import COSTS, Objective
-    from search.space import SpaceError, load_space
+    from search.space import DEFAULT_SPACE, SpaceError, load_space
     from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
                               storage_url)
     from tasks import load_task
@@ -74,7 +74,7 @@ def run(args) -> int:
     space = load_space(args.space)  # a bad space is refused here, before any trial
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
     without_classes = [c.name for c in cards if not c.is_classification]
-    if without_classes and args.space is None:
+    if without_classes and Path(space.path).resolve() == DEFAULT_SPACE.resolve():  # named or not
         # the default space covers every kind of task: it drops what a task without classes cannot take
         space = space.without_choice("prompt_tuning", "init", "class_labels")
         print(f"init=class_labels left out of the default space: {', '.join(without_classes)} "

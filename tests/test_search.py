@@ -82,10 +82,14 @@ def test_an_encoder_is_refused_for_a_task_without_classes_before_a_study_exists(
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("named", [False, True])
 def test_the_default_space_searches_a_task_without_classes_without_class_label_init(capsys, tmp_path, tiny_models,
-                                                                                   tiny_tasks):
+                                                                                   tiny_tasks, named):
+    from search.space import DEFAULT_SPACE
+
     # 5 trials: the four starting points (class-label init left out: three run) and two sampled configs
-    argv = ["search", "--task", "tiny_qa", "--model", tiny_models["gpt2"][0], "--trials", "5", "--steps", "2",
+    space = ["--space", str(DEFAULT_SPACE)] if named else []  # the shipped file, named or not, is the default
+    argv = ["search", "--task", "tiny_qa", "--model", tiny_models["gpt2"][0], "--trials", "5", "--steps", "2", *space,
             "--batch-size", "4", "--eval-every", "2", "--eval-size", "4", "--pruner", "none",
             "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "qa"]
     assert main(argv) == 0, capsys.readouterr().err
