@@ -100,7 +100,8 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
             record = read_record(path)
             record["scores"], record["task"]["primary_metric"], record["cost"]  # noqa: B018  (shape check)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}", SkippedInput, stacklevel=2)
+            warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}",
+                          SkippedInput, stacklevel=2)
             continue
         records.append(record)
     for path in found("failure.json"):

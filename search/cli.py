@@ -159,13 +159,14 @@ def _note_space_change(study: optuna.Study, space) -> None:
 
     digest = space.digest()
     stored = study.user_attrs.get("space")
-    if stored and stored["digest"] != digest:
+    if stored and stored["digest"] == digest:
+        return
+    if stored:
         print(f"the study's {len(study.trials)} trials so far were sampled from another space ({stored['path']}); "
               f"new ones come from {space.path}, and all are compared")
-    if stored and stored["digest"] != digest and refit_queued_points(study, space):
-        print("starting points queued under the earlier space were queued again, fitted to this one")
-    if not stored or stored["digest"] != digest:
-        study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
+        if refit_queued_points(study, space):
+            print("starting points queued under the earlier space were queued again, fitted to this one")
+    study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
 
 
 def _references(study: optuna.Study, results: Path, tasks: list[str], model: str, steps: int) -> dict[str, float]:

@@ -163,7 +163,7 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     paths = []
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    objectives = study.user_attrs.get("definition", {}).get("objective", ["score", "cost"])  # names the cost axis
+    objectives = _objectives(study)  # names the cost axis
     drawings = [("pareto_front", lambda: optuna_plots.plot_pareto_front(study, target_names=objectives))] if multi \
         else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
     if len(complete) >= 2 and not multi:
@@ -203,6 +203,11 @@ def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:
         print(f"plot {plot}: some values of {', '.join(sparse)} have fewer than 2 trials: their importances are rough")
 
 
+def _objectives(study: optuna.Study) -> list[str]:
+    """The study's objective names as its command gave them (`score`, `trainable_params`...)."""
+    return study.user_attrs.get("definition", {}).get("objective", ["score", "cost"])
+
+
 def summary(study: optuna.Study) -> str:
     states = optuna.trial.TrialState
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in states}
@@ -226,9 +231,8 @@ def summary(study: optuna.Study) -> str:
     if ties:
         lines.append(_ties_line(*ties))
     if len(study.directions) > 1:  # best.yaml holds the front's best score; the cheaper trade-offs are these
-        objectives = study.user_attrs.get("definition", {}).get("objective", ["score", "cost"])
         front = sorted(study.best_trials, key=lambda t: -t.values[0])
-        lines.append(f"Pareto front ({', '.join(objectives)}), {len(front)} trials: " + ", ".join(
+        lines.append(f"Pareto front ({', '.join(_objectives(study))}), {len(front)} trials: " + ", ".join(
             f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
     return "\n".join(lines + _failures(study))
 

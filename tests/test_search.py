@@ -78,7 +78,8 @@ def test_an_encoder_is_refused_for_a_task_without_classes_before_a_study_exists(
     code = main(["search", "--task", "tiny_cls,tiny_qa", "--model", "minilm-l6", "--trials", "1",
                  "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
     assert code == 2
-    assert "model 'minilm-l6' is an encoder (classification head only); tiny_qa needs generation" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "model 'minilm-l6' is an encoder (classification head only); tiny_qa needs generation" in err
     assert not (tmp_path / "results").exists()
 
 
@@ -261,7 +262,8 @@ def test_a_study_resumed_with_another_space_says_so_and_refits_its_queued_points
                                                                                   tiny_tasks):
     (tmp_path / "narrow").mkdir()
     narrow = write_space(tmp_path / "narrow", "methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n"
-                                              "    lr: {low: 0.05, high: 0.1, log: true}\n    num_virtual_tokens: {value: 2}\n")
+                                              "    lr: {low: 0.05, high: 0.1, log: true}\n"
+                                              "    num_virtual_tokens: {value: 2}\n")
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--steps", "2", "--batch-size", "4",
             "--eval-every", "2", "--eval-size", "4", "--pruner", "none", "--results", str(tmp_path / "results"),
             "--tasks-dir", str(tiny_tasks), "--study", "moved"]
