@@ -37,6 +37,9 @@ def _add_run(sub) -> None:
                         help="override the detected kind of a hub id or folder")
     parser.add_argument("--results", type=Path, default=Path("results"), help="where records go (default results/)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+    parser.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                        help="recompute activations in the backward pass: far less memory on long inputs, "
+                             "same scores (not for prefix_tuning)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -60,7 +63,8 @@ def _run(args) -> int:
             raise ValueError(f"{flag} is required (or give it in --config)")
     method = get_method(method_name)
     flags = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-             "eval_size": args.eval_size, "train_size": args.train_size}
+             "eval_size": args.eval_size, "train_size": args.train_size,
+             "gradient_checkpointing": args.gradient_checkpointing}
     method_values, train_values = split_overrides(args.overrides, method.settings_cls, TrainSettings)
     method_values = {**config.get("settings", {}), **method_values}
     train_values = {**config.get("train", {}), **train_values, **{k: v for k, v in flags.items() if v is not None}}

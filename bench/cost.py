@@ -55,7 +55,8 @@ def layer_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def training_flops(model: torch.nn.Module, *, tokens: int, attention_pairs: int, scored_positions: int,
-                   head_trains: bool, is_lm: bool) -> float:
+                   head_trains: bool, is_lm: bool, recomputed: bool = False) -> float:
+    """Analytic training FLOPs. `recomputed`: gradient checkpointing runs the layers' forward twice."""
     config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
     hidden = _dim(config, "hidden_size", "d_model", "n_embd")
     layers = _dim(config, "num_hidden_layers", "n_layer", "num_layers") + _dim(config, "num_decoder_layers")
@@ -65,7 +66,7 @@ def training_flops(model: torch.nn.Module, *, tokens: int, attention_pairs: int,
     backward = 2 * all_layers * tokens + 2 * trainable_layers * tokens + 2 * attention
     head_width = _dim(config, "vocab_size") if is_lm else _dim(config, "num_labels")
     head = 2 * hidden * head_width * scored_positions * (3 if head_trains else 2)
-    return float(forward + backward + head)
+    return float(forward * (2 if recomputed else 1) + backward + head)
 
 
 CLEAR_REFS = Path("/proc/self/clear_refs")

@@ -27,11 +27,13 @@ from bench.models.loading import HEAD_NAMES
 from bench.names import file_part
 from bench.record import SCHEMA_VERSION, Cost, RunRecord, write_record
 from bench.train import TrainSettings, train
+from bench.train.checkpointing import check_checkpointing
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, load_task
 
 EVAL_SPLITS = ("validation", "test")
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
+ADDED_LATER = {"gradient_checkpointing": False}  # training settings hashed into a run's id only when set
 
 
 @dataclass
@@ -62,6 +64,9 @@ class RunSpec:
         before it writes a record, and its id only names the failure.
         """
         train = _canonical(self.train)
+        for key, default in ADDED_LATER.items():
+            if train[key] == default:  # earlier records, made before the setting existed, keep their ids
+                del train[key]
         try:
             method_settings, lr = self.resolved()
             method_settings, train["lr"] = _canonical(method_settings), float(lr)
@@ -125,6 +130,8 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
         base = pool.get(spec.model, num_labels=num_labels, kind=spec.model_kind)
     num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
     _check_fits(base, task, num_virtual)
+    if spec.train.gradient_checkpointing:
+        check_checkpointing(method, base)
     return task, method, settings, base, num_virtual
 
 
@@ -170,14 +177,14 @@ def _latency(tuned: TunedModel, prompts: list[str]) -> tuple[float, float, float
 
 
 def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float, float],
-          memory_reset: bool) -> Cost:
+          memory_reset: bool, recomputed: bool) -> Cost:
     model = tuned.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     peak_bytes, peak_kind = peak_memory(tuned.device, reset=memory_reset)
     flops = training_flops(model, tokens=result.tokens, attention_pairs=result.attention_pairs,
                            scored_positions=result.scored_positions, head_trains=_head_trains(tuned),
-                           is_lm=tuned.kind != "encoder")
+                           is_lm=tuned.kind != "encoder", recomputed=recomputed)
     base_latency, tuned_latency, overhead = latency
     return {
         "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
@@ -230,7 +237,8 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     run_dir = Path(spec.results_dir) / spec.run_id()
     artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
-                 latency=_latency(tuned, latency_prompts), memory_reset=memory_reset)
+                 latency=_latency(tuned, latency_prompts), memory_reset=memory_reset,
+                 recomputed=config.gradient_checkpointing)
     primary = task.card.primary_metric
     record: RunRecord = {
         "schema_version": SCHEMA_VERSION,

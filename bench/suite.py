@@ -87,8 +87,11 @@ def _model_kinds(where: str, value: Any, models: list[str]) -> dict[str, str]:
     return value
 
 
-def _cannot_take(task_name: str, card, model: str, kind: str | None, method: str, settings: dict) -> str | None:
+def _cannot_take(task_name: str, card, model: str, kind: str | None, method: str, settings: dict, *,
+                 checkpointing: bool) -> str | None:
     """Why a run would only fail, where that is known before it loads anything (None: plan it)."""
+    if checkpointing and not get_method(method).allows_checkpointing:
+        return f"{method}: cannot train with gradient_checkpointing"
     if kind == "encoder" and not card.is_classification:
         return f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks"
     if kind == "seq2seq" and method == "prefix_tuning":
@@ -226,12 +229,13 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         for model, (method, settings, method_train), seed in itertools.product(models, configs, seeds):
             label = method_label(method, sorted({**settings, **method_train}.items()))
-            cannot = _cannot_take(task_name, card, model, known_kinds.get(model), method, settings)
+            run_train = TrainSettings(**{**train.__dict__, **method_train, "seed": seed})
+            cannot = _cannot_take(task_name, card, model, known_kinds.get(model), method, settings,
+                                  checkpointing=run_train.gradient_checkpointing)
             if cannot:
                 suite.skipped.append(cannot)
                 continue
-            spec = RunSpec(task=task_name, model=model, method=method, method_settings=settings,
-                           train=TrainSettings(**{**train.__dict__, **method_train, "seed": seed}),
+            spec = RunSpec(task=task_name, model=model, method=method, method_settings=settings, train=run_train,
                            tasks_dirs=tasks_dirs, results_dir=results_dir, model_kind=kinds.get(model),
                            progress=False)
             suite.runs.append(PlannedRun(spec=spec, label=label))

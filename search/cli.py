@@ -50,6 +50,9 @@ def add_parser(sub) -> None:
                         "worker i samples with seed + i, and with --storage the seed is mixed with the host name "
                         "and process id, so processes sharing a study do not propose the same configs (and a "
                         "shared study's sampling is not reproducible)")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="trials recompute activations in the backward pass: far less memory on long inputs, "
+                             "same scores, more time (prefix_tuning, which cannot, leaves the default space)")
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--tasks-dir", action="append", default=[])
 
@@ -83,6 +86,8 @@ def run(args) -> int:
     if without_classes and any("class_labels" in values for values in inits):
         raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
                          f"{', '.join(without_classes)}")
+    if args.gradient_checkpointing:
+        space = _without_uncheckpointable(space)
     model = resolve_model(args.model)  # an unknown model is refused before a study exists, not by its first trial
     if model.kind == "encoder" and without_classes:
         raise ModelError(f"model {args.model!r} is an encoder (classification head only); "
@@ -93,7 +98,8 @@ def run(args) -> int:
     folder = args.results / name
     monitor_size = args.eval_size if args.monitor_size is None else args.monitor_size
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
-                          monitor_size=monitor_size, eval_size=args.eval_size, seed=args.seed)
+                          monitor_size=monitor_size, eval_size=args.eval_size, seed=args.seed,
+                          gradient_checkpointing=args.gradient_checkpointing)
     url = storage_url(folder, args.storage)  # after every check: a refused command leaves no folder behind
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     strategy = Strategy(sampler=args.sampler, pruner=args.pruner, multi_objective=multi, seed=args.seed,
@@ -150,6 +156,23 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
         print(f"trials: {write_trials_table(study, folder)}")
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")
+
+
+def _without_uncheckpointable(space):
+    """The default space without the methods gradient checkpointing cannot train; another space is refused."""
+    from bench.methods import get_method
+    from search.space import DEFAULT_SPACE, SpaceError
+
+    refused = [m for m in space.methods if not get_method(m).allows_checkpointing]
+    if not refused:
+        return space
+    if Path(space.path).resolve() != DEFAULT_SPACE.resolve():
+        raise SpaceError(f"{space.path}: {', '.join(refused)} cannot train with --gradient-checkpointing; "
+                         "remove it from the space's methods or leave the flag off")
+    for method in refused:
+        space = space.without_method(method)
+    print(f"{', '.join(refused)} left out of the default space: it cannot train with --gradient-checkpointing")
+    return space
 
 
 def _note_space_change(study: optuna.Study, space) -> None:

@@ -116,6 +116,11 @@ class SearchSpace:
         params = {m: tuple(map(narrowed, ps)) if m == method else ps for m, ps in self.params.items()}
         return dataclasses.replace(self, params=params)
 
+    def without_method(self, method: str) -> SearchSpace:
+        """This space with `method` and its parameters no longer offered."""
+        return dataclasses.replace(self, methods=tuple(m for m in self.methods if m != method),
+                                   params={m: ps for m, ps in self.params.items() if m != method})
+
     def sample(self, trial: optuna.Trial) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(method, method settings, training settings); parameters of other methods are not sampled."""
         method = self.methods[0] if len(self.methods) == 1 else trial.suggest_categorical("method", list(self.methods))

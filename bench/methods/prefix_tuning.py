@@ -85,5 +85,6 @@ register_method(Method(
     build=build_prefix_tuning,
     default_lr=1e-2,
     uses_virtual_tokens=True,
+    allows_checkpointing=False,  # PEFT refuses it: the prefix is a key/value cache that each layer reads
     description="Li & Liang / P-tuning v2: trainable key/value prefixes in every layer",
 ))

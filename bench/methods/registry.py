@@ -26,6 +26,8 @@ class Method:
     default_lr: float
     uses_virtual_tokens: bool
     description: str
+    # whether the trained model can recompute its activations in the backward pass (gradient checkpointing)
+    allows_checkpointing: bool = True
 
     def settings(self, **values: Any):
         try:

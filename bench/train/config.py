@@ -24,6 +24,9 @@ class TrainSettings:
     # score the method's initial state on the evaluation splits (the run's own zero-shot). An
     # encoder's fresh head scores chance there, so short suites may skip it.
     score_initial: bool = True
+    # recompute each layer's activations in the backward pass instead of keeping them: the same
+    # result for a fraction of the memory (long generation inputs), at the price of one more forward
+    gradient_checkpointing: bool = False
 
     def __post_init__(self):
         checks = {

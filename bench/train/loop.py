@@ -19,6 +19,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bench.device import upcast_trainable
 from bench.modeling import TunedModel
+from bench.train.checkpointing import recomputed_activations
 from bench.train.config import TrainSettings
 from tasks import Example
 
@@ -72,30 +73,31 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
     result = TrainResult(steps=0, train_seconds=0.0, tokens=0)
     stream = batches(examples, settings.batch_size, settings.seed)
     bar = tqdm(total=settings.steps, desc="train", disable=not progress, leave=False)
-    for step in range(1, settings.steps + 1):
-        tuned.model.train()
-        started = time.perf_counter()
-        step_loss = tuned.loss(next(stream))
-        loss = step_loss.loss.item()
-        if not math.isfinite(loss):
-            raise DivergedError(step, loss)
-        scaler.scale(step_loss.loss).backward()
-        scaler.unscale_(optimizer)  # clip the true gradients
-        torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
-        scale = scaler.get_scale()
-        scaler.step(optimizer)  # skipped while fp16 gradients overflow; the scale then comes down
-        scaler.update()
-        if scaler.get_scale() >= scale:  # the schedule advances with the optimizer's real steps
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        result.train_seconds += time.perf_counter() - started
-        result.steps, result.tokens = step, result.tokens + step_loss.tokens
-        result.attention_pairs += step_loss.attention_pairs
-        result.scored_positions += step_loss.scored_positions
-        result.losses.append(loss)
-        bar.update()
-        bar.set_postfix(loss=f"{loss:.4f}")
-        if on_eval is not None and (step % settings.eval_every == 0 or step == settings.steps):
-            result.evaluations.append({"step": step, **on_eval(step)})
+    with recomputed_activations(tuned.model, settings.gradient_checkpointing):
+        for step in range(1, settings.steps + 1):
+            tuned.model.train()
+            started = time.perf_counter()
+            step_loss = tuned.loss(next(stream))
+            loss = step_loss.loss.item()
+            if not math.isfinite(loss):
+                raise DivergedError(step, loss)
+            scaler.scale(step_loss.loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients
+            torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+            scale = scaler.get_scale()
+            scaler.step(optimizer)  # skipped while fp16 gradients overflow; the scale then comes down
+            scaler.update()
+            if scaler.get_scale() >= scale:  # the schedule advances with the optimizer's real steps
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.train_seconds += time.perf_counter() - started
+            result.steps, result.tokens = step, result.tokens + step_loss.tokens
+            result.attention_pairs += step_loss.attention_pairs
+            result.scored_positions += step_loss.scored_positions
+            result.losses.append(loss)
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if on_eval is not None and (step % settings.eval_every == 0 or step == settings.steps):
+                result.evaluations.append({"step": step, **on_eval(step)})
     bar.close()
     return result
