@@ -6,6 +6,7 @@ a run that fails leaves `failure.json` with its reason and the suite goes on.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -41,15 +42,23 @@ def failure_entry(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
 
 
 def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
+    """Progress is a bar at a terminal; written to a file or a pipe, it is one line per run."""
     outcome, pool = SuiteOutcome(), ModelPool()
-    bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not progress)
-    for run in suite.runs:
+    terminal = progress and sys.stderr.isatty()
+    bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not terminal)
+
+    def finished(name: str, how: str) -> None:
+        bar.update()
+        if progress and not terminal:
+            print(f"[{number}/{len(suite.runs)}] {name}: {how}", file=sys.stderr, flush=True)
+
+    for number, run in enumerate(suite.runs, 1):
         name = _describe(run)
         bar.set_postfix_str(name[:60])
         failure = record_path(run).parent / "failure.json"
         if record_path(run).exists():
             outcome.skipped.append(name)
-            bar.update()
+            finished(name, "record exists, skipped")
             continue
         started = time.perf_counter()
         run.spec.progress = progress
@@ -57,12 +66,13 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             execute_run(run.spec, pool=pool)
             failure.unlink(missing_ok=True)
             outcome.done.append(name)
+            finished(name, f"done in {time.perf_counter() - started:.0f} s")
         except KeyboardInterrupt:
             raise
         except Exception as err:  # one failed run must not stop the suite; its reason is kept
             entry = failure_entry(run, err, seconds=time.perf_counter() - started)
             write_json_atomic(entry, failure)
             outcome.failed.append((name, entry["reason"]))
-        bar.update()
+            finished(name, f"failed ({entry['reason']})")
     bar.close()
     return outcome

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,13 @@ def batches(examples: Sequence[Example], batch_size: int, seed: int) -> Iterator
             yield [examples[i] for i in order]
 
 
+def _progress_line(result: TrainResult, total: int) -> str:
+    evaluation = result.evaluations[-1]
+    scores = "  ".join(f"{k}={v:.4f}" for k, v in evaluation.items() if k not in ("step", "n"))
+    examples = f" (n={evaluation['n']})" if "n" in evaluation else ""
+    return f"step {result.steps}/{total}: loss {result.losses[-1]:.4f}  validation {scores}{examples}"
+
+
 def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSettings, *, lr: float,
           on_eval: EvalCallback | None = None, progress: bool = True) -> TrainResult:
     torch.manual_seed(settings.seed)
@@ -72,7 +80,9 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
         optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
     result = TrainResult(steps=0, train_seconds=0.0, tokens=0)
     stream = batches(examples, settings.batch_size, settings.seed)
-    bar = tqdm(total=settings.steps, desc="train", disable=not progress, leave=False)
+    # a bar redrawn with carriage returns is for a terminal; a log file gets a line per evaluation
+    terminal = progress and sys.stderr.isatty()
+    bar = tqdm(total=settings.steps, desc="train", disable=not terminal, leave=False)
     with recomputed_activations(tuned.model, settings.gradient_checkpointing):
         for step in range(1, settings.steps + 1):
             tuned.model.train()
@@ -99,5 +109,7 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
             bar.set_postfix(loss=f"{loss:.4f}")
             if on_eval is not None and (step % settings.eval_every == 0 or step == settings.steps):
                 result.evaluations.append({"step": step, **on_eval(step)})
+                if progress and not terminal:
+                    print(_progress_line(result, settings.steps), file=sys.stderr, flush=True)
     bar.close()
     return result
