@@ -260,6 +260,12 @@ def _search(args) -> int:
     return run(args)
 
 
+def _predict(args) -> int:
+    from bench.predict import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spbench", description="soft-prompt search and benchmarking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     from search.cli import add_parser as add_search_parser
 
     add_search_parser(sub)
+    from bench.predict import add_parser as add_predict_parser
+
+    add_predict_parser(sub)
     for name, help_text in (("results", "aggregate records into a table (terminal + results.csv)"),
                             ("plot", "score-vs-cost, relative-to-full-FT, prompt length and init plots"),
                             ("report", "a Markdown report with tables, plots and environment")):
@@ -313,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     show_warnings_to_users()
     args = build_parser().parse_args(argv)
     handlers = {"run": _run, "models": _models, "tasks": _tasks, "bench": _bench, "results": _results,
-                "plot": _plot, "report": _report, "search": _search}
+                "plot": _plot, "report": _report, "search": _search,
+                "predict": _predict}
     try:
         return handlers[args.command](args)
     except (ValueError, KeyError, FileNotFoundError) as err:  # every domain error here is a ValueError

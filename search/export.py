@@ -14,13 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
-from peft import PeftModel  # noqa: E402
 
-from bench.modeling import TunedModel  # noqa: E402
-from bench.models import load_base_model  # noqa: E402
 from bench.record import copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
+from bench.reload import load_trained, task_of  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
-from tasks import load_task  # noqa: E402
 
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
 
@@ -66,11 +63,8 @@ def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial
 def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> dict[str, float]:
     """Score a trial's saved adapter on the test split: done once, for the winner, never to choose."""
     record = read_record(record_path)
-    task = load_task(record["task"]["card"], tasks_dirs=tasks_dirs)
-    num_labels = len(task.card.classes) if task.card.is_classification else None
-    base = load_base_model(record["model"]["name"], num_labels=num_labels)
-    model = PeftModel.from_pretrained(base.model, record["artifact_path"])
-    tuned = TunedModel(model, base, task.card)
+    task = task_of(record, tasks_dirs)
+    tuned = load_trained(record, task)
     examples = task.examples("test", limit=record["train"]["eval_size"])
     predictions = tuned.predict(examples, batch_size=record["train"]["eval_batch_size"])
     return {**task.score(predictions, examples), "n": len(examples)}

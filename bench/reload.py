@@ -1,0 +1,37 @@
+"""A finished run's adapter loaded back onto its base model, for test scoring or for prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import PeftModel
+
+from bench.modeling import TunedModel
+from bench.models import load_base_model
+from bench.record import RunRecord
+from tasks import Task, load_task
+
+
+class NoAdapterError(ValueError):
+    """A run whose trained weights cannot be loaded back."""
+
+
+def task_of(record: RunRecord, tasks_dirs: tuple[str, ...] = ()) -> Task:
+    # the card path recorded on the machine that ran it; elsewhere, the card of the same name
+    card = Path(record["task"]["card"])
+    return load_task(str(card) if card.is_file() else record["task"]["name"], tasks_dirs=tasks_dirs)
+
+
+def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> TunedModel:
+    """The run's trained model on `task`; `adapter` defaults to the folder the record names."""
+    if not record.get("artifact_path"):
+        raise NoAdapterError(f"run {record['run_id']}: {record['method']['name']} saves no weights "
+                             "(the record keeps their size only); rerun with a PEFT method to get an adapter")
+    adapter = Path(adapter or record["artifact_path"])
+    if not (adapter / "adapter_config.json").is_file():
+        raise NoAdapterError(f"run {record['run_id']}: no adapter at {adapter} (the shipped reference keeps records "
+                             "only; a run on this machine writes one)")
+    num_labels = len(task.card.classes) if task.card.is_classification else None
+    base = load_base_model(record["model"]["name"], num_labels=num_labels, kind=record["model"]["kind"])
+    model = PeftModel.from_pretrained(base.model, str(adapter))
+    return TunedModel(model, base, task.card)
