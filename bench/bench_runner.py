@@ -41,16 +41,24 @@ def failure_entry(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
             "seconds": seconds, "traceback": traceback.format_exc()}
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     """Progress is a bar at a terminal; written to a file or a pipe, it is one line per run."""
     outcome, pool = SuiteOutcome(), ModelPool()
     terminal = progress and sys.stderr.isatty()
     bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not terminal)
 
+    ran_seconds, ran = 0.0, 0  # runs trained here, for the time left (skipped runs cost nothing)
+
     def finished(name: str, how: str) -> None:
         bar.update()
         if progress and not terminal:
-            print(f"[{number}/{len(suite.runs)}] {name}: {how}", file=sys.stderr, flush=True)
+            left = len(suite.runs) - number
+            eta = f"; about {_minutes(ran_seconds / ran * left)} left" if ran and left else ""
+            print(f"[{number}/{len(suite.runs)}] {name}: {how}{eta}", file=sys.stderr, flush=True)
 
     for number, run in enumerate(suite.runs, 1):
         name = _describe(run)
@@ -66,13 +74,16 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             execute_run(run.spec, pool=pool)
             failure.unlink(missing_ok=True)
             outcome.done.append(name)
-            finished(name, f"done in {time.perf_counter() - started:.0f} s")
+            reason = None
         except KeyboardInterrupt:
             raise
         except Exception as err:  # one failed run must not stop the suite; its reason is kept
             entry = failure_entry(run, err, seconds=time.perf_counter() - started)
             write_json_atomic(entry, failure)
             outcome.failed.append((name, entry["reason"]))
-            finished(name, f"failed ({entry['reason']})")
+            reason = entry["reason"]
+        seconds = time.perf_counter() - started
+        ran_seconds, ran = ran_seconds + seconds, ran + 1
+        finished(name, f"done in {seconds:.0f} s" if reason is None else f"failed after {seconds:.0f} s ({reason})")
     bar.close()
     return outcome
