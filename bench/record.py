@@ -16,6 +16,9 @@ from typing import Any, TypedDict
 from bench.procfs import status_field
 
 SCHEMA_VERSION = 1
+# training settings added after records were first written, with their defaults: a record without
+# one trained at its default, and a run at its default keeps the id it had before the setting existed
+TRAIN_SETTINGS_ADDED_LATER = {"gradient_checkpointing": False}
 
 
 class Cost(TypedDict):

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.record import RunRecord, read_record, scores_before_training
+from bench.record import TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, scores_before_training
 from tasks.notices import SkippedInput
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
@@ -45,7 +45,8 @@ MONITORING = {"seed", "eval_every", "monitor_size", "eval_batch_size", "score_in
 def _training(record: RunRecord) -> dict:
     """The training settings runs must share to be seeds of one configuration: all but the seed and
     the settings that only watch the run."""
-    return {k: v for k, v in record["train"].items() if k not in MONITORING}
+    train = {**TRAIN_SETTINGS_ADDED_LATER, **record["train"]}
+    return {k: v for k, v in train.items() if k not in MONITORING}
 
 
 def _frozen(settings: dict) -> tuple:

@@ -25,15 +25,14 @@ from bench.models.pooling import CONFIG_KEY
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
 from bench.models.loading import HEAD_NAMES
 from bench.names import file_part
-from bench.record import SCHEMA_VERSION, Cost, RunRecord, write_record
+from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord, write_record
 from bench.train import TrainSettings, train
-from bench.train.checkpointing import check_checkpointing
+from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, load_task
 
 EVAL_SPLITS = ("validation", "test")
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
-ADDED_LATER = {"gradient_checkpointing": False}  # training settings hashed into a run's id only when set
 
 
 @dataclass
@@ -64,8 +63,8 @@ class RunSpec:
         before it writes a record, and its id only names the failure.
         """
         train = _canonical(self.train)
-        for key, default in ADDED_LATER.items():
-            if train[key] == default:  # earlier records, made before the setting existed, keep their ids
+        for key, default in TRAIN_SETTINGS_ADDED_LATER.items():
+            if train[key] == default:
                 del train[key]
         try:
             method_settings, lr = self.resolved()
@@ -123,6 +122,8 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
+    if spec.train.gradient_checkpointing:
+        check_method_checkpoints(method)
     num_labels = len(task.card.classes) if task.card.is_classification else None
     if pool is None:
         base = load_base_model(spec.model, num_labels=num_labels, kind=spec.model_kind)
@@ -131,7 +132,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
     _check_fits(base, task, num_virtual)
     if spec.train.gradient_checkpointing:
-        check_checkpointing(method, base)
+        check_model_checkpoints(base)
     return task, method, settings, base, num_virtual
 
 

@@ -91,7 +91,7 @@ def _cannot_take(task_name: str, card, model: str, kind: str | None, method: str
                  checkpointing: bool) -> str | None:
     """Why a run would only fail, where that is known before it loads anything (None: plan it)."""
     if checkpointing and not get_method(method).allows_checkpointing:
-        return f"{method}: cannot train with gradient_checkpointing"
+        return f"{task_name} / {method}: cannot train with gradient_checkpointing"
     if kind == "encoder" and not card.is_classification:
         return f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks"
     if kind == "seq2seq" and method == "prefix_tuning":

@@ -63,7 +63,7 @@ def run(args) -> int:
     from search.objective import COSTS, Objective
     from search.space import DEFAULT_SPACE, SpaceError, load_space
     from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
-                              storage_url)
+                              space_clashes, storage_url)
     from tasks import load_task
 
     if not args.trials and not args.timeout:
@@ -112,6 +112,11 @@ def run(args) -> int:
     claim_study(study, {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
                         "batch_size": args.batch_size, "eval_every": args.eval_every,
                         "monitor_size": train.monitor_size, "eval_size": args.eval_size}, directions=directions)
+    clashes = space_clashes(study, space)
+    if clashes:
+        raise SpaceError(f"study {name!r} cannot search this space ({space.path}): "
+                         f"{'; '.join(clashes)}. Optuna keeps a parameter's choices and scale for the life of a "
+                         "study: search as before, or start another study (--study NAME)")
     _note_space_change(study, space)
     if not study.trials:
         enqueue_known_good(study, space, classification=not without_classes)

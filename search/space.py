@@ -48,6 +48,16 @@ class Param:
         each key keeps one distribution in the study (learning-rate ranges differ per method)."""
         return self.name if self.shared else f"{method}.{self.name}"
 
+    def distribution(self) -> optuna.distributions.BaseDistribution | None:
+        """What `suggest` asks the study for (None: a fixed value is not a trial parameter)."""
+        if self.kind == "fixed":
+            return None
+        if self.kind == "categorical":
+            return optuna.distributions.CategoricalDistribution(list(self.choices))
+        if self.kind == "int":
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log)
+        return optuna.distributions.FloatDistribution(float(self.low), float(self.high), log=self.log)
+
     def suggest(self, trial: optuna.Trial, key: str) -> Any:
         if self.kind == "fixed":
             return self.value
@@ -120,6 +130,14 @@ class SearchSpace:
         """This space with `method` and its parameters no longer offered."""
         return dataclasses.replace(self, methods=tuple(m for m in self.methods if m != method),
                                    params={m: ps for m, ps in self.params.items() if m != method})
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        """Every trial parameter this space can ask a study for, by its key."""
+        found = {} if len(self.methods) == 1 else {"method": optuna.distributions.CategoricalDistribution(
+            list(self.methods))}
+        for method, params in self.params.items():
+            found.update({p.key(method): p.distribution() for p in params if p.kind != "fixed"})
+        return found
 
     def sample(self, trial: optuna.Trial) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """(method, method settings, training settings); parameters of other methods are not sampled."""

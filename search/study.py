@@ -165,6 +165,32 @@ def enqueue_known_good(study: optuna.Study, space: SearchSpace, *, classificatio
     return count
 
 
+def _offered(distribution: optuna.distributions.BaseDistribution) -> str:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return f"choices {', '.join(map(str, distribution.choices))}"
+    scale = "log" if distribution.log else "linear"
+    kind = "integers" if isinstance(distribution, optuna.distributions.IntDistribution) else "numbers"
+    return f"{kind} on a {scale} scale"
+
+
+def space_clashes(study: optuna.Study, space: SearchSpace) -> list[str]:
+    """Parameters this space offers in a form the study's trials rule out. Optuna keeps one
+    distribution per parameter name in a study: ranges may change, but not a categorical's
+    choices, a number's scale, or its kind; a trial asking otherwise would fail."""
+    stored: dict[str, optuna.distributions.BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        stored.update(trial.distributions)
+    clashes = []
+    for key, new in space.distributions().items():
+        if key not in stored:
+            continue
+        try:
+            optuna.distributions.check_distribution_compatibility(stored[key], new)
+        except ValueError:
+            clashes.append(f"{key}: {_offered(stored[key])} in the study, {_offered(new)} now")
+    return clashes
+
+
 def refit_queued_points(study: optuna.Study, space: SearchSpace) -> int:
     """Starting points still queued were fitted to the space the study had when they were queued: one
     this space cannot take as it is is withdrawn (failed as not run) and queued again fitted to it,

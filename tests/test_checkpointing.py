@@ -44,7 +44,8 @@ def test_checkpointing_recomputes_and_trains_the_same(tiny_models, tiny_tasks, a
         runs[checkpointing] = (result.losses, trained, calls[0])
         core = tuned.model.get_base_model() if hasattr(tuned.model, "get_base_model") else tuned.model
         still_on = [name for name, m in core.named_modules() if getattr(m, "gradient_checkpointing", False)]
-        assert not still_on, "a pooled base model must not stay in checkpointing mode"
+        assert not still_on, "the model must not stay in checkpointing mode"
+        assert not core.get_input_embeddings()._forward_hooks, "nor keep its input-embedding hook"
     (losses, weights, calls), (losses_cp, weights_cp, calls_cp) = runs[False], runs[True]
     assert calls_cp > calls, "the layers did not run again in the backward pass"
     assert losses_cp == pytest.approx(losses, rel=1e-5)
@@ -56,8 +57,13 @@ def test_prefix_tuning_and_unsupported_models_are_refused_before_compute(tiny_mo
         return RunSpec(task="tiny_cls", model=tiny_models["gpt2"][0], method=method, tasks_dirs=(str(tiny_tasks),),
                        train=TrainSettings(gradient_checkpointing=True))
 
-    with pytest.raises(MethodError, match="'prefix_tuning' does not work with gradient_checkpointing"):
-        prepare_run(spec("prefix_tuning"))
+    def no_model(*args, **kwargs):
+        raise AssertionError("the method is refused before the model loads")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("bench.run.load_base_model", no_model)
+        with pytest.raises(MethodError, match="'prefix_tuning' does not work with gradient_checkpointing"):
+            prepare_run(spec("prefix_tuning"))
     monkeypatch.setattr("transformers.GPT2LMHeadModel.supports_gradient_checkpointing", False)
     with pytest.raises(ModelError, match="does not support gradient_checkpointing"):
         prepare_run(spec("prompt_tuning"))
@@ -97,11 +103,11 @@ def test_search_leaves_prefix_tuning_out_of_the_default_space_and_refuses_it_in_
     from bench.cli import main
     from search.space import DEFAULT_SPACE
 
-    def search(*extra):
+    def search(*extra, checkpointing=True):
         return main(["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", "4", "--steps", "2",
                      "--batch-size", "4", "--eval-every", "2", "--eval-size", "4", "--pruner", "none",
                      "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "cp",
-                     "--gradient-checkpointing", *extra])
+                     *(["--gradient-checkpointing"] if checkpointing else []), *extra])
 
     assert search() == 0, capsys.readouterr().err
     assert "prefix_tuning left out of the default space" in capsys.readouterr().out
@@ -109,6 +115,12 @@ def test_search_leaves_prefix_tuning_out_of_the_default_space_and_refuses_it_in_
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) == 4 and {t.params["method"] for t in done} <= {"prompt_tuning", "p_tuning"}
     assert set(study.trials[0].distributions["method"].choices) == {"prompt_tuning", "p_tuning"}
+    before = len(study.trials)
+    # the study's method choices cannot change: resumed without the flag, it is refused before any trial
+    assert search("--trials", "6", checkpointing=False) == 2
+    assert ("method: choices prompt_tuning, p_tuning in the study, choices prompt_tuning, p_tuning, prefix_tuning now"
+            in capsys.readouterr().err)
+    assert len(optuna.load_study(study_name="cp", storage=study._storage).trials) == before
     own = tmp_path / "space.yaml"
     own.write_text(DEFAULT_SPACE.read_text())
     assert search("--space", str(own), "--study", "cp2") == 2
@@ -123,4 +135,20 @@ def test_a_suite_with_checkpointing_leaves_prefix_tuning_out_and_says_so(tmp_pat
                     "methods:\n  - {method: prompt_tuning}\n  - {method: prefix_tuning}\n")
     suite = load_suite(str(path), tasks_dirs=(str(tiny_tasks),))
     assert [(run.spec.method, run.spec.train.gradient_checkpointing) for run in suite.runs] == [("prompt_tuning", True)]
-    assert suite.skipped == ["prefix_tuning: cannot train with gradient_checkpointing"]
+    assert suite.skipped == ["tiny_cls / prefix_tuning: cannot train with gradient_checkpointing"]
+
+
+def test_records_from_before_the_setting_group_with_new_ones_left_at_its_default():
+    from bench.record import read_record
+    from bench.results import aggregate
+
+    old = read_record(next((ROOT / "results" / "reference").glob("sst2__minilm-l6__lora__*/record.json")))
+    assert "gradient_checkpointing" not in old["train"]
+    new = json.loads(json.dumps(old))
+    new["seed"] = new["train"]["seed"] = 1
+    new["run_id"] = old["run_id"].replace("__s0", "__s1")
+    new["train"]["gradient_checkpointing"] = False
+    (row,) = aggregate([old, new], split="test")
+    assert row.seeds == 2
+    new["train"]["gradient_checkpointing"] = True  # the same scores, other costs: a row of its own
+    assert len(aggregate([old, new], split="test")) == 2

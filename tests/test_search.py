@@ -283,6 +283,27 @@ def test_a_study_resumed_with_another_space_says_so_and_refits_its_queued_points
     assert len(ran_since) == 2 and all(0.05 <= t.params["prompt_tuning.lr"] <= 0.1 for t in ran_since)
 
 
+def test_a_study_resumed_with_other_choices_or_scale_is_refused_before_any_trial(capsys, tmp_path, tiny_models,
+                                                                                tiny_tasks):
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--steps", "2", "--batch-size", "4",
+            "--eval-every", "2", "--eval-size", "4", "--pruner", "none", "--results", str(tmp_path / "results"),
+            "--tasks-dir", str(tiny_tasks), "--study", "fixed"]
+    assert main([*argv, "--trials", "2", "--space", str(write_space(tmp_path, SPACE))]) == 0, capsys.readouterr().err
+    trials = len(_study(tmp_path, "fixed").trials)
+    for change, clash in (
+        (("[random, sampled_vocab]", "[random, sampled_vocab, text]"),
+         "prompt_tuning.init: choices random, sampled_vocab in the study, choices random, sampled_vocab, text now"),
+        (("high: 8, log: true", "high: 8, log: false"),
+         "num_virtual_tokens: integers on a log scale in the study, integers on a linear scale now"),
+    ):
+        (tmp_path / "other").mkdir(exist_ok=True)
+        other = write_space(tmp_path / "other", SPACE.replace(*change))
+        assert main([*argv, "--trials", "4", "--space", str(other)]) == 2
+        err = capsys.readouterr().err
+        assert f"study 'fixed' cannot search this space ({other}): {clash}" in err
+        assert len(_study(tmp_path, "fixed").trials) == trials  # nothing ran, nothing failed
+
+
 def test_a_search_ended_by_its_timeout_says_so(capsys, tmp_path, tiny_models, tiny_tasks):
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--space",
             str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",

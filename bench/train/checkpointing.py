@@ -1,12 +1,11 @@
 """Gradient checkpointing: a run's layers recompute their activations in the backward pass.
 
-Switched on for the training steps only and off after them, because a process reuses one base
-model across runs (evaluation runs in eval mode, where transformers does not checkpoint anyway).
+Switched on for the training steps only, and off after them, so the model is left as it was for
+whatever uses it next (evaluation runs in eval mode, where transformers does not checkpoint anyway).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,11 +15,14 @@ from bench.methods.registry import Method, MethodError
 from bench.models import BaseModel, ModelError
 
 
-def check_checkpointing(method: Method, base: BaseModel) -> None:
-    """Refuse, before any compute, a run that asks for checkpointing where it cannot work."""
+def check_method_checkpoints(method: Method) -> None:
+    """Refuse, before a model loads, a method that cannot train with checkpointing."""
     if not method.allows_checkpointing:
         raise MethodError(f"method {method.name!r} does not work with gradient_checkpointing (PEFT refuses it); "
                           "leave that setting off for it")
+
+
+def check_model_checkpoints(base: BaseModel) -> None:
     if not getattr(base.model, "supports_gradient_checkpointing", False):
         raise ModelError(f"model {base.name!r} ({type(base.model).__name__}) does not support "
                          "gradient_checkpointing; leave that setting off for it")
@@ -28,16 +30,22 @@ def check_checkpointing(method: Method, base: BaseModel) -> None:
 
 def _switch(model: torch.nn.Module, on: bool) -> None:
     core = model.get_base_model() if hasattr(model, "get_base_model") else model
-    with warnings.catch_warnings():
-        # transformers 5.x renamed the switch (`activation_checkpointing_*`); the old name, kept for
-        # every 5.x release, warns
-        warnings.filterwarnings("ignore", message=".*gradient_checkpointing_.* is deprecated", category=FutureWarning)
-        if on:
-            # non-reentrant checkpointing needs no input that requires grad: the frozen embeddings
-            # before a prompt method's virtual tokens give none
-            core.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            core.gradient_checkpointing_disable()
+    # non-reentrant checkpointing needs no input that requires grad: the frozen embeddings before a
+    # prompt method's virtual tokens give none
+    checkpoint_kwargs = {"use_reentrant": False}
+    if hasattr(core, "activation_checkpointing_enable"):  # the name in later transformers 5.x releases
+        enable, disable = core.activation_checkpointing_enable, core.activation_checkpointing_disable
+        options = {"activation_checkpointing_kwargs": checkpoint_kwargs}
+    else:
+        enable, disable = core.gradient_checkpointing_enable, core.gradient_checkpointing_disable
+        options = {"gradient_checkpointing_kwargs": checkpoint_kwargs}
+    if on:
+        enable(**options)
+        return
+    disable()
+    # enabling also hooked the input embeddings to require grad; disabling leaves that hook on a model
+    # PEFT wraps from outside
+    core.disable_input_require_grads()
 
 
 @contextmanager
