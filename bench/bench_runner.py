@@ -41,7 +41,7 @@ def failure_entry(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
             "seconds": seconds, "traceback": traceback.format_exc()}
 
 
-def _minutes(seconds: float) -> str:
+def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
@@ -56,8 +56,8 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     def finished(name: str, how: str) -> None:
         bar.update()
         if progress and not terminal:
-            left = len(suite.runs) - number
-            eta = f"; about {_minutes(ran_seconds / ran * left)} left" if ran and left else ""
+            left = sum(not record_path(later).exists() for later in suite.runs[number:])  # the rest to train
+            eta = f"; about {_duration(ran_seconds / ran * left)} left" if ran and left else ""
             print(f"[{number}/{len(suite.runs)}] {name}: {how}{eta}", file=sys.stderr, flush=True)
 
     for number, run in enumerate(suite.runs, 1):
@@ -84,6 +84,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             reason = entry["reason"]
         seconds = time.perf_counter() - started
         ran_seconds, ran = ran_seconds + seconds, ran + 1
-        finished(name, f"done in {seconds:.0f} s" if reason is None else f"failed after {seconds:.0f} s ({reason})")
+        finished(name, f"done in {_duration(seconds)}" if reason is None else
+                 f"failed after {_duration(seconds)} ({reason.splitlines()[0]})")
     bar.close()
     return outcome

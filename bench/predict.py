@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.record import RunRecord, read_record
+from bench.record import ADAPTER_RECORD, RunRecord, read_record
 
 EXAMPLES = """examples:
   echo "A gorgeous, witty, seductive movie." | spbench predict results/sst2__minilm-l6/
@@ -26,50 +26,85 @@ EXAMPLES = """examples:
 """
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def add_parser(sub) -> None:
     parser = sub.add_parser("predict", help="answer new inputs with a trained prompt (a run's or a search's best)",
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="a run folder (record.json + adapter/) or a search's folder "
-                        "(best.yaml + best_adapter/)")
+    parser.add_argument("source", type=Path, help="a run folder (record.json + adapter/), a search's folder "
+                        "(best.yaml + best_adapter/) or one of its best_adapter/<task> folders")
     parser.add_argument("--input", type=Path, help="JSON Lines of rows with the template's fields, or plain text "
                         "lines for a one-field template (default: standard input)")
     parser.add_argument("--task", help="which task of a search over several")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=_positive, default=16)
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
 
 
-def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
-    """(record, adapter folder) of a run folder, its record.json, or a search folder's winner."""
-    folder = source.parent if source.name == "record.json" else source
-    if (folder / "record.json").is_file():
-        return read_record(folder / "record.json"), folder / "adapter"
+def _winner_record(folder: Path, listed: str, task: str) -> RunRecord:
+    """A search winner's record: kept in its exported adapter folder, or where best.yaml lists it
+    (searches before the adapter kept it; a relative path is read from here or from the study)."""
+    candidates = [folder / "best_adapter" / task / ADAPTER_RECORD, Path(listed), folder.parent.parent / listed]
+    for path in candidates:
+        if path.is_file():
+            return read_record(path)
+    raise FileNotFoundError(f"{folder / 'best.yaml'}: the record of its {task} winner is not at "
+                            f"{', '.join(map(str, candidates))}")
+
+
+def _from_search(folder: Path, task: str | None) -> tuple[RunRecord, Path]:
     best_file = folder / "best.yaml"
-    if not best_file.is_file():
-        raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)")
     best = yaml.safe_load(best_file.read_text(encoding="utf-8"))
+    if not isinstance(best, dict) or not isinstance(best.get("tasks"), list):
+        raise ValueError(f"{best_file}: not a search's best.yaml (no list of tasks)")
     if not best.get("records"):
         raise ValueError(f"{best_file}: the winner's adapter is not on this machine ({best.get('test')})")
-    records = [read_record(Path(path)) for path in best["records"]]
-    by_task = {record["task"]["name"]: record for record in records}
-    if task is None and len(by_task) > 1:
-        raise ValueError(f"{best_file} holds {len(by_task)} tasks ({', '.join(by_task)}): add --task")
-    task = task or next(iter(by_task))
-    if task not in by_task:
-        raise ValueError(f"{best_file}: no task {task!r}; it holds {', '.join(by_task)}")
-    return by_task[task], folder / "best_adapter" / task
+    tasks = best["tasks"]
+    if task is None and len(tasks) > 1:
+        raise ValueError(f"{best_file} holds {len(tasks)} tasks ({', '.join(tasks)}): add --task")
+    task = task or tasks[0]
+    if task not in tasks:
+        raise ValueError(f"{best_file}: no task {task!r}; it holds {', '.join(tasks)}")
+    listed = best["records"][tasks.index(task)]  # both in the order of the search's tasks
+    return _winner_record(folder, listed, task), folder / "best_adapter" / task
 
 
-def template_fields(template: str) -> list[str]:
-    """The row fields a template reads, in order ("{a.b}" reads field a)."""
-    names = (re.split(r"[.\[]", name)[0] for _, name, _, _ in string.Formatter().parse(template) if name)
-    return list(dict.fromkeys(names))
+def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
+    """(record, adapter folder) of a run folder, a search folder's winner, or an exported adapter."""
+    folder = source.parent if source.name in ("record.json", "best.yaml", ADAPTER_RECORD) else source
+    if (folder / "best.yaml").is_file():
+        return _from_search(folder, task)
+    if (folder / "record.json").is_file():
+        record, adapter = read_record(folder / "record.json"), folder / "adapter"
+    elif (folder / ADAPTER_RECORD).is_file():
+        record, adapter = read_record(folder / ADAPTER_RECORD), folder
+    else:
+        raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)")
+    if task is not None and task != record["task"]["name"]:
+        raise ValueError(f"{source} is a run of task {record['task']['name']!r}, not {task!r}")
+    return record, adapter
 
 
-def read_rows(lines: Iterable[str], fields: list[str], where: str) -> list[dict]:
+def template_fields(template: str) -> dict[str, bool]:
+    """The row fields a template reads, in order, each with whether it is pasted in whole ("{a}")
+    rather than read into ("{a[text]}")."""
+    fields: dict[str, bool] = {}
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name:
+            root = re.split(r"[.\[]", name)[0]
+            fields[root] = fields.get(root, True) and name == root
+    return fields
+
+
+def read_rows(lines: Iterable[str], fields: dict[str, bool], where: str) -> list[dict]:
     """Every input row, checked before the model loads: a bad line is named, not met halfway."""
     rows = []
     for number, line in enumerate(lines, 1):
-        text = line.strip()
+        text = line.strip().removeprefix("\ufeff") if number == 1 else line.strip()  # a byte-order mark
         if not text:
             continue
         if text.startswith("{"):
@@ -78,17 +113,34 @@ def read_rows(lines: Iterable[str], fields: list[str], where: str) -> list[dict]
             except json.JSONDecodeError as err:
                 raise ValueError(f"{where} line {number}: not valid JSON ({err.msg})") from None
         elif len(fields) == 1:
-            row = {fields[0]: text}
+            row = {next(iter(fields)): text}
         else:
             raise ValueError(f"{where} line {number}: expected a JSON object with {', '.join(fields)}")
         missing = [name for name in fields if name not in row]
         if missing:
             raise ValueError(f"{where} line {number}: no {', '.join(missing)} (the template reads "
                              f"{', '.join(fields)})")
+        # a field pasted in whole holds text or a number; an object, a list or null would be pasted
+        # into the prompt as Python shows it
+        for name in (name for name, whole in fields.items() if whole):
+            if not isinstance(row[name], (str, int, float)) or isinstance(row[name], bool):
+                raise ValueError(f"{where} line {number}: {name} is {type(row[name]).__name__}, not text")
         rows.append(row)
     if not rows:
         raise ValueError(f"{where}: no input rows")
     return rows
+
+
+def _input_rows(path: Path | None, fields: dict[str, bool]) -> list[dict]:
+    if path is None:
+        return read_rows(sys.stdin, fields, "standard input")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return read_rows(stream, fields, str(path))
+    except OSError as err:
+        raise ValueError(f"--input {path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--input {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def run(args) -> int:
@@ -98,11 +150,7 @@ def run(args) -> int:
     record, adapter = find_run(args.source, args.task)
     task = task_of(record, tuple(args.tasks_dir))
     card, fields = task.card, template_fields(task.card.template)
-    if args.input is None:
-        rows = read_rows(sys.stdin, fields, "standard input")
-    else:
-        with open(args.input, encoding="utf-8") as stream:
-            rows = read_rows(stream, fields, str(args.input))
+    rows = _input_rows(args.input, fields)
     tuned = load_trained(record, task, adapter)
     examples = [Example(prompt=card.template.format(**row), target="", references=()) for row in rows]
     for row, prediction in zip(rows, tuned.predict(examples, batch_size=args.batch_size)):

@@ -19,6 +19,8 @@ SCHEMA_VERSION = 1
 # training settings added after records were first written, with their defaults: a record without
 # one trained at its default, and a run at its default keeps the id it had before the setting existed
 TRAIN_SETTINGS_ADDED_LATER = {"gradient_checkpointing": False}
+# the run record kept inside an exported adapter folder (not `record.json`: tables would count it twice)
+ADAPTER_RECORD = "run_record.json"
 
 
 class Cost(TypedDict):
@@ -99,13 +101,16 @@ def write_text_atomic(text: str, path: Path) -> Path:
     return path
 
 
-def copy_tree_atomic(source: Path, destination: Path) -> Path:
-    """Copy a folder beside `destination`, then swap it in: a killed process leaves the old copy or
-    the new one whole, never a mix (at worst, the old one under a hidden `.old` name beside it)."""
+def copy_tree_atomic(source: Path, destination: Path, *, added: dict[str, str] | None = None) -> Path:
+    """Copy a folder beside `destination`, with the `added` files (name -> text), then swap it in: a
+    killed process leaves the old copy or the new one whole, never a mix (at worst, the old one under
+    a hidden `.old` name beside it)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
+        for name, text in (added or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the copy from other users
         if destination.exists():
             retired = staging.with_name(staging.name + ".old")

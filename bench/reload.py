@@ -13,13 +13,24 @@ from tasks import Task, load_task
 
 
 class NoAdapterError(ValueError):
-    """A run whose trained weights cannot be loaded back."""
+    """A run whose trained weights, or the task card they were trained on, cannot be loaded back."""
 
 
 def task_of(record: RunRecord, tasks_dirs: tuple[str, ...] = ()) -> Task:
-    # the card path recorded on the machine that ran it; elsewhere, the card of the same name
-    card = Path(record["task"]["card"])
-    return load_task(str(card) if card.is_file() else record["task"]["name"], tasks_dirs=tasks_dirs)
+    """The card the run trained on: at its recorded path, or, on another machine, the card of the
+    same name and version (another version may render other prompts than the adapter learned)."""
+    card, name, version = Path(record["task"]["card"]), record["task"]["name"], record["task"]["version"]
+    if card.is_file():
+        return load_task(str(card), tasks_dirs=tasks_dirs)
+    where = f"run {record['run_id']} trained on task {name!r} version {version} ({card}, not on this machine)"
+    try:
+        task = load_task(name, tasks_dirs=tasks_dirs)
+    except KeyError:
+        raise NoAdapterError(f"{where}; no card of that name here: pass --tasks-dir with its folder") from None
+    if task.card.version != version:
+        raise NoAdapterError(f"{where}; the card here ({task.card.path}) is version {task.card.version}: pass "
+                             "--tasks-dir with the card it ran with")
+    return task
 
 
 def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> TunedModel:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import warnings
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.record import copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
+from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
 from bench.reload import load_trained, task_of  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
@@ -114,7 +115,9 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
     for path in records:
         record = read_record(path)
         task = record["task"]["name"]
-        copy_tree_atomic(Path(record["artifact_path"]), folder / "best_adapter" / task)
+        # the record goes with the adapter, so the copy answers `spbench predict` wherever it is moved
+        copy_tree_atomic(Path(record["artifact_path"]), folder / "best_adapter" / task,
+                         added={ADAPTER_RECORD: json.dumps(record, indent=2, default=str)})
         test[task] = score_test_once(path, tasks_dirs=tasks_dirs)
     return test
 

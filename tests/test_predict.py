@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,11 +69,55 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     assert code == 2 and "standard input line 2: not valid JSON" in err
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"text": "ok"}'])
     assert code == 2 and "standard input line 1: no sentence (the template reads sentence)" in err
+    code, answers, err = _predict(capsys, monkeypatch, run_dir, ['\ufeff{"sentence": "ok"}'])
+    assert code == 0 and answers[0]["sentence"] == "ok", err  # a byte-order mark opening the input
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": {"text": "ok"}}'])
+    assert code == 2 and "standard input line 1: sentence is dict, not text" in err
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["ok"], "--input", tmp_path)
+    assert code == 2 and f"--input {tmp_path}: cannot read (Is a directory)" in err
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["ok"], "--task", "tiny_qa")
+    assert code == 2 and "is a run of task 'tiny_cls', not 'tiny_qa'" in err
+    with pytest.raises(SystemExit):
+        main(["predict", str(run_dir), "--batch-size", "0"])
+    assert "--batch-size: must be 1 or more, got 0" in capsys.readouterr().err
     full = _train(capsys, tiny_models, tiny_tasks, tmp_path, "gpt2", "full_ft", "tiny_cls")
     code, _, err = _predict(capsys, monkeypatch, full, ["a fine film"])
     assert code == 2 and "full_ft saves no weights" in err
     code, _, err = _predict(capsys, monkeypatch, tmp_path, ["a fine film"])
     assert code == 2 and "neither a run folder (record.json) nor a search folder (best.yaml)" in err
+
+
+def test_class_values_are_answered_as_the_data_names_them(capsys, monkeypatch, tiny_models, tmp_path):
+    """Labels written as words in the data come back as those words, not as class indices."""
+    folder = tmp_path / "cards"
+    (folder / "data").mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        rows = [{"text": f"review {i}", "stars": ["low", "high"][i % 2]} for i in range(8)]
+        (folder / "data" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "stars.yaml").write_text(
+        "name: stars\nversion: 1\nkind: classification\nsource: {local: data}\ntemplate: '{text} ->'\n"
+        "label_field: stars\nlabel_words: {low: [bad], high: [good]}\nmetrics: [accuracy]\nmax_input_tokens: 16\n")
+    run_dir = _train(capsys, tiny_models, folder, tmp_path, "gpt2", "prompt_tuning", "stars")
+    code, answers, err = _predict(capsys, monkeypatch, run_dir, ["review 1", "review 2"], "--tasks-dir", folder)
+    assert code == 0, err
+    words = {"low": "bad", "high": "good"}
+    assert all(a["prediction"] in words and a["label_word"] == words[a["prediction"]] for a in answers)
+
+
+def test_a_record_whose_card_is_elsewhere_uses_the_card_of_its_name_and_version(capsys, monkeypatch, tiny_models,
+                                                                               tiny_tasks, tmp_path):
+    run_dir = _train(capsys, tiny_models, tiny_tasks, tmp_path, "gpt2", "prompt_tuning", "tiny_cls")
+    record = json.loads((run_dir / "record.json").read_text())
+    record["task"]["card"] = "/another/machine/tiny_cls.yaml"
+    (run_dir / "record.json").write_text(json.dumps(record))
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"])
+    assert code == 2 and "(/another/machine/tiny_cls.yaml, not on this machine); no card of that name here" in err
+    code, answers, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", tiny_tasks)
+    assert code == 0 and len(answers) == 1, err
+    record["task"]["version"] = 2
+    (run_dir / "record.json").write_text(json.dumps(record))
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", tiny_tasks)
+    assert code == 2 and "is version 1: pass --tasks-dir with the card it ran with" in err
 
 
 def test_a_search_folder_answers_with_its_winner(capsys, monkeypatch, tiny_models, tiny_tasks, tmp_path):
@@ -87,8 +132,13 @@ def test_a_search_folder_answers_with_its_winner(capsys, monkeypatch, tiny_model
     assert len(answers) == 1 and isinstance(answers[0]["prediction"], str)
     code, _, err = _predict(capsys, monkeypatch, results / "s", [json.dumps(question)], "--task", "tiny_cls")
     assert code == 2 and "no task 'tiny_cls'; it holds tiny_qa" in err
+    # the exported adapter keeps its record: the folder answers alone, moved away from the study
+    moved = shutil.copytree(results / "s" / "best_adapter" / "tiny_qa", tmp_path / "elsewhere")
+    shutil.rmtree(results)
+    code, again, err = _predict(capsys, monkeypatch, moved, [json.dumps(question)], "--tasks-dir", tiny_tasks)
+    assert code == 0 and again == answers, err
 
 
 def test_template_fields():
-    assert template_fields("Context: {context}\nQuestion: {question} {context}") == ["context", "question"]
-    assert template_fields("{a.b} and {c[0]}") == ["a", "c"]
+    assert template_fields("Context: {context}\nQuestion: {question} {context}") == {"context": True, "question": True}
+    assert template_fields("{a[text]} and {c} {c[0]}") == {"a": False, "c": False}
