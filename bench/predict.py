@@ -133,6 +133,8 @@ def read_rows(lines: Iterable[str], fields: dict[str, bool], where: str) -> list
 
 def _input_rows(path: Path | None, fields: dict[str, bool]) -> list[dict]:
     if path is None:
+        if sys.stdin.isatty():
+            print(f"reading inputs, a line each ({', '.join(fields)}); end with Ctrl-D", file=sys.stderr)
         return read_rows(sys.stdin, fields, "standard input")
     try:
         with open(path, encoding="utf-8") as stream:
