@@ -53,7 +53,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
 
     ran_seconds, ran = 0.0, 0  # runs trained here, for the time left (skipped runs cost nothing)
 
-    def finished(name: str, how: str) -> None:
+    def finished(number: int, name: str, how: str) -> None:
         bar.update()
         if progress and not terminal:
             left = sum(not record_path(later).exists() for later in suite.runs[number:])  # the rest to train
@@ -66,7 +66,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
         failure = record_path(run).parent / "failure.json"
         if record_path(run).exists():
             outcome.skipped.append(name)
-            finished(name, "record exists, skipped")
+            finished(number, name, "record exists, skipped")
             continue
         started = time.perf_counter()
         run.spec.progress = progress
@@ -84,7 +84,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             reason = entry["reason"]
         seconds = time.perf_counter() - started
         ran_seconds, ran = ran_seconds + seconds, ran + 1
-        finished(name, f"done in {_duration(seconds)}" if reason is None else
+        finished(number, name, f"done in {_duration(seconds)}" if reason is None else
                  f"failed after {_duration(seconds)} ({reason.splitlines()[0]})")
     bar.close()
     return outcome

@@ -61,7 +61,7 @@ def run(args) -> int:
     from bench.models import ModelError, resolve_model
     from bench.train import TrainSettings
     from search.objective import COSTS, Objective
-    from search.space import DEFAULT_SPACE, SpaceError, load_space
+    from search.space import SpaceError
     from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
                               space_clashes, storage_url)
     from tasks import load_task
@@ -74,20 +74,9 @@ def run(args) -> int:
     objectives = [o.strip() for o in args.objective.split(",")]
     if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
-    space = load_space(args.space)  # a bad space is refused here, before any trial
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
     without_classes = [c.name for c in cards if not c.is_classification]
-    if without_classes and Path(space.path).resolve() == DEFAULT_SPACE.resolve():  # named or not
-        # the default space covers every kind of task: it drops what a task without classes cannot take
-        space = space.without_choice("prompt_tuning", "init", "class_labels")
-        print(f"init=class_labels left out of the default space: {', '.join(without_classes)} "
-              f"{'has' if len(without_classes) == 1 else 'have'} no class labels")
-    inits = [(*p.choices, p.value) for p in space.params.get("prompt_tuning", ()) if p.name == "init"]
-    if without_classes and any("class_labels" in values for values in inits):
-        raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
-                         f"{', '.join(without_classes)}")
-    if args.gradient_checkpointing:
-        space = _without_uncheckpointable(space)
+    space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)
     model = resolve_model(args.model)  # an unknown model is refused before a study exists, not by its first trial
     if model.kind == "encoder" and without_classes:
         raise ModelError(f"model {args.model!r} is an encoder (classification head only); "
@@ -161,6 +150,24 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
         print(f"trials: {write_trials_table(study, folder)}")
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")
+
+
+def _space_for(path: Path | None, without_classes: list[str], *, checkpointing: bool):
+    """The space to search, checked before a study exists (a bad space is refused here, before any
+    trial). The default space covers every kind of task and setting: it drops what these tasks or
+    settings cannot take; a space of the user's that offers it is refused."""
+    from search.space import DEFAULT_SPACE, SpaceError, load_space
+
+    space = load_space(path)
+    if without_classes and Path(space.path).resolve() == DEFAULT_SPACE.resolve():  # named or not
+        space = space.without_choice("prompt_tuning", "init", "class_labels")
+        print(f"init=class_labels left out of the default space: {', '.join(without_classes)} "
+              f"{'has' if len(without_classes) == 1 else 'have'} no class labels")
+    inits = [(*p.choices, p.value) for p in space.params.get("prompt_tuning", ()) if p.name == "init"]
+    if without_classes and any("class_labels" in values for values in inits):
+        raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
+                         f"{', '.join(without_classes)}")
+    return _without_uncheckpointable(space) if checkpointing else space
 
 
 def _without_uncheckpointable(space):
