@@ -18,6 +18,7 @@ import yaml  # noqa: E402
 
 from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
 from bench.reload import load_trained, task_of  # noqa: E402
+from bench.results import method_label  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
@@ -205,6 +206,15 @@ def _objectives(study: optuna.Study) -> list[str]:
     return study.user_attrs.get("definition", {}).get("objective", ["score", "cost"])
 
 
+def _config_text(config: dict | None, params: dict) -> str:
+    """A trial's config as tables spell it (`p_tuning[encoder=mlp,...,lr=0.01]`); its raw parameters
+    where it never sampled one."""
+    if not config:
+        return str(params)
+    settings = sorted((k, v) for k, v in config["settings"].items() if k != "init_text")
+    return method_label(config["method"], settings + sorted(config["train"].items()))
+
+
 def summary(study: optuna.Study) -> str:
     states = optuna.trial.TrialState
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in states}
@@ -222,8 +232,8 @@ def summary(study: optuna.Study) -> str:
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return "\n".join(lines)
     trial = best_trial(study)
-    lines.append(f"best: trial {trial.number} values {[round(v, 4) for v in trial.values]} "
-                 f"{trial.user_attrs.get('config')}")
+    values = ", ".join(f"{name} {value:.4g}" for name, value in zip(_objectives(study), trial.values))
+    lines.append(f"best: trial {trial.number} ({values}): {_config_text(trial.user_attrs.get('config'), trial.params)}")
     ties = statistical_ties(study)
     if ties:
         lines.append(_ties_line(*ties))
@@ -236,7 +246,7 @@ def summary(study: optuna.Study) -> str:
 
 def _failures(study: optuna.Study, shown: int = 5) -> list[str]:
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
-    lines = [f"failed (not counted): trial {t.number} {t.user_attrs.get('config', t.params)}: "
+    lines = [f"failed (not counted): trial {t.number} {_config_text(t.user_attrs.get('config'), t.params)}: "
              f"{t.user_attrs[FAIL_REASON_ATTR]}" for t in failed if FAIL_REASON_ATTR in t.user_attrs][-shown:]
     # workers raced for the last slots or for a starting point: nothing of these trials ran
     not_run = [(t.number, t.user_attrs[NOT_RUN_ATTR]) for t in failed if NOT_RUN_ATTR in t.user_attrs]

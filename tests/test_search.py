@@ -189,7 +189,11 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
             "--monitor-size", "4", "--eval-size", "6", "--results", str(tmp_path / "results"),
             "--tasks-dir", str(tiny_tasks), "--study", "tiny"]
     assert main(argv) == 0, capsys.readouterr().err
-    assert "test split (scored once, for the winner): tiny_cls accuracy=" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test split (scored once, for the winner): tiny_cls accuracy=" in out
+    # the winner spelled as the tables spell a config
+    assert re.search(r"^best: trial \d \(score \d\.\d+\): (prompt|p)_tuning\[.*num_virtual_tokens=\d+,lr=[\d.e-]+\]$",
+                     out, re.M), out
     folder = tmp_path / "results" / "tiny"
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}")
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
