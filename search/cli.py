@@ -60,7 +60,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from bench.models import ModelError, resolve_model
     from bench.train import TrainSettings
-    from search.objective import COSTS, Objective
+    from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
     from search.space import SpaceError
     from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
                               space_clashes, storage_url)
@@ -98,9 +98,12 @@ def run(args) -> int:
                                 sampler=strategy.make_sampler(), pruner=strategy.make_pruner())
     if multi and args.pruner != "none":
         print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
-    claim_study(study, {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
-                        "batch_size": args.batch_size, "eval_every": args.eval_every,
-                        "monitor_size": train.monitor_size, "eval_size": args.eval_size}, directions=directions)
+    definition = {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
+                  "batch_size": args.batch_size, "eval_every": args.eval_every, "monitor_size": train.monitor_size,
+                  "eval_size": args.eval_size}
+    if multi and objectives[1] in RECOMPUTATION_COSTS:  # scores are the same either way; these costs are not
+        definition["gradient_checkpointing"] = args.gradient_checkpointing
+    claim_study(study, definition, directions=directions)
     clashes = space_clashes(study, space)
     if clashes:
         raise SpaceError(f"study {name!r} cannot search this space ({space.path}): "

@@ -209,8 +209,8 @@ def _objectives(study: optuna.Study) -> list[str]:
 def _config_text(config: dict | None, params: dict) -> str:
     """A trial's config as tables spell it (`p_tuning[encoder=mlp,...,lr=0.01]`); its raw parameters
     where it never sampled one."""
-    if not config:
-        return str(params)
+    if not config or not {"method", "settings", "train"} <= set(config):
+        return str(config or params)
     settings = sorted((k, v) for k, v in config["settings"].items() if k != "init_text")
     return method_label(config["method"], settings + sorted(config["train"].items()))
 

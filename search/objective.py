@@ -26,6 +26,7 @@ from search.space import SearchSpace
 
 COSTS = ("trainable_params", "train_seconds", "train_flops", "peak_memory_bytes", "artifact_bytes",
          "latency_overhead")
+RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
 
 
 def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int) -> dict[str, tuple[float, int]]:

@@ -202,7 +202,8 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         raise SpaceError(f"{path}: not valid YAML: {err}") from None
     unknown = set(data) - {"methods", "shared", "per_method"} if isinstance(data, dict) else set()
     if not isinstance(data, dict) or unknown:
-        raise SpaceError(f"{path}: expected keys methods, shared, per_method" + (f"; unknown {sorted(unknown)}" if unknown else ""))
+        raise SpaceError(f"{path}: expected keys methods, shared, per_method"
+                         + (f"; unknown {sorted(unknown)}" if unknown else ""))
     methods = data.get("methods") or []
     if not isinstance(methods, list):
         raise SpaceError(f"{path} methods: must be a list of methods, got {methods!r}")

@@ -211,6 +211,9 @@ def refit_queued_points(study: optuna.Study, space: SearchSpace) -> int:
     return withdrawn
 
 
+DEFINITION_ADDED_LATER = {"gradient_checkpointing": False}
+
+
 def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:
     """Tie the study to what its trials measure (tasks, model, objective, training budget): a rerun
     with other settings under the same name would mix incomparable trials, or, with another
@@ -223,7 +226,9 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
     if [d.name for d in study.directions] != wanted:
         raise ValueError(f"study {study.study_name!r} optimizes {[d.name.lower() for d in study.directions]}, "
                          f"this command {directions}: pass another --study name for a new objective")
-    differing = {k: (stored[k], v) for k, v in definition.items() if stored and stored.get(k) != v}
+    # a key added to definitions later reads, in a study recorded before, as its default then
+    differing = {k: (stored.get(k, DEFINITION_ADDED_LATER.get(k)), v) for k, v in definition.items()
+                 if stored and stored.get(k, DEFINITION_ADDED_LATER.get(k)) != v}
     if differing:
         changes = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in differing.items())
         raise ValueError(f"study {study.study_name!r} holds trials of other settings ({changes}): pass another "

@@ -153,3 +153,30 @@ def test_records_from_before_the_setting_group_with_new_ones_left_at_its_default
     assert row.seeds == 2
     new["train"]["gradient_checkpointing"] = True  # the same scores, other costs: a row of its own
     assert len(aggregate([old, new], split="test")) == 2
+
+
+def test_a_memory_or_time_objective_keeps_its_checkpointing_setting_a_score_one_may_change_it(capsys, tiny_models,
+                                                                                              tiny_tasks, tmp_path):
+    from bench.cli import main
+    from tests.test_search import SPACE, write_space
+
+    space = write_space(tmp_path, SPACE)  # no prefix tuning: the method choices stay the same either way
+
+    def search(study, *extra):
+        return main(["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--steps", "2",
+                     "--batch-size", "4", "--eval-every", "2", "--eval-size", "4", "--pruner", "none",
+                     "--space", str(space), "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks),
+                     "--study", study, *extra])
+
+    memory = ("--objective", "score,peak_memory_bytes")
+    assert search("memory", "--trials", "1", *memory) == 0, capsys.readouterr().err
+    assert search("memory", "--trials", "2", *memory, "--gradient-checkpointing") == 2
+    assert "holds trials of other settings (gradient_checkpointing False -> True)" in capsys.readouterr().err
+    # a study recorded before the setting existed trained without it
+    study = optuna.load_study(study_name="memory", storage=f"sqlite:///{tmp_path / 'results' / 'memory' / 'study.db'}")
+    definition = study.user_attrs["definition"]
+    del definition["gradient_checkpointing"]
+    study.set_user_attr("definition", definition)
+    assert search("memory", "--trials", "2", *memory) == 0, capsys.readouterr().err
+    assert search("score", "--trials", "1") == 0, capsys.readouterr().err
+    assert search("score", "--trials", "2", "--gradient-checkpointing") == 0, capsys.readouterr().err
