@@ -39,10 +39,17 @@ def add_parser(sub) -> None:
     parser.add_argument("source", type=Path, help="a run folder (record.json + adapter/), a search's folder "
                         "(best.yaml + best_adapter/) or one of its best_adapter/<task> folders")
     parser.add_argument("--input", type=Path, help="JSON Lines of rows with the template's fields, or plain text "
-                        "lines for a one-field template (default: standard input)")
+                        "lines for a one-field template (default, or -: standard input)")
     parser.add_argument("--task", help="which task of a search over several")
     parser.add_argument("--batch-size", type=_positive, default=16)
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+
+
+def _read(path: Path) -> RunRecord:
+    try:
+        return read_record(path)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a readable run record ({err})") from None
 
 
 def _winner_record(folder: Path, listed: str, task: str) -> RunRecord:
@@ -51,19 +58,24 @@ def _winner_record(folder: Path, listed: str, task: str) -> RunRecord:
     candidates = [folder / "best_adapter" / task / ADAPTER_RECORD, Path(listed), folder.parent.parent / listed]
     for path in candidates:
         if path.is_file():
-            return read_record(path)
+            return _read(path)
     raise FileNotFoundError(f"{folder / 'best.yaml'}: the record of its {task} winner is not at "
                             f"{', '.join(map(str, candidates))}")
 
 
 def _from_search(folder: Path, task: str | None) -> tuple[RunRecord, Path]:
     best_file = folder / "best.yaml"
-    best = yaml.safe_load(best_file.read_text(encoding="utf-8"))
-    if not isinstance(best, dict) or not isinstance(best.get("tasks"), list):
-        raise ValueError(f"{best_file}: not a search's best.yaml (no list of tasks)")
+    try:
+        best = yaml.safe_load(best_file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{best_file}: not readable YAML ({err})") from None
+    if not isinstance(best, dict):
+        raise ValueError(f"{best_file}: not a search's best.yaml")
     if not best.get("records"):
         raise ValueError(f"{best_file}: the winner's adapter is not on this machine ({best.get('test')})")
-    tasks = best["tasks"]
+    tasks = best.get("tasks")
+    if not isinstance(tasks, list) or len(tasks) != len(best["records"]):
+        raise ValueError(f"{best_file}: not a search's best.yaml (no task for each record)")
     if task is None and len(tasks) > 1:
         raise ValueError(f"{best_file} holds {len(tasks)} tasks ({', '.join(tasks)}): add --task")
     task = task or tasks[0]
@@ -79,9 +91,9 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
     if (folder / "best.yaml").is_file():
         return _from_search(folder, task)
     if (folder / "record.json").is_file():
-        record, adapter = read_record(folder / "record.json"), folder / "adapter"
+        record, adapter = _read(folder / "record.json"), folder / "adapter"
     elif (folder / ADAPTER_RECORD).is_file():
-        record, adapter = read_record(folder / ADAPTER_RECORD), folder
+        record, adapter = _read(folder / ADAPTER_RECORD), folder
     else:
         raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)")
     if task is not None and task != record["task"]["name"]:
@@ -132,7 +144,7 @@ def read_rows(lines: Iterable[str], fields: dict[str, bool], where: str) -> list
 
 
 def _input_rows(path: Path | None, fields: dict[str, bool]) -> list[dict]:
-    if path is None:
+    if path is None or str(path) == "-":
         if sys.stdin.isatty():
             print(f"reading inputs, a line each ({', '.join(fields)}); end with Ctrl-D", file=sys.stderr)
         return read_rows(sys.stdin, fields, "standard input")

@@ -17,20 +17,23 @@ class NoAdapterError(ValueError):
 
 
 def task_of(record: RunRecord, tasks_dirs: tuple[str, ...] = ()) -> Task:
-    """The card the run trained on: at its recorded path, or, on another machine, the card of the
-    same name and version (another version may render other prompts than the adapter learned)."""
+    """The card the run trained on: at its recorded path, or else the card of the same name (from
+    `tasks_dirs` or the shipped ones), of the same version: another version may render other prompts
+    than the adapter learned with."""
     card, name, version = Path(record["task"]["card"]), record["task"]["name"], record["task"]["version"]
-    if card.is_file():
-        return load_task(str(card), tasks_dirs=tasks_dirs)
-    where = f"run {record['run_id']} trained on task {name!r} version {version} ({card}, not on this machine)"
-    try:
-        task = load_task(name, tasks_dirs=tasks_dirs)
-    except KeyError:
-        raise NoAdapterError(f"{where}; no card of that name here: pass --tasks-dir with its folder") from None
-    if task.card.version != version:
-        raise NoAdapterError(f"{where}; the card here ({task.card.path}) is version {task.card.version}: pass "
-                             "--tasks-dir with the card it ran with")
-    return task
+    found = [load_task(str(card), tasks_dirs=tasks_dirs)] if card.is_file() else []
+    if not found or found[0].card.version != version:
+        try:
+            found.append(load_task(name, tasks_dirs=tasks_dirs))
+        except KeyError:
+            pass
+    for task in found:
+        if task.card.version == version:
+            return task
+    seen = "; ".join(f"{task.card.path} is version {task.card.version}" for task in found) or \
+        f"{card} is not on this machine, nor a card of that name"
+    raise NoAdapterError(f"run {record['run_id']} trained on task {name!r} version {version}; {seen}: pass "
+                         "--tasks-dir with a folder holding the card it ran with")
 
 
 def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> TunedModel:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -61,9 +62,8 @@ def run(args) -> int:
     from bench.models import ModelError, resolve_model
     from bench.train import TrainSettings
     from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
-    from search.space import SpaceError
     from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
-                              space_clashes, storage_url)
+                              storage_url)
     from tasks import load_task
 
     if not args.trials and not args.timeout:
@@ -95,7 +95,9 @@ def run(args) -> int:
                         min_steps=args.eval_every, max_steps=args.steps * len(tasks), margin=args.prune_margin,
                         shared_storage=args.storage is not None)
     study = optuna.create_study(study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
-                                sampler=strategy.make_sampler(), pruner=strategy.make_pruner())
+                                pruner=strategy.make_pruner())
+    strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
+    study.sampler = strategy.make_sampler()
     if multi and args.pruner != "none":
         print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
     definition = {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
@@ -104,11 +106,7 @@ def run(args) -> int:
     if multi and objectives[1] in RECOMPUTATION_COSTS:  # scores are the same either way; these costs are not
         definition["gradient_checkpointing"] = args.gradient_checkpointing
     claim_study(study, definition, directions=directions)
-    clashes = space_clashes(study, space)
-    if clashes:
-        raise SpaceError(f"study {name!r} cannot search this space ({space.path}): "
-                         f"{'; '.join(clashes)}. Optuna keeps a parameter's choices and scale for the life of a "
-                         "study: search as before, or start another study (--study NAME)")
+    _refuse_clashes(study, space)
     _note_space_change(study, space)
     if not study.trials:
         enqueue_known_good(study, space, classification=not without_classes)
@@ -188,6 +186,21 @@ def _without_uncheckpointable(space):
         space = space.without_method(method)
     print(f"{', '.join(refused)} left out of the default space: it cannot train with --gradient-checkpointing")
     return space
+
+
+def _refuse_clashes(study: optuna.Study, space) -> None:
+    """A space the study's earlier trials rule out is refused before any trial (see `space_clashes`)."""
+    from search.space import DEFAULT_SPACE, SpaceError
+    from search.study import space_clashes
+
+    clashes = space_clashes(study, space)
+    if not clashes:
+        return
+    methods = any(c.startswith("method:") for c in clashes) and Path(space.path).resolve() == DEFAULT_SPACE.resolve()
+    raise SpaceError(f"study {study.study_name!r} cannot search this space ({space.path}): {'; '.join(clashes)}. "
+                     "Optuna keeps a parameter's choices and scale for the life of a study: search as before"
+                     + (" (--gradient-checkpointing leaves prefix_tuning out of the default space)" if methods else "")
+                     + ", or start another study (--study NAME)")
 
 
 def _note_space_change(study: optuna.Study, space) -> None:

@@ -211,7 +211,7 @@ def _config_text(config: dict | None, params: dict) -> str:
     where it never sampled one."""
     if not config or not {"method", "settings", "train"} <= set(config):
         return str(config or params)
-    settings = sorted((k, v) for k, v in config["settings"].items() if k != "init_text")
+    settings = sorted((k, v) for k, v in config["settings"].items() if k != "init_text" and v is not None)
     return method_label(config["method"], settings + sorted(config["train"].items()))
 
 
@@ -232,7 +232,8 @@ def summary(study: optuna.Study) -> str:
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return "\n".join(lines)
     trial = best_trial(study)
-    values = ", ".join(f"{name} {value:.4g}" for name, value in zip(_objectives(study), trial.values))
+    values = ", ".join(f"{name} {value:.4f}" if name == "score" else f"{name} {value:.4g}"
+                       for name, value in zip(_objectives(study), trial.values))
     lines.append(f"best: trial {trial.number} ({values}): {_config_text(trial.user_attrs.get('config'), trial.params)}")
     ties = statistical_ties(study)
     if ties:

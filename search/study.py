@@ -118,9 +118,14 @@ class Strategy:
     max_steps: int
     margin: float
     shared_storage: bool = False  # other machines may run the same command on the same study
+    # trials the study held when this command started: a resumed study draws anew, not the random
+    # start-up draws of the invocation before (the sampler's state is not stored with the study)
+    resumed_at: int = 0
 
     def make_sampler(self, worker: int = 0) -> optuna.samplers.BaseSampler:
         seed = self.seed
+        if seed is not None and self.resumed_at:
+            seed = zlib.crc32(f"{seed}:resumed at {self.resumed_at}".encode())
         if seed is not None and self.shared_storage:
             # the same command on each machine, or twice on one: seeds differ by host and process
             seed = zlib.crc32(f"{seed}:{socket.gethostname()}:{os.getpid()}".encode())

@@ -119,8 +119,10 @@ def test_search_leaves_prefix_tuning_out_of_the_default_space_and_refuses_it_in_
     before = len(study.trials)
     # the study's method choices cannot change: resumed without the flag, it is refused before any trial
     assert search("--trials", "6", checkpointing=False) == 2
-    assert ("method: choices prompt_tuning, p_tuning in the study, choices prompt_tuning, p_tuning, prefix_tuning now"
-            in capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert ("method: choices prompt_tuning, p_tuning in the study, choices prompt_tuning, p_tuning, prefix_tuning "
+            "now") in err
+    assert "search as before (--gradient-checkpointing leaves prefix_tuning out of the default space)" in err
     assert len(optuna.load_study(study_name="cp", storage=study._storage).trials) == before
     own = tmp_path / "space.yaml"
     own.write_text(DEFAULT_SPACE.read_text())

@@ -60,7 +60,7 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
                                                                      tmp_path):
     run_dir = _train(capsys, tiny_models, tiny_tasks, tmp_path, "gpt2", "lora", "tiny_cls")
     code, answers, err = _predict(capsys, monkeypatch, run_dir, ["a fine film", "", "a dull film"],
-                                  "--tasks-dir", tiny_tasks)
+                                  "--tasks-dir", tiny_tasks, "--input", "-")
     assert code == 0, err
     assert [a["sentence"] for a in answers] == ["a fine film", "a dull film"]
     assert {a["prediction"] for a in answers} <= {0, 1}
@@ -111,13 +111,17 @@ def test_a_record_whose_card_is_elsewhere_uses_the_card_of_its_name_and_version(
     record["task"]["card"] = "/another/machine/tiny_cls.yaml"
     (run_dir / "record.json").write_text(json.dumps(record))
     code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"])
-    assert code == 2 and "(/another/machine/tiny_cls.yaml, not on this machine); no card of that name here" in err
+    assert code == 2 and "/another/machine/tiny_cls.yaml is not on this machine, nor a card of that name" in err
     code, answers, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", tiny_tasks)
     assert code == 0 and len(answers) == 1, err
     record["task"]["version"] = 2
     (run_dir / "record.json").write_text(json.dumps(record))
     code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", tiny_tasks)
-    assert code == 2 and "is version 1: pass --tasks-dir with the card it ran with" in err
+    assert code == 2 and "tiny_cls.yaml is version 1: pass --tasks-dir with a folder holding the card it ran" in err
+    record["task"]["card"] = str(tiny_tasks / "tiny_cls.yaml")  # the card is here, but was changed since
+    (run_dir / "record.json").write_text(json.dumps(record))
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"])
+    assert code == 2 and "trained on task 'tiny_cls' version 2; " in err
 
 
 def test_a_search_folder_answers_with_its_winner(capsys, monkeypatch, tiny_models, tiny_tasks, tmp_path):
@@ -137,6 +141,20 @@ def test_a_search_folder_answers_with_its_winner(capsys, monkeypatch, tiny_model
     shutil.rmtree(results)
     code, again, err = _predict(capsys, monkeypatch, moved, [json.dumps(question)], "--tasks-dir", tiny_tasks)
     assert code == 0 and again == answers, err
+
+
+def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path):
+    (tmp_path / "best.yaml").write_text("study: [unclosed\n")
+    code, _, err = _predict(capsys, monkeypatch, tmp_path, ["ok"])
+    assert code == 2 and f"{tmp_path / 'best.yaml'}: not readable YAML" in err
+    (tmp_path / "best.yaml").write_text("test: 'not scored here: trial 3 ran on box-2, which holds its adapter'\n")
+    code, _, err = _predict(capsys, monkeypatch, tmp_path, ["ok"])
+    assert code == 2 and "the winner's adapter is not on this machine (not scored here: trial 3 ran on box-2" in err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "record.json").write_text('{"run_id": ')
+    code, _, err = _predict(capsys, monkeypatch, run, ["ok"])
+    assert code == 2 and f"{run / 'record.json'}: not a readable run record" in err
 
 
 def test_template_fields():

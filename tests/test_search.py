@@ -308,6 +308,20 @@ def test_a_study_resumed_with_other_choices_or_scale_is_refused_before_any_trial
         assert len(_study(tmp_path, "fixed").trials) == trials  # nothing ran, nothing failed
 
 
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_search_draws_new_configs_not_the_last_invocations_again(capsys, tmp_path, tiny_models, tiny_tasks,
+                                                                          sampler):
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--space",
+            str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",
+            "--eval-size", "4", "--pruner", "none", "--sampler", sampler, "--results", str(tmp_path / "results"),
+            "--tasks-dir", str(tiny_tasks), "--study", "again"]
+    assert main([*argv, "--trials", "4"]) == 0, capsys.readouterr().err  # two starting points, two drawn
+    assert main([*argv, "--trials", "6"]) == 0, capsys.readouterr().err
+    trials = _study(tmp_path, "again").trials
+    first, resumed = [t.params for t in trials[2:4]], [t.params for t in trials[4:6]]
+    assert len(resumed) == 2 and not any(params in first for params in resumed), (first, resumed)
+
+
 def test_a_search_ended_by_its_timeout_says_so(capsys, tmp_path, tiny_models, tiny_tasks):
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--space",
             str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",

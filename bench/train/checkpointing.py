@@ -44,8 +44,9 @@ def _switch(model: torch.nn.Module, on: bool) -> None:
         return
     disable()
     # enabling also hooked the input embeddings to require grad; disabling leaves that hook on a model
-    # PEFT wraps from outside
-    core.disable_input_require_grads()
+    # PEFT wraps from outside (earlier releases fail to remove a hook they never set)
+    if getattr(core, "_require_grads_hook", None) is not None or getattr(core, "_require_grads_hooks", None):
+        core.disable_input_require_grads()
 
 
 @contextmanager
