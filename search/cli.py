@@ -50,7 +50,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and the trials' training; local "
                         "worker i samples with seed + i, and with --storage the seed is mixed with the host name "
                         "and process id, so processes sharing a study do not propose the same configs (and a "
-                        "shared study's sampling is not reproducible)")
+                        "shared study's sampling is not reproducible); a resume mixes in the trials the study holds, "
+                        "so it does not draw the last run's configs again")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="trials recompute activations in the backward pass: far less memory on long inputs, "
                              "same scores, more time (prefix_tuning, which cannot, leaves the default space)")
