@@ -26,10 +26,10 @@ def _table(rows: list[ResultRow]) -> list[str]:
 
 
 def _environment(record: RunRecord) -> list[str]:
-    env = record["environment"]
-    hardware = env["hardware"]
-    packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-    commit = (env["git"].get("commit") or "unknown")[:12] + (" (dirty)" if env["git"].get("dirty") else "")
+    env = record.get("environment") or {}
+    hardware, git = env.get("hardware") or {}, env.get("git") or {}
+    packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
+    commit = (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
     return [f"- hardware: {hardware.get('device')} ({hardware.get('gpu') or hardware.get('cpu')}, "
             f"{hardware.get('cpu_count')} CPUs, {hardware.get('torch_threads')} torch threads), {hardware.get('platform')}",
             f"- packages: {packages}", f"- code: git {commit}"]
@@ -55,9 +55,14 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
         lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in pngs] + [""]
     if failures:
         lines += ["## Failed runs", ""] + [f"- {f['run']}: {f['reason']}" for f in failures] + [""]
-    if records:
-        lines += ["## Environment", "", *_environment(records[0]), ""]
-    lines += ["Columns: *vs full FT* is the score over the best full fine-tuning score of the same task and model; "
+    environments = list(dict.fromkeys(tuple(_environment(r)) for r in records))  # a shared suite's machines
+    if environments:
+        lines += ["## Environment", ""] + (
+            [f"{len(environments)} environments ran these records:", ""] if len(environments) > 1 else [])
+        for environment in environments:
+            lines += [*environment, ""]
+    lines += ["Columns: *vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
+              "training data and evaluation examples (of best validation score, where there are several); "
               "*vs zero-shot* the mean improvement over each run's score before training; FLOPs are the "
               "analytic training estimate; *latency ×* the inference latency over the base model's.", ""]
     path = folder / "report.md"

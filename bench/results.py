@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.record import TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, scores_before_training
+from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, scores_before_training
 from tasks.notices import SkippedInput
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
@@ -99,18 +99,39 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
     for path in found("record.json"):
         try:
             record = read_record(path)
-            record["scores"], record["task"]["primary_metric"], record["cost"]  # noqa: B018  (shape check)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            warnings.warn(f"skipping unreadable or partial record {path}: {type(err).__name__}: {err}",
-                          SkippedInput, stacklevel=2)
+            problem = _shape_problem(record)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            problem = f"{type(err).__name__}: {err}"
+        if problem:
+            warnings.warn(f"skipping unreadable or partial record {path}: {problem}", SkippedInput, stacklevel=2)
             continue
         records.append(record)
+    finished = {record["run_id"] for record in records}
     for path in found("failure.json"):
         try:
-            failures.append(json.loads(path.read_text(encoding="utf-8")))
+            failure = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            failure = None
+        if not isinstance(failure, dict) or not {"run", "reason"} <= set(failure):
             warnings.warn(f"skipping unreadable failure file {path}", SkippedInput, stacklevel=2)
+        elif failure.get("run_id") not in finished:  # a run that failed once and has finished since
+            failures.append(failure)
     return records, failures
+
+
+def _shape_problem(record: RunRecord) -> str | None:
+    """What a table needs and this record lacks (None: nothing). Raises on a record of another shape."""
+    if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+        return f"schema version {record['schema_version']}, newer than this version reads ({SCHEMA_VERSION})"
+    metric = record["task"]["primary_metric"]
+    record["run_id"], record["seed"], record["task"]["name"], record["model"]["name"]  # noqa: B018
+    record["method"]["name"], record["train"]["lr"]  # noqa: B018
+    for split, scores in record["scores"].items():
+        if not isinstance(scores.get(metric), (int, float)):
+            return f"no {metric} score on {split}"
+    if not isinstance(record["cost"], dict):
+        return "no cost figures"
+    return None
 
 
 @dataclass
@@ -202,10 +223,15 @@ def _natural(label: str) -> tuple:
     return tuple(float(part) if index % 2 else part for index, part in enumerate(parts))
 
 
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
 def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     metric = group[0]["task"]["primary_metric"]
     score, std = _mean_std([r["scores"][split][metric] for r in group])
-    costs = {key: statistics.fmean(r["cost"].get(key, float("nan")) for r in group) for key in COST_KEYS}
+    # a cost a record lacks (older records) or left null is not a number: nan, left out of plots
+    costs = {key: statistics.fmean(_number(r["cost"].get(key)) for r in group) for key in COST_KEYS}
     train = _training(group[0])
     return ResultRow(
         task=group[0]["task"]["name"], model=group[0]["model"]["name"], method=group[0]["method"]["name"], label=label,
@@ -220,16 +246,31 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     )
 
 
-def _relate_to_full_ft(rows: list[ResultRow]) -> None:
-    best_full: dict[tuple, float] = {}
+def comparable_key(row: ResultRow) -> tuple:
+    """What a row and its full fine-tuning reference must share: the task (version), the model, the
+    training data drawn and the evaluation examples scored (a 20-example smoke run is no reference)."""
+    return row.task, row.task_version, row.model, row.train_size, row.eval_size
+
+
+def full_ft_references(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
+    """The full fine-tuning row each comparable group is measured against: chosen by its validation
+    score, as a search chooses (the reported split is never used to choose)."""
+    references: dict[tuple, ResultRow] = {}
     for row in rows:
         if row.method == "full_ft":
-            key = (row.task, row.task_version, row.model)
-            best_full[key] = max(best_full.get(key, float("-inf")), row.score)
+            best = references.get(comparable_key(row))
+            if best is None or row.validation > best.validation:
+                references[comparable_key(row)] = row
+    return references
+
+
+def _relate_to_full_ft(rows: list[ResultRow]) -> None:
+    references = full_ft_references(rows)
     for row in rows:
-        reference = best_full.get((row.task, row.task_version, row.model))
+        reference = references.get(comparable_key(row))
         # a ratio to a baseline at or below zero (e.g. Matthews correlation) has no meaning
-        row.relative_to_full_ft = row.score / reference if reference is not None and reference > 0 else None
+        row.relative_to_full_ft = row.score / reference.score if reference is not None and reference.score > 0 \
+            else None
 
 
 def write_csv(rows: list[ResultRow], path: Path) -> Path:

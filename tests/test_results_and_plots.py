@@ -1,6 +1,7 @@
 """Aggregation and plot data, checked on hand-made records (numbers, not pixels)."""
 
 import json
+import math
 import warnings
 
 import pytest
@@ -73,6 +74,35 @@ def test_settings_that_only_watch_a_run_do_not_split_its_seeds():
     rows = aggregate([make_record("lora", 0.80, train={"monitor_size": 64, "eval_every": 10}),
                       make_record("lora", 0.84, seed=1, train={"monitor_size": 200, "eval_every": 25})])
     assert [(r.label, r.seeds, r.score) for r in rows] == [("lora[lr=0.001]", 2, pytest.approx(0.82))]
+
+
+def test_full_fine_tuning_reference_is_chosen_on_validation_among_runs_scored_alike():
+    chosen = make_record("full_ft", 0.85, lr=1e-4)
+    chosen["scores"]["validation"]["accuracy"] = 0.88
+    luckier_on_test = make_record("full_ft", 0.90, lr=1e-3)
+    luckier_on_test["scores"]["validation"]["accuracy"] = 0.80
+    smoke = make_record("full_ft", 0.95, lr=3e-3, train={"eval_size": 20})  # scored on 20 test examples
+    lora = make_record("lora", 0.80)
+    rows = {r.label: r for r in aggregate([chosen, luckier_on_test, smoke, lora])}
+    assert rows["lora[lr=0.001,eval_size=None]"].relative_to_full_ft == pytest.approx(0.80 / 0.85)
+    assert rows["full_ft[lr=0.001,eval_size=None]"].relative_to_full_ft == pytest.approx(0.90 / 0.85)
+    assert rows["full_ft[lr=0.003,eval_size=20]"].relative_to_full_ft == pytest.approx(1.0)  # its own reference
+    (chart,) = data.score_cost(list(rows.values()), axis="trainable_params")
+    assert chart.references["full_ft"].score == pytest.approx(0.85)
+    assert data.relative_scores(list(rows.values())).values["full_ft"]["sst2 (m)"] == pytest.approx(1.0)
+
+
+def test_configs_without_a_cost_are_left_out_of_its_plot_and_front(tmp_path):
+    unmeasured = make_record("lora", 0.95, params=1_000)
+    del unmeasured["cost"]["train_flops"]  # a record from before the FLOP estimate, say
+    rows = aggregate(RECORDS[:2] + [unmeasured])
+    (chart,) = data.score_cost(rows, axis="train_flops")
+    assert [p.method for p in chart.points] == ["full_ft"] and [p.method for p in chart.pareto] == ["full_ft"]
+    assert chart.unmeasured == ["lora[lr=0.001]"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        render_all(rows, tmp_path, axes=("train_flops",))
+    assert any("1 config(s) without train_flops in their records left out" in str(w.message) for w in caught)
 
 
 def test_no_ratio_to_a_full_fine_tuning_score_at_or_below_zero():
@@ -192,6 +222,35 @@ def test_corrupt_records_are_skipped_with_a_warning(tmp_path):
         records, _ = load_records(tmp_path)
     assert len(records) == len(RECORDS)
     assert any("broken" in str(w.message) for w in caught)
+
+
+def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropped(tmp_path):
+    no_metric = make_record("lora", 0.8, seed=1)
+    del no_metric["scores"]["test"]["accuracy"]
+    newer = {**make_record("lora", 0.8, seed=2), "schema_version": 99}
+    null_cost = make_record("lora", 0.8, seed=3)
+    null_cost["cost"]["train_flops"] = None
+    del null_cost["environment"]
+    for name, record in (("no_metric", no_metric), ("newer", newer), ("null_cost", null_cost), ("ok", RECORDS[0])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "record.json").write_text(json.dumps(record))
+    failures = {"ok": {"run": "ran since", "reason": "x", "run_id": RECORDS[0]["run_id"]},
+                "other": {"run": "still failed", "reason": "y", "run_id": "another"}, "junk": [1, 2]}
+    for name, failure in failures.items():
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "failure.json").write_text(json.dumps(failure))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records, kept = load_records(tmp_path)
+    said = " ".join(str(w.message) for w in caught)
+    assert f"{tmp_path / 'no_metric' / 'record.json'}: no accuracy score on test" in said
+    assert f"{tmp_path / 'newer' / 'record.json'}: schema version 99, newer than" in said
+    assert f"unreadable failure file {tmp_path / 'junk' / 'failure.json'}" in said
+    assert sorted(r["seed"] for r in records) == [0, 3] and [f["run"] for f in kept] == ["still failed"]
+    rows = aggregate(records)
+    assert [math.isnan(r.train_flops) for r in rows if r.method == "lora"] == [True]  # a null cost is no number
+    report = write_report(tmp_path, records=records, failures=kept).read_text()  # a record without environment
+    assert "2 environments ran these records" in report
 
 
 def write_records(folder, records):

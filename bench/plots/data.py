@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from bench.results import REFERENCE_METHODS, ResultRow, init_text, shortened
+from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, shortened
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -31,15 +32,16 @@ class ScoreCost(NamedTuple):
     model: str
     metric: str
     axis: str
-    points: list[Point]  # every config, references included
+    points: list[Point]  # every config with this cost measured, references included
     pareto: list[Point]  # lowest cost for each gain in score, in cost order
-    references: dict[str, Point]  # best full_ft / lora config
+    references: dict[str, Point]  # the full_ft / lora config of best validation score
+    unmeasured: list[str] = []  # configs whose records lack this cost (older records, say): not drawn
 
 
 class RelativeScores(NamedTuple):
     tasks: list[str]
     methods: list[str]
-    values: dict[str, dict[str, float]]  # method -> task -> best score relative to full fine-tuning
+    values: dict[str, dict[str, float]]  # method -> task -> relative score of its best config (on validation)
 
 
 class LengthCurve(NamedTuple):
@@ -82,23 +84,33 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
         by_task[(row.task, row.model)].append(row)
     charts = []
     for (task, model), group in sorted(by_task.items()):
-        points = [_point(r, axis) for r in group]
+        measured = [r for r in group if math.isfinite(getattr(r, axis))]
+        points = [_point(r, axis) for r in measured]
+        # the reference lines belong to the runs scored as most of the chart's are (same data and
+        # evaluation examples), chosen on validation as the tables choose full fine-tuning's
+        usual = Counter(comparable_key(r) for r in measured).most_common(1)[0][0] if measured else None
         references = {}
         for method in REFERENCE_METHODS:
-            candidates = [p for p in points if p.method == method]
+            candidates = [r for r in measured if r.method == method and comparable_key(r) == usual]
             if candidates:
-                references[method] = max(candidates, key=lambda p: p.score)
-        charts.append(ScoreCost(task, model, group[0].metric, axis, points, pareto_front(points), references))
+                references[method] = _point(max(candidates, key=lambda r: r.validation), axis)
+        unmeasured = [r.label for r in group if not math.isfinite(getattr(r, axis))]
+        charts.append(ScoreCost(task, model, group[0].metric, axis, points, pareto_front(points), references,
+                                unmeasured))
     return charts
 
 
 def relative_scores(rows: list[ResultRow]) -> RelativeScores:
-    values: dict[str, dict[str, float]] = defaultdict(dict)
+    best: dict[tuple[str, str], ResultRow] = {}  # (method, column) -> the config of best validation score
     for row in rows:
         if row.relative_to_full_ft is None:
             continue
-        column = f"{row.task} ({row.model})"
-        values[row.method][column] = max(values[row.method].get(column, float("-inf")), row.relative_to_full_ft)
+        key = (row.method, f"{row.task} ({row.model})")
+        if key not in best or row.validation > best[key].validation:
+            best[key] = row
+    values: dict[str, dict[str, float]] = defaultdict(dict)
+    for (method, column), row in best.items():
+        values[method][column] = row.relative_to_full_ft
     tasks = sorted({t for per_task in values.values() for t in per_task})
     return RelativeScores(tasks, sorted(values), dict(values))
 

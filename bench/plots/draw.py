@@ -42,17 +42,18 @@ def draw_score_cost(chart: ScoreCost, folder: Path) -> list[Path]:
                       fmt="o", color=METHOD_COLOURS.get(method), label=method, capsize=3, alpha=0.85)
     front = chart.pareto
     axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, label="Pareto front")
-    for method, point in chart.references.items():
-        axes.axhline(point.score, color=METHOD_COLOURS.get(method), ls=":", lw=1)
-        axes.annotate(f"{method} {point.score:.3f}", (axes.get_xlim()[0], point.score), fontsize=7,
-                      color=METHOD_COLOURS.get(method), va="bottom")
     costs = [p.cost for p in chart.points if p.cost > 0]
     if costs and max(costs) / min(costs) > 50:
         axes.set_xscale("log")
+    for method, point in chart.references.items():
+        axes.axhline(point.score, color=METHOD_COLOURS.get(method), ls=":", lw=1)
+        # x in axes fraction, y in data: the label sits at the left edge whatever the x scale
+        axes.annotate(f"{method} {point.score:.3f}", (0.01, point.score), xycoords=axes.get_yaxis_transform(),
+                      fontsize=7, color=METHOD_COLOURS.get(method), va="bottom")
     axes.set_xlabel(COST_AXES[chart.axis])
     axes.set_ylabel(chart.metric)
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs cost")
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="best")
     return _save(figure, folder, f"score_vs_{chart.axis}__{file_part(chart.task)}__{file_part(chart.model)}")
 
 
@@ -66,7 +67,7 @@ def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
     axes.axhline(1.0, color="k", lw=0.8, ls="--")
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
     axes.set_ylabel("score / full fine-tuning")
-    axes.set_title("Best configuration of each method, relative to full fine-tuning")
+    axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning", fontsize=10)
     axes.legend(fontsize=7)
     return _save(figure, folder, "relative_to_full_ft")
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from bench.plots import data, draw
 from bench.results import ResultRow
+from tasks.notices import SkippedInput
 
 
 def render_all(rows: list[ResultRow], folder: Path, *,
@@ -14,6 +16,10 @@ def render_all(rows: list[ResultRow], folder: Path, *,
     for axis in axes:
         for chart in data.score_cost(rows, axis=axis):
             paths += draw.draw_score_cost(chart, folder)
+            if chart.unmeasured:
+                warnings.warn(f"{chart.task} / {chart.model}: {len(chart.unmeasured)} config(s) without {axis} in "
+                              f"their records left out of that plot: {', '.join(chart.unmeasured)}", SkippedInput,
+                              stacklevel=2)
     relative = data.relative_scores(rows)
     if relative.tasks:
         paths += draw.draw_relative(relative, folder)
