@@ -31,7 +31,8 @@ def _environment(record: RunRecord) -> list[str]:
     packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
     commit = (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
     return [f"- hardware: {hardware.get('device')} ({hardware.get('gpu') or hardware.get('cpu')}, "
-            f"{hardware.get('cpu_count')} CPUs, {hardware.get('torch_threads')} torch threads), {hardware.get('platform')}",
+            f"{hardware.get('cpu_count')} CPUs, {hardware.get('torch_threads')} torch threads), "
+            f"{hardware.get('platform')}",
             f"- packages: {packages}", f"- code: git {commit}"]
 
 
