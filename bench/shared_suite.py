@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from bench.bench_runner import failure_entry, record_path
@@ -117,11 +119,15 @@ class SharedOutcome:
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
     """The run records kept in a study (one per trial of a shared suite, one per task of a search
     trial), and the failures of a shared suite's runs that no trial has completed."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise ValueError(f"--storage {url}: no such database file (reading would create an empty one)")
     try:
         study = optuna.load_study(study_name=name, storage=url)
     except KeyError:
         held = ", ".join(optuna.get_all_study_names(url)) or "none"
         raise ValueError(f"no study named {name!r} in that storage (its studies: {held})") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:  # unreachable server, bad URL, missing driver
+        raise ValueError(f"--storage {url}: cannot open it ({str(err).splitlines()[0]})") from None
     records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs:

@@ -215,3 +215,12 @@ def test_a_config_of_several_tasks_says_which_one_it_runs(capsys, tiny_models, t
                              "--quiet")
     assert code == 0, err
     assert f"{config} holds 2 tasks (tiny_cls, tiny_qa): running tiny_cls; add --task to run another" in out
+
+
+def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path):
+    missing = tmp_path / "typo.db"
+    code, _, err = run_cli(capsys, "results", "--storage", f"sqlite:///{missing}", "--study", "s")
+    assert code == 2 and "no such database file (reading would create an empty one)" in err
+    assert not missing.exists()
+    code, _, err = run_cli(capsys, "results", "--storage", "bogus://nowhere", "--study", "s")
+    assert code == 2 and "--storage bogus://nowhere: cannot open it (" in err
