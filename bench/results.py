@@ -144,7 +144,7 @@ class ResultRow:
     seeds: int
     metric: str
     score: float  # mean over seeds of the primary metric on the chosen split
-    score_std: float
+    score_std: float | None  # None for a single seed
     validation: float
     zero_shot: float | None  # None where no run of the group scored its state before training
     improvement_pct: float | None  # mean over seeds of the improvement over each run's zero-shot score
@@ -166,8 +166,9 @@ class ResultRow:
     train: dict  # every training setting the group shares (all but the seed)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard deviation; one seed has no spread to show (None, not a misleading 0)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def _mean_or_none(values: list[float]) -> float | None:
@@ -301,6 +302,6 @@ def format_table(rows: list[ResultRow]) -> str:
         improvement = f"{r.improvement_pct:>+8.1f}%" if r.improvement_pct is not None else f"{'-':>9}"
         lines.append(
             f"{r.task:<9} {r.model[:13]:<13} {r.label:<{width}} {r.seeds:>2} "
-            f"{r.score:>7.3f}±{r.score_std:<6.3f} {relative:>6} {improvement} "
+            f"{r.score:>7.3f}{'' if r.score_std is None else f'±{r.score_std:.3f}':<7} {relative:>6} {improvement} "
             f"{_si(r.trainable_params):>7} {r.train_seconds:>8.1f} {_si(r.train_flops):>7} {r.latency_overhead:>6.2f}x")
     return "\n".join(lines)

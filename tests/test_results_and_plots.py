@@ -43,6 +43,9 @@ def test_aggregate_means_seeds_and_relates_to_full_ft():
     assert (full.seeds, full.score) == (2, pytest.approx(0.89))
     assert full.score_std == pytest.approx(0.0141421, abs=1e-6)
     assert rows["lora[lr=0.001]"].relative_to_full_ft == pytest.approx(0.86 / 0.89)
+    assert rows["lora[lr=0.001]"].score_std is None  # one seed: no spread, not a spread of 0
+    table = {line.split()[2]: line for line in format_table(list(rows.values())).splitlines()[2:]}
+    assert "0.890±0.014" in table["full_ft[lr=0.001]"] and "±" not in table["lora[lr=0.001]"]
     assert rows["prompt_tuning[init=random,num_virtual_tokens=10,lr=0.001]"].improvement_pct == pytest.approx(60.0)
 
 

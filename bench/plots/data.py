@@ -73,7 +73,7 @@ def pareto_front(points: list[Point]) -> list[Point]:
 
 
 def _point(row: ResultRow, axis: str) -> Point:
-    return Point(row.label, row.method, getattr(row, axis), row.score, row.score_std)
+    return Point(row.label, row.method, getattr(row, axis), row.score, row.score_std or 0.0)
 
 
 def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list[ScoreCost]:
@@ -141,7 +141,7 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
         group.sort(key=lambda r: r.settings["num_virtual_tokens"])
         name = _label_without(group[0].label, "num_virtual_tokens")
         curves.append(LengthCurve(task, model, name, [r.settings["num_virtual_tokens"] for r in group],
-                                  [r.score for r in group], [r.score_std for r in group]))
+                                  [r.score for r in group], [r.score_std or 0.0 for r in group]))
     return curves
 
 
@@ -165,5 +165,5 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
         named_by = next(r for r in group if r.settings["init"] != "text")  # its label has no init text
         comparisons.append(InitComparison(task, model, _label_without(named_by.label, "init"),
                                           [_init_name(r, with_text=several_texts) for r in group],
-                                          [r.score for r in group], [r.score_std for r in group]))
+                                          [r.score for r in group], [r.score_std or 0.0 for r in group]))
     return comparisons
