@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord
-from bench.results import ResultRow, aggregate, load_records, write_csv
+from bench.results import ResultRow, aggregate, load_records, task_name, write_csv
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -48,8 +48,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     lines = [f"# softprompt-bench report: {folder}", "",
              f"{len(records)} runs, {len(failures)} failed; scores on the {split} split "
              f"(mean ± std over seeds; a single seed shows no ±); generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
-    for task in sorted({r.task for r in rows}):
-        task_rows = [r for r in rows if r.task == task]
+    for task in sorted({task_name(r, rows) for r in rows}):
+        task_rows = [r for r in rows if task_name(r, rows) == task]
         lines += [f"## {task} ({task_rows[0].metric})", "", *_table(task_rows), ""]
     pngs = [p for p in plots if p.suffix == ".png"]
     if pngs:

@@ -247,6 +247,13 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     )
 
 
+def task_name(row: ResultRow, rows: list[ResultRow]) -> str:
+    """The task's name, with its card version where the rows hold several versions of it (their
+    scores are not comparable: another template, data or metric)."""
+    versions = {r.task_version for r in rows if r.task == row.task}
+    return f"{row.task} v{row.task_version}" if len(versions) > 1 else row.task
+
+
 def comparable_key(row: ResultRow) -> tuple:
     """What a row and its full fine-tuning reference must share: the task (version), the model, the
     training data drawn and the evaluation examples scored (a 20-example smoke run is no reference)."""

@@ -108,6 +108,18 @@ def test_configs_without_a_cost_are_left_out_of_its_plot_and_front(tmp_path):
     assert any("1 config(s) without train_flops in their records left out" in str(w.message) for w in caught)
 
 
+def test_two_versions_of_a_task_get_their_own_charts_and_report_sections(tmp_path):
+    second = [make_record("full_ft", 0.70, task_version=2), make_record("lora", 0.65, task_version=2)]
+    rows = aggregate(RECORDS + second)
+    charts = data.score_cost(rows)
+    assert sorted(chart.task for chart in charts) == ["sst2 v1", "sst2 v2"]
+    assert {chart.task: len(chart.points) for chart in charts} == {"sst2 v1": 6, "sst2 v2": 2}
+    assert set(data.relative_scores(rows).tasks) == {"sst2 v1 (m)", "sst2 v2 (m)"}
+    report = write_report(tmp_path, records=RECORDS + second).read_text()
+    assert "## sst2 v1 (accuracy)" in report and "## sst2 v2 (accuracy)" in report
+    assert [chart.task for chart in data.score_cost(aggregate(RECORDS))] == ["sst2"]  # one version: its name
+
+
 def test_no_ratio_to_a_full_fine_tuning_score_at_or_below_zero():
     for baseline in (-0.05, 0.0):
         rows = aggregate([make_record("full_ft", baseline), make_record("lora", 0.2)])

@@ -8,7 +8,7 @@ import re
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, shortened
+from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, shortened, task_name
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -81,7 +81,7 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
         raise ValueError(f"unknown cost axis {axis!r}; choose from {', '.join(COST_AXES)}")
     by_task: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
     for row in rows:
-        by_task[(row.task, row.model)].append(row)
+        by_task[(task_name(row, rows), row.model)].append(row)
     charts = []
     for (task, model), group in sorted(by_task.items()):
         measured = [r for r in group if math.isfinite(getattr(r, axis))]
@@ -105,7 +105,7 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     for row in rows:
         if row.relative_to_full_ft is None:
             continue
-        key = (row.method, f"{row.task} ({row.model})")
+        key = (row.method, f"{task_name(row, rows)} ({row.model})")
         if key not in best or row.validation > best[key].validation:
             best[key] = row
     values: dict[str, dict[str, float]] = defaultdict(dict)
