@@ -299,16 +299,18 @@ def _si(value: float) -> str:
 
 
 def format_table(rows: list[ResultRow]) -> str:
-    # configs can differ only at the end of a long label: the column fits the longest, never cuts
+    # names can differ only at their end (a long label, hub ids of one family): columns fit the longest, never cut
+    tasks, models = (max([len(title)] + [len(getattr(r, key)) for r in rows]) for title, key in
+                     (("task", "task"), ("model", "model")))
     width = max([len("config")] + [len(r.label) for r in rows])
-    header = (f"{'task':<9} {'model':<13} {'config':<{width}} {'n':>2} {'score':>14} {'vs FT':>6} {'vs 0-shot':>9} "
-              f"{'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
+    header = (f"{'task':<{tasks}} {'model':<{models}} {'config':<{width}} {'n':>2} {'score':>14} {'vs FT':>6} "
+              f"{'vs 0-shot':>9} {'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         relative = f"{r.relative_to_full_ft:.2f}" if r.relative_to_full_ft is not None else "-"
         improvement = f"{r.improvement_pct:>+8.1f}%" if r.improvement_pct is not None else f"{'-':>9}"
         lines.append(
-            f"{r.task:<9} {r.model[:13]:<13} {r.label:<{width}} {r.seeds:>2} "
+            f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>2} "
             f"{r.score:>7.3f}{'' if r.score_std is None else f'±{r.score_std:.3f}':<7} {relative:>6} {improvement} "
             f"{_si(r.trainable_params):>7} {r.train_seconds:>8.1f} {_si(r.train_flops):>7} {r.latency_overhead:>6.2f}x")
     return "\n".join(lines)

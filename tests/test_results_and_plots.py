@@ -200,6 +200,15 @@ def test_the_printed_table_keeps_configs_that_differ_late_in_a_long_label_apart(
     assert len({len(line) for line in [header, rule, *lines]}) == 1  # columns stay aligned
 
 
+def test_the_printed_table_keeps_long_task_and_model_names_whole():
+    small, large = make_record("lora", 0.8, task="boolq_fewshot"), make_record("lora", 0.9, task="boolq_fewshot")
+    small["model"]["name"], large["model"]["name"] = "meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-3B"
+    header, _, *lines = format_table(aggregate([small, large])).splitlines()
+    assert [line.split()[:2] for line in lines] == [["boolq_fewshot", "meta-llama/Llama-3.2-1B"],
+                                                    ["boolq_fewshot", "meta-llama/Llama-3.2-3B"]]
+    assert all(line.index("lora[") == header.index("config") for line in lines)
+
+
 def test_pareto_front_keeps_only_undominated_points():
     points = [data.Point(str(c), "x", c, s, 0) for c, s in [(10, 0.7), (100, 0.84), (100, 0.80), (1000, 0.86),
                                                           (1000, 0.75), (10_000, 0.89)]]
