@@ -106,7 +106,7 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
             warnings.warn(f"skipping unreadable or partial record {path}: {problem}", SkippedInput, stacklevel=2)
             continue
         records.append(record)
-    finished = {record["run_id"] for record in records}
+    finished = {record["run_id"] for record in records if "run_id" in record}
     for path in found("failure.json"):
         try:
             failure = json.loads(path.read_text(encoding="utf-8"))
@@ -124,8 +124,6 @@ def _shape_problem(record: RunRecord) -> str | None:
     if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
         return f"schema version {record['schema_version']}, newer than this version reads ({SCHEMA_VERSION})"
     metric = record["task"]["primary_metric"]
-    record["run_id"], record["seed"], record["task"]["name"], record["model"]["name"]  # noqa: B018
-    record["method"]["name"], record["train"]["lr"]  # noqa: B018
     for split, scores in record["scores"].items():
         if not isinstance(scores.get(metric), (int, float)):
             return f"no {metric} score on {split}"
