@@ -206,9 +206,21 @@ def _label(group: list[RunRecord], varying: list[str]) -> str:
     return method_label(record["method"]["name"], _config_fields(record) + fields)
 
 
+def _table_ready(record: RunRecord) -> bool:
+    """Whether a record holds what a table row reads; one that does not is left out, by name."""
+    try:
+        record["seed"], record["task"]["name"], record["model"]["name"], record["method"]["name"]  # noqa: B018
+        record["method"]["settings"].items, record["train"]["lr"]  # noqa: B018
+        return True
+    except (KeyError, TypeError, AttributeError) as err:
+        warnings.warn(f"run {record.get('run_id', '(no run_id)')} left out of the table: its record has no "
+                      f"{err.args[0] if isinstance(err, KeyError) else 'usable shape'}", SkippedInput, stacklevel=3)
+        return False
+
+
 def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRow]:
     rows = []
-    for groups in _group(records, split).values():
+    for groups in _group([r for r in records if _table_ready(r)], split).values():
         varying = _varying(groups)
         rows += [_row(group, _label(group, varying), split=split) for group in groups]
     rows.sort(key=lambda r: (r.task, r.model, _natural(r.label)))
@@ -249,7 +261,8 @@ def task_name(row: ResultRow, rows: list[ResultRow]) -> str:
     """The task's name, with its card version where the rows hold several versions of it (their
     scores are not comparable: another template, data or metric)."""
     versions = {r.task_version for r in rows if r.task == row.task}
-    return f"{row.task} v{row.task_version}" if len(versions) > 1 else row.task
+    version = "unversioned" if row.task_version is None else f"v{row.task_version}"
+    return f"{row.task} {version}" if len(versions) > 1 else row.task
 
 
 def comparable_key(row: ResultRow) -> tuple:

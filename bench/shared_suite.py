@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
@@ -116,18 +117,33 @@ class SharedOutcome:
     failed: list[tuple[str, str]]  # (run, reason) of this machine's failures
 
 
+def _shown(url: str) -> str:
+    """The URL as printed: without its password."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
     """The run records kept in a study (one per trial of a shared suite, one per task of a search
     trial), and the failures of a shared suite's runs that no trial has completed."""
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise ValueError(f"--storage {url}: no such database file (reading would create an empty one)")
+    shown = _shown(url)
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError as err:
+        raise ValueError(f"--storage {shown}: not a storage URL ({err})") from None
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+            and not database.startswith("file:") and not Path(database).is_file():
+        raise ValueError(f"--storage {shown}: no such database file (reading would create an empty one)")
     try:
         study = optuna.load_study(study_name=name, storage=url)
     except KeyError:
         held = ", ".join(optuna.get_all_study_names(url)) or "none"
         raise ValueError(f"no study named {name!r} in that storage (its studies: {held})") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as err:  # unreachable server, bad URL, missing driver
-        raise ValueError(f"--storage {url}: cannot open it ({str(err).splitlines()[0]})") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
+        raise ValueError(f"--storage {shown}: cannot open it ({str(err).splitlines()[0]})") from None
     records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs:

@@ -224,3 +224,11 @@ def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path
     assert not missing.exists()
     code, _, err = run_cli(capsys, "results", "--storage", "bogus://nowhere", "--study", "s")
     assert code == 2 and "--storage bogus://nowhere: cannot open it (" in err
+    import optuna
+
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'st.db'}")
+    url = f"sqlite:///{tmp_path / 'st.db'}?timeout=30"  # the file is there: the query string is not part of it
+    code, _, err = run_cli(capsys, "results", "--storage", url, "--study", "s")
+    assert code == 2 and f"no run records under {url}" in err, err
+    code, _, err = run_cli(capsys, "results", "--storage", "postgresql://u:secret@127.0.0.1:1/x", "--study", "s")
+    assert code == 2 and "postgresql://u:***@127.0.0.1:1/x: cannot open it" in err and "secret" not in err

@@ -277,6 +277,34 @@ def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropp
     assert "2 environments ran these records" in report
 
 
+def test_a_record_without_what_a_row_reads_is_left_out_by_name():
+    seedless = make_record("lora", 0.8)
+    del seedless["seed"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = aggregate(RECORDS + [seedless])
+    assert len(rows) == len(aggregate(RECORDS))
+    assert any(f"run {seedless['run_id']} left out of the table: its record has no seed" in str(w.message)
+               for w in caught)
+
+
+def test_the_relative_plot_chooses_among_the_runs_scored_like_most(tmp_path):
+    smoke_ft = make_record("full_ft", 0.50, lr=3e-3, train={"eval_size": 20})
+    smoke_lora = make_record("lora", 0.99, lr=3e-3, train={"eval_size": 20})  # best validation, on 20 examples
+    rows = aggregate(RECORDS + [smoke_ft, smoke_lora])
+    assert data.relative_scores(rows).values["lora"]["sst2 (m)"] == pytest.approx(0.86 / 0.89)
+
+
+def test_a_chart_without_any_measured_cost_is_not_drawn(tmp_path):
+    records = json.loads(json.dumps(RECORDS[:3]))
+    for record in records:
+        del record["cost"]["train_flops"]
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        paths = render_all(aggregate(records), tmp_path, axes=("train_flops",))
+    assert not [p for p in paths if "train_flops" in p.name]
+
+
 def write_records(folder, records):
     for record in records:
         path = folder / f"{record['run_id']}-{record.get('finished_at', '')}" / "record.json"

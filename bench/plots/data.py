@@ -88,7 +88,7 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
         points = [_point(r, axis) for r in measured]
         # the reference lines belong to the runs scored as most of the chart's are (same data and
         # evaluation examples), chosen on validation as the tables choose full fine-tuning's
-        usual = Counter(comparable_key(r) for r in measured).most_common(1)[0][0] if measured else None
+        usual = _usual(measured)
         references = {}
         for method in REFERENCE_METHODS:
             candidates = [r for r in measured if r.method == method and comparable_key(r) == usual]
@@ -100,17 +100,23 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
     return charts
 
 
+def _usual(rows: list[ResultRow]) -> tuple | None:
+    """The comparable key (data and evaluation examples) most of these rows share."""
+    return Counter(comparable_key(r) for r in rows).most_common(1)[0][0] if rows else None
+
+
 def relative_scores(rows: list[ResultRow]) -> RelativeScores:
-    best: dict[tuple[str, str], ResultRow] = {}  # (method, column) -> the config of best validation score
+    columns: dict[str, list[ResultRow]] = defaultdict(list)
     for row in rows:
-        if row.relative_to_full_ft is None:
-            continue
-        key = (row.method, f"{task_name(row, rows)} ({row.model})")
-        if key not in best or row.validation > best[key].validation:
-            best[key] = row
+        columns[f"{task_name(row, rows)} ({row.model})"].append(row)
     values: dict[str, dict[str, float]] = defaultdict(dict)
-    for (method, column), row in best.items():
-        values[method][column] = row.relative_to_full_ft
+    for column, group in columns.items():
+        usual = _usual(group)  # a 20-example smoke run does not compete with the real ones
+        for method in {r.method for r in group}:
+            candidates = [r for r in group if r.method == method and comparable_key(r) == usual]
+            chosen = max(candidates, key=lambda r: r.validation, default=None)  # on validation, as the tables
+            if chosen is not None and chosen.relative_to_full_ft is not None:
+                values[method][column] = chosen.relative_to_full_ft
     tasks = sorted({t for per_task in values.values() for t in per_task})
     return RelativeScores(tasks, sorted(values), dict(values))
 

@@ -15,7 +15,8 @@ def render_all(rows: list[ResultRow], folder: Path, *,
     paths: list[Path] = []
     for axis in axes:
         for chart in data.score_cost(rows, axis=axis):
-            paths += draw.draw_score_cost(chart, folder)
+            if chart.points:  # a chart of configs none of which has this cost is not drawn blank
+                paths += draw.draw_score_cost(chart, folder)
             if chart.unmeasured:
                 warnings.warn(f"{chart.task} / {chart.model}: {len(chart.unmeasured)} config(s) without {axis} in "
                               f"their records left out of that plot: {', '.join(chart.unmeasured)}", SkippedInput,
