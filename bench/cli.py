@@ -135,7 +135,7 @@ def _split_size(card, split: str) -> str:
         return "hub"
     try:
         return str(len(load_rows(card, split)))
-    except TaskCardError:
+    except (TaskCardError, ValueError):  # missing or unreadable: `spbench tasks validate` names the problem
         return "-"
 
 

@@ -30,6 +30,7 @@ from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, load_task
+from tasks.metrics import load_library_metric
 
 EVAL_SPLITS = ("validation", "test")
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
@@ -120,6 +121,9 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
 def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     """Everything a run needs, checked before any compute: task, method settings, model."""
     task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
+    for metric in task.card.metrics:  # a metric that cannot load would fail the run after its training
+        if metric.startswith("evaluate:"):
+            load_library_metric(metric.removeprefix("evaluate:"))
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
     if spec.train.gradient_checkpointing:

@@ -128,8 +128,23 @@ def _settings(where: str, values: Any, fields: dict[str, Any], what: str) -> dic
     return checked
 
 
+# training settings a suite gives its own way: the run's seed comes from the suite's `seeds` list
+SUITE_OWNED = {"seed": "set by the suite's `seeds: [...]` list, not per task, method or sweep"}
+
+
+def _train_fields() -> dict[str, Any]:
+    return {k: v for k, v in TrainSettings.__dataclass_fields__.items() if k not in SUITE_OWNED}
+
+
+def _refuse_owned(where: str, values: Any) -> None:
+    for key, why in SUITE_OWNED.items():
+        if isinstance(values, dict) and key in values:
+            raise SuiteError(f"{where}: `{key}` is {why}")
+
+
 def _train(where: str, values: Any) -> dict[str, Any]:
-    return _settings(where, values, TrainSettings.__dataclass_fields__, "training setting")
+    _refuse_owned(where, values)
+    return _settings(where, values, _train_fields(), "training setting")
 
 
 def _sweep(where: str, values: Any, fields: dict[str, Any]) -> dict[str, list]:
@@ -165,7 +180,8 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
         fields = method.settings_cls.__dataclass_fields__
         base_settings = _settings(f"{where}.settings", entry.get("settings"), fields, f"{method.name} setting")
         train = _train(f"{where}.train", entry.get("train"))
-        sweep = _sweep(f"{where}.sweep", entry.get("sweep"), {**fields, **TrainSettings.__dataclass_fields__})
+        _refuse_owned(f"{where}.sweep", entry.get("sweep"))
+        sweep = _sweep(f"{where}.sweep", entry.get("sweep"), {**fields, **_train_fields()})
         keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
             point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)
@@ -212,6 +228,10 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds") or {}, models)
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
     defaults = _train(f"{path} train", data.get("train"))
+    try:
+        TrainSettings(**defaults)  # out of range here is this key's fault, not the first task's
+    except MethodError as err:
+        raise SuiteError(f"{path} train: {err}") from None
     configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
     from bench.models.registry import MODELS
     from tasks import find_task

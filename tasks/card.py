@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TaskCardError(path, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as err:  # a folder named like a card, a file not in UTF-8
+        raise TaskCardError(path, None, f"cannot read it as UTF-8 text ({err})") from None
     except yaml.YAMLError as err:
         raise TaskCardError(path, None, f"not valid YAML: {err}") from None
     if not isinstance(data, dict):
@@ -194,6 +197,20 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     for key in ("max_input_tokens", "max_new_tokens", "validation_from_train", "train_size"):
         if key in data and data[key] < 1:  # an integer: _check_types saw to that
             raise TaskCardError(path, key, f"must be a positive integer, got {data[key]!r}")
+    _check_template(path, data["template"])
+
+
+def _check_template(path: Path, template: str) -> None:
+    """A template names the data fields it reads ({sentence}, {answers[text]}); Python's format
+    syntax is checked here, when the card loads, not at the first row."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:  # a lone brace, say
+        raise TaskCardError(path, "template", f"not a valid template: {err} (write a literal brace as {{{{ or }}}})") \
+            from None
+    for name in fields:
+        if name == "" or name.split(".")[0].split("[")[0].isdigit():
+            raise TaskCardError(path, "template", f"{{{name}}} names no data field; write {{field_name}}")
 
 
 def load_card(path: Path | str) -> TaskCard:

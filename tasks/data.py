@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def read_jsonl(path: Path) -> list[Row]:
                 if not isinstance(row, dict):
                     raise ValueError(f"{path}:{line_number}: each line must be a JSON object")
                 rows.append(row)
-    except (OSError, EOFError, UnicodeDecodeError) as err:
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise ValueError(f"{path}: unreadable data file ({err})") from None
     return rows
 
@@ -56,7 +57,11 @@ def _load_local(card: TaskCard, split: str) -> list[Row]:
 def _load_hub(card: TaskCard, split: str) -> list[Row]:
     import datasets  # imported lazily: only hub-backed cards need it
 
-    dataset = datasets.load_dataset(card.source["hub"], card.source.get("name"), split=card.splits[split])
+    try:
+        dataset = datasets.load_dataset(card.source["hub"], card.source.get("name"), split=card.splits[split])
+    except Exception as err:  # no network, no such dataset or split: datasets raises many kinds
+        raise TaskCardError(card.path, "source", f"cannot load split {split!r} of hub dataset "
+                            f"{card.source['hub']!r} ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return [dict(row) for row in dataset]
 
 
@@ -65,7 +70,7 @@ CARVE_SEED = 42  # the same carving for every run, whatever the run's seed
 
 def _carve(rows: list[Row], count: int, *, keep: bool) -> list[Row]:
     """Split off `count` rows chosen by a fixed seed; both parts keep file order."""
-    chosen = set(random.Random(CARVE_SEED).sample(range(len(rows)), min(count, len(rows) - 1)))
+    chosen = set(random.Random(CARVE_SEED).sample(range(len(rows)), count))
     return [row for i, row in enumerate(rows) if (i in chosen) == keep]
 
 
@@ -76,7 +81,11 @@ def _read_split(card: TaskCard, split: str) -> list[Row]:
 def load_rows(card: TaskCard, split: str) -> list[Row]:
     """Rows of one split, in file order; an empty split is an error."""
     if card.validation_from_train and split in ("train", "validation"):
-        rows = _carve(_read_split(card, "train"), card.validation_from_train, keep=split == "validation")
+        train = _read_split(card, "train")
+        if card.validation_from_train >= len(train):
+            raise TaskCardError(card.path, "validation_from_train", f"{card.validation_from_train} rows carved from a "
+                                f"train split of {len(train)} would leave too few to train on")
+        rows = _carve(train, card.validation_from_train, keep=split == "validation")
     else:
         rows = _read_split(card, split)
     if not rows:

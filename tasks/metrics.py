@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import string
 from collections.abc import Callable, Sequence
@@ -79,11 +80,21 @@ GENERATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]],
 METRICS = {**CLASSIFICATION_METRICS, **GENERATION_METRICS}
 
 
-def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence) -> float:
-    """A metric of the `evaluate` library: a hub name, or a local metric folder for users without a hub."""
+@functools.cache
+def load_library_metric(name: str):
+    """A metric of the `evaluate` library: a hub name, or a local metric folder for users without a
+    hub. Loaded once per process, and by a run before it trains, so an unloadable one costs no training."""
     import evaluate
 
-    metric = evaluate.load(name)
+    try:
+        return evaluate.load(name)
+    except Exception as err:  # no hub, no such metric or folder: evaluate raises many kinds
+        raise ValueError(f"metric evaluate:{name} cannot be loaded ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence) -> float:
+    metric = load_library_metric(name)
     references = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in references]
     result = metric.compute(predictions=list(predictions), references=list(references))
     key = name.rstrip("/").split("/")[-1]

@@ -49,9 +49,13 @@ class Task:
             prompt = card.template.format(**row)
         except KeyError as err:
             raise TaskCardError(card.path, "template", f"field {err} is absent from the data ({where})") from None
+        except (IndexError, AttributeError, TypeError, ValueError) as err:  # {f[9]}, {f.x}, {f:d} on this row
+            raise TaskCardError(card.path, "template", f"cannot fill it from {where} ({err})") from None
         if card.is_classification:
-            value = row.get(card.label_field)
-            if value not in card.label_words:
+            if card.label_field not in row:
+                raise TaskCardError(card.path, "label_field", f"field {card.label_field!r} is absent from {where}")
+            value = row[card.label_field]
+            if isinstance(value, (list, dict)) or value not in card.label_words:
                 raise TaskCardError(
                     card.path, "label_words",
                     f"label {value!r} of {where} is not one of {list(card.label_words)}",

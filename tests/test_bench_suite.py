@@ -124,6 +124,10 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"methods": "[{method: prompt_tuning, sweep: {num_virtual_tokens: 20}}]"},
      "methods[0].sweep: `num_virtual_tokens` must be a non-empty list of values, got 20"),
     ({"methods": "[{method: prompt_tuning, sweep: [num_virtual_tokens]}]"}, "methods[0].sweep: must be a mapping"),
+    ({"train": "{seed: 5}"}, "train: `seed` is set by the suite's `seeds: [...]` list"),
+    ({"methods": "[{method: lora, sweep: {seed: [1, 2]}}]"}, "methods[0].sweep: `seed` is set by the suite's"),
+    ({"tasks": "{sst2: {seed: 1}}"}, "tasks.sst2: `seed` is set by the suite's"),
+    ({"train": "{lr: 0}"}, "train: training setting lr=0 is out of range"),
 ])
 def test_suite_value_of_the_wrong_shape_names_file_and_key(tmp_path, changes, message):
     path = tmp_path / "bad.yaml"

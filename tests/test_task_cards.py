@@ -69,6 +69,9 @@ def test_user_card_loads(tmp_path):
     ({"max_input_tokens": "true"}, "max_input_tokens", "must be an integer, got true/false"),
     ({"train_size": "1.5"}, "train_size", "must be an integer, got a number"),
     ({"description": ""}, "description", "must be text, got nothing"),
+    ({"template": "'Text: {}'"}, "template", r"\{\} names no data field"),
+    ({"template": "'Text: {0}'"}, "template", r"\{0\} names no data field"),
+    ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
 ])
 def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
     path = write_card(tmp_path, **changes)
@@ -131,6 +134,37 @@ def test_label_outside_label_words_names_the_row(tmp_path):
         load_task(str(path)).examples("train")
 
 
+@pytest.mark.parametrize("rows, card, message", [
+    ([{"text": "hi", "label": [0]}], {}, r"label \[0\] of split 'train' row 0 is not one of"),
+    ([{"text": "hi", "lbl": 0}], {}, r"\[label_field\]: field 'label' is absent from split 'train' row 0"),
+    ([{"text": "hi", "label": 0}], {"template": "'{text[9]}'"}, r"\[template\]: cannot fill it from split 'train' row 0"),
+])
+def test_rows_the_card_cannot_read_are_named(tmp_path, rows, card, message):
+    path = write_card(tmp_path, rows=rows, **card)
+    with pytest.raises(TaskCardError, match=message):
+        load_task(str(path)).examples("train")
+
+
+def test_unreadable_cards_and_data_are_named(tmp_path):
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(TaskCardError, match="folder.yaml: cannot read it as UTF-8 text"):
+        load_card(tmp_path / "folder.yaml")
+    (tmp_path / "latin.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(TaskCardError, match="latin.yaml: cannot read it as UTF-8 text"):
+        load_card(tmp_path / "latin.yaml")
+    path = write_card(tmp_path)
+    (tmp_path / "data" / "train.jsonl").unlink()
+    (tmp_path / "data" / "train.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00garbage-not-deflate-data")
+    with pytest.raises(ValueError, match="train.jsonl.gz: unreadable data file"):
+        load_task(str(path)).rows("train")
+
+
+def test_carving_all_of_train_for_validation_is_refused(tmp_path):
+    path = write_card(tmp_path, validation_from_train=2, splits="{train: train, test: test}")
+    with pytest.raises(TaskCardError, match=r"\[validation_from_train\]: 2 rows carved from a train split of 2"):
+        load_task(str(path)).rows("validation")
+
+
 def test_malformed_line_names_the_line_number(tmp_path):
     path = write_card(tmp_path)
     (tmp_path / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n{"text": oops}\n')
@@ -191,3 +225,12 @@ def test_a_broken_card_stops_only_the_lookups_it_answers(tmp_path):
     with pytest.warns(UserWarning, match="task card left out: .*half_done.yaml"):
         listed = available_tasks(dirs)
     assert "mine" in listed and "draft" not in listed
+
+
+def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(tmp_path, monkeypatch):
+    from bench.run import RunSpec, prepare_run
+
+    path = write_card(tmp_path, metrics=f"[accuracy, 'evaluate:{tmp_path / 'no_such_metric'}']")
+    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    with pytest.raises(ValueError, match=r"metric evaluate:.*no_such_metric cannot be loaded"):
+        prepare_run(RunSpec(task=str(path), model="minilm-l6", method="lora"))
