@@ -18,11 +18,15 @@ def _table(rows: list[ResultRow]) -> list[str]:
         relative = f"{r.relative_to_full_ft:.3f}" if r.relative_to_full_ft is not None else "–"
         improvement = f"{r.improvement_pct:+.1f}%" if r.improvement_pct is not None else "–"
         lines.append(
-            f"| {r.model} | `{r.label}` | {r.seeds} | {r.score:.3f}{'' if r.score_std is None else f' ± {r.score_std:.3f}'} | {relative} | "
+            f"| {r.model} | `{r.label}` | {r.seeds} | {r.score:.3f}{_spread(r)} | {relative} | "
             f"{improvement} | {r.trainable_params:,.0f} ({r.trainable_pct:.3f}%) | {r.train_seconds:.1f} | "
             f"{r.train_flops:.2e} | {r.peak_memory_bytes / 2**20:,.0f} | {r.artifact_bytes / 1024:,.0f} | "
             f"{r.latency_overhead:.2f} |")
     return lines
+
+
+def _spread(row: ResultRow) -> str:
+    return "" if row.score_std is None else f" ± {row.score_std:.3f}"
 
 
 def _environment(record: RunRecord) -> list[str]:
@@ -47,7 +51,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     plots = render_all(rows, folder / "plots")
     lines = [f"# softprompt-bench report: {folder}", "",
              f"{len(records)} runs, {len(failures)} failed; scores on the {split} split "
-             f"(mean ± std over seeds; a single seed shows no ±); generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
+             f"(mean ± std over seeds; a single seed shows no ±); "
+             f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     for task in sorted({task_name(r, rows) for r in rows}):
         task_rows = [r for r in rows if task_name(r, rows) == task]
         lines += [f"## {task} ({task_rows[0].metric})", "", *_table(task_rows), ""]

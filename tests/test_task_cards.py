@@ -137,7 +137,8 @@ def test_label_outside_label_words_names_the_row(tmp_path):
 @pytest.mark.parametrize("rows, card, message", [
     ([{"text": "hi", "label": [0]}], {}, r"label \[0\] of split 'train' row 0 is not one of"),
     ([{"text": "hi", "lbl": 0}], {}, r"\[label_field\]: field 'label' is absent from split 'train' row 0"),
-    ([{"text": "hi", "label": 0}], {"template": "'{text[9]}'"}, r"\[template\]: cannot fill it from split 'train' row 0"),
+    ([{"text": "hi", "label": 0}], {"template": "'{text[9]}'"},
+     r"\[template\]: cannot fill it from split 'train' row 0"),
 ])
 def test_rows_the_card_cannot_read_are_named(tmp_path, rows, card, message):
     path = write_card(tmp_path, rows=rows, **card)
