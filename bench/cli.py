@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"spbench {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `spbench tasks | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
+        return 0
     except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; what finished is on disk already
         resume = RESUMABLE.get(args.command)
         print(f"spbench {args.command}: interrupted" + (f"; {resume}" if resume else ""), file=sys.stderr)
