@@ -32,10 +32,11 @@ EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from
 class TaskCardError(ValueError):
     """A task card that cannot be used; the message names the file, the key and the problem."""
 
-    def __init__(self, path: Path | str, key: str | None, problem: str):
+    def __init__(self, path: Path | str, key: str | None, problem: str, *, task_name: str | None = None):
         where = f"{path}" + (f" [{key}]" if key else "")
         super().__init__(f"{where}: {problem}")
         self.path, self.key, self.problem = path, key, problem
+        self.task_name = task_name  # the task the problem is about, where the file does not declare it
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,11 @@ def _folder_cards(folder: Path) -> tuple[dict[str, TaskCard], list[TaskCardError
         except TaskCardError as err:
             broken.append(err)
             continue
-        if card.name in cards:
-            raise TaskCardError(path, "name", f"{card.name!r} is also the name of {cards[card.name].path.name} "
-                                "in the same folder; give each card its own name")
+        if card.name in cards:  # neither answers to the name: which one was meant is unknown
+            twin = cards.pop(card.name)
+            broken.append(TaskCardError(path, "name", f"{card.name!r} is also the name of {twin.path.name} "
+                                        "in the same folder; give each card its own name", task_name=card.name))
+            continue
         cards[card.name] = card
     return cards, broken
 
@@ -81,7 +83,7 @@ def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCar
         return load_card(name_or_path)
     cards, broken = _scan(tasks_dirs)
     for err in broken:
-        if name_or_path in (_declared_name(err.path), Path(err.path).stem):
+        if name_or_path in (err.task_name, _declared_name(err.path), Path(err.path).stem):
             raise err
     if name_or_path in cards:
         return cards[name_or_path]

@@ -120,6 +120,9 @@ def test_two_cards_of_one_name_in_a_folder_are_refused(tmp_path):
     with pytest.raises(TaskCardError, match="'mine' is also the name of mine.yaml") as err:
         find_task("mine", tasks_dirs=(str(tmp_path),))
     assert err.value.key == "name"
+    assert find_task("sst2", tasks_dirs=(str(tmp_path),)).name == "sst2"  # other tasks are not blocked
+    with pytest.warns(UserWarning, match="'mine' is also the name of mine.yaml"):
+        assert "mine" not in available_tasks(tasks_dirs=(str(tmp_path),))
 
 
 def test_template_field_absent_names_the_row(tmp_path):
