@@ -11,6 +11,7 @@ import yaml
 
 from bench.methods import get_method
 from bench.methods.registry import MethodError
+from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
 from bench.run import RunSpec
 from bench.train import TrainSettings
@@ -225,6 +226,11 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "
                          f"got {data['tasks']!r}")
     models = _list(f"{path} models", data["models"], str, "model names")
+    for model in models:
+        try:
+            refuse_typo(model)
+        except ModelError as err:
+            raise SuiteError(f"{path} models: {err}") from None
     kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds") or {}, models)
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
     defaults = _train(f"{path} train", data.get("train"))

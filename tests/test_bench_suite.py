@@ -128,6 +128,7 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"methods": "[{method: lora, sweep: {seed: [1, 2]}}]"}, "methods[0].sweep: `seed` is set by the suite's"),
     ({"tasks": "{sst2: {seed: 1}}"}, "tasks.sst2: `seed` is set by the suite's"),
     ({"train": "{lr: 0}"}, "train: training setting lr=0 is out of range"),
+    ({"models": "[minilm-l7]"}, "models: unknown model 'minilm-l7': did you mean 'minilm-l6'?"),
 ])
 def test_suite_value_of_the_wrong_shape_names_file_and_key(tmp_path, changes, message):
     path = tmp_path / "bad.yaml"

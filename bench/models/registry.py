@@ -118,6 +118,15 @@ class ResolvedModel:
     kind: str
 
 
+def refuse_typo(name: str) -> None:
+    """A name one slip away from a registered one, and no folder or hub id, is a typo: said at once,
+    without a hub lookup."""
+    near = difflib.get_close_matches(name, MODELS, n=1, cutoff=0.8)
+    if near and name not in MODELS and "/" not in name and not Path(name).exists():
+        raise ModelError(f"unknown model {name!r}: did you mean {near[0]!r}? (registered: {', '.join(MODELS)}; "
+                         "or give a local checkpoint folder or a hub id)")
+
+
 def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
     """A registry name, a local checkpoint folder or a hub id -> where to load it and its kind."""
     if kind is not None and kind not in KINDS:
@@ -130,10 +139,7 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
         if folder is None:
             raise ModelError(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
         return ResolvedModel(name=name, source=str(folder), kind=kind or spec.kind)
-    near = difflib.get_close_matches(name, MODELS, n=1, cutoff=0.8)
-    if near and "/" not in name and not Path(name).exists():  # a typo, not a hub id: say so without a hub lookup
-        raise ModelError(f"unknown model {name!r}: did you mean {near[0]!r}? (registered: {', '.join(MODELS)}; "
-                         "or give a local checkpoint folder or a hub id)")
+    refuse_typo(name)
     from transformers import AutoConfig
 
     try:
