@@ -129,6 +129,15 @@ def _settings(where: str, values: Any, fields: dict[str, Any], what: str) -> dic
     return checked
 
 
+def _refuse_repeats(where: str, values: list) -> None:
+    """A value listed twice would plan the same run twice (one run id: the second is skipped as done)."""
+    seen = set()
+    for value in values:
+        if repr(value) in seen:
+            raise SuiteError(f"{where}: {value!r} is listed twice")
+        seen.add(repr(value))
+
+
 # training settings a suite gives its own way: the run's seed comes from the suite's `seeds` list
 SUITE_OWNED = {"seed": "set by the suite's `seeds: [...]` list, not per task, method or sweep"}
 
@@ -157,6 +166,7 @@ def _sweep(where: str, values: Any, fields: dict[str, Any]) -> dict[str, list]:
         if not isinstance(options, list) or not options:
             raise SuiteError(f"{where}: `{key}` must be a non-empty list of values, got {options!r}")
         sweep[key] = [_typed(where, key, option, str(fields[key].type)) for option in options]
+        _refuse_repeats(f"{where}.{key}", sweep[key])
     return sweep
 
 
@@ -226,6 +236,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "
                          f"got {data['tasks']!r}")
     models = _list(f"{path} models", data["models"], str, "model names")
+    _refuse_repeats(f"{path} models", models)
     for model in models:
         try:
             refuse_typo(model)
@@ -233,6 +244,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             raise SuiteError(f"{path} models: {err}") from None
     kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds") or {}, models)
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
+    _refuse_repeats(f"{path} seeds", seeds)
     defaults = _train(f"{path} train", data.get("train"))
     try:
         TrainSettings(**defaults)  # out of range here is this key's fault, not the first task's

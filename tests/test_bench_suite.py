@@ -129,6 +129,9 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"tasks": "{sst2: {seed: 1}}"}, "tasks.sst2: `seed` is set by the suite's"),
     ({"train": "{lr: 0}"}, "train: training setting lr=0 is out of range"),
     ({"models": "[minilm-l7]"}, "models: unknown model 'minilm-l7': did you mean 'minilm-l6'?"),
+    ({"seeds": "[0, 1, 0]"}, "seeds: 0 is listed twice"),
+    ({"models": "[minilm-l6, minilm-l6]"}, "models: 'minilm-l6' is listed twice"),
+    ({"methods": "[{method: lora, sweep: {lr: [0.001, 1e-3]}}]"}, "methods[0].sweep.lr: 0.001 is listed twice"),
 ])
 def test_suite_value_of_the_wrong_shape_names_file_and_key(tmp_path, changes, message):
     path = tmp_path / "bad.yaml"
