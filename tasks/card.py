@@ -119,7 +119,9 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """Deep-merge `override` into `base` (mappings merge, anything else replaces)."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if key == "source" and isinstance(value, dict) and {"local", "hub"} & set(value):
+            merged[key] = value  # a variant naming where its data lives moves it there (local or hub, not both)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
@@ -182,8 +184,8 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     if data.get("primary_metric", metrics[0]) not in metrics:
         raise TaskCardError(path, "primary_metric", "must be one of the card's metrics")
     source = data["source"]
-    if not isinstance(source, dict) or not ({"local", "hub"} & set(source)):
-        raise TaskCardError(path, "source", "must give `local: <folder>` or `hub: <dataset path>`")
+    if not isinstance(source, dict) or len({"local", "hub"} & set(source)) != 1:
+        raise TaskCardError(path, "source", "must give `local: <folder>` or `hub: <dataset path>`, one of them")
     if "validation_from_train" in data and "validation" in data.get("splits", {}):
         raise TaskCardError(path, "validation_from_train", "a card carving validation from train maps no validation split")
     for split in data.get("splits", {}):

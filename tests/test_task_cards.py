@@ -187,6 +187,15 @@ def test_missing_data_file_and_empty_split(tmp_path):
         task.rows("validation")
 
 
+def test_a_variant_naming_another_source_moves_there_and_one_card_names_one_source(tmp_path):
+    write_card(tmp_path)
+    (tmp_path / "hub.yaml").write_text("include: mine.yaml\nname: mine_hub\nsource: {hub: glue, name: sst2}\n")
+    assert load_card(tmp_path / "hub.yaml").source == {"hub": "glue", "name": "sst2"}
+    path = write_card(tmp_path, source="{local: data, hub: glue}")
+    with pytest.raises(TaskCardError, match=r"\[source\]: must give .* one of them"):
+        load_card(path)
+
+
 def test_include_overrides_keys(tmp_path):
     write_card(tmp_path)
     (tmp_path / "variant.yaml").write_text("include: mine.yaml\nname: mine_v2\ntemplate: 'Say: {text}'\n")
