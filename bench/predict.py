@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import string
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from bench.record import ADAPTER_RECORD, RunRecord, read_record
+from tasks.card import template_fields
 
 EXAMPLES = """examples:
   echo "A gorgeous, witty, seductive movie." | spbench predict results/sst2__minilm-l6/
@@ -99,17 +98,6 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
     if task is not None and task != record["task"]["name"]:
         raise ValueError(f"{source} is a run of task {record['task']['name']!r}, not {task!r}")
     return record, adapter
-
-
-def template_fields(template: str) -> dict[str, bool]:
-    """The row fields a template reads, in order, each with whether it is pasted in whole ("{a}")
-    rather than read into ("{a[text]}")."""
-    fields: dict[str, bool] = {}
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name:
-            root = re.split(r"[.\[]", name)[0]
-            fields[root] = fields.get(root, True) and name == root
-    return fields
 
 
 def read_rows(lines: Iterable[str], fields: dict[str, bool], where: str) -> list[dict]:

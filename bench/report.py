@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord
-from bench.results import ResultRow, aggregate, load_records, task_name, write_csv
+from bench.results import ResultRow, aggregate, load_records, task_names, write_csv
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -53,8 +54,10 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
              f"{len(records)} runs, {len(failures)} failed; scores on the {split} split "
              f"(mean ± std over seeds; a single seed shows no ±); "
              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
-    for task in sorted({task_name(r, rows) for r in rows}):
-        task_rows = [r for r in rows if task_name(r, rows) == task]
+    by_task: dict[str, list[ResultRow]] = defaultdict(list)
+    for row, task in zip(rows, task_names(rows)):
+        by_task[task].append(row)
+    for task, task_rows in sorted(by_task.items()):
         lines += [f"## {task} ({task_rows[0].metric})", "", *_table(task_rows), ""]
     pngs = [p for p in plots if p.suffix == ".png"]
     if pngs:

@@ -120,7 +120,8 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
 
 
 def _shape_problem(record: RunRecord) -> str | None:
-    """What a table needs and this record lacks (None: nothing). Raises on a record of another shape."""
+    """What every reader of records needs (tables, grid tables, references) and this record lacks
+    (None: nothing). Raises on a record of another shape; a table checks its own fields (_table_ready)."""
     if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
         return f"schema version {record['schema_version']}, newer than this version reads ({SCHEMA_VERSION})"
     metric = record["task"]["primary_metric"]
@@ -257,12 +258,14 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     )
 
 
-def task_name(row: ResultRow, rows: list[ResultRow]) -> str:
-    """The task's name, with its card version where the rows hold several versions of it (their
-    scores are not comparable: another template, data or metric)."""
-    versions = {r.task_version for r in rows if r.task == row.task}
-    version = "unversioned" if row.task_version is None else f"v{row.task_version}"
-    return f"{row.task} {version}" if len(versions) > 1 else row.task
+def task_names(rows: list[ResultRow]) -> list[str]:
+    """Each row's task name, with its card version where the rows hold several versions of that task
+    (their scores are not comparable: another template, data or metric)."""
+    versions: dict[str, set] = defaultdict(set)
+    for row in rows:
+        versions[row.task].add(row.task_version)
+    return [row.task if len(versions[row.task]) == 1 else
+            f"{row.task} {'unversioned' if row.task_version is None else f'v{row.task_version}'}" for row in rows]
 
 
 def comparable_key(row: ResultRow) -> tuple:
@@ -271,7 +274,7 @@ def comparable_key(row: ResultRow) -> tuple:
     return row.task, row.task_version, row.model, row.train_size, row.eval_size
 
 
-def full_ft_references(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
+def _full_ft_rows(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
     """The full fine-tuning row each comparable group is measured against: chosen by its validation
     score, as a search chooses (the reported split is never used to choose)."""
     references: dict[tuple, ResultRow] = {}
@@ -284,7 +287,7 @@ def full_ft_references(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
 
 
 def _relate_to_full_ft(rows: list[ResultRow]) -> None:
-    references = full_ft_references(rows)
+    references = _full_ft_rows(rows)
     for row in rows:
         reference = references.get(comparable_key(row))
         # a ratio to a baseline at or below zero (e.g. Matthews correlation) has no meaning

@@ -117,22 +117,14 @@ class SharedOutcome:
     failed: list[tuple[str, str]]  # (run, reason) of this machine's failures
 
 
-def _shown(url: str) -> str:
-    """The URL as printed: without its password."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
-
-
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
     """The run records kept in a study (one per trial of a shared suite, one per task of a search
     trial), and the failures of a shared suite's runs that no trial has completed."""
-    shown = _shown(url)
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError as err:
-        raise ValueError(f"--storage {shown}: not a storage URL ({err})") from None
+        raise ValueError(f"--storage {url}: not a storage URL ({err})") from None
+    shown = parsed.render_as_string(hide_password=True)  # the URL as printed: without its password
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
             and not database.startswith("file:") and not Path(database).is_file():

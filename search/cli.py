@@ -158,10 +158,10 @@ def _space_for(path: Path | None, without_classes: list[str], *, checkpointing: 
     """The space to search, checked before a study exists (a bad space is refused here, before any
     trial). The default space covers every kind of task and setting: it drops what these tasks or
     settings cannot take; a space of the user's that offers it is refused."""
-    from search.space import DEFAULT_SPACE, SpaceError, load_space
+    from search.space import SpaceError, load_space
 
     space = load_space(path)
-    if without_classes and Path(space.path).resolve() == DEFAULT_SPACE.resolve():  # named or not
+    if without_classes and space.is_default:
         space = space.without_choice("prompt_tuning", "init", "class_labels")
         print(f"init=class_labels left out of the default space: {', '.join(without_classes)} "
               f"{'has' if len(without_classes) == 1 else 'have'} no class labels")
@@ -175,12 +175,12 @@ def _space_for(path: Path | None, without_classes: list[str], *, checkpointing: 
 def _without_uncheckpointable(space):
     """The default space without the methods gradient checkpointing cannot train; another space is refused."""
     from bench.methods import get_method
-    from search.space import DEFAULT_SPACE, SpaceError
+    from search.space import SpaceError
 
     refused = [m for m in space.methods if not get_method(m).allows_checkpointing]
     if not refused:
         return space
-    if Path(space.path).resolve() != DEFAULT_SPACE.resolve():
+    if not space.is_default:
         raise SpaceError(f"{space.path}: {', '.join(refused)} cannot train with --gradient-checkpointing; "
                          "remove it from the space's methods or leave the flag off")
     for method in refused:
@@ -191,13 +191,13 @@ def _without_uncheckpointable(space):
 
 def _refuse_clashes(study: optuna.Study, space) -> None:
     """A space the study's earlier trials rule out is refused before any trial (see `space_clashes`)."""
-    from search.space import DEFAULT_SPACE, SpaceError
+    from search.space import SpaceError
     from search.study import space_clashes
 
     clashes = space_clashes(study, space)
     if not clashes:
         return
-    methods = any(c.startswith("method:") for c in clashes) and Path(space.path).resolve() == DEFAULT_SPACE.resolve()
+    methods = any(c.startswith("method:") for c in clashes) and space.is_default
     raise SpaceError(f"study {study.study_name!r} cannot search this space ({space.path}): {'; '.join(clashes)}. "
                      "Optuna keeps a parameter's choices and scale for the life of a study: search as before"
                      + (" (--gradient-checkpointing leaves prefix_tuning out of the default space)" if methods else "")

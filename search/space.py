@@ -110,6 +110,12 @@ class SearchSpace:
     methods: tuple[str, ...]
     params: dict[str, tuple[Param, ...]]  # method -> the parameters it samples (shared ones included)
 
+    @property
+    def is_default(self) -> bool:
+        """Read from the shipped default space file (named with --space or not): the space that covers
+        every kind of task, and may be narrowed to what a search can take."""
+        return Path(self.path).resolve() == DEFAULT_SPACE.resolve()
+
     def digest(self) -> str:
         """What the space offers, as a short checksum (its file's path aside)."""
         offered = json.dumps({"methods": list(self.methods),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,16 +204,28 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     _check_template(path, data["template"])
 
 
+def template_fields(template: str) -> dict[str, bool]:
+    """The row fields a template reads, in order, each with whether it is pasted in whole ("{a}")
+    rather than read into ("{a[text]}"); a positional field reads as "" or a digit. Raises
+    ValueError on invalid format syntax (a lone brace, say)."""
+    fields: dict[str, bool] = {}
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None:
+            root = re.split(r"[.\[]", name)[0]
+            fields[root] = fields.get(root, True) and name == root
+    return fields
+
+
 def _check_template(path: Path, template: str) -> None:
     """A template names the data fields it reads ({sentence}, {answers[text]}); Python's format
     syntax is checked here, when the card loads, not at the first row."""
     try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as err:  # a lone brace, say
+        fields = template_fields(template)
+    except ValueError as err:
         raise TaskCardError(path, "template", f"not a valid template: {err} (write a literal brace as {{{{ or }}}})") \
             from None
     for name in fields:
-        if name == "" or name.split(".")[0].split("[")[0].isdigit():
+        if name == "" or name.isdigit():
             raise TaskCardError(path, "template", f"{{{name}}} names no data field; write {{field_name}}")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.predict import template_fields
+from tasks.card import template_fields
 from tasks import load_task
 from tests.test_cli import run_cli, tiny_run
 

@@ -8,7 +8,7 @@ import re
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, shortened, task_name
+from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, shortened, task_names
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -80,8 +80,8 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
     if axis not in COST_AXES:
         raise ValueError(f"unknown cost axis {axis!r}; choose from {', '.join(COST_AXES)}")
     by_task: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
-    for row in rows:
-        by_task[(task_name(row, rows), row.model)].append(row)
+    for row, task in zip(rows, task_names(rows)):
+        by_task[(task, row.model)].append(row)
     charts = []
     for (task, model), group in sorted(by_task.items()):
         measured = [r for r in group if math.isfinite(getattr(r, axis))]
@@ -107,8 +107,8 @@ def _usual(rows: list[ResultRow]) -> tuple | None:
 
 def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     columns: dict[str, list[ResultRow]] = defaultdict(list)
-    for row in rows:
-        columns[f"{task_name(row, rows)} ({row.model})"].append(row)
+    for row, task in zip(rows, task_names(rows)):
+        columns[f"{task} ({row.model})"].append(row)
     values: dict[str, dict[str, float]] = defaultdict(dict)
     for column, group in columns.items():
         usual = _usual(group)  # a 20-example smoke run does not compete with the real ones
