@@ -159,6 +159,12 @@ def _normalise_label_words(path: Path, raw: Any) -> dict[Any, tuple[str, ...]]:
         if not value or not all(isinstance(w, str) and w.strip() for w in value):
             raise TaskCardError(path, "label_words", f"class {cls!r} needs one or more non-empty words")
         words[cls] = tuple(value)
+    owners: dict[str, Any] = {}
+    for cls, value in words.items():  # scored by likelihood, a word shared by two classes cannot tell them apart
+        for word in value:
+            if owners.setdefault(word.strip(), cls) != cls:
+                raise TaskCardError(path, "label_words", f"{word.strip()!r} is a label word of both class "
+                                    f"{owners[word.strip()]!r} and class {cls!r}; give each class its own words")
     return words
 
 

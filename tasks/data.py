@@ -26,7 +26,7 @@ def read_jsonl(path: Path) -> list[Row]:
     opener = gzip.open if path.suffix == ".gz" else open
     rows: list[Row] = []
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
+        with opener(path, "rt", encoding="utf-8-sig") as handle:  # -sig: a leading byte-order mark is not data
             for line_number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue

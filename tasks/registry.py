@@ -18,6 +18,7 @@ from tasks.card import TaskCard, TaskCardError, load_card
 from tasks.notices import SkippedInput
 
 SHIPPED_CARDS = Path(__file__).parent / "cards"
+CARD_SUFFIXES = (".yaml", ".yml")
 
 
 def _folders(tasks_dirs: tuple[str, ...]) -> list[Path]:
@@ -32,7 +33,7 @@ def _folder_cards(folder: Path) -> tuple[dict[str, TaskCard], list[TaskCardError
     """The folder's cards by name, and the errors of the cards that cannot be loaded."""
     cards: dict[str, TaskCard] = {}
     broken: list[TaskCardError] = []
-    for path in sorted(folder.glob("*.yaml")):
+    for path in sorted(path for path in folder.iterdir() if path.suffix in CARD_SUFFIXES):
         try:
             card = load_card(path)
         except TaskCardError as err:
@@ -79,7 +80,7 @@ def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCar
     """The card of that name as `available_tasks` lists it, or the card file at that path. A card
     that cannot be loaded stops only the lookups it answers (by its declared name or its file
     name), so one broken card in a folder does not block every other task."""
-    if name_or_path.endswith((".yaml", ".yml")):
+    if name_or_path.endswith(CARD_SUFFIXES):
         return load_card(name_or_path)
     cards, broken = _scan(tasks_dirs)
     for err in broken:

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.card import TaskCard, TaskCardError
+from tasks.card import TaskCard, TaskCardError, template_fields
 from tasks.data import Row, load_rows
 from tasks.metrics import compute_metrics
 
@@ -45,6 +45,9 @@ class Task:
     def render(self, row: Row, *, split: str, index: int) -> Example:
         card = self.card
         where = f"split {split!r} row {index}"
+        for name in template_fields(card.template):  # str.format would paste a missing value in as "None"
+            if name in row and row[name] is None:
+                raise TaskCardError(card.path, "template", f"field {name!r} is null in {where}")
         try:
             prompt = card.template.format(**row)
         except KeyError as err:
@@ -67,7 +70,8 @@ class Task:
             gold = _field(row, card.target_field)
         except (KeyError, TypeError):
             raise TaskCardError(card.path, "target_field", f"{card.target_field!r} is absent from {where}") from None
-        golds = tuple(str(g) for g in gold) if isinstance(gold, list) else (str(gold),)
+        golds = tuple(str(g) for g in gold if g is not None) if isinstance(gold, list) else \
+            (() if gold is None else (str(gold),))
         if not golds:
             raise TaskCardError(card.path, "target_field", f"no gold answer in {where}")
         return Example(prompt=prompt, target=golds[0], references=golds)

@@ -72,6 +72,8 @@ def test_user_card_loads(tmp_path):
     ({"template": "'Text: {}'"}, "template", r"\{\} names no data field"),
     ({"template": "'Text: {0}'"}, "template", r"\{0\} names no data field"),
     ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
+    ({"label_words": "{0: [bad, poor], 1: [good, ' poor']}"}, "label_words",
+     "'poor' is a label word of both class 0 and class 1"),
 ])
 def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
     path = write_card(tmp_path, **changes)
@@ -147,6 +149,30 @@ def test_rows_the_card_cannot_read_are_named(tmp_path, rows, card, message):
     path = write_card(tmp_path, rows=rows, **card)
     with pytest.raises(TaskCardError, match=message):
         load_task(str(path)).examples("train")
+
+
+def test_a_null_field_is_named_not_pasted_in_as_none(tmp_path):
+    path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"text": None, "label": 1}])
+    with pytest.raises(TaskCardError, match=r"\[template\]: field 'text' is null in split 'train' row 1"):
+        load_task(str(path)).examples("train")
+
+
+def test_null_gold_answers_are_not_answers(tmp_path):
+    path = write_card(tmp_path, kind="qa", label_words=None, label_field=None, target_field="answer",
+                      metrics="[exact_match]", rows=[{"text": "q", "answer": ["a", None]}, {"text": "q", "answer": None}])
+    task = load_task(str(path))
+    assert task.render(task.rows("train")[0], split="train", index=0).references == ("a",)
+    with pytest.raises(TaskCardError, match=r"\[target_field\]: no gold answer in split 'train' row 1"):
+        task.examples("train")
+
+
+def test_yml_cards_and_data_with_a_byte_order_mark_are_read(tmp_path):
+    path = write_card(tmp_path)
+    path.rename(tmp_path / "mine.yml")
+    data = tmp_path / "data" / "train.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + data.read_bytes())
+    assert "mine" in available_tasks((str(tmp_path),))
+    assert [ex.prompt for ex in load_task("mine", tasks_dirs=(str(tmp_path),)).examples("train")] == ["hi", "yo"]
 
 
 def test_unreadable_cards_and_data_are_named(tmp_path):
