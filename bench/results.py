@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, scores_before_training
+from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record
 from tasks.notices import SkippedInput
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
@@ -145,8 +145,8 @@ class ResultRow:
     score: float  # mean over seeds of the primary metric on the chosen split
     score_std: float | None  # None for a single seed
     validation: float
-    zero_shot: float | None  # None where no run of the group scored its state before training
-    improvement_pct: float | None  # mean over seeds of the improvement over each run's zero-shot score
+    zero_shot: float | None  # the runs' own state before training, else the base model's (see _versus_zero_shot)
+    improvement_pct: float | None  # mean over seeds of the % improvement over that zero-shot score
     # score / the best full fine-tuning score of the same task (version) and model; None where that is <= 0
     relative_to_full_ft: float | None
     trainable_params: float
@@ -250,12 +250,22 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         settings=group[0]["method"]["settings"], seeds=len({r["seed"] for r in group}),
         metric=metric, score=score, score_std=std,
         validation=statistics.fmean(r["scores"]["validation"][metric] for r in group),
-        zero_shot=_mean_or_none([before[split][metric] for r in group
-                                 if (before := scores_before_training(r))]),
-        improvement_pct=_mean_or_none([r["improvement_pct"][split] for r in group if r["improvement_pct"]]),
+        **_versus_zero_shot(group, split, metric),
         relative_to_full_ft=None, **costs, task_version=group[0]["task"].get("version"),
         **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
     )
+
+
+def _versus_zero_shot(group: list[RunRecord], split: str, metric: str) -> dict[str, float | None]:
+    """The group's zero-shot score and mean improvement over it, all seeds against one kind of
+    baseline: each run's own state before training where every seed scored it (`score_initial`),
+    else the base model, so that seeds run with and without `score_initial` do not average
+    improvements over two different baselines."""
+    baseline = "zero_shot" if all(r.get("zero_shot") for r in group) else "base_zero_shot"
+    pairs = [(r["scores"][split][metric], before[split][metric]) for r in group
+             if (before := r.get(baseline)) and split in before]
+    return {"zero_shot": _mean_or_none([b for _, b in pairs]),
+            "improvement_pct": _mean_or_none([100 * (a - b) / b for a, b in pairs if b > 0])}
 
 
 def task_names(rows: list[ResultRow]) -> list[str]:

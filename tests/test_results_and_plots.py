@@ -2,6 +2,7 @@
 
 import json
 import math
+import statistics
 import warnings
 
 import pytest
@@ -47,6 +48,20 @@ def test_aggregate_means_seeds_and_relates_to_full_ft():
     table = {line.split()[2]: line for line in format_table(list(rows.values())).splitlines()[2:]}
     assert "0.890±0.014" in table["full_ft[lr=0.001]"] and "±" not in table["lora[lr=0.001]"]
     assert rows["prompt_tuning[init=random,num_virtual_tokens=10,lr=0.001]"].improvement_pct == pytest.approx(60.0)
+
+
+def test_seeds_with_and_without_their_own_zero_shot_score_share_one_baseline():
+    """A seed run without `score_initial` has only the base model's score; the row then measures
+    every seed against the base model rather than averaging over two baselines."""
+    base = {"test": {"accuracy": 0.4}}
+    own = {**make_record("lora", 0.8), "base_zero_shot": base}
+    without = {**make_record("lora", 0.6, seed=1), "zero_shot": None, "base_zero_shot": base,
+               "improvement_pct": {"test": 50.0}}
+    mixed, = aggregate([own, without])
+    assert (mixed.seeds, mixed.zero_shot) == (2, pytest.approx(0.4))
+    assert mixed.improvement_pct == pytest.approx(statistics.fmean([100 * 0.4 / 0.4, 100 * 0.2 / 0.4]))
+    alone, = aggregate([own])
+    assert (alone.zero_shot, alone.improvement_pct) == (pytest.approx(0.5), pytest.approx(60.0))
 
 
 def test_learning_rates_are_separate_configs():
