@@ -364,3 +364,14 @@ def test_plots_and_report_are_written(tmp_path):
     report = write_report(tmp_path).read_text()
     assert "## sst2 (accuracy)" in report and "relative_to_full_ft.png" in report
     assert (tmp_path / "results.csv").read_text().count("\n") == 7  # header + 6 configs
+
+
+def test_plots_no_longer_drawn_are_removed_and_other_files_kept(tmp_path):
+    folder = tmp_path / "plots"
+    first = render_all(aggregate(RECORDS + [make_record("full_ft", 0.9, task="rte")]), folder, axes=("train_flops",))
+    other_axis = render_all(aggregate(RECORDS), folder, axes=("train_seconds",))
+    (folder / "notes.png").write_bytes(b"mine")
+    again = render_all(aggregate(RECORDS), folder, axes=("train_flops",))  # rte's runs are gone
+    assert {p.name for p in first} - {p.name for p in again} == {"score_vs_train_flops__rte__m.png",
+                                                                 "score_vs_train_flops__rte__m.svg"}
+    assert sorted(folder.iterdir()) == sorted({*again, *other_axis, folder / "notes.png"})

@@ -16,9 +16,18 @@ METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix
                   "lora": "tab:purple", "full_ft": "tab:red"}
 
 
+# file names (without extension) of the suite-level charts; per-task ones start with score_cost_stem(axis)
+RELATIVE_CHART, LENGTH_CHART, INIT_CHART = SUITE_CHARTS = ("relative_to_full_ft", "prompt_length", "prompt_init")
+EXTENSIONS = (".png", ".svg")
+
+
+def score_cost_stem(axis: str) -> str:
+    return f"score_vs_{axis}__"
+
+
 def _save(figure, folder: Path, name: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}.png", folder / f"{name}.svg"]
+    paths = [folder / f"{name}{extension}" for extension in EXTENSIONS]
     figure.tight_layout()
     for path in paths:
         figure.savefig(path, dpi=130)
@@ -54,7 +63,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path) -> list[Path]:
     axes.set_ylabel(chart.metric)
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs cost")
     axes.legend(fontsize=7, loc="best")
-    return _save(figure, folder, f"score_vs_{chart.axis}__{file_part(chart.task)}__{file_part(chart.model)}")
+    return _save(figure, folder, f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}")
 
 
 def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
@@ -69,7 +78,7 @@ def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
     axes.set_ylabel("score / full fine-tuning")
     axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning", fontsize=10)
     axes.legend(fontsize=7)
-    return _save(figure, folder, "relative_to_full_ft")
+    return _save(figure, folder, RELATIVE_CHART)
 
 
 def draw_length_curves(curves: list[LengthCurve], folder: Path) -> list[Path]:
@@ -78,7 +87,7 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path) -> list[Path]:
         axes.errorbar(curve.lengths, curve.scores, yerr=curve.stds, marker="o", capsize=3,
                       label=f"{curve.task} / {curve.model} / {curve.method}")
     axes.set_xscale("log")
-    return _finish(figure, axes, folder, "prompt_length", xlabel="prompt length (virtual tokens)", ylabel="score",
+    return _finish(figure, axes, folder, LENGTH_CHART, xlabel="prompt length (virtual tokens)", ylabel="score",
                    title="Score vs prompt length")
 
 
@@ -93,5 +102,5 @@ def draw_inits(comparisons: list[InitComparison], folder: Path) -> list[Path]:
                  yerr=[scores[i][1] for i in inits if i in scores], capsize=3,
                  label=f"{comparison.task} / {comparison.model} / {comparison.config}")
     axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits)
-    return _finish(figure, axes, folder, "prompt_init", xlabel="initialisation", ylabel="score",
+    return _finish(figure, axes, folder, INIT_CHART, xlabel="initialisation", ylabel="score",
                    title="Prompt tuning: initialisation")

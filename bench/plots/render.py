@@ -30,4 +30,17 @@ def render_all(rows: list[ResultRow], folder: Path, *,
     inits = data.init_comparisons(rows)
     if inits:
         paths += draw.draw_inits(inits, folder)
+    _remove_stale(folder, written=paths, axes=axes)
     return paths
+
+
+def _remove_stale(folder: Path, *, written: list[Path], axes: tuple[str, ...]) -> None:
+    """Delete the charts an earlier call drew that this one, drawing the same kinds, did not (a task
+    whose runs are gone, a chart now without data), so the folder shows only the records' plots.
+    Charts of other cost axes, and files this module does not name, are left alone."""
+    stems = [f"{draw.score_cost_stem(axis)}*" for axis in axes] + list(draw.SUITE_CHARTS)
+    for stem in stems:
+        for extension in draw.EXTENSIONS:
+            for path in folder.glob(stem + extension):
+                if path not in written:
+                    path.unlink()
