@@ -88,15 +88,10 @@ def _run(args) -> int:
 
 
 def _read_config(path: Path) -> dict:
-    import yaml
+    from bench.yaml_values import read_yaml_mapping
 
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"--config {path}: cannot read ({err})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"--config {path}: expected a mapping with model, method, settings, train")
-    return config
+    return read_yaml_mapping(path, what="a run config (model, method, settings, train)",
+                             error=lambda problem: ValueError(f"--config {path}: {problem}"))
 
 
 def _models(args) -> int:

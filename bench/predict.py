@@ -13,9 +13,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
 from bench.record import ADAPTER_RECORD, RunRecord, read_record
+from bench.yaml_values import read_yaml_mapping
 from tasks.card import template_fields
 
 EXAMPLES = """examples:
@@ -64,12 +63,8 @@ def _winner_record(folder: Path, listed: str, task: str) -> RunRecord:
 
 def _from_search(folder: Path, task: str | None) -> tuple[RunRecord, Path]:
     best_file = folder / "best.yaml"
-    try:
-        best = yaml.safe_load(best_file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{best_file}: not readable YAML ({err})") from None
-    if not isinstance(best, dict):
-        raise ValueError(f"{best_file}: not a search's best.yaml")
+    best = read_yaml_mapping(best_file, what="a search's best.yaml",
+                             error=lambda problem: ValueError(f"{best_file}: {problem}"))
     if not best.get("records"):
         raise ValueError(f"{best_file}: the winner's adapter is not on this machine ({best.get('test')})")
     tasks = best.get("tasks")

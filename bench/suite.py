@@ -7,15 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
 from bench.run import RunSpec
 from bench.train import TrainSettings
-from bench.yaml_values import yaml_number
+from bench.yaml_values import read_yaml_mapping, yaml_number
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "model_kinds", "methods", "seeds", "train"}
@@ -46,7 +44,7 @@ def find_suite(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.exists():
-            raise SuiteError(f"suite file not found: {path}")
+            raise SuiteError(f"{path}: suite file not found")
         return path
     shipped = SHIPPED_SUITES / f"{name_or_path}.yaml"
     if not shipped.exists():
@@ -214,12 +212,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
 
 def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs: tuple[str, ...] = ()) -> Suite:
     path = find_suite(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise SuiteError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise SuiteError(f"{path}: a suite must be a YAML mapping")
+    data = read_yaml_mapping(path, what="a suite", error=lambda problem: SuiteError(f"{path}: {problem}"))
     missing = {"name", "tasks", "models", "methods"} - set(data)
     if missing:
         raise SuiteError(f"{path}: missing key {sorted(missing)[0]!r}")

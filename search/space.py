@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
-from bench.yaml_values import yaml_number
+from bench.yaml_values import read_yaml_mapping, yaml_number
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -200,16 +199,11 @@ def _mapping(path: Path, key: str, value: Any) -> dict:
 
 def load_space(path: Path | str | None = None) -> SearchSpace:
     path = Path(path) if path else DEFAULT_SPACE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpaceError(f"search space file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise SpaceError(f"{path}: not valid YAML: {err}") from None
-    unknown = set(data) - {"methods", "shared", "per_method"} if isinstance(data, dict) else set()
-    if not isinstance(data, dict) or unknown:
-        raise SpaceError(f"{path}: expected keys methods, shared, per_method"
-                         + (f"; unknown {sorted(unknown)}" if unknown else ""))
+    data = read_yaml_mapping(path, what="a search space (keys methods, shared, per_method)",
+                             error=lambda problem: SpaceError(f"{path}: {problem}"))
+    unknown = set(data) - {"methods", "shared", "per_method"}
+    if unknown:
+        raise SpaceError(f"{path}: expected keys methods, shared, per_method; unknown {sorted(unknown)}")
     methods = data.get("methods") or []
     if not isinstance(methods, list):
         raise SpaceError(f"{path} methods: must be a list of methods, got {methods!r}")

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bench.yaml_values import read_yaml_mapping
 from tasks.metrics import CLASSIFICATION_METRICS, GENERATION_METRICS, METRICS
 
 KINDS = ("classification", "qa", "summarization")
@@ -75,17 +74,7 @@ class TaskCard:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TaskCardError(path, None, "file not found") from None
-    except (OSError, UnicodeDecodeError) as err:  # a folder named like a card, a file not in UTF-8
-        raise TaskCardError(path, None, f"cannot read it as UTF-8 text ({err})") from None
-    except yaml.YAMLError as err:
-        raise TaskCardError(path, None, f"not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise TaskCardError(path, None, "a task card must be a YAML mapping of keys")
-    return data
+    return read_yaml_mapping(path, what="a task card", error=lambda problem: TaskCardError(path, None, problem))
 
 
 def _describe(value: Any) -> str:
@@ -194,7 +183,8 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     if not isinstance(source, dict) or len({"local", "hub"} & set(source)) != 1:
         raise TaskCardError(path, "source", "must give `local: <folder>` or `hub: <dataset path>`, one of them")
     if "validation_from_train" in data and "validation" in data.get("splits", {}):
-        raise TaskCardError(path, "validation_from_train", "a card carving validation from train maps no validation split")
+        raise TaskCardError(path, "validation_from_train",
+                            "a card carving validation from train maps no validation split")
     for split in data.get("splits", {}):
         if split not in SPLITS:
             raise TaskCardError(path, "splits", f"unknown split {split!r} (expected {', '.join(SPLITS)})")

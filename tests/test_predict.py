@@ -146,7 +146,7 @@ def test_a_search_folder_answers_with_its_winner(capsys, monkeypatch, tiny_model
 def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path):
     (tmp_path / "best.yaml").write_text("study: [unclosed\n")
     code, _, err = _predict(capsys, monkeypatch, tmp_path, ["ok"])
-    assert code == 2 and f"{tmp_path / 'best.yaml'}: not readable YAML" in err
+    assert code == 2 and f"{tmp_path / 'best.yaml'}: not valid YAML" in err
     (tmp_path / "best.yaml").write_text("test: 'not scored here: trial 3 ran on box-2, which holds its adapter'\n")
     code, _, err = _predict(capsys, monkeypatch, tmp_path, ["ok"])
     assert code == 2 and "the winner's adapter is not on this machine (not scored here: trial 3 ran on box-2" in err

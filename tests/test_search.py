@@ -43,7 +43,7 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: 1.0e-4, high: 1.0e-2, lg: true}\n",
      r"p_tuning.lr: unknown key\(s\) 'lg'"),
     ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: small, high: 1.0e-2}\n", "`low` must be a number, got 'small'"),
-    ("- methods\n- {per_method: 1}\n", "expected keys methods, shared, per_method"),
+    ("- methods\n- {per_method: 1}\n", r"a search space \(keys methods, shared, per_method\) must be a YAML mapping"),
     ("methods: prompt_tuning\n", "methods: must be a list of methods, got 'prompt_tuning'"),
     ("methods: [prompt_tuning]\nshared: [num_virtual_tokens]\n", "shared: must be a mapping of parameter names"),
     ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning: [lr]\n", "per_method.prompt_tuning: must be a mapping"),

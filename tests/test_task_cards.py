@@ -158,8 +158,9 @@ def test_a_null_field_is_named_not_pasted_in_as_none(tmp_path):
 
 
 def test_null_gold_answers_are_not_answers(tmp_path):
+    rows = [{"text": "q", "answer": ["a", None]}, {"text": "q", "answer": None}]
     path = write_card(tmp_path, kind="qa", label_words=None, label_field=None, target_field="answer",
-                      metrics="[exact_match]", rows=[{"text": "q", "answer": ["a", None]}, {"text": "q", "answer": None}])
+                      metrics="[exact_match]", rows=rows)
     task = load_task(str(path))
     assert task.render(task.rows("train")[0], split="train", index=0).references == ("a",)
     with pytest.raises(TaskCardError, match=r"\[target_field\]: no gold answer in split 'train' row 1"):
@@ -273,3 +274,22 @@ def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(
     monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
     with pytest.raises(ValueError, match=r"metric evaluate:.*no_such_metric cannot be loaded"):
         prepare_run(RunSpec(task=str(path), model="minilm-l6", method="lora"))
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "file not found"), (b"name: [x\n", "not valid YAML"), (b"\xff\xfe", "cannot read it as UTF-8 text"),
+    (b"- a list\n", "must be a YAML mapping of keys"),
+])
+def test_every_yaml_file_a_user_writes_is_refused_alike(tmp_path, content, problem):
+    """Cards, suites, search spaces and run configs share one reader: the same four faults, named with the file."""
+    from bench.cli import _read_config
+    from bench.suite import SuiteError, load_suite
+    from search.space import SpaceError, load_space
+
+    path = tmp_path / "file.yaml"
+    if content is not None:
+        path.write_bytes(content)
+    for read, error in ((load_card, TaskCardError), (load_suite, SuiteError), (load_space, SpaceError),
+                        (_read_config, ValueError)):
+        with pytest.raises(error, match=f"{re.escape(str(path))}.*{problem}"):
+            read(path if read is not load_suite else str(path))
