@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from bench.device import device_clock
 from bench.procfs import status_field
 
 
@@ -102,13 +103,9 @@ def peak_memory(device: torch.device, *, reset: bool) -> tuple[int, str]:
 
 
 def _seconds(tuned, prompts: Sequence[str]) -> float:
-    if tuned.device.type == "cuda":
-        torch.cuda.synchronize(tuned.device)
-    started = time.perf_counter()
+    started = device_clock(tuned.device)
     tuned.prompt_forward(prompts)
-    if tuned.device.type == "cuda":
-        torch.cuda.synchronize(tuned.device)
-    return time.perf_counter() - started
+    return device_clock(tuned.device) - started
 
 
 @torch.no_grad()

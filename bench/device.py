@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import torch
 
@@ -36,7 +37,16 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     # bf16 on CPU is emulated on most hosts and several times slower than fp32.
     if device.type != "cuda":
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # without emulation: cards before Ampere "support" bf16 only as a slow emulation; fp16 is native there
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def device_clock(device: torch.device) -> float:
+    """`time.perf_counter()` once the device has finished the work queued on it: CUDA runs kernels
+    asynchronously, and a clock read without waiting charges their time to whatever waits next."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

@@ -109,9 +109,14 @@ class FakeModel:
         self.clock.load *= self.clock.drift
 
 
+def use_clock(monkeypatch, clock: FakeClock) -> None:
+    monkeypatch.setattr("bench.cost.time", SimpleNamespace(perf_counter=clock))
+    monkeypatch.setattr("bench.cost.device_clock", lambda device: clock())
+
+
 def test_latency_times_base_and_tuned_in_turn(monkeypatch):
     clock = FakeClock(drift=1.05)  # the machine slows down steadily
-    monkeypatch.setattr("bench.cost.time", SimpleNamespace(perf_counter=clock))
+    use_clock(monkeypatch, clock)
     base, tuned = FakeModel(clock, 0.010), FakeModel(clock, 0.020)
     base_s, tuned_s, overhead = latency_against_base(tuned, lambda: contextlib.nullcontext(base), ["p"] * 4,
                                                      min_rounds=5, max_rounds=9)
@@ -122,7 +127,7 @@ def test_latency_times_base_and_tuned_in_turn(monkeypatch):
 
 def test_one_disturbed_round_does_not_move_the_overhead(monkeypatch):
     clock = FakeClock(drift=1.0)
-    monkeypatch.setattr("bench.cost.time", SimpleNamespace(perf_counter=clock))
+    use_clock(monkeypatch, clock)
     base, tuned = FakeModel(clock, 0.010), FakeModel(clock, 0.020, spike_at=4)  # a 1 s stall in one round
     _, tuned_s, overhead = latency_against_base(tuned, lambda: contextlib.nullcontext(base), ["p"],
                                                 min_rounds=7, max_rounds=7)
@@ -131,7 +136,7 @@ def test_one_disturbed_round_does_not_move_the_overhead(monkeypatch):
 
 def test_latency_without_a_base_is_the_model_against_itself(monkeypatch):
     clock = FakeClock(drift=1.0)
-    monkeypatch.setattr("bench.cost.time", SimpleNamespace(perf_counter=clock))
+    use_clock(monkeypatch, clock)
     base_s, tuned_s, overhead = latency_against_base(FakeModel(clock, 0.01), None, ["p"])
     assert base_s == tuned_s and overhead == 1.0
 
@@ -213,3 +218,28 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_a_card_that_only_emulates_bf16_computes_in_fp16(monkeypatch):
+    """Before Ampere, torch reports bf16 "supported" by emulation, several times slower than native fp16."""
+    from bench.device import pick_dtype
+
+    def pre_ampere(including_emulation=True):
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", pre_ampere)
+    assert pick_dtype(torch.device("cuda")) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert pick_dtype(torch.device("cuda")) == torch.bfloat16
+    assert pick_dtype(torch.device("cpu")) == torch.float32
+
+
+def test_the_clock_waits_for_cuda_work_and_not_for_the_cpu(monkeypatch):
+    from bench.device import device_clock
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", waited.append)
+    device_clock(torch.device("cpu"))
+    assert waited == []
+    device_clock(torch.device("cuda"))
+    assert waited == [torch.device("cuda")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from bench.device import upcast_trainable
+from bench.device import device_clock, upcast_trainable
 from bench.modeling import TunedModel
 from bench.train.checkpointing import recomputed_activations
 from bench.train.config import TrainSettings
@@ -86,7 +85,7 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
     with recomputed_activations(tuned.model, settings.gradient_checkpointing):
         for step in range(1, settings.steps + 1):
             tuned.model.train()
-            started = time.perf_counter()
+            started = device_clock(tuned.device)
             step_loss = tuned.loss(next(stream))
             loss = step_loss.loss.item()
             if not math.isfinite(loss):
@@ -100,7 +99,7 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
             if scaler.get_scale() >= scale:  # the schedule advances with the optimizer's real steps
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            result.train_seconds += time.perf_counter() - started
+            result.train_seconds += device_clock(tuned.device) - started
             result.steps, result.tokens = step, result.tokens + step_loss.tokens
             result.attention_pairs += step_loss.attention_pairs
             result.scored_positions += step_loss.scored_positions
