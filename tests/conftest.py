@@ -29,6 +29,11 @@ TINY_CONFIGS = {
     "bert": ("encoder", transformers.BertConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                                 num_attention_heads=2, max_position_embeddings=512, **TINY),
              transformers.BertForSequenceClassification),
+    # scales its input embeddings by sqrt(hidden size) in the embedding layer's forward
+    "gemma3": ("causal", transformers.Gemma3TextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                                       num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                                       **TINY),
+               transformers.Gemma3ForCausalLM),
     "t5": ("seq2seq", transformers.T5Config(d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
                                             decoder_start_token_id=0, **TINY),
            transformers.T5ForConditionalGeneration),

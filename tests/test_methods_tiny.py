@@ -11,7 +11,7 @@ from peft import PeftModel
 from bench.methods import MethodError, get_method
 from bench.modeling import TunedModel
 from bench.models import load_base_model
-from tasks import load_task
+from tasks import Example, load_task
 
 ARCHITECTURES = ("gpt2", "llama", "roberta", "bert", "t5")
 PEFT_METHODS = {
@@ -138,15 +138,18 @@ def test_scores_do_not_depend_on_padding(tiny_models, tiny_tasks, arch, variant)
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ("gpt2", "llama", "t5"))
+@pytest.mark.parametrize("arch", ("gpt2", "llama", "gemma3", "t5"))
 def test_class_label_init_copies_label_word_embeddings(tiny_models, tiny_tasks, arch):
+    """Each prompt row is its label word's input vector as the model sees it: Gemma's embedding layer
+    scales its weights by sqrt(hidden size), so the rows must come from its forward."""
     task, base, tuned = build(tiny_models, tiny_tasks, arch, "prompt_tuning_labels")
     prompt = tuned.model.prompt_encoder["default"].embedding.weight
     embeddings = base.model.get_input_embeddings().weight
+    scale = 32 ** 0.5 if arch == "gemma3" else 1.0
     for row, word in enumerate(["bad", "good", "great"]):  # class order, then each class's words
         text = f" {word}" if base.kind == "causal" else word
         ids = base.tokenizer(text, add_special_tokens=False)["input_ids"]
-        torch.testing.assert_close(prompt[row], embeddings[ids].mean(0))
+        torch.testing.assert_close(prompt[row], embeddings[ids].mean(0) * scale)
 
 
 def test_prefix_tuning_refused_for_seq2seq(tiny_models, tiny_tasks):
@@ -183,6 +186,20 @@ def test_prefix_init_settings():
         method.settings(init="vocab")
 
 
+@pytest.mark.parametrize("variant", ["p_tuning_mlp", "p_tuning_lstm"])
+def test_prompt_encoder_runs_in_fp32_under_autocast(tiny_models, tiny_tasks, variant):
+    """CUDA autocast would run a cuDNN LSTM in fp16 inside a bf16 region; the encoder opts out, so
+    the prompt trained is the fp32 prompt the saved adapter holds."""
+    _, _, tuned = build(tiny_models, tiny_tasks, "gpt2", variant)
+    encoder = tuned.model.prompt_encoder["default"]
+    indices = torch.arange(4).unsqueeze(0)
+    plain = encoder(indices)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        mixed = encoder(indices)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain)
+
+
 # (arch, variant) pairs covering every method and model kind without the full product
 MIXED_PRECISION_CASES = [("gpt2", v) for v in ALL_METHODS] + [
     ("llama", "prefix_tuning"), ("roberta", "prefix_tuning"), ("roberta", "lora"), ("roberta", "full_ft"),
@@ -197,8 +214,6 @@ def test_low_precision_base_trains_fp32_master_weights(tiny_models, tiny_tasks, 
 
     if dtype == torch.float16 and arch != "gpt2":
         pytest.skip("fp16 loss scaling is exercised on gpt2; the other kinds share the same loop")
-    if variant == "p_tuning_lstm" and not torch.cuda.is_available():
-        pytest.skip("oneDNN has no low-precision LSTM on most CPUs (real CPU runs are fp32)")
     monkeypatch.setattr("bench.models.loading.pick_dtype", lambda device: dtype)
     task, base, tuned = build(tiny_models, tiny_tasks, arch, variant, "tiny_cls" if arch != "t5" else "tiny_qa")
     assert base.dtype == dtype and tuned.autocast().fast_dtype == dtype
@@ -218,3 +233,14 @@ def test_low_precision_base_trains_fp32_master_weights(tiny_models, tiny_tasks, 
     assert variant == "full_ft" or all(params[n].dtype == dtype for n in frozen), "frozen weights stay low-precision"
     changed = sum(int(((params[n] != before[n]) & mask).sum()) for n, mask in touched.items())
     assert changed >= 0.9 * sum(int(mask.sum()) for mask in touched.values())
+
+
+@pytest.mark.parametrize("variant", ["prompt_tuning", "prefix_tuning"])
+def test_a_target_longer_than_the_positions_left_is_cut_not_a_crash(tiny_models, tiny_tasks, variant):
+    """GPT-2 has 512 learned positions; a training target past them would index outside the table
+    (on CUDA, an assert that ends the process). Cut to the room left, the step trains."""
+    task, base, tuned = build(tiny_models, tiny_tasks, "gpt2", variant, "tiny_qa")
+    long_answer = " ".join(["film"] * 600)
+    step = tuned.loss([Example(prompt="Q: what? A:", target=long_answer, references=(long_answer,))])
+    room = 512 - task.card.max_input_tokens - tuned.num_virtual_tokens
+    assert math.isfinite(step.loss.item()) and step.scored_positions == room

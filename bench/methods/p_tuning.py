@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from peft import PromptEncoderConfig, PromptEncoderReparameterizationType
 
 from bench.methods.peft_common import task_type, wrap
@@ -32,7 +33,23 @@ def build_p_tuning(base, settings: PTuningSettings, card):
         encoder_reparameterization_type=ENCODERS[settings.encoder],
         encoder_hidden_size=settings.encoder_hidden_size,
     )
-    return wrap(base, config)
+    model = wrap(base, config)
+    _in_full_precision(model.prompt_encoder[model.active_adapter])
+    return model
+
+
+def _in_full_precision(encoder: torch.nn.Module) -> None:
+    """Run the prompt encoder in fp32 under any autocast around it. CUDA autocast runs a cuDNN LSTM
+    in fp16 even inside a bf16 region, with no loss scaling there to keep its gradients from
+    underflowing; and the saved adapter holds the prompt computed in fp32, so the prompt trained and
+    the prompt reloaded should be the same numbers. The encoder is small: fp32 costs nothing."""
+    forward, device_type = encoder.forward, next(encoder.parameters()).device.type
+
+    def forward_in_fp32(*args, **kwargs):
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(*args, **kwargs)
+
+    encoder.forward = forward_in_fp32
 
 
 register_method(Method(

@@ -33,14 +33,19 @@ class PromptTuningSettings:
 
 
 def label_word_vectors(base, card) -> torch.Tensor:
-    """One vector per label word (mean of its token embeddings, as Lester et al. do), class order."""
-    embeddings = base.model.get_input_embeddings().weight
+    """One vector per label word (mean of its token embeddings, as Lester et al. do), class order.
+
+    Read through the embedding layer's forward, not its weight: some models scale embeddings there
+    (Gemma by sqrt(hidden size)), and the prompt is concatenated with those scaled input vectors
+    (PEFT's sampled-vocabulary and text inits read the forward too)."""
+    embed = base.model.get_input_embeddings()
     vectors = []
-    for words in card.label_words.values():
-        for word in words:
-            text = f" {word}" if base.kind == "causal" else word
-            ids = base.tokenizer(text, add_special_tokens=False)["input_ids"]
-            vectors.append(embeddings[ids].mean(dim=0))
+    with torch.no_grad():
+        for words in card.label_words.values():
+            for word in words:
+                text = f" {word}" if base.kind == "causal" else word
+                ids = base.tokenizer(text, add_special_tokens=False)["input_ids"]
+                vectors.append(embed(torch.tensor(ids, device=embed.weight.device)).float().mean(dim=0))
     return torch.stack(vectors)
 
 

@@ -48,10 +48,14 @@ def _target_ids(tokenizer, prompts, targets, *, kind: str, add_eos: bool) -> lis
 
 
 def encode_causal(tokenizer, prompts: Sequence[str], targets: Sequence[str], *, max_tokens: int,
-                  add_eos: bool) -> LMBatch:
-    """prompt + target per row, left-padded, so every row's target ends at the last position."""
+                  add_eos: bool, max_target_tokens: int | None = None) -> LMBatch:
+    """prompt + target per row, left-padded, so every row's target ends at the last position.
+    `max_target_tokens` cuts longer targets (a model with learned positions has no position for
+    the rest)."""
     prompt_ids = _prompt_ids(tokenizer, prompts, max_tokens)
     target_ids = _target_ids(tokenizer, prompts, targets, kind="causal", add_eos=add_eos)
+    if max_target_tokens is not None:
+        target_ids = [row[:max_target_tokens] for row in target_ids]
     rows = [p + t for p, t in zip(prompt_ids, target_ids)]
     marks = [[0] * len(p) + [1] * len(t) for p, t in zip(prompt_ids, target_ids)]
     return LMBatch(

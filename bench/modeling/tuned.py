@@ -53,8 +53,18 @@ class TunedModel:
         if self.kind == "causal":
             # generation targets end with EOS so the model learns where an answer stops
             return encode_causal(self.tokenizer, prompts, targets, max_tokens=max_tokens,
-                                 add_eos=not self.card.is_classification)
+                                 add_eos=not self.card.is_classification, max_target_tokens=self._target_room())
         return encode_seq2seq(self.tokenizer, prompts, targets, max_tokens=max_tokens)
+
+    def _target_room(self) -> int | None:
+        """Positions left for a target after the virtual tokens and the longest prompt, where the
+        model's positions are bounded (None: they are not). A run is refused unless this holds
+        `max_new_tokens`, so only targets longer than any answer the model is asked for are cut; on
+        CUDA, a position past the table would be a device-side assert that ends the process."""
+        limit = self.base.max_positions
+        if limit is None:
+            return None
+        return limit - self.card.max_input_tokens - self.num_virtual_tokens  # a prefix takes positions too
 
     def _step_loss(self, loss: torch.Tensor, attention_mask: torch.Tensor, scored: int) -> StepLoss:
         real = attention_mask.sum(dim=1)  # (B,)
