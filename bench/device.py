@@ -19,14 +19,18 @@ def pick_device() -> torch.device:
 
 
 @contextlib.contextmanager
-def cpu_threads_shared_by(processes: int):
-    """This process runs on its share of the CPU cores while `processes` train on them at once:
-    PyTorch starts a thread per core in every process, and N processes then oversubscribe the cores
-    (two search workers on two cores ran 3.1x slower than one). Nothing to share on CUDA."""
+def worker_share(index: int, workers: int):
+    """Worker `index` of `workers` processes training at once (0: the main process) on its share
+    of the machine. On CPU, its share of the cores: PyTorch starts a thread per core in every
+    process, and N processes then oversubscribe the cores (two search workers on two cores ran 3.1x
+    slower than one). On CUDA, GPU `index` modulo the number of GPUs, so N workers use N GPUs
+    rather than all sharing the first."""
     threads = torch.get_num_threads()
-    if processes > 1 and pick_device().type != "cuda":
+    if pick_device().type == "cuda":
+        torch.cuda.set_device(index % torch.cuda.device_count())
+    elif workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, min(threads, cores) // processes))  # threads: the user's or PyTorch's pick
+        torch.set_num_threads(max(1, min(threads, cores) // workers))  # threads: the user's or PyTorch's pick
     try:
         yield
     finally:

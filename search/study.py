@@ -18,7 +18,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from bench.device import cpu_threads_shared_by
+from bench.device import worker_share
 from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
@@ -400,7 +400,7 @@ def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(url),
                                   sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())
-        with cpu_threads_shared_by(workers):
+        with worker_share(index, workers):
             optimize(study, objective, n_trials=n_trials, timeout=timeout)
     except SearchError as err:  # the reason, not a traceback of the worker process
         print(f"worker {index}: {err}", file=sys.stderr)
@@ -419,7 +419,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     for process in others:
         process.start()
     try:
-        with cpu_threads_shared_by(workers):
+        with worker_share(0, workers):
             optimize(study, objective, n_trials=n_trials, timeout=timeout)
     except KeyboardInterrupt:
         # a Ctrl-C reached the workers too; a SIGINT sent to this process alone did not: pass it on

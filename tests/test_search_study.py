@@ -132,20 +132,35 @@ def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tm
 def test_local_workers_share_the_cpu_cores_and_give_them_back(monkeypatch):
     import torch
 
-    from bench.device import cpu_threads_shared_by
+    from bench.device import worker_share
 
     monkeypatch.setattr("bench.device.pick_device", lambda: torch.device("cpu"))
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)), raising=False)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(8)  # the user's (or PyTorch's) pick, below the 16 cores
-        with cpu_threads_shared_by(4):
+        with worker_share(3, 4):
             assert torch.get_num_threads() == 2
         assert torch.get_num_threads() == 8
-        with cpu_threads_shared_by(1):
+        with worker_share(0, 1):
             assert torch.get_num_threads() == 8
     finally:
         torch.set_num_threads(before)
+
+
+def test_local_workers_spread_over_the_gpus(monkeypatch):
+    import torch
+
+    from bench.device import worker_share
+
+    chosen = []
+    monkeypatch.setattr("bench.device.pick_device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    for index in range(3):
+        with worker_share(index, 3):
+            pass
+    assert chosen == [0, 1, 0]
 
 
 def test_a_surplus_trial_puts_its_starting_point_back_in_the_queue():
