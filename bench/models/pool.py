@@ -1,12 +1,15 @@
 """Base models loaded once per process and handed out as fresh copies.
 
 Methods change the model they are given (LoRA injects layers, full fine-tuning rewrites weights),
-so each run gets a deep copy of the pristine model rather than the cached object itself.
+so each run gets a deep copy of the pristine model rather than the cached object itself. The
+pristine copies wait in host memory: on a GPU they would take room from the runs and count in each
+run's peak memory, which a run outside a pool does not carry.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 from bench.models.loading import BaseModel, load_base_model
 
@@ -18,8 +21,7 @@ class ModelPool:
     def get(self, name: str, *, num_labels: int | None = None, kind: str | None = None) -> BaseModel:
         key = (name, num_labels, kind)
         if key not in self._pristine:
-            self._pristine[key] = load_base_model(name, num_labels=num_labels, kind=kind)
+            loaded = load_base_model(name, num_labels=num_labels, kind=kind)
+            self._pristine[key] = dataclasses.replace(loaded, model=loaded.model.to("cpu"))  # device: the runs'
         pristine = self._pristine[key]
-        return BaseModel(name=pristine.name, source=pristine.source, kind=pristine.kind,
-                         model=copy.deepcopy(pristine.model), tokenizer=pristine.tokenizer,
-                         device=pristine.device, dtype=pristine.dtype)
+        return dataclasses.replace(pristine, model=copy.deepcopy(pristine.model).to(pristine.device))
