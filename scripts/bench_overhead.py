@@ -10,12 +10,12 @@ ratio harness / bare (target: <= 1.05).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 from transformers import get_linear_schedule_with_warmup
 
+from bench.device import autocast, device_clock, upcast_trainable
 from bench.methods import get_method
 from bench.modeling import TunedModel
 from bench.models import load_base_model
@@ -33,32 +33,34 @@ def build(task, seed: int = 0):
 
 
 def bare_loop(base, model, examples, *, steps: int, batch_size: int, lr: float) -> float:
-    """What a person would write by hand with PEFT and PyTorch."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """What a person would write by hand with PEFT and PyTorch (on CUDA: bf16 autocast around fp32
+    trainable weights, as the harness runs)."""
+    params = upcast_trainable(model)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * steps), steps)
     stream = batches(examples, batch_size, seed=0)
     model.train()
-    started = time.perf_counter()
+    started = device_clock(base.device)
     for _ in range(steps):
         batch = next(stream)
         encoded = base.tokenizer([ex.prompt for ex in batch], padding=True, truncation=True, max_length=128,
-                                 return_token_type_ids=False, return_tensors="pt")
-        labels = torch.tensor([ex.label for ex in batch])
-        loss = F.cross_entropy(model(**encoded).logits, labels)
+                                 return_token_type_ids=False, return_tensors="pt").to(base.device)
+        labels = torch.tensor([ex.label for ex in batch], device=base.device)
+        with autocast(base.device, base.dtype):
+            loss = F.cross_entropy(model(**encoded).logits.float(), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - started
+    return device_clock(base.device) - started
 
 
 def harness_loop(base, model, task, examples, *, steps: int, batch_size: int, lr: float) -> float:
     settings = TrainSettings(steps=steps, batch_size=batch_size, eval_every=steps + 1)
-    started = time.perf_counter()
+    started = device_clock(base.device)
     train(TunedModel(model, base, task.card), examples, settings, lr=lr, progress=False)
-    return time.perf_counter() - started
+    return device_clock(base.device) - started
 
 
 def main() -> None:
@@ -82,7 +84,8 @@ def main() -> None:
             else:
                 bare.append(bare_loop(base_b, model_b, examples, **kwargs))
     steps = args.steps * args.rounds
-    print(f"torch threads {torch.get_num_threads()}, {args.rounds} rounds x {args.steps} steps, batch {args.batch_size}")
+    print(f"{base_h.device.type} ({str(base_h.dtype).removeprefix('torch.')}), torch threads "
+          f"{torch.get_num_threads()}, {args.rounds} rounds x {args.steps} steps, batch {args.batch_size}")
     print(f"harness: {sum(harness) / steps:.4f} s/step   rounds {[round(h, 2) for h in harness]}")
     print(f"bare:    {sum(bare) / steps:.4f} s/step   rounds {[round(b, 2) for b in bare]}")
     print(f"ratio harness/bare: {sum(harness) / sum(bare):.3f}  (target <= 1.05)")
