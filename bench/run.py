@@ -106,10 +106,16 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def cannot_answer(kind: str | None, card) -> str | None:
+    """Why a model of `kind` cannot answer the card's task (None: it can, or the kind is unknown)."""
+    if kind == "encoder" and not card.is_classification:
+        return f"an encoder (classification head only) cannot answer {card.kind} tasks; use a causal or seq2seq model"
+    return None
+
+
 def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
-    if base.kind == "encoder" and not task.card.is_classification:
-        raise ModelError(f"model {base.name!r} is an encoder (classification head only); "
-                         f"task {task.name!r} is {task.card.kind}: use a causal or seq2seq model")
+    if why := cannot_answer(base.kind, task.card):
+        raise ModelError(f"model {base.name!r} / task {task.name!r}: {why}")
     limit = base.max_positions
     needed = num_virtual + task.card.max_input_tokens + (task.card.max_new_tokens if base.kind == "causal" else 0)
     if limit is not None and needed > limit:

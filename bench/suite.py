@@ -11,7 +11,7 @@ from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
-from bench.run import RunSpec
+from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
 from bench.yaml_values import read_yaml_mapping, yaml_number
 
@@ -91,8 +91,8 @@ def _cannot_take(task_name: str, card, model: str, kind: str | None, method: str
     """Why a run would only fail, where that is known before it loads anything (None: plan it)."""
     if checkpointing and not get_method(method).allows_checkpointing:
         return f"{task_name} / {method}: cannot train with gradient_checkpointing"
-    if kind == "encoder" and not card.is_classification:
-        return f"{task_name} / {model}: an encoder cannot answer {card.kind} tasks"
+    if why := cannot_answer(kind, card):
+        return f"{task_name} / {model}: {why}"
     if kind == "seq2seq" and method == "prefix_tuning":
         return f"{model} / prefix_tuning: not supported on seq2seq models (see the README)"
     if method == "prompt_tuning" and settings.get("init") == "class_labels" and not card.is_classification:

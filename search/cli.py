@@ -61,6 +61,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from bench.models import ModelError, resolve_model
+    from bench.run import cannot_answer
     from bench.train import TrainSettings
     from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
     from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
@@ -79,10 +80,9 @@ def run(args) -> int:
     without_classes = [c.name for c in cards if not c.is_classification]
     space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)
     model = resolve_model(args.model)  # an unknown model is refused before a study exists, not by its first trial
-    if model.kind == "encoder" and without_classes:
-        raise ModelError(f"model {args.model!r} is an encoder (classification head only); "
-                         f"{', '.join(without_classes)} need{'s' if len(without_classes) == 1 else ''} "
-                         "generation: use a causal or seq2seq model")
+    for card in cards:
+        if why := cannot_answer(model.kind, card):
+            raise ModelError(f"model {args.model!r} / task {card.name!r}: {why}")
     multi = len(objectives) == 2
     name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}" + (f"__{objectives[1]}" if multi else "")
     folder = args.results / name

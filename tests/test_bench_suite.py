@@ -55,7 +55,8 @@ def test_runs_a_task_cannot_take_are_left_out_and_said():
                 if run.spec.task in generation and run.spec.method_settings.get("init") == "class_labels"]
     assert [run for run in suite.runs if run.spec.task in generation and run.spec.model == "smollm2-135m"
             and run.spec.method_settings.get("init") == "text"]  # the other inits still run there
-    assert "squad_v1 / minilm-l6: an encoder cannot answer qa tasks" in suite.skipped
+    assert any(line.startswith("squad_v1 / minilm-l6: an encoder (classification head only) cannot answer qa tasks")
+               for line in suite.skipped)
     assert ("samsum / prompt_tuning init=class_labels: samsum is a summarization task, with no class labels to "
             "start from") in suite.skipped
 

@@ -79,7 +79,7 @@ def test_an_encoder_is_refused_for_a_task_without_classes_before_a_study_exists(
                  "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "model 'minilm-l6' is an encoder (classification head only); tiny_qa needs generation" in err
+    assert "model 'minilm-l6' / task 'tiny_qa': an encoder (classification head only) cannot answer qa tasks" in err
     assert not (tmp_path / "results").exists()
 
 
