@@ -51,8 +51,6 @@ def _run(args) -> int:
     from bench.train import TrainSettings
 
     config = _read_config(args.config) if args.config else {}
-    if not isinstance(config.get("tasks", []), list):
-        raise ValueError(f"--config {args.config}: `tasks` must be a list of task names, got {config['tasks']!r}")
     task = args.task or (config.get("tasks") or [None])[0]
     if not args.task and len(config.get("tasks") or []) > 1:
         print(f"{args.config} holds {len(config['tasks'])} tasks ({', '.join(config['tasks'])}): running {task}; "
@@ -66,8 +64,12 @@ def _run(args) -> int:
              "eval_size": args.eval_size, "train_size": args.train_size,
              "gradient_checkpointing": args.gradient_checkpointing}
     method_values, train_values = split_overrides(args.overrides, method.settings_cls, TrainSettings)
-    method_values = {**config.get("settings", {}), **method_values}
-    train_values = {**config.get("train", {}), **train_values, **{k: v for k, v in flags.items() if v is not None}}
+    if config.get("method") == method_name:
+        method_values = {**_config_values(args.config, config, "settings", method.settings_cls), **method_values}
+    elif config.get("settings"):  # settings written for another method do not apply to this one
+        print(f"{args.config}: its settings are {config.get('method')}'s, not applied to {method_name}")
+    config_train = _config_values(args.config, config, "train", TrainSettings) if config else {}
+    train_values = {**config_train, **train_values, **{k: v for k, v in flags.items() if v is not None}}
     spec = RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
@@ -87,11 +89,39 @@ def _run(args) -> int:
     return 0
 
 
+# what `spbench run --config` reads, and what a search's best.yaml adds for people to read
+CONFIG_KEYS = ("tasks", "model", "method", "settings", "train")
+CONFIG_NOTES = ("study", "trial", "validation_values", "validation_standard_error", "tied_trials", "test", "records")
+
+
 def _read_config(path: Path) -> dict:
+    """A run config, its shape checked: known keys, `tasks` a list of names, `model` and `method` names."""
+    import difflib
+
     from bench.yaml_values import read_yaml_mapping
 
-    return read_yaml_mapping(path, what="a run config (model, method, settings, train)",
-                             error=lambda problem: ValueError(f"--config {path}: {problem}"))
+    config = read_yaml_mapping(path, what="a run config (model, method, settings, train)",
+                               error=lambda problem: ValueError(f"--config {path}: {problem}"))
+    for key in config:
+        if key not in CONFIG_KEYS + CONFIG_NOTES:
+            near = difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.6)
+            raise ValueError(f"--config {path}: unknown key {key!r}" + (f": did you mean {near[0]!r}?" if near else "")
+                             + f" (a config holds {', '.join(CONFIG_KEYS)})")
+    tasks = config.get("tasks", [])
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise ValueError(f"--config {path}: `tasks` must be a list of task names, got {tasks!r}")
+    for key in ("model", "method"):
+        if key in config and not isinstance(config[key], str):
+            raise ValueError(f"--config {path}: `{key}` must be a name, got {config[key]!r}")
+    return config
+
+
+def _config_values(path: Path, config: dict, key: str, owner: type) -> dict:
+    """The config's `settings` or `train` mapping, each value checked against the dataclass it fills."""
+    from bench.yaml_values import checked_settings
+
+    return checked_settings(f"--config {path} {key}", config.get(key), owner.__dataclass_fields__,
+                            "training setting" if key == "train" else f"{config.get('method')} setting")
 
 
 def _models(args) -> int:

@@ -13,12 +13,11 @@ from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
-from bench.yaml_values import read_yaml_mapping, yaml_number
+from bench.yaml_values import checked_settings, read_yaml_mapping, settings_mapping, typed_setting
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "model_kinds", "methods", "seeds", "train"}
 TRAIN_FIELDS = set(TrainSettings.__dataclass_fields__)
-NUMBER_TYPES = {"int": "an integer", "float": "a number"}
 
 
 class SuiteError(ValueError):
@@ -54,12 +53,7 @@ def find_suite(name_or_path: str) -> Path:
 
 
 def _mapping(where: str, value: Any) -> dict:
-    """An optional mapping (absent or empty in YAML: {}); YAML reads `[a]` as a list, so the shape is checked."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SuiteError(f"{where}: must be a mapping, got {value!r}")
-    return value
+    return settings_mapping(where, value, error=SuiteError)
 
 
 def _list(where: str, value: Any, entry: type, what: str) -> list:
@@ -102,29 +96,11 @@ def _cannot_take(task_name: str, card, model: str, kind: str | None, method: str
 
 
 def _typed(where: str, key: str, value: Any, declared: str) -> Any:
-    """`value` checked against a settings field's declared type ("int", "float | None", "bool"...)."""
-    base = declared.split(" |")[0]
-    if (value is None and "None" in declared) or base not in (*NUMBER_TYPES, "bool"):
-        return value  # text settings are checked by their owner (a method's choices)
-    if base == "bool":
-        if not isinstance(value, bool):
-            raise SuiteError(f"{where}: `{key}` must be true or false, got {value!r}")
-        return value
-    number = yaml_number(value)
-    if number is None or (base == "int" and not float(number).is_integer()):
-        raise SuiteError(f"{where}: `{key}` must be {NUMBER_TYPES[base]}, got {value!r}")
-    # a value already of the right type is kept as written: the run id hashes it
-    return int(number) if base == "int" and not isinstance(number, int) else number
+    return typed_setting(where, key, value, declared, error=SuiteError)
 
 
 def _settings(where: str, values: Any, fields: dict[str, Any], what: str) -> dict[str, Any]:
-    """A mapping of settings, each known to `fields` (a dataclass's) and of the type it declares."""
-    checked = {}
-    for key, value in _mapping(where, values).items():
-        if key not in fields:
-            raise SuiteError(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(fields))})")
-        checked[key] = _typed(where, key, value, str(fields[key].type))
-    return checked
+    return checked_settings(where, values, fields, what, error=SuiteError)
 
 
 def _refuse_repeats(where: str, values: list) -> None:
@@ -173,6 +149,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
     training overrides) per sweep point. `train` sets what differs by method, such as the learning
     rate; a sweep key that is a training setting (lr, batch_size...) goes to the overrides."""
     configs = []
+    planned: dict[tuple, str] = {}  # each configuration -> the entry that plans it
     for index, entry in enumerate(entries):
         where = f"{path} methods[{index}]"
         if not isinstance(entry, dict) or "method" not in entry:
@@ -199,13 +176,20 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             if method.name == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
                 settings["init_text"] = "Classify or answer the following input."
             try:
-                method.settings(**settings)
+                resolved = method.settings(**settings)
             except MethodError as err:
                 raise SuiteError(f"{where}: {err}") from None
             try:
-                TrainSettings(**point_train)
+                resolved_train = TrainSettings(**point_train)
             except MethodError as err:
                 raise SuiteError(f"{where} train: {err}") from None
+            # as the run id sees it: a default written out is the default left out
+            key = (method.name, repr(resolved), repr(resolved_train))
+            if key in planned:
+                label = method_label(method.name, sorted(settings.items()))
+                raise SuiteError(f"{where}: plans a run {planned[key]} already plans ({label}); "
+                                 "list each configuration once")
+            planned[key] = where.removeprefix(f"{path} ")
             configs.append((method.name, settings, point_train))
     return configs
 

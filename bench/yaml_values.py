@@ -34,3 +34,48 @@ def yaml_number(value: Any) -> int | float | None:
         except ValueError:
             return None
     return None if isinstance(value, bool) or not isinstance(value, (int, float)) else value
+
+
+NUMBER_TYPES = {"int": "an integer", "float": "a number"}
+
+
+def settings_mapping(where: str, value: Any, *, error: type[Exception] = ValueError) -> dict:
+    """An optional mapping (absent or empty in YAML: {}); YAML reads `[a]` as a list, so the shape is checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise error(f"{where}: must be a mapping, got {value!r}")
+    return value
+
+
+def typed_setting(where: str, key: str, value: Any, declared: str, *, error: type[Exception] = ValueError) -> Any:
+    """`value` checked against a settings field's declared type ("int", "float | None", "bool"...)."""
+    base = declared.split(" |")[0]
+    if value is None and "None" in declared:
+        return value
+    if base == "str":
+        if not isinstance(value, str):
+            raise error(f"{where}: `{key}` must be text, got {value!r}")
+        return value  # which texts are allowed is the owner's check (a method's choices)
+    if base not in (*NUMBER_TYPES, "bool"):
+        return value
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise error(f"{where}: `{key}` must be true or false, got {value!r}")
+        return value
+    number = yaml_number(value)
+    if number is None or (base == "int" and not float(number).is_integer()):
+        raise error(f"{where}: `{key}` must be {NUMBER_TYPES[base]}, got {value!r}")
+    # a value already of the right type is kept as written: the run id hashes it
+    return int(number) if base == "int" and not isinstance(number, int) else number
+
+
+def checked_settings(where: str, values: Any, fields: dict[str, Any], what: str, *,
+                     error: type[Exception] = ValueError) -> dict[str, Any]:
+    """A mapping of settings, each known to `fields` (a dataclass's) and of the type it declares."""
+    checked = {}
+    for key, value in settings_mapping(where, values, error=error).items():
+        if key not in fields:
+            raise error(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(fields))})")
+        checked[key] = typed_setting(where, key, value, str(fields[key].type), error=error)
+    return checked

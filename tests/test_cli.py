@@ -232,3 +232,38 @@ def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path
     assert code == 2 and f"no run records under {url}" in err, err
     code, _, err = run_cli(capsys, "results", "--storage", "postgresql://u:secret@127.0.0.1:1/x", "--study", "s")
     assert code == 2 and "postgresql://u:***@127.0.0.1:1/x: cannot open it" in err and "secret" not in err
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("settings: [num_virtual_tokens, 4]", r"settings: must be a mapping, got \['num_virtual_tokens', 4\]"),
+    ("train: steps=2", "train: must be a mapping, got 'steps=2'"),
+    ("train: {steps: two}", "train: `steps` must be an integer, got 'two'"),
+    ("train: {steps: 2.5}", "train: `steps` must be an integer, got 2.5"),
+    ("train: {steps_typo: 3}", "train: unknown training setting 'steps_typo'"),
+    ("train: {score_initial: 'no'}", "train: `score_initial` must be true or false, got 'no'"),
+    ("settings: {init: text, init_text: 5}", "settings: `init_text` must be text, got 5"),
+    ("setings: {num_virtual_tokens: 4}", "unknown key 'setings': did you mean 'settings'?"),
+    ("model: [a, b]", r"`model` must be a name, got \['a', 'b'\]"),
+    ("tasks: tiny_cls", "`tasks` must be a list of task names, got 'tiny_cls'"),
+])
+def test_a_bad_config_is_refused_naming_the_key_before_any_model_loads(capsys, tiny_tasks, tmp_path, monkeypatch,
+                                                                       body, problem):
+    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"method: prompt_tuning\ntasks: [tiny_cls]\n{body}\n")
+    code, _, err = run_cli(capsys, "run", "--config", config, "--model", "gpt2-tiny", "--tasks-dir", tiny_tasks,
+                           "--results", tmp_path, "--quiet")
+    assert code == 2 and re.search(f"--config {re.escape(str(config))}.*{problem}", err), err
+
+
+def test_config_values_are_read_as_a_suite_reads_them_and_other_methods_settings_are_not_applied(
+        capsys, tiny_models, tiny_tasks, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: {tiny_models['gpt2'][0]}\nmethod: prompt_tuning\nsettings: {{num_virtual_tokens: 2}}\n"
+                      "train: {lr: 3e-2, steps: 2, batch_size: 4, eval_every: 2, eval_size: 4}\ntasks: [tiny_cls]\n")
+    code, out, err = run_cli(capsys, "run", "--config", config, "--method", "lora", "--tasks-dir", tiny_tasks,
+                             "--results", tmp_path, "--quiet")
+    assert code == 0, err
+    assert f"{config}: its settings are prompt_tuning's, not applied to lora" in out
+    record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+    assert record["train"]["lr"] == 0.03 and record["method"]["name"] == "lora"
