@@ -12,8 +12,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import yaml
-
+from bench.yaml_values import read_yaml_mapping
 from tasks.card import TaskCard, TaskCardError, load_card
 from tasks.notices import SkippedInput
 
@@ -70,10 +69,10 @@ def available_tasks(tasks_dirs: tuple[str, ...] = ()) -> dict[str, TaskCard]:
 def _declared_name(path: Path) -> str | None:
     """The `name:` a card file declares, read without checking the rest; None where unreadable."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_yaml_mapping(Path(path), what="a task card", error=ValueError)
+    except ValueError:  # UnicodeDecodeError included
         return None
-    return str(data.get("name")) if isinstance(data, dict) and data.get("name") is not None else None
+    return str(data["name"]) if data.get("name") is not None else None
 
 
 def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCard:

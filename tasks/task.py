@@ -70,8 +70,8 @@ class Task:
             gold = _field(row, card.target_field)
         except (KeyError, TypeError):
             raise TaskCardError(card.path, "target_field", f"{card.target_field!r} is absent from {where}") from None
-        golds = tuple(str(g) for g in gold if g is not None) if isinstance(gold, list) else \
-            (() if gold is None else (str(gold),))
+        # a null or blank answer is no answer (a blank one would match an empty prediction exactly)
+        golds = tuple(str(g) for g in (gold if isinstance(gold, list) else [gold]) if g is not None and str(g).strip())
         if not golds:
             raise TaskCardError(card.path, "target_field", f"no gold answer in {where}")
         return Example(prompt=prompt, target=golds[0], references=golds)

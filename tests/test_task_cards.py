@@ -157,14 +157,15 @@ def test_a_null_field_is_named_not_pasted_in_as_none(tmp_path):
         load_task(str(path)).examples("train")
 
 
-def test_null_gold_answers_are_not_answers(tmp_path):
-    rows = [{"text": "q", "answer": ["a", None]}, {"text": "q", "answer": None}]
+def test_null_and_blank_gold_answers_are_not_answers(tmp_path):
+    rows = [{"text": "q", "answer": ["a", None, " "]}, {"text": "q", "answer": None}, {"text": "q", "answer": [""]}]
     path = write_card(tmp_path, kind="qa", label_words=None, label_field=None, target_field="answer",
                       metrics="[exact_match]", rows=rows)
     task = load_task(str(path))
     assert task.render(task.rows("train")[0], split="train", index=0).references == ("a",)
-    with pytest.raises(TaskCardError, match=r"\[target_field\]: no gold answer in split 'train' row 1"):
-        task.examples("train")
+    for index in (1, 2):
+        with pytest.raises(TaskCardError, match=rf"\[target_field\]: no gold answer in split 'train' row {index}"):
+            task.render(task.rows("train")[index], split="train", index=index)
 
 
 def test_yml_cards_and_data_with_a_byte_order_mark_are_read(tmp_path):
@@ -252,6 +253,7 @@ def test_a_broken_card_stops_only_the_lookups_it_answers(tmp_path):
     (tmp_path / "good.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: mine\n")
     (tmp_path / "half_done.yaml").write_text("name: draft\nversion: 1\nkind: classification\n")  # no source...
     (tmp_path / "garbled.yaml").write_text("name: [unclosed\n")
+    (tmp_path / "latin.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
     dirs = (str(tmp_path),)
     assert find_task("mine", tasks_dirs=dirs).name == "mine"
     assert find_task("sst2", tasks_dirs=dirs).name == "sst2"
