@@ -196,9 +196,8 @@ def _bench(args) -> int:
     from bench.bench_runner import run_suite
     from bench.suite import load_suite
 
-    results = args.results or Path("results") / args.suite.removesuffix(".yaml").split("/")[-1]
-    suite = load_suite(args.suite, results_dir=results, tasks_dirs=tuple(args.tasks_dir))
-    print(f"suite {suite.name}: {len(suite.runs)} runs -> {results}")
+    suite = load_suite(args.suite, results_dir=args.results, tasks_dirs=tuple(args.tasks_dir))
+    print(f"suite {suite.name}: {len(suite.runs)} runs -> {suite.results_dir}")
     for reason in suite.skipped:
         print(f"  not planned: {reason}")
     started = time.perf_counter()
@@ -300,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog="examples:\n  spbench bench --suite quick\n  spbench bench --suite my_suite.yaml "
                                   "--results results/mine", formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("--suite", required=True, help="smoke | quick | standard | full, or a suite YAML file")
-    bench.add_argument("--results", type=Path, help="where records go (default results/<suite>)")
+    bench.add_argument("--results", type=Path, help="where records go (default results/<the suite's name>)")
     bench.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.add_argument("--storage", help="share the suite's runs among machines through this Optuna storage URL")

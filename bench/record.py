@@ -75,6 +75,19 @@ def scores_before_training(record: RunRecord) -> dict[str, dict[str, float]] | N
     return record["zero_shot"] or record.get("base_zero_shot")
 
 
+def results_folder(path: Path | str) -> Path:
+    """`path` as a folder records can be written to, made if absent; checked before anything runs,
+    so a path naming a file is refused before any training rather than when the first record is due."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file of that name, or one on the way to it; no permission
+        raise ValueError(f"results folder {path}: cannot use it ({err.strerror or err})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"results folder {path}: not writable")
+    return path
+
+
 def write_record(record: RunRecord, path: Path) -> Path:
     return write_json_atomic(record, path)
 

@@ -25,7 +25,8 @@ from bench.models.pooling import CONFIG_KEY
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
 from bench.models.loading import HEAD_NAMES
 from bench.names import file_part
-from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord, write_record
+from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord, results_folder,
+                          write_record)
 from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
@@ -135,6 +136,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     if spec.train.gradient_checkpointing:
         check_method_checkpoints(method)
     num_labels = len(task.card.classes) if task.card.is_classification else None
+    results_folder(spec.results_dir)  # before the model loads: a file in the way is named now, not after training
     if pool is None:
         base = load_base_model(spec.model, num_labels=num_labels, kind=spec.model_kind)
     else:

@@ -11,6 +11,7 @@ from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
+from bench.record import results_folder
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
 from bench.yaml_values import checked_settings, read_yaml_mapping, settings_mapping, typed_setting
@@ -35,6 +36,7 @@ class Suite:
     name: str
     path: Path
     description: str
+    results_dir: Path = Path("results")
     runs: list[PlannedRun] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # combinations a model cannot run, with why
 
@@ -207,7 +209,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path} description: must be text, got {data['description']!r}")
     suite = Suite(name=data["name"], path=path, description=data.get("description", ""))
-    results_dir = results_dir or Path("results") / suite.name
+    suite.results_dir = results_dir = results_folder(results_dir or Path("results") / suite.name)
     tasks = data["tasks"]
     if not isinstance(tasks, dict) or not tasks or not all(isinstance(name, str) for name in tasks):
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "

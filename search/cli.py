@@ -61,6 +61,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from bench.models import ModelError, resolve_model
+    from bench.record import results_folder
     from bench.run import cannot_answer
     from bench.train import TrainSettings
     from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
@@ -90,7 +91,8 @@ def run(args) -> int:
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                           monitor_size=monitor_size, eval_size=args.eval_size, seed=args.seed,
                           gradient_checkpointing=args.gradient_checkpointing)
-    url = storage_url(folder, args.storage)  # after every check: a refused command leaves no folder behind
+    results_folder(folder)  # after every check: a refused command leaves no folder behind
+    url = storage_url(folder, args.storage)
     directions = ["maximize", "minimize"] if multi else ["maximize"]
     strategy = Strategy(sampler=args.sampler, pruner=args.pruner, multi_objective=multi, seed=args.seed,
                         min_steps=args.eval_every, max_steps=args.steps * len(tasks), margin=args.prune_margin,

@@ -267,3 +267,28 @@ def test_config_values_are_read_as_a_suite_reads_them_and_other_methods_settings
     assert f"{config}: its settings are prompt_tuning's, not applied to lora" in out
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
     assert record["train"]["lr"] == 0.03 and record["method"]["name"] == "lora"
+
+
+def test_a_results_path_naming_a_file_is_refused_before_any_model_loads(capsys, tiny_models, tiny_tasks, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("bench.models.pool.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    afile = tmp_path / "afile"
+    afile.write_text("hi")
+    suite = tmp_path / "s.yml"
+    suite.write_text("name: mine\nmodels: [gpt2-tiny]\ntasks: {tiny_cls: {steps: 1}}\nmethods: [{method: lora}]\n")
+    for command in (("run", "--task", "tiny_cls", "--model", "gpt2-tiny", "--method", "lora"),
+                    ("bench", "--suite", suite),
+                    ("search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--trials", 1)):
+        code, _, err = run_cli(capsys, *command, "--tasks-dir", tiny_tasks, "--results", afile / "under")
+        assert code == 2 and f"results folder {afile / 'under'}" in err and "cannot use it" in err, (command, err)
+
+
+def test_a_suite_writes_under_its_declared_name_by_default(capsys, tiny_tasks, tmp_path, monkeypatch):
+    from bench.suite import load_suite
+
+    monkeypatch.chdir(tmp_path)
+    suite = tmp_path / "my_file.yml"
+    suite.write_text("name: mine\nmodels: [gpt2-tiny]\ntasks: {tiny_cls: {steps: 1}}\nmethods: [{method: lora}]\n")
+    loaded = load_suite(str(suite), tasks_dirs=(str(tiny_tasks),))
+    assert loaded.results_dir == Path("results") / "mine" and loaded.runs[0].spec.results_dir == loaded.results_dir
