@@ -292,3 +292,18 @@ def test_a_suite_writes_under_its_declared_name_by_default(capsys, tiny_tasks, t
     suite.write_text("name: mine\nmodels: [gpt2-tiny]\ntasks: {tiny_cls: {steps: 1}}\nmethods: [{method: lora}]\n")
     loaded = load_suite(str(suite), tasks_dirs=(str(tiny_tasks),))
     assert loaded.results_dir == Path("results") / "mine" and loaded.runs[0].spec.results_dir == loaded.results_dir
+
+
+def test_a_registered_model_is_not_loaded_as_another_kind(capsys, tiny_tasks, tmp_path):
+    code, _, err = run_cli(capsys, "run", "--task", "tiny_cls", "--model", "minilm-l6", "--model-kind", "causal",
+                           "--method", "lora", "--tasks-dir", tiny_tasks, "--results", tmp_path, "--quiet")
+    assert code == 2 and "model 'minilm-l6' is a registered encoder model, not causal" in err, err
+
+
+def test_a_model_folder_without_weights_is_named(capsys, tiny_tasks, tmp_path):
+    folder = tmp_path / "no_weights"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2}')
+    code, _, err = run_cli(capsys, "run", "--task", "tiny_cls", "--model", folder, "--method", "lora",
+                           "--tasks-dir", tiny_tasks, "--results", tmp_path, "--quiet")
+    assert code == 2 and f"model '{folder}': cannot load its weights from {folder}" in err and "Traceback" not in err

@@ -74,6 +74,9 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     hf_logging.disable_progress_bar()  # one bar per run is enough
     try:
         model = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
+    except OSError as err:  # a folder with a config but no weights, a hub id whose files cannot be fetched
+        raise ModelError(f"model {name!r}: cannot load its weights from {resolved.source} "
+                         f"({str(err).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()

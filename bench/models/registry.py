@@ -133,12 +133,16 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
         raise ModelError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
     if name in MODELS:
         spec = MODELS[name]
+        # loaded as another kind, it would train and score through parts it never learned (a random LM head)
+        if kind is not None and kind != spec.kind:
+            raise ModelError(f"model {name!r} is a registered {spec.kind} model, not {kind}; --model-kind is for "
+                             "a hub id or a folder")
         if not spec.is_installed():
             raise ModelError(f"model {name!r} is not installed; install it with: {spec.install_hint}")
         folder = spec.locate()
         if folder is None:
             raise ModelError(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
-        return ResolvedModel(name=name, source=str(folder), kind=kind or spec.kind)
+        return ResolvedModel(name=name, source=str(folder), kind=spec.kind)
     refuse_typo(name)
     from transformers import AutoConfig
 
