@@ -70,6 +70,8 @@ def _run(args) -> int:
         print(f"{args.config}: its settings are {config.get('method')}'s, not applied to {method_name}")
     config_train = _config_values(args.config, config, "train", TrainSettings) if config else {}
     train_values = {**config_train, **train_values, **{k: v for k, v in flags.items() if v is not None}}
+    if train_values.get("eval_size") and "monitor_size" not in train_values:  # never watch more than is scored
+        train_values["monitor_size"] = min(TrainSettings.monitor_size, train_values["eval_size"])
     spec = RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)

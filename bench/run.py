@@ -246,7 +246,8 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
 
     _, lr = spec.resolved()
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
-    scores = {split: score(tuned, ex) for split, ex in evaluation.items()}
+    scores = {split: (split == "validation" and _scored_already(result, config.steps, examples, monitor))
+              or score(tuned, examples) for split, examples in evaluation.items()}
     run_dir = Path(spec.results_dir) / spec.run_id()
     artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
@@ -279,6 +280,15 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     }
     write_record(record, run_dir / "record.json")
     return record
+
+
+def _scored_already(result, steps: int, examples: list[Example], monitor: list[Example]) -> dict | None:
+    """The last step's evaluation, when it scored these very examples (the validation split, with
+    as many monitored examples as evaluated) in the final state: scoring them again gives the same."""
+    last = result.evaluations[-1] if result.evaluations else None
+    if last is None or last["step"] != steps or examples != monitor:
+        return None
+    return {k: v for k, v in last.items() if k != "step"}
 
 
 def _improvement(scores: dict, before: dict | None, metric: str) -> dict[str, float] | None:

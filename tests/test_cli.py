@@ -307,3 +307,23 @@ def test_a_model_folder_without_weights_is_named(capsys, tiny_tasks, tmp_path):
     code, _, err = run_cli(capsys, "run", "--task", "tiny_cls", "--model", folder, "--method", "lora",
                            "--tasks-dir", tiny_tasks, "--results", tmp_path, "--quiet")
     assert code == 2 and f"model '{folder}': cannot load its weights from {folder}" in err and "Traceback" not in err
+
+
+def test_the_last_steps_evaluation_is_the_final_validation_score_when_it_scored_the_same_examples(
+        capsys, tiny_models, tiny_tasks, tmp_path, monkeypatch):
+    import bench.run
+
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))  # no zero-shot score cached by another test
+    scored = []
+    evaluate = bench.run._evaluate
+    monkeypatch.setattr(bench.run, "_evaluate", lambda tuned, task, examples, batch_size: scored.append(
+        len(examples)) or evaluate(tuned, task, examples, batch_size))
+    code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "prompt_tuning"),
+                             "--eval-size", 6)
+    assert code == 0, err
+    record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+    assert record["train"]["monitor_size"] == 6  # --eval-size below 200 caps the monitored examples
+    last = {k: v for k, v in record["curve"]["eval"][-1].items() if k != "step"}
+    assert record["scores"]["validation"] == last
+    # the base model's two splits, the initial state's two, steps 2 and 3, and only the final test
+    assert scored == [6] * 7
