@@ -15,7 +15,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench.models import ModelPool
-from bench.record import write_json_atomic
+from bench.record import read_record, write_json_atomic
+from bench.results import record_problem
 from bench.run import execute_run
 from bench.suite import PlannedRun, Suite
 
@@ -29,6 +30,16 @@ class SuiteOutcome:
 
 def record_path(run: PlannedRun) -> Path:
     return Path(run.spec.results_dir) / run.spec.run_id() / "record.json"
+
+
+def _damage(run: PlannedRun) -> str | None:
+    """What is wrong with a run's existing record (None: nothing). Records are written whole, so only
+    a damaged disk or a hand edit leaves a bad one; the run is then trained again, not counted done."""
+    try:
+        record = read_record(record_path(run))
+        return record_problem(record) or (None if record.get("run_id") == run.spec.run_id() else "another run's id")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"{type(err).__name__}: {err}"
 
 
 def _describe(run: PlannedRun) -> str:
@@ -65,9 +76,12 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
         bar.set_postfix_str(name[:60])
         failure = record_path(run).parent / "failure.json"
         if record_path(run).exists():
-            outcome.skipped.append(name)
-            finished(number, name, "record exists, skipped")
-            continue
+            problem = _damage(run)
+            if problem is None:
+                outcome.skipped.append(name)
+                finished(number, name, "record exists, skipped")
+                continue
+            print(f"{name}: its record {record_path(run)} is unreadable ({problem}); running it again", file=sys.stderr)
         started = time.perf_counter()
         run.spec.progress = progress
         try:

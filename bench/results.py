@@ -99,7 +99,7 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
     for path in found("record.json"):
         try:
             record = read_record(path)
-            problem = _shape_problem(record)
+            problem = record_problem(record)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             problem = f"{type(err).__name__}: {err}"
         if problem:
@@ -119,7 +119,7 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
     return records, failures
 
 
-def _shape_problem(record: RunRecord) -> str | None:
+def record_problem(record: RunRecord) -> str | None:
     """What every reader of records needs (tables, grid tables, references) and this record lacks
     (None: nothing). Raises on a record of another shape; a table checks its own fields (_table_ready)."""
     if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:

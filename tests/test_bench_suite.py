@@ -266,3 +266,23 @@ def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_pa
     table = spbench("results", tmp_path / "table", "--storage", url, "--study", "suite-tiny", "--split", "validation")
     output = table.communicate(timeout=120)[0]
     assert table.returncode == 0 and "1 runs, 1 failed" in output, output
+
+
+def test_a_damaged_record_is_run_again_not_counted_done(tmp_path, tiny_models, tiny_tasks, capsys):
+    from bench.bench_runner import record_path, run_suite
+
+    path = tmp_path / "one.yaml"
+    path.write_text(f"name: one\nmodels: [{tiny_models['gpt2'][0]}]\ntasks: {{tiny_cls: {{steps: 1}}}}\n"
+                    "train: {batch_size: 4, eval_size: 4, score_initial: false}\nmethods: [{method: lora}]\n")
+
+    def suite():
+        return load_suite(str(path), results_dir=tmp_path / "results", tasks_dirs=(str(tiny_tasks),))
+
+    assert run_suite(suite(), progress=False).done
+    record = record_path(suite().runs[0])
+    record.write_text(record.read_text()[:200])  # a damaged disk, or a hand edit
+    again = run_suite(suite(), progress=False)
+    assert again.done and not again.skipped
+    assert "is unreadable (JSONDecodeError" in capsys.readouterr().err
+    assert json.loads(record.read_text())["status"] == "completed"
+    assert run_suite(suite(), progress=False).skipped  # whole again: counted done
