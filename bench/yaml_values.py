@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML keeps the last of two equal keys without a word; in a file a person wrote, the first was
+    meant too (two `methods:` blocks, a task listed twice), so a repeated key is an error."""
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {lines[key]} and {key_node.start_mark.line + 1}); "
+                    "the second would replace the first", key_node.start_mark)
+            if isinstance(key, Hashable):
+                lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+
 def read_yaml_mapping(path: Path, *, what: str, error: Callable[[str], Exception]) -> dict[str, Any]:
-    """The YAML mapping in `path`. Each way that fails (no such file, not UTF-8 text, not YAML, not
-    a mapping) raises `error(problem)`, so each kind of file keeps its own error type and prefix."""
+    """The YAML mapping in `path`. Each way that fails (no such file, not UTF-8 text, not YAML, a key
+    given twice, not a mapping) raises `error(problem)`, so each kind of file keeps its own error
+    type and prefix."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise error("file not found") from None
     except (OSError, UnicodeDecodeError) as err:  # a folder of that name, a file not in UTF-8

@@ -281,6 +281,8 @@ def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(
 @pytest.mark.parametrize("content, problem", [
     (None, "file not found"), (b"name: [x\n", "not valid YAML"), (b"\xff\xfe", "cannot read it as UTF-8 text"),
     (b"- a list\n", "must be a YAML mapping of keys"),
+    (b"name: a\nsub: {x: 1, x: 2}\n", r"key 'x' appears twice \(lines 2 and 2\)"),
+    (b"name: a\nname: b\n", r"key 'name' appears twice \(lines 1 and 2\); the second would replace the first"),
 ])
 def test_every_yaml_file_a_user_writes_is_refused_alike(tmp_path, content, problem):
     """Cards, suites, search spaces and run configs share one reader: the same four faults, named with the file."""
