@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from peft import PeftModel
+from safetensors import SafetensorError
 
 from bench.modeling import TunedModel
 from bench.models import load_base_model
@@ -47,5 +48,11 @@ def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> 
                              "only; a run on this machine writes one)")
     num_labels = len(task.card.classes) if task.card.is_classification else None
     base = load_base_model(record["model"]["name"], num_labels=num_labels, kind=record["model"]["kind"])
-    model = PeftModel.from_pretrained(base.model, str(adapter))
+    try:
+        model = PeftModel.from_pretrained(base.model, str(adapter))
+    except (RuntimeError, OSError, ValueError, SafetensorError) as err:  # damaged files; weights of another shape
+        hint = (" (the weights' shapes differ from this model's: was the task card changed, its classes say, without "
+                "bumping its version?)" if "size mismatch" in str(err) else "")
+        raise NoAdapterError(f"run {record['run_id']}: cannot load the adapter at {adapter} "
+                             f"({type(err).__name__}: {str(err).strip().splitlines()[0]}){hint}") from None
     return TunedModel(model, base, task.card)

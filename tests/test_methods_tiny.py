@@ -244,3 +244,9 @@ def test_a_target_longer_than_the_positions_left_is_cut_not_a_crash(tiny_models,
     step = tuned.loss([Example(prompt="Q: what? A:", target=long_answer, references=(long_answer,))])
     room = 512 - task.card.max_input_tokens - tuned.num_virtual_tokens
     assert math.isfinite(step.loss.item()) and step.scored_positions == room
+
+
+def test_an_encoder_checkpoint_with_a_head_of_another_size_loads_with_a_fresh_one(tiny_models):
+    """A hub classifier (3 NLI labels, say) run on a 2-class task: its head is replaced, not an error."""
+    base = load_base_model(tiny_models["roberta"][0], num_labels=3)  # saved with a 2-label head
+    assert base.model.config.num_labels == 3 and base.model.classifier.out_proj.out_features == 3

@@ -160,3 +160,18 @@ def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path
 def test_template_fields():
     assert template_fields("Context: {context}\nQuestion: {question} {context}") == {"context": True, "question": True}
     assert template_fields("{a[text]} and {c} {c[0]}") == {"a": False, "c": False}
+
+
+def test_an_adapter_that_cannot_load_is_named(capsys, monkeypatch, tiny_models, tiny_tasks, tmp_path):
+    cards = tmp_path / "cards"
+    shutil.copytree(tiny_tasks, cards)
+    run_dir = _train(capsys, tiny_models, cards, tmp_path, "bert", "lora", "tiny_cls")
+    card = cards / "tiny_cls.yaml"  # then changed (a third class) without a new version
+    card.write_text(card.read_text().replace("{0: [bad], 1: [good, great]}", "{0: [bad], 1: [good], 2: [great]}"))
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", cards)
+    assert code == 2 and f"cannot load the adapter at {run_dir / 'adapter'} (RuntimeError: " in err, err
+    assert "was the task card changed" in err and "Traceback" not in err
+    (run_dir / "adapter" / "adapter_model.safetensors").write_bytes(b"\x00" * 16)
+    card.write_text(card.read_text().replace("{0: [bad], 1: [good], 2: [great]}", "{0: [bad], 1: [good, great]}"))
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", cards)
+    assert code == 2 and f"cannot load the adapter at {run_dir / 'adapter'} (SafetensorError: " in err, err

@@ -66,7 +66,8 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     if resolved.kind == "encoder":
         if num_labels is None:
             raise ModelError(f"model {name!r} is an encoder: it needs a classification task")
-        extra["num_labels"] = num_labels
+        # a checkpoint's own head (another label count, say) is replaced: every run starts a fresh head
+        extra.update(num_labels=num_labels, ignore_mismatched_sizes=True)
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
