@@ -6,6 +6,7 @@ The CLI's `run`, the benchmark suite and search trials all call `execute_run`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunR
 from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
-from tasks import Example, Task, load_task
+from tasks import Example, Task, find_task, load_task
 from tasks.metrics import load_library_metric
 
 EVAL_SPLITS = ("validation", "test")
@@ -73,10 +74,25 @@ class RunSpec:
             method_settings, train["lr"] = _canonical(method_settings), float(lr)
         except MethodError:
             method_settings = self.method_settings
-        settings = {"task": self.task, "model": self.model, "method": method_settings, "train": train}
+        task, version = task_identity(self.task, self.tasks_dirs)
+        settings = {"task": task, "model": self.model, "method": method_settings, "train": train}
+        if version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
+            settings["task_version"] = version
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-        task = Path(self.task).stem if self.task.endswith((".yaml", ".yml")) else self.task
         return f"{_slug(task)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
+
+
+@functools.lru_cache(maxsize=None)
+def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> tuple[str, int | None]:
+    """The declared name and the version of the task a run names, by name or by card path: a run
+    given a card's path is the run given its name, and a card's new version is a new run (a suite
+    reruns it rather than keeping the old version's record). As given, with no version, where the
+    card cannot be read: such a run fails before it writes a record. Read once per process."""
+    try:
+        card = find_task(task, tasks_dirs=tasks_dirs)
+    except (ValueError, KeyError, OSError):  # TaskCardError is a ValueError
+        return (Path(task).stem if task.endswith((".yaml", ".yml")) else task), None
+    return card.name, card.version
 
 
 def _canonical(settings) -> dict:

@@ -250,7 +250,8 @@ def test_a_bad_config_is_refused_naming_the_key_before_any_model_loads(capsys, t
                                                                        body, problem):
     monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
     config = tmp_path / "c.yaml"
-    config.write_text(f"method: prompt_tuning\ntasks: [tiny_cls]\n{body}\n")
+    tasks = "" if body.startswith("tasks:") else "tasks: [tiny_cls]\n"
+    config.write_text(f"method: prompt_tuning\n{tasks}{body}\n")
     code, _, err = run_cli(capsys, "run", "--config", config, "--model", "gpt2-tiny", "--tasks-dir", tiny_tasks,
                            "--results", tmp_path, "--quiet")
     assert code == 2 and re.search(f"--config {re.escape(str(config))}.*{problem}", err), err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -34,6 +35,19 @@ def test_run_id_names_the_resolved_settings():
     with pytest.raises(MethodError):  # settings that cannot resolve still get an id (their failure's)
         get_method("prompt_tuning").settings(bogus=1)
     assert spec("prompt_tuning", {"bogus": 1}).run_id().startswith("sst2__minilm-l6__prompt_tuning__")
+
+
+def test_a_task_is_one_run_by_name_or_by_card_path_and_a_new_card_version_is_a_new_run(tmp_path):
+    from tasks.registry import SHIPPED_CARDS
+
+    by_name = spec("lora", {}).run_id()
+    by_path = dataclasses.replace(spec("lora", {}), task=str(SHIPPED_CARDS / "sst2.yaml")).run_id()
+    assert by_path == by_name
+    (tmp_path / "sst2_v2.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nversion: 2\n")
+    newer = dataclasses.replace(spec("lora", {}), tasks_dirs=(str(tmp_path),))
+    assert newer.run_id() != by_name and newer.run_id().startswith("sst2__minilm-l6__lora__")
+    unknown = dataclasses.replace(spec("lora", {}), task="no_such_task")
+    assert unknown.run_id().startswith("no_such_task__")  # its failure still has an id
 
 
 def test_improvement_needs_a_positive_score_before():
