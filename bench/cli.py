@@ -187,6 +187,11 @@ def _task_validate(args) -> int:
     if not args.name:
         raise ValueError("tasks validate needs a card path")
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
+    for metric in task.card.metrics:  # as a run checks them before its model loads
+        if metric.startswith("evaluate:"):
+            from tasks.metrics import load_library_metric
+
+            load_library_metric(metric.removeprefix("evaluate:"))
     for split in ("train", "validation", "test"):
         examples = task.examples(split)  # renders every row: fields, labels and targets are checked
         print(f"{split:<10} {len(examples):>6} rows ok")
@@ -222,7 +227,7 @@ def _bench(args) -> int:
 
 
 def _results(args) -> int:
-    from bench.results import aggregate, format_table, write_csv
+    from bench.results import aggregate, csv_name, format_table, write_csv
 
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
@@ -231,7 +236,7 @@ def _results(args) -> int:
     if unscored:  # search trials score the validation split only
         print(f"\n{unscored} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")
-    print(f"\n{len(records)} runs, {len(failures)} failed; csv: {write_csv(rows, args.folder / 'results.csv')}")
+    print(f"\n{len(records)} runs, {len(failures)} failed; csv: {write_csv(rows, args.folder / csv_name(args.split))}")
     return 0
 
 
@@ -311,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.predict import add_parser as add_predict_parser
 
     add_predict_parser(sub)
-    for name, help_text in (("results", "aggregate records into a table (terminal + results.csv)"),
+    for name, help_text in (("results", "aggregate records into a table (terminal + results.csv, or results_validation.csv)"),
                             ("plot", "score-vs-cost, relative-to-full-FT, prompt length and init plots"),
                             ("report", "a Markdown report with tables, plots and environment")):
         command = sub.add_parser(name, help=help_text)

@@ -25,7 +25,9 @@ def _coerce(text: str, annotation: Any, key: str) -> Any:
             return option(text)
         except (TypeError, ValueError):
             continue
-    raise MethodError(f"--set {key}={text!r}: expected {annotation}")
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+    wanted = " or ".join(names.get(o, getattr(o, "__name__", str(o))) for o in options if o is not type(None))
+    raise MethodError(f"--set {key}={text!r}: expected {wanted}")
 
 
 def split_overrides(pairs: list[str], *owners: type) -> list[dict[str, Any]]:

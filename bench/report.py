@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord
-from bench.results import ResultRow, aggregate, load_records, task_names, write_csv
+from bench.results import ResultRow, aggregate, csv_name, load_records, task_names, write_csv
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -48,7 +48,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     failures = failures or []
     folder.mkdir(parents=True, exist_ok=True)
     rows = aggregate(records, split=split)
-    write_csv(rows, folder / "results.csv")
+    write_csv(rows, folder / csv_name(split))
     plots = render_all(rows, folder / "plots")
     lines = [f"# softprompt-bench report: {folder}", "",
              f"{len(records)} runs, {len(failures)} failed; scores on the {split} split "

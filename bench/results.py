@@ -305,6 +305,12 @@ def _relate_to_full_ft(rows: list[ResultRow]) -> None:
             else None
 
 
+def csv_name(split: str) -> str:
+    """The table's file for a split: the test table is the report's `results.csv`; another split's
+    table has its own file rather than overwriting it (the CSV has no split column)."""
+    return "results.csv" if split == "test" else f"results_{split}.csv"
+
+
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:

@@ -127,6 +127,8 @@ def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]
     if parent is None:
         return data
     parent_path = (path.parent / parent).resolve()
+    if not parent_path.is_file():
+        raise TaskCardError(path, "include", f"{parent!r} names no card file (looked for {parent_path})")
     base = _resolve_includes(parent_path, seen + (path,))
     # A variant's relative data paths stay relative to the card that declared them.
     if "local" in base.get("source", {}) and "source" not in data:

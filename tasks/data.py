@@ -65,6 +65,14 @@ def _load_hub(card: TaskCard, split: str) -> list[Row]:
     return [dict(row) for row in dataset]
 
 
+def _where(card: TaskCard, split: str) -> str:
+    """Where a split's rows come from, for messages."""
+    read = "train" if card.validation_from_train and split == "validation" else split
+    if "local" in card.source:
+        return str(_split_file(Path(card.source["local"]), card.splits[read]) or Path(card.source["local"]))
+    return f"hub dataset {card.source['hub']!r}, split {card.splits[read]!r}"
+
+
 CARVE_SEED = 42  # the same carving for every run, whatever the run's seed
 
 
@@ -89,5 +97,5 @@ def load_rows(card: TaskCard, split: str) -> list[Row]:
     else:
         rows = _read_split(card, split)
     if not rows:
-        raise TaskCardError(card.path, "splits", f"split {split!r} is empty")
+        raise TaskCardError(card.path, "splits", f"split {split!r} is empty ({_where(card, split)})")
     return rows

@@ -375,3 +375,16 @@ def test_plots_no_longer_drawn_are_removed_and_other_files_kept(tmp_path):
     assert {p.name for p in first} - {p.name for p in again} == {"score_vs_train_flops__rte__m.png",
                                                                  "score_vs_train_flops__rte__m.svg"}
     assert sorted(folder.iterdir()) == sorted({*again, *other_axis, folder / "notes.png"})
+
+
+def test_a_validation_table_does_not_overwrite_the_test_tables_csv(tmp_path, capsys):
+    from bench.cli import main
+
+    for i, record in enumerate(RECORDS):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    assert main(["results", str(tmp_path)]) == 0
+    test_table = (tmp_path / "results.csv").read_text()
+    assert main(["results", str(tmp_path), "--split", "validation"]) == 0
+    assert (tmp_path / "results.csv").read_text() == test_table
+    assert (tmp_path / "results_validation.csv").read_text() != test_table

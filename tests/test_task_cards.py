@@ -211,8 +211,14 @@ def test_missing_data_file_and_empty_split(tmp_path):
     task = load_task(str(path))
     with pytest.raises(TaskCardError, match="split 'test' is missing"):
         task.rows("test")
-    with pytest.raises(TaskCardError, match="split 'validation' is empty"):
+    with pytest.raises(TaskCardError, match=r"split 'validation' is empty \(.*data/validation.jsonl\)"):
         task.rows("validation")
+
+
+def test_an_include_that_names_no_file_is_named_with_the_card_that_includes_it(tmp_path):
+    (tmp_path / "variant.yaml").write_text("include: nothere.yaml\nname: v\n")
+    with pytest.raises(TaskCardError, match=r"variant.yaml \[include\]: 'nothere.yaml' names no card file"):
+        load_card(tmp_path / "variant.yaml")
 
 
 def test_a_variant_naming_another_source_moves_there_and_one_card_names_one_source(tmp_path):
@@ -276,6 +282,9 @@ def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(
     monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
     with pytest.raises(ValueError, match=r"metric evaluate:.*no_such_metric cannot be loaded"):
         prepare_run(RunSpec(task=str(path), model="minilm-l6", method="lora"))
+    from bench.cli import main
+
+    assert main(["tasks", "validate", str(path)]) == 2  # validate checks what a run checks
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -29,15 +29,15 @@ class TrainSettings:
     gradient_checkpointing: bool = False
 
     def __post_init__(self):
-        checks = {
-            "steps": self.steps >= 1, "batch_size": self.batch_size >= 1,
-            "warmup_ratio": 0 <= self.warmup_ratio < 1, "weight_decay": self.weight_decay >= 0,
-            "max_grad_norm": self.max_grad_norm > 0, "eval_every": self.eval_every >= 1,
-            "monitor_size": self.monitor_size >= 1, "eval_batch_size": self.eval_batch_size >= 1,
-            "lr": self.lr is None or 0 < self.lr <= 10,
-            "eval_size": self.eval_size is None or self.eval_size >= 1,
-            "train_size": self.train_size is None or self.train_size >= 1,
+        checks = {  # key -> (within range, the range in words)
+            "steps": (self.steps >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+            "warmup_ratio": (0 <= self.warmup_ratio < 1, "in [0, 1)"), "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "max_grad_norm": (self.max_grad_norm > 0, "> 0"), "eval_every": (self.eval_every >= 1, ">= 1"),
+            "monitor_size": (self.monitor_size >= 1, ">= 1"), "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
+            "lr": (self.lr is None or 0 < self.lr <= 10, "in (0, 10]"),
+            "eval_size": (self.eval_size is None or self.eval_size >= 1, ">= 1"),
+            "train_size": (self.train_size is None or self.train_size >= 1, ">= 1"),
         }
-        for key, ok in checks.items():
+        for key, (ok, bounds) in checks.items():
             if not ok:
-                raise MethodError(f"training setting {key}={getattr(self, key)!r} is out of range")
+                raise MethodError(f"training setting {key}={getattr(self, key)!r} is out of range (must be {bounds})")
