@@ -286,3 +286,22 @@ def test_a_damaged_record_is_run_again_not_counted_done(tmp_path, tiny_models, t
     assert "is unreadable (JSONDecodeError" in capsys.readouterr().err
     assert json.loads(record.read_text())["status"] == "completed"
     assert run_suite(suite(), progress=False).skipped  # whole again: counted done
+
+
+def test_a_model_that_cannot_load_fails_the_suites_next_runs_at_once(monkeypatch):
+    """A hub id that cannot be reached costs its retries once per suite, not once per run."""
+    from bench.models import ModelPool
+    from bench.models.registry import ModelUnavailable
+
+    attempts = []
+
+    def unreachable(name, **kwargs):
+        attempts.append(name)
+        raise ModelUnavailable(f"unknown model {name!r}: not reachable")
+
+    monkeypatch.setattr("bench.models.pool.load_base_model", unreachable)
+    pool = ModelPool()
+    for num_labels in (2, 4):  # another task's head: the model is still not there
+        with pytest.raises(ModelUnavailable, match="not reachable"):
+            pool.get("someorg/some-model", num_labels=num_labels)
+    assert attempts == ["someorg/some-model"]

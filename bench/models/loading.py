@@ -8,7 +8,7 @@ import torch
 
 from bench.device import pick_device, pick_dtype
 from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
-from bench.models.registry import ModelError, resolve_model
+from bench.models.registry import ModelError, ModelUnavailable, resolve_model
 
 
 @dataclass
@@ -76,7 +76,7 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     try:
         model = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
     except OSError as err:  # a folder with a config but no weights, a hub id whose files cannot be fetched
-        raise ModelError(f"model {name!r}: cannot load its weights from {resolved.source} "
+        raise ModelUnavailable(f"model {name!r}: cannot load its weights from {resolved.source} "
                          f"({str(err).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -88,7 +88,8 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
         if pooling:
             apply_pooling(model, pooling)
     model.to(device)
-    return BaseModel(name=name, source=resolved.source, kind=resolved.kind, model=model, tokenizer=tokenizer, device=device, dtype=dtype)
+    return BaseModel(name=name, source=resolved.source, kind=resolved.kind, model=model, tokenizer=tokenizer,
+                     device=device, dtype=dtype)
 
 
 HEAD_NAMES = ("classifier", "score")  # sequence-classification heads across transformers families

@@ -12,16 +12,26 @@ import copy
 import dataclasses
 
 from bench.models.loading import BaseModel, load_base_model
+from bench.models.registry import ModelUnavailable
 
 
 class ModelPool:
     def __init__(self):
         self._pristine: dict[tuple, BaseModel] = {}
+        # models that could not load, with why: asked again (the suite's next run on one), they fail at
+        # once rather than after another round of hub retries
+        self._refused: dict[str, ModelUnavailable] = {}
 
     def get(self, name: str, *, num_labels: int | None = None, kind: str | None = None) -> BaseModel:
         key = (name, num_labels, kind)
+        if name in self._refused:
+            raise ModelUnavailable(str(self._refused[name]))
         if key not in self._pristine:
-            loaded = load_base_model(name, num_labels=num_labels, kind=kind)
+            try:
+                loaded = load_base_model(name, num_labels=num_labels, kind=kind)
+            except ModelUnavailable as err:
+                self._refused[name] = err
+                raise
             self._pristine[key] = dataclasses.replace(loaded, model=loaded.model.to("cpu"))  # device: the runs'
         pristine = self._pristine[key]
         return dataclasses.replace(pristine, model=copy.deepcopy(pristine.model).to(pristine.device))

@@ -17,6 +17,11 @@ class ModelError(ValueError):
     """A model that cannot be resolved or used; the message says what to do."""
 
 
+class ModelUnavailable(ModelError):
+    """A model that cannot be had at all here (unknown, not installed, no weights, hub unreachable),
+    whatever the run asks of it."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -123,7 +128,7 @@ def refuse_typo(name: str) -> None:
     without a hub lookup."""
     near = difflib.get_close_matches(name, MODELS, n=1, cutoff=0.8)
     if near and name not in MODELS and "/" not in name and not Path(name).exists():
-        raise ModelError(f"unknown model {name!r}: did you mean {near[0]!r}? (registered: {', '.join(MODELS)}; "
+        raise ModelUnavailable(f"unknown model {name!r}: did you mean {near[0]!r}? (registered: {', '.join(MODELS)}; "
                          "or give a local checkpoint folder or a hub id)")
 
 
@@ -138,10 +143,10 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
             raise ModelError(f"model {name!r} is a registered {spec.kind} model, not {kind}; --model-kind is for "
                              "a hub id or a folder")
         if not spec.is_installed():
-            raise ModelError(f"model {name!r} is not installed; install it with: {spec.install_hint}")
+            raise ModelUnavailable(f"model {name!r} is not installed; install it with: {spec.install_hint}")
         folder = spec.locate()
         if folder is None:
-            raise ModelError(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
+            raise ModelUnavailable(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
         return ResolvedModel(name=name, source=str(folder), kind=spec.kind)
     refuse_typo(name)
     from transformers import AutoConfig
@@ -150,7 +155,7 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as err:
         known = ", ".join(MODELS)
-        raise ModelError(
+        raise ModelUnavailable(
             f"unknown model {name!r}: not a registered name ({known}), a local checkpoint folder, "
             f"or a hub id reachable from here ({type(err).__name__}: {str(err).splitlines()[0]})"
         ) from None
