@@ -8,7 +8,6 @@ import re
 import string
 from collections.abc import Callable, Sequence
 
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 # ---- SQuAD v1.1, with the official answer normalisation ---------------------------------------
 
@@ -64,10 +63,21 @@ def _rouge(kind: str) -> Callable[[Sequence[str], Sequence[Sequence[str]]], floa
 
 # ---- registry ---------------------------------------------------------------------------------
 
+def _sklearn(name: str, **options) -> Callable[[Sequence[int], Sequence[int]], float]:
+    """scikit-learn's metric of that name, imported when first scored: importing scikit-learn takes
+    most of a second, which every command (`spbench --help` too) would otherwise wait for."""
+    def metric(predictions: Sequence[int], golds: Sequence[int]) -> float:
+        import sklearn.metrics
+
+        return float(getattr(sklearn.metrics, name)(golds, predictions, **options))
+
+    return metric
+
+
 CLASSIFICATION_METRICS: dict[str, Callable[[Sequence[int], Sequence[int]], float]] = {
-    "accuracy": lambda pred, gold: float(accuracy_score(gold, pred)),
-    "macro_f1": lambda pred, gold: float(f1_score(gold, pred, average="macro")),
-    "mcc": lambda pred, gold: float(matthews_corrcoef(gold, pred)),
+    "accuracy": _sklearn("accuracy_score"),
+    "macro_f1": _sklearn("f1_score", average="macro"),
+    "mcc": _sklearn("matthews_corrcoef"),
 }
 GENERATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]], float]] = {
     "exact_match": squad_exact_match,
