@@ -49,6 +49,7 @@ def _run(args) -> int:
     from bench.record import scores_before_training
     from bench.run import RunSpec, execute_run
     from bench.train import TrainSettings
+    from bench.yaml_values import settings_mapping
 
     config = _read_config(args.config) if args.config else {}
     task = args.task or (config.get("tasks") or [None])[0]
@@ -63,15 +64,19 @@ def _run(args) -> int:
     flags = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
              "eval_size": args.eval_size, "train_size": args.train_size,
              "gradient_checkpointing": args.gradient_checkpointing}
-    method_values, train_values = split_overrides(args.overrides, method.settings_cls, TrainSettings)
-    if config.get("method") == method_name:
-        method_values = {**_config_values(args.config, config, "settings", method.settings_cls), **method_values}
-    elif config.get("settings"):  # settings written for another method do not apply to this one
-        print(f"{args.config}: its settings are {config.get('method')}'s, not applied to {method_name}")
+    method_values, set_train = split_overrides(args.overrides, method.settings_cls, TrainSettings)
     config_train = _config_values(args.config, config, "train", TrainSettings) if config else {}
-    train_values = {**config_train, **train_values, **{k: v for k, v in flags.items() if v is not None}}
-    if train_values.get("eval_size") and "monitor_size" not in train_values:  # never watch more than is scored
-        train_values["monitor_size"] = min(TrainSettings.monitor_size, train_values["eval_size"])
+    if config.get("method") in (None, method_name):
+        method_values = {**_config_values(args.config, config, "settings", method.settings_cls), **method_values}
+    else:  # written for another method: its settings and learning rate mean nothing to this one
+        settings_mapping(f"--config {args.config} settings", config.get("settings"))
+        left_out = [what for what, present in (("settings", config.get("settings")),
+                                               ("learning rate", config_train.pop("lr", None) is not None)) if present]
+        if left_out:
+            print(f"{args.config}: its {' and '.join(left_out)} are {config['method']}'s, not applied to {method_name}")
+    train_values = {**config_train, **set_train, **{k: v for k, v in flags.items() if v is not None}}
+    if args.eval_size is not None and "monitor_size" not in set_train:  # never watch more than is scored
+        train_values["monitor_size"] = min(train_values.get("monitor_size", TrainSettings.monitor_size), args.eval_size)
     spec = RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
@@ -316,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.predict import add_parser as add_predict_parser
 
     add_predict_parser(sub)
-    for name, help_text in (("results", "aggregate records into a table (terminal + results.csv, or results_validation.csv)"),
+    for name, help_text in (("results", "aggregate records into a table (terminal + results[_validation].csv)"),
                             ("plot", "score-vs-cost, relative-to-full-FT, prompt length and init plots"),
                             ("report", "a Markdown report with tables, plots and environment")):
         command = sub.add_parser(name, help=help_text)

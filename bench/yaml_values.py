@@ -16,6 +16,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         lines: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` is merged by the base class, not a key
+                continue
             key = self.construct_object(key_node, deep=True)
             if isinstance(key, Hashable) and key in lines:
                 raise yaml.constructor.ConstructorError(
@@ -25,8 +27,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 lines[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
 
 
 def read_yaml_mapping(path: Path, *, what: str, error: Callable[[str], Exception]) -> dict[str, Any]:

@@ -258,7 +258,7 @@ def test_a_bad_config_is_refused_naming_the_key_before_any_model_loads(capsys, t
     assert code == 2 and re.search(f"--config {re.escape(str(config))}.*{problem}", err), err
 
 
-def test_config_values_are_read_as_a_suite_reads_them_and_other_methods_settings_are_not_applied(
+def test_config_values_are_read_as_a_suite_reads_them_and_another_methods_are_not_applied(
         capsys, tiny_models, tiny_tasks, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(f"model: {tiny_models['gpt2'][0]}\nmethod: prompt_tuning\nsettings: {{num_virtual_tokens: 2}}\n"
@@ -266,9 +266,19 @@ def test_config_values_are_read_as_a_suite_reads_them_and_other_methods_settings
     code, out, err = run_cli(capsys, "run", "--config", config, "--method", "lora", "--tasks-dir", tiny_tasks,
                              "--results", tmp_path, "--quiet")
     assert code == 0, err
-    assert f"{config}: its settings are prompt_tuning's, not applied to lora" in out
+    assert f"{config}: its settings and learning rate are prompt_tuning's, not applied to lora" in out
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
-    assert record["train"]["lr"] == 0.03 and record["method"]["name"] == "lora"
+    assert record["train"]["lr"] == 5e-4 and record["method"]["name"] == "lora"  # LoRA's own default
+    assert record["train"]["steps"] == 2  # the budget still applies
+
+    config.write_text("settings: {num_virtual_tokens: 3}\ntrain: {monitor_size: 300, eval_size: 8}\n")  # no method
+    code, out, err = run_cli(capsys, "run", "--config", config, "--task", "tiny_cls", "--model", tiny_models["gpt2"][0],
+                             "--method", "prompt_tuning", "--steps", 1, "--eval-size", 4, "--tasks-dir", tiny_tasks,
+                             "--results", tmp_path, "--quiet")
+    assert code == 0, err
+    record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+    assert record["method"]["settings"]["num_virtual_tokens"] == 3  # a config naming no method: for --method
+    assert (record["train"]["eval_size"], record["train"]["monitor_size"]) == (4, 4)
 
 
 def test_a_results_path_naming_a_file_is_refused_before_any_model_loads(capsys, tiny_models, tiny_tasks, tmp_path,

@@ -247,12 +247,12 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
                  "--study", "tiny", "--split", "validation"]) == 0
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert f"\n{len(complete)} runs, 0 failed" in capsys.readouterr().out
-    written = (tmp_path / "table" / "results.csv").read_text()
-    # trials have no test scores: the default split is refused, and the table written before is kept
+    assert (tmp_path / "table" / "results_validation.csv").is_file()
+    # trials have no test scores: the default split is refused, and no test table is written
     assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
                  "--study", "tiny"]) == 2
     assert f"none of the {len(complete)} runs has test scores" in capsys.readouterr().err
-    assert (tmp_path / "table" / "results.csv").read_text() == written
+    assert not (tmp_path / "table" / "results.csv").exists()
     assert main(["results", "--storage", f"sqlite:///{folder / 'study.db'}", "--study", "nonexistent"]) == 2
     assert "no study named 'nonexistent' in that storage (its studies: tiny)" in capsys.readouterr().err
 

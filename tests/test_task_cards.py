@@ -306,3 +306,11 @@ def test_every_yaml_file_a_user_writes_is_refused_alike(tmp_path, content, probl
                         (_read_config, ValueError)):
         with pytest.raises(error, match=f"{re.escape(str(path))}.*{problem}"):
             read(path if read is not load_suite else str(path))
+
+
+def test_yaml_merge_keys_and_anchors_still_load(tmp_path):
+    from bench.yaml_values import read_yaml_mapping
+
+    path = tmp_path / "anchors.yaml"
+    path.write_text("defaults: &d {steps: 2, lr: 0.1}\nrun:\n  <<: *d\n  lr: 0.3\n")
+    assert read_yaml_mapping(path, what="x", error=ValueError)["run"] == {"steps": 2, "lr": 0.3}
