@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench.models import ModelPool
-from bench.record import read_record, write_json_atomic
+from bench.record import read_record, results_folder, write_json_atomic
 from bench.results import record_problem
 from bench.run import execute_run
 from bench.suite import PlannedRun, Suite
@@ -58,6 +58,7 @@ def _duration(seconds: float) -> str:
 
 def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     """Progress is a bar at a terminal; written to a file or a pipe, it is one line per run."""
+    results_folder(suite.results_dir)  # a file in the way is named before the first run, not after it
     outcome, pool = SuiteOutcome(), ModelPool()
     terminal = progress and sys.stderr.isatty()
     bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not terminal)

@@ -6,8 +6,8 @@ The CLI's `run`, the benchmark suite and search trials all call `execute_run`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
+import os
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, find_task, load_task
+from tasks.registry import CARD_SUFFIXES
 from tasks.metrics import load_library_metric
 
 EVAL_SPLITS = ("validation", "test")
@@ -58,13 +59,10 @@ class RunSpec:
         lr = self.train.lr if self.train.lr is not None else method.default_lr
         return method.settings(**self.method_settings), lr
 
-    def run_id(self) -> str:
-        """Stable name: same task, model, method, settings and seed -> same record path.
-
-        Settings are hashed once defaults are filled in, so leaving a setting out and typing its
-        default name the same run. Settings that do not resolve are hashed as typed: such a run fails
-        before it writes a record, and its id only names the failure.
-        """
+    def configuration(self) -> dict:
+        """The method and training settings as the run id hashes them: defaults filled in, so leaving
+        a setting out and typing its default are one configuration. Settings that do not resolve are
+        taken as typed: such a run fails before it writes a record, and its id only names the failure."""
         train = _canonical(self.train)
         for key, default in TRAIN_SETTINGS_ADDED_LATER.items():
             if train[key] == default:
@@ -74,25 +72,60 @@ class RunSpec:
             method_settings, train["lr"] = _canonical(method_settings), float(lr)
         except MethodError:
             method_settings = self.method_settings
-        task, version = task_identity(self.task, self.tasks_dirs)
-        settings = {"task": task, "model": self.model, "method": method_settings, "train": train}
-        if version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
-            settings["task_version"] = version
+        return {"method": method_settings, "train": train}
+
+    def run_id(self) -> str:
+        """Stable name: same task, model, method, settings and seed -> same record path."""
+        task = task_identity(self.task, self.tasks_dirs)
+        settings = {"task": task.hashed, "model": self.model, **self.configuration()}
+        if task.version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
+            settings["task_version"] = task.version
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{_slug(task)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
+        return f"{_slug(task.name)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
 
 
-@functools.lru_cache(maxsize=None)
-def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> tuple[str, int | None]:
-    """The declared name and the version of the task a run names, by name or by card path: a run
-    given a card's path is the run given its name, and a card's new version is a new run (a suite
-    reruns it rather than keeping the old version's record). As given, with no version, where the
-    card cannot be read: such a run fails before it writes a record. Read once per process."""
+@dataclass(frozen=True)
+class TaskIdentity:
+    name: str  # for the run id's readable part
+    hashed: str  # what the id hashes: the task's name, or a card path that is not what the name finds
+    version: int | None
+    card: Path | None = None
+    card_mtime: int | None = None
+
+
+_identities: dict[tuple, TaskIdentity] = {}
+
+
+def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> TaskIdentity:
+    """Who a run's task is. By name, the card that name finds; by card path, the same as by name
+    when the name finds that very card (a variant that includes another card and keeps its name
+    stays its own task, known by its path). A card's version counts, so a new version is a new run.
+    Found once per process and card file state (ids are asked for often: every line of a suite's
+    progress), and not remembered when the card cannot be read: the run then fails before it
+    writes a record, under the task as given."""
+    key = (task, tasks_dirs, os.getcwd())
+    known = _identities.get(key)
+    if known is not None and known.card is not None and _mtime(known.card) == known.card_mtime:
+        return known
+    given_as_path = task.endswith(CARD_SUFFIXES)
     try:
         card = find_task(task, tasks_dirs=tasks_dirs)
+        by_name = find_task(card.name, tasks_dirs=tasks_dirs).path if given_as_path else card.path
     except (ValueError, KeyError, OSError):  # TaskCardError is a ValueError
-        return (Path(task).stem if task.endswith((".yaml", ".yml")) else task), None
-    return card.name, card.version
+        return TaskIdentity(Path(task).stem if given_as_path else task, task, None)
+    if by_name == card.path:
+        identity = TaskIdentity(card.name, card.name, card.version, card.path, _mtime(card.path))
+    else:
+        identity = TaskIdentity(Path(task).stem, task, card.version, card.path, _mtime(card.path))
+    _identities[key] = identity
+    return identity
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _canonical(settings) -> dict:

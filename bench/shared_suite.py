@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from bench.bench_runner import failure_entry, record_path
 from bench.interrupts import quiet_trial_failures
 from bench.models import ModelPool
-from bench.record import RunRecord, write_json_atomic
+from bench.record import RunRecord, results_folder, write_json_atomic
 from bench.run import execute_run
 from bench.suite import Suite
 
@@ -65,6 +65,7 @@ class _QueueEmpty(Exception):
 
 
 def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
+    results_folder(suite.results_dir)
     study = open_suite_study(suite, url)
     pool, by_id = ModelPool(), {run.spec.run_id(): run for run in suite.runs}
     failures: list[tuple[str, str]] = []

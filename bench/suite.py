@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,6 @@ from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
-from bench.record import results_folder
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
 from bench.yaml_values import checked_settings, read_yaml_mapping, settings_mapping, typed_setting
@@ -178,15 +178,17 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             if method.name == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
                 settings["init_text"] = "Classify or answer the following input."
             try:
-                resolved = method.settings(**settings)
+                method.settings(**settings)
             except MethodError as err:
                 raise SuiteError(f"{where}: {err}") from None
             try:
                 resolved_train = TrainSettings(**point_train)
             except MethodError as err:
                 raise SuiteError(f"{where} train: {err}") from None
-            # as the run id sees it: a default written out is the default left out
-            key = (method.name, repr(resolved), repr(resolved_train))
+            # as the run id sees it: a default written out (learning rate included) is the default left out
+            configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
+                                    train=resolved_train).configuration()
+            key = (method.name, json.dumps(configuration, sort_keys=True))
             if key in planned:
                 label = method_label(method.name, sorted(settings.items()))
                 raise SuiteError(f"{where}: plans a run {planned[key]} already plans ({label}); "
@@ -209,7 +211,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path} description: must be text, got {data['description']!r}")
     suite = Suite(name=data["name"], path=path, description=data.get("description", ""))
-    suite.results_dir = results_dir = results_folder(results_dir or Path("results") / suite.name)
+    suite.results_dir = results_dir = Path(results_dir or Path("results") / suite.name)  # made when the suite runs
     tasks = data["tasks"]
     if not isinstance(tasks, dict) or not tasks or not all(isinstance(name, str) for name in tasks):
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "

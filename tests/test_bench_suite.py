@@ -131,6 +131,9 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
      "methods[1]: plans a run methods[0] already plans (lora[r=8])"),
     ({"methods": "[{method: lora, sweep: {r: [4, 8]}}, {method: lora, settings: {r: 4}}]"},
      "methods[1]: plans a run methods[0] already plans (lora[r=4])"),
+    ({"methods": "[{method: lora, settings: {dropout: 0}}, "
+                 "{method: lora, train: {lr: 0.0005}, settings: {dropout: 0.0}}]"},  # the defaults, written out
+     "methods[1]: plans a run methods[0] already plans (lora[dropout=0])"),
     ({"train": "{seed: 5}"}, "train: `seed` is set by the suite's `seeds: [...]` list"),
     ({"methods": "[{method: lora, sweep: {seed: [1, 2]}}]"}, "methods[0].sweep: `seed` is set by the suite's"),
     ({"tasks": "{sst2: {seed: 1}}"}, "tasks.sst2: `seed` is set by the suite's"),

@@ -304,6 +304,7 @@ def test_a_suite_writes_under_its_declared_name_by_default(capsys, tiny_tasks, t
     suite.write_text("name: mine\nmodels: [gpt2-tiny]\ntasks: {tiny_cls: {steps: 1}}\nmethods: [{method: lora}]\n")
     loaded = load_suite(str(suite), tasks_dirs=(str(tiny_tasks),))
     assert loaded.results_dir == Path("results") / "mine" and loaded.runs[0].spec.results_dir == loaded.results_dir
+    assert not Path("results").exists()  # planning a suite writes nothing
 
 
 def test_a_registered_model_is_not_loaded_as_another_kind(capsys, tiny_tasks, tmp_path):

@@ -50,6 +50,20 @@ def test_a_task_is_one_run_by_name_or_by_card_path_and_a_new_card_version_is_a_n
     assert unknown.run_id().startswith("no_such_task__")  # its failure still has an id
 
 
+def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_counts_at_once(tmp_path):
+    """A card that includes sst2 and keeps its name is not what the name finds: its runs are its own."""
+    from tasks.registry import SHIPPED_CARDS
+
+    variant = tmp_path / "sst2_few.yaml"
+    variant.write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\ntrain_size: 16\n")
+    by_path = dataclasses.replace(spec("lora", {}), task=str(variant))
+    assert by_path.run_id() != spec("lora", {}).run_id() and by_path.run_id().startswith("sst2_few__")
+    first = by_path.run_id()
+    variant.write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\ntrain_size: 16\nversion: 2\n")
+    os.utime(variant, ns=(1, 1))  # a new file state, whatever the file system's clock resolution
+    assert by_path.run_id() != first
+
+
 def test_improvement_needs_a_positive_score_before():
     after = {"validation": {"mcc": 0.3}, "test": {"mcc": 0.4}}
     assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.2}}, "mcc") == pytest.approx(
