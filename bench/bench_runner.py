@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench.models import ModelPool
-from bench.record import read_record, results_folder, write_json_atomic
+from bench.record import SCHEMA_VERSION, read_record, results_folder, write_json_atomic
 from bench.results import record_problem
 from bench.run import execute_run
 from bench.suite import PlannedRun, Suite
@@ -37,6 +37,8 @@ def _damage(run: PlannedRun) -> str | None:
     a damaged disk or a hand edit leaves a bad one; the run is then trained again, not counted done."""
     try:
         record = read_record(record_path(run))
+        if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:  # a newer version's whole record: done
+            return None
         return record_problem(record) or (None if record.get("run_id") == run.spec.run_id() else "another run's id")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         return f"{type(err).__name__}: {err}"

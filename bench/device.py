@@ -41,8 +41,9 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     # bf16 on CPU is emulated on most hosts and several times slower than fp32.
     if device.type != "cuda":
         return torch.float32
-    # without emulation: cards before Ampere "support" bf16 only as a slow emulation; fp16 is native there
-    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    # bf16 is native from Ampere (compute capability 8) on; before it, torch.cuda.is_bf16_supported()
+    # says yes to a slow emulation (and only later releases can be asked not to), while fp16 is native
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
 def device_clock(device: torch.device) -> float:

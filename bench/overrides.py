@@ -26,7 +26,8 @@ def _coerce(text: str, annotation: Any, key: str) -> Any:
         except (TypeError, ValueError):
             continue
     names = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
-    wanted = " or ".join(names.get(o, getattr(o, "__name__", str(o))) for o in options if o is not type(None))
+    wanted = " or ".join([names.get(o, getattr(o, "__name__", str(o))) for o in options if o is not type(None)]
+                         + (["none"] if type(None) in options else []))
     raise MethodError(f"--set {key}={text!r}: expected {wanted}")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.record import ADAPTER_RECORD, RunRecord, read_record
 from bench.yaml_values import read_yaml_mapping
-from tasks.card import template_fields
+from tasks.card import NullFieldError, fill_template, template_fields
 
 EXAMPLES = """examples:
   echo "A gorgeous, witty, seductive movie." | spbench predict results/sst2__minilm-l6/
@@ -140,6 +140,13 @@ def _input_rows(path: Path | None, fields: dict[str, bool]) -> list[dict]:
         raise ValueError(f"--input {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
+def _prompt(template: str, row: dict, number: int) -> str:
+    try:
+        return fill_template(template, row)
+    except NullFieldError as err:
+        raise ValueError(f"input row {number}: {err.args[0]} is null") from None
+
+
 def run(args) -> int:
     from bench.reload import load_trained, task_of
     from tasks import Example
@@ -149,7 +156,8 @@ def run(args) -> int:
     card, fields = task.card, template_fields(task.card.template)
     rows = _input_rows(args.input, fields)
     tuned = load_trained(record, task, adapter)
-    examples = [Example(prompt=card.template.format(**row), target="", references=()) for row in rows]
+    examples = [Example(prompt=_prompt(card.template, row, number), target="", references=())
+                for number, row in enumerate(rows, start=1)]
     for row, prediction in zip(rows, tuned.predict(examples, batch_size=args.batch_size)):
         if card.is_classification:
             label = card.classes[prediction]

@@ -295,8 +295,10 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
 
     _, lr = spec.resolved()
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
-    scores = {split: (split == "validation" and _scored_already(result, config.steps, examples, monitor))
-              or score(tuned, examples) for split, examples in evaluation.items()}
+    scores = {}
+    for split, examples in evaluation.items():
+        already = _scored_already(result, config.steps, examples, monitor) if split == "validation" else None
+        scores[split] = already or score(tuned, examples)
     run_dir = Path(spec.results_dir) / spec.run_id()
     artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,

@@ -202,6 +202,27 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     _check_template(path, data["template"])
 
 
+class NullFieldError(ValueError):
+    """A template field whose value is null; str.format would paste it in as the text "None"."""
+
+
+class _NullRefusingFormatter(string.Formatter):
+    def get_field(self, field_name, args, kwargs):
+        value, key = super().get_field(field_name, args, kwargs)
+        if value is None:
+            raise NullFieldError(field_name)
+        return value, key
+
+
+_FORMATTER = _NullRefusingFormatter()
+
+
+def fill_template(template: str, row: dict[str, Any]) -> str:
+    """`template.format(**row)`, refusing a null field ({context}, or {answers[text]} reached
+    through the row) with NullFieldError naming it."""
+    return _FORMATTER.vformat(template, (), row)
+
+
 def template_fields(template: str) -> dict[str, bool]:
     """The row fields a template reads, in order, each with whether it is pasted in whole ("{a}")
     rather than read into ("{a[text]}"); a positional field reads as "" or a digit. Raises

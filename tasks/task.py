@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.card import TaskCard, TaskCardError, template_fields
+from tasks.card import NullFieldError, TaskCard, TaskCardError, fill_template
 from tasks.data import Row, load_rows
 from tasks.metrics import compute_metrics
 
@@ -45,11 +45,10 @@ class Task:
     def render(self, row: Row, *, split: str, index: int) -> Example:
         card = self.card
         where = f"split {split!r} row {index}"
-        for name in template_fields(card.template):  # str.format would paste a missing value in as "None"
-            if name in row and row[name] is None:
-                raise TaskCardError(card.path, "template", f"field {name!r} is null in {where}")
         try:
-            prompt = card.template.format(**row)
+            prompt = fill_template(card.template, row)
+        except NullFieldError as err:
+            raise TaskCardError(card.path, "template", f"field {err.args[0]!r} is null in {where}") from None
         except KeyError as err:
             raise TaskCardError(card.path, "template", f"field {err} is absent from the data ({where})") from None
         except (IndexError, AttributeError, TypeError, ValueError) as err:  # {f[9]}, {f.x}, {f:d} on this row

@@ -289,6 +289,11 @@ def test_a_damaged_record_is_run_again_not_counted_done(tmp_path, tiny_models, t
     assert "is unreadable (JSONDecodeError" in capsys.readouterr().err
     assert json.loads(record.read_text())["status"] == "completed"
     assert run_suite(suite(), progress=False).skipped  # whole again: counted done
+    from bench.record import SCHEMA_VERSION
+
+    newer = json.loads(record.read_text())
+    record.write_text(json.dumps({**newer, "schema_version": SCHEMA_VERSION + 1, "scores": {}}))
+    assert run_suite(suite(), progress=False).skipped  # a later version's record is done, not damaged
 
 
 def test_a_model_that_cannot_load_fails_the_suites_next_runs_at_once(monkeypatch):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import pytest
 import torch
@@ -198,6 +200,11 @@ def test_prompt_encoder_runs_in_fp32_under_autocast(tiny_models, tiny_tasks, var
         mixed = encoder(indices)
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, plain)
+    copied = copy.deepcopy(encoder)  # a copy computes with its own weights, and pickles
+    with torch.no_grad():
+        encoder.embedding.weight.add_(1.0)
+    torch.testing.assert_close(copied(indices), plain)
+    pickle.dumps(copied)
 
 
 # (arch, variant) pairs covering every method and model kind without the full product
@@ -250,3 +257,17 @@ def test_an_encoder_checkpoint_with_a_head_of_another_size_loads_with_a_fresh_on
     """A hub classifier (3 NLI labels, say) run on a 2-class task: its head is replaced, not an error."""
     base = load_base_model(tiny_models["roberta"][0], num_labels=3)  # saved with a 2-label head
     assert base.model.config.num_labels == 3 and base.model.classifier.out_proj.out_features == 3
+
+
+def test_an_encoder_checkpoint_whose_body_does_not_fit_its_config_is_refused(tiny_models, tmp_path):
+    import json
+    import shutil
+
+    from bench.models.registry import ModelUnavailable
+
+    folder = tmp_path / "roberta"
+    shutil.copytree(tiny_models["roberta"][0], folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))  # the weights hold 64
+    with pytest.raises(ModelUnavailable, match=r"weights of another shape than its config gives .*intermediate"):
+        load_base_model(str(folder), num_labels=2)

@@ -252,13 +252,10 @@ def test_a_card_that_only_emulates_bf16_computes_in_fp16(monkeypatch):
     """Before Ampere, torch reports bf16 "supported" by emulation, several times slower than native fp16."""
     from bench.device import pick_dtype
 
-    def pre_ampere(including_emulation=True):
-        return including_emulation
-
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", pre_ampere)
-    assert pick_dtype(torch.device("cuda")) == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert pick_dtype(torch.device("cuda")) == torch.bfloat16
+    for capability, dtype in (((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+        assert pick_dtype(torch.device("cuda")) == dtype
     assert pick_dtype(torch.device("cpu")) == torch.float32
 
 

@@ -155,6 +155,9 @@ def test_a_null_field_is_named_not_pasted_in_as_none(tmp_path):
     path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"text": None, "label": 1}])
     with pytest.raises(TaskCardError, match=r"\[template\]: field 'text' is null in split 'train' row 1"):
         load_task(str(path)).examples("train")
+    path = write_card(tmp_path, rows=[{"doc": {"text": None}, "label": 0}], template="'{doc[text]}'")
+    with pytest.raises(TaskCardError, match=r"\[template\]: field 'doc\[text\]' is null in split 'train' row 0"):
+        load_task(str(path)).examples("train")
 
 
 def test_null_and_blank_gold_answers_are_not_answers(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from peft import PromptEncoderConfig, PromptEncoderReparameterizationType
+from peft import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
 
 from bench.methods.peft_common import task_type, wrap
 from bench.methods.registry import Method, check_range, register_method
@@ -34,22 +34,20 @@ def build_p_tuning(base, settings: PTuningSettings, card):
         encoder_hidden_size=settings.encoder_hidden_size,
     )
     model = wrap(base, config)
-    _in_full_precision(model.prompt_encoder[model.active_adapter])
+    encoder = model.prompt_encoder[model.active_adapter]
+    encoder.__class__ = FullPrecisionPromptEncoder  # a class, not a patched method: copies and pickles keep it
     return model
 
 
-def _in_full_precision(encoder: torch.nn.Module) -> None:
-    """Run the prompt encoder in fp32 under any autocast around it. CUDA autocast runs a cuDNN LSTM
-    in fp16 even inside a bf16 region, with no loss scaling there to keep its gradients from
+class FullPrecisionPromptEncoder(PromptEncoder):
+    """PEFT's prompt encoder, run in fp32 under any autocast around it. CUDA autocast runs a cuDNN
+    LSTM in fp16 even inside a bf16 region, with no loss scaling there to keep its gradients from
     underflowing; and the saved adapter holds the prompt computed in fp32, so the prompt trained and
     the prompt reloaded should be the same numbers. The encoder is small: fp32 costs nothing."""
-    forward, device_type = encoder.forward, next(encoder.parameters()).device.type
 
-    def forward_in_fp32(*args, **kwargs):
-        with torch.autocast(device_type=device_type, enabled=False):
-            return forward(*args, **kwargs)
-
-    encoder.forward = forward_in_fp32
+    def forward(self, *args, **kwargs):
+        with torch.autocast(device_type=self.embedding.weight.device.type, enabled=False):
+            return super().forward(*args, **kwargs)
 
 
 register_method(Method(

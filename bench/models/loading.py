@@ -66,21 +66,27 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     if resolved.kind == "encoder":
         if num_labels is None:
             raise ModelError(f"model {name!r} is an encoder: it needs a classification task")
-        # a checkpoint's own head (another label count, say) is replaced: every run starts a fresh head
-        extra.update(num_labels=num_labels, ignore_mismatched_sizes=True)
+        # a checkpoint's own head (another label count, say) is replaced: every run starts a fresh head;
+        # a mismatch anywhere else is refused below
+        extra.update(num_labels=num_labels, ignore_mismatched_sizes=True, output_loading_info=True)
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
     hf_logging.disable_progress_bar()  # one bar per run is enough
     try:
-        model = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
+        loaded = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
     except OSError as err:  # a folder with a config but no weights, a hub id whose files cannot be fetched
         raise ModelUnavailable(f"model {name!r}: cannot load its weights from {resolved.source} "
-                         f"({str(err).splitlines()[0]})") from None
+                               f"({str(err).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
+    model, info = loaded if isinstance(loaded, tuple) else (loaded, {})
+    body = sorted(key for key, *_ in info.get("mismatched_keys", ()) if key.split(".")[0] not in HEAD_NAMES)
+    if body:
+        raise ModelUnavailable(f"model {name!r}: weights of another shape than its config gives in {resolved.source} "
+                               f"({', '.join(body[:3])}{', ...' if len(body) > 3 else ''})")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if resolved.kind == "encoder":
