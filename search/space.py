@@ -14,7 +14,7 @@ import optuna
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
-from bench.yaml_values import read_yaml_mapping, yaml_number
+from bench.yaml_values import read_yaml_mapping, typed_setting, yaml_number
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -86,6 +86,9 @@ def _param(where: str, name: str, spec: Any) -> Param:
     if unknown:
         raise SpaceError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
                          f"(known: {', '.join(sorted(PARAM_KEYS))})")
+    shapes = [shape for shape in ({"value"}, {"choices"}, {"low", "high", "log"}) if shape & set(spec)]
+    if len(shapes) > 1:
+        raise SpaceError(f"{where}: give one of {{low, high}}, {{choices}} or {{value}}, not {', '.join(sorted(spec))}")
     if "value" in spec:
         return Param(name, "fixed", value=spec["value"])
     if "choices" in spec:
@@ -94,7 +97,10 @@ def _param(where: str, name: str, spec: Any) -> Param:
         return Param(name, "categorical", choices=tuple(spec["choices"]))
     if "low" not in spec or "high" not in spec:
         raise SpaceError(f"{where}: give {{low, high}}, {{choices}} or {{value}}")
-    low, high, log = _number(where, "low", spec["low"]), _number(where, "high", spec["high"]), bool(spec.get("log"))
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise SpaceError(f"{where}: `log` must be true or false, got {log!r}")
+    low, high = _number(where, "low", spec["low"]), _number(where, "high", spec["high"])
     if low > high:
         raise SpaceError(f"{where}: empty range, low {low} > high {high}")
     if log and low <= 0:
@@ -177,6 +183,14 @@ def _checked(where: str, method: str, param: Param) -> Param:
         param = dataclasses.replace(param, kind="int", low=int(param.low), high=int(param.high))
     elif param.kind == "int" and declared.startswith("float"):
         param = dataclasses.replace(param, kind="float", low=float(param.low), high=float(param.high))
+    if param.kind == "fixed":  # typed as a suite types a setting: 4.0 is the integer 4, 8.5 and `true` are not
+        value = typed_setting(where, param.name, param.value, declared, error=SpaceError)
+        param = dataclasses.replace(param, value=value)
+    elif param.kind == "categorical":
+        choices = tuple(typed_setting(where, param.name, c, declared, error=SpaceError) for c in param.choices)
+        if len(set(map(repr, choices))) < len(choices):
+            raise SpaceError(f"{where}.{param.name}: a choice is listed twice in {list(param.choices)}")
+        param = dataclasses.replace(param, choices=choices)
     values = {"fixed": (param.value,), "categorical": param.choices}.get(param.kind, (param.low, param.high))
     extra = {"init_text": "text"} if "init_text" in settings_cls.__dataclass_fields__ else {}
     for value in values:
@@ -205,10 +219,13 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
     if unknown:
         raise SpaceError(f"{path}: expected keys methods, shared, per_method; unknown {sorted(unknown)}")
     methods = data.get("methods") or []
-    if not isinstance(methods, list):
-        raise SpaceError(f"{path} methods: must be a list of methods, got {methods!r}")
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        raise SpaceError(f"{path} methods: must be a list of method names, got {methods!r}")
     if not methods:
         raise SpaceError(f"{path}: `methods` must list at least one method")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise SpaceError(f"{path} methods: {repeated[0]!r} is listed twice")
     if "full_ft" in methods:
         raise SpaceError(f"{path} methods: full_ft trains the whole model and leaves no prompt; it is the "
                          "reference point `spbench bench` compares against, not a searchable method")
@@ -231,7 +248,10 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
                                + [_checked(f"{path} per_method.{method}", method, p) for p in own])
     for param in shared:
         if not any(p.shared and p.name == param.name for m in methods for p in params[m]):
-            raise SpaceError(f"{path} shared: parameter {param.name!r} applies to none of {', '.join(methods)}")
+            overriding = [m for m in methods if any(p.name == param.name for p in params[m])]
+            why = (f"every method ({', '.join(overriding)}) gives its own under per_method" if overriding
+                   else f"applies to none of {', '.join(methods)}")
+            raise SpaceError(f"{path} shared: parameter {param.name!r} is never used: {why}")
     for extra in set(per_method) - set(methods):
         raise SpaceError(f"{path} per_method: {extra!r} is not in `methods`")
     if len(methods) == 1 and not any(p.varies for p in params[methods[0]]):
