@@ -65,8 +65,8 @@ class _QueueEmpty(Exception):
 
 
 def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
+    study = open_suite_study(suite, url)  # a storage that cannot open is named before a folder is made
     results_folder(suite.results_dir)
-    study = open_suite_study(suite, url)
     pool, by_id = ModelPool(), {run.spec.run_id(): run for run in suite.runs}
     failures: list[tuple[str, str]] = []
 

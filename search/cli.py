@@ -65,15 +65,19 @@ def run(args) -> int:
     from bench.run import cannot_answer
     from bench.train import TrainSettings
     from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
-    from search.study import (Strategy, claim_study, done_trials, enqueue_known_good, open_storage, run_workers,
-                              storage_url)
+    from search.study import (Strategy, check_storage, claim_study, done_trials, enqueue_known_good, open_storage,
+                              run_workers, storage_url)
     from tasks import load_task
 
-    if not args.trials and not args.timeout:
-        raise ValueError("give --trials and/or --timeout")
-    if args.prune_margin < 0:
-        raise ValueError(f"--prune-margin must be 0 or more standard errors, got {args.prune_margin}")
+    _check_flags(args)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    if not tasks:
+        raise ValueError(f"--task {args.task!r} names no task")
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+        raise ValueError(f"--task: {repeated[0]!r} is listed twice")
+    if args.storage:
+        check_storage(args.storage)  # before a results folder is made for a study that cannot open
     objectives = [o.strip() for o in args.objective.split(",")]
     if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
@@ -105,7 +109,7 @@ def run(args) -> int:
         print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
     definition = {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
                   "batch_size": args.batch_size, "eval_every": args.eval_every, "monitor_size": train.monitor_size,
-                  "eval_size": args.eval_size}
+                  "eval_size": args.eval_size, "seed": args.seed}  # the seed trains every trial: one per study
     if multi and objectives[1] in RECOMPUTATION_COSTS:  # scores are the same either way; these costs are not
         definition["gradient_checkpointing"] = args.gradient_checkpointing
     claim_study(study, definition, directions=directions)
@@ -135,6 +139,30 @@ def run(args) -> int:
         print(f"--timeout {args.timeout:g}s reached: no new trial started after it")
     _export(study, folder, args, train)
     return 0
+
+
+def _check_flags(args) -> None:
+    """Numbers a search cannot use, refused before anything is made (a negative timeout would end the
+    search before its first trial, NaN never)."""
+    if args.trials is None and args.timeout is None:
+        raise ValueError("give --trials and/or --timeout")
+    if args.trials is not None and args.trials < 1:
+        raise ValueError(f"--trials must be 1 or more, got {args.trials}")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    for flag, value in (("--workers", args.workers), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--eval-every", args.eval_every), ("--eval-size", args.eval_size),
+                        ("--monitor-size", args.monitor_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be 1 or more, got {value}")
+    if args.monitor_size is not None and args.monitor_size > args.eval_size:
+        raise ValueError(f"--monitor-size {args.monitor_size} is more than --eval-size {args.eval_size}: reports "
+                         "would score more validation examples than the final score")
+    if args.eval_every > args.steps:
+        raise ValueError(f"--eval-every {args.eval_every} is more than --steps {args.steps}: no trial would report "
+                         "before its end, so none could be pruned")
+    if args.prune_margin < 0:
+        raise ValueError(f"--prune-margin must be 0 or more standard errors, got {args.prune_margin}")
 
 
 def _export(study: optuna.Study, folder: Path, args, train) -> None:

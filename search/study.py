@@ -56,7 +56,23 @@ def storage_url(study_dir: Path, url: str | None) -> str:
     return f"sqlite:///{(study_dir / 'study.db').resolve()}"
 
 
+def check_storage(url: str) -> None:
+    """Refuse, with its reason, a storage URL that cannot be opened (not a URL, no driver, no such
+    server or folder), before a command makes anything for it."""
+    open_storage(url).remove_session()
+
+
 def open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStorage:
+    try:
+        return _open_storage(url, retry_failed=retry_failed)
+    except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
+        raise ValueError(f"--storage {url}: not a storage URL ({str(err).splitlines()[0]})") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        raise ValueError(f"--storage {shown}: cannot open it ({str(err).strip().splitlines()[0]})") from None
+
+
+def _open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running;
     `retry_failed` > 0 queues such a trial again (up to that many times)."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
@@ -216,7 +232,7 @@ def refit_queued_points(study: optuna.Study, space: SearchSpace) -> int:
     return withdrawn
 
 
-DEFINITION_ADDED_LATER = {"gradient_checkpointing": False}
+DEFINITION_ADDED_LATER = {"gradient_checkpointing": False, "seed": 0}
 
 
 def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:

@@ -88,6 +88,30 @@ def test_an_unknown_model_is_refused_before_a_study_exists(capsys, tmp_path, tin
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--trials", "0"], "--trials must be 1 or more, got 0"),
+    (["--timeout", "-5"], "--timeout must be a positive number of seconds, got -5.0"),
+    (["--timeout", "nan"], "--timeout must be a positive number of seconds, got nan"),
+    (["--trials", "2", "--workers", "0"], "--workers must be 1 or more, got 0"),
+    (["--trials", "2", "--eval-size", "0"], "--eval-size must be 1 or more, got 0"),
+    (["--trials", "2", "--monitor-size", "32", "--eval-size", "16"], "--monitor-size 32 is more than --eval-size 16"),
+    (["--trials", "2", "--eval-every", "10", "--steps", "4"], "--eval-every 10 is more than --steps 4"),
+    (["--trials", "2", "--task", ","], "--task ',' names no task"),
+    (["--trials", "2", "--task", "tiny_cls,tiny_cls"], "--task: 'tiny_cls' is listed twice"),
+    (["--trials", "2", "--storage", "foo"], "--storage foo: not a storage URL"),
+    (["--trials", "2", "--storage", "foo://bar"], "--storage foo://bar: not a storage URL"),
+    (["--trials", "2", "--storage", "sqlite:////no_such_folder/x.db"], "cannot open it"),
+])
+def test_search_flags_it_cannot_use_are_refused_before_anything_is_made(capsys, tmp_path, tiny_models, tiny_tasks,
+                                                                         flags, message):
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--tasks-dir", str(tiny_tasks),
+            "--results", str(tmp_path / "results"), *flags]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "results").exists()
+
+
 def test_an_encoder_is_refused_for_a_task_without_classes_before_a_study_exists(capsys, tmp_path, tiny_tasks):
     code = main(["search", "--task", "tiny_cls,tiny_qa", "--model", "minilm-l6", "--trials", "1",
                  "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
@@ -516,8 +540,8 @@ def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monk
         raise sqlalchemy.exc.OperationalError("CONNECT", {}, Exception("password authentication failed"))
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
-    with pytest.raises(sqlalchemy.exc.OperationalError, match="password"):
-        study_module.open_storage(f"sqlite:///{tmp_path / 'other.db'}")
+    with pytest.raises(ValueError, match=r"other.db: cannot open it \(.*password authentication failed\)"):
+        study_module.open_storage(f"sqlite:///{tmp_path / 'other.db'}")  # another error is not a lost race
 
 
 def finished_study(tmp_path, scores: list[float], *, metric: str = "accuracy", n: int = 400) -> optuna.Study:
@@ -568,6 +592,10 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
     with pytest.raises(ValueError, match=r"holds trials of other settings \(model 'minilm-l6' -> 'gpt2'; "
                                          r"steps 100 -> 50\): pass another --study name"):
         claim_study(study, {**definition, "model": "gpt2", "steps": 50}, directions=["maximize"])
+    # its trials trained with seed 0 (a study recorded before the seed counted): another seed is refused
+    claim_study(study, {**definition, "seed": 0}, directions=["maximize"])
+    with pytest.raises(ValueError, match=r"seed 0 -> 1"):
+        claim_study(study, {**definition, "seed": 1}, directions=["maximize"])
     # another objective would fail every trial: refused before any runs
     with pytest.raises(ValueError, match=r"optimizes \['maximize'\], this command \['maximize', 'minimize'\]"):
         claim_study(study, {**definition, "objective": ["score", "trainable_params"]},
