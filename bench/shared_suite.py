@@ -20,10 +20,12 @@ from optuna.trial import TrialState
 
 from bench.bench_runner import failure_entry, record_path
 from bench.interrupts import quiet_trial_failures
-from bench.models import ModelPool
+from bench.methods.registry import MethodError
+from bench.models import ModelError, ModelPool
 from bench.record import RunRecord, results_folder, write_json_atomic
 from bench.run import execute_run
 from bench.suite import Suite
+from tasks import TaskCardError
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 SEARCH_RECORDS_ATTR = "run_records"  # a search trial's records, one per task, for machines without its files
@@ -98,7 +100,9 @@ def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.stop()
 
-    quiet_trial_failures(_QueueEmpty)  # Ctrl-C, or a run another machine took: one line, not a traceback
+    # Ctrl-C, a run another machine took, or a run refused with a named reason (the summary gives it):
+    # one line, not a traceback
+    quiet_trial_failures(_QueueEmpty, MethodError, ModelError, TaskCardError)
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "Trial 3 finished ... parameters: {}" names no run

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from bench.device import worker_share
 from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
+from bench.methods.registry import MethodError
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
 from search.pruning import NoiseAwarePruner
@@ -379,7 +380,8 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
     worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
-    quiet_trial_failures(*NOT_THE_CONFIG, BudgetReached, StartingPointTaken)  # their one line says it all
+    # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say)
+    quiet_trial_failures(*NOT_THE_CONFIG, MethodError, BudgetReached, StartingPointTaken)
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's

@@ -615,3 +615,19 @@ def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeyp
     states = [t.state.name for t in study.trials]
     # the orphan held the last slot until its heartbeat went stale; then a trial ran in its place
     assert states[0] == "FAIL" and states.count("COMPLETE") == 3
+
+
+def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_path, tiny_models, tiny_tasks):
+    (tmp_path / "mine").mkdir()  # _search_argv writes its own space.yaml in tmp_path
+    space = write_space(tmp_path / "mine",
+                        "methods: [prompt_tuning]\nshared: {num_virtual_tokens: {low: 600, high: 900}}\n")
+    optuna_log = io.StringIO()
+    handler = logging.StreamHandler(optuna_log)
+    logging.getLogger("optuna").addHandler(handler)
+    try:
+        code = main(_search_argv(tmp_path, tiny_models, tiny_tasks, trials=2, study="too_long", steps=2)
+                    + ["--space", str(space)])
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    assert code == 2 and "exceed the 512 positions" in capsys.readouterr().err  # five in a row stop the search
+    assert "Trial 0 failed" in optuna_log.getvalue() and "Traceback" not in optuna_log.getvalue()
