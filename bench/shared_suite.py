@@ -110,8 +110,11 @@ def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
             study.optimize(objective, callbacks=[stop_when_queue_empty], catch=(Exception,))
         finally:
             optuna.logging.set_verbosity(verbosity)
-    done = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    elsewhere = sum(RUN_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    # this plan's runs only: the study also holds runs of the suite as it was written before (other steps, say)
+    done = len({t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+               & set(by_id))
+    elsewhere = sum(t.user_attrs.get(RUN_ATTR) in by_id
+                    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     return SharedOutcome(done, elsewhere, failures)
 
 

@@ -228,6 +228,8 @@ def test_suite_shared_through_a_study_runs_each_run_once(tmp_path, tiny_models, 
 
 
 def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_models, tiny_tasks):
+    import optuna
+
     from bench.shared_suite import RUN_ATTR, open_suite_study, run_shared_suite
 
     suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),),
@@ -236,6 +238,8 @@ def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_
     study = open_suite_study(suite, url)
     # a run an older version of the suite planned and queued, since left out of the plan
     study.enqueue_trial({"run": 99}, user_attrs={RUN_ATTR: "tiny_qa__left_out__s0"})
+    # and one it completed: not counted among this plan's runs
+    study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={RUN_ATTR: "tiny_qa__done_before__s0"}))
     optuna_log = io.StringIO()  # Optuna's own handler writes to the stderr it found at import
     handler = logging.StreamHandler(optuna_log)
     logging.getLogger("optuna").addHandler(handler)
