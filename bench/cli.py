@@ -249,6 +249,9 @@ def _records(args):
     from bench.results import DEFAULT_RESULTS, SHIPPED_RESULTS, load_records
 
     named, args.folder = args.folder is not None, args.folder or DEFAULT_RESULTS  # where tables and plots go
+    if args.study and not args.storage:
+        raise ValueError(f"--study {args.study} needs --storage (the study's URL); a search's own study is "
+                         f"results/<study>/study.db: --storage sqlite:///results/{args.study}/study.db")
     if args.storage:
         from bench.shared_suite import records_from_study
 

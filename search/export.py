@@ -105,7 +105,8 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         best["test"] = earlier["test"] if same_winner and isinstance(earlier.get("test"), dict) else \
             _export_winner(records, folder, tasks_dirs)
         best["tasks"] = list(best["test"])  # the test scores are keyed by task
-    write_text_atomic("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
+    cards = "".join(f" --tasks-dir {Path(folder).resolve()}" for folder in tasks_dirs)  # where its cards were found
+    write_text_atomic(f"# spbench run --config this-file{cards}  (add --task to pick one of `tasks`)\n"
                       + yaml.safe_dump(best, sort_keys=False), out)
     return out
 

@@ -340,3 +340,8 @@ def test_the_last_steps_evaluation_is_the_final_validation_score_when_it_scored_
     assert record["scores"]["validation"] == last
     # the base model's two splits, the initial state's two, steps 2 and 3, and only the final test
     assert scored == [6] * 7
+
+
+def test_a_study_without_its_storage_is_refused_not_ignored(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "results", tmp_path, "--study", "sst2__minilm-l6")
+    assert code == 2 and "--study sst2__minilm-l6 needs --storage" in err

@@ -246,6 +246,8 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["method"] in ("prompt_tuning", "p_tuning") and "lr" in best["train"]
     assert set(best["test"]["tiny_cls"]) >= {"accuracy", "n"}  # test scored once, for the winner
+    assert (folder / "best.yaml").read_text().startswith(  # its cards came from a folder of their own
+        f"# spbench run --config this-file --tasks-dir {tiny_tasks.resolve()}  (add --task")
     # 6 validation examples: the winner's standard error is wide, and the trials inside it are named
     assert 0 < best["validation_standard_error"] <= 0.5 and isinstance(best["tied_trials"], list)
     for trial in study.trials:  # trials never saw the test split
