@@ -117,7 +117,7 @@ def run(args) -> int:
     _note_space_change(study, space)
     if not study.trials:
         enqueue_known_good(study, space, classification=not without_classes)
-    references = _references(study, args.results, tasks, args.model, args.steps) if len(tasks) > 1 else {}
+    references = _references(study, args, tasks) if len(tasks) > 1 else {}
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
@@ -251,7 +251,7 @@ def _note_space_change(study: optuna.Study, space) -> None:
     study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
 
 
-def _references(study: optuna.Study, results: Path, tasks: list[str], model: str, steps: int) -> dict[str, float]:
+def _references(study: optuna.Study, args, tasks: list[str]) -> dict[str, float]:
     """Full fine-tuning's score per task, which several tasks' scores are divided by: taken from the
     bench records when the study starts and kept in it, so a resumed study keeps one scale. Unless
     every task has one, every task is scored raw (a mean of ratios and raw scores means nothing)."""
@@ -262,12 +262,17 @@ def _references(study: optuna.Study, results: Path, tasks: list[str], model: str
         print("scoring each task " + (f"relative to full fine-tuning: {_listed(references)}" if references
                                       else "raw (no full fine-tuning score of every task when the study started)"))
         return references
-    found = full_ft_references(results, tasks, model, steps=steps)
+    results, model = args.results, args.model
+    found = full_ft_references(results, tasks, model, steps=args.steps)
     missing = [task for task in tasks if task not in found]
     if missing:
+        # at the search's own budget, so the reference is trained and scored as its trials are
+        budget = (f"--steps {args.steps} --batch-size {args.batch_size} --eval-size {args.eval_size}"
+                  + "".join(f" --tasks-dir {folder}" for folder in args.tasks_dir))
+        commands = "; ".join(f"spbench run --task {task} --model {model} --method full_ft {budget} --results {results}"
+                             for task in missing)
         print(f"no full fine-tuning record of {model} on {', '.join(missing)} under {results}: every task scored "
-              f"raw, not relative (`spbench run --task {missing[0]} --model {model} --method full_ft --steps {steps} "
-              f"--results {results}` makes one; a new study picks it up)")
+              f"raw, not relative (`{commands}` makes them; a new study picks them up)")
     else:
         budgets = ", ".join(f"{task} {budget} steps" for task, (_, budget) in found.items())
         print(f"scoring each task relative to full fine-tuning: {_listed({t: v for t, (v, _) in found.items()})} "

@@ -74,20 +74,25 @@ def test_a_diverging_run_is_pruned_with_its_reason(monkeypatch, tmp_path):
 
 
 def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch, capsys, tmp_path):
+    from types import SimpleNamespace
+
     found = {"a": (0.8, 10)}
     monkeypatch.setattr(search.objective, "full_ft_references", lambda results, tasks, model, steps: dict(found))
+    args = SimpleNamespace(results=tmp_path, model="tiny", steps=10, batch_size=4, eval_size=16, tasks_dir=["cards"])
     study = optuna.create_study(direction="maximize")
-    assert _references(study, tmp_path, ["a", "b"], "tiny", 10) == {}  # a mean of a ratio and a raw score means nothing
+    assert _references(study, args, ["a", "b", "c"]) == {}  # a mean of a ratio and a raw score means nothing
     out = capsys.readouterr().out
-    assert "no full fine-tuning record of tiny on b" in out
-    assert f"`spbench run --task b --model tiny --method full_ft --steps 10 --results {tmp_path}` makes one" in out
-    found["b"] = (0.5, 40)  # full fine-tuning on b recorded later: the study keeps the scale it started with
-    assert _references(study, tmp_path, ["a", "b"], "tiny", 10) == {}
+    assert "no full fine-tuning record of tiny on b, c" in out
+    budget = f"--steps 10 --batch-size 4 --eval-size 16 --tasks-dir cards --results {tmp_path}"  # the search's own
+    assert (f"`spbench run --task b --model tiny --method full_ft {budget}; "
+            f"spbench run --task c --model tiny --method full_ft {budget}` makes them") in out
+    found.update(b=(0.5, 40), c=(0.6, 10))  # recorded later: the study keeps the scale it started with
+    assert _references(study, args, ["a", "b", "c"]) == {}
     assert "scoring each task raw (no full fine-tuning score of every task" in capsys.readouterr().out
     fresh = optuna.create_study(direction="maximize")
-    assert _references(fresh, tmp_path, ["a", "b"], "tiny", 10) == {"a": 0.8, "b": 0.5}
-    assert "relative to full fine-tuning: a 0.8000, b 0.5000 (best validation score of its records under " \
-           f"{tmp_path}: a 10 steps, b 40 steps)" in capsys.readouterr().out
+    assert _references(fresh, args, ["a", "b", "c"]) == {"a": 0.8, "b": 0.5, "c": 0.6}
+    assert "relative to full fine-tuning: a 0.8000, b 0.5000, c 0.6000 (best validation score of its records under " \
+           f"{tmp_path}: a 10 steps, b 40 steps, c 10 steps)" in capsys.readouterr().out
 
 
 def test_full_fine_tuning_references_prefer_runs_of_the_searchs_budget(tmp_path):
