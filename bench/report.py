@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord
-from bench.results import ResultRow, aggregate, csv_name, load_records, task_names, write_csv
+from bench.results import ResultRow, aggregate, csv_name, load_records, spread, task_names, write_csv
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -19,15 +19,11 @@ def _table(rows: list[ResultRow]) -> list[str]:
         relative = f"{r.relative_to_full_ft:.3f}" if r.relative_to_full_ft is not None else "–"
         improvement = f"{r.improvement_pct:+.1f}%" if r.improvement_pct is not None else "–"
         lines.append(
-            f"| {r.model} | `{r.label}` | {r.seeds} | {r.score:.3f}{_spread(r)} | {relative} | "
+            f"| {r.model} | `{r.label}` | {r.seeds} | {r.score:.3f}{spread(r, gap=' ')} | {relative} | "
             f"{improvement} | {r.trainable_params:,.0f} ({r.trainable_pct:.3f}%) | {r.train_seconds:.1f} | "
             f"{r.train_flops:.2e} | {r.peak_memory_bytes / 2**20:,.0f} | {r.artifact_bytes / 1024:,.0f} | "
             f"{r.latency_overhead:.2f} |")
     return lines
-
-
-def _spread(row: ResultRow) -> str:
-    return "" if row.score_std is None else f" ± {row.score_std:.3f}"
 
 
 def _environment(record: RunRecord) -> list[str]:

@@ -165,6 +165,11 @@ class ResultRow:
     train: dict  # every training setting the group shares (all but the seed)
 
 
+def spread(row: ResultRow, *, gap: str = "") -> str:
+    """"±std" to write after a row's score; nothing for a single seed (no spread, not a spread of 0)."""
+    return "" if row.score_std is None else f"{gap}±{gap}{row.score_std:.3f}"
+
+
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and standard deviation; one seed has no spread to show (None, not a misleading 0)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -341,6 +346,6 @@ def format_table(rows: list[ResultRow]) -> str:
         improvement = f"{r.improvement_pct:>+8.1f}%" if r.improvement_pct is not None else f"{'-':>9}"
         lines.append(
             f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>2} "
-            f"{r.score:>7.3f}{'' if r.score_std is None else f'±{r.score_std:.3f}':<7} {relative:>6} {improvement} "
+            f"{r.score:>7.3f}{spread(r):<7} {relative:>6} {improvement} "
             f"{_si(r.trainable_params):>7} {r.train_seconds:>8.1f} {_si(r.train_flops):>7} {r.latency_overhead:>6.2f}x")
     return "\n".join(lines)
