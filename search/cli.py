@@ -66,7 +66,7 @@ def run(args) -> int:
     from bench.train import TrainSettings
     from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
     from search.study import (Strategy, check_storage, claim_study, done_trials, enqueue_known_good, open_storage,
-                              run_workers, storage_url)
+                              requeue_starting_point, run_workers, storage_url)
     from tasks import load_task
 
     _check_flags(args)
@@ -101,8 +101,8 @@ def run(args) -> int:
     strategy = Strategy(sampler=args.sampler, pruner=args.pruner, multi_objective=multi, seed=args.seed,
                         min_steps=args.eval_every, max_steps=args.steps * len(tasks), margin=args.prune_margin,
                         shared_storage=args.storage is not None)
-    study = optuna.create_study(study_name=name, storage=open_storage(url), load_if_exists=True, directions=directions,
-                                pruner=strategy.make_pruner())
+    study = optuna.create_study(study_name=name, storage=open_storage(url, on_stale=requeue_starting_point),
+                                load_if_exists=True, directions=directions, pruner=strategy.make_pruner())
     strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
     study.sampler = strategy.make_sampler()
     if multi and args.pruner != "none":

@@ -63,9 +63,20 @@ def check_storage(url: str) -> None:
     open_storage(url).remove_session()
 
 
-def open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStorage:
+def requeue_starting_point(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """For a trial whose process was killed (its heartbeat went stale): a starting point is queued
+    once, so put it back, as Ctrl-C does, or the study never runs it (Lester's recipe, say)."""
+    queued = trial.system_attrs.get("fixed_params")
+    if queued:
+        study.enqueue_trial(queued)
+
+
+def open_storage(url: str, *, retry_failed: int = 0, on_stale=None) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running.
+    `retry_failed` > 0 queues such a trial again (up to that many times); `on_stale(study, trial)`
+    is called instead, when given. A URL that cannot be opened is refused with its reason."""
     try:
-        return _open_storage(url, retry_failed=retry_failed)
+        return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
         raise ValueError(f"--storage {url}: not a storage URL ({str(err).splitlines()[0]})") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
@@ -73,11 +84,10 @@ def open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStor
         raise ValueError(f"--storage {shown}: cannot open it ({str(err).strip().splitlines()[0]})") from None
 
 
-def _open_storage(url: str, *, retry_failed: int = 0) -> optuna.storages.BaseStorage:
-    """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running;
-    `retry_failed` > 0 queues such a trial again (up to that many times)."""
+def _open_storage(url: str, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retry_failed) if retry_failed else None
+    retry = on_stale or (optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retry_failed)
+                         if retry_failed else None)
 
     def connect() -> optuna.storages.RDBStorage:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
@@ -416,7 +426,7 @@ def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int
             n_trials: int | None, timeout: float | None) -> None:
     show_warnings_to_users()
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(url),
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url, on_stale=requeue_starting_point),
                                   sampler=strategy.make_sampler(index), pruner=strategy.make_pruner())
         with worker_share(index, workers):
             optimize(study, objective, n_trials=n_trials, timeout=timeout)

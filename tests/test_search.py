@@ -619,6 +619,28 @@ def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeyp
     assert states[0] == "FAIL" and states.count("COMPLETE") == 3
 
 
+def test_a_killed_process_starting_point_is_queued_again(tmp_path, monkeypatch):
+    """A starting point is queued once; if the process running it is killed, it goes back in the queue."""
+    import time as clock
+
+    from search import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study_module, "GRACE_SECONDS", 1)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    storage = study_module.open_storage(url, on_stale=study_module.requeue_starting_point)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.enqueue_trial({"lr": 0.3})
+    study.enqueue_trial({"lr": 0.01})
+    killed = study.ask()  # takes the first point, beats once, then its process dies
+    killed.suggest_float("lr", 1e-4, 1.0, log=True)
+    study._storage.record_heartbeat(killed._trial_id)
+    clock.sleep(2.5)
+    optuna.storages.fail_stale_trials(study)
+    waiting = [t.system_attrs["fixed_params"] for t in study.trials if t.state.name == "WAITING"]
+    assert study.trials[0].state.name == "FAIL" and waiting == [{"lr": 0.01}, {"lr": 0.3}]
+
+
 def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_path, tiny_models, tiny_tasks):
     (tmp_path / "mine").mkdir()  # _search_argv writes its own space.yaml in tmp_path
     space = write_space(tmp_path / "mine",
