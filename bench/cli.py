@@ -75,8 +75,11 @@ def _run(args) -> int:
         if left_out:
             print(f"{args.config}: its {' and '.join(left_out)} are {config['method']}'s, not applied to {method_name}")
     train_values = {**config_train, **set_train, **{k: v for k, v in flags.items() if v is not None}}
-    if args.eval_size is not None and "monitor_size" not in set_train:  # never watch more than is scored
-        train_values["monitor_size"] = min(train_values.get("monitor_size", TrainSettings.monitor_size), args.eval_size)
+    # never watch more than is scored, unless told to: by --set, or by a config that --eval-size does not override
+    watched_as_told = "monitor_size" in set_train or ("monitor_size" in config_train and args.eval_size is None)
+    if train_values.get("eval_size") and not watched_as_told:
+        train_values["monitor_size"] = min(train_values.get("monitor_size", TrainSettings.monitor_size),
+                                           train_values["eval_size"])
     spec = RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)

@@ -23,6 +23,9 @@ EXAMPLES = """examples:
 """
 
 
+EVAL_EVERY = 20  # steps between reports to the pruner, unless --eval-every says
+
+
 def add_parser(sub) -> None:
     parser = sub.add_parser("search", help="Optuna search over prompt configs (resumable, multi-worker)",
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +46,7 @@ def add_parser(sub) -> None:
                              "needed to go on (scores measured on few examples differ by noise; 0: any gap)")
     parser.add_argument("--steps", type=int, default=100, help="training steps per trial")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--eval-every", type=int, default=20, help="steps between reports to the pruner")
+    parser.add_argument("--eval-every", type=int, help=f"steps between reports to the pruner (default {EVAL_EVERY})")
     parser.add_argument("--monitor-size", type=int, help="validation examples per report (default: --eval-size, "
                         "so the pruner sees the score it predicts, with the smallest noise margin)")
     parser.add_argument("--eval-size", type=int, default=300, help="validation/test examples for final scores")
@@ -158,7 +161,9 @@ def _check_flags(args) -> None:
     if args.monitor_size is not None and args.monitor_size > args.eval_size:
         raise ValueError(f"--monitor-size {args.monitor_size} is more than --eval-size {args.eval_size}: reports "
                          "would score more validation examples than the final score")
-    if args.eval_every > args.steps:
+    if args.eval_every is None:  # a budget shorter than the default spacing reports only at its end, as asked
+        args.eval_every = EVAL_EVERY
+    elif args.eval_every > args.steps:
         raise ValueError(f"--eval-every {args.eval_every} is more than --steps {args.steps}: no trial would report "
                          "before its end, so none could be pruned")
     if args.prune_margin < 0:

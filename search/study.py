@@ -63,12 +63,16 @@ def check_storage(url: str) -> None:
     open_storage(url).remove_session()
 
 
+REQUEUED_ATTR = "requeued_after_kill"
+REQUEUES = 2  # a point whose every run gets its process killed (out of memory, say) is not run for ever
+
+
 def requeue_starting_point(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """For a trial whose process was killed (its heartbeat went stale): a starting point is queued
     once, so put it back, as Ctrl-C does, or the study never runs it (Lester's recipe, say)."""
-    queued = trial.system_attrs.get("fixed_params")
-    if queued:
-        study.enqueue_trial(queued)
+    queued, requeued = trial.system_attrs.get("fixed_params"), trial.user_attrs.get(REQUEUED_ATTR, 0)
+    if queued and requeued < REQUEUES:
+        study.enqueue_trial(queued, user_attrs={REQUEUED_ATTR: requeued + 1})
 
 
 def open_storage(url: str, *, retry_failed: int = 0, on_stale=None) -> optuna.storages.BaseStorage:
@@ -80,8 +84,12 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None) -> optuna.st
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
         raise ValueError(f"--storage {url}: not a storage URL ({str(err).splitlines()[0]})") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
-        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-        raise ValueError(f"--storage {shown}: cannot open it ({str(err).strip().splitlines()[0]})") from None
+        parsed = sqlalchemy.engine.make_url(url)
+        folder = Path(parsed.database or "").parent
+        missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
+        hint = f"; its folder {folder} does not exist" if missing_folder else ""
+        raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: cannot open it "
+                         f"({str(err).strip().splitlines()[0]}){hint}") from None
 
 
 def _open_storage(url: str, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
@@ -243,7 +251,9 @@ def refit_queued_points(study: optuna.Study, space: SearchSpace) -> int:
     return withdrawn
 
 
-DEFINITION_ADDED_LATER = {"gradient_checkpointing": False, "seed": 0}
+DEFINITION_ADDED_LATER = {"gradient_checkpointing": False}
+# keys whose value in a study recorded before they counted is unknown: the first resume's is kept
+RECORDED_ON_FIRST_RESUME = ("seed",)
 
 
 def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:
@@ -258,6 +268,10 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
     if [d.name for d in study.directions] != wanted:
         raise ValueError(f"study {study.study_name!r} optimizes {[d.name.lower() for d in study.directions]}, "
                          f"this command {directions}: pass another --study name for a new objective")
+    unknown = [k for k in RECORDED_ON_FIRST_RESUME if stored and k in definition and k not in stored]
+    if unknown:
+        stored = {**stored, **{k: definition[k] for k in unknown}}
+        study.set_user_attr("definition", stored)
     # a key added to definitions later reads, in a study recorded before, as its default then
     differing = {k: (stored.get(k, DEFINITION_ADDED_LATER.get(k)), v) for k, v in definition.items()
                  if stored and stored.get(k, DEFINITION_ADDED_LATER.get(k)) != v}

@@ -279,6 +279,14 @@ def test_config_values_are_read_as_a_suite_reads_them_and_another_methods_are_no
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
     assert record["method"]["settings"]["num_virtual_tokens"] == 3  # a config naming no method: for --method
     assert (record["train"]["eval_size"], record["train"]["monitor_size"]) == (4, 4)
+    for given in (["--set", "eval_size=4"], []):  # by --set, or by the config alone: watched as it is scored
+        config.write_text("settings: {num_virtual_tokens: 3}\ntrain: {eval_size: 4}\n")
+        code, out, err = run_cli(capsys, "run", "--config", config, "--task", "tiny_cls", "--model",
+                                 tiny_models["gpt2"][0], "--method", "prompt_tuning", "--steps", 1, *given,
+                                 "--tasks-dir", tiny_tasks, "--results", tmp_path, "--quiet")
+        assert code == 0, err
+        record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+        assert record["train"]["monitor_size"] == 4
 
 
 def test_a_results_path_naming_a_file_is_refused_before_any_model_loads(capsys, tiny_models, tiny_tasks, tmp_path,

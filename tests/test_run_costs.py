@@ -64,6 +64,23 @@ def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_c
     assert by_path.run_id() != first
 
 
+def test_a_card_given_by_path_that_its_name_does_not_find_counts_its_version_however_the_path_is_typed(
+        tmp_path, monkeypatch):
+    from tasks.registry import SHIPPED_CARDS
+
+    (tmp_path / "cards").mkdir()
+    card = tmp_path / "cards" / "mine.yaml"
+    card.write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: mine\nversion: 3\n")
+    monkeypatch.chdir(tmp_path)
+    ids = {dataclasses.replace(spec("lora", {}), task=typed).run_id()
+           for typed in (str(card), "cards/mine.yaml", "./cards/mine.yaml")}
+    assert len(ids) == 1 and ids.pop().startswith("mine__")
+    version_3 = dataclasses.replace(spec("lora", {}), task=str(card)).run_id()
+    card.write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: mine\nversion: 4\n")
+    os.utime(card, ns=(1, 1))
+    assert dataclasses.replace(spec("lora", {}), task=str(card)).run_id() != version_3
+
+
 def test_improvement_needs_a_positive_score_before():
     after = {"validation": {"mcc": 0.3}, "test": {"mcc": 0.4}}
     assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.2}}, "mcc") == pytest.approx(

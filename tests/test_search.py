@@ -594,9 +594,9 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
     with pytest.raises(ValueError, match=r"holds trials of other settings \(model 'minilm-l6' -> 'gpt2'; "
                                          r"steps 100 -> 50\): pass another --study name"):
         claim_study(study, {**definition, "model": "gpt2", "steps": 50}, directions=["maximize"])
-    # its trials trained with seed 0 (a study recorded before the seed counted): another seed is refused
-    claim_study(study, {**definition, "seed": 0}, directions=["maximize"])
-    with pytest.raises(ValueError, match=r"seed 0 -> 1"):
+    # a study recorded before the seed counted keeps its first resume's seed (its trials' is unknown)
+    claim_study(study, {**definition, "seed": 3}, directions=["maximize"])
+    with pytest.raises(ValueError, match=r"seed 3 -> 1"):
         claim_study(study, {**definition, "seed": 1}, directions=["maximize"])
     # another objective would fail every trial: refused before any runs
     with pytest.raises(ValueError, match=r"optimizes \['maximize'\], this command \['maximize', 'minimize'\]"):
@@ -639,6 +639,16 @@ def test_a_killed_process_starting_point_is_queued_again(tmp_path, monkeypatch):
     optuna.storages.fail_stale_trials(study)
     waiting = [t.system_attrs["fixed_params"] for t in study.trials if t.state.name == "WAITING"]
     assert study.trials[0].state.name == "FAIL" and waiting == [{"lr": 0.01}, {"lr": 0.3}]
+    # a point whose every run gets its process killed (out of memory, say) is queued twice, not for ever
+    from search.study import REQUEUES
+
+    killed_again = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"lr": 0.3},
+                                             distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0)},
+                                             user_attrs={study_module.REQUEUED_ATTR: REQUEUES},
+                                             system_attrs={"fixed_params": {"lr": 0.3}})
+    before = len(study.trials)
+    study_module.requeue_starting_point(study, killed_again)
+    assert len(study.trials) == before
 
 
 def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_path, tiny_models, tiny_tasks):
@@ -655,3 +665,16 @@ def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_pat
         logging.getLogger("optuna").removeHandler(handler)
     assert code == 2 and "exceed the 512 positions" in capsys.readouterr().err  # five in a row stop the search
     assert "Trial 0 failed" in optuna_log.getvalue() and "Traceback" not in optuna_log.getvalue()
+
+
+def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
+    from types import SimpleNamespace
+
+    from search.cli import EVAL_EVERY, _check_flags
+
+    args = SimpleNamespace(trials=1, timeout=None, workers=1, steps=EVAL_EVERY // 2, batch_size=4, eval_every=None,
+                           eval_size=16, monitor_size=None, prune_margin=2.0)
+    _check_flags(args)  # --eval-every not given: reports at the end only, as before
+    assert args.eval_every == EVAL_EVERY
+    with pytest.raises(ValueError, match="--eval-every 30 is more than --steps 10"):
+        _check_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
