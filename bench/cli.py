@@ -253,8 +253,8 @@ def _records(args):
 
     named, args.folder = args.folder is not None, args.folder or DEFAULT_RESULTS  # where tables and plots go
     if args.study and not args.storage:
-        raise ValueError(f"--study {args.study} needs --storage (the study's URL); a search's own study is "
-                         f"results/<study>/study.db: --storage sqlite:///results/{args.study}/study.db")
+        raise ValueError(f"--study {args.study} needs --storage, the URL its study is in (a search's own is "
+                         "sqlite:///<its results folder>/<study>/study.db; a shared suite's, the one its machines use)")
     if args.storage:
         from bench.shared_suite import records_from_study
 

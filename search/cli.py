@@ -79,8 +79,6 @@ def run(args) -> int:
     repeated = sorted({t for t in tasks if tasks.count(t) > 1})
     if repeated:
         raise ValueError(f"--task: {repeated[0]!r} is listed twice")
-    if args.storage:
-        check_storage(args.storage)  # before a results folder is made for a study that cannot open
     objectives = [o.strip() for o in args.objective.split(",")]
     if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
@@ -98,6 +96,8 @@ def run(args) -> int:
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                           monitor_size=monitor_size, eval_size=args.eval_size, seed=args.seed,
                           gradient_checkpointing=args.gradient_checkpointing)
+    if args.storage:
+        check_storage(args.storage)  # before a results folder is made for a study that cannot open
     results_folder(folder)  # after every check: a refused command leaves no folder behind
     url = storage_url(folder, args.storage)
     directions = ["maximize", "minimize"] if multi else ["maximize"]

@@ -188,7 +188,9 @@ def _checked(where: str, method: str, param: Param) -> Param:
         param = dataclasses.replace(param, value=value)
     elif param.kind == "categorical":
         choices = tuple(typed_setting(where, param.name, c, declared, error=SpaceError) for c in param.choices)
-        if len(set(map(repr, choices))) < len(choices):
+        # 1 and 1.0 are one choice of a number setting (as text, "1" is another)
+        same = [float(c) if isinstance(c, (int, float)) and not isinstance(c, bool) else repr(c) for c in choices]
+        if len(set(same)) < len(same):
             raise SpaceError(f"{where}.{param.name}: a choice is listed twice in {list(param.choices)}")
         param = dataclasses.replace(param, choices=choices)
     values = {"fixed": (param.value,), "categorical": param.choices}.get(param.kind, (param.low, param.high))

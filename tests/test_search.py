@@ -52,6 +52,7 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [prompt_tuning]\nshared: {num_virtual_tokens: {choices: [4, true]}}\n", "must be an integer, got True"),
     ("methods: [prompt_tuning]\nshared: {num_virtual_tokens: {choices: [a, b]}}\n", "must be an integer, got 'a'"),
     ("methods: [prompt_tuning]\nshared: {num_virtual_tokens: {choices: [4, 4.0]}}\n", "a choice is listed twice"),
+    ("methods: [prompt_tuning]\nper_method: {prompt_tuning: {lr: {choices: [1, 1.0]}}}\n", "a choice is listed twice"),
     ("methods: [prompt_tuning]\nper_method: {prompt_tuning: {lr: {low: 0.001, high: 0.1, log: 'false'}}}\n",
      "`log` must be true or false, got 'false'"),
     ("methods: [prompt_tuning]\nper_method: {prompt_tuning: {lr: {low: 0.001, high: 0.1, choices: [0.5]}}}\n",
