@@ -32,11 +32,12 @@ def record_path(run: PlannedRun) -> Path:
     return Path(run.spec.results_dir) / run.spec.run_id() / "record.json"
 
 
-def _damage(run: PlannedRun) -> str | None:
-    """What is wrong with a run's existing record (None: nothing). Records are written whole, so only
-    a damaged disk or a hand edit leaves a bad one; the run is then trained again, not counted done."""
+def _damage(run: PlannedRun, path: Path) -> str | None:
+    """What is wrong with a run's existing record at `path` (None: nothing). Records are written
+    whole, so only a damaged disk or a hand edit leaves a bad one; the run is then trained again,
+    not counted done."""
     try:
-        record = read_record(record_path(run))
+        record = read_record(path)
         if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:  # a newer version's whole record: done
             return None
         return record_problem(record) or (None if record.get("run_id") == run.spec.run_id() else "another run's id")
@@ -66,25 +67,26 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not terminal)
 
     ran_seconds, ran = 0.0, 0  # runs trained here, for the time left (skipped runs cost nothing)
+    records = [record_path(run) for run in suite.runs]  # once: every progress line looks at the rest
 
     def finished(number: int, name: str, how: str) -> None:
         bar.update()
         if progress and not terminal:
-            left = sum(not record_path(later).exists() for later in suite.runs[number:])  # the rest to train
+            left = sum(not later.exists() for later in records[number:])  # the rest to train
             eta = f"; about {_duration(ran_seconds / ran * left)} left" if ran and left else ""
             print(f"[{number}/{len(suite.runs)}] {name}: {how}{eta}", file=sys.stderr, flush=True)
 
-    for number, run in enumerate(suite.runs, 1):
+    for number, (run, record) in enumerate(zip(suite.runs, records), 1):
         name = _describe(run)
         bar.set_postfix_str(name[:60])
-        failure = record_path(run).parent / "failure.json"
-        if record_path(run).exists():
-            problem = _damage(run)
+        failure = record.parent / "failure.json"
+        if record.exists():
+            problem = _damage(run, record)
             if problem is None:
                 outcome.skipped.append(name)
                 finished(number, name, "record exists, skipped")
                 continue
-            print(f"{name}: its record {record_path(run)} is unreadable ({problem}); running it again", file=sys.stderr)
+            print(f"{name}: its record {record} is unreadable ({problem}); running it again", file=sys.stderr)
         started = time.perf_counter()
         run.spec.progress = progress
         try:

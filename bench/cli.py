@@ -195,11 +195,9 @@ def _task_validate(args) -> int:
     if not args.name:
         raise ValueError("tasks validate needs a card path")
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
-    for metric in task.card.metrics:  # as a run checks them before its model loads
-        if metric.startswith("evaluate:"):
-            from tasks.metrics import load_library_metric
+    from tasks.metrics import load_library_metrics
 
-            load_library_metric(metric.removeprefix("evaluate:"))
+    load_library_metrics(task.card.metrics)  # as a run checks them before its model loads
     for split in ("train", "validation", "test"):
         examples = task.examples(split)  # renders every row: fields, labels and targets are checked
         print(f"{split:<10} {len(examples):>6} rows ok")

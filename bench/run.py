@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,8 +32,8 @@ from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, find_task, load_task
+from tasks.metrics import load_library_metrics
 from tasks.registry import CARD_SUFFIXES
-from tasks.metrics import load_library_metric
 
 EVAL_SPLITS = ("validation", "test")
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
@@ -182,9 +182,7 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
 def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     """Everything a run needs, checked before any compute: task, method settings, model."""
     task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
-    for metric in task.card.metrics:  # a metric that cannot load would fail the run after its training
-        if metric.startswith("evaluate:"):
-            load_library_metric(metric.removeprefix("evaluate:"))
+    load_library_metrics(task.card.metrics)  # one that cannot load would fail the run after its training
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
     if spec.train.gradient_checkpointing:

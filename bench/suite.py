@@ -14,7 +14,8 @@ from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
-from bench.yaml_values import checked_settings, read_yaml_mapping, settings_mapping, typed_setting
+from bench.yaml_values import (checked_settings, read_yaml_mapping, refuse_repeats, settings_mapping,
+                               typed_setting)
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "model_kinds", "methods", "seeds", "train"}
@@ -107,11 +108,7 @@ def _settings(where: str, values: Any, fields: dict[str, Any], what: str) -> dic
 
 def _refuse_repeats(where: str, values: list) -> None:
     """A value listed twice would plan the same run twice (one run id: the second is skipped as done)."""
-    seen = set()
-    for value in values:
-        if repr(value) in seen:
-            raise SuiteError(f"{where}: {value!r} is listed twice")
-        seen.add(repr(value))
+    refuse_repeats(where, values, error=SuiteError)
 
 
 # training settings a suite gives its own way: the run's seed comes from the suite's `seeds` list

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` is merged by the base class, not a key
                 continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in lines:
+            if not isinstance(key, Hashable):  # the base class names that error
+                continue
+            if key in lines:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice (lines {lines[key]} and {key_node.start_mark.line + 1}); "
                     "the second would replace the first", key_node.start_mark)
-            if isinstance(key, Hashable):
-                lines[key] = key_node.start_mark.line + 1
+            lines[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
-
 
 
 def read_yaml_mapping(path: Path, *, what: str, error: Callable[[str], Exception]) -> dict[str, Any]:
@@ -58,6 +58,15 @@ def yaml_number(value: Any) -> int | float | None:
 
 
 NUMBER_TYPES = {"int": "an integer", "float": "a number"}
+
+
+def refuse_repeats(where: str, values: Iterable, *, error: type[Exception] = ValueError) -> None:
+    """A value a person listed twice is refused, named: the repeat would plan or run one thing twice."""
+    seen = set()
+    for value in values:
+        if repr(value) in seen:
+            raise error(f"{where}: {value!r} is listed twice")
+        seen.add(repr(value))
 
 
 def settings_mapping(where: str, value: Any, *, error: type[Exception] = ValueError) -> dict:

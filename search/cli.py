@@ -66,6 +66,7 @@ def run(args) -> int:
     from bench.models import ModelError, resolve_model
     from bench.record import results_folder
     from bench.run import cannot_answer
+    from bench.yaml_values import refuse_repeats
     from bench.train import TrainSettings
     from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
     from search.study import (Strategy, check_storage, claim_study, done_trials, enqueue_known_good, open_storage,
@@ -76,9 +77,7 @@ def run(args) -> int:
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
     if not tasks:
         raise ValueError(f"--task {args.task!r} names no task")
-    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
-    if repeated:
-        raise ValueError(f"--task: {repeated[0]!r} is listed twice")
+    refuse_repeats("--task", tasks)
     objectives = [o.strip() for o in args.objective.split(",")]
     if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}")
@@ -146,7 +145,7 @@ def run(args) -> int:
 
 def _check_flags(args) -> None:
     """Numbers a search cannot use, refused before anything is made (a negative timeout would end the
-    search before its first trial, NaN never)."""
+    search before its first trial, NaN never); fills in --eval-every's default once checked."""
     if args.trials is None and args.timeout is None:
         raise ValueError("give --trials and/or --timeout")
     if args.trials is not None and args.trials < 1:

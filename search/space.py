@@ -14,7 +14,7 @@ import optuna
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
-from bench.yaml_values import read_yaml_mapping, typed_setting, yaml_number
+from bench.yaml_values import read_yaml_mapping, refuse_repeats, typed_setting, yaml_number
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -225,9 +225,7 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         raise SpaceError(f"{path} methods: must be a list of method names, got {methods!r}")
     if not methods:
         raise SpaceError(f"{path}: `methods` must list at least one method")
-    repeated = sorted({m for m in methods if methods.count(m) > 1})
-    if repeated:
-        raise SpaceError(f"{path} methods: {repeated[0]!r} is listed twice")
+    refuse_repeats(f"{path} methods", methods, error=SpaceError)
     if "full_ft" in methods:
         raise SpaceError(f"{path} methods: full_ft trains the whole model and leaves no prompt; it is the "
                          "reference point `spbench bench` compares against, not a searchable method")

@@ -103,6 +103,14 @@ def load_library_metric(name: str):
                          f"{str(err).splitlines()[0] if str(err) else ''})") from None
 
 
+def load_library_metrics(names: Sequence[str]) -> None:
+    """Load the `evaluate:` metrics among `names` now: one that cannot load is named before any
+    training or scoring, not after it."""
+    for name in names:
+        if name.startswith("evaluate:"):
+            load_library_metric(name.removeprefix("evaluate:"))
+
+
 def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence) -> float:
     metric = load_library_metric(name)
     references = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in references]

@@ -129,7 +129,7 @@ def refuse_typo(name: str) -> None:
     near = difflib.get_close_matches(name, MODELS, n=1, cutoff=0.8)
     if near and name not in MODELS and "/" not in name and not Path(name).exists():
         raise ModelUnavailable(f"unknown model {name!r}: did you mean {near[0]!r}? (registered: {', '.join(MODELS)}; "
-                         "or give a local checkpoint folder or a hub id)")
+                               "or give a local checkpoint folder or a hub id)")
 
 
 def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
