@@ -2,7 +2,8 @@
 
 Inputs are rows with the fields of the task's template, as JSON Lines; where the template has one
 field, plain lines of text are that field. Each answer is printed as a JSON line: the input row
-with `prediction` (a class and its label word, or generated text).
+with `prediction` (a class and its label word, or generated text). A file or a pipe is checked
+whole before the model loads; lines typed at a terminal are answered one by one as they come.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def add_parser(sub) -> None:
     parser.add_argument("source", type=Path, help="a run folder (record.json + adapter/), a search's folder "
                         "(best.yaml + best_adapter/) or one of its best_adapter/<task> folders")
     parser.add_argument("--input", type=Path, help="JSON Lines of rows with the template's fields, or plain text "
-                        "lines for a one-field template (default, or -: standard input)")
+                        "lines for a one-field template (default, or -: standard input; at a terminal, each line is "
+                        "answered as it is typed)")
     parser.add_argument("--task", help="which task of a search over several")
     parser.add_argument("--batch-size", type=_positive, default=16)
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
@@ -95,41 +97,46 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
     return record, adapter
 
 
+def parse_row(line: str, number: int, fields: dict[str, bool], where: str) -> dict | None:
+    """One input line as a row of the template's fields (None for a blank line); a bad line is named."""
+    text = line.strip().removeprefix("\ufeff") if number == 1 else line.strip()  # a byte-order mark
+    if not text:
+        return None
+    if text.startswith("{"):
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where} line {number}: not valid JSON ({err.msg})") from None
+    elif len(fields) == 1:
+        row = {next(iter(fields)): text}
+    else:
+        raise ValueError(f"{where} line {number}: expected a JSON object with {', '.join(fields)}")
+    missing = [name for name in fields if name not in row]
+    if missing:
+        raise ValueError(f"{where} line {number}: no {', '.join(missing)} (the template reads "
+                         f"{', '.join(fields)})")
+    # a field pasted in whole holds text or a number; an object, a list or null would be pasted
+    # into the prompt as Python shows it
+    for name in (name for name, whole in fields.items() if whole):
+        if not isinstance(row[name], (str, int, float)) or isinstance(row[name], bool):
+            raise ValueError(f"{where} line {number}: {name} is {type(row[name]).__name__}, not text")
+    return row
+
+
 def read_rows(lines: Iterable[str], fields: dict[str, bool], where: str) -> list[dict]:
     """Every input row, checked before the model loads: a bad line is named, not met halfway."""
-    rows = []
-    for number, line in enumerate(lines, 1):
-        text = line.strip().removeprefix("\ufeff") if number == 1 else line.strip()  # a byte-order mark
-        if not text:
-            continue
-        if text.startswith("{"):
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where} line {number}: not valid JSON ({err.msg})") from None
-        elif len(fields) == 1:
-            row = {next(iter(fields)): text}
-        else:
-            raise ValueError(f"{where} line {number}: expected a JSON object with {', '.join(fields)}")
-        missing = [name for name in fields if name not in row]
-        if missing:
-            raise ValueError(f"{where} line {number}: no {', '.join(missing)} (the template reads "
-                             f"{', '.join(fields)})")
-        # a field pasted in whole holds text or a number; an object, a list or null would be pasted
-        # into the prompt as Python shows it
-        for name in (name for name, whole in fields.items() if whole):
-            if not isinstance(row[name], (str, int, float)) or isinstance(row[name], bool):
-                raise ValueError(f"{where} line {number}: {name} is {type(row[name]).__name__}, not text")
-        rows.append(row)
+    rows = [row for number, line in enumerate(lines, 1) if (row := parse_row(line, number, fields, where))]
     if not rows:
         raise ValueError(f"{where}: no input rows")
     return rows
 
 
+def _stdin(path: Path | None) -> bool:
+    return path is None or str(path) == "-"
+
+
 def _input_rows(path: Path | None, fields: dict[str, bool]) -> list[dict]:
-    if path is None or str(path) == "-":
-        if sys.stdin.isatty():
-            print(f"reading inputs, a line each ({', '.join(fields)}); end with Ctrl-D", file=sys.stderr)
+    if _stdin(path):
         return read_rows(sys.stdin, fields, "standard input")
     try:
         with open(path, encoding="utf-8") as stream:
@@ -147,22 +154,49 @@ def _prompt(template: str, row: dict, number: int) -> str:
         raise ValueError(f"input row {number}: {err.args[0]} is null") from None
 
 
+def _answer(card, row: dict, prediction) -> str:
+    if card.is_classification:
+        label = card.classes[prediction]
+        answer = {"prediction": label, "label_word": card.label_words[label][0]}
+    else:
+        answer = {"prediction": prediction}
+    return json.dumps({**row, **answer}, ensure_ascii=False)
+
+
+def _example(card, row: dict, number: int):
+    from tasks import Example
+
+    return Example(prompt=_prompt(card.template, row, number), target="", references=())
+
+
+def _answer_as_typed(tuned, card, fields: dict[str, bool]) -> None:
+    """A person at the terminal: each line is answered as it is entered; a bad one is named and the
+    next awaited, so one typo does not end the session."""
+    print(f"type inputs, a line each ({', '.join(fields)}); end with Ctrl-D", file=sys.stderr)
+    for number, line in enumerate(sys.stdin, 1):
+        try:
+            row = parse_row(line, number, fields, "line")
+            example = row and _example(card, row, number)
+        except ValueError as err:
+            print(f"spbench predict: {err}", file=sys.stderr)
+            continue
+        if row:
+            [prediction] = tuned.predict([example], batch_size=1)
+            print(_answer(card, row, prediction), flush=True)
+
+
 def run(args) -> int:
     from bench.reload import load_trained, task_of
-    from tasks import Example
 
     record, adapter = find_run(args.source, args.task)
     task = task_of(record, tuple(args.tasks_dir))
     card, fields = task.card, template_fields(task.card.template)
-    rows = _input_rows(args.input, fields)
+    if _stdin(args.input) and sys.stdin.isatty():
+        _answer_as_typed(load_trained(record, task, adapter), card, fields)
+        return 0
+    rows = _input_rows(args.input, fields)  # all checked before the model loads
     tuned = load_trained(record, task, adapter)
-    examples = [Example(prompt=_prompt(card.template, row, number), target="", references=())
-                for number, row in enumerate(rows, start=1)]
+    examples = [_example(card, row, number) for number, row in enumerate(rows, start=1)]
     for row, prediction in zip(rows, tuned.predict(examples, batch_size=args.batch_size)):
-        if card.is_classification:
-            label = card.classes[prediction]
-            answer = {"prediction": label, "label_word": card.label_words[label][0]}
-        else:
-            answer = {"prediction": prediction}
-        print(json.dumps({**row, **answer}, ensure_ascii=False))
+        print(_answer(card, row, prediction))
     return 0

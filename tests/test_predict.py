@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.modeling.tuned import TunedModel
 from tasks.card import template_fields
 from tasks import load_task
 from tests.test_cli import run_cli, tiny_run
@@ -85,6 +86,32 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     assert code == 2 and "full_ft saves no weights" in err
     code, _, err = _predict(capsys, monkeypatch, tmp_path, ["a fine film"])
     assert code == 2 and "neither a run folder (record.json) nor a search folder (best.yaml)" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_lines_typed_at_a_terminal_are_answered_one_by_one(capsys, monkeypatch, tiny_models, tiny_tasks, tmp_path):
+    """Each typed line gets its answer before the next is read; a bad line is named and skipped."""
+    run_dir = _train(capsys, tiny_models, tiny_tasks, tmp_path, "gpt2", "lora", "tiny_cls")
+    answered = []
+    terminal = _Terminal('a fine film\n{"sentence": \n\n{"text": "x"}\na dull film\n')
+    monkeypatch.setattr("sys.stdin", terminal)
+    real_predict = TunedModel.predict
+
+    def predict_one(self, examples, batch_size):
+        answered.append((terminal.tell(), [e.prompt for e in examples]))
+        return real_predict(self, examples, batch_size=batch_size)
+
+    monkeypatch.setattr("bench.modeling.tuned.TunedModel.predict", predict_one)
+    code, out, err = run_cli(capsys, "predict", run_dir, "--tasks-dir", tiny_tasks)
+    assert code == 0, err
+    assert [json.loads(line)["sentence"] for line in out.splitlines()] == ["a fine film", "a dull film"]
+    assert "line 2: not valid JSON" in err and "line 4: no sentence" in err
+    assert [len(prompts) for _, prompts in answered] == [1, 1]
+    assert answered[0][0] < answered[1][0]  # the first answer came before the rest was read
 
 
 def test_class_values_are_answered_as_the_data_names_them(capsys, monkeypatch, tiny_models, tmp_path):
