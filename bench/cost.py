@@ -1,19 +1,4 @@
-"""Cost figures of a run beyond wall time: an analytic FLOP estimate, peak memory, inference latency.
-
-FLOPs (training, whole run), per token position that runs through the layers:
-  forward   2 * N_layers                  weights
-            + 4 * L * d * context         attention: scores Q.K^T and their product with V,
-                                          2 * d * context each (Kaplan et al. 2020; Chinchilla, app. F)
-  backward  2 * N_layers                  activation gradients (every method here needs them through
-                                          all layers: prompts sit at the input, LoRA and prefixes in
-                                          every layer)
-            + 2 * N_trainable_layers      weight gradients (frozen weights need none)
-            + 8 * L * d * context         attention: both operands of each product are activations,
-                                          so its backward is twice its forward
-and per scored position the head, 2 * d * V forward and again backward (+ its weight gradient when
-it trains). Virtual tokens count as positions for prompt tuning / P-tuning and as extra context
-for prefix tuning. Embedding lookups are free.
-"""
+"""Cost figures of a run beyond wall time and FLOPs (bench/flops.py): peak memory and inference latency."""
 
 from __future__ import annotations
 
@@ -28,46 +13,6 @@ import torch
 
 from bench.device import device_clock
 from bench.procfs import status_field
-
-
-def _dim(config, *names: str) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if value:
-            return int(value)
-    return 0
-
-
-def _embedding_param_ids(model: torch.nn.Module) -> set[int]:
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model
-    modules = [core.get_input_embeddings(), core.get_output_embeddings()]
-    ids = {id(p) for m in modules if m is not None for p in m.parameters()}
-    for module in core.modules():  # position / token-type tables (GPT-2 calls its positions "wpe"), T5's buckets
-        if isinstance(module, torch.nn.Embedding):
-            ids |= {id(p) for p in module.parameters()}
-    return ids
-
-
-def layer_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(all, trainable) parameters outside embedding tables and the vocabulary head."""
-    embedding_ids = _embedding_param_ids(model)
-    params = [p for p in model.parameters() if id(p) not in embedding_ids]
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
-
-
-def training_flops(model: torch.nn.Module, *, tokens: int, attention_pairs: int, scored_positions: int,
-                   head_trains: bool, is_lm: bool, recomputed: bool = False) -> float:
-    """Analytic training FLOPs. `recomputed`: gradient checkpointing runs the layers' forward twice."""
-    config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
-    hidden = _dim(config, "hidden_size", "d_model", "n_embd")
-    layers = _dim(config, "num_hidden_layers", "n_layer", "num_layers") + _dim(config, "num_decoder_layers")
-    all_layers, trainable_layers = layer_parameters(model)
-    attention = 4 * layers * hidden * attention_pairs  # Q.K^T and scores.V, forward
-    forward = 2 * all_layers * tokens + attention
-    backward = 2 * all_layers * tokens + 2 * trainable_layers * tokens + 2 * attention
-    head_width = _dim(config, "vocab_size") if is_lm else _dim(config, "num_labels")
-    head = 2 * hidden * head_width * scored_positions * (3 if head_trains else 2)
-    return float(forward * (2 if recomputed else 1) + backward + head)
 
 
 CLEAR_REFS = Path("/proc/self/clear_refs")

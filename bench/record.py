@@ -24,18 +24,24 @@ ADAPTER_RECORD = "run_record.json"
 
 
 class Cost(TypedDict):
-    trainable_params: int  # parameters that receive gradients
+    trainable_params: int  # parameters that receive gradients (P-tuning's encoder included, though not saved)
     total_params: int  # all parameters of the adapted model (base + adapter)
     trainable_pct: float  # 100 * trainable / total
     train_seconds: float  # wall time of the optimizer steps (evaluation excluded)
     seconds_per_step: float
-    tokens_seen: int  # token positions through the layers in training (prompt/P-tuning virtual tokens included)
-    train_flops: float  # analytic estimate, see bench/cost.py (frozen weights: no weight gradients)
-    peak_memory_bytes: int  # CUDA max allocated on GPU; peak resident set size on CPU (see the kind)
+    # token positions through the layers in training, padding aside (prompt/P-tuning virtual tokens
+    # included; seq2seq: encoder plus decoder positions)
+    tokens_seen: int
+    train_flops: float  # analytic estimate, see bench/flops.py (frozen weights: no weight gradients)
+    # during training, its intermediate evaluations included: CUDA max allocated on GPU; peak
+    # resident set size on CPU (see the kind)
+    peak_memory_bytes: int
     # "cuda_max_allocated" | "cpu_run_peak_rss" (peak during this run, Linux) | "cpu_max_rss" (the
     # process's peak since it started: within a suite it includes earlier runs)
     peak_memory_kind: str
-    artifact_bytes: int  # bytes on disk of what the run saves (adapter) or would save (full weights)
+    # bytes on disk of what loading needs: the adapter's weights and config (not PEFT's model card),
+    # or for full fine-tuning the weights a checkpoint would hold
+    artifact_bytes: int
     artifact_saved: bool  # False for full fine-tuning: the size is what a checkpoint would take
     # one inference forward over a prompt, batch of 16 validation prompts: median over rounds that
     # time the trained model and its base alternately, after training

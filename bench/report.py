@@ -13,7 +13,7 @@ from bench.results import ResultRow, aggregate, csv_name, load_records, spread, 
 
 def _table(rows: list[ResultRow]) -> list[str]:
     lines = ["| model | config | seeds | score | vs full FT | vs zero-shot | trainable params | train s | "
-             "FLOPs | peak mem (MB) | artifact (kB) | latency × |",
+             "FLOPs | peak mem (MiB) | artifact (KiB) | latency × |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r.model, -r.score)):
         relative = f"{r.relative_to_full_ft:.3f}" if r.relative_to_full_ft is not None else "–"
@@ -69,7 +69,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     lines += ["Columns: *vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
               "training data and evaluation examples (of best validation score, where there are several); "
               "*vs zero-shot* the mean improvement over each run's score before training; FLOPs are the "
-              "analytic training estimate; *latency ×* the inference latency over the base model's.", ""]
+              "analytic training estimate; *peak mem* is training's; *latency ×* the inference latency over "
+              "the base model's (median of paired rounds; 1 for full fine-tuning by definition).", ""]
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

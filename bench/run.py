@@ -23,8 +23,8 @@ from bench.methods.registry import MethodError
 from bench.modeling import TunedModel
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.pooling import CONFIG_KEY
-from bench.cost import latency_against_base, peak_memory, reset_peak_memory, training_flops
-from bench.models.loading import HEAD_NAMES
+from bench.cost import latency_against_base, peak_memory, reset_peak_memory
+from bench.flops import training_flops
 from bench.names import file_part
 from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord, results_folder,
                           write_record)
@@ -158,7 +158,8 @@ def _evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """What loading the adapter needs: its weights and config, not the model card PEFT writes beside them."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name != "README.md")
 
 
 def cannot_answer(kind: str | None, card) -> str | None:
@@ -209,13 +210,6 @@ def _save_artifact(model, method_name: str, run_dir: Path) -> tuple[Path | None,
     return path, _folder_bytes(path)
 
 
-def _head_trains(tuned: TunedModel) -> bool:
-    core = tuned.model.get_base_model() if hasattr(tuned.model, "get_base_model") else tuned.model
-    head = core.get_output_embeddings() if tuned.kind != "encoder" else None
-    head = head or next((getattr(core, n) for n in HEAD_NAMES if hasattr(core, n)), None)
-    return head is not None and any(p.requires_grad for p in head.parameters())
-
-
 @contextmanager
 def _base_of(tuned: TunedModel):
     """The unadapted model inside a trained PEFT model, for timing against it.
@@ -242,19 +236,17 @@ def _latency(tuned: TunedModel, prompts: list[str]) -> tuple[float, float, float
 
 
 def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float, float],
-          memory_reset: bool, recomputed: bool) -> Cost:
+          peak: tuple[int, str], recomputed: bool) -> Cost:
     model = tuned.model
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    peak_bytes, peak_kind = peak_memory(tuned.device, reset=memory_reset)
-    flops = training_flops(model, tokens=result.tokens, attention_pairs=result.attention_pairs,
-                           scored_positions=result.scored_positions, head_trains=_head_trains(tuned),
-                           is_lm=tuned.kind != "encoder", recomputed=recomputed)
+    peak_bytes, peak_kind = peak
+    flops = training_flops(model, result.work, recomputed=recomputed)
     base_latency, tuned_latency, overhead = latency
     return {
         "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
         "train_seconds": result.train_seconds, "seconds_per_step": result.seconds_per_step,
-        "tokens_seen": result.tokens, "train_flops": flops,
+        "tokens_seen": result.work.tokens, "train_flops": flops,
         "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
         "artifact_bytes": artifact_bytes, "artifact_saved": saved,
         "latency_per_example_s": tuned_latency, "base_latency_per_example_s": base_latency,
@@ -275,7 +267,6 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     config = spec.train
     torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
     reset_classification_head(base)
-    memory_reset = reset_peak_memory(base.device)
     train_examples = task.training_examples(config.train_size, seed=config.seed)
     monitor = task.examples("validation", limit=config.monitor_size)
     evaluation = {split: task.examples(split, limit=config.eval_size) for split in spec.eval_splits}
@@ -297,7 +288,9 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         return scores
 
     _, lr = spec.resolved()
+    memory_reset = reset_peak_memory(base.device)  # peak memory is training's, its evaluations included
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
+    peak = peak_memory(base.device, reset=memory_reset)
     scores = {}
     for split, examples in evaluation.items():
         already = _scored_already(result, config.steps, examples, monitor) if split == "validation" else None
@@ -305,7 +298,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     run_dir = Path(spec.results_dir) / spec.run_id()
     artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
-                 latency=_latency(tuned, latency_prompts), memory_reset=memory_reset,
+                 latency=_latency(tuned, latency_prompts), peak=peak,
                  recomputed=config.gradient_checkpointing)
     primary = task.card.primary_metric
     record: RunRecord = {

@@ -250,7 +250,7 @@ def test_a_target_longer_than_the_positions_left_is_cut_not_a_crash(tiny_models,
     long_answer = " ".join(["film"] * 600)
     step = tuned.loss([Example(prompt="Q: what? A:", target=long_answer, references=(long_answer,))])
     room = 512 - task.card.max_input_tokens - tuned.num_virtual_tokens
-    assert math.isfinite(step.loss.item()) and step.scored_positions == room
+    assert math.isfinite(step.loss.item()) and step.work.scored == room
 
 
 def test_an_encoder_checkpoint_with_a_head_of_another_size_loads_with_a_fresh_one(tiny_models):

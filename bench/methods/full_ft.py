@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.methods.registry import Method, register_method
+from bench.models.pooling import CONFIG_KEY
 
 
 @dataclass
@@ -15,6 +16,8 @@ class FullFineTuningSettings:
 def build_full_ft(base, settings: FullFineTuningSettings, card):
     for parameter in base.model.parameters():
         parameter.requires_grad_(True)
+    if getattr(base.model.config, CONFIG_KEY, None):  # the head reads pooled token states, not the pooler
+        base.model.base_model.pooler.requires_grad_(False)
     return base.model
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from peft import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
 
-from bench.methods.peft_common import task_type, wrap
+from bench.methods.peft_common import INPUT_PROMPT_ONLY, task_type, wrap
 from bench.methods.registry import Method, check_range, register_method
 
 ENCODERS = {"mlp": PromptEncoderReparameterizationType.MLP, "lstm": PromptEncoderReparameterizationType.LSTM}
@@ -32,6 +32,7 @@ def build_p_tuning(base, settings: PTuningSettings, card):
         num_virtual_tokens=settings.num_virtual_tokens,
         encoder_reparameterization_type=ENCODERS[settings.encoder],
         encoder_hidden_size=settings.encoder_hidden_size,
+        **INPUT_PROMPT_ONLY,
     )
     model = wrap(base, config)
     encoder = model.prompt_encoder[model.active_adapter]

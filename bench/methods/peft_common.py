@@ -9,6 +9,9 @@ from peft import TaskType, get_peft_model
 from bench.models import BaseModel
 
 TASK_TYPES = {"encoder": TaskType.SEQ_CLS, "causal": TaskType.CAUSAL_LM, "seq2seq": TaskType.SEQ_2_SEQ_LM}
+# PEFT gives a seq2seq model's input prompt a second half (num_transformer_submodules=2) that its
+# prompt tuning and P-tuning never read: it would be initialised, counted as trained and saved
+INPUT_PROMPT_ONLY = {"num_transformer_submodules": 1}
 
 
 def task_type(base: BaseModel) -> TaskType:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from peft import PromptTuningConfig, PromptTuningInit
 
-from bench.methods.peft_common import task_type, wrap
+from bench.methods.peft_common import INPUT_PROMPT_ONLY, task_type, wrap
 from bench.methods.registry import Method, MethodError, check_range, register_method
 
 INITS = ("random", "sampled_vocab", "class_labels", "text")
@@ -58,6 +58,7 @@ def build_prompt_tuning(base, settings: PromptTuningSettings, card):
         prompt_tuning_init=_PEFT_INIT[settings.init],
         prompt_tuning_init_text=settings.init_text if settings.init == "text" else None,
         tokenizer_name_or_path=base.source if settings.init == "text" else None,
+        **INPUT_PROMPT_ONLY,
     )
     model = wrap(base, config)
     if settings.init == "class_labels":

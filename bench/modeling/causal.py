@@ -58,10 +58,17 @@ def prepare(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
     return CausalInputs(kwargs=kwargs, full_mask=full_mask, positions=positions)
 
 
-def forward_last(model, input_ids, attention_mask, *, logits_to_keep: int, use_cache: bool = False):
-    """Logits of the last `logits_to_keep` positions: (B, logits_to_keep, V)."""
+def forward_last(model, input_ids, attention_mask, *, logits_to_keep: int, before_last: bool = False,
+                 use_cache: bool = False):
+    """Logits of the last `logits_to_keep` positions: (B, logits_to_keep, V). `before_last`: of the
+    `logits_to_keep` positions before the last one instead, those that predict the last tokens (the
+    LM head runs on no position whose logits would be dropped)."""
     inputs = prepare(model, input_ids, attention_mask)
-    output = core_model(model)(**inputs.kwargs, logits_to_keep=logits_to_keep, use_cache=use_cache)
+    keep = logits_to_keep
+    if before_last:
+        length = inputs.kwargs["input_ids" if "input_ids" in inputs.kwargs else "inputs_embeds"].size(1)
+        keep = torch.arange(length - logits_to_keep - 1, length - 1, device=input_ids.device)
+    output = core_model(model)(**inputs.kwargs, logits_to_keep=keep, use_cache=use_cache)
     return output, inputs
 
 

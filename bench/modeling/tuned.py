@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from peft import PeftModel, PeftType
 
 from bench.device import autocast
+from bench.flops import Work
 from bench.modeling import causal
 from bench.modeling.encoder import encoder_logits
 from bench.modeling.encoding import LMBatch, encode_causal, encode_prompts, encode_seq2seq, target_text
@@ -24,9 +25,7 @@ from tasks import Example, TaskCard
 @dataclass
 class StepLoss:
     loss: torch.Tensor
-    tokens: int  # token positions run through the layers: real tokens + input virtual tokens
-    attention_pairs: int  # sum over rows of (positions x positions attended), for the FLOP estimate
-    scored_positions: int  # positions that reached the LM head / classifier
+    work: Work  # what the step ran, for the FLOP estimate
 
 
 class TunedModel:
@@ -38,6 +37,8 @@ class TunedModel:
         self.num_virtual_tokens = config.num_virtual_tokens if prompt_learning else 0
         # prompt tuning / P-tuning add input positions; a prefix only adds keys and values
         self.virtual_tokens_in_input = prompt_learning and config.peft_type != PeftType.PREFIX_TUNING
+        # rows through the prompt's own network: (once a step, per batch row)
+        self.prompt_network_rows = _prompt_network_rows(config) if prompt_learning else (0, 0)
 
     def autocast(self):
         """Every forward runs in the base model's compute dtype (nothing to do in fp32)."""
@@ -66,12 +67,22 @@ class TunedModel:
             return None
         return limit - self.card.max_input_tokens - self.num_virtual_tokens  # a prefix takes positions too
 
-    def _step_loss(self, loss: torch.Tensor, attention_mask: torch.Tensor, scored: int) -> StepLoss:
-        real = attention_mask.sum(dim=1)  # (B,)
-        positions = real + (self.num_virtual_tokens if self.virtual_tokens_in_input else 0)
-        context = real + self.num_virtual_tokens
-        pairs = positions * context if self.kind == "encoder" else positions * context // 2  # causal: half
-        return StepLoss(loss, int(positions.sum()), int(pairs.sum()), scored)
+    def _work(self, attention_mask: torch.Tensor, *, scored: int, decoder_mask: torch.Tensor | None = None) -> Work:
+        """What one step ran, counted on the positions that carry data (see bench/flops.py)."""
+        virtual, (once, per_row) = self.num_virtual_tokens, self.prompt_network_rows
+        prefix = 0 if self.virtual_tokens_in_input else virtual  # keys and values without positions
+        positions = attention_mask.sum(dim=1) + (virtual if self.virtual_tokens_in_input else 0)  # (B,)
+        if self.kind == "causal":  # each position attends to the prefix, the ones before it and itself
+            pairs = positions * (positions + 1) // 2 + positions * prefix
+        else:
+            pairs = positions * (positions + prefix)
+        work = Work(positions=int(positions.sum()), attention_pairs=int(pairs.sum()), scored=scored,
+                    prompt_encoder_rows=once + per_row * len(attention_mask))
+        if decoder_mask is not None:  # seq2seq: the decoder's causal self-attention and its cross-attention
+            decoded = decoder_mask.sum(dim=1)
+            work.decoder_positions = int(decoded.sum())
+            work.decoder_pairs = int((decoded * (decoded + 1) // 2 + decoded * positions).sum())
+        return work
 
     # ---- scoring ---------------------------------------------------------------------------
 
@@ -80,8 +91,8 @@ class TunedModel:
         ids, mask = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
         if self.kind == "causal":
             width = int(batch.target_mask.sum(1).max())  # K: targets are right-aligned
-            output, _ = causal.forward_last(self.model, ids, mask, logits_to_keep=width + 1)
-            logits = output.logits[:, :-1]  # position t predicts token t + 1: (B, K, V)
+            # position t predicts token t + 1: the K positions before the last give (B, K, V)
+            logits = causal.forward_last(self.model, ids, mask, logits_to_keep=width, before_last=True)[0].logits
             targets = ids[:, -width:]
             target_mask = batch.target_mask[:, -width:].to(self.device)
         else:
@@ -101,11 +112,13 @@ class TunedModel:
             batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
             labels = torch.tensor([ex.label for ex in examples], device=self.device)
             loss = F.cross_entropy(encoder_logits(self.model, batch).float(), labels)
-            return self._step_loss(loss, batch["attention_mask"], scored=len(examples))
+            return StepLoss(loss, self._work(batch["attention_mask"], scored=len(examples)))
         batch = self._lm_batch(prompts, [ex.target for ex in examples])
         logprobs, mask = self._target_logprobs(batch)
         # mean over target tokens: answers train on their own tokens only
-        return self._step_loss(-logprobs.sum() / mask.sum(), batch.attention_mask, scored=logprobs.numel())
+        decoder_mask = batch.target_mask if self.kind == "seq2seq" else None
+        work = self._work(batch.attention_mask, scored=int(mask.sum()), decoder_mask=decoder_mask)
+        return StepLoss(-logprobs.sum() / mask.sum(), work)
 
     # ---- prediction ------------------------------------------------------------------------
 
@@ -195,3 +208,14 @@ class TunedModel:
             batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
             return encoder_logits(self.model, batch).argmax(-1).tolist()
         return self._classify_lm(prompts)
+
+
+def _prompt_network_rows(config) -> tuple[int, int]:
+    """Rows through the prompt's own network, (once a step, per batch row): P-tuning's encoder
+    computes the prompt once and PEFT repeats it for the batch; prefix tuning's projection runs for
+    each row. Prompt tuning's and a plain prefix's tables are lookups."""
+    if config.peft_type == PeftType.P_TUNING:
+        return config.num_virtual_tokens * (config.num_transformer_submodules or 1), 0
+    if config.peft_type == PeftType.PREFIX_TUNING and config.prefix_projection:
+        return 0, config.num_virtual_tokens
+    return 0, 0

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bench.device import device_clock, upcast_trainable
+from bench.flops import Work
 from bench.modeling import TunedModel
 from bench.train.checkpointing import recomputed_activations
 from bench.train.config import TrainSettings
@@ -40,9 +41,7 @@ class DivergedError(RuntimeError):
 class TrainResult:
     steps: int
     train_seconds: float  # optimizer steps only, evaluation time excluded
-    tokens: int
-    attention_pairs: int = 0
-    scored_positions: int = 0
+    work: Work = field(default_factory=Work)  # what the steps ran, for the FLOP estimate
     losses: list[float] = field(default_factory=list)
     evaluations: list[dict] = field(default_factory=list)  # {"step": n, **scores}
 
@@ -77,7 +76,7 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
     scaler = torch.amp.GradScaler(tuned.device.type, enabled=tuned.base.dtype == torch.float16)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_ratio * settings.steps), settings.steps)
-    result = TrainResult(steps=0, train_seconds=0.0, tokens=0)
+    result = TrainResult(steps=0, train_seconds=0.0)
     stream = batches(examples, settings.batch_size, settings.seed)
     # a bar redrawn with carriage returns is for a terminal; a log file gets a line per evaluation
     terminal = progress and sys.stderr.isatty()
@@ -100,9 +99,8 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
                 scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             result.train_seconds += device_clock(tuned.device) - started
-            result.steps, result.tokens = step, result.tokens + step_loss.tokens
-            result.attention_pairs += step_loss.attention_pairs
-            result.scored_positions += step_loss.scored_positions
+            result.steps = step
+            result.work += step_loss.work
             result.losses.append(loss)
             bar.update()
             bar.set_postfix(loss=f"{loss:.4f}")
