@@ -98,7 +98,10 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             raise
         except Exception as err:  # one failed run must not stop the suite; its reason is kept
             entry = failure_entry(run, err, seconds=time.perf_counter() - started)
-            write_json_atomic(entry, failure)
+            try:
+                write_json_atomic(entry, failure)
+            except OSError as unwritable:  # the run's folder itself refused it: the reason is still shown
+                entry["reason"] += f" (and its failure.json could not be written: {unwritable.strerror})"
             outcome.failed.append((name, entry["reason"]))
             reason = entry["reason"]
         seconds = time.perf_counter() - started

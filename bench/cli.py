@@ -155,11 +155,12 @@ def _tasks(args) -> int:
     if args.action == "validate":
         return _task_validate(args)
     cards = available_tasks(tuple(args.tasks_dir))  # a missing folder is refused before the table starts
-    print(f"{'name':<12} {'kind':<15} {'train/validation/test':<22} {'metric':<10} source")
+    width = max(12, *map(len, cards))  # a user's long task name widens the column, not shifts the row
+    print(f"{'name':<{width}} {'kind':<15} {'train/validation/test':<22} {'metric':<10} source")
     for name, card in sorted(cards.items()):
         sizes = "/".join(_split_size(card, split) for split in ("train", "validation", "test"))
         source = card.source.get("hub") or Path(card.source["local"]).name
-        print(f"{name:<12} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  (v{card.version})")
+        print(f"{name:<{width}} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  (v{card.version})")
     return 0
 
 
@@ -373,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `spbench tasks | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
         return 0
+    except OSError as err:  # a folder it may not write, a full disk: the path and the reason, not a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"spbench {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; what finished is on disk already
         resume = RESUMABLE.get(args.command)
         print(f"spbench {args.command}: interrupted" + (f"; {resume}" if resume else ""), file=sys.stderr)

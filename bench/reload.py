@@ -9,6 +9,7 @@ from safetensors import SafetensorError
 
 from bench.modeling import TunedModel
 from bench.models import load_base_model
+from bench.models.registry import MODELS
 from bench.record import RunRecord
 from tasks import Task, load_task
 
@@ -47,7 +48,11 @@ def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> 
         raise NoAdapterError(f"run {record['run_id']}: no adapter at {adapter} (the shipped reference keeps records "
                              "only; a run on this machine writes one)")
     num_labels = len(task.card.classes) if task.card.is_classification else None
-    base = load_base_model(record["model"]["name"], num_labels=num_labels, kind=record["model"]["kind"])
+    base_model = record["model"]
+    # a folder given by a relative path is found again from anywhere by the full path it was loaded from
+    folder = base_model["name"] not in MODELS and Path(base_model.get("source", "")).is_dir()
+    base = load_base_model(base_model["source"] if folder else base_model["name"], num_labels=num_labels,
+                           kind=base_model["kind"])
     try:
         model = PeftModel.from_pretrained(base.model, str(adapter))
     except (RuntimeError, OSError, ValueError, SafetensorError) as err:  # damaged files; weights of another shape

@@ -21,6 +21,7 @@ from bench import provenance
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.modeling import TunedModel
+from bench.modeling.encoding import target_text
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.pooling import CONFIG_KEY
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
@@ -173,11 +174,24 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
     if why := cannot_answer(base.kind, task.card):
         raise ModelError(f"model {base.name!r} / task {task.name!r}: {why}")
     limit = base.max_positions
-    needed = num_virtual + task.card.max_input_tokens + (task.card.max_new_tokens if base.kind == "causal" else 0)
-    if limit is not None and needed > limit:
-        new = f" + {task.card.max_new_tokens} new tokens" if base.kind == "causal" else ""
-        raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens{new} exceed "
-                          f"the {limit} positions of model {base.name!r}; use fewer virtual tokens")
+    answer, answer_terms = _answer_positions(base, task.card)
+    if limit is not None and num_virtual + task.card.max_input_tokens + answer > limit:
+        fewer = "fewer virtual tokens, or " if num_virtual else ""
+        raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens{answer_terms} "
+                          f"exceed the {limit} positions of model {base.name!r}; use {fewer}a card that includes "
+                          f"{task.name!r} with a smaller max_input_tokens")
+
+
+def _answer_positions(base: BaseModel, card) -> tuple[int, str]:
+    """Positions a causal LM's answer takes after the input (the longest label word scored, or the
+    tokens generated), and how the refusal names them."""
+    if base.kind != "causal":
+        return 0, ""
+    if card.is_classification:
+        longest = max(len(base.tokenizer(target_text("x:", word, kind="causal"), add_special_tokens=False)["input_ids"])
+                      for words in card.label_words.values() for word in words)
+        return longest, f" + {longest} label-word tokens"
+    return card.max_new_tokens, f" + {card.max_new_tokens} new tokens"
 
 
 def prepare_run(spec: RunSpec, pool: ModelPool | None = None):

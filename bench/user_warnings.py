@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import warnings
 
-from tasks.notices import SkippedInput
+from tasks.notices import UserNotice
 
 _LIBRARY_FORMAT = warnings.formatwarning
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:
-    if issubclass(category, SkippedInput):
+    if issubclass(category, UserNotice):
         return f"spbench: warning: {message}\n"
     return _LIBRARY_FORMAT(message, category, filename, lineno, line)
 

@@ -246,10 +246,16 @@ def summary(study: optuna.Study) -> str:
     return "\n".join(lines + _failures(study))
 
 
+KILLED = "its process stopped without a word (killed, or out of memory): no heartbeat"
+
+
 def _failures(study: optuna.Study, shown: int = 5) -> list[str]:
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    # a trial failed with no reason stored is one whose process died (killed, out of memory): its
+    # heartbeat went stale, and the storage failed it on the next start
     lines = [f"failed (not counted): trial {t.number} {_config_text(t.user_attrs.get('config'), t.params)}: "
-             f"{t.user_attrs[FAIL_REASON_ATTR]}" for t in failed if FAIL_REASON_ATTR in t.user_attrs][-shown:]
+             + t.user_attrs.get(FAIL_REASON_ATTR, KILLED)
+             for t in failed if NOT_RUN_ATTR not in t.user_attrs][-shown:]
     # workers raced for the last slots or for a starting point: nothing of these trials ran
     not_run = [(t.number, t.user_attrs[NOT_RUN_ATTR]) for t in failed if NOT_RUN_ATTR in t.user_attrs]
     return lines + [f"not run (not counted): {line}" for line in listed_by_reason(not_run)]

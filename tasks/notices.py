@@ -1,5 +1,9 @@
-"""The warning the project gives when a command leaves an input out and goes on without it."""
+"""The warnings the project gives a person at the terminal, each shown as one line."""
 
 
-class SkippedInput(UserWarning):
+class UserNotice(UserWarning):
+    """Something about the input a person should know, as one line (not a developer's warning)."""
+
+
+class SkippedInput(UserNotice):
     """A task card, run record or failure file that could not be read and was left out."""

@@ -204,6 +204,30 @@ def test_failed_run_is_recorded_and_suite_goes_on(tmp_path, tiny_models, tiny_ta
     assert "not supported for seq2seq" in json.loads(failure.read_text())["reason"]
 
 
+def test_a_failure_that_cannot_be_written_is_still_reported_and_the_suite_goes_on(tmp_path, tiny_models, tiny_tasks,
+                                                                                 monkeypatch):
+    """A run folder that refuses failure.json (its permissions, a full disk) must not end the suite."""
+    from bench import bench_runner
+
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), results_dir=tmp_path / "results",
+                       tasks_dirs=(str(tiny_tasks),))
+    attempted = []
+
+    def failing_run(spec, pool):
+        attempted.append(spec.run_id())
+        raise RuntimeError("out of disk")
+
+    def refused(entry, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(bench_runner, "execute_run", failing_run)
+    monkeypatch.setattr(bench_runner, "write_json_atomic", refused)
+    outcome = bench_runner.run_suite(suite, progress=False)
+    assert len(attempted) == len(suite.runs) == len(outcome.failed)
+    assert all("out of disk (and its failure.json could not be written: Permission denied)" in reason
+               for _, reason in outcome.failed)
+
+
 def test_suite_shared_through_a_study_runs_each_run_once(tmp_path, tiny_models, tiny_tasks):
     """Two machines (processes with their own results folders) share one suite through a storage."""
     suite = write_suite(tmp_path, tiny_models, tiny_tasks)

@@ -4,7 +4,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from bench.models import gguf_cache
+from bench.models.errors import ModelUnavailable
 
 CONVERTER = textwrap.dedent("""
     import sys, time
@@ -50,3 +53,26 @@ def test_interrupted_conversion_leaves_no_checkpoint(tmp_path, monkeypatch):
         pass
     assert not gguf_cache.is_converted("half")
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["half.lock"]
+
+
+def test_a_conversion_killed_outright_leaves_nothing_behind_the_next_one(tmp_path, monkeypatch):
+    """SIGKILL runs no cleanup: the next conversion, holding the lock, removes the dead one's staging folder."""
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path))
+    leftover = tmp_path / "models" / ".fake-model-abc123"
+    leftover.mkdir(parents=True)
+    (leftover / "model.safetensors").write_bytes(b"half")
+
+    def convert(gguf_path, destination):
+        (destination / gguf_cache.COMPLETE_MARKER).write_text("ok")
+
+    monkeypatch.setattr(gguf_cache, "_convert", convert)
+    gguf_cache.converted_checkpoint("fake-model", tmp_path / "x.gguf")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["fake-model", "fake-model.lock"]
+
+
+def test_an_unwritable_cache_is_named(tmp_path, monkeypatch):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SPBENCH_CACHE", str(blocker))
+    with pytest.raises(ModelUnavailable, match=r"cannot write the model cache .*cache/models .*SPBENCH_CACHE"):
+        gguf_cache.converted_checkpoint("fake-model", tmp_path / "x.gguf")

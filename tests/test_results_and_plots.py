@@ -355,6 +355,15 @@ def test_results_without_a_folder_leave_out_what_ships_under_results(tmp_path, m
     assert "\n1 runs, 0 failed" in capsys.readouterr().out
 
 
+def test_a_table_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, capsys):
+    from bench.cli import main
+
+    write_records(tmp_path, [make_record("lora", 0.86), make_record("full_ft", 0.90)])
+    (tmp_path / "results.csv").mkdir()  # something in the way, as a read-only folder would be
+    assert main(["results", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == f"spbench results: error: {tmp_path / 'results.csv'}: Is a directory"
+
+
 def test_plots_and_report_are_written(tmp_path):
     for i, record in enumerate(RECORDS):
         (tmp_path / str(i)).mkdir()

@@ -90,12 +90,24 @@ def test_improvement_needs_a_positive_score_before():
 
 
 def test_too_long_inputs_name_every_term():
-    base = SimpleNamespace(kind="causal", max_positions=64, name="tiny")
-    card = SimpleNamespace(is_classification=True, kind="classification", max_input_tokens=40, max_new_tokens=8)
+    tokenizer = lambda text, add_special_tokens: {"input_ids": text.split()}  # noqa: E731 - a word a token
+    base = SimpleNamespace(kind="causal", max_positions=64, name="tiny", tokenizer=tokenizer)
+    card = SimpleNamespace(is_classification=False, kind="qa", max_input_tokens=40, max_new_tokens=8)
     task = SimpleNamespace(card=card, name="t")
     _check_fits(base, task, 16)  # 16 + 40 + 8 = 64 fits exactly
-    with pytest.raises(MethodError, match="20 virtual tokens [+] 40 input tokens [+] 8 new tokens exceed the 64"):
+    with pytest.raises(MethodError, match="20 virtual tokens [+] 40 input tokens [+] 8 new tokens exceed the 64 "
+                                          "positions of model 'tiny'; use fewer virtual tokens, or a card that "
+                                          "includes 't' with a smaller max_input_tokens"):
         _check_fits(base, task, 20)
+    # a classification answer is its longest label word, not max_new_tokens; without virtual tokens,
+    # only the card's input length can give
+    card = SimpleNamespace(is_classification=True, kind="classification", max_input_tokens=62, max_new_tokens=8,
+                           label_words={"neg": ["bad"], "pos": ["very good"]})
+    _check_fits(base, SimpleNamespace(card=card, name="t"), 0)
+    card.max_input_tokens = 63
+    with pytest.raises(MethodError, match="0 virtual tokens [+] 63 input tokens [+] 2 label-word tokens exceed the 64 "
+                                          "positions of model 'tiny'; use a card that includes 't'"):
+        _check_fits(base, SimpleNamespace(card=card, name="t"), 0)
 
 
 def test_cpu_peak_memory_is_measured_per_run():

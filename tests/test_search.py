@@ -509,6 +509,7 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     study = _study(tmp_path, "killed")
     assert _states(study).count("COMPLETE") == 4
     assert "FAIL" in _states(study)  # the trial that was running when the worker died
+    assert "failed (not counted): trial" in second.stdout and "killed, or out of memory" in second.stdout
     for number, values in finished_before.items():  # nothing finished was lost or redone
         assert study.trials[number].values == values
 

@@ -6,6 +6,7 @@ import warnings
 
 from peft import TaskType, get_peft_model
 
+from bench.methods.registry import MethodError
 from bench.models import BaseModel
 
 TASK_TYPES = {"encoder": TaskType.SEQ_CLS, "causal": TaskType.CAUSAL_LM, "seq2seq": TaskType.SEQ_2_SEQ_LM}
@@ -22,5 +23,10 @@ def wrap(base: BaseModel, peft_config):
     with warnings.catch_warnings():
         # PEFT 0.21 calls a transformers method deprecated in 5.x; harmless, and noisy on every run
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        model = get_peft_model(base.model, peft_config)
+        try:
+            model = get_peft_model(base.model, peft_config)
+        except ValueError as err:  # an architecture PEFT has no defaults for (LoRA's target modules, say)
+            method = str(peft_config.peft_type.value).lower()
+            raise MethodError(f"PEFT cannot apply {method} to model {base.name!r} "
+                              f"({base.model.config.model_type}): {str(err).splitlines()[0]}") from None
     return model.to(base.device)

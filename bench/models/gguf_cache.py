@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from bench.models.errors import ModelUnavailable
+
 COMPLETE_MARKER = "spbench-converted.ok"
 
 
@@ -60,14 +62,21 @@ def _convert(gguf_path: Path, destination: Path) -> None:
 def converted_checkpoint(name: str, gguf_path: Path) -> Path:
     """Folder of the plain checkpoint for `name`, converting `gguf_path` on first use."""
     root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     destination = root / name
     if is_converted(name):
         return destination
-    with open(root / f"{name}.lock", "w") as lock:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f"{name}.lock", "w")
+    except OSError as err:
+        raise ModelUnavailable(f"model {name!r}: cannot write the model cache {root} ({err.strerror}); set "
+                               "$SPBENCH_CACHE to a folder you can write") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds it done
         if is_converted(name):
             return destination
+        for leftover in root.glob(f".{name}-*"):  # the staging folder of a conversion killed outright
+            shutil.rmtree(leftover, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:
             _convert(gguf_path, staging)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from bench.device import pick_device, pick_dtype
 from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
+from bench.models.gguf_cache import cache_root
 from bench.models.registry import ModelError, ModelUnavailable, resolve_model
+from tasks.notices import UserNotice
 
 
 @dataclass
@@ -29,15 +34,30 @@ class BaseModel:
             return None
         if getattr(config, "rope_parameters", None) or getattr(config, "rope_theta", None):
             return None
-        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        table = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        if table and config.model_type in PADDING_OFFSET_FAMILIES:  # positions count from the pad id + 1
+            table -= (config.pad_token_id or 0) + 1
+        return table
 
 
-def _load_tokenizer(source: str, kind: str):
+# families whose position ids start after the padding index (RoBERTa's 514 positions hold 512 tokens)
+PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer",
+                           "roberta-prelayernorm", "mpnet", "ibert", "luke"}
+
+
+def _load_tokenizer(name: str, source: str, kind: str):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source)
+    if len(tokenizer) <= 1 or not tokenizer("a b", add_special_tokens=False)["input_ids"]:
+        # transformers builds an empty tokenizer for a folder without tokenizer files
+        raise ModelUnavailable(f"model {name!r}: no usable tokenizer in {source} (save one beside the weights "
+                               "with tokenizer.save_pretrained)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if tokenizer.pad_token is None:
+        raise ModelUnavailable(f"model {name!r}: its tokenizer has no padding, end-of-sequence or unknown token to "
+                               "pad batches with; add a pad token to it")
     # Decoder-only models generate after the last real token, so pad on the left; for the same
     # reason an over-long prompt keeps its end (the question, the "Answer:" cue).
     tokenizer.padding_side = "left" if kind == "causal" else "right"
@@ -61,32 +81,33 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     resolved = resolve_model(name, kind=kind)
     device = device or pick_device()
     dtype = pick_dtype(device)
-    tokenizer = _load_tokenizer(resolved.source, resolved.kind)
-    extra = {}
+    tokenizer = _load_tokenizer(name, resolved.source, resolved.kind)
+    extra = {"output_loading_info": True}
     if resolved.kind == "encoder":
         if num_labels is None:
             raise ModelError(f"model {name!r} is an encoder: it needs a classification task")
         # a checkpoint's own head (another label count, say) is replaced: every run starts a fresh head;
         # a mismatch anywhere else is refused below
-        extra.update(num_labels=num_labels, ignore_mismatched_sizes=True, output_loading_info=True)
+        extra.update(num_labels=num_labels, ignore_mismatched_sizes=True)
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
     hf_logging.disable_progress_bar()  # one bar per run is enough
     try:
-        loaded = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
-    except OSError as err:  # a folder with a config but no weights, a hub id whose files cannot be fetched
-        raise ModelUnavailable(f"model {name!r}: cannot load its weights from {resolved.source} "
+        # weights the checkpoint lacks (a fresh head, a pooler) start the same on every load, so a run
+        # and a reload of its adapter see the same ones
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, info = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
+    except (OSError, SafetensorError) as err:  # no weights, a damaged file, a hub id whose files cannot be fetched
+        damaged = " (damaged: delete that folder to convert it again)" if _in_cache(resolved.source) else ""
+        raise ModelUnavailable(f"model {name!r}: cannot load its weights from {resolved.source}{damaged} "
                                f"({str(err).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
-    model, info = loaded if isinstance(loaded, tuple) else (loaded, {})
-    body = sorted(key for key, *_ in info.get("mismatched_keys", ()) if key.split(".")[0] not in HEAD_NAMES)
-    if body:
-        raise ModelUnavailable(f"model {name!r}: weights of another shape than its config gives in {resolved.source} "
-                               f"({', '.join(body[:3])}{', ...' if len(body) > 3 else ''})")
+    _check_loaded(name, resolved, model, info)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if resolved.kind == "encoder":
@@ -99,6 +120,32 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
 
 
 HEAD_NAMES = ("classifier", "score")  # sequence-classification heads across transformers families
+
+
+def _listed(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+
+def _check_loaded(name: str, resolved, model: torch.nn.Module, info: dict) -> None:
+    """Refuse weights the checkpoint holds in another shape, and an LM without its LM head (a
+    classifier folder loaded with --model-kind causal, say); name other weights it lacks."""
+    body = sorted(key for key, *_ in info.get("mismatched_keys", ()) if key.split(".")[0] not in HEAD_NAMES)
+    if body:
+        raise ModelUnavailable(f"model {name!r}: weights of another shape than its config gives in {resolved.source} "
+                               f"({_listed(body)})")
+    missing = sorted(key for key in info.get("missing_keys", ()) if key.split(".")[0] not in HEAD_NAMES)
+    head = model.get_output_embeddings() if resolved.kind != "encoder" else None
+    head_names = [f"{module_name}." for module_name, module in model.named_modules() if module is head]
+    if any(key.startswith(tuple(head_names)) for key in missing):
+        raise ModelUnavailable(f"model {name!r}: {resolved.source} holds no LM head weights, so it cannot be used as "
+                               f"a {resolved.kind} LM (it would train and score through a random head)")
+    if missing:
+        warnings.warn(f"model {name!r}: {resolved.source} lacks {_listed(missing)}; they start from a fixed random "
+                      "initialisation and train only under full fine-tuning", UserNotice, stacklevel=2)
+
+
+def _in_cache(source: str) -> bool:
+    return Path(source).is_relative_to(cache_root())
 
 
 def reset_classification_head(base: BaseModel) -> None:

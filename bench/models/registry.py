@@ -9,17 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.models import gguf_cache
+from bench.models.errors import ModelError, ModelUnavailable  # noqa: F401 - re-exported
 
 KINDS = ("encoder", "causal", "seq2seq")
-
-
-class ModelError(ValueError):
-    """A model that cannot be resolved or used; the message says what to do."""
-
-
-class ModelUnavailable(ModelError):
-    """A model that cannot be had at all here (unknown, not installed, no weights, hub unreachable),
-    whatever the run asks of it."""
 
 
 @dataclass(frozen=True)
@@ -104,14 +96,19 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+ENCODER_FAMILIES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta", "albert",
+                    "mpnet", "camembert", "modernbert"}
+
+
 def _detect_kind(config) -> str:
     if getattr(config, "is_encoder_decoder", False):
         return "seq2seq"
     architectures = getattr(config, "architectures", None) or []
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         return "causal"
-    if architectures or config.model_type in {"bert", "roberta", "distilbert", "deberta", "deberta-v2",
-                                              "electra", "xlm-roberta", "albert", "mpnet"}:
+    # a bare body (GPT2Model, LlamaModel) is known by its family; a classifier checkpoint of another
+    # family is read as one
+    if config.model_type in ENCODER_FAMILIES or any(a.endswith("ForSequenceClassification") for a in architectures):
         return "encoder"
     return "causal"
 
@@ -149,14 +146,21 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
             raise ModelUnavailable(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
         return ResolvedModel(name=name, source=str(folder), kind=spec.kind)
     refuse_typo(name)
+    folder = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) and not folder.is_dir():
+        raise ModelUnavailable(f"model {name!r}: no such folder")
+    # a folder is loaded, and recorded, by its full path: a run reloads it from anywhere, and a
+    # folder named like a hub id ("gpt2") is not taken for it
+    source = str(folder.resolve()) if folder.is_dir() else name
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as err:
         known = ", ".join(MODELS)
         raise ModelUnavailable(
             f"unknown model {name!r}: not a registered name ({known}), a local checkpoint folder, "
-            f"or a hub id reachable from here ({type(err).__name__}: {str(err).splitlines()[0]})"
+            f"or a hub id reachable from here ({type(err).__name__}: {str(err).splitlines()[0]}; without a "
+            "network, HF_HUB_OFFLINE=1 says so at once instead of retrying)"
         ) from None
-    return ResolvedModel(name=name, source=name, kind=kind or _detect_kind(config))
+    return ResolvedModel(name=name, source=source, kind=kind or _detect_kind(config))

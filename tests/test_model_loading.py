@@ -1,0 +1,92 @@
+"""Loading a user's checkpoint folder: what cannot work is refused with the model named, and what
+loads, loads the same every time."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+import transformers
+
+from bench.methods import MethodError, get_method
+from bench.models import load_base_model
+from bench.models.errors import ModelUnavailable
+from bench.models.registry import resolve_model
+from tasks.notices import UserNotice
+
+SMALL = dict(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+
+
+def _save(model: torch.nn.Module, folder, tokenizer_from=None):
+    model.save_pretrained(folder)
+    if tokenizer_from is not None:
+        transformers.AutoTokenizer.from_pretrained(tokenizer_from).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_folder_without_a_tokenizer_is_named(tmp_path):
+    folder = _save(transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2)),
+                   tmp_path / "no-tokenizer")
+    with pytest.raises(ModelUnavailable, match="no usable tokenizer in .*no-tokenizer"):
+        load_base_model(folder)
+
+
+def test_a_tokenizer_with_nothing_to_pad_with_is_named(tmp_path, tiny_models):
+    folder = shutil.copytree(tiny_models["gpt2"][0], tmp_path / "no-pad")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = tokenizer.eos_token = tokenizer.unk_token = None
+    tokenizer.save_pretrained(folder)
+    with pytest.raises(ModelUnavailable, match="no padding, end-of-sequence or unknown token"):
+        load_base_model(str(folder))
+
+
+def test_weights_a_checkpoint_lacks_start_the_same_on_every_load(tmp_path, tiny_models):
+    """A masked-LM checkpoint has no pooler: the classification head reads one, so it must not be a
+    new random draw per process (a run and its reloaded adapter would disagree)."""
+    folder = _save(transformers.BertForMaskedLM(transformers.BertConfig(**SMALL)), tmp_path / "mlm",
+                   tokenizer_from=tiny_models["bert"][0])
+    poolers = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            base = load_base_model(folder, num_labels=2)
+        poolers.append(base.model.bert.pooler.dense.weight.clone())
+        assert any(issubclass(w.category, UserNotice) and "bert.pooler.dense" in str(w.message) for w in caught)
+    assert torch.equal(*poolers)
+
+
+def test_a_bare_decoder_body_is_a_causal_model(tmp_path, tiny_models):
+    folder = _save(transformers.GPT2Model(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2)),
+                   tmp_path / "gpt2-body", tokenizer_from=tiny_models["gpt2"][0])
+    assert resolve_model(folder).kind == "causal"
+
+
+def test_a_folder_is_recorded_by_its_full_path_and_a_missing_one_is_named(tmp_path, tiny_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_models["gpt2"][0], tmp_path / "gpt2")
+    assert resolve_model("gpt2").source == str(tmp_path / "gpt2")  # the folder here, not the hub's gpt2
+    with pytest.raises(ModelUnavailable, match=r"model './nowhere': no such folder"):
+        resolve_model("./nowhere")
+
+
+def test_positions_counted_after_the_padding_index(tiny_models):
+    """RoBERTa numbers positions from the pad id + 1: of its 514 (pad id 0 here), 513 hold tokens."""
+    assert load_base_model(tiny_models["roberta"][0], num_labels=2).max_positions == 513
+
+
+def test_a_classifier_folder_cannot_be_loaded_as_an_lm(tiny_models):
+    with pytest.raises(ModelUnavailable, match="holds no LM head weights"):
+        load_base_model(tiny_models["roberta"][0], kind="causal")
+
+
+def test_peft_refusing_an_architecture_names_the_model(tmp_path, tiny_models):
+    config = transformers.DistilBertConfig(vocab_size=30522, dim=32, hidden_dim=64, n_layers=1, n_heads=2)
+    folder = _save(transformers.DistilBertForSequenceClassification(config), tmp_path / "distilbert",
+                   tokenizer_from=tiny_models["bert"][0])
+    base = load_base_model(folder, num_labels=2)
+    method = get_method("lora")
+    with pytest.raises(MethodError, match=r"PEFT cannot apply lora to model .*distilbert' \(distilbert\): .*target_modules"):
+        method.build(base, method.settings(), card=None)
