@@ -253,6 +253,24 @@ def test_a_target_longer_than_the_positions_left_is_cut_not_a_crash(tiny_models,
     assert math.isfinite(step.loss.item()) and step.work.scored == room
 
 
+def test_a_seq2seq_target_longer_than_the_decoders_positions_is_cut(tiny_models, tiny_tasks, tmp_path):
+    """BART's decoder has learned positions (16 here): a longer target would index past them."""
+    import transformers
+
+    config = transformers.BartConfig(vocab_size=30522, d_model=32, encoder_layers=1, decoder_layers=1,
+                                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                                     decoder_ffn_dim=64, max_position_embeddings=16)
+    transformers.BartForConditionalGeneration(config).save_pretrained(tmp_path / "bart")
+    transformers.AutoTokenizer.from_pretrained(tiny_models["t5"][0]).save_pretrained(tmp_path / "bart")
+    task = load_task("tiny_qa", tasks_dirs=(str(tiny_tasks),))
+    base = load_base_model(str(tmp_path / "bart"))
+    method = get_method("prompt_tuning")
+    tuned = TunedModel(method.build(base, method.settings(num_virtual_tokens=2), task.card), base, task.card)
+    long_answer = " ".join(["film"] * 40)
+    step = tuned.loss([Example(prompt="Q: what? A:", target=long_answer, references=(long_answer,))])
+    assert math.isfinite(step.loss.item()) and step.work.decoder_positions == 16
+
+
 def test_an_encoder_checkpoint_with_a_head_of_another_size_loads_with_a_fresh_one(tiny_models):
     """A hub classifier (3 NLI labels, say) run on a 2-class task: its head is replaced, not an error."""
     base = load_base_model(tiny_models["roberta"][0], num_labels=3)  # saved with a 2-label head

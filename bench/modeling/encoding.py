@@ -65,9 +65,13 @@ def encode_causal(tokenizer, prompts: Sequence[str], targets: Sequence[str], *, 
     )
 
 
-def encode_seq2seq(tokenizer, prompts: Sequence[str], targets: Sequence[str], *, max_tokens: int) -> LMBatch:
+def encode_seq2seq(tokenizer, prompts: Sequence[str], targets: Sequence[str], *, max_tokens: int,
+                   max_target_tokens: int | None = None) -> LMBatch:
+    """`max_target_tokens` cuts longer targets: the decoder's learned positions (BART's) end there."""
     encoded = encode_prompts(tokenizer, prompts, max_tokens=max_tokens)
     target_ids = _target_ids(tokenizer, prompts, targets, kind="seq2seq", add_eos=True)
+    if max_target_tokens is not None:
+        target_ids = [row[:max_target_tokens] for row in target_ids]
     labels = _pad(target_ids, -100, left=False)
     return LMBatch(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
                    target_mask=(labels != -100).long(), labels=labels)

@@ -55,7 +55,8 @@ class TunedModel:
             # generation targets end with EOS so the model learns where an answer stops
             return encode_causal(self.tokenizer, prompts, targets, max_tokens=max_tokens,
                                  add_eos=not self.card.is_classification, max_target_tokens=self._target_room())
-        return encode_seq2seq(self.tokenizer, prompts, targets, max_tokens=max_tokens)
+        return encode_seq2seq(self.tokenizer, prompts, targets, max_tokens=max_tokens,
+                              max_target_tokens=self.base.max_positions)
 
     def _target_room(self) -> int | None:
         """Positions left for a target after the virtual tokens and the longest prompt, where the
