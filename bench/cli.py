@@ -155,7 +155,7 @@ def _tasks(args) -> int:
     if args.action == "validate":
         return _task_validate(args)
     cards = available_tasks(tuple(args.tasks_dir))  # a missing folder is refused before the table starts
-    width = max(12, *map(len, cards))  # a user's long task name widens the column, not shifts the row
+    width = max([12, *map(len, cards)])  # a user's long task name widens the column, not shifts the row
     print(f"{'name':<{width}} {'kind':<15} {'train/validation/test':<22} {'metric':<10} source")
     for name, card in sorted(cards.items()):
         sizes = "/".join(_split_size(card, split) for split in ("train", "validation", "test"))

@@ -22,8 +22,16 @@ KEY_TYPES: dict[str, tuple[type, ...]] = {
     "target_field": (str,), "primary_metric": (str,), "max_input_tokens": (int,), "max_new_tokens": (int,),
     "license": (str,), "notes": (str,), "validation_from_train": (int,), "train_size": (int,),
 }
-# keys holding a collection -> the type of each entry (label_words has its own, richer check)
-ENTRY_TYPES: dict[str, type] = {"source": str, "splits": str, "metrics": str}
+# keys holding a collection -> the type of each entry (label_words and source have their own, richer checks)
+ENTRY_TYPES: dict[str, type] = {"splits": str, "metrics": str}
+# `source` key -> the types its value may have: `local` or `hub` says where the data lives; the rest are
+# `datasets.load_dataset` arguments of a hub source. Any other key is refused: one dropped unread would load
+# other data than the card declares.
+SOURCE_KEYS: dict[str, tuple[type, ...]] = {
+    "local": (str,), "hub": (str,), "name": (str,), "data_files": (str, list, dict), "revision": (str,),
+}
+HUB_KEYS = ("name", "data_files", "revision")
+DATA_FILES_SHAPES = "text, a list of text or a mapping split -> text or list of text"
 KNOWN_KEYS = REQUIRED_KEYS + tuple(key for key in KEY_TYPES if key not in REQUIRED_KEYS)
 TYPE_NAMES = {str: "text", int: "an integer", dict: "a mapping", list: "a list"}
 EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
@@ -103,6 +111,61 @@ def _check_types(path: Path, data: dict[str, Any]) -> None:
                 if not _is(item, (ENTRY_TYPES[key],)):
                     raise TaskCardError(path, key, f"entry {entry!r} must be {TYPE_NAMES[ENTRY_TYPES[key]]}, "
                                         f"got {_describe(item)}")
+    if isinstance(data.get("source"), dict):
+        _check_source(path, data["source"])
+
+
+def _check_source(path: Path, source: dict[str, Any]) -> None:
+    """Every key under `source` is one SOURCE_KEYS declares, its value of a type it allows."""
+    for key, value in source.items():
+        if key not in SOURCE_KEYS:
+            hint = "; a hub dataset's configuration is given as `name`" if key == "config" else ""
+            raise TaskCardError(path, "source", f"unknown key {key!r}{hint} (known keys: {', '.join(SOURCE_KEYS)})")
+        if key == "data_files" and not _is_data_files(value):
+            raise TaskCardError(path, "source", f"entry 'data_files' must be {DATA_FILES_SHAPES}, "
+                                f"got {_describe(value)}")
+        if key != "data_files" and not _is(value, SOURCE_KEYS[key]):
+            raise TaskCardError(path, "source", f"entry {key!r} must be text, got {_describe(value)}")
+
+
+def _is_data_files(value: Any) -> bool:
+    if isinstance(value, dict):  # split -> file(s)
+        return bool(value) and all(isinstance(split, str) and _names_files(files) for split, files in value.items())
+    return _names_files(value)
+
+
+def _names_files(value: Any) -> bool:
+    """A path (or glob, or URL), or a non-empty list of them."""
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(_is(item, (str,)) and item for item in items)
+
+
+def reads_local_files(hub: Any) -> bool:
+    """Whether `hub:` names a datasets builder of files (csv, json, parquet...), whose data_files datasets
+    reads relative to the current directory; a hub repo's or dataset folder's data_files name files inside it."""
+    if not isinstance(hub, str):
+        return False
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # imported lazily: heavy, and hub cards only
+
+    return hub in _PACKAGED_DATASETS_MODULES
+
+
+def _anchor(source: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """`source` with the relative paths its card declared made absolute against that card's `folder`."""
+    source = dict(source)
+    if "local" in source:
+        source["local"] = str((folder / source["local"]).resolve())
+    if "data_files" in source and reads_local_files(source.get("hub")):
+        source["data_files"] = _anchor_files(source["data_files"], folder)
+    return source
+
+
+def _anchor_files(files: Any, folder: Path) -> Any:
+    if isinstance(files, dict):
+        return {split: _anchor_files(value, folder) for split, value in files.items()}
+    if isinstance(files, list):
+        return [_anchor_files(file, folder) for file in files]
+    return files if "://" in files else str((folder / files).resolve())  # a URL (https://, hf://) is as given
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +194,8 @@ def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]
         raise TaskCardError(path, "include", f"{parent!r} names no card file (looked for {parent_path})")
     base = _resolve_includes(parent_path, seen + (path,))
     # A variant's relative data paths stay relative to the card that declared them.
-    if "local" in base.get("source", {}) and "source" not in data:
-        base["source"] = dict(base["source"], local=str(parent_path.parent / base["source"]["local"]))
+    if "source" in base:
+        base["source"] = _anchor(base["source"], parent_path.parent)
     return _merge(base, data)
 
 
@@ -184,6 +247,10 @@ def _check(path: Path, data: dict[str, Any]) -> None:
     source = data["source"]
     if not isinstance(source, dict) or len({"local", "hub"} & set(source)) != 1:
         raise TaskCardError(path, "source", "must give `local: <folder>` or `hub: <dataset path>`, one of them")
+    hub_keys = [key for key in HUB_KEYS if key in source]
+    if "local" in source and hub_keys:
+        raise TaskCardError(path, "source", f"{hub_keys[0]!r} is a key of hub sources; a `local:` folder holds "
+                            "<split>.jsonl[.gz] files, named by `splits`")
     if "validation_from_train" in data and "validation" in data.get("splits", {}):
         raise TaskCardError(path, "validation_from_train",
                             "a card carving validation from train maps no validation split")
@@ -253,9 +320,7 @@ def load_card(path: Path | str) -> TaskCard:
     path = Path(path).resolve()
     data = _resolve_includes(path)
     _check(path, data)
-    source = dict(data["source"])
-    if "local" in source:
-        source["local"] = str((path.parent / source["local"]).resolve())
+    source = _anchor(data["source"], path.parent)
     label_words = (
         _normalise_label_words(path, data["label_words"]) if data["kind"] == "classification" else {}
     )

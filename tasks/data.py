@@ -6,10 +6,12 @@ import gzip
 import json
 import random
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks.card import TaskCard, TaskCardError
+from tasks.card import TaskCard, TaskCardError, reads_local_files
 
 Row = dict[str, Any]
 
@@ -49,19 +51,45 @@ def _load_local(card: TaskCard, split: str) -> list[Row]:
     if path is None:
         raise TaskCardError(
             card.path, "source",
-            f"data file for split {split!r} is missing: expected {folder / stem}.jsonl or .jsonl.gz",
+            f"data file for split {split!r} is missing: expected {folder / stem}.jsonl or .jsonl.gz"
+            + _carve_hint(split),
         )
     return read_jsonl(path)
+
+
+def _carve_hint(split: str) -> str:
+    return ("; a dataset without a validation split can carve one from train with the card key "
+            "`validation_from_train: <rows>`" if split == "validation" else "")
+
+
+@contextmanager
+def _quiet_progress_bars(datasets: Any) -> Iterator[None]:
+    """No "Generating train split" bars amid `tasks show`, `tasks validate` and run output, for this load only."""
+    if datasets.are_progress_bars_disabled() or datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is False:
+        yield  # already off, or asked for (HF_DATASETS_DISABLE_PROGRESS_BARS=0)
+        return
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
 
 
 def _load_hub(card: TaskCard, split: str) -> list[Row]:
     import datasets  # imported lazily: only hub-backed cards need it
 
+    source = card.source
+    if reads_local_files(source["hub"]) and "data_files" not in source:  # datasets would read the current folder
+        raise TaskCardError(card.path, "source", f"`hub: {source['hub']}` reads data files: name them with "
+                            "`data_files` (paths relative to the card)")
+    arguments = {key: source[key] for key in ("data_files", "revision") if key in source}
     try:
-        dataset = datasets.load_dataset(card.source["hub"], card.source.get("name"), split=card.splits[split])
+        with _quiet_progress_bars(datasets):
+            dataset = datasets.load_dataset(source["hub"], source.get("name"), split=card.splits[split], **arguments)
     except Exception as err:  # no network, no such dataset or split: datasets raises many kinds
-        raise TaskCardError(card.path, "source", f"cannot load split {split!r} of hub dataset "
-                            f"{card.source['hub']!r} ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        hint = _carve_hint(split) if "Unknown split" in str(err) else ""  # datasets' words for a split it lacks
+        raise TaskCardError(card.path, "source", f"cannot load split {split!r} of hub dataset {source['hub']!r} "
+                            f"({type(err).__name__}: {str(err).splitlines()[0]}){hint}") from None
     return [dict(row) for row in dataset]
 
 

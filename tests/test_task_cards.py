@@ -74,6 +74,15 @@ def test_user_card_loads(tmp_path):
     ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
     ({"label_words": "{0: [bad, poor], 1: [good, ' poor']}"}, "label_words",
      "'poor' is a label word of both class 0 and class 1"),
+    ({"source": "{hub: some/dir, config: hard}"}, "source",
+     "unknown key 'config'; a hub dataset's configuration is given as `name`"),
+    ({"source": "{hub: csv, data_file: x.csv}"}, "source",
+     r"unknown key 'data_file' \(known keys: local, hub, name, data_files, revision\)"),
+    ({"source": "{hub: csv, data_files: 7}"}, "source", "entry 'data_files' must be text, a list of text or a mapping"),
+    ({"source": "{hub: csv, data_files: []}"}, "source", r"entry 'data_files' must be .*, got a list \[\]"),
+    ({"source": "{hub: csv, data_files: {train: [a.csv, 1]}}"}, "source", "entry 'data_files' must be"),
+    ({"source": "{hub: glue, revision: 2}"}, "source", "entry 'revision' must be text, got an integer"),
+    ({"source": "{local: data, data_files: x.csv}"}, "source", "'data_files' is a key of hub sources"),
 ])
 def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
     path = write_card(tmp_path, **changes)
@@ -233,6 +242,77 @@ def test_a_variant_naming_another_source_moves_there_and_one_card_names_one_sour
         load_card(path)
 
 
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """datasets caches what it generates in a folder of this test's own, not the user's cache."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+
+
+def write_csv(path: Path, *texts: str) -> None:
+    path.write_text("text,label\n" + "".join(f"{text},{i % 2}\n" for i, text in enumerate(texts)))
+
+
+def test_hub_data_files_are_the_card_s_own_not_the_current_folder_s(tmp_path, monkeypatch, hub_cache):
+    """`hub: csv` reads the files the card names, relative to the card; without data_files it is refused,
+    never left to read whatever CSV files lie in the current folder."""
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    write_csv(tmp_path / "cards" / "train.csv", "hi", "yo")
+    write_csv(tmp_path / "elsewhere" / "stray.csv", "STRAY")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    path = write_card(tmp_path / "cards", source="{hub: csv, data_files: train.csv}")
+    assert [row["text"] for row in load_task(str(path)).rows("train")] == ["hi", "yo"]
+    path = write_card(tmp_path / "cards", source="{hub: csv}")
+    with pytest.raises(TaskCardError, match=r"\[source\]: `hub: csv` reads data files: name them with `data_files`"):
+        load_task(str(path)).rows("train")
+
+
+def test_a_variant_s_data_files_are_relative_to_the_card_declaring_them(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "variants").mkdir()
+    write_card(tmp_path / "base", source="{hub: csv, data_files: {train: train.csv, test: [test.csv]}}")
+    (tmp_path / "variants" / "same.yaml").write_text("include: ../base/mine.yaml\nname: same\n")
+    (tmp_path / "variants" / "other.yaml").write_text(
+        "include: ../base/mine.yaml\nname: other\nsource: {data_files: {test: [mine.csv, https://x.org/t.csv]}}\n")
+    base, variants = (tmp_path / "base").resolve(), (tmp_path / "variants").resolve()
+    assert load_card(tmp_path / "variants" / "same.yaml").source["data_files"] == {
+        "train": str(base / "train.csv"), "test": [str(base / "test.csv")]}
+    assert load_card(tmp_path / "variants" / "other.yaml").source["data_files"] == {
+        "train": str(base / "train.csv"), "test": [str(variants / "mine.csv"), "https://x.org/t.csv"]}
+
+
+def test_a_hub_repo_gets_its_revision_and_data_files_as_written(tmp_path, monkeypatch):
+    """A hub repo's data_files name files inside the repo, so they are passed on unchanged."""
+    import datasets
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or [{"t": 1}])
+    path = write_card(tmp_path, source="{hub: someone/data, name: hard, revision: v2, data_files: data/*.parquet}")
+    assert load_task(str(path)).rows("train") == [{"t": 1}]
+    assert calls == [(("someone/data", "hard"), {"split": "train", "data_files": "data/*.parquet", "revision": "v2"})]
+
+
+def test_a_hub_dataset_without_validation_suggests_carving_it_from_train(tmp_path, hub_cache):
+    path = write_card(tmp_path, source="{hub: json, data_files: {train: data/train.jsonl, test: data/test.jsonl}}")
+    with pytest.raises(TaskCardError, match=r"Unknown split \"validation\".*`validation_from_train: <rows>`"):
+        load_task(str(path)).rows("validation")
+    path = write_card(tmp_path, source="{hub: json, data_files: {train: data/train.jsonl, test: data/test.jsonl}}",
+                      validation_from_train=1)
+    assert len(load_task(str(path)).rows("validation")) == 1
+
+
+def test_loading_hub_data_draws_no_progress_bars(tmp_path, capfd, hub_cache):
+    import datasets
+
+    path = write_card(tmp_path, source="{hub: json, data_files: {train: data/train.jsonl}}")
+    were_disabled = datasets.are_progress_bars_disabled()
+    assert len(load_task(str(path)).rows("train")) == 2
+    assert "Generating" not in capfd.readouterr().err
+    assert datasets.are_progress_bars_disabled() == were_disabled  # silenced for the load only
+
+
 def test_include_overrides_keys(tmp_path):
     write_card(tmp_path)
     (tmp_path / "variant.yaml").write_text("include: mine.yaml\nname: mine_v2\ntemplate: 'Say: {text}'\n")
@@ -317,3 +397,13 @@ def test_yaml_merge_keys_and_anchors_still_load(tmp_path):
     path = tmp_path / "anchors.yaml"
     path.write_text("defaults: &d {steps: 2, lr: 0.1}\nrun:\n  <<: *d\n  lr: 0.3\n")
     assert read_yaml_mapping(path, what="x", error=ValueError)["run"] == {"steps": 2, "lr": 0.3}
+
+
+def test_task_list_columns_stay_aligned_for_a_long_name(tmp_path, capsys):
+    from bench.cli import main
+
+    write_card(tmp_path, name="a_task_with_a_long_name")
+    assert main(["tasks", "--tasks-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("a_task_with_a_long_name ") for line in lines)
+    assert len({re.match(r"\S+ +", line).end() for line in lines}) == 1  # every second column starts alike
