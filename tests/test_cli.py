@@ -321,9 +321,11 @@ def test_a_registered_model_is_not_loaded_as_another_kind(capsys, tiny_tasks, tm
     assert code == 2 and "model 'minilm-l6' is a registered encoder model, not causal" in err, err
 
 
-def test_a_model_folder_without_weights_is_named(capsys, tiny_tasks, tmp_path):
+def test_a_model_folder_without_weights_is_named(capsys, tiny_models, tiny_tasks, tmp_path):
+    import transformers
+
     folder = tmp_path / "no_weights"
-    folder.mkdir()
+    transformers.AutoTokenizer.from_pretrained(tiny_models["gpt2"][0]).save_pretrained(folder)
     (folder / "config.json").write_text('{"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2}')
     code, _, err = run_cli(capsys, "run", "--task", "tiny_cls", "--model", folder, "--method", "lora",
                            "--tasks-dir", tiny_tasks, "--results", tmp_path, "--quiet")

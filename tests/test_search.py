@@ -85,7 +85,7 @@ def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path
 def test_an_unknown_model_is_refused_before_a_study_exists(capsys, tmp_path, tiny_tasks):
     code = main(["search", "--task", "tiny_cls", "--model", str(tmp_path / "no-such-model"), "--trials", "1",
                  "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
-    assert code == 2 and "unknown model" in capsys.readouterr().err
+    assert code == 2 and "no-such-model': no such folder" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
 
 
