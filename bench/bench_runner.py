@@ -101,7 +101,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             try:
                 write_json_atomic(entry, failure)
             except OSError as unwritable:  # the run's folder itself refused it: the reason is still shown
-                entry["reason"] += f" (and its failure.json could not be written: {unwritable.strerror})"
+                entry["reason"] += f" (and its failure.json could not be written: {unwritable.strerror or unwritable})"
             outcome.failed.append((name, entry["reason"]))
             reason = entry["reason"]
         seconds = time.perf_counter() - started

@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as err:  # a folder it may not write, a full disk: the path and the reason, not a traceback
         where = f"{err.filename}: " if err.filename else ""
-        print(f"spbench {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        reason = err.strerror or (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"spbench {args.command}: error: {where}{reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; what finished is on disk already
         resume = RESUMABLE.get(args.command)

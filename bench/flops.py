@@ -2,8 +2,10 @@
 many positions it runs.
 
 Every group of weights costs, per position it runs on, 2 * N forward, 2 * N backward for the
-activation gradients (every method needs them through all layers: prompts sit at the input, LoRA
-and prefixes in every layer) and 2 * N_trainable for the weight gradients (frozen weights need none).
+activation gradients (every method needs them through the layers: prompts sit at the input, LoRA
+and prefixes in every layer; where nothing trains below the first layer, autograd skips that layer's
+input gradients, so for LoRA and prefix tuning this is a slight upper bound) and 2 * N_trainable for
+the weight gradients (frozen weights need none).
 Attention adds, per layer and per (query, key) pair, 4 * d_attn forward (Q.K^T and scores.V, 2 * d_attn
 each; Kaplan et al. 2020, Chinchilla app. F) and twice that backward (both operands are activations).
 
@@ -62,9 +64,10 @@ class Weights:
     total: int = 0
     trainable: int = 0
 
-    def add(self, parameter: torch.nn.Parameter) -> None:
-        self.total += parameter.numel()
-        self.trainable += parameter.numel() if parameter.requires_grad else 0
+    def add(self, parameter: torch.nn.Parameter, runs: int = 1) -> None:
+        """`runs`: how many layers share this weight (ALBERT runs one layer group at every depth)."""
+        self.total += runs * parameter.numel()
+        self.trainable += runs * parameter.numel() if parameter.requires_grad else 0
 
     def flops(self, positions: int) -> int:
         """Forward, activation gradients and weight gradients over `positions`."""
@@ -105,11 +108,14 @@ def weight_groups(model: torch.nn.Module) -> dict[str, Weights]:
     (embedding tables and the frozen originals PEFT keeps beside trained head copies are left out)."""
     core = _core(model)
     head_modules = [core.get_output_embeddings(), getattr(getattr(core, "base_model", None), "pooler", None)]
-    head_modules += [getattr(core, name, None) for name in HEAD_NAMES]
+    # poolers and pre-classifiers run once per row, as the head does (DeBERTa-v2's, DistilBERT's)
+    head_modules += [getattr(core, name, None) for name in (*HEAD_NAMES, "pooler", "pre_classifier")]
     head = _ids(head_modules)
     tables = _ids(m for m in model.modules() if isinstance(m, torch.nn.Embedding)) - head  # a tied LM head runs
     decoder = _ids([core.get_decoder()]) if getattr(core.config, "is_encoder_decoder", False) else set()
     groups = {name: Weights() for name in ("layers", "decoder", "cross_key_value", "head", "prompt_encoder")}
+    config = core.config
+    shared_runs = config.num_hidden_layers // config.num_hidden_groups if hasattr(config, "num_hidden_groups") else 1
     for name, parameter in model.named_parameters():
         if id(parameter) in tables or ".original_module." in name:  # a lookup, or PEFT's unused head copy
             continue
@@ -121,7 +127,7 @@ def weight_groups(model: torch.nn.Module) -> dict[str, Weights]:
             group = "cross_key_value" if CROSS_KEY_VALUE.search(name) else "decoder"
         else:
             group = "layers"
-        groups[group].add(parameter)
+        groups[group].add(parameter, shared_runs if "albert_layer_groups." in name else 1)
     return groups
 
 

@@ -146,7 +146,7 @@ def test_records_from_before_the_setting_group_with_new_ones_left_at_its_default
     from bench.results import aggregate
 
     old = read_record(next((ROOT / "results" / "reference").glob("sst2__minilm-l6__lora__*/record.json")))
-    assert "gradient_checkpointing" not in old["train"]
+    old["train"].pop("gradient_checkpointing", None)  # as records written before the setting existed
     new = json.loads(json.dumps(old))
     new["seed"] = new["train"]["seed"] = 1
     new["run_id"] = old["run_id"].replace("__s0", "__s1")

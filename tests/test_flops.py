@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -130,3 +129,20 @@ def test_full_fine_tuning_leaves_a_mean_pooled_encoders_pooler_out(tiny_models, 
     assert getattr(base.model.config, "sentence_pooling", None) is not None
     assert not any(p.requires_grad for p in pooler.parameters())
     assert all(p.requires_grad for name, p in tuned.model.named_parameters() if ".pooler." not in name)
+
+
+def test_shared_layers_count_at_every_depth_and_row_heads_once_per_row():
+    """ALBERT runs one layer group at every depth; DistilBERT's pre-classifier runs once per row."""
+    def albert(layers):
+        config = transformers.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=layers,
+                                           num_attention_heads=2, intermediate_size=64)
+        return transformers.AlbertForSequenceClassification(config)
+
+    shallow, deep = albert(2), albert(3)
+    one_layer = sum(p.numel() for p in deep.albert.encoder.albert_layer_groups.parameters())
+    assert weight_groups(deep)["layers"].total - weight_groups(shallow)["layers"].total == one_layer
+
+    config = transformers.DistilBertConfig(vocab_size=100, dim=32, hidden_dim=64, n_layers=1, n_heads=2)
+    distilbert = transformers.DistilBertForSequenceClassification(config)
+    heads = [distilbert.pre_classifier, distilbert.classifier]
+    assert weight_groups(distilbert)["head"].total == sum(p.numel() for m in heads for p in m.parameters())

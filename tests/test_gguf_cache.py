@@ -58,7 +58,7 @@ def test_interrupted_conversion_leaves_no_checkpoint(tmp_path, monkeypatch):
 def test_a_conversion_killed_outright_leaves_nothing_behind_the_next_one(tmp_path, monkeypatch):
     """SIGKILL runs no cleanup: the next conversion, holding the lock, removes the dead one's staging folder."""
     monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path))
-    leftover = tmp_path / "models" / ".fake-model-abc123"
+    leftover = tmp_path / "models" / ".fake-model.staging-abc123"
     leftover.mkdir(parents=True)
     (leftover / "model.safetensors").write_bytes(b"half")
 

@@ -253,6 +253,25 @@ def test_a_target_longer_than_the_positions_left_is_cut_not_a_crash(tiny_models,
     assert math.isfinite(step.loss.item()) and step.work.scored == room
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("variant", ["prompt_tuning", "prefix_tuning", "lora"])
+def test_the_lm_head_runs_only_on_the_positions_that_predict_targets(tiny_models, tiny_tasks, arch, variant):
+    """The K positions before the last give the logits the last K + 1 gave, less the one dropped:
+    with virtual tokens in the input, a prefix in the cache, and left padding."""
+    from bench.modeling import causal
+
+    task, _, tuned = build(tiny_models, tiny_tasks, arch, variant, "tiny_qa")
+    examples = task.examples("train")[:3]
+    batch = tuned._lm_batch([e.prompt for e in examples], [e.target for e in examples])
+    width = int(batch.target_mask.sum(1).max())
+    with torch.no_grad():
+        kept = causal.forward_last(tuned.model, batch.input_ids, batch.attention_mask, logits_to_keep=width,
+                                   before_last=True)[0].logits
+        dropped = causal.forward_last(tuned.model, batch.input_ids, batch.attention_mask,
+                                      logits_to_keep=width + 1)[0].logits[:, :-1]
+    assert kept.shape == dropped.shape and torch.allclose(kept, dropped, atol=1e-5)
+
+
 def test_a_seq2seq_target_longer_than_the_decoders_positions_is_cut(tiny_models, tiny_tasks, tmp_path):
     """BART's decoder has learned positions (16 here): a longer target would index past them."""
     import transformers

@@ -88,5 +88,17 @@ def test_peft_refusing_an_architecture_names_the_model(tmp_path, tiny_models):
                    tokenizer_from=tiny_models["bert"][0])
     base = load_base_model(folder, num_labels=2)
     method = get_method("lora")
-    with pytest.raises(MethodError, match=r"PEFT cannot apply lora to model .*distilbert' \(distilbert\): .*target_modules"):
+    refused = r"PEFT cannot apply lora to model .*distilbert' \(distilbert\): .*target_modules"
+    with pytest.raises(MethodError, match=refused):
         method.build(base, method.settings(), card=None)
+
+
+@pytest.mark.parametrize("model_type, architecture, kind", [
+    ("xlm-roberta-xl", "XLMRobertaXLForMaskedLM", "encoder"),  # a masked-LM family, whatever its head
+    ("data2vec-text", "Data2VecTextModel", "encoder"),
+    ("llama", "LlamaModel", "causal"),  # a bare decoder body
+    ("llama", "LlamaForSequenceClassification", "encoder"),  # a classifier checkpoint is read as one
+])
+def test_the_kind_of_a_folder_comes_from_its_family(tmp_path, model_type, architecture, kind):
+    (tmp_path / "config.json").write_text(f'{{"model_type": "{model_type}", "architectures": ["{architecture}"]}}')
+    assert resolve_model(str(tmp_path)).kind == kind

@@ -97,7 +97,8 @@ def test_too_long_inputs_name_every_term():
     _check_fits(base, task, 16)  # 16 + 40 + 8 = 64 fits exactly
     with pytest.raises(MethodError, match="20 virtual tokens [+] 40 input tokens [+] 8 new tokens exceed the 64 "
                                           "positions of model 'tiny'; use fewer virtual tokens, or a card that "
-                                          "includes 't' with a smaller max_input_tokens"):
+                                          "includes 't' with a smaller max_input_tokens or "
+                                          "max_new_tokens"):
         _check_fits(base, task, 20)
     # a classification answer is its longest label word, not max_new_tokens; without virtual tokens,
     # only the card's input length can give

@@ -67,6 +67,8 @@ def forward_last(model, input_ids, attention_mask, *, logits_to_keep: int, befor
     keep = logits_to_keep
     if before_last:
         length = inputs.kwargs["input_ids" if "input_ids" in inputs.kwargs else "inputs_embeds"].size(1)
+        if logits_to_keep >= length:  # the first token has no position before it to predict it from
+            raise ValueError(f"cannot score the last {logits_to_keep} of {length} positions: no position before them")
         keep = torch.arange(length - logits_to_keep - 1, length - 1, device=input_ids.device)
     output = core_model(model)(**inputs.kwargs, logits_to_keep=keep, use_cache=use_cache)
     return output, inputs

@@ -60,8 +60,9 @@ class TunedModel:
 
     def _target_room(self) -> int | None:
         """Positions left for a target after the virtual tokens and the longest prompt, where the
-        model's positions are bounded (None: they are not). A run is refused unless this holds
-        `max_new_tokens`, so only targets longer than any answer the model is asked for are cut; on
+        model's positions are bounded (None: they are not). A run is refused unless this holds the
+        answer (`max_new_tokens`, or a classifier's longest label word), so only targets longer than
+        any answer the model is asked for are cut; on
         CUDA, a position past the table would be a device-side assert that ends the process."""
         limit = self.base.max_positions
         if limit is None:

@@ -75,9 +75,9 @@ def converted_checkpoint(name: str, gguf_path: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds it done
         if is_converted(name):
             return destination
-        for leftover in root.glob(f".{name}-*"):  # the staging folder of a conversion killed outright
+        for leftover in root.glob(f".{name}.staging-*"):  # the staging folder of a conversion killed outright
             shutil.rmtree(leftover, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=root))
         try:
             _convert(gguf_path, staging)
             if destination.exists():  # a leftover from an interrupted older layout

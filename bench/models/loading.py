@@ -10,8 +10,8 @@ import torch
 from safetensors import SafetensorError
 
 from bench.device import pick_device, pick_dtype
-from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
 from bench.models.gguf_cache import cache_root
+from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
 from bench.models.registry import ModelError, ModelUnavailable, resolve_model
 from tasks.notices import UserNotice
 
@@ -97,8 +97,8 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     try:
         # weights the checkpoint lacks (a fresh head, a pooler) start the same on every load, so a run
         # and a reload of its adapter see the same ones
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+        with torch.random.fork_rng(devices=[]):  # the CPU generator, which initialises them, is left as it was
+            torch.default_generator.manual_seed(0)
             model, info = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
     except (OSError, SafetensorError) as err:  # no weights, a damaged file, a hub id whose files cannot be fetched
         damaged = " (damaged: delete that folder to convert it again)" if _in_cache(resolved.source) else ""
@@ -141,7 +141,7 @@ def _check_loaded(name: str, resolved, model: torch.nn.Module, info: dict) -> No
                                f"a {resolved.kind} LM (it would train and score through a random head)")
     if missing:
         warnings.warn(f"model {name!r}: {resolved.source} lacks {_listed(missing)}; they start from a fixed random "
-                      "initialisation and train only under full fine-tuning", UserNotice, stacklevel=2)
+                      "initialisation (frozen, except under full fine-tuning)", UserNotice, stacklevel=2)
 
 
 def _in_cache(source: str) -> bool:

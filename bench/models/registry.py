@@ -96,19 +96,19 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-ENCODER_FAMILIES = {"bert", "roberta", "distilbert", "deberta", "deberta-v2", "electra", "xlm-roberta", "albert",
-                    "mpnet", "camembert", "modernbert"}
-
-
 def _detect_kind(config) -> str:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
     if getattr(config, "is_encoder_decoder", False):
         return "seq2seq"
     architectures = getattr(config, "architectures", None) or []
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
         return "causal"
-    # a bare body (GPT2Model, LlamaModel) is known by its family; a classifier checkpoint of another
-    # family is read as one
-    if config.model_type in ENCODER_FAMILIES or any(a.endswith("ForSequenceClassification") for a in architectures):
+    # a family with a masked-LM head is an encoder, whatever head the checkpoint was saved with; a
+    # bare decoder body (GPT2Model, LlamaModel) is causal
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "encoder"
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
         return "encoder"
     return "causal"
 
