@@ -375,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
         return 0
     except OSError as err:  # a folder it may not write, a full disk: the path and the reason, not a traceback
-        where = f"{err.filename}: " if err.filename else ""
+        path = err.filename2 or err.filename  # a rename into place names the place second
+        where = f"{path}: " if path else ""
         reason = err.strerror or (str(err).strip().splitlines() or [type(err).__name__])[0]
         print(f"spbench {args.command}: error: {where}{reason}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.plots.render import render_all
-from bench.record import RunRecord
+from bench.record import RunRecord, write_text_atomic
 from bench.results import ResultRow, aggregate, csv_name, load_records, spread, task_names, write_csv
 
 
@@ -71,6 +71,4 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
               "*vs zero-shot* the mean improvement over each run's score before training; FLOPs are the "
               "analytic training estimate; *peak mem* is training's; *latency ×* the inference latency over "
               "the base model's (median of paired rounds; 1 for full fine-tuning by definition).", ""]
-    path = folder / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return write_text_atomic("\n".join(lines), folder / "report.md")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import statistics
@@ -12,7 +13,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record
+from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, write_text_atomic
 from tasks.notices import SkippedInput
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
@@ -317,13 +318,14 @@ def csv_name(split: str) -> str:
 
 
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
+    """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        fields = [f for f in asdict(rows[0]) if f not in ("settings", "train")] if rows else []
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
-    return path
+    table = io.StringIO(newline="")
+    fields = [f for f in asdict(rows[0]) if f not in ("settings", "train")] if rows else []
+    writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    return write_text_atomic(table.getvalue(), path)
 
 
 def _si(value: float) -> str:

@@ -1,6 +1,7 @@
 """Aggregation and plot data, checked on hand-made records (numbers, not pixels)."""
 
 import json
+from dataclasses import asdict
 import math
 import statistics
 import warnings
@@ -362,6 +363,26 @@ def test_a_table_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, ca
     (tmp_path / "results.csv").mkdir()  # something in the way, as a read-only folder would be
     assert main(["results", str(tmp_path)]) == 1
     assert capsys.readouterr().err.strip() == f"spbench results: error: {tmp_path / 'results.csv'}: Is a directory"
+
+
+def test_a_table_interrupted_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    from bench import results
+
+    rows = aggregate([make_record("lora", 0.86), make_record("full_ft", 0.90)])
+    table = results.write_csv(rows, tmp_path / "results.csv")
+    before = table.read_bytes()
+    calls = []
+
+    def killed_midway(row):
+        calls.append(row)
+        if len(calls) > 2:  # the header's row and the first line are through
+            raise KeyboardInterrupt
+        return asdict(row)
+
+    monkeypatch.setattr(results, "asdict", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_csv(rows, table)
+    assert table.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
 def test_plots_and_report_are_written(tmp_path):

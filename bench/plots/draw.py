@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -29,8 +30,10 @@ def _save(figure, folder: Path, name: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}{extension}" for extension in EXTENSIONS]
     figure.tight_layout()
-    for path in paths:
-        figure.savefig(path, dpi=130)
+    for path in paths:  # drawn beside the chart, then renamed over it: a killed command leaves no half image
+        partial = path.with_name(f".{path.name}.partial{path.suffix}")
+        figure.savefig(partial, dpi=130)
+        os.replace(partial, path)
     plt.close(figure)
     return paths
 
