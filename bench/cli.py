@@ -248,7 +248,7 @@ def _results(args) -> int:
 
 
 def _records(args):
-    from bench.results import DEFAULT_RESULTS, SHIPPED_RESULTS, load_records
+    from bench.results import DEFAULT_RESULTS, SHIPPED_RESULTS, load_records, warn_mixed_flop_estimates
 
     named, args.folder = args.folder is not None, args.folder or DEFAULT_RESULTS  # where tables and plots go
     if args.study and not args.storage:
@@ -273,6 +273,7 @@ def _records(args):
     if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {args.split} scores (search trials are scored on "
                          "validation only: add --split validation)")
+    warn_mixed_flop_estimates(records)
     return records, failures
 
 

@@ -33,6 +33,7 @@ import torch
 
 from bench.models.loading import HEAD_NAMES
 
+ESTIMATE_VERSION = 2  # raised whenever the estimate changes: figures of two versions do not compare
 # the cross-attention key / value projections of a decoder layer (T5, BART-likes, BERT-style decoders)
 CROSS_KEY_VALUE = re.compile(r"(EncDecAttention|encoder_attn|crossattention)\.(self\.)?(k|v|k_proj|v_proj|key|value)\.")
 

@@ -33,6 +33,7 @@ class Cost(TypedDict):
     # included; seq2seq: encoder plus decoder positions)
     tokens_seen: int
     train_flops: float  # analytic estimate, see bench/flops.py (frozen weights: no weight gradients)
+    flops_estimate: int  # bench.flops.ESTIMATE_VERSION that made it; absent: 1, the estimate before it
     # during training, its intermediate evaluations included: CUDA max allocated on GPU; peak
     # resident set size on CPU (see the kind)
     peak_memory_bytes: int

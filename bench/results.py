@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, write_text_atomic
-from tasks.notices import SkippedInput
+from tasks.notices import SkippedInput, UserNotice
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
              "artifact_bytes", "latency_overhead")
@@ -87,6 +87,16 @@ def shortened(text: str, limit: int = 24) -> str:
 
 DEFAULT_RESULTS = Path("results")
 SHIPPED_RESULTS = ("reference", "search_tables")  # committed under results/ with the project: not a user's runs
+
+
+def warn_mixed_flop_estimates(records: list[RunRecord]) -> None:
+    """Records whose FLOPs two versions of the estimate made are not comparable by FLOPs: said once."""
+    versions = {record["cost"].get("flops_estimate", 1) for record in records}
+    if len(versions) > 1:
+        older = sum(record["cost"].get("flops_estimate", 1) < max(versions) for record in records)
+        warnings.warn(f"{older} of {len(records)} runs estimate training FLOPs with an older formula (versions "
+                      f"{', '.join(map(str, sorted(versions)))}): compare FLOPs only within a version, or rerun them",
+                      UserNotice, stacklevel=2)
 
 
 def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list[RunRecord], list[dict]]:

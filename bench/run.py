@@ -25,7 +25,7 @@ from bench.modeling.encoding import target_text
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.pooling import CONFIG_KEY
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
-from bench.flops import training_flops
+from bench.flops import ESTIMATE_VERSION, training_flops
 from bench.names import file_part
 from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord, results_folder,
                           write_record)
@@ -261,7 +261,7 @@ def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latenc
     return {
         "trainable_params": trainable, "total_params": total, "trainable_pct": 100 * trainable / total,
         "train_seconds": result.train_seconds, "seconds_per_step": result.seconds_per_step,
-        "tokens_seen": result.work.tokens, "train_flops": flops,
+        "tokens_seen": result.work.tokens, "train_flops": flops, "flops_estimate": ESTIMATE_VERSION,
         "peak_memory_bytes": peak_bytes, "peak_memory_kind": peak_kind,
         "artifact_bytes": artifact_bytes, "artifact_saved": saved,
         "latency_per_example_s": tuned_latency, "base_latency_per_example_s": base_latency,

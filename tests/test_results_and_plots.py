@@ -385,6 +385,24 @@ def test_a_table_interrupted_while_written_leaves_the_previous_one(tmp_path, mon
     assert table.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
+def test_records_of_two_flop_estimates_are_said_to_differ(tmp_path):
+    import warnings
+
+    from bench.cli import main
+    from tasks.notices import UserNotice
+
+    old, new = make_record("lora", 0.86), make_record("full_ft", 0.90)
+    new["cost"] = {**new["cost"], "flops_estimate": 2}  # `old` predates the field: estimate 1
+    write_records(tmp_path, [old, new])
+    with pytest.warns(UserNotice, match=r"1 of 2 runs estimate training FLOPs with an older formula \(versions 1, 2\)"):
+        assert main(["results", str(tmp_path)]) == 0
+    old["cost"] = {**old["cost"], "flops_estimate": 2}
+    write_records(tmp_path / "again", [old, new])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserNotice)
+        assert main(["results", str(tmp_path / "again")]) == 0
+
+
 def test_plots_and_report_are_written(tmp_path):
     for i, record in enumerate(RECORDS):
         (tmp_path / str(i)).mkdir()
