@@ -102,3 +102,20 @@ def test_peft_refusing_an_architecture_names_the_model(tmp_path, tiny_models):
 def test_the_kind_of_a_folder_comes_from_its_family(tmp_path, model_type, architecture, kind):
     (tmp_path / "config.json").write_text(f'{{"model_type": "{model_type}", "architectures": ["{architecture}"]}}')
     assert resolve_model(str(tmp_path)).kind == kind
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "p_tuning"])
+def test_virtual_tokens_are_refused_for_a_classifier_that_reads_the_last_token(tmp_path, tiny_models, method):
+    """GPT-2's sequence classifier finds each row's last token from its ids; virtual tokens come as
+    embeddings, so it would read padding."""
+    config = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, num_labels=2, pad_token_id=0)
+    folder = _save(transformers.GPT2ForSequenceClassification(config), tmp_path / "gpt2-classifier",
+                   tokenizer_from=tiny_models["bert"][0])
+    base = load_base_model(folder, num_labels=2)
+    assert base.kind == "encoder"
+    chosen = get_method(method)
+    with pytest.raises(MethodError, match="its head reads the last token, which virtual tokens hide; load it with "
+                                          "--model-kind causal"):
+        chosen.build(base, chosen.settings(), card=None)
+    lora = get_method("lora")
+    lora.build(base, lora.settings(), card=None)  # the ids reach the model: nothing hidden

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from peft import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
 
-from bench.methods.peft_common import INPUT_PROMPT_ONLY, task_type, wrap
+from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
 from bench.methods.registry import Method, check_range, register_method
 
 ENCODERS = {"mlp": PromptEncoderReparameterizationType.MLP, "lstm": PromptEncoderReparameterizationType.LSTM}
@@ -27,6 +27,7 @@ class PTuningSettings:
 
 def build_p_tuning(base, settings: PTuningSettings, card):
     # PEFT's MLP encoder is fixed at two layers (it ignores encoder_num_layers), so it is not exposed.
+    refuse_last_token_classifier(base, "p_tuning")
     config = PromptEncoderConfig(
         task_type=task_type(base),
         num_virtual_tokens=settings.num_virtual_tokens,

@@ -19,6 +19,16 @@ def task_type(base: BaseModel) -> TaskType:
     return TASK_TYPES[base.kind]
 
 
+def refuse_last_token_classifier(base: BaseModel, method: str) -> None:
+    """A decoder family's sequence classifier (its head is `score`) reads the last real token, which
+    it finds from the input ids; virtual tokens reach the model as embeddings, so for every shorter
+    row of a batch it would read padding."""
+    if base.kind == "encoder" and hasattr(base.model, "score"):
+        raise MethodError(f"{method} cannot train model {base.name!r} ({base.model.config.model_type}) as a "
+                          "classifier: its head reads the last token, which virtual tokens hide; load it with "
+                          "--model-kind causal to score label words, or use lora or prefix_tuning")
+
+
 def wrap(base: BaseModel, peft_config):
     with warnings.catch_warnings():
         # PEFT 0.21 calls a transformers method deprecated in 5.x; harmless, and noisy on every run

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from peft import PromptTuningConfig, PromptTuningInit
 
-from bench.methods.peft_common import INPUT_PROMPT_ONLY, task_type, wrap
+from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
 from bench.methods.registry import Method, MethodError, check_range, register_method
 
 INITS = ("random", "sampled_vocab", "class_labels", "text")
@@ -52,6 +52,7 @@ def label_word_vectors(base, card) -> torch.Tensor:
 def build_prompt_tuning(base, settings: PromptTuningSettings, card):
     if settings.init == "class_labels" and not card.is_classification:
         raise MethodError(f"prompt_tuning.init=class_labels needs a classification task; {card.name!r} is {card.kind}")
+    refuse_last_token_classifier(base, "prompt_tuning")
     config = PromptTuningConfig(
         task_type=task_type(base),
         num_virtual_tokens=settings.num_virtual_tokens,
