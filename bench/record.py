@@ -131,7 +131,7 @@ def copy_tree_atomic(source: Path, destination: Path, *, added: dict[str, str] |
         shutil.copytree(source, staging, dirs_exist_ok=True)
         for name, text in (added or {}).items():
             (staging / name).write_text(text, encoding="utf-8")
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the copy from other users
+        share_as_umask_allows(staging)  # mkdtemp's 0700 and copied 0600 files would hide it from other users
         if destination.exists():
             retired = staging.with_name(staging.name + ".old")
             os.replace(destination, retired)
@@ -143,6 +143,16 @@ def copy_tree_atomic(source: Path, destination: Path, *, added: dict[str, str] |
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def share_as_umask_allows(folder: Path) -> Path:
+    """Give `folder` and everything in it the permissions a plain mkdir or open would have: temporary
+    folders (0700) and files safetensors writes (0600) would otherwise hide results, adapters and
+    converted models from the other users of a shared folder."""
+    mask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    return folder
 
 
 def _umask() -> int:

@@ -28,7 +28,7 @@ from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.flops import ESTIMATE_VERSION, training_flops
 from bench.names import file_part
 from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord, results_folder,
-                          write_record)
+                          share_as_umask_allows, write_record)
 from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
@@ -222,7 +222,7 @@ def _save_artifact(model, method_name: str, run_dir: Path) -> tuple[Path | None,
         return None, sum(p.numel() * p.element_size() for p in model.parameters())
     path = run_dir / "adapter"
     model.save_pretrained(path)
-    return path, _folder_bytes(path)
+    return share_as_umask_allows(path), _folder_bytes(path)
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """The CLI end to end on tiny models, and its errors for bad input."""
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,10 @@ def test_run_writes_a_complete_record(capsys, tiny_models, tiny_tasks, tmp_path,
     if method != "full_ft":
         assert PeftModel.from_pretrained(load_base_model(tiny_models[arch][0], num_labels=2).model,
                                          record["artifact_path"]) is not None
+        mask = os.umask(0o022)
+        os.umask(mask)
+        weights = Path(record["artifact_path"], "adapter_model.safetensors")
+        assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~mask  # safetensors alone writes 0600
 
 
 def test_skipping_the_initial_score_leaves_no_zero_shot(capsys, tiny_models, tiny_tasks, tmp_path):

@@ -1,5 +1,7 @@
 """The GGUF conversion cache: converted once, never half-written, safe under concurrent starts."""
 
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -64,10 +66,17 @@ def test_a_conversion_killed_outright_leaves_nothing_behind_the_next_one(tmp_pat
 
     def convert(gguf_path, destination):
         (destination / gguf_cache.COMPLETE_MARKER).write_text("ok")
+        (destination / "model.safetensors").write_bytes(b"weights")
+        os.chmod(destination / "model.safetensors", 0o600)  # as safetensors writes it
 
     monkeypatch.setattr(gguf_cache, "_convert", convert)
-    gguf_cache.converted_checkpoint("fake-model", tmp_path / "x.gguf")
+    converted = gguf_cache.converted_checkpoint("fake-model", tmp_path / "x.gguf")
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["fake-model", "fake-model.lock"]
+    # readable by the other users of a shared cache, as far as the umask allows
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(converted.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((converted / "model.safetensors").stat().st_mode) == 0o666 & ~mask
 
 
 def test_an_unwritable_cache_is_named(tmp_path, monkeypatch):

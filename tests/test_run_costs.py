@@ -222,6 +222,7 @@ def test_a_copied_folder_replaces_the_old_one_whole(tmp_path):
     source, destination = tmp_path / "adapter", tmp_path / "best" / "adapter"
     source.mkdir()
     (source / "weights").write_text("new")
+    os.chmod(source / "weights", 0o600)  # as safetensors writes an adapter's weights
     destination.mkdir(parents=True)
     (destination / "weights").write_text("old")
     (destination / "stale").write_text("from an older winner")
@@ -230,6 +231,7 @@ def test_a_copied_folder_replaces_the_old_one_whole(tmp_path):
     assert (destination / "weights").read_text() == "new"
     assert [p.name for p in destination.parent.iterdir()] == ["adapter"]  # no staging left behind
     assert stat.S_IMODE(destination.stat().st_mode) == 0o777 & ~_current_umask()
+    assert stat.S_IMODE((destination / "weights").stat().st_mode) == 0o666 & ~_current_umask()
 
 
 def test_a_copy_that_fails_midway_leaves_the_old_folder(tmp_path, monkeypatch):

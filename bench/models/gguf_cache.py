@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench.models.errors import ModelUnavailable
+from bench.record import share_as_umask_allows
 
 COMPLETE_MARKER = "spbench-converted.ok"
 
@@ -80,6 +81,7 @@ def converted_checkpoint(name: str, gguf_path: Path) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=root))
         try:
             _convert(gguf_path, staging)
+            share_as_umask_allows(staging)
             if destination.exists():  # a leftover from an interrupted older layout
                 shutil.rmtree(destination)
             os.replace(staging, destination)
