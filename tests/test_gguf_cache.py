@@ -85,3 +85,24 @@ def test_an_unwritable_cache_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("SPBENCH_CACHE", str(blocker))
     with pytest.raises(ModelUnavailable, match=r"cannot write the model cache .*cache/models .*SPBENCH_CACHE"):
         gguf_cache.converted_checkpoint("fake-model", tmp_path / "x.gguf")
+
+
+def test_a_checkpoint_cut_short_after_conversion_is_converted_again(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path))
+    conversions = []
+
+    def convert(gguf_path, destination):
+        conversions.append(destination)
+        save_file({"weight": torch.zeros(64, 64)}, destination / "model.safetensors")
+        (destination / gguf_cache.COMPLETE_MARKER).write_text("ok")
+
+    monkeypatch.setattr(gguf_cache, "_convert", convert)
+    weights = gguf_cache.converted_checkpoint("fake-model", tmp_path / "x.gguf") / "model.safetensors"
+    assert gguf_cache.is_converted("fake-model")
+    weights.write_bytes(weights.read_bytes()[:1000])  # a disk that filled, a copy cut short
+    assert not gguf_cache.is_converted("fake-model")  # so `spbench models` does not call it ready
+    gguf_cache.converted_checkpoint("fake-model", tmp_path / "x.gguf")
+    assert len(conversions) == 2 and gguf_cache.is_converted("fake-model")

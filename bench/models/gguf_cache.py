@@ -40,7 +40,22 @@ def find_packaged_file(distribution: str, filename: str) -> Path | None:
 
 
 def is_converted(name: str) -> bool:
-    return (cache_root() / name / COMPLETE_MARKER).exists()
+    folder = cache_root() / name
+    return (folder / COMPLETE_MARKER).exists() and _weights_whole(folder)
+
+
+def _weights_whole(folder: Path) -> bool:
+    """False where a weights file was cut short after the conversion (a full disk, a copy): the
+    checkpoint is then converted again rather than failing every load."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        for path in folder.glob("*.safetensors"):
+            with safe_open(path, "pt"):  # reads the header, which must cover the whole file
+                pass
+    except (SafetensorError, OSError):
+        return False
+    return True
 
 
 def _convert(gguf_path: Path, destination: Path) -> None:
