@@ -8,6 +8,8 @@ input gradients, so for LoRA and prefix tuning this is a slight upper bound) and
 the weight gradients (frozen weights need none).
 Attention adds, per layer and per (query, key) pair, 4 * d_attn forward (Q.K^T and scores.V, 2 * d_attn
 each; Kaplan et al. 2020, Chinchilla app. F) and twice that backward (both operands are activations).
+A causal position attends to the prefix, the positions before it and itself: about half the pairs
+Chinchilla counts, the work of kernels that skip the masked half.
 
 Where each group runs:
 - the layers (every weight outside the embedding tables, heads and prompt encoder), on every
@@ -18,6 +20,7 @@ Where each group runs:
 - the prompt encoder: P-tuning's MLP / LSTM once a step over the virtual tokens (PEFT computes the
   prompt once and repeats it for the batch); prefix tuning's projection once per row.
 - embedding tables, prompt tuning's and prefix tuning's included, are lookups: free.
+- a layer group shared across depths (ALBERT) counts at every depth it runs.
 Gradient checkpointing runs the layers' forward twice.
 
 Only positions that carry data are counted: padding, and positions computed only to be dropped, are
