@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.user_warnings import show_warnings_to_users
 from tasks import TaskCardError
+from tasks.notices import first_line
 
 RUN_EXAMPLES = """examples:
   spbench run --task sst2 --model minilm-l6 --method prompt_tuning --set num_virtual_tokens=20 --set lr=0.03 --steps 200
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # a folder it may not write, a full disk: the path and the reason, not a traceback
         path = err.filename2 or err.filename  # a rename into place names the place second
         where = f"{path}: " if path else ""
-        reason = err.strerror or (str(err).strip().splitlines() or [type(err).__name__])[0]
+        reason = err.strerror or first_line(err) or type(err).__name__
         print(f"spbench {args.command}: error: {where}{reason}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; what finished is on disk already

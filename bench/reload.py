@@ -12,6 +12,7 @@ from bench.models import load_base_model
 from bench.models.registry import MODELS
 from bench.record import RunRecord
 from tasks import Task, load_task
+from tasks.notices import first_line
 
 
 class NoAdapterError(ValueError):
@@ -59,5 +60,5 @@ def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> 
         hint = (" (the weights' shapes differ from this model's: was the task card changed, its classes say, without "
                 "bumping its version?)" if "size mismatch" in str(err) else "")
         raise NoAdapterError(f"run {record['run_id']}: cannot load the adapter at {adapter} "
-                             f"({type(err).__name__}: {str(err).strip().splitlines()[0]}){hint}") from None
+                             f"({type(err).__name__}: {first_line(err)}){hint}") from None
     return TunedModel(model, base, task.card)

@@ -91,12 +91,12 @@ SHIPPED_RESULTS = ("reference", "search_tables")  # committed under results/ wit
 
 def warn_mixed_flop_estimates(records: list[RunRecord]) -> None:
     """Records whose FLOPs two versions of the estimate made are not comparable by FLOPs: said once."""
-    versions = {record["cost"].get("flops_estimate", 1) for record in records}
-    if len(versions) > 1:
-        older = sum(record["cost"].get("flops_estimate", 1) < max(versions) for record in records)
+    versions = [record["cost"].get("flops_estimate", 1) for record in records]
+    if len(set(versions)) > 1:
+        older = sum(version < max(versions) for version in versions)
         warnings.warn(f"{older} of {len(records)} runs estimate training FLOPs with an older formula (versions "
-                      f"{', '.join(map(str, sorted(versions)))}): compare FLOPs only within a version, or rerun them",
-                      UserNotice, stacklevel=2)
+                      f"{', '.join(map(str, sorted(set(versions))))}): compare FLOPs only within a version, or rerun "
+                      "them", UserNotice, stacklevel=2)
 
 
 def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list[RunRecord], list[dict]]:
@@ -329,7 +329,6 @@ def csv_name(split: str) -> str:
 
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = io.StringIO(newline="")
     fields = [f for f in asdict(rows[0]) if f not in ("settings", "train")] if rows else []
     writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")

@@ -177,7 +177,8 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
     answer, answer_terms = _answer_positions(base, task.card)
     if limit is not None and num_virtual + task.card.max_input_tokens + answer > limit:
         fewer = "fewer virtual tokens, or " if num_virtual else ""
-        smaller = "max_input_tokens or max_new_tokens" if "new tokens" in answer_terms else "max_input_tokens"
+        generates = base.kind == "causal" and not task.card.is_classification
+        smaller = "max_input_tokens or max_new_tokens" if generates else "max_input_tokens"
         raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens{answer_terms} "
                           f"exceed the {limit} positions of model {base.name!r}; use {fewer}a card that includes "
                           f"{task.name!r} with a smaller {smaller}")

@@ -26,6 +26,7 @@ from bench.record import RunRecord, results_folder, write_json_atomic
 from bench.run import execute_run
 from bench.suite import Suite
 from tasks import TaskCardError
+from tasks.notices import first_line
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 SEARCH_RECORDS_ATTR = "run_records"  # a search trial's records, one per task, for machines without its files
@@ -143,7 +144,7 @@ def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]
         held = ", ".join(optuna.get_all_study_names(url)) or "none"
         raise ValueError(f"no study named {name!r} in that storage (its studies: {held})") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
-        raise ValueError(f"--storage {shown}: cannot open it ({str(err).splitlines()[0]})") from None
+        raise ValueError(f"--storage {shown}: cannot open it ({first_line(err)})") from None
     records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs:

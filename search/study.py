@@ -26,6 +26,7 @@ from bench.user_warnings import show_warnings_to_users
 from search.pruning import NoiseAwarePruner
 from search.space import SearchSpace
 from tasks.card import TaskCardError
+from tasks.notices import first_line
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 # A killed worker's trial is marked failed once its heartbeat is GRACE seconds old.
@@ -82,14 +83,14 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None) -> optuna.st
     try:
         return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
-        raise ValueError(f"--storage {url}: not a storage URL ({str(err).splitlines()[0]})") from None
+        raise ValueError(f"--storage {url}: not a storage URL ({first_line(err)})") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
         parsed = sqlalchemy.engine.make_url(url)
         folder = Path(parsed.database or "").parent
         missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
         hint = f"; its folder {folder} does not exist" if missing_folder else ""
         raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: cannot open it "
-                         f"({str(err).strip().splitlines()[0]}){hint}") from None
+                         f"({first_line(err)}){hint}") from None
 
 
 def _open_storage(url: str, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:

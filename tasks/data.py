@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.card import TaskCard, TaskCardError, reads_local_files
+from tasks.notices import first_line
 
 Row = dict[str, Any]
 
@@ -89,7 +90,7 @@ def _load_hub(card: TaskCard, split: str) -> list[Row]:
     except Exception as err:  # no network, no such dataset or split: datasets raises many kinds
         hint = _carve_hint(split) if "Unknown split" in str(err) else ""  # datasets' words for a split it lacks
         raise TaskCardError(card.path, "source", f"cannot load split {split!r} of hub dataset {source['hub']!r} "
-                            f"({type(err).__name__}: {str(err).splitlines()[0]}){hint}") from None
+                            f"({type(err).__name__}: {first_line(err)}){hint}") from None
     return [dict(row) for row in dataset]
 
 

@@ -8,6 +8,8 @@ import re
 import string
 from collections.abc import Callable, Sequence
 
+from tasks.notices import first_line
+
 
 # ---- SQuAD v1.1, with the official answer normalisation ---------------------------------------
 
@@ -100,7 +102,7 @@ def load_library_metric(name: str):
         return evaluate.load(name)
     except Exception as err:  # no hub, no such metric or folder: evaluate raises many kinds
         raise ValueError(f"metric evaluate:{name} cannot be loaded ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''})") from None
+                         f"{first_line(err)})") from None
 
 
 def load_library_metrics(names: Sequence[str]) -> None:

@@ -7,3 +7,10 @@ class UserNotice(UserWarning):
 
 class SkippedInput(UserNotice):
     """A task card, run record or failure file that could not be read and was left out."""
+
+
+def first_line(err: BaseException) -> str:
+    """An error's message cut to its first line, for a one-line refusal: libraries' messages run on
+    for pages. Empty where the error has no message."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""

@@ -8,6 +8,7 @@ from peft import TaskType, get_peft_model
 
 from bench.methods.registry import MethodError
 from bench.models import BaseModel
+from tasks.notices import first_line
 
 TASK_TYPES = {"encoder": TaskType.SEQ_CLS, "causal": TaskType.CAUSAL_LM, "seq2seq": TaskType.SEQ_2_SEQ_LM}
 # PEFT gives a seq2seq model's input prompt a second half (num_transformer_submodules=2) that its
@@ -38,5 +39,5 @@ def wrap(base: BaseModel, peft_config):
         except ValueError as err:  # an architecture PEFT has no defaults for (LoRA's target modules, say)
             method = str(peft_config.peft_type.value).lower()
             raise MethodError(f"PEFT cannot apply {method} to model {base.name!r} "
-                              f"({base.model.config.model_type}): {str(err).splitlines()[0]}") from None
+                              f"({base.model.config.model_type}): {first_line(err)}") from None
     return model.to(base.device)

@@ -13,7 +13,7 @@ from bench.device import pick_device, pick_dtype
 from bench.models.gguf_cache import cache_root
 from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
 from bench.models.registry import ModelError, ModelUnavailable, resolve_model
-from tasks.notices import UserNotice
+from tasks.notices import UserNotice, first_line
 
 
 @dataclass
@@ -103,7 +103,7 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     except (OSError, SafetensorError) as err:  # no weights, a damaged file, a hub id whose files cannot be fetched
         damaged = " (damaged: delete that folder to convert it again)" if _in_cache(resolved.source) else ""
         raise ModelUnavailable(f"model {name!r}: cannot load its weights from {resolved.source}{damaged} "
-                               f"({str(err).splitlines()[0]})") from None
+                               f"({first_line(err)})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench.models import gguf_cache
 from bench.models.errors import ModelError, ModelUnavailable  # noqa: F401 - re-exported
+from tasks.notices import first_line
 
 KINDS = ("encoder", "causal", "seq2seq")
 
@@ -160,7 +161,7 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
         known = ", ".join(MODELS)
         raise ModelUnavailable(
             f"unknown model {name!r}: not a registered name ({known}), a local checkpoint folder, "
-            f"or a hub id reachable from here ({type(err).__name__}: {str(err).splitlines()[0]}; without a "
+            f"or a hub id reachable from here ({type(err).__name__}: {first_line(err)}; without a "
             "network, HF_HUB_OFFLINE=1 says so at once instead of retrying)"
         ) from None
     return ResolvedModel(name=name, source=source, kind=kind or _detect_kind(config))
