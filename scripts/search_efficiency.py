@@ -39,11 +39,11 @@ from search.tabular import SearchTrace, Table, load_table, simulate
 
 
 def search_until(table: Table, target: float, *, seed: int, sampler: str, pruner: str, margin: float,
-                 known_good: bool, max_trials: int, first_rung: int | None) -> SearchTrace:
+                 known_good: bool, max_trials: int, first_rung: int | None, grid_as_choices: bool) -> SearchTrace:
     """`sampler` + `pruner` searching until a completed trial scores `target` (or `max_trials`)."""
     return simulate(table, sampler=make_sampler(sampler, multi_objective=False, seed=seed), pruner_name=pruner,
                     n_trials=max_trials, stop_at=target, known_good=known_good, study_name=f"repetition-{seed}",
-                    first_rung=first_rung, margin=margin)
+                    first_rung=first_rung, margin=margin, grid_as_choices=grid_as_choices)
 
 
 def _spread(ratios: list[float]) -> str:
@@ -71,6 +71,9 @@ def main() -> None:
                              "standard error of the validation score: differences below it are noise)")
     parser.add_argument("--first-rung", type=int, default=None,
                         help="earliest step a pruner may stop a trial (default: the table's first evaluation)")
+    parser.add_argument("--grid-as-choices", action="store_true",
+                        help="search the grid's values as choices (a space of choices, as a space file may give "
+                             "one) instead of ranges whose samples are snapped to the nearest grid value")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -83,12 +86,15 @@ def main() -> None:
           f"configs within one standard error ({noise:.3f}, n={table.validation_size}) of the best")
     print("rank correlation with the final score, by evaluation step (what a pruner can know there): "
           + ", ".join(f"{step}: {rho:.2f}" for step, rho in table.rank_correlations()))
-    print(f"random search: {args.random_trials} full trials = {args.random_trials * table.steps} steps; "
+    print("space: " + ("the grid's values as choices" if args.grid_as_choices else
+                       "ranges between the grid's values, samples snapped to the nearest grid value"))
+    print(f"random search: {args.random_trials} trials, up to {args.random_trials * table.steps} steps; "
           f"{args.repetitions} repetitions; target: random's best"
           + (f" - {args.tolerance}" if args.tolerance else "") + "\n")
     # per repetition: random search's best with its full budget (the target), and its steps
     baselines = [simulate(table, sampler=optuna.samplers.RandomSampler(seed=seed), pruner_name="none",
-                          n_trials=args.random_trials) for seed in range(args.repetitions)]
+                          n_trials=args.random_trials, grid_as_choices=args.grid_as_choices)
+                 for seed in range(args.repetitions)]
     targets = [random.best[-1] for random in baselines]
     to_reach = [target - args.tolerance for target in targets]
     variants = [  # (name, sampler, pruner, prune margin in standard errors, starting points enqueued)
@@ -103,14 +109,16 @@ def main() -> None:
     ]
     for name, sampler, pruner, margin, known_good in variants:
         searches = [search_until(table, goal, seed=seed, sampler=sampler, pruner=pruner, margin=margin,
-                                 known_good=known_good, max_trials=args.max_trials, first_rung=args.first_rung)
+                                 known_good=known_good, max_trials=args.max_trials, first_rung=args.first_rung,
+                                 grid_as_choices=args.grid_as_choices)
                     for seed, goal in enumerate(to_reach)]
         ratios = [search.steps_to_reach(goal) / random.steps[-1]
                   for search, goal, random in zip(searches, to_reach, baselines)]
-        trials = sum(len(search.runs) for search in searches)
+        trials, trained = sum(len(s.steps) for s in searches), sum(len(s.runs) for s in searches)
         print(f"{name:<26} steps / random's steps: {_spread(ratios)}\n{'':<26} trials: median "
-              f"{statistics.median(len(search.runs) for search in searches):g}, {trials} in all, of which "
-              f"{sum(search.repeats() for search in searches) / trials:.0%} reran a config run before")
+              f"{statistics.median(len(search.steps) for search in searches):g}, {trials} in all; "
+              f"{trials - trained} took an earlier trial's result; of those trained, "
+              f"{sum(search.repeats() for search in searches) / trained:.0%} ran a grid point run before")
     print(f"\ntargets (random search's best): mean {statistics.fmean(targets):.4f}, "
           f"reaching the table's best in {sum(t >= finals[0] for t in targets)}/{len(targets)} repetitions")
 

@@ -21,14 +21,15 @@ from bench.reload import load_trained, task_of  # noqa: E402
 from bench.results import method_label  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
+from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, original  # noqa: E402
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    """Best validation score; for two objectives, the best-scoring trial of the Pareto front."""
-    if len(study.directions) == 1:
-        return study.best_trial
-    return max(study.best_trials, key=lambda t: t.values[0])
+    """Best validation score; for two objectives, the best-scoring trial of the Pareto front. The
+    trial that ran it, where a later one took its result."""
+    best = study.best_trial if len(study.directions) == 1 else max(study.best_trials, key=lambda t: t.values[0])
+    return original(study, best)
 
 
 # Metrics that are the mean of a 0/1 outcome per example: their standard error is binomial.
@@ -58,7 +59,7 @@ def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial
     adjusted = (best.value * n + 2) / (n + 4)
     error = math.sqrt(adjusted * (1 - adjusted) / (n + 4))
     ties = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.number != best.number and t.value >= best.value - error]
+            if t.number != best.number and REPEAT_OF_ATTR not in t.user_attrs and t.value >= best.value - error]
     return error, n, sorted(ties, key=lambda t: -t.value)
 
 
@@ -78,7 +79,7 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
     winner (a rerun that finds the same winner keeps the score it has), and only on the machine
     that holds the winner's adapter (in a shared study, another one may have run it)."""
     trial = best_trial(study)
-    config = trial.user_attrs["config"]
+    config = trial.user_attrs[CONFIG_ATTR]
     records = [Path(p) for p in trial.user_attrs["records"]]
     local = all(path.exists() for path in records)
     out = folder / "best.yaml"
@@ -225,6 +226,12 @@ def summary(study: optuna.Study) -> str:
     ended = ", ".join(f"{state} {counts[state]}" for state in ("complete", "pruned", "fail", "not run")
                       if counts[state]) or "none yet"
     line = f"study {study.study_name}: {sum(counts[s.name.lower()] for s in DONE)} finished trials ({ended})"
+    repeats = [t.number for t in study.get_trials(deepcopy=False, states=(states.COMPLETE,))
+               if REPEAT_OF_ATTR in t.user_attrs]
+    if repeats:
+        shown = ", ".join(map(str, repeats[:10])) + (" ..." if len(repeats) > 10 else "")
+        line += (f"; {len(repeats)} of the complete ({shown}) sampled a config an earlier trial had completed and "
+                 "took its result without training")
     if counts["running"]:
         line += f"; {counts['running']} running"
     if counts["waiting"]:
@@ -235,12 +242,13 @@ def summary(study: optuna.Study) -> str:
     trial = best_trial(study)
     values = ", ".join(f"{name} {value:.4f}" if name == "score" else f"{name} {value:.4g}"
                        for name, value in zip(_objectives(study), trial.values))
-    lines.append(f"best: trial {trial.number} ({values}): {_config_text(trial.user_attrs.get('config'), trial.params)}")
+    config = _config_text(trial.user_attrs.get(CONFIG_ATTR), trial.params)
+    lines.append(f"best: trial {trial.number} ({values}): {config}")
     ties = statistical_ties(study)
     if ties:
         lines.append(_ties_line(*ties))
     if len(study.directions) > 1:  # best.yaml holds the front's best score; the cheaper trade-offs are these
-        front = sorted(study.best_trials, key=lambda t: -t.values[0])
+        front = sorted((t for t in study.best_trials if REPEAT_OF_ATTR not in t.user_attrs), key=lambda t: -t.values[0])
         lines.append(f"Pareto front ({', '.join(_objectives(study))}), {len(front)} trials: " + ", ".join(
             f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
     return "\n".join(lines + _failures(study))
@@ -253,7 +261,7 @@ def _failures(study: optuna.Study, shown: int = 5) -> list[str]:
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
     # a trial failed with no reason stored is one whose process died (killed, out of memory): its
     # heartbeat went stale, and the storage failed it on the next start
-    lines = [f"failed (not counted): trial {t.number} {_config_text(t.user_attrs.get('config'), t.params)}: "
+    lines = [f"failed (not counted): trial {t.number} {_config_text(t.user_attrs.get(CONFIG_ATTR), t.params)}: "
              + t.user_attrs.get(FAIL_REASON_ATTR, KILLED)
              for t in failed if NOT_RUN_ATTR not in t.user_attrs][-shown:]
     # workers raced for the last slots or for a starting point: nothing of these trials ran

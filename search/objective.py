@@ -1,4 +1,5 @@
-"""The objective: a trial samples a config and runs it through the shared run path.
+"""The objective: a trial samples a config and runs it through the shared run path (a config an
+earlier trial completed takes that trial's result instead: see `search.repeats`).
 
 Intermediate validation scores go to Optuna, so the pruner can stop weak trials early (with several
 tasks, run one after another, a trial can be stopped on any of them); a run whose loss diverges is
@@ -22,6 +23,7 @@ from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
 from search.pruning import report_with_error
+from search.repeats import CONFIG_ATTR, finished_twin, take_result
 from search.space import SearchSpace
 
 COSTS = ("trainable_params", "train_seconds", "train_flops", "peak_memory_bytes", "artifact_bytes",
@@ -69,9 +71,12 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         method, settings, train = self.space.sample(trial)
-        trial.set_user_attr("config", {"method": method, "settings": settings, "train": train})
-        trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
+        config = {"method": method, "settings": settings, "train": train}
+        trial.set_user_attr(CONFIG_ATTR, config)
         trial.set_user_attr("tasks", self.tasks)
+        if twin := finished_twin(trial, config):  # the same seeded run would give the same result
+            return take_result(trial, twin)
+        trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
         prunable = self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records, kept = [], [], [], []
         for index, task in enumerate(self.tasks):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,16 @@ class Param:
 
 
 PARAM_KEYS = {"low", "high", "log", "choices", "value"}
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def nearest(values, value: float) -> float:
+    """The value of `values` closest to `value`: in ratio where both are positive (learning rates and
+    prompt lengths are spaced by ratio), else in difference."""
+    return min(values, key=lambda v: abs(math.log(v) - math.log(value)) if v > 0 and value > 0 else abs(v - value))
 
 
 def _number(where: str, key: str, value: Any) -> float | int:

@@ -24,7 +24,7 @@ from bench.methods.registry import MethodError
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
 from search.pruning import NoiseAwarePruner
-from search.space import SearchSpace
+from search.space import SearchSpace, is_number, nearest
 from tasks.card import TaskCardError
 from tasks.notices import first_line
 
@@ -36,7 +36,7 @@ SCHEMA_ATTEMPTS = 5
 INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
 INTERRUPTED_EXIT = 130  # a process stopped by SIGINT, as shells report it
 
-# Starting points worth trying first (values outside a user's narrowed space are dropped).
+# Starting points worth trying first, fitted into a user's narrowed space (see `_fit_to_space`).
 KNOWN_GOOD = [
     # Lester et al.'s recipe (class-label init); 0.3 was with Adafactor, AdamW wants ~0.03
     {"method": "prompt_tuning", "num_virtual_tokens": 20, "prompt_tuning.init": "class_labels",
@@ -173,8 +173,9 @@ class Strategy:
 
 
 def _fit_to_space(space: SearchSpace, point: dict) -> dict | None:
-    """The starting point as trial parameters of this space: numbers clamped into narrowed ranges,
-    fixed parameters left to the space; None when a choice is not offered at all. The point names
+    """The starting point as trial parameters of this space: numbers clamped into narrowed ranges or
+    taken to the nearest offered number, fixed parameters left to the space; None when its method,
+    or a choice that is not a number, is not offered. The point names
     parameters as the default space keys them (`num_virtual_tokens`, `<method>.lr`)."""
     method = point["method"]
     if method not in space.methods:
@@ -186,9 +187,11 @@ def _fit_to_space(space: SearchSpace, point: dict) -> dict | None:
         if key == "method" or param is None or param.kind == "fixed":
             continue
         if param.kind == "categorical":
-            if value not in param.choices:
+            numbers = [c for c in param.choices if is_number(c)]
+            if value not in param.choices and not (is_number(value) and numbers):
                 return None
-            fitted[param.key(method)] = value
+            # a number not offered takes the nearest offered one, as a range clamps it
+            fitted[param.key(method)] = value if value in param.choices else nearest(numbers, value)
         else:
             fitted[param.key(method)] = type(param.low)(min(max(value, param.low), param.high))
     return fitted

@@ -4,8 +4,8 @@ be compared over many repetitions at no training cost.
 Each table entry is one real run record (a grid suite's output): its intermediate validation
 scores at the steps they were measured, and its final validation score. A simulated trial samples
 a config through the same `SearchSpace` as a real search (numbers snapped to the nearest grid
-value), reports the recorded curve to Optuna as a real trial would, and is charged the training
-steps it ran before it completed or was pruned.
+value, or offered as the grid's values), reports the recorded curve to Optuna as a real trial
+would, and is charged the training steps it ran before it completed or was pruned.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from scipy.stats import spearmanr
 
 from bench.results import load_records
 from search.pruning import MARGIN, report_with_error, standard_error
-from search.space import Param, SearchSpace
+from search.repeats import CONFIG_ATTR, finished_twin, take_result
+from search.space import Param, SearchSpace, nearest
 from search.study import enqueue_known_good, make_pruner
 
 CATEGORICAL = (str, bool)
@@ -47,12 +48,16 @@ class Table:
         """Binomial standard error of the best final score: differences below it are noise."""
         return standard_error(self.best(), self.validation_size)
 
-    def space(self) -> SearchSpace:
-        """The search space the grid spans: numeric ranges (log) between grid values, choices as choices."""
+    def space(self, *, grid_as_choices: bool = False) -> SearchSpace:
+        """The search space the grid spans: numeric ranges (log) between grid values, choices as
+        choices; or, `grid_as_choices`, every axis as the choice of its grid values (a space of
+        choices, as a user's space file may give one: nothing is snapped, and a sampled config is
+        exactly a table entry)."""
         params = {}
         for method, values in self.grid.items():
             params[method] = tuple(
-                Param(name, "categorical", choices=grid, shared=name in SHARED) if isinstance(grid[0], CATEGORICAL)
+                Param(name, "categorical", choices=grid, shared=name in SHARED)
+                if grid_as_choices or isinstance(grid[0], CATEGORICAL)
                 else Param(name, "int" if isinstance(grid[0], int) else "float", low=grid[0], high=grid[-1], log=True,
                            shared=name in SHARED)
                 for name, grid in values.items() if len(grid) > 1)
@@ -63,8 +68,7 @@ class Table:
         snapped = {}
         for name, grid in self.grid[method].items():
             value = sampled.get(name, grid[0])
-            snapped[name] = value if isinstance(grid[0], CATEGORICAL) else min(
-                grid, key=lambda g: abs(math.log(g) - math.log(value)))
+            snapped[name] = value if isinstance(grid[0], CATEGORICAL) else nearest(grid, value)
         return self.entries[(method, tuple(sorted(snapped.items())))]
 
     def best(self) -> float:
@@ -149,8 +153,8 @@ def _grid_size(grid: dict[str, dict[str, tuple]]) -> int:
 
 @dataclass
 class SearchTrace:
-    """One simulated search: per finished trial, the steps spent so far, the best final score and
-    the table entry it ran."""
+    """One simulated search: per finished trial, the steps spent so far and the best final score;
+    per trial that trained (not one that took an earlier trial's result), the table entry it ran."""
     steps: list[int]
     best: list[float]
     runs: list[tuple] = field(default_factory=list)
@@ -169,14 +173,18 @@ class SearchTrace:
 
 def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name: str, n_trials: int,
              stop_at: float | None = None, known_good: bool = False, study_name: str = "tabular",
-             first_rung: int | None = None, margin: float = MARGIN) -> SearchTrace:
+             first_rung: int | None = None, margin: float = MARGIN, grid_as_choices: bool = False) -> SearchTrace:
     """Run an Optuna study over the table; stops after `n_trials` or once a trial completes at `stop_at`.
     `known_good` enqueues the starting points `spbench search` tries first (snapped to the grid).
     `first_rung`: the earliest step a pruner may stop a trial (default: the first evaluation).
     `margin`: standard errors a pruned trial must fall below the rung's threshold (0: any gap).
+    `grid_as_choices`: search the grid's values as choices (see `Table.space`).
+    A trial that samples a config an earlier trial completed takes its result at no cost, as in
+    `spbench search` (`search.repeats`); a config snapped to a grid point another trial ran is
+    charged again, since a real search would have trained the config it sampled.
     Hyperband assigns trials to brackets by a checksum of the study name, so the name is part of
     what makes a repetition reproducible."""
-    space = table.space()
+    space = table.space(grid_as_choices=grid_as_choices)
     first_rung = first_rung or min(step for entry in table.entries.values() for step, _ in entry.curve)
     study = optuna.create_study(study_name=study_name, direction="maximize", sampler=sampler,
                                 pruner=make_pruner(pruner_name, min_steps=first_rung, max_steps=table.steps,
@@ -188,6 +196,10 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
     def objective(trial: optuna.Trial) -> float:
         nonlocal spent
         method, settings, train = space.sample(trial)
+        config = {"method": method, "settings": settings, "train": train}
+        trial.set_user_attr(CONFIG_ATTR, config)
+        if twin := finished_twin(trial, config):  # as `spbench search` does: no training, no steps
+            return take_result(trial, twin)
         entry = table.lookup(method, {**settings, **train})
         trace.runs.append((entry.method, entry.params))
         for step, score in entry.curve:

@@ -120,3 +120,62 @@ def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):
     study.optimize(run, n_trials=1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == 0.3
+
+
+def test_a_config_an_earlier_trial_completed_takes_its_result_without_training(monkeypatch, tmp_path):
+    from search.export import best_trial, statistical_ties, summary
+    from search.repeats import REPEAT_OF_ATTR
+
+    trained = []
+
+    def execute_run(spec, *, on_eval, pool):
+        trained.append(spec.train.lr)
+        folder = tmp_path / f"lr{spec.train.lr}"
+        folder.mkdir(exist_ok=True)
+        record = {"task": {"primary_metric": "accuracy"},
+                  "scores": {"validation": {"accuracy": 0.9 if spec.train.lr == 0.02 else 0.8, "n": 400}},
+                  "cost": {}, "artifact_path": str(folder / "adapter")}
+        (folder / "record.json").write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(search.objective, "execute_run", execute_run)
+    study = optuna.create_study(direction="maximize")
+    run = objective(tmp_path, references={})
+    run.tasks = ["a"]
+    for lr in (0.02, 0.01, 0.02, 0.01):
+        study.enqueue_trial({"prompt_tuning.lr": lr})
+    study.optimize(run, n_trials=4)
+    assert trained == [0.02, 0.01]  # the seeded run of a config is trained once
+    assert [t.value for t in study.trials] == [0.9, 0.8, 0.9, 0.8]
+    assert [t.user_attrs.get(REPEAT_OF_ATTR) for t in study.trials] == [None, None, 0, 1]
+    assert study.trials[2].user_attrs["records"] == study.trials[0].user_attrs["records"]
+    # the repeat adds no record for `spbench results --storage`, and no curve for the pruner
+    assert "run_records" not in study.trials[2].user_attrs and not study.trials[2].intermediate_values
+    # the winner is the trial that ran it, and its repeat is no rival within the standard error
+    assert best_trial(study).number == 0
+    assert [t.number for t in statistical_ties(study)[2]] == []
+    assert "; 2 of the complete (2, 3) sampled a config an earlier trial had completed and took its result " \
+           "without training" in summary(study).splitlines()[0]
+
+
+def test_a_pruned_config_is_trained_again(monkeypatch, tmp_path):
+    # the pruner stopped it against the trials of its time; it may let the same config go on now
+    calls = []
+
+    def execute_run(spec, *, on_eval, pool):
+        calls.append(spec.train.lr)
+        on_eval(2, 0.1, 100)
+        return {"task": {"primary_metric": "accuracy"}, "scores": {"validation": {"accuracy": 0.5}},
+                "cost": {}, "artifact_path": str(tmp_path / "adapter")}
+
+    monkeypatch.setattr(search.objective, "execute_run", execute_run)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.3))
+    run = objective(tmp_path, references={})
+    run.tasks = ["a"]
+    study.enqueue_trial({"prompt_tuning.lr": 0.01})
+    study.optimize(run, n_trials=1)
+    study.pruner = optuna.pruners.NopPruner()
+    study.enqueue_trial({"prompt_tuning.lr": 0.01})
+    study.optimize(run, n_trials=1)
+    assert calls == [0.01, 0.01]
+    assert [t.state.name for t in study.trials] == ["PRUNED", "COMPLETE"]

@@ -164,6 +164,28 @@ def test_known_good_starting_points_run_first_snapped_to_the_grid(tmp_path):
     assert trace.steps == [STEPS, 2 * STEPS]
 
 
+def test_on_the_grids_own_values_a_config_is_trained_once(tmp_path):
+    # a space of choices holds exactly the table's configs: a trial that samples one an earlier trial
+    # completed takes its result and is charged nothing, as `spbench search` does
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=0), pruner_name="none", n_trials=30,
+                     grid_as_choices=True)
+    assert len(trace.steps) == 30 and trace.repeats() == 0 and len(trace.runs) <= len(table.entries)
+    assert steps_charged(trace) == {0, STEPS} and trace.steps[-1] == STEPS * len(trace.runs)
+
+
+def test_starting_points_take_the_nearest_offered_number(tmp_path):
+    # Lester's lr 0.03 is not among the choices 0.01, 0.1, 0.3: it takes 0.01, the nearest by ratio,
+    # as a range would clamp it, instead of the starting point being dropped
+    write_grid(tmp_path)
+    table = load_table(tmp_path)
+    trace = simulate(table, sampler=optuna.samplers.RandomSampler(seed=0), pruner_name="none", n_trials=2,
+                     known_good=True, grid_as_choices=True)
+    assert trace.best == [pytest.approx(final_score("prompt_tuning", {"init": "class_labels", "lr": 0.01}))] * 2
+    assert trace.steps == [STEPS, 2 * STEPS]
+
+
 def test_a_repetition_is_reproducible_with_hyperband(tmp_path):
     # Hyperband buckets trials by a checksum of the study name: a random name would make the same
     # seed prune differently from one run of the benchmark to the next
@@ -207,13 +229,15 @@ def test_shipped_records_are_exactly_their_suites_runs(folder, suite):
         assert len(load_table(records_dir).entries) == len(planned)
 
 
-def test_the_efficiency_script_compares_every_searcher_on_a_table(tmp_path):
+@pytest.mark.parametrize("space", [[], ["--grid-as-choices"]])
+def test_the_efficiency_script_compares_every_searcher_on_a_table(tmp_path, space):
     write_grid(tmp_path)
     script = ROOT / "scripts" / "search_efficiency.py"
     result = subprocess.run([sys.executable, str(script), str(tmp_path), "--random-trials", "4", "--repetitions", "4",
-                             "--max-trials", "30"], capture_output=True, text=True, cwd=ROOT, check=True)
+                             "--max-trials", "30", *space], capture_output=True, text=True, cwd=ROOT, check=True)
     assert f"table: 8 real runs of {STEPS} steps" in result.stdout
-    assert f"random search: 4 full trials = {4 * STEPS} steps" in result.stdout
+    assert ("space: the grid's values as choices" if space else "space: ranges between") in result.stdout
+    assert f"random search: 4 trials, up to {4 * STEPS} steps" in result.stdout
     for searcher in ("spbench search default", "TPE + hyperband, cold", "TPE + succ. halving, cold",
                      "TPE + median, cold", "TPE, no pruning, cold", "random + hyperband"):
         assert re.search(rf"^{re.escape(searcher)} +steps / random's steps: median \S+", result.stdout, re.M), searcher
