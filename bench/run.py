@@ -190,8 +190,9 @@ def _answer_positions(base: BaseModel, card) -> tuple[int, str]:
     if base.kind != "causal":
         return 0, ""
     if card.is_classification:
-        longest = max(len(base.tokenizer(target_text("x:", word, kind="causal"), add_special_tokens=False)["input_ids"])
-                      for words in card.label_words.values() for word in words)
+        # after a prompt that ends in a word, and after one that ends in a space or newline
+        longest = max(len(base.tokenizer(target_text(ending, word, kind="causal"), add_special_tokens=False)["input_ids"])
+                      for words in card.label_words.values() for word in words for ending in (":", "\n"))
         return longest, f" + {longest} label-word tokens"
     return card.max_new_tokens, f" + {card.max_new_tokens} new tokens"
 

@@ -308,3 +308,47 @@ def test_an_encoder_checkpoint_whose_body_does_not_fit_its_config_is_refused(tin
     (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))  # the weights hold 64
     with pytest.raises(ModelUnavailable, match=r"weights of another shape than its config gives .*intermediate"):
         load_base_model(str(folder), num_labels=2)
+
+
+def test_label_words_are_scored_as_trained_after_a_template_that_ends_in_a_newline(tmp_path, tiny_tasks):
+    # In a byte-level BPE vocabulary "good" and " good" are different tokens. After "Sentiment:" a
+    # label word trains with its leading space; after a template's closing newline (a YAML `|`
+    # block) without one. The one-forward scoring must read the token training taught.
+    import shutil
+
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator(["good", "bad", "great", "Review: the film Sentiment: good bad great"] * 50,
+                            trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<eos>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>")
+    for word in ("good", "bad", "great"):
+        alone, spaced = tokenizer(word)["input_ids"], tokenizer(" " + word)["input_ids"]
+        assert len(alone) == len(spaced) == 1 and alone != spaced
+    folder = tmp_path / "bpe-gpt2"
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    cards = tmp_path / "cards"
+    shutil.copytree(tiny_tasks, cards)
+    card = (cards / "tiny_cls.yaml").read_text()
+    (cards / "tiny_cls.yaml").write_text(card.replace("template: 'Review: {sentence} Sentiment:'",
+                                                      'template: "Review: {sentence} Sentiment:\\n"'))
+    task = load_task("tiny_cls", tasks_dirs=(str(cards),))
+    assert task.card.template.endswith("Sentiment:\n")
+    base = load_base_model(str(folder))
+    method = get_method("prompt_tuning")
+    tuned = TunedModel(method.build(base, method.settings(num_virtual_tokens=4, init="random"), task.card), base,
+                       task.card)
+    examples = task.examples("validation")
+    words = tuned._label_words()
+    with torch.no_grad():  # each class's best word by the loss training minimises
+        batch = tuned._lm_batch([e.prompt for e in examples for _ in words], [w for _ in examples for _, w in words])
+        logprobs, _ = tuned._target_logprobs(batch)
+    best = logprobs.sum(-1).view(len(examples), len(words)).argmax(-1)
+    assert tuned.predict(examples, batch_size=4) == [words[i][0] for i in best.tolist()]

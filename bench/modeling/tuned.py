@@ -127,21 +127,24 @@ class TunedModel:
     def _label_words(self) -> list[tuple[int, str]]:
         return [(c, w) for c, words in enumerate(self.card.label_words.values()) for w in words]
 
-    def _single_token_labels(self) -> list[int] | None:
-        """Token id of each label word when every word is one token after the prompt, else None."""
-        ids = []
-        for _, word in self._label_words():
-            tokens = self.tokenizer(target_text("x:", word, kind=self.kind), add_special_tokens=False)["input_ids"]
-            if len(tokens) != 1:
+    def _single_token_labels(self, prompts: Sequence[str]) -> list[int] | None:
+        """Token id of each label word when every word is one token, the same one, after each of
+        `prompts` (tokenized as training does: with a leading space after "Sentiment:", without one
+        after a template's closing newline), else None."""
+        found = None
+        for ending in {prompt[-1:] for prompt in prompts}:  # a word's tokens depend on the prompt's last character
+            ids = [self.tokenizer(target_text(ending, word, kind=self.kind), add_special_tokens=False)["input_ids"]
+                   for _, word in self._label_words()]
+            if any(len(tokens) != 1 for tokens in ids) or found not in (None, ids):
                 return None
-            ids.append(tokens[0])
-        return ids
+            found = ids
+        return None if found is None else [tokens[0] for tokens in found]
 
     @torch.no_grad()
     def _classify_lm(self, prompts: Sequence[str]) -> list[int]:
         """Pick the class whose label word (best of its words) is most likely after the prompt."""
         pairs = self._label_words()
-        single = self._single_token_labels() if self.kind == "causal" else None
+        single = self._single_token_labels(prompts) if self.kind == "causal" else None
         if single is not None:  # one forward, LM head on the last position only
             batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
             output, _ = causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
