@@ -341,3 +341,25 @@ def test_a_model_that_cannot_load_fails_the_suites_next_runs_at_once(monkeypatch
         with pytest.raises(ModelUnavailable, match="not reachable"):
             pool.get("someorg/some-model", num_labels=num_labels)
     assert attempts == ["someorg/some-model"]
+
+
+def test_the_pool_loads_a_language_model_once_for_tasks_of_any_number_of_classes(monkeypatch, tiny_models):
+    """An LM has no classifier to size: an SST-2 run and an AG News run share one pristine copy; an
+    encoder gets one per head size."""
+    import bench.models.pool as pool_module
+    from bench.models import ModelPool
+
+    loads, load = [], pool_module.load_base_model
+
+    def counted(name, **kwargs):
+        loads.append((name, kwargs["num_labels"]))
+        return load(name, **kwargs)
+
+    monkeypatch.setattr(pool_module, "load_base_model", counted)
+    pool = ModelPool()
+    gpt2, bert = tiny_models["gpt2"][0], tiny_models["bert"][0]
+    for num_labels in (2, 4, None, 2):
+        assert pool.get(gpt2, num_labels=num_labels).kind == "causal"
+    for num_labels in (2, 4, 2):
+        assert pool.get(bert, num_labels=num_labels).model.config.num_labels == num_labels
+    assert loads == [(gpt2, 2), (bert, 2), (bert, 4)]

@@ -17,21 +17,24 @@ from bench.models.registry import ModelUnavailable
 
 class ModelPool:
     def __init__(self):
+        # (name, num_labels, kind) -> model; num_labels is None for LMs, which have no classifier to size
         self._pristine: dict[tuple, BaseModel] = {}
         # models that could not load, with why: asked again (the suite's next run on one), they fail at
         # once rather than after another round of hub retries
-        self._refused: dict[str, ModelUnavailable] = {}
+        self._refused: dict[tuple, ModelUnavailable] = {}
 
     def get(self, name: str, *, num_labels: int | None = None, kind: str | None = None) -> BaseModel:
-        key = (name, num_labels, kind)
-        if name in self._refused:
-            raise ModelUnavailable(str(self._refused[name]))
+        if (name, kind) in self._refused:
+            raise ModelUnavailable(str(self._refused[(name, kind)]))
+        as_lm = self._pristine.get((name, None, kind))  # an LM serves every task, whatever its classes
+        key = (name, None, kind) if as_lm is not None and as_lm.kind != "encoder" else (name, num_labels, kind)
         if key not in self._pristine:
             try:
                 loaded = load_base_model(name, num_labels=num_labels, kind=kind)
             except ModelUnavailable as err:
-                self._refused[name] = err
+                self._refused[(name, kind)] = err
                 raise
+            key = (name, num_labels if loaded.kind == "encoder" else None, kind)
             self._pristine[key] = dataclasses.replace(loaded, model=loaded.model.to("cpu"))  # device: the runs'
         pristine = self._pristine[key]
         return dataclasses.replace(pristine, model=copy.deepcopy(pristine.model).to(pristine.device))
