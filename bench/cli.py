@@ -369,9 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                 "predict": _predict}
     try:
         return handlers[args.command](args)
-    except (ValueError, KeyError, FileNotFoundError) as err:  # every domain error here is a ValueError
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"spbench {args.command}: error: {message}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as err:  # every domain error here is a ValueError
+        print(f"spbench {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `spbench tasks | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too

@@ -11,7 +11,7 @@ from bench.modeling import TunedModel
 from bench.models import load_base_model
 from bench.models.registry import MODELS
 from bench.record import RunRecord
-from tasks import Task, load_task
+from tasks import Task, UnknownTask, load_task
 from tasks.notices import first_line
 
 
@@ -28,7 +28,7 @@ def task_of(record: RunRecord, tasks_dirs: tuple[str, ...] = ()) -> Task:
     if not found or found[0].card.version != version:
         try:
             found.append(load_task(name, tasks_dirs=tasks_dirs))
-        except KeyError:
+        except UnknownTask:
             pass
     for task in found:
         if task.card.version == version:

@@ -111,13 +111,13 @@ def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> TaskIdentity:
     given_as_path = task.endswith(CARD_SUFFIXES)
     try:
         card = find_task(task, tasks_dirs=tasks_dirs)
-    except (ValueError, KeyError, OSError):  # TaskCardError is a ValueError
+    except (ValueError, OSError):  # TaskCardError and UnknownTask are ValueErrors
         return TaskIdentity(Path(task).stem if given_as_path else task, task, None)
     by_name = card.path
     if given_as_path:
         try:
             by_name = find_task(card.name, tasks_dirs=tasks_dirs).path
-        except (ValueError, KeyError, OSError):  # the name finds no card: this one is the task of that name
+        except (ValueError, OSError):  # the name finds no card: this one is the task of that name
             pass
     if by_name == card.path:
         identity = TaskIdentity(card.name, card.name, card.version, card.path, _mtime(card.path))

@@ -230,15 +230,15 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path} train: {err}") from None
     configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
     from bench.models.registry import MODELS
-    from tasks import find_task
+    from tasks import UnknownTask, find_task
 
     known_kinds = {**{m: MODELS[m].kind for m in models if m in MODELS}, **kinds}
 
     for task_name, budget in tasks.items():
         try:
             card = find_task(task_name, tasks_dirs=tasks_dirs)
-        except KeyError as err:
-            raise SuiteError(f"{path} tasks.{task_name}: {err.args[0]}") from None
+        except UnknownTask as err:
+            raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         try:
             train = TrainSettings(**{**defaults, **_train(f"{path} tasks.{task_name}", budget)})
         except MethodError as err:

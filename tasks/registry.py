@@ -20,6 +20,10 @@ SHIPPED_CARDS = Path(__file__).parent / "cards"
 CARD_SUFFIXES = (".yaml", ".yml")
 
 
+
+class UnknownTask(ValueError):
+    """No card declares the task name asked for; the message lists the known ones."""
+
 def _folders(tasks_dirs: tuple[str, ...]) -> list[Path]:
     folders = [SHIPPED_CARDS, *map(Path, tasks_dirs)]
     for folder in folders[1:]:
@@ -91,5 +95,5 @@ def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCar
     named = [f" ({card.path.name} declares name {card.name!r})" for card in cards.values()
              if card.path.stem == name_or_path]
     unloadable = "".join(f"; a card that cannot be loaded: {err}" for err in broken)
-    raise KeyError(f"unknown task {name_or_path!r}{''.join(named)}; known tasks: {', '.join(sorted(cards))}"
+    raise UnknownTask(f"unknown task {name_or_path!r}{''.join(named)}; known tasks: {', '.join(sorted(cards))}"
                    + unloadable)

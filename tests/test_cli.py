@@ -361,3 +361,16 @@ def test_the_last_steps_evaluation_is_the_final_validation_score_when_it_scored_
 def test_a_study_without_its_storage_is_refused_not_ignored(capsys, tmp_path):
     code, _, err = run_cli(capsys, "results", tmp_path, "--study", "sst2__minilm-l6")
     assert code == 2 and "--study sst2__minilm-l6 needs --storage" in err
+
+
+def test_a_key_error_from_a_defect_is_not_dressed_as_bad_input(monkeypatch):
+    # an unknown task is refused by name (above); a KeyError from a missing record field is a bug,
+    # and its traceback must show rather than a bare "error: 'validation'"
+    import bench.cli
+
+    def broken(args):
+        raise KeyError("validation")
+
+    monkeypatch.setattr(bench.cli, "_results", broken)
+    with pytest.raises(KeyError, match="validation"):
+        bench.cli.main(["results", "nowhere"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import TaskCardError, available_tasks, find_task, load_card, load_task
+from tasks import TaskCardError, UnknownTask, available_tasks, find_task, load_card, load_task
 from tasks.card import KEY_TYPES, KNOWN_KEYS
 from tasks.registry import SHIPPED_CARDS
 from tests.conftest import write_jsonl
@@ -121,7 +121,7 @@ def test_user_card_overrides_a_shipped_one_by_declared_name(tmp_path):
     assert find_task("sst2", tasks_dirs=dirs).path == listed.path
     assert load_task("sst2", tasks_dirs=dirs).card.version == 3
     assert find_task("sst2", tasks_dirs=(str(first),)).version == 2
-    with pytest.raises(KeyError, match="my_sst2_v3.yaml declares name 'sst2'"):
+    with pytest.raises(UnknownTask, match="my_sst2_v3.yaml declares name 'sst2'"):
         find_task("my_sst2_v3", tasks_dirs=dirs)
 
 
@@ -349,7 +349,7 @@ def test_a_broken_card_stops_only_the_lookups_it_answers(tmp_path):
     for lookup in ("draft", "half_done"):  # by the name it declares, or its file name
         with pytest.raises(TaskCardError, match="half_done.yaml"):
             find_task(lookup, tasks_dirs=dirs)
-    with pytest.raises(KeyError) as unknown:
+    with pytest.raises(UnknownTask) as unknown:
         find_task("nothing", tasks_dirs=dirs)
     assert re.match(r"unknown task 'nothing'; known tasks: .*mine.*; a card that cannot be loaded: .*garbled\.yaml",
                     unknown.value.args[0])
