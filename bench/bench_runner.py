@@ -49,10 +49,17 @@ def _describe(run: PlannedRun) -> str:
     return f"{run.spec.task} / {run.spec.model} / {run.label} / seed {run.spec.train.seed}"
 
 
-def failure_entry(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
-    """What `failure.json` keeps of a run that raised `err` (call it while handling the error)."""
-    return {"run": _describe(run), "run_id": run.spec.run_id(), "reason": f"{type(err).__name__}: {err}",
-            "seconds": seconds, "traceback": traceback.format_exc()}
+def keep_failure(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
+    """What `failure.json` keeps of a run that raised `err`, written beside where its record would
+    be (call it while handling the error). A folder that refuses the file does not lose the
+    failure: its reason says so, and the caller reports it all the same."""
+    entry = {"run": _describe(run), "run_id": run.spec.run_id(), "reason": f"{type(err).__name__}: {err}",
+             "seconds": seconds, "traceback": traceback.format_exc()}
+    try:
+        write_json_atomic(entry, record_path(run).parent / "failure.json")
+    except OSError as unwritable:
+        entry["reason"] += f" (and its failure.json could not be written: {unwritable.strerror or unwritable})"
+    return entry
 
 
 def _duration(seconds: float) -> str:
@@ -97,11 +104,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
         except KeyboardInterrupt:
             raise
         except Exception as err:  # one failed run must not stop the suite; its reason is kept
-            entry = failure_entry(run, err, seconds=time.perf_counter() - started)
-            try:
-                write_json_atomic(entry, failure)
-            except OSError as unwritable:  # the run's folder itself refused it: the reason is still shown
-                entry["reason"] += f" (and its failure.json could not be written: {unwritable.strerror or unwritable})"
+            entry = keep_failure(run, err, seconds=time.perf_counter() - started)
             outcome.failed.append((name, entry["reason"]))
             reason = entry["reason"]
         seconds = time.perf_counter() - started

@@ -18,11 +18,11 @@ import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from bench.bench_runner import failure_entry, record_path
+from bench.bench_runner import keep_failure, record_path
 from bench.interrupts import quiet_trial_failures
 from bench.methods.registry import MethodError
 from bench.models import ModelError, ModelPool
-from bench.record import RunRecord, results_folder, write_json_atomic
+from bench.record import RunRecord, results_folder
 from bench.run import execute_run
 from bench.suite import Suite
 from tasks import TaskCardError
@@ -88,8 +88,7 @@ def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
         try:
             record = execute_run(run.spec, pool=pool)
         except Exception as err:
-            entry = failure_entry(run, err, seconds=time.perf_counter() - started)
-            write_json_atomic(entry, record_path(run).parent / "failure.json")
+            entry = keep_failure(run, err, seconds=time.perf_counter() - started)
             trial.set_user_attr(FAILURE_ATTR, entry)  # `spbench results --storage` reports it from any machine
             failures.append((entry["run"], entry["reason"]))
             raise

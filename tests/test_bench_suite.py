@@ -299,6 +299,32 @@ def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_pa
     assert table.returncode == 0 and "1 runs, 1 failed" in output, output
 
 
+def test_a_shared_suite_keeps_a_failure_whose_file_cannot_be_written(tmp_path, tiny_models, tiny_tasks, monkeypatch):
+    """As in a local suite: a run folder that refuses failure.json must not lose the failure from the study."""
+    import optuna
+
+    from bench import bench_runner, shared_suite
+
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), results_dir=tmp_path / "results",
+                       tasks_dirs=(str(tiny_tasks),))
+
+    def failing_run(spec, pool):
+        raise RuntimeError("out of disk")
+
+    def refused(entry, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(shared_suite, "execute_run", failing_run)
+    monkeypatch.setattr(bench_runner, "write_json_atomic", refused)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    outcome = shared_suite.run_shared_suite(suite, url)
+    assert len(outcome.failed) == len(suite.runs)
+    trials = optuna.load_study(study_name="suite-tiny", storage=url).trials
+    reasons = [t.user_attrs[shared_suite.FAILURE_ATTR]["reason"] for t in trials]
+    assert len(reasons) == len(suite.runs) and all(
+        "out of disk (and its failure.json could not be written: Permission denied)" in r for r in reasons)
+
+
 def test_a_damaged_record_is_run_again_not_counted_done(tmp_path, tiny_models, tiny_tasks, capsys):
     from bench.bench_runner import record_path, run_suite
 
