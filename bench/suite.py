@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.methods import get_method
+from bench.methods.prompt_tuning import DEFAULT_INIT_TEXT
 from bench.methods.registry import MethodError
 from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
@@ -173,7 +174,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             settings = {**base_settings, **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
             point_train = {**train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}}
             if method.name == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
-                settings["init_text"] = "Classify or answer the following input."
+                settings["init_text"] = DEFAULT_INIT_TEXT
             try:
                 method.settings(**settings)
             except MethodError as err:

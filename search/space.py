@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from bench.methods import get_method
+from bench.methods.prompt_tuning import DEFAULT_INIT_TEXT
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
 from bench.yaml_values import read_yaml_mapping, refuse_repeats, typed_setting, yaml_number
@@ -169,7 +170,7 @@ class SearchSpace:
             value = param.suggest(trial, param.key(method))
             (train if param.name in TRAIN_KEYS else settings)[param.name] = value
         if method == "prompt_tuning" and settings.get("init") == "text":
-            settings.setdefault("init_text", "Read the input and answer the task.")
+            settings.setdefault("init_text", DEFAULT_INIT_TEXT)
         return method, settings, train
 
 

@@ -680,3 +680,20 @@ def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
     assert args.eval_every == EVAL_EVERY
     with pytest.raises(ValueError, match="--eval-every 30 is more than --steps 10"):
         _check_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
+
+
+def test_a_text_prompt_starts_from_the_same_text_in_a_search_as_in_a_suite(tmp_path):
+    # a search's winner, rerun in a suite, must be the same run
+    from bench.methods.prompt_tuning import DEFAULT_INIT_TEXT
+    from bench.suite import load_suite
+
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {value: text}\n"
+                          "    num_virtual_tokens: {low: 1, high: 4}\n")
+    study = optuna.create_study()
+    _, settings, _ = load_space(space_file).sample(study.ask())
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: t\nmodels: [minilm-l6]\ntasks: {sst2: {steps: 1}}\n"
+                     "methods: [{method: prompt_tuning, settings: {init: text}}]\n")
+    (run,) = load_suite(str(suite), results_dir=tmp_path).runs
+    assert settings["init_text"] == run.spec.method_settings["init_text"] == DEFAULT_INIT_TEXT

@@ -19,6 +19,11 @@ _PEFT_INIT = {
 }
 
 
+# What a suite or a search starts a text-initialised prompt from when it names no text of its own
+# (`spbench run` asks for one).
+DEFAULT_INIT_TEXT = "Classify or answer the following input."
+
+
 @dataclass
 class PromptTuningSettings:
     num_virtual_tokens: int = 20
