@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from bench.models import ModelPool
-from bench.results import load_records
+from bench.results import SHIPPED_RESULTS, load_records
 from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
@@ -34,8 +34,9 @@ RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # g
 def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int) -> dict[str, tuple[float, int]]:
     """Full fine-tuning's best validation score per task for `model`, with the training steps of its
     run, from existing bench records: runs of the search's budget (`steps`) when there are any,
-    else the best of any budget."""
-    records, _ = load_records(folder) if folder.exists() else ([], [])
+    else the best of any budget. The results shipped with the project (`results/reference`, trained
+    on 2 CPU cores at another budget) are not a user's references, as in `spbench results`."""
+    records, _ = load_records(folder, leave_out=SHIPPED_RESULTS) if folder.exists() else ([], [])
     found: dict[str, list[tuple[float, int]]] = {}
     for record in records:
         task = record["task"]["name"]

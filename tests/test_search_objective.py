@@ -110,6 +110,16 @@ def test_full_fine_tuning_references_prefer_runs_of_the_searchs_budget(tmp_path)
     assert full_ft_references(tmp_path, ["a", "b"], "m", steps=10) == {"a": (0.6, 10), "b": (0.7, 40)}
 
 
+def test_full_fine_tuning_references_leave_the_shipped_results_out(tmp_path):
+    # results/reference holds full fine-tuning runs of the quick suite: not the user's references
+    (tmp_path / "reference" / "run").mkdir(parents=True)
+    (tmp_path / "reference" / "run" / "record.json").write_text(json.dumps({
+        "run_id": "run", "task": {"name": "a", "primary_metric": "accuracy"}, "model": {"name": "m"},
+        "method": {"name": "full_ft"}, "train": {"steps": 10}, "scores": {"validation": {"accuracy": 0.9}},
+        "cost": {}}))
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {}
+
+
 def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):
     # task c falls below the pruner's threshold only at its final evaluation: the run is finished,
     # and stopping it there would throw its score away
