@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 import torch
 
+import bench.models.pooling
 from bench.models import load_base_model
 from bench.models.pooling import CONFIG_KEY, declared_pooling
 from bench.models.registry import MODELS
+from tasks.notices import UserNotice
+from tests.conftest import write_mean_pooling_declaration
 
 
 def test_declared_pooling_of_real_and_tiny_checkpoints(tiny_models, tmp_path):
@@ -47,3 +52,32 @@ def test_fully_fine_tuned_checkpoint_keeps_its_pooling(tiny_models, tmp_path):
     reloaded = load_base_model(str(tmp_path), num_labels=2)
     batch = _encode(base, ["a short one", "a much longer sentence with many more words in it"])
     torch.testing.assert_close(reloaded.model.eval()(**batch).logits, base.model.eval()(**batch).logits)
+
+
+@torch.no_grad()
+def test_a_head_that_reads_the_first_token_reads_the_declared_mean(tiny_models, tmp_path):
+    # RoBERTa's, MPNet's and DistilBERT's heads have no pooler: they read position 0, which must then
+    # hold the mean of the real tokens, as a sentence-transformers RoBERTa checkpoint is trained to be read
+    folder = tmp_path / "roberta"
+    shutil.copytree(tiny_models["roberta"][0], folder)
+    write_mean_pooling_declaration(folder)
+    base = load_base_model(str(folder), num_labels=2)
+    model = base.model.eval()
+    batch = _encode(base, ["a short one", "a much longer sentence with many more words in it"])
+    model.roberta._forward_hooks.clear()  # the states as the backbone gives them
+    hidden = model.roberta(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    reloaded = load_base_model(str(folder), num_labels=2).model.eval()
+    torch.testing.assert_close(reloaded(**batch).logits, reloaded.classifier(mean.unsqueeze(1)))
+    torch.testing.assert_close(reloaded(**_encode(base, ["a short one"])).logits, reloaded(**batch).logits[:1])
+
+
+def test_a_declared_pooling_no_head_can_read_is_said(tiny_models, tmp_path, monkeypatch):
+    folder = tmp_path / "roberta"
+    shutil.copytree(tiny_models["roberta"][0], folder)
+    write_mean_pooling_declaration(folder)
+    monkeypatch.setattr(bench.models.pooling, "FIRST_TOKEN_HEADS", ())  # an architecture it does not know
+    with pytest.warns(UserNotice, match="read as mean-pooled tokens, but a roberta classification head"):
+        base = load_base_model(str(folder), num_labels=2)
+    assert not hasattr(base.model.config, CONFIG_KEY)

@@ -112,8 +112,10 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
         model.config.pad_token_id = tokenizer.pad_token_id
     if resolved.kind == "encoder":
         pooling = getattr(model.config, CONFIG_KEY, None) or declared_pooling(resolved.source)
-        if pooling:
-            apply_pooling(model, pooling)
+        if pooling and not apply_pooling(model, pooling):
+            warnings.warn(f"model {name!r}: its checkpoint is read as {pooling}-pooled tokens, but a "
+                          f"{model.config.model_type} classification head can only read its own way; the head "
+                          "reads what its architecture gives it", UserNotice, stacklevel=2)
     model.to(device)
     return BaseModel(name=name, source=resolved.source, kind=resolved.kind, model=model, tokenizer=tokenizer,
                      device=device, dtype=dtype)

@@ -49,29 +49,48 @@ def _read_json(source: str, relative: str):
         return None
 
 
+# Families whose backbone has no pooler and whose sequence-classification head reads the first
+# token's state (RoBERTa's and MPNet's heads, DistilBERT's pre-classifier, ELECTRA's head, DeBERTa's
+# context pooler).
+FIRST_TOKEN_HEADS = ("roberta", "xlm-roberta", "camembert", "mpnet", "distilbert", "electra", "deberta",
+                     "deberta-v2")
+
+
 def apply_pooling(model: torch.nn.Module, mode: str) -> bool:
-    """Make the classification head read `mode`-pooled token states. False where the architecture's
-    head does not read the backbone's pooler output (the model is then left as it is)."""
+    """Make the classification head read `mode`-pooled token states: as the pooler's output where
+    the head reads the pooler (BERT, MiniLM), as the first token's state where it reads that
+    (FIRST_TOKEN_HEADS). False for another architecture (the model is then left as it is)."""
     if mode not in POOLING_MODES:
         raise ValueError(f"unknown sentence pooling {mode!r}; expected one of {', '.join(POOLING_MODES)}")
     backbone = model.base_model
-    if getattr(backbone, "pooler", None) is None:
+    if getattr(backbone, "pooler", None) is not None:
+        hook = _replace_pooler_output
+    elif model.config.model_type in FIRST_TOKEN_HEADS:
+        hook = _replace_first_token
+    else:
         return False
     setattr(model.config, CONFIG_KEY, mode)
-    backbone.register_forward_hook(_replace_pooler_output, with_kwargs=True)
+    backbone.register_forward_hook(hook, with_kwargs=True)
     return True
 
 
-def _replace_pooler_output(backbone, args, kwargs, output):
-    hidden = output.last_hidden_state
+def _pooled(backbone, kwargs, hidden: torch.Tensor) -> torch.Tensor:
     mask = kwargs.get("attention_mask")
     if mask is None:
         mask = hidden.new_ones(hidden.shape[:2])
     # prefix tuning's mask also covers the prefix keys, which have no output states: keep the tail
     mask = mask[:, -hidden.size(1):].unsqueeze(-1).to(hidden.dtype)
     if getattr(backbone.config, CONFIG_KEY) == "max":
-        pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
-    else:
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-    output.pooler_output = pooled
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def _replace_pooler_output(backbone, args, kwargs, output):
+    output.pooler_output = _pooled(backbone, kwargs, output.last_hidden_state)
+    return output
+
+
+def _replace_first_token(backbone, args, kwargs, output):
+    hidden = output.last_hidden_state  # a head that reads the first position reads the pooled sentence there
+    output.last_hidden_state = torch.cat([_pooled(backbone, kwargs, hidden).unsqueeze(1), hidden[:, 1:]], dim=1)
     return output
