@@ -13,10 +13,14 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.record import ADAPTER_RECORD, RunRecord, read_record
 from bench.yaml_values import read_yaml_mapping
 from tasks.card import NullFieldError, fill_template, template_fields
+
+if TYPE_CHECKING:
+    from tasks import Example
 
 EXAMPLES = """examples:
   echo "A gorgeous, witty, seductive movie." | spbench predict results/sst2__minilm-l6/
@@ -123,35 +127,46 @@ def parse_row(line: str, number: int, fields: dict[str, bool], where: str) -> di
     return row
 
 
-def read_rows(lines: Iterable[str], fields: dict[str, bool], where: str) -> list[dict]:
-    """Every input row, checked before the model loads: a bad line is named, not met halfway."""
-    rows = [row for number, line in enumerate(lines, 1) if (row := parse_row(line, number, fields, where))]
-    if not rows:
+def read_inputs(lines: Iterable[str], card, fields: dict[str, bool], where: str) -> list[tuple[dict, Example]]:
+    """Every input row with its rendered example, checked before the model loads: a bad line is
+    named, not met halfway."""
+    inputs = [pair for number, line in enumerate(lines, 1) if (pair := parse_input(line, number, card, fields, where))]
+    if not inputs:
         raise ValueError(f"{where}: no input rows")
-    return rows
+    return inputs
+
+
+def parse_input(line: str, number: int, card, fields: dict[str, bool], where: str) -> tuple[dict, Example] | None:
+    """One input line as its row and the example the card's template renders from it (None for a blank line)."""
+    row = parse_row(line, number, fields, where)
+    return row and (row, _example(card, row, f"{where} line {number}"))
 
 
 def _stdin(path: Path | None) -> bool:
     return path is None or str(path) == "-"
 
 
-def _input_rows(path: Path | None, fields: dict[str, bool]) -> list[dict]:
+def _inputs(path: Path | None, card, fields: dict[str, bool]) -> list[tuple[dict, Example]]:
     if _stdin(path):
-        return read_rows(sys.stdin, fields, "standard input")
+        return read_inputs(sys.stdin, card, fields, "standard input")
     try:
         with open(path, encoding="utf-8") as stream:
-            return read_rows(stream, fields, str(path))
+            return read_inputs(stream, card, fields, str(path))
     except OSError as err:
         raise ValueError(f"--input {path}: cannot read ({err.strerror or err})") from None
     except UnicodeDecodeError as err:
         raise ValueError(f"--input {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
-def _prompt(template: str, row: dict, number: int) -> str:
+def _prompt(template: str, row: dict, where: str) -> str:
     try:
         return fill_template(template, row)
     except NullFieldError as err:
-        raise ValueError(f"input row {number}: {err.args[0]} is null") from None
+        raise ValueError(f"{where}: {err.args[0]} is null") from None
+    except KeyError as err:  # a nested field: {answers[text]} of a row whose answers lack it
+        raise ValueError(f"{where}: no {err} in it (the template reads {template!r})") from None
+    except (IndexError, AttributeError, TypeError, ValueError) as err:  # {f[9]}, {f.x}, {f:d} on this row
+        raise ValueError(f"{where}: cannot fill the template {template!r} from it ({err})") from None
 
 
 def _answer(card, row: dict, prediction) -> str:
@@ -163,10 +178,10 @@ def _answer(card, row: dict, prediction) -> str:
     return json.dumps({**row, **answer}, ensure_ascii=False)
 
 
-def _example(card, row: dict, number: int):
-    from tasks import Example
+def _example(card, row: dict, where: str) -> Example:
+    from tasks import Example  # with its data loaders: not at import time, which `spbench --help` waits for
 
-    return Example(prompt=_prompt(card.template, row, number), target="", references=())
+    return Example(prompt=_prompt(card.template, row, where), target="", references=())
 
 
 def _answer_as_typed(tuned, card, fields: dict[str, bool]) -> None:
@@ -175,12 +190,12 @@ def _answer_as_typed(tuned, card, fields: dict[str, bool]) -> None:
     print(f"type inputs, a line each ({', '.join(fields)}); end with Ctrl-D", file=sys.stderr)
     for number, line in enumerate(sys.stdin, 1):
         try:
-            row = parse_row(line, number, fields, "line")
-            example = row and _example(card, row, number)
+            parsed = parse_input(line, number, card, fields, "input")
         except ValueError as err:
             print(f"spbench predict: {err}", file=sys.stderr)
             continue
-        if row:
+        if parsed:
+            row, example = parsed
             [prediction] = tuned.predict([example], batch_size=1)
             print(_answer(card, row, prediction), flush=True)
 
@@ -194,9 +209,9 @@ def run(args) -> int:
     if _stdin(args.input) and sys.stdin.isatty():
         _answer_as_typed(load_trained(record, task, adapter), card, fields)
         return 0
-    rows = _input_rows(args.input, fields)  # all checked before the model loads
+    inputs = _inputs(args.input, card, fields)  # all checked before the model loads
     tuned = load_trained(record, task, adapter)
-    examples = [_example(card, row, number) for number, row in enumerate(rows, start=1)]
-    for row, prediction in zip(rows, tuned.predict(examples, batch_size=args.batch_size)):
+    predictions = tuned.predict([example for _, example in inputs], batch_size=args.batch_size)
+    for (row, _), prediction in zip(inputs, predictions):
         print(_answer(card, row, prediction))
     return 0

@@ -202,3 +202,21 @@ def test_an_adapter_that_cannot_load_is_named(capsys, monkeypatch, tiny_models, 
     card.write_text(card.read_text().replace("{0: [bad], 1: [good], 2: [great]}", "{0: [bad], 1: [good, great]}"))
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", cards)
     assert code == 2 and f"cannot load the adapter at {run_dir / 'adapter'} (SafetensorError: " in err, err
+
+
+def test_every_input_line_is_rendered_before_the_model_loads():
+    # a nested field a row lacks, or a field of the wrong shape, is named by its line (blank lines
+    # counted), not met by the template after the model has loaded
+    from types import SimpleNamespace
+
+    from bench.predict import read_inputs
+
+    card = SimpleNamespace(template="Review: {review[text]} ({review[stars]:d} stars)")
+    fields = template_fields(card.template)
+    lines = ['{"review": {"text": "fine", "stars": 4}}', "", '{"review": {"text": "dull"}}']
+    with pytest.raises(ValueError, match=r"^input line 3: no 'stars' in it \(the template reads"):
+        read_inputs(lines, card, fields, "input")
+    with pytest.raises(ValueError, match=r"^input line 1: cannot fill the template .* from it \(Unknown format code"):
+        read_inputs(['{"review": {"text": "x", "stars": "four"}}'], card, fields, "input")
+    [(row, example)] = read_inputs(lines[:2], card, fields, "input")
+    assert example.prompt == "Review: fine (4 stars)" and row == {"review": {"text": "fine", "stars": 4}}
