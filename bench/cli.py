@@ -280,11 +280,12 @@ def _records(args):
 
 def _plot(args) -> int:
     from bench.plots.render import render_all
-    from bench.results import aggregate
+    from bench.results import aggregate, split_name
 
     records, _ = _records(args)
     axes = tuple(args.axis or ("trainable_params", "train_flops"))
-    paths = render_all(aggregate(records, split=args.split), args.folder / "plots", axes=axes)
+    paths = render_all(aggregate(records, split=args.split), args.folder / split_name("plots", args.split),
+                       split=args.split, axes=axes)
     print("\n".join(map(str, paths)))
     return 0
 

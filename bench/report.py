@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord, write_text_atomic
-from bench.results import ResultRow, aggregate, csv_name, load_records, spread, task_names, write_csv
+from bench.results import (ResultRow, aggregate, csv_name, load_records, split_name, spread, task_names,
+                           write_csv)
+
+
+def _figure(value: float | None, form: str, scale: float = 1) -> str:
+    """A table cell: `value / scale` formatted, or a dash where it is missing (None, or nan: a cost
+    an older record lacks)."""
+    return "–" if value is None or not math.isfinite(value) else format(value / scale, form)
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -16,14 +24,27 @@ def _table(rows: list[ResultRow]) -> list[str]:
              "FLOPs | peak mem (MiB) | artifact (KiB) | latency × |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r.model, -r.score)):
-        relative = f"{r.relative_to_full_ft:.3f}" if r.relative_to_full_ft is not None else "–"
-        improvement = f"{r.improvement_pct:+.1f}%" if r.improvement_pct is not None else "–"
+        improvement = _figure(r.improvement_pct, "+.1f") + ("%" if r.improvement_pct is not None else "")
+        params = _figure(r.trainable_params, ",.0f") + (f" ({r.trainable_pct:.3f}%)" if math.isfinite(
+            r.trainable_pct) else "")
+        label = r.label.replace("|", "\\|")  # a `|` in an init text would end the cell
         lines.append(
-            f"| {r.model} | `{r.label}` | {r.seeds} | {r.score:.3f}{spread(r, gap=' ')} | {relative} | "
-            f"{improvement} | {r.trainable_params:,.0f} ({r.trainable_pct:.3f}%) | {r.train_seconds:.1f} | "
-            f"{r.train_flops:.2e} | {r.peak_memory_bytes / 2**20:,.0f} | {r.artifact_bytes / 1024:,.0f} | "
-            f"{r.latency_overhead:.2f} |")
+            f"| {r.model} | `{label}` | {r.seeds} | {r.score:.3f}{spread(r, gap=' ')} | "
+            f"{_figure(r.relative_to_full_ft, '.3f')} | {improvement} | {params} | {_figure(r.train_seconds, '.1f')} | "
+            f"{_figure(r.train_flops, '.2e')} | {_figure(r.peak_memory_bytes, ',.0f', 2**20)} | "
+            f"{_figure(r.artifact_bytes, ',.0f', 2**10)} | {_figure(r.latency_overhead, '.2f')} |")
     return lines
+
+
+def _budget(rows: list[ResultRow], split: str) -> str:
+    """What the task's configs were trained and scored on: one score step on n examples is 1/n."""
+    def listed(values, none: str = "?") -> str:
+        texts = {none if v is None else str(v) for v in values}
+        return " or ".join(sorted(texts, key=lambda t: (not t.isdigit(), int(t) if t.isdigit() else 0, t)))
+    return (f"Scored on {listed((r.eval_size for r in rows), 'all')} {split} examples; trained for "
+            f"{listed(r.steps for r in rows)} steps of {listed(r.batch_size for r in rows)} examples"
+            + (f", drawn from {listed((r.train_size for r in rows), 'all')} training examples"
+               if any(r.train_size for r in rows) else "") + ".")
 
 
 def _environment(record: RunRecord) -> list[str]:
@@ -45,8 +66,9 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     folder.mkdir(parents=True, exist_ok=True)
     rows = aggregate(records, split=split)
     write_csv(rows, folder / csv_name(split))
-    plots = render_all(rows, folder / "plots")
-    lines = [f"# softprompt-bench report: {folder}", "",
+    plots_folder = split_name("plots", split)
+    plots = render_all(rows, folder / plots_folder, split=split)
+    lines = [f"# softprompt-bench report: {Path(folder).resolve().name}", "",
              f"{len(records)} runs, {len(failures)} failed; scores on the {split} split "
              f"(mean ± std over seeds; a single seed shows no ±); "
              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
@@ -54,10 +76,10 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     for row, task in zip(rows, task_names(rows)):
         by_task[task].append(row)
     for task, task_rows in sorted(by_task.items()):
-        lines += [f"## {task} ({task_rows[0].metric})", "", *_table(task_rows), ""]
+        lines += [f"## {task} ({task_rows[0].metric})", "", _budget(task_rows, split), "", *_table(task_rows), ""]
     pngs = [p for p in plots if p.suffix == ".png"]
     if pngs:
-        lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in pngs] + [""]
+        lines += ["## Plots", ""] + [f"![{p.stem}]({plots_folder}/{p.name})" for p in pngs] + [""]
     if failures:
         lines += ["## Failed runs", ""] + [f"- {f['run']}: {f['reason']}" for f in failures] + [""]
     environments = list(dict.fromkeys(tuple(_environment(r)) for r in records))  # a shared suite's machines
@@ -68,7 +90,9 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
             lines += [*environment, ""]
     lines += ["Columns: *vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
               "training data and evaluation examples (of best validation score, where there are several); "
-              "*vs zero-shot* the mean improvement over each run's score before training; FLOPs are the "
-              "analytic training estimate; *peak mem* is training's; *latency ×* the inference latency over "
-              "the base model's (median of paired rounds; 1 for full fine-tuning by definition).", ""]
-    return write_text_atomic("\n".join(lines), folder / "report.md")
+              "*vs zero-shot* the mean relative change (in %, not points) from the score before training: each "
+              "run's own before it trained where every seed scored it, else the base model's zero-shot score, "
+              "and – where a seed's is 0 or missing; FLOPs are the analytic training estimate; *peak mem* is "
+              "training's; *latency ×* the inference latency over the base model's (median of paired rounds; "
+              "1 for full fine-tuning by definition); – a figure the records lack.", ""]
+    return write_text_atomic("\n".join(lines), folder / split_name("report", split, ".md"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import statistics
 import warnings
@@ -280,8 +281,11 @@ def _versus_zero_shot(group: list[RunRecord], split: str, metric: str) -> dict[s
     baseline = "zero_shot" if all(r.get("zero_shot") for r in group) else "base_zero_shot"
     pairs = [(r["scores"][split][metric], before[split][metric]) for r in group
              if (before := r.get(baseline)) and split in before]
+    # a relative change from 0 has no value: then none is given, rather than a mean over the other
+    # seeds beside a zero-shot mean over all of them
+    relative = all(b > 0 for _, b in pairs)
     return {"zero_shot": _mean_or_none([b for _, b in pairs]),
-            "improvement_pct": _mean_or_none([100 * (a - b) / b for a, b in pairs if b > 0])}
+            "improvement_pct": _mean_or_none([100 * (a - b) / b for a, b in pairs]) if relative else None}
 
 
 def task_names(rows: list[ResultRow]) -> list[str]:
@@ -321,10 +325,15 @@ def _relate_to_full_ft(rows: list[ResultRow]) -> None:
             else None
 
 
+def split_name(stem: str, split: str, extension: str = "") -> str:
+    """A results folder's file (or folder) for a split: the test split's is `stem` itself
+    (`results.csv`, `plots`, `report.md`); another split's has its own (`results_validation.csv`)
+    rather than overwriting the test one, whose numbers it does not say are another split's."""
+    return f"{stem}{extension}" if split == "test" else f"{stem}_{split}{extension}"
+
+
 def csv_name(split: str) -> str:
-    """The table's file for a split: the test table is the report's `results.csv`; another split's
-    table has its own file rather than overwriting it (the CSV has no split column)."""
-    return "results.csv" if split == "test" else f"results_{split}.csv"
+    return split_name("results", split, ".csv")
 
 
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
@@ -338,6 +347,8 @@ def write_csv(rows: list[ResultRow], path: Path) -> Path:
 
 
 def _si(value: float) -> str:
+    if not math.isfinite(value):  # a cost the records lack
+        return "-"
     for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
             return f"{value / scale:.1f}{unit}"
@@ -355,8 +366,10 @@ def format_table(rows: list[ResultRow]) -> str:
     for r in rows:
         relative = f"{r.relative_to_full_ft:.2f}" if r.relative_to_full_ft is not None else "-"
         improvement = f"{r.improvement_pct:>+8.1f}%" if r.improvement_pct is not None else f"{'-':>9}"
+        seconds = f"{r.train_seconds:>8.1f}" if math.isfinite(r.train_seconds) else f"{'-':>8}"
+        latency = f"{r.latency_overhead:>6.2f}x" if math.isfinite(r.latency_overhead) else f"{'-':>7}"
         lines.append(
             f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>2} "
             f"{r.score:>7.3f}{spread(r):<7} {relative:>6} {improvement} "
-            f"{_si(r.trainable_params):>7} {r.train_seconds:>8.1f} {_si(r.train_flops):>7} {r.latency_overhead:>6.2f}x")
+            f"{_si(r.trainable_params):>7} {seconds} {_si(r.train_flops):>7} {latency}")
     return "\n".join(lines)

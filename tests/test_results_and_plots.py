@@ -1,6 +1,8 @@
 """Aggregation and plot data, checked on hand-made records (numbers, not pixels)."""
 
 import json
+import tempfile
+from pathlib import Path
 from dataclasses import asdict
 import math
 import statistics
@@ -436,3 +438,60 @@ def test_a_validation_table_does_not_overwrite_the_test_tables_csv(tmp_path, cap
     assert main(["results", str(tmp_path), "--split", "validation"]) == 0
     assert (tmp_path / "results.csv").read_text() == test_table
     assert (tmp_path / "results_validation.csv").read_text() != test_table
+
+
+def test_a_validation_plot_or_report_leaves_the_test_ones_as_they_are(tmp_path):
+    from bench.cli import main
+
+    write_records(tmp_path, RECORDS)
+    assert main(["report", str(tmp_path)]) == 0
+    test_files = {p: p.read_bytes() for p in [tmp_path / "report.md", *(tmp_path / "plots").iterdir()]}
+    assert main(["plot", str(tmp_path), "--split", "validation"]) == 0
+    assert main(["report", str(tmp_path), "--split", "validation"]) == 0
+    assert all(path.read_bytes() == content for path, content in test_files.items() if path.suffix != ".md")
+    report = (tmp_path / "report_validation.md").read_text()
+    assert "](plots_validation/relative_to_full_ft.png)" in report and "Scored on all validation examples" in report
+    assert (tmp_path / "plots_validation" / "relative_to_full_ft.svg").exists()
+
+
+def test_charts_draw_the_same_svg_from_the_same_data(tmp_path):
+    first = render_all(aggregate(RECORDS), tmp_path / "a")
+    second = render_all(aggregate(RECORDS), tmp_path / "b")
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit():
+    smoke = make_record("prompt_tuning", 0.99, lr=3e-3, train={"eval_size": 20}, num_virtual_tokens=1, init="random")
+    rows = aggregate(RECORDS + [smoke])
+    (chart,) = data.score_cost(rows, axis="peak_memory_bytes")
+    assert len(chart.points) == 6 and max(p.score for p in chart.pareto) == pytest.approx(0.89)
+    assert chart.incomparable == ["prompt_tuning[init=random,num_virtual_tokens=1,lr=0.003,eval_size=20]"]
+    assert {p.cost for p in chart.points} == {1024.0}  # 2**30 bytes, drawn in MiB
+    full, single = chart.references["full_ft"], chart.references["lora"]
+    assert full.score_std == pytest.approx(0.0141421, abs=1e-6) and single.score_std is None  # one seed: no bar
+    with pytest.warns(UserWarning, match="1 config.* scored on other examples than the rest left out"):
+        render_all(rows, Path(tempfile.mkdtemp()), axes=("peak_memory_bytes",))
+
+
+def test_no_relative_change_is_averaged_over_some_seeds_only():
+    # a seed whose score before training is 0 (exact match of an untrained prompt) has no relative
+    # change; the others' mean beside a zero-shot mean over both would misstate the row
+    zero = {**make_record("lora", 0.4), "zero_shot": {"test": {"accuracy": 0.0}}}
+    other = {**make_record("lora", 0.2, seed=1), "zero_shot": {"test": {"accuracy": 0.1}}}
+    row, = aggregate([zero, other])
+    assert row.zero_shot == pytest.approx(0.05) and row.improvement_pct is None
+
+
+def test_the_report_dashes_missing_figures_and_keeps_its_table_whole(tmp_path):
+    records = json.loads(json.dumps(RECORDS[:3]))
+    del records[2]["cost"]["latency_overhead"]
+    records.append(make_record("prompt_tuning", 0.7, init="text", init_text="yes | no", num_virtual_tokens=4,
+                               train={"eval_size": 200, "steps": 50, "batch_size": 16}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = write_report(tmp_path / "mine", records=records).read_text()
+    assert report.startswith("# softprompt-bench report: mine\n")
+    rows = [line for line in report.splitlines() if line.startswith("| m |")]
+    assert len(rows) == 3 and all(line.count(" | ") == 11 for line in [r.replace("\\|", "") for r in rows])
+    assert "nan" not in report and "| – |" in report
+    assert "Scored on 200 or all test examples; trained for 50 or ? steps of 16 or ? examples." in report

@@ -14,17 +14,18 @@ COST_AXES = {
     "trainable_params": "trainable parameters",
     "train_seconds": "training time (s)",
     "train_flops": "training FLOPs (estimate)",
-    "peak_memory_bytes": "peak memory (bytes)",
-    "artifact_bytes": "saved artifact (bytes)",
+    "peak_memory_bytes": "peak memory (MiB)",
+    "artifact_bytes": "saved artifact (KiB)",
 }
+COST_UNITS = {"peak_memory_bytes": 2**20, "artifact_bytes": 2**10}  # bytes drawn in the units the report uses
 
 
 class Point(NamedTuple):
     label: str
     method: str
-    cost: float
+    cost: float  # in the axis's unit (COST_AXES)
     score: float
-    score_std: float
+    score_std: float | None  # None for a single seed: no spread to draw
 
 
 class ScoreCost(NamedTuple):
@@ -32,10 +33,13 @@ class ScoreCost(NamedTuple):
     model: str
     metric: str
     axis: str
-    points: list[Point]  # every config with this cost measured, references included
+    points: list[Point]  # every config scored as most are, with this cost measured, references included
     pareto: list[Point]  # lowest cost for each gain in score, in cost order
     references: dict[str, Point]  # the full_ft / lora config of best validation score
     unmeasured: list[str] = []  # configs whose records lack this cost (older records, say): not drawn
+    # configs trained on other data or scored on other examples than most (a 20-example smoke run):
+    # their scores do not compare, so they are not drawn
+    incomparable: list[str] = []
 
 
 class RelativeScores(NamedTuple):
@@ -50,7 +54,7 @@ class LengthCurve(NamedTuple):
     method: str  # the config family: its table label without the prompt length
     lengths: list[int]
     scores: list[float]
-    stds: list[float]
+    stds: list[float | None]  # None for a single seed
 
 
 class InitComparison(NamedTuple):
@@ -59,7 +63,7 @@ class InitComparison(NamedTuple):
     config: str  # the config family: its table label without the init
     inits: list[str]
     scores: list[float]
-    stds: list[float]
+    stds: list[float | None]  # None for a single seed
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
@@ -73,7 +77,7 @@ def pareto_front(points: list[Point]) -> list[Point]:
 
 
 def _point(row: ResultRow, axis: str) -> Point:
-    return Point(row.label, row.method, getattr(row, axis), row.score, row.score_std or 0.0)
+    return Point(row.label, row.method, getattr(row, axis) / COST_UNITS.get(axis, 1), row.score, row.score_std)
 
 
 def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list[ScoreCost]:
@@ -84,19 +88,22 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
         by_task[(task, row.model)].append(row)
     charts = []
     for (task, model), group in sorted(by_task.items()):
-        measured = [r for r in group if math.isfinite(getattr(r, axis))]
+        # the chart holds the runs scored as most of its are (same data and evaluation examples); its
+        # reference lines are scores, drawn whether or not the reference measured this cost, chosen
+        # on validation as the tables choose full fine-tuning's
+        usual = _usual(group)
+        comparable = [r for r in group if comparable_key(r) == usual]
+        measured = [r for r in comparable if math.isfinite(getattr(r, axis))]
         points = [_point(r, axis) for r in measured]
-        # the reference lines belong to the runs scored as most of the chart's are (same data and
-        # evaluation examples), chosen on validation as the tables choose full fine-tuning's
-        usual = _usual(measured)
         references = {}
         for method in REFERENCE_METHODS:
-            candidates = [r for r in measured if r.method == method and comparable_key(r) == usual]
+            candidates = [r for r in comparable if r.method == method]
             if candidates:
                 references[method] = _point(max(candidates, key=lambda r: r.validation), axis)
-        unmeasured = [r.label for r in group if not math.isfinite(getattr(r, axis))]
+        unmeasured = [r.label for r in comparable if not math.isfinite(getattr(r, axis))]
+        incomparable = [r.label for r in group if comparable_key(r) != usual]
         charts.append(ScoreCost(task, model, group[0].metric, axis, points, pareto_front(points), references,
-                                unmeasured))
+                                unmeasured, incomparable))
     return charts
 
 
@@ -147,7 +154,7 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
         group.sort(key=lambda r: r.settings["num_virtual_tokens"])
         name = _label_without(group[0].label, "num_virtual_tokens")
         curves.append(LengthCurve(task, model, name, [r.settings["num_virtual_tokens"] for r in group],
-                                  [r.score for r in group], [r.score_std or 0.0 for r in group]))
+                                  [r.score for r in group], [r.score_std for r in group]))
     return curves
 
 
@@ -171,5 +178,5 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
         named_by = next(r for r in group if r.settings["init"] != "text")  # its label has no init text
         comparisons.append(InitComparison(task, model, _label_without(named_by.label, "init"),
                                           [_init_name(r, with_text=several_texts) for r in group],
-                                          [r.score for r in group], [r.score_std or 0.0 for r in group]))
+                                          [r.score for r in group], [r.score_std for r in group]))
     return comparisons

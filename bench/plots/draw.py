@@ -10,6 +10,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+# the same data draw the same SVG: fixed element ids and no creation date (committed plots diff cleanly)
+matplotlib.rcParams["svg.hashsalt"] = "softprompt-bench"
+SAVE_OPTIONS = {".png": {}, ".svg": {"metadata": {"Date": None}}}
+
 from bench.names import file_part  # noqa: E402
 from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeScores, ScoreCost  # noqa: E402
 
@@ -32,7 +36,7 @@ def _save(figure, folder: Path, name: str) -> list[Path]:
     figure.tight_layout()
     for path in paths:  # drawn beside the chart, then renamed over it: a killed command leaves no half image
         partial = path.with_name(f".{path.name}.partial{path.suffix}")
-        figure.savefig(partial, dpi=130)
+        figure.savefig(partial, dpi=130, **SAVE_OPTIONS[path.suffix])
         os.replace(partial, path)
     plt.close(figure)
     return paths
@@ -46,14 +50,24 @@ def _finish(figure, axes, folder: Path, name: str, *, xlabel: str, ylabel: str, 
     return _save(figure, folder, name)
 
 
-def draw_score_cost(chart: ScoreCost, folder: Path) -> list[Path]:
+def _spreads(stds) -> list[float]:
+    """Error bar lengths: the std over seeds, none (nan) for a single seed, which has no spread."""
+    return [float("nan") if std is None else std for std in stds]
+
+
+SPREAD_NOTE = "error bars: std over seeds (none for one seed)"
+
+
+def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> list[Path]:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for method in sorted({p.method for p in chart.points}):
         points = [p for p in chart.points if p.method == method]
-        axes.errorbar([p.cost for p in points], [p.score for p in points], yerr=[p.score_std for p in points],
+        axes.errorbar([p.cost for p in points], [p.score for p in points], yerr=_spreads(p.score_std for p in points),
                       fmt="o", color=METHOD_COLOURS.get(method), label=method, capsize=3, alpha=0.85)
     front = chart.pareto
-    axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, label="Pareto front")
+    if len(front) > 1:  # the best score reachable at each cost: flat until the next point of the front
+        axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, drawstyle="steps-post",
+                  label="Pareto front")
     costs = [p.cost for p in chart.points if p.cost > 0]
     if costs and max(costs) / min(costs) > 50:
         axes.set_xscale("log")
@@ -62,14 +76,14 @@ def draw_score_cost(chart: ScoreCost, folder: Path) -> list[Path]:
         # x in axes fraction, y in data: the label sits at the left edge whatever the x scale
         axes.annotate(f"{method} {point.score:.3f}", (0.01, point.score), xycoords=axes.get_yaxis_transform(),
                       fontsize=7, color=METHOD_COLOURS.get(method), va="bottom")
-    axes.set_xlabel(COST_AXES[chart.axis])
-    axes.set_ylabel(chart.metric)
+    axes.set_xlabel(f"{COST_AXES[chart.axis]}; {SPREAD_NOTE}")
+    axes.set_ylabel(f"{chart.metric} ({split})")
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs cost")
     axes.legend(fontsize=7, loc="best")
     return _save(figure, folder, f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}")
 
 
-def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
+def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") -> list[Path]:
     figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 3), 4))
     width = 0.8 / max(len(data.methods), 1)
     for i, method in enumerate(data.methods):
@@ -78,23 +92,23 @@ def draw_relative(data: RelativeScores, folder: Path) -> list[Path]:
         axes.bar(xs, ys, width, label=method, color=METHOD_COLOURS.get(method))
     axes.axhline(1.0, color="k", lw=0.8, ls="--")
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
-    axes.set_ylabel("score / full fine-tuning")
+    axes.set_ylabel(f"{split} score / full fine-tuning's")
     axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning", fontsize=10)
     axes.legend(fontsize=7)
     return _save(figure, folder, RELATIVE_CHART)
 
 
-def draw_length_curves(curves: list[LengthCurve], folder: Path) -> list[Path]:
+def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = "test") -> list[Path]:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for curve in curves:
-        axes.errorbar(curve.lengths, curve.scores, yerr=curve.stds, marker="o", capsize=3,
+        axes.errorbar(curve.lengths, curve.scores, yerr=_spreads(curve.stds), marker="o", capsize=3,
                       label=f"{curve.task} / {curve.model} / {curve.method}")
     axes.set_xscale("log")
-    return _finish(figure, axes, folder, LENGTH_CHART, xlabel="prompt length (virtual tokens)", ylabel="score",
-                   title="Score vs prompt length")
+    return _finish(figure, axes, folder, LENGTH_CHART, xlabel=f"prompt length (virtual tokens); {SPREAD_NOTE}",
+                   ylabel=f"{split} score", title="Score vs prompt length")
 
 
-def draw_inits(comparisons: list[InitComparison], folder: Path) -> list[Path]:
+def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = "test") -> list[Path]:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     width = 0.8 / max(len(comparisons), 1)
     inits = sorted({i for c in comparisons for i in c.inits})
@@ -102,8 +116,8 @@ def draw_inits(comparisons: list[InitComparison], folder: Path) -> list[Path]:
         scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.stds)))
         xs = [i + k * width for i, init in enumerate(inits) if init in scores]
         axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
-                 yerr=[scores[i][1] for i in inits if i in scores], capsize=3,
+                 yerr=_spreads(scores[i][1] for i in inits if i in scores), capsize=3,
                  label=f"{comparison.task} / {comparison.model} / {comparison.config}")
     axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits)
-    return _finish(figure, axes, folder, INIT_CHART, xlabel="initialisation", ylabel="score",
-                   title="Prompt tuning: initialisation")
+    return _finish(figure, axes, folder, INIT_CHART, xlabel=f"initialisation; {SPREAD_NOTE}",
+                   ylabel=f"{split} score", title="Prompt tuning: initialisation")

@@ -10,26 +10,33 @@ from bench.results import ResultRow
 from tasks.notices import SkippedInput
 
 
-def render_all(rows: list[ResultRow], folder: Path, *,
+def render_all(rows: list[ResultRow], folder: Path, *, split: str = "test",
                axes: tuple[str, ...] = ("trainable_params", "train_flops")) -> list[Path]:
+    """Every chart of `rows` (scored on `split`) in `folder`."""
     paths: list[Path] = []
+    incomparable_said = set()
     for axis in axes:
         for chart in data.score_cost(rows, axis=axis):
             if chart.points:  # a chart of configs none of which has this cost is not drawn blank
-                paths += draw.draw_score_cost(chart, folder)
+                paths += draw.draw_score_cost(chart, folder, split=split)
             if chart.unmeasured:
                 warnings.warn(f"{chart.task} / {chart.model}: {len(chart.unmeasured)} config(s) without {axis} in "
                               f"their records left out of that plot: {', '.join(chart.unmeasured)}", SkippedInput,
                               stacklevel=2)
+            if chart.incomparable and (chart.task, chart.model) not in incomparable_said:
+                incomparable_said.add((chart.task, chart.model))
+                warnings.warn(f"{chart.task} / {chart.model}: {len(chart.incomparable)} config(s) trained on other "
+                              "data or scored on other examples than the rest left out of its score-cost plots: "
+                              f"{', '.join(chart.incomparable)}", SkippedInput, stacklevel=2)
     relative = data.relative_scores(rows)
     if relative.tasks:
-        paths += draw.draw_relative(relative, folder)
+        paths += draw.draw_relative(relative, folder, split=split)
     curves = data.length_curves(rows)
     if curves:
-        paths += draw.draw_length_curves(curves, folder)
+        paths += draw.draw_length_curves(curves, folder, split=split)
     inits = data.init_comparisons(rows)
     if inits:
-        paths += draw.draw_inits(inits, folder)
+        paths += draw.draw_inits(inits, folder, split=split)
     _remove_stale(folder, written=paths, axes=axes)
     return paths
 
