@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from bench.models import ModelError, resolve_model
+    from bench.models import MODELS, ModelError, resolve_model
     from bench.record import results_folder
     from bench.run import cannot_answer
     from bench.yaml_values import refuse_repeats
@@ -72,6 +72,7 @@ def run(args) -> int:
     from search.study import (Strategy, check_storage, claim_study, done_trials, enqueue_known_good, open_storage,
                               requeue_starting_point, run_workers, storage_url)
     from tasks import load_task
+    from tasks.registry import CARD_SUFFIXES
 
     _check_flags(args)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
@@ -88,8 +89,15 @@ def run(args) -> int:
     for card in cards:
         if why := cannot_answer(model.kind, card):
             raise ModelError(f"model {args.model!r} / task {card.name!r}: {why}")
+    # a folder by its full path, and a card given as a file by its folder: best.yaml reruns from
+    # anywhere, and a resume from another directory is the same study
+    args.model = model.name if model.name in MODELS else model.source
+    args.tasks_dir = list(dict.fromkeys([*args.tasks_dir, *(str(card.path.parent) for card, task in zip(cards, tasks)
+                                                           if task.endswith(CARD_SUFFIXES))]))
+    tasks = [card.name for card in cards]  # found again by name in those folders
     multi = len(objectives) == 2
-    name = args.study or f"{'+'.join(tasks)}__{Path(args.model).name}" + (f"__{objectives[1]}" if multi else "")
+    name = args.study or (f"{'+'.join(tasks)}__{Path(args.model).name}"
+                          + (f"__{objectives[1]}" if multi else ""))
     folder = args.results / name
     monitor_size = args.eval_size if args.monitor_size is None else args.monitor_size
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,

@@ -40,7 +40,8 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
     found: dict[str, list[tuple[float, int]]] = {}
     for record in records:
         task = record["task"]["name"]
-        if record["method"]["name"] == "full_ft" and record["model"]["name"] == model and task in tasks:
+        of_model = model in (record["model"]["name"], record["model"].get("source"))  # a folder: by its full path
+        if record["method"]["name"] == "full_ft" and of_model and task in tasks:
             value = record["scores"]["validation"][record["task"]["primary_metric"]]
             found.setdefault(task, []).append((value, record["train"]["steps"]))
     return {task: max([c for c in candidates if c[1] == steps] or candidates) for task, candidates in found.items()}

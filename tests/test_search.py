@@ -697,3 +697,31 @@ def test_a_text_prompt_starts_from_the_same_text_in_a_search_as_in_a_suite(tmp_p
                      "methods: [{method: prompt_tuning, settings: {init: text}}]\n")
     (run,) = load_suite(str(suite), results_dir=tmp_path).runs
     assert settings["init_text"] == run.spec.method_settings["init_text"] == DEFAULT_INIT_TEXT
+
+
+def test_a_search_given_relative_folders_hands_back_a_config_that_runs_from_anywhere(capsys, tmp_path, tiny_models,
+                                                                                      tiny_tasks, monkeypatch):
+    # a model folder and a task card given as relative paths: the study is named after the card,
+    # lives under --results, and its best.yaml reruns from another directory
+    import shutil
+
+    shutil.copytree(tiny_models["gpt2"][0], tmp_path / "work" / "models" / "tiny-gpt2")
+    shutil.copytree(tiny_tasks, tmp_path / "work" / "cards")
+    monkeypatch.chdir(tmp_path / "work")
+    argv = ["search", "--task", "cards/tiny_cls.yaml", "--model", "models/tiny-gpt2", "--trials", "1",
+            "--space", str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",
+            "--eval-size", "4", "--results", str(tmp_path / "results")]
+    assert main(argv) == 0, capsys.readouterr().err
+    folder = tmp_path / "results" / "tiny_cls__tiny-gpt2"
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert best["model"] == str(tmp_path / "work" / "models" / "tiny-gpt2")
+    assert f"--tasks-dir {tmp_path / 'work' / 'cards'}" in (folder / "best.yaml").read_text().splitlines()[0]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["run", "--config", str(folder / "best.yaml"), "--tasks-dir", str(tmp_path / "work" / "cards"),
+                 "--results", str(tmp_path / "again"), "--quiet"]) == 0, capsys.readouterr().err
+    # the same command with absolute paths resumes the same study
+    absolute = [str(tmp_path / "work" / a) if a in ("cards/tiny_cls.yaml", "models/tiny-gpt2") else a for a in argv]
+    assert main([*absolute[:absolute.index("--trials") + 1], "2", *absolute[absolute.index("--trials") + 2:]]) == 0, \
+        capsys.readouterr().err
+    assert len(_study(tmp_path, "tiny_cls__tiny-gpt2").trials) >= 2
