@@ -102,7 +102,8 @@ def _run(args) -> int:
 
 # what `spbench run --config` reads, and what a search's best.yaml adds for people to read
 CONFIG_KEYS = ("tasks", "model", "method", "settings", "train")
-CONFIG_NOTES = ("study", "trial", "validation_values", "validation_standard_error", "tied_trials", "test", "records")
+CONFIG_NOTES = ("study", "trial", "objectives", "validation_values", "validation_by_task", "relative_to",
+                "validation_standard_error", "tied_trials", "pareto_front", "test", "records")
 
 
 def _read_config(path: Path) -> dict:

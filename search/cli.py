@@ -132,6 +132,9 @@ def run(args) -> int:
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
     print(f"study {name} on {url}")
+    if args.trials and (held := done_trials(study)) >= args.trials:
+        print(f"the study already holds {held} finished trials (--trials {args.trials}): none to run; a larger "
+              "--trials searches on")
     started = time.monotonic()
     with interrupts_restored():
         try:
@@ -173,7 +176,7 @@ def _check_flags(args) -> None:
     elif args.eval_every > args.steps:
         raise ValueError(f"--eval-every {args.eval_every} is more than --steps {args.steps}: no trial would report "
                          "before its end, so none could be pruned")
-    if args.prune_margin < 0:
+    if not (math.isfinite(args.prune_margin) and args.prune_margin >= 0):  # NaN would switch pruning off unsaid
         raise ValueError(f"--prune-margin must be 0 or more standard errors, got {args.prune_margin}")
 
 
@@ -181,6 +184,8 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
     from search.export import summary, write_best, write_plots, write_trials_table
 
     print(summary(study))
+    if any(t.state != optuna.trial.TrialState.WAITING for t in study.trials):
+        print(f"trials: {write_trials_table(study, folder)}")
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         best = write_best(study, folder, model=args.model, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))
         print(f"best config: {best}")
@@ -191,7 +196,6 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
                 for task, scores in test.items()))
         elif test:
             print(f"test split: {test}")
-        print(f"trials: {write_trials_table(study, folder)}")
         for path in write_plots(study, folder / "plots"):
             print(f"plot: {path}")
 
@@ -249,17 +253,21 @@ def _refuse_clashes(study: optuna.Study, space) -> None:
 def _note_space_change(study: optuna.Study, space) -> None:
     """A resumed study may search another space (widened or narrowed: the scores stay comparable,
     the training budget being the same), but the person should know its trials come from both."""
-    from search.study import refit_queued_points
+    from search.study import NOT_RUN_ATTR, refit_queued_points
 
     digest = space.digest()
     stored = study.user_attrs.get("space")
     if stored and stored["digest"] == digest:
         return
     if stored:
-        print(f"the study's {len(study.trials)} trials so far were sampled from another space ({stored['path']}); "
-              f"new ones come from {space.path}, and all are compared")
-        if refit_queued_points(study, space):
-            print("starting points queued under the earlier space were queued again, fitted to this one")
+        ran = len([t for t in study.trials if t.state != optuna.trial.TrialState.WAITING
+                   and NOT_RUN_ATTR not in t.user_attrs])
+        print(f"the study's {ran} {'trial' if ran == 1 else 'trials'} so far came from another space "
+              f"({stored['path']}); new ones come from {space.path}, and all are compared")
+        requeued, dropped = refit_queued_points(study, space)
+        if requeued or dropped:
+            print(f"starting points queued under the earlier space: {requeued} queued again, fitted to this one; "
+                  f"{dropped} dropped (their method or choice is not offered here)")
     study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import re
+import statistics
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from bench.reload import load_trained, task_of  # noqa: E402
 from bench.results import method_label  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
+from search.objective import COSTS  # noqa: E402
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, original  # noqa: E402
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
 
@@ -84,10 +86,14 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
     local = all(path.exists() for path in records)
     out = folder / "best.yaml"
     best = {
-        "study": study.study_name, "trial": trial.number, "validation_values": trial.values, "model": model,
+        "study": study.study_name, "trial": trial.number, "objectives": _objectives(study),
+        "validation_values": trial.values, **_per_task(study, trial), "model": model,
         "method": config["method"], "settings": config["settings"],
         "train": {**dataclasses.asdict(train_defaults), **config["train"]},
     }
+    if len(study.directions) > 1:  # this is the front's best score; the cheaper trade-offs, each runnable too
+        best["pareto_front"] = [{"trial": t.number, "values": t.values, **t.user_attrs[CONFIG_ATTR]}
+                                for t in _front(study) if t.number != trial.number]
     ties = statistical_ties(study)
     if ties:
         best["validation_standard_error"] = round(ties[0], 4)
@@ -112,6 +118,22 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
     return out
 
 
+def _per_task(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
+    """For several tasks, what the mean score is made of: each task's validation score and the full
+    fine-tuning score it was divided by (none: the tasks' raw scores were averaged)."""
+    records = trial.user_attrs.get(SEARCH_RECORDS_ATTR, [])
+    if len(records) < 2:
+        return {}
+    return {"validation_by_task": {r["task"]["name"]: r["scores"]["validation"][r["task"]["primary_metric"]]
+                                   for r in records},
+            "relative_to": study.user_attrs.get("references") or "none: the mean of the tasks' raw scores"}
+
+
+def _front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto front's trials that ran (a repeat took another's result), best score first."""
+    return sorted((t for t in study.best_trials if REPEAT_OF_ATTR not in t.user_attrs), key=lambda t: -t.values[0])
+
+
 def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...]) -> dict[str, dict]:
     """Copy the winner's adapters under best_adapter/ and score each on its task's test split."""
     test = {}
@@ -126,29 +148,61 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
 
 
 def write_trials_table(study: optuna.Study, folder: Path) -> Path:
-    frame = study.trials_dataframe(attrs=("number", "value", "values", "params", "state", "duration", "user_attrs"))
-    # one row a trial that ran (not a queued starting point, nor a trial that found the budget full or
-    # its point taken), without the whole run records kept for other machines (in each record.json)
+    """trials.csv: a row per trial that ran (not a queued starting point, nor a trial that found the
+    budget full or its point taken), its objectives by name, its config, and the costs of its runs
+    (the mean over tasks), so trials the validation set cannot tell apart can be told apart by cost.
+    A pruned trial's objective is its last reported score, where it was stopped."""
+    frame = study.trials_dataframe(attrs=("number", "values", "params", "state", "duration", "user_attrs"))
+    frame = frame.rename(columns={f"values_{i}": name for i, name in enumerate(_objectives(study))})
     ran = frame["state"] != "WAITING"
     if f"user_attrs_{NOT_RUN_ATTR}" in frame:
         ran &= frame[f"user_attrs_{NOT_RUN_ATTR}"].isna()
+    trials = study.get_trials(deepcopy=False)
+    for cost in COSTS:
+        frame[f"cost_{cost}"] = [_mean_cost(original(study, trials[number]), cost) for number in frame["number"]]
+    # the whole run records are kept for other machines; here they are in each record.json
     left_out = [f"user_attrs_{SEARCH_RECORDS_ATTR}", f"user_attrs_{NOT_RUN_ATTR}"]
     frame = frame[ran].drop(columns=left_out, errors="ignore")
     return write_text_atomic(frame.to_csv(index=False), folder / "trials.csv")
 
 
-def _scatter(study: optuna.Study, key_suffix: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
-    points = [(v, t.values[0]) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              for k, v in t.params.items() if k.endswith(key_suffix)]
-    if not points:
+def _mean_cost(trial: optuna.trial.FrozenTrial, cost: str) -> float | None:
+    values = [record.get("cost", {}).get(cost) for record in trial.user_attrs.get(SEARCH_RECORDS_ATTR, [])]
+    return statistics.fmean(values) if values and None not in values else None
+
+
+def _score_label(study: optuna.Study) -> str:
+    """What a trial's score is: a task's validation score, or the mean over several tasks (relative
+    to each one's full fine-tuning score where the study has them)."""
+    tasks = study.user_attrs.get("definition", {}).get("tasks", [])
+    if len(tasks) < 2:
+        return "validation score"
+    return "mean validation score / full FT's" if study.user_attrs.get("references") else "mean validation score"
+
+
+def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
+    """Each completed trial's score against its value of `param` (whichever method's), a colour per method."""
+    from bench.plots.draw import METHOD_COLOURS
+
+    by_method: dict[str, list[tuple]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if REPEAT_OF_ATTR in trial.user_attrs:  # the same point again
+            continue
+        method = trial.user_attrs.get(CONFIG_ATTR, {}).get("method", "?")
+        by_method.setdefault(method, []).extend((value, trial.values[0]) for key, value in trial.params.items()
+                                                if key.rpartition(".")[2] == param)
+    if not any(by_method.values()):
         return None
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.scatter([p[0] for p in points], [p[1] for p in points])
+    for method, points in sorted(by_method.items()):
+        if points:
+            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=METHOD_COLOURS.get(method))
     if log:
         axes.set_xscale("log")
     axes.set_xlabel(xlabel)
-    axes.set_ylabel("validation score")
-    axes.set_title(f"{study.study_name}: score vs {xlabel}")
+    axes.set_ylabel(_score_label(study))
+    axes.set_title(f"score vs {xlabel}")
+    axes.legend(fontsize=7)
     figure.tight_layout()
     path = folder / f"{name}.png"
     figure.savefig(path, dpi=120)
@@ -181,9 +235,9 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         axes.figure.savefig(path, dpi=120)
         plt.close(axes.figure)
         paths.append(path)
-    for suffix, label, name, log in (("num_virtual_tokens", "prompt length", "score_vs_prompt_length", True),
-                                     (".lr", "learning rate", "score_vs_lr", True)):
-        path = _scatter(study, suffix, label, folder, name, log)
+    for param, label, name, log in (("num_virtual_tokens", "prompt length", "score_vs_prompt_length", True),
+                                    ("lr", "learning rate", "score_vs_lr", True)):
+        path = _scatter(study, param, label, folder, name, log)
         if path:
             paths.append(path)
     return paths
@@ -205,7 +259,7 @@ def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:
 
 def _objectives(study: optuna.Study) -> list[str]:
     """The study's objective names as its command gave them (`score`, `trainable_params`...)."""
-    return study.user_attrs.get("definition", {}).get("objective", ["score", "cost"])
+    return study.user_attrs.get("definition", {}).get("objective", ["score", "cost"][:len(study.directions)])
 
 
 def _config_text(config: dict | None, params: dict) -> str:
@@ -223,22 +277,29 @@ def summary(study: optuna.Study) -> str:
     failed = study.get_trials(deepcopy=False, states=(states.FAIL,))
     counts["not run"] = sum(NOT_RUN_ATTR in t.user_attrs for t in failed)
     counts["fail"] -= counts["not run"]  # ended before running anything: not a failure of a config
-    ended = ", ".join(f"{state} {counts[state]}" for state in ("complete", "pruned", "fail", "not run")
-                      if counts[state]) or "none yet"
-    line = f"study {study.study_name}: {sum(counts[s.name.lower()] for s in DONE)} finished trials ({ended})"
+    finished = sum(counts[s.name.lower()] for s in DONE)
+    ended = ", ".join(f"{state} {counts[state]}" for state in ("complete", "pruned") if counts[state])
+    line = f"study {study.study_name}: {finished} finished {_trials(finished)}" + (f" ({ended})" if ended else "")
     repeats = [t.number for t in study.get_trials(deepcopy=False, states=(states.COMPLETE,))
                if REPEAT_OF_ATTR in t.user_attrs]
     if repeats:
         shown = ", ".join(map(str, repeats[:10])) + (" ..." if len(repeats) > 10 else "")
-        line += (f"; {len(repeats)} of the complete ({shown}) sampled a config an earlier trial had completed and "
+        line += (f", of which {len(repeats)} ({shown}) sampled a config an earlier trial had completed and "
                  "took its result without training")
+    for state, said in (("fail", "failed"), ("not run", "not run")):
+        if counts[state]:
+            line += f"; {counts[state]} {said} (not counted)"
     if counts["running"]:
         line += f"; {counts['running']} running"
     if counts["waiting"]:
         line += f"; {counts['waiting']} queued (starting points not run yet)"
     lines = [line]
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        return "\n".join(lines)
+        if counts["pruned"]:  # nothing to hand over: say why, and what would let a trial finish
+            lines.append(f"no trial completed, so there is no best config: every one was stopped early (see "
+                         "pruned_reason and the reports in trials.csv); a smaller --prune-margin stops fewer on "
+                         "noise, --pruner none stops none")
+        return "\n".join(lines + _failures(study))
     trial = best_trial(study)
     values = ", ".join(f"{name} {value:.4f}" if name == "score" else f"{name} {value:.4g}"
                        for name, value in zip(_objectives(study), trial.values))
@@ -248,10 +309,14 @@ def summary(study: optuna.Study) -> str:
     if ties:
         lines.append(_ties_line(*ties))
     if len(study.directions) > 1:  # best.yaml holds the front's best score; the cheaper trade-offs are these
-        front = sorted((t for t in study.best_trials if REPEAT_OF_ATTR not in t.user_attrs), key=lambda t: -t.values[0])
-        lines.append(f"Pareto front ({', '.join(_objectives(study))}), {len(front)} trials: " + ", ".join(
+        front = _front(study)
+        lines.append(f"Pareto front ({', '.join(_objectives(study))}), {len(front)} {_trials(len(front))}: " + ", ".join(
             f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
     return "\n".join(lines + _failures(study))
+
+
+def _trials(count: int) -> str:
+    return "trial" if count == 1 else "trials"
 
 
 KILLED = "its process stopped without a word (killed, or out of memory): no heartbeat"
@@ -274,5 +339,5 @@ def _ties_line(error: float, n: int, tied: list[optuna.trial.FrozenTrial]) -> st
     if not tied:
         return f"no other trial {within}"
     listed = ", ".join(f"{t.number} ({t.value:.4f})" for t in tied[:10]) + (" ..." if len(tied) > 10 else "")
-    return (f"{len(tied)} other trials {within}: {listed}; the validation set cannot tell them apart "
-            "(compare their costs in trials.csv)")
+    return (f"{len(tied)} other {_trials(len(tied))} {within}: {listed}; the validation set cannot tell them "
+            "apart (compare their costs, the cost_* columns of trials.csv)")

@@ -235,11 +235,12 @@ def space_clashes(study: optuna.Study, space: SearchSpace) -> list[str]:
     return clashes
 
 
-def refit_queued_points(study: optuna.Study, space: SearchSpace) -> int:
+def refit_queued_points(study: optuna.Study, space: SearchSpace) -> tuple[int, int]:
     """Starting points still queued were fitted to the space the study had when they were queued: one
     this space cannot take as it is is withdrawn (failed as not run) and queued again fitted to it,
-    or dropped when this space does not offer its method or choice. Returns how many were withdrawn."""
-    withdrawn = 0
+    or dropped when this space does not offer its method or choice. Returns how many were queued
+    again and how many dropped."""
+    requeued = dropped = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         point = trial.system_attrs.get("fixed_params", {})
         prefixed = [key.partition(".")[0] for key in point if "." in key]
@@ -249,10 +250,12 @@ def refit_queued_points(study: optuna.Study, space: SearchSpace) -> int:
             continue
         study._storage.set_trial_user_attr(trial._trial_id, NOT_RUN_ATTR, "queued under another search space")
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        withdrawn += 1
-        if refit is not None:
+        if refit is None:
+            dropped += 1
+        else:
             study.enqueue_trial(refit, skip_if_exists=True)
-    return withdrawn
+            requeued += 1
+    return requeued, dropped
 
 
 DEFINITION_ADDED_LATER = {"gradient_checkpointing": False}

@@ -268,6 +268,7 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     trials_before = len(study.trials)
     assert main(argv) == 0  # rerun: the study already holds 4 finished trials, nothing new runs
     assert len(study.trials) == trials_before
+    assert "the study already holds 4 finished trials (--trials 4): none to run" in capsys.readouterr().out
     assert yaml.safe_load((folder / "best.yaml").read_text())["test"] == best["test"]  # the same winner, scored once
 
     # a best.yaml left by another study of the same name (same trial number, other runs) is not trusted
@@ -319,8 +320,10 @@ def test_a_study_resumed_with_another_space_says_so_and_refits_its_queued_points
     assert [point["method"] for point in queued] == ["p_tuning"]  # PEFT's P-tuning default, not run yet
     assert main([*argv, "--trials", "3", "--space", str(narrow)]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert f"the study's 2 trials so far were sampled from another space ({tmp_path / 'space.yaml'})" in out
-    assert "starting points queued under the earlier space were queued again, fitted to this one" in out
+    # one trial ran; the other was a queued starting point, never sampled
+    assert f"the study's 1 trial so far came from another space ({tmp_path / 'space.yaml'})" in out
+    assert ("starting points queued under the earlier space: 0 queued again, fitted to this one; 1 dropped (their "
+            "method or choice is not offered here)") in out
     trials = _study(tmp_path, "moved").trials
     (withdrawn,) = [t for t in trials if t.user_attrs.get("not_run") == "queued under another search space"]
     assert withdrawn.system_attrs["fixed_params"]["method"] == "p_tuning"
@@ -380,7 +383,15 @@ def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models
             "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "pareto"]
     assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "results" / "pareto" / "plots" / "pareto_front.png").exists()
-    assert re.search(r"Pareto front \(score, trainable_params\), \d+ trials: \d+ \(", capsys.readouterr().out)
+    front = re.search(r"Pareto front \(score, trainable_params\), (\d+) trials?: \d+ \(", capsys.readouterr().out)
+    assert front
+    best = yaml.safe_load((tmp_path / "results" / "pareto" / "best.yaml").read_text())
+    assert best["objectives"] == ["score", "trainable_params"] and len(best["validation_values"]) == 2
+    # the front's other trade-offs, each with the config to run it
+    assert len(best["pareto_front"]) == int(front.group(1)) - 1
+    assert all({"trial", "values", "method", "settings", "train"} <= set(point) for point in best["pareto_front"])
+    header = (tmp_path / "results" / "pareto" / "trials.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["number", "score", "trainable_params"]
 
 
 def test_a_search_whose_trials_keep_failing_stops_and_keeps_what_finished(capsys, tmp_path, tiny_models,
@@ -725,3 +736,17 @@ def test_a_search_given_relative_folders_hands_back_a_config_that_runs_from_anyw
     assert main([*absolute[:absolute.index("--trials") + 1], "2", *absolute[absolute.index("--trials") + 2:]]) == 0, \
         capsys.readouterr().err
     assert len(_study(tmp_path, "tiny_cls__tiny-gpt2").trials) >= 2
+
+
+def test_a_multi_task_best_config_says_what_its_score_is_made_of(capsys, tmp_path, tiny_models, tiny_tasks):
+    argv = ["search", "--task", "tiny_cls,tiny_qa", "--model", tiny_models["gpt2"][0], "--trials", "1",
+            "--space", str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",
+            "--eval-size", "4", "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks),
+            "--study", "both"]
+    assert main(argv) == 0, capsys.readouterr().err
+    best = yaml.safe_load((tmp_path / "results" / "both" / "best.yaml").read_text())
+    by_task = best["validation_by_task"]
+    assert set(by_task) == {"tiny_cls", "tiny_qa"} == set(best["test"])
+    # no full fine-tuning record: the tasks' raw scores were averaged, and best.yaml says so
+    assert best["relative_to"].startswith("none") and best["validation_values"] == [pytest.approx(
+        (by_task["tiny_cls"] + by_task["tiny_qa"]) / 2)]

@@ -53,10 +53,12 @@ def test_a_bad_objective_is_refused_before_anything_runs(capsys, tmp_path, objec
     assert not any(tmp_path.iterdir())
 
 
-def test_a_negative_prune_margin_is_refused_before_anything_runs(capsys, tmp_path):
-    code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--prune-margin", "-1",
+@pytest.mark.parametrize("margin", ["-1", "nan", "inf"])
+def test_a_prune_margin_it_cannot_use_is_refused_before_anything_runs(capsys, tmp_path, margin):
+    code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--prune-margin", margin,
                  "--results", str(tmp_path)])
-    assert code != 0 and "--prune-margin must be 0 or more standard errors, got -1.0" in capsys.readouterr().err
+    assert code != 0 and f"--prune-margin must be 0 or more standard errors, got {float(margin)}" in \
+        capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
@@ -381,9 +383,51 @@ def test_summary_and_trials_table_tell_ended_trials_from_running_and_queued_ones
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "OOM"}))
     study.ask()  # running
     study.enqueue_trial({"x": 0.1})  # a starting point, not run yet
-    assert summary(study).splitlines()[0] == "study s: 1 finished trials (complete 1, fail 1, not run 1); 1 running; " \
-                                             "1 queued (starting points not run yet)"
+    assert summary(study).splitlines()[0] == "study s: 1 finished trial (complete 1); 1 failed (not counted); " \
+                                             "1 not run (not counted); 1 running; 1 queued (starting points not run yet)"
     table = (write_trials_table(study, tmp_path)).read_text().splitlines()
     # header, the complete trial, the failed one, the running one: not the queued point nor the trial that never ran
     assert len(table) == 4 and "WAITING" not in "\n".join(table) and "already holds" not in "\n".join(table)
     assert SEARCH_RECORDS_ATTR not in table[0] and "user_attrs_config" in table[0]
+
+
+def test_the_trials_table_names_its_objectives_and_gives_each_trials_costs(tmp_path):
+    from bench.shared_suite import SEARCH_RECORDS_ATTR
+    from search.export import write_trials_table
+    from search.repeats import REPEAT_OF_ATTR
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("definition", {"objective": ["score", "trainable_params"]})
+    costs = [{"trainable_params": 100, "train_seconds": 2.0}, {"trainable_params": 300, "train_seconds": 4.0}]
+    study.add_trial(optuna.trial.create_trial(  # two tasks: their mean cost
+        values=[0.8, 200], user_attrs={SEARCH_RECORDS_ATTR: [{"cost": c} for c in costs]}))
+    study.add_trial(optuna.trial.create_trial(values=[0.8, 200], user_attrs={REPEAT_OF_ATTR: 0}))
+    table = (write_trials_table(study, tmp_path)).read_text().splitlines()
+    header = table[0].split(",")
+    assert header[:3] == ["number", "score", "trainable_params"] and not any(c.startswith("values") for c in header)
+    rows = [dict(zip(header, line.split(","))) for line in table[1:]]
+    # a repeat shows the costs of the run it took its result from
+    assert [(r["cost_trainable_params"], r["cost_train_seconds"]) for r in rows] == [("200.0", "3.0")] * 2
+    assert rows[0]["cost_peak_memory_bytes"] == ""  # not in the records: no figure, not a made-up one
+
+
+def test_a_study_without_a_completed_trial_says_why_there_is_no_best(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                              user_attrs={"fail_reason": "MethodError: too many virtual tokens"}))
+    lines = summary(study).splitlines()
+    assert lines[0] == "study s: 2 finished trials (pruned 2); 1 failed (not counted)".replace("s:", f"{study.study_name}:")
+    assert lines[1].startswith("no trial completed, so there is no best config: every one was stopped early")
+    assert lines[2].endswith("MethodError: too many virtual tokens")
+
+
+def test_the_learning_rate_plot_is_drawn_from_a_shared_learning_rate_too(tmp_path):
+    # a space may give every method one `lr` (key `lr`), not one per method (`prompt_tuning.lr`)
+    study = optuna.create_study(direction="maximize")
+    distributions = {"lr": FloatDistribution(1e-3, 0.3, log=True)}
+    for i, lr in enumerate([0.001, 0.01, 0.1]):
+        study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions=distributions, value=0.5 + 0.1 * i,
+                                                  user_attrs={"config": {"method": "prompt_tuning"}}))
+    assert "score_vs_lr.png" in {path.name for path in write_plots(study, tmp_path)}
