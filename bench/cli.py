@@ -214,6 +214,8 @@ def _bench(args) -> int:
 
     suite = load_suite(args.suite, results_dir=args.results, tasks_dirs=tuple(args.tasks_dir))
     print(f"suite {suite.name}: {len(suite.runs)} runs -> {suite.results_dir}")
+    if suite.description.strip():  # its first sentence: what the suite is for
+        print("  " + suite.description.strip().split(". ")[0].rstrip(".") + ".")
     for reason in suite.skipped:
         print(f"  not planned: {reason}")
     started = time.perf_counter()
@@ -319,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a suite of tasks x models x methods x seeds (resumable)",
                            epilog="examples:\n  spbench bench --suite quick\n  spbench bench --suite my_suite.yaml "
                                   "--results results/mine", formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("--suite", required=True, help="smoke | quick | standard | full, or a suite YAML file")
+    bench.add_argument("--suite", required=True, help="a shipped suite (smoke | quick | standard | full, or the "
+                       "search_table_* grids: bench/suites/), or a suite YAML file")
     bench.add_argument("--results", type=Path, help="where records go (default results/<the suite's name>)")
     bench.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -33,8 +33,7 @@ def _coerce(text: str, annotation: Any, key: str) -> Any:
 
 def split_overrides(pairs: list[str], *owners: type) -> list[dict[str, Any]]:
     """Parse ["lr=0.03", ...] into one dict of typed values per owner dataclass (first owner wins)."""
-    fields = [{f.name: t for f, t in zip(dataclasses.fields(o), typing.get_type_hints(o).values())}
-              for o in owners]
+    fields = [{f.name: typing.get_type_hints(o)[f.name] for f in dataclasses.fields(o)} for o in owners]
     parsed: list[dict[str, Any]] = [{} for _ in owners]
     for pair in pairs:
         key, sep, text = pair.partition("=")

@@ -215,7 +215,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     _check_fits(base, task, num_virtual)
     if spec.train.gradient_checkpointing:
         check_model_checkpoints(base)
-    return task, method, settings, base, num_virtual
+    return task, method, settings, base
 
 
 def _save_artifact(model, method_name: str, run_dir: Path) -> tuple[Path | None, int]:
@@ -280,7 +280,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     `pool` reuses base models already loaded in this process.
     """
     started_at = _now()
-    task, method, settings, base, _ = prepare_run(spec, pool)
+    task, method, settings, base = prepare_run(spec, pool)
     config = spec.train
     torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
     reset_classification_head(base)

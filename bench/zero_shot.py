@@ -2,7 +2,7 @@
 
 Every run of the same task and model would otherwise score the same frozen model again.
 Encoders are skipped: their classification head is freshly initialised, so "zero-shot" there is
-chance by construction (each run's own step-0 score is still recorded).
+chance by construction (a run with `score_initial` still records its own score before training).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from bench.models import BaseModel
-from bench.models.gguf_cache import cache_root
+from bench.models.gguf_cache import cache_home
 from bench.record import write_json_atomic
 
 
@@ -41,7 +41,7 @@ def _key(task, base: BaseModel, split: str, examples: list) -> str:
 
 
 def _cache_file(key: str) -> Path:
-    return cache_root().parent / "zero_shot" / f"{key}.json"
+    return cache_home() / "zero_shot" / f"{key}.json"
 
 
 def _read(path: Path) -> dict | None:

@@ -197,16 +197,13 @@ def _fit_to_space(space: SearchSpace, point: dict) -> dict | None:
     return fitted
 
 
-def enqueue_known_good(study: optuna.Study, space: SearchSpace, *, classification: bool) -> int:
-    count = 0
+def enqueue_known_good(study: optuna.Study, space: SearchSpace, *, classification: bool) -> None:
     for point in KNOWN_GOOD:
         if not classification and point.get("prompt_tuning.init") == "class_labels":
             continue
         params = _fit_to_space(space, point)
         if params is not None:
             study.enqueue_trial(params, skip_if_exists=True)
-            count += 1
-    return count
 
 
 def _offered(distribution: optuna.distributions.BaseDistribution) -> str:

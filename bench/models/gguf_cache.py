@@ -20,10 +20,14 @@ from bench.record import share_as_umask_allows
 COMPLETE_MARKER = "spbench-converted.ok"
 
 
-def cache_root() -> Path:
-    """Model cache folder: $SPBENCH_CACHE, else ~/.cache/softprompt-bench."""
-    default = Path.home() / ".cache" / "softprompt-bench"
-    return Path(os.environ.get("SPBENCH_CACHE", default)) / "models"
+def cache_home() -> Path:
+    """The project's cache folder: $SPBENCH_CACHE, else ~/.cache/softprompt-bench."""
+    return Path(os.environ.get("SPBENCH_CACHE", Path.home() / ".cache" / "softprompt-bench"))
+
+
+def models_cache() -> Path:
+    """Where converted checkpoints (and the assembled Gemma GGUF) are kept."""
+    return cache_home() / "models"
 
 
 def find_packaged_file(distribution: str, filename: str) -> Path | None:
@@ -40,7 +44,7 @@ def find_packaged_file(distribution: str, filename: str) -> Path | None:
 
 
 def is_converted(name: str) -> bool:
-    folder = cache_root() / name
+    folder = models_cache() / name
     return (folder / COMPLETE_MARKER).exists() and _weights_whole(folder)
 
 
@@ -77,7 +81,7 @@ def _convert(gguf_path: Path, destination: Path) -> None:
 
 def converted_checkpoint(name: str, gguf_path: Path) -> Path:
     """Folder of the plain checkpoint for `name`, converting `gguf_path` on first use."""
-    root = cache_root()
+    root = models_cache()
     destination = root / name
     if is_converted(name):
         return destination

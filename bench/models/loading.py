@@ -10,7 +10,7 @@ import torch
 from safetensors import SafetensorError
 
 from bench.device import pick_device, pick_dtype
-from bench.models.gguf_cache import cache_root
+from bench.models.gguf_cache import models_cache
 from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
 from bench.models.registry import ModelError, ModelUnavailable, resolve_model
 from tasks.notices import UserNotice, first_line
@@ -147,7 +147,7 @@ def _check_loaded(name: str, resolved, model: torch.nn.Module, info: dict) -> No
 
 
 def _in_cache(source: str) -> bool:
-    return Path(source).is_relative_to(cache_root())
+    return Path(source).is_relative_to(models_cache())
 
 
 def reset_classification_head(base: BaseModel) -> None:

