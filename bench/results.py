@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, write_text_atomic
+from bench.yaml_values import is_number
 from tasks.notices import SkippedInput, UserNotice
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
@@ -253,7 +254,7 @@ def _natural(label: str) -> tuple:
 
 
 def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+    return float(value) if is_number(value) else float("nan")
 
 
 def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:

@@ -191,7 +191,8 @@ def _answer_positions(base: BaseModel, card) -> tuple[int, str]:
         return 0, ""
     if card.is_classification:
         # after a prompt that ends in a word, and after one that ends in a space or newline
-        longest = max(len(base.tokenizer(target_text(ending, word, kind="causal"), add_special_tokens=False)["input_ids"])
+        longest = max(len(base.tokenizer(target_text(ending, word, kind="causal"),
+                                         add_special_tokens=False)["input_ids"])
                       for words in card.label_words.values() for word in words for ending in (":", "\n"))
         return longest, f" + {longest} label-word tokens"
     return card.max_new_tokens, f" + {card.max_new_tokens} new tokens"

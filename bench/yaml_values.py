@@ -46,6 +46,11 @@ def read_yaml_mapping(path: Path, *, what: str, error: Callable[[str], Exception
     return data
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool (YAML's true and false are ints to Python)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def yaml_number(value: Any) -> int | float | None:
     """`value` as a number, or None when it is none. YAML reads `3e-4` (no dot) as text, so numeric
     text is taken as the number it spells; true/false are not numbers, though Python counts them."""

@@ -296,9 +296,9 @@ def summary(study: optuna.Study) -> str:
     lines = [line]
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         if counts["pruned"]:  # nothing to hand over: say why, and what would let a trial finish
-            lines.append(f"no trial completed, so there is no best config: every one was stopped early (see "
-                         "pruned_reason and the reports in trials.csv); a smaller --prune-margin stops fewer on "
-                         "noise, --pruner none stops none")
+            lines.append("no trial completed, so there is no best config: every one was stopped early (see "
+                         "pruned_reason and the reports in trials.csv); a larger --prune-margin stops fewer, "
+                         "--pruner none stops none")
         return "\n".join(lines + _failures(study))
     trial = best_trial(study)
     values = ", ".join(f"{name} {value:.4f}" if name == "score" else f"{name} {value:.4g}"
@@ -310,8 +310,8 @@ def summary(study: optuna.Study) -> str:
         lines.append(_ties_line(*ties))
     if len(study.directions) > 1:  # best.yaml holds the front's best score; the cheaper trade-offs are these
         front = _front(study)
-        lines.append(f"Pareto front ({', '.join(_objectives(study))}), {len(front)} {_trials(len(front))}: " + ", ".join(
-            f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
+        lines.append(f"Pareto front ({', '.join(_objectives(study))}), {len(front)} {_trials(len(front))}: "
+                     + ", ".join(f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
     return "\n".join(lines + _failures(study))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from bench.models import ModelPool
-from bench.results import SHIPPED_RESULTS, load_records
+from bench.results import COST_KEYS, SHIPPED_RESULTS, load_records
 from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
@@ -26,8 +26,7 @@ from search.pruning import report_with_error
 from search.repeats import CONFIG_ATTR, finished_twin, take_result
 from search.space import SearchSpace
 
-COSTS = ("trainable_params", "train_seconds", "train_flops", "peak_memory_bytes", "artifact_bytes",
-         "latency_overhead")
+COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of the model is no cost of its own
 RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
 
 

@@ -16,7 +16,7 @@ from bench.methods import get_method
 from bench.methods.prompt_tuning import DEFAULT_INIT_TEXT
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
-from bench.yaml_values import read_yaml_mapping, refuse_repeats, typed_setting, yaml_number
+from bench.yaml_values import is_number, read_yaml_mapping, refuse_repeats, typed_setting, yaml_number
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -70,10 +70,6 @@ class Param:
 
 
 PARAM_KEYS = {"low", "high", "log", "choices", "value"}
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def nearest(values, value: float) -> float:
@@ -201,7 +197,7 @@ def _checked(where: str, method: str, param: Param) -> Param:
     elif param.kind == "categorical":
         choices = tuple(typed_setting(where, param.name, c, declared, error=SpaceError) for c in param.choices)
         # 1 and 1.0 are one choice of a number setting (as text, "1" is another)
-        same = [float(c) if isinstance(c, (int, float)) and not isinstance(c, bool) else repr(c) for c in choices]
+        same = [float(c) if is_number(c) else repr(c) for c in choices]
         if len(set(same)) < len(same):
             raise SpaceError(f"{where}.{param.name}: a choice is listed twice in {list(param.choices)}")
         param = dataclasses.replace(param, choices=choices)

@@ -23,8 +23,9 @@ from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_f
 from bench.methods.registry import MethodError
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
+from bench.yaml_values import is_number
 from search.pruning import NoiseAwarePruner
-from search.space import SearchSpace, is_number, nearest
+from search.space import SearchSpace, nearest
 from tasks.card import TaskCardError
 from tasks.notices import first_line
 

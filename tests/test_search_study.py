@@ -383,8 +383,8 @@ def test_summary_and_trials_table_tell_ended_trials_from_running_and_queued_ones
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "OOM"}))
     study.ask()  # running
     study.enqueue_trial({"x": 0.1})  # a starting point, not run yet
-    assert summary(study).splitlines()[0] == "study s: 1 finished trial (complete 1); 1 failed (not counted); " \
-                                             "1 not run (not counted); 1 running; 1 queued (starting points not run yet)"
+    assert summary(study).splitlines()[0] == ("study s: 1 finished trial (complete 1); 1 failed (not counted); 1 not "
+                                              "run (not counted); 1 running; 1 queued (starting points not run yet)")
     table = (write_trials_table(study, tmp_path)).read_text().splitlines()
     # header, the complete trial, the failed one, the running one: not the queued point nor the trial that never ran
     assert len(table) == 4 and "WAITING" not in "\n".join(table) and "already holds" not in "\n".join(table)
@@ -418,7 +418,7 @@ def test_a_study_without_a_completed_trial_says_why_there_is_no_best(tmp_path):
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
                                               user_attrs={"fail_reason": "MethodError: too many virtual tokens"}))
     lines = summary(study).splitlines()
-    assert lines[0] == "study s: 2 finished trials (pruned 2); 1 failed (not counted)".replace("s:", f"{study.study_name}:")
+    assert lines[0] == f"study {study.study_name}: 2 finished trials (pruned 2); 1 failed (not counted)"
     assert lines[1].startswith("no trial completed, so there is no best config: every one was stopped early")
     assert lines[2].endswith("MethodError: too many virtual tokens")
 
