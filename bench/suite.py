@@ -91,11 +91,8 @@ def _cannot_take(task_name: str, card, model: str, kind: str | None, method: str
         return f"{task_name} / {method}: cannot train with gradient_checkpointing"
     if why := cannot_answer(kind, card):
         return f"{task_name} / {model}: {why}"
-    if kind == "seq2seq" and method == "prefix_tuning":
-        return f"{model} / prefix_tuning: not supported on seq2seq models (see the README)"
-    if method == "prompt_tuning" and settings.get("init") == "class_labels" and not card.is_classification:
-        return f"{task_name} / prompt_tuning init=class_labels: {task_name} is a {card.kind} task, with no class " \
-               "labels to start from"
+    if why := get_method(method).refusal(kind, card, settings):
+        return f"{task_name} / {model} / {method}: {why}"
     return None
 
 

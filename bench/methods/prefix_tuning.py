@@ -42,14 +42,19 @@ class PrefixTuningSettings:
         check_range("prefix_tuning", "encoder_hidden_size", self.encoder_hidden_size, low=1, high=65536)
 
 
-def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
-    if base.kind == "seq2seq":
+def prefix_tuning_refusal(kind: str | None, card, settings: dict) -> str | None:
+    if kind == "seq2seq":
         # With PEFT 0.21 and transformers 5, an encoder-decoder model's prefix is dropped during
         # generate() (both `past_key_values` and `cache` reach the model; the prefix loses), and a
         # padded row scores differently from the same row alone. Refuse rather than mis-measure.
-        raise MethodError(
-            f"prefix_tuning is not supported for seq2seq model {base.name!r} (PEFT's encoder-decoder prefix "
-            "is ignored in generation with transformers 5); use prompt_tuning or p_tuning")
+        return ("prefix_tuning is not supported for seq2seq models (PEFT's encoder-decoder prefix is ignored in "
+                "generation with transformers 5); use prompt_tuning or p_tuning")
+    return None
+
+
+def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
+    if why := prefix_tuning_refusal(base.kind, card, {}):
+        raise MethodError(f"model {base.name!r}: {why}")
     config = PrefixTuningConfig(
         task_type=task_type(base),
         num_virtual_tokens=settings.num_virtual_tokens,
@@ -87,4 +92,5 @@ register_method(Method(
     uses_virtual_tokens=True,
     allows_checkpointing=False,  # PEFT refuses it: the prefix is a key/value cache that each layer reads
     description="Li & Liang / P-tuning v2: trainable key/value prefixes in every layer",
+    refusal=prefix_tuning_refusal,
 ))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -54,9 +55,16 @@ def label_word_vectors(base, card) -> torch.Tensor:
     return torch.stack(vectors)
 
 
+def prompt_tuning_refusal(kind: str | None, card, settings: dict) -> str | None:
+    if settings.get("init") == "class_labels" and not card.is_classification:
+        return (f"prompt_tuning.init=class_labels needs a classification task; {card.name!r} is a {card.kind} task, "
+                "with no class labels to start from")
+    return None
+
+
 def build_prompt_tuning(base, settings: PromptTuningSettings, card):
-    if settings.init == "class_labels" and not card.is_classification:
-        raise MethodError(f"prompt_tuning.init=class_labels needs a classification task; {card.name!r} is {card.kind}")
+    if why := prompt_tuning_refusal(base.kind, card, dataclasses.asdict(settings)):
+        raise MethodError(why)
     refuse_last_token_classifier(base, "prompt_tuning")
     config = PromptTuningConfig(
         task_type=task_type(base),
@@ -82,4 +90,5 @@ register_method(Method(
     default_lr=3e-2,
     uses_virtual_tokens=True,
     description="Lester et al.: trainable input vectors; init random / sampled_vocab / class_labels / text",
+    refusal=prompt_tuning_refusal,
 ))

@@ -28,6 +28,9 @@ class Method:
     description: str
     # whether the trained model can recompute its activations in the backward pass (gradient checkpointing)
     allows_checkpointing: bool = True
+    # (model kind or None when unknown, task card, settings mapping) -> why the method cannot train such a
+    # run (None: it can), known before a model loads: `build` refuses with it, a suite leaves the run out
+    refusal: Callable[[str | None, Any, dict], str | None] = lambda kind, card, settings: None
 
     def settings(self, **values: Any):
         try:
