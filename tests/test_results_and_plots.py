@@ -249,6 +249,7 @@ def test_length_curve_and_init_comparison():
     assert (curve.lengths, curve.scores) == ([1, 10, 100], [0.70, 0.80, 0.75])
     (comparison,) = data.init_comparisons(rows)
     assert (comparison.inits, comparison.scores) == (["class_labels", "random"], [0.84, 0.80])
+    assert curve.metric == comparison.metric == "accuracy"  # each panel's axis names its task's metric
     relative = data.relative_scores(rows)
     assert relative.values["prompt_tuning"]["sst2 (m)"] == pytest.approx(0.84 / 0.89)
 

@@ -55,6 +55,7 @@ class LengthCurve(NamedTuple):
     lengths: list[int]
     scores: list[float]
     stds: list[float | None]  # None for a single seed
+    metric: str = "score"
 
 
 class InitComparison(NamedTuple):
@@ -64,6 +65,7 @@ class InitComparison(NamedTuple):
     inits: list[str]
     scores: list[float]
     stds: list[float | None]  # None for a single seed
+    metric: str = "score"
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
@@ -154,7 +156,7 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
         group.sort(key=lambda r: r.settings["num_virtual_tokens"])
         name = _label_without(group[0].label, "num_virtual_tokens")
         curves.append(LengthCurve(task, model, name, [r.settings["num_virtual_tokens"] for r in group],
-                                  [r.score for r in group], [r.score_std for r in group]))
+                                  [r.score for r in group], [r.score_std for r in group], group[0].metric))
     return curves
 
 
@@ -178,5 +180,5 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
         named_by = next(r for r in group if r.settings["init"] != "text")  # its label has no init text
         comparisons.append(InitComparison(task, model, _label_without(named_by.label, "init"),
                                           [_init_name(r, with_text=several_texts) for r in group],
-                                          [r.score for r in group], [r.score_std for r in group]))
+                                          [r.score for r in group], [r.score_std for r in group], group[0].metric))
     return comparisons

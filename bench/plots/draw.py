@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -40,14 +41,6 @@ def _save(figure, folder: Path, name: str) -> list[Path]:
         os.replace(partial, path)
     plt.close(figure)
     return paths
-
-
-def _finish(figure, axes, folder: Path, name: str, *, xlabel: str, ylabel: str, title: str) -> list[Path]:
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.set_title(title)
-    axes.legend(fontsize=7)
-    return _save(figure, folder, name)
 
 
 def _spreads(stds) -> list[float]:
@@ -98,26 +91,57 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
     return _save(figure, folder, RELATIVE_CHART)
 
 
+def _panels(keys: list[tuple[str, str]]):
+    """A figure with one panel per (task, model), in a grid of up to three columns."""
+    columns = min(3, len(keys))
+    rows = math.ceil(len(keys) / columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 4 * rows), squeeze=False)
+    for extra in grid.flat[len(keys):]:
+        extra.set_visible(False)
+    return figure, dict(zip(keys, grid.flat))
+
+
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = "test") -> list[Path]:
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for curve in curves:
-        axes.errorbar(curve.lengths, curve.scores, yerr=_spreads(curve.stds), marker="o", capsize=3,
-                      label=f"{curve.task} / {curve.model} / {curve.method}")
-    axes.set_xscale("log")
-    return _finish(figure, axes, folder, LENGTH_CHART, xlabel=f"prompt length (virtual tokens); {SPREAD_NOTE}",
-                   ylabel=f"{split} score", title="Score vs prompt length")
+    """Score against prompt length, a panel per task and model, a colour per method (configs of
+    one method told apart by line style)."""
+    figure, panels = _panels(list(dict.fromkeys((c.task, c.model) for c in curves)))
+    for (task, model), axes in panels.items():
+        shown = [c for c in curves if (c.task, c.model) == (task, model)]
+        for curve in shown:
+            method = curve.method.partition("[")[0]
+            siblings = [c for c in shown if c.method.partition("[")[0] == method]
+            axes.errorbar(curve.lengths, curve.scores, yerr=_spreads(curve.stds), marker="o", capsize=3,
+                          ls=LINE_STYLES[siblings.index(curve) % len(LINE_STYLES)],
+                          color=METHOD_COLOURS.get(method), label=curve.method)
+        axes.set_xscale("log")
+        axes.set_title(f"{task} / {model}", fontsize=9)
+        axes.set_xlabel("prompt length (virtual tokens)", fontsize=8)
+        axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
+        axes.legend(fontsize=6)
+    figure.suptitle(f"Score vs prompt length ({SPREAD_NOTE})", fontsize=10)
+    return _save(figure, folder, LENGTH_CHART)
 
 
 def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = "test") -> list[Path]:
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    width = 0.8 / max(len(comparisons), 1)
-    inits = sorted({i for c in comparisons for i in c.inits})
-    for k, comparison in enumerate(comparisons):
-        scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.stds)))
-        xs = [i + k * width for i, init in enumerate(inits) if init in scores]
-        axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
-                 yerr=_spreads(scores[i][1] for i in inits if i in scores), capsize=3,
-                 label=f"{comparison.task} / {comparison.model} / {comparison.config}")
-    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits)
-    return _finish(figure, axes, folder, INIT_CHART, xlabel=f"initialisation; {SPREAD_NOTE}",
-                   ylabel=f"{split} score", title="Prompt tuning: initialisation")
+    """Prompt tuning by initialisation, a panel per task and model, a bar per config and init."""
+    figure, panels = _panels(list(dict.fromkeys((c.task, c.model) for c in comparisons)))
+    for (task, model), axes in panels.items():
+        shown = [c for c in comparisons if (c.task, c.model) == (task, model)]
+        inits = sorted({i for c in shown for i in c.inits})
+        width = 0.8 / len(shown)
+        for k, comparison in enumerate(shown):
+            scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.stds)))
+            xs = [i + k * width for i, init in enumerate(inits) if init in scores]
+            bars = axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
+                            yerr=_spreads(scores[i][1] for i in inits if i in scores), capsize=3,
+                            label=comparison.config)
+            axes.bar_label(bars, fmt="%.3f", fontsize=7)  # close scores read as numbers, not bar heights
+        axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=7)
+        axes.set_title(f"{task} / {model}", fontsize=9)
+        axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
+        axes.legend(fontsize=6)
+    figure.suptitle(f"Prompt tuning: initialisation ({SPREAD_NOTE})", fontsize=10)
+    return _save(figure, folder, INIT_CHART)
