@@ -45,11 +45,16 @@ def test_search_plots_are_drawn_from_the_trials(tmp_path):
                      "score_vs_lr.png"}
 
 
-@pytest.mark.parametrize("objective", ["accuracy", "score,colour", "score,trainable_params,train_seconds"])
-def test_a_bad_objective_is_refused_before_anything_runs(capsys, tmp_path, objective):
+@pytest.mark.parametrize("objective, named", [
+    ("accuracy", ", got 'accuracy'"), ("score,colour", "; 'colour' is no cost"),
+    ("score,params", "; 'params' is no cost: did you mean 'trainable_params'?"),
+    ("score,trainable_param", "; 'trainable_param' is no cost: did you mean 'trainable_params'?"),
+    ("score,trainable_params,train_seconds", ", got 'score,trainable_params,train_seconds'")])
+def test_a_bad_objective_is_refused_before_anything_runs(capsys, tmp_path, objective, named):
     code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--objective", objective,
                  "--results", str(tmp_path)])
-    assert code != 0 and "--objective must be `score` or `score,COST`" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code != 0 and "--objective must be `score` or `score,COST`" in err and err.rstrip().endswith(named)
     assert not any(tmp_path.iterdir())
 
 
