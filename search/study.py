@@ -257,6 +257,11 @@ def refit_queued_points(study: optuna.Study, space: SearchSpace) -> tuple[int, i
 
 
 DEFINITION_ADDED_LATER = {"gradient_checkpointing": False}
+# the flag that sets each key of a study's definition, as a refused resume names it
+DEFINITION_FLAGS = {"tasks": "--task", "model": "--model", "objective": "--objective", "steps": "--steps",
+                    "batch_size": "--batch-size", "eval_every": "--eval-every", "eval_size": "--eval-size",
+                    "monitor_size": "--monitor-size (--eval-size unless given)", "seed": "--seed",
+                    "gradient_checkpointing": "--gradient-checkpointing"}
 # keys whose value in a study recorded before they counted is unknown: the first resume's is kept
 RECORDED_ON_FIRST_RESUME = ("seed",)
 
@@ -281,7 +286,8 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
     differing = {k: (stored.get(k, DEFINITION_ADDED_LATER.get(k)), v) for k, v in definition.items()
                  if stored and stored.get(k, DEFINITION_ADDED_LATER.get(k)) != v}
     if differing:
-        changes = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in differing.items())
+        changes = "; ".join(f"{DEFINITION_FLAGS.get(key, key)} {old!r} -> {new!r}"
+                            for key, (old, new) in differing.items())
         raise ValueError(f"study {study.study_name!r} holds trials of other settings ({changes}): pass another "
                          "--study name, or the study's own settings to resume it")
 

@@ -173,7 +173,7 @@ def test_a_memory_or_time_objective_keeps_its_checkpointing_setting_a_score_one_
     memory = ("--objective", "score,peak_memory_bytes")
     assert search("memory", "--trials", "1", *memory) == 0, capsys.readouterr().err
     assert search("memory", "--trials", "2", *memory, "--gradient-checkpointing") == 2
-    assert "holds trials of other settings (gradient_checkpointing False -> True)" in capsys.readouterr().err
+    assert "holds trials of other settings (--gradient-checkpointing False -> True)" in capsys.readouterr().err
     # a study recorded before the setting existed trained without it
     study = optuna.load_study(study_name="memory", storage=f"sqlite:///{tmp_path / 'results' / 'memory' / 'study.db'}")
     definition = study.user_attrs["definition"]

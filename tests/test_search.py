@@ -604,12 +604,12 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
     claim_study(study, definition, directions=["maximize"])
     study.add_trial(optuna.trial.create_trial(value=0.5))
     claim_study(study, dict(definition), directions=["maximize"])  # the same command resumes
-    with pytest.raises(ValueError, match=r"holds trials of other settings \(model 'minilm-l6' -> 'gpt2'; "
-                                         r"steps 100 -> 50\): pass another --study name"):
+    with pytest.raises(ValueError, match=r"holds trials of other settings \(--model 'minilm-l6' -> 'gpt2'; "
+                                         r"--steps 100 -> 50\): pass another --study name"):
         claim_study(study, {**definition, "model": "gpt2", "steps": 50}, directions=["maximize"])
     # a study recorded before the seed counted keeps its first resume's seed (its trials' is unknown)
     claim_study(study, {**definition, "seed": 3}, directions=["maximize"])
-    with pytest.raises(ValueError, match=r"seed 3 -> 1"):
+    with pytest.raises(ValueError, match=r"--seed 3 -> 1"):
         claim_study(study, {**definition, "seed": 1}, directions=["maximize"])
     # another objective would fail every trial: refused before any runs
     with pytest.raises(ValueError, match=r"optimizes \['maximize'\], this command \['maximize', 'minimize'\]"):
