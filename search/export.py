@@ -158,6 +158,10 @@ def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     if f"user_attrs_{NOT_RUN_ATTR}" in frame:
         ran &= frame[f"user_attrs_{NOT_RUN_ATTR}"].isna()
     trials = study.get_trials(deepcopy=False)
+    integers = {key for t in trials for key, d in t.distributions.items()
+                if isinstance(d, optuna.distributions.IntDistribution)}
+    for key in integers:  # an integer parameter other methods lack stays an integer (128, not 128.0)
+        frame[f"params_{key}"] = frame[f"params_{key}"].astype("Int64")
     for cost in COSTS:
         frame[f"cost_{cost}"] = [_mean_cost(original(study, trials[number]), cost) for number in frame["number"]]
     # the whole run records are kept for other machines; here they are in each record.json

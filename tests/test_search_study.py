@@ -436,3 +436,16 @@ def test_the_learning_rate_plot_is_drawn_from_a_shared_learning_rate_too(tmp_pat
         study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions=distributions, value=0.5 + 0.1 * i,
                                                   user_attrs={"config": {"method": "prompt_tuning"}}))
     assert "score_vs_lr.png" in {path.name for path in write_plots(study, tmp_path)}
+
+
+def test_an_integer_parameter_only_some_trials_have_stays_an_integer_in_the_table(tmp_path):
+    from search.export import write_trials_table
+
+    study = optuna.create_study(direction="maximize")
+    hidden = {"p_tuning.encoder_hidden_size": IntDistribution(16, 512, log=True)}
+    study.add_trial(optuna.trial.create_trial(params={"p_tuning.encoder_hidden_size": 128}, distributions=hidden,
+                                              value=0.5))
+    study.add_trial(optuna.trial.create_trial(value=0.6))  # a method without it
+    table = (write_trials_table(study, tmp_path)).read_text().splitlines()
+    column = table[0].split(",").index("params_p_tuning.encoder_hidden_size")
+    assert [line.split(",")[column] for line in table[1:]] == ["128", ""]
