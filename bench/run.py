@@ -318,8 +318,19 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
                  latency=_latency(tuned, latency_prompts), peak=peak,
                  recomputed=config.gradient_checkpointing)
+    record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, zero_shot=zero_shot,
+                     base_scores=base_scores, result=result, cost=cost, artifact_path=artifact_path,
+                     started_at=started_at)
+    write_record(record, run_dir / "record.json")
+    return record
+
+
+def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float, scores: dict,
+            zero_shot: dict | None, base_scores: dict | None, result, cost: Cost, artifact_path: Path | None,
+            started_at: str) -> RunRecord:
+    """What a finished run keeps: what ran, on what, its scores before and after, its curves and costs."""
     primary = task.card.primary_metric
-    record: RunRecord = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "run_id": spec.run_id(),
         "status": "completed",
@@ -328,9 +339,9 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         "model": {"name": spec.model, "source": base.source, "kind": base.kind,
                   "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type,
                   "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None)},
-        "method": {"name": method.name, "settings": dataclasses.asdict(settings)},
-        "train": {**dataclasses.asdict(config), "lr": lr},
-        "seed": config.seed,
+        "method": {"name": method, "settings": dataclasses.asdict(settings)},
+        "train": {**dataclasses.asdict(spec.train), "lr": lr},
+        "seed": spec.train.seed,
         "scores": scores,
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
@@ -343,8 +354,6 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         "started_at": started_at,
         "finished_at": _now(),
     }
-    write_record(record, run_dir / "record.json")
-    return record
 
 
 def _scored_already(result, steps: int, examples: list[Example], monitor: list[Example]) -> dict | None:
