@@ -45,10 +45,19 @@ def _add_run(sub) -> None:
 
 
 def _run(args) -> int:
+    from bench.run import execute_run
+
+    record = execute_run(_run_spec(args))
+    _print_run(record)
+    print(f"record: {Path(args.results) / record['run_id'] / 'record.json'}")
+    return 0
+
+
+def _run_spec(args):
+    """The run `spbench run` asks for: its --config, then flags and --set values over it."""
     from bench.methods import get_method
     from bench.overrides import split_overrides
-    from bench.record import scores_before_training
-    from bench.run import RunSpec, execute_run
+    from bench.run import RunSpec
     from bench.train import TrainSettings
     from bench.yaml_values import settings_mapping
 
@@ -81,10 +90,15 @@ def _run(args) -> int:
     if train_values.get("eval_size") and not watched_as_told:
         train_values["monitor_size"] = min(train_values.get("monitor_size", TrainSettings.monitor_size),
                                            train_values["eval_size"])
-    spec = RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
+    return RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
-    record = execute_run(spec)
+
+
+def _print_run(record) -> None:
+    """A finished run in a few lines: what ran, at what cost, and its scores against zero-shot."""
+    from bench.record import scores_before_training
+
     primary = record["task"]["primary_metric"]
     print(f"{record['task']['name']} / {record['model']['name']} / {record['method']['name']}  "
           f"({record['cost']['trainable_params']:,} trainable params, "
@@ -96,8 +110,6 @@ def _run(args) -> int:
         versus = "" if not before else f"; zero-shot {primary}={before[split][primary]:.4f}" + (
             f", {gain:+.1f}%" if gain is not None else "")
         print(f"  {split:<10} {metrics}  (n={scores['n']}{versus})")
-    print(f"record: {Path(args.results) / record['run_id'] / 'record.json'}")
-    return 0
 
 
 # what `spbench run --config` reads, and what a search's best.yaml adds for people to read
