@@ -46,6 +46,13 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
     return {task: max([c for c in candidates if c[1] == steps] or candidates) for task, candidates in found.items()}
 
 
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only an empty folder goes
+    except OSError:
+        pass
+
+
 @dataclass
 class Objective:
     space: SearchSpace
@@ -92,11 +99,14 @@ class Objective:
                     if not (last and step >= self.train.steps) and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at step {step} of {task} (validation {score:.4f})")
 
+            spec = self._spec(task, method, settings, train, trial)
             try:
-                record = execute_run(self._spec(task, method, settings, train, trial), on_eval=report, pool=self.pool)
+                record = execute_run(spec, on_eval=report, pool=self.pool)
             except DivergedError as err:
                 trial.set_user_attr("pruned_reason", str(err))
                 raise optuna.TrialPruned(str(err)) from None
+            finally:
+                _remove_if_empty(Path(spec.results_dir))  # a trial stopped before it saved anything leaves no folder
             metric = record["task"]["primary_metric"]
             scores.append(self._relative(task, record["scores"]["validation"][metric]))
             costs.append(record["cost"][self.cost] if self.cost else 0.0)

@@ -190,3 +190,17 @@ def test_a_pruned_config_is_trained_again(monkeypatch, tmp_path):
     study.optimize(run, n_trials=1)
     assert calls == [0.01, 0.01]
     assert [t.state.name for t in study.trials] == ["PRUNED", "COMPLETE"]
+
+
+def test_a_trial_stopped_before_it_saved_anything_leaves_no_folder(monkeypatch, tmp_path):
+    def execute_run(spec, *, on_eval, pool):
+        Path(spec.results_dir).mkdir(parents=True)  # as the run path makes it before the model loads
+        on_eval(2, 0.1, 100)
+
+    monkeypatch.setattr(search.objective, "execute_run", execute_run)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.3))
+    run = objective(tmp_path, references={})
+    run.tasks = ["a"]
+    study.optimize(run, n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert not (tmp_path / "trials" / "trial_0000").exists() and (tmp_path / "trials").is_dir()
