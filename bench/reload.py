@@ -9,6 +9,7 @@ from safetensors import SafetensorError
 
 from bench.modeling import TunedModel
 from bench.models import load_base_model
+from bench.models.pooling import CONFIG_KEY
 from bench.models.registry import MODELS
 from bench.record import RunRecord
 from tasks import Task, UnknownTask, load_task
@@ -39,6 +40,10 @@ def task_of(record: RunRecord, tasks_dirs: tuple[str, ...] = ()) -> Task:
                          "--tasks-dir with a folder holding the card it ran with")
 
 
+def _pooling(mode: str | None) -> str:
+    return f"{mode}-pooled token states" if mode else "the first token's state (or the pooler's)"
+
+
 def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> TunedModel:
     """The run's trained model on `task`; `adapter` defaults to the folder the record names."""
     if not record.get("artifact_path"):
@@ -54,6 +59,11 @@ def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> 
     folder = base_model["name"] not in MODELS and Path(base_model.get("source", "")).is_dir()
     base = load_base_model(base_model["source"] if folder else base_model["name"], num_labels=num_labels,
                            kind=base_model["kind"])
+    trained_with = base_model.get("sentence_pooling", "unknown")  # records before it was kept: unknown
+    read_with = getattr(base.model.config, CONFIG_KEY, None)
+    if trained_with != "unknown" and trained_with != read_with:  # its head would read states it never saw
+        raise NoAdapterError(f"run {record['run_id']}: its head was trained reading {_pooling(trained_with)}, and "
+                             f"{base_model['name']} now loads reading {_pooling(read_with)}; train it again")
     try:
         model = PeftModel.from_pretrained(base.model, str(adapter))
     except (RuntimeError, OSError, ValueError, SafetensorError) as err:  # damaged files; weights of another shape

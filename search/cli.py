@@ -72,7 +72,7 @@ def run(args) -> int:
     from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
     from search.study import (Strategy, check_storage, claim_study, done_trials, enqueue_known_good, open_storage,
                               requeue_starting_point, run_workers, storage_url)
-    from tasks import load_task
+    from tasks import find_task, load_task
     from tasks.registry import CARD_SUFFIXES
 
     _check_flags(args)
@@ -100,6 +100,11 @@ def run(args) -> int:
     args.tasks_dir = list(dict.fromkeys([*args.tasks_dir, *(str(card.path.parent) for card, task in zip(cards, tasks)
                                                            if task.endswith(CARD_SUFFIXES))]))
     tasks = [card.name for card in cards]  # found again by name in those folders
+    refuse_repeats("--task (the names the cards declare)", tasks)
+    for card in cards:  # a card's folder may hold another card of a name given here: that would answer instead
+        if (found := find_task(card.name, tasks_dirs=tuple(args.tasks_dir)).path) != card.path:
+            raise ValueError(f"--task {card.name}: with the folders of the cards given as files, that name finds "
+                             f"{found}, not {card.path}; give each task once, by a name or a file that only it takes")
     multi = len(objectives) == 2
     name = args.study or (f"{'+'.join(tasks)}__{Path(args.model).name}"
                           + (f"__{objectives[1]}" if multi else ""))

@@ -220,3 +220,17 @@ def test_every_input_line_is_rendered_before_the_model_loads():
         read_inputs(['{"review": {"text": "x", "stars": "four"}}'], card, fields, "input")
     [(row, example)] = read_inputs(lines[:2], card, fields, "input")
     assert example.prompt == "Review: fine (4 stars)" and row == {"review": {"text": "fine", "stars": 4}}
+
+
+def test_an_adapter_trained_through_another_sentence_pooling_is_refused(capsys, monkeypatch, tiny_models, tiny_tasks,
+                                                                         tmp_path):
+    # a run recorded before its checkpoint's pooling was applied (`sentence_pooling: null`): its head
+    # learned the first token's state, and must not be scored through the mean the model now gives
+    run_dir = _train(capsys, tiny_models, tiny_tasks, tmp_path, "bert", "lora", "tiny_cls")
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["model"]["sentence_pooling"] == "mean"
+    record["model"]["sentence_pooling"] = None
+    (run_dir / "record.json").write_text(json.dumps(record))
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", tiny_tasks)
+    assert code == 2 and "its head was trained reading the first token's state (or the pooler's), and" in err, err
+    assert "now loads reading mean-pooled token states; train it again" in err

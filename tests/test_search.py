@@ -750,3 +750,22 @@ def test_a_multi_task_best_config_says_what_its_score_is_made_of(capsys, tmp_pat
     # no full fine-tuning record: the tasks' raw scores were averaged, and best.yaml says so
     assert best["relative_to"].startswith("none") and best["validation_values"] == [pytest.approx(
         (by_task["tiny_cls"] + by_task["tiny_qa"]) / 2)]
+
+
+def test_a_card_given_by_file_cannot_answer_for_another_task_of_its_name(capsys, tmp_path, tiny_models, tiny_tasks):
+    # its folder joins the card folders, where its name would find it instead of the task given by name
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "copy.yaml").write_text((tiny_tasks / "tiny_cls.yaml").read_text().replace(
+        "source: {local: data}", f"source: {{local: {tiny_tasks / 'data'}}}"))
+    code = main(["search", "--task", f"tiny_cls,{tmp_path / 'mine' / 'copy.yaml'}", "--model", tiny_models["gpt2"][0],
+                 "--trials", "1", "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks)])
+    assert code == 2 and "--task (the names the cards declare): 'tiny_cls' is listed twice" in capsys.readouterr().err
+    (tmp_path / "mine" / "other.yaml").write_text((tmp_path / "mine" / "copy.yaml").read_text().replace(
+        "name: tiny_cls", "name: tiny_other"))
+    (tmp_path / "mine" / "copy.yaml").rename(tmp_path / "mine" / "copy.yml")  # still declares tiny_cls
+    code = main(["search", "--task", f"tiny_cls,{tmp_path / 'mine' / 'other.yaml'}", "--model", tiny_models["gpt2"][0],
+                 "--trials", "1", "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks)])
+    assert code == 2 and (f"--task tiny_cls: with the folders of the cards given as files, that name finds "
+                          f"{tmp_path / 'mine' / 'copy.yml'}, not {tiny_tasks / 'tiny_cls.yaml'}") in \
+        capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
