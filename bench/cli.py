@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -227,7 +228,7 @@ def _bench(args) -> int:
     suite = load_suite(args.suite, results_dir=args.results, tasks_dirs=tuple(args.tasks_dir))
     print(f"suite {suite.name}: {len(suite.runs)} runs -> {suite.results_dir}")
     if suite.description.strip():  # its first sentence: what the suite is for
-        print("  " + suite.description.strip().split(". ")[0].rstrip(".") + ".")
+        print("  " + re.split(r"(?<=[.?!])\s", suite.description.strip(), maxsplit=1)[0])
     for reason in suite.skipped:
         print(f"  not planned: {reason}")
     started = time.perf_counter()

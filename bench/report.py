@@ -41,7 +41,7 @@ def _budget(rows: list[ResultRow], split: str) -> str:
     def listed(values, none: str = "?") -> str:
         texts = {none if v is None else str(v) for v in values}
         return " or ".join(sorted(texts, key=lambda t: (not t.isdigit(), int(t) if t.isdigit() else 0, t)))
-    return (f"Scored on {listed((r.eval_size for r in rows), 'all')} {split} examples; trained for "
+    return (f"Scored on {listed(r.examples for r in rows)} {split} examples; trained for "
             f"{listed(r.steps for r in rows)} steps of {listed(r.batch_size for r in rows)} examples"
             + (f", drawn from {listed((r.train_size for r in rows), 'all')} training examples"
                if any(r.train_size for r in rows) else "") + ".")
@@ -92,7 +92,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
               "training data and evaluation examples (of best validation score, where there are several); "
               "*vs zero-shot* the mean relative change (in %, not points) from the score before training: each "
               "run's own before it trained where every seed scored it, else the base model's zero-shot score, "
-              "and – where a seed's is 0 or missing; FLOPs are the analytic training estimate; *peak mem* is "
-              "training's; *latency ×* the inference latency over the base model's (median of paired rounds; "
+              "and – where a seed has none or one at or below 0; FLOPs are the analytic training estimate; "
+              "*peak mem* is training's; *latency ×* the inference latency over the base model's (median of paired rounds; "
               "1 for full fine-tuning by definition); – a figure the records lack.", ""]
     return write_text_atomic("\n".join(lines), folder / split_name("report", split, ".md"))

@@ -176,6 +176,7 @@ class ResultRow:
     train_size: int | None  # None: the whole train split
     eval_size: int | None  # None: whole evaluation splits
     train: dict  # every training setting the group shares (all but the seed)
+    examples: int | None = None  # examples each score is over (its records' n; fewer than eval_size in a small split)
 
 
 def spread(row: ResultRow, *, gap: str = "") -> str:
@@ -271,6 +272,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         **_versus_zero_shot(group, split, metric),
         relative_to_full_ft=None, **costs, task_version=group[0]["task"].get("version"),
         **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
+        examples=group[0]["scores"][split].get("n"),
     )
 
 
@@ -282,9 +284,9 @@ def _versus_zero_shot(group: list[RunRecord], split: str, metric: str) -> dict[s
     baseline = "zero_shot" if all(r.get("zero_shot") for r in group) else "base_zero_shot"
     pairs = [(r["scores"][split][metric], before[split][metric]) for r in group
              if (before := r.get(baseline)) and split in before]
-    # a relative change from 0 has no value: then none is given, rather than a mean over the other
-    # seeds beside a zero-shot mean over all of them
-    relative = all(b > 0 for _, b in pairs)
+    # a relative change from 0 (or below), or a seed without a baseline, leaves no mean over all the
+    # seeds: none is given, rather than a mean over some of them
+    relative = len(pairs) == len(group) and all(b > 0 for _, b in pairs)
     return {"zero_shot": _mean_or_none([b for _, b in pairs]),
             "improvement_pct": _mean_or_none([100 * (a - b) / b for a, b in pairs]) if relative else None}
 

@@ -85,8 +85,8 @@ def run(args) -> int:
         wrong = next((o for o in objectives[1:2] if o not in COSTS), None) if objectives[0] == "score" else None
         near = ([c for c in COSTS if wrong in c] or difflib.get_close_matches(wrong, COSTS, n=1)) if wrong else []
         raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}"
-                         + (f"; {wrong!r} is no cost" + (f": did you mean {near[0]!r}?" if near else "") if wrong
-                            else f", got {args.objective!r}"))
+                         + (f"; {wrong!r} is no cost" + (f": did you mean {' or '.join(map(repr, near))}?" if near
+                                                         else "") if wrong else f", got {args.objective!r}"))
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
     without_classes = [c.name for c in cards if not c.is_classification]
     space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)

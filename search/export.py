@@ -92,8 +92,11 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         "train": {**dataclasses.asdict(train_defaults), **config["train"]},
     }
     if len(study.directions) > 1:  # this is the front's best score; the cheaper trade-offs, each runnable too
-        best["pareto_front"] = [{"trial": t.number, "values": t.values, **t.user_attrs[CONFIG_ATTR]}
-                                for t in _front(study) if t.number != trial.number]
+        best["pareto_front"] = [
+            {"trial": t.number, "validation_values": t.values, "method": t.user_attrs[CONFIG_ATTR]["method"],
+             "settings": t.user_attrs[CONFIG_ATTR]["settings"],
+             "train": {**dataclasses.asdict(train_defaults), **t.user_attrs[CONFIG_ATTR]["train"]}}
+            for t in _front(study) if t.number != trial.number]
     ties = statistical_ties(study)
     if ties:
         best["validation_standard_error"] = round(ties[0], 4)
@@ -158,10 +161,12 @@ def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     if f"user_attrs_{NOT_RUN_ATTR}" in frame:
         ran &= frame[f"user_attrs_{NOT_RUN_ATTR}"].isna()
     trials = study.get_trials(deepcopy=False)
-    integers = {key for t in trials for key, d in t.distributions.items()
-                if isinstance(d, optuna.distributions.IntDistribution)}
-    for key in integers:  # an integer parameter other methods lack stays an integer (128, not 128.0)
-        frame[f"params_{key}"] = frame[f"params_{key}"].astype("Int64")
+    integers = [f"params_{key}" for t in trials for key, d in t.distributions.items()
+                if isinstance(d, optuna.distributions.IntDistribution) or (
+                    isinstance(d, optuna.distributions.CategoricalDistribution)
+                    and all(isinstance(c, int) and not isinstance(c, bool) for c in d.choices))]
+    for column in {*integers, f"user_attrs_{REPEAT_OF_ATTR}"} & set(frame.columns):
+        frame[column] = frame[column].astype("Int64")  # an integer some rows lack stays one (128, not 128.0)
     for cost in COSTS:
         frame[f"cost_{cost}"] = [_mean_cost(original(study, trials[number]), cost) for number in frame["number"]]
     # the whole run records are kept for other machines; here they are in each record.json
@@ -300,8 +305,8 @@ def summary(study: optuna.Study) -> str:
     lines = [line]
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         if counts["pruned"]:  # nothing to hand over: say why, and what would let a trial finish
-            lines.append("no trial completed, so there is no best config: every one was stopped early (see "
-                         "pruned_reason and the reports in trials.csv); a larger --prune-margin stops fewer, "
+            lines.append(f"no trial completed, so there is no best config: {counts['pruned']} stopped early (each "
+                         "trial's pruned_reason in trials.csv says where); a larger --prune-margin stops fewer, "
                          "--pruner none stops none")
         return "\n".join(lines + _failures(study))
     trial = best_trial(study)

@@ -97,7 +97,9 @@ class Objective:
                     report_with_error(trial, score, offset + step, examples=examples)
                     # a trial that has trained to the end is complete: nothing is left to save by stopping it
                     if not (last and step >= self.train.steps) and trial.should_prune():
-                        raise optuna.TrialPruned(f"pruned at step {step} of {task} (validation {score:.4f})")
+                        reason = f"pruned at step {step} of {task} (validation {score:.4f})"
+                        trial.set_user_attr("pruned_reason", reason)
+                        raise optuna.TrialPruned(reason)
 
             spec = self._spec(task, method, settings, train, trial)
             try:

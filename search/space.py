@@ -73,9 +73,11 @@ PARAM_KEYS = {"low", "high", "log", "choices", "value"}
 
 
 def nearest(values, value: float) -> float:
-    """The value of `values` closest to `value`: in ratio where both are positive (learning rates and
+    """The value of `values` closest to `value`: in ratio where all are positive (learning rates and
     prompt lengths are spaced by ratio), else in difference."""
-    return min(values, key=lambda v: abs(math.log(v) - math.log(value)) if v > 0 and value > 0 else abs(v - value))
+    if value > 0 and all(v > 0 for v in values):
+        return min(values, key=lambda v: abs(math.log(v) - math.log(value)))
+    return min(values, key=lambda v: abs(v - value))
 
 
 def _number(where: str, key: str, value: Any) -> float | int:

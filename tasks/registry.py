@@ -20,9 +20,9 @@ SHIPPED_CARDS = Path(__file__).parent / "cards"
 CARD_SUFFIXES = (".yaml", ".yml")
 
 
-
 class UnknownTask(ValueError):
     """No card declares the task name asked for; the message lists the known ones."""
+
 
 def _folders(tasks_dirs: tuple[str, ...]) -> list[Path]:
     folders = [SHIPPED_CARDS, *map(Path, tasks_dirs)]

@@ -78,6 +78,6 @@ def test_a_declared_pooling_no_head_can_read_is_said(tiny_models, tmp_path, monk
     shutil.copytree(tiny_models["roberta"][0], folder)
     write_mean_pooling_declaration(folder)
     monkeypatch.setattr(bench.models.pooling, "FIRST_TOKEN_HEADS", ())  # an architecture it does not know
-    with pytest.warns(UserNotice, match="read as mean-pooled tokens, but a roberta classification head"):
+    with pytest.warns(UserNotice, match="declares mean pooling, but a roberta classification head cannot be made"):
         base = load_base_model(str(folder), num_labels=2)
     assert not hasattr(base.model.config, CONFIG_KEY)

@@ -1,12 +1,10 @@
 """Aggregation and plot data, checked on hand-made records (numbers, not pixels)."""
 
 import json
-import tempfile
-from pathlib import Path
-from dataclasses import asdict
 import math
 import statistics
 import warnings
+from dataclasses import asdict
 
 import pytest
 
@@ -451,7 +449,7 @@ def test_a_validation_plot_or_report_leaves_the_test_ones_as_they_are(tmp_path):
     assert main(["report", str(tmp_path), "--split", "validation"]) == 0
     assert all(path.read_bytes() == content for path, content in test_files.items() if path.suffix != ".md")
     report = (tmp_path / "report_validation.md").read_text()
-    assert "](plots_validation/relative_to_full_ft.png)" in report and "Scored on all validation examples" in report
+    assert "](plots_validation/relative_to_full_ft.png)" in report and "Scored on ? validation examples" in report
     assert (tmp_path / "plots_validation" / "relative_to_full_ft.svg").exists()
 
 
@@ -461,7 +459,7 @@ def test_charts_draw_the_same_svg_from_the_same_data(tmp_path):
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
 
 
-def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit():
+def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path):
     smoke = make_record("prompt_tuning", 0.99, lr=3e-3, train={"eval_size": 20}, num_virtual_tokens=1, init="random")
     rows = aggregate(RECORDS + [smoke])
     (chart,) = data.score_cost(rows, axis="peak_memory_bytes")
@@ -471,7 +469,13 @@ def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit():
     full, single = chart.references["full_ft"], chart.references["lora"]
     assert full.score_std == pytest.approx(0.0141421, abs=1e-6) and single.score_std is None  # one seed: no bar
     with pytest.warns(UserWarning, match="1 config.* scored on other examples than the rest left out"):
-        render_all(rows, Path(tempfile.mkdtemp()), axes=("peak_memory_bytes",))
+        render_all(rows, tmp_path, axes=("peak_memory_bytes",))
+
+
+def test_no_relative_change_is_averaged_over_the_seeds_with_a_baseline_only():
+    missing = {**make_record("lora", 0.4), "zero_shot": None, "base_zero_shot": None}
+    row, = aggregate([make_record("lora", 0.8, seed=1), missing])
+    assert row.improvement_pct is None
 
 
 def test_no_relative_change_is_averaged_over_some_seeds_only():
@@ -487,7 +491,8 @@ def test_the_report_dashes_missing_figures_and_keeps_its_table_whole(tmp_path):
     records = json.loads(json.dumps(RECORDS[:3]))
     del records[2]["cost"]["latency_overhead"]
     records.append(make_record("prompt_tuning", 0.7, init="text", init_text="yes | no", num_virtual_tokens=4,
-                               train={"eval_size": 200, "steps": 50, "batch_size": 16}))
+                               train={"eval_size": 500, "steps": 50, "batch_size": 16}))
+    records[-1]["scores"]["test"]["n"] = 277  # a split smaller than eval_size: the examples scored are said
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = write_report(tmp_path / "mine", records=records).read_text()
@@ -495,4 +500,4 @@ def test_the_report_dashes_missing_figures_and_keeps_its_table_whole(tmp_path):
     rows = [line for line in report.splitlines() if line.startswith("| m |")]
     assert len(rows) == 3 and all(line.count(" | ") == 11 for line in [r.replace("\\|", "") for r in rows])
     assert "nan" not in report and "| – |" in report
-    assert "Scored on 200 or all test examples; trained for 50 or ? steps of 16 or ? examples." in report
+    assert "Scored on 277 or ? test examples; trained for 50 or ? steps of 16 or ? examples." in report

@@ -49,6 +49,7 @@ def test_search_plots_are_drawn_from_the_trials(tmp_path):
     ("accuracy", ", got 'accuracy'"), ("score,colour", "; 'colour' is no cost"),
     ("score,params", "; 'params' is no cost: did you mean 'trainable_params'?"),
     ("score,trainable_param", "; 'trainable_param' is no cost: did you mean 'trainable_params'?"),
+    ("score,train", "; 'train' is no cost: did you mean 'trainable_params' or 'train_seconds' or 'train_flops'?"),
     ("score,trainable_params,train_seconds", ", got 'score,trainable_params,train_seconds'")])
 def test_a_bad_objective_is_refused_before_anything_runs(capsys, tmp_path, objective, named):
     code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--objective", objective,
@@ -446,6 +447,12 @@ def test_an_integer_parameter_only_some_trials_have_stays_an_integer_in_the_tabl
     study.add_trial(optuna.trial.create_trial(params={"p_tuning.encoder_hidden_size": 128}, distributions=hidden,
                                               value=0.5))
     study.add_trial(optuna.trial.create_trial(value=0.6))  # a method without it
+    choice = {"p_tuning.num_virtual_tokens": CategoricalDistribution([4, 8])}
+    study.add_trial(optuna.trial.create_trial(params={"p_tuning.num_virtual_tokens": 8}, distributions=choice,
+                                              value=0.7, user_attrs={"repeat_of": 0}))
     table = (write_trials_table(study, tmp_path)).read_text().splitlines()
-    column = table[0].split(",").index("params_p_tuning.encoder_hidden_size")
-    assert [line.split(",")[column] for line in table[1:]] == ["128", ""]
+    header = table[0].split(",")
+    for name, expected in (("params_p_tuning.encoder_hidden_size", ["128", "", ""]),
+                           ("params_p_tuning.num_virtual_tokens", ["", "", "8"]),
+                           ("user_attrs_repeat_of", ["", "", "0"])):
+        assert [line.split(",")[header.index(name)] for line in table[1:]] == expected, name

@@ -257,3 +257,10 @@ def test_the_median_ratio_comes_with_its_confidence_interval_from_order_statisti
     spread = _efficiency_script()._spread(ratios)
     assert spread.startswith("median 1.050 (95% CI [0.600, 1.500])")
     assert "max inf" in spread and "(<= 1/3 in 3/20; 2 never reached it)" in spread
+
+
+def test_the_nearest_number_is_by_ratio_only_where_every_value_is_positive():
+    from search.space import nearest
+
+    assert nearest([1, 5, 20, 100], 30) == 20 and nearest([0.001, 0.01, 0.1], 0.02) == 0.01
+    assert nearest([0.0, 0.01, 0.1], 0.02) == 0.01  # a zero among them: by difference, not a log of 0

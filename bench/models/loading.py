@@ -113,8 +113,8 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
     if resolved.kind == "encoder":
         pooling = getattr(model.config, CONFIG_KEY, None) or declared_pooling(resolved.source)
         if pooling and not apply_pooling(model, pooling):
-            warnings.warn(f"model {name!r}: its checkpoint is read as {pooling}-pooled tokens, but a "
-                          f"{model.config.model_type} classification head can only read its own way; the head "
+            warnings.warn(f"model {name!r}: its checkpoint declares {pooling} pooling, but a "
+                          f"{model.config.model_type} classification head cannot be made to read it; the head "
                           "reads what its architecture gives it", UserNotice, stacklevel=2)
     model.to(device)
     return BaseModel(name=name, source=resolved.source, kind=resolved.kind, model=model, tokenizer=tokenizer,

@@ -140,8 +140,10 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
                             label=comparison.config)
             axes.bar_label(bars, fmt="%.3f", fontsize=7)  # close scores read as numbers, not bar heights
         axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=7)
+        top = max(score for c in shown for score in c.scores)
+        axes.set_ylim(0, top * 1.3 if top > 0 else 1)  # room above the bars for their values and the legend
         axes.set_title(f"{task} / {model}", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
-        axes.legend(fontsize=6)
+        axes.legend(fontsize=6, loc="upper left")
     figure.suptitle(f"Prompt tuning: initialisation ({SPREAD_NOTE})", fontsize=10)
     return _save(figure, folder, INIT_CHART)
