@@ -93,6 +93,6 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
               "*vs zero-shot* the mean relative change (in %, not points) from the score before training: each "
               "run's own before it trained where every seed scored it, else the base model's zero-shot score, "
               "and – where a seed has none or one at or below 0; FLOPs are the analytic training estimate; "
-              "*peak mem* is training's; *latency ×* the inference latency over the base model's (median of paired rounds; "
-              "1 for full fine-tuning by definition); – a figure the records lack.", ""]
+              "*peak mem* is training's; *latency ×* the inference latency over the base model's (median of "
+              "paired rounds; 1 for full fine-tuning by definition); – a figure the records lack.", ""]
     return write_text_atomic("\n".join(lines), folder / split_name("report", split, ".md"))

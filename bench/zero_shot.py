@@ -1,4 +1,5 @@
-"""The base model's score before any adaptation, cached per (task, examples, scoring, model, split).
+"""The base model's score before any adaptation, cached per (task, examples, scoring, model, split,
+package versions).
 
 Every run of the same task and model would otherwise score the same frozen model again.
 Encoders are skipped: their classification head is freshly initialised, so "zero-shot" there is
@@ -11,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from bench import provenance
 from bench.models import BaseModel
 from bench.models.gguf_cache import cache_home
 from bench.record import write_json_atomic
@@ -22,9 +24,16 @@ def _examples_digest(examples: list) -> str:
     return hashlib.sha1(json.dumps(rows).encode()).hexdigest()
 
 
+# How the base model is scored (generation's stopping rule, label-word scoring, the metrics' code):
+# bump it with any change to that, so cached scores of the old rule are not reused.
+# 2: a newline ends a generated answer only once the answer has begun.
+SCORING_VERSION = 2
+
+
 def _key(task, base: BaseModel, split: str, examples: list) -> str:
     card = task.card
     identity = {
+        "scoring": SCORING_VERSION, "packages": provenance.package_versions(),  # tokenizers, metrics, torch
         "task": card.name, "version": card.version, "kind": card.kind, "template": card.template,
         "label_words": {str(k): v for k, v in card.label_words.items()}, "target": card.target_field,
         "metrics": list(card.metrics), "primary_metric": card.primary_metric,

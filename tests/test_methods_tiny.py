@@ -352,3 +352,34 @@ def test_label_words_are_scored_as_trained_after_a_template_that_ends_in_a_newli
         logprobs, _ = tuned._target_logprobs(batch)
     best = logprobs.sum(-1).view(len(examples), len(words)).argmax(-1)
     assert tuned.predict(examples, batch_size=4) == [words[i][0] for i in best.tolist()]
+
+
+def test_a_newline_ends_an_answer_only_once_it_has_begun(monkeypatch):
+    # SmolLM2 opens a summary after "Summary:" with a line break: stopping there scored every answer
+    # as empty (ROUGE 0). Scripted next tokens per row, NL a newline, EOS the end of text.
+    from types import SimpleNamespace
+
+    from bench.modeling import causal
+
+    NL, EOS, PAD, A, B = 1, 2, 0, 5, 6
+    scripts = [[NL, A, NL, B, B, B], [A, EOS, B, B, B, B], [NL, NL, B, B, NL, B], [A, B, B, B, B, B]]  # one spare step
+    step = {"n": 0}
+
+    def logits() -> torch.Tensor:
+        out = torch.zeros(len(scripts), 1, 8)
+        for row, script in enumerate(scripts):
+            out[row, 0, script[step["n"]]] = 1.0
+        step["n"] += 1
+        return out
+
+    def forward_last(model, input_ids, attention_mask, **kwargs):
+        return (SimpleNamespace(logits=logits(), cache=None),
+                SimpleNamespace(full_mask=attention_mask, positions=torch.zeros_like(input_ids)))
+
+    monkeypatch.setattr(causal, "forward_last", forward_last)
+    monkeypatch.setattr(causal, "core_model",
+                        lambda model: lambda **kwargs: SimpleNamespace(logits=logits(), cache=None))
+    ids = torch.ones(len(scripts), 3, dtype=torch.long)
+    out = causal.greedy_generate(None, ids, torch.ones_like(ids), max_new_tokens=5, eos_token_ids=[EOS],
+                                 pad_token_id=PAD, line_end_ids=[NL])
+    assert out.tolist() == [[NL, A, NL, PAD, PAD], [A, EOS, PAD, PAD, PAD], [NL, NL, B, B, NL], [A, B, B, B, B]]

@@ -57,3 +57,23 @@ def test_a_cached_score_without_the_metric_is_recomputed(tmp_path, monkeypatch, 
         path.write_text(json.dumps({"n": 6}))
     record = execute_run(spec)
     assert {"accuracy", "macro_f1"} <= set(record["base_zero_shot"]["test"])
+
+
+def test_another_scoring_rule_or_package_version_scores_again(tmp_path, monkeypatch, tiny_models, tiny_tasks):
+    # a cached score of the old generation rule, or of another tokenizers/metrics release, is not reused
+    import bench.zero_shot
+
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))
+    train = TrainSettings(steps=1, batch_size=4, monitor_size=4, eval_size=6, score_initial=False)
+
+    def run():
+        execute_run(RunSpec(task="tiny_cls", model=tiny_models["gpt2"][0], method="lora", tasks_dirs=(str(tiny_tasks),),
+                            train=train, results_dir=tmp_path / "runs", progress=False))
+        return len(list((tmp_path / "cache" / "zero_shot").glob("*.json")))
+
+    assert run() == 2
+    monkeypatch.setattr(bench.zero_shot, "SCORING_VERSION", bench.zero_shot.SCORING_VERSION + 1)
+    assert run() == 4
+    versions = bench.zero_shot.provenance.package_versions()
+    monkeypatch.setattr(bench.zero_shot.provenance, "package_versions", lambda: {**versions, "transformers": "0.0"})
+    assert run() == 6

@@ -76,19 +76,27 @@ def forward_last(model, input_ids, attention_mask, *, logits_to_keep: int, befor
 
 @torch.no_grad()
 def greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                    eos_token_ids: list[int], pad_token_id: int) -> torch.Tensor:
-    """Greedy decoding with a KV cache. Returns (B, <= max_new_tokens) new token ids, pad after EOS."""
+                    eos_token_ids: list[int], pad_token_id: int, line_end_ids: list[int] = ()) -> torch.Tensor:
+    """Greedy decoding with a KV cache. Returns (B, <= max_new_tokens) new token ids, pad after the end.
+
+    A row ends at an EOS token, or at a `line_end_ids` token once it has generated something else:
+    a model that opens its answer with a newline ("Summary:" then a line break) is not cut off before
+    its first word."""
     output, inputs = forward_last(model, input_ids, attention_mask, logits_to_keep=1, use_cache=True)
     core = core_model(model)
     mask, position = inputs.full_mask, inputs.positions[:, -1]
-    eos = torch.tensor(eos_token_ids, device=input_ids.device)
+    eos = torch.tensor(list(eos_token_ids), dtype=torch.long, device=input_ids.device)
+    line_ends = torch.tensor(list(line_end_ids), dtype=torch.long, device=input_ids.device)
     finished = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
+    started = torch.zeros_like(finished)
     generated = []
     for _ in range(max_new_tokens):
         next_token = output.logits[:, -1].argmax(dim=-1)
         next_token = torch.where(finished, torch.full_like(next_token, pad_token_id), next_token)
         generated.append(next_token)
-        finished |= torch.isin(next_token, eos)
+        line_end = torch.isin(next_token, line_ends)
+        finished |= torch.isin(next_token, eos) | (line_end & started)
+        started |= ~line_end
         if finished.all():
             break
         mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)

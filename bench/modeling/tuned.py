@@ -164,18 +164,17 @@ class TunedModel:
         if self.kind == "causal":
             new_tokens = causal.greedy_generate(
                 self.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
-                eos_token_ids=self._stop_token_ids(), pad_token_id=self.tokenizer.pad_token_id)
+                eos_token_ids=[i for i in (self.tokenizer.eos_token_id,) if i is not None],
+                pad_token_id=self.tokenizer.pad_token_id,
+                line_end_ids=self._line_end_ids())
         else:
             new_tokens = self.model.generate(**batch, max_new_tokens=max_new, do_sample=False, num_beams=1)
         return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def _stop_token_ids(self) -> list[int]:
-        # Answers are one line: a newline ends them as surely as EOS does.
-        stops = {self.tokenizer.eos_token_id}
-        newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
-        if len(newline) == 1:
-            stops.add(newline[0])
-        return sorted(s for s in stops if s is not None)
+    def _line_end_ids(self) -> list[int]:
+        """Answers are one line: a newline token (one or two line breaks) ends one, once it has begun."""
+        ends = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("\n", "\n\n")]
+        return sorted({ids[0] for ids in ends if len(ids) == 1})
 
     @torch.no_grad()
     def prompt_forward(self, prompts: Sequence[str]) -> None:
