@@ -425,7 +425,8 @@ def test_a_study_without_a_completed_trial_says_why_there_is_no_best(tmp_path):
                                               user_attrs={"fail_reason": "MethodError: too many virtual tokens"}))
     lines = summary(study).splitlines()
     assert lines[0] == f"study {study.study_name}: 2 finished trials (pruned 2); 1 failed (not counted)"
-    assert lines[1].startswith("no trial completed, so there is no best config: every one was stopped early")
+    assert lines[1].startswith("no trial completed, so there is no best config: 2 stopped early (each trial's "
+                               "pruned_reason in trials.csv says where)")
     assert lines[2].endswith("MethodError: too many virtual tokens")
 
 
