@@ -352,6 +352,12 @@ def test_label_words_are_scored_as_trained_after_a_template_that_ends_in_a_newli
         logprobs, _ = tuned._target_logprobs(batch)
     best = logprobs.sum(-1).view(len(examples), len(words)).argmax(-1)
     assert tuned.predict(examples, batch_size=4) == [words[i][0] for i in best.tolist()]
+    # class-label init starts from the same tokens: "bad", not " bad", after this template
+    labels = method.build(load_base_model(str(folder)), method.settings(num_virtual_tokens=3, init="class_labels"),
+                          task.card)
+    embed = base.model.get_input_embeddings().weight
+    torch.testing.assert_close(labels.prompt_encoder["default"].embedding.weight[0],
+                               embed[tokenizer("bad")["input_ids"][0]])
 
 
 def test_a_newline_ends_an_answer_only_once_it_has_begun(monkeypatch):

@@ -10,6 +10,7 @@ from peft import PromptTuningConfig, PromptTuningInit
 
 from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
 from bench.methods.registry import Method, MethodError, check_range, register_method
+from bench.modeling.encoding import target_text
 
 INITS = ("random", "sampled_vocab", "class_labels", "text")
 _PEFT_INIT = {
@@ -49,8 +50,9 @@ def label_word_vectors(base, card) -> torch.Tensor:
     with torch.no_grad():
         for words in card.label_words.values():
             for word in words:
-                text = f" {word}" if base.kind == "causal" else word
-                ids = base.tokenizer(text, add_special_tokens=False)["input_ids"]
+                # the word's tokens as training targets them after the template's last character
+                ids = base.tokenizer(target_text(card.template[-1:], word, kind=base.kind),
+                                     add_special_tokens=False)["input_ids"]
                 vectors.append(embed(torch.tensor(ids, device=embed.weight.device)).float().mean(dim=0))
     return torch.stack(vectors)
 
