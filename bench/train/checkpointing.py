@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import torch
 
 from bench.methods.registry import Method, MethodError
+from bench.modeling.causal import core_model
 from bench.models import BaseModel, ModelError
 
 
@@ -29,7 +30,7 @@ def check_model_checkpoints(base: BaseModel) -> None:
 
 
 def _switch(model: torch.nn.Module, on: bool) -> None:
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    core = core_model(model)
     # non-reentrant checkpointing needs no input that requires grad: the frozen embeddings before a
     # prompt method's virtual tokens give none
     checkpoint_kwargs = {"use_reentrant": False}
