@@ -137,7 +137,7 @@ def run(args) -> int:
     _note_space_change(study, space)
     if not study.trials:
         enqueue_known_good(study, space, classification=not without_classes)
-    references = _references(study, args, tasks) if len(tasks) > 1 else {}
+    references = _references(study, args, tasks, {c.name: c.version for c in cards}) if len(tasks) > 1 else {}
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
@@ -281,7 +281,8 @@ def _note_space_change(study: optuna.Study, space) -> None:
     study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
 
 
-def _references(study: optuna.Study, args, tasks: list[str]) -> dict[str, float]:
+def _references(study: optuna.Study, args, tasks: list[str], versions: dict[str, int] | None = None
+                ) -> dict[str, float]:
     """Full fine-tuning's score per task, which several tasks' scores are divided by: taken from the
     bench records when the study starts and kept in it, so a resumed study keeps one scale. Unless
     every task has one, every task is scored raw (a mean of ratios and raw scores means nothing)."""
@@ -293,7 +294,7 @@ def _references(study: optuna.Study, args, tasks: list[str]) -> dict[str, float]
                                       else "raw (no full fine-tuning score of every task when the study started)"))
         return references
     results, model = args.results, args.model
-    found = full_ft_references(results, tasks, model, steps=args.steps)
+    found = full_ft_references(results, tasks, model, steps=args.steps, versions=versions)
     missing = [task for task in tasks if task not in found]
     if missing:
         # at the search's own budget, so the reference is trained and scored as its trials are

@@ -30,17 +30,21 @@ COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of 
 RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
 
 
-def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int) -> dict[str, tuple[float, int]]:
+def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int,
+                       versions: dict[str, int] | None = None) -> dict[str, tuple[float, int]]:
     """Full fine-tuning's best validation score per task for `model`, with the training steps of its
     run, from existing bench records: runs of the search's budget (`steps`) when there are any,
-    else the best of any budget. The results shipped with the project (`results/reference`, trained
-    on 2 CPU cores at another budget) are not a user's references, as in `spbench results`."""
+    else the best of any budget. Records of another version of a task's card (`versions`: another
+    template, data or metric) do not count. The results shipped with the project
+    (`results/reference`, trained on 2 CPU cores at another budget) are not a user's references,
+    as in `spbench results`."""
     records, _ = load_records(folder, leave_out=SHIPPED_RESULTS) if folder.exists() else ([], [])
     found: dict[str, list[tuple[float, int]]] = {}
     for record in records:
         task = record["task"]["name"]
         of_model = model in (record["model"]["name"], record["model"].get("source"))  # a folder: by its full path
-        if record["method"]["name"] == "full_ft" and of_model and task in tasks:
+        same_card = (versions or {}).get(task, record["task"].get("version")) == record["task"].get("version")
+        if record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card:
             value = record["scores"]["validation"][record["task"]["primary_metric"]]
             found.setdefault(task, []).append((value, record["train"]["steps"]))
     return {task: max([c for c in candidates if c[1] == steps] or candidates) for task, candidates in found.items()}

@@ -77,7 +77,8 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
     from types import SimpleNamespace
 
     found = {"a": (0.8, 10)}
-    monkeypatch.setattr(search.objective, "full_ft_references", lambda results, tasks, model, steps: dict(found))
+    monkeypatch.setattr(search.objective, "full_ft_references",
+                        lambda results, tasks, model, steps, **kwargs: dict(found))
     args = SimpleNamespace(results=tmp_path, model="tiny", steps=10, batch_size=4, eval_size=16, tasks_dir=["cards"])
     study = optuna.create_study(direction="maximize")
     assert _references(study, args, ["a", "b", "c"]) == {}  # a mean of a ratio and a raw score means nothing
@@ -118,6 +119,17 @@ def test_full_fine_tuning_references_leave_the_shipped_results_out(tmp_path):
         "method": {"name": "full_ft"}, "train": {"steps": 10}, "scores": {"validation": {"accuracy": 0.9}},
         "cost": {}}))
     assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {}
+
+
+def test_full_fine_tuning_references_of_another_card_version_do_not_count(tmp_path):
+    for version, score in ((1, 0.9), (2, 0.7)):
+        (tmp_path / f"v{version}").mkdir()
+        (tmp_path / f"v{version}" / "record.json").write_text(json.dumps({
+            "run_id": f"v{version}", "task": {"name": "a", "version": version, "primary_metric": "accuracy"},
+            "model": {"name": "m"}, "method": {"name": "full_ft"}, "train": {"steps": 10},
+            "scores": {"validation": {"accuracy": score}}, "cost": {}}))
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, versions={"a": 2}) == {"a": (0.7, 10)}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {"a": (0.9, 10)}
 
 
 def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):
