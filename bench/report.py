@@ -9,14 +9,8 @@ from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord, write_text_atomic
-from bench.results import (ResultRow, aggregate, csv_name, load_records, split_name, spread, task_names,
-                           write_csv)
-
-
-def _figure(value: float | None, form: str, scale: float = 1) -> str:
-    """A table cell: `value / scale` formatted, or a dash where it is missing (None, or nan: a cost
-    an older record lacks)."""
-    return "–" if value is None or not math.isfinite(value) else format(value / scale, form)
+from bench.results import (ResultRow, aggregate, csv_name, figure, load_records, split_name, spread,
+                           task_names, write_csv)
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -24,15 +18,15 @@ def _table(rows: list[ResultRow]) -> list[str]:
              "FLOPs | peak mem (MiB) | artifact (KiB) | latency × |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r.model, -r.score)):
-        improvement = _figure(r.improvement_pct, "+.1f") + ("%" if r.improvement_pct is not None else "")
-        params = _figure(r.trainable_params, ",.0f") + (f" ({r.trainable_pct:.3f}%)" if math.isfinite(
+        improvement = figure(r.improvement_pct, "+.1f") + ("%" if r.improvement_pct is not None else "")
+        params = figure(r.trainable_params, ",.0f") + (f" ({r.trainable_pct:.3f}%)" if math.isfinite(
             r.trainable_pct) else "")
         label = r.label.replace("|", "\\|")  # a `|` in an init text would end the cell
         lines.append(
             f"| {r.model} | `{label}` | {r.seeds} | {r.score:.3f}{spread(r, gap=' ')} | "
-            f"{_figure(r.relative_to_full_ft, '.3f')} | {improvement} | {params} | {_figure(r.train_seconds, '.1f')} | "
-            f"{_figure(r.train_flops, '.2e')} | {_figure(r.peak_memory_bytes, ',.0f', 2**20)} | "
-            f"{_figure(r.artifact_bytes, ',.0f', 2**10)} | {_figure(r.latency_overhead, '.2f')} |")
+            f"{figure(r.relative_to_full_ft, '.3f')} | {improvement} | {params} | {figure(r.train_seconds, '.1f')} | "
+            f"{figure(r.train_flops, '.2e')} | {figure(r.peak_memory_bytes, ',.0f', scale=2**20)} | "
+            f"{figure(r.artifact_bytes, ',.0f', scale=2**10)} | {figure(r.latency_overhead, '.2f')} |")
     return lines
 
 

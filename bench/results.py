@@ -349,6 +349,12 @@ def write_csv(rows: list[ResultRow], path: Path) -> Path:
     return write_text_atomic(table.getvalue(), path)
 
 
+def figure(value: float | None, form: str, *, scale: float = 1, missing: str = "–") -> str:
+    """`value / scale` formatted, or `missing` where there is none (None, or nan: a cost an older
+    record lacks)."""
+    return missing if value is None or not math.isfinite(value) else format(value / scale, form)
+
+
 def _si(value: float) -> str:
     if not math.isfinite(value):  # a cost the records lack
         return "-"
@@ -367,12 +373,12 @@ def format_table(rows: list[ResultRow]) -> str:
               f"{'vs 0-shot':>9} {'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        relative = f"{r.relative_to_full_ft:.2f}" if r.relative_to_full_ft is not None else "-"
+        relative = figure(r.relative_to_full_ft, ".2f", missing="-")
         improvement = f"{r.improvement_pct:>+8.1f}%" if r.improvement_pct is not None else f"{'-':>9}"
-        seconds = f"{r.train_seconds:>8.1f}" if math.isfinite(r.train_seconds) else f"{'-':>8}"
-        latency = f"{r.latency_overhead:>6.2f}x" if math.isfinite(r.latency_overhead) else f"{'-':>7}"
+        seconds = figure(r.train_seconds, ".1f", missing="-")
+        latency = figure(r.latency_overhead, ".2f", missing="-") + ("x" if math.isfinite(r.latency_overhead) else "")
         lines.append(
             f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>2} "
             f"{r.score:>7.3f}{spread(r):<7} {relative:>6} {improvement} "
-            f"{_si(r.trainable_params):>7} {seconds} {_si(r.train_flops):>7} {latency}")
+            f"{_si(r.trainable_params):>7} {seconds:>8} {_si(r.train_flops):>7} {latency:>7}")
     return "\n".join(lines)

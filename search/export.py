@@ -31,7 +31,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """Best validation score; for two objectives, the best-scoring trial of the Pareto front. The
     trial that ran it, where a later one took its result."""
     best = study.best_trial if len(study.directions) == 1 else max(study.best_trials, key=lambda t: t.values[0])
-    return original(study, best)
+    return original(study.get_trials(deepcopy=False), best)
 
 
 # Metrics that are the mean of a 0/1 outcome per example: their standard error is binomial.
@@ -168,7 +168,7 @@ def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     for column in {*integers, f"user_attrs_{REPEAT_OF_ATTR}"} & set(frame.columns):
         frame[column] = frame[column].astype("Int64")  # an integer some rows lack stays one (128, not 128.0)
     for cost in COSTS:
-        frame[f"cost_{cost}"] = [_mean_cost(original(study, trials[number]), cost) for number in frame["number"]]
+        frame[f"cost_{cost}"] = [_mean_cost(original(trials, trials[number]), cost) for number in frame["number"]]
     # the whole run records are kept for other machines; here they are in each record.json
     left_out = [f"user_attrs_{SEARCH_RECORDS_ATTR}", f"user_attrs_{NOT_RUN_ATTR}"]
     frame = frame[ran].drop(columns=left_out, errors="ignore")

@@ -23,7 +23,7 @@ from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
 from search.pruning import report_with_error
-from search.repeats import CONFIG_ATTR, finished_twin, take_result
+from search.repeats import result_of_repeat
 from search.space import SearchSpace
 
 COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of the model is no cost of its own
@@ -83,11 +83,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         method, settings, train = self.space.sample(trial)
-        config = {"method": method, "settings": settings, "train": train}
-        trial.set_user_attr(CONFIG_ATTR, config)
         trial.set_user_attr("tasks", self.tasks)
-        if twin := finished_twin(trial, config):  # the same seeded run would give the same result
-            return take_result(trial, twin)
+        if (repeated := result_of_repeat(trial, method, settings, train)) is not None:
+            return repeated  # the same seeded run would give the same result
         trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
         prunable = self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records, kept = [], [], [], []

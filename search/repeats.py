@@ -22,12 +22,22 @@ def as_stored(config: dict) -> dict:
     return json.loads(json.dumps(config))
 
 
+def result_of_repeat(trial: optuna.Trial, method: str, settings: dict, train: dict) -> float | tuple[float, ...] | None:
+    """Keep the config `trial` sampled on it (what later trials are compared with); where an earlier
+    trial completed that config, take its result (see `take_result`), else None: train it."""
+    config = {"method": method, "settings": settings, "train": train}
+    trial.set_user_attr(CONFIG_ATTR, config)
+    twin = finished_twin(trial, config)
+    return None if twin is None else take_result(trial, twin)
+
+
 def finished_twin(trial: optuna.Trial, config: dict) -> optuna.trial.FrozenTrial | None:
-    """The first completed trial of `trial`'s study that ran `config`, if any. A pruned one is not
-    taken: the pruner stopped it against the trials of its time, and may let it go on now."""
+    """The first completed trial of `trial`'s study that ran `config`, if any (`trial` itself is
+    still running). A pruned one is not taken: the pruner stopped it against the trials of its
+    time, and may let it go on now."""
     stored = as_stored(config)
     for earlier in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if earlier.number != trial.number and earlier.user_attrs.get(CONFIG_ATTR) == stored:
+        if earlier.user_attrs.get(CONFIG_ATTR) == stored:
             return earlier
     return None
 
@@ -39,7 +49,8 @@ def take_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> float | 
     return twin.value if len(twin.values) == 1 else tuple(twin.values)
 
 
-def original(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
-    """The trial that ran `trial`'s config, `trial` itself unless it took another's result."""
+def original(trials: list[optuna.trial.FrozenTrial], trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """The trial that ran `trial`'s config, `trial` itself unless it took another's result
+    (`trials`: its study's trials, in number order)."""
     number = trial.user_attrs.get(REPEAT_OF_ATTR)
-    return trial if number is None else study.get_trials(deepcopy=False)[number]
+    return trial if number is None else trials[number]

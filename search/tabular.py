@@ -19,7 +19,7 @@ from scipy.stats import spearmanr
 
 from bench.results import load_records
 from search.pruning import MARGIN, report_with_error, standard_error
-from search.repeats import CONFIG_ATTR, finished_twin, take_result
+from search.repeats import result_of_repeat
 from search.space import Param, SearchSpace, nearest
 from search.study import enqueue_known_good, make_pruner
 
@@ -196,10 +196,8 @@ def simulate(table: Table, *, sampler: optuna.samplers.BaseSampler, pruner_name:
     def objective(trial: optuna.Trial) -> float:
         nonlocal spent
         method, settings, train = space.sample(trial)
-        config = {"method": method, "settings": settings, "train": train}
-        trial.set_user_attr(CONFIG_ATTR, config)
-        if twin := finished_twin(trial, config):  # as `spbench search` does: no training, no steps
-            return take_result(trial, twin)
+        if (repeated := result_of_repeat(trial, method, settings, train)) is not None:
+            return repeated  # as `spbench search` does: no training, no steps
         entry = table.lookup(method, {**settings, **train})
         trace.runs.append((entry.method, entry.params))
         for step, score in entry.curve:
