@@ -213,7 +213,7 @@ def _task_validate(args) -> int:
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
     from tasks.metrics import load_library_metrics
 
-    load_library_metrics(task.card.metrics)  # as a run checks them before its model loads
+    load_library_metrics(task.card.metrics, folder=task.card.path.parent)  # as a run checks them before its model loads
     for split in ("train", "validation", "test"):
         examples = task.examples(split)  # renders every row: fields, labels and targets are checked
         print(f"{split:<10} {len(examples):>6} rows ok")

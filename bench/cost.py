@@ -47,10 +47,11 @@ def peak_memory(device: torch.device, *, reset: bool) -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "cpu_max_rss"
 
 
-def _seconds(tuned, prompts: Sequence[str]) -> float:
-    started = device_clock(tuned.device)
-    tuned.prompt_forward(prompts)
-    return device_clock(tuned.device) - started
+def _seconds(model, prompts: Sequence[str]) -> float:
+    batch = model.prompt_batch(prompts)  # tokenized untimed: the same work for base and tuned, not the model's
+    started = device_clock(model.device)
+    model.prompt_forward(batch)
+    return device_clock(model.device) - started
 
 
 @torch.no_grad()
@@ -65,7 +66,7 @@ def latency_against_base(tuned, base_of, prompts: Sequence[str], *, min_rounds: 
     medians and the overhead is the median of the rounds' ratios, which one disturbed round cannot move.
     """
     if base_of is None:
-        tuned.prompt_forward(prompts)  # warm-up
+        _seconds(tuned, prompts)  # warm-up
         seconds = statistics.median(_seconds(tuned, prompts) for _ in range(min_rounds)) / len(prompts)
         return seconds, seconds, 1.0
 
@@ -74,7 +75,7 @@ def latency_against_base(tuned, base_of, prompts: Sequence[str], *, min_rounds: 
             return _seconds(base, prompts)
 
     time_base()  # warm-ups
-    tuned.prompt_forward(prompts)
+    _seconds(tuned, prompts)
     started = time.perf_counter()
     base_times, tuned_times = [time_base()], []
     while len(tuned_times) < max_rounds:

@@ -8,10 +8,14 @@ at fine-tuning rates are mostly below bf16's resolution and overflow fp16.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
+import warnings
 
 import torch
+
+from tasks.notices import UserNotice
 
 
 def pick_device() -> torch.device:
@@ -27,7 +31,11 @@ def worker_share(index: int, workers: int):
     rather than all sharing the first."""
     threads = torch.get_num_threads()
     if pick_device().type == "cuda":
-        torch.cuda.set_device(index % torch.cuda.device_count())
+        gpus = torch.cuda.device_count()
+        torch.cuda.set_device(index % gpus)
+        if index == 0 and workers > gpus:
+            warnings.warn(f"{workers} workers share {gpus} GPU(s): each run's time and latency figures are "
+                          "measured while another trains beside it", UserNotice, stacklevel=3)
     elif workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, min(threads, cores) // workers))  # threads: the user's or PyTorch's pick
@@ -59,6 +67,38 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class FullPrecision:
+    """Mixed into a module's class: the module runs in fp32 under any autocast around it, its
+    floating inputs cast to fp32."""
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast(device_type=next(self.parameters()).device.type, enabled=False):
+            args = tuple(arg.float() if torch.is_tensor(arg) and arg.is_floating_point() else arg for arg in args)
+            return super().forward(*args, **kwargs)
+
+
+@functools.cache
+def _full_precision_class(cls: type) -> type:
+    return type(f"FullPrecision{cls.__name__}", (FullPrecision, cls), {"__module__": __name__})
+
+
+def keep_fp32_layers_in_fp32(model: torch.nn.Module) -> int:
+    """Layers a low-precision checkpoint was loaded with in fp32 run in fp32; returns how many.
+
+    transformers keeps some layers in fp32 where fp16 overflows (T5's `wo`: its
+    `_keep_in_fp32_modules`), but autocast casts every linear layer's inputs and weights to the
+    autocast dtype whatever the weight's own dtype, so they would overflow all the same."""
+    low = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
+    if not low:
+        return 0
+    kept = [module for module in model.modules()
+            if (own := [p for p in module.parameters(recurse=False) if p.is_floating_point()])
+            and all(p.dtype == torch.float32 for p in own)]
+    for module in kept:
+        module.__class__ = _full_precision_class(type(module))
+    return len(kept)
 
 
 def upcast_trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -69,8 +69,10 @@ class RunSpec:
             if train[key] == default:
                 del train[key]
         try:
-            method_settings, lr = self.resolved()
-            method_settings, train["lr"] = _canonical(method_settings), float(lr)
+            resolved, lr = self.resolved()
+            # a setting that changes nothing (init_text without init=text) makes no other run
+            method_settings = {**_canonical(resolved), **getattr(resolved, "without_effect", dict)()}
+            train["lr"] = float(lr)
         except MethodError:
             method_settings = self.method_settings
         return {"method": method_settings, "train": train}
@@ -81,6 +83,8 @@ class RunSpec:
         settings = {"task": task.hashed, "model": self.model, **self.configuration()}
         if task.version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
             settings["task_version"] = task.version
+        if self.model_kind is not None:  # one folder loaded as a causal LM and as an encoder: two runs
+            settings["model_kind"] = self.model_kind
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         return f"{_slug(task.name)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
 
@@ -101,6 +105,7 @@ def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> TaskIdentity:
     """Who a run's task is. By name, the card that name finds; by card path, the same as by name
     when the name finds that very card (a variant that includes another card and keeps its name
     stays its own task, known by its path). A card's version counts, so a new version is a new run.
+    A user's card that replaces a shipped one of the same name is known by its path too.
     Found once per process and card file state (ids are asked for often: every line of a suite's
     progress), and not remembered when the card cannot be read: the run then fails before it
     writes a record, under the task as given."""
@@ -119,12 +124,21 @@ def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> TaskIdentity:
             by_name = find_task(card.name, tasks_dirs=tasks_dirs).path
         except (ValueError, OSError):  # the name finds no card: this one is the task of that name
             pass
-    if by_name == card.path:
+    if by_name == card.path and not _replaces_shipped(card):
         identity = TaskIdentity(card.name, card.name, card.version, card.path, _mtime(card.path))
+    elif by_name == card.path:  # a user's card in place of the shipped one: its runs are not the shipped card's
+        identity = TaskIdentity(card.name, str(card.path), card.version, card.path, _mtime(card.path))
     else:  # a variant that keeps another card's name: known by its file, however the path was typed
         identity = TaskIdentity(card.path.stem, str(card.path), card.version, card.path, _mtime(card.path))
     _identities[key] = identity
     return identity
+
+
+def _replaces_shipped(card) -> bool:
+    try:
+        return find_task(card.name).path != card.path
+    except (ValueError, OSError):  # no shipped card has the name
+        return False
 
 
 def _mtime(path: Path) -> int | None:
@@ -198,12 +212,30 @@ def _answer_positions(base: BaseModel, card) -> tuple[int, str]:
     return card.max_new_tokens, f" + {card.max_new_tokens} new tokens"
 
 
+@dataclass(frozen=True)
+class RunExamples:
+    train: list[Example]
+    monitor: list[Example]  # scored at each intermediate evaluation
+    evaluation: dict[str, list[Example]]  # split -> examples of the final scores
+
+
+def _select_examples(task: Task, spec: RunSpec) -> RunExamples:
+    config = spec.train
+    return RunExamples(
+        train=task.training_examples(config.train_size, seed=config.seed),
+        monitor=task.examples("validation", limit=config.monitor_size),
+        evaluation={split: task.examples(split, limit=config.eval_size) for split in spec.eval_splits},
+    )
+
+
 def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
-    """Everything a run needs, checked before any compute: task, method settings, model."""
+    """Everything a run needs, checked before any compute: task and its examples (a bad row is
+    named before a model downloads or converts), method settings, model."""
     task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
-    load_library_metrics(task.card.metrics)  # one that cannot load would fail the run after its training
+    load_library_metrics(task.card.metrics, folder=task.card.path.parent)  # else it fails after training
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
+    examples = _select_examples(task, spec)
     if spec.train.gradient_checkpointing:
         check_method_checkpoints(method)
     num_labels = len(task.card.classes) if task.card.is_classification else None
@@ -216,7 +248,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     _check_fits(base, task, num_virtual)
     if spec.train.gradient_checkpointing:
         check_model_checkpoints(base)
-    return task, method, settings, base
+    return task, method, settings, base, examples
 
 
 def _save_artifact(model, method_name: str, run_dir: Path) -> tuple[Path | None, int]:
@@ -281,13 +313,11 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     `pool` reuses base models already loaded in this process.
     """
     started_at = _now()
-    task, method, settings, base = prepare_run(spec, pool)
+    task, method, settings, base, examples = prepare_run(spec, pool)
     config = spec.train
     torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
     reset_classification_head(base)
-    train_examples = task.training_examples(config.train_size, seed=config.seed)
-    monitor = task.examples("validation", limit=config.monitor_size)
-    evaluation = {split: task.examples(split, limit=config.eval_size) for split in spec.eval_splits}
+    train_examples, monitor, evaluation = examples.train, examples.monitor, examples.evaluation
     latency_prompts = [ex.prompt for ex in monitor[:LATENCY_SAMPLE]]
 
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:

@@ -46,6 +46,9 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
         study = optuna.load_study(study_name=study_name(suite), storage=storage)
         if not study.get_trials(deepcopy=False):
             return study  # being queued right now by its creator
+        # a killed machine's run is queued again now: left to the workers' own checks, the last run of
+        # a suite would wait forever, as no worker starts while nothing is queued
+        optuna.storages.fail_stale_trials(study)
         # a rerun: runs that failed are queued again, as a local suite's rerun redoes them (and runs
         # not queued at all, when the creator died mid-queueing). A machine joining late cannot be
         # told from a rerun, so it too gives each failed run one more try.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
+from bench.train.config import watching_no_more_than_scored
 from bench.yaml_values import (checked_settings, read_yaml_mapping, refuse_repeats, settings_mapping,
                                typed_setting)
+from tasks.notices import UserNotice
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "model_kinds", "methods", "seeds", "train"}
@@ -173,9 +176,11 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             if method.name == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
                 settings["init_text"] = DEFAULT_INIT_TEXT
             try:
-                method.settings(**settings)
+                resolved = method.settings(**settings)
             except MethodError as err:
                 raise SuiteError(f"{where}: {err}") from None
+            without_effect = getattr(resolved, "without_effect", dict)()
+            settings = {key: value for key, value in settings.items() if key not in without_effect}
             try:
                 resolved_train = TrainSettings(**point_train)
             except MethodError as err:
@@ -184,6 +189,8 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
                                     train=resolved_train).configuration()
             key = (method.name, json.dumps(configuration, sort_keys=True))
+            if planned.get(key) == where.removeprefix(f"{path} "):
+                continue  # a sweep point a setting without effect repeats (init_text over inits other than text)
             if key in planned:
                 label = method_label(method.name, sorted(settings.items()))
                 raise SuiteError(f"{where}: plans a run {planned[key]} already plans ({label}); "
@@ -221,6 +228,11 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds") or {}, models)
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
     _refuse_repeats(f"{path} seeds", seeds)
+    for seed in seeds:
+        try:
+            TrainSettings(seed=seed)
+        except MethodError as err:
+            raise SuiteError(f"{path} seeds: {err}") from None
     defaults = _train(f"{path} train", data.get("train"))
     try:
         TrainSettings(**defaults)  # out of range here is this key's fault, not the first task's
@@ -237,13 +249,14 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             card = find_task(task_name, tasks_dirs=tasks_dirs)
         except UnknownTask as err:
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
+        task_train = {**defaults, **_train(f"{path} tasks.{task_name}", budget)}
         try:
-            train = TrainSettings(**{**defaults, **_train(f"{path} tasks.{task_name}", budget)})
+            TrainSettings(**task_train)
         except MethodError as err:
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         for model, (method, settings, method_train), seed in itertools.product(models, configs, seeds):
             label = method_label(method, sorted({**settings, **method_train}.items()))
-            run_train = TrainSettings(**{**train.__dict__, **method_train, "seed": seed})
+            run_train = TrainSettings(**watching_no_more_than_scored({**task_train, **method_train, "seed": seed}))
             cannot = _cannot_take(task_name, card, model, known_kinds.get(model), method, settings,
                                   checkpointing=run_train.gradient_checkpointing)
             if cannot:
@@ -253,5 +266,19 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
                            tasks_dirs=tasks_dirs, results_dir=results_dir, model_kind=kinds.get(model),
                            progress=False)
             suite.runs.append(PlannedRun(spec=spec, label=label))
+    suite.runs = _once_each(path, suite.runs)
     suite.skipped = sorted(set(suite.skipped))
     return suite
+
+
+def _once_each(path: Path, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """The runs with any the suite's defaults and task budgets make equal to an earlier one left out
+    (`{method: lora}` and `{method: lora, train: {steps: 50}}` under a 50-step budget): one record
+    would answer both, so the second would only ever show as already done."""
+    first: dict[str, PlannedRun] = {}
+    for run in runs:
+        earlier = first.setdefault(run.spec.run_id(), run)
+        if earlier is not run:
+            warnings.warn(f"{path}: {run.spec.task} / {run.spec.model} / {run.label} is the same run as "
+                          f"{earlier.label}; it runs once", UserNotice, stacklevel=3)
+    return list(first.values())

@@ -40,11 +40,14 @@ EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from
 class TaskCardError(ValueError):
     """A task card that cannot be used; the message names the file, the key and the problem."""
 
-    def __init__(self, path: Path | str, key: str | None, problem: str, *, task_name: str | None = None):
-        where = f"{path}" + (f" [{key}]" if key else "")
-        super().__init__(f"{where}: {problem}")
+    def __init__(self, path: Path | str, key: str | None, problem: str, *, task_name: str | None = None,
+                 origin: Path | str | None = None):
+        origin = None if origin is None or Path(origin) == Path(path) else origin
+        detail = ", ".join(part for part in (key, origin and f"set in {origin}") if part)
+        super().__init__(f"{path}" + (f" [{detail}]" if detail else "") + f": {problem}")
         self.path, self.key, self.problem = path, key, problem
         self.task_name = task_name  # the task the problem is about, where the file does not declare it
+        self.origin = origin  # the included card that holds the bad value, where not `path` itself
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def _is(value: Any, types: tuple[type, ...]) -> bool:
 def _check_types(path: Path, data: dict[str, Any]) -> None:
     """The value of every known key in one card file has the type KEY_TYPES declares, as do its entries."""
     for key, types in KEY_TYPES.items():
-        if key not in data:
+        if key not in data or (data[key] is None and key not in REQUIRED_KEYS):  # null: unset (a variant's way)
             continue
         value = data[key]
         if not _is(value, types):
@@ -155,6 +158,9 @@ def _anchor(source: dict[str, Any], folder: Path) -> dict[str, Any]:
     source = dict(source)
     if "local" in source:
         source["local"] = str((folder / source["local"]).resolve())
+    hub = source.get("hub")
+    if isinstance(hub, str) and not reads_local_files(hub) and (folder / hub).is_dir():
+        source["hub"] = str((folder / hub).resolve())  # a dataset folder beside the card, not the cwd
     if "data_files" in source and reads_local_files(source.get("hub")):
         source["data_files"] = _anchor_files(source["data_files"], folder)
     return source
@@ -181,92 +187,109 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _resolve_includes(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The card's keys merged over those of the cards it includes, and for each key the file that
+    set it, so a problem found in the merged card names the file that holds the bad value. A null
+    value unsets a key an included card set."""
     if path in seen:
         raise TaskCardError(path, "include", f"include cycle: {' -> '.join(map(str, seen + (path,)))}")
     data = _read_yaml(path)
     _check_types(path, data)  # per file, so a bad value names the file that holds it
     parent = data.pop("include", None)
-    if parent is None:
-        return data
-    parent_path = (path.parent / parent).resolve()
-    if not parent_path.is_file():
-        raise TaskCardError(path, "include", f"{parent!r} names no card file (looked for {parent_path})")
-    base = _resolve_includes(parent_path, seen + (path,))
-    # A variant's relative data paths stay relative to the card that declared them.
-    if "source" in base:
-        base["source"] = _anchor(base["source"], parent_path.parent)
-    return _merge(base, data)
+    origins = dict.fromkeys(data, path)
+    if parent is not None:
+        parent_path = (path.parent / parent).resolve()
+        if not parent_path.is_file():
+            raise TaskCardError(path, "include", f"{parent!r} names no card file (looked for {parent_path})")
+        try:
+            base, base_origins = _resolve_includes(parent_path, seen + (path,))
+        except TaskCardError as err:  # reported as this card's problem: it is this card that cannot be used
+            raise TaskCardError(path, err.key, err.problem, origin=err.origin or err.path) from None
+        # A variant's relative data paths stay relative to the card that declared them.
+        if "source" in base:
+            base["source"] = _anchor(base["source"], parent_path.parent)
+        data, origins = _merge(base, data), {**base_origins, **origins}
+    unset = [key for key, value in data.items() if value is None and key not in REQUIRED_KEYS]
+    for key in unset:
+        del data[key], origins[key]
+    return data, origins
 
 
-def _normalise_label_words(path: Path, raw: Any) -> dict[Any, tuple[str, ...]]:
+def _normalise_label_words(path: Path, raw: Any, origin: Path) -> dict[Any, tuple[str, ...]]:
+    def fail(problem: str) -> TaskCardError:
+        return TaskCardError(path, "label_words", problem, origin=origin)
+
     if isinstance(raw, list):  # list in class-index order
         raw = dict(enumerate(raw))
-    if not isinstance(raw, dict) or not raw:
-        raise TaskCardError(path, "label_words", "must be a non-empty mapping class -> word(s) or a list")
+    if not isinstance(raw, dict) or len(raw) < 2:  # one class would score 1.0 whatever the model does
+        raise fail("must map two or more classes to their word(s), as a mapping class -> word(s) or a list")
     words: dict[Any, tuple[str, ...]] = {}
     for cls, value in raw.items():
         value = value if isinstance(value, list) else [value]
         if any(isinstance(w, bool) for w in value):
-            raise TaskCardError(path, "label_words", f"class {cls!r}: a label word parsed as a boolean; "
-                                "YAML reads unquoted yes/no/on/off as true/false, so quote them")
+            raise fail(f"class {cls!r}: a label word parsed as a boolean; "
+                       "YAML reads unquoted yes/no/on/off as true/false, so quote them")
+        if any(isinstance(w, (int, float)) for w in value):
+            raise fail(f"class {cls!r}: a label word parsed as a number; label words are text, so quote it ('1')")
         if not value or not all(isinstance(w, str) and w.strip() for w in value):
-            raise TaskCardError(path, "label_words", f"class {cls!r} needs one or more non-empty words")
+            raise fail(f"class {cls!r} needs one or more non-empty words")
         words[cls] = tuple(value)
     owners: dict[str, Any] = {}
     for cls, value in words.items():  # scored by likelihood, a word shared by two classes cannot tell them apart
         for word in value:
             if owners.setdefault(word.strip(), cls) != cls:
-                raise TaskCardError(path, "label_words", f"{word.strip()!r} is a label word of both class "
-                                    f"{owners[word.strip()]!r} and class {cls!r}; give each class its own words")
+                raise fail(f"{word.strip()!r} is a label word of both class {owners[word.strip()]!r} "
+                           f"and class {cls!r}; give each class its own words")
     return words
 
 
-def _check(path: Path, data: dict[str, Any]) -> None:
+def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
+    def fail(key: str, problem: str) -> TaskCardError:
+        return TaskCardError(path, key, problem, origin=origins.get(key))
+
     for key in REQUIRED_KEYS:
         if key not in data:
             raise TaskCardError(path, key, "missing required key")
     unknown = sorted(set(data) - set(KNOWN_KEYS))
     if unknown:
-        raise TaskCardError(path, unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
+        raise fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
     if data["kind"] not in KINDS:
-        raise TaskCardError(path, "kind", f"unknown kind {data['kind']!r} (expected one of {', '.join(KINDS)})")
+        raise fail("kind", f"unknown kind {data['kind']!r} (expected one of {', '.join(KINDS)})")
     metrics = data["metrics"]
     if not isinstance(metrics, list) or not metrics:
-        raise TaskCardError(path, "metrics", "must be a non-empty list")
+        raise fail("metrics", "must be a non-empty list")
     for metric in metrics:
         if isinstance(metric, str) and metric.startswith(EVALUATE_PREFIX) and len(metric) > len(EVALUATE_PREFIX):
             continue
         if metric not in METRICS:
-            raise TaskCardError(path, "metrics", f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+            raise fail("metrics", f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
         fitting = CLASSIFICATION_METRICS if data["kind"] == "classification" else GENERATION_METRICS
         if metric not in fitting:
-            raise TaskCardError(path, "metrics", f"metric {metric!r} does not apply to {data['kind']} tasks")
+            raise fail("metrics", f"metric {metric!r} does not apply to {data['kind']} tasks")
     if data.get("primary_metric", metrics[0]) not in metrics:
-        raise TaskCardError(path, "primary_metric", "must be one of the card's metrics")
+        raise fail("primary_metric", "must be one of the card's metrics")
     source = data["source"]
     if not isinstance(source, dict) or len({"local", "hub"} & set(source)) != 1:
-        raise TaskCardError(path, "source", "must give `local: <folder>` or `hub: <dataset path>`, one of them")
+        raise fail("source", "must give `local: <folder>` or `hub: <dataset path>`, one of them")
     hub_keys = [key for key in HUB_KEYS if key in source]
     if "local" in source and hub_keys:
-        raise TaskCardError(path, "source", f"{hub_keys[0]!r} is a key of hub sources; a `local:` folder holds "
-                            "<split>.jsonl[.gz] files, named by `splits`")
+        raise fail("source", f"{hub_keys[0]!r} is a key of hub sources; a `local:` folder holds "
+                   "<split>.jsonl[.gz] files, named by `splits`")
     if "validation_from_train" in data and "validation" in data.get("splits", {}):
-        raise TaskCardError(path, "validation_from_train",
-                            "a card carving validation from train maps no validation split")
+        raise fail("validation_from_train", "a card carving validation from train maps no validation split")
     for split in data.get("splits", {}):
         if split not in SPLITS:
-            raise TaskCardError(path, "splits", f"unknown split {split!r} (expected {', '.join(SPLITS)})")
+            raise fail("splits", f"unknown split {split!r} (expected {', '.join(SPLITS)})")
     if data["kind"] == "classification":
         for key in ("label_field", "label_words"):
             if key not in data:
-                raise TaskCardError(path, key, "required for classification tasks")
+                raise fail(key, "required for classification tasks")
     elif "target_field" not in data:
-        raise TaskCardError(path, "target_field", f"required for {data['kind']} tasks")
+        raise fail("target_field", f"required for {data['kind']} tasks")
     for key in ("max_input_tokens", "max_new_tokens", "validation_from_train", "train_size"):
         if key in data and data[key] < 1:  # an integer: _check_types saw to that
-            raise TaskCardError(path, key, f"must be a positive integer, got {data[key]!r}")
-    _check_template(path, data["template"])
+            raise fail(key, f"must be a positive integer, got {data[key]!r}")
+    _check_template(path, data["template"], origins["template"])
 
 
 class NullFieldError(ValueError):
@@ -302,27 +325,34 @@ def template_fields(template: str) -> dict[str, bool]:
     return fields
 
 
-def _check_template(path: Path, template: str) -> None:
+def _check_template(path: Path, template: str, origin: Path) -> None:
     """A template names the data fields it reads ({sentence}, {answers[text]}); Python's format
     syntax is checked here, when the card loads, not at the first row."""
+    def fail(problem: str) -> TaskCardError:
+        return TaskCardError(path, "template", problem, origin=origin)
+
     try:
         fields = template_fields(template)
+        conversions = {conversion for _, _, _, conversion in string.Formatter().parse(template)}
     except ValueError as err:
-        raise TaskCardError(path, "template", f"not a valid template: {err} (write a literal brace as {{{{ or }}}})") \
-            from None
+        raise fail(f"not a valid template: {err} (write a literal brace as {{{{ or }}}})") from None
     for name in fields:
         if name == "" or name.isdigit():
-            raise TaskCardError(path, "template", f"{{{name}}} names no data field; write {{field_name}}")
+            raise fail(f"{{{name}}} names no data field; write {{field_name}}")
+    unknown = sorted(conversions - {None, "r", "s", "a"})
+    if unknown:
+        raise fail(f"unknown conversion !{unknown[0]} (Python's format knows !r, !s and !a)")
 
 
 def load_card(path: Path | str) -> TaskCard:
     """Read, merge (`include`) and check a task card."""
     path = Path(path).resolve()
-    data = _resolve_includes(path)
-    _check(path, data)
+    data, origins = _resolve_includes(path)
+    _check(path, data, origins)
     source = _anchor(data["source"], path.parent)
     label_words = (
-        _normalise_label_words(path, data["label_words"]) if data["kind"] == "classification" else {}
+        _normalise_label_words(path, data["label_words"], origins["label_words"])
+        if data["kind"] == "classification" else {}
     )
     return TaskCard(
         path=path,

@@ -26,8 +26,13 @@ def _split_file(folder: Path, stem: str) -> Path | None:
 
 def read_jsonl(path: Path) -> list[Row]:
     """All rows of a JSON Lines file; a malformed line is reported with its line number."""
+    return [row for _, row in _numbered_rows(path)]
+
+
+def _numbered_rows(path: Path) -> list[tuple[int, Row]]:
+    """Each row of a JSON Lines file with the number of the line that holds it (blank lines hold none)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    rows: list[Row] = []
+    rows: list[tuple[int, Row]] = []
     try:
         with opener(path, "rt", encoding="utf-8-sig") as handle:  # -sig: a leading byte-order mark is not data
             for line_number, line in enumerate(handle, start=1):
@@ -39,7 +44,7 @@ def read_jsonl(path: Path) -> list[Row]:
                     raise ValueError(f"{path}:{line_number}: malformed JSON line ({err.msg})") from None
                 if not isinstance(row, dict):
                     raise ValueError(f"{path}:{line_number}: each line must be a JSON object")
-                rows.append(row)
+                rows.append((line_number, row))
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise ValueError(f"{path}: unreadable data file ({err})") from None
     return rows
@@ -105,10 +110,10 @@ def _where(card: TaskCard, split: str) -> str:
 CARVE_SEED = 42  # the same carving for every run, whatever the run's seed
 
 
-def _carve(rows: list[Row], count: int, *, keep: bool) -> list[Row]:
-    """Split off `count` rows chosen by a fixed seed; both parts keep file order."""
-    chosen = set(random.Random(CARVE_SEED).sample(range(len(rows)), count))
-    return [row for i, row in enumerate(rows) if (i in chosen) == keep]
+def _carved_indices(total: int, count: int, *, keep: bool) -> list[int]:
+    """The rows of one part when `count` of `total` rows are split off by a fixed seed, in file order."""
+    chosen = set(random.Random(CARVE_SEED).sample(range(total), count))
+    return [i for i in range(total) if (i in chosen) == keep]
 
 
 def _read_split(card: TaskCard, split: str) -> list[Row]:
@@ -122,9 +127,23 @@ def load_rows(card: TaskCard, split: str) -> list[Row]:
         if card.validation_from_train >= len(train):
             raise TaskCardError(card.path, "validation_from_train", f"{card.validation_from_train} rows carved from a "
                                 f"train split of {len(train)} would leave too few to train on")
-        rows = _carve(train, card.validation_from_train, keep=split == "validation")
+        rows = [train[i] for i in _carved_indices(len(train), card.validation_from_train, keep=split == "validation")]
     else:
         rows = _read_split(card, split)
     if not rows:
         raise TaskCardError(card.path, "splits", f"split {split!r} is empty ({_where(card, split)})")
     return rows
+
+
+def row_location(card: TaskCard, split: str, index: int) -> str:
+    """Where row `index` of a split (as `load_rows` gives them) comes from, for messages: its file and
+    line, or its hub split and row. Found again only when a message needs it."""
+    read = split
+    if card.validation_from_train and split in ("train", "validation"):
+        read = "train"
+        total = len(_read_split(card, "train"))
+        index = _carved_indices(total, card.validation_from_train, keep=split == "validation")[index]
+    if "local" not in card.source:
+        return f"{_where(card, read)}, row {index}"
+    path = _split_file(Path(card.source["local"]), card.splits[read])
+    return f"{path}:{_numbered_rows(path)[index][0]}"

@@ -7,6 +7,7 @@ import functools
 import re
 import string
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tasks.notices import first_line
 
@@ -47,11 +48,32 @@ squad_f1 = _best_over_golds(_token_f1)
 # ---- ROUGE (rouge-score package, the reference implementation) --------------------------------
 
 
+WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
+
+
+@functools.cache
+def _rouge_tokenizer():
+    """rouge-score's own tokenization for any script: on ASCII text it gives the same tokens as its
+    default tokenizer (lower-cased runs of a-z and 0-9, Porter-stemmed past 3 characters), which
+    drops every other letter, so "café" became "caf" and Chinese or Russian text scored 0."""
+    from rouge_score import tokenizers
+    from rouge_score.tokenizers import porter
+
+    class UnicodeWords(tokenizers.Tokenizer):
+        def __init__(self):
+            self._stemmer = porter.PorterStemmer()
+
+        def tokenize(self, text: str) -> list[str]:
+            return [self._stemmer.stem(word) if len(word) > 3 else word for word in WORD.findall(text.lower())]
+
+    return UnicodeWords()
+
+
 def _rouge(kind: str) -> Callable[[Sequence[str], Sequence[Sequence[str]]], float]:
     def metric(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
         from rouge_score import rouge_scorer
 
-        scorer = rouge_scorer.RougeScorer([kind], use_stemmer=True)
+        scorer = rouge_scorer.RougeScorer([kind], tokenizer=_rouge_tokenizer())
         # rougeLsum splits summaries into sentences at newlines.
         fix = (lambda s: "\n".join(re.split(r"(?<=[.!?])\s+", s.strip()))) if kind == "rougeLsum" else str
         best = [
@@ -93,28 +115,30 @@ METRICS = {**CLASSIFICATION_METRICS, **GENERATION_METRICS}
 
 
 @functools.cache
-def load_library_metric(name: str):
+def load_library_metric(name: str, folder: Path | None = None):
     """A metric of the `evaluate` library: a hub name, or a local metric folder for users without a
-    hub. Loaded once per process, and by a run before it trains, so an unloadable one costs no training."""
+    hub, relative to `folder` (the card's) where it is there. Loaded once per process, and by a run
+    before it trains, so an unloadable one costs no training."""
     import evaluate
 
+    local = folder / name if folder is not None else None
     try:
-        return evaluate.load(name)
+        return evaluate.load(str(local) if local is not None and local.exists() else name)
     except Exception as err:  # no hub, no such metric or folder: evaluate raises many kinds
         raise ValueError(f"metric evaluate:{name} cannot be loaded ({type(err).__name__}: "
                          f"{first_line(err)})") from None
 
 
-def load_library_metrics(names: Sequence[str]) -> None:
+def load_library_metrics(names: Sequence[str], *, folder: Path | None = None) -> None:
     """Load the `evaluate:` metrics among `names` now: one that cannot load is named before any
     training or scoring, not after it."""
     for name in names:
         if name.startswith("evaluate:"):
-            load_library_metric(name.removeprefix("evaluate:"))
+            load_library_metric(name.removeprefix("evaluate:"), folder)
 
 
-def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence) -> float:
-    metric = load_library_metric(name)
+def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence, folder: Path | None) -> float:
+    metric = load_library_metric(name, folder)
     references = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in references]
     result = metric.compute(predictions=list(predictions), references=list(references))
     key = name.rstrip("/").split("/")[-1]
@@ -122,11 +146,13 @@ def _evaluate_library_metric(name: str, predictions: Sequence, references: Seque
     return float(value)
 
 
-def compute_metrics(names: Sequence[str], predictions: Sequence, references: Sequence) -> dict[str, float]:
+def compute_metrics(names: Sequence[str], predictions: Sequence, references: Sequence, *,
+                    folder: Path | None = None) -> dict[str, float]:
+    """Each named metric; `folder` is where a local `evaluate:` metric folder is looked for first."""
     scores = {}
     for name in names:
         if name.startswith("evaluate:"):
-            scores[name] = _evaluate_library_metric(name.removeprefix("evaluate:"), predictions, references)
+            scores[name] = _evaluate_library_metric(name.removeprefix("evaluate:"), predictions, references, folder)
         else:
             scores[name] = METRICS[name](predictions, references)
     return scores

@@ -34,7 +34,7 @@ def _folders(tasks_dirs: tuple[str, ...]) -> list[Path]:
 
 def _folder_cards(folder: Path) -> tuple[dict[str, TaskCard], list[TaskCardError]]:
     """The folder's cards by name, and the errors of the cards that cannot be loaded."""
-    cards: dict[str, TaskCard] = {}
+    loaded: dict[str, list[TaskCard]] = {}
     broken: list[TaskCardError] = []
     for path in sorted(path for path in folder.iterdir() if path.suffix in CARD_SUFFIXES):
         try:
@@ -42,32 +42,39 @@ def _folder_cards(folder: Path) -> tuple[dict[str, TaskCard], list[TaskCardError
         except TaskCardError as err:
             broken.append(err)
             continue
-        if card.name in cards:  # neither answers to the name: which one was meant is unknown
-            twin = cards.pop(card.name)
-            broken.append(TaskCardError(path, "name", f"{card.name!r} is also the name of {twin.path.name} "
-                                        "in the same folder; give each card its own name", task_name=card.name))
-            continue
-        cards[card.name] = card
-    return cards, broken
-
-
-def _scan(tasks_dirs: tuple[str, ...]) -> tuple[dict[str, TaskCard], list[TaskCardError]]:
+        loaded.setdefault(card.name, []).append(card)
     cards: dict[str, TaskCard] = {}
-    broken: list[TaskCardError] = []
-    for folder in _folders(tasks_dirs):
-        folder_cards, folder_broken = _folder_cards(folder)
-        cards.update(folder_cards)
-        broken += folder_broken
+    for name, twins in loaded.items():
+        if len(twins) == 1:
+            cards[name] = twins[0]
+            continue
+        # none of them answers to the name: which one was meant is unknown
+        files = ", ".join(card.path.name for card in twins)
+        broken += [TaskCardError(card.path, "name", f"{name!r} is the name of {len(twins)} cards in the same "
+                                 f"folder ({files}); give each card its own name", task_name=name) for card in twins]
     return cards, broken
+
+
+def _scan(tasks_dirs: tuple[str, ...]) -> list[tuple[dict[str, TaskCard], list[TaskCardError]]]:
+    """Each folder's cards and broken cards, in search order (shipped first)."""
+    return [_folder_cards(folder) for folder in _folders(tasks_dirs)]
+
+
+def _merged(scanned: list[tuple[dict[str, TaskCard], list[TaskCardError]]]) -> dict[str, TaskCard]:
+    cards: dict[str, TaskCard] = {}
+    for folder_cards, _ in scanned:
+        cards.update(folder_cards)
+    return cards
 
 
 def available_tasks(tasks_dirs: tuple[str, ...] = ()) -> dict[str, TaskCard]:
     """name -> card; a user folder's card overrides a shipped one of the same name. A card that
     cannot be loaded is left out with a warning (`spbench tasks validate` shows its problem)."""
-    cards, broken = _scan(tasks_dirs)
-    for err in broken:
-        warnings.warn(f"task card left out: {err}", SkippedInput, stacklevel=2)
-    return cards
+    scanned = _scan(tasks_dirs)
+    for _, broken in scanned:
+        for err in broken:
+            warnings.warn(f"task card left out: {err}", SkippedInput, stacklevel=2)
+    return _merged(scanned)
 
 
 def _declared_name(path: Path) -> str | None:
@@ -80,20 +87,26 @@ def _declared_name(path: Path) -> str | None:
 
 
 def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCard:
-    """The card of that name as `available_tasks` lists it, or the card file at that path. A card
-    that cannot be loaded stops only the lookups it answers (by its declared name or its file
-    name), so one broken card in a folder does not block every other task."""
+    """The card of that name as `available_tasks` lists it, or the card file at that path. Folders
+    are asked from the last to the first, as a later one's card replaces an earlier one's; a card
+    that cannot be loaded stops only the lookups it answers (by its declared name, or else by its
+    file name), so one broken card in a folder does not block every other task."""
     if name_or_path.endswith(CARD_SUFFIXES):
         return load_card(name_or_path)
-    cards, broken = _scan(tasks_dirs)
-    for err in broken:
-        if name_or_path in (err.task_name, _declared_name(err.path), Path(err.path).stem):
-            raise err
-    if name_or_path in cards:
-        return cards[name_or_path]
+    scanned = _scan(tasks_dirs)
+    for folder_cards, broken in reversed(scanned):
+        for err in broken:
+            if name_or_path in (err.task_name, _declared_name(err.path)):
+                raise err
+        if name_or_path in folder_cards:
+            return folder_cards[name_or_path]
+        for err in broken:
+            if name_or_path == Path(err.path).stem:
+                raise err
+    cards = _merged(scanned)
     # a file name is not a task name; say which name the file declares
     named = [f" ({card.path.name} declares name {card.name!r})" for card in cards.values()
              if card.path.stem == name_or_path]
-    unloadable = "".join(f"; a card that cannot be loaded: {err}" for err in broken)
+    unloadable = "".join(f"; a card that cannot be loaded: {err}" for _, broken in scanned for err in broken)
     raise UnknownTask(f"unknown task {name_or_path!r}{''.join(named)}; known tasks: {', '.join(sorted(cards))}"
-                   + unloadable)
+                      + unloadable)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.card import NullFieldError, TaskCard, TaskCardError, fill_template
-from tasks.data import Row, load_rows
+from tasks.data import Row, load_rows, row_location
 from tasks.metrics import compute_metrics
 
 
@@ -19,6 +19,10 @@ class Example:
     target: str
     references: tuple[str, ...]  # all gold answers (generation tasks); (target,) otherwise
     label: int | None = None  # class index (classification tasks)
+
+
+def _describe_shape(value: Any) -> str:
+    return "a mapping" if isinstance(value, dict) else "a list of mappings or lists"
 
 
 def _field(row: Row, dotted: str) -> Any:
@@ -44,23 +48,26 @@ class Task:
 
     def render(self, row: Row, *, split: str, index: int) -> Example:
         card = self.card
-        where = f"split {split!r} row {index}"
+
+        def where() -> str:  # found again from the data only for a message
+            return f"split {split!r} row {index} ({row_location(card, split, index)})"
+
         try:
             prompt = fill_template(card.template, row)
         except NullFieldError as err:
-            raise TaskCardError(card.path, "template", f"field {err.args[0]!r} is null in {where}") from None
+            raise TaskCardError(card.path, "template", f"field {err.args[0]!r} is null in {where()}") from None
         except KeyError as err:
-            raise TaskCardError(card.path, "template", f"field {err} is absent from the data ({where})") from None
+            raise TaskCardError(card.path, "template", f"field {err} is absent from the data in {where()}") from None
         except (IndexError, AttributeError, TypeError, ValueError) as err:  # {f[9]}, {f.x}, {f:d} on this row
-            raise TaskCardError(card.path, "template", f"cannot fill it from {where} ({err})") from None
+            raise TaskCardError(card.path, "template", f"cannot fill it from {where()} ({err})") from None
         if card.is_classification:
             if card.label_field not in row:
-                raise TaskCardError(card.path, "label_field", f"field {card.label_field!r} is absent from {where}")
+                raise TaskCardError(card.path, "label_field", f"field {card.label_field!r} is absent from {where()}")
             value = row[card.label_field]
             if isinstance(value, (list, dict)) or value not in card.label_words:
                 raise TaskCardError(
                     card.path, "label_words",
-                    f"label {value!r} of {where} is not one of {list(card.label_words)}",
+                    f"label {value!r} of {where()} is not one of {list(card.label_words)}",
                 )
             label = card.classes.index(value)
             word = card.label_words[value][0]
@@ -68,11 +75,17 @@ class Task:
         try:
             gold = _field(row, card.target_field)
         except (KeyError, TypeError):
-            raise TaskCardError(card.path, "target_field", f"{card.target_field!r} is absent from {where}") from None
+            raise TaskCardError(card.path, "target_field", f"{card.target_field!r} is absent from {where()}") from None
+        answers = gold if isinstance(gold, list) else [gold]
+        if any(isinstance(answer, (dict, list)) for answer in answers):  # str() would make it a Python repr
+            inside = f"; name a field inside it, such as {card.target_field}.{next(iter(gold))}" \
+                if isinstance(gold, dict) and gold else ""
+            raise TaskCardError(card.path, "target_field", f"{card.target_field!r} holds {_describe_shape(gold)}, "
+                                f"not answer text, in {where()}{inside}")
         # a null or blank answer is no answer (a blank one would match an empty prediction exactly)
-        golds = tuple(str(g) for g in (gold if isinstance(gold, list) else [gold]) if g is not None and str(g).strip())
+        golds = tuple(str(g) for g in answers if g is not None and str(g).strip())
         if not golds:
-            raise TaskCardError(card.path, "target_field", f"no gold answer in {where}")
+            raise TaskCardError(card.path, "target_field", f"no gold answer in {where()}")
         return Example(prompt=prompt, target=golds[0], references=golds)
 
     def examples(self, split: str, *, limit: int | None = None, seed: int = 0) -> list[Example]:
@@ -100,11 +113,16 @@ class Task:
         by_class = [[ex for ex in examples if ex.label == c] for c in range(len(self.card.classes))]
         for pool in by_class:
             rng.shuffle(pool)
+        # which classes get one more when the budget does not divide evenly: seeded too, by its own
+        # generator so that the examples of an even budget stay those drawn before it was asked
+        extra = random.Random(f"train-size-remainder-{seed}")
         chosen: list[Example] = []
         while len(chosen) < size:  # round-robin over classes; exhausted classes drop out
-            for pool in by_class:
-                if pool and len(chosen) < size:
-                    chosen.append(pool.pop())
+            live = [pool for pool in by_class if pool]
+            if len(live) > size - len(chosen):
+                kept = set(extra.sample(range(len(live)), size - len(chosen)))
+                live = [pool for i, pool in enumerate(live) if i in kept]
+            chosen += [pool.pop() for pool in live]
         rng.shuffle(chosen)
         return chosen
 
@@ -113,7 +131,7 @@ class Task:
             references = [ex.label for ex in examples]
         else:
             references = [ex.references for ex in examples]
-        return compute_metrics(self.card.metrics, predictions, references)
+        return compute_metrics(self.card.metrics, predictions, references, folder=self.card.path.parent)
 
 
 def load_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> Task:

@@ -1,5 +1,6 @@
 """Suites: expansion, resume after a kill, failures recorded without stopping the suite."""
 
+import dataclasses
 import io
 import json
 import logging
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import RunSpec
 from bench.suite import SHIPPED_SUITES, SuiteError, load_suite
 
 
@@ -142,6 +144,7 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"train": "{lr: 0}"}, "train: training setting lr=0 is out of range"),
     ({"models": "[minilm-l7]"}, "models: unknown model 'minilm-l7': did you mean 'minilm-l6'?"),
     ({"seeds": "[0, 1, 0]"}, "seeds: 0 is listed twice"),
+    ({"seeds": "[18446744073709551616]"}, "seeds: training setting seed=18446744073709551616 is out of range"),
     ({"models": "[minilm-l6, minilm-l6]"}, "models: 'minilm-l6' is listed twice"),
     ({"methods": "[{method: lora, sweep: {lr: [0.001, 1e-3]}}]"}, "methods[0].sweep.lr: 0.001 is listed twice"),
 ])
@@ -161,6 +164,42 @@ def test_suite_reads_numeric_text_as_the_number(tmp_path):
     runs = load_suite(str(path)).runs
     assert [run.spec.train.lr for run in runs] == [3e-4, 1e-3, 0.01]
     assert {run.spec.train.steps for run in runs} == {100} and isinstance(runs[0].spec.train.steps, int)
+
+
+def test_runs_the_suite_defaults_make_equal_run_once(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: twice\ntasks: {sst2: {steps: 2}, rte: {steps: 3}}\nmodels: [minilm-l6]\n"
+                    "methods:\n  - {method: lora}\n  - {method: lora, train: {steps: 2}}\n")
+    with pytest.warns(UserWarning, match=r"sst2 / minilm-l6 / lora\[steps=2\] is the same run as lora; it runs once"):
+        runs = load_suite(str(path)).runs
+    assert [(run.spec.task, run.spec.train.steps) for run in runs] == [("sst2", 2), ("rte", 3), ("rte", 2)]
+
+
+@pytest.mark.parametrize("train, watched", [("{eval_size: 16}", 16), ("{eval_size: 16, monitor_size: 100}", 100),
+                                             ("{eval_size: 500}", 200)])
+def test_a_suite_run_watches_no_more_examples_than_it_scores_unless_told(tmp_path, train, watched):
+    """As `spbench run` does: the same settings make the same run through either."""
+    path = tmp_path / "watch.yaml"
+    path.write_text(f"name: watch\ntasks: {{sst2: {{}}}}\nmodels: [minilm-l6]\ntrain: {train}\n"
+                    "methods: [{method: lora}]\n")
+    assert load_suite(str(path)).runs[0].spec.train.monitor_size == watched
+
+
+def test_a_setting_without_effect_makes_no_other_run(tmp_path):
+    """init_text only matters with init=text: a sweep over both trains each random init once."""
+    path = tmp_path / "texts.yaml"
+    path.write_text("name: texts\ntasks: {sst2: {steps: 2}}\nmodels: [minilm-l6]\n"
+                    "methods:\n  - {method: prompt_tuning, sweep: {init: [random, text], init_text: [A, B]}}\n")
+    runs = load_suite(str(path)).runs
+    assert [run.spec.method_settings for run in runs] == [
+        {"init": "random"}, {"init": "text", "init_text": "A"}, {"init": "text", "init_text": "B"}]
+    assert len({run.spec.run_id() for run in runs}) == 3
+    plain = RunSpec(task="sst2", model="minilm-l6", method="prefix_tuning")
+    wider = dataclasses.replace(plain, method_settings={"encoder_hidden_size": 64})  # no projection to size
+    assert wider.run_id() == plain.run_id()
+    projected = dataclasses.replace(plain, method_settings={"prefix_projection": True})
+    assert dataclasses.replace(projected, method_settings={"prefix_projection": True, "encoder_hidden_size": 64}
+                               ).run_id() != projected.run_id()
 
 
 def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path, tiny_models, tiny_tasks):
@@ -279,6 +318,27 @@ def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_
     assert "finished with value" not in log  # Optuna's per-trial lines name no run; the suite's own output does
     (passed_over,) = [t for t in study.trials if t.user_attrs[RUN_ATTR] == "tiny_qa__left_out__s0"]
     assert passed_over.state.name == "FAIL"
+
+
+def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, tiny_tasks, monkeypatch):
+    """Every other run is done, so nothing is queued; the killed machine's run must be queued again."""
+    from bench.shared_suite import open_suite_study, run_shared_suite
+    from search import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study_module, "GRACE_SECONDS", 1)
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),),
+                       results_dir=tmp_path / "machine")
+    suite.runs = suite.runs[:2]
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    study = open_suite_study(suite, url)
+    study.tell(study.ask(), 1.0)  # done by hand: the test trains only the killed run
+    killed = study.ask()
+    study._storage.record_heartbeat(killed._trial_id)  # its last heartbeat, then silence
+    time.sleep(2.5)
+    outcome = run_shared_suite(suite, url)
+    assert (outcome.done, outcome.running, outcome.failed) == (2, 0, [])
+    assert len(list((tmp_path / "machine").rglob("record.json"))) == 1
 
 
 def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_path, tiny_models, tiny_tasks):

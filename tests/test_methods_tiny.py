@@ -188,10 +188,10 @@ def test_prefix_init_settings():
         method.settings(init="vocab")
 
 
-@pytest.mark.parametrize("variant", ["p_tuning_mlp", "p_tuning_lstm"])
+@pytest.mark.parametrize("variant", ["p_tuning_mlp", "p_tuning_lstm", "prefix_tuning_projection"])
 def test_prompt_encoder_runs_in_fp32_under_autocast(tiny_models, tiny_tasks, variant):
-    """CUDA autocast would run a cuDNN LSTM in fp16 inside a bf16 region; the encoder opts out, so
-    the prompt trained is the fp32 prompt the saved adapter holds."""
+    """CUDA autocast would run a cuDNN LSTM in fp16 inside a bf16 region, and a prefix projection in
+    bf16; the encoders opt out, so the prompt trained is the fp32 prompt the saved adapter holds."""
     _, _, tuned = build(tiny_models, tiny_tasks, "gpt2", variant)
     encoder = tuned.model.prompt_encoder["default"]
     indices = torch.arange(4).unsqueeze(0)
@@ -240,6 +240,24 @@ def test_low_precision_base_trains_fp32_master_weights(tiny_models, tiny_tasks, 
     assert variant == "full_ft" or all(params[n].dtype == dtype for n in frozen), "frozen weights stay low-precision"
     changed = sum(int(((params[n] != before[n]) & mask).sum()) for n, mask in touched.items())
     assert changed >= 0.9 * sum(int(mask.sum()) for mask in touched.values())
+
+
+def test_layers_a_checkpoint_keeps_in_fp32_run_in_fp32_under_fp16_autocast(tiny_models, tiny_tasks, monkeypatch):
+    """T5 keeps its `wo` layers fp32 when loaded in fp16 (fp16 overflows there); autocast would run
+    them in fp16 all the same."""
+    monkeypatch.setattr("bench.models.loading.pick_dtype", lambda device: torch.float16)
+    task, base, tuned = build(tiny_models, tiny_tasks, "t5", "prompt_tuning", "tiny_qa")
+    wo = [module for name, module in base.model.named_modules() if name.endswith(".wo")]
+    assert wo and all(module.weight.dtype == torch.float32 for module in wo)
+    assert base.model.get_input_embeddings().weight.dtype == torch.float16
+    seen = []
+    for module in wo:
+        module.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    with tuned.autocast():
+        base.model.get_encoder()(input_ids=torch.tensor([[5, 6, 7]]))
+    assert seen and set(seen) == {torch.float32}
+    copied = copy.deepcopy(base.model)  # copies keep it (a model pool hands out copies)
+    assert type(next(m for n, m in copied.named_modules() if n.endswith(".wo"))) is type(wo[0])
 
 
 @pytest.mark.parametrize("variant", ["prompt_tuning", "prefix_tuning"])

@@ -44,3 +44,15 @@ def test_rouge_by_hand():
     # unigram overlap: pred "the cat sat" vs gold "the cat ran": P=R=2/3
     assert METRICS["rouge1"](["the cat sat"], [["the cat ran"]]) == pytest.approx(2 / 3)
     assert METRICS["rouge2"](["the cat sat"], [["the cat ran"]]) == pytest.approx(0.5)
+
+
+def test_rouge_reads_every_script_and_tokenizes_ascii_as_rouge_score_does():
+    from rouge_score import tokenizers
+
+    from tasks.metrics import _rouge_tokenizer
+
+    # "你好 世界" vs "你好 朋友": one of two words in common; rouge-score's own tokenizer keeps no word of them
+    assert METRICS["rouge1"](["你好 世界"], [["你好 朋友"]]) == pytest.approx(0.5)
+    assert METRICS["rouge1"](["café"], [["caf"]]) == 0.0  # "café" was read as "caf"
+    text = "Don't re-run it_now: 19th-century CATS were running, weren't they?"
+    assert _rouge_tokenizer().tokenize(text) == tokenizers.DefaultTokenizer(use_stemmer=True).tokenize(text)

@@ -49,6 +49,17 @@ def test_a_task_is_one_run_by_name_or_by_card_path_and_a_new_card_version_is_a_n
     assert unknown.run_id().startswith("no_such_task__")  # its failure still has an id
 
 
+def test_a_user_card_in_place_of_a_shipped_one_of_the_same_version_is_not_the_shipped_task(tmp_path):
+    """Its records would otherwise overwrite the shipped card's in one results folder, or be skipped
+    by a suite as already run."""
+    from tasks.registry import SHIPPED_CARDS
+
+    (tmp_path / "my_sst2.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\ntemplate: 'Text: {{sentence}}'\n")
+    mine = dataclasses.replace(spec("lora", {}), tasks_dirs=(str(tmp_path),))
+    assert mine.run_id() != spec("lora", {}).run_id() and mine.run_id().startswith("sst2__minilm-l6__lora__")
+    assert dataclasses.replace(mine, task=str(tmp_path / "my_sst2.yaml")).run_id() == mine.run_id()
+
+
 def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_counts_at_once(tmp_path):
     """A card that includes sst2 and keeps its name is not what the name finds: its runs are its own."""
     from tasks.registry import SHIPPED_CARDS
@@ -139,7 +150,10 @@ class FakeModel:
     def __init__(self, clock: FakeClock, seconds: float, *, spike_at: int | None = None):
         self.clock, self.seconds, self.spike_at, self.calls = clock, seconds, spike_at, 0
 
-    def prompt_forward(self, prompts):
+    def prompt_batch(self, prompts):
+        return prompts
+
+    def prompt_forward(self, batch):
         self.calls += 1
         self.clock.now += self.seconds * self.clock.load + (1.0 if self.calls == self.spike_at else 0.0)
         self.clock.load *= self.clock.drift
@@ -200,7 +214,7 @@ def test_base_of_a_trained_adapter_is_the_untouched_base(tiny_models, tiny_tasks
         trained = tuned.loss(examples).loss
         with _base_of(tuned) as bare:
             assert bare.num_virtual_tokens == 0
-            bare.prompt_forward([ex.prompt for ex in examples])  # what is timed
+            bare.prompt_forward(bare.prompt_batch([ex.prompt for ex in examples]))  # what is timed
             # an encoder's prompt methods train its head too: the same compute, other weights
             if arch != "roberta" or method == "lora":
                 torch.testing.assert_close(bare.loss(examples).loss, expected)

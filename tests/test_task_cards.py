@@ -1,5 +1,6 @@
 """Task cards: the shipped ones load; bad ones are refused naming file, key and problem."""
 
+import collections
 import re
 from pathlib import Path
 
@@ -68,7 +69,10 @@ def test_user_card_loads(tmp_path):
     ({"source": "{local: [data]}"}, "source", "entry 'local' must be text"),
     ({"max_input_tokens": "true"}, "max_input_tokens", "must be an integer, got true/false"),
     ({"train_size": "1.5"}, "train_size", "must be an integer, got a number"),
-    ({"description": ""}, "description", "must be text, got nothing"),
+    ({"name": ""}, "name", "must be text, got nothing"),  # a required key cannot be unset
+    ({"label_words": "{0: [negative]}"}, "label_words", "two or more classes"),
+    ({"label_words": "{0: [1], 1: [2]}"}, "label_words", "parsed as a number; .* quote it"),
+    ({"template": "'Text: {text!x}'"}, "template", "unknown conversion !x"),
     ({"template": "'Text: {}'"}, "template", r"\{\} names no data field"),
     ({"template": "'Text: {0}'"}, "template", r"\{0\} names no data field"),
     ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
@@ -108,6 +112,30 @@ def test_wrong_type_in_an_included_card_names_that_card(tmp_path):
     assert err.value.key == "splits" and err.value.path == (tmp_path / "variant.yaml").resolve()
 
 
+@pytest.mark.parametrize("base_change, key", [
+    ({"version": "one"}, "version"),  # found reading the included card itself
+    ({"lable_words": "x"}, "lable_words"),  # found in the merged card
+    ({"max_input_tokens": 0}, "max_input_tokens"),
+])
+def test_a_problem_of_an_included_card_names_the_card_used_and_the_one_that_holds_it(tmp_path, base_change, key):
+    common, cards = tmp_path / "common", tmp_path / "cards"
+    common.mkdir(), cards.mkdir()
+    base = write_card(common, **base_change)
+    variant = cards / "variant.yaml"
+    variant.write_text("include: ../common/mine.yaml\nname: my_variant\n")
+    with pytest.raises(TaskCardError) as err:
+        find_task("my_variant", tasks_dirs=(str(cards),))
+    assert err.value.path == variant.resolve() and err.value.key == key
+    assert str(err.value).startswith(f"{variant.resolve()} [{key}, set in {base.resolve()}]: ")
+
+
+def test_a_variant_unsets_an_optional_key_with_null(tmp_path):
+    write_card(tmp_path, train_size=1)
+    (tmp_path / "variant.yaml").write_text("include: mine.yaml\nname: mine_all\ntrain_size: null\n")
+    assert load_card(tmp_path / "mine.yaml").train_size == 1
+    assert load_card(tmp_path / "variant.yaml").train_size is None
+
+
 def test_user_card_overrides_a_shipped_one_by_declared_name(tmp_path):
     """Listing and lookup agree: the card declaring `name: sst2` in the user's folder, whatever its file name."""
     first, second = tmp_path / "first", tmp_path / "second"
@@ -125,20 +153,66 @@ def test_user_card_overrides_a_shipped_one_by_declared_name(tmp_path):
         find_task("my_sst2_v3", tasks_dirs=dirs)
 
 
-def test_two_cards_of_one_name_in_a_folder_are_refused(tmp_path):
+@pytest.mark.parametrize("twins", [1, 2])
+def test_cards_sharing_a_name_in_a_folder_are_refused(tmp_path, twins):
     write_card(tmp_path)
-    (tmp_path / "twin.yaml").write_text("include: mine.yaml\n")
-    with pytest.raises(TaskCardError, match="'mine' is also the name of mine.yaml") as err:
+    for i in range(twins):
+        (tmp_path / f"twin{i}.yaml").write_text("include: mine.yaml\n")
+    files = ", ".join(["mine.yaml"] + [f"twin{i}.yaml" for i in range(twins)])
+    refusal = re.escape(f"'mine' is the name of {twins + 1} cards in the same folder ({files})")
+    with pytest.raises(TaskCardError, match=refusal) as err:
         find_task("mine", tasks_dirs=(str(tmp_path),))
     assert err.value.key == "name"
     assert find_task("sst2", tasks_dirs=(str(tmp_path),)).name == "sst2"  # other tasks are not blocked
-    with pytest.warns(UserWarning, match="'mine' is also the name of mine.yaml"):
+    with pytest.warns(UserWarning, match=refusal):
         assert "mine" not in available_tasks(tasks_dirs=(str(tmp_path),))
+
+
+def test_a_later_folder_card_replaces_an_earlier_broken_one(tmp_path):
+    broken, fixed = tmp_path / "a", tmp_path / "b"
+    broken.mkdir(), fixed.mkdir()
+    write_card(broken, metrics="[acc]")
+    write_card(fixed)
+    dirs = (str(broken), str(fixed))
+    with pytest.warns(UserWarning, match="unknown metric 'acc'"):
+        assert available_tasks(dirs)["mine"].path.parent == fixed
+    assert find_task("mine", tasks_dirs=dirs).path.parent == fixed
+    with pytest.raises(TaskCardError, match="unknown metric 'acc'"):  # and a later broken card stops the lookup
+        find_task("mine", tasks_dirs=dirs[::-1])
 
 
 def test_template_field_absent_names_the_row(tmp_path):
     path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"txt": "oops", "label": 1}])
     with pytest.raises(TaskCardError, match=r"field 'text' is absent.*row 1"):
+        load_task(str(path)).examples("train")
+
+
+def test_a_bad_row_is_named_by_its_file_and_line(tmp_path):
+    path = write_card(tmp_path)
+    train = tmp_path / "data" / "train.jsonl"
+    train.write_text('{"text": "hi", "label": 0}\n\n{"text": "yo", "label": 1}\n{"text": "no", "label": 7}\n')
+    with pytest.raises(TaskCardError, match=re.escape(f"split 'train' row 2 ({train.resolve()}:4) is not one of")):
+        load_task(str(path)).examples("train")
+
+
+def test_a_bad_row_carved_into_validation_is_named_by_its_line_in_train(tmp_path):
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(40)]
+    path = write_card(tmp_path, rows=rows, validation_from_train=10)
+    task = load_task(str(path))
+    carved = task.rows("validation")
+    line = next(i for i, row in enumerate(rows, start=1) if row is not None and row["text"] == carved[3]["text"])
+    rows[line - 1]["label"] = 7
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    train = (tmp_path / "data" / "train.jsonl").resolve()
+    with pytest.raises(TaskCardError, match=re.escape(f"split 'validation' row 3 ({train}:{line}) is not one of")):
+        load_task(str(path)).examples("validation")
+
+
+def test_a_target_field_holding_a_mapping_is_refused_not_pasted_in_as_its_repr(tmp_path):
+    path = write_card(tmp_path, rows=[{"text": "hi", "ans": {"text": ["a", "b"]}}], kind="qa", metrics="[f1]",
+                      label_field=None, label_words=None, target_field="ans")
+    with pytest.raises(TaskCardError, match=r"\[target_field\]: 'ans' holds a mapping, not answer text, in split "
+                       r"'train' row 0 \(.*\); name a field inside it, such as ans.text"):
         load_task(str(path)).examples("train")
 
 
@@ -149,7 +223,7 @@ def test_label_outside_label_words_names_the_row(tmp_path):
 
 
 @pytest.mark.parametrize("rows, card, message", [
-    ([{"text": "hi", "label": [0]}], {}, r"label \[0\] of split 'train' row 0 is not one of"),
+    ([{"text": "hi", "label": [0]}], {}, r"label \[0\] of split 'train' row 0 \(.*train.jsonl:1\) is not one of"),
     ([{"text": "hi", "lbl": 0}], {}, r"\[label_field\]: field 'label' is absent from split 'train' row 0"),
     ([{"text": "hi", "label": 0}], {"template": "'{text[9]}'"},
      r"\[template\]: cannot fill it from split 'train' row 0"),
@@ -329,6 +403,15 @@ def test_training_budget_is_balanced_and_seeded():
     assert few != task.training_examples(12, seed=4)
 
 
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_a_budget_that_does_not_divide_over_the_classes_favours_no_class(size):
+    """The classes that get one example more are drawn per seed, not always the first ones."""
+    task = load_task("ag_news")
+    counts = [collections.Counter(ex.label for ex in task.training_examples(size, seed=seed)) for seed in range(12)]
+    assert all(sum(c.values()) == size and max(c.values()) - min(c[k] for k in range(4)) <= 1 for c in counts)
+    assert all(any(c[label] > size // 4 for c in counts) for label in range(4))
+
+
 def test_validation_carved_from_train_is_disjoint_and_fixed():
     task = load_task("samsum")
     train, validation = task.rows("train"), task.rows("validation")
@@ -370,6 +453,16 @@ def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(
     assert main(["tasks", "validate", str(path)]) == 2  # validate checks what a run checks
 
 
+def test_a_bad_row_stops_the_run_before_its_model_loads(tmp_path, monkeypatch):
+    """A hub model's download or a GGUF conversion is not waited for to learn that row 1 is bad."""
+    from bench.run import RunSpec, prepare_run
+
+    path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"text": "yo", "label": 7}])
+    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    with pytest.raises(TaskCardError, match="label 7 of split 'train' row 1"):
+        prepare_run(RunSpec(task=str(path), model="minilm-l6", method="lora"))
+
+
 @pytest.mark.parametrize("content, problem", [
     (None, "file not found"), (b"name: [x\n", "not valid YAML"), (b"\xff\xfe", "cannot read it as UTF-8 text"),
     (b"- a list\n", "must be a YAML mapping of keys"),
@@ -407,3 +500,20 @@ def test_task_list_columns_stay_aligned_for_a_long_name(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("a_task_with_a_long_name ") for line in lines)
     assert len({re.match(r"\S+ +", line).end() for line in lines}) == 1  # every second column starts alike
+
+
+def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_folder_s(tmp_path, monkeypatch):
+    from tasks.metrics import load_library_metrics
+    from tests.test_cli import EXACT_MATCH_METRIC
+
+    (tmp_path / "exact_strings").mkdir()
+    (tmp_path / "exact_strings" / "exact_strings.py").write_text(EXACT_MATCH_METRIC)
+    (tmp_path / "elsewhere").mkdir()
+    path = write_card(tmp_path, kind="qa", metrics="[f1, 'evaluate:exact_strings']", label_field=None,
+                      label_words=None, target_field="text", source="{hub: data}")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    task = load_task(str(path))
+    assert task.card.source["hub"] == str((tmp_path / "data").resolve())
+    load_library_metrics(task.card.metrics, folder=task.card.path.parent)
+    examples = task.examples("test")
+    assert task.score(["hi", "no"], examples) == {"f1": 0.5, "evaluate:exact_strings": 0.5}

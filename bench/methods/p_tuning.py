@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from peft import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
 
+from bench.device import FullPrecision
 from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
 from bench.methods.registry import Method, check_range, register_method
 
@@ -41,15 +41,8 @@ def build_p_tuning(base, settings: PTuningSettings, card):
     return model
 
 
-class FullPrecisionPromptEncoder(PromptEncoder):
-    """PEFT's prompt encoder, run in fp32 under any autocast around it. CUDA autocast runs a cuDNN
-    LSTM in fp16 even inside a bf16 region, with no loss scaling there to keep its gradients from
-    underflowing; and the saved adapter holds the prompt computed in fp32, so the prompt trained and
-    the prompt reloaded should be the same numbers. The encoder is small: fp32 costs nothing."""
-
-    def forward(self, *args, **kwargs):
-        with torch.autocast(device_type=self.embedding.weight.device.type, enabled=False):
-            return super().forward(*args, **kwargs)
+class FullPrecisionPromptEncoder(FullPrecision, PromptEncoder):
+    """PEFT's MLP / LSTM prompt encoder, run in fp32 under any autocast around it."""
 
 
 register_method(Method(

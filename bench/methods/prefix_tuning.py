@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import torch
 from peft import PrefixTuningConfig
+from peft.tuners.prefix_tuning import PrefixEncoder
 from transformers import DynamicCache
 
+from bench.device import FullPrecision
 from bench.methods.peft_common import task_type, wrap
 from bench.methods.registry import Method, MethodError, check_range, register_method
 
@@ -41,6 +43,10 @@ class PrefixTuningSettings:
         check_range("prefix_tuning", "num_virtual_tokens", self.num_virtual_tokens, low=1, high=1000)
         check_range("prefix_tuning", "encoder_hidden_size", self.encoder_hidden_size, low=1, high=65536)
 
+    def without_effect(self) -> dict:
+        """Settings these others make irrelevant, with the value a run id reads for them."""
+        return {} if self.prefix_projection else {"encoder_hidden_size": PrefixTuningSettings.encoder_hidden_size}
+
 
 def prefix_tuning_refusal(kind: str | None, card, settings: dict) -> str | None:
     if kind == "seq2seq":
@@ -63,6 +69,8 @@ def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
         init_weights="zero" if settings.init == "zero" else None,
     )
     model = wrap(base, config)
+    encoder = model.prompt_encoder[model.active_adapter]
+    encoder.__class__ = FullPrecisionPrefixEncoder  # a class, not a patched method: copies and pickles keep it
     if settings.init == "real_tokens":
         with torch.no_grad():
             prefix = model.prompt_encoder[model.active_adapter].embedding.weight
@@ -70,6 +78,10 @@ def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
             token_ids = torch.randint(0, vocab_size, (settings.num_virtual_tokens,))
             prefix.copy_(real_token_prefix(base, token_ids).to(prefix))
     return model
+
+
+class FullPrecisionPrefixEncoder(FullPrecision, PrefixEncoder):
+    """PEFT's prefix encoder, whose `prefix_projection` MLP runs in fp32 under any autocast around it."""
 
 
 @torch.no_grad()

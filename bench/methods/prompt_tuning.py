@@ -38,6 +38,10 @@ class PromptTuningSettings:
         if self.init == "text" and not self.init_text:
             raise MethodError("prompt_tuning.init=text needs prompt_tuning.init_text")
 
+    def without_effect(self) -> dict:
+        """Settings these others make irrelevant, with the value a run id reads for them."""
+        return {} if self.init == "text" else {"init_text": None}
+
 
 def label_word_vectors(base, card) -> torch.Tensor:
     """One vector per label word (mean of its token embeddings, as Lester et al. do), class order.

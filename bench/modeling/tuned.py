@@ -176,18 +176,22 @@ class TunedModel:
         ends = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("\n", "\n\n")]
         return sorted({ids[0] for ids in ends if len(ids) == 1})
 
+    def prompt_batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The prompts tokenized and on the device, as `prompt_forward` takes them."""
+        return self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+
     @torch.no_grad()
-    def prompt_forward(self, prompts: Sequence[str]) -> None:
-        """One inference forward over the prompts (what classification costs; generation's prefill)."""
+    def prompt_forward(self, batch: dict[str, torch.Tensor]) -> None:
+        """One inference forward over a `prompt_batch` (what classification costs; generation's prefill)."""
         self.model.eval()
-        batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
         with self.autocast():
             if self.kind == "encoder":
                 encoder_logits(self.model, batch)
             elif self.kind == "causal":
                 causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
             else:
-                start = torch.full((len(prompts), 1), self.model.config.decoder_start_token_id, device=self.device)
+                rows = len(batch["input_ids"])
+                start = torch.full((rows, 1), self.model.config.decoder_start_token_id, device=self.device)
                 self.model(**batch, decoder_input_ids=start)
 
     @torch.no_grad()

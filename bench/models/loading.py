@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
-from bench.device import pick_device, pick_dtype
+from bench.device import keep_fp32_layers_in_fp32, pick_device, pick_dtype
 from bench.models.gguf_cache import models_cache
 from bench.models.pooling import CONFIG_KEY, apply_pooling, declared_pooling
 from bench.models.registry import ModelError, ModelUnavailable, resolve_model
@@ -108,6 +108,7 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     _check_loaded(name, resolved, model, info)
+    keep_fp32_layers_in_fp32(model)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if resolved.kind == "encoder":

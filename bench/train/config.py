@@ -37,7 +37,16 @@ class TrainSettings:
             "lr": (self.lr is None or 0 < self.lr <= 10, "in (0, 10]"),
             "eval_size": (self.eval_size is None or self.eval_size >= 1, ">= 1"),
             "train_size": (self.train_size is None or self.train_size >= 1, ">= 1"),
+            "seed": (0 <= self.seed < 2 ** 63, "in [0, 2**63)"),  # what torch.manual_seed takes
         }
         for key, (ok, bounds) in checks.items():
             if not ok:
                 raise MethodError(f"training setting {key}={getattr(self, key)!r} is out of range (must be {bounds})")
+
+
+def watching_no_more_than_scored(values: dict) -> dict:
+    """Training settings with `monitor_size`, where not given, at most `eval_size`: a run watches
+    no more validation examples than it scores in the end, unless told to."""
+    if "monitor_size" in values or not values.get("eval_size"):
+        return values
+    return {**values, "monitor_size": min(TrainSettings.monitor_size, values["eval_size"])}
