@@ -45,7 +45,7 @@ def _damage(run: PlannedRun, path: Path) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
-def _describe(run: PlannedRun) -> str:
+def describe(run: PlannedRun) -> str:
     return f"{run.spec.task} / {run.spec.model} / {run.label} / seed {run.spec.train.seed}"
 
 
@@ -53,7 +53,7 @@ def keep_failure(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
     """What `failure.json` keeps of a run that raised `err`, written beside where its record would
     be (call it while handling the error). A folder that refuses the file does not lose the
     failure: its reason says so, and the caller reports it all the same."""
-    entry = {"run": _describe(run), "run_id": run.spec.run_id(), "reason": f"{type(err).__name__}: {err}",
+    entry = {"run": describe(run), "run_id": run.spec.run_id(), "reason": f"{type(err).__name__}: {err}",
              "seconds": seconds, "traceback": traceback.format_exc()}
     try:
         write_json_atomic(entry, record_path(run).parent / "failure.json")
@@ -62,7 +62,7 @@ def keep_failure(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
     return entry
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
@@ -71,29 +71,33 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     results_folder(suite.results_dir)  # a file in the way is named before the first run, not after it
     outcome, pool = SuiteOutcome(), ModelPool()
     terminal = progress and sys.stderr.isatty()
-    bar = tqdm(total=len(suite.runs), desc=f"suite {suite.name}", unit="run", disable=not terminal)
-
-    ran_seconds, ran = 0.0, 0  # runs trained here, for the time left (skipped runs cost nothing)
     records = [record_path(run) for run in suite.runs]  # once: every progress line looks at the rest
+    present = [record.exists() and _damage(run, record) is None for run, record in zip(suite.runs, records)]
+    # runs already done start the bar, so its rate and time left are those of runs trained here
+    bar = tqdm(total=len(suite.runs), initial=sum(present), desc=f"suite {suite.name}", unit="run",
+               disable=not terminal)
 
-    def finished(number: int, name: str, how: str) -> None:
-        bar.update()
+    ran_seconds, ran = 0.0, 0  # runs trained here to the end, for the time left (a failure is no measure)
+
+    def finished(number: int, name: str, how: str, *, counted: bool = True) -> None:
+        if counted:
+            bar.update()
         if progress and not terminal:
             left = sum(not later.exists() for later in records[number:])  # the rest to train
-            eta = f"; about {_duration(ran_seconds / ran * left)} left" if ran and left else ""
+            eta = f"; about {duration(ran_seconds / ran * left)} left" if ran and left else ""
             print(f"[{number}/{len(suite.runs)}] {name}: {how}{eta}", file=sys.stderr, flush=True)
 
     for number, (run, record) in enumerate(zip(suite.runs, records), 1):
-        name = _describe(run)
+        name = describe(run)
         bar.set_postfix_str(name[:60])
         failure = record.parent / "failure.json"
+        if present[number - 1]:
+            outcome.skipped.append(name)
+            finished(number, name, "record exists, skipped", counted=False)
+            continue
         if record.exists():
-            problem = _damage(run, record)
-            if problem is None:
-                outcome.skipped.append(name)
-                finished(number, name, "record exists, skipped")
-                continue
-            print(f"{name}: its record {record} is unreadable ({problem}); running it again", file=sys.stderr)
+            print(f"{name}: its record {record} is unreadable ({_damage(run, record)}); running it again",
+                  file=sys.stderr)
         started = time.perf_counter()
         run.spec.progress = progress
         try:
@@ -108,8 +112,9 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             outcome.failed.append((name, entry["reason"]))
             reason = entry["reason"]
         seconds = time.perf_counter() - started
-        ran_seconds, ran = ran_seconds + seconds, ran + 1
-        finished(number, name, f"done in {_duration(seconds)}" if reason is None else
-                 f"failed after {_duration(seconds)} ({reason.splitlines()[0]})")
+        if reason is None:
+            ran_seconds, ran = ran_seconds + seconds, ran + 1
+        finished(number, name, f"done in {duration(seconds)}" if reason is None else
+                 f"failed after {duration(seconds)} ({reason.splitlines()[0]})")
     bar.close()
     return outcome

@@ -231,11 +231,13 @@ def _bench(args) -> int:
         print("  " + re.split(r"(?<=[.?!])\s", suite.description.strip(), maxsplit=1)[0])
     for reason in suite.skipped:
         print(f"  not planned: {reason}")
+    if args.dry_run:
+        return _print_plan(suite)
     started = time.perf_counter()
     if args.storage:
         from bench.shared_suite import run_shared_suite
 
-        shared = run_shared_suite(suite, args.storage)
+        shared = run_shared_suite(suite, args.storage, progress=not args.quiet)
         running = f" ({shared.running} still running on other machines)" if shared.running else ""
         print(f"{shared.done}/{len(suite.runs)} runs complete in the shared study{running}, "
               f"in {time.perf_counter() - started:.0f}s")
@@ -248,6 +250,19 @@ def _bench(args) -> int:
     for name, reason in outcome.failed:
         print(f"  FAILED {name}: {reason}")
     return 1 if outcome.failed else 0
+
+
+def _print_plan(suite) -> int:
+    """The planned runs, one a line, each with whether its record is already there."""
+    from bench.bench_runner import describe, record_path
+
+    present = 0
+    for run in suite.runs:
+        done = record_path(run).exists()
+        present += done
+        print(f"{'done' if done else 'todo'}  {describe(run)}  ({run.spec.run_id()})")
+    print(f"{len(suite.runs) - present} to run, {present} with a record in {suite.results_dir}")
+    return 0
 
 
 def _results(args) -> int:
@@ -339,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results", type=Path, help="where records go (default results/<the suite's name>)")
     bench.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.add_argument("--dry-run", action="store_true", help="list the planned runs (and which have a record); "
+                       "run none")
     bench.add_argument("--storage", help="share the suite's runs among machines through this Optuna storage URL")
     from search.cli import add_parser as add_search_parser
 

@@ -9,6 +9,7 @@ kept on its trial, so `spbench results --storage URL` sees the runs of every mac
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import sqlalchemy.engine
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from bench.bench_runner import keep_failure, record_path
+from bench.bench_runner import describe, duration, keep_failure, record_path
 from bench.interrupts import quiet_trial_failures
 from bench.methods.registry import MethodError
 from bench.models import ModelError, ModelPool
@@ -29,6 +30,8 @@ from tasks import TaskCardError
 from tasks.notices import first_line
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
+QUEUED_ATTR = "runs_queued"  # on the study, once its creator has queued every run
+QUEUEING_WAIT_SECONDS = 60  # how long a machine joining waits for the creator to finish queueing
 SEARCH_RECORDS_ATTR = "run_records"  # a search trial's records, one per task, for machines without its files
 
 
@@ -44,8 +47,7 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
         study = optuna.create_study(study_name=study_name(suite), storage=storage, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name(suite), storage=storage)
-        if not study.get_trials(deepcopy=False):
-            return study  # being queued right now by its creator
+        _wait_for_queueing(study)  # else a machine joining a few seconds late queues the runs a second time
         # a killed machine's run is queued again now: left to the workers' own checks, the last run of
         # a suite would wait forever, as no worker starts while nothing is queued
         optuna.storages.fail_stale_trials(study)
@@ -60,17 +62,26 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
     return study
 
 
+def _wait_for_queueing(study: optuna.Study) -> None:
+    deadline = time.monotonic() + QUEUEING_WAIT_SECONDS
+    while QUEUED_ATTR not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(1)
+
+
 def _enqueue(study: optuna.Study, suite: Suite, *, skip: set) -> None:
     for index, run in enumerate(suite.runs):
         if run.spec.run_id() not in skip:
             study.enqueue_trial({"run": index}, user_attrs={RUN_ATTR: run.spec.run_id()})
+    study.set_user_attr(QUEUED_ATTR, True)
 
 
 class _QueueEmpty(Exception):
     """No queued run was left when this trial started (another machine took the last one)."""
 
 
-def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
+def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> SharedOutcome:
+    """This machine's share of the suite's runs; `progress`: a line per run it finishes, and each
+    run's own progress."""
     study = open_suite_study(suite, url)  # a storage that cannot open is named before a folder is made
     results_folder(suite.results_dir)
     pool, by_id = ModelPool(), {run.spec.run_id(): run for run in suite.runs}
@@ -88,15 +99,25 @@ def run_shared_suite(suite: Suite, url: str) -> SharedOutcome:
         if run_id not in by_id:  # queued by a plan of another version of the suite (a run since left out)
             raise _QueueEmpty(f"run {run_id} is not in this suite's plan")
         run, started = by_id[run_id], time.perf_counter()
+        run.spec.progress = progress
+        if progress:
+            print(f"trial {trial.number}: {describe(run)}", file=sys.stderr, flush=True)
         try:
             record = execute_run(run.spec, pool=pool)
         except Exception as err:
-            entry = keep_failure(run, err, seconds=time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            entry = keep_failure(run, err, seconds=seconds)
             trial.set_user_attr(FAILURE_ATTR, entry)  # `spbench results --storage` reports it from any machine
             failures.append((entry["run"], entry["reason"]))
+            if progress:
+                print(f"trial {trial.number}: failed after {duration(seconds)} ({entry['reason'].splitlines()[0]})",
+                      file=sys.stderr, flush=True)
             raise
         (record_path(run).parent / "failure.json").unlink(missing_ok=True)  # failed before, done now
         trial.set_user_attr(RECORD_ATTR, record)
+        if progress:
+            print(f"trial {trial.number}: done in {duration(time.perf_counter() - started)}", file=sys.stderr,
+                  flush=True)
         return record["scores"]["validation"][record["task"]["primary_metric"]]
 
     def stop_when_queue_empty(study: optuna.Study, _trial) -> None:

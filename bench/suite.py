@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import warnings
@@ -210,6 +211,8 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path}: unknown key {sorted(set(data) - SUITE_KEYS)[0]!r}")
     if not isinstance(data["name"], str) or not data["name"]:
         raise SuiteError(f"{path} name: must be non-empty text, got {data['name']!r}")
+    if Path(data["name"]).name != data["name"] or data["name"] in (".", ".."):  # results/<name> stays in results/
+        raise SuiteError(f"{path} name: {data['name']!r} is not a folder name (no / or ..)")
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path} description: must be text, got {data['description']!r}")
     suite = Suite(name=data["name"], path=path, description=data.get("description", ""))
@@ -267,7 +270,9 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
                            progress=False)
             suite.runs.append(PlannedRun(spec=spec, label=label))
     suite.runs = _once_each(path, suite.runs)
-    suite.skipped = sorted(set(suite.skipped))
+    # one line a reason, with the runs it stands for (the prompt lengths and seeds of one init, say)
+    suite.skipped = [reason + (f" ({count} runs)" if count > 1 else "")
+                     for reason, count in sorted(collections.Counter(suite.skipped).items())]
     return suite
 
 

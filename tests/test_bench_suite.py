@@ -60,7 +60,7 @@ def test_runs_a_task_cannot_take_are_left_out_and_said():
     assert any(line.startswith("squad_v1 / minilm-l6: an encoder (classification head only) cannot answer qa tasks")
                for line in suite.skipped)
     assert ("samsum / smollm2-135m / prompt_tuning: prompt_tuning.init=class_labels needs a classification task; "
-            "'samsum' is a summarization task, with no class labels to start from") in suite.skipped
+            "'samsum' is a summarization task, with no class labels to start from (12 runs)") in suite.skipped
 
 
 def test_declared_model_kinds_leave_out_what_a_hub_model_cannot_take(tmp_path, tiny_models, tiny_tasks):
@@ -104,6 +104,7 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
 
 @pytest.mark.parametrize("changes, message", [
     ({"name": "[a]"}, "name: must be non-empty text"),
+    ({"name": "../../x"}, "name: '../../x' is not a folder name"),
     ({"tasks": "[sst2]"}, "tasks: must map task names to their budgets"),
     ({"tasks": "{}"}, "tasks: must map task names to their budgets"),
     ({"tasks": "{nope: {}}"}, "tasks.nope: unknown task 'nope'"),
@@ -164,6 +165,18 @@ def test_suite_reads_numeric_text_as_the_number(tmp_path):
     runs = load_suite(str(path)).runs
     assert [run.spec.train.lr for run in runs] == [3e-4, 1e-3, 0.01]
     assert {run.spec.train.steps for run in runs} == {100} and isinstance(runs[0].spec.train.steps, int)
+
+
+def test_a_dry_run_lists_the_plan_and_runs_nothing(tmp_path, capsys):
+    from bench.cli import main
+
+    reference = Path(__file__).parents[1] / "results" / "reference"
+    assert main(["bench", "--suite", "quick", "--dry-run", "--results", str(reference)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"0 to run, 14 with a record in {reference}"
+    assert main(["bench", "--suite", "quick", "--dry-run", "--results", str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"14 to run, 0 with a record in {tmp_path / 'new'}" and not (tmp_path / "new").exists()
+    assert "todo  sst2 / minilm-l6 / lora[lr=0.003] / seed 0  (sst2__minilm-l6__lora__" in out
 
 
 def test_runs_the_suite_defaults_make_equal_run_once(tmp_path):
@@ -320,7 +333,7 @@ def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_
     assert passed_over.state.name == "FAIL"
 
 
-def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, tiny_tasks, monkeypatch):
+def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, tiny_tasks, monkeypatch, capsys):
     """Every other run is done, so nothing is queued; the killed machine's run must be queued again."""
     from bench.shared_suite import open_suite_study, run_shared_suite
     from search import study as study_module
@@ -336,9 +349,36 @@ def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, 
     killed = study.ask()
     study._storage.record_heartbeat(killed._trial_id)  # its last heartbeat, then silence
     time.sleep(2.5)
-    outcome = run_shared_suite(suite, url)
+    outcome = run_shared_suite(suite, url, progress=True)
     assert (outcome.done, outcome.running, outcome.failed) == (2, 0, [])
     assert len(list((tmp_path / "machine").rglob("record.json"))) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial ")]
+    assert re.fullmatch(r"trial 2: tiny_qa / .* / seed 0", lines[0]) and re.fullmatch(r"trial 2: done in \d+ s", lines[-1])
+
+
+def test_a_machine_joining_while_the_runs_are_queued_does_not_queue_them_again(tmp_path, tiny_models, tiny_tasks):
+    import threading
+
+    import optuna
+
+    from bench import shared_suite
+
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),))
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    creator = optuna.create_study(study_name=shared_suite.study_name(suite), storage=url, direction="maximize")
+    creator.enqueue_trial({"run": 0}, user_attrs={shared_suite.RUN_ATTR: suite.runs[0].spec.run_id()})
+
+    def finish_queueing():  # the creator, still queueing when the other machine arrives
+        time.sleep(2)
+        rest = dataclasses.replace(suite, runs=suite.runs[1:])
+        shared_suite._enqueue(creator, rest, skip=set())
+
+    queueing = threading.Thread(target=finish_queueing)
+    queueing.start()
+    joined = shared_suite.open_suite_study(suite, url)
+    queueing.join()
+    assert sorted(t.user_attrs[shared_suite.RUN_ATTR] for t in joined.get_trials()) == sorted(
+        run.spec.run_id() for run in suite.runs)
 
 
 def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_path, tiny_models, tiny_tasks):

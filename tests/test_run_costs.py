@@ -60,6 +60,11 @@ def test_a_user_card_in_place_of_a_shipped_one_of_the_same_version_is_not_the_sh
     assert dataclasses.replace(mine, task=str(tmp_path / "my_sst2.yaml")).run_id() == mine.run_id()
 
 
+def test_a_model_loaded_as_another_kind_is_another_run():
+    plain = spec("lora", {})
+    assert dataclasses.replace(plain, model_kind="causal").run_id() != plain.run_id()
+
+
 def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_counts_at_once(tmp_path):
     """A card that includes sst2 and keeps its name is not what the name finds: its runs are its own."""
     from tasks.registry import SHIPPED_CARDS
