@@ -195,13 +195,23 @@ def _task_show(args) -> int:
 
     if not args.name:
         raise ValueError("tasks show needs a task name")
+    import yaml
+
+    from tasks.card import merged_keys
+
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
-    print(f"# {task.card.path}\n{task.card.path.read_text(encoding='utf-8').rstrip()}\n")
+    text = task.card.path.read_text(encoding="utf-8").rstrip()
+    print(f"# {task.card.path}\n{text}\n")
+    if "include" in yaml.safe_load(text):  # a variant: what it reads with the card it includes
+        merged = yaml.safe_dump(merged_keys(task.card.path), sort_keys=False, allow_unicode=True, width=100,
+                                default_flow_style=None).rstrip()
+        print(f"# with what it includes, the card reads:\n{merged}\n")
     for split in ("train", "validation", "test"):
         example = task.examples(split, limit=1)[0]
         print(f"--- {split} ({len(task.rows(split))} rows), one example ---")
         print(example.prompt)
-        print(f"=> target: {example.target!r}" + (f"  (class {example.label})" if example.label is not None else ""))
+        label = f"  (class {task.card.classes[example.label]!r})" if example.label is not None else ""
+        print(f"=> target: {example.target!r}{label}")
     return 0
 
 

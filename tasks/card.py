@@ -344,6 +344,11 @@ def _check_template(path: Path, template: str, origin: Path) -> None:
         raise fail(f"unknown conversion !{unknown[0]} (Python's format knows !r, !s and !a)")
 
 
+def merged_keys(path: Path | str) -> dict[str, Any]:
+    """A card file's keys with those of the cards it includes, as `load_card` reads them."""
+    return _resolve_includes(Path(path).resolve())[0]
+
+
 def load_card(path: Path | str) -> TaskCard:
     """Read, merge (`include`) and check a task card."""
     path = Path(path).resolve()

@@ -36,7 +36,9 @@ def _folder_cards(folder: Path) -> tuple[dict[str, TaskCard], list[TaskCardError
     """The folder's cards by name, and the errors of the cards that cannot be loaded."""
     loaded: dict[str, list[TaskCard]] = {}
     broken: list[TaskCardError] = []
-    for path in sorted(path for path in folder.iterdir() if path.suffix in CARD_SUFFIXES):
+    # a file named _*.yaml is a part other cards include (shared keys), not a task of its own
+    for path in sorted(path for path in folder.iterdir() if path.suffix in CARD_SUFFIXES
+                       and not path.name.startswith("_")):
         try:
             card = load_card(path)
         except TaskCardError as err:

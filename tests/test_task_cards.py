@@ -129,6 +129,15 @@ def test_a_problem_of_an_included_card_names_the_card_used_and_the_one_that_hold
     assert str(err.value).startswith(f"{variant.resolve()} [{key}, set in {base.resolve()}]: ")
 
 
+def test_a_part_for_others_to_include_is_not_a_task(tmp_path, recwarn):
+    write_card(tmp_path)
+    (tmp_path / "mine.yaml").rename(tmp_path / "_base.yaml")
+    (tmp_path / "variant.yaml").write_text("include: _base.yaml\nname: mine_v2\n")
+    (tmp_path / "_keys.yaml").write_text("max_input_tokens: 64\n")  # no name, kind...: not a card alone
+    assert "mine_v2" in available_tasks((str(tmp_path),)) and "mine" not in available_tasks((str(tmp_path),))
+    assert not [w for w in recwarn if "left out" in str(w.message)]
+
+
 def test_a_variant_unsets_an_optional_key_with_null(tmp_path):
     write_card(tmp_path, train_size=1)
     (tmp_path / "variant.yaml").write_text("include: mine.yaml\nname: mine_all\ntrain_size: null\n")
