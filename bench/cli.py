@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                 "predict": _predict}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as err:  # every domain error here is a ValueError
+    # every domain error here is a ValueError, but a diverged run's (bench.train.DivergedError)
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"spbench {args.command}: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `spbench tasks | head`: the reader has all it wanted

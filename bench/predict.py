@@ -49,11 +49,18 @@ def add_parser(sub) -> None:
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
 
 
+RECORD_KEYS = ("run_id", "task", "model", "method")  # what a prediction reads of a record
+
+
 def _read(path: Path) -> RunRecord:
     try:
-        return read_record(path)
+        record = read_record(path)
     except ValueError as err:
         raise ValueError(f"{path}: not a readable run record ({err})") from None
+    missing = [key for key in RECORD_KEYS if key not in record] if isinstance(record, dict) else ["a mapping"]
+    if missing:
+        raise ValueError(f"{path}: not a run record (it has no {missing[0]})")
+    return record
 
 
 def _winner_record(folder: Path, listed: str, task: str) -> RunRecord:
@@ -88,6 +95,8 @@ def _from_search(folder: Path, task: str | None) -> tuple[RunRecord, Path]:
 def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
     """(record, adapter folder) of a run folder, a search folder's winner, or an exported adapter."""
     folder = source.parent if source.name in ("record.json", "best.yaml", ADAPTER_RECORD) else source
+    if not (folder / ADAPTER_RECORD).is_file() and (folder.parent / "record.json").is_file():
+        folder = folder.parent  # a run's adapter folder, as its record's artifact_path names it
     if (folder / "best.yaml").is_file():
         return _from_search(folder, task)
     if (folder / "record.json").is_file():

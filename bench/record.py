@@ -56,7 +56,8 @@ class RunRecord(TypedDict):
     run_id: str  # stable for the same task/model/method/settings/seed: reruns find their record
     status: str  # "completed"
     task: dict[str, Any]  # name, version, kind, primary_metric, card (path)
-    # name, source (folder or hub id), kind, dtype, device, sentence_pooling (encoders); dtype is that of
+    # name, source (folder or hub id), kind, dtype, device, sentence_pooling (encoders), revision (the
+    # commit of a hub model's files; None for a folder); dtype is that of
     # the frozen weights and of autocast (bf16/fp16 on CUDA): trainable parameters are always fp32
     model: dict[str, Any]
     method: dict[str, Any]  # name, settings (the method's dataclass as a dict)

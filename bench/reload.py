@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from peft import PeftModel
@@ -44,6 +45,23 @@ def _pooling(mode: str | None) -> str:
     return f"{mode}-pooled token states" if mode else "the first token's state (or the pooler's)"
 
 
+def _check_fits_model(record: RunRecord, adapter: Path, base) -> None:
+    """A prompt adapter loads onto any model without complaint and fails at its first forward when
+    the model is not the one it was trained on (a model folder that has since been replaced)."""
+    try:
+        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise NoAdapterError(f"run {record['run_id']}: unreadable {adapter / 'adapter_config.json'} ({err})") from None
+    model_config = base.model.config
+    widths = {"token_dim": base.model.get_input_embeddings().embedding_dim,
+              "num_layers": getattr(model_config, "num_hidden_layers", None)}
+    for key, this_model in widths.items():
+        trained = config.get(key)
+        if trained is not None and this_model is not None and trained != this_model:
+            raise NoAdapterError(f"run {record['run_id']}: its adapter was trained on a model with {key} {trained}; "
+                                 f"{record['model']['source']} loads with {this_model} (is it another model now?)")
+
+
 def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> TunedModel:
     """The run's trained model on `task`; `adapter` defaults to the folder the record names."""
     if not record.get("artifact_path"):
@@ -64,6 +82,7 @@ def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> 
     if trained_with != "unknown" and trained_with != read_with:  # its head would read states it never saw
         raise NoAdapterError(f"run {record['run_id']}: its head was trained reading {_pooling(trained_with)}, and "
                              f"{base_model['name']} now loads reading {_pooling(read_with)}; train it again")
+    _check_fits_model(record, adapter, base)
     try:
         model = PeftModel.from_pretrained(base.model, str(adapter))
     except (RuntimeError, OSError, ValueError, SafetensorError) as err:  # damaged files; weights of another shape

@@ -228,6 +228,14 @@ def _select_examples(task: Task, spec: RunSpec) -> RunExamples:
     )
 
 
+def _refuse(method, kind: str | None, task: Task, spec: RunSpec) -> None:
+    """What the method says it cannot train (kind None: whatever the model's kind), as `build` would
+    refuse it, but before the base model is scored for the record."""
+    why = method.refusal(kind, task.card, spec.method_settings)
+    if why:
+        raise MethodError(f"model {spec.model!r}: {why}" if kind else why)
+
+
 def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     """Everything a run needs, checked before any compute: task and its examples (a bad row is
     named before a model downloads or converts), method settings, model."""
@@ -235,6 +243,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     load_library_metrics(task.card.metrics, folder=task.card.path.parent)  # else it fails after training
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
+    _refuse(method, spec.model_kind, task, spec)  # what the task alone rules out, before the model loads
     examples = _select_examples(task, spec)
     if spec.train.gradient_checkpointing:
         check_method_checkpoints(method)
@@ -244,6 +253,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
         base = load_base_model(spec.model, num_labels=num_labels, kind=spec.model_kind)
     else:
         base = pool.get(spec.model, num_labels=num_labels, kind=spec.model_kind)
+    _refuse(method, base.kind, task, spec)  # and what the model's kind does, before the base model is scored
     num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
     _check_fits(base, task, num_virtual)
     if spec.train.gradient_checkpointing:
@@ -368,7 +378,8 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
                  "primary_metric": primary, "card": str(task.card.path)},
         "model": {"name": spec.model, "source": base.source, "kind": base.kind,
                   "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type,
-                  "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None)},
+                  "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None),
+                  "revision": getattr(base.model.config, "_commit_hash", None)},  # a hub model's commit
         "method": {"name": method, "settings": dataclasses.asdict(settings)},
         "train": {**dataclasses.asdict(spec.train), "lr": lr},
         "seed": spec.train.seed,

@@ -377,3 +377,40 @@ def test_a_key_error_from_a_defect_is_not_dressed_as_bad_input(monkeypatch):
     monkeypatch.setattr(bench.cli, "_results", broken)
     with pytest.raises(KeyError, match="validation"):
         bench.cli.main(["results", "nowhere"])
+
+
+@pytest.mark.parametrize("setting, problem", [
+    ("weight_decay=inf", "training setting weight_decay=inf is out of range"),
+    ("dropout=nan", "lora.dropout=nan is not a number"),
+])
+def test_settings_that_are_not_finite_numbers_are_refused(capsys, setting, problem):
+    code, _, err = run_cli(capsys, "run", "--task", "sst2", "--model", "minilm-l6", "--method", "lora", "--set", setting)
+    assert code == 2 and problem in err
+
+
+def test_a_diverged_run_is_reported_in_a_line(capsys, tiny_models, tiny_tasks, tmp_path, monkeypatch):
+    from bench.train import DivergedError
+
+    def diverge(*args, **kwargs):
+        raise DivergedError(2, float("nan"))
+
+    monkeypatch.setattr("bench.run.train", diverge)
+    code, _, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "lora"))
+    assert code == 2 and err.strip().splitlines() == ["spbench run: error: training diverged at step 2: loss is nan"]
+
+
+@pytest.mark.parametrize("arch, method, settings, task", [
+    (None, "prompt_tuning", {"init": "class_labels"}, "tiny_qa"),  # ruled out by the task: before the model loads
+    ("t5", "prefix_tuning", {}, "tiny_qa"),  # by the model's kind: as it loads, before execute_run scores it
+])
+def test_a_run_the_method_cannot_train_is_refused_before_any_scoring(tiny_models, tiny_tasks, monkeypatch,
+                                                                      arch, method, settings, task):
+    from bench.methods.registry import MethodError
+    from bench.run import RunSpec, prepare_run
+
+    if arch is None:
+        monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    spec = RunSpec(task=task, model=tiny_models[arch or "gpt2"][0], method=method, method_settings=settings,
+                   tasks_dirs=(str(tiny_tasks),))
+    with pytest.raises(MethodError, match="class_labels needs a classification task|not supported for seq2seq"):
+        prepare_run(spec)

@@ -65,6 +65,9 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     assert code == 0, err
     assert [a["sentence"] for a in answers] == ["a fine film", "a dull film"]
     assert {a["prediction"] for a in answers} <= {0, 1}
+    code, again, err = _predict(capsys, monkeypatch, run_dir / "adapter", ["a fine film", "a dull film"],
+                                "--tasks-dir", tiny_tasks)  # the adapter folder its record names
+    assert code == 0 and again == answers, err
 
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}', '{"sentence": '])
     assert code == 2 and "standard input line 2: not valid JSON" in err
@@ -182,6 +185,10 @@ def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path
     (run / "record.json").write_text('{"run_id": ')
     code, _, err = _predict(capsys, monkeypatch, run, ["ok"])
     assert code == 2 and f"{run / 'record.json'}: not a readable run record" in err
+    for text, missing in (("{}", "run_id"), ("[1]", "a mapping")):
+        (run / "record.json").write_text(text)
+        code, _, err = _predict(capsys, monkeypatch, run, ["ok"])
+        assert code == 2 and f"{run / 'record.json'}: not a run record (it has no {missing})" in err, err
 
 
 def test_template_fields():
@@ -234,3 +241,22 @@ def test_an_adapter_trained_through_another_sentence_pooling_is_refused(capsys, 
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", tiny_tasks)
     assert code == 2 and "its head was trained reading the first token's state (or the pooler's), and" in err, err
     assert "now loads reading mean-pooled token states; train it again" in err
+
+
+def test_a_prompt_adapter_on_a_model_of_another_width_is_refused_not_a_crash(capsys, monkeypatch, tiny_models,
+                                                                              tiny_tasks, tmp_path):
+    """The model folder a run names may hold another model since: a prompt adapter loads onto it
+    without complaint, and would fail at the first forward."""
+    import transformers
+
+    run_dir = _train(capsys, tiny_models, tiny_tasks, tmp_path / "runs", "gpt2", "prompt_tuning", "tiny_cls")
+    wider = tmp_path / "wider"
+    shutil.copytree(tiny_models["gpt2"][0], wider)
+    config = transformers.GPT2Config.from_pretrained(wider)
+    config.n_embd = 64
+    transformers.GPT2LMHeadModel(config).save_pretrained(wider)
+    record = json.loads((run_dir / "record.json").read_text())
+    record["model"].update(name=str(wider), source=str(wider))
+    (run_dir / "record.json").write_text(json.dumps(record))
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", tiny_tasks)
+    assert code == 2 and "its adapter was trained on a model with token_dim 32; " in err and "loads with 64" in err, err

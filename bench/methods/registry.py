@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ def check_range(method: str, key: str, value: Any, *, low: float | None = None, 
     """Raise a MethodError naming the method, key and bad value."""
     if choices is not None and value not in choices:
         raise MethodError(f"{method}.{key}={value!r} is not one of {', '.join(map(str, choices))}")
+    if isinstance(value, float) and math.isnan(value):  # no comparison refuses it
+        raise MethodError(f"{method}.{key}=nan is not a number")
     if low is not None and value < low or high is not None and value > high:
         bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
         raise MethodError(f"{method}.{key}={value!r} is out of range {bounds}")

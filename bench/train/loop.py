@@ -29,8 +29,9 @@ from tasks import Example
 EvalCallback = Callable[[int], dict[str, float]]
 
 
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
+class DivergedError(FloatingPointError):
+    """The loss became NaN or infinite (a FloatingPointError, so the command line reports it in a
+    line without importing the training code)."""
 
     def __init__(self, step: int, loss: float):
         super().__init__(f"training diverged at step {step}: loss is {loss}")
