@@ -175,7 +175,8 @@ def test_a_dry_run_lists_the_plan_and_runs_nothing(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == f"0 to run, 14 with a record in {reference}"
     assert main(["bench", "--suite", "quick", "--dry-run", "--results", str(tmp_path / "new")]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1] == f"14 to run, 0 with a record in {tmp_path / 'new'}" and not (tmp_path / "new").exists()
+    assert out.splitlines()[-1] == f"14 to run, 0 with a record in {tmp_path / 'new'}"
+    assert not (tmp_path / "new").exists()
     assert "todo  sst2 / minilm-l6 / lora[lr=0.003] / seed 0  (sst2__minilm-l6__lora__" in out
 
 
@@ -353,7 +354,8 @@ def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, 
     assert (outcome.done, outcome.running, outcome.failed) == (2, 0, [])
     assert len(list((tmp_path / "machine").rglob("record.json"))) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial ")]
-    assert re.fullmatch(r"trial 2: tiny_qa / .* / seed 0", lines[0]) and re.fullmatch(r"trial 2: done in \d+ s", lines[-1])
+    assert re.fullmatch(r"trial 2: tiny_qa / .* / seed 0", lines[0])
+    assert re.fullmatch(r"trial 2: done in \d+ s", lines[-1])
 
 
 def test_a_machine_joining_while_the_runs_are_queued_does_not_queue_them_again(tmp_path, tiny_models, tiny_tasks):

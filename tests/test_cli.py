@@ -384,7 +384,8 @@ def test_a_key_error_from_a_defect_is_not_dressed_as_bad_input(monkeypatch):
     ("dropout=nan", "lora.dropout=nan is not a number"),
 ])
 def test_settings_that_are_not_finite_numbers_are_refused(capsys, setting, problem):
-    code, _, err = run_cli(capsys, "run", "--task", "sst2", "--model", "minilm-l6", "--method", "lora", "--set", setting)
+    code, _, err = run_cli(capsys, "run", "--task", "sst2", "--model", "minilm-l6", "--method", "lora",
+                           "--set", setting)
     assert code == 2 and problem in err
 
 

@@ -31,7 +31,8 @@ class TrainSettings:
     def __post_init__(self):
         checks = {  # key -> (within range, the range in words)
             "steps": (self.steps >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
-            "warmup_ratio": (0 <= self.warmup_ratio < 1, "in [0, 1)"), "weight_decay": (0 <= self.weight_decay < float("inf"), ">= 0, finite"),
+            "warmup_ratio": (0 <= self.warmup_ratio < 1, "in [0, 1)"),
+            "weight_decay": (0 <= self.weight_decay < float("inf"), ">= 0, finite"),
             "max_grad_norm": (self.max_grad_norm > 0, "> 0"), "eval_every": (self.eval_every >= 1, ">= 1"),
             "monitor_size": (self.monitor_size >= 1, ">= 1"), "eval_batch_size": (self.eval_batch_size >= 1, ">= 1"),
             "lr": (self.lr is None or 0 < self.lr <= 10, "in (0, 10]"),
