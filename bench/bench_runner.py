@@ -32,7 +32,7 @@ def record_path(run: PlannedRun) -> Path:
     return Path(run.spec.results_dir) / run.spec.run_id() / "record.json"
 
 
-def _damage(run: PlannedRun, path: Path) -> str | None:
+def record_damage(run: PlannedRun, path: Path) -> str | None:
     """What is wrong with a run's existing record at `path` (None: nothing). Records are written
     whole, so only a damaged disk or a hand edit leaves a bad one; the run is then trained again,
     not counted done."""
@@ -72,7 +72,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     outcome, pool = SuiteOutcome(), ModelPool()
     terminal = progress and sys.stderr.isatty()
     records = [record_path(run) for run in suite.runs]  # once: every progress line looks at the rest
-    present = [record.exists() and _damage(run, record) is None for run, record in zip(suite.runs, records)]
+    present = [record.exists() and record_damage(run, record) is None for run, record in zip(suite.runs, records)]
     # runs already done start the bar, so its rate and time left are those of runs trained here
     bar = tqdm(total=len(suite.runs), initial=sum(present), desc=f"suite {suite.name}", unit="run",
                disable=not terminal)
@@ -96,7 +96,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             finished(number, name, "record exists, skipped", counted=False)
             continue
         if record.exists():
-            print(f"{name}: its record {record} is unreadable ({_damage(run, record)}); running it again",
+            print(f"{name}: its record {record} is unreadable ({record_damage(run, record)}); running it again",
                   file=sys.stderr)
         started = time.perf_counter()
         run.spec.progress = progress

@@ -223,7 +223,7 @@ def _task_validate(args) -> int:
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
     from tasks.metrics import load_library_metrics
 
-    load_library_metrics(task.card.metrics, folder=task.card.path.parent)  # as a run checks them before its model loads
+    load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)  # as a run does before its model loads
     for split in ("train", "validation", "test"):
         examples = task.examples(split)  # renders every row: fields, labels and targets are checked
         print(f"{split:<10} {len(examples):>6} rows ok")
@@ -263,12 +263,13 @@ def _bench(args) -> int:
 
 
 def _print_plan(suite) -> int:
-    """The planned runs, one a line, each with whether its record is already there."""
-    from bench.bench_runner import describe, record_path
+    """The planned runs, one a line, each with whether a readable record of it is already there (in
+    the results folder: a shared suite's study may hold more)."""
+    from bench.bench_runner import describe, record_damage, record_path
 
     present = 0
     for run in suite.runs:
-        done = record_path(run).exists()
+        done = record_path(run).exists() and record_damage(run, record_path(run)) is None
         present += done
         print(f"{'done' if done else 'todo'}  {describe(run)}  ({run.spec.run_id()})")
     print(f"{len(suite.runs) - present} to run, {present} with a record in {suite.results_dir}")

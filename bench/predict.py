@@ -57,7 +57,9 @@ def _read(path: Path) -> RunRecord:
         record = read_record(path)
     except ValueError as err:
         raise ValueError(f"{path}: not a readable run record ({err})") from None
-    missing = [key for key in RECORD_KEYS if key not in record] if isinstance(record, dict) else ["a mapping"]
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a run record (it is not a JSON object)")
+    missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
         raise ValueError(f"{path}: not a run record (it has no {missing[0]})")
     return record

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 from peft import PeftModel
@@ -47,19 +47,25 @@ def _pooling(mode: str | None) -> str:
 
 def _check_fits_model(record: RunRecord, adapter: Path, base) -> None:
     """A prompt adapter loads onto any model without complaint and fails at its first forward when
-    the model is not the one it was trained on (a model folder that has since been replaced)."""
+    the model is not the one it was trained on (a model folder that has since been replaced). The
+    shapes it needs on this model are worked out as PEFT works them out when it trains one."""
+    from peft import PeftConfig
+    from peft.utils.other import _prepare_prompt_learning_config
+
     try:
-        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise NoAdapterError(f"run {record['run_id']}: unreadable {adapter / 'adapter_config.json'} ({err})") from None
-    model_config = base.model.config
-    widths = {"token_dim": base.model.get_input_embeddings().embedding_dim,
-              "num_layers": getattr(model_config, "num_hidden_layers", None)}
-    for key, this_model in widths.items():
-        trained = config.get(key)
-        if trained is not None and this_model is not None and trained != this_model:
+        saved = PeftConfig.from_pretrained(str(adapter))
+    except (OSError, ValueError, TypeError) as err:
+        raise NoAdapterError(f"run {record['run_id']}: unreadable {adapter / 'adapter_config.json'} "
+                             f"({first_line(err)})") from None
+    if not saved.is_prompt_learning:
+        return  # LoRA's weights name their shapes: PEFT refuses a mismatch itself
+    shapes = ("token_dim", "num_layers")
+    needed = _prepare_prompt_learning_config(dataclasses.replace(saved, **dict.fromkeys(shapes)), base.model.config)
+    for key in shapes:
+        trained, here = getattr(saved, key), getattr(needed, key)
+        if trained != here:
             raise NoAdapterError(f"run {record['run_id']}: its adapter was trained on a model with {key} {trained}; "
-                                 f"{record['model']['source']} loads with {this_model} (is it another model now?)")
+                                 f"{record['model']['source']} needs {here} (is it another model now?)")
 
 
 def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> TunedModel:

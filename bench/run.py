@@ -23,7 +23,9 @@ from bench.methods.registry import MethodError
 from bench.modeling import TunedModel
 from bench.modeling.encoding import target_text
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
+from bench.models.loading import hub_commit
 from bench.models.pooling import CONFIG_KEY
+from bench.models.registry import MODELS
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.flops import ESTIMATE_VERSION, training_flops
 from bench.names import file_part
@@ -83,7 +85,8 @@ class RunSpec:
         settings = {"task": task.hashed, "model": self.model, **self.configuration()}
         if task.version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
             settings["task_version"] = task.version
-        if self.model_kind is not None:  # one folder loaded as a causal LM and as an encoder: two runs
+        # one folder loaded as a causal LM and as an encoder is two runs; a named model's own kind, typed, is none
+        if self.model_kind not in (None, getattr(MODELS.get(self.model), "kind", None)):
             settings["model_kind"] = self.model_kind
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         return f"{_slug(task.name)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
@@ -240,7 +243,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     """Everything a run needs, checked before any compute: task and its examples (a bad row is
     named before a model downloads or converts), method settings, model."""
     task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
-    load_library_metrics(task.card.metrics, folder=task.card.path.parent)  # else it fails after training
+    load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)  # else it fails after training
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
     _refuse(method, spec.model_kind, task, spec)  # what the task alone rules out, before the model loads
@@ -379,7 +382,7 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
         "model": {"name": spec.model, "source": base.source, "kind": base.kind,
                   "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type,
                   "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None),
-                  "revision": getattr(base.model.config, "_commit_hash", None)},  # a hub model's commit
+                  "revision": hub_commit(base.source)},
         "method": {"name": method, "settings": dataclasses.asdict(settings)},
         "train": {**dataclasses.asdict(spec.train), "lr": lr},
         "seed": spec.train.seed,

@@ -63,6 +63,10 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
 
 
 def _wait_for_queueing(study: optuna.Study) -> None:
+    if QUEUED_ATTR in study.user_attrs:
+        return
+    print(f"waiting up to {QUEUEING_WAIT_SECONDS} s for the machine that created study {study.study_name} to "
+          "queue its runs", file=sys.stderr, flush=True)
     deadline = time.monotonic() + QUEUEING_WAIT_SECONDS
     while QUEUED_ATTR not in study.user_attrs and time.monotonic() < deadline:
         time.sleep(1)

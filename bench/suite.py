@@ -181,6 +181,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             except MethodError as err:
                 raise SuiteError(f"{where}: {err}") from None
             without_effect = getattr(resolved, "without_effect", dict)()
+            idle = [key for key in settings if key in without_effect]  # set here, changing nothing
             settings = {key: value for key, value in settings.items() if key not in without_effect}
             try:
                 resolved_train = TrainSettings(**point_train)
@@ -190,11 +191,12 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
                                     train=resolved_train).configuration()
             key = (method.name, json.dumps(configuration, sort_keys=True))
-            if planned.get(key) == where.removeprefix(f"{path} "):
-                continue  # a sweep point a setting without effect repeats (init_text over inits other than text)
+            if idle and planned.get(key) == where.removeprefix(f"{path} "):
+                continue  # a sweep point that differs only in a setting without effect (init_text, init random)
             if key in planned:
                 label = method_label(method.name, sorted(settings.items()))
-                raise SuiteError(f"{where}: plans a run {planned[key]} already plans ({label}); "
+                unused = f"; {', '.join(idle)} changes nothing here" if idle else ""
+                raise SuiteError(f"{where}: plans a run {planned[key]} already plans ({label}{unused}); "
                                  "list each configuration once")
             planned[key] = where.removeprefix(f"{path} ")
             configs.append((method.name, settings, point_train))

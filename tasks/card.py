@@ -72,6 +72,8 @@ class TaskCard:
     # rows carved from train (seeded, deterministic) to form validation when a dataset has none
     validation_from_train: int | None = None
     train_size: int | None = None  # default training-data budget (few-shot variants)
+    # where a local `evaluate:` metric folder is looked for: beside the card that lists the metrics
+    metrics_folder: Path | None = None
     description: str = ""
     license: str = ""
 
@@ -159,7 +161,7 @@ def _anchor(source: dict[str, Any], folder: Path) -> dict[str, Any]:
     if "local" in source:
         source["local"] = str((folder / source["local"]).resolve())
     hub = source.get("hub")
-    if isinstance(hub, str) and not reads_local_files(hub) and (folder / hub).is_dir():
+    if isinstance(hub, str) and (folder / hub).is_dir() and not reads_local_files(hub):
         source["hub"] = str((folder / hub).resolve())  # a dataset folder beside the card, not the cwd
     if "data_files" in source and reads_local_files(source.get("hub")):
         source["data_files"] = _anchor_files(source["data_files"], folder)
@@ -376,6 +378,7 @@ def load_card(path: Path | str) -> TaskCard:
         max_new_tokens=data.get("max_new_tokens", 32),
         validation_from_train=data.get("validation_from_train"),
         train_size=data.get("train_size"),
+        metrics_folder=origins["metrics"].parent,
         description=str(data.get("description", "")),
         license=str(data.get("license", "")),
     )

@@ -53,9 +53,11 @@ WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
 
 @functools.cache
 def _rouge_tokenizer():
-    """rouge-score's own tokenization for any script: on ASCII text it gives the same tokens as its
-    default tokenizer (lower-cased runs of a-z and 0-9, Porter-stemmed past 3 characters), which
-    drops every other letter, so "café" became "caf" and Chinese or Russian text scored 0."""
+    """rouge-score's own tokenization for the letters of any script: on ASCII text it gives the same
+    tokens as its default tokenizer (lower-cased runs of a-z and 0-9, Porter-stemmed past 3
+    characters), which drops every other letter, so "café" became "caf" and Russian text scored 0.
+    A language written without spaces (Chinese, Japanese) would still need its own word splitting:
+    here a run of its characters is one token."""
     from rouge_score import tokenizers
     from rouge_score.tokenizers import porter
 

@@ -91,8 +91,9 @@ def _declared_name(path: Path) -> str | None:
 def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCard:
     """The card of that name as `available_tasks` lists it, or the card file at that path. Folders
     are asked from the last to the first, as a later one's card replaces an earlier one's; a card
-    that cannot be loaded stops only the lookups it answers (by its declared name, or else by its
-    file name), so one broken card in a folder does not block every other task."""
+    that cannot be loaded stops only the lookups it answers (by its declared name, and by its file
+    name after the folder's valid cards), so one broken card in a folder does not block every
+    other task."""
     if name_or_path.endswith(CARD_SUFFIXES):
         return load_card(name_or_path)
     scanned = _scan(tasks_dirs)

@@ -131,7 +131,7 @@ class Task:
             references = [ex.label for ex in examples]
         else:
             references = [ex.references for ex in examples]
-        return compute_metrics(self.card.metrics, predictions, references, folder=self.card.path.parent)
+        return compute_metrics(self.card.metrics, predictions, references, folder=self.card.metrics_folder)
 
 
 def load_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> Task:

@@ -148,6 +148,11 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"seeds": "[18446744073709551616]"}, "seeds: training setting seed=18446744073709551616 is out of range"),
     ({"models": "[minilm-l6, minilm-l6]"}, "models: 'minilm-l6' is listed twice"),
     ({"methods": "[{method: lora, sweep: {lr: [0.001, 1e-3]}}]"}, "methods[0].sweep.lr: 0.001 is listed twice"),
+    ({"methods": "[{method: prefix_tuning, sweep: {init: [null, real_tokens]}}]"},  # the default, written out
+     "methods[0]: plans a run methods[0] already plans (prefix_tuning[init=real_tokens])"),
+    ({"methods": "[{method: prefix_tuning}, {method: prefix_tuning, settings: {encoder_hidden_size: 64}}]"},
+     "methods[1]: plans a run methods[0] already plans "
+     "(prefix_tuning; encoder_hidden_size changes nothing here)"),
 ])
 def test_suite_value_of_the_wrong_shape_names_file_and_key(tmp_path, changes, message):
     path = tmp_path / "bad.yaml"

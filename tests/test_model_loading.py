@@ -119,3 +119,19 @@ def test_virtual_tokens_are_refused_for_a_classifier_that_reads_the_last_token(t
         chosen.build(base, chosen.settings(), card=None)
     lora = get_method("lora")
     lora.build(base, lora.settings(), card=None)  # the ids reach the model: nothing hidden
+
+
+def test_a_hub_model_s_commit_is_read_from_the_cache_snapshot(tmp_path, monkeypatch, tiny_models):
+    import shutil
+
+    from bench.models.loading import hub_commit
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--org--tiny"
+    shutil.copytree(tiny_models["gpt2"][0], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert hub_commit("org/tiny") == commit
+    assert hub_commit(tiny_models["gpt2"][0]) is None  # a folder is its own version
+    assert hub_commit("org/not-cached") is None

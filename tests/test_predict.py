@@ -36,6 +36,7 @@ def _predict(capsys, monkeypatch, source, lines: list[str], *extra) -> tuple[int
     ("gpt2", "prompt_tuning", "tiny_cls", "accuracy"),
     ("bert", "p_tuning", "tiny_cls", "accuracy"),
     ("llama", "prompt_tuning", "tiny_qa", "f1"),
+    ("llama", "prefix_tuning", "tiny_cls", "accuracy"),  # grouped-query attention: a prefix narrower than a token
 ])
 def test_predictions_reproduce_the_runs_validation_score(capsys, monkeypatch, tiny_models, tiny_tasks, tmp_path,
                                                          arch, method, task, metric):
@@ -185,10 +186,10 @@ def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path
     (run / "record.json").write_text('{"run_id": ')
     code, _, err = _predict(capsys, monkeypatch, run, ["ok"])
     assert code == 2 and f"{run / 'record.json'}: not a readable run record" in err
-    for text, missing in (("{}", "run_id"), ("[1]", "a mapping")):
+    for text, why in (("{}", "it has no run_id"), ("[1]", "it is not a JSON object")):
         (run / "record.json").write_text(text)
         code, _, err = _predict(capsys, monkeypatch, run, ["ok"])
-        assert code == 2 and f"{run / 'record.json'}: not a run record (it has no {missing})" in err, err
+        assert code == 2 and f"{run / 'record.json'}: not a run record ({why})" in err, err
 
 
 def test_template_fields():
@@ -259,4 +260,4 @@ def test_a_prompt_adapter_on_a_model_of_another_width_is_refused_not_a_crash(cap
     record["model"].update(name=str(wider), source=str(wider))
     (run_dir / "record.json").write_text(json.dumps(record))
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", tiny_tasks)
-    assert code == 2 and "its adapter was trained on a model with token_dim 32; " in err and "loads with 64" in err, err
+    assert code == 2 and "its adapter was trained on a model with token_dim 32; " in err and "needs 64" in err, err

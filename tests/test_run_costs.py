@@ -63,6 +63,7 @@ def test_a_user_card_in_place_of_a_shipped_one_of_the_same_version_is_not_the_sh
 def test_a_model_loaded_as_another_kind_is_another_run():
     plain = spec("lora", {})
     assert dataclasses.replace(plain, model_kind="causal").run_id() != plain.run_id()
+    assert dataclasses.replace(plain, model_kind="encoder").run_id() == plain.run_id()  # minilm-l6's own kind
 
 
 def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_counts_at_once(tmp_path):

@@ -523,6 +523,10 @@ def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_f
     monkeypatch.chdir(tmp_path / "elsewhere")
     task = load_task(str(path))
     assert task.card.source["hub"] == str((tmp_path / "data").resolve())
-    load_library_metrics(task.card.metrics, folder=task.card.path.parent)
+    load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)
     examples = task.examples("test")
     assert task.score(["hi", "no"], examples) == {"f1": 0.5, "evaluate:exact_strings": 0.5}
+    (tmp_path / "variants").mkdir()  # a variant elsewhere finds the metric beside the card that lists it
+    (tmp_path / "variants" / "v.yaml").write_text("include: ../mine.yaml\nname: mine_v\n")
+    variant = load_task(str(tmp_path / "variants" / "v.yaml"))
+    assert variant.score(["hi", "no"], examples) == {"f1": 0.5, "evaluate:exact_strings": 0.5}

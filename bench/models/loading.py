@@ -147,6 +147,17 @@ def _check_loaded(name: str, resolved, model: torch.nn.Module, info: dict) -> No
                       "initialisation (frozen, except under full fine-tuning)", UserNotice, stacklevel=2)
 
 
+def hub_commit(source: str) -> str | None:
+    """The commit of a hub model's files as the local hub cache holds them (the snapshot folder
+    `from_pretrained` read); None for a model folder, or files not in the cache."""
+    if Path(source).exists():
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(source, "config.json")
+    return Path(config).parent.name if isinstance(config, str) else None  # .../snapshots/<commit>/config.json
+
+
 def _in_cache(source: str) -> bool:
     return Path(source).is_relative_to(models_cache())
 

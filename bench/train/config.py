@@ -38,7 +38,7 @@ class TrainSettings:
             "lr": (self.lr is None or 0 < self.lr <= 10, "in (0, 10]"),
             "eval_size": (self.eval_size is None or self.eval_size >= 1, ">= 1"),
             "train_size": (self.train_size is None or self.train_size >= 1, ">= 1"),
-            "seed": (0 <= self.seed < 2 ** 63, "in [0, 2**63)"),  # what torch.manual_seed takes
+            "seed": (0 <= self.seed < 2 ** 63, "in [0, 2**63)"),  # within what every seeded generator here takes
         }
         for key, (ok, bounds) in checks.items():
             if not ok:
