@@ -220,6 +220,9 @@ def _task_validate(args) -> int:
 
     if not args.name:
         raise ValueError("tasks validate needs a card path")
+    if Path(args.name).is_dir():
+        raise ValueError(f"tasks validate checks one card file; {args.name} is a folder "
+                         f"(`spbench tasks --tasks-dir {args.name}` lists its cards and those it leaves out)")
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
     from tasks.metrics import load_library_metrics
 

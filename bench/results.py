@@ -63,9 +63,18 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
     varying = [k for k in keys if len({json.dumps(t.get(k), default=str) for t in trains}) > 1]
     if len({group[0]["task"].get("version") for group in groups}) > 1:
         varying.append("task_version")
+    if len({card_of(group[0]) for group in groups}) > 1:
+        varying.append("card")
     if len({_init_text(group[0]) for group in groups} - {None}) > 1:
         varying.append("init_text")
     return varying
+
+
+def card_of(record: RunRecord) -> str:
+    """The card a run's task came from, by folder and file name: the shipped card read on two
+    machines is one card, and a user's card that replaces it (same name and version) another."""
+    card = record["task"].get("card")
+    return "/".join(Path(card).parts[-2:]) if card else ""
 
 
 def init_text(settings: dict) -> str | None:
@@ -177,6 +186,7 @@ class ResultRow:
     eval_size: int | None  # None: whole evaluation splits
     train: dict  # every training setting the group shares (all but the seed)
     examples: int | None = None  # examples each score is over (its records' n; fewer than eval_size in a small split)
+    card: str = ""  # the task card's folder and file (see card_of)
 
 
 def spread(row: ResultRow, *, gap: str = "") -> str:
@@ -200,7 +210,7 @@ def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[l
         if split not in record["scores"]:  # e.g. search trials, scored on validation only
             continue
         key = (record["task"]["name"], record["model"]["name"], config_label(record), str(_init_text(record)),
-               json.dumps(record["task"].get("version")), _frozen(_training(record)))
+               json.dumps(record["task"].get("version")), card_of(record), _frozen(_training(record)))
         groups[key].append(record)
     by_task: dict[tuple[str, str], list[list[RunRecord]]] = defaultdict(list)
     for key, group in sorted(groups.items()):
@@ -221,7 +231,7 @@ def _label(group: list[RunRecord], varying: list[str]) -> str:
     record = group[0]
     text = _init_text(record)
     shown = {**_training(record), "task_version": record["task"].get("version"),
-             "init_text": shortened(text) if text else None}
+             "init_text": shortened(text) if text else None, "card": card_of(record)}
     fields = [(k, shown.get(k)) for k in varying if k != "init_text" or text]
     return method_label(record["method"]["name"], _config_fields(record) + fields)
 
@@ -272,7 +282,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         **_versus_zero_shot(group, split, metric),
         relative_to_full_ft=None, **costs, task_version=group[0]["task"].get("version"),
         **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
-        examples=group[0]["scores"][split].get("n"),
+        examples=group[0]["scores"][split].get("n"), card=card_of(group[0]),
     )
 
 
@@ -302,9 +312,9 @@ def task_names(rows: list[ResultRow]) -> list[str]:
 
 
 def comparable_key(row: ResultRow) -> tuple:
-    """What a row and its full fine-tuning reference must share: the task (version), the model, the
+    """What a row and its full fine-tuning reference must share: the task (version and card), the model, the
     training data drawn and the evaluation examples scored (a 20-example smoke run is no reference)."""
-    return row.task, row.task_version, row.model, row.train_size, row.eval_size
+    return row.task, row.task_version, row.card, row.model, row.train_size, row.eval_size
 
 
 def _full_ft_rows(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
@@ -342,7 +352,7 @@ def csv_name(split: str) -> str:
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
     table = io.StringIO(newline="")
-    fields = [f for f in asdict(rows[0]) if f not in ("settings", "train")] if rows else []
+    fields = [f for f in asdict(rows[0]) if f not in ("settings", "train", "card")] if rows else []
     writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(asdict(r) for r in rows)

@@ -384,7 +384,9 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
                   "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None),
                   "revision": hub_commit(base.source)},
         "method": {"name": method, "settings": dataclasses.asdict(settings)},
-        "train": {**dataclasses.asdict(spec.train), "lr": lr},
+        # the budget trained on: a card's own train_size (a few-shot variant) where none was asked
+        "train": {**dataclasses.asdict(spec.train), "lr": lr,
+                  "train_size": spec.train.train_size if spec.train.train_size is not None else task.card.train_size},
         "seed": spec.train.seed,
         "scores": scores,
         "zero_shot": zero_shot,

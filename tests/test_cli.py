@@ -415,3 +415,19 @@ def test_a_run_the_method_cannot_train_is_refused_before_any_scoring(tiny_models
                    tasks_dirs=(str(tiny_tasks),))
     with pytest.raises(MethodError, match="class_labels needs a classification task|not supported for seq2seq"):
         prepare_run(spec)
+
+
+def test_a_card_s_own_training_budget_is_the_one_recorded(capsys, tiny_models, tiny_tasks, tmp_path):
+    """A few-shot variant trains on its train_size, and its record (so the tables) says so, not "all"."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "few.yaml").write_text(f"include: {tiny_tasks / 'tiny_cls.yaml'}\nname: tiny_few\ntrain_size: 2\n")
+    code, out, err = run_cli(capsys, *tiny_run(tiny_models, cards, tmp_path / "runs", "gpt2", "lora", "tiny_few"))
+    assert code == 0, err
+    record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+    assert record["train"]["train_size"] == 2
+
+
+def test_validating_a_folder_says_what_validate_takes(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "tasks", "validate", tmp_path)
+    assert code == 2 and f"tasks validate checks one card file; {tmp_path} is a folder" in err

@@ -70,6 +70,24 @@ def test_learning_rates_are_separate_configs():
     assert sorted((r.label, r.seeds) for r in rows) == [("full_ft[lr=0.0001]", 1), ("full_ft[lr=0.001]", 1)]
 
 
+def test_a_user_card_in_place_of_the_shipped_one_is_its_own_row_and_reference():
+    """Same task name and version, another card file: two rows, each against its own full fine-tuning."""
+    def on(card, record):
+        record["task"]["card"] = card
+        return record
+
+    shipped, mine = "/a/machine/tasks/cards/sst2.yaml", "/home/me/mytasks/sst2.yaml"
+    records = [on(shipped, make_record("full_ft", 0.90)), on(shipped, make_record("lora", 0.81)),
+               on("/another/machine/tasks/cards/sst2.yaml", make_record("lora", 0.85, seed=1)),
+               on(mine, make_record("full_ft", 0.60)), on(mine, make_record("lora", 0.54))]
+    rows = {r.label: r for r in aggregate(records)}
+    assert sorted(rows) == ["full_ft[lr=0.001,card=cards/sst2.yaml]", "full_ft[lr=0.001,card=mytasks/sst2.yaml]",
+                            "lora[lr=0.001,card=cards/sst2.yaml]", "lora[lr=0.001,card=mytasks/sst2.yaml]"]
+    assert rows["lora[lr=0.001,card=cards/sst2.yaml]"].seeds == 2  # the shipped card, read on two machines
+    assert rows["lora[lr=0.001,card=cards/sst2.yaml]"].relative_to_full_ft == pytest.approx(0.83 / 0.90)
+    assert rows["lora[lr=0.001,card=mytasks/sst2.yaml]"].relative_to_full_ft == pytest.approx(0.54 / 0.60)
+
+
 def test_training_budgets_and_task_versions_are_separate_configs(tmp_path):
     rows = aggregate([make_record("full_ft", 0.60, train={"steps": 50}),
                       {**make_record("full_ft", 0.70, seed=1, train={"steps": 50}), "finished_at": "2026-02"},
