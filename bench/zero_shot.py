@@ -12,6 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import torch
+
 from bench import provenance
 from bench.models import BaseModel
 from bench.models.gguf_cache import cache_home
@@ -31,6 +33,11 @@ def _examples_digest(examples: list) -> str:
 SCORING_VERSION = 3
 
 
+def _device_name(device) -> str:
+    """The device type, and on CUDA the GPU model: low-precision kernels differ between GPU models."""
+    return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
+
+
 def _key(task, base: BaseModel, split: str, examples: list) -> str:
     card = task.card
     identity = {
@@ -41,7 +48,8 @@ def _key(task, base: BaseModel, split: str, examples: list) -> str:
         "max_input_tokens": card.max_input_tokens, "max_new_tokens": card.max_new_tokens,
         "source": card.source, "splits": card.splits, "validation_from_train": card.validation_from_train,
         "examples": _examples_digest(examples),
-        "model": base.source, "model_kind": base.kind, "dtype": str(base.dtype), "device": base.device.type,
+        "model": base.source, "model_kind": base.kind, "dtype": str(base.dtype),
+        "device": _device_name(base.device),
         "split": split, "n": len(examples),
     }
     folder = Path(base.source)

@@ -77,3 +77,13 @@ def test_another_scoring_rule_or_package_version_scores_again(tmp_path, monkeypa
     versions = bench.zero_shot.provenance.package_versions()
     monkeypatch.setattr(bench.zero_shot.provenance, "package_versions", lambda: {**versions, "transformers": "0.0"})
     assert run() == 6
+
+
+def test_scores_cached_on_one_gpu_model_are_not_another_s(monkeypatch):
+    import torch
+
+    from bench.zero_shot import _device_name
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert _device_name(torch.device("cuda")) == "cuda:NVIDIA H200"
+    assert _device_name(torch.device("cpu")) == "cpu"  # as before: caches made on CPU stay valid
