@@ -280,7 +280,7 @@ def _print_plan(suite) -> int:
 
 
 def _results(args) -> int:
-    from bench.results import aggregate, csv_name, format_table, write_csv
+    from bench.results import aggregate, csv_name, format_table, reruns_left_out, write_csv
 
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
@@ -289,7 +289,8 @@ def _results(args) -> int:
     if unscored:  # search trials score the validation split only
         print(f"\n{unscored} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")
-    print(f"\n{len(records)} runs, {len(failures)} failed; csv: {write_csv(rows, args.folder / csv_name(args.split))}")
+    print(f"\n{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, args.split)}; "
+          f"csv: {write_csv(rows, args.folder / csv_name(args.split))}")
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord, write_text_atomic
-from bench.results import (ResultRow, aggregate, csv_name, figure, load_records, split_name, spread,
+from bench.results import (ResultRow, aggregate, csv_name, figure, load_records, reruns_left_out, split_name, spread,
                            task_names, write_csv)
 
 
@@ -63,7 +63,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     plots_folder = split_name("plots", split)
     plots = render_all(rows, folder / plots_folder, split=split)
     lines = [f"# softprompt-bench report: {Path(folder).resolve().name}", "",
-             f"{len(records)} runs, {len(failures)} failed; scores on the {split} split "
+             f"{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, split)}; "
+             f"scores on the {split} split "
              f"(mean ± std over seeds; a single seed shows no ±); "
              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     by_task: dict[str, list[ResultRow]] = defaultdict(list)

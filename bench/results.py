@@ -349,6 +349,16 @@ def csv_name(split: str) -> str:
     return split_name("results", split, ".csv")
 
 
+def reruns_left_out(records: list[RunRecord], rows: list[ResultRow], split: str) -> str:
+    """"; N superseded ..." where the table counts a seed run again once, as its latest (see
+    _latest_per_seed); nothing where it counts every record scored on `split`."""
+    with warnings.catch_warnings():  # a record not fit for a table was named when the table was made
+        warnings.simplefilter("ignore")
+        scored = sum(split in record["scores"] for record in records if _table_ready(record))
+    left_out = scored - sum(row.seeds for row in rows)
+    return f"; {left_out} superseded by a later run of its seed (not counted)" if left_out > 0 else ""
+
+
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
     table = io.StringIO(newline="")

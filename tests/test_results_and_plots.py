@@ -89,13 +89,18 @@ def test_a_user_card_in_place_of_the_shipped_one_is_its_own_row_and_reference():
 
 
 def test_training_budgets_and_task_versions_are_separate_configs(tmp_path):
-    rows = aggregate([make_record("full_ft", 0.60, train={"steps": 50}),
-                      {**make_record("full_ft", 0.70, seed=1, train={"steps": 50}), "finished_at": "2026-02"},
-                      {**make_record("full_ft", 0.62, seed=1, train={"steps": 50}), "finished_at": "2026-01"},
-                      make_record("full_ft", 0.90, train={"steps": 300}),
-                      make_record("full_ft", 0.80, train={"steps": 300}, task_version=2)])
-    # seed 1 was run twice: it counts once, as its latest run (0.70)
+    from bench.results import reruns_left_out
+
+    records = [make_record("full_ft", 0.60, train={"steps": 50}),
+               {**make_record("full_ft", 0.70, seed=1, train={"steps": 50}), "finished_at": "2026-02"},
+               {**make_record("full_ft", 0.62, seed=1, train={"steps": 50}), "finished_at": "2026-01"},
+               make_record("full_ft", 0.90, train={"steps": 300}),
+               make_record("full_ft", 0.80, train={"steps": 300}, task_version=2)]
+    rows = aggregate(records)
+    # seed 1 was run twice: it counts once, as its latest run (0.70), and the run count says so
     assert [r.score for r in rows if r.steps == 50] == [pytest.approx(0.65)]
+    assert reruns_left_out(records, rows, "test") == "; 1 superseded by a later run of its seed (not counted)"
+    assert reruns_left_out(records[:2], aggregate(records[:2]), "test") == ""
     assert [r.steps for r in rows] == [50, 300, 300]  # numbers in labels sort as numbers
     assert sorted((r.label, r.seeds, r.steps, r.task_version) for r in rows) == [
         ("full_ft[lr=0.001,steps=300,task_version=1]", 1, 300, 1),
