@@ -175,7 +175,9 @@ def _tasks(args) -> int:
     for name, card in sorted(cards.items()):
         sizes = "/".join(_split_size(card, split) for split in ("train", "validation", "test"))
         source = card.source.get("hub") or Path(card.source["local"]).name
-        print(f"{name:<{width}} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  (v{card.version})")
+        budget = f", trains on {card.train_size}" if card.train_size else ""  # a few-shot variant
+        print(f"{name:<{width}} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  "
+              f"(v{card.version}{budget})")
     return 0
 
 

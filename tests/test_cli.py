@@ -426,6 +426,8 @@ def test_a_card_s_own_training_budget_is_the_one_recorded(capsys, tiny_models, t
     assert code == 0, err
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
     assert record["train"]["train_size"] == 2
+    code, out, err = run_cli(capsys, "tasks", "--tasks-dir", cards)
+    assert code == 0 and re.search(r"^tiny_few .*\(v1, trains on 2\)$", out, re.MULTILINE), out
 
 
 def test_validating_a_folder_says_what_validate_takes(capsys, tmp_path):
