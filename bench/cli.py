@@ -274,7 +274,8 @@ def _print_plan(suite) -> int:
 
     present = 0
     for run in suite.runs:
-        done = record_path(run).exists() and record_damage(run, record_path(run)) is None
+        record = record_path(run)
+        done = record.exists() and record_damage(run, record) is None
         present += done
         print(f"{'done' if done else 'todo'}  {describe(run)}  ({run.spec.run_id()})")
     print(f"{len(suite.runs) - present} to run, {present} with a record in {suite.results_dir}")

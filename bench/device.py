@@ -84,21 +84,19 @@ def _full_precision_class(cls: type) -> type:
     return type(f"FullPrecision{cls.__name__}", (FullPrecision, cls), {"__module__": __name__})
 
 
-def keep_fp32_layers_in_fp32(model: torch.nn.Module) -> int:
-    """Layers a low-precision checkpoint was loaded with in fp32 run in fp32; returns how many.
+def keep_fp32_layers_in_fp32(model: torch.nn.Module) -> None:
+    """Layers a low-precision checkpoint was loaded with in fp32 run in fp32.
 
     transformers keeps some layers in fp32 where fp16 overflows (T5's `wo`: its
     `_keep_in_fp32_modules`), but autocast casts every linear layer's inputs and weights to the
     autocast dtype whatever the weight's own dtype, so they would overflow all the same."""
     low = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
     if not low:
-        return 0
-    kept = [module for module in model.modules()
-            if (own := [p for p in module.parameters(recurse=False) if p.is_floating_point()])
-            and all(p.dtype == torch.float32 for p in own)]
-    for module in kept:
-        module.__class__ = _full_precision_class(type(module))
-    return len(kept)
+        return
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if p.is_floating_point()]
+        if own and all(p.dtype == torch.float32 for p in own):
+            module.__class__ = _full_precision_class(type(module))
 
 
 def upcast_trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -19,7 +19,7 @@ from peft import PeftModel
 
 from bench import provenance
 from bench.methods import get_method
-from bench.methods.registry import MethodError
+from bench.methods.registry import MethodError, settings_without_effect
 from bench.modeling import TunedModel
 from bench.modeling.encoding import target_text
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
@@ -36,7 +36,7 @@ from bench.train.checkpointing import check_method_checkpoints, check_model_chec
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, find_task, load_task
 from tasks.metrics import load_library_metrics
-from tasks.registry import CARD_SUFFIXES
+from tasks.registry import CARD_SUFFIXES, SHIPPED_CARDS
 
 EVAL_SPLITS = ("validation", "test")
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
@@ -73,7 +73,7 @@ class RunSpec:
         try:
             resolved, lr = self.resolved()
             # a setting that changes nothing (init_text without init=text) makes no other run
-            method_settings = {**_canonical(resolved), **getattr(resolved, "without_effect", dict)()}
+            method_settings = {**_canonical(resolved), **settings_without_effect(resolved)}
             train["lr"] = float(lr)
         except MethodError:
             method_settings = self.method_settings
@@ -138,6 +138,8 @@ def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> TaskIdentity:
 
 
 def _replaces_shipped(card) -> bool:
+    if card.path.parent == SHIPPED_CARDS.resolve():
+        return False
     try:
         return find_task(card.name).path != card.path
     except (ValueError, OSError):  # no shipped card has the name

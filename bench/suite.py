@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.methods import get_method
 from bench.methods.prompt_tuning import DEFAULT_INIT_TEXT
-from bench.methods.registry import MethodError
+from bench.methods.registry import MethodError, settings_without_effect
 from bench.models.registry import ModelError, refuse_typo
 from bench.results import method_label
 from bench.run import RunSpec, cannot_answer
@@ -152,7 +152,8 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
     configs = []
     planned: dict[tuple, str] = {}  # each configuration -> the entry that plans it
     for index, entry in enumerate(entries):
-        where = f"{path} methods[{index}]"
+        entry_name = f"methods[{index}]"
+        where = f"{path} {entry_name}"
         if not isinstance(entry, dict) or "method" not in entry:
             raise SuiteError(f"{where}: each entry needs `method:`")
         unknown = set(entry) - {"method", "settings", "sweep", "train"}
@@ -180,7 +181,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
                 resolved = method.settings(**settings)
             except MethodError as err:
                 raise SuiteError(f"{where}: {err}") from None
-            without_effect = getattr(resolved, "without_effect", dict)()
+            without_effect = settings_without_effect(resolved)
             idle = [key for key in settings if key in without_effect]  # set here, changing nothing
             settings = {key: value for key, value in settings.items() if key not in without_effect}
             try:
@@ -191,14 +192,14 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
                                     train=resolved_train).configuration()
             key = (method.name, json.dumps(configuration, sort_keys=True))
-            if idle and planned.get(key) == where.removeprefix(f"{path} "):
+            if idle and planned.get(key) == entry_name:
                 continue  # a sweep point that differs only in a setting without effect (init_text, init random)
             if key in planned:
                 label = method_label(method.name, sorted(settings.items()))
                 unused = f"; {', '.join(idle)} changes nothing here" if idle else ""
                 raise SuiteError(f"{where}: plans a run {planned[key]} already plans ({label}{unused}); "
                                  "list each configuration once")
-            planned[key] = where.removeprefix(f"{path} ")
+            planned[key] = entry_name
             configs.append((method.name, settings, point_train))
     return configs
 

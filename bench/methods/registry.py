@@ -40,6 +40,12 @@ class Method:
             raise MethodError(f"method {self.name!r}: {err}") from None
 
 
+def settings_without_effect(settings) -> dict:
+    """A method's settings that its other settings make irrelevant (init_text without init=text),
+    with the value a run id reads for them; a settings class that has none defines no `without_effect`."""
+    return getattr(settings, "without_effect", dict)()
+
+
 def register_method(method: Method) -> Method:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", method.name):
         raise ValueError(f"method name {method.name!r} must be lower_snake_case")
