@@ -25,7 +25,7 @@ from bench.modeling.encoding import target_text
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.loading import hub_commit
 from bench.models.pooling import CONFIG_KEY
-from bench.models.registry import MODELS
+from bench.models.registry import MODELS, folder_source
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.flops import ESTIMATE_VERSION, training_flops
 from bench.names import file_part
@@ -82,14 +82,16 @@ class RunSpec:
     def run_id(self) -> str:
         """Stable name: same task, model, method, settings and seed -> same record path."""
         task = task_identity(self.task, self.tasks_dirs)
-        settings = {"task": task.hashed, "model": self.model, **self.configuration()}
+        folder = folder_source(self.model)
+        settings = {"task": task.hashed, "model": folder or self.model, **self.configuration()}
         if task.version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
             settings["task_version"] = task.version
         # one folder loaded as a causal LM and as an encoder is two runs; a named model's own kind, typed, is none
         if self.model_kind not in (None, getattr(MODELS.get(self.model), "kind", None)):
             settings["model_kind"] = self.model_kind
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{_slug(task.name)}__{_slug(self.model)}__{self.method}__{digest}__s{self.train.seed}"
+        model = Path(folder).name if folder else self.model
+        return f"{_slug(task.name)}__{_slug(model)}__{self.method}__{digest}__s{self.train.seed}"
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,21 @@ def test_a_model_loaded_as_another_kind_is_another_run():
     assert dataclasses.replace(plain, model_kind="encoder").run_id() == plain.run_id()  # minilm-l6's own kind
 
 
+def test_a_model_folder_is_one_run_however_its_path_is_typed_and_two_folders_of_one_name_are_two(tmp_path,
+                                                                                              monkeypatch):
+    for place in ("a", "b"):
+        (tmp_path / place / "my-model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    relative = dataclasses.replace(spec("lora", {}), model="./my-model")
+    assert relative.run_id().startswith("sst2__my-model__lora__")
+    assert dataclasses.replace(relative, model=str(tmp_path / "a" / "my-model")).run_id() == relative.run_id()
+    assert dataclasses.replace(relative, model="my-model/").run_id() == relative.run_id()
+    elsewhere = relative.run_id()
+    monkeypatch.chdir(tmp_path / "b")
+    assert relative.run_id() != elsewhere  # another folder of the same name
+    assert dataclasses.replace(relative, model="org/hub-model").run_id().startswith("sst2__org_hub-model__lora__")
+
+
 def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_counts_at_once(tmp_path):
     """A card that includes sst2 and keeps its name is not what the name finds: its runs are its own."""
     from tasks.registry import SHIPPED_CARDS

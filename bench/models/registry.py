@@ -130,6 +130,14 @@ def refuse_typo(name: str) -> None:
                                "or give a local checkpoint folder or a hub id)")
 
 
+def folder_source(name: str) -> str | None:
+    """The full path of a model given as a local folder (None when `name` is no folder here): a folder
+    is loaded, recorded and known to run ids by it, so a run reloads it from anywhere, `./m` and
+    `/abs/m` are one model, and a folder named like a hub id ("gpt2") is not taken for it."""
+    folder = Path(name).expanduser()
+    return str(folder.resolve()) if name not in MODELS and folder.is_dir() else None
+
+
 def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
     """A registry name, a local checkpoint folder or a hub id -> where to load it and its kind."""
     if kind is not None and kind not in KINDS:
@@ -147,12 +155,10 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
             raise ModelUnavailable(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
         return ResolvedModel(name=name, source=str(folder), kind=spec.kind)
     refuse_typo(name)
-    folder = Path(name).expanduser()
-    if name.startswith((".", "/", "~")) and not folder.is_dir():
+    source = folder_source(name)
+    if name.startswith((".", "/", "~")) and source is None:
         raise ModelUnavailable(f"model {name!r}: no such folder")
-    # a folder is loaded, and recorded, by its full path: a run reloads it from anywhere, and a
-    # folder named like a hub id ("gpt2") is not taken for it
-    source = str(folder.resolve()) if folder.is_dir() else name
+    source = source or name
     from transformers import AutoConfig
 
     try:
