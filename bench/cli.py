@@ -283,14 +283,13 @@ def _print_plan(suite) -> int:
 
 
 def _results(args) -> int:
-    from bench.results import aggregate, csv_name, format_table, reruns_left_out, write_csv
+    from bench.results import aggregate, csv_name, format_table, reruns_left_out, unscored, write_csv
 
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
     print(format_table(rows))
-    unscored = sum(args.split not in record["scores"] for record in records)
-    if unscored:  # search trials score the validation split only
-        print(f"\n{unscored} runs have no {args.split} scores and are not in the table (--split validation "
+    if left_out := unscored(records, args.split):
+        print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")
     print(f"\n{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, args.split)}; "
           f"csv: {write_csv(rows, args.folder / csv_name(args.split))}")

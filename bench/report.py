@@ -10,7 +10,7 @@ from pathlib import Path
 from bench.plots.render import render_all
 from bench.record import RunRecord, write_text_atomic
 from bench.results import (ResultRow, aggregate, csv_name, figure, load_records, reruns_left_out, split_name, spread,
-                           task_names, write_csv)
+                           task_names, unscored, write_csv)
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -62,10 +62,12 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     write_csv(rows, folder / csv_name(split))
     plots_folder = split_name("plots", split)
     plots = render_all(rows, folder / plots_folder, split=split)
+    left_out = unscored(records, split)
+    not_scored = f"; {left_out} not scored on {split} (search trials, say), not in the tables" if left_out else ""
     lines = [f"# softprompt-bench report: {Path(folder).resolve().name}", "",
-             f"{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, split)}; "
+             f"{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, split)}{not_scored}; "
              f"scores on the {split} split "
-             f"(mean ± std over seeds; a single seed shows no ±); "
+             f"(mean ± sample standard deviation over seeds; a single seed shows no ±); "
              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     by_task: dict[str, list[ResultRow]] = defaultdict(list)
     for row, task in zip(rows, task_names(rows)):

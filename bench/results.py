@@ -65,6 +65,8 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
         varying.append("task_version")
     if len({card_of(group[0]) for group in groups}) > 1:
         varying.append("card")
+    if len({model_kind(group[0]) for group in groups}) > 1:
+        varying.append("model_kind")
     if len({_init_text(group[0]) for group in groups} - {None}) > 1:
         varying.append("init_text")
     return varying
@@ -75,6 +77,11 @@ def card_of(record: RunRecord) -> str:
     machines is one card, and a user's card that replaces it (same name and version) another."""
     card = record["task"].get("card")
     return "/".join(Path(card).parts[-2:]) if card else ""
+
+
+def model_kind(record: RunRecord) -> str:
+    """How the run loaded its model (encoder, causal, seq2seq): one folder loaded as two kinds is two models."""
+    return str(record["model"].get("kind", ""))
 
 
 def init_text(settings: dict) -> str | None:
@@ -147,6 +154,8 @@ def record_problem(record: RunRecord) -> str | None:
     if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
         return f"schema version {record['schema_version']}, newer than this version reads ({SCHEMA_VERSION})"
     metric = record["task"]["primary_metric"]
+    if "validation" not in record["scores"]:  # what tables and searches choose by
+        return "no validation scores"
     for split, scores in record["scores"].items():
         if not isinstance(scores.get(metric), (int, float)):
             return f"no {metric} score on {split}"
@@ -187,6 +196,7 @@ class ResultRow:
     train: dict  # every training setting the group shares (all but the seed)
     examples: int | None = None  # examples each score is over (its records' n; fewer than eval_size in a small split)
     card: str = ""  # the task card's folder and file (see card_of)
+    model_kind: str = ""  # encoder, causal or seq2seq (see model_kind)
 
 
 def spread(row: ResultRow, *, gap: str = "") -> str:
@@ -210,7 +220,8 @@ def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[l
         if split not in record["scores"]:  # e.g. search trials, scored on validation only
             continue
         key = (record["task"]["name"], record["model"]["name"], config_label(record), str(_init_text(record)),
-               json.dumps(record["task"].get("version")), card_of(record), _frozen(_training(record)))
+               json.dumps(record["task"].get("version")), card_of(record), model_kind(record),
+               _frozen(_training(record)))
         groups[key].append(record)
     by_task: dict[tuple[str, str], list[list[RunRecord]]] = defaultdict(list)
     for key, group in sorted(groups.items()):
@@ -231,7 +242,8 @@ def _label(group: list[RunRecord], varying: list[str]) -> str:
     record = group[0]
     text = _init_text(record)
     shown = {**_training(record), "task_version": record["task"].get("version"),
-             "init_text": shortened(text) if text else None, "card": card_of(record)}
+             "init_text": shortened(text) if text else None, "card": card_of(record),
+             "model_kind": model_kind(record)}
     fields = [(k, shown.get(k)) for k in varying if k != "init_text" or text]
     return method_label(record["method"]["name"], _config_fields(record) + fields)
 
@@ -253,12 +265,12 @@ def aggregate(records: list[RunRecord], *, split: str = "test") -> list[ResultRo
     for groups in _group([r for r in records if _table_ready(r)], split).values():
         varying = _varying(groups)
         rows += [_row(group, _label(group, varying), split=split) for group in groups]
-    rows.sort(key=lambda r: (r.task, r.model, _natural(r.label)))
+    rows.sort(key=lambda r: (r.task, r.model, natural_key(r.label)))
     _relate_to_full_ft(rows)
     return rows
 
 
-def _natural(label: str) -> tuple:
+def natural_key(label: str) -> tuple:
     """Sort key reading the numbers in a label as numbers: steps=50 before steps=300."""
     parts = re.split(r"(\d+(?:\.\d+)?(?:e-?\d+)?)", label)
     return tuple(float(part) if index % 2 else part for index, part in enumerate(parts))
@@ -282,7 +294,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         **_versus_zero_shot(group, split, metric),
         relative_to_full_ft=None, **costs, task_version=group[0]["task"].get("version"),
         **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
-        examples=group[0]["scores"][split].get("n"), card=card_of(group[0]),
+        examples=group[0]["scores"][split].get("n"), card=card_of(group[0]), model_kind=model_kind(group[0]),
     )
 
 
@@ -312,9 +324,10 @@ def task_names(rows: list[ResultRow]) -> list[str]:
 
 
 def comparable_key(row: ResultRow) -> tuple:
-    """What a row and its full fine-tuning reference must share: the task (version and card), the model, the
-    training data drawn and the evaluation examples scored (a 20-example smoke run is no reference)."""
-    return row.task, row.task_version, row.card, row.model, row.train_size, row.eval_size
+    """What a row and its full fine-tuning reference must share: the task (version and card), the model (and
+    the kind it was loaded as), the training data drawn and the evaluation examples scored (a 20-example
+    smoke run is no reference)."""
+    return row.task, row.task_version, row.card, row.model, row.model_kind, row.train_size, row.eval_size
 
 
 def _full_ft_rows(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
@@ -359,10 +372,15 @@ def reruns_left_out(records: list[RunRecord], rows: list[ResultRow], split: str)
     return f"; {left_out} superseded by a later run of its seed (not counted)" if left_out > 0 else ""
 
 
+def unscored(records: list[RunRecord], split: str) -> int:
+    """Records with no scores on `split` (search trials score validation only): in no table of it."""
+    return sum(split not in record["scores"] for record in records)
+
+
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
     table = io.StringIO(newline="")
-    fields = [f for f in asdict(rows[0]) if f not in ("settings", "train", "card")] if rows else []
+    fields = [f for f in asdict(rows[0]) if f not in ("settings", "train", "card", "model_kind")] if rows else []
     writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(asdict(r) for r in rows)
@@ -389,7 +407,7 @@ def format_table(rows: list[ResultRow]) -> str:
     tasks, models = (max([len(title)] + [len(getattr(r, key)) for r in rows]) for title, key in
                      (("task", "task"), ("model", "model")))
     width = max([len("config")] + [len(r.label) for r in rows])
-    header = (f"{'task':<{tasks}} {'model':<{models}} {'config':<{width}} {'n':>2} {'score':>14} {'vs FT':>6} "
+    header = (f"{'task':<{tasks}} {'model':<{models}} {'config':<{width}} {'seeds':>5} {'score':>14} {'vs FT':>6} "
               f"{'vs 0-shot':>9} {'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -398,7 +416,7 @@ def format_table(rows: list[ResultRow]) -> str:
         seconds = figure(r.train_seconds, ".1f", missing="-")
         latency = figure(r.latency_overhead, ".2f", missing="-") + ("x" if math.isfinite(r.latency_overhead) else "")
         lines.append(
-            f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>2} "
+            f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>5} "
             f"{r.score:>7.3f}{spread(r):<7} {relative:>6} {improvement} "
             f"{_si(r.trainable_params):>7} {seconds:>8} {_si(r.train_flops):>7} {latency:>7}")
     return "\n".join(lines)

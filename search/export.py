@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
+from bench.plots.draw import METHOD_COLOURS, spans_decades  # noqa: E402
 from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
 from bench.reload import load_trained, task_of  # noqa: E402
 from bench.results import method_label  # noqa: E402
@@ -191,8 +192,6 @@ def _score_label(study: optuna.Study) -> str:
 
 def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
     """Each completed trial's score against its value of `param` (whichever method's), a colour per method."""
-    from bench.plots.draw import METHOD_COLOURS
-
     by_method: dict[str, list[tuple]] = {}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if REPEAT_OF_ATTR in trial.user_attrs:  # the same point again
@@ -205,7 +204,8 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
     figure, axes = plt.subplots(figsize=(6, 4))
     for method, points in sorted(by_method.items()):
         if points:
-            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=METHOD_COLOURS.get(method))
+            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=METHOD_COLOURS.get(method),
+                         alpha=0.6)  # trials at one value stay visible behind each other
     if log:
         axes.set_xscale("log")
     axes.set_xlabel(xlabel)
@@ -232,17 +232,21 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     if len(complete) >= 2 and not multi:
         drawings.append(("param_importances", lambda: optuna_plots.plot_param_importances(study)))
     for name, draw in drawings:
-        try:
-            with warnings.catch_warnings(record=True) as notes:
-                axes = draw()
-        except (ValueError, RuntimeError) as err:  # e.g. importances need >1 varying parameter
-            print(f"plot {name} skipped: {err}")
-            continue
-        _print_plot_notes(name, notes)
-        path = folder / f"{name}.png"
-        axes.figure.tight_layout()
-        axes.figure.savefig(path, dpi=120)
-        plt.close(axes.figure)
+        # Optuna switches the whole process to its own style as it draws: kept to its own charts
+        with matplotlib.rc_context():
+            try:
+                with warnings.catch_warnings(record=True) as notes:
+                    axes = draw()
+            except (ValueError, RuntimeError) as err:  # e.g. importances need >1 varying parameter
+                print(f"plot {name} skipped: {err}")
+                continue
+            _print_plot_notes(name, notes)
+            if name == "pareto_front" and spans_decades(t.values[1] for t in complete):
+                axes.set_yscale("log")  # the cost: trainable parameters span 1e3 to 1e6, say
+            path = folder / f"{name}.png"
+            axes.figure.tight_layout()
+            axes.figure.savefig(path, dpi=120)
+            plt.close(axes.figure)
         paths.append(path)
     for param, label, name, log in (("num_virtual_tokens", "prompt length", "score_vs_prompt_length", True),
                                     ("lr", "learning rate", "score_vs_lr", True)):

@@ -21,6 +21,7 @@ KEY_TYPES: dict[str, tuple[type, ...]] = {
     "include": (str,), "description": (str,), "splits": (dict,), "label_field": (str,), "label_words": (dict, list),
     "target_field": (str,), "primary_metric": (str,), "max_input_tokens": (int,), "max_new_tokens": (int,),
     "license": (str,), "notes": (str,), "validation_from_train": (int,), "train_size": (int,),
+    "higher_is_better": (bool,),
 }
 # keys holding a collection -> the type of each entry (label_words and source have their own, richer checks)
 ENTRY_TYPES: dict[str, type] = {"splits": str, "metrics": str}
@@ -33,7 +34,7 @@ SOURCE_KEYS: dict[str, tuple[type, ...]] = {
 HUB_KEYS = ("name", "data_files", "revision")
 DATA_FILES_SHAPES = "text, a list of text or a mapping split -> text or list of text"
 KNOWN_KEYS = REQUIRED_KEYS + tuple(key for key in KEY_TYPES if key not in REQUIRED_KEYS)
-TYPE_NAMES = {str: "text", int: "an integer", dict: "a mapping", list: "a list"}
+TYPE_NAMES = {str: "text", int: "an integer", dict: "a mapping", list: "a list", bool: "true or false"}
 EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
 
 
@@ -245,6 +246,20 @@ def _normalise_label_words(path: Path, raw: Any, origin: Path) -> dict[Any, tupl
     return words
 
 
+RANKED_HIGHER_FIRST = ("tables, plots and searches rank a higher primary score as better, so a metric where lower "
+                       "is better (wer, perplexity) can only be a secondary metric")
+
+
+def _check_direction(primary: str, higher_is_better: bool | None, fail) -> None:
+    """The primary metric must be one where higher is better. The built-in ones are; of an `evaluate:`
+    metric nothing says, so the card says it."""
+    if higher_is_better is False:
+        raise fail("higher_is_better", RANKED_HIGHER_FIRST)
+    if primary.startswith(EVALUATE_PREFIX) and higher_is_better is None:
+        raise fail("primary_metric", f"{primary} ranks runs: add `higher_is_better: true` if a higher score is "
+                   f"better; {RANKED_HIGHER_FIRST}")
+
+
 def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
     def fail(key: str, problem: str) -> TaskCardError:
         return TaskCardError(path, key, problem, origin=origins.get(key))
@@ -268,8 +283,10 @@ def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
         fitting = CLASSIFICATION_METRICS if data["kind"] == "classification" else GENERATION_METRICS
         if metric not in fitting:
             raise fail("metrics", f"metric {metric!r} does not apply to {data['kind']} tasks")
-    if data.get("primary_metric", metrics[0]) not in metrics:
+    primary = data.get("primary_metric", metrics[0])
+    if primary not in metrics:
         raise fail("primary_metric", "must be one of the card's metrics")
+    _check_direction(primary, data.get("higher_is_better"), fail)
     source = data["source"]
     if not isinstance(source, dict) or len({"local", "hub"} & set(source)) != 1:
         raise fail("source", "must give `local: <folder>` or `hub: <dataset path>`, one of them")

@@ -178,18 +178,37 @@ def test_plot_files_of_a_hub_model_stay_in_the_plots_folder(tmp_path):
     assert all(p.parent == tmp_path and p.exists() for p in paths)
 
 
-def test_prompt_length_and_init_plots_keep_learning_rates_apart():
-    rows = aggregate([make_record("prompt_tuning", score, lr=lr, num_virtual_tokens=length, init=init)
-                      for lr, score in ((0.1, 0.8), (0.3, 0.6))
-                      for length, init in ((1, "random"), (20, "random"), (20, "class_labels"))])
-    curves = data.length_curves(rows)
-    assert sorted((c.method, c.lengths, c.scores) for c in curves) == [
-        ("prompt_tuning[init=random,lr=0.1]", [1, 20], [0.8, 0.8]),
-        ("prompt_tuning[init=random,lr=0.3]", [1, 20], [0.6, 0.6])]
-    comparisons = data.init_comparisons(rows)
-    assert sorted((c.config, c.inits, c.scores) for c in comparisons) == [
-        ("prompt_tuning[num_virtual_tokens=20,lr=0.1]", ["class_labels", "random"], [0.8, 0.8]),
-        ("prompt_tuning[num_virtual_tokens=20,lr=0.3]", ["class_labels", "random"], [0.6, 0.6])]
+def test_prompt_length_and_init_plots_show_each_point_at_its_best_learning_rate_on_validation():
+    """A line per learning rate would bury the question; the rate is chosen on validation, as a
+    sweep tunes it, never on the split the chart reports."""
+    records = [make_record("prompt_tuning", score, lr=lr, num_virtual_tokens=length, init=init)
+               for lr, score in ((0.1, 0.8), (0.3, 0.6))
+               for length, init in ((1, "random"), (20, "random"), (20, "class_labels"))]
+    for record in records:  # at length 20 with random init, the worse test score is the better on validation
+        settings = record["method"]["settings"]
+        if record["train"]["lr"] == 0.3 and settings == {"num_virtual_tokens": 20, "init": "random"}:
+            record["scores"]["validation"]["accuracy"] = 0.95
+    rows = aggregate(records)
+    (curve,) = data.length_curves(rows)
+    assert (curve.method, curve.lengths, curve.scores, curve.lrs_chosen) == (
+        "prompt_tuning[init=random]", [1, 20], [0.8, 0.6], True)
+    (comparison,) = data.init_comparisons(rows)
+    assert (comparison.config, comparison.inits, comparison.scores, comparison.lrs_chosen) == (
+        "prompt_tuning[num_virtual_tokens=20]", ["class_labels", "random"], [0.8, 0.6], True)
+    one_rate = aggregate([r for r in records if r["train"]["lr"] == 0.1])
+    assert [(c.method, c.lrs_chosen) for c in data.length_curves(one_rate)] == [
+        ("prompt_tuning[init=random,lr=0.1]", False)]
+
+
+def test_curves_and_init_groups_sort_numbers_as_numbers_and_keep_cards_and_kinds_apart():
+    records = [make_record("p_tuning", 0.7, num_virtual_tokens=n, encoder_hidden_size=size)
+               for size in (128, 64) for n in (1, 5)]
+    assert [c.method for c in data.length_curves(aggregate(records))] == [
+        "p_tuning[encoder_hidden_size=64,lr=0.001]", "p_tuning[encoder_hidden_size=128,lr=0.001]"]
+    as_causal = [dict(r, model={"name": "m", "kind": "causal"}, run_id=r["run_id"] + "c")
+                 for r in records if r["method"]["settings"]["encoder_hidden_size"] == 64]
+    curves = data.length_curves(aggregate(records + as_causal))
+    assert len(curves) == 3 and sum("model_kind=causal" in c.method for c in curves) == 1
 
 
 def test_prompts_initialised_from_different_texts_are_different_configs():
@@ -295,7 +314,10 @@ def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropp
     null_cost = make_record("lora", 0.8, seed=3)
     null_cost["cost"]["train_flops"] = None
     del null_cost["environment"]
-    for name, record in (("no_metric", no_metric), ("newer", newer), ("null_cost", null_cost), ("ok", RECORDS[0])):
+    no_validation = make_record("lora", 0.8, seed=4)  # tables choose by validation: a KeyError, before
+    del no_validation["scores"]["validation"]
+    for name, record in (("no_metric", no_metric), ("newer", newer), ("null_cost", null_cost), ("ok", RECORDS[0]),
+                         ("no_validation", no_validation)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "record.json").write_text(json.dumps(record))
     failures = {"ok": {"run": "ran since", "reason": "x", "run_id": RECORDS[0]["run_id"]},
@@ -309,12 +331,26 @@ def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropp
     said = " ".join(str(w.message) for w in caught)
     assert f"{tmp_path / 'no_metric' / 'record.json'}: no accuracy score on test" in said
     assert f"{tmp_path / 'newer' / 'record.json'}: schema version 99, newer than" in said
+    assert f"{tmp_path / 'no_validation' / 'record.json'}: no validation scores" in said
     assert f"unreadable failure file {tmp_path / 'junk' / 'failure.json'}" in said
     assert sorted(r["seed"] for r in records) == [0, 3] and [f["run"] for f in kept] == ["still failed"]
     rows = aggregate(records)
     assert [math.isnan(r.train_flops) for r in rows if r.method == "lora"] == [True]  # a null cost is no number
     report = write_report(tmp_path, records=records, failures=kept).read_text()  # a record without environment
     assert "2 environments ran these records" in report
+
+
+def test_one_model_loaded_as_two_kinds_is_two_configs_each_against_its_own_full_fine_tuning():
+    def as_kind(record, kind):
+        return {**record, "model": {"name": "m", "kind": kind}, "run_id": f"{record['run_id']}-{kind}"}
+
+    records = [as_kind(make_record("full_ft", 0.9), "encoder"), as_kind(make_record("lora", 0.81), "encoder"),
+               as_kind(make_record("full_ft", 0.6), "causal"), as_kind(make_record("lora", 0.3), "causal")]
+    rows = {r.label: r for r in aggregate(records)}
+    assert sorted(rows) == ["full_ft[lr=0.001,model_kind=causal]", "full_ft[lr=0.001,model_kind=encoder]",
+                            "lora[lr=0.001,model_kind=causal]", "lora[lr=0.001,model_kind=encoder]"]
+    assert rows["lora[lr=0.001,model_kind=encoder]"].relative_to_full_ft == pytest.approx(0.9)
+    assert rows["lora[lr=0.001,model_kind=causal]"].relative_to_full_ft == pytest.approx(0.5)
 
 
 def test_a_record_without_what_a_row_reads_is_left_out_by_name():

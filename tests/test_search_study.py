@@ -4,6 +4,7 @@ import contextlib
 import io
 import logging
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -43,6 +44,27 @@ def test_search_plots_are_drawn_from_the_trials(tmp_path):
     names = {path.name for path in write_plots(study, tmp_path)}
     assert names == {"optimization_history.png", "param_importances.png", "score_vs_prompt_length.png",
                      "score_vs_lr.png"}
+
+
+def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_process_style_alone(tmp_path,
+                                                                                                  monkeypatch):
+    import matplotlib
+    import matplotlib.figure
+
+    study = optuna.create_study(study_name="front", directions=["maximize", "minimize"])
+    distributions = {"num_virtual_tokens": IntDistribution(1, 200, log=True)}
+    for tokens, score, params in [(1, 0.6, 1e3), (20, 0.7, 2e4), (200, 0.8, 1.3e6)]:
+        study.add_trial(optuna.trial.create_trial(params={"num_virtual_tokens": tokens},
+                                                  distributions=distributions, values=[score, params]))
+    saved_scales = []
+    original_savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (
+        saved_scales.append((Path(path).name, [axes.get_yscale() for axes in figure.axes])),
+        original_savefig(figure, path, **options))[1])
+    style = dict(matplotlib.rcParams)
+    write_plots(study, tmp_path)
+    assert ("pareto_front.png", ["log"]) in saved_scales
+    assert matplotlib.rcParams["axes.facecolor"] == style["axes.facecolor"]  # Optuna's ggplot stays in its charts
 
 
 @pytest.mark.parametrize("objective, named", [

@@ -52,6 +52,8 @@ def test_user_card_loads(tmp_path):
     path = write_card(tmp_path)
     assert load_card(path).classes == [0, 1]
     assert "mine" in available_tasks((str(tmp_path),))
+    said_higher_is_better = write_card(tmp_path, metrics="['evaluate:matthews_correlation']", higher_is_better="true")
+    assert load_card(said_higher_is_better).primary_metric == "evaluate:matthews_correlation"
 
 
 @pytest.mark.parametrize("changes, key, problem", [
@@ -87,6 +89,11 @@ def test_user_card_loads(tmp_path):
     ({"source": "{hub: csv, data_files: {train: [a.csv, 1]}}"}, "source", "entry 'data_files' must be"),
     ({"source": "{hub: glue, revision: 2}"}, "source", "entry 'revision' must be text, got an integer"),
     ({"source": "{local: data, data_files: x.csv}"}, "source", "'data_files' is a key of hub sources"),
+    # every table, plot and search ranks a higher primary score first: a metric to minimise cannot rank
+    ({"metrics": "['evaluate:wer', accuracy]"}, "primary_metric",
+     "evaluate:wer ranks runs: add `higher_is_better: true` if a higher score is better"),
+    ({"higher_is_better": "false"}, "higher_is_better", "a metric where lower is better .* can only be a secondary"),
+    ({"higher_is_better": "yes please"}, "higher_is_better", "must be true or false"),
 ])
 def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
     path = write_card(tmp_path, **changes)

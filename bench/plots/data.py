@@ -8,7 +8,7 @@ import re
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, shortened, task_names
+from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, natural_key, shortened, task_names
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -51,21 +51,23 @@ class RelativeScores(NamedTuple):
 class LengthCurve(NamedTuple):
     task: str
     model: str
-    method: str  # the config family: its table label without the prompt length
+    method: str  # the config family: its table label without the prompt length (and the lr, where chosen)
     lengths: list[int]
     scores: list[float]
     stds: list[float | None]  # None for a single seed
     metric: str = "score"
+    lrs_chosen: bool = False  # each length shows the best of several learning rates (on validation)
 
 
 class InitComparison(NamedTuple):
     task: str
     model: str
-    config: str  # the config family: its table label without the init
+    config: str  # the config family: its table label without the init (and the lr, where chosen)
     inits: list[str]
     scores: list[float]
     stds: list[float | None]  # None for a single seed
     metric: str = "score"
+    lrs_chosen: bool = False  # each init shows the best of several learning rates (on validation)
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
@@ -130,12 +132,14 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     return RelativeScores(tasks, sorted(values), dict(values))
 
 
-def _family(row: ResultRow, *keys: str) -> tuple:
-    """Everything that makes a row's config but `keys`: rows with the same family differ only there."""
+def _family(row: ResultRow, task: str, *keys: str) -> tuple:
+    """Everything that makes a row's config but `keys` (method or training settings): rows with the
+    same family differ only there. `task` is its name as the charts show it (with its version where
+    the rows hold several)."""
     ignored = set(keys) | ({"init_text"} if init_text(row.settings) is None else set())  # unused text
     settings = tuple(sorted((k, str(v)) for k, v in row.settings.items() if k not in ignored))
-    train = json.dumps(row.train, sort_keys=True, default=str)
-    return row.task, row.model, row.method, str(row.task_version), settings, train
+    train = json.dumps({k: v for k, v in row.train.items() if k not in keys}, sort_keys=True, default=str)
+    return task, row.model, row.method, row.card, row.model_kind, settings, train
 
 
 def _label_without(label: str, key: str) -> str:
@@ -144,20 +148,35 @@ def _label_without(label: str, key: str) -> str:
 
 
 def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
-    """Score against prompt length for configs that differ only in their number of virtual tokens."""
+    """Score against prompt length for configs that differ only in their number of virtual tokens and
+    learning rate. Where a family was trained at several rates, each length shows the rate best on
+    validation (as a sweep tunes it; the reported split is never used to choose): a line per rate
+    would bury the question under a line per learning rate."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
-    for row in rows:
+    for row, task in zip(rows, task_names(rows)):
         if "num_virtual_tokens" in row.settings:
-            groups[_family(row, "num_virtual_tokens")].append(row)
+            groups[_family(row, task, "num_virtual_tokens", "lr")].append(row)
     curves = []
-    for (task, model, *_), group in sorted(groups.items()):
-        if len(group) < 2:
+    for (task, model, *_), group in groups.items():
+        best = _best_lr_each(group, lambda row: row.settings["num_virtual_tokens"])
+        if len(best) < 2:
             continue
-        group.sort(key=lambda r: r.settings["num_virtual_tokens"])
-        name = _label_without(group[0].label, "num_virtual_tokens")
-        curves.append(LengthCurve(task, model, name, [r.settings["num_virtual_tokens"] for r in group],
-                                  [r.score for r in group], [r.score_std for r in group], group[0].metric))
-    return curves
+        chosen = [best[length] for length in sorted(best)]
+        several_lrs = len({r.lr for r in group}) > 1
+        name = _label_without(chosen[0].label, "num_virtual_tokens")
+        curves.append(LengthCurve(task, model, _label_without(name, "lr") if several_lrs else name, sorted(best),
+                                  [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
+                                  lrs_chosen=several_lrs))
+    return sorted(curves, key=lambda c: (c.task, c.model, natural_key(c.method)))
+
+
+def _best_lr_each(group: list[ResultRow], value) -> dict:
+    """For each `value(row)` in `group`, its row of best validation score (of its learning rates)."""
+    best: dict = {}
+    for row in group:
+        if value(row) not in best or row.validation > best[value(row)].validation:
+            best[value(row)] = row
+    return best
 
 
 def _init_name(row: ResultRow, *, with_text: bool) -> str:
@@ -168,17 +187,21 @@ def _init_name(row: ResultRow, *, with_text: bool) -> str:
 def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
     """Prompt tuning by init, for each config family (task, model, other settings, training) with several inits."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
-    for row in rows:
+    for row, task in zip(rows, task_names(rows)):
         if row.method == "prompt_tuning":
-            groups[_family(row, "init", "init_text")].append(row)
+            groups[_family(row, task, "init", "init_text", "lr")].append(row)
     comparisons = []
-    for (task, model, *_), group in sorted(groups.items()):
+    for (task, model, *_), group in groups.items():
         if len({r.settings["init"] for r in group}) < 2:
             continue
-        group.sort(key=lambda r: (r.settings["init"], str(r.settings.get("init_text"))))
-        several_texts = sum(r.settings["init"] == "text" for r in group) > 1
-        named_by = next(r for r in group if r.settings["init"] != "text")  # its label has no init text
-        comparisons.append(InitComparison(task, model, _label_without(named_by.label, "init"),
-                                          [_init_name(r, with_text=several_texts) for r in group],
-                                          [r.score for r in group], [r.score_std for r in group], group[0].metric))
-    return comparisons
+        best = _best_lr_each(group, lambda row: (row.settings["init"], init_text(row.settings)))
+        chosen = sorted(best.values(), key=lambda r: (r.settings["init"], str(init_text(r.settings))))
+        several_texts = sum(r.settings["init"] == "text" for r in chosen) > 1
+        several_lrs = len({r.lr for r in group}) > 1
+        named_by = next(r for r in chosen if r.settings["init"] != "text")  # its label has no init text
+        name = _label_without(named_by.label, "init")
+        comparisons.append(InitComparison(task, model, _label_without(name, "lr") if several_lrs else name,
+                                          [_init_name(r, with_text=several_texts) for r in chosen],
+                                          [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
+                                          lrs_chosen=several_lrs))
+    return sorted(comparisons, key=lambda c: (c.task, c.model, natural_key(c.config)))

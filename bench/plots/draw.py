@@ -37,7 +37,8 @@ def _save(figure, folder: Path, name: str) -> list[Path]:
     figure.tight_layout()
     for path in paths:  # drawn beside the chart, then renamed over it: a killed command leaves no half image
         partial = path.with_name(f".{path.name}.partial{path.suffix}")
-        figure.savefig(partial, dpi=130, **SAVE_OPTIONS[path.suffix])
+        # "tight": the saved image takes in the legends drawn beside the axes
+        figure.savefig(partial, dpi=130, bbox_inches="tight", **SAVE_OPTIONS[path.suffix])
         os.replace(partial, path)
     plt.close(figure)
     return paths
@@ -48,7 +49,13 @@ def _spreads(stds) -> list[float]:
     return [float("nan") if std is None else std for std in stds]
 
 
-SPREAD_NOTE = "error bars: std over seeds (none for one seed)"
+SPREAD_NOTE = "error bars: sample std over seeds (none for one seed)"
+
+
+def spans_decades(values) -> bool:
+    """Whether positive `values` spread over enough orders of magnitude (50x) to need a log axis."""
+    positive = [v for v in values if v is not None and v > 0]
+    return bool(positive) and max(positive) / min(positive) > 50
 
 
 def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> list[Path]:
@@ -61,8 +68,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> l
     if len(front) > 1:  # the best score reachable at each cost: flat until the next point of the front
         axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, drawstyle="steps-post",
                   label="Pareto front")
-    costs = [p.cost for p in chart.points if p.cost > 0]
-    if costs and max(costs) / min(costs) > 50:
+    if spans_decades([p.cost for p in chart.points]):
         axes.set_xscale("log")
     for method, point in chart.references.items():
         axes.axhline(point.score, color=METHOD_COLOURS.get(method), ls=":", lw=1)
@@ -76,52 +82,72 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> l
     return _save(figure, folder, f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}")
 
 
+def _legend_beside(axes, **options) -> None:
+    """The legend right of the axes, where it covers no data however many entries it has."""
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, **options)
+
+
 def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") -> list[Path]:
-    figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 3), 4))
+    figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 4), 4))
     width = 0.8 / max(len(data.methods), 1)
     for i, method in enumerate(data.methods):
         xs = [t + i * width for t in range(len(data.tasks))]
         ys = [data.values[method].get(task, float("nan")) for task in data.tasks]  # no bar where unknown
-        axes.bar(xs, ys, width, label=method, color=METHOD_COLOURS.get(method))
+        # bars grow up or down from full fine-tuning's 1: the ratios sit near it, and bars from 0 would
+        # draw 0.89 and 0.99 nearly alike (a cut axis would draw their lengths out of proportion)
+        bars = axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=METHOD_COLOURS.get(method))
+        axes.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=6, rotation=90, padding=2)
     axes.axhline(1.0, color="k", lw=0.8, ls="--")
+    values = [v for per_task in data.values.values() for v in per_task.values()] + [1.0]
+    low, high = min(values), max(values)
+    margin = 0.15 * max(high - low, 0.05)
+    axes.set_ylim(low - margin, high + margin)  # room beyond the bars' ends for their values
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
     axes.set_ylabel(f"{split} score / full fine-tuning's")
     axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning", fontsize=10)
-    axes.legend(fontsize=7)
+    _legend_beside(axes, fontsize=7)
     return _save(figure, folder, RELATIVE_CHART)
 
 
 def _panels(keys: list[tuple[str, str]]):
-    """A figure with one panel per (task, model), in a grid of up to three columns."""
+    """A figure with one panel per (task, model), in a grid of up to three columns, each with room on
+    its right for its legend."""
     columns = min(3, len(keys))
     rows = math.ceil(len(keys) / columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 4 * rows), squeeze=False)
+    figure, grid = plt.subplots(rows, columns, figsize=(8.5 * columns, 4 * rows), squeeze=False)
     for extra in grid.flat[len(keys):]:
         extra.set_visible(False)
     return figure, dict(zip(keys, grid.flat))
 
 
+# line style and marker of a method's k-th config: 4 x 5 pairs before one repeats (4 and 5 share no factor)
 LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v")
+LR_NOTE = "each point at its best learning rate on validation"
 
 
 def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = "test") -> list[Path]:
     """Score against prompt length, a panel per task and model, a colour per method (configs of
-    one method told apart by line style)."""
+    one method told apart by line style and marker)."""
     figure, panels = _panels(list(dict.fromkeys((c.task, c.model) for c in curves)))
     for (task, model), axes in panels.items():
         shown = [c for c in curves if (c.task, c.model) == (task, model)]
         for curve in shown:
             method = curve.method.partition("[")[0]
-            siblings = [c for c in shown if c.method.partition("[")[0] == method]
-            axes.errorbar(curve.lengths, curve.scores, yerr=_spreads(curve.stds), marker="o", capsize=3,
-                          ls=LINE_STYLES[siblings.index(curve) % len(LINE_STYLES)],
+            k = [c for c in shown if c.method.partition("[")[0] == method].index(curve)
+            axes.errorbar(curve.lengths, curve.scores, yerr=_spreads(curve.stds), capsize=3,
+                          ls=LINE_STYLES[k % len(LINE_STYLES)], marker=MARKERS[k % len(MARKERS)],
                           color=METHOD_COLOURS.get(method), label=curve.method)
         axes.set_xscale("log")
+        lengths = sorted({n for c in shown for n in c.lengths})
+        axes.set_xticks(lengths, [str(n) for n in lengths], fontsize=7)  # the lengths run, not powers of ten
+        axes.minorticks_off()
         axes.set_title(f"{task} / {model}", fontsize=9)
         axes.set_xlabel("prompt length (virtual tokens)", fontsize=8)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
-        axes.legend(fontsize=6)
-    figure.suptitle(f"Score vs prompt length ({SPREAD_NOTE})", fontsize=10)
+        _legend_beside(axes, fontsize=6)
+    lr_note = f"; {LR_NOTE}" if any(c.lrs_chosen for c in curves) else ""
+    figure.suptitle(f"Score vs prompt length ({SPREAD_NOTE}{lr_note})", fontsize=10)
     return _save(figure, folder, LENGTH_CHART)
 
 
@@ -132,18 +158,21 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
         shown = [c for c in comparisons if (c.task, c.model) == (task, model)]
         inits = sorted({i for c in shown for i in c.inits})
         width = 0.8 / len(shown)
+        colours = plt.get_cmap("tab20" if len(shown) > 10 else "tab10")
         for k, comparison in enumerate(shown):
             scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.stds)))
             xs = [i + k * width for i, init in enumerate(inits) if init in scores]
             bars = axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
                             yerr=_spreads(scores[i][1] for i in inits if i in scores), capsize=3,
-                            label=comparison.config)
-            axes.bar_label(bars, fmt="%.3f", fontsize=7)  # close scores read as numbers, not bar heights
+                            label=comparison.config, color=colours(k % colours.N))
+            # close scores read as numbers, not bar heights; upright, they do not run into their neighbours'
+            axes.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90 if len(shown) > 2 else 0, padding=2)
         axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=7)
         top = max(score for c in shown for score in c.scores)
-        axes.set_ylim(0, top * 1.3 if top > 0 else 1)  # room above the bars for their values and the legend
+        axes.set_ylim(0, top * 1.2 if top > 0 else 1)  # room above the bars for their values
         axes.set_title(f"{task} / {model}", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
-        axes.legend(fontsize=6, loc="upper left")
-    figure.suptitle(f"Prompt tuning: initialisation ({SPREAD_NOTE})", fontsize=10)
+        _legend_beside(axes, fontsize=6)
+    lr_note = f"; {LR_NOTE}" if any(c.lrs_chosen for c in comparisons) else ""
+    figure.suptitle(f"Prompt tuning: initialisation ({SPREAD_NOTE}{lr_note})", fontsize=10)
     return _save(figure, folder, INIT_CHART)
