@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from bench import provenance
 from bench.models import BaseModel
 from bench.models.gguf_cache import cache_home
 from bench.record import write_json_atomic
+from tasks.notices import UserNotice
 
 
 def _examples_digest(examples: list) -> str:
@@ -84,5 +86,9 @@ def base_zero_shot(task, base: BaseModel, evaluation: dict, score) -> dict | Non
             results[split] = cached
             continue
         results[split] = score(tuned, examples)
-        write_json_atomic(results[split], path)
+        try:
+            write_json_atomic(results[split], path)
+        except OSError as err:  # a read-only or shared cache: the scores stand, only their reuse is lost
+            warnings.warn(f"cannot keep the zero-shot score in {path.parent} ({err.strerror or err}); it is scored "
+                          "again next time (set $SPBENCH_CACHE to a folder you can write)", UserNotice, stacklevel=2)
     return results

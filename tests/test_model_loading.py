@@ -26,11 +26,41 @@ def _save(model: torch.nn.Module, folder, tokenizer_from=None):
     return str(folder)
 
 
-def test_a_folder_without_a_tokenizer_is_named(tmp_path):
-    folder = _save(transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2)),
-                   tmp_path / "no-tokenizer")
+@pytest.mark.parametrize("build", [
+    lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2)),
+    # transformers gives these a tokenizer of special tokens only, which trained on [UNK] [UNK] ...
+    lambda: transformers.BertForMaskedLM(transformers.BertConfig(**SMALL)),
+    lambda: transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=128, d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2, decoder_start_token_id=0)),
+    # and this one none at all, with a multi-line error that named neither model nor folder
+    lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=128, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)),
+], ids=["gpt2", "bert", "t5", "llama"])
+def test_a_folder_without_a_tokenizer_is_named(tmp_path, build):
+    folder = _save(build(), tmp_path / "no-tokenizer")
     with pytest.raises(ModelUnavailable, match="no usable tokenizer in .*no-tokenizer"):
-        load_base_model(folder)
+        load_base_model(folder, num_labels=2)
+
+
+def test_a_kind_transformers_has_no_class_for_is_refused_in_a_line_naming_the_kinds_it_has(tmp_path):
+    encoder_only = tmp_path / "t5-encoder"
+    transformers.T5EncoderModel(transformers.T5Config(vocab_size=128, d_model=16, d_ff=32, d_kv=8, num_layers=1,
+                                                      num_heads=2)).save_pretrained(encoder_only)
+    with pytest.raises(ModelUnavailable, match=r"no causal model class for model type 't5' \(T5EncoderModel\); "
+                                               "--model-kind encoder or seq2seq may load it$"):
+        resolve_model(str(encoder_only))
+
+
+def test_folders_that_hold_no_loadable_checkpoint_are_named_as_folders(tmp_path, monkeypatch):
+    custom = tmp_path / "custom"
+    custom.mkdir()
+    (custom / "config.json").write_text('{"model_type": "mine", "auto_map": {"AutoConfig": "conf.MyConfig"}}')
+    monkeypatch.setattr("sys.stdin", None)  # asked to run the folder's code, a read would fail
+    with pytest.raises(ModelUnavailable, match=r"the folder .*custom is no checkpoint transformers can load"):
+        resolve_model(str(custom))
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ModelUnavailable, match="a file, not a checkpoint folder"):
+        resolve_model(str(tmp_path / "model.gguf"))
 
 
 def test_a_tokenizer_with_nothing_to_pad_with_is_named(tmp_path, tiny_models):

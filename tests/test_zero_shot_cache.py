@@ -87,3 +87,22 @@ def test_scores_cached_on_one_gpu_model_are_not_another_s(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
     assert _device_name(torch.device("cuda")) == "cuda:NVIDIA H200"
     assert _device_name(torch.device("cpu")) == "cpu"  # as before: caches made on CPU stay valid
+
+
+def test_a_cache_that_cannot_take_the_scores_costs_their_reuse_not_the_run(tmp_path, monkeypatch, tiny_models,
+                                                                           tiny_tasks):
+    """A read-only or shared cache failed the run after the base model was scored (hours for SQuAD)."""
+    import warnings
+
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "zero_shot").write_text("a file where the folder should be")
+    monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))
+    spec = RunSpec(task="tiny_cls", model=tiny_models["gpt2"][0], method="lora", tasks_dirs=(str(tiny_tasks),),
+                   train=TrainSettings(steps=1, batch_size=4, monitor_size=4, eval_size=6),
+                   results_dir=tmp_path / "runs", progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = execute_run(spec)
+    assert record["base_zero_shot"]["test"]["n"] == 6
+    assert any("cannot keep the zero-shot score in" in str(w.message) and "SPBENCH_CACHE" in str(w.message)
+               for w in caught)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import importlib.metadata
+import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.models.errors import ModelUnavailable
@@ -44,13 +47,21 @@ def find_packaged_file(distribution: str, filename: str) -> Path | None:
 
 
 def is_converted(name: str) -> bool:
+    """Whether the cached checkpoint is whole: every file its conversion wrote (the marker, written
+    last, lists them with their sizes) is there at that size, with weights among them. A file cut
+    short or deleted since (a full disk, a copy, a hand) makes it converted again rather than fail
+    every load; so does a conversion an earlier version made, whose marker lists nothing."""
     folder = models_cache() / name
-    return (folder / COMPLETE_MARKER).exists() and _weights_whole(folder)
+    try:
+        written = json.loads((folder / COMPLETE_MARKER).read_text())["files"]
+        whole = all((folder / file).stat().st_size == size for file, size in written.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return whole and any(file.endswith(".safetensors") for file in written) and _weights_whole(folder)
 
 
 def _weights_whole(folder: Path) -> bool:
-    """False where a weights file was cut short after the conversion (a full disk, a copy): the
-    checkpoint is then converted again rather than failing every load."""
+    """False where a weights file's header does not cover it."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -60,6 +71,13 @@ def _weights_whole(folder: Path) -> bool:
     except (SafetensorError, OSError):
         return False
     return True
+
+
+def _mark_complete(folder: Path, source: str) -> None:
+    """The marker is written last and lists what came before it (see is_converted)."""
+    files = {str(path.relative_to(folder)): path.stat().st_size for path in sorted(folder.rglob("*"))
+             if path.is_file() and path.name != COMPLETE_MARKER}
+    (folder / COMPLETE_MARKER).write_text(json.dumps({"converted_from": source, "files": files}, indent=1))
 
 
 def _convert(gguf_path: Path, destination: Path) -> None:
@@ -76,11 +94,14 @@ def _convert(gguf_path: Path, destination: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(destination)
     tokenizer.save_pretrained(destination)
-    (destination / COMPLETE_MARKER).write_text(f"converted from {gguf_path.name}\n")
 
 
-def converted_checkpoint(name: str, gguf_path: Path) -> Path:
-    """Folder of the plain checkpoint for `name`, converting `gguf_path` on first use."""
+def converted_checkpoint(name: str, find_gguf: Callable[[Path], Path | None]) -> Path | None:
+    """Folder of the plain checkpoint for `name`, converted on first use from the GGUF file that
+    `find_gguf(scratch)` gives (assembling it in the scratch folder, if it must); None where it
+    gives none (the package is not installed). The file is found under the lock too: a GGUF
+    assembled from parts is written by one process, and one killed while writing it leaves only
+    scratch behind."""
     root = models_cache()
     destination = root / name
     if is_converted(name):
@@ -95,15 +116,23 @@ def converted_checkpoint(name: str, gguf_path: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds it done
         if is_converted(name):
             return destination
-        for leftover in root.glob(f".{name}.staging-*"):  # the staging folder of a conversion killed outright
+        for leftover in root.glob(f".{name}.staging-*"):  # the folders of a conversion killed outright
             shutil.rmtree(leftover, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=root))
+        scratch = Path(tempfile.mkdtemp(prefix=f".{name}.staging-gguf-", dir=root))
         try:
+            gguf_path = find_gguf(scratch)
+            if gguf_path is None:
+                return None
+            print(f"converting {name} from {gguf_path.name} into {destination} (once; about a minute)",
+                  file=sys.stderr, flush=True)
             _convert(gguf_path, staging)
+            _mark_complete(staging, gguf_path.name)
             share_as_umask_allows(staging)
-            if destination.exists():  # a leftover from an interrupted older layout
+            if destination.exists():  # a damaged or older conversion
                 shutil.rmtree(destination)
             os.replace(staging, destination)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
     return destination

