@@ -92,7 +92,8 @@ def _run_spec(args):
         train_values["monitor_size"] = min(train_values.get("monitor_size", TrainSettings.monitor_size),
                                            train_values["eval_size"])
     return RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
-                   train=TrainSettings(**train_values), tasks_dirs=tuple(args.tasks_dir),
+                   # the config's card folders, then the command's, which win where both hold a name
+                   train=TrainSettings(**train_values), tasks_dirs=(*config.get("tasks_dirs", []), *args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
 
 
@@ -114,7 +115,7 @@ def _print_run(record) -> None:
 
 
 # what `spbench run --config` reads, and what a search's best.yaml adds for people to read
-CONFIG_KEYS = ("tasks", "model", "method", "settings", "train")
+CONFIG_KEYS = ("tasks", "tasks_dirs", "model", "method", "settings", "train")
 CONFIG_NOTES = ("study", "trial", "objectives", "validation_values", "validation_by_task", "relative_to",
                 "validation_standard_error", "tied_trials", "pareto_front", "test", "records")
 
@@ -135,6 +136,9 @@ def _read_config(path: Path) -> dict:
     tasks = config.get("tasks", [])
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
         raise ValueError(f"--config {path}: `tasks` must be a list of task names, got {tasks!r}")
+    folders = config.get("tasks_dirs", [])
+    if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+        raise ValueError(f"--config {path}: `tasks_dirs` must be a list of folders of task cards, got {folders!r}")
     for key in ("model", "method"):
         if key in config and not isinstance(config[key], str):
             raise ValueError(f"--config {path}: `{key}` must be a name, got {config[key]!r}")

@@ -73,10 +73,15 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
 
 
 def card_of(record: RunRecord) -> str:
-    """The card a run's task came from, by folder and file name: the shipped card read on two
-    machines is one card, and a user's card that replaces it (same name and version) another."""
+    """The card a run's task came from (see card_file)."""
     card = record["task"].get("card")
-    return "/".join(Path(card).parts[-2:]) if card else ""
+    return card_file(card) if card else ""
+
+
+def card_file(path: Path | str) -> str:
+    """A task card by folder and file name: the shipped card read on two machines is one card, and a
+    user's card that replaces it (same name and version) another."""
+    return "/".join(Path(path).parts[-2:])
 
 
 def model_kind(record: RunRecord) -> str:

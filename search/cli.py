@@ -66,6 +66,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from bench.models import MODELS, ModelError, resolve_model
     from bench.record import results_folder
+    from bench.results import card_file
     from bench.run import cannot_answer
     from bench.yaml_values import refuse_repeats
     from bench.train import TrainSettings
@@ -108,6 +109,9 @@ def run(args) -> int:
     multi = len(objectives) == 2
     name = args.study or (f"{'+'.join(tasks)}__{Path(args.model).name}"
                           + (f"__{objectives[1]}" if multi else ""))
+    if Path(name).name != name or name in (".", ".."):  # results/<study> stays in --results
+        raise ValueError(f"--study {name!r} is not a folder name (no / or ..): the study's files go to "
+                         f"{args.results}/<study>/")
     folder = args.results / name
     monitor_size = args.eval_size if args.monitor_size is None else args.monitor_size
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
@@ -129,7 +133,9 @@ def run(args) -> int:
         print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
     definition = {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
                   "batch_size": args.batch_size, "eval_every": args.eval_every, "monitor_size": train.monitor_size,
-                  "eval_size": args.eval_size, "seed": args.seed}  # the seed trains every trial: one per study
+                  "eval_size": args.eval_size, "seed": args.seed,  # the seed trains every trial: one per study
+                  # a user's card that replaces a shipped one of its name, or a new version, is another task
+                  "cards": {card.name: {"version": card.version, "card": card_file(card.path)} for card in cards}}
     if multi and objectives[1] in RECOMPUTATION_COSTS:  # scores are the same either way; these costs are not
         definition["gradient_checkpointing"] = args.gradient_checkpointing
     claim_study(study, definition, directions=directions)
@@ -137,7 +143,7 @@ def run(args) -> int:
     _note_space_change(study, space)
     if not study.trials:
         enqueue_known_good(study, space, classification=not without_classes)
-    references = _references(study, args, tasks, {c.name: c.version for c in cards}) if len(tasks) > 1 else {}
+    references = _references(study, args, tasks, definition["cards"]) if len(tasks) > 1 else {}
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
@@ -281,7 +287,7 @@ def _note_space_change(study: optuna.Study, space) -> None:
     study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
 
 
-def _references(study: optuna.Study, args, tasks: list[str], versions: dict[str, int] | None = None
+def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, dict] | None = None
                 ) -> dict[str, float]:
     """Full fine-tuning's score per task, which several tasks' scores are divided by: taken from the
     bench records when the study starts and kept in it, so a resumed study keeps one scale. Unless
@@ -294,7 +300,7 @@ def _references(study: optuna.Study, args, tasks: list[str], versions: dict[str,
                                       else "raw (no full fine-tuning score of every task when the study started)"))
         return references
     results, model = args.results, args.model
-    found = full_ft_references(results, tasks, model, steps=args.steps, versions=versions)
+    found = full_ft_references(results, tasks, model, steps=args.steps, cards=cards)
     missing = [task for task in tasks if task not in found]
     if missing:
         # at the search's own budget, so the reference is trained and scored as its trials are

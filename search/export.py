@@ -92,6 +92,8 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         "method": config["method"], "settings": config["settings"],
         "train": {**dataclasses.asdict(train_defaults), **config["train"]},
     }
+    if tasks_dirs:  # where its cards were found: `run --config` finds the same ones (a user's sst2, say)
+        best["tasks_dirs"] = [str(Path(folder).resolve()) for folder in tasks_dirs]
     if len(study.directions) > 1:  # this is the front's best score; the cheaper trade-offs, each runnable too
         best["pareto_front"] = [
             {"trial": t.number, "validation_values": t.values, "method": t.user_attrs[CONFIG_ATTR]["method"],
@@ -116,8 +118,7 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         best["test"] = earlier["test"] if same_winner and isinstance(earlier.get("test"), dict) else \
             _export_winner(records, folder, tasks_dirs)
         best["tasks"] = list(best["test"])  # the test scores are keyed by task
-    cards = "".join(f" --tasks-dir {Path(folder).resolve()}" for folder in tasks_dirs)  # where its cards were found
-    write_text_atomic(f"# spbench run --config this-file{cards}  (add --task to pick one of `tasks`)\n"
+    write_text_atomic("# spbench run --config this-file  (add --task to pick one of `tasks`)\n"
                       + yaml.safe_dump(best, sort_keys=False), out)
     return out
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from bench.models import ModelPool
-from bench.results import COST_KEYS, SHIPPED_RESULTS, load_records
+from bench.results import COST_KEYS, SHIPPED_RESULTS, card_of, load_records
 from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
@@ -31,19 +31,22 @@ RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # g
 
 
 def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int,
-                       versions: dict[str, int] | None = None) -> dict[str, tuple[float, int]]:
+                       cards: dict[str, dict] | None = None) -> dict[str, tuple[float, int]]:
     """Full fine-tuning's best validation score per task for `model`, with the training steps of its
     run, from existing bench records: runs of the search's budget (`steps`) when there are any,
-    else the best of any budget. Records of another version of a task's card (`versions`: another
-    template, data or metric) do not count. The results shipped with the project
-    (`results/reference`, trained on 2 CPU cores at another budget) are not a user's references,
-    as in `spbench results`."""
+    else the best of any budget. Records of another card or card version than a task's (`cards`:
+    task -> {"version", "card"} as a study's definition holds them; another template, data or
+    metric) do not count. The results shipped with the project (`results/reference`, trained on 2
+    CPU cores at another budget) are not a user's references, as in `spbench results`."""
     records, _ = load_records(folder, leave_out=SHIPPED_RESULTS) if folder.exists() else ([], [])
     found: dict[str, list[tuple[float, int]]] = {}
     for record in records:
         task = record["task"]["name"]
         of_model = model in (record["model"]["name"], record["model"].get("source"))  # a folder: by its full path
-        same_card = (versions or {}).get(task, record["task"].get("version")) == record["task"].get("version")
+        wanted = (cards or {}).get(task)
+        # a record from before records named their card is taken to be of the card its name finds now
+        same_card = wanted is None or (wanted["version"] == record["task"].get("version")
+                                       and wanted["card"] == (card_of(record) or wanted["card"]))
         if record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card:
             value = record["scores"]["validation"][record["task"]["primary_metric"]]
             found.setdefault(task, []).append((value, record["train"]["steps"]))
@@ -84,7 +87,8 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         method, settings, train = self.space.sample(trial)
         trial.set_user_attr("tasks", self.tasks)
-        if (repeated := result_of_repeat(trial, method, settings, train)) is not None:
+        configuration = self._spec(self.tasks[0], method, settings, train, trial).configuration()
+        if (repeated := result_of_repeat(trial, method, settings, train, configuration=configuration)) is not None:
             return repeated  # the same seeded run would give the same result
         trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
         prunable = self.cost is None  # Optuna prunes single-objective studies only

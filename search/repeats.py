@@ -14,6 +14,9 @@ import json
 import optuna
 
 CONFIG_ATTR = "config"  # trial user attr: {"method", "settings", "train"} as the trial sampled them
+# trial user attr: {"method", "configuration"}, the configuration its run ids hash (defaults filled in,
+# settings without effect left out), where the objective gives it
+RUN_CONFIG_ATTR = "run_config"
 REPEAT_OF_ATTR = "repeat_of"  # trial user attr: the number of the trial whose result this one took
 
 
@@ -22,22 +25,31 @@ def as_stored(config: dict) -> dict:
     return json.loads(json.dumps(config))
 
 
-def result_of_repeat(trial: optuna.Trial, method: str, settings: dict, train: dict) -> float | tuple[float, ...] | None:
-    """Keep the config `trial` sampled on it (what later trials are compared with); where an earlier
-    trial completed that config, take its result (see `take_result`), else None: train it."""
+def result_of_repeat(trial: optuna.Trial, method: str, settings: dict, train: dict, *,
+                     configuration: dict | None = None) -> float | tuple[float, ...] | None:
+    """Keep the config `trial` sampled on it; where an earlier trial completed the same run, take its
+    result (see `take_result`), else None: train it. Runs are the same where their `configuration`
+    (what their run ids hash) is, if given: two sampled points can train one run (a prefix's encoder
+    size without its projection, a default typed or left out); else where the sampled configs are."""
     config = {"method": method, "settings": settings, "train": train}
     trial.set_user_attr(CONFIG_ATTR, config)
-    twin = finished_twin(trial, config)
+    if configuration is not None:
+        trial.set_user_attr(RUN_CONFIG_ATTR, {"method": method, "configuration": configuration})
+    twin = finished_twin(trial)
     return None if twin is None else take_result(trial, twin)
 
 
-def finished_twin(trial: optuna.Trial, config: dict) -> optuna.trial.FrozenTrial | None:
-    """The first completed trial of `trial`'s study that ran `config`, if any (`trial` itself is
-    still running). A pruned one is not taken: the pruner stopped it against the trials of its
-    time, and may let it go on now."""
-    stored = as_stored(config)
+def _identity(trial: optuna.trial.FrozenTrial | optuna.Trial) -> object:
+    return trial.user_attrs.get(RUN_CONFIG_ATTR, trial.user_attrs.get(CONFIG_ATTR))
+
+
+def finished_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """The first completed trial of `trial`'s study that ran the run `trial` is about to, if any
+    (`trial` itself is still running). A pruned one is not taken: the pruner stopped it against the
+    trials of its time, and may let it go on now."""
+    identity = as_stored(_identity(trial))
     for earlier in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if earlier.user_attrs.get(CONFIG_ATTR) == stored:
+        if _identity(earlier) == identity:
             return earlier
     return None
 

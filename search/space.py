@@ -215,6 +215,26 @@ def _checked(where: str, method: str, param: Param) -> Param:
     return param
 
 
+def _check_together(where: str, method: str, params: tuple[Param, ...]) -> None:
+    """Each value a parameter can take, with the values the space fixes for the others: settings
+    that pass one at a time can be refused together (`init: text` with `init_text: ''`, a prefix's
+    `init: real_tokens` with its projection), which would fail every trial that drew them. Values
+    of two varying parameters are not tried in pairs."""
+    settings_cls = get_method(method).settings_cls
+    own = [p for p in params if p.name not in TRAIN_KEYS]
+    fixed = {p.name: p.value for p in own if p.kind == "fixed"}
+    trials = [(None, fixed)] + [(p, {**fixed, p.name: value}) for p in own if p.varies
+                                for value in ({"categorical": p.choices}.get(p.kind) or (p.low, p.high))]
+    for param, settings in trials:
+        if method == "prompt_tuning" and settings.get("init") == "text":
+            settings = {"init_text": DEFAULT_INIT_TEXT, **settings}  # as `sample` fills it in
+        try:
+            settings_cls(**settings)
+        except (MethodError, TypeError) as err:
+            value = "" if param is None else f"{param.name}={settings[param.name]!r} with "
+            raise SpaceError(f"{where}: {value}the fixed {fixed} is refused: {err}") from None
+
+
 def _mapping(path: Path, key: str, value: Any) -> dict:
     if value is None:
         return {}
@@ -256,6 +276,7 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         _check_method_params(f"{path} per_method.{method}", method, own)
         params[method] = tuple([_checked(f"{path} shared ({method})", method, p) for p in applicable]
                                + [_checked(f"{path} per_method.{method}", method, p) for p in own])
+        _check_together(f"{path} per_method.{method}", method, params[method])
     for param in shared:
         if not any(p.shared and p.name == param.name for m in methods for p in params[m]):
             overriding = [m for m in methods if any(p.name == param.name for p in params[m])]

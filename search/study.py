@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+from sqlalchemy.engine import URL
 from optuna.trial import TrialState
 
 from bench.device import worker_share
@@ -56,7 +57,8 @@ def storage_url(study_dir: Path, url: str | None) -> str:
     if url:
         return url
     study_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    # built, not pasted: a `?` or `#` in a folder name would end the database path of a pasted URL
+    return URL.create("sqlite", database=str((study_dir / "study.db").resolve())).render_as_string()
 
 
 def check_storage(url: str) -> None:
@@ -261,9 +263,10 @@ DEFINITION_ADDED_LATER = {"gradient_checkpointing": False}
 DEFINITION_FLAGS = {"tasks": "--task", "model": "--model", "objective": "--objective", "steps": "--steps",
                     "batch_size": "--batch-size", "eval_every": "--eval-every", "eval_size": "--eval-size",
                     "monitor_size": "--monitor-size (--eval-size unless given)", "seed": "--seed",
-                    "gradient_checkpointing": "--gradient-checkpointing"}
+                    "gradient_checkpointing": "--gradient-checkpointing",
+                    "cards": "--task (the cards the names find, and their versions)"}
 # keys whose value in a study recorded before they counted is unknown: the first resume's is kept
-RECORDED_ON_FIRST_RESUME = ("seed",)
+RECORDED_ON_FIRST_RESUME = ("seed", "cards")
 
 
 def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:

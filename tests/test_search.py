@@ -66,6 +66,12 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [lora]\n", r"nothing to search: one method \(lora\) with every parameter fixed"),
     ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    lr: {low: 0.1, high: 0.1}\n    init: {choices: [random]}\n"
      "    num_virtual_tokens: {value: 8}\n", "nothing to search"),
+    # values that pass one at a time and are refused together would fail every trial drawing them
+    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {value: text}\n    init_text: {value: ''}\n"
+     "    lr: {low: 0.01, high: 0.3}\n", r"the fixed \{'init': 'text', 'init_text': ''\} is refused: .*needs"),
+    ("methods: [prefix_tuning]\nper_method:\n  prefix_tuning:\n    init: {value: real_tokens}\n"
+     "    prefix_projection: {choices: [true, false]}\n",
+     r"prefix_projection=True with the fixed \{'init': 'real_tokens'\} is refused"),
 ])
 def test_bad_space_is_refused(tmp_path, text, message):
     with pytest.raises(SpaceError, match=message):
@@ -247,8 +253,7 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["method"] in ("prompt_tuning", "p_tuning") and "lr" in best["train"]
     assert set(best["test"]["tiny_cls"]) >= {"accuracy", "n"}  # test scored once, for the winner
-    assert (folder / "best.yaml").read_text().startswith(  # its cards came from a folder of their own
-        f"# spbench run --config this-file --tasks-dir {tiny_tasks.resolve()}  (add --task")
+    assert best["tasks_dirs"] == [str(tiny_tasks.resolve())]  # its cards came from a folder of their own
     # 6 validation examples: the winner's standard error is wide, and the trials inside it are named
     assert 0 < best["validation_standard_error"] <= 0.5 and isinstance(best["tied_trials"], list)
     for trial in study.trials:  # trials never saw the test split
@@ -299,8 +304,7 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert "no study named 'nonexistent' in that storage (its studies: tiny)" in capsys.readouterr().err
 
     capsys.readouterr()
-    code = main(["run", "--config", str(folder / "best.yaml"), "--tasks-dir", str(tiny_tasks),
-                 "--results", str(tmp_path / "again"), "--quiet"])
+    code = main(["run", "--config", str(folder / "best.yaml"), "--results", str(tmp_path / "again"), "--quiet"])
     assert code == 0, capsys.readouterr().err
 
 
@@ -617,6 +621,25 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
                     directions=["maximize", "minimize"])
 
 
+def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(tmp_path, monkeypatch, capsys):
+    """Its trials, and a repeat's result, would be the shipped card's."""
+    from bench.cli import main
+    from search import study as study_module
+    from tasks.registry import SHIPPED_CARDS
+
+    monkeypatch.setattr(study_module, "run_workers", lambda *args, **kwargs: None)  # the study is all this needs
+    command = ["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--results", str(tmp_path)]
+    assert main(command) == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "sst2.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\n"
+                                                 "template: 'Text: {sentence}'\n")
+    capsys.readouterr()
+    assert main([*command, "--tasks-dir", str(tmp_path / "mine")]) != 0
+    assert ("holds trials of other settings (--task (the cards the names find, and their versions) "
+            "{'sst2': {'version': 1, 'card': 'cards/sst2.yaml'}} -> {'sst2': {'version': 1, 'card': 'mine/sst2.yaml'}})"
+            in capsys.readouterr().err)
+
+
 def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeypatch):
     from search import study as study_module
 
@@ -726,11 +749,11 @@ def test_a_search_given_relative_folders_hands_back_a_config_that_runs_from_anyw
     folder = tmp_path / "results" / "tiny_cls__tiny-gpt2"
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["model"] == str(tmp_path / "work" / "models" / "tiny-gpt2")
-    assert f"--tasks-dir {tmp_path / 'work' / 'cards'}" in (folder / "best.yaml").read_text().splitlines()[0]
+    assert best["tasks_dirs"] == [str(tmp_path / "work" / "cards")]
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert main(["run", "--config", str(folder / "best.yaml"), "--tasks-dir", str(tmp_path / "work" / "cards"),
-                 "--results", str(tmp_path / "again"), "--quiet"]) == 0, capsys.readouterr().err
+    assert main(["run", "--config", str(folder / "best.yaml"), "--results", str(tmp_path / "again"),
+                 "--quiet"]) == 0, capsys.readouterr().err
     # the same command with absolute paths resumes the same study
     absolute = [str(tmp_path / "work" / a) if a in ("cards/tiny_cls.yaml", "models/tiny-gpt2") else a for a in argv]
     assert main([*absolute[:absolute.index("--trials") + 1], "2", *absolute[absolute.index("--trials") + 2:]]) == 0, \

@@ -121,14 +121,19 @@ def test_full_fine_tuning_references_leave_the_shipped_results_out(tmp_path):
     assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {}
 
 
-def test_full_fine_tuning_references_of_another_card_version_do_not_count(tmp_path):
-    for version, score in ((1, 0.9), (2, 0.7)):
-        (tmp_path / f"v{version}").mkdir()
-        (tmp_path / f"v{version}" / "record.json").write_text(json.dumps({
-            "run_id": f"v{version}", "task": {"name": "a", "version": version, "primary_metric": "accuracy"},
+def test_full_fine_tuning_references_of_another_card_or_card_version_do_not_count(tmp_path):
+    for version, card, score in ((1, "/x/cards/a.yaml", 0.9), (2, "/x/cards/a.yaml", 0.7), (2, "/y/mine/a.yaml", 0.8),
+                                 (2, None, 0.75)):  # a record from before records named their card
+        (tmp_path / f"v{version}{score}").mkdir()
+        (tmp_path / f"v{version}{score}" / "record.json").write_text(json.dumps({
+            "run_id": f"v{version}{score}", "task": {"name": "a", "version": version, "primary_metric": "accuracy",
+                                                     **({"card": card} if card else {})},
             "model": {"name": "m"}, "method": {"name": "full_ft"}, "train": {"steps": 10},
             "scores": {"validation": {"accuracy": score}}, "cost": {}}))
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, versions={"a": 2}) == {"a": (0.7, 10)}
+    shipped_v2 = {"a": {"version": 2, "card": "cards/a.yaml"}}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, cards=shipped_v2) == {"a": (0.75, 10)}
+    mine = {"a": {"version": 2, "card": "mine/a.yaml"}}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, cards=mine) == {"a": (0.8, 10)}
     assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {"a": (0.9, 10)}
 
 
@@ -179,6 +184,30 @@ def test_a_config_an_earlier_trial_completed_takes_its_result_without_training(m
     assert summary(study).splitlines()[0].endswith("4 finished trials (complete 4), of which 2 (2, 3) sampled a "
                                                    "config an earlier trial had completed and took its result "
                                                    "without training")
+
+
+def test_two_sampled_points_that_train_one_run_are_one_config(monkeypatch, tmp_path):
+    """A prefix's encoder size does nothing without its projection: the run ids agree, and so must the search."""
+    trained = []
+
+    def execute_run(spec, *, on_eval, pool):
+        trained.append(spec.method_settings)
+        record = {"task": {"primary_metric": "accuracy"}, "scores": {"validation": {"accuracy": 0.7, "n": 400}},
+                  "cost": {}, "artifact_path": str(tmp_path / "adapter")}
+        return record
+
+    monkeypatch.setattr(search.objective, "execute_run", execute_run)
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text("methods: [prefix_tuning]\nshared: {num_virtual_tokens: {value: 4}}\nper_method:\n"
+                          "  prefix_tuning:\n    prefix_projection: {value: false}\n"
+                          "    encoder_hidden_size: {choices: [64, 256]}\n    lr: {value: 0.01}\n")
+    run = Objective(space=load_space(space_file), tasks=["a"], model="tiny", results_dir=tmp_path,
+                    train=TrainSettings(steps=STEPS, eval_every=2))
+    study = optuna.create_study(direction="maximize")
+    for size in (64, 256):
+        study.enqueue_trial({"prefix_tuning.encoder_hidden_size": size})
+    study.optimize(run, n_trials=2)
+    assert len(trained) == 1 and study.trials[1].user_attrs.get("repeat_of") == 0
 
 
 def test_a_pruned_config_is_trained_again(monkeypatch, tmp_path):

@@ -67,6 +67,24 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     assert matplotlib.rcParams["axes.facecolor"] == style["axes.facecolor"]  # Optuna's ggplot stays in its charts
 
 
+@pytest.mark.parametrize("study", ["../elsewhere", "{tmp}/absolute", "a/b", ".."])
+def test_a_study_name_that_is_no_folder_name_is_refused_before_anything_is_made(capsys, tmp_path, study):
+    study = study.format(tmp=tmp_path)  # an absolute name wrote there, whatever --results said
+    code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--study", study,
+                 "--results", str(tmp_path / "results")])
+    assert code != 0 and f"--study {study!r} is not a folder name" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_study_folder_with_url_characters_keeps_its_database_inside_it(tmp_path):
+    from search.study import open_storage, storage_url
+
+    folder = tmp_path / "q?x=1#y"
+    optuna.create_study(study_name="q", storage=open_storage(storage_url(folder, None)))
+    assert [p.name for p in folder.iterdir()] == ["study.db"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "q?x=1#y"]
+
+
 @pytest.mark.parametrize("objective, named", [
     ("accuracy", ", got 'accuracy'"), ("score,colour", "; 'colour' is no cost"),
     ("score,params", "; 'params' is no cost: did you mean 'trainable_params'?"),
