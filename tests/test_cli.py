@@ -80,6 +80,8 @@ def test_same_seed_same_result(capsys, tiny_models, tiny_tasks, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"--model": "no-such-model-xyz"}, "unknown model 'no-such-model-xyz'"),
     ({"--model": "minilm-l7"}, "unknown model 'minilm-l7': did you mean 'minilm-l6'"),  # no hub lookup for a typo
+    ({"--model": "MiniLM-L6"}, "unknown model 'MiniLM-L6': did you mean 'minilm-l6'"),  # nor for another case
+    ({"--model": "smollm2"}, "unknown model 'smollm2': did you mean 'smollm2-135m'"),  # nor for the family name
     ({"--task": "no_such_task"}, "unknown task 'no_such_task'"),
     ({"--method": "soft_magic"}, "unknown method 'soft_magic'"),
     ({"--set": "num_virtual_tokenz=3"}, "--set num_virtual_tokenz: unknown setting"),

@@ -143,7 +143,9 @@ class ResolvedModel:
 def refuse_typo(name: str) -> None:
     """A name one slip away from a registered one, and no folder or hub id, is a typo: said at once,
     without a hub lookup."""
-    near = difflib.get_close_matches(name, MODELS, n=1, cutoff=0.8)
+    lowered = {model.lower(): model for model in MODELS}
+    near = [lowered[n] for n in difflib.get_close_matches(name.lower(), lowered, n=1, cutoff=0.8)] or [
+        model for model in MODELS if len(name) >= 4 and model.startswith(name.lower())]  # `smollm2`, `MiniLM-L6`
     if near and name not in MODELS and "/" not in name and not Path(name).exists():
         raise ModelUnavailable(f"unknown model {name!r}: did you mean {near[0]!r}? (registered: {', '.join(MODELS)}; "
                                "or give a local checkpoint folder or a hub id)")
