@@ -269,16 +269,15 @@ def _refuse_clashes(study: optuna.Study, space) -> None:
 def _note_space_change(study: optuna.Study, space) -> None:
     """A resumed study may search another space (widened or narrowed: the scores stay comparable,
     the training budget being the same), but the person should know its trials come from both."""
-    from search.study import NOT_RUN_ATTR, refit_queued_points
+    from search.study import done_trials, refit_queued_points
 
     digest = space.digest()
     stored = study.user_attrs.get("space")
     if stored and stored["digest"] == digest:
         return
     if stored:
-        ran = len([t for t in study.trials if t.state != optuna.trial.TrialState.WAITING
-                   and NOT_RUN_ATTR not in t.user_attrs])
-        print(f"the study's {ran} {'trial' if ran == 1 else 'trials'} so far came from another space "
+        ran = done_trials(study)  # a failed or killed trial is not counted, here or in the budget
+        print(f"the study's {ran} finished {'trial' if ran == 1 else 'trials'} came from another space "
               f"({stored['path']}); new ones come from {space.path}, and all are compared")
         requeued, dropped = refit_queued_points(study, space)
         if requeued or dropped:
