@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import time
 import warnings
 
@@ -84,18 +85,30 @@ def _full_precision_class(cls: type) -> type:
     return type(f"FullPrecision{cls.__name__}", (FullPrecision, cls), {"__module__": __name__})
 
 
-def keep_fp32_layers_in_fp32(model: torch.nn.Module) -> None:
-    """Layers a low-precision checkpoint was loaded with in fp32 run in fp32.
+def kept_in_fp32(model: torch.nn.Module, dtype: torch.dtype) -> re.Pattern | None:
+    """The parameters transformers keeps in fp32 when it loads `model` in `dtype`, as its loader finds
+    them: the globs of `_keep_in_fp32_modules` (under fp16) and `_keep_in_fp32_modules_strict` (under
+    fp16 and bf16), searched for in parameter names. None: no such parameters."""
+    globs = list(getattr(model, "_keep_in_fp32_modules", None) or ()) if dtype == torch.float16 else []
+    if dtype in (torch.float16, torch.bfloat16):
+        globs += list(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
+    return re.compile("|".join(glob.replace("*", ".*") for glob in globs)) if globs else None
+
+
+def keep_fp32_layers_in_fp32(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Layers transformers keeps in fp32 for compute dtype `dtype` run in fp32.
 
     transformers keeps some layers in fp32 where fp16 overflows (T5's `wo`: its
     `_keep_in_fp32_modules`), but autocast casts every linear layer's inputs and weights to the
-    autocast dtype whatever the weight's own dtype, so they would overflow all the same."""
-    low = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
-    if not low:
+    autocast dtype whatever the weight's own dtype, so they would overflow all the same. Found by
+    name, so the same layers are kept whether the model was loaded in `dtype` or in fp32 (see
+    `load_base_model`'s full-precision weights)."""
+    pattern = kept_in_fp32(model, dtype)
+    if pattern is None:
         return
-    for module in model.modules():
-        own = [p for p in module.parameters(recurse=False) if p.is_floating_point()]
-        if own and all(p.dtype == torch.float32 for p in own):
+    for module_name, module in model.named_modules():
+        own = [f"{module_name}.{name}" for name, p in module.named_parameters(recurse=False) if p.is_floating_point()]
+        if own and all(pattern.search(name) for name in own):
             module.__class__ = _full_precision_class(type(module))
 
 

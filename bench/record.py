@@ -59,6 +59,7 @@ class RunRecord(TypedDict):
     # name, source (folder or hub id), kind, dtype, device, sentence_pooling (encoders), revision (the
     # commit of a hub model's files; None for a folder); dtype is that of
     # the frozen weights and of autocast (bf16/fp16 on CUDA): trainable parameters are always fp32
+    # (full fine-tuning's loaded in fp32, not rounded from the compute dtype)
     model: dict[str, Any]
     method: dict[str, Any]  # name, settings (the method's dataclass as a dict)
     train: dict[str, Any]  # TrainSettings as a dict, with `lr` resolved to the rate used

@@ -256,10 +256,8 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
         check_method_checkpoints(method)
     num_labels = len(task.card.classes) if task.card.is_classification else None
     results_folder(spec.results_dir)  # before the model loads: a file in the way is named now, not after training
-    if pool is None:
-        base = load_base_model(spec.model, num_labels=num_labels, kind=spec.model_kind)
-    else:
-        base = pool.get(spec.model, num_labels=num_labels, kind=spec.model_kind)
+    weights = {"num_labels": num_labels, "kind": spec.model_kind, "full_precision_weights": method.trains_base_weights}
+    base = load_base_model(spec.model, **weights) if pool is None else pool.get(spec.model, **weights)
     _refuse(method, base.kind, task, spec)  # and what the model's kind does, before the base model is scored
     num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
     _check_fits(base, task, num_virtual)

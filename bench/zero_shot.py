@@ -54,6 +54,9 @@ def _key(task, base: BaseModel, split: str, examples: list) -> str:
         "device": _device_name(base.device),
         "split": split, "n": len(examples),
     }
+    stored = str(base.model.get_input_embeddings().weight.dtype)
+    if stored != str(base.dtype):  # fp32 weights for full fine-tuning under a bf16 compute dtype
+        identity["weights_dtype"] = stored
     folder = Path(base.source)
     if folder.is_dir():  # a local checkpoint may be overwritten in place
         identity["modified"] = max(p.stat().st_mtime for p in folder.iterdir())

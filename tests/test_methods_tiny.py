@@ -8,6 +8,7 @@ import pickle
 
 import pytest
 import torch
+import transformers
 from peft import PeftModel
 
 from bench.methods import MethodError, get_method
@@ -258,6 +259,34 @@ def test_layers_a_checkpoint_keeps_in_fp32_run_in_fp32_under_fp16_autocast(tiny_
     assert seen and set(seen) == {torch.float32}
     copied = copy.deepcopy(base.model)  # copies keep it (a model pool hands out copies)
     assert type(next(m for n, m in copied.named_modules() if n.endswith(".wo"))) is type(wo[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_full_fine_tuning_starts_from_the_checkpoint_s_own_weights_not_their_low_precision_rounding(
+        tiny_models, tiny_tasks, monkeypatch, dtype):
+    """The CUDA path, forced on CPU: the prompt methods' frozen weights are stored in the compute
+    dtype; full fine-tuning trains every weight, from the fp32 checkpoint, under the same autocast."""
+    from bench.models import ModelPool
+    from bench.run import RunSpec, prepare_run
+    from bench.train import TrainSettings
+
+    folder = tiny_models["t5"][0]
+    exact = transformers.T5ForConditionalGeneration.from_pretrained(folder).state_dict()
+    monkeypatch.setattr("bench.models.loading.pick_dtype", lambda device: dtype)
+    monkeypatch.setattr("bench.models.pool.pick_dtype", lambda device: dtype)
+    pool = ModelPool()
+    for method, stored in (("full_ft", torch.float32), ("prompt_tuning", dtype)):
+        spec = RunSpec(task="tiny_qa", model=folder, method=method, tasks_dirs=(str(tiny_tasks),),
+                       train=TrainSettings(steps=1))
+        *_, base, _ = prepare_run(spec, pool)
+        assert base.dtype == dtype  # forwards run in the compute dtype either way
+        weights = base.model.state_dict()
+        assert weights["shared.weight"].dtype == stored
+        if method == "full_ft":
+            assert all(torch.equal(weights[name], exact[name]) for name in exact)
+        # the layers transformers keeps in fp32 for fp16 (T5's `wo`) run in fp32 under its autocast, whichever way
+        wo = [module for name, module in base.model.named_modules() if name.endswith(".wo")]
+        assert all(("FullPrecision" in type(module).__name__) == (dtype == torch.float16) for module in wo)
 
 
 @pytest.mark.parametrize("variant", ["prompt_tuning", "prefix_tuning"])

@@ -27,5 +27,6 @@ register_method(Method(
     build=build_full_ft,
     default_lr=3e-5,
     uses_virtual_tokens=False,
+    trains_base_weights=True,
     description="reference: full fine-tuning of every weight",
 ))

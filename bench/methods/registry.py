@@ -29,6 +29,9 @@ class Method:
     description: str
     # whether the trained model can recompute its activations in the backward pass (gradient checkpointing)
     allows_checkpointing: bool = True
+    # whether it trains the base model's own weights (full fine-tuning), which then load in fp32
+    # whatever the compute dtype, rather than from the checkpoint rounded to bf16
+    trains_base_weights: bool = False
     # (model kind or None when unknown, task card, settings mapping) -> why the method cannot train such a
     # run (None: it can), known before a model loads: `build` refuses with it, a suite leaves the run out
     refusal: Callable[[str | None, Any, dict], str | None] = lambda kind, card, settings: None

@@ -83,8 +83,13 @@ def _model_class(kind: str):
 
 
 def load_base_model(name: str, *, num_labels: int | None = None, kind: str | None = None,
-                    device: torch.device | None = None) -> BaseModel:
-    """Load `name` (registry name, local folder or hub id). Encoders get a `num_labels` head."""
+                    device: torch.device | None = None, full_precision_weights: bool = False) -> BaseModel:
+    """Load `name` (registry name, local folder or hub id). Encoders get a `num_labels` head.
+
+    Weights are stored in the compute dtype (bf16 on a recent GPU), except with
+    `full_precision_weights`: in fp32, for a method that trains every weight (full fine-tuning),
+    which would otherwise start from the checkpoint rounded to bf16. Forwards run in the compute
+    dtype either way."""
     resolved = resolve_model(name, kind=kind)
     device = device or pick_device()
     dtype = pick_dtype(device)
@@ -106,7 +111,8 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
         # and a reload of its adapter see the same ones
         with torch.random.fork_rng(devices=[]):  # the CPU generator, which initialises them, is left as it was
             torch.default_generator.manual_seed(0)
-            model, info = _model_class(resolved.kind).from_pretrained(resolved.source, dtype=dtype, **extra)
+            model, info = _model_class(resolved.kind).from_pretrained(
+                resolved.source, dtype=torch.float32 if full_precision_weights else dtype, **extra)
     except (OSError, SafetensorError) as err:  # no weights, a damaged file, a hub id whose files cannot be fetched
         damaged = " (damaged: delete that folder to convert it again)" if _in_cache(resolved.source) else ""
         raise ModelUnavailable(f"model {name!r}: cannot load its weights from {resolved.source}{damaged} "
@@ -115,7 +121,7 @@ def load_base_model(name: str, *, num_labels: int | None = None, kind: str | Non
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     _check_loaded(name, resolved, model, info)
-    keep_fp32_layers_in_fp32(model)
+    keep_fp32_layers_in_fp32(model, dtype)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if resolved.kind == "encoder":
