@@ -328,6 +328,15 @@ def task_names(rows: list[ResultRow]) -> list[str]:
             f"{row.task} {'unversioned' if row.task_version is None else f'v{row.task_version}'}" for row in rows]
 
 
+def model_names(rows: list[ResultRow]) -> list[str]:
+    """Each row's model name, with the kind it was loaded as where the rows hold several kinds of it
+    (one folder as an encoder and as a causal LM: two models)."""
+    kinds: dict[str, set] = defaultdict(set)
+    for row in rows:
+        kinds[row.model].add(row.model_kind)
+    return [row.model if len(kinds[row.model]) == 1 else f"{row.model} ({row.model_kind})" for row in rows]
+
+
 def comparable_key(row: ResultRow) -> tuple:
     """What a row and its full fine-tuning reference must share: the task (version and card), the model (and
     the kind it was loaded as), the training data drawn and the evaluation examples scored (a 20-example

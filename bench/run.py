@@ -25,7 +25,7 @@ from bench.modeling.encoding import target_text
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.loading import hub_commit
 from bench.models.pooling import CONFIG_KEY
-from bench.models.registry import MODELS, folder_source
+from bench.models.registry import MODELS, folder_fingerprint, folder_source
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.flops import ESTIMATE_VERSION, training_flops
 from bench.names import file_part
@@ -83,7 +83,8 @@ class RunSpec:
         """Stable name: same task, model, method, settings and seed -> same record path."""
         task = task_identity(self.task, self.tasks_dirs)
         folder = folder_source(self.model)
-        settings = {"task": task.hashed, "model": folder or self.model, **self.configuration()}
+        settings = {"task": task.hashed, "model": folder_fingerprint(folder) if folder else self.model,
+                    **self.configuration()}
         if task.version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
             settings["task_version"] = task.version
         # one folder loaded as a causal LM and as an encoder is two runs; a named model's own kind, typed, is none

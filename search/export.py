@@ -24,7 +24,7 @@ from bench.results import method_label  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
 from search.objective import COSTS  # noqa: E402
-from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, original  # noqa: E402
+from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, RUN_CONFIG_ATTR, original  # noqa: E402
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
 
 
@@ -172,7 +172,8 @@ def write_trials_table(study: optuna.Study, folder: Path) -> Path:
     for cost in COSTS:
         frame[f"cost_{cost}"] = [_mean_cost(original(trials, trials[number]), cost) for number in frame["number"]]
     # the whole run records are kept for other machines; here they are in each record.json
-    left_out = [f"user_attrs_{SEARCH_RECORDS_ATTR}", f"user_attrs_{NOT_RUN_ATTR}"]
+    # (and the run configuration, which repeats the config in the form run ids hash it)
+    left_out = [f"user_attrs_{SEARCH_RECORDS_ATTR}", f"user_attrs_{NOT_RUN_ATTR}", f"user_attrs_{RUN_CONFIG_ATTR}"]
     frame = frame[ran].drop(columns=left_out, errors="ignore")
     return write_text_atomic(frame.to_csv(index=False), folder / "trials.csv")
 

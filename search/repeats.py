@@ -39,17 +39,20 @@ def result_of_repeat(trial: optuna.Trial, method: str, settings: dict, train: di
     return None if twin is None else take_result(trial, twin)
 
 
-def _identity(trial: optuna.trial.FrozenTrial | optuna.Trial) -> object:
-    return trial.user_attrs.get(RUN_CONFIG_ATTR, trial.user_attrs.get(CONFIG_ATTR))
+def _same_run(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> bool:
+    """By the run configurations where both trials hold one; else (a trial of a study resumed from
+    before they were kept) by the configs as sampled."""
+    key = RUN_CONFIG_ATTR if RUN_CONFIG_ATTR in earlier.user_attrs and RUN_CONFIG_ATTR in trial.user_attrs \
+        else CONFIG_ATTR
+    return earlier.user_attrs.get(key) == as_stored(trial.user_attrs.get(key))
 
 
 def finished_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     """The first completed trial of `trial`'s study that ran the run `trial` is about to, if any
     (`trial` itself is still running). A pruned one is not taken: the pruner stopped it against the
     trials of its time, and may let it go on now."""
-    identity = as_stored(_identity(trial))
     for earlier in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if _identity(earlier) == identity:
+        if _same_run(trial, earlier):
             return earlier
     return None
 

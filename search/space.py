@@ -222,7 +222,9 @@ def _check_together(where: str, method: str, params: tuple[Param, ...]) -> None:
     of two varying parameters are not tried in pairs."""
     settings_cls = get_method(method).settings_cls
     own = [p for p in params if p.name not in TRAIN_KEYS]
-    fixed = {p.name: p.value for p in own if p.kind == "fixed"}
+    # a one-value choice or range is as fixed as a `value`
+    fixed = {p.name: p.value if p.kind == "fixed" else p.choices[0] if p.kind == "categorical" else p.low
+             for p in own if not p.varies}
     trials = [(None, fixed)] + [(p, {**fixed, p.name: value}) for p in own if p.varies
                                 for value in ({"categorical": p.choices}.get(p.kind) or (p.low, p.high))]
     for param, settings in trials:

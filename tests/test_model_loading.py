@@ -38,8 +38,23 @@ def _save(model: torch.nn.Module, folder, tokenizer_from=None):
 ], ids=["gpt2", "bert", "t5", "llama"])
 def test_a_folder_without_a_tokenizer_is_named(tmp_path, build):
     folder = _save(build(), tmp_path / "no-tokenizer")
-    with pytest.raises(ModelUnavailable, match="no usable tokenizer in .*no-tokenizer"):
+    with pytest.raises(ModelUnavailable, match="(no usable tokenizer|cannot load the tokenizer) in .*no-tokenizer"):
         load_base_model(folder, num_labels=2)
+
+
+def test_a_tokenizer_of_another_script_than_latin_is_no_empty_tokenizer(tmp_path, tiny_models):
+    """A character-level Chinese vocabulary reads no English word: it is a real tokenizer all the same."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, "[PAD]": 1, **{char: i + 2 for i, char in enumerate("我喜欢猫狗电影很好")}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]")
+    folder = shutil.copytree(tiny_models["gpt2"][0], tmp_path / "chinese")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    tokenizer.save_pretrained(folder)
+    assert len(load_base_model(str(folder)).tokenizer) == len(vocab)
 
 
 def test_a_kind_transformers_has_no_class_for_is_refused_in_a_line_naming_the_kinds_it_has(tmp_path):

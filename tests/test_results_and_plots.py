@@ -198,6 +198,10 @@ def test_prompt_length_and_init_plots_show_each_point_at_its_best_learning_rate_
     one_rate = aggregate([r for r in records if r["train"]["lr"] == 0.1])
     assert [(c.method, c.lrs_chosen) for c in data.length_curves(one_rate)] == [
         ("prompt_tuning[init=random,lr=0.1]", False)]
+    # one rate at each length, another at each: nothing was chosen, and no one rate names the curve
+    one_each = aggregate([r for r in records if (r["train"]["lr"] == 0.1) == (r["method"]["settings"]
+                                                                              ["num_virtual_tokens"] == 1)])
+    assert [(c.method, c.lrs_chosen) for c in data.length_curves(one_each)] == [("prompt_tuning[init=random]", False)]
 
 
 def test_curves_and_init_groups_sort_numbers_as_numbers_and_keep_cards_and_kinds_apart():
@@ -351,6 +355,10 @@ def test_one_model_loaded_as_two_kinds_is_two_configs_each_against_its_own_full_
                             "lora[lr=0.001,model_kind=causal]", "lora[lr=0.001,model_kind=encoder]"]
     assert rows["lora[lr=0.001,model_kind=encoder]"].relative_to_full_ft == pytest.approx(0.9)
     assert rows["lora[lr=0.001,model_kind=causal]"].relative_to_full_ft == pytest.approx(0.5)
+    charts = data.score_cost(list(rows.values()))  # a chart each, neither's runs left out as incomparable
+    assert [(c.model, len(c.points), c.incomparable) for c in charts] == [("m (causal)", 2, []), ("m (encoder)", 2, [])]
+    assert data.relative_scores(list(rows.values())).values["lora"] == {"sst2 (m (causal))": pytest.approx(0.5),
+                                                                        "sst2 (m (encoder))": pytest.approx(0.9)}
 
 
 def test_a_record_without_what_a_row_reads_is_left_out_by_name():

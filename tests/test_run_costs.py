@@ -66,18 +66,22 @@ def test_a_model_loaded_as_another_kind_is_another_run():
     assert dataclasses.replace(plain, model_kind="encoder").run_id() == plain.run_id()  # minilm-l6's own kind
 
 
-def test_a_model_folder_is_one_run_however_its_path_is_typed_and_two_folders_of_one_name_are_two(tmp_path,
-                                                                                              monkeypatch):
-    for place in ("a", "b"):
+def test_a_model_folder_is_one_run_however_its_path_is_typed_or_wherever_a_copy_is_kept(tmp_path, monkeypatch):
+    for place, width in (("a", 32), ("b", 32), ("c", 64)):
         (tmp_path / place / "my-model").mkdir(parents=True)
+        (tmp_path / place / "my-model" / "config.json").write_text(f'{{"hidden_size": {width}}}')
+        (tmp_path / place / "my-model" / "model.safetensors").write_bytes(b"w" * width)
+    (tmp_path / "b" / "my-model" / "README.md").write_text("notes")  # not what the model is
     monkeypatch.chdir(tmp_path / "a")
     relative = dataclasses.replace(spec("lora", {}), model="./my-model")
     assert relative.run_id().startswith("sst2__my-model__lora__")
     assert dataclasses.replace(relative, model=str(tmp_path / "a" / "my-model")).run_id() == relative.run_id()
     assert dataclasses.replace(relative, model="my-model/").run_id() == relative.run_id()
-    elsewhere = relative.run_id()
+    here = relative.run_id()
     monkeypatch.chdir(tmp_path / "b")
-    assert relative.run_id() != elsewhere  # another folder of the same name
+    assert relative.run_id() == here  # a copy elsewhere (another machine of a shared suite) is the same model
+    monkeypatch.chdir(tmp_path / "c")
+    assert relative.run_id() != here  # another model in a folder of the same name
     assert dataclasses.replace(relative, model="org/hub-model").run_id().startswith("sst2__org_hub-model__lora__")
 
 

@@ -72,6 +72,9 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [prefix_tuning]\nper_method:\n  prefix_tuning:\n    init: {value: real_tokens}\n"
      "    prefix_projection: {choices: [true, false]}\n",
      r"prefix_projection=True with the fixed \{'init': 'real_tokens'\} is refused"),
+    ("methods: [prefix_tuning]\nper_method:\n  prefix_tuning:\n    init: {choices: [real_tokens]}\n"
+     "    prefix_projection: {value: true}\n    lr: {low: 0.01, high: 0.1}\n",
+     r"the fixed \{'init': 'real_tokens', 'prefix_projection': True\} is refused"),
 ])
 def test_bad_space_is_refused(tmp_path, text, message):
     with pytest.raises(SpaceError, match=message):

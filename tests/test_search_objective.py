@@ -210,6 +210,32 @@ def test_two_sampled_points_that_train_one_run_are_one_config(monkeypatch, tmp_p
     assert len(trained) == 1 and study.trials[1].user_attrs.get("repeat_of") == 0
 
 
+def test_a_trial_of_a_study_from_before_run_configurations_were_kept_is_still_found_as_a_twin(monkeypatch, tmp_path):
+    from search.repeats import CONFIG_ATTR
+
+    trained = []
+
+    def execute_run(spec, *, on_eval, pool):
+        trained.append(spec.train.lr)
+        return {"task": {"primary_metric": "accuracy"}, "scores": {"validation": {"accuracy": 0.6, "n": 400}},
+                "cost": {}, "artifact_path": str(tmp_path / "adapter")}
+
+    monkeypatch.setattr(search.objective, "execute_run", execute_run)
+    run = objective(tmp_path, references={})
+    run.tasks = ["a"]
+    now = optuna.create_study(direction="maximize")
+    now.enqueue_trial({"prompt_tuning.lr": 0.02})
+    now.optimize(run, n_trials=1)
+    before = optuna.create_study(direction="maximize")  # its trial kept the sampled config only
+    before.add_trial(optuna.trial.create_trial(value=0.6, params=now.trials[0].params,
+                                               distributions=now.trials[0].distributions,
+                                               user_attrs={CONFIG_ATTR: now.trials[0].user_attrs[CONFIG_ATTR],
+                                                           "records": []}))
+    before.enqueue_trial({"prompt_tuning.lr": 0.02})
+    before.optimize(run, n_trials=1)
+    assert trained == [0.02] and before.trials[1].user_attrs.get("repeat_of") == 0
+
+
 def test_a_pruned_config_is_trained_again(monkeypatch, tmp_path):
     # the pruner stopped it against the trials of its time; it may let the same config go on now
     calls = []

@@ -48,18 +48,19 @@ PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camember
 def _load_tokenizer(name: str, source: str, kind: str):
     from transformers import AutoTokenizer
 
-    missing = (f"model {name!r}: no usable tokenizer in {source} (save one beside the weights with "
-               "tokenizer.save_pretrained)")
+    folder = Path(source).is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, TypeError) as err:  # no tokenizer files, and nothing to build one from
-        raise ModelUnavailable(f"{missing}: {first_line(err)}") from None
-    ids = tokenizer("the film was good", add_special_tokens=False)["input_ids"]
-    known = [i for i in ids if i != tokenizer.unk_token_id]
-    # without tokenizer files, transformers builds some families a tokenizer of special tokens only:
-    # every word is unknown, and a run would train on nothing but unknown tokens
-    if len(tokenizer) <= 1 or not any(c.isalpha() for c in tokenizer.decode(known)):
-        raise ModelUnavailable(missing)
+    except (OSError, ValueError, TypeError) as err:  # no tokenizer files and nothing to build one from, no hub
+        where = f"in {source} (save one beside the weights with tokenizer.save_pretrained)" if folder else \
+            f"of {source}"
+        raise ModelUnavailable(f"model {name!r}: cannot load the tokenizer {where}: {first_line(err)}") from None
+    # without tokenizer files, transformers builds some families a tokenizer of special tokens only
+    # (every word unknown: a run would train on nothing but unknown tokens); any language's own
+    # vocabulary is far larger
+    if len(set(tokenizer.get_vocab()) - set(tokenizer.all_special_tokens)) < 2:
+        raise ModelUnavailable(f"model {name!r}: no usable tokenizer in {source}: it knows only special tokens "
+                               "(save one beside the weights with tokenizer.save_pretrained)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if tokenizer.pad_token is None:

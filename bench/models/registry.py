@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +61,8 @@ def _gemma3_gguf(scratch: Path) -> Path | None:
     package = _gemma3_package()
     if package is None:
         return None
+    # earlier versions assembled it into the cache itself, and kept it (250 MB nothing reads again)
+    (gguf_cache.models_cache() / "gemma3-270m.gguf").unlink(missing_ok=True)
     try:
         return package.assemble(scratch / package.MODEL_NAME)
     except (OSError, ValueError) as err:  # a damaged part fails its checksum
@@ -153,10 +157,23 @@ def refuse_typo(name: str) -> None:
 
 def folder_source(name: str) -> str | None:
     """The full path of a model given as a local folder (None when `name` is no folder here): a folder
-    is loaded, recorded and known to run ids by it, so a run reloads it from anywhere, `./m` and
-    `/abs/m` are one model, and a folder named like a hub id ("gpt2") is not taken for it."""
+    is loaded and recorded by it, so a run reloads it from anywhere, and a folder named like a hub id
+    ("gpt2") is not taken for it."""
     folder = Path(name).expanduser()
     return str(folder.resolve()) if name not in MODELS and folder.is_dir() else None
+
+
+def folder_fingerprint(folder: str) -> str:
+    """What a model folder holds, in short, as run ids know it: its config and the names and sizes of
+    its files (notes aside). `./m` and `/abs/m` are one model, and so are two copies of a checkpoint
+    on two machines of a shared suite, wherever each keeps it; two folders of one name are two."""
+    path = Path(folder)
+    config = path / "config.json"
+    held = sorted((f.name, f.stat().st_size) for f in path.iterdir()
+                  if f.is_file() and not f.name.startswith(".") and f.suffix != ".md")
+    digest = hashlib.sha1(config.read_bytes() if config.is_file() else b"")
+    digest.update(json.dumps(held).encode())
+    return f"folder:{digest.hexdigest()[:12]}"
 
 
 def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:

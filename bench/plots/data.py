@@ -8,7 +8,8 @@ import re
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, init_text, natural_key, shortened, task_names
+from bench.results import (REFERENCE_METHODS, ResultRow, comparable_key, init_text, model_names, natural_key,
+                           shortened, task_names)
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -88,8 +89,8 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
     if axis not in COST_AXES:
         raise ValueError(f"unknown cost axis {axis!r}; choose from {', '.join(COST_AXES)}")
     by_task: dict[tuple[str, str], list[ResultRow]] = defaultdict(list)
-    for row, task in zip(rows, task_names(rows)):
-        by_task[(task, row.model)].append(row)
+    for row, task, model in zip(rows, task_names(rows), model_names(rows)):
+        by_task[(task, model)].append(row)
     charts = []
     for (task, model), group in sorted(by_task.items()):
         # the chart holds the runs scored as most of its are (same data and evaluation examples); its
@@ -118,8 +119,8 @@ def _usual(rows: list[ResultRow]) -> tuple | None:
 
 def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     columns: dict[str, list[ResultRow]] = defaultdict(list)
-    for row, task in zip(rows, task_names(rows)):
-        columns[f"{task} ({row.model})"].append(row)
+    for row, task, model in zip(rows, task_names(rows), model_names(rows)):
+        columns[f"{task} ({model})"].append(row)
     values: dict[str, dict[str, float]] = defaultdict(dict)
     for column, group in columns.items():
         usual = _usual(group)  # a 20-example smoke run does not compete with the real ones
@@ -162,12 +163,21 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
         if len(best) < 2:
             continue
         chosen = [best[length] for length in sorted(best)]
-        several_lrs = len({r.lr for r in group}) > 1
+        several_lrs = _several_lrs(group, lambda row: row.settings["num_virtual_tokens"])
         name = _label_without(chosen[0].label, "num_virtual_tokens")
-        curves.append(LengthCurve(task, model, _label_without(name, "lr") if several_lrs else name, sorted(best),
+        one_lr = len({r.lr for r in chosen}) == 1  # else the label's lr would be its first point's only
+        curves.append(LengthCurve(task, model, name if one_lr else _label_without(name, "lr"), sorted(best),
                                   [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
                                   lrs_chosen=several_lrs))
     return sorted(curves, key=lambda c: (c.task, c.model, natural_key(c.method)))
+
+
+def _several_lrs(group: list[ResultRow], value) -> bool:
+    """Whether, at some `value(row)`, several learning rates were there to choose from."""
+    rates: dict = defaultdict(set)
+    for row in group:
+        rates[value(row)].add(row.lr)
+    return any(len(lrs) > 1 for lrs in rates.values())
 
 
 def _best_lr_each(group: list[ResultRow], value) -> dict:
@@ -194,13 +204,17 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
     for (task, model, *_), group in groups.items():
         if len({r.settings["init"] for r in group}) < 2:
             continue
-        best = _best_lr_each(group, lambda row: (row.settings["init"], init_text(row.settings)))
+        def init_of(row):
+            return row.settings["init"], init_text(row.settings)
+
+        best = _best_lr_each(group, init_of)
         chosen = sorted(best.values(), key=lambda r: (r.settings["init"], str(init_text(r.settings))))
         several_texts = sum(r.settings["init"] == "text" for r in chosen) > 1
-        several_lrs = len({r.lr for r in group}) > 1
+        several_lrs = _several_lrs(group, init_of)
         named_by = next(r for r in chosen if r.settings["init"] != "text")  # its label has no init text
         name = _label_without(named_by.label, "init")
-        comparisons.append(InitComparison(task, model, _label_without(name, "lr") if several_lrs else name,
+        one_lr = len({r.lr for r in chosen}) == 1
+        comparisons.append(InitComparison(task, model, name if one_lr else _label_without(name, "lr"),
                                           [_init_name(r, with_text=several_texts) for r in chosen],
                                           [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
                                           lrs_chosen=several_lrs))

@@ -89,15 +89,16 @@ def _legend_beside(axes, **options) -> None:
 
 def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") -> list[Path]:
     figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 4), 4))
-    width = 0.8 / max(len(data.methods), 1)
-    for i, method in enumerate(data.methods):
+    methods = [m for m in data.methods if m != "full_ft"]  # 1 by definition: the dashed line
+    width = 0.8 / max(len(methods), 1)
+    for i, method in enumerate(methods):
         xs = [t + i * width for t in range(len(data.tasks))]
         ys = [data.values[method].get(task, float("nan")) for task in data.tasks]  # no bar where unknown
         # bars grow up or down from full fine-tuning's 1: the ratios sit near it, and bars from 0 would
         # draw 0.89 and 0.99 nearly alike (a cut axis would draw their lengths out of proportion)
         bars = axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=METHOD_COLOURS.get(method))
         axes.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=6, rotation=90, padding=2)
-    axes.axhline(1.0, color="k", lw=0.8, ls="--")
+    axes.axhline(1.0, color="k", lw=0.8, ls="--", label="full_ft (= 1)")
     values = [v for per_task in data.values.values() for v in per_task.values()] + [1.0]
     low, high = min(values), max(values)
     margin = 0.15 * max(high - low, 0.05)
@@ -169,7 +170,8 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
             axes.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90 if len(shown) > 2 else 0, padding=2)
         axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=7)
         top = max(score for c in shown for score in c.scores)
-        axes.set_ylim(0, top * 1.2 if top > 0 else 1)  # room above the bars for their values
+        bottom = min(0.0, *(score for c in shown for score in c.scores))  # Matthews correlation can be below 0
+        axes.set_ylim(bottom * 1.2, top * 1.2 if top > 0 else 1)  # room beyond the bars for their values
         axes.set_title(f"{task} / {model}", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
         _legend_beside(axes, fontsize=6)
