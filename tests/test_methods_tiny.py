@@ -436,3 +436,23 @@ def test_a_newline_ends_an_answer_only_once_it_has_begun(monkeypatch):
     out = causal.greedy_generate(None, ids, torch.ones_like(ids), max_new_tokens=5, eos_token_ids=[EOS],
                                  pad_token_id=PAD, line_end_ids=[NL])
     assert out.tolist() == [[NL, A, NL, PAD, PAD], [A, EOS, PAD, PAD, PAD], [NL, NL, B, B, NL], [A, B, B, B, B]]
+
+
+def test_an_answer_is_its_first_line_and_ends_at_any_line_break_or_end_of_turn_token(tiny_models, tiny_tasks):
+    """Only the single tokens of "\n" and "\n\n" ended an answer: a "\n\n\n" token, or a tokenizer
+    that writes a break in two pieces, let "Paris\nQuestion: ..." be scored whole; and an instruct
+    model's end-of-turn token, listed by its generation config, did not stop it."""
+    from types import SimpleNamespace
+
+    from bench.modeling.tuned import answer_line
+
+    assert answer_line("\n Paris \nQuestion: where?") == "Paris" and answer_line("  ") == ""
+    from tokenizers import Tokenizer, models
+
+    vocab = {"[UNK]": 0, "Paris": 1, "\n": 2, "\n\n\n": 3, "\r\n": 4, "\n  ": 5, "x\n": 6, " ": 7}
+    with_breaks = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, "[UNK]")),
+                                                       unk_token="[UNK]")
+    assert TunedModel._line_break_ids.func(SimpleNamespace(tokenizer=with_breaks)) == [2, 3, 4, 5, 6]
+    task, base, tuned = build(tiny_models, tiny_tasks, "gpt2", "prompt_tuning", "tiny_qa")
+    base.model.generation_config.eos_token_id = [base.tokenizer.eos_token_id, 7]
+    assert TunedModel(tuned.model, base, task.card)._end_ids == sorted({base.tokenizer.eos_token_id, 7})

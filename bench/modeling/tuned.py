@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,13 @@ from tasks import Example, TaskCard
 class StepLoss:
     loss: torch.Tensor
     work: Work  # what the step ran, for the FLOP estimate
+
+
+def answer_line(text: str) -> str:
+    """An answer is one line: its first non-empty one (a model may open a reply with a line break).
+    Cut here as well as where generation stops, as a tokenizer may write a line break together with
+    other text in one token, or, as SentencePiece's byte fallback, in pieces."""
+    return text.strip().split("\n", 1)[0].strip()
 
 
 class TunedModel:
@@ -164,17 +172,26 @@ class TunedModel:
         if self.kind == "causal":
             new_tokens = causal.greedy_generate(
                 self.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
-                eos_token_ids=[i for i in (self.tokenizer.eos_token_id,) if i is not None],
-                pad_token_id=self.tokenizer.pad_token_id,
-                line_end_ids=self._line_end_ids())
+                eos_token_ids=self._end_ids, pad_token_id=self.tokenizer.pad_token_id,
+                line_end_ids=self._line_break_ids)
         else:
             new_tokens = self.model.generate(**batch, max_new_tokens=max_new, do_sample=False, num_beams=1)
-        return [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return [answer_line(text) for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
-    def _line_end_ids(self) -> list[int]:
-        """Answers are one line: a newline token (one or two line breaks) ends one, once it has begun."""
-        ends = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("\n", "\n\n")]
-        return sorted({ids[0] for ids in ends if len(ids) == 1})
+    @cached_property
+    def _end_ids(self) -> list[int]:
+        """Tokens that end an answer: the tokenizer's EOS and those the model's generation config
+        lists (an instruct model's end of turn, such as Llama 3's <|eot_id|>)."""
+        listed = getattr(getattr(self.base.model, "generation_config", None), "eos_token_id", None)
+        listed = listed if isinstance(listed, list) else [listed]
+        return sorted({i for i in (self.tokenizer.eos_token_id, *listed) if i is not None})
+
+    @cached_property
+    def _line_break_ids(self) -> list[int]:
+        """Every token holding a line break ("\n", "\n\n\n", "\r\n", a break and spaces): once an
+        answer has begun, one ends it, so generation stops where `answer_line` would cut."""
+        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+        return [i for i, text in enumerate(texts) if "\n" in text]
 
     def prompt_batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         """The prompts tokenized and on the device, as `prompt_forward` takes them."""
