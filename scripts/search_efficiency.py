@@ -42,6 +42,7 @@ from search.study import make_sampler
 from search.tabular import SearchTrace, Table, load_table, simulate
 
 SEARCHER_SEEDS = 10_000  # far from the targets' random searches (seeds 0, 1, ...): no draw in common
+MISSED = 1e9  # a repetition that never reached the target, ranked above any ratio
 
 
 def search_until(table: Table, target: float, *, seed: int, sampler: str, pruner: str, margin: float,
@@ -57,11 +58,19 @@ def _spread(ratios: list[float]) -> str:
     another set of repetitions could move it), quartiles, misses (never reached the target) counted
     as infinitely slow."""
     ordered = sorted(ratios)
-    q1, median, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
-    ci = quantile_test(ordered, q=median, p=0.5).confidence_interval(0.95)
+    # a miss is above every ratio, and no interpolation between it and one gives nan (inf x 0)
+    ranked = [r if math.isfinite(r) else MISSED for r in ordered]
+    q1, median, q3 = statistics.quantiles(ranked, n=4, method="inclusive")
+    ci = quantile_test(ranked, q=median, p=0.5).confidence_interval(0.95)
     misses = sum(not math.isfinite(r) for r in ordered)
-    return (f"median {median:.3f} (95% CI [{ci.low:.3f}, {ci.high:.3f}])  IQR [{q1:.3f}, {q3:.3f}]  "
-            f"min {ordered[0]:.3f}  max {ordered[-1]:.3f}  "
+
+    reached = max((r for r in ordered if math.isfinite(r)), default=-math.inf)
+
+    def shown(value: float) -> str:  # past every finite ratio: a miss, or interpolated towards one
+        return "inf" if value > reached else f"{value:.3f}"
+
+    return (f"median {shown(median)} (95% CI [{shown(ci.low)}, {shown(ci.high)}])  IQR [{shown(q1)}, {shown(q3)}]  "
+            f"min {shown(ranked[0])}  max {shown(ranked[-1])}  "
             f"(<= 1/3 in {sum(r <= 1 / 3 for r in ordered)}/{len(ordered)}"
             + (f"; {misses} never reached it)" if misses else ")"))
 

@@ -54,8 +54,8 @@ WORD = re.compile(r"[^\W_]+")  # letters and digits of any script
 @functools.cache
 def _rouge_tokenizer():
     """rouge-score's own tokenization for the letters of any script: on ASCII text it gives the same
-    tokens as its default tokenizer (lower-cased runs of a-z and 0-9, Porter-stemmed past 3
-    characters), which drops every other letter, so "café" became "caf" and Russian text scored 0.
+    tokens as its default tokenizer with `use_stemmer=True` (lower-cased runs of a-z and 0-9,
+    Porter-stemmed past 3 characters), which drops every other letter, so "café" became "caf" and Russian text scored 0.
     A language written without spaces (Chinese, Japanese) would still need its own word splitting:
     here a run of its characters is one token."""
     from rouge_score import tokenizers
