@@ -238,8 +238,8 @@ def test_the_efficiency_script_compares_every_searcher_on_a_table(tmp_path, spac
     assert f"table: 8 real runs of {STEPS} steps" in result.stdout
     assert ("space: the grid's values as choices" if space else "space: ranges between") in result.stdout
     assert f"random search: 4 trials, up to {4 * STEPS} steps" in result.stdout
-    for searcher in ("spbench search default", "TPE + hyperband, cold", "TPE + succ. halving, cold",
-                     "TPE + median, cold", "TPE, no pruning, cold", "random + hyperband"):
+    for searcher in ("random search itself", "spbench search default", "TPE + hyperband, cold",
+                     "TPE + succ. halving, cold", "TPE + median, cold", "TPE, no pruning, cold", "random + hyperband"):
         assert re.search(rf"^{re.escape(searcher)} +steps / random's steps: median \S+", result.stdout, re.M), searcher
 
 
@@ -250,6 +250,21 @@ def _efficiency_script():
     return module
 
 
+def test_the_searchers_do_not_replay_the_draws_of_the_random_search_that_sets_their_target(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Seeded alike, TPE's random start-up trials were the target's random search's first draws
+    (its best among them in about 8 of 20 repetitions), and random + Hyperband its whole sequence."""
+    write_grid(tmp_path)
+    module = _efficiency_script()
+    seeds, search_until = [], module.search_until
+    monkeypatch.setattr(module, "search_until", lambda table, goal, *, seed, **options: (
+        seeds.append(seed), search_until(table, goal, seed=seed, **options))[1])
+    monkeypatch.setattr(sys, "argv", ["search_efficiency.py", str(tmp_path), "--random-trials", "4",
+                                      "--repetitions", "3", "--max-trials", "10"])
+    module.main()
+    assert seeds and min(seeds) >= module.SEARCHER_SEEDS > 3  # the targets' random searches: seeds 0, 1, 2
+
+
 def test_the_median_ratio_comes_with_its_confidence_interval_from_order_statistics():
     # 20 repetitions: the distribution-free 95% interval of the median runs from the 6th to the 15th
     # smallest ratio; a repetition that never reached the target is the slowest, not dropped
@@ -257,6 +272,9 @@ def test_the_median_ratio_comes_with_its_confidence_interval_from_order_statisti
     spread = _efficiency_script()._spread(ratios)
     assert spread.startswith("median 1.050 (95% CI [0.600, 1.500])")
     assert "max inf" in spread and "(<= 1/3 in 3/20; 2 never reached it)" in spread
+    # a quartile between a ratio and a miss is past every ratio: inf, not nan (inf x 0) or a number
+    assert _efficiency_script()._spread([0.1, 0.2, 0.3] + [float("inf")] * 3).startswith(
+        "median inf (95% CI [0.100, inf])  IQR [0.225, inf]")
 
 
 def test_the_nearest_number_is_by_ratio_only_where_every_value_is_positive():
