@@ -105,8 +105,6 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             failure.unlink(missing_ok=True)
             outcome.done.append(name)
             reason = None
-        except KeyboardInterrupt:
-            raise
         except Exception as err:  # one failed run must not stop the suite; its reason is kept
             entry = keep_failure(run, err, seconds=time.perf_counter() - started)
             outcome.failed.append((name, entry["reason"]))

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+
+def is_folder_name(name: str) -> bool:
+    """Whether `name` names one folder inside another (no `/`, not `.` or `..`): results/<name> stays in results/."""
+    return bool(name) and Path(name).name == name and name not in (".", "..")
 
 
 def file_part(text: str) -> str:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.methods import get_method
-from bench.methods.prompt_tuning import DEFAULT_INIT_TEXT
+from bench.methods.prompt_tuning import with_default_init_text
 from bench.methods.registry import MethodError, settings_without_effect
 from bench.models.registry import ModelError, refuse_typo
+from bench.names import is_folder_name
 from bench.results import method_label
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
@@ -175,8 +176,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)
             settings = {**base_settings, **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
             point_train = {**train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}}
-            if method.name == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
-                settings["init_text"] = DEFAULT_INIT_TEXT
+            settings = with_default_init_text(method.name, settings)
             try:
                 resolved = method.settings(**settings)
             except MethodError as err:
@@ -214,7 +214,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path}: unknown key {sorted(set(data) - SUITE_KEYS)[0]!r}")
     if not isinstance(data["name"], str) or not data["name"]:
         raise SuiteError(f"{path} name: must be non-empty text, got {data['name']!r}")
-    if Path(data["name"]).name != data["name"] or data["name"] in (".", ".."):  # results/<name> stays in results/
+    if not is_folder_name(data["name"]):
         raise SuiteError(f"{path} name: {data['name']!r} is not a folder name (no / or ..)")
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path} description: must be text, got {data['description']!r}")

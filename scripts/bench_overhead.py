@@ -61,7 +61,8 @@ def bare_loop(base, model, examples, *, steps: int, batch_size: int, lr: float, 
     return device_clock(base.device) - started
 
 
-def harness_loop(base, model, task, examples, *, steps: int, batch_size: int, lr: float, max_tokens: int) -> float:
+def harness_loop(base, model, task, examples, *, steps: int, batch_size: int, lr: float) -> float:
+    """`train` as a run calls it (its prompts cut at the card's `max_input_tokens`, as the bare loop's)."""
     settings = TrainSettings(steps=steps, batch_size=batch_size, eval_every=steps + 1)
     started = device_clock(base.device)
     train(TunedModel(model, base, task.card), examples, settings, lr=lr, progress=False)
@@ -79,8 +80,9 @@ def main() -> None:
     task = load_task("sst2")
     examples = task.training_examples(None, seed=0)
     (base_h, model_h), (base_b, model_b) = build(task), build(task)
-    kwargs = dict(steps=args.steps, batch_size=args.batch_size, lr=0.03, max_tokens=task.card.max_input_tokens)
-    bare_loop(base_b, model_b, examples, **kwargs)  # warm-up, both sides
+    kwargs = dict(steps=args.steps, batch_size=args.batch_size, lr=0.03)
+    bare_kwargs = {**kwargs, "max_tokens": task.card.max_input_tokens}
+    bare_loop(base_b, model_b, examples, **bare_kwargs)  # warm-up, both sides
     harness_loop(base_h, model_h, task, examples, **kwargs)
     harness, bare = [], []
     for round_ in range(args.rounds):
@@ -89,7 +91,7 @@ def main() -> None:
             if side == "harness":
                 harness.append(harness_loop(base_h, model_h, task, examples, **kwargs))
             else:
-                bare.append(bare_loop(base_b, model_b, examples, **kwargs))
+                bare.append(bare_loop(base_b, model_b, examples, **bare_kwargs))
     steps = args.steps * args.rounds
     print(f"{base_h.device.type} ({str(base_h.dtype).removeprefix('torch.')}), torch threads "
           f"{torch.get_num_threads()}, {args.rounds} rounds x {args.steps} steps, batch {args.batch_size}")

@@ -65,6 +65,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from bench.models import MODELS, ModelError, resolve_model
+    from bench.names import is_folder_name
     from bench.record import results_folder
     from bench.results import card_file
     from bench.run import cannot_answer
@@ -109,7 +110,7 @@ def run(args) -> int:
     multi = len(objectives) == 2
     name = args.study or (f"{'+'.join(tasks)}__{Path(args.model).name}"
                           + (f"__{objectives[1]}" if multi else ""))
-    if Path(name).name != name or name in (".", ".."):  # results/<study> stays in --results
+    if not is_folder_name(name):
         raise ValueError(f"--study {name!r} is not a folder name (no / or ..): the study's files go to "
                          f"{args.results}/<study>/")
     folder = args.results / name

@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 
 from bench.methods import get_method
-from bench.methods.prompt_tuning import DEFAULT_INIT_TEXT
+from bench.methods.prompt_tuning import with_default_init_text
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
 from bench.yaml_values import is_number, read_yaml_mapping, refuse_repeats, typed_setting, yaml_number
@@ -167,9 +167,7 @@ class SearchSpace:
         for param in self.params[method]:
             value = param.suggest(trial, param.key(method))
             (train if param.name in TRAIN_KEYS else settings)[param.name] = value
-        if method == "prompt_tuning" and settings.get("init") == "text":
-            settings.setdefault("init_text", DEFAULT_INIT_TEXT)
-        return method, settings, train
+        return method, with_default_init_text(method, settings), train
 
 
 def _check_method_params(where: str, method: str, params: list[Param]) -> None:
@@ -204,12 +202,11 @@ def _checked(where: str, method: str, param: Param) -> Param:
             raise SpaceError(f"{where}.{param.name}: a choice is listed twice in {list(param.choices)}")
         param = dataclasses.replace(param, choices=choices)
     values = {"fixed": (param.value,), "categorical": param.choices}.get(param.kind, (param.low, param.high))
-    extra = {"init_text": "text"} if "init_text" in settings_cls.__dataclass_fields__ else {}
     for value in values:
         if declared == "bool" and not isinstance(value, bool):
             raise SpaceError(f"{where}.{param.name}: {value!r} is not true or false")
         try:
-            settings_cls(**{**extra, param.name: value})
+            settings_cls(**with_default_init_text(method, {param.name: value}))
         except (MethodError, TypeError) as err:
             raise SpaceError(f"{where}.{param.name}: value {value!r} is refused: {err}") from None
     return param
@@ -228,8 +225,7 @@ def _check_together(where: str, method: str, params: tuple[Param, ...]) -> None:
     trials = [(None, fixed)] + [(p, {**fixed, p.name: value}) for p in own if p.varies
                                 for value in ({"categorical": p.choices}.get(p.kind) or (p.low, p.high))]
     for param, settings in trials:
-        if method == "prompt_tuning" and settings.get("init") == "text":
-            settings = {"init_text": DEFAULT_INIT_TEXT, **settings}  # as `sample` fills it in
+        settings = with_default_init_text(method, settings)  # as `sample` fills it in
         try:
             settings_cls(**settings)
         except (MethodError, TypeError) as err:

@@ -442,8 +442,7 @@ def test_an_answer_is_its_first_line_and_ends_at_any_line_break_or_end_of_turn_t
     """Only the single tokens of "\n" and "\n\n" ended an answer: a "\n\n\n" token, or a tokenizer
     that writes a break in two pieces, let "Paris\nQuestion: ..." be scored whole; and an instruct
     model's end-of-turn token, listed by its generation config, did not stop it."""
-    from types import SimpleNamespace
-
+    from bench.modeling.encoding import line_break_ids
     from bench.modeling.tuned import answer_line
 
     assert answer_line("\n Paris \nQuestion: where?") == "Paris" and answer_line("  ") == ""
@@ -452,7 +451,26 @@ def test_an_answer_is_its_first_line_and_ends_at_any_line_break_or_end_of_turn_t
     vocab = {"[UNK]": 0, "Paris": 1, "\n": 2, "\n\n\n": 3, "\r\n": 4, "\n  ": 5, "x\n": 6, " ": 7}
     with_breaks = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, "[UNK]")),
                                                        unk_token="[UNK]")
-    assert TunedModel._line_break_ids.func(SimpleNamespace(tokenizer=with_breaks)) == [2, 3, 4, 5, 6]
+    assert line_break_ids(with_breaks) == [2, 3, 4, 5, 6]
     task, base, tuned = build(tiny_models, tiny_tasks, "gpt2", "prompt_tuning", "tiny_qa")
     base.model.generation_config.eos_token_id = [base.tokenizer.eos_token_id, 7]
     assert TunedModel(tuned.model, base, task.card)._end_ids == sorted({base.tokenizer.eos_token_id, 7})
+
+
+def test_an_encoder_s_over_long_prompt_keeps_its_head_and_tail_and_a_short_one_is_encoded_as_before(tiny_models):
+    """Cut on the right, BoolQ's prompt lost its question and cue on its longest rows (2% of the test
+    split on MiniLM); cut on the left, AG News's would lose its title."""
+    from bench.modeling.encoding import encode_prompts
+
+    tokenizer = load_base_model(tiny_models["bert"][0], num_labels=2).tokenizer
+    passage = " ".join(["word"] * 100)
+    long_prompt = f"Passage: the start {passage} the end\nQuestion: is it?\nAnswer:"
+    short_prompt = "Review: a fine film\nSentiment:"
+    batch = encode_prompts(tokenizer, [long_prompt, short_prompt], max_tokens=32, head_and_tail=True)
+    long_row = tokenizer.decode(batch["input_ids"][0][batch["attention_mask"][0].bool()])
+    assert int(batch["attention_mask"][0].sum()) == 32
+    assert long_row.startswith("[CLS] passage : the start") and long_row.endswith("is it? answer : [SEP]")
+    plain = encode_prompts(tokenizer, [short_prompt, short_prompt], max_tokens=32)
+    assert torch.equal(batch["input_ids"][1][: plain["input_ids"].size(1)], plain["input_ids"][0])
+    alone = encode_prompts(tokenizer, [short_prompt], max_tokens=32, head_and_tail=True)
+    assert torch.equal(alone["input_ids"], plain["input_ids"][:1])  # nothing too long: the tokenizer's own call

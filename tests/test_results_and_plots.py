@@ -211,8 +211,10 @@ def test_curves_and_init_groups_sort_numbers_as_numbers_and_keep_cards_and_kinds
         "p_tuning[encoder_hidden_size=64,lr=0.001]", "p_tuning[encoder_hidden_size=128,lr=0.001]"]
     as_causal = [dict(r, model={"name": "m", "kind": "causal"}, run_id=r["run_id"] + "c")
                  for r in records if r["method"]["settings"]["encoder_hidden_size"] == 64]
-    curves = data.length_curves(aggregate(records + as_causal))
+    as_encoder = [dict(r, model={"name": "m", "kind": "encoder"}) for r in records]
+    curves = data.length_curves(aggregate(as_encoder + as_causal))
     assert len(curves) == 3 and sum("model_kind=causal" in c.method for c in curves) == 1
+    assert sorted({c.model for c in curves}) == ["m (causal)", "m (encoder)"]  # a panel each
 
 
 def test_prompts_initialised_from_different_texts_are_different_configs():

@@ -26,6 +26,14 @@ _PEFT_INIT = {
 DEFAULT_INIT_TEXT = "Classify or answer the following input."
 
 
+def with_default_init_text(method: str, settings: dict) -> dict:
+    """`settings` with the default text where prompt tuning is initialised from text and names none,
+    as a suite's sweep point and a search's trial are given it."""
+    if method == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
+        return {**settings, "init_text": DEFAULT_INIT_TEXT}
+    return settings
+
+
 @dataclass
 class PromptTuningSettings:
     num_virtual_tokens: int = 20

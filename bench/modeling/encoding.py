@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,16 +25,58 @@ def target_text(prompt: str, target: str, *, kind: str) -> str:
     return target
 
 
+_LINE_BREAKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> its line-break ids
+
+
+def line_break_ids(tokenizer) -> list[int]:
+    """Every token holding a line break ("\n", "\n\n\n", "\r\n", a break and spaces). Found once per
+    tokenizer (every run of a model pool shares its tokenizer): Gemma's vocabulary has 262k tokens."""
+    if tokenizer not in _LINE_BREAKS:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        _LINE_BREAKS[tokenizer] = [i for i, text in enumerate(texts) if "\n" in text]
+    return _LINE_BREAKS[tokenizer]
+
+
 def _pad(rows: Sequence[list[int]], value: int, *, left: bool) -> torch.Tensor:
     width = max(len(r) for r in rows)
     return torch.tensor([([value] * (width - len(r)) + r) if left else (r + [value] * (width - len(r)))
                          for r in rows])
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], *, max_tokens: int) -> dict[str, torch.Tensor]:
+# Of an over-long prompt kept by its head and tail, the head's share: Sun et al. (2019, "How to
+# Fine-Tune BERT for Text Classification") found the first 128 and the last 382 of 512 tokens
+# classified long texts best
+HEAD_SHARE = 0.25
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], *, max_tokens: int,
+                   head_and_tail: bool = False) -> dict[str, torch.Tensor]:
+    """Prompts as padded tensors, at most `max_tokens` each. An over-long prompt loses tokens on the
+    tokenizer's truncation side, or, `head_and_tail`, from its middle: it keeps its start (a title,
+    a passage's opening) and its end (the question and the cue a template closes with)."""
+    if head_and_tail:
+        rows = tokenizer(list(prompts), verbose=False)["input_ids"]  # whole, special tokens included
+        if any(len(row) > max_tokens for row in rows):
+            special = set(tokenizer.all_special_ids)
+            rows = [_middle_cut(row, max_tokens, special) for row in rows]
+            left = tokenizer.padding_side == "left"
+            return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=left),
+                    "attention_mask": _pad([[1] * len(row) for row in rows], 0, left=left)}
     # token type ids stay at their default (all zeros): single-segment inputs, and LMs reject them
     return tokenizer(list(prompts), padding=True, truncation=True, max_length=max_tokens,
                      return_token_type_ids=False, return_tensors="pt")
+
+
+def _middle_cut(ids: list[int], max_tokens: int, special: set[int]) -> list[int]:
+    """`ids` cut to `max_tokens` from the middle of the text between its leading and closing special
+    tokens ([CLS] ... [SEP]), which stay."""
+    if len(ids) <= max_tokens:
+        return ids
+    start = next((i for i, token in enumerate(ids) if token not in special), 0)
+    end = len(ids) - next((i for i, token in enumerate(reversed(ids)) if token not in special), 0)
+    room = max_tokens - start - (len(ids) - end)
+    head = int(room * HEAD_SHARE)
+    return ids[:start] + ids[start:start + head] + ids[end - (room - head):end] + ids[end:]
 
 
 def _prompt_ids(tokenizer, prompts: Sequence[str], max_tokens: int) -> list[list[int]]:

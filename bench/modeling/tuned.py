@@ -18,7 +18,8 @@ from bench.device import autocast
 from bench.flops import Work
 from bench.modeling import causal
 from bench.modeling.encoder import encoder_logits
-from bench.modeling.encoding import LMBatch, encode_causal, encode_prompts, encode_seq2seq, target_text
+from bench.modeling.encoding import (LMBatch, encode_causal, encode_prompts, encode_seq2seq, line_break_ids,
+                                    target_text)
 from bench.models import BaseModel
 from tasks import Example, TaskCard
 
@@ -119,7 +120,7 @@ class TunedModel:
     def _loss(self, examples: Sequence[Example]) -> StepLoss:
         prompts = [ex.prompt for ex in examples]
         if self.kind == "encoder":
-            batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+            batch = self.prompt_batch(prompts)
             labels = torch.tensor([ex.label for ex in examples], device=self.device)
             loss = F.cross_entropy(encoder_logits(self.model, batch).float(), labels)
             return StepLoss(loss, self._work(batch["attention_mask"], scored=len(examples)))
@@ -154,7 +155,7 @@ class TunedModel:
         pairs = self._label_words()
         single = self._single_token_labels(prompts) if self.kind == "causal" else None
         if single is not None:  # one forward, LM head on the last position only
-            batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+            batch = self.prompt_batch(prompts)
             output, _ = causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
             scores = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, single]  # (B, words)
         else:
@@ -167,13 +168,13 @@ class TunedModel:
 
     @torch.no_grad()
     def _generate(self, prompts: Sequence[str]) -> list[str]:
-        batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+        batch = self.prompt_batch(prompts)
         max_new = self.card.max_new_tokens
         if self.kind == "causal":
             new_tokens = causal.greedy_generate(
                 self.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
                 eos_token_ids=self._end_ids, pad_token_id=self.tokenizer.pad_token_id,
-                line_end_ids=self._line_break_ids)
+                line_end_ids=line_break_ids(self.tokenizer))  # ends an answer where `answer_line` cuts it
         else:
             new_tokens = self.model.generate(**batch, max_new_tokens=max_new, do_sample=False, num_beams=1)
         return [answer_line(text) for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
@@ -186,16 +187,13 @@ class TunedModel:
         listed = listed if isinstance(listed, list) else [listed]
         return sorted({i for i in (self.tokenizer.eos_token_id, *listed) if i is not None})
 
-    @cached_property
-    def _line_break_ids(self) -> list[int]:
-        """Every token holding a line break ("\n", "\n\n\n", "\r\n", a break and spaces): once an
-        answer has begun, one ends it, so generation stops where `answer_line` would cut."""
-        texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
-        return [i for i, text in enumerate(texts) if "\n" in text]
 
     def prompt_batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The prompts tokenized and on the device, as `prompt_forward` takes them."""
-        return self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+        """The prompts tokenized and on the device, as every forward over prompts alone takes them. An
+        encoder's over-long prompt keeps its head and its tail (a decoder's, its end: the tokenizer's
+        truncation side)."""
+        return self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens,
+                                              head_and_tail=self.kind == "encoder"))
 
     @torch.no_grad()
     def prompt_forward(self, batch: dict[str, torch.Tensor]) -> None:
@@ -230,7 +228,7 @@ class TunedModel:
         if not self.card.is_classification:
             return self._generate(prompts)
         if self.kind == "encoder":
-            batch = self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens))
+            batch = self.prompt_batch(prompts)
             return encoder_logits(self.model, batch).argmax(-1).tolist()
         return self._classify_lm(prompts)
 

@@ -29,7 +29,7 @@ def cache_home() -> Path:
 
 
 def models_cache() -> Path:
-    """Where converted checkpoints (and the assembled Gemma GGUF) are kept."""
+    """Where converted checkpoints are kept."""
     return cache_home() / "models"
 
 

