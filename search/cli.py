@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("search", help="Optuna search over prompt configs (resumable, multi-worker)",
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help="a task, or several separated by commas")
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=True, help="registry name (see `spbench models`), folder or hub id")
     parser.add_argument("--trials", type=int, help="finished trials (complete + pruned) the study should hold")
     parser.add_argument("--timeout", type=float, help="seconds this invocation may search")
     parser.add_argument("--study", help="study name (default: <tasks>__<model>, plus __<cost> for score,cost)")
@@ -45,12 +45,13 @@ def add_parser(sub) -> None:
     parser.add_argument("--prune-margin", type=float, default=MARGIN,
                         help="stop a trial only if its score is this many standard errors below the score it "
                              "needed to go on (scores measured on few examples differ by noise; 0: any gap)")
-    parser.add_argument("--steps", type=int, default=100, help="training steps per trial")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=100, help="training steps per trial (default 100)")
+    parser.add_argument("--batch-size", type=int, default=16, help="training examples per step (default 16)")
     parser.add_argument("--eval-every", type=int, help=f"steps between reports to the pruner (default {EVAL_EVERY})")
     parser.add_argument("--monitor-size", type=int, help="validation examples per report (default: --eval-size, "
                         "so the pruner sees the score it predicts, with the smallest noise margin)")
-    parser.add_argument("--eval-size", type=int, default=300, help="validation/test examples for final scores")
+    parser.add_argument("--eval-size", type=int, default=300,
+                        help="validation/test examples for final scores (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and the trials' training; local "
                         "worker i samples with seed + i, and with --storage the seed is mixed with the host name "
                         "and process id, so processes sharing a study do not propose the same configs (and a "
@@ -59,8 +60,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="trials recompute activations in the backward pass: far less memory on long inputs, "
                              "same scores, more time (prefix_tuning, which cannot, leaves the default space)")
-    parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--tasks-dir", action="append", default=[])
+    parser.add_argument("--results", type=Path, default=Path("results"),
+                        help="folder of the study's folder (default results/)")
+    parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
 
 
 def run(args) -> int:
