@@ -74,7 +74,7 @@ def _middle_cut(ids: list[int], max_tokens: int, special: set[int]) -> list[int]
         return ids
     start = next((i for i, token in enumerate(ids) if token not in special), 0)
     end = len(ids) - next((i for i, token in enumerate(reversed(ids)) if token not in special), 0)
-    room = max_tokens - start - (len(ids) - end)
+    room = max(0, max_tokens - start - (len(ids) - end))  # the special tokens stay, whatever the budget
     head = int(room * HEAD_SHARE)
     return ids[:start] + ids[start:start + head] + ids[end - (room - head):end] + ids[end:]
 
