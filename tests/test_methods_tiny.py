@@ -474,3 +474,15 @@ def test_an_encoder_s_over_long_prompt_keeps_its_head_and_tail_and_a_short_one_i
     assert torch.equal(batch["input_ids"][1][: plain["input_ids"].size(1)], plain["input_ids"][0])
     alone = encode_prompts(tokenizer, [short_prompt], max_tokens=32, head_and_tail=True)
     assert torch.equal(alone["input_ids"], plain["input_ids"][:1])  # nothing too long: the tokenizer's own call
+
+
+def test_unknown_tokens_at_an_encoder_prompt_s_ends_are_cut_like_any_text(tiny_models):
+    """Taken for [CLS] and [SEP], a run of [UNK] at a prompt's start was kept whole: a 602-token row
+    at a 128-token budget, which crashed BERT."""
+    from bench.modeling.encoding import encode_prompts
+
+    tokenizer = load_base_model(tiny_models["bert"][0], num_labels=2).tokenizer
+    prompt = " ".join(["\U0001F600"] * 100) + " great movie. Sentiment:"
+    batch = encode_prompts(tokenizer, [prompt], max_tokens=32, head_and_tail=True)
+    assert batch["input_ids"].shape == (1, 32)
+    assert tokenizer.decode(batch["input_ids"][0]).endswith("great movie. sentiment : [SEP]")

@@ -55,10 +55,11 @@ def encode_prompts(tokenizer, prompts: Sequence[str], *, max_tokens: int,
     tokenizer's truncation side, or, `head_and_tail`, from its middle: it keeps its start (a title,
     a passage's opening) and its end (the question and the cue a template closes with)."""
     if head_and_tail:
-        rows = tokenizer(list(prompts), verbose=False)["input_ids"]  # whole, special tokens included
-        if any(len(row) > max_tokens for row in rows):
-            special = set(tokenizer.all_special_ids)
-            rows = [_middle_cut(row, max_tokens, special) for row in rows]
+        # whole, with a mask of the special tokens the tokenizer added (not an [UNK] of the text)
+        encoded = tokenizer(list(prompts), verbose=False, return_special_tokens_mask=True)
+        if any(len(row) > max_tokens for row in encoded["input_ids"]):
+            rows = [_middle_cut(row, added, max_tokens)
+                    for row, added in zip(encoded["input_ids"], encoded["special_tokens_mask"])]
             left = tokenizer.padding_side == "left"
             return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=left),
                     "attention_mask": _pad([[1] * len(row) for row in rows], 0, left=left)}
@@ -67,13 +68,13 @@ def encode_prompts(tokenizer, prompts: Sequence[str], *, max_tokens: int,
                      return_token_type_ids=False, return_tensors="pt")
 
 
-def _middle_cut(ids: list[int], max_tokens: int, special: set[int]) -> list[int]:
-    """`ids` cut to `max_tokens` from the middle of the text between its leading and closing special
-    tokens ([CLS] ... [SEP]), which stay."""
+def _middle_cut(ids: list[int], added: list[int], max_tokens: int) -> list[int]:
+    """`ids` cut to `max_tokens` from the middle of the text between the special tokens the
+    tokenizer added before and after it ([CLS] ... [SEP]: `added` marks them), which stay."""
     if len(ids) <= max_tokens:
         return ids
-    start = next((i for i, token in enumerate(ids) if token not in special), 0)
-    end = len(ids) - next((i for i, token in enumerate(reversed(ids)) if token not in special), 0)
+    start = next((i for i, mark in enumerate(added) if not mark), len(ids))
+    end = len(ids) - next((i for i, mark in enumerate(reversed(added)) if not mark), 0)
     room = max(0, max_tokens - start - (len(ids) - end))  # the special tokens stay, whatever the budget
     head = int(room * HEAD_SHARE)
     return ids[:start] + ids[start:start + head] + ids[end - (room - head):end] + ids[end:]

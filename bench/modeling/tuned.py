@@ -177,7 +177,9 @@ class TunedModel:
                 line_end_ids=line_break_ids(self.tokenizer))  # ends an answer where `answer_line` cuts it
         else:
             new_tokens = self.model.generate(**batch, max_new_tokens=max_new, do_sample=False, num_beams=1)
-        return [answer_line(text) for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        # a decoder runs on past its answer into the next line; a seq2seq decoder writes only the target
+        return [answer_line(text) if self.kind == "causal" else text.strip() for text in texts]
 
     @cached_property
     def _end_ids(self) -> list[int]:
