@@ -55,14 +55,14 @@ def encode_prompts(tokenizer, prompts: Sequence[str], *, max_tokens: int,
     tokenizer's truncation side, or, `head_and_tail`, from its middle: it keeps its start (a title,
     a passage's opening) and its end (the question and the cue a template closes with)."""
     if head_and_tail:
-        # whole, with a mask of the special tokens the tokenizer added (not an [UNK] of the text)
+        # whole, with a mask of the special tokens the tokenizer added (not an [UNK] of the text);
+        # a row that fits comes out as the tokenizer's own padded call gives it
         encoded = tokenizer(list(prompts), verbose=False, return_special_tokens_mask=True)
-        if any(len(row) > max_tokens for row in encoded["input_ids"]):
-            rows = [_middle_cut(row, added, max_tokens)
-                    for row, added in zip(encoded["input_ids"], encoded["special_tokens_mask"])]
-            left = tokenizer.padding_side == "left"
-            return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=left),
-                    "attention_mask": _pad([[1] * len(row) for row in rows], 0, left=left)}
+        rows = [_middle_cut(row, added, max_tokens)
+                for row, added in zip(encoded["input_ids"], encoded["special_tokens_mask"])]
+        left = tokenizer.padding_side == "left"
+        return {"input_ids": _pad(rows, tokenizer.pad_token_id, left=left),
+                "attention_mask": _pad([[1] * len(row) for row in rows], 0, left=left)}
     # token type ids stay at their default (all zeros): single-segment inputs, and LMs reject them
     return tokenizer(list(prompts), padding=True, truncation=True, max_length=max_tokens,
                      return_token_type_ids=False, return_tensors="pt")
