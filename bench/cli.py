@@ -60,6 +60,7 @@ def _run_spec(args):
     from bench.overrides import split_overrides
     from bench.run import RunSpec
     from bench.train import TrainSettings
+    from bench.train.config import watching_no_more_than_scored
     from bench.yaml_values import settings_mapping
 
     config = _read_config(args.config) if args.config else {}
@@ -88,12 +89,10 @@ def _run_spec(args):
     train_values = {**config_train, **set_train, **{k: v for k, v in flags.items() if v is not None}}
     # never watch more than is scored, unless told to: by --set, or by a config that --eval-size does not override
     watched_as_told = "monitor_size" in set_train or ("monitor_size" in config_train and args.eval_size is None)
-    if train_values.get("eval_size") and not watched_as_told:
-        train_values["monitor_size"] = min(train_values.get("monitor_size", TrainSettings.monitor_size),
-                                           train_values["eval_size"])
+    train = TrainSettings(**watching_no_more_than_scored(train_values, as_told=watched_as_told))
     return RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    # the config's card folders, then the command's, which win where both hold a name
-                   train=TrainSettings(**train_values), tasks_dirs=(*config.get("tasks_dirs", []), *args.tasks_dir),
+                   train=train, tasks_dirs=(*config.get("tasks_dirs", []), *args.tasks_dir),
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
 
 

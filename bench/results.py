@@ -11,6 +11,7 @@ import statistics
 import warnings
 import zlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -344,16 +345,18 @@ def comparable_key(row: ResultRow) -> tuple:
     return row.task, row.task_version, row.card, row.model, row.model_kind, row.train_size, row.eval_size
 
 
-def _full_ft_rows(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
-    """The full fine-tuning row each comparable group is measured against: chosen by its validation
+def best_full_ft(rows: Iterable[ResultRow]) -> ResultRow | None:
+    """The full fine-tuning row among `rows` that others are measured against: the best by validation
     score, as a search chooses (the reported split is never used to choose)."""
-    references: dict[tuple, ResultRow] = {}
+    return max((row for row in rows if row.method == "full_ft"), key=lambda row: row.validation, default=None)
+
+
+def _full_ft_rows(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
+    """The full fine-tuning row each comparable group is measured against."""
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for row in rows:
-        if row.method == "full_ft":
-            best = references.get(comparable_key(row))
-            if best is None or row.validation > best.validation:
-                references[comparable_key(row)] = row
-    return references
+        groups[comparable_key(row)].append(row)
+    return {key: best for key, group in groups.items() if (best := best_full_ft(group)) is not None}
 
 
 def _relate_to_full_ft(rows: list[ResultRow]) -> None:

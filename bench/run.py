@@ -19,7 +19,7 @@ from peft import PeftModel
 
 from bench import provenance
 from bench.methods import get_method
-from bench.methods.registry import MethodError, settings_without_effect
+from bench.methods.registry import Method, MethodError, settings_without_effect
 from bench.modeling import TunedModel
 from bench.modeling.encoding import target_text
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
@@ -267,9 +267,10 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     return task, method, settings, base, examples
 
 
-def _save_artifact(model, method_name: str, run_dir: Path) -> tuple[Path | None, int]:
-    """Adapter in PEFT's format; full fine-tuning reports the size its checkpoint would have."""
-    if method_name == "full_ft":
+def _save_artifact(model, method: Method, run_dir: Path) -> tuple[Path | None, int]:
+    """Adapter in PEFT's format; a method that trains the whole model reports the size its checkpoint
+    would have."""
+    if method.trains_base_weights:
         return None, sum(p.numel() * p.element_size() for p in model.parameters())
     path = run_dir / "adapter"
     model.save_pretrained(path)
@@ -360,7 +361,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         already = _scored_already(result, config.steps, examples, monitor) if split == "validation" else None
         scores[split] = already or score(tuned, examples)
     run_dir = Path(spec.results_dir) / spec.run_id()
-    artifact_path, artifact_bytes = _save_artifact(model, method.name, run_dir)
+    artifact_path, artifact_bytes = _save_artifact(model, method, run_dir)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
                  latency=_latency(tuned, latency_prompts), peak=peak,
                  recomputed=config.gradient_checkpointing)

@@ -12,11 +12,8 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
-import sqlalchemy.engine
-import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from bench.bench_runner import describe, duration, keep_failure, record_path
@@ -27,7 +24,6 @@ from bench.record import RunRecord, results_folder
 from bench.run import execute_run
 from bench.suite import Suite
 from tasks import TaskCardError
-from tasks.notices import first_line
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 QUEUED_ATTR = "runs_queued"  # on the study, once its creator has queued every run
@@ -156,22 +152,14 @@ class SharedOutcome:
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
     """The run records kept in a study (one per trial of a shared suite, one per task of a search
     trial), and the failures of a shared suite's runs that no trial has completed."""
+    from search.study import open_storage
+
+    storage = open_storage(url, existing_file=True)
     try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError as err:
-        raise ValueError(f"--storage {url}: not a storage URL ({err})") from None
-    shown = parsed.render_as_string(hide_password=True)  # the URL as printed: without its password
-    database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
-            and not database.startswith("file:") and not Path(database).is_file():
-        raise ValueError(f"--storage {shown}: no such database file (reading would create an empty one)")
-    try:
-        study = optuna.load_study(study_name=name, storage=url)
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        held = ", ".join(optuna.get_all_study_names(url)) or "none"
+        held = ", ".join(optuna.get_all_study_names(storage)) or "none"
         raise ValueError(f"no study named {name!r} in that storage (its studies: {held})") from None
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
-        raise ValueError(f"--storage {shown}: cannot open it ({first_line(err)})") from None
     records = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if RECORD_ATTR in trial.user_attrs:

@@ -302,7 +302,7 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
                                       else "raw (no full fine-tuning score of every task when the study started)"))
         return references
     results, model = args.results, args.model
-    found = full_ft_references(results, tasks, model, steps=args.steps, cards=cards)
+    found = full_ft_references(results, tasks, model, steps=args.steps, eval_size=args.eval_size, cards=cards)
     missing = [task for task in tasks if task not in found]
     if missing:
         # at the search's own budget, so the reference is trained and scored as its trials are
@@ -315,7 +315,7 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
     else:
         budgets = ", ".join(f"{task} {budget} steps" for task, (_, budget) in found.items())
         print(f"scoring each task relative to full fine-tuning: {_listed({t: v for t, (v, _) in found.items()})} "
-              f"(best validation score of its records under {results}: {budgets})")
+              f"(the best full fine-tuning config by validation score under {results}, mean over seeds: {budgets})")
     references = {} if missing else {task: value for task, (value, _) in found.items()}
     study.set_user_attr("references", references)
     return references

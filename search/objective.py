@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from bench.models import ModelPool
-from bench.results import COST_KEYS, SHIPPED_RESULTS, card_of, load_records
+from bench.results import COST_KEYS, SHIPPED_RESULTS, aggregate, best_full_ft, card_of, load_records
 from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
@@ -30,27 +30,36 @@ COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of 
 RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
 
 
-def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int,
+def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int, eval_size: int | None = None,
                        cards: dict[str, dict] | None = None) -> dict[str, tuple[float, int]]:
-    """Full fine-tuning's best validation score per task for `model`, with the training steps of its
-    run, from existing bench records: runs of the search's budget (`steps`) when there are any,
-    else the best of any budget. Records of another card or card version than a task's (`cards`:
-    task -> {"version", "card"} as a study's definition holds them; another template, data or
-    metric) do not count. The results shipped with the project (`results/reference`, trained on 2
-    CPU cores at another budget) are not a user's references, as in `spbench results`."""
+    """Full fine-tuning's validation score per task for `model` (its mean over seeds), with the
+    training steps of its runs, from existing bench records: chosen as `spbench results` chooses a
+    reference (`best_full_ft`), among the runs most like the search's trials: of its budget (`steps`)
+    and validation examples (`eval_size`) where there are any, else of its budget, else of any.
+    Records of another card or card version than a task's (`cards`: task -> {"version", "card"} as a
+    study's definition holds them; another template, data or metric) do not count. The results
+    shipped with the project (`results/reference`, trained on 2 CPU cores at another budget) are not
+    a user's references, as in `spbench results`."""
     records, _ = load_records(folder, leave_out=SHIPPED_RESULTS) if folder.exists() else ([], [])
-    found: dict[str, list[tuple[float, int]]] = {}
-    for record in records:
-        task = record["task"]["name"]
-        of_model = model in (record["model"]["name"], record["model"].get("source"))  # a folder: by its full path
-        wanted = (cards or {}).get(task)
+
+    def wanted(record: dict) -> bool:
+        task, card = record["task"]["name"], (cards or {}).get(record["task"]["name"])
         # a record from before records named their card is taken to be of the card its name finds now
-        same_card = wanted is None or (wanted["version"] == record["task"].get("version")
-                                       and wanted["card"] == (card_of(record) or wanted["card"]))
-        if record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card:
-            value = record["scores"]["validation"][record["task"]["primary_metric"]]
-            found.setdefault(task, []).append((value, record["train"]["steps"]))
-    return {task: max([c for c in candidates if c[1] == steps] or candidates) for task, candidates in found.items()}
+        same_card = card is None or (card["version"] == record["task"].get("version")
+                                     and card["card"] == (card_of(record) or card["card"]))
+        of_model = model in (record["model"]["name"], record["model"].get("source"))  # a folder: by its full path
+        return record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card
+
+    rows = aggregate([record for record in records if wanted(record)], split="validation")
+    found = {}
+    for task in tasks:
+        of_task = [row for row in rows if row.task == task]
+        for alike in ([row for row in of_task if (row.steps, row.eval_size) == (steps, eval_size)],
+                      [row for row in of_task if row.steps == steps], of_task):
+            if (best := best_full_ft(alike)) is not None:
+                found[task] = (best.validation, best.steps)
+                break
+    return found
 
 
 def _remove_if_empty(folder: Path) -> None:

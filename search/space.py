@@ -254,9 +254,6 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
     if not methods:
         raise SpaceError(f"{path}: `methods` must list at least one method")
     refuse_repeats(f"{path} methods", methods, error=SpaceError)
-    if "full_ft" in methods:
-        raise SpaceError(f"{path} methods: full_ft trains the whole model and leaves no prompt; it is the "
-                         "reference point `spbench bench` compares against, not a searchable method")
     per_method = _mapping(path, "per_method", data.get("per_method"))
     shared = [dataclasses.replace(_param(f"{path} shared", n, s), shared=True)
               for n, s in _mapping(path, "shared", data.get("shared")).items()]
@@ -266,6 +263,9 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
             method_obj = get_method(method)
         except MethodError as err:
             raise SpaceError(f"{path} methods: {err}") from None
+        if method_obj.trains_base_weights:
+            raise SpaceError(f"{path} methods: {method} trains the whole model and leaves no prompt; it is the "
+                             "reference point `spbench bench` compares against, not a searchable method")
         own = [_param(f"{path} per_method.{method}", n, s)
                for n, s in _mapping(path, f"per_method.{method}", per_method.get(method)).items()]
         # a parameter declared for the method itself overrides the shared one of the same name

@@ -79,17 +79,33 @@ def requeue_starting_point(study: optuna.Study, trial: optuna.trial.FrozenTrial)
         study.enqueue_trial(queued, user_attrs={REQUEUED_ATTR: requeued + 1})
 
 
-def open_storage(url: str, *, retry_failed: int = 0, on_stale=None) -> optuna.storages.BaseStorage:
+def parsed_storage_url(url: str) -> sqlalchemy.engine.URL:
+    """`url` parsed, or refused as not a storage URL."""
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError as err:
+        raise ValueError(f"--storage {url}: not a storage URL ({first_line(err)})") from None
+
+
+def open_storage(url: str, *, retry_failed: int = 0, on_stale=None,
+                 existing_file: bool = False) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running.
     `retry_failed` > 0 queues such a trial again (up to that many times); `on_stale(study, trial)`
-    is called instead, when given. A URL that cannot be opened is refused with its reason."""
+    is called instead, when given. A URL that cannot be opened is refused with its reason, and,
+    `existing_file`, an SQLite file that does not exist (opening it to read would create an empty one)."""
+    parsed = parsed_storage_url(url)
+    database = parsed.database or ""
+    if existing_file and parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+            and not database.startswith("file:") and not Path(database).is_file():
+        raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: no such database file "
+                         "(reading would create an empty one)")
     try:
         return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
-        raise ValueError(f"--storage {url}: not a storage URL ({first_line(err)})") from None
+        raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: not a storage URL "
+                         f"({first_line(err)})") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
-        parsed = sqlalchemy.engine.make_url(url)
-        folder = Path(parsed.database or "").parent
+        folder = Path(database).parent
         missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
         hint = f"; its folder {folder} does not exist" if missing_folder else ""
         raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: cannot open it "

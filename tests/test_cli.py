@@ -235,7 +235,7 @@ def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path
     assert code == 2 and "no such database file (reading would create an empty one)" in err
     assert not missing.exists()
     code, _, err = run_cli(capsys, "results", "--storage", "bogus://nowhere", "--study", "s")
-    assert code == 2 and "--storage bogus://nowhere: cannot open it (" in err
+    assert code == 2 and "--storage bogus://nowhere: not a storage URL (" in err
     import optuna
 
     optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'st.db'}")

@@ -92,44 +92,51 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
     assert "scoring each task raw (no full fine-tuning score of every task" in capsys.readouterr().out
     fresh = optuna.create_study(direction="maximize")
     assert _references(fresh, args, ["a", "b", "c"]) == {"a": 0.8, "b": 0.5, "c": 0.6}
-    assert "relative to full fine-tuning: a 0.8000, b 0.5000, c 0.6000 (best validation score of its records under " \
-           f"{tmp_path}: a 10 steps, b 40 steps, c 10 steps)" in capsys.readouterr().out
+    assert "relative to full fine-tuning: a 0.8000, b 0.5000, c 0.6000 (the best full fine-tuning config by " \
+           f"validation score under {tmp_path}, mean over seeds: a 10 steps, b 40 steps, c 10 steps)" \
+           in capsys.readouterr().out
 
 
-def test_full_fine_tuning_references_prefer_runs_of_the_searchs_budget(tmp_path):
-    def full_ft(task, steps, score):
-        folder = tmp_path / f"{task}-{steps}"
-        folder.mkdir()
-        (folder / "record.json").write_text(json.dumps({
-            "run_id": folder.name, "task": {"name": task, "primary_metric": "accuracy"}, "model": {"name": "m"},
-            "method": {"name": "full_ft"}, "train": {"steps": steps}, "scores": {"validation": {"accuracy": score}},
-            "cost": {}}))
+def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, eval_size: int = 16, seed: int = 0,
+                   lr: float = 0.001, version: int = 1, card: str | None = None) -> None:
+    """A full fine-tuning run record holding what `spbench results` reads."""
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps({
+        "run_id": folder.name, "seed": seed,
+        "task": {"name": task, "version": version, "primary_metric": "accuracy", **({"card": card} if card else {})},
+        "model": {"name": "m"}, "method": {"name": "full_ft", "settings": {}},
+        "train": {"steps": steps, "eval_size": eval_size, "lr": lr, "seed": seed},
+        "scores": {"validation": {"accuracy": score}}, "cost": {}}))
 
-    full_ft("a", 10, 0.6)
-    full_ft("a", 40, 0.9)  # longer training scores higher, but is not the budget trials get
-    full_ft("b", 40, 0.7)  # no run of b at 10 steps: the best of any budget, and its steps say so
-    assert full_ft_references(tmp_path, ["a", "b"], "m", steps=10) == {"a": (0.6, 10), "b": (0.7, 40)}
+
+def test_full_fine_tuning_references_prefer_runs_like_the_searchs_trials(tmp_path):
+    _write_full_ft(tmp_path / "a-10", "a", 0.6)
+    _write_full_ft(tmp_path / "a-40", "a", 0.9, steps=40)  # longer training scores higher, but is not the trials' budget
+    _write_full_ft(tmp_path / "a-smoke", "a", 0.95, eval_size=4)  # the same budget scored on a few examples: noise
+    _write_full_ft(tmp_path / "b-40", "b", 0.7, steps=40)  # no run of b at 10 steps: the best of any budget
+    assert full_ft_references(tmp_path, ["a", "b"], "m", steps=10, eval_size=16) == {"a": (0.6, 10), "b": (0.7, 40)}
+    # without a run scored on the trials' examples, the budget decides
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=400) == {"a": (0.95, 10)}
+
+
+def test_full_fine_tuning_references_are_chosen_as_the_results_table_chooses(tmp_path):
+    # seeds of one config count by their mean, and the config with the best mean is the reference
+    _write_full_ft(tmp_path / "lr1-s0", "a", 0.9, lr=0.001)
+    _write_full_ft(tmp_path / "lr1-s1", "a", 0.5, lr=0.001, seed=1)
+    _write_full_ft(tmp_path / "lr2-s0", "a", 0.8, lr=0.002)
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16) == {"a": (0.8, 10)}
 
 
 def test_full_fine_tuning_references_leave_the_shipped_results_out(tmp_path):
     # results/reference holds full fine-tuning runs of the quick suite: not the user's references
-    (tmp_path / "reference" / "run").mkdir(parents=True)
-    (tmp_path / "reference" / "run" / "record.json").write_text(json.dumps({
-        "run_id": "run", "task": {"name": "a", "primary_metric": "accuracy"}, "model": {"name": "m"},
-        "method": {"name": "full_ft"}, "train": {"steps": 10}, "scores": {"validation": {"accuracy": 0.9}},
-        "cost": {}}))
+    _write_full_ft(tmp_path / "reference" / "run", "a", 0.9)
     assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {}
 
 
 def test_full_fine_tuning_references_of_another_card_or_card_version_do_not_count(tmp_path):
     for version, card, score in ((1, "/x/cards/a.yaml", 0.9), (2, "/x/cards/a.yaml", 0.7), (2, "/y/mine/a.yaml", 0.8),
                                  (2, None, 0.75)):  # a record from before records named their card
-        (tmp_path / f"v{version}{score}").mkdir()
-        (tmp_path / f"v{version}{score}" / "record.json").write_text(json.dumps({
-            "run_id": f"v{version}{score}", "task": {"name": "a", "version": version, "primary_metric": "accuracy",
-                                                     **({"card": card} if card else {})},
-            "model": {"name": "m"}, "method": {"name": "full_ft"}, "train": {"steps": 10},
-            "scores": {"validation": {"accuracy": score}}, "cost": {}}))
+        _write_full_ft(tmp_path / f"v{version}{score}", "a", score, version=version, card=card)
     shipped_v2 = {"a": {"version": 2, "card": "cards/a.yaml"}}
     assert full_ft_references(tmp_path, ["a"], "m", steps=10, cards=shipped_v2) == {"a": (0.75, 10)}
     mine = {"a": {"version": 2, "card": "mine/a.yaml"}}

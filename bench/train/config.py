@@ -45,9 +45,12 @@ class TrainSettings:
                 raise MethodError(f"training setting {key}={getattr(self, key)!r} is out of range (must be {bounds})")
 
 
-def watching_no_more_than_scored(values: dict) -> dict:
-    """Training settings with `monitor_size`, where not given, at most `eval_size`: a run watches
-    no more validation examples than it scores in the end, unless told to."""
-    if "monitor_size" in values or not values.get("eval_size"):
+def watching_no_more_than_scored(values: dict, *, as_told: bool | None = None) -> dict:
+    """Training settings with `monitor_size` at most `eval_size`: a run watches no more validation
+    examples than it scores in the end, unless told to (`as_told`; by default, when `monitor_size`
+    is given)."""
+    if as_told is None:
+        as_told = "monitor_size" in values
+    if as_told or not values.get("eval_size"):
         return values
-    return {**values, "monitor_size": min(TrainSettings.monitor_size, values["eval_size"])}
+    return {**values, "monitor_size": min(values.get("monitor_size", TrainSettings.monitor_size), values["eval_size"])}
