@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.plots.draw import METHOD_COLOURS, spans_decades  # noqa: E402
+from bench.plots.draw import METHOD_COLOURS, save_atomic, spans_decades  # noqa: E402
 from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
 from bench.reload import load_trained, task_of  # noqa: E402
 from bench.results import method_label  # noqa: E402
@@ -215,8 +215,7 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
     axes.set_title(f"score vs {xlabel}")
     axes.legend(fontsize=7)
     figure.tight_layout()
-    path = folder / f"{name}.png"
-    figure.savefig(path, dpi=120)
+    path = save_atomic(figure, folder / f"{name}.png", dpi=120)
     plt.close(figure)
     return path
 
@@ -245,9 +244,8 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
             _print_plot_notes(name, notes)
             if name == "pareto_front" and spans_decades(t.values[1] for t in complete):
                 axes.set_yscale("log")  # the cost: trainable parameters span 1e3 to 1e6, say
-            path = folder / f"{name}.png"
             axes.figure.tight_layout()
-            axes.figure.savefig(path, dpi=120)
+            path = save_atomic(axes.figure, folder / f"{name}.png", dpi=120)
             plt.close(axes.figure)
         paths.append(path)
     for param, label, name, log in (("num_virtual_tokens", "prompt length", "score_vs_prompt_length", True),

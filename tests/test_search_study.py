@@ -32,7 +32,9 @@ def test_a_timeout_ends_the_search_without_a_trial_budget():
     assert 1.0 <= time.monotonic() - start < 5 and study.trials
 
 
-def test_search_plots_are_drawn_from_the_trials(tmp_path):
+def test_search_plots_are_drawn_from_the_trials_and_replaced_whole(tmp_path, monkeypatch):
+    import matplotlib.figure
+
     study = optuna.create_study(study_name="plots", direction="maximize")
     distributions = {"method": CategoricalDistribution(["prompt_tuning", "prefix_tuning"]),
                      "num_virtual_tokens": IntDistribution(1, 200, log=True),
@@ -44,6 +46,17 @@ def test_search_plots_are_drawn_from_the_trials(tmp_path):
     names = {path.name for path in write_plots(study, tmp_path)}
     assert names == {"optimization_history.png", "param_importances.png", "score_vs_prompt_length.png",
                      "score_vs_lr.png"}
+    # drawing them again is killed mid-write: the charts drawn before stay whole
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    def killed_while_writing(figure, path, **options):
+        Path(path).write_bytes(b"half an image")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        write_plots(study, tmp_path)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if not path.name.startswith(".")} == before
 
 
 def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_process_style_alone(tmp_path,
@@ -59,7 +72,7 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     saved_scales = []
     original_savefig = matplotlib.figure.Figure.savefig
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (
-        saved_scales.append((Path(path).name, [axes.get_yscale() for axes in figure.axes])),
+        saved_scales.append((Path(path).name.removeprefix(".").partition(".partial")[0], [axes.get_yscale() for axes in figure.axes])),
         original_savefig(figure, path, **options))[1])
     style = dict(matplotlib.rcParams)
     write_plots(study, tmp_path)

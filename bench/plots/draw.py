@@ -35,13 +35,18 @@ def _save(figure, folder: Path, name: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}{extension}" for extension in EXTENSIONS]
     figure.tight_layout()
-    for path in paths:  # drawn beside the chart, then renamed over it: a killed command leaves no half image
-        partial = path.with_name(f".{path.name}.partial{path.suffix}")
-        # "tight": the saved image takes in the legends drawn beside the axes
-        figure.savefig(partial, dpi=130, bbox_inches="tight", **SAVE_OPTIONS[path.suffix])
-        os.replace(partial, path)
+    for path in paths:  # "tight": the saved image takes in the legends drawn beside the axes
+        save_atomic(figure, path, dpi=130, bbox_inches="tight", **SAVE_OPTIONS[path.suffix])
     plt.close(figure)
     return paths
+
+
+def save_atomic(figure, path: Path, **options) -> Path:
+    """`figure.savefig` drawn beside `path`, then renamed over it: a killed command leaves no half image."""
+    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    figure.savefig(partial, **options)
+    os.replace(partial, path)
+    return path
 
 
 def _spreads(stds) -> list[float]:
