@@ -26,6 +26,23 @@ def test_declared_pooling_of_real_and_tiny_checkpoints(tiny_models, tmp_path):
     assert declared_pooling(str(tmp_path)) is None  # [CLS] pooling: the model's own head already reads it
 
 
+def test_a_hub_checkpoint_without_a_pooling_declaration_declares_none_and_other_errors_are_raised(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    def raising(error):
+        def download(*args, **kwargs):
+            raise error
+        return download
+
+    for missing in (EntryNotFoundError("no modules.json"), LocalEntryNotFoundError("no hub")):
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", raising(missing))
+        assert declared_pooling("someone/a-model") is None
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", raising(ZeroDivisionError()))  # a defect, not "none"
+    with pytest.raises(ZeroDivisionError):
+        declared_pooling("someone/a-model")
+
+
 def _encode(base, texts):
     return base.tokenizer(texts, padding=True, return_tensors="pt")
 

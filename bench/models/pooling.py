@@ -42,10 +42,13 @@ def _read_json(source: str, relative: str):
         path = Path(source) / relative
         return json.loads(path.read_text()) if path.is_file() else None
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
     try:
         return json.loads(Path(hf_hub_download(source, relative.removeprefix("./"))).read_text())
-    except Exception:  # noqa: BLE001 - absent file, no hub, no access: the checkpoint declares nothing
+    # no such file (EntryNotFoundError), no hub or no access (OSError: the hub's HTTP errors), or not
+    # JSON (ValueError): the checkpoint declares nothing
+    except (EntryNotFoundError, OSError, ValueError):
         return None
 
 
