@@ -32,8 +32,8 @@ def method_label(method: str, fields: list[tuple[str, object]]) -> str:
 
 
 def _config_fields(record: RunRecord) -> list[tuple[str, object]]:
-    settings = record["method"]["settings"]
-    shown = {k: v for k, v in settings.items() if v is not None and k != "init_text"}
+    settings, hidden = record["method"]["settings"], {"init_text", *record["method"].get("without_effect", ())}
+    shown = {k: v for k, v in settings.items() if v is not None and k not in hidden}
     return sorted(shown.items()) + [("lr", record["train"]["lr"])]
 
 

@@ -387,7 +387,10 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
                   "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type,
                   "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None),
                   "revision": hub_commit(base.source)},
-        "method": {"name": method, "settings": dataclasses.asdict(settings)},
+        # settings the others make irrelevant (a prefix's encoder size without its projection): kept
+        # for reloading, left out of the run's label
+        "method": {"name": method, "settings": dataclasses.asdict(settings),
+                   "without_effect": sorted(settings_without_effect(settings))},
         # the budget trained on: a card's own train_size (a few-shot variant) where none was asked
         "train": {**dataclasses.asdict(spec.train), "lr": lr,
                   "train_size": spec.train.train_size if spec.train.train_size is not None else task.card.train_size},

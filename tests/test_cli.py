@@ -46,6 +46,9 @@ def test_run_writes_a_complete_record(capsys, tiny_models, tiny_tasks, tmp_path,
     assert 0 < cost["trainable_params"] <= cost["total_params"] and cost["tokens_seen"] > 0
     assert cost["artifact_bytes"] > 0 and cost["peak_memory_bytes"] > 0
     assert record["environment"]["packages"]["peft"]
+    # without a projection, a prefix's encoder size has no effect: the label leaves it out
+    assert record["method"]["without_effect"] == (["encoder_hidden_size"] if method == "prefix_tuning" else
+                                                  ["init_text"] if method == "prompt_tuning" else [])
     if method != "full_ft":
         assert PeftModel.from_pretrained(load_base_model(tiny_models[arch][0], num_labels=2).model,
                                          record["artifact_path"]) is not None

@@ -11,7 +11,7 @@ import pytest
 from bench.plots import data, draw
 from bench.plots.render import render_all
 from bench.report import write_report
-from bench.results import aggregate, format_table, load_records, write_csv
+from bench.results import aggregate, config_label, format_table, load_records, write_csv
 
 
 def make_record(method, score, *, seed=0, task="sst2", params=100, lr=0.001, train=None, task_version=1,
@@ -49,6 +49,18 @@ def test_aggregate_means_seeds_and_relates_to_full_ft():
     table = {line.split()[2]: line for line in format_table(list(rows.values())).splitlines()[2:]}
     assert "0.890±0.014" in table["full_ft[lr=0.001]"] and "±" not in table["lora[lr=0.001]"]
     assert rows["prompt_tuning[init=random,num_virtual_tokens=10,lr=0.001]"].improvement_pct == pytest.approx(60.0)
+
+
+def test_a_setting_without_effect_is_left_out_of_the_label_and_the_grouping():
+    # a prefix's encoder size means nothing without its projection: the runs are one config
+    runs = [make_record("prefix_tuning", score, seed=seed, num_virtual_tokens=20, prefix_projection=False,
+                        encoder_hidden_size=size) for seed, (score, size) in enumerate([(0.8, 256), (0.7, 512)])]
+    for record in runs:
+        record["method"]["without_effect"] = ["encoder_hidden_size"]
+    [row] = aggregate(runs)
+    assert (row.label, row.seeds) == ("prefix_tuning[num_virtual_tokens=20,prefix_projection=False,lr=0.001]", 2)
+    del runs[0]["method"]["without_effect"]  # a record from before records listed them: shown as it was
+    assert "encoder_hidden_size=256" in config_label(runs[0])
 
 
 def test_seeds_with_and_without_their_own_zero_shot_score_share_one_baseline():
