@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import resource
 import statistics
 import sys
@@ -19,8 +20,12 @@ CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def reset_peak_memory(device: torch.device) -> bool:
-    """Start a run's peak-memory window; False where only the process-lifetime peak can be read."""
+    """Start a run's peak-memory window; False where only the process-lifetime peak can be read.
+    What earlier runs left unreachable is collected first: a model caught in a reference cycle
+    (PEFT's seq2seq `generate` leaves one) would otherwise count in this run's peak."""
+    gc.collect()
     if device.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         return True
     try:

@@ -23,6 +23,12 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def compute_precision() -> str:
+    """Where and in what dtype runs compute here ("cpu/float32", "cuda/bfloat16"), as records name it."""
+    device = pick_device()
+    return f"{device.type}/{str(pick_dtype(device)).removeprefix('torch.')}"
+
+
 @contextlib.contextmanager
 def worker_share(index: int, workers: int):
     """Worker `index` of `workers` processes training at once (0: the main process) on its share

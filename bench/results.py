@@ -68,6 +68,8 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
         varying.append("card")
     if len({model_kind(group[0]) for group in groups}) > 1:
         varying.append("model_kind")
+    if len({precision(group[0]) for group in groups}) > 1:
+        varying.append("precision")
     if len({_init_text(group[0]) for group in groups} - {None}) > 1:
         varying.append("init_text")
     return varying
@@ -88,6 +90,14 @@ def card_file(path: Path | str) -> str:
 def model_kind(record: RunRecord) -> str:
     """How the run loaded its model (encoder, causal, seq2seq): one folder loaded as two kinds is two models."""
     return str(record["model"].get("kind", ""))
+
+
+def precision(record: RunRecord) -> str:
+    """Where and in what dtype the run computed ("cpu/float32", "cuda/bfloat16"): runs that differ
+    there are not seeds of one config, and their costs (GPU memory against resident memory) do not
+    compare. Empty in records that do not say."""
+    model = record["model"]
+    return f"{model['device']}/{model['dtype']}" if model.get("device") and model.get("dtype") else ""
 
 
 def init_text(settings: dict) -> str | None:
@@ -203,6 +213,7 @@ class ResultRow:
     examples: int | None = None  # examples each score is over (its records' n; fewer than eval_size in a small split)
     card: str = ""  # the task card's folder and file (see card_of)
     model_kind: str = ""  # encoder, causal or seq2seq (see model_kind)
+    precision: str = ""  # device/dtype the runs computed in (see precision)
 
 
 def spread(row: ResultRow, *, gap: str = "") -> str:
@@ -227,7 +238,7 @@ def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[l
             continue
         key = (record["task"]["name"], record["model"]["name"], config_label(record), str(_init_text(record)),
                json.dumps(record["task"].get("version")), card_of(record), model_kind(record),
-               _frozen(_training(record)))
+               precision(record), _frozen(_training(record)))
         groups[key].append(record)
     by_task: dict[tuple[str, str], list[list[RunRecord]]] = defaultdict(list)
     for key, group in sorted(groups.items()):
@@ -249,7 +260,7 @@ def _label(group: list[RunRecord], varying: list[str]) -> str:
     text = _init_text(record)
     shown = {**_training(record), "task_version": record["task"].get("version"),
              "init_text": shortened(text) if text else None, "card": card_of(record),
-             "model_kind": model_kind(record)}
+             "model_kind": model_kind(record), "precision": precision(record)}
     fields = [(k, shown.get(k)) for k in varying if k != "init_text" or text]
     return method_label(record["method"]["name"], _config_fields(record) + fields)
 
@@ -301,6 +312,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         relative_to_full_ft=None, **costs, task_version=group[0]["task"].get("version"),
         **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
         examples=group[0]["scores"][split].get("n"), card=card_of(group[0]), model_kind=model_kind(group[0]),
+        precision=precision(group[0]),
     )
 
 
@@ -339,10 +351,11 @@ def model_names(rows: list[ResultRow]) -> list[str]:
 
 
 def comparable_key(row: ResultRow) -> tuple:
-    """What a row and its full fine-tuning reference must share: the task (version and card), the model (and
-    the kind it was loaded as), the training data drawn and the evaluation examples scored (a 20-example
-    smoke run is no reference)."""
-    return row.task, row.task_version, row.card, row.model, row.model_kind, row.train_size, row.eval_size
+    """What a row and its full fine-tuning reference must share: the task (version and card), the model (the
+    kind it was loaded as, the device and dtype it computed in), the training data drawn and the evaluation
+    examples scored (a 20-example smoke run is no reference)."""
+    return (row.task, row.task_version, row.card, row.model, row.model_kind, row.precision, row.train_size,
+            row.eval_size)
 
 
 def best_full_ft(rows: Iterable[ResultRow]) -> ResultRow | None:

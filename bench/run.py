@@ -18,6 +18,7 @@ import torch
 from peft import PeftModel
 
 from bench import provenance
+from bench.device import compute_precision
 from bench.methods import get_method
 from bench.methods.registry import Method, MethodError, settings_without_effect
 from bench.modeling import TunedModel
@@ -90,6 +91,10 @@ class RunSpec:
         # one folder loaded as a causal LM and as an encoder is two runs; a named model's own kind, typed, is none
         if self.model_kind not in (None, getattr(MODELS.get(self.model), "kind", None)):
             settings["model_kind"] = self.model_kind
+        # a GPU's bf16 run is another run than a CPU's fp32 one: a suite on a GPU does not skip it as
+        # done; runs on a CPU keep the ids they had before precisions counted
+        if (precision := compute_precision()) != "cpu/float32":
+            settings["precision"] = precision
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         model = Path(folder).name if folder else self.model
         return f"{_slug(task.name)}__{_slug(model)}__{self.method}__{digest}__s{self.train.seed}"
@@ -295,11 +300,36 @@ def _base_of(tuned: TunedModel):
         yield bare
 
 
+@contextmanager
+def prompt_computed_once(model):
+    """A prompt-learning model whose prompt encoder answers every forward with its first output, as
+    the saved adapter serves the prompt: P-tuning's MLP or LSTM and a prefix's projection
+    reparameterize the prompt for training, and a deployed prompt does not run them."""
+    if not (isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning):
+        yield
+        return
+    encoder = model.prompt_encoder[model.active_adapter]
+    computed = {}  # prompt tokens per row -> the encoder's output for one row
+
+    def once(indices: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        # every row holds the same prompt tokens (PEFT expands one row to the batch)
+        if indices.shape[1] not in computed:
+            computed[indices.shape[1]] = type(encoder).forward(encoder, indices[:1], *args, **kwargs)
+        return computed[indices.shape[1]].repeat(indices.shape[0], 1, 1)
+
+    encoder.forward = once
+    try:
+        yield
+    finally:
+        del encoder.forward
+
+
 def _latency(tuned: TunedModel, prompts: list[str]) -> tuple[float, float, float]:
     # Full fine-tuning keeps the architecture and changes only weight values, which do not change
     # the compute: its base is the same module (overhead 1), as no untouched copy is kept.
     base_of = (lambda: _base_of(tuned)) if isinstance(tuned.model, PeftModel) else None
-    return latency_against_base(tuned, base_of, prompts)
+    with prompt_computed_once(tuned.model):
+        return latency_against_base(tuned, base_of, prompts)
 
 
 def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latency: tuple[float, float, float],
@@ -341,7 +371,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
         return _evaluate(tuned, task, examples, config.eval_batch_size)
 
     # the base model, before the method touches it
-    base_scores = base_zero_shot(task, base, evaluation, score)
+    base_scores = base_zero_shot(task, base, evaluation, score, batch_size=config.eval_batch_size)
     model = method.build(base, settings, task.card)
     tuned = TunedModel(model, base, task.card)
     zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None

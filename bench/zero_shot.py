@@ -41,7 +41,7 @@ def _device_name(device) -> str:
     return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
-def _key(task, base: BaseModel, split: str, examples: list) -> str:
+def _key(task, base: BaseModel, split: str, examples: list, batch_size: int) -> str:
     card = task.card
     identity = {
         "scoring": SCORING_VERSION, "packages": provenance.package_versions(),  # tokenizers, metrics, torch
@@ -55,6 +55,8 @@ def _key(task, base: BaseModel, split: str, examples: list) -> str:
         "device": _device_name(base.device),
         "split": split, "n": len(examples),
     }
+    if base.dtype != torch.float32:  # in bf16 or fp16 a batch's padding and company move its scores
+        identity["batch_size"] = batch_size
     stored = str(base.model.get_input_embeddings().weight.dtype)
     if stored != str(base.dtype):  # fp32 weights for full fine-tuning under a bf16 compute dtype
         identity["weights_dtype"] = stored
@@ -75,8 +77,9 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def base_zero_shot(task, base: BaseModel, evaluation: dict, score) -> dict | None:
-    """split -> scores of the unadapted base model; `score(tuned, examples)` does the scoring."""
+def base_zero_shot(task, base: BaseModel, evaluation: dict, score, *, batch_size: int) -> dict | None:
+    """split -> scores of the unadapted base model; `score(tuned, examples)` does the scoring, in
+    batches of `batch_size`."""
     if base.kind == "encoder":
         return None
     from bench.modeling import TunedModel
@@ -84,7 +87,7 @@ def base_zero_shot(task, base: BaseModel, evaluation: dict, score) -> dict | Non
     tuned = TunedModel(base.model, base, task.card)
     results = {}
     for split, examples in evaluation.items():
-        path = _cache_file(_key(task, base, split, examples))
+        path = _cache_file(_key(task, base, split, examples, batch_size))
         cached = _read(path)
         if cached is not None and all(metric in cached for metric in task.card.metrics):
             results[split] = cached

@@ -486,3 +486,31 @@ def test_unknown_tokens_at_an_encoder_prompt_s_ends_are_cut_like_any_text(tiny_m
     batch = encode_prompts(tokenizer, [prompt], max_tokens=32, head_and_tail=True)
     assert batch["input_ids"].shape == (1, 32)
     assert tokenizer.decode(batch["input_ids"][0]).endswith("great movie. sentiment : [SEP]")
+
+
+def test_label_words_are_scored_by_an_lm_head_in_fp32_under_bf16(tiny_models, tiny_tasks, monkeypatch):
+    # bf16 rounds logits to steps of about 0.1: label words that round alike would tie, and argmax
+    # settles ties for the first class
+    import dataclasses
+
+    from bench.modeling import causal
+
+    task = load_task("tiny_cls", tasks_dirs=(str(tiny_tasks),))
+    base = load_base_model(tiny_models["llama"][0])
+    base = dataclasses.replace(base, model=base.model.to(torch.bfloat16), dtype=torch.bfloat16)
+    tuned = TunedModel(base.model, base, task.card)
+    seen, forward_last = [], causal.forward_last
+
+    def spied(*args, **kwargs):
+        output, inputs = forward_last(*args, **kwargs)
+        seen.append(output.logits.dtype)
+        return output, inputs
+
+    monkeypatch.setattr(causal, "forward_last", spied)
+    examples = task.examples("validation")
+    predictions = tuned.predict(examples)
+    assert seen and set(seen) == {torch.float32} and len(predictions) == len(examples)
+    head = base.model.get_output_embeddings()
+    assert "forward" not in vars(head)  # the head is itself again after scoring
+    with torch.no_grad(), tuned.autocast():
+        assert head(torch.ones(1, head.in_features, dtype=torch.bfloat16)).dtype == torch.bfloat16

@@ -375,6 +375,19 @@ def test_one_model_loaded_as_two_kinds_is_two_configs_each_against_its_own_full_
                                                                         "sst2 (m (encoder))": pytest.approx(0.9)}
 
 
+def test_runs_on_another_device_or_dtype_are_another_config_against_their_own_full_fine_tuning():
+    def on(record, device, dtype):
+        return {**record, "model": {"name": "m", "device": device, "dtype": dtype},
+                "run_id": f"{record['run_id']}-{device}"}
+
+    records = [on(make_record("full_ft", 0.9), "cpu", "float32"), on(make_record("lora", 0.81), "cpu", "float32"),
+               on(make_record("full_ft", 0.6), "cuda", "bfloat16"), on(make_record("lora", 0.3), "cuda", "bfloat16")]
+    rows = {r.label: r for r in aggregate(records)}
+    assert rows["lora[lr=0.001,precision=cpu/float32]"].relative_to_full_ft == pytest.approx(0.9)
+    assert rows["lora[lr=0.001,precision=cuda/bfloat16]"].relative_to_full_ft == pytest.approx(0.5)
+    assert len(rows) == 4  # not two seeds of each config averaged across machines
+
+
 def test_a_record_without_what_a_row_reads_is_left_out_by_name():
     seedless = make_record("lora", 0.8)
     del seedless["seed"]

@@ -66,6 +66,15 @@ def test_a_model_loaded_as_another_kind_is_another_run():
     assert dataclasses.replace(plain, model_kind="encoder").run_id() == plain.run_id()  # minilm-l6's own kind
 
 
+def test_a_run_on_a_gpu_is_another_run_than_on_a_cpu(monkeypatch):
+    plain = spec("lora", {})
+    cpu_id = plain.run_id()
+    monkeypatch.setattr("bench.run.compute_precision", lambda: "cuda/bfloat16")
+    assert plain.run_id() != cpu_id
+    monkeypatch.setattr("bench.run.compute_precision", lambda: "cpu/float32")
+    assert plain.run_id() == cpu_id
+
+
 def test_a_model_folder_is_one_run_however_its_path_is_typed_or_wherever_a_copy_is_kept(tmp_path, monkeypatch):
     for place, width in (("a", 32), ("b", 32), ("c", 64)):
         (tmp_path / place / "my-model").mkdir(parents=True)
@@ -317,3 +326,34 @@ def test_the_clock_waits_for_cuda_work_and_not_for_the_cpu(monkeypatch):
     assert waited == []
     device_clock(torch.device("cuda"))
     assert waited == [torch.device("cuda")]
+
+
+@pytest.mark.parametrize("method, settings", [("p_tuning", {"encoder": "lstm"}), ("p_tuning", {"encoder": "mlp"}),
+                                              ("prefix_tuning", {"prefix_projection": True}), ("prompt_tuning", {})])
+def test_latency_runs_the_prompt_encoder_once_as_a_saved_prompt_would(tiny_models, tiny_tasks, method, settings):
+    from bench.modeling import TunedModel
+    from bench.models import load_base_model
+    from bench.run import prompt_computed_once
+    from tasks import load_task
+
+    task = load_task("tiny_cls", tasks_dirs=(str(tiny_tasks),))
+    base = load_base_model(tiny_models["gpt2"][0])
+    torch.manual_seed(0)
+    model = get_method(method).build(base, get_method(method).settings(num_virtual_tokens=4, **settings), task.card)
+    tuned = TunedModel(model, base, task.card)
+    encoder = model.prompt_encoder[model.active_adapter]
+    parts = [module for module in encoder.modules() if module is not encoder]
+    calls = []
+    for module in parts:
+        module.register_forward_hook(lambda *args: calls.append(1))
+    batch = tuned.prompt_batch([ex.prompt for ex in task.examples("validation")[:3]])
+    with torch.no_grad():
+        expected = tuned.prompt_forward(batch)
+        per_forward = len(calls)
+        with prompt_computed_once(model):
+            served = [tuned.prompt_forward(batch) for _ in range(3)]
+        assert len(calls) == 2 * per_forward  # three forwards, one run of the encoder
+        for output in served:
+            torch.testing.assert_close(output, expected)
+        tuned.prompt_forward(batch)  # afterwards the encoder runs again, as training needs
+    assert len(calls) == 3 * per_forward and "forward" not in vars(encoder)

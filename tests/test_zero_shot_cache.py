@@ -89,6 +89,24 @@ def test_scores_cached_on_one_gpu_model_are_not_another_s(monkeypatch):
     assert _device_name(torch.device("cpu")) == "cpu"  # as before: caches made on CPU stay valid
 
 
+def test_scores_cached_in_bf16_are_kept_per_batch_size(tiny_models, tiny_tasks):
+    import dataclasses
+
+    import torch
+
+    from bench.models import load_base_model
+    from bench.zero_shot import _key
+    from tasks import load_task
+
+    task = load_task("tiny_cls", tasks_dirs=(str(tiny_tasks),))
+    base = load_base_model(tiny_models["gpt2"][0])
+    examples = task.examples("validation")
+    # in fp32 the batch does not move a score: caches made before batch sizes counted stay valid
+    assert _key(task, base, "validation", examples, 8) == _key(task, base, "validation", examples, 16)
+    bf16 = dataclasses.replace(base, dtype=torch.bfloat16)
+    assert _key(task, bf16, "validation", examples, 8) != _key(task, bf16, "validation", examples, 16)
+
+
 def test_a_cache_that_cannot_take_the_scores_costs_their_reuse_not_the_run(tmp_path, monkeypatch, tiny_models,
                                                                            tiny_tasks):
     """A read-only or shared cache failed the run after the base model was scored (hours for SQuAD)."""

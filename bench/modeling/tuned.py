@@ -7,6 +7,7 @@ know which one they hold.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -149,19 +150,42 @@ class TunedModel:
             found = ids
         return None if found is None else [tokens[0] for tokens in found]
 
+    @contextmanager
+    def _head_in_fp32(self):
+        """The LM head computes in fp32 (its weights copied once): in bf16 logits are rounded to
+        steps of about 0.06 to 0.125, label words whose scores round alike tie, and argmax settles
+        every tie for the first class. Nothing changes where the model computes in fp32."""
+        head = self.model.get_output_embeddings()
+        if self.base.dtype == torch.float32 or head is None:
+            yield
+            return
+        weight, bias = head.weight.float(), None if head.bias is None else head.bias.float()
+
+        def forward(hidden: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                return F.linear(hidden.float(), weight, bias)
+
+        head.forward = forward
+        try:
+            yield
+        finally:
+            del head.forward
+
     @torch.no_grad()
     def _classify_lm(self, prompts: Sequence[str]) -> list[int]:
         """Pick the class whose label word (best of its words) is most likely after the prompt."""
         pairs = self._label_words()
         single = self._single_token_labels(prompts) if self.kind == "causal" else None
-        if single is not None:  # one forward, LM head on the last position only
-            batch = self.prompt_batch(prompts)
-            output, _ = causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"], logits_to_keep=1)
-            scores = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, single]  # (B, words)
-        else:
-            batch = self._lm_batch([p for p in prompts for _ in pairs], [w for _ in prompts for _, w in pairs])
-            logprobs, _ = self._target_logprobs(batch)
-            scores = logprobs.sum(-1).view(len(prompts), len(pairs))
+        with self._head_in_fp32():
+            if single is not None:  # one forward, LM head on the last position only
+                batch = self.prompt_batch(prompts)
+                output, _ = causal.forward_last(self.model, batch["input_ids"], batch["attention_mask"],
+                                                logits_to_keep=1)
+                scores = torch.log_softmax(output.logits[:, -1].float(), dim=-1)[:, single]  # (B, words)
+            else:
+                batch = self._lm_batch([p for p in prompts for _ in pairs], [w for _ in prompts for _, w in pairs])
+                logprobs, _ = self._target_logprobs(batch)
+                scores = logprobs.sum(-1).view(len(prompts), len(pairs))
         classes = torch.tensor([c for c, _ in pairs], device=scores.device)
         best_word = scores.argmax(dim=-1)
         return classes[best_word].tolist()

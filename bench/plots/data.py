@@ -140,7 +140,7 @@ def _family(row: ResultRow, task: str, model: str, *keys: str) -> tuple:
     ignored = set(keys) | ({"init_text"} if init_text(row.settings) is None else set())  # unused text
     settings = tuple(sorted((k, str(v)) for k, v in row.settings.items() if k not in ignored))
     train = json.dumps({k: v for k, v in row.train.items() if k not in keys}, sort_keys=True, default=str)
-    return task, model, row.method, row.card, row.model_kind, settings, train
+    return task, model, row.method, row.card, row.model_kind, row.precision, settings, train
 
 
 def _label_without(label: str, key: str) -> str:
