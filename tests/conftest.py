@@ -7,13 +7,20 @@ offline), so they load through the same `from_pretrained` path as any user check
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import pytest
-import torch
-import transformers
+# The tests compare numbers at fp32's tolerances and build tensors on the CPU: on a machine with a GPU
+# they run on the CPU all the same (the GPU is hidden before torch looks for it), unless
+# SPBENCH_TEST_CUDA=1 lets them see it.
+if os.environ.get("SPBENCH_TEST_CUDA") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
-from bench.models.registry import MODELS
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from bench.models.registry import MODELS  # noqa: E402
 
 TINY = dict(vocab_size=30522)
 TINY_CONFIGS = {
