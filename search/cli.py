@@ -14,6 +14,7 @@ import optuna
 import yaml
 
 from bench.interrupts import hold_interrupts, interrupts_restored
+from bench.yaml_values import refuse_repeats
 from search.pruning import MARGIN
 
 EXAMPLES = """examples:
@@ -66,55 +67,27 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from bench.models import MODELS, ModelError, resolve_model
-    from bench.names import is_folder_name
     from bench.record import results_folder
     from bench.results import card_file
-    from bench.run import cannot_answer
-    from bench.yaml_values import refuse_repeats
     from bench.train import TrainSettings
-    from search.objective import COSTS, RECOMPUTATION_COSTS, Objective
-    from search.study import (Strategy, check_storage, claim_study, done_trials, enqueue_known_good, open_storage,
-                              requeue_starting_point, run_workers, storage_url)
-    from tasks import find_task, load_task
-    from tasks.registry import CARD_SUFFIXES
+    from tasks import load_task
+    from search.objective import RECOMPUTATION_COSTS, Objective
+    from search.study import (Strategy, check_storage, claim_study, enqueue_known_good, open_storage,
+                              requeue_starting_point, storage_url)
 
     _check_flags(args)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
     if not tasks:
         raise ValueError(f"--task {args.task!r} names no task")
     refuse_repeats("--task", tasks)
-    objectives = [o.strip() for o in args.objective.split(",")]
-    if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
-        wrong = next((o for o in objectives[1:2] if o not in COSTS), None) if objectives[0] == "score" else None
-        near = ([c for c in COSTS if wrong in c] or difflib.get_close_matches(wrong, COSTS, n=1)) if wrong else []
-        raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}"
-                         + (f"; {wrong!r} is no cost" + (f": did you mean {' or '.join(map(repr, near))}?" if near
-                                                         else "") if wrong else f", got {args.objective!r}"))
+    objectives = _objectives(args.objective)
     cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
     without_classes = [c.name for c in cards if not c.is_classification]
     space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)
-    model = resolve_model(args.model)  # an unknown model is refused before a study exists, not by its first trial
-    for card in cards:
-        if why := cannot_answer(model.kind, card):
-            raise ModelError(f"model {args.model!r} / task {card.name!r}: {why}")
-    # a folder by its full path, and a card given as a file by its folder: best.yaml reruns from
-    # anywhere, and a resume from another directory is the same study
-    args.model = model.name if model.name in MODELS else model.source
-    args.tasks_dir = list(dict.fromkeys([*args.tasks_dir, *(str(card.path.parent) for card, task in zip(cards, tasks)
-                                                           if task.endswith(CARD_SUFFIXES))]))
+    _settle_model_and_card_folders(args, cards, tasks)
     tasks = [card.name for card in cards]  # found again by name in those folders
-    refuse_repeats("--task (the names the cards declare)", tasks)
-    for card in cards:  # a card's folder may hold another card of a name given here: that would answer instead
-        if (found := find_task(card.name, tasks_dirs=tuple(args.tasks_dir)).path) != card.path:
-            raise ValueError(f"--task {card.name}: with the folders of the cards given as files, that name finds "
-                             f"{found}, not {card.path}; give each task once, by a name or a file that only it takes")
     multi = len(objectives) == 2
-    name = args.study or (f"{'+'.join(tasks)}__{Path(args.model).name}"
-                          + (f"__{objectives[1]}" if multi else ""))
-    if not is_folder_name(name):
-        raise ValueError(f"--study {name!r} is not a folder name (no / or ..): the study's files go to "
-                         f"{args.results}/<study>/")
+    name = _study_name(args, tasks, objectives)
     folder = args.results / name
     monitor_size = args.eval_size if args.monitor_size is None else args.monitor_size
     train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
@@ -151,6 +124,64 @@ def run(args) -> int:
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
     print(f"study {name} on {url}")
+    _search_and_export(study, url, objective, strategy, args, folder, train)
+    return 0
+
+
+def _objectives(text: str) -> list[str]:
+    """`--objective` as its one or two names: `score`, or `score,COST`."""
+    from search.objective import COSTS
+
+    objectives = [o.strip() for o in text.split(",")]
+    if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
+        wrong = next((o for o in objectives[1:2] if o not in COSTS), None) if objectives[0] == "score" else None
+        near = ([c for c in COSTS if wrong in c] or difflib.get_close_matches(wrong, COSTS, n=1)) if wrong else []
+        raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}"
+                         + (f"; {wrong!r} is no cost" + (f": did you mean {' or '.join(map(repr, near))}?" if near
+                                                         else "") if wrong else f", got {text!r}"))
+    return objectives
+
+
+def _settle_model_and_card_folders(args, cards: list, tasks: list[str]) -> None:
+    """`--model` refused before a study exists (not by its first trial) when unknown or unable to
+    answer a task; then `args.model` is a folder's full path, and `args.tasks_dir` gains the folders
+    of the cards given as files (`tasks` as typed), so best.yaml reruns from anywhere and a resume
+    from another directory is the same study."""
+    from bench.models import MODELS, ModelError, resolve_model
+    from bench.run import cannot_answer
+    from tasks import find_task
+    from tasks.registry import CARD_SUFFIXES
+
+    model = resolve_model(args.model)
+    for card in cards:
+        if why := cannot_answer(model.kind, card):
+            raise ModelError(f"model {args.model!r} / task {card.name!r}: {why}")
+    args.model = model.name if model.name in MODELS else model.source
+    args.tasks_dir = list(dict.fromkeys([*args.tasks_dir, *(str(card.path.parent) for card, task in zip(cards, tasks)
+                                                           if task.endswith(CARD_SUFFIXES))]))
+    refuse_repeats("--task (the names the cards declare)", [card.name for card in cards])
+    for card in cards:  # a card's folder may hold another card of a name given here: that would answer instead
+        if (found := find_task(card.name, tasks_dirs=tuple(args.tasks_dir)).path) != card.path:
+            raise ValueError(f"--task {card.name}: with the folders of the cards given as files, that name finds "
+                             f"{found}, not {card.path}; give each task once, by a name or a file that only it takes")
+
+
+def _study_name(args, tasks: list[str], objectives: list[str]) -> str:
+    from bench.names import is_folder_name
+
+    name = args.study or (f"{'+'.join(tasks)}__{Path(args.model).name}"
+                          + (f"__{objectives[1]}" if len(objectives) == 2 else ""))
+    if not is_folder_name(name):
+        raise ValueError(f"--study {name!r} is not a folder name (no / or ..): the study's files go to "
+                         f"{args.results}/<study>/")
+    return name
+
+
+def _search_and_export(study: optuna.Study, url: str, objective, strategy, args, folder: Path, train) -> None:
+    """Run the trials still to run, then write out the study's outputs: also when the search is
+    interrupted or fails, so that what finished is not lost."""
+    from search.study import done_trials, run_workers
+
     if args.trials and (held := done_trials(study)) >= args.trials:
         print(f"the study already holds {held} finished trials (--trials {args.trials}): none to run; a larger "
               "--trials searches on")
@@ -170,7 +201,6 @@ def run(args) -> int:
     if args.timeout and time.monotonic() - started >= args.timeout and done_trials(study) < (args.trials or math.inf):
         print(f"--timeout {args.timeout:g}s reached: no new trial started after it")
     _export(study, folder, args, train)
-    return 0
 
 
 def _check_flags(args) -> None:
