@@ -224,6 +224,24 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     if not isinstance(tasks, dict) or not tasks or not all(isinstance(name, str) for name in tasks):
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "
                          f"got {data['tasks']!r}")
+    models, kinds = _models(path, data)
+    seeds = _seeds(path, data)
+    defaults = _train(f"{path} train", data.get("train"))
+    try:
+        TrainSettings(**defaults)  # out of range here is this key's fault, not the first task's
+    except MethodError as err:
+        raise SuiteError(f"{path} train: {err}") from None
+    configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
+    _plan(suite, tasks, models, kinds, configs, seeds, defaults, tasks_dirs=tasks_dirs)
+    suite.runs = _once_each(path, suite.runs)
+    # one line a reason, with the runs it stands for (the prompt lengths and seeds of one init, say)
+    suite.skipped = [reason + (f" ({count} runs)" if count > 1 else "")
+                     for reason, count in sorted(collections.Counter(suite.skipped).items())]
+    return suite
+
+
+def _models(path: Path, data: dict) -> tuple[list[str], dict[str, str]]:
+    """The suite's model names (a likely typo of a registered name refused) and the kinds it gives them."""
     models = _list(f"{path} models", data["models"], str, "model names")
     _refuse_repeats(f"{path} models", models)
     for model in models:
@@ -231,7 +249,10 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             refuse_typo(model)
         except ModelError as err:
             raise SuiteError(f"{path} models: {err}") from None
-    kinds = _model_kinds(f"{path} model_kinds", data.get("model_kinds") or {}, models)
+    return models, _model_kinds(f"{path} model_kinds", data.get("model_kinds") or {}, models)
+
+
+def _seeds(path: Path, data: dict) -> list[int]:
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
     _refuse_repeats(f"{path} seeds", seeds)
     for seed in seeds:
@@ -239,17 +260,18 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
             TrainSettings(seed=seed)
         except MethodError as err:
             raise SuiteError(f"{path} seeds: {err}") from None
-    defaults = _train(f"{path} train", data.get("train"))
-    try:
-        TrainSettings(**defaults)  # out of range here is this key's fault, not the first task's
-    except MethodError as err:
-        raise SuiteError(f"{path} train: {err}") from None
-    configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
+    return seeds
+
+
+def _plan(suite: Suite, tasks: dict, models: list[str], kinds: dict[str, str], configs: list, seeds: list[int],
+          defaults: dict, *, tasks_dirs: tuple[str, ...]) -> None:
+    """Every task x model x method config x seed into `suite.runs`, or, where the model cannot take
+    it (known before any model loads), the reason into `suite.skipped`."""
     from bench.models.registry import MODELS
     from tasks import UnknownTask, find_task
 
+    path, results_dir = suite.path, suite.results_dir
     known_kinds = {**{m: MODELS[m].kind for m in models if m in MODELS}, **kinds}
-
     for task_name, budget in tasks.items():
         try:
             card = find_task(task_name, tasks_dirs=tasks_dirs)
@@ -272,11 +294,6 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
                            tasks_dirs=tasks_dirs, results_dir=results_dir, model_kind=kinds.get(model),
                            progress=False)
             suite.runs.append(PlannedRun(spec=spec, label=label))
-    suite.runs = _once_each(path, suite.runs)
-    # one line a reason, with the runs it stands for (the prompt lengths and seeds of one init, say)
-    suite.skipped = [reason + (f" ({count} runs)" if count > 1 else "")
-                     for reason, count in sorted(collections.Counter(suite.skipped).items())]
-    return suite
 
 
 def _once_each(path: Path, runs: list[PlannedRun]) -> list[PlannedRun]:
