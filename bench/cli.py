@@ -232,9 +232,8 @@ def _task_validate(args) -> int:
     from tasks.metrics import load_library_metrics
 
     load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)  # as a run does before its model loads
-    for split in ("train", "validation", "test"):
-        examples = task.examples(split)  # renders every row: fields, labels and targets are checked
-        print(f"{split:<10} {len(examples):>6} rows ok")
+    for split, rows in task.checked_splits().items():
+        print(f"{split:<10} {rows:>6} rows ok")
     print(f"{task.card.path}: valid")
     return 0
 
@@ -321,7 +320,13 @@ def _records(args):
     else:
         records, failures = load_records(args.folder)
     if not records:
-        raise FileNotFoundError(f"no run records under {args.storage or args.folder}")
+        where = args.storage or args.folder
+        if not args.storage and not args.folder.is_dir():
+            raise FileNotFoundError(f"no such folder: {args.folder}")
+        failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
+                         f"{(str(failure.get('reason', '')).splitlines() or ['?'])[0]}" for failure in failures)
+        raise FileNotFoundError(f"no run records under {where}"
+                                + (f"; {len(failures)} runs failed:{failed}" if failures else ""))
     if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {args.split} scores (search trials are scored on "
                          "validation only: add --split validation)")

@@ -9,6 +9,7 @@ whole before the model loads; lines typed at a terminal are answered one by one 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Iterable
@@ -117,6 +118,10 @@ def parse_row(line: str, number: int, fields: dict[str, bool], where: str) -> di
     text = line.strip().removeprefix("\ufeff") if number == 1 else line.strip()  # a byte-order mark
     if not text:
         return None
+    try:  # standard input hands bytes that are not UTF-8 on as lone surrogates (see `_inputs`)
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{where} line {number}: not UTF-8 text (at character {err.start + 1})") from None
     if text.startswith("{"):
         try:
             row = json.loads(text)
@@ -159,7 +164,7 @@ def _stdin(path: Path | None) -> bool:
 
 def _inputs(path: Path | None, card, fields: dict[str, bool]) -> list[tuple[dict, Example]]:
     if _stdin(path):
-        return read_inputs(sys.stdin, card, fields, "standard input")
+        return read_inputs(sys.stdin, card, fields, "standard input")  # see `run` for its encoding
     try:
         with open(path, encoding="utf-8") as stream:
             return read_inputs(stream, card, fields, str(path))
@@ -217,6 +222,10 @@ def run(args) -> int:
     record, adapter = find_run(args.source, args.task)
     task = task_of(record, tuple(args.tasks_dir))
     card, fields = task.card, template_fields(task.card.template)
+    if _stdin(args.input) and isinstance(sys.stdin, io.TextIOWrapper):
+        # bytes that are not UTF-8 reach `parse_row` as lone surrogates, which it names by line,
+        # rather than ending the read (strict) or reaching the tokenizer (the C locale's default)
+        sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
     if _stdin(args.input) and sys.stdin.isatty():
         _answer_as_typed(load_trained(record, task, adapter), card, fields)
         return 0

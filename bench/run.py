@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,8 +36,9 @@ from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunR
 from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
-from tasks import Example, Task, find_task, load_task
+from tasks import Example, Task, TaskCardError, find_task, load_task
 from tasks.metrics import load_library_metrics
+from tasks.notices import UserNotice
 from tasks.registry import CARD_SUFFIXES, SHIPPED_CARDS
 
 EVAL_SPLITS = ("validation", "test")
@@ -197,6 +199,39 @@ def cannot_answer(kind: str | None, card) -> str | None:
     return None
 
 
+def _check_label_words(base: BaseModel, card, settings) -> None:
+    """Each label word is some token to the model's tokenizer where a run reads the words: an LM
+    scores them as answers, and a class-label prompt starts from them (an encoder's head does not
+    read them). A word of characters the vocabulary drops (a zero-width space) is none."""
+    if not card.is_classification or (base.kind == "encoder" and getattr(settings, "init", None) != "class_labels"):
+        return
+    for value, words in card.label_words.items():
+        for word in words:
+            text = target_text(card.template[-1:], word, kind=base.kind)  # as training targets the word
+            if not base.tokenizer(text, add_special_tokens=False)["input_ids"]:
+                raise TaskCardError(card.path, "label_words", f"class {value!r}: the word {word!r} is no token at "
+                                    f"all to {base.name}'s tokenizer (its characters are not in the vocabulary)")
+
+
+def _note_cut_prompts(base: BaseModel, task: Task, examples: RunExamples) -> None:
+    """Refuse a card whose max_input_tokens leaves no room for text beside the tokens the tokenizer
+    adds, and note how many evaluated prompts the limit cuts: a silent cut can leave a model to
+    answer without the passage or question it was asked about."""
+    limit, card = task.card.max_input_tokens, task.card
+    added = len(base.tokenizer("", add_special_tokens=True)["input_ids"])
+    if limit <= added:
+        raise TaskCardError(card.path, "max_input_tokens", f"{limit} tokens hold no text for {base.name}, whose "
+                            f"tokenizer adds {added} of its own to every prompt")
+    prompts = [example.prompt for split in examples.evaluation.values() for example in split]
+    if not prompts:
+        return
+    cut = sum(len(ids) > limit for ids in base.tokenizer(prompts, verbose=False)["input_ids"])
+    if cut:
+        kept = "its start and end" if base.kind == "encoder" else "its end"
+        warnings.warn(f"task {task.name}: {cut} of {len(prompts)} evaluated prompts are longer than its "
+                      f"max_input_tokens ({limit}) for {base.name}; each keeps {kept}", UserNotice, stacklevel=2)
+
+
 def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
     if why := cannot_answer(base.kind, task.card):
         raise ModelError(f"model {base.name!r} / task {task.name!r}: {why}")
@@ -267,6 +302,8 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     _refuse(method, base.kind, task, spec)  # and what the model's kind does, before the base model is scored
     num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
     _check_fits(base, task, num_virtual)
+    _check_label_words(base, task.card, settings)
+    _note_cut_prompts(base, task, examples)
     if spec.train.gradient_checkpointing:
         check_model_checkpoints(base)
     return task, method, settings, base, examples

@@ -71,6 +71,7 @@ def run(args) -> int:
     from bench.results import card_file
     from bench.train import TrainSettings
     from tasks import load_task
+    from tasks.metrics import load_library_metrics
     from search.objective import RECOMPUTATION_COSTS, Objective
     from search.study import (Strategy, check_storage, claim_study, enqueue_known_good, open_storage,
                               requeue_starting_point, storage_url)
@@ -81,7 +82,12 @@ def run(args) -> int:
         raise ValueError(f"--task {args.task!r} names no task")
     refuse_repeats("--task", tasks)
     objectives = _objectives(args.objective)
-    cards = [load_task(t, tasks_dirs=tuple(args.tasks_dir)).card for t in tasks]
+    cards = []
+    for name in tasks:  # a bad data file, row or metric is named now, not by failed trials
+        task = load_task(name, tasks_dirs=tuple(args.tasks_dir))
+        task.checked_splits()
+        load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)
+        cards.append(task.card)
     without_classes = [c.name for c in cards if not c.is_classification]
     space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)
     _settle_model_and_card_folders(args, cards, tasks)

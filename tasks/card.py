@@ -358,6 +358,11 @@ def _check_template(path: Path, template: str, origin: Path) -> None:
     for name in fields:
         if name == "" or name.isdigit():
             raise fail(f"{{{name}}} names no data field; write {{field_name}}")
+    for _, name, _, _ in string.Formatter().parse(template):
+        # JSON rows hold text, numbers, lists and mappings: an attribute is a Python method's name
+        if name and "." in re.sub(r"\[[^\]]*\]", "", name):
+            raise fail(f"{{{name}}} reads an attribute; a template reads fields and their keys or items only: "
+                       "{field}, {field[key]}, {field[0]}")
     unknown = sorted(conversions - {None, "r", "s", "a"})
     if unknown:
         raise fail(f"unknown conversion !{unknown[0]} (Python's format knows !r, !s and !a)")

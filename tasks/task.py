@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.card import NullFieldError, TaskCard, TaskCardError, fill_template
+from tasks.card import SPLITS, NullFieldError, TaskCard, TaskCardError, fill_template
 from tasks.data import Row, load_rows, row_location
 from tasks.metrics import compute_metrics
 
@@ -95,6 +95,11 @@ class Task:
         if limit is not None and limit < len(rows):
             indices = sorted(random.Random(seed).sample(indices, limit))
         return [self.render(rows[i], split=split, index=i) for i in indices]
+
+    def checked_splits(self) -> dict[str, int]:
+        """Split -> rows, every row of every split rendered: fields, labels and targets are checked,
+        and a bad row or data file is named now rather than by the run that reads it."""
+        return {split: len(self.examples(split)) for split in SPLITS}
 
     def training_examples(self, size: int | None, *, seed: int) -> list[Example]:
         """`size` training examples (None: the card's train_size, else all), deterministic per seed.

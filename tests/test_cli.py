@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def test_same_seed_same_result(capsys, tiny_models, tiny_tasks, tmp_path):
     ({"--set": "lr=-1"}, r"training setting lr=-1.0 is out of range \(must be in \(0, 10\]\)"),
     ({"--set": "num_virtual_tokens=many"}, r"num_virtual_tokens='many': expected an integer$"),
     ({"--set": "eval_size=all"}, r"eval_size='all': expected an integer or none$"),
+    ({"--set": "eval_size=-1"}, r"training setting eval_size=-1 is out of range"),  # not the monitor size it sets
 ])
 def test_bad_input_is_named(capsys, tiny_models, tiny_tasks, tmp_path, change, message):
     argv = list(tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "prompt_tuning"))
@@ -126,6 +128,39 @@ def test_class_label_init_needs_classification(capsys, tiny_models, tiny_tasks, 
     argv = tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "prompt_tuning", "tiny_qa", "--set", "init=class_labels")
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and "class_labels needs a classification task" in err
+
+
+def test_a_label_word_the_tokenizer_drops_is_named_before_training(capsys, tiny_models, tiny_tasks, tmp_path):
+    cards = tmp_path / "cards"
+    shutil.copytree(tiny_tasks, cards)
+    card = cards / "tiny_cls.yaml"
+    card.write_text(card.read_text().replace("label_words: {0: [bad], 1: [good, great]}",
+                                             'label_words: {0: ["\\u200b"], 1: [good, great]}'))
+    argv = tiny_run(tiny_models, cards, tmp_path, "roberta", "prompt_tuning", "tiny_cls", "--set", "init=class_labels")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "tiny_cls.yaml [label_words]: class 0: the word '\\u200b' is no token at all" in err, err
+    code, _, err = run_cli(capsys, *tiny_run(tiny_models, cards, tmp_path, "roberta", "prompt_tuning", "tiny_cls"))
+    assert code == 0, err  # a head reads no label word
+
+
+def test_an_input_limit_that_holds_no_text_is_refused_and_cut_prompts_are_counted(capsys, tiny_models, tiny_tasks,
+                                                                                   tmp_path):
+    from tasks.notices import UserNotice
+
+    cards = tmp_path / "cards"
+    shutil.copytree(tiny_tasks, cards)
+    card = cards / "tiny_cls.yaml"
+
+    def run_with_limit(limit):
+        card.write_text(re.sub(r"max_input_tokens: \d+", f"max_input_tokens: {limit}", card.read_text()))
+        return run_cli(capsys, *tiny_run(tiny_models, cards, tmp_path / str(limit), "roberta", "lora", "tiny_cls"))
+
+    code, _, err = run_with_limit(2)  # RoBERTa's <s> and </s> fill it
+    assert code == 2 and "tiny_cls.yaml [max_input_tokens]: 2 tokens hold no text for" in err and "adds 2" in err
+    with pytest.warns(UserNotice, match=r"task tiny_cls: (\d+) of \1 evaluated prompts are longer than its "
+                                        r"max_input_tokens \(4\) .*; each keeps its start and end"):
+        code, _, err = run_with_limit(4)
+    assert code == 0, err
 
 
 def test_an_interrupted_suite_says_so_in_a_line_and_keeps_finished_runs(capsys, monkeypatch, tmp_path):
@@ -230,6 +265,18 @@ def test_a_config_of_several_tasks_says_which_one_it_runs(capsys, tiny_models, t
                              "--quiet")
     assert code == 0, err
     assert f"{config} holds 2 tasks (tiny_cls, tiny_qa): running tiny_cls; add --task to run another" in out
+
+
+def test_a_folder_of_failed_runs_only_names_them_and_a_missing_folder_says_so(capsys, tmp_path):
+    failed = tmp_path / "runs" / "sst2__m__lora__abc__s0"
+    failed.mkdir(parents=True)
+    (failed / "failure.json").write_text(json.dumps({"run": "sst2 / m / lora / seed 0", "run_id": failed.name,
+                                                     "reason": "ModelError: no such model\nmore", "seconds": 1.0}))
+    for command in ("results", "report", "plot"):
+        code, _, err = run_cli(capsys, command, tmp_path / "runs")
+        assert code == 2 and "1 runs failed:\n  sst2 / m / lora / seed 0: ModelError: no such model\n" in err, err
+    code, _, err = run_cli(capsys, "results", tmp_path / "nowhere")
+    assert code == 2 and f"no such folder: {tmp_path / 'nowhere'}" in err
 
 
 def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path):
@@ -402,7 +449,9 @@ def test_a_diverged_run_is_reported_in_a_line(capsys, tiny_models, tiny_tasks, t
 
     monkeypatch.setattr("bench.run.train", diverge)
     code, _, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "lora"))
-    assert code == 2 and err.strip().splitlines() == ["spbench run: error: training diverged at step 2: loss is nan"]
+    assert code == 2 and err.strip().splitlines() == [
+        "spbench run: error: training diverged at step 2: loss is nan (a lower learning rate, or a lower "
+        "max_grad_norm, usually keeps it finite)"]
 
 
 @pytest.mark.parametrize("arch, method, settings, task", [

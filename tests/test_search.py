@@ -81,6 +81,19 @@ def test_bad_space_is_refused(tmp_path, text, message):
         load_space(write_space(tmp_path, text))
 
 
+def test_a_bad_row_of_any_split_is_named_before_any_trial(capsys, tmp_path, tiny_tasks):
+    import shutil
+
+    cards = tmp_path / "cards"
+    shutil.copytree(tiny_tasks, cards)
+    test_split = cards / "data" / "tiny_cls_test.jsonl"  # read by the winner's test score, after the search
+    test_split.write_text(test_split.read_text() + '{"sentence": "no label here"}\n')
+    code = main(["search", "--task", "tiny_cls", "--model", "minilm-l6", "--trials", "1", "--tasks-dir", str(cards),
+                 "--results", str(tmp_path / "results")])
+    assert code == 2 and "tiny_cls.yaml [label_field]: field 'label' is absent from" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.parametrize("init", ["{choices: [random, class_labels]}", "{value: class_labels}", "class_labels"])
 def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path, tiny_tasks, init):
     space = write_space(tmp_path, f"methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {init}\n"

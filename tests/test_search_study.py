@@ -72,7 +72,8 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     saved_scales = []
     original_savefig = matplotlib.figure.Figure.savefig
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (
-        saved_scales.append((Path(path).name.removeprefix(".").partition(".partial")[0], [axes.get_yscale() for axes in figure.axes])),
+        saved_scales.append((Path(path).name.removeprefix(".").partition(".partial")[0],
+                             [axes.get_yscale() for axes in figure.axes])),
         original_savefig(figure, path, **options))[1])
     style = dict(matplotlib.rcParams)
     write_plots(study, tmp_path)

@@ -77,6 +77,7 @@ def test_user_card_loads(tmp_path):
     ({"template": "'Text: {text!x}'"}, "template", "unknown conversion !x"),
     ({"template": "'Text: {}'"}, "template", r"\{\} names no data field"),
     ({"template": "'Text: {0}'"}, "template", r"\{0\} names no data field"),
+    ({"template": "'Text: {text.upper}'"}, "template", r"\{text.upper\} reads an attribute"),
     ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
     ({"label_words": "{0: [bad, poor], 1: [good, ' poor']}"}, "label_words",
      "'poor' is a label word of both class 0 and class 1"),

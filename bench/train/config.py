@@ -51,6 +51,7 @@ def watching_no_more_than_scored(values: dict, *, as_told: bool | None = None) -
     is given)."""
     if as_told is None:
         as_told = "monitor_size" in values
-    if as_told or not values.get("eval_size"):
+    eval_size = values.get("eval_size")
+    if as_told or eval_size is None or eval_size < 1:  # none given, or one its own check refuses by name
         return values
     return {**values, "monitor_size": min(values.get("monitor_size", TrainSettings.monitor_size), values["eval_size"])}

@@ -34,7 +34,8 @@ class DivergedError(FloatingPointError):
     line without importing the training code)."""
 
     def __init__(self, step: int, loss: float):
-        super().__init__(f"training diverged at step {step}: loss is {loss}")
+        super().__init__(f"training diverged at step {step}: loss is {loss} (a lower learning rate, or a lower "
+                         "max_grad_norm, usually keeps it finite)")
         self.step, self.loss = step, loss
 
 
