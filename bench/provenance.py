@@ -35,7 +35,9 @@ def git_state(folder: Path = Path(__file__).parent) -> dict[str, str | bool | No
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    # results/ holds tracked records (the shipped reference) that a run may be rewriting: the code
+    # that ran is what makes a tree dirty
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results")
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 

@@ -213,6 +213,9 @@ def _check_label_words(base: BaseModel, card, settings) -> None:
                                     f"all to {base.name}'s tokenizer (its characters are not in the vocabulary)")
 
 
+_CUTS_NOTED: set[tuple] = set()
+
+
 def _note_cut_prompts(base: BaseModel, task: Task, examples: RunExamples) -> None:
     """Refuse a card whose max_input_tokens leaves no room for text beside the tokens the tokenizer
     adds, and note how many evaluated prompts the limit cuts: a silent cut can leave a model to
@@ -226,7 +229,9 @@ def _note_cut_prompts(base: BaseModel, task: Task, examples: RunExamples) -> Non
     if not prompts:
         return
     cut = sum(len(ids) > limit for ids in base.tokenizer(prompts, verbose=False)["input_ids"])
-    if cut:
+    noted = (task.name, card.version, str(card.path), base.name, base.kind, cut, len(prompts))
+    if cut and noted not in _CUTS_NOTED:  # once a process: a suite runs a task on a model many times
+        _CUTS_NOTED.add(noted)
         kept = "its start and end" if base.kind == "encoder" else "its end"
         warnings.warn(f"task {task.name}: {cut} of {len(prompts)} evaluated prompts are longer than its "
                       f"max_input_tokens ({limit}) for {base.name}; each keeps {kept}", UserNotice, stacklevel=2)

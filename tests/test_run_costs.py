@@ -357,3 +357,26 @@ def test_latency_runs_the_prompt_encoder_once_as_a_saved_prompt_would(tiny_model
             torch.testing.assert_close(output, expected)
         tuned.prompt_forward(batch)  # afterwards the encoder runs again, as training needs
     assert len(calls) == 3 * per_forward and "forward" not in vars(encoder)
+
+
+def test_a_tree_is_dirty_by_its_code_not_by_the_records_a_run_rewrites(tmp_path):
+    import subprocess
+
+    from bench.provenance import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "results" / "reference").mkdir(parents=True)
+    (tmp_path / "bench" / "run.py").write_text("code\n")
+    (tmp_path / "results" / "reference" / "record.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    assert git_state(tmp_path / "bench")["dirty"] is False
+    (tmp_path / "results" / "reference" / "record.json").unlink()  # the reference being made again
+    assert git_state(tmp_path / "bench")["dirty"] is False
+    (tmp_path / "bench" / "run.py").write_text("other code\n")
+    assert git_state(tmp_path / "bench")["dirty"] is True
