@@ -172,6 +172,8 @@ def _tasks(args) -> int:
         return _task_show(args)
     if args.action == "validate":
         return _task_validate(args)
+    if args.name:
+        raise ValueError(f"tasks list takes no name (got {args.name!r}): `spbench tasks show {args.name}` shows one")
     cards = available_tasks(tuple(args.tasks_dir))  # a missing folder is refused before the table starts
     width = max([12, *map(len, cards)])  # a user's long task name widens the column, not shifts the row
     print(f"{'name':<{width}} {'kind':<15} {'train/validation/test':<22} {'metric':<10} source")

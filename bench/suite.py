@@ -171,6 +171,8 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
         train = _train(f"{where}.train", entry.get("train"))
         _refuse_owned(f"{where}.sweep", entry.get("sweep"))
         sweep = _sweep(f"{where}.sweep", entry.get("sweep"), {**fields, **_train_fields()})
+        if both := sorted(set(sweep) & {*base_settings, *train}):  # the sweep would override it at every point
+            raise SuiteError(f"{where}: {both[0]} is both set and swept; give it under `sweep` only")
         keys = list(sweep)
         for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
             point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)

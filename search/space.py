@@ -284,6 +284,8 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
     for extra in set(per_method) - set(methods):
         raise SpaceError(f"{path} per_method: {extra!r} is not in `methods`")
     if len(methods) == 1 and not any(p.varies for p in params[methods[0]]):
-        raise SpaceError(f"{path}: nothing to search: one method ({methods[0]}) with every parameter fixed; "
-                         "give a parameter a range or choices, or train that config with `spbench run`")
+        declared = "every parameter fixed" if params[methods[0]] else "no parameter declared"
+        raise SpaceError(f"{path}: nothing to search: one method ({methods[0]}) with {declared}; a space searches "
+                         "only what it declares (copy search/spaces/default.yaml to start from its ranges): give a "
+                         "parameter a range or choices, or train that config with `spbench run`")
     return SearchSpace(path=path, methods=methods, params=params)

@@ -234,6 +234,8 @@ def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path)
 def test_a_missing_tasks_folder_is_refused_before_the_table_starts(capsys, tmp_path):
     code, out, err = run_cli(capsys, "tasks", "--tasks-dir", tmp_path / "nowhere")
     assert code == 2 and out == "" and f"tasks folder not found: {tmp_path / 'nowhere'}" in err
+    code, out, err = run_cli(capsys, "tasks", "list", "sst2")  # a name the list would ignore
+    assert code == 2 and out == "" and "tasks list takes no name (got 'sst2'): `spbench tasks show sst2`" in err
 
 
 def test_the_projects_own_warnings_print_as_one_line_and_library_notices_are_left_out():
