@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.yaml_values import read_yaml_mapping
 from tasks.card import TaskCard, TaskCardError, load_card
-from tasks.notices import SkippedInput
+from tasks.notices import SkippedInput, UserNotice
 
 SHIPPED_CARDS = Path(__file__).parent / "cards"
 CARD_SUFFIXES = (".yaml", ".yml")
@@ -88,6 +88,18 @@ def _declared_name(path: Path) -> str | None:
     return str(data["name"]) if data.get("name") is not None else None
 
 
+_REPLACED_NOTED: set[Path] = set()
+
+
+def _note_replaced(card: TaskCard, shipped: TaskCard | None) -> None:
+    """Say, once a process, that a user's card answers to a shipped task's name: its scores are not
+    the shipped task's."""
+    if shipped is not None and card.path != shipped.path and card.path not in _REPLACED_NOTED:
+        _REPLACED_NOTED.add(card.path)
+        warnings.warn(f"task {card.name}: {card.path} replaces the shipped card of that name", UserNotice,
+                      stacklevel=3)
+
+
 def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCard:
     """The card of that name as `available_tasks` lists it, or the card file at that path. Folders
     are asked from the last to the first, as a later one's card replaces an earlier one's; a card
@@ -102,6 +114,7 @@ def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCar
             if name_or_path in (err.task_name, _declared_name(err.path)):
                 raise err
         if name_or_path in folder_cards:
+            _note_replaced(folder_cards[name_or_path], scanned[0][0].get(name_or_path))
             return folder_cards[name_or_path]
         for err in broken:
             if name_or_path == Path(err.path).stem:

@@ -163,7 +163,8 @@ def test_user_card_overrides_a_shipped_one_by_declared_name(tmp_path):
     dirs = (str(first), str(second))  # a later folder overrides an earlier one
     listed = available_tasks(dirs)["sst2"]
     assert listed.path == (second / "my_sst2_v3.yaml").resolve() and listed.version == 3
-    assert find_task("sst2", tasks_dirs=dirs).path == listed.path
+    with pytest.warns(UserWarning, match=f"task sst2: {re.escape(str(listed.path))} replaces the shipped card"):
+        assert find_task("sst2", tasks_dirs=dirs).path == listed.path
     assert load_task("sst2", tasks_dirs=dirs).card.version == 3
     assert find_task("sst2", tasks_dirs=(str(first),)).version == 2
     with pytest.raises(UnknownTask, match="my_sst2_v3.yaml declares name 'sst2'"):
