@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -32,9 +33,29 @@ def method_label(method: str, fields: list[tuple[str, object]]) -> str:
 
 
 def _config_fields(record: RunRecord) -> list[tuple[str, object]]:
-    settings, hidden = record["method"]["settings"], {"init_text", *record["method"].get("without_effect", ())}
+    settings, hidden = record["method"]["settings"], {"init_text", *without_effect(record)}
     shown = {k: v for k, v in settings.items() if v is not None and k not in hidden}
     return sorted(shown.items()) + [("lr", record["train"]["lr"])]
+
+
+def without_effect(record: RunRecord) -> list[str]:
+    """The settings the others make irrelevant in a run (a prefix's encoder size without its
+    projection): as its record lists them, or, in a record from before records listed them, as
+    its method says (which loads the methods: only those records pay for it)."""
+    if "without_effect" in record["method"]:
+        return record["method"]["without_effect"]
+    return _derived_without_effect(record["method"]["name"], json.dumps(record["method"]["settings"], sort_keys=True))
+
+
+@functools.cache
+def _derived_without_effect(method: str, settings: str) -> list[str]:
+    from bench.methods import MethodError, get_method
+    from bench.methods.registry import settings_without_effect
+
+    try:
+        return sorted(settings_without_effect(get_method(method).settings(**json.loads(settings))))
+    except (MethodError, TypeError):  # a method not registered here, or settings it no longer takes
+        return []
 
 
 def config_label(record: RunRecord) -> str:
@@ -305,7 +326,8 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     train = _training(group[0])
     return ResultRow(
         task=group[0]["task"]["name"], model=group[0]["model"]["name"], method=group[0]["method"]["name"], label=label,
-        settings=group[0]["method"]["settings"], seeds=len({r["seed"] for r in group}),
+        settings={k: v for k, v in group[0]["method"]["settings"].items() if k not in without_effect(group[0])},
+        seeds=len({r["seed"] for r in group}),
         metric=metric, score=score, score_std=std,
         validation=statistics.fmean(r["scores"]["validation"][metric] for r in group),
         **_versus_zero_shot(group, split, metric),

@@ -24,6 +24,7 @@ from bench.methods import get_method
 from bench.methods.registry import Method, MethodError, settings_without_effect
 from bench.modeling import TunedModel
 from bench.modeling.encoding import target_text
+from bench.modeling.forward_patch import instance_forward
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.loading import hub_commit
 from bench.models.pooling import CONFIG_KEY
@@ -351,19 +352,16 @@ def prompt_computed_once(model):
         yield
         return
     encoder = model.prompt_encoder[model.active_adapter]
-    computed = {}  # prompt tokens per row -> the encoder's output for one row
+    encode, computed = encoder.forward, {}  # prompt tokens per row -> the encoder's output for one row
 
     def once(indices: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         # every row holds the same prompt tokens (PEFT expands one row to the batch)
         if indices.shape[1] not in computed:
-            computed[indices.shape[1]] = type(encoder).forward(encoder, indices[:1], *args, **kwargs)
+            computed[indices.shape[1]] = encode(indices[:1], *args, **kwargs)
         return computed[indices.shape[1]].repeat(indices.shape[0], 1, 1)
 
-    encoder.forward = once
-    try:
+    with instance_forward(encoder, once):
         yield
-    finally:
-        del encoder.forward
 
 
 def _latency(tuned: TunedModel, prompts: list[str]) -> tuple[float, float, float]:

@@ -17,16 +17,18 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.bench_runner import describe, duration, keep_failure, record_path
+from bench.device import compute_precision
 from bench.interrupts import quiet_trial_failures
 from bench.methods.registry import MethodError
 from bench.models import ModelError, ModelPool
 from bench.record import RunRecord, results_folder
 from bench.run import execute_run
-from bench.suite import Suite
+from bench.suite import Suite, SuiteError
 from tasks import TaskCardError
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 QUEUED_ATTR = "runs_queued"  # on the study, once its creator has queued every run
+PRECISION_ATTR = "precision"  # on the study: the device/dtype its creator computes in (see compute_precision)
 QUEUEING_WAIT_SECONDS = 60  # how long a machine joining waits for the creator to finish queueing
 SEARCH_RECORDS_ATTR = "run_records"  # a search trial's records, one per task, for machines without its files
 
@@ -41,8 +43,10 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
     storage = open_storage(url, retry_failed=2)
     try:  # the machine that creates the study queues the runs; the others find them queued
         study = optuna.create_study(study_name=study_name(suite), storage=storage, direction="maximize")
+        study.set_user_attr(PRECISION_ATTR, compute_precision())
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name(suite), storage=storage)
+        _check_precision(study)
         _wait_for_queueing(study)  # else a machine joining a few seconds late queues the runs a second time
         # a killed machine's run is queued again now: left to the workers' own checks, the last run of
         # a suite would wait forever, as no worker starts while nothing is queued
@@ -56,6 +60,17 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
         return study
     _enqueue(study, suite, skip=set())
     return study
+
+
+def _check_precision(study: optuna.Study) -> None:
+    """Refuse to join a study whose runs compute on another device or in another dtype: their run ids
+    differ (a GPU's bf16 run is another run than a CPU's fp32 one), so this machine would find none
+    of the queued runs in its plan and run the whole suite again."""
+    theirs, ours = study.user_attrs.get(PRECISION_ATTR), compute_precision()
+    if theirs is not None and theirs != ours:
+        raise SuiteError(f"study {study.study_name} runs in {theirs}, and this machine computes in {ours}: its runs "
+                         "would be other runs; machines of one shared suite must compute alike (give this machine's "
+                         "runs a storage or suite name of their own)")
 
 
 def _wait_for_queueing(study: optuna.Study) -> None:

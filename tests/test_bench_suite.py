@@ -315,6 +315,20 @@ def test_suite_shared_through_a_study_runs_each_run_once(tmp_path, tiny_models, 
     assert table.returncode == 0 and "5 runs, 0 failed" in output, output
 
 
+def test_a_machine_computing_in_another_precision_cannot_join_a_shared_suite(tmp_path, tiny_models, tiny_tasks,
+                                                                              monkeypatch):
+    from bench.shared_suite import open_suite_study
+
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),),
+                       results_dir=tmp_path / "machine")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    open_suite_study(suite, url)  # created on this CPU
+    assert open_suite_study(suite, url).user_attrs["precision"] == "cpu/float32"  # a CPU joins
+    monkeypatch.setattr("bench.shared_suite.compute_precision", lambda: "cuda/bfloat16")
+    with pytest.raises(SuiteError, match=r"runs in cpu/float32, and this machine computes in cuda/bfloat16"):
+        open_suite_study(suite, url)
+
+
 def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_models, tiny_tasks):
     import optuna
 

@@ -59,7 +59,10 @@ def test_a_setting_without_effect_is_left_out_of_the_label_and_the_grouping():
         record["method"]["without_effect"] = ["encoder_hidden_size"]
     [row] = aggregate(runs)
     assert (row.label, row.seeds) == ("prefix_tuning[num_virtual_tokens=20,prefix_projection=False,lr=0.001]", 2)
-    del runs[0]["method"]["without_effect"]  # a record from before records listed them: shown as it was
+    del runs[0]["method"]["without_effect"]  # a record from before records listed them: its method says
+    assert [row.seeds for row in aggregate(runs)] == [2]
+    assert "encoder_hidden_size" not in config_label(runs[0])
+    runs[0]["method"]["settings"]["prefix_projection"] = True  # where it has an effect, it is shown
     assert "encoder_hidden_size=256" in config_label(runs[0])
 
 

@@ -15,7 +15,7 @@ import torch
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.methods import MethodError, get_method
 from bench.record import copy_tree_atomic, write_json_atomic
-from bench.run import RunSpec, _base_of, _check_fits, _improvement
+from bench.run import RunSpec, _base_of, _check_fits, _improvement, _latency
 from bench.train import TrainSettings
 
 
@@ -330,7 +330,8 @@ def test_the_clock_waits_for_cuda_work_and_not_for_the_cpu(monkeypatch):
 
 @pytest.mark.parametrize("method, settings", [("p_tuning", {"encoder": "lstm"}), ("p_tuning", {"encoder": "mlp"}),
                                               ("prefix_tuning", {"prefix_projection": True}), ("prompt_tuning", {})])
-def test_latency_runs_the_prompt_encoder_once_as_a_saved_prompt_would(tiny_models, tiny_tasks, method, settings):
+def test_latency_runs_the_prompt_encoder_once_as_a_saved_prompt_would(tiny_models, tiny_tasks, method, settings,
+                                                                        monkeypatch):
     from bench.modeling import TunedModel
     from bench.models import load_base_model
     from bench.run import prompt_computed_once
@@ -357,6 +358,13 @@ def test_latency_runs_the_prompt_encoder_once_as_a_saved_prompt_would(tiny_model
             torch.testing.assert_close(output, expected)
         tuned.prompt_forward(batch)  # afterwards the encoder runs again, as training needs
     assert len(calls) == 3 * per_forward and "forward" not in vars(encoder)
+
+    def timed(tuned_model, base_of, prompts):  # what a run's latency measures runs under it
+        assert "forward" in vars(encoder)
+        return 1.0, 1.0, 1.0
+
+    monkeypatch.setattr("bench.run.latency_against_base", timed)
+    assert _latency(tuned, ["a prompt"]) == (1.0, 1.0, 1.0) and "forward" not in vars(encoder)
 
 
 def test_a_tree_is_dirty_by_its_code_not_by_the_records_a_run_rewrites(tmp_path):
