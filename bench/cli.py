@@ -322,18 +322,29 @@ def _records(args):
     else:
         records, failures = load_records(args.folder)
     if not records:
-        where = args.storage or args.folder
-        if not args.storage and not args.folder.is_dir():
-            raise FileNotFoundError(f"no such folder: {args.folder}")
-        failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
-                         f"{(str(failure.get('reason', '')).splitlines() or ['?'])[0]}" for failure in failures)
-        raise FileNotFoundError(f"no run records under {where}"
-                                + (f"; {len(failures)} runs failed:{failed}" if failures else ""))
+        _refuse_no_records(args, failures)
     if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {args.split} scores (search trials are scored on "
                          "validation only: add --split validation)")
     warn_mixed_flop_estimates(records)
     return records, failures
+
+
+def _refuse_no_records(args, failures: list[dict]) -> None:
+    """Say why there is nothing to show: no such folder, or no finished run (each failed run named)."""
+    from search.study import shown_storage
+
+    if not args.storage and not args.folder.is_dir():
+        raise FileNotFoundError(f"{'not a folder' if args.folder.exists() else 'no such folder'}: {args.folder}")
+    where = shown_storage(args.storage) if args.storage else args.folder
+    failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: {_first_line(failure.get('reason'))}"
+                     for failure in failures)
+    runs = f"{len(failures)} run{'s' if len(failures) > 1 else ''}"
+    raise FileNotFoundError(f"no run records under {where}" + (f"; {runs} failed:{failed}" if failures else ""))
+
+
+def _first_line(text) -> str:
+    return (str(text or "").strip().splitlines() or ["?"])[0]
 
 
 def _plot(args) -> int:

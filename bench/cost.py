@@ -25,7 +25,6 @@ def reset_peak_memory(device: torch.device) -> bool:
     (PEFT's seq2seq `generate` leaves one) would otherwise count in this run's peak."""
     gc.collect()
     if device.type == "cuda":
-        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         return True
     try:

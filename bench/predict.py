@@ -118,10 +118,7 @@ def parse_row(line: str, number: int, fields: dict[str, bool], where: str) -> di
     text = line.strip().removeprefix("\ufeff") if number == 1 else line.strip()  # a byte-order mark
     if not text:
         return None
-    try:  # standard input hands bytes that are not UTF-8 on as lone surrogates (see `_inputs`)
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"{where} line {number}: not UTF-8 text (at character {err.start + 1})") from None
+    _refuse_surrogates(text, f"{where} line {number}")
     if text.startswith("{"):
         try:
             row = json.loads(text)
@@ -131,6 +128,7 @@ def parse_row(line: str, number: int, fields: dict[str, bool], where: str) -> di
         row = {next(iter(fields)): text}
     else:
         raise ValueError(f"{where} line {number}: expected a JSON object with {', '.join(fields)}")
+    _refuse_surrogates(json.dumps(row, ensure_ascii=False), f"{where} line {number}")  # "\udce9" in JSON too
     missing = [name for name in fields if name not in row]
     if missing:
         raise ValueError(f"{where} line {number}: no {', '.join(missing)} (the template reads "
@@ -141,6 +139,15 @@ def parse_row(line: str, number: int, fields: dict[str, bool], where: str) -> di
         if not isinstance(row[name], (str, int, float)) or isinstance(row[name], bool):
             raise ValueError(f"{where} line {number}: {name} is {type(row[name]).__name__}, not text")
     return row
+
+
+def _refuse_surrogates(text: str, where: str) -> None:
+    """Refuse a lone surrogate: a byte that was not UTF-8 (standard input hands those on so, see
+    `run`), or one a JSON escape wrote. The tokenizer would fail on it with no line to name."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: not UTF-8 text (a byte that is not UTF-8, or a lone surrogate)") from None
 
 
 def read_inputs(lines: Iterable[str], card, fields: dict[str, bool], where: str) -> list[tuple[dict, Example]]:
@@ -164,7 +171,7 @@ def _stdin(path: Path | None) -> bool:
 
 def _inputs(path: Path | None, card, fields: dict[str, bool]) -> list[tuple[dict, Example]]:
     if _stdin(path):
-        return read_inputs(sys.stdin, card, fields, "standard input")  # see `run` for its encoding
+        return read_inputs(sys.stdin, card, fields, "standard input")
     try:
         with open(path, encoding="utf-8") as stream:
             return read_inputs(stream, card, fields, str(path))
@@ -181,7 +188,7 @@ def _prompt(template: str, row: dict, where: str) -> str:
         raise ValueError(f"{where}: {err.args[0]} is null") from None
     except KeyError as err:  # a nested field: {answers[text]} of a row whose answers lack it
         raise ValueError(f"{where}: no {err} in it (the template reads {template!r})") from None
-    except (IndexError, AttributeError, TypeError, ValueError) as err:  # {f[9]}, {f.x}, {f:d} on this row
+    except (IndexError, TypeError, ValueError) as err:  # {f[9]}, {f:d} on this row
         raise ValueError(f"{where}: cannot fill the template {template!r} from it ({err})") from None
 
 

@@ -230,7 +230,7 @@ def _note_cut_prompts(base: BaseModel, task: Task, examples: RunExamples) -> Non
     if not prompts:
         return
     cut = sum(len(ids) > limit for ids in base.tokenizer(prompts, verbose=False)["input_ids"])
-    noted = (task.name, card.version, str(card.path), base.name, base.kind, cut, len(prompts))
+    noted = (task.name, card.version, str(card.path), base.name, base.kind)
     if cut and noted not in _CUTS_NOTED:  # once a process: a suite runs a task on a model many times
         _CUTS_NOTED.add(noted)
         kept = "its start and end" if base.kind == "encoder" else "its end"

@@ -221,7 +221,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path} description: must be text, got {data['description']!r}")
     suite = Suite(name=data["name"], path=path, description=data.get("description", ""))
-    suite.results_dir = results_dir = Path(results_dir or Path("results") / suite.name)  # made when the suite runs
+    suite.results_dir = Path(results_dir or Path("results") / suite.name)  # made when the suite runs
     tasks = data["tasks"]
     if not isinstance(tasks, dict) or not tasks or not all(isinstance(name, str) for name in tasks):
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "

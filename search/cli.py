@@ -74,7 +74,7 @@ def run(args) -> int:
     from tasks.metrics import load_library_metrics
     from search.objective import RECOMPUTATION_COSTS, Objective
     from search.study import (Strategy, check_storage, claim_study, enqueue_known_good, open_storage,
-                              requeue_starting_point, storage_url)
+                              requeue_starting_point, shown_storage, storage_url)
 
     _check_flags(args)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
@@ -129,7 +129,7 @@ def run(args) -> int:
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
-    print(f"study {name} on {url}")
+    print(f"study {name} on {shown_storage(url)}")
     _search_and_export(study, url, objective, strategy, args, folder, train)
     return 0
 

@@ -30,12 +30,13 @@ COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of 
 RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
 
 
-def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int, eval_size: int | None = None,
+def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int, eval_size: int | None,
                        cards: dict[str, dict] | None = None) -> dict[str, tuple[float, int]]:
     """Full fine-tuning's validation score per task for `model` (its mean over seeds), with the
     training steps of its runs, from existing bench records: chosen as `spbench results` chooses a
     reference (`best_full_ft`), among the runs most like the search's trials: of its budget (`steps`)
-    and validation examples (`eval_size`) where there are any, else of its budget, else of any.
+    and validation examples (`eval_size`, None: whole splits) where there are any, else of its budget,
+    else of any; within the latter two, those scored on the most examples.
     Records of another card or card version than a task's (`cards`: task -> {"version", "card"} as a
     study's definition holds them; another template, data or metric) do not count. The results
     shipped with the project (`results/reference`, trained on 2 CPU cores at another budget) are not
@@ -56,10 +57,17 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
         of_task = [row for row in rows if row.task == task]
         for alike in ([row for row in of_task if (row.steps, row.eval_size) == (steps, eval_size)],
                       [row for row in of_task if row.steps == steps], of_task):
-            if (best := best_full_ft(alike)) is not None:
+            # among runs scored on different numbers of examples, those scored on the most: the
+            # best of a few-example smoke run is noise, and no reference where a real run exists
+            most = max((_examples_scored(row) for row in alike), default=None)
+            if (best := best_full_ft(row for row in alike if _examples_scored(row) == most)) is not None:
                 found[task] = (best.validation, best.steps)
                 break
     return found
+
+
+def _examples_scored(row) -> float:
+    return math.inf if row.eval_size is None else row.eval_size  # None: whole splits
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import os
 import random
 import signal
@@ -79,12 +80,20 @@ def requeue_starting_point(study: optuna.Study, trial: optuna.trial.FrozenTrial)
         study.enqueue_trial(queued, user_attrs={REQUEUED_ATTR: requeued + 1})
 
 
-def parsed_storage_url(url: str) -> sqlalchemy.engine.URL:
-    """`url` parsed, or refused as not a storage URL."""
+def parsed_storage_url(url: str) -> URL:
+    """`url` parsed, or refused as not a storage URL (a port that is not a number, say)."""
     try:
         return sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError as err:
-        raise ValueError(f"--storage {url}: not a storage URL ({first_line(err)})") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
+        raise ValueError(f"--storage {shown_storage(url)}: not a storage URL ({first_line(err)})") from None
+
+
+def shown_storage(url: str) -> str:
+    """A storage URL as messages print it: without its password."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # not parsed: its password found by its shape
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def open_storage(url: str, *, retry_failed: int = 0, on_stale=None,

@@ -58,7 +58,7 @@ class Task:
             raise TaskCardError(card.path, "template", f"field {err.args[0]!r} is null in {where()}") from None
         except KeyError as err:
             raise TaskCardError(card.path, "template", f"field {err} is absent from the data in {where()}") from None
-        except (IndexError, AttributeError, TypeError, ValueError) as err:  # {f[9]}, {f.x}, {f:d} on this row
+        except (IndexError, TypeError, ValueError) as err:  # {f[9]}, {f:d} on this row
             raise TaskCardError(card.path, "template", f"cannot fill it from {where()} ({err})") from None
         if card.is_classification:
             if card.label_field not in row:

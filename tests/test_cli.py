@@ -276,9 +276,12 @@ def test_a_folder_of_failed_runs_only_names_them_and_a_missing_folder_says_so(ca
                                                      "reason": "ModelError: no such model\nmore", "seconds": 1.0}))
     for command in ("results", "report", "plot"):
         code, _, err = run_cli(capsys, command, tmp_path / "runs")
-        assert code == 2 and "1 runs failed:\n  sst2 / m / lora / seed 0: ModelError: no such model\n" in err, err
+        assert code == 2 and "1 run failed:\n  sst2 / m / lora / seed 0: ModelError: no such model\n" in err, err
     code, _, err = run_cli(capsys, "results", tmp_path / "nowhere")
     assert code == 2 and f"no such folder: {tmp_path / 'nowhere'}" in err
+    (tmp_path / "a_file").write_text("")
+    code, _, err = run_cli(capsys, "results", tmp_path / "a_file")
+    assert code == 2 and f"not a folder: {tmp_path / 'a_file'}" in err
 
 
 def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path):
@@ -296,6 +299,8 @@ def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path
     assert code == 2 and f"no run records under {url}" in err, err
     code, _, err = run_cli(capsys, "results", "--storage", "postgresql://u:secret@127.0.0.1:1/x", "--study", "s")
     assert code == 2 and "postgresql://u:***@127.0.0.1:1/x: cannot open it" in err and "secret" not in err
+    code, _, err = run_cli(capsys, "results", "--storage", "postgresql://u:secret@host:port/x", "--study", "s")
+    assert code == 2 and "--storage postgresql://u:***@host:port/x: not a storage URL" in err and "secret" not in err
 
 
 @pytest.mark.parametrize("body, problem", [

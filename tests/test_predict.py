@@ -79,7 +79,9 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     for errors in ("strict", "surrogateescape"):  # a UTF-8 locale's standard input, and the C locale's
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"ok\ncaf\xe9\n"), errors=errors))
         code, _, err = run_cli(capsys, "predict", run_dir)
-        assert code == 2 and "standard input line 2: not UTF-8 text (at character 4)" in err, err
+        assert code == 2 and "standard input line 2: not UTF-8 text" in err, err
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "caf\\udce9"}'])  # a JSON escape
+    assert code == 2 and "standard input line 1: not UTF-8 text" in err, err
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": {"text": "ok"}}'])
     assert code == 2 and "standard input line 1: sentence is dict, not text" in err
     code, _, err = _predict(capsys, monkeypatch, run_dir, ["ok"], "--input", tmp_path)

@@ -116,8 +116,9 @@ def test_full_fine_tuning_references_prefer_runs_like_the_searchs_trials(tmp_pat
     _write_full_ft(tmp_path / "a-smoke", "a", 0.95, eval_size=4)  # the same budget scored on a few examples: noise
     _write_full_ft(tmp_path / "b-40", "b", 0.7, steps=40)  # no run of b at 10 steps: the best of any budget
     assert full_ft_references(tmp_path, ["a", "b"], "m", steps=10, eval_size=16) == {"a": (0.6, 10), "b": (0.7, 40)}
-    # without a run scored on the trials' examples, the budget decides
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=400) == {"a": (0.95, 10)}
+    # without a run scored on the trials' examples: of the search's budget, the runs scored on the
+    # most examples (the smoke run's 0.95 on 4 examples is no reference)
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=400) == {"a": (0.6, 10)}
 
 
 def test_full_fine_tuning_references_are_chosen_as_the_results_table_chooses(tmp_path):
@@ -131,7 +132,7 @@ def test_full_fine_tuning_references_are_chosen_as_the_results_table_chooses(tmp
 def test_full_fine_tuning_references_leave_the_shipped_results_out(tmp_path):
     # results/reference holds full fine-tuning runs of the quick suite: not the user's references
     _write_full_ft(tmp_path / "reference" / "run", "a", 0.9)
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16) == {}
 
 
 def test_full_fine_tuning_references_of_another_card_or_card_version_do_not_count(tmp_path):
@@ -139,10 +140,10 @@ def test_full_fine_tuning_references_of_another_card_or_card_version_do_not_coun
                                  (2, None, 0.75)):  # a record from before records named their card
         _write_full_ft(tmp_path / f"v{version}{score}", "a", score, version=version, card=card)
     shipped_v2 = {"a": {"version": 2, "card": "cards/a.yaml"}}
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, cards=shipped_v2) == {"a": (0.75, 10)}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, cards=shipped_v2) == {"a": (0.75, 10)}
     mine = {"a": {"version": 2, "card": "mine/a.yaml"}}
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, cards=mine) == {"a": (0.8, 10)}
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10) == {"a": (0.9, 10)}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, cards=mine) == {"a": (0.8, 10)}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16) == {"a": (0.9, 10)}
 
 
 def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):

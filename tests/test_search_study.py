@@ -56,7 +56,7 @@ def test_search_plots_are_drawn_from_the_trials_and_replaced_whole(tmp_path, mon
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", killed_while_writing)
     with pytest.raises(KeyboardInterrupt):
         write_plots(study, tmp_path)
-    assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if not path.name.startswith(".")} == before
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no half image beside them
 
 
 def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_process_style_alone(tmp_path,

@@ -44,8 +44,12 @@ def _save(figure, folder: Path, name: str) -> list[Path]:
 def save_atomic(figure, path: Path, **options) -> Path:
     """`figure.savefig` drawn beside `path`, then renamed over it: a killed command leaves no half image."""
     partial = path.with_name(f".{path.name}.partial{path.suffix}")
-    figure.savefig(partial, **options)
-    os.replace(partial, path)
+    try:
+        figure.savefig(partial, **options)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 
