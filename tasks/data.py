@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.card import TaskCard, TaskCardError, reads_local_files
-from tasks.notices import first_line
+from tasks.notices import first_line, hub_offline_hint
 
 Row = dict[str, Any]
 
@@ -93,7 +93,8 @@ def _load_hub(card: TaskCard, split: str) -> list[Row]:
         with _quiet_progress_bars(datasets):
             dataset = datasets.load_dataset(source["hub"], source.get("name"), split=card.splits[split], **arguments)
     except Exception as err:  # no network, no such dataset or split: datasets raises many kinds
-        hint = _carve_hint(split) if "Unknown split" in str(err) else ""  # datasets' words for a split it lacks
+        # datasets' words for a split it lacks; anything else may be the network
+        hint = _carve_hint(split) if "Unknown split" in str(err) else hub_offline_hint()
         raise TaskCardError(card.path, "source", f"cannot load split {split!r} of hub dataset {source['hub']!r} "
                             f"({type(err).__name__}: {first_line(err)}){hint}") from None
     return [dict(row) for row in dataset]

@@ -1,5 +1,7 @@
 """The warnings the project gives a person at the terminal, each shown as one line."""
 
+import os
+
 
 class UserNotice(UserWarning):
     """Something about the input a person should know, as one line (not a developer's warning)."""
@@ -14,3 +16,11 @@ def first_line(err: BaseException) -> str:
     for pages. Empty where the error has no message."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else ""
+
+
+def hub_offline_hint() -> str:
+    """What to add to a failed hub lookup's message: where HF_HUB_OFFLINE is not set, that setting it
+    makes such a lookup fail at once, not after a round of retries (tens of seconds without a network)."""
+    if os.environ.get("HF_HUB_OFFLINE"):
+        return ""
+    return "; without a network, HF_HUB_OFFLINE=1 says so at once instead of retrying"

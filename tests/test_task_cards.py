@@ -386,6 +386,23 @@ def test_a_hub_repo_gets_its_revision_and_data_files_as_written(tmp_path, monkey
     assert calls == [(("someone/data", "hard"), {"split": "train", "data_files": "data/*.parquet", "revision": "v2"})]
 
 
+def test_a_hub_dataset_that_cannot_be_reached_says_how_to_fail_at_once(tmp_path, monkeypatch):
+    import datasets
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'someone/data' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    path = write_card(tmp_path, source="{hub: someone/data}")
+    with pytest.raises(TaskCardError, match=r"ConnectionError: Couldn't reach .*; without a network, HF_HUB_OFFLINE=1"):
+        load_task(str(path)).rows("train")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # already set: no hint
+    with pytest.raises(TaskCardError) as err:
+        load_task(str(path)).rows("train")
+    assert "HF_HUB_OFFLINE" not in str(err.value)
+
+
 def test_a_hub_dataset_without_validation_suggests_carving_it_from_train(tmp_path, hub_cache):
     path = write_card(tmp_path, source="{hub: json, data_files: {train: data/train.jsonl, test: data/test.jsonl}}")
     with pytest.raises(TaskCardError, match=r"Unknown split \"validation\".*`validation_from_train: <rows>`"):

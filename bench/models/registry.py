@@ -6,14 +6,13 @@ import difflib
 import hashlib
 import importlib.util
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.models import gguf_cache
 from bench.models.errors import ModelError, ModelUnavailable  # noqa: F401 - re-exported
-from tasks.notices import first_line
+from tasks.notices import first_line, hub_offline_hint
 
 KINDS = ("encoder", "causal", "seq2seq")
 
@@ -210,11 +209,9 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
         if folder:
             raise ModelUnavailable(f"model {name!r}: the folder {folder} is no checkpoint transformers can load "
                                    f"here ({why})") from None
-        offline_hint = "" if os.environ.get("HF_HUB_OFFLINE") else (
-            "; without a network, HF_HUB_OFFLINE=1 says so at once instead of retrying")
         raise ModelUnavailable(
             f"unknown model {name!r}: not a registered name ({', '.join(MODELS)}), a local checkpoint folder, "
-            f"or a hub id reachable from here ({why}{offline_hint})"
+            f"or a hub id reachable from here ({why}{hub_offline_hint()})"
         ) from None
     kind = kind or _detect_kind(config)
     _check_has_class(name, config, kind)
