@@ -69,9 +69,11 @@ MONITORING = {"seed", "eval_every", "monitor_size", "eval_batch_size", "score_in
 
 def _training(record: RunRecord) -> dict:
     """The training settings runs must share to be seeds of one configuration: all but the seed and
-    the settings that only watch the run."""
+    the settings that only watch the run. In bf16 or fp16 the evaluation batch size counts: a
+    batch's padding and company move a score there."""
     train = {**TRAIN_SETTINGS_ADDED_LATER, **record["train"]}
-    return {k: v for k, v in train.items() if k not in MONITORING}
+    watching = MONITORING if record["model"].get("dtype", "float32") == "float32" else MONITORING - {"eval_batch_size"}
+    return {k: v for k, v in train.items() if k not in watching}
 
 
 def _frozen(settings: dict) -> tuple:

@@ -389,6 +389,13 @@ def test_runs_on_another_device_or_dtype_are_another_config_against_their_own_fu
     assert rows["lora[lr=0.001,precision=cpu/float32]"].relative_to_full_ft == pytest.approx(0.9)
     assert rows["lora[lr=0.001,precision=cuda/bfloat16]"].relative_to_full_ft == pytest.approx(0.5)
     assert len(rows) == 4  # not two seeds of each config averaged across machines
+    # in bf16 the evaluation batch size moves scores: runs that differ there are two configs
+    bf16 = [on(make_record("lora", 0.3, seed=seed, train={"eval_batch_size": size}), "cuda", "bfloat16")
+            for seed, size in ((0, 16), (1, 32))]
+    assert len(aggregate(bf16)) == 2
+    fp32 = [on(make_record("lora", 0.3, seed=seed, train={"eval_batch_size": size}), "cpu", "float32")
+            for seed, size in ((0, 16), (1, 32))]
+    assert [row.seeds for row in aggregate(fp32)] == [2]
 
 
 def test_a_record_without_what_a_row_reads_is_left_out_by_name():
