@@ -95,6 +95,14 @@ def _from_search(folder: Path, task: str | None) -> tuple[RunRecord, Path]:
     return _winner_record(folder, listed, task), folder / "best_adapter" / task
 
 
+def _failure_reason(folder: Path) -> str:
+    try:
+        reason = json.loads((folder / "failure.json").read_text()).get("reason")
+    except (OSError, ValueError, AttributeError):
+        reason = None
+    return (str(reason or "").strip().splitlines() or ["its failure.json does not say why"])[0]
+
+
 def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
     """(record, adapter folder) of a run folder, a search folder's winner, or an exported adapter."""
     folder = source.parent if source.name in ("record.json", "best.yaml", ADAPTER_RECORD) else source
@@ -106,6 +114,8 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
         record, adapter = _read(folder / "record.json"), folder / "adapter"
     elif (folder / ADAPTER_RECORD).is_file():
         record, adapter = _read(folder / ADAPTER_RECORD), folder
+    elif (folder / "failure.json").is_file():
+        raise FileNotFoundError(f"{source}: a run that failed, with no model to answer ({_failure_reason(folder)})")
     else:
         raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)")
     if task is not None and task != record["task"]["name"]:

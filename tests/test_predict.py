@@ -96,6 +96,11 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     assert code == 2 and "full_ft saves no weights" in err
     code, _, err = _predict(capsys, monkeypatch, tmp_path, ["a fine film"])
     assert code == 2 and "neither a run folder (record.json) nor a search folder (best.yaml)" in err
+    failed = tmp_path / "failed_run"
+    failed.mkdir()
+    (failed / "failure.json").write_text(json.dumps({"reason": "ModelError: no such model\nmore"}))
+    code, _, err = _predict(capsys, monkeypatch, failed, ["a fine film"])
+    assert code == 2 and "a run that failed, with no model to answer (ModelError: no such model)" in err
 
 
 class _Terminal(io.StringIO):
