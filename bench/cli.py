@@ -337,14 +337,10 @@ def _refuse_no_records(args, failures: list[dict]) -> None:
     if not args.storage and not args.folder.is_dir():
         raise FileNotFoundError(f"{'not a folder' if args.folder.exists() else 'no such folder'}: {args.folder}")
     where = shown_storage(args.storage) if args.storage else args.folder
-    failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: {_first_line(failure.get('reason'))}"
-                     for failure in failures)
+    failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
+                     f"{first_line(failure.get('reason')) or '?'}" for failure in failures)
     runs = f"{len(failures)} run{'s' if len(failures) > 1 else ''}"
     raise FileNotFoundError(f"no run records under {where}" + (f"; {runs} failed:{failed}" if failures else ""))
-
-
-def _first_line(text) -> str:
-    return (str(text or "").strip().splitlines() or ["?"])[0]
 
 
 def _plot(args) -> int:

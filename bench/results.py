@@ -42,9 +42,16 @@ def without_effect(record: RunRecord) -> list[str]:
     """The settings the others make irrelevant in a run (a prefix's encoder size without its
     projection): as its record lists them, or, in a record from before records listed them, as
     its method says (which loads the methods: only those records pay for it)."""
-    if "without_effect" in record["method"]:
-        return record["method"]["without_effect"]
-    return _derived_without_effect(record["method"]["name"], json.dumps(record["method"]["settings"], sort_keys=True))
+    listed, method = record["method"].get("without_effect"), record["method"].get("name")
+    if isinstance(listed, list):
+        return [name for name in listed if isinstance(name, str)]
+    if listed is not None or not isinstance(method, str):  # a hand-edited record: hide nothing
+        return []
+    try:
+        settings = json.dumps(record["method"]["settings"], sort_keys=True)
+    except TypeError:
+        return []
+    return _derived_without_effect(method, settings)
 
 
 @functools.cache

@@ -227,12 +227,12 @@ def _note_cut_prompts(base: BaseModel, task: Task, examples: RunExamples) -> Non
         raise TaskCardError(card.path, "max_input_tokens", f"{limit} tokens hold no text for {base.name}, whose "
                             f"tokenizer adds {added} of its own to every prompt")
     prompts = [example.prompt for split in examples.evaluation.values() for example in split]
-    if not prompts:
-        return
-    cut = sum(len(ids) > limit for ids in base.tokenizer(prompts, verbose=False)["input_ids"])
     noted = (task.name, card.version, str(card.path), base.name, base.kind)
-    if cut and noted not in _CUTS_NOTED:  # once a process: a suite runs a task on a model many times
-        _CUTS_NOTED.add(noted)
+    if not prompts or noted in _CUTS_NOTED:  # once a process: a suite runs a task on a model many times
+        return
+    _CUTS_NOTED.add(noted)
+    cut = sum(len(ids) > limit for ids in base.tokenizer(prompts, verbose=False)["input_ids"])
+    if cut:
         kept = "its start and end" if base.kind == "encoder" else "its end"
         warnings.warn(f"task {task.name}: {cut} of {len(prompts)} evaluated prompts are longer than its "
                       f"max_input_tokens ({limit}) for {base.name}; each keeps {kept}", UserNotice, stacklevel=2)

@@ -46,8 +46,8 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
         study.set_user_attr(PRECISION_ATTR, compute_precision())
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name(suite), storage=storage)
-        _check_precision(study)
         _wait_for_queueing(study)  # else a machine joining a few seconds late queues the runs a second time
+        _check_precision(study)  # set by the creator before it queues: read once the runs are queued
         # a killed machine's run is queued again now: left to the workers' own checks, the last run of
         # a suite would wait forever, as no worker starts while nothing is queued
         optuna.storages.fail_stale_trials(study)
@@ -67,7 +67,7 @@ def _check_precision(study: optuna.Study) -> None:
     differ (a GPU's bf16 run is another run than a CPU's fp32 one), so this machine would find none
     of the queued runs in its plan and run the whole suite again."""
     theirs, ours = study.user_attrs.get(PRECISION_ATTR), compute_precision()
-    if theirs is not None and theirs != ours:
+    if theirs is not None and theirs != ours:  # a study from before it was kept is not checked
         raise SuiteError(f"study {study.study_name} runs in {theirs}, and this machine computes in {ours}: its runs "
                          "would be other runs; machines of one shared suite must compute alike (give this machine's "
                          "runs a storage or suite name of their own)")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import optuna
 
+from bench.device import compute_precision
 from bench.models import ModelPool
-from bench.results import COST_KEYS, SHIPPED_RESULTS, aggregate, best_full_ft, card_of, load_records
+from bench.results import COST_KEYS, SHIPPED_RESULTS, aggregate, best_full_ft, card_of, load_records, precision
 from bench.run import RunSpec, execute_run
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
@@ -49,7 +50,8 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
         same_card = card is None or (card["version"] == record["task"].get("version")
                                      and card["card"] == (card_of(record) or card["card"]))
         of_model = model in (record["model"]["name"], record["model"].get("source"))  # a folder: by its full path
-        return record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card
+        here = precision(record) in ("", compute_precision())  # computed as this machine's trials are
+        return record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card and here
 
     rows = aggregate([record for record in records if wanted(record)], split="validation")
     found = {}
@@ -67,6 +69,9 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
 
 
 def _examples_scored(row) -> float:
+    """The validation examples behind a row's score: as its records counted them, else as asked."""
+    if row.examples is not None:
+        return row.examples
     return math.inf if row.eval_size is None else row.eval_size  # None: whole splits
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
-import re
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
-from sqlalchemy.engine import URL
 from optuna.trial import TrialState
+from sqlalchemy.engine import URL
 
 from bench.device import worker_share
 from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
@@ -89,11 +89,12 @@ def parsed_storage_url(url: str) -> URL:
 
 
 def shown_storage(url: str) -> str:
-    """A storage URL as messages print it: without its password."""
+    """A storage URL as messages print it: as typed, without its password."""
     try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except (sqlalchemy.exc.ArgumentError, ValueError):  # not parsed: its password found by its shape
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # not parsed: the password is what runs to the last @
+        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 def open_storage(url: str, *, retry_failed: int = 0, on_stale=None,
@@ -106,18 +107,18 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None,
     database = parsed.database or ""
     if existing_file and parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
             and not database.startswith("file:") and not Path(database).is_file():
-        raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: no such database file "
+        raise ValueError(f"--storage {shown_storage(url)}: no such database file "
                          "(reading would create an empty one)")
     try:
         return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
-        raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: not a storage URL "
+        raise ValueError(f"--storage {shown_storage(url)}: not a storage URL "
                          f"({first_line(err)})") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
         folder = Path(database).parent
         missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
         hint = f"; its folder {folder} does not exist" if missing_folder else ""
-        raise ValueError(f"--storage {parsed.render_as_string(hide_password=True)}: cannot open it "
+        raise ValueError(f"--storage {shown_storage(url)}: cannot open it "
                          f"({first_line(err)}){hint}") from None
 
 

@@ -513,10 +513,15 @@ def test_label_words_are_scored_by_an_lm_head_in_fp32_under_bf16(tiny_models, ti
     head = base.model.get_output_embeddings()
     assert "forward" not in vars(head)  # the head is itself again after scoring
     monkeypatch.setattr("bench.modeling.tuned.HEAD_ROWS_PER_BLOCK", 1000)  # the vocabulary in 31 blocks
+    import torch.nn.functional as F
+
+    blocks, linear = [], F.linear
+    monkeypatch.setattr(F, "linear", lambda x, weight, bias=None: blocks.append(len(weight)) or linear(x, weight, bias))
     hidden = torch.randn(2, 3, head.in_features, dtype=torch.bfloat16)
     with torch.no_grad():
         expected = hidden.float() @ head.weight.float().T
         with tuned.autocast(), tuned._head_in_fp32():
             torch.testing.assert_close(head(hidden), expected)
+    assert len(blocks) == 31 and max(blocks) == 1000  # never the whole head in fp32 at once
     with torch.no_grad(), tuned.autocast():
         assert head(torch.ones(1, head.in_features, dtype=torch.bfloat16)).dtype == torch.bfloat16

@@ -64,6 +64,8 @@ def test_a_setting_without_effect_is_left_out_of_the_label_and_the_grouping():
     assert "encoder_hidden_size" not in config_label(runs[0])
     runs[0]["method"]["settings"]["prefix_projection"] = True  # where it has an effect, it is shown
     assert "encoder_hidden_size=256" in config_label(runs[0])
+    runs[0]["method"]["without_effect"] = None  # hand-edited: nothing hidden, nothing raised
+    assert "encoder_hidden_size=256" in config_label(runs[0])
 
 
 def test_seeds_with_and_without_their_own_zero_shot_score_share_one_baseline():

@@ -99,13 +99,14 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
 
 
 def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, eval_size: int = 16, seed: int = 0,
-                   lr: float = 0.001, version: int = 1, card: str | None = None) -> None:
+                   lr: float = 0.001, version: int = 1, card: str | None = None,
+                   on: tuple = ("cpu", "float32")) -> None:
     """A full fine-tuning run record holding what `spbench results` reads."""
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps({
         "run_id": folder.name, "seed": seed,
         "task": {"name": task, "version": version, "primary_metric": "accuracy", **({"card": card} if card else {})},
-        "model": {"name": "m"}, "method": {"name": "full_ft", "settings": {}},
+        "model": {"name": "m", "device": on[0], "dtype": on[1]}, "method": {"name": "full_ft", "settings": {}},
         "train": {"steps": steps, "eval_size": eval_size, "lr": lr, "seed": seed},
         "scores": {"validation": {"accuracy": score}}, "cost": {}}))
 
@@ -115,6 +116,7 @@ def test_full_fine_tuning_references_prefer_runs_like_the_searchs_trials(tmp_pat
     _write_full_ft(tmp_path / "a-40", "a", 0.9, steps=40)  # scores higher, at another budget
     _write_full_ft(tmp_path / "a-smoke", "a", 0.95, eval_size=4)  # the same budget scored on a few examples: noise
     _write_full_ft(tmp_path / "b-40", "b", 0.7, steps=40)  # no run of b at 10 steps: the best of any budget
+    _write_full_ft(tmp_path / "a-gpu", "a", 0.99, on=("cuda", "bfloat16"))  # not computed as this CPU's trials
     assert full_ft_references(tmp_path, ["a", "b"], "m", steps=10, eval_size=16) == {"a": (0.6, 10), "b": (0.7, 40)}
     # without a run scored on the trials' examples: of the search's budget, the runs scored on the
     # most examples (the smoke run's 0.95 on 4 examples is no reference)

@@ -19,9 +19,9 @@ from bench.device import autocast
 from bench.flops import Work
 from bench.modeling import causal
 from bench.modeling.encoder import encoder_logits
-from bench.modeling.forward_patch import instance_forward
 from bench.modeling.encoding import (LMBatch, encode_causal, encode_prompts, encode_seq2seq, line_break_ids,
                                     target_text)
+from bench.modeling.forward_patch import instance_forward
 from bench.models import BaseModel
 from tasks import Example, TaskCard
 

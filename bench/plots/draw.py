@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -48,7 +49,8 @@ def save_atomic(figure, path: Path, **options) -> Path:
         figure.savefig(partial, **options)
         os.replace(partial, path)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the error that stopped the drawing is the one to see
+            partial.unlink(missing_ok=True)
         raise
     return path
 
