@@ -56,7 +56,7 @@ def _run(args) -> int:
 
 def _run_spec(args):
     """The run `spbench run` asks for: its --config, then flags and --set values over it."""
-    from bench.methods import get_method
+    from bench.methods import MethodError, get_method
     from bench.overrides import split_overrides
     from bench.run import RunSpec
     from bench.train import TrainSettings
@@ -76,20 +76,29 @@ def _run_spec(args):
     flags = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
              "eval_size": args.eval_size, "train_size": args.train_size,
              "gradient_checkpointing": args.gradient_checkpointing}
-    method_values, set_train = split_overrides(args.overrides, method.settings_cls, TrainSettings)
+    set_method, set_train = split_overrides(args.overrides, method.settings_cls, TrainSettings)
     config_train = _config_values(args.config, config, "train", TrainSettings) if config else {}
+    config_method = {}
     if config.get("method") in (None, method_name):
-        method_values = {**_config_values(args.config, config, "settings", method.settings_cls), **method_values}
+        config_method = _config_values(args.config, config, "settings", method.settings_cls) if config else {}
     else:  # written for another method: its settings and learning rate mean nothing to this one
         settings_mapping(f"--config {args.config} settings", config.get("settings"))
         left_out = [what for what, present in (("settings", config.get("settings")),
                                                ("learning rate", config_train.pop("lr", None) is not None)) if present]
         if left_out:
             print(f"{args.config}: its {' and '.join(left_out)} are {config['method']}'s, not applied to {method_name}")
-    train_values = {**config_train, **set_train, **{k: v for k, v in flags.items() if v is not None}}
+    given = {k: v for k, v in flags.items() if v is not None}
+    method_values, train_values = {**config_method, **set_method}, {**config_train, **set_train, **given}
     # never watch more than is scored, unless told to: by --set, or by a config that --eval-size does not override
     watched_as_told = "monitor_size" in set_train or ("monitor_size" in config_train and args.eval_size is None)
-    train = TrainSettings(**watching_no_more_than_scored(train_values, as_told=watched_as_told))
+    from_config = {*config_method.keys() - set_method.keys(), *config_train.keys() - set_train.keys() - given.keys()}
+    try:
+        method.settings(**method_values)  # refused here, where the file a value came from can be named
+        train = TrainSettings(**watching_no_more_than_scored(train_values, as_told=watched_as_told))
+    except MethodError as err:
+        if any(re.search(rf"\b{re.escape(key)}=", str(err)) for key in from_config):
+            raise MethodError(f"--config {args.config}: {err}") from None
+        raise
     return RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    # the config's card folders, then the command's, which win where both hold a name
                    train=train, tasks_dirs=(*config.get("tasks_dirs", []), *args.tasks_dir),

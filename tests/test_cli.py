@@ -316,6 +316,9 @@ def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path
     ("setings: {num_virtual_tokens: 4}", "unknown key 'setings': did you mean 'settings'?"),
     ("model: [a, b]", r"`model` must be a name, got \['a', 'b'\]"),
     ("tasks: tiny_cls", "`tasks` must be a list of task names, got 'tiny_cls'"),
+    ("settings: {num_virtual_tokens: -1}", r"prompt_tuning.num_virtual_tokens=-1 is out of range"),
+    ("settings: {init: text}", r"prompt_tuning.init=text needs prompt_tuning.init_text"),
+    ("train: {warmup_ratio: 2}", r"training setting warmup_ratio=2 is out of range"),
 ])
 def test_a_bad_config_is_refused_naming_the_key_before_any_model_loads(capsys, tiny_tasks, tmp_path, monkeypatch,
                                                                        body, problem):
@@ -326,6 +329,14 @@ def test_a_bad_config_is_refused_naming_the_key_before_any_model_loads(capsys, t
     code, _, err = run_cli(capsys, "run", "--config", config, "--model", "gpt2-tiny", "--tasks-dir", tiny_tasks,
                            "--results", tmp_path, "--quiet")
     assert code == 2 and re.search(f"--config {re.escape(str(config))}.*{problem}", err), err
+
+
+def test_a_value_out_of_range_is_blamed_on_the_config_only_where_it_came_from(capsys, tiny_tasks, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("method: prompt_tuning\ntasks: [tiny_cls]\nsettings: {num_virtual_tokens: -1}\n")
+    code, _, err = run_cli(capsys, "run", "--config", config, "--set", "num_virtual_tokens=0", "--model", "gpt2-tiny",
+                           "--tasks-dir", tiny_tasks, "--results", tmp_path, "--quiet")
+    assert code == 2 and "num_virtual_tokens=0 is out of range" in err and "--config" not in err, err
 
 
 def test_config_values_are_read_as_a_suite_reads_them_and_another_methods_are_not_applied(
