@@ -107,8 +107,10 @@ def run(args) -> int:
     strategy = Strategy(sampler=args.sampler, pruner=args.pruner, multi_objective=multi, seed=args.seed,
                         min_steps=args.eval_every, max_steps=args.steps * len(tasks), margin=args.prune_margin,
                         shared_storage=args.storage is not None)
-    study = optuna.create_study(study_name=name, storage=open_storage(url, on_stale=requeue_starting_point),
-                                load_if_exists=True, directions=directions, pruner=strategy.make_pruner())
+    storage = open_storage(url, on_stale=requeue_starting_point,
+                           named="--storage" if args.storage else "the study's database")
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, directions=directions,
+                                pruner=strategy.make_pruner())
     strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
     study.sampler = strategy.make_sampler()
     if multi and args.pruner != "none":

@@ -97,28 +97,29 @@ def shown_storage(url: str) -> str:
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
-def open_storage(url: str, *, retry_failed: int = 0, on_stale=None,
-                 existing_file: bool = False) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_file: bool = False,
+                 named: str = "--storage") -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running.
     `retry_failed` > 0 queues such a trial again (up to that many times); `on_stale(study, trial)`
     is called instead, when given. A URL that cannot be opened is refused with its reason, and,
-    `existing_file`, an SQLite file that does not exist (opening it to read would create an empty one)."""
+    `existing_file`, an SQLite file that does not exist (opening it to read would create an empty one);
+    errors call the URL by `named` (a study's own database was given by no flag)."""
     parsed = parsed_storage_url(url)
     database = parsed.database or ""
     if existing_file and parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
             and not database.startswith("file:") and not Path(database).is_file():
-        raise ValueError(f"--storage {shown_storage(url)}: no such database file "
+        raise ValueError(f"{named} {shown_storage(url)}: no such database file "
                          "(reading would create an empty one)")
     try:
         return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
-        raise ValueError(f"--storage {shown_storage(url)}: not a storage URL "
+        raise ValueError(f"{named} {shown_storage(url)}: not a storage URL "
                          f"({first_line(err)})") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
         folder = Path(database).parent
         missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
         hint = f"; its folder {folder} does not exist" if missing_folder else ""
-        raise ValueError(f"--storage {shown_storage(url)}: cannot open it "
+        raise ValueError(f"{named} {shown_storage(url)}: cannot open it "
                          f"({first_line(err)}){hint}") from None
 
 

@@ -95,6 +95,15 @@ def test_a_bad_row_of_any_split_is_named_before_any_trial(capsys, tmp_path, tiny
     assert not (tmp_path / "results").exists()
 
 
+def test_a_corrupt_study_database_is_named_as_the_studys_own(capsys, tmp_path, tiny_tasks):
+    (tmp_path / "results" / "s").mkdir(parents=True)
+    (tmp_path / "results" / "s" / "study.db").write_text("not a database\n")
+    code = main(["search", "--task", "tiny_cls", "--model", "minilm-l6", "--trials", "1",
+                 "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results"), "--study", "s"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the study's database sqlite:///" in err and "cannot open it" in err and "--storage" not in err
+
+
 @pytest.mark.parametrize("init", ["{choices: [random, class_labels]}", "{value: class_labels}", "class_labels"])
 def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path, tiny_tasks, init):
     space = write_space(tmp_path, f"methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    init: {init}\n"
