@@ -38,14 +38,18 @@ def add_parser(sub) -> None:
     parser.add_argument("--study", help="study name (default: <tasks>__<model>, plus __<cost> for score,cost)")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite file under results/<study>/)")
     parser.add_argument("--objective", default="score", help="score, or score,COST with COST one of the record's "
-                        "cost figures (trainable_params, train_seconds, train_flops, peak_memory_bytes, ...)")
+                        "cost figures (trainable_params, train_seconds, train_flops, peak_memory_bytes, ...; "
+                        "default score)")
     parser.add_argument("--space", type=Path, help="search space YAML (default search/spaces/default.yaml)")
-    parser.add_argument("--workers", type=int, default=1, help="local worker processes on one storage")
-    parser.add_argument("--sampler", default="auto", choices=("auto", "tpe", "nsga2", "random"))
-    parser.add_argument("--pruner", default="hyperband", choices=("hyperband", "successive_halving", "median", "none"))
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes on one storage (default 1)")
+    parser.add_argument("--sampler", default="auto", choices=("auto", "tpe", "nsga2", "random"),
+                        help="default auto: multivariate TPE, NSGA-II for score,COST")
+    parser.add_argument("--pruner", default="hyperband", choices=("hyperband", "successive_halving", "median", "none"),
+                        help="default hyperband")
     parser.add_argument("--prune-margin", type=float, default=MARGIN,
                         help="stop a trial only if its score is this many standard errors below the score it "
-                             "needed to go on (scores measured on few examples differ by noise; 0: any gap)")
+                             f"needed to go on (scores measured on few examples differ by noise; 0: any gap; "
+                             f"default {MARGIN:g})")
     parser.add_argument("--steps", type=int, default=100, help="training steps per trial (default 100)")
     parser.add_argument("--batch-size", type=int, default=16, help="training examples per step (default 16)")
     parser.add_argument("--eval-every", type=int, help=f"steps between reports to the pruner (default {EVAL_EVERY})")
@@ -57,7 +61,7 @@ def add_parser(sub) -> None:
                         "worker i samples with seed + i, and with --storage the seed is mixed with the host name "
                         "and process id, so processes sharing a study do not propose the same configs (and a "
                         "shared study's sampling is not reproducible); a resume mixes in the trials the study holds, "
-                        "so it does not draw the last run's configs again")
+                        "so it does not draw the last run's configs again (default 0)")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="trials recompute activations in the backward pass: far less memory on long inputs, "
                              "same scores, more time (prefix_tuning, which cannot, leaves the default space)")
