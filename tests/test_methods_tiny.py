@@ -525,3 +525,17 @@ def test_label_words_are_scored_by_an_lm_head_in_fp32_under_bf16(tiny_models, ti
     assert len(blocks) == 31 and max(blocks) == 1000  # never the whole head in fp32 at once
     with torch.no_grad(), tuned.autocast():
         assert head(torch.ones(1, head.in_features, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("arch", ["llama", "t5"])
+def test_generation_reads_an_lm_head_in_fp32_under_bf16(tiny_models, tiny_tasks, arch):
+    import dataclasses
+
+    task = load_task("tiny_qa", tasks_dirs=(str(tiny_tasks),))
+    base = load_base_model(tiny_models[arch][0])
+    base = dataclasses.replace(base, model=base.model.to(torch.bfloat16), dtype=torch.bfloat16)
+    tuned = TunedModel(base.model, base, task.card)
+    head, dtypes = base.model.get_output_embeddings(), set()
+    head.register_forward_hook(lambda module, args, output: dtypes.add(output.dtype))
+    answers = tuned.predict(task.examples("validation")[:3])
+    assert len(answers) == 3 and dtypes == {torch.float32}  # every greedy step's argmax

@@ -156,8 +156,9 @@ class TunedModel:
 
     @contextmanager
     def _head_in_fp32(self):
-        """The LM head computes in fp32: in bf16, logits are rounded to steps of about 0.06 to 0.125,
-        label words whose scores round alike tie, and argmax settles every tie for the first class.
+        """The LM head computes in fp32 where predictions read its argmax: in bf16, logits are rounded
+        to steps of about 0.06 to 0.125, label words (or next tokens) whose scores round alike tie,
+        and argmax settles every tie for the first class (or the lowest token id).
         The weights are taken to fp32 a block of rows at a time, so no fp32 copy of a large
         vocabulary's head (1 GB for Llama 3.2 1B) is held. Nothing changes where the model computes
         in fp32."""
@@ -202,13 +203,14 @@ class TunedModel:
     def _generate(self, prompts: Sequence[str]) -> list[str]:
         batch = self.prompt_batch(prompts)
         max_new = self.card.max_new_tokens
-        if self.kind == "causal":
-            new_tokens = causal.greedy_generate(
-                self.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
-                eos_token_ids=self._end_ids, pad_token_id=self.tokenizer.pad_token_id,
-                line_end_ids=line_break_ids(self.tokenizer))  # ends an answer where `answer_line` cuts it
-        else:
-            new_tokens = self.model.generate(**batch, max_new_tokens=max_new, do_sample=False, num_beams=1)
+        with self._head_in_fp32():  # greedy argmax, as label words: no tie from bf16 rounding
+            if self.kind == "causal":
+                new_tokens = causal.greedy_generate(
+                    self.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
+                    eos_token_ids=self._end_ids, pad_token_id=self.tokenizer.pad_token_id,
+                    line_end_ids=line_break_ids(self.tokenizer))  # ends an answer where `answer_line` cuts it
+            else:
+                new_tokens = self.model.generate(**batch, max_new_tokens=max_new, do_sample=False, num_beams=1)
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         # a decoder runs on past its answer into the next line; a seq2seq decoder writes only the target
         return [answer_line(text) if self.kind == "causal" else text.strip() for text in texts]
