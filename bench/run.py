@@ -23,7 +23,7 @@ from bench.device import compute_precision
 from bench.methods import get_method
 from bench.methods.registry import Method, MethodError, settings_without_effect
 from bench.modeling import TunedModel
-from bench.modeling.encoding import target_text
+from bench.modeling.encoding import label_word_ids
 from bench.modeling.forward_patch import instance_forward
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model, reset_classification_head
 from bench.models.loading import hub_commit
@@ -208,8 +208,7 @@ def _check_label_words(base: BaseModel, card, settings) -> None:
         return
     for value, words in card.label_words.items():
         for word in words:
-            text = target_text(card.template[-1:], word, kind=base.kind)  # as training targets the word
-            if not base.tokenizer(text, add_special_tokens=False)["input_ids"]:
+            if not label_word_ids(base.tokenizer, word, after=card.template[-1:], kind=base.kind):
                 raise TaskCardError(card.path, "label_words", f"class {value!r}: the word {word!r} is no token at "
                                     f"all to {base.name}'s tokenizer (its characters are not in the vocabulary)")
 
@@ -259,8 +258,7 @@ def _answer_positions(base: BaseModel, card) -> tuple[int, str]:
         return 0, ""
     if card.is_classification:
         # after a prompt that ends in a word, and after one that ends in a space or newline
-        longest = max(len(base.tokenizer(target_text(ending, word, kind="causal"),
-                                         add_special_tokens=False)["input_ids"])
+        longest = max(len(label_word_ids(base.tokenizer, word, after=ending, kind="causal"))
                       for words in card.label_words.values() for word in words for ending in (":", "\n"))
         return longest, f" + {longest} label-word tokens"
     return card.max_new_tokens, f" + {card.max_new_tokens} new tokens"

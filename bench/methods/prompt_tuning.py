@@ -10,7 +10,7 @@ from peft import PromptTuningConfig, PromptTuningInit
 
 from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
 from bench.methods.registry import Method, MethodError, check_range, register_method
-from bench.modeling.encoding import target_text
+from bench.modeling.encoding import label_word_ids
 
 INITS = ("random", "sampled_vocab", "class_labels", "text")
 _PEFT_INIT = {
@@ -63,8 +63,7 @@ def label_word_vectors(base, card) -> torch.Tensor:
         for words in card.label_words.values():
             for word in words:
                 # the word's tokens as training targets them after the template's last character
-                ids = base.tokenizer(target_text(card.template[-1:], word, kind=base.kind),
-                                     add_special_tokens=False)["input_ids"]
+                ids = label_word_ids(base.tokenizer, word, after=card.template[-1:], kind=base.kind)
                 vectors.append(embed(torch.tensor(ids, device=embed.weight.device)).float().mean(dim=0))
     return torch.stack(vectors)
 

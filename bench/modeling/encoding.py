@@ -25,6 +25,11 @@ def target_text(prompt: str, target: str, *, kind: str) -> str:
     return target
 
 
+def label_word_ids(tokenizer, word: str, *, after: str, kind: str) -> list[int]:
+    """A label word's tokens as training targets it after a prompt ending in `after` (see `target_text`)."""
+    return tokenizer(target_text(after, word, kind=kind), add_special_tokens=False)["input_ids"]
+
+
 _LINE_BREAKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> its line-break ids
 
 

@@ -19,8 +19,8 @@ from bench.device import autocast
 from bench.flops import Work
 from bench.modeling import causal
 from bench.modeling.encoder import encoder_logits
-from bench.modeling.encoding import (LMBatch, encode_causal, encode_prompts, encode_seq2seq, line_break_ids,
-                                    target_text)
+from bench.modeling.encoding import (LMBatch, encode_causal, encode_prompts, encode_seq2seq, label_word_ids,
+                                    line_break_ids)
 from bench.modeling.forward_patch import instance_forward
 from bench.models import BaseModel
 from tasks import Example, TaskCard
@@ -147,7 +147,7 @@ class TunedModel:
         after a template's closing newline), else None."""
         found = None
         for ending in {prompt[-1:] for prompt in prompts}:  # a word's tokens depend on the prompt's last character
-            ids = [self.tokenizer(target_text(ending, word, kind=self.kind), add_special_tokens=False)["input_ids"]
+            ids = [label_word_ids(self.tokenizer, word, after=ending, kind=self.kind)
                    for _, word in self._label_words()]
             if any(len(tokens) != 1 for tokens in ids) or found not in (None, ids):
                 return None
