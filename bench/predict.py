@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from bench.record import ADAPTER_RECORD, RunRecord, read_record
 from bench.yaml_values import read_yaml_mapping
 from tasks.card import NullFieldError, fill_template, template_fields
+from tasks.notices import first_line
 
 if TYPE_CHECKING:
     from tasks import Example
@@ -100,7 +101,7 @@ def _failure_reason(folder: Path) -> str:
         reason = json.loads((folder / "failure.json").read_text()).get("reason")
     except (OSError, ValueError, AttributeError):
         reason = None
-    return (str(reason or "").strip().splitlines() or ["its failure.json does not say why"])[0]
+    return first_line(reason) or "its failure.json does not say why"
 
 
 def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:

@@ -80,12 +80,12 @@ def requeue_starting_point(study: optuna.Study, trial: optuna.trial.FrozenTrial)
         study.enqueue_trial(queued, user_attrs={REQUEUED_ATTR: requeued + 1})
 
 
-def parsed_storage_url(url: str) -> URL:
+def parsed_storage_url(url: str, *, named: str = "--storage") -> URL:
     """`url` parsed, or refused as not a storage URL (a port that is not a number, say)."""
     try:
         return sqlalchemy.engine.make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError) as err:
-        raise ValueError(f"--storage {shown_storage(url)}: not a storage URL ({first_line(err)})") from None
+        raise ValueError(f"{named} {shown_storage(url)}: not a storage URL ({first_line(err)})") from None
 
 
 def shown_storage(url: str) -> str:
@@ -104,7 +104,7 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
     is called instead, when given. A URL that cannot be opened is refused with its reason, and,
     `existing_file`, an SQLite file that does not exist (opening it to read would create an empty one);
     errors call the URL by `named` (a study's own database was given by no flag)."""
-    parsed = parsed_storage_url(url)
+    parsed = parsed_storage_url(url, named=named)
     database = parsed.database or ""
     if existing_file and parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
             and not database.startswith("file:") and not Path(database).is_file():

@@ -352,18 +352,18 @@ def _check_template(path: Path, template: str, origin: Path) -> None:
 
     try:
         fields = template_fields(template)
-        conversions = {conversion for _, _, _, conversion in string.Formatter().parse(template)}
+        parsed = list(string.Formatter().parse(template))  # (text, field, format spec, conversion)
     except ValueError as err:
         raise fail(f"not a valid template: {err} (write a literal brace as {{{{ or }}}})") from None
     for name in fields:
         if name == "" or name.isdigit():
             raise fail(f"{{{name}}} names no data field; write {{field_name}}")
-    for _, name, _, _ in string.Formatter().parse(template):
+    for _, name, _, _ in parsed:
         # JSON rows hold text, numbers, lists and mappings: an attribute is a Python method's name
         if name and "." in re.sub(r"\[[^\]]*\]", "", name):
             raise fail(f"{{{name}}} reads an attribute; a template reads fields and their keys or items only: "
                        "{field}, {field[key]}, {field[0]}")
-    unknown = sorted(conversions - {None, "r", "s", "a"})
+    unknown = sorted({conversion for _, _, _, conversion in parsed} - {None, "r", "s", "a"})
     if unknown:
         raise fail(f"unknown conversion !{unknown[0]} (Python's format knows !r, !s and !a)")
 

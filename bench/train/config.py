@@ -54,4 +54,4 @@ def watching_no_more_than_scored(values: dict, *, as_told: bool | None = None) -
     eval_size = values.get("eval_size")
     if as_told or eval_size is None or eval_size < 1:  # none given, or one its own check refuses by name
         return values
-    return {**values, "monitor_size": min(values.get("monitor_size", TrainSettings.monitor_size), values["eval_size"])}
+    return {**values, "monitor_size": min(values.get("monitor_size", TrainSettings.monitor_size), eval_size)}
