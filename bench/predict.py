@@ -82,8 +82,10 @@ def _from_search(folder: Path, task: str | None) -> tuple[RunRecord, Path]:
     best_file = folder / "best.yaml"
     best = read_yaml_mapping(best_file, what="a search's best.yaml",
                              error=lambda problem: ValueError(f"{best_file}: {problem}"))
-    if not best.get("records"):
-        raise ValueError(f"{best_file}: the winner's adapter is not on this machine ({best.get('test')})")
+    if "records" not in best and isinstance(best.get("test"), str):  # written where the winner did not run
+        raise ValueError(f"{best_file}: the winner's adapter is not on this machine ({best['test']})")
+    if not isinstance(best.get("records"), list) or not best["records"]:
+        raise ValueError(f"{best_file}: not a search's best.yaml (no records of its winner)")
     tasks = best.get("tasks")
     if not isinstance(tasks, list) or len(tasks) != len(best["records"]):
         raise ValueError(f"{best_file}: not a search's best.yaml (no task for each record)")

@@ -203,8 +203,11 @@ def record_problem(record: RunRecord) -> str | None:
     if "validation" not in record["scores"]:  # what tables and searches choose by
         return "no validation scores"
     for split, scores in record["scores"].items():
-        if not isinstance(scores.get(metric), (int, float)):
+        value = scores.get(metric)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
             return f"no {metric} score on {split}"
+        if not math.isfinite(value):  # no metric here gives one: an edited or damaged file
+            return f"its {metric} score on {split} is {value}, which no table can rank"
     if not isinstance(record["cost"], dict):
         return "no cost figures"
     return None

@@ -273,11 +273,30 @@ class RunExamples:
 
 def _select_examples(task: Task, spec: RunSpec) -> RunExamples:
     config = spec.train
-    return RunExamples(
+    selected = RunExamples(
         train=task.training_examples(config.train_size, seed=config.seed),
         monitor=task.examples("validation", limit=config.monitor_size),
         evaluation={split: task.examples(split, limit=config.eval_size) for split in spec.eval_splits},
     )
+    _note_short_splits(task, config, selected)
+    return selected
+
+
+_SHORT_SPLITS_NOTED: set[tuple] = set()
+
+
+def _note_short_splits(task: Task, config: TrainSettings, selected: RunExamples) -> None:
+    """Note a training or evaluation size beyond what a split holds: the run takes every row, and the
+    record's budget says the number asked for. Not for the monitor, whose default is a cap."""
+    asked = [("train_size", config.train_size, "train", len(selected.train))]
+    asked += [("eval_size", config.eval_size, split, len(examples)) for split, examples in selected.evaluation.items()]
+    for key, size, split, taken in asked:
+        noted = (task.name, str(task.card.path), key, size, split)
+        if size is None or size <= taken or noted in _SHORT_SPLITS_NOTED:
+            continue
+        _SHORT_SPLITS_NOTED.add(noted)
+        warnings.warn(f"task {task.name}: {key} {size} is more than the {taken} rows of its {split} split; "
+                      f"the run takes all {taken}", UserNotice, stacklevel=3)
 
 
 def _refuse(method, kind: str | None, task: Task, spec: RunSpec) -> None:

@@ -309,6 +309,17 @@ def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
         if key in data and data[key] < 1:  # an integer: _check_types saw to that
             raise fail(key, f"must be a positive integer, got {data[key]!r}")
     _check_template(path, data["template"], origins["template"])
+    _check_answer_unread(path, data, origins)
+
+
+def _check_answer_unread(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
+    """Refuse a template that pastes the answer into the input: the label field, or the field the
+    target is read from. Such a task scores the model's copying, not its answers."""
+    key = "label_field" if data["kind"] == "classification" else "target_field"
+    answer = re.split(r"[.\[]", data[key])[0]
+    if answer in template_fields(data["template"]):
+        raise TaskCardError(path, "template", f"reads {{{answer}}}, the field the answers come from ({key}: "
+                            f"{data[key]}): the input would hold its own answer", origin=origins["template"])
 
 
 class NullFieldError(ValueError):

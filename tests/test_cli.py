@@ -163,6 +163,23 @@ def test_an_input_limit_that_holds_no_text_is_refused_and_cut_prompts_are_counte
     assert code == 0, err
 
 
+def test_sizes_beyond_a_split_are_noted_and_take_every_row(capsys, tiny_models, tiny_tasks, tmp_path):
+    from tasks.notices import UserNotice
+
+    argv = tiny_run(tiny_models, tiny_tasks, tmp_path, "roberta", "lora", "tiny_cls", "--train-size", "9999",
+                    "--eval-size", "9999")
+    with pytest.warns(UserNotice) as caught:
+        code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    noted = [str(w.message) for w in caught if "is more than the" in str(w.message)]
+    assert any(re.fullmatch(r"task tiny_cls: train_size 9999 is more than the (\d+) rows of its train split; "
+                            r"the run takes all \1", line) for line in noted), noted
+    assert any(line.startswith("task tiny_cls: eval_size 9999 is more than the") and "validation split" in line
+               for line in noted), noted
+    record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
+    assert f"takes all {record['scores']['validation']['n']}" in next(line for line in noted if "validation" in line)
+
+
 def test_an_interrupted_suite_says_so_in_a_line_and_keeps_finished_runs(capsys, monkeypatch, tmp_path):
     def interrupted(suite, **kwargs):
         raise KeyboardInterrupt  # what Ctrl-C raises mid-run

@@ -192,6 +192,10 @@ def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path
     (tmp_path / "best.yaml").write_text("test: 'not scored here: trial 3 ran on box-2, which holds its adapter'\n")
     code, _, err = _predict(capsys, monkeypatch, tmp_path, ["ok"])
     assert code == 2 and "the winner's adapter is not on this machine (not scored here: trial 3 ran on box-2" in err
+    for text in ("study: s\n", "records: []\ntasks: []\n", "records: a.json\n"):  # a best.yaml cut short or edited
+        (tmp_path / "best.yaml").write_text(text)
+        code, _, err = _predict(capsys, monkeypatch, tmp_path, ["ok"])
+        assert code == 2 and f"{tmp_path / 'best.yaml'}: not a search's best.yaml (no records of its winner)" in err, err
     run = tmp_path / "run"
     run.mkdir()
     (run / "record.json").write_text('{"run_id": ')

@@ -339,8 +339,10 @@ def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropp
     del null_cost["environment"]
     no_validation = make_record("lora", 0.8, seed=4)  # tables choose by validation: a KeyError, before
     del no_validation["scores"]["validation"]
+    nan_score = make_record("lora", 0.8, seed=5)  # json writes NaN, and reads it back as a float
+    nan_score["scores"]["validation"]["accuracy"] = float("nan")
     for name, record in (("no_metric", no_metric), ("newer", newer), ("null_cost", null_cost), ("ok", RECORDS[0]),
-                         ("no_validation", no_validation)):
+                         ("no_validation", no_validation), ("nan_score", nan_score)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "record.json").write_text(json.dumps(record))
     failures = {"ok": {"run": "ran since", "reason": "x", "run_id": RECORDS[0]["run_id"]},
@@ -355,6 +357,7 @@ def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropp
     assert f"{tmp_path / 'no_metric' / 'record.json'}: no accuracy score on test" in said
     assert f"{tmp_path / 'newer' / 'record.json'}: schema version 99, newer than" in said
     assert f"{tmp_path / 'no_validation' / 'record.json'}: no validation scores" in said
+    assert f"{tmp_path / 'nan_score' / 'record.json'}: its accuracy score on validation is nan" in said
     assert f"unreadable failure file {tmp_path / 'junk' / 'failure.json'}" in said
     assert sorted(r["seed"] for r in records) == [0, 3] and [f["run"] for f in kept] == ["still failed"]
     rows = aggregate(records)

@@ -79,6 +79,9 @@ def test_user_card_loads(tmp_path):
     ({"template": "'Text: {0}'"}, "template", r"\{0\} names no data field"),
     ({"template": "'Text: {text.upper}'"}, "template", r"\{text.upper\} reads an attribute"),
     ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
+    ({"template": "'{text} ({label})'"}, "template", r"reads \{label\}, the field the answers come from \(label_field"),
+    ({"kind": "qa", "metrics": "[f1]", "label_words": None, "target_field": "answers.text",
+      "template": "'{text} {answers[text]}'"}, "template", r"reads \{answers\}, .* \(target_field: answers.text\)"),
     ({"label_words": "{0: [bad, poor], 1: [good, ' poor']}"}, "label_words",
      "'poor' is a label word of both class 0 and class 1"),
     ({"source": "{hub: some/dir, config: hard}"}, "source",
@@ -545,7 +548,7 @@ def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_f
     (tmp_path / "exact_strings" / "exact_strings.py").write_text(EXACT_MATCH_METRIC)
     (tmp_path / "elsewhere").mkdir()
     path = write_card(tmp_path, kind="qa", metrics="[f1, 'evaluate:exact_strings']", label_field=None,
-                      label_words=None, target_field="text", source="{hub: data}")
+                      label_words=None, target_field="text", source="{hub: data}", template="'Label: {label}'")
     monkeypatch.chdir(tmp_path / "elsewhere")
     task = load_task(str(path))
     assert task.card.source["hub"] == str((tmp_path / "data").resolve())
