@@ -91,6 +91,13 @@ def _full_precision_class(cls: type) -> type:
     return type(f"FullPrecision{cls.__name__}", (FullPrecision, cls), {"__module__": __name__})
 
 
+def compute_in_fp32(module: torch.nn.Module) -> None:
+    """`module` runs in fp32 under any autocast from now on (its class changed in place, so copies
+    keep it). Its weights must be fp32 already."""
+    if not isinstance(module, FullPrecision):
+        module.__class__ = _full_precision_class(type(module))
+
+
 def kept_in_fp32(model: torch.nn.Module, dtype: torch.dtype) -> re.Pattern | None:
     """The parameters transformers keeps in fp32 when it loads `model` in `dtype`, as its loader finds
     them: the globs of `_keep_in_fp32_modules` (under fp16) and `_keep_in_fp32_modules_strict` (under
@@ -115,7 +122,7 @@ def keep_fp32_layers_in_fp32(model: torch.nn.Module, dtype: torch.dtype) -> None
     for module_name, module in model.named_modules():
         own = [f"{module_name}.{name}" for name, p in module.named_parameters(recurse=False) if p.is_floating_point()]
         if own and all(pattern.search(name) for name in own):
-            module.__class__ = _full_precision_class(type(module))
+            compute_in_fp32(module)
 
 
 def upcast_trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:

@@ -527,6 +527,29 @@ def test_label_words_are_scored_by_an_lm_head_in_fp32_under_bf16(tiny_models, ti
         assert head(torch.ones(1, head.in_features, dtype=torch.bfloat16)).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize(("arch", "variant"), [("roberta", "prompt_tuning"), ("roberta", "prefix_tuning"),
+                                               ("bert", "lora"), ("bert", "full_ft")])
+def test_an_encoder_s_classification_head_computes_in_fp32_under_bf16(tiny_models, tiny_tasks, monkeypatch, arch,
+                                                                        variant):
+    # bf16 keeps about 3 significant digits: class logits that round alike tie, and argmax gives
+    # every tie to the first class
+    from bench.modeling.encoder import encoder_logits
+
+    monkeypatch.setattr("bench.models.loading.pick_dtype", lambda device: torch.bfloat16)
+    task, base, tuned = build(tiny_models, tiny_tasks, arch, variant)
+    batch = tuned.prompt_batch([example.prompt for example in task.examples("validation")])
+    backbone_dtypes = set()
+    backbone = getattr(base.model, base.model.base_model_prefix)
+    backbone.register_forward_hook(lambda module, args, output: backbone_dtypes.add(output[0].dtype))
+    with torch.no_grad(), tuned.autocast():
+        logits = encoder_logits(tuned.model, batch)
+        copied = encoder_logits(copy.deepcopy(tuned.model), batch)  # a pool's copy keeps it
+    assert logits.dtype == torch.float32 and copied.dtype == torch.float32
+    assert backbone_dtypes == {torch.bfloat16}  # the backbone still computes in bf16
+    torch.testing.assert_close(copied, logits)
+    assert len(tuned.predict(task.examples("validation"))) == len(task.examples("validation"))
+
+
 @pytest.mark.parametrize("arch", ["llama", "t5"])
 def test_generation_reads_an_lm_head_in_fp32_under_bf16(tiny_models, tiny_tasks, arch):
     import dataclasses

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from peft import PeftModel, PeftType
 
+from bench.device import compute_in_fp32
+
 
 def _is_prefix(model) -> bool:
     return isinstance(model, PeftModel) and model.peft_config[model.active_adapter].peft_type == PeftType.PREFIX_TUNING
@@ -35,3 +37,22 @@ def encoder_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
         return classifier(**{**batch, "attention_mask": full_mask}).logits
     finally:
         handle.remove()
+
+
+def classification_head_in_fp32(model: torch.nn.Module) -> None:
+    """The trained classification head (whatever follows the backbone: BERT's `classifier`, RoBERTa's
+    dense + out_proj, DistilBERT's `pre_classifier` too) computes in fp32 under autocast. In bf16 its
+    logits keep about 3 significant digits: classes whose logits round alike tie, and argmax gives
+    every tie to the first class. Its weights are taken to fp32 now rather than when training starts
+    (a few hundred thousand at most); a frozen copy (PEFT keeps the original beside the trained
+    one) stays as loaded."""
+    classifier = model.get_base_model() if isinstance(model, PeftModel) else model
+    for name, child in classifier.named_children():
+        if name == classifier.base_model_prefix:
+            continue
+        for module in child.modules():
+            own = [p for p in module.parameters(recurse=False) if p.is_floating_point()]
+            if own and all(p.requires_grad for p in own):
+                for parameter in own:
+                    parameter.data = parameter.data.float()
+                compute_in_fp32(module)

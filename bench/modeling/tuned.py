@@ -18,7 +18,7 @@ from peft import PeftModel, PeftType
 from bench.device import autocast
 from bench.flops import Work
 from bench.modeling import causal
-from bench.modeling.encoder import encoder_logits
+from bench.modeling.encoder import classification_head_in_fp32, encoder_logits
 from bench.modeling.encoding import (LMBatch, encode_causal, encode_prompts, encode_seq2seq, label_word_ids,
                                     line_break_ids)
 from bench.modeling.forward_patch import instance_forward
@@ -53,6 +53,8 @@ class TunedModel:
         self.virtual_tokens_in_input = prompt_learning and config.peft_type != PeftType.PREFIX_TUNING
         # rows through the prompt's own network: (once a step, per batch row)
         self.prompt_network_rows = _prompt_network_rows(config) if prompt_learning else (0, 0)
+        if self.kind == "encoder" and base.dtype != torch.float32:
+            classification_head_in_fp32(model)
 
     def autocast(self):
         """Every forward runs in the base model's compute dtype (nothing to do in fp32)."""
