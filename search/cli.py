@@ -344,7 +344,8 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
                                       else "raw (no full fine-tuning score of every task when the study started)"))
         return references
     results, model = args.results, args.model
-    found = full_ft_references(results, tasks, model, steps=args.steps, eval_size=args.eval_size, cards=cards)
+    found = full_ft_references(results, tasks, model, steps=args.steps, eval_size=args.eval_size,
+                               batch_size=args.batch_size, cards=cards)
     missing = [task for task in tasks if task not in found]
     if missing:
         # at the search's own budget, so the reference is trained and scored as its trials are

@@ -32,12 +32,15 @@ RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # g
 
 
 def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int, eval_size: int | None,
-                       cards: dict[str, dict] | None = None) -> dict[str, tuple[float, int]]:
+                       batch_size: int | None = None, cards: dict[str, dict] | None = None
+                       ) -> dict[str, tuple[float, int]]:
     """Full fine-tuning's validation score per task for `model` (its mean over seeds), with the
     training steps of its runs, from existing bench records: chosen as `spbench results` chooses a
-    reference (`best_full_ft`), among the runs most like the search's trials: of its budget (`steps`)
-    and validation examples (`eval_size`, None: whole splits) where there are any, else of its budget,
-    else of any; within the latter two, those scored on the most examples.
+    reference (`best_full_ft`), among the runs most like the search's trials: of its budget (`steps`,
+    `batch_size`) and validation examples (`eval_size`, None: whole splits) where there are any, else
+    of its budget, else of its steps, else of any; within the latter three, those scored on the most
+    examples. Runs on a training-data budget of their own (`--train-size`, a few-shot setting; the
+    search's trials train on the card's) do not count.
     Records of another card or card version than a task's (`cards`: task -> {"version", "card"} as a
     study's definition holds them; another template, data or metric) do not count. The results
     shipped with the project (`results/reference`, trained on 2 CPU cores at another budget) are not
@@ -51,13 +54,16 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
                                      and card["card"] == (card_of(record) or card["card"]))
         of_model = model in (record["model"]["name"], record["model"].get("source"))  # a folder: by its full path
         here = precision(record) in ("", compute_precision())  # computed as this machine's trials are
-        return record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card and here
+        card_data = record["train"].get("train_size") is None
+        return record["method"]["name"] == "full_ft" and of_model and task in tasks and same_card and here \
+            and card_data
 
     rows = aggregate([record for record in records if wanted(record)], split="validation")
     found = {}
     for task in tasks:
         of_task = [row for row in rows if row.task == task]
-        for alike in ([row for row in of_task if (row.steps, row.eval_size) == (steps, eval_size)],
+        budget = [row for row in of_task if row.steps == steps and batch_size in (None, row.batch_size)]
+        for alike in ([row for row in budget if row.eval_size == eval_size], budget,
                       [row for row in of_task if row.steps == steps], of_task):
             # among runs scored on different numbers of examples, those scored on the most: the
             # best of a few-example smoke run is noise, and no reference where a real run exists

@@ -100,14 +100,14 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
 
 def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, eval_size: int = 16, seed: int = 0,
                    lr: float = 0.001, version: int = 1, card: str | None = None,
-                   on: tuple = ("cpu", "float32")) -> None:
+                   on: tuple = ("cpu", "float32"), **train) -> None:
     """A full fine-tuning run record holding what `spbench results` reads."""
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps({
         "run_id": folder.name, "seed": seed,
         "task": {"name": task, "version": version, "primary_metric": "accuracy", **({"card": card} if card else {})},
         "model": {"name": "m", "device": on[0], "dtype": on[1]}, "method": {"name": "full_ft", "settings": {}},
-        "train": {"steps": steps, "eval_size": eval_size, "lr": lr, "seed": seed},
+        "train": {"steps": steps, "eval_size": eval_size, "lr": lr, "seed": seed, **train},
         "scores": {"validation": {"accuracy": score}}, "cost": {}}))
 
 
@@ -121,6 +121,16 @@ def test_full_fine_tuning_references_prefer_runs_like_the_searchs_trials(tmp_pat
     # without a run scored on the trials' examples: of the search's budget, the runs scored on the
     # most examples (the smoke run's 0.95 on 4 examples is no reference)
     assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=400) == {"a": (0.6, 10)}
+
+
+def test_full_fine_tuning_references_train_on_the_trials_data_and_prefer_their_batch_size(tmp_path):
+    _write_full_ft(tmp_path / "a-b8", "a", 0.6, batch_size=8)
+    _write_full_ft(tmp_path / "a-b32", "a", 0.7, batch_size=32)
+    _write_full_ft(tmp_path / "a-few", "a", 0.95, batch_size=8, train_size=32)  # a few-shot setting: not the trials'
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=8) == {"a": (0.6, 10)}
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=32) == {"a": (0.7, 10)}
+    # no run at the trials' batch size: the best of their steps
+    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=4) == {"a": (0.7, 10)}
 
 
 def test_full_fine_tuning_references_are_chosen_as_the_results_table_chooses(tmp_path):
