@@ -38,7 +38,7 @@ import optuna
 from scipy.stats import quantile_test
 
 from search.pruning import MARGIN
-from search.study import make_sampler
+from search.strategy import make_sampler
 from search.tabular import SearchTrace, Table, load_table, simulate
 
 SEARCHER_SEEDS = 10_000  # far from the targets' random searches (seeds 0, 1, ...): no draw in common

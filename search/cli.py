@@ -74,11 +74,13 @@ def run(args) -> int:
     from bench.record import results_folder
     from bench.results import card_file
     from bench.train import TrainSettings
+    from search.objective import RECOMPUTATION_COSTS, Objective
+    from search.starting_points import enqueue_known_good, requeue_starting_point
+    from search.storage import check_storage, open_storage, shown_storage, storage_url
+    from search.strategy import Strategy
+    from search.study import claim_study
     from tasks import load_task
     from tasks.metrics import load_library_metrics
-    from search.objective import RECOMPUTATION_COSTS, Objective
-    from search.study import (Strategy, check_storage, claim_study, enqueue_known_good, open_storage,
-                              requeue_starting_point, shown_storage, storage_url)
 
     _check_flags(args)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
@@ -192,7 +194,8 @@ def _study_name(args, tasks: list[str], objectives: list[str]) -> str:
 def _search_and_export(study: optuna.Study, url: str, objective, strategy, args, folder: Path, train) -> None:
     """Run the trials still to run, then write out the study's outputs: also when the search is
     interrupted or fails, so that what finished is not lost."""
-    from search.study import done_trials, run_workers
+    from search.study import done_trials
+    from search.workers import run_workers
 
     if args.trials and (held := done_trials(study)) >= args.trials:
         print(f"the study already holds {held} finished trials (--trials {args.trials}): none to run; a larger "
@@ -314,7 +317,8 @@ def _refuse_clashes(study: optuna.Study, space) -> None:
 def _note_space_change(study: optuna.Study, space) -> None:
     """A resumed study may search another space (widened or narrowed: the scores stay comparable,
     the training budget being the same), but the person should know its trials come from both."""
-    from search.study import done_trials, refit_queued_points
+    from search.starting_points import refit_queued_points
+    from search.study import done_trials
 
     digest = space.digest()
     stored = study.user_attrs.get("space")

@@ -25,7 +25,8 @@ from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
 from search.objective import COSTS  # noqa: E402
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, RUN_CONFIG_ATTR, original  # noqa: E402
-from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR, listed_by_reason  # noqa: E402
+from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR  # noqa: E402
+from search.workers import listed_by_reason  # noqa: E402
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:

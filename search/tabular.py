@@ -21,7 +21,8 @@ from bench.results import load_records
 from search.pruning import MARGIN, report_with_error, standard_error
 from search.repeats import result_of_repeat
 from search.space import Param, SearchSpace, nearest
-from search.study import enqueue_known_good, make_pruner
+from search.starting_points import enqueue_known_good
+from search.strategy import make_pruner
 
 CATEGORICAL = (str, bool)
 SHARED = {"num_virtual_tokens"}  # one trial parameter for every method, as in the default space

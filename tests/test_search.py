@@ -566,7 +566,7 @@ RACE_LOSSES = {  # what the loser of the race to set up a fresh database sees, b
 @pytest.mark.parametrize("lost_at", RACE_LOSSES)
 def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monkeypatch, lost_at):
     """The loser of the race to set up a fresh database looks again instead of failing."""
-    from search import study as study_module
+    from search import storage as storage_module
 
     real, calls = optuna.storages.RDBStorage, []
 
@@ -577,8 +577,8 @@ def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
-    monkeypatch.setattr(study_module.time, "sleep", lambda seconds: None)
-    storage = study_module.open_storage(f"sqlite:///{tmp_path / 'fresh.db'}")
+    monkeypatch.setattr(storage_module.time, "sleep", lambda seconds: None)
+    storage = storage_module.open_storage(f"sqlite:///{tmp_path / 'fresh.db'}")
     assert isinstance(storage, real) and len(calls) == 2
 
     def broken(*args, **kwargs):
@@ -586,7 +586,7 @@ def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monk
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
     with pytest.raises(ValueError, match=r"other.db: cannot open it \(.*password authentication failed\)"):
-        study_module.open_storage(f"sqlite:///{tmp_path / 'other.db'}")  # another error is not a lost race
+        storage_module.open_storage(f"sqlite:///{tmp_path / 'other.db'}")  # another error is not a lost race
 
 
 def finished_study(tmp_path, scores: list[float], *, metric: str = "accuracy", n: int = 400) -> optuna.Study:
@@ -650,10 +650,10 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
 def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(tmp_path, monkeypatch, capsys):
     """Its trials, and a repeat's result, would be the shipped card's."""
     from bench.cli import main
-    from search import study as study_module
+    from search import workers
     from tasks.registry import SHIPPED_CARDS
 
-    monkeypatch.setattr(study_module, "run_workers", lambda *args, **kwargs: None)  # the study is all this needs
+    monkeypatch.setattr(workers, "run_workers", lambda *args, **kwargs: None)  # the study is all this needs
     command = ["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--results", str(tmp_path)]
     assert main(command) == 0
     (tmp_path / "mine").mkdir()
@@ -667,15 +667,16 @@ def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(
 
 
 def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeypatch):
-    from search import study as study_module
+    from search import storage as storage_module
+    from search.workers import optimize
 
-    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(study_module, "GRACE_SECONDS", 2)
+    monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 2)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="s", storage=study_module.open_storage(url), direction="maximize")
+    study = optuna.create_study(study_name="s", storage=storage_module.open_storage(url), direction="maximize")
     orphan = study.ask()  # a killed process's trial: one heartbeat, then silence
     study._storage.record_heartbeat(orphan._trial_id)
-    study_module.optimize(study, lambda trial: 1.0, n_trials=3, timeout=60)
+    optimize(study, lambda trial: 1.0, n_trials=3, timeout=60)
     states = [t.state.name for t in study.trials]
     # the orphan held the last slot until its heartbeat went stale; then a trial ran in its place
     assert states[0] == "FAIL" and states.count("COMPLETE") == 3
@@ -685,12 +686,13 @@ def test_a_killed_process_starting_point_is_queued_again(tmp_path, monkeypatch):
     """A starting point is queued once; if the process running it is killed, it goes back in the queue."""
     import time as clock
 
-    from search import study as study_module
+    from search import storage as storage_module
+    from search.starting_points import REQUEUED_ATTR, REQUEUES, requeue_starting_point
 
-    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(study_module, "GRACE_SECONDS", 1)
+    monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    storage = study_module.open_storage(url, on_stale=study_module.requeue_starting_point)
+    storage = storage_module.open_storage(url, on_stale=requeue_starting_point)
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     study.enqueue_trial({"lr": 0.3})
     study.enqueue_trial({"lr": 0.01})
@@ -702,14 +704,12 @@ def test_a_killed_process_starting_point_is_queued_again(tmp_path, monkeypatch):
     waiting = [t.system_attrs["fixed_params"] for t in study.trials if t.state.name == "WAITING"]
     assert study.trials[0].state.name == "FAIL" and waiting == [{"lr": 0.01}, {"lr": 0.3}]
     # a point whose every run gets its process killed (out of memory, say) is queued twice, not for ever
-    from search.study import REQUEUES
-
     killed_again = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"lr": 0.3},
                                              distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0)},
-                                             user_attrs={study_module.REQUEUED_ATTR: REQUEUES},
+                                             user_attrs={REQUEUED_ATTR: REQUEUES},
                                              system_attrs={"fixed_params": {"lr": 0.3}})
     before = len(study.trials)
-    study_module.requeue_starting_point(study, killed_again)
+    requeue_starting_point(study, killed_again)
     assert len(study.trials) == before
 
 

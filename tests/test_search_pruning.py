@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from search.pruning import REPORT_ERRORS_ATTR, NoiseAwarePruner, report_with_error, standard_error
-from search.study import make_pruner
+from search.strategy import make_pruner
 
 EXAMPLES = 400
 ALWAYS = optuna.pruners.ThresholdPruner(lower=2.0)  # wants to stop every trial

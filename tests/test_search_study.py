@@ -12,7 +12,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from bench.cli import main
 from search.export import summary, write_plots
-from search.study import make_pruner, make_sampler, optimize
+from search.strategy import make_pruner, make_sampler
+from search.study import done_trials
+from search.workers import optimize
 
 
 def test_defaults_are_multivariate_tpe_with_hyperband_and_nsga2_for_two_objectives():
@@ -91,7 +93,7 @@ def test_a_study_name_that_is_no_folder_name_is_refused_before_anything_is_made(
 
 
 def test_a_study_folder_with_url_characters_keeps_its_database_inside_it(tmp_path):
-    from search.study import open_storage, storage_url
+    from search.storage import open_storage, storage_url
 
     folder = tmp_path / "q?x=1#y"
     optuna.create_study(study_name="q", storage=open_storage(storage_url(folder, None)))
@@ -131,15 +133,16 @@ def test_bad_training_settings_are_refused_before_anything_runs(capsys, tmp_path
 
 
 def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed(tmp_path, monkeypatch):
-    from search import study as study_module
+    from search import workers
+    from search.strategy import Strategy
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(study_name="s", storage=url)
     seen = []
-    monkeypatch.setattr(study_module, "optimize", lambda study, objective, **kwargs: seen.append(study))
-    strategy = study_module.Strategy(sampler="random", pruner="none", multi_objective=False, seed=3, min_steps=2,
-                                     max_steps=8, margin=2.0)
-    study_module._worker("s", url, None, strategy, 1, 2, 2, None)
+    monkeypatch.setattr(workers, "optimize", lambda study, objective, **kwargs: seen.append(study))
+    strategy = Strategy(sampler="random", pruner="none", multi_objective=False, seed=3, min_steps=2,
+                        max_steps=8, margin=2.0)
+    workers._worker("s", url, None, strategy, 1, 2, 2, None)
     assert isinstance(seen[0].sampler, optuna.samplers.RandomSampler)
     assert isinstance(seen[0].pruner, optuna.pruners.NopPruner)
 
@@ -148,7 +151,7 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
 
     assert first_draw(strategy.make_sampler(0)) == first_draw(strategy.make_sampler(0))  # reproducible
     assert first_draw(strategy.make_sampler(0)) != first_draw(strategy.make_sampler(1))  # workers differ
-    shared = study_module.Strategy(**{**strategy.__dict__, "shared_storage": True})
+    shared = Strategy(**{**strategy.__dict__, "shared_storage": True})
     monkeypatch.setattr("socket.gethostname", lambda: "machine-a")
     on_a = first_draw(shared.make_sampler(0))
     monkeypatch.setattr("socket.gethostname", lambda: "machine-b")
@@ -162,12 +165,12 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
 def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tmp_path, monkeypatch):
     import threading
 
-    from search import study as study_module
+    from search import storage as storage_module
 
-    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(study_module, "GRACE_SECONDS", 3)
+    monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 3)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="s", storage=study_module.open_storage(url), direction="maximize")
+    study = optuna.create_study(study_name="s", storage=storage_module.open_storage(url), direction="maximize")
     for lr in (0.01, 0.02, 0.03):
         study.enqueue_trial({"lr": lr})
 
@@ -177,7 +180,7 @@ def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tm
         return 1.0
 
     def worker():
-        optimize(optuna.load_study(study_name="s", storage=study_module.open_storage(url)), objective,
+        optimize(optuna.load_study(study_name="s", storage=storage_module.open_storage(url)), objective,
                  n_trials=1, timeout=None)
 
     first = threading.Thread(target=worker)
@@ -226,7 +229,7 @@ def test_local_workers_spread_over_the_gpus(monkeypatch):
 
 
 def test_a_surplus_trial_puts_its_starting_point_back_in_the_queue():
-    from search.study import BudgetReached, _Guarded
+    from search.workers import BudgetReached, _Guarded
 
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(value=0.5))
@@ -257,7 +260,8 @@ def test_an_interrupted_trial_fails_with_the_reason_and_its_starting_point_goes_
 
 
 def test_a_starting_point_put_back_by_an_interrupted_trial_is_not_taken_for_run():
-    from search.study import FAIL_REASON_ATTR, INTERRUPTED, _Guarded
+    from search.study import FAIL_REASON_ATTR, INTERRUPTED
+    from search.workers import _Guarded
 
     study = optuna.create_study()
     study.enqueue_trial({"lr": 0.03})
@@ -285,7 +289,7 @@ def test_a_failing_trial_is_kept_with_its_reason_and_the_search_goes_on():
 
 
 def test_trials_failing_again_and_again_stop_the_search_with_their_reasons():
-    from search.study import FAILURES_IN_A_ROW, SearchError
+    from search.workers import FAILURES_IN_A_ROW, SearchError
 
     def objective(trial):
         if trial.number == 2:
@@ -301,7 +305,8 @@ def test_trials_failing_again_and_again_stop_the_search_with_their_reasons():
 
 
 def test_a_trial_that_never_ran_neither_counts_nor_breaks_a_run_of_failures():
-    from search.study import FAIL_REASON_ATTR, FAILURES_IN_A_ROW, NOT_RUN_ATTR, _StopOnRepeatedFailures
+    from search.study import FAIL_REASON_ATTR, NOT_RUN_ATTR
+    from search.workers import FAILURES_IN_A_ROW, _StopOnRepeatedFailures
 
     class Study:
         stopped = False
@@ -321,7 +326,7 @@ def test_a_trial_that_never_ran_neither_counts_nor_breaks_a_run_of_failures():
 
 def test_an_error_about_the_model_stops_the_search_at_the_first_trial():
     from bench.models.registry import ModelError
-    from search.study import SearchError
+    from search.workers import SearchError
 
     def objective(trial):
         raise ModelError("model 'minilm-l6' is an encoder: it needs a classification task")
@@ -359,14 +364,14 @@ def optuna_log():
 def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds(tmp_path, monkeypatch):
     import threading
 
-    from search import study as study_module
+    from search import storage as storage_module
 
-    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(study_module, "GRACE_SECONDS", 3)
+    monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 3)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="s", storage=study_module.open_storage(url), direction="maximize")
+    study = optuna.create_study(study_name="s", storage=storage_module.open_storage(url), direction="maximize")
     study.add_trial(optuna.trial.create_trial(value=0.5))
-    other = optuna.load_study(study_name="s", storage=study_module.open_storage(url))
+    other = optuna.load_study(study_name="s", storage=storage_module.open_storage(url))
     live = other.ask()  # another worker's trial, alive for 2 s, then failed: this worker waits for its slot once
 
     def live_worker():
@@ -388,7 +393,7 @@ def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds
         return 1.0
 
     optimize(study, objective, n_trials=2, timeout=None)
-    assert study_module.done_trials(study) == 2  # the killed process's slot was waited for and taken
+    assert done_trials(study) == 2  # the killed process's slot was waited for and taken
 
 
 def _fails_in_a_worker_process(trial):
@@ -405,7 +410,9 @@ def _fails_in_a_worker_process(trial):
 
 
 def test_a_worker_process_stopping_with_an_error_fails_the_search(tmp_path):
-    from search.study import SearchError, Strategy, open_storage, run_workers
+    from search.storage import open_storage
+    from search.strategy import Strategy
+    from search.workers import SearchError, run_workers
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="s", storage=open_storage(url), direction="maximize")

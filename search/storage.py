@@ -1,0 +1,100 @@
+"""Where studies live: Optuna RDB storages (SQLite by default, PostgreSQL for many machines),
+opened with heartbeats so a killed worker's trial is marked failed, and URLs as messages show them."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from sqlalchemy.engine import URL
+
+from tasks.notices import first_line
+
+# A killed worker's trial is marked failed once its heartbeat is GRACE seconds old.
+HEARTBEAT_SECONDS = int(os.environ.get("SPBENCH_HEARTBEAT_SECONDS", "10"))
+GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
+SCHEMA_ATTEMPTS = 5
+
+
+def storage_url(study_dir: Path, url: str | None) -> str:
+    if url:
+        return url
+    study_dir.mkdir(parents=True, exist_ok=True)
+    # built, not pasted: a `?` or `#` in a folder name would end the database path of a pasted URL
+    return URL.create("sqlite", database=str((study_dir / "study.db").resolve())).render_as_string()
+
+
+def check_storage(url: str) -> None:
+    """Refuse, with its reason, a storage URL that cannot be opened (not a URL, no driver, no such
+    server or folder), before a command makes anything for it."""
+    open_storage(url).remove_session()
+
+
+def parsed_storage_url(url: str, *, named: str = "--storage") -> URL:
+    """`url` parsed, or refused as not a storage URL (a port that is not a number, say)."""
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
+        raise ValueError(f"{named} {shown_storage(url)}: not a storage URL ({first_line(err)})") from None
+
+
+def shown_storage(url: str) -> str:
+    """A storage URL as messages print it: as typed, without its password."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # not parsed: the password is what runs to the last @
+        return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
+def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_file: bool = False,
+                 named: str = "--storage") -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running.
+    `retry_failed` > 0 queues such a trial again (up to that many times); `on_stale(study, trial)`
+    is called instead, when given. A URL that cannot be opened is refused with its reason, and,
+    `existing_file`, an SQLite file that does not exist (opening it to read would create an empty one);
+    errors call the URL by `named` (a study's own database was given by no flag)."""
+    parsed = parsed_storage_url(url, named=named)
+    database = parsed.database or ""
+    if existing_file and parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+            and not database.startswith("file:") and not Path(database).is_file():
+        raise ValueError(f"{named} {shown_storage(url)}: no such database file "
+                         "(reading would create an empty one)")
+    try:
+        return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
+    except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
+        raise ValueError(f"{named} {shown_storage(url)}: not a storage URL "
+                         f"({first_line(err)})") from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
+        folder = Path(database).parent
+        missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
+        hint = f"; its folder {folder} does not exist" if missing_folder else ""
+        raise ValueError(f"{named} {shown_storage(url)}: cannot open it "
+                         f"({first_line(err)}){hint}") from None
+
+
+def _open_storage(url: str, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    retry = on_stale or (optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retry_failed)
+                         if retry_failed else None)
+
+    def connect() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                                          grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=retry)
+
+    for _ in range(SCHEMA_ATTEMPTS - 1):
+        try:
+            return connect()
+        except sqlalchemy.exc.DatabaseError as err:
+            # Workers started together on a fresh database race to create Optuna's tables; the
+            # loser's CREATE fails ("already exists") or its schema-version row collides with the
+            # winner's (an integrity error), and a second look finds the tables made.
+            if not (isinstance(err, sqlalchemy.exc.IntegrityError) or "already exists" in str(err)):
+                raise
+            time.sleep(random.uniform(0.2, 1.0))
+    return connect()

@@ -1,0 +1,224 @@
+"""The worker loop: trials run within the study's budget by this process and its worker processes,
+failures kept with their reasons, interrupts and killed workers handled."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from bench.device import worker_share
+from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
+from bench.methods.registry import MethodError
+from bench.models.registry import ModelError
+from bench.user_warnings import show_warnings_to_users
+from search import storage
+from search.starting_points import requeue_starting_point
+from search.strategy import Strategy
+from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, done_trials
+from tasks.card import TaskCardError
+
+INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
+INTERRUPTED_EXIT = 130  # a process stopped by SIGINT, as shells report it
+
+
+class BudgetReached(Exception):
+    """This trial would exceed the study's trial budget (another worker got there first)."""
+
+
+class SearchError(ValueError):
+    """Trials keep failing: the search stops instead of failing every trial it has left."""
+
+
+FAILURES_IN_A_ROW = 5  # a config the model cannot take fails one trial; this many in a row is not the config
+NOT_THE_CONFIG = (ModelError, TaskCardError)  # errors about the model or the task: the search stops at the first
+
+
+class StartingPointTaken(Exception):
+    """This trial's queued starting point already ran in an earlier trial (queued twice)."""
+
+
+class _Guarded:
+    """The objective, started only while fewer than `n_trials` earlier trials are finished or
+    running, with the reason of a failed trial kept on it.
+
+    Trial numbers are handed out atomically by the storage, so workers racing for the last slots
+    agree on which trials count; a surplus trial ends as FAIL with the reason, and is not done (a
+    starting point it took from the queue is queued again). Machines starting one study together
+    can each queue the starting points; a point an earlier trial ran is skipped the same way.
+    """
+
+    def __init__(self, objective, n_trials: int | None):
+        self.objective, self.n_trials = objective, n_trials
+        self.fatal: str | None = None
+
+    def __call__(self, trial: optuna.Trial):
+        # an interrupted trial is still RUNNING until Optuna marks it failed: it neither holds a slot
+        # nor has run its starting point (queued again)
+        trials = [t for t in trial.study.get_trials(deepcopy=False)
+                  if t.number == trial.number or t.user_attrs.get(FAIL_REASON_ATTR) != INTERRUPTED]
+        counted = DONE + (TrialState.RUNNING,)
+        queued = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
+        taken = [t.number for t in trials if queued and t.number < trial.number and t.state in counted
+                 and t.system_attrs.get("fixed_params") == queued]
+        if taken:
+            raise _not_run(trial, StartingPointTaken(f"starting point {queued} already run by trial {taken[0]}"))
+        if self.n_trials is not None and sum(t.number < trial.number and t.state in counted
+                                             for t in trials) >= self.n_trials:
+            if queued:
+                trial.study.enqueue_trial(queued)
+            trial.study.stop()
+            raise _not_run(trial, BudgetReached(f"the study already holds {self.n_trials} finished or running trials"))
+        try:
+            return self.objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            hold_interrupts()
+            trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED)
+            if queued:  # a starting point is queued once: put it back, or the resumed study never runs it
+                trial.study.enqueue_trial(queued)
+            raise
+        except Exception as err:
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {err}")
+            if isinstance(err, NOT_THE_CONFIG):  # every trial would fail the same way: stop now
+                self.fatal = f"trial {trial.number}: {type(err).__name__}: {err}"
+                trial.study.stop()
+            raise
+
+
+def _not_run(trial: optuna.Trial, reason: Exception) -> Exception:
+    """`reason`, kept on a trial failed before it ran anything (not a failure of its config)."""
+    trial.set_user_attr(NOT_RUN_ATTR, str(reason))
+    return reason
+
+
+class _StopOnRepeatedFailures:
+    """Stops this worker once its last FAILURES_IN_A_ROW trials all failed, keeping their reasons."""
+
+    def __init__(self):
+        self.failed: list[tuple[int, str]] = []  # (trial number, reason), the failures in a row so far
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if NOT_RUN_ATTR in trial.user_attrs:  # ended before its config ran: says nothing either way
+            return
+        reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+        self.failed = self.failed + [(trial.number, reason)] if trial.state == TrialState.FAIL and reason else []
+        if len(self.failed) >= FAILURES_IN_A_ROW:
+            study.stop()
+
+    def describe(self) -> str:
+        return "; ".join(listed_by_reason(self.failed))
+
+
+def listed_by_reason(pairs) -> list[str]:
+    """`trials 0, 2: reason`, one line per reason (in order of first appearance), from (number, reason) pairs."""
+    by_reason: dict[str, list[int]] = {}
+    for number, reason in pairs:
+        by_reason.setdefault(reason, []).append(number)
+    return [f"{numbered('trial', numbers)}: {reason}" for reason, numbers in by_reason.items()]
+
+
+def numbered(noun: str, numbers: list[int]) -> str:
+    """`trial 4` or `trials 0, 2`."""
+    return f"{noun}{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
+
+
+def _has_room(study: optuna.Study, n_trials: int) -> bool:
+    return len(study.get_trials(deepcopy=False, states=DONE + (TrialState.RUNNING,))) < n_trials
+
+
+def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None) -> None:
+    """Run trials until the study holds `n_trials` finished (complete or pruned) trials.
+
+    A trial that raises is marked failed, with its reason, and the search goes on (a config the
+    model cannot take, such as a prompt longer than its positions); FAILURES_IN_A_ROW failures in a
+    row, or an error about the model or the task, raise SearchError. When the last slots are held
+    by running trials, this worker waits up to the heartbeat grace period rather than leave the
+    budget short: a killed process's trial is then marked failed and its slot taken here (a live
+    worker's trial finishes, and the budget with it)."""
+    deadline = time.monotonic() + timeout if timeout else None
+    # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say)
+    quiet_trial_failures(*NOT_THE_CONFIG, MethodError, BudgetReached, StartingPointTaken)
+    failures = _StopOnRepeatedFailures()
+    callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
+    patience = None  # until then, running trials may still turn out to be a killed process's
+    while not (n_trials and done_trials(study) >= n_trials):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        if not n_trials or _has_room(study, n_trials):
+            guarded = _Guarded(objective, n_trials)
+            with interrupts_restored():  # Optuna has marked an interrupted trial failed by the time it raises
+                study.optimize(guarded, timeout=left, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
+            if guarded.fatal:
+                raise SearchError(f"study {study.study_name!r} stopped: {guarded.fatal}")
+            if len(failures.failed) >= FAILURES_IN_A_ROW:
+                raise SearchError(f"study {study.study_name!r}: the last {FAILURES_IN_A_ROW} trials failed; "
+                                  + failures.describe())
+            if not n_trials:
+                return
+            patience = None  # trials ran: the slots they leave held may be a newly killed process's
+            continue
+        # the budget's last slots are held by running trials: wait for them, or for their heartbeats to go stale
+        patience = patience or time.monotonic() + storage.GRACE_SECONDS + 2 * storage.HEARTBEAT_SECONDS
+        if time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
+            return
+        time.sleep(storage.HEARTBEAT_SECONDS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+
+
+def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, workers: int,
+            n_trials: int | None, timeout: float | None) -> None:
+    show_warnings_to_users()
+    try:
+        opened = storage.open_storage(url, on_stale=requeue_starting_point)
+        study = optuna.load_study(study_name=study_name, storage=opened, sampler=strategy.make_sampler(index),
+                                  pruner=strategy.make_pruner())
+        with worker_share(index, workers):
+            optimize(study, objective, n_trials=n_trials, timeout=timeout)
+    except SearchError as err:  # the reason, not a traceback of the worker process
+        print(f"worker {index}: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's group: the main one reports it
+        sys.exit(INTERRUPTED_EXIT)
+
+
+def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy, workers: int,
+                n_trials: int | None, timeout: float | None) -> None:
+    """This process plus `workers - 1` more, all pulling trials from the same storage."""
+    context = multiprocessing.get_context("spawn")
+    others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, workers,
+                                                    n_trials, timeout))
+              for index in range(1, workers)]
+    for process in others:
+        process.start()
+    try:
+        with worker_share(0, workers):
+            optimize(study, objective, n_trials=n_trials, timeout=timeout)
+    except KeyboardInterrupt:
+        # a Ctrl-C reached the workers too; a SIGINT sent to this process alone did not: pass it on
+        hold_interrupts()  # until the command has written out what finished
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        for process in others:
+            process.join(timeout=max(deadline - time.monotonic(), 0))
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        raise
+    finally:
+        for process in others:
+            process.join()
+    interrupted = [index for index, process in enumerate(others, start=1) if process.exitcode == INTERRUPTED_EXIT]
+    failed = [index for index, process in enumerate(others, start=1) if process.exitcode not in (0, INTERRUPTED_EXIT)]
+    problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
+    problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
+    if problems:
+        raise SearchError("; ".join(problems))
