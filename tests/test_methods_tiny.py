@@ -126,18 +126,20 @@ def test_scores_do_not_depend_on_padding(tiny_models, tiny_tasks, arch, variant)
     tuned.model.eval()
     with torch.no_grad():
         single = tuned_scores(tuned, examples)
-        if tuned.kind == "encoder":
+        if tuned.kind == "encoder":  # the batch as training and prediction build it
             from bench.modeling.encoder import encoder_logits
-            from bench.modeling.encoding import encode_prompts
 
-            batch = encode_prompts(tuned.tokenizer, [e.prompt for e in examples], max_tokens=32)
-            logits = encoder_logits(tuned.model, dict(batch))
+            batch = tuned.prompt_batch([e.prompt for e in examples])
+            logits = encoder_logits(tuned.model, batch)
             labels = torch.tensor([e.label for e in examples])
             batched = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+            attention = batch["attention_mask"]
         else:
             batch = tuned._lm_batch([e.prompt for e in examples], [e.target for e in examples])
             logprobs, mask = tuned._target_logprobs(batch)
             batched = -logprobs.sum(1) / mask.sum(1)
+            attention = batch.attention_mask
+    assert (attention == 0).any(), "no padding in the batch: nothing is tested"
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
 
 

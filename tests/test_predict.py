@@ -8,16 +8,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from peft import PeftModel
 
 from bench.cli import main
 from bench.modeling.tuned import TunedModel
+from bench.models import load_base_model
 from tasks.card import template_fields
 from tasks import load_task
 from tests.test_cli import run_cli, tiny_run
 
 
-def _train(capsys, tiny_models, tiny_tasks, tmp_path, arch, method, task) -> Path:
-    code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, arch, method, task))
+def _train(capsys, tiny_models, tiny_tasks, tmp_path, arch, method, task, *extra) -> Path:
+    code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, arch, method, task, *extra))
     assert code == 0, err
     return Path(out.strip().splitlines()[-1].removeprefix("record: ")).parent
 
@@ -40,7 +42,8 @@ def _predict(capsys, monkeypatch, source, lines: list[str], *extra) -> tuple[int
 ])
 def test_predictions_reproduce_the_runs_validation_score(capsys, monkeypatch, tiny_models, tiny_tasks, tmp_path,
                                                          arch, method, task, metric):
-    run_dir = _train(capsys, tiny_models, tiny_tasks, tmp_path, arch, method, task)
+    # trained long and fast enough that the prompt changes what the model answers
+    run_dir = _train(capsys, tiny_models, tiny_tasks, tmp_path, arch, method, task, "--steps", 8, "--set", "lr=0.3")
     record = json.loads((run_dir / "record.json").read_text())
     rows = _validation_rows(tiny_tasks, task)
     unlabelled = [{k: v for k, v in row.items() if k in ("sentence", "context", "question")} for row in rows]
@@ -56,6 +59,14 @@ def test_predictions_reproduce_the_runs_validation_score(capsys, monkeypatch, ti
         examples = card.examples("validation")
         score = card.score([a["prediction"] for a in answers], examples)["f1"]
     assert score == pytest.approx(record["scores"]["validation"][metric])
+    # and answer for answer, as the run's adapter loaded by PEFT itself answers (a score alone can
+    # come out the same from the base model on a dozen examples)
+    base = load_base_model(tiny_models[arch][0], num_labels=len(card.card.classes) or None)
+    trained = TunedModel(PeftModel.from_pretrained(base.model, str(run_dir / "adapter")), base, card.card)
+    expected = trained.predict(card.examples("validation"))
+    if metric == "accuracy":
+        expected = [card.card.classes[index] for index in expected]
+    assert [a["prediction"] for a in answers] == expected
 
 
 def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, monkeypatch, tiny_models, tiny_tasks,
@@ -141,7 +152,7 @@ def test_class_values_are_answered_as_the_data_names_them(capsys, monkeypatch, t
         "label_field: stars\nlabel_words: {low: [bad], high: [good]}\nmetrics: [accuracy]\nmax_input_tokens: 16\n")
     run_dir = _train(capsys, tiny_models, folder, tmp_path, "gpt2", "prompt_tuning", "stars")
     code, answers, err = _predict(capsys, monkeypatch, run_dir, ["review 1", "review 2"], "--tasks-dir", folder)
-    assert code == 0, err
+    assert code == 0 and len(answers) == 2, err
     words = {"low": "bad", "high": "good"}
     assert all(a["prediction"] in words and a["label_word"] == words[a["prediction"]] for a in answers)
 

@@ -1,5 +1,7 @@
 """Real embedded models, short runs. Marked slow: `python -m pytest -m slow` (CI runs them)."""
 
+import math
+
 import pytest
 import torch
 from peft import PeftModel
@@ -23,8 +25,13 @@ def test_short_run_on_sst2(tmp_path, model, method, settings):
     record = execute_run(RunSpec(task="sst2", model=model, method=method, method_settings=settings,
                                  train=SHORT, results_dir=tmp_path, progress=False))
     assert record["scores"]["validation"]["n"] == 16
-    assert 0.0 <= record["scores"]["validation"]["accuracy"] <= 1.0
+    losses = record["curve"]["loss"]
+    assert len(losses) == SHORT.steps and all(math.isfinite(loss) for loss in losses)
     assert record["cost"]["trainable_params"] < record["cost"]["total_params"] / 100
+    if record["model"]["kind"] == "causal":  # an LM reads SST-2 through its label words before any training
+        assert record["base_zero_shot"]["validation"]["accuracy"] >= 0.75  # 14 of these 16 measured; chance 0.5
+    else:  # an encoder's fresh head has nothing to score before training
+        assert record["base_zero_shot"] is None
 
 
 def test_smollm2_squad_prompt_adapter_reloads_and_generates_padding_free(tmp_path):

@@ -493,6 +493,15 @@ def test_a_table_interrupted_while_written_leaves_the_previous_one(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         results.write_csv(rows, table)
     assert table.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+    monkeypatch.undo()
+
+    def killed_at_the_rename(source, destination):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bench.record.os.replace", killed_at_the_rename)  # the new table is written by then
+    with pytest.raises(KeyboardInterrupt):
+        results.write_csv(aggregate([make_record("lora", 0.5)]), table)
+    assert table.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
 def test_records_of_two_flop_estimates_are_said_to_differ(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import stat
 from pathlib import Path
@@ -264,6 +265,22 @@ def test_records_are_readable_as_the_umask_allows(tmp_path, umask):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_record_is_written_whole_beside_the_old_one_then_renamed_into_place(tmp_path, monkeypatch):
+    path = write_json_atomic({"run": "old"}, tmp_path / "record.json")
+    seen = []
+
+    def replace_then_die(source, destination):  # the process killed at the last moment
+        seen.append((json.loads(Path(source).read_text()), json.loads(Path(destination).read_text())))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bench.record.os.replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        write_json_atomic({"run": "new"}, path)
+    assert seen == [({"run": "new"}, {"run": "old"})]  # the new record complete, the old one untouched
+    assert json.loads(path.read_text()) == {"run": "old"}
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left behind
 
 
 def test_a_copied_folder_replaces_the_old_one_whole(tmp_path):

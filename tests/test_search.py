@@ -417,11 +417,29 @@ def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models
     assert front
     best = yaml.safe_load((tmp_path / "results" / "pareto" / "best.yaml").read_text())
     assert best["objectives"] == ["score", "trainable_params"] and len(best["validation_values"]) == 2
-    # the front's other trade-offs, each with the config to run it
-    assert len(best["pareto_front"]) == int(front.group(1)) - 1
-    assert all({"trial", "values", "method", "settings", "train"} <= set(point) for point in best["pareto_front"])
+    assert len(best["pareto_front"]) == int(front.group(1)) - 1  # the front's other trade-offs (see below)
     header = (tmp_path / "results" / "pareto" / "trials.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["number", "score", "trainable_params"]
+
+
+def test_best_yaml_lists_the_fronts_other_trade_offs_each_runnable(tmp_path):
+    from bench.train import TrainSettings
+    from search.export import write_best
+    from search.repeats import CONFIG_ATTR
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    # (score, trainable params): the last is dominated by the first; 1 and 2 trade score for size
+    for number, values in enumerate([(0.9, 1000), (0.8, 100), (0.7, 10), (0.6, 1000)]):
+        config = {"method": "prompt_tuning", "settings": {"num_virtual_tokens": 4 + number}, "train": {"lr": 0.1}}
+        study.add_trial(optuna.trial.create_trial(values=list(values), user_attrs={
+            CONFIG_ATTR: config, "records": [str(tmp_path / "elsewhere" / "record.json")], "host": "box-2"}))
+    best = yaml.safe_load(write_best(study, tmp_path, model="m", train_defaults=TrainSettings()).read_text())
+    assert best["trial"] == 0 and best["validation_values"] == [0.9, 1000]
+    front = best["pareto_front"]
+    assert [(point["trial"], point["validation_values"]) for point in front] == [(1, [0.8, 100]), (2, [0.7, 10])]
+    assert [point["settings"]["num_virtual_tokens"] for point in front] == [5, 6]
+    assert all(point["method"] == "prompt_tuning" and point["train"]["lr"] == 0.1
+               and point["train"]["steps"] == TrainSettings().steps for point in front)
 
 
 def test_a_search_whose_trials_keep_failing_stops_and_keeps_what_finished(capsys, tmp_path, tiny_models,
@@ -513,6 +531,10 @@ def test_two_local_workers_complete_exactly_the_budget(capsys, tmp_path, tiny_mo
     params = [tuple(sorted(t.params.items())) for t in study.trials if t.state.name == "COMPLETE"]
     assert len({t.number for t in study.trials}) == len(study.trials)  # no trial recorded twice
     assert len(params) == 6
+    ran = [(t.datetime_start, t.datetime_complete) for t in study.trials if t.state.name == "COMPLETE"]
+    # two workers: some trials ran at the same time
+    assert any(a_start < b_end and b_start < a_end for i, (a_start, a_end) in enumerate(ran)
+               for b_start, b_end in ran[i + 1:])
 
 
 def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, monkeypatch):

@@ -31,7 +31,7 @@ def test_a_timeout_ends_the_search_without_a_trial_budget():
     start = time.monotonic()
     optimize(study, lambda trial: time.sleep(0.2) or 0.0, n_trials=None, timeout=1.0)
     # the trial running at the limit finishes (plus a garbage collection after each trial)
-    assert 1.0 <= time.monotonic() - start < 5 and study.trials
+    assert 1.0 <= time.monotonic() - start < 2.5 and study.trials
 
 
 def test_search_plots_are_drawn_from_the_trials_and_replaced_whole(tmp_path, monkeypatch):

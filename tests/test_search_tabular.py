@@ -196,7 +196,11 @@ def test_a_repetition_is_reproducible_with_hyperband(tmp_path):
         return simulate(table, sampler=optuna.samplers.RandomSampler(seed=3), pruner_name="hyperband", n_trials=30,
                         study_name=name)
 
-    assert trace("repetition-3") == trace("repetition-3")
+    names = [f"repetition-{i}" for i in range(6)]
+    traces = [trace(name) for name in names]
+    assert [trace(name) for name in names] == traces  # each name gives its trace again
+    # and the name is what decides: the same draws, bracketed otherwise, are pruned otherwise
+    assert len({tuple(t.steps) for t in traces}) > 1
 
 
 def test_no_trial_is_pruned_before_the_first_rung(tmp_path):
