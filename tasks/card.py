@@ -261,17 +261,36 @@ def _check_direction(primary: str, higher_is_better: bool | None, fail) -> None:
 
 
 def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
+    fail = _failing(path, origins)
+    _check_keys(data, fail)
+    _check_metrics(data, fail)
+    _check_source_and_splits(data, fail)
+    _check_answer_keys(data, fail)
+    for key in ("max_input_tokens", "max_new_tokens", "validation_from_train", "train_size"):
+        if key in data and data[key] < 1:  # an integer: _check_types saw to that
+            raise fail(key, f"must be a positive integer, got {data[key]!r}")
+    _check_template(path, data["template"], origins["template"])
+
+
+def _failing(path: Path, origins: dict[str, Path]):
+    """The card's error for a key: named with the file that set it, where an included card did."""
     def fail(key: str, problem: str) -> TaskCardError:
         return TaskCardError(path, key, problem, origin=origins.get(key))
+    return fail
 
+
+def _check_keys(data: dict[str, Any], fail) -> None:
     for key in REQUIRED_KEYS:
         if key not in data:
-            raise TaskCardError(path, key, "missing required key")
+            raise fail(key, "missing required key")
     unknown = sorted(set(data) - set(KNOWN_KEYS))
     if unknown:
         raise fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
     if data["kind"] not in KINDS:
         raise fail("kind", f"unknown kind {data['kind']!r} (expected one of {', '.join(KINDS)})")
+
+
+def _check_metrics(data: dict[str, Any], fail) -> None:
     metrics = data["metrics"]
     if not isinstance(metrics, list) or not metrics:
         raise fail("metrics", "must be a non-empty list")
@@ -287,6 +306,10 @@ def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
     if primary not in metrics:
         raise fail("primary_metric", "must be one of the card's metrics")
     _check_direction(primary, data.get("higher_is_better"), fail)
+
+
+def _check_source_and_splits(data: dict[str, Any], fail) -> None:
+    """The source (a local folder or a hub dataset) and the splits the card maps."""
     source = data["source"]
     if not isinstance(source, dict) or len({"local", "hub"} & set(source)) != 1:
         raise fail("source", "must give `local: <folder>` or `hub: <dataset path>`, one of them")
@@ -299,27 +322,26 @@ def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
     for split in data.get("splits", {}):
         if split not in SPLITS:
             raise fail("splits", f"unknown split {split!r} (expected {', '.join(SPLITS)})")
+
+
+def _check_answer_keys(data: dict[str, Any], fail) -> None:
+    """Where the answers come from, as the kind needs them; and a template that does not read them:
+    one that pastes the answer into the input scores the model's copying, not its answers."""
     if data["kind"] == "classification":
         for key in ("label_field", "label_words"):
             if key not in data:
                 raise fail(key, "required for classification tasks")
     elif "target_field" not in data:
         raise fail("target_field", f"required for {data['kind']} tasks")
-    for key in ("max_input_tokens", "max_new_tokens", "validation_from_train", "train_size"):
-        if key in data and data[key] < 1:  # an integer: _check_types saw to that
-            raise fail(key, f"must be a positive integer, got {data[key]!r}")
-    _check_template(path, data["template"], origins["template"])
-    _check_answer_unread(path, data, origins)
-
-
-def _check_answer_unread(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
-    """Refuse a template that pastes the answer into the input: the label field, or the field the
-    target is read from. Such a task scores the model's copying, not its answers."""
     key = "label_field" if data["kind"] == "classification" else "target_field"
     answer = re.split(r"[.\[]", data[key])[0]
-    if answer in template_fields(data["template"]):
-        raise TaskCardError(path, "template", f"reads {{{answer}}}, the field the answers come from ({key}: "
-                            f"{data[key]}): the input would hold its own answer", origin=origins["template"])
+    try:
+        read = template_fields(data["template"])
+    except ValueError:  # not a valid template: _check_template names the problem
+        return
+    if answer in read:
+        raise fail("template", f"reads {{{answer}}}, the field the answers come from ({key}: {data[key]}): the "
+                   "input would hold its own answer")
 
 
 class NullFieldError(ValueError):
