@@ -47,6 +47,21 @@ TINY_CONFIGS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_of_the_session(tmp_path_factory):
+    """The tests' zero-shot scores (of tiny models in temporary folders: never of use again) go to a
+    cache folder of the session, not the user's; converted models are the user's cache, shared."""
+    from bench.models.gguf_cache import models_cache
+
+    shared_models = models_cache()
+    shared_models.mkdir(parents=True, exist_ok=True)
+    session = tmp_path_factory.mktemp("cache")
+    (session / "models").symlink_to(shared_models.resolve(), target_is_directory=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPBENCH_CACHE", str(session))
+        yield session
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, tuple[str, str]]:
     """architecture -> (checkpoint folder, kind)."""
