@@ -341,7 +341,7 @@ def _records(args):
 
 def _refuse_no_records(args, failures: list[dict]) -> None:
     """Say why there is nothing to show: no such folder, or no finished run (each failed run named)."""
-    from search.storage import shown_storage
+    from bench.study_storage import shown_storage
 
     if not args.storage and not args.folder.is_dir():
         raise FileNotFoundError(f"{'not a folder' if args.folder.exists() else 'no such folder'}: {args.folder}")

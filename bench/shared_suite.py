@@ -38,7 +38,7 @@ def study_name(suite: Suite) -> str:
 
 
 def open_suite_study(suite: Suite, url: str) -> optuna.Study:
-    from search.storage import open_storage
+    from bench.study_storage import open_storage
 
     storage = open_storage(url, retry_failed=2)
     try:  # the machine that creates the study queues the runs; the others find them queued
@@ -167,7 +167,7 @@ class SharedOutcome:
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
     """The run records kept in a study (one per trial of a shared suite, one per task of a search
     trial), and the failures of a shared suite's runs that no trial has completed."""
-    from search.storage import open_storage
+    from bench.study_storage import open_storage
 
     storage = open_storage(url, existing_file=True)
     try:

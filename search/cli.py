@@ -73,10 +73,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from bench.record import results_folder
     from bench.results import card_file
+    from bench.study_storage import check_storage, open_storage, shown_storage, storage_url
     from bench.train import TrainSettings
     from search.objective import RECOMPUTATION_COSTS, Objective
     from search.starting_points import enqueue_known_good, requeue_starting_point
-    from search.storage import check_storage, open_storage, shown_storage, storage_url
     from search.strategy import Strategy
     from search.study import claim_study
     from tasks import load_task

@@ -13,12 +13,12 @@ import warnings
 import optuna
 from optuna.trial import TrialState
 
+from bench import study_storage as storage
 from bench.device import worker_share
 from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
 from bench.methods.registry import MethodError
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
-from search import storage
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
 from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, done_trials

@@ -360,7 +360,7 @@ def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_
 def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, tiny_tasks, monkeypatch, capsys):
     """Every other run is done, so nothing is queued; the killed machine's run must be queued again."""
     from bench.shared_suite import open_suite_study, run_shared_suite
-    from search import storage as storage_module
+    from bench import study_storage as storage_module
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)

@@ -588,7 +588,7 @@ RACE_LOSSES = {  # what the loser of the race to set up a fresh database sees, b
 @pytest.mark.parametrize("lost_at", RACE_LOSSES)
 def test_workers_racing_to_create_the_tables_both_get_the_storage(tmp_path, monkeypatch, lost_at):
     """The loser of the race to set up a fresh database looks again instead of failing."""
-    from search import storage as storage_module
+    from bench import study_storage as storage_module
 
     real, calls = optuna.storages.RDBStorage, []
 
@@ -689,7 +689,7 @@ def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(
 
 
 def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeypatch):
-    from search import storage as storage_module
+    from bench import study_storage as storage_module
     from search.workers import optimize
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
@@ -708,7 +708,7 @@ def test_a_killed_process_starting_point_is_queued_again(tmp_path, monkeypatch):
     """A starting point is queued once; if the process running it is killed, it goes back in the queue."""
     import time as clock
 
-    from search import storage as storage_module
+    from bench import study_storage as storage_module
     from search.starting_points import REQUEUED_ATTR, REQUEUES, requeue_starting_point
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)

@@ -93,7 +93,7 @@ def test_a_study_name_that_is_no_folder_name_is_refused_before_anything_is_made(
 
 
 def test_a_study_folder_with_url_characters_keeps_its_database_inside_it(tmp_path):
-    from search.storage import open_storage, storage_url
+    from bench.study_storage import open_storage, storage_url
 
     folder = tmp_path / "q?x=1#y"
     optuna.create_study(study_name="q", storage=open_storage(storage_url(folder, None)))
@@ -165,7 +165,7 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
 def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tmp_path, monkeypatch):
     import threading
 
-    from search import storage as storage_module
+    from bench import study_storage as storage_module
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(storage_module, "GRACE_SECONDS", 3)
@@ -364,7 +364,7 @@ def optuna_log():
 def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds(tmp_path, monkeypatch):
     import threading
 
-    from search import storage as storage_module
+    from bench import study_storage as storage_module
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(storage_module, "GRACE_SECONDS", 3)
@@ -410,7 +410,7 @@ def _fails_in_a_worker_process(trial):
 
 
 def test_a_worker_process_stopping_with_an_error_fails_the_search(tmp_path):
-    from search.storage import open_storage
+    from bench.study_storage import open_storage
     from search.strategy import Strategy
     from search.workers import SearchError, run_workers
 
