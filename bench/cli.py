@@ -106,19 +106,19 @@ def _run_spec(args):
 
 
 def _print_run(record) -> None:
-    """A finished run in a few lines: what ran, at what cost, and its scores against zero-shot."""
-    from bench.record import scores_before_training
-
+    """A finished run in a few lines: what ran, at what cost, and its scores against the base model's
+    zero-shot score, and against its own state before training where that was scored."""
     primary = record["task"]["primary_metric"]
     print(f"{record['task']['name']} / {record['model']['name']} / {record['method']['name']}  "
           f"({record['cost']['trainable_params']:,} trainable params, "
           f"{record['cost']['train_seconds']:.1f}s training)")
-    before = scores_before_training(record)
+    base, initial = record.get("base_zero_shot") or {}, record.get("zero_shot") or {}
     for split, scores in record["scores"].items():
         metrics = "  ".join(f"{k}={v:.4f}" for k, v in scores.items() if k != "n")
         gain = (record.get("improvement_pct") or {}).get(split)  # none over a zero-shot score <= 0
-        versus = "" if not before else f"; zero-shot {primary}={before[split][primary]:.4f}" + (
-            f", {gain:+.1f}%" if gain is not None else "")
+        versus = f"; zero-shot {primary}={base[split][primary]:.4f}" if split in base else ""
+        versus += f", {gain:+.1f}%" if versus and gain is not None else ""
+        versus += f"; before training {primary}={initial[split][primary]:.4f}" if split in initial else ""
         print(f"  {split:<10} {metrics}  (n={scores['n']}{versus})")
 
 
@@ -413,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("folder", nargs="?", type=Path,
                              help="results folder (default: results/, without the reference and search tables "
                              "shipped there)")
-        command.add_argument("--split", default="test", choices=("validation", "test"))
+        command.add_argument("--split", default="test", choices=("validation", "test"),
+                             help="the split whose scores the table shows (default test; a search's trials "
+                                  "score validation only)")
         command.add_argument("--storage", help="read records from a study (a shared suite's or a search's) "
                              "instead of the folder")
         command.add_argument("--study", help="that study's name (suite-<suite name>, or the search's)")

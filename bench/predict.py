@@ -47,7 +47,7 @@ def add_parser(sub) -> None:
                         "lines for a one-field template (default, or -: standard input; at a terminal, each line is "
                         "answered as it is typed)")
     parser.add_argument("--task", help="which task of a search over several")
-    parser.add_argument("--batch-size", type=_positive, default=16)
+    parser.add_argument("--batch-size", type=_positive, default=16, help="inputs answered at once (default 16)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
 
 

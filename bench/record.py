@@ -65,11 +65,13 @@ class RunRecord(TypedDict):
     train: dict[str, Any]  # TrainSettings as a dict, with `lr` resolved to the rate used
     seed: int
     scores: dict[str, dict[str, float]]  # split -> metric -> value, plus "n" (examples scored)
-    zero_shot: dict[str, dict[str, float]] | None  # same, before any training (the method's initial state)
+    # same, before any training: the method's initial state (an untrained prompt, a fresh head), where
+    # `score_initial`
+    zero_shot: dict[str, dict[str, float]] | None
     base_zero_shot: dict[str, dict[str, float]] | None  # the unadapted base model (cached); None for encoders
-    # split -> 100 * (trained - before) / before, primary metric; `before` is zero_shot, else
-    # base_zero_shot. None when neither was scored (an encoder run that skipped scoring its
-    # initial state) or when `before` is not positive on some split (no meaningful ratio)
+    # split -> 100 * (trained - base_zero_shot) / base_zero_shot, primary metric (older records measured
+    # it from zero_shot where that was scored; tables recompute it from the scores). None for encoders,
+    # or where the base score is not positive on some split (no meaningful ratio)
     improvement_pct: dict[str, float] | None
     curve: dict[str, list]  # "loss": per-step training loss; "eval": [{"step", metric...}] on validation
     cost: Cost
@@ -77,11 +79,6 @@ class RunRecord(TypedDict):
     environment: dict[str, Any]  # packages, git {commit, dirty}, hardware
     started_at: str  # ISO 8601, UTC
     finished_at: str
-
-
-def scores_before_training(record: RunRecord) -> dict[str, dict[str, float]] | None:
-    """What `improvement_pct` is measured against: the run's initial state, else the base model."""
-    return record["zero_shot"] or record.get("base_zero_shot")
 
 
 def results_folder(path: Path | str) -> Path:

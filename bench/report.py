@@ -87,9 +87,9 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
             lines += [*environment, ""]
     lines += ["Columns: *vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
               "training data and evaluation examples (of best validation score, where there are several); "
-              "*vs zero-shot* the mean relative change (in %, not points) from the score before training: each "
-              "run's own before it trained where every seed scored it, else the base model's zero-shot score, "
-              "and – where a seed has none or one at or below 0; FLOPs are the analytic training estimate; "
+              "*vs zero-shot* the mean relative change (in %, not points) from the base model's zero-shot score "
+              "(– for an encoder, whose base model has no head to score with, and where a seed's is 0 or "
+              "below); FLOPs are the analytic training estimate; "
               "*peak mem* is training's; *latency ×* the inference latency over the base model's (median of "
               "paired rounds; 1 for full fine-tuning by definition); – a figure the records lack.", ""]
     return write_text_atomic("\n".join(lines), folder / split_name("report", split, ".md"))

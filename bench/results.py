@@ -225,7 +225,7 @@ class ResultRow:
     score: float  # mean over seeds of the primary metric on the chosen split
     score_std: float | None  # None for a single seed
     validation: float
-    zero_shot: float | None  # the runs' own state before training, else the base model's (see _versus_zero_shot)
+    zero_shot: float | None  # the base model's (see _versus_zero_shot)
     improvement_pct: float | None  # mean over seeds of the % improvement over that zero-shot score
     # score / the best full fine-tuning score of the same task (version) and model; None where that is <= 0
     relative_to_full_ft: float | None
@@ -351,13 +351,12 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
 
 
 def _versus_zero_shot(group: list[RunRecord], split: str, metric: str) -> dict[str, float | None]:
-    """The group's zero-shot score and mean improvement over it, all seeds against one kind of
-    baseline: each run's own state before training where every seed scored it (`score_initial`),
-    else the base model, so that seeds run with and without `score_initial` do not average
-    improvements over two different baselines."""
-    baseline = "zero_shot" if all(r.get("zero_shot") for r in group) else "base_zero_shot"
+    """The base model's zero-shot score and the group's mean improvement over it: one baseline for
+    every method of a task and model. Not a run's own state before training (`score_initial`: an
+    untrained prompt, or an encoder's fresh head, whose score is chance); an encoder's base model
+    has no head to score with, so it has none."""
     pairs = [(r["scores"][split][metric], before[split][metric]) for r in group
-             if (before := r.get(baseline)) and split in before]
+             if (before := r.get("base_zero_shot")) and split in before]
     # a relative change from 0 (or below), or a seed without a baseline, leaves no mean over all the
     # seeds: none is given, rather than a mean over some of them
     relative = len(pairs) == len(group) and all(b > 0 for _, b in pairs)
@@ -387,9 +386,10 @@ def model_names(rows: list[ResultRow]) -> list[str]:
 def comparable_key(row: ResultRow) -> tuple:
     """What a row and its full fine-tuning reference must share: the task (version and card), the model (the
     kind it was loaded as, the device and dtype it computed in), the training data drawn and the evaluation
-    examples scored (a 20-example smoke run is no reference)."""
-    return (row.task, row.task_version, row.card, row.model, row.model_kind, row.precision, row.train_size,
-            row.eval_size)
+    examples scored (a 20-example smoke run is no reference). Those are known by their number: a split's
+    first n of a seeded order, or all of it, so runs that asked for 300 of 30 rows and for all score alike."""
+    scored = row.examples if row.examples is not None else row.eval_size  # records before `n` was kept
+    return (row.task, row.task_version, row.card, row.model, row.model_kind, row.precision, row.train_size, scored)
 
 
 def best_full_ft(rows: Iterable[ResultRow]) -> ResultRow | None:

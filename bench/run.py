@@ -485,7 +485,7 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
         "scores": scores,
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
-        "improvement_pct": _improvement(scores, zero_shot or base_scores, primary),
+        "improvement_pct": _improvement(scores, base_scores, primary),
         "curve": {"loss": result.losses, "eval": result.evaluations},
         "cost": cost,
         "artifact_path": str(artifact_path) if artifact_path else None,

@@ -120,7 +120,7 @@ def run(args) -> int:
     strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
     study.sampler = strategy.make_sampler()
     if multi and args.pruner != "none":
-        print(f"no pruning: Optuna prunes single-objective studies only (--pruner {args.pruner} unused)")
+        print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
     definition = {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
                   "batch_size": args.batch_size, "eval_every": args.eval_every, "monitor_size": train.monitor_size,
                   "eval_size": args.eval_size, "seed": args.seed,  # the seed trains every trial: one per study

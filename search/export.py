@@ -170,6 +170,9 @@ def write_trials_table(study: optuna.Study, folder: Path) -> Path:
                     and all(isinstance(c, int) and not isinstance(c, bool) for c in d.choices))]
     for column in {*integers, f"user_attrs_{REPEAT_OF_ATTR}"} & set(frame.columns):
         frame[column] = frame[column].astype("Int64")  # an integer some rows lack stays one (128, not 128.0)
+    if "duration" in frame:  # wall seconds of the trial, not pandas' "0 days 00:00:04.8"
+        frame = frame.rename(columns={"duration": "duration_s"})
+        frame["duration_s"] = frame["duration_s"].dt.total_seconds().round(1)
     for cost in COSTS:
         frame[f"cost_{cost}"] = [_mean_cost(original(trials, trials[number]), cost) for number in frame["number"]]
     # the whole run records are kept for other machines; here they are in each record.json

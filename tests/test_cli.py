@@ -42,6 +42,15 @@ def test_run_writes_a_complete_record(capsys, tiny_models, tiny_tasks, tmp_path,
     record = json.loads(record_path.read_text())
     assert set(RunRecord.__annotations__) <= set(record)
     assert set(record["scores"]) == set(record["zero_shot"]) == {"validation", "test"}
+    metric = record["task"]["primary_metric"]
+    if record["model"]["kind"] == "encoder":  # a fresh head scored before training is no zero-shot baseline
+        assert record["base_zero_shot"] is None and record["improvement_pct"] is None
+        assert "zero-shot" not in out and "before training" in out
+    else:  # measured against the base model, not against the untrained prompt
+        base, after = record["base_zero_shot"]["test"][metric], record["scores"]["test"][metric]
+        if base > 0:
+            assert record["improvement_pct"]["test"] == pytest.approx(100 * (after - base) / base)
+        assert f"zero-shot {metric}={base:.4f}" in out and "before training" in out
     assert [e["step"] for e in record["curve"]["eval"]] == [2, 3] and len(record["curve"]["loss"]) == 3
     cost = record["cost"]
     assert 0 < cost["trainable_params"] <= cost["total_params"] and cost["tokens_seen"] > 0

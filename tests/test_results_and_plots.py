@@ -21,7 +21,8 @@ def make_record(method, score, *, seed=0, task="sst2", params=100, lr=0.001, tra
         "task": {"name": task, "version": task_version, "primary_metric": "accuracy"}, "model": {"name": "m"},
         "method": {"name": method, "settings": settings}, "train": {"lr": lr, "seed": seed, **(train or {})},
         "scores": {"test": {"accuracy": score}, "validation": {"accuracy": score - 0.01}},
-        "zero_shot": {"test": {"accuracy": 0.5}}, "improvement_pct": {"test": 100 * (score - 0.5) / 0.5},
+        "zero_shot": None, "base_zero_shot": {"test": {"accuracy": 0.5}},
+        "improvement_pct": {"test": 100 * (score - 0.5) / 0.5},
         "cost": {"trainable_params": params, "trainable_pct": 1.0, "train_seconds": 10.0, "train_flops": 1e12,
                  "peak_memory_bytes": 2**30, "artifact_bytes": 4096, "latency_overhead": 1.1},
         "environment": {"hardware": {"device": "cpu"}, "packages": {"torch": "x"}, "git": {"commit": "abc"}},
@@ -68,18 +69,19 @@ def test_a_setting_without_effect_is_left_out_of_the_label_and_the_grouping():
     assert "encoder_hidden_size=256" in config_label(runs[0])
 
 
-def test_seeds_with_and_without_their_own_zero_shot_score_share_one_baseline():
-    """A seed run without `score_initial` has only the base model's score; the row then measures
-    every seed against the base model rather than averaging over two baselines."""
+def test_zero_shot_is_the_base_models_whatever_a_run_scored_before_training():
+    """A run's own state before training (`score_initial`: an untrained prompt, a fresh head) is no
+    zero-shot baseline: every seed and method is measured against the base model, so a setting that
+    only watches a run does not move its improvement."""
     base = {"test": {"accuracy": 0.4}}
-    own = {**make_record("lora", 0.8), "base_zero_shot": base}
-    without = {**make_record("lora", 0.6, seed=1), "zero_shot": None, "base_zero_shot": base,
-               "improvement_pct": {"test": 50.0}}
-    mixed, = aggregate([own, without])
-    assert (mixed.seeds, mixed.zero_shot) == (2, pytest.approx(0.4))
-    assert mixed.improvement_pct == pytest.approx(statistics.fmean([100 * 0.4 / 0.4, 100 * 0.2 / 0.4]))
-    alone, = aggregate([own])
-    assert (alone.zero_shot, alone.improvement_pct) == (pytest.approx(0.5), pytest.approx(60.0))
+    own = {**make_record("lora", 0.8), "zero_shot": {"test": {"accuracy": 0.2}}, "base_zero_shot": base,
+           "improvement_pct": {"test": 300.0}}  # as older records measured it: stored, not read
+    without = {**make_record("lora", 0.6, seed=1), "base_zero_shot": base}
+    row, = aggregate([own, without])
+    assert (row.seeds, row.zero_shot) == (2, pytest.approx(0.4))
+    assert row.improvement_pct == pytest.approx(statistics.fmean([100 * 0.4 / 0.4, 100 * 0.2 / 0.4]))
+    encoder, = aggregate([{**make_record("lora", 0.8), "zero_shot": {"test": {"accuracy": 0.3}}, "base_zero_shot": None}])
+    assert (encoder.zero_shot, encoder.improvement_pct) == (None, None)
 
 
 def test_learning_rates_are_separate_configs():
@@ -149,6 +151,19 @@ def test_full_fine_tuning_reference_is_chosen_on_validation_among_runs_scored_al
     (chart,) = data.score_cost(list(rows.values()), axis="trainable_params")
     assert chart.references["full_ft"].score == pytest.approx(0.85)
     assert data.relative_scores(list(rows.values())).values["full_ft"]["sst2 (m)"] == pytest.approx(1.0)
+
+
+def test_runs_scored_on_the_same_examples_compare_however_their_eval_size_was_written():
+    # a search's winner asks for 300 of a split's 30 rows; a full fine-tuning run asks for all of them
+    winner = make_record("prompt_tuning", 0.6, train={"eval_size": 300})
+    full = make_record("full_ft", 0.75, lr=1e-4)
+    smoke = make_record("full_ft", 0.95, lr=3e-3, train={"eval_size": 4})
+    for record, n in ((winner, 30), (full, 30), (smoke, 4)):
+        for split in record["scores"].values():
+            split["n"] = n
+    rows = {r.method + str(r.examples): r for r in aggregate([winner, full, smoke])}
+    assert rows["prompt_tuning30"].relative_to_full_ft == pytest.approx(0.6 / 0.75)
+    assert rows["full_ft4"].relative_to_full_ft == pytest.approx(1.0)  # its own reference: 4 examples are others
 
 
 def test_configs_without_a_cost_are_left_out_of_its_plot_and_front(tmp_path):
@@ -599,8 +614,8 @@ def test_no_relative_change_is_averaged_over_the_seeds_with_a_baseline_only():
 def test_no_relative_change_is_averaged_over_some_seeds_only():
     # a seed whose score before training is 0 (exact match of an untrained prompt) has no relative
     # change; the others' mean beside a zero-shot mean over both would misstate the row
-    zero = {**make_record("lora", 0.4), "zero_shot": {"test": {"accuracy": 0.0}}}
-    other = {**make_record("lora", 0.2, seed=1), "zero_shot": {"test": {"accuracy": 0.1}}}
+    zero = {**make_record("lora", 0.4), "base_zero_shot": {"test": {"accuracy": 0.0}}}
+    other = {**make_record("lora", 0.2, seed=1), "base_zero_shot": {"test": {"accuracy": 0.1}}}
     row, = aggregate([zero, other])
     assert row.zero_shot == pytest.approx(0.05) and row.improvement_pct is None
 

@@ -1,5 +1,6 @@
 """The Optuna searcher on tiny models: space checks, a resumable study, its outputs."""
 
+import csv
 import io
 import json
 import logging
@@ -420,6 +421,8 @@ def test_multi_objective_search_has_a_pareto_front(capsys, tmp_path, tiny_models
     assert len(best["pareto_front"]) == int(front.group(1)) - 1  # the front's other trade-offs (see below)
     header = (tmp_path / "results" / "pareto" / "trials.csv").read_text().splitlines()[0].split(",")
     assert header[:3] == ["number", "score", "trainable_params"]
+    with open(tmp_path / "results" / "pareto" / "trials.csv", newline="") as table:
+        assert all(float(row["duration_s"]) > 0 for row in csv.DictReader(table))  # seconds, a number
 
 
 def test_best_yaml_lists_the_fronts_other_trade_offs_each_runnable(tmp_path):
