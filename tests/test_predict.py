@@ -206,7 +206,8 @@ def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path
     for text in ("study: s\n", "records: []\ntasks: []\n", "records: a.json\n"):  # a best.yaml cut short or edited
         (tmp_path / "best.yaml").write_text(text)
         code, _, err = _predict(capsys, monkeypatch, tmp_path, ["ok"])
-        assert code == 2 and f"{tmp_path / 'best.yaml'}: not a search's best.yaml (no records of its winner)" in err, err
+        assert code == 2, err
+        assert f"{tmp_path / 'best.yaml'}: not a search's best.yaml (no records of its winner)" in err
     run = tmp_path / "run"
     run.mkdir()
     (run / "record.json").write_text('{"run_id": ')

@@ -80,7 +80,8 @@ def test_zero_shot_is_the_base_models_whatever_a_run_scored_before_training():
     row, = aggregate([own, without])
     assert (row.seeds, row.zero_shot) == (2, pytest.approx(0.4))
     assert row.improvement_pct == pytest.approx(statistics.fmean([100 * 0.4 / 0.4, 100 * 0.2 / 0.4]))
-    encoder, = aggregate([{**make_record("lora", 0.8), "zero_shot": {"test": {"accuracy": 0.3}}, "base_zero_shot": None}])
+    fresh_head = {**make_record("lora", 0.8), "zero_shot": {"test": {"accuracy": 0.3}}, "base_zero_shot": None}
+    encoder, = aggregate([fresh_head])
     assert (encoder.zero_shot, encoder.improvement_pct) == (None, None)
 
 
