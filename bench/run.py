@@ -288,7 +288,8 @@ _SHORT_SPLITS_NOTED: set[tuple] = set()
 def _note_short_splits(task: Task, config: TrainSettings, selected: RunExamples) -> None:
     """Note a training or evaluation size beyond what a split holds: the run takes every row, and the
     record's budget says the number asked for. Not for the monitor, whose default is a cap."""
-    asked = [("train_size", config.train_size, "train", len(selected.train))]
+    train_size = config.train_size if config.train_size is not None else task.card.train_size  # a card's own
+    asked = [("train_size", train_size, "train", len(selected.train))]
     asked += [("eval_size", config.eval_size, split, len(examples)) for split, examples in selected.evaluation.items()]
     for key, size, split, taken in asked:
         noted = (task.name, str(task.card.path), key, size, split)

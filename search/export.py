@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
+import pandas  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.plots.draw import METHOD_COLOURS, save_atomic, spans_decades  # noqa: E402
@@ -172,7 +173,8 @@ def write_trials_table(study: optuna.Study, folder: Path) -> Path:
         frame[column] = frame[column].astype("Int64")  # an integer some rows lack stays one (128, not 128.0)
     if "duration" in frame:  # wall seconds of the trial, not pandas' "0 days 00:00:04.8"
         frame = frame.rename(columns={"duration": "duration_s"})
-        frame["duration_s"] = frame["duration_s"].dt.total_seconds().round(1)
+        # as timedeltas whatever pandas made of them (all None while every trial still runs)
+        frame["duration_s"] = pandas.to_timedelta(frame["duration_s"]).dt.total_seconds().round(1)
     for cost in COSTS:
         frame[f"cost_{cost}"] = [_mean_cost(original(trials, trials[number]), cost) for number in frame["number"]]
     # the whole run records are kept for other machines; here they are in each record.json

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import socket
 import statistics
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class Objective:
         if (repeated := result_of_repeat(trial, method, settings, train, configuration=configuration)) is not None:
             return repeated  # the same seeded run would give the same result
         trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
+        trial.set_user_attr("pid", os.getpid())  # which worker ran it
         prunable = self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records, kept = [], [], [], []
         for index, task in enumerate(self.tasks):

@@ -334,14 +334,16 @@ def _check_answer_keys(data: dict[str, Any], fail) -> None:
     elif "target_field" not in data:
         raise fail("target_field", f"required for {data['kind']} tasks")
     key = "label_field" if data["kind"] == "classification" else "target_field"
-    answer = re.split(r"[.\[]", data[key])[0]
+    answer = tuple(data[key].split("."))
     try:
-        read = template_fields(data["template"])
+        read = [name for _, name, _, _ in string.Formatter().parse(data["template"]) if name]
     except ValueError:  # not a valid template: _check_template names the problem
         return
-    if answer in read:
-        raise fail("template", f"reads {{{answer}}}, the field the answers come from ({key}: {data[key]}): the "
-                   "input would hold its own answer")
+    for name in read:  # {answers}, {answers[text]} or {answers[text][0]} holds answers.text; {pair[en]} not pair.de
+        path = tuple(re.findall(r"[^.\[\]]+", name))
+        if path[:len(answer)] == answer or answer[:len(path)] == path:
+            raise fail("template", f"reads {{{name}}}, which holds the answers ({key}: {data[key]}): the input "
+                       "would hold its own answer")
 
 
 class NullFieldError(ValueError):

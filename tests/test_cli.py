@@ -172,9 +172,10 @@ def test_an_input_limit_that_holds_no_text_is_refused_and_cut_prompts_are_counte
     assert code == 0, err
 
 
-def test_sizes_beyond_a_split_are_noted_and_take_every_row(capsys, tiny_models, tiny_tasks, tmp_path):
+def test_sizes_beyond_a_split_are_noted_and_take_every_row(capsys, tiny_models, tiny_tasks, tmp_path, monkeypatch):
     from tasks.notices import UserNotice
 
+    monkeypatch.setattr("bench.run._SHORT_SPLITS_NOTED", set())  # noted once a process
     argv = tiny_run(tiny_models, tiny_tasks, tmp_path, "roberta", "lora", "tiny_cls", "--train-size", "9999",
                     "--eval-size", "9999")
     with pytest.warns(UserNotice) as caught:

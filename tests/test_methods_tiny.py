@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 import transformers
 from peft import PeftModel
@@ -550,6 +552,35 @@ def test_an_encoder_s_classification_head_computes_in_fp32_under_bf16(tiny_model
     assert backbone_dtypes == {torch.bfloat16}  # the backbone still computes in bf16
     torch.testing.assert_close(copied, logits)
     assert len(tuned.predict(task.examples("validation"))) == len(task.examples("validation"))
+
+
+def test_a_reloaded_encoder_head_computes_in_fp32_with_the_weights_it_saved(tiny_models, tiny_tasks, monkeypatch,
+                                                                           tmp_path):
+    # PEFT loads an adapter frozen, and into a copy of the base model's head: in bf16 it would round
+    # the saved fp32 weights and score in bf16 again
+    from bench.modeling.encoder import encoder_logits
+    from bench.reload import load_trained
+    from bench.run import RunSpec, execute_run
+    from bench.train import TrainSettings
+
+    monkeypatch.setattr("bench.models.loading.pick_dtype", lambda device: torch.bfloat16)
+    spec = RunSpec(task="tiny_cls", model=tiny_models["roberta"][0], method="prompt_tuning",
+                   method_settings={"num_virtual_tokens": 4}, tasks_dirs=(str(tiny_tasks),), results_dir=tmp_path,
+                   train=TrainSettings(steps=2, batch_size=4, eval_every=2, score_initial=False), progress=False)
+    record = execute_run(spec)
+    task = load_task("tiny_cls", tasks_dirs=(str(tiny_tasks),))
+    tuned = load_trained(record, task)
+    saved = safetensors.torch.load_file(str(Path(record["artifact_path"]) / "adapter_model.safetensors"))
+    head = {name.removeprefix("base_model.classifier."): weight for name, weight in saved.items()
+            if name.startswith("base_model.classifier.")}
+    assert head and all(weight.dtype == torch.float32 for weight in head.values())
+    loaded = tuned.model.get_base_model().classifier.modules_to_save["default"].state_dict()
+    assert loaded.keys() == head.keys()
+    assert all(torch.equal(loaded[name], weight) for name, weight in head.items())  # to the bit, not bf16-rounded
+    batch = tuned.prompt_batch([example.prompt for example in task.examples("validation")])
+    with torch.no_grad(), tuned.autocast():
+        assert encoder_logits(tuned.model, batch).dtype == torch.float32
+    assert tuned.predict(task.examples("validation")) is not None
 
 
 @pytest.mark.parametrize("arch", ["llama", "t5"])

@@ -79,9 +79,12 @@ def test_user_card_loads(tmp_path):
     ({"template": "'Text: {0}'"}, "template", r"\{0\} names no data field"),
     ({"template": "'Text: {text.upper}'"}, "template", r"\{text.upper\} reads an attribute"),
     ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
-    ({"template": "'{text} ({label})'"}, "template", r"reads \{label\}, the field the answers come from \(label_field"),
+    ({"template": "'{text} ({label})'"}, "template", r"reads \{label\}, which holds the answers \(label_field"),
     ({"kind": "qa", "metrics": "[f1]", "label_words": None, "target_field": "answers.text",
-      "template": "'{text} {answers[text]}'"}, "template", r"reads \{answers\}, .* \(target_field: answers.text\)"),
+      "template": "'{text} {answers[text][0]}'"}, "template",
+     r"reads \{answers\[text\]\[0\]\}, .* \(target_field: answers.text\)"),
+    ({"kind": "qa", "metrics": "[f1]", "label_words": None, "target_field": "answers.text",
+      "template": "'{text} {answers}'"}, "template", r"reads \{answers\}, which holds the answers"),
     ({"label_words": "{0: [bad, poor], 1: [good, ' poor']}"}, "label_words",
      "'poor' is a label word of both class 0 and class 1"),
     ({"source": "{hub: some/dir, config: hard}"}, "source",
@@ -104,6 +107,14 @@ def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
     with pytest.raises(TaskCardError, match=problem) as err:
         load_card(path)
     assert err.value.key == key and str(path) in str(err.value)
+
+
+def test_a_template_may_read_a_field_beside_the_answer_under_one_key(tmp_path):
+    # WMT's layout: {"translation": {"en": ..., "de": ...}}, the input one language, the target the other
+    rows = [{"translation": {"en": "hi", "de": "hallo"}}, {"translation": {"en": "yo", "de": "jo"}}]
+    path = write_card(tmp_path, rows, kind="qa", metrics="[f1]", label_words=None, target_field="translation.de",
+                      template="'English: {translation[en]}'")
+    assert load_card(path).target_field == "translation.de"
 
 
 @pytest.mark.parametrize("key", KNOWN_KEYS)

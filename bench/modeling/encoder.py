@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from peft import PeftModel, PeftType
+from peft.utils import ModulesToSaveWrapper
 
 from bench.device import compute_in_fp32
 
@@ -40,19 +41,21 @@ def encoder_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
 
 
 def classification_head_in_fp32(model: torch.nn.Module) -> None:
-    """The trained classification head (whatever follows the backbone: BERT's `classifier`, RoBERTa's
+    """The classification head (whatever follows the backbone: BERT's `classifier`, RoBERTa's
     dense + out_proj, DistilBERT's `pre_classifier` too) computes in fp32 under autocast. In bf16 its
     logits keep about 3 significant digits: classes whose logits round alike tie, and argmax gives
-    every tie to the first class. Its weights are taken to fp32 now rather than when training starts
-    (a few hundred thousand at most); a frozen copy (PEFT keeps the original beside the trained
-    one) stays as loaded."""
+    every tie to the first class. Its weights are taken to fp32 in place (a few hundred thousand at
+    most). Called on a base model before PEFT copies its head, the copy is fp32 too, so a saved head
+    loads without rounding; the original PEFT keeps beside its trained copy stays as loaded."""
     classifier = model.get_base_model() if isinstance(model, PeftModel) else model
     for name, child in classifier.named_children():
         if name == classifier.base_model_prefix:
             continue
+        kept_aside = {id(module) for wrapper in child.modules() if isinstance(wrapper, ModulesToSaveWrapper)
+                      for module in wrapper.original_module.modules()}
         for module in child.modules():
             own = [p for p in module.parameters(recurse=False) if p.is_floating_point()]
-            if own and all(p.requires_grad for p in own):
+            if own and id(module) not in kept_aside:
                 for parameter in own:
                     parameter.data = parameter.data.float()
                 compute_in_fp32(module)
