@@ -549,6 +549,10 @@ def test_task_list_columns_stay_aligned_for_a_long_name(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("a_task_with_a_long_name ") for line in lines)
     assert len({re.match(r"\S+ +", line).end() for line in lines}) == 1  # every second column starts alike
+    # a user's card is shown with its file (it may carry a shipped task's name); a shipped one is not
+    assert next(line for line in lines if line.startswith("a_task_with_a_long_name ")).endswith(
+        f", {(tmp_path / 'mine.yaml').resolve()})")
+    assert next(line for line in lines if line.startswith("sst2 ")).endswith("(v1)")
 
 
 def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_folder_s(tmp_path, monkeypatch):
