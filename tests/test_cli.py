@@ -249,7 +249,7 @@ def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path)
     (tmp_path / "my_sst2.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: sst2\nversion: 9\n")
     code, out, err = run_cli(capsys, "tasks", "--tasks-dir", tmp_path)
     assert code == 0, err
-    assert re.search(r"^sst2 .*\(v9\)$", out, re.MULTILINE), out
+    assert re.search(r"^sst2 .*\(v9, .*my_sst2\.yaml\)$", out, re.MULTILINE), out  # shown with its file
     code, out, err = run_cli(capsys, "tasks", "show", "sst2", "--tasks-dir", tmp_path)
     assert code == 0, err
     assert out.startswith(f"# {(tmp_path / 'my_sst2.yaml').resolve()}\n"), out
@@ -528,7 +528,7 @@ def test_a_card_s_own_training_budget_is_the_one_recorded(capsys, tiny_models, t
     record = json.loads(Path(out.strip().splitlines()[-1].removeprefix("record: ")).read_text())
     assert record["train"]["train_size"] == 2
     code, out, err = run_cli(capsys, "tasks", "--tasks-dir", cards)
-    assert code == 0 and re.search(r"^tiny_few .*\(v1, trains on 2\)$", out, re.MULTILINE), out
+    assert code == 0 and re.search(r"^tiny_few .*\(v1, trains on 2, .*few\.yaml\)$", out, re.MULTILINE), out
 
 
 def test_validating_a_folder_says_what_validate_takes(capsys, tmp_path):
