@@ -191,7 +191,8 @@ def _tasks(args) -> int:
         sizes = "/".join(_split_size(card, split) for split in ("train", "validation", "test"))
         source = card.source.get("hub") or Path(card.source["local"]).name
         budget = f", trains on {card.train_size}" if card.train_size else ""  # a few-shot variant
-        yours = "" if card.path.parent == SHIPPED_CARDS.resolve() else f", {card.path}"  # maybe in a shipped name
+        # a user's card shows its file: it may answer to a shipped task's name
+        yours = "" if card.path.parent == SHIPPED_CARDS.resolve() else f", {card.path}"
         print(f"{name:<{width}} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  "
               f"(v{card.version}{budget}{yours})")
     return 0
