@@ -304,8 +304,8 @@ def _results(args) -> int:
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
     print(format_table(rows))
-    metrics = ", ".join(sorted({f"{row.task} {row.metric}" for row in rows}))
     if rows:
+        metrics = ", ".join(sorted({f"{row.task} {row.metric}" for row in rows}))
         print(f"\nscore: each task's primary metric on the {args.split} split ({metrics}), mean over seeds; vs FT: "
               "over full fine-tuning's; vs 0-shot: % change from the base model's zero-shot score")
     if left_out := unscored(records, args.split):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
 from peft import PeftModel
 from safetensors import SafetensorError
 
@@ -91,8 +90,7 @@ def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> 
         raise NoAdapterError(f"run {record['run_id']}: its head was trained reading {_pooling(trained_with)}, and "
                              f"{base_model['name']} now loads reading {_pooling(read_with)}; train it again")
     _check_fits_model(record, adapter, base)
-    if base.kind == "encoder" and base.dtype != torch.float32:  # PEFT copies the head it loads the trained one into
-        classification_head_in_fp32(base.model)
+    classification_head_in_fp32(base.model, base)  # before PEFT copies the head it loads the trained one into
     try:
         model = PeftModel.from_pretrained(base.model, str(adapter))
     except (RuntimeError, OSError, ValueError, SafetensorError) as err:  # damaged files; weights of another shape

@@ -288,8 +288,7 @@ _SHORT_SPLITS_NOTED: set[tuple] = set()
 def _note_short_splits(task: Task, config: TrainSettings, selected: RunExamples) -> None:
     """Note a training or evaluation size beyond what a split holds: the run takes every row, and the
     record's budget says the number asked for. Not for the monitor, whose default is a cap."""
-    train_size = config.train_size if config.train_size is not None else task.card.train_size  # a card's own
-    asked = [("train_size", train_size, "train", len(selected.train))]
+    asked = [("train_size", task.training_size(config.train_size), "train", len(selected.train))]
     asked += [("eval_size", config.eval_size, split, len(examples)) for split, examples in selected.evaluation.items()]
     for key, size, split, taken in asked:
         noted = (task.name, str(task.card.path), key, size, split)
@@ -481,7 +480,7 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
                    "without_effect": sorted(settings_without_effect(settings))},
         # the budget trained on: a card's own train_size (a few-shot variant) where none was asked
         "train": {**dataclasses.asdict(spec.train), "lr": lr,
-                  "train_size": spec.train.train_size if spec.train.train_size is not None else task.card.train_size},
+                  "train_size": task.training_size(spec.train.train_size)},
         "seed": spec.train.seed,
         "scores": scores,
         "zero_shot": zero_shot,

@@ -269,7 +269,7 @@ def _check(path: Path, data: dict[str, Any], origins: dict[str, Path]) -> None:
     for key in ("max_input_tokens", "max_new_tokens", "validation_from_train", "train_size"):
         if key in data and data[key] < 1:  # an integer: _check_types saw to that
             raise fail(key, f"must be a positive integer, got {data[key]!r}")
-    _check_template(path, data["template"], origins["template"])
+    _check_answer_unread(data, _check_template(path, data["template"], origins["template"]), fail)
 
 
 def _failing(path: Path, origins: dict[str, Path]):
@@ -325,20 +325,20 @@ def _check_source_and_splits(data: dict[str, Any], fail) -> None:
 
 
 def _check_answer_keys(data: dict[str, Any], fail) -> None:
-    """Where the answers come from, as the kind needs them; and a template that does not read them:
-    one that pastes the answer into the input scores the model's copying, not its answers."""
+    """Where the answers come from, as the kind needs them."""
     if data["kind"] == "classification":
         for key in ("label_field", "label_words"):
             if key not in data:
                 raise fail(key, "required for classification tasks")
     elif "target_field" not in data:
         raise fail("target_field", f"required for {data['kind']} tasks")
+
+
+def _check_answer_unread(data: dict[str, Any], read: list[str], fail) -> None:
+    """A template (reading the fields `read`, as written) must not read the answers: one that pastes
+    them into the input scores the model's copying, not its answers."""
     key = "label_field" if data["kind"] == "classification" else "target_field"
     answer = tuple(data[key].split("."))
-    try:
-        read = [name for _, name, _, _ in string.Formatter().parse(data["template"]) if name]
-    except ValueError:  # not a valid template: _check_template names the problem
-        return
     for name in read:  # {answers}, {answers[text]} or {answers[text][0]} holds answers.text; {pair[en]} not pair.de
         path = tuple(re.findall(r"[^.\[\]]+", name))
         if path[:len(answer)] == answer or answer[:len(path)] == path:
@@ -379,9 +379,9 @@ def template_fields(template: str) -> dict[str, bool]:
     return fields
 
 
-def _check_template(path: Path, template: str, origin: Path) -> None:
+def _check_template(path: Path, template: str, origin: Path) -> list[str]:
     """A template names the data fields it reads ({sentence}, {answers[text]}); Python's format
-    syntax is checked here, when the card loads, not at the first row."""
+    syntax is checked here, when the card loads, not at the first row. Returns those names as written."""
     def fail(problem: str) -> TaskCardError:
         return TaskCardError(path, "template", problem, origin=origin)
 
@@ -401,6 +401,7 @@ def _check_template(path: Path, template: str, origin: Path) -> None:
     unknown = sorted({conversion for _, _, _, conversion in parsed} - {None, "r", "s", "a"})
     if unknown:
         raise fail(f"unknown conversion !{unknown[0]} (Python's format knows !r, !s and !a)")
+    return [name for _, name, _, _ in parsed if name]
 
 
 def merged_keys(path: Path | str) -> dict[str, Any]:

@@ -101,13 +101,18 @@ class Task:
         and a bad row or data file is named now rather than by the run that reads it."""
         return {split: len(self.examples(split)) for split in SPLITS}
 
+    def training_size(self, size: int | None) -> int | None:
+        """The training-data budget a run asking for `size` trains on: the card's own where none is
+        asked (a few-shot variant), None for every row."""
+        return size if size is not None else self.card.train_size
+
     def training_examples(self, size: int | None, *, seed: int) -> list[Example]:
         """`size` training examples (None: the card's train_size, else all), deterministic per seed.
 
         Classification draws the same number from every class where the data allows, so a
         few-shot budget is not left to chance class balance.
         """
-        size = size if size is not None else self.card.train_size
+        size = self.training_size(size)
         rows = self.rows("train")
         if size is None or size >= len(rows):
             return [self.render(row, split="train", index=i) for i, row in enumerate(rows)]

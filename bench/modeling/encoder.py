@@ -40,13 +40,16 @@ def encoder_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> to
         handle.remove()
 
 
-def classification_head_in_fp32(model: torch.nn.Module) -> None:
-    """The classification head (whatever follows the backbone: BERT's `classifier`, RoBERTa's
-    dense + out_proj, DistilBERT's `pre_classifier` too) computes in fp32 under autocast. In bf16 its
+def classification_head_in_fp32(model: torch.nn.Module, base) -> None:
+    """Where `base` is an encoder computing in bf16 or fp16 (nothing to do otherwise), its
+    classification head (whatever follows the backbone: BERT's `classifier`, RoBERTa's dense +
+    out_proj, DistilBERT's `pre_classifier` too) computes in fp32 under autocast. In bf16 its
     logits keep about 3 significant digits: classes whose logits round alike tie, and argmax gives
     every tie to the first class. Its weights are taken to fp32 in place (a few hundred thousand at
     most). Called on a base model before PEFT copies its head, the copy is fp32 too, so a saved head
     loads without rounding; the original PEFT keeps beside its trained copy stays as loaded."""
+    if base.kind != "encoder" or base.dtype == torch.float32:
+        return
     classifier = model.get_base_model() if isinstance(model, PeftModel) else model
     for name, child in classifier.named_children():
         if name == classifier.base_model_prefix:

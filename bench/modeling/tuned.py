@@ -53,8 +53,7 @@ class TunedModel:
         self.virtual_tokens_in_input = prompt_learning and config.peft_type != PeftType.PREFIX_TUNING
         # rows through the prompt's own network: (once a step, per batch row)
         self.prompt_network_rows = _prompt_network_rows(config) if prompt_learning else (0, 0)
-        if self.kind == "encoder" and base.dtype != torch.float32:
-            classification_head_in_fp32(model)
+        classification_head_in_fp32(model, base)
 
     def autocast(self):
         """Every forward runs in the base model's compute dtype (nothing to do in fp32)."""
