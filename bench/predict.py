@@ -2,7 +2,7 @@
 
 Inputs are rows with the fields of the task's template, as JSON Lines; where the template has one
 field, plain lines of text are that field. Each answer is printed as a JSON line: the input row
-with `prediction` (a class and its label word, or generated text). A file or a pipe is checked
+with `prediction` (a class, its label word and every class's probability, or generated text). A file or a pipe is checked
 whole before the model loads; lines typed at a terminal are answered one by one as they come.
 """
 
@@ -205,13 +205,23 @@ def _prompt(template: str, row: dict, where: str) -> str:
         raise ValueError(f"{where}: cannot fill the template {template!r} from it ({err})") from None
 
 
-def _answer(card, row: dict, prediction) -> str:
-    if card.is_classification:
-        label = card.classes[prediction]
-        answer = {"prediction": label, "label_word": card.label_words[label][0]}
-    else:
-        answer = {"prediction": prediction}
-    return json.dumps({**row, **answer}, ensure_ascii=False)
+def answers(tuned, card, rows: list[dict], examples: list[Example], batch_size: int) -> list[str]:
+    """Each input row with its answer, as a JSON line: a class with its label word and every class's
+    probability, or generated text."""
+    if not card.is_classification:
+        predictions = tuned.predict(examples, batch_size=batch_size)
+        return [_json_line({**row, "prediction": text}) for row, text in zip(rows, predictions)]
+    scores = tuned.class_scores(examples, batch_size=batch_size)
+    lines = []
+    for row, best, probabilities in zip(rows, scores.argmax(-1).tolist(), scores.softmax(-1).tolist()):
+        label = card.classes[best]
+        lines.append(_json_line({**row, "prediction": label, "label_word": card.label_words[label][0],
+                                 "probabilities": {c: round(p, 4) for c, p in zip(card.classes, probabilities)}}))
+    return lines
+
+
+def _json_line(answer: dict) -> str:
+    return json.dumps(answer, ensure_ascii=False)
 
 
 def _example(card, row: dict, where: str) -> Example:
@@ -232,8 +242,8 @@ def _answer_as_typed(tuned, card, fields: dict[str, bool]) -> None:
             continue
         if parsed:
             row, example = parsed
-            [prediction] = tuned.predict([example], batch_size=1)
-            print(_answer(card, row, prediction), flush=True)
+            [answer] = answers(tuned, card, [row], [example], batch_size=1)
+            print(answer, flush=True)
 
 
 def run(args) -> int:
@@ -251,7 +261,7 @@ def run(args) -> int:
         return 0
     inputs = _inputs(args.input, card, fields)  # all checked before the model loads
     tuned = load_trained(record, task, adapter)
-    predictions = tuned.predict([example for _, example in inputs], batch_size=args.batch_size)
-    for (row, _), prediction in zip(inputs, predictions):
-        print(_answer(card, row, prediction))
+    rows, examples = zip(*inputs)
+    for answer in answers(tuned, card, list(rows), list(examples), args.batch_size):
+        print(answer)
     return 0

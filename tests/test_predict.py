@@ -67,6 +67,12 @@ def test_predictions_reproduce_the_runs_validation_score(capsys, monkeypatch, ti
     if metric == "accuracy":
         expected = [card.card.classes[index] for index in expected]
     assert [a["prediction"] for a in answers] == expected
+    if metric == "accuracy":  # every class's probability, as the PEFT-loaded prompt scores them
+        probabilities = trained.class_scores(card.examples("validation")).softmax(-1)
+        assert all(list(a["probabilities"]) == [str(c) for c in card.card.classes] for a in answers)
+        assert [p for a in answers for p in a["probabilities"].values()] == pytest.approx(
+            probabilities.flatten().tolist(), abs=1e-4)
+        assert all(max(a["probabilities"], key=a["probabilities"].get) == str(a["prediction"]) for a in answers)
 
 
 def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, monkeypatch, tiny_models, tiny_tasks,
@@ -125,13 +131,13 @@ def test_lines_typed_at_a_terminal_are_answered_one_by_one(capsys, monkeypatch, 
     answered = []
     terminal = _Terminal('a fine film\n{"sentence": \n\n{"text": "x"}\na dull film\n')
     monkeypatch.setattr("sys.stdin", terminal)
-    real_predict = TunedModel.predict
+    real_scores = TunedModel.class_scores
 
-    def predict_one(self, examples, batch_size):
+    def scores_one(self, examples, batch_size):
         answered.append((terminal.tell(), [e.prompt for e in examples]))
-        return real_predict(self, examples, batch_size=batch_size)
+        return real_scores(self, examples, batch_size=batch_size)
 
-    monkeypatch.setattr("bench.modeling.tuned.TunedModel.predict", predict_one)
+    monkeypatch.setattr("bench.modeling.tuned.TunedModel.class_scores", scores_one)
     code, out, err = run_cli(capsys, "predict", run_dir, "--tasks-dir", tiny_tasks)
     assert code == 0, err
     assert [json.loads(line)["sentence"] for line in out.splitlines()] == ["a fine film", "a dull film"]

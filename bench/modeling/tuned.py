@@ -182,8 +182,8 @@ class TunedModel:
             yield
 
     @torch.no_grad()
-    def _classify_lm(self, prompts: Sequence[str]) -> list[int]:
-        """Pick the class whose label word (best of its words) is most likely after the prompt."""
+    def _label_word_scores(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(prompts, classes): each class's best label word's log-likelihood after the prompt."""
         pairs = self._label_words()
         single = self._single_token_labels(prompts) if self.kind == "causal" else None
         with self._head_in_fp32():
@@ -196,9 +196,8 @@ class TunedModel:
                 batch = self._lm_batch([p for p in prompts for _ in pairs], [w for _ in prompts for _, w in pairs])
                 logprobs, _ = self._target_logprobs(batch)
                 scores = logprobs.sum(-1).view(len(prompts), len(pairs))
-        classes = torch.tensor([c for c, _ in pairs], device=scores.device)
-        best_word = scores.argmax(dim=-1)
-        return classes[best_word].tolist()
+        word_class = torch.tensor([c for c, _ in pairs], device=scores.device)
+        return torch.stack([scores[:, word_class == c].amax(-1) for c in range(len(self.card.classes))], dim=-1)
 
     @torch.no_grad()
     def _generate(self, prompts: Sequence[str]) -> list[str]:
@@ -249,25 +248,39 @@ class TunedModel:
     @torch.no_grad()
     def predict(self, examples: Sequence[Example], *, batch_size: int = 16) -> list:
         """Class indices (classification) or generated strings, in example order."""
+        if self.card.is_classification:
+            return self.class_scores(examples, batch_size=batch_size).argmax(-1).tolist()
+        return self._in_length_order(examples, batch_size, self._generate)
+
+    @torch.no_grad()
+    def class_scores(self, examples: Sequence[Example], *, batch_size: int = 16) -> torch.Tensor:
+        """(examples, classes) on the CPU, in example order: an encoder's head logits, or a language
+        model's log-likelihood of each class's best label word. Their argmax is the prediction; their
+        softmax, the class probabilities (a language model's renormalised over the label words)."""
+        if not examples:
+            return torch.empty(0, len(self.card.classes))
+        return torch.cat(self._in_length_order(examples, batch_size, self._class_scores_of))
+
+    def _class_scores_of(self, prompts: list[str]) -> list[torch.Tensor]:
+        if self.kind == "encoder":
+            scores = encoder_logits(self.model, self.prompt_batch(prompts)).float()
+        else:
+            scores = self._label_word_scores(prompts)
+        return list(scores.cpu().unsqueeze(1))  # a (1, classes) row a prompt, for `torch.cat`
+
+    def _in_length_order(self, examples: Sequence[Example], batch_size: int, answer) -> list:
+        """`answer`(prompts) over batches of prompts of similar length (little compute spent on
+        padding), its per-prompt results back in example order."""
         self.model.eval()
-        # batches of similar length waste little compute on padding; results go back in order
         order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
-        predictions: list = [None] * len(examples)
+        results: list = [None] * len(examples)
         for start in range(0, len(order), batch_size):
             indices = order[start:start + batch_size]
             with self.autocast():
-                batch_predictions = self._predict_batch([examples[i].prompt for i in indices])
-            for i, prediction in zip(indices, batch_predictions):
-                predictions[i] = prediction
-        return predictions
-
-    def _predict_batch(self, prompts: list[str]) -> list:
-        if not self.card.is_classification:
-            return self._generate(prompts)
-        if self.kind == "encoder":
-            batch = self.prompt_batch(prompts)
-            return encoder_logits(self.model, batch).argmax(-1).tolist()
-        return self._classify_lm(prompts)
+                batch_results = answer([examples[i].prompt for i in indices])
+            for i, result in zip(indices, batch_results):
+                results[i] = result
+        return results
 
 
 def _prompt_network_rows(config) -> tuple[int, int]:
