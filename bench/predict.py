@@ -2,8 +2,9 @@
 
 Inputs are rows with the fields of the task's template, as JSON Lines; where the template has one
 field, plain lines of text are that field. Each answer is printed as a JSON line: the input row
-with `prediction` (a class, its label word and every class's probability, or generated text). A file or a pipe is checked
-whole before the model loads; lines typed at a terminal are answered one by one as they come.
+with `prediction` (a class, its label word and every class's probability, or generated text). A
+file or a pipe is checked whole before the model loads; lines typed at a terminal are answered one
+by one as they come.
 """
 
 from __future__ import annotations
