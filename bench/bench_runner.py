@@ -28,10 +28,6 @@ class SuiteOutcome:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
 
 
-def record_path(run: PlannedRun) -> Path:
-    return Path(run.spec.results_dir) / run.spec.run_id() / "record.json"
-
-
 def record_damage(run: PlannedRun, path: Path) -> str | None:
     """What is wrong with a run's existing record at `path` (None: nothing). Records are written
     whole, so only a damaged disk or a hand edit leaves a bad one; the run is then trained again,
@@ -56,7 +52,7 @@ def keep_failure(run: PlannedRun, err: Exception, *, seconds: float) -> dict:
     entry = {"run": describe(run), "run_id": run.spec.run_id(), "reason": f"{type(err).__name__}: {err}",
              "seconds": seconds, "traceback": traceback.format_exc()}
     try:
-        write_json_atomic(entry, record_path(run).parent / "failure.json")
+        write_json_atomic(entry, run.spec.record_path().parent / "failure.json")
     except OSError as unwritable:
         entry["reason"] += f" (and its failure.json could not be written: {unwritable.strerror or unwritable})"
     return entry
@@ -71,48 +67,46 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     results_folder(suite.results_dir)  # a file in the way is named before the first run, not after it
     outcome, pool = SuiteOutcome(), ModelPool()
     terminal = progress and sys.stderr.isatty()
-    records = [record_path(run) for run in suite.runs]  # once: every progress line looks at the rest
+    records = [run.spec.record_path() for run in suite.runs]  # once: every progress line looks at the rest
     present = [record.exists() and record_damage(run, record) is None for run, record in zip(suite.runs, records)]
     # runs already done start the bar, so its rate and time left are those of runs trained here
-    bar = tqdm(total=len(suite.runs), initial=sum(present), desc=f"suite {suite.name}", unit="run",
-               disable=not terminal)
+    with tqdm(total=len(suite.runs), initial=sum(present), desc=f"suite {suite.name}", unit="run",
+              disable=not terminal) as bar:
+        ran_seconds, ran = 0.0, 0  # runs trained here to the end, for the time left (a failure is no measure)
 
-    ran_seconds, ran = 0.0, 0  # runs trained here to the end, for the time left (a failure is no measure)
+        def finished(number: int, name: str, how: str, *, counted: bool = True) -> None:
+            if counted:
+                bar.update()
+            if progress and not terminal:
+                left = sum(not later.exists() for later in records[number:])  # the rest to train
+                eta = f"; about {duration(ran_seconds / ran * left)} left" if ran and left else ""
+                print(f"[{number}/{len(suite.runs)}] {name}: {how}{eta}", file=sys.stderr, flush=True)
 
-    def finished(number: int, name: str, how: str, *, counted: bool = True) -> None:
-        if counted:
-            bar.update()
-        if progress and not terminal:
-            left = sum(not later.exists() for later in records[number:])  # the rest to train
-            eta = f"; about {duration(ran_seconds / ran * left)} left" if ran and left else ""
-            print(f"[{number}/{len(suite.runs)}] {name}: {how}{eta}", file=sys.stderr, flush=True)
-
-    for number, (run, record) in enumerate(zip(suite.runs, records), 1):
-        name = describe(run)
-        bar.set_postfix_str(name[:60])
-        failure = record.parent / "failure.json"
-        if present[number - 1]:
-            outcome.skipped.append(name)
-            finished(number, name, "record exists, skipped", counted=False)
-            continue
-        if record.exists():
-            print(f"{name}: its record {record} is unreadable ({record_damage(run, record)}); running it again",
-                  file=sys.stderr)
-        started = time.perf_counter()
-        run.spec.progress = progress
-        try:
-            execute_run(run.spec, pool=pool)
-            failure.unlink(missing_ok=True)
-            outcome.done.append(name)
-            reason = None
-        except Exception as err:  # one failed run must not stop the suite; its reason is kept
-            entry = keep_failure(run, err, seconds=time.perf_counter() - started)
-            outcome.failed.append((name, entry["reason"]))
-            reason = entry["reason"]
-        seconds = time.perf_counter() - started
-        if reason is None:
-            ran_seconds, ran = ran_seconds + seconds, ran + 1
-        finished(number, name, f"done in {duration(seconds)}" if reason is None else
-                 f"failed after {duration(seconds)} ({reason.splitlines()[0]})")
-    bar.close()
+        for number, (run, record) in enumerate(zip(suite.runs, records), 1):
+            name = describe(run)
+            bar.set_postfix_str(name[:60])
+            failure = record.parent / "failure.json"
+            if present[number - 1]:
+                outcome.skipped.append(name)
+                finished(number, name, "record exists, skipped", counted=False)
+                continue
+            if record.exists():
+                print(f"{name}: its record {record} is unreadable ({record_damage(run, record)}); running it again",
+                      file=sys.stderr)
+            started = time.perf_counter()
+            run.spec.progress = progress
+            try:
+                execute_run(run.spec, pool=pool)
+                failure.unlink(missing_ok=True)
+                outcome.done.append(name)
+                reason = None
+            except Exception as err:  # one failed run must not stop the suite; its reason is kept
+                entry = keep_failure(run, err, seconds=time.perf_counter() - started)
+                outcome.failed.append((name, entry["reason"]))
+                reason = entry["reason"]
+            seconds = time.perf_counter() - started
+            if reason is None:
+                ran_seconds, ran = ran_seconds + seconds, ran + 1
+            finished(number, name, f"done in {duration(seconds)}" if reason is None else
+                     f"failed after {duration(seconds)} ({reason.splitlines()[0]})")
     return outcome

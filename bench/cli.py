@@ -48,15 +48,17 @@ def _add_run(sub) -> None:
 def _run(args) -> int:
     from bench.run import execute_run
 
-    record = execute_run(_run_spec(args))
+    spec = _run_spec(args)
+    record = execute_run(spec)
     _print_run(record)
-    print(f"record: {Path(args.results) / record['run_id'] / 'record.json'}")
+    print(f"record: {spec.record_path()}")
     return 0
 
 
 def _run_spec(args):
     """The run `spbench run` asks for: its --config, then flags and --set values over it."""
-    from bench.methods import MethodError, get_method
+    from bench.errors import SettingsError
+    from bench.methods import get_method
     from bench.overrides import split_overrides
     from bench.run import RunSpec
     from bench.train import TrainSettings
@@ -95,9 +97,9 @@ def _run_spec(args):
     try:
         method.settings(**method_values)  # refused here, where the file a value came from can be named
         train = TrainSettings(**watching_no_more_than_scored(train_values, as_told=watched_as_told))
-    except MethodError as err:
+    except SettingsError as err:
         if any(re.search(rf"\b{re.escape(key)}=", str(err)) for key in from_config):
-            raise MethodError(f"--config {args.config}: {err}") from None
+            raise type(err)(f"--config {args.config}: {err}") from None
         raise
     return RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
                    # the config's card folders, then the command's, which win where both hold a name
@@ -286,11 +288,11 @@ def _bench(args) -> int:
 def _print_plan(suite) -> int:
     """The planned runs, one a line, each with whether a readable record of it is already there (in
     the results folder: a shared suite's study may hold more)."""
-    from bench.bench_runner import describe, record_damage, record_path
+    from bench.bench_runner import describe, record_damage
 
     present = 0
     for run in suite.runs:
-        record = record_path(run)
+        record = run.spec.record_path()
         done = record.exists() and record_damage(run, record) is None
         present += done
         print(f"{'done' if done else 'todo'}  {describe(run)}  ({run.spec.run_id()})")

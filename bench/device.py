@@ -93,7 +93,7 @@ def _full_precision_class(cls: type) -> type:
 
 def compute_in_fp32(module: torch.nn.Module) -> None:
     """`module` runs in fp32 under any autocast from now on (its class changed in place, so copies
-    keep it). Its weights must be fp32 already."""
+    keep it; a pickle does not, the class being made at run time). Its weights must be fp32 already."""
     if not isinstance(module, FullPrecision):
         module.__class__ = _full_precision_class(type(module))
 

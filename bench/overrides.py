@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any
 
-from bench.methods.registry import MethodError
+from bench.errors import SettingsError
 
 
 def _coerce(text: str, annotation: Any, key: str) -> Any:
@@ -28,7 +28,7 @@ def _coerce(text: str, annotation: Any, key: str) -> Any:
     names = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
     wanted = " or ".join([names.get(o, getattr(o, "__name__", str(o))) for o in options if o is not type(None)]
                          + (["none"] if type(None) in options else []))
-    raise MethodError(f"--set {key}={text!r}: expected {wanted}")
+    raise SettingsError(f"--set {key}={text!r}: expected {wanted}")
 
 
 def split_overrides(pairs: list[str], *owners: type) -> list[dict[str, Any]]:
@@ -39,12 +39,12 @@ def split_overrides(pairs: list[str], *owners: type) -> list[dict[str, Any]]:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise MethodError(f"--set {pair!r}: expected key=value")
+            raise SettingsError(f"--set {pair!r}: expected key=value")
         for owner_fields, values in zip(fields, parsed):
             if key in owner_fields:
                 values[key] = _coerce(text.strip(), owner_fields[key], key)
                 break
         else:
             known = sorted(k for owner_fields in fields for k in owner_fields)
-            raise MethodError(f"--set {key}: unknown setting; known here: {', '.join(known)}")
+            raise SettingsError(f"--set {key}: unknown setting; known here: {', '.join(known)}")
     return parsed

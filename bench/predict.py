@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from bench.record import ADAPTER_RECORD, RunRecord, read_record
 from bench.yaml_values import read_yaml_mapping
-from tasks.card import NullFieldError, fill_template, template_fields
 from tasks.notices import first_line
+from tasks.template import NullFieldError, fill_template, template_fields
 
 if TYPE_CHECKING:
     from tasks import Example

@@ -36,6 +36,7 @@ from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunR
                           share_as_umask_allows, write_record)
 from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
+from bench.yaml_values import declared_type
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, TaskCardError, find_task, load_task
 from tasks.metrics import load_library_metrics
@@ -101,6 +102,10 @@ class RunSpec:
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
         model = Path(folder).name if folder else self.model
         return f"{_slug(task.name)}__{_slug(model)}__{self.method}__{digest}__s{self.train.seed}"
+
+    def record_path(self) -> Path:
+        """Where the run's record is (or will be) written: its folder under the results folder."""
+        return Path(self.results_dir) / self.run_id() / "record.json"
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ def _canonical(settings) -> dict:
     values = dataclasses.asdict(settings)
     for item in dataclasses.fields(settings):
         value = values[item.name]
-        if "float" in str(item.type) and isinstance(value, int) and not isinstance(value, bool):
+        if "float" in declared_type(item) and isinstance(value, int) and not isinstance(value, bool):
             values[item.name] = float(value)
     return values
 
@@ -447,15 +452,15 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     for split, examples in evaluation.items():
         already = _scored_already(result, config.steps, examples, monitor) if split == "validation" else None
         scores[split] = already or score(tuned, examples)
-    run_dir = Path(spec.results_dir) / spec.run_id()
-    artifact_path, artifact_bytes = _save_artifact(model, method, run_dir)
+    record_path = spec.record_path()
+    artifact_path, artifact_bytes = _save_artifact(model, method, record_path.parent)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
                  latency=_latency(tuned, latency_prompts), peak=peak,
                  recomputed=config.gradient_checkpointing)
     record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, zero_shot=zero_shot,
                      base_scores=base_scores, result=result, cost=cost, artifact_path=artifact_path,
                      started_at=started_at)
-    write_record(record, run_dir / "record.json")
+    write_record(record, record_path)
     return record
 
 

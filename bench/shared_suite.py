@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from bench.bench_runner import describe, duration, keep_failure, record_path
+from bench.bench_runner import describe, duration, keep_failure
 from bench.device import compute_precision
+from bench.errors import SettingsError
 from bench.interrupts import quiet_trial_failures
-from bench.methods.registry import MethodError
 from bench.models import ModelError, ModelPool
 from bench.record import RunRecord, results_folder
 from bench.run import execute_run
@@ -128,7 +128,7 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
                 print(f"trial {trial.number}: failed after {duration(seconds)} ({entry['reason'].splitlines()[0]})",
                       file=sys.stderr, flush=True)
             raise
-        (record_path(run).parent / "failure.json").unlink(missing_ok=True)  # failed before, done now
+        (run.spec.record_path().parent / "failure.json").unlink(missing_ok=True)  # failed before, done now
         trial.set_user_attr(RECORD_ATTR, record)
         if progress:
             print(f"trial {trial.number}: done in {duration(time.perf_counter() - started)}", file=sys.stderr,
@@ -141,7 +141,7 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
 
     # Ctrl-C, a run another machine took, or a run refused with a named reason (the summary gives it):
     # one line, not a traceback
-    quiet_trial_failures(_QueueEmpty, MethodError, ModelError, TaskCardError)
+    quiet_trial_failures(_QueueEmpty, SettingsError, ModelError, TaskCardError)
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "Trial 3 finished ... parameters: {}" names no run

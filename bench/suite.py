@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.methods import get_method
 from bench.methods.prompt_tuning import with_default_init_text
+from bench.errors import SettingsError
 from bench.methods.registry import MethodError, settings_without_effect
 from bench.models.registry import ModelError, refuse_typo
 from bench.names import is_folder_name
@@ -19,8 +20,8 @@ from bench.results import method_label
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
 from bench.train.config import watching_no_more_than_scored
-from bench.yaml_values import (checked_settings, read_yaml_mapping, refuse_repeats, settings_mapping,
-                               typed_setting)
+from bench.yaml_values import (checked_settings, declared_type, read_yaml_mapping, refuse_repeats,
+                               settings_mapping, typed_setting)
 from tasks.notices import UserNotice
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
@@ -141,7 +142,7 @@ def _sweep(where: str, values: Any, fields: dict[str, Any]) -> dict[str, list]:
             raise SuiteError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(fields))})")
         if not isinstance(options, list) or not options:
             raise SuiteError(f"{where}: `{key}` must be a non-empty list of values, got {options!r}")
-        sweep[key] = [_typed(where, key, option, str(fields[key].type)) for option in options]
+        sweep[key] = [_typed(where, key, option, declared_type(fields[key])) for option in options]
         _refuse_repeats(f"{where}.{key}", sweep[key])
     return sweep
 
@@ -188,7 +189,7 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             settings = {key: value for key, value in settings.items() if key not in without_effect}
             try:
                 resolved_train = TrainSettings(**point_train)
-            except MethodError as err:
+            except SettingsError as err:
                 raise SuiteError(f"{where} train: {err}") from None
             # as the run id sees it: a default written out (learning rate included) is the default left out
             configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
@@ -231,7 +232,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     defaults = _train(f"{path} train", data.get("train"))
     try:
         TrainSettings(**defaults)  # out of range here is this key's fault, not the first task's
-    except MethodError as err:
+    except SettingsError as err:
         raise SuiteError(f"{path} train: {err}") from None
     configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
     _plan(suite, tasks, models, kinds, configs, seeds, defaults, tasks_dirs=tasks_dirs)
@@ -260,7 +261,7 @@ def _seeds(path: Path, data: dict) -> list[int]:
     for seed in seeds:
         try:
             TrainSettings(seed=seed)
-        except MethodError as err:
+        except SettingsError as err:
             raise SuiteError(f"{path} seeds: {err}") from None
     return seeds
 
@@ -282,7 +283,7 @@ def _plan(suite: Suite, tasks: dict, models: list[str], kinds: dict[str, str], c
         task_train = {**defaults, **_train(f"{path} tasks.{task_name}", budget)}
         try:
             TrainSettings(**task_train)
-        except MethodError as err:
+        except SettingsError as err:
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         for model, (method, settings, method_train), seed in itertools.product(models, configs, seeds):
             label = method_label(method, sorted({**settings, **method_train}.items()))

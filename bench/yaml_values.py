@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,15 @@ def settings_mapping(where: str, value: Any, *, error: type[Exception] = ValueEr
     return value
 
 
+def declared_type(field: dataclasses.Field) -> str:
+    """A settings field's type as its source spells it ("int", "float | None"), whether or not its
+    module postpones annotations (where they are strings already)."""
+    if isinstance(field.type, str):
+        return field.type
+    options = typing.get_args(field.type) or (field.type,)
+    return " | ".join("None" if option is type(None) else option.__name__ for option in options)
+
+
 def typed_setting(where: str, key: str, value: Any, declared: str, *, error: type[Exception] = ValueError) -> Any:
     """`value` checked against a settings field's declared type ("int", "float | None", "bool"...)."""
     base = declared.split(" |")[0]
@@ -112,5 +123,5 @@ def checked_settings(where: str, values: Any, fields: dict[str, Any], what: str,
     for key, value in settings_mapping(where, values, error=error).items():
         if key not in fields:
             raise error(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(fields))})")
-        checked[key] = typed_setting(where, key, value, str(fields[key].type), error=error)
+        checked[key] = typed_setting(where, key, value, declared_type(fields[key]), error=error)
     return checked

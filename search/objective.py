@@ -149,7 +149,7 @@ class Objective:
             scores.append(self._relative(task, record["scores"]["validation"][metric]))
             costs.append(record["cost"][self.cost] if self.cost else 0.0)
             # absolute: a rerun from another working directory must find them
-            records.append(str((Path(record["artifact_path"]).parent / "record.json").resolve()))
+            records.append(str(spec.record_path().resolve()))
             kept.append(record)
         trial.set_user_attr("records", records)
         trial.set_user_attr(SEARCH_RECORDS_ATTR, kept)  # `spbench results --storage` reads them from any machine

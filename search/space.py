@@ -16,7 +16,8 @@ from bench.methods import get_method
 from bench.methods.prompt_tuning import with_default_init_text
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
-from bench.yaml_values import is_number, read_yaml_mapping, refuse_repeats, typed_setting, yaml_number
+from bench.yaml_values import (declared_type, is_number, read_yaml_mapping, refuse_repeats, typed_setting,
+                               yaml_number)
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -183,7 +184,7 @@ def _checked(where: str, method: str, param: Param) -> Param:
     once every value the space can give it passes the method's (or training's) own checks: a bad
     bound or choice is refused now, not when a trial first samples it."""
     settings_cls = TrainSettings if param.name in TRAIN_KEYS else get_method(method).settings_cls
-    declared = str(settings_cls.__dataclass_fields__[param.name].type)
+    declared = declared_type(settings_cls.__dataclass_fields__[param.name])
     if param.kind in ("int", "float") and declared.startswith("int"):
         if not (float(param.low).is_integer() and float(param.high).is_integer()):
             raise SpaceError(f"{where}.{param.name}: an integer setting needs integer bounds, got "

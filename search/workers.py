@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from bench import study_storage as storage
 from bench.device import worker_share
+from bench.errors import SettingsError
 from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
-from bench.methods.registry import MethodError
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
@@ -145,7 +145,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     worker's trial finishes, and the budget with it)."""
     deadline = time.monotonic() + timeout if timeout else None
     # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say)
-    quiet_trial_failures(*NOT_THE_CONFIG, MethodError, BudgetReached, StartingPointTaken)
+    quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, BudgetReached, StartingPointTaken)
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's

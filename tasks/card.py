@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.yaml_values import read_yaml_mapping
 from tasks.metrics import CLASSIFICATION_METRICS, GENERATION_METRICS, METRICS
+from tasks.template import fields_read, parse_template
 
 KINDS = ("classification", "qa", "summarization")
 SPLITS = ("train", "validation", "test")
@@ -146,14 +146,21 @@ def _names_files(value: Any) -> bool:
     return bool(items) and all(_is(item, (str,)) and item for item in items)
 
 
+# datasets' common builders of files, where its own full list cannot be imported
+FILE_BUILDERS = ("arrow", "audiofolder", "csv", "imagefolder", "json", "pandas", "parquet", "sql", "text",
+                 "videofolder", "webdataset", "xml")
+
+
 def reads_local_files(hub: Any) -> bool:
     """Whether `hub:` names a datasets builder of files (csv, json, parquet...), whose data_files datasets
     reads relative to the current directory; a hub repo's or dataset folder's data_files name files inside it."""
     if not isinstance(hub, str):
         return False
-    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # imported lazily: heavy, and hub cards only
-
-    return hub in _PACKAGED_DATASETS_MODULES
+    try:  # imported lazily: heavy, and hub cards only
+        from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES as builders
+    except ImportError:  # private to datasets: a release may move it
+        builders = FILE_BUILDERS
+    return hub in builders
 
 
 def _anchor(source: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -346,39 +353,6 @@ def _check_answer_unread(data: dict[str, Any], read: list[str], fail) -> None:
                        "would hold its own answer")
 
 
-class NullFieldError(ValueError):
-    """A template field whose value is null; str.format would paste it in as the text "None"."""
-
-
-class _NullRefusingFormatter(string.Formatter):
-    def get_field(self, field_name, args, kwargs):
-        value, key = super().get_field(field_name, args, kwargs)
-        if value is None:
-            raise NullFieldError(field_name)
-        return value, key
-
-
-_FORMATTER = _NullRefusingFormatter()
-
-
-def fill_template(template: str, row: dict[str, Any]) -> str:
-    """`template.format(**row)`, refusing a null field ({context}, or {answers[text]} reached
-    through the row) with NullFieldError naming it."""
-    return _FORMATTER.vformat(template, (), row)
-
-
-def template_fields(template: str) -> dict[str, bool]:
-    """The row fields a template reads, in order, each with whether it is pasted in whole ("{a}")
-    rather than read into ("{a[text]}"); a positional field reads as "" or a digit. Raises
-    ValueError on invalid format syntax (a lone brace, say)."""
-    fields: dict[str, bool] = {}
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name is not None:
-            root = re.split(r"[.\[]", name)[0]
-            fields[root] = fields.get(root, True) and name == root
-    return fields
-
-
 def _check_template(path: Path, template: str, origin: Path) -> list[str]:
     """A template names the data fields it reads ({sentence}, {answers[text]}); Python's format
     syntax is checked here, when the card loads, not at the first row. Returns those names as written."""
@@ -386,11 +360,10 @@ def _check_template(path: Path, template: str, origin: Path) -> list[str]:
         return TaskCardError(path, "template", problem, origin=origin)
 
     try:
-        fields = template_fields(template)
-        parsed = list(string.Formatter().parse(template))  # (text, field, format spec, conversion)
+        parsed = parse_template(template)
     except ValueError as err:
         raise fail(f"not a valid template: {err} (write a literal brace as {{{{ or }}}})") from None
-    for name in fields:
+    for name in fields_read(parsed):
         if name == "" or name.isdigit():
             raise fail(f"{{{name}}} names no data field; write {{field_name}}")
     for _, name, _, _ in parsed:

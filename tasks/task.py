@@ -6,9 +6,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.card import SPLITS, NullFieldError, TaskCard, TaskCardError, fill_template
+from tasks.card import SPLITS, TaskCard, TaskCardError
 from tasks.data import Row, load_rows, row_location
 from tasks.metrics import compute_metrics
+from tasks.template import NullFieldError, fill_template
 
 
 @dataclass(frozen=True)

@@ -453,7 +453,7 @@ def test_a_shared_suite_keeps_a_failure_whose_file_cannot_be_written(tmp_path, t
 
 
 def test_a_damaged_record_is_run_again_not_counted_done(tmp_path, tiny_models, tiny_tasks, capsys):
-    from bench.bench_runner import record_path, run_suite
+    from bench.bench_runner import run_suite
 
     path = tmp_path / "one.yaml"
     path.write_text(f"name: one\nmodels: [{tiny_models['gpt2'][0]}]\ntasks: {{tiny_cls: {{steps: 1}}}}\n"
@@ -463,7 +463,7 @@ def test_a_damaged_record_is_run_again_not_counted_done(tmp_path, tiny_models, t
         return load_suite(str(path), results_dir=tmp_path / "results", tasks_dirs=(str(tiny_tasks),))
 
     assert run_suite(suite(), progress=False).done
-    record = record_path(suite().runs[0])
+    record = suite().runs[0].spec.record_path()
     record.write_text(record.read_text()[:200])  # a damaged disk, or a hand edit
     again = run_suite(suite(), progress=False)
     assert again.done and not again.skipped

@@ -13,7 +13,7 @@ from peft import PeftModel
 from bench.cli import main
 from bench.modeling.tuned import TunedModel
 from bench.models import load_base_model
-from tasks.card import template_fields
+from tasks.template import template_fields
 from tasks import load_task
 from tests.test_cli import run_cli, tiny_run
 

@@ -541,6 +541,23 @@ def test_yaml_merge_keys_and_anchors_still_load(tmp_path):
     assert read_yaml_mapping(path, what="x", error=ValueError)["run"] == {"steps": 2, "lr": 0.3}
 
 
+def test_settings_are_typed_by_classes_whose_annotations_are_types():
+    """A settings class from a module that does not postpone annotations holds types, not their
+    names: values are checked against them all the same (an unknown spelling would pass unchecked)."""
+    import dataclasses
+
+    from bench.yaml_values import checked_settings
+
+    settings = dataclasses.make_dataclass("Settings", [("size", int, 1), ("rate", float | None, None)])
+    assert not isinstance(dataclasses.fields(settings)[0].type, str)
+    fields = settings.__dataclass_fields__
+    assert checked_settings("x", {"size": 4.0, "rate": None}, fields, "setting") == {"size": 4, "rate": None}
+    with pytest.raises(ValueError, match="`size` must be an integer, got 2.5"):
+        checked_settings("x", {"size": 2.5}, fields, "setting")
+    with pytest.raises(ValueError, match="`rate` must be a number, got 'fast'"):
+        checked_settings("x", {"rate": "fast"}, fields, "setting")
+
+
 def test_task_list_columns_stay_aligned_for_a_long_name(tmp_path, capsys):
     from bench.cli import main
 

@@ -42,7 +42,11 @@ def build_p_tuning(base, settings: PTuningSettings, card):
 
 
 class FullPrecisionPromptEncoder(FullPrecision, PromptEncoder):
-    """PEFT's MLP / LSTM prompt encoder, run in fp32 under any autocast around it."""
+    """PEFT's MLP / LSTM prompt encoder, run in fp32 under any autocast around it: the saved adapter
+    holds the prompt computed in fp32 outside autocast, so the prompt trained and the prompt reloaded
+    are the same numbers; and CUDA autocast runs a cuDNN LSTM in fp16 even inside a bf16 region, with
+    no loss scaling there to keep its gradients from underflowing. The encoder is small: fp32 costs
+    nothing. A class of its own (not `bench.device.compute_in_fp32`'s, made at run time) pickles."""
 
 
 register_method(Method(

@@ -16,13 +16,6 @@ TASK_TYPES = {"encoder": TaskType.SEQ_CLS, "causal": TaskType.CAUSAL_LM, "seq2se
 INPUT_PROMPT_ONLY = {"num_transformer_submodules": 1}
 
 
-# PEFT's prompt encoders run in fp32 under any autocast around them (bench.device.FullPrecision
-# mixed into their class): the saved adapter holds the prompt computed in fp32 outside autocast, so
-# the prompt trained and the prompt reloaded should be the same numbers; and CUDA autocast runs a
-# cuDNN LSTM in fp16 even inside a bf16 region, with no loss scaling there to keep its gradients from
-# underflowing. The encoders are small: fp32 costs nothing.
-
-
 def task_type(base: BaseModel) -> TaskType:
     return TASK_TYPES[base.kind]
 

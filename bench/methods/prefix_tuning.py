@@ -81,7 +81,8 @@ def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
 
 
 class FullPrecisionPrefixEncoder(FullPrecision, PrefixEncoder):
-    """PEFT's prefix encoder, whose `prefix_projection` MLP runs in fp32 under any autocast around it."""
+    """PEFT's prefix encoder, whose `prefix_projection` MLP runs in fp32 under any autocast around it,
+    for the reasons P-tuning's encoder does (`p_tuning.FullPrecisionPromptEncoder`)."""
 
 
 @torch.no_grad()

@@ -11,10 +11,12 @@ from typing import Any
 
 import torch
 
+from bench.errors import SettingsError
+
 METHODS: dict[str, Method] = {}
 
 
-class MethodError(ValueError):
+class MethodError(SettingsError):
     """A method that is unknown, misconfigured or unsupported for a model/task."""
 
 

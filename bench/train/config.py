@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.methods.registry import MethodError
+from bench.errors import SettingsError
 
 
 @dataclass
@@ -42,7 +42,7 @@ class TrainSettings:
         }
         for key, (ok, bounds) in checks.items():
             if not ok:
-                raise MethodError(f"training setting {key}={getattr(self, key)!r} is out of range (must be {bounds})")
+                raise SettingsError(f"training setting {key}={getattr(self, key)!r} is out of range (must be {bounds})")
 
 
 def watching_no_more_than_scored(values: dict, *, as_told: bool | None = None) -> dict:

@@ -82,8 +82,8 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
     stream = batches(examples, settings.batch_size, settings.seed)
     # a bar redrawn with carriage returns is for a terminal; a log file gets a line per evaluation
     terminal = progress and sys.stderr.isatty()
-    bar = tqdm(total=settings.steps, desc="train", disable=not terminal, leave=False)
-    with recomputed_activations(tuned.model, settings.gradient_checkpointing):
+    with (tqdm(total=settings.steps, desc="train", disable=not terminal, leave=False) as bar,
+          recomputed_activations(tuned.model, settings.gradient_checkpointing)):
         for step in range(1, settings.steps + 1):
             tuned.model.train()
             started = device_clock(tuned.device)
@@ -110,5 +110,4 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
                 result.evaluations.append({"step": step, **on_eval(step)})
                 if progress and not terminal:
                     print(_progress_line(result, settings.steps), file=sys.stderr, flush=True)
-    bar.close()
     return result
