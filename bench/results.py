@@ -47,11 +47,16 @@ def without_effect(record: RunRecord) -> list[str]:
         return [name for name in listed if isinstance(name, str)]
     if listed is not None or not isinstance(method, str):  # a hand-edited record: hide nothing
         return []
+    return settings_without_effect_in(method, record["method"]["settings"])
+
+
+def settings_without_effect_in(method: str, settings: dict) -> list[str]:
+    """The settings among `settings` that the others make irrelevant, as `method` says (nothing
+    where it refuses them)."""
     try:
-        settings = json.dumps(record["method"]["settings"], sort_keys=True)
+        return _derived_without_effect(method, json.dumps(settings, sort_keys=True))
     except TypeError:
         return []
-    return _derived_without_effect(method, settings)
 
 
 @functools.cache

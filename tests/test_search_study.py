@@ -492,6 +492,21 @@ def test_a_study_without_a_completed_trial_says_why_there_is_no_best(tmp_path):
     assert lines[2].endswith("MethodError: too many virtual tokens")
 
 
+def test_the_summary_labels_the_best_config_as_the_results_table_does():
+    """A prefix's encoder size does nothing without its projection: tables leave it out, and so does
+    the search's summary (a space may sample it for both)."""
+    study = optuna.create_study(direction="maximize")
+    for projection, value in ((False, 0.7), (True, 0.6)):
+        config = {"method": "prefix_tuning", "train": {"lr": 0.01},
+                  "settings": {"num_virtual_tokens": 8, "prefix_projection": projection, "encoder_hidden_size": 64}}
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"config": config}))
+    assert "best: trial 0 (score 0.7000): prefix_tuning[num_virtual_tokens=8,prefix_projection=False,lr=0.01]" in (
+        summary(study))
+    study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"config": config}))  # with its projection
+    assert "prefix_tuning[encoder_hidden_size=64,num_virtual_tokens=8,prefix_projection=True,lr=0.01]" in (
+        summary(study))
+
+
 def test_the_learning_rate_plot_is_drawn_from_a_shared_learning_rate_too(tmp_path):
     # a space may give every method one `lr` (key `lr`), not one per method (`prompt_tuning.lr`)
     study = optuna.create_study(direction="maximize")
