@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.record import DEFAULT_RESULTS
 from bench.user_warnings import show_warnings_to_users
 from tasks import TaskCardError
 from tasks.notices import first_line
@@ -37,7 +38,7 @@ def _add_run(sub) -> None:
     parser.add_argument("--train-size", type=int, help="training examples to draw (default: all)")
     parser.add_argument("--model-kind", choices=("encoder", "causal", "seq2seq"),
                         help="override the detected kind of a hub id or folder")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="where records go (default results/)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="where records go (default results/)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     parser.add_argument("--gradient-checkpointing", action="store_true", default=None,
                         help="recompute activations in the backward pass: far less memory on long inputs, "
@@ -173,6 +174,21 @@ def _models(args) -> int:
         if not spec.is_installed():
             print(f"{'':<38}install: {spec.install_hint}")
     print("\nAny hub id or local checkpoint folder also works as --model (kind detected from its config).")
+    return 0
+
+
+def _methods(args) -> int:
+    import dataclasses
+
+    from bench.methods import METHODS
+
+    print(f"{'name':<14} {'default lr':<11} description")
+    for method in METHODS.values():
+        print(f"{method.name:<14} {method.default_lr:<11g} {method.description}")
+        defaults = [f"{f.name}={f.default}" for f in dataclasses.fields(method.settings_cls)]
+        if defaults:
+            print(f"{'':<27}settings: {', '.join(defaults)}")
+    print("\nSet them with --method NAME --set key=value (a wrong value is refused with the values allowed).")
     return 0
 
 
@@ -319,7 +335,7 @@ def _results(args) -> int:
 
 
 def _records(args):
-    from bench.results import DEFAULT_RESULTS, SHIPPED_RESULTS, load_records, warn_mixed_flop_estimates
+    from bench.results import SHIPPED_RESULTS, load_records, warn_mixed_flop_estimates
 
     named, args.folder = args.folder is not None, args.folder or DEFAULT_RESULTS  # where tables and plots go
     if args.study and not args.storage:
@@ -398,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     sub.add_parser("models", help="list named models and whether each is ready offline")
+    sub.add_parser("methods", help="list the methods, their default learning rates and settings")
     bench = sub.add_parser("bench", help="run a suite of tasks x models x methods x seeds (resumable)",
                            epilog="examples:\n  spbench bench --suite quick\n  spbench bench --suite my_suite.yaml "
                                   "--results results/mine", formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -453,9 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     show_warnings_to_users()
     args = build_parser().parse_args(argv)
-    handlers = {"run": _run, "models": _models, "tasks": _tasks, "bench": _bench, "results": _results,
-                "plot": _plot, "report": _report, "search": _search,
-                "predict": _predict}
+    handlers = {"run": _run, "models": _models, "methods": _methods, "tasks": _tasks, "bench": _bench,
+                "results": _results, "plot": _plot, "report": _report, "search": _search, "predict": _predict}
     try:
         return handlers[args.command](args)
     # every domain error here is a ValueError, but a diverged run's (bench.train.DivergedError)

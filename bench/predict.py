@@ -70,7 +70,8 @@ def _read(path: Path) -> RunRecord:
 
 def _winner_record(folder: Path, listed: str, task: str) -> RunRecord:
     """A search winner's record: kept in its exported adapter folder, or where best.yaml lists it
-    (searches before the adapter kept it; a relative path is read from here or from the study)."""
+    (searches before the adapter kept it; a relative path is read from the current directory, or
+    from the directory the results folder is in, where the search ran)."""
     candidates = [folder / "best_adapter" / task / ADAPTER_RECORD, Path(listed), folder.parent.parent / listed]
     for path in candidates:
         if path.is_file():

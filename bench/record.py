@@ -15,6 +15,8 @@ from typing import Any, TypedDict
 
 from bench.procfs import status_field
 
+DEFAULT_RESULTS = Path("results")  # where runs, suites and searches write unless told otherwise
+
 SCHEMA_VERSION = 1
 # training settings added after records were first written, with their defaults: a record without
 # one trained at its default, and a run at its default keeps the id it had before the setting existed
@@ -61,8 +63,10 @@ class RunRecord(TypedDict):
     # the frozen weights and of autocast (bf16/fp16 on CUDA): trainable parameters are always fp32
     # (full fine-tuning's loaded in fp32, not rounded from the compute dtype)
     model: dict[str, Any]
-    method: dict[str, Any]  # name, settings (the method's dataclass as a dict)
-    train: dict[str, Any]  # TrainSettings as a dict, with `lr` resolved to the rate used
+    # name, settings (the method's dataclass as a dict), without_effect (settings the others make
+    # irrelevant: kept for reloading, left out of the run's label)
+    method: dict[str, Any]
+    train: dict[str, Any]  # TrainSettings as a dict, with `lr` and `train_size` resolved to what the run used
     seed: int
     scores: dict[str, dict[str, float]]  # split -> metric -> value, plus "n" (examples scored)
     # same, before any training: the method's initial state (an untrained prompt, a fresh head), where

@@ -154,7 +154,6 @@ def shortened(text: str, limit: int = 24) -> str:
     return f"{text[:limit]!r}…#{zlib.crc32(text.encode()) & 0xFFFF:04x}"
 
 
-DEFAULT_RESULTS = Path("results")
 SHIPPED_RESULTS = ("reference", "search_tables")  # committed under results/ with the project: not a user's runs
 
 

@@ -32,8 +32,8 @@ from bench.models.registry import MODELS, folder_fingerprint, folder_source
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.flops import ESTIMATE_VERSION, training_flops
 from bench.names import file_part
-from bench.record import (SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord, results_folder,
-                          share_as_umask_allows, write_record)
+from bench.record import (DEFAULT_RESULTS, SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, Cost, RunRecord,
+                          results_folder, share_as_umask_allows, write_record)
 from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.yaml_values import declared_type
@@ -55,7 +55,7 @@ class RunSpec:
     method_settings: dict = field(default_factory=dict)
     train: TrainSettings = field(default_factory=TrainSettings)
     tasks_dirs: tuple[str, ...] = ()
-    results_dir: Path = Path("results")
+    results_dir: Path = DEFAULT_RESULTS
     model_kind: str | None = None  # override the detected kind of a hub/local model
     progress: bool = True
     # a search selects on validation only; the test split is scored once, for the winner
@@ -328,7 +328,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     weights = {"num_labels": num_labels, "kind": spec.model_kind, "full_precision_weights": method.trains_base_weights}
     base = load_base_model(spec.model, **weights) if pool is None else pool.get(spec.model, **weights)
     _refuse(method, base.kind, task, spec)  # and what the model's kind does, before the base model is scored
-    num_virtual = getattr(settings, "num_virtual_tokens", 0) if method.uses_virtual_tokens else 0
+    num_virtual = getattr(settings, "num_virtual_tokens", 0)
     _check_fits(base, task, num_virtual)
     _check_label_words(base, task.card, settings)
     _note_cut_prompts(base, task, examples)

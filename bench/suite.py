@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.errors import SettingsError
 from bench.methods import get_method
 from bench.methods.prompt_tuning import with_default_init_text
-from bench.errors import SettingsError
 from bench.methods.registry import MethodError, settings_without_effect
 from bench.models.registry import ModelError, refuse_typo
 from bench.names import is_folder_name
+from bench.record import DEFAULT_RESULTS
 from bench.results import method_label
 from bench.run import RunSpec, cannot_answer
 from bench.train import TrainSettings
@@ -44,7 +45,7 @@ class Suite:
     name: str
     path: Path
     description: str
-    results_dir: Path = Path("results")
+    results_dir: Path = DEFAULT_RESULTS
     runs: list[PlannedRun] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # combinations a model cannot run, with why
 
@@ -222,7 +223,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path} description: must be text, got {data['description']!r}")
     suite = Suite(name=data["name"], path=path, description=data.get("description", ""))
-    suite.results_dir = Path(results_dir or Path("results") / suite.name)  # made when the suite runs
+    suite.results_dir = Path(results_dir or DEFAULT_RESULTS / suite.name)  # made when the suite runs
     tasks = data["tasks"]
     if not isinstance(tasks, dict) or not tasks or not all(isinstance(name, str) for name in tasks):
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "

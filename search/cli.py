@@ -14,6 +14,7 @@ import optuna
 import yaml
 
 from bench.interrupts import hold_interrupts, interrupts_restored
+from bench.record import DEFAULT_RESULTS
 from bench.yaml_values import refuse_repeats
 from search.pruning import MARGIN
 
@@ -65,7 +66,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="trials recompute activations in the backward pass: far less memory on long inputs, "
                              "same scores, more time (prefix_tuning, which cannot, leaves the default space)")
-    parser.add_argument("--results", type=Path, default=Path("results"),
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help="folder of the study's folder (default results/)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
 
@@ -318,10 +319,10 @@ def _note_space_change(study: optuna.Study, space) -> None:
     """A resumed study may search another space (widened or narrowed: the scores stay comparable,
     the training budget being the same), but the person should know its trials come from both."""
     from search.starting_points import refit_queued_points
-    from search.study import done_trials
+    from search.study import SPACE_ATTR, done_trials
 
     digest = space.digest()
-    stored = study.user_attrs.get("space")
+    stored = study.user_attrs.get(SPACE_ATTR)
     if stored and stored["digest"] == digest:
         return
     if stored:
@@ -332,7 +333,7 @@ def _note_space_change(study: optuna.Study, space) -> None:
         if requeued or dropped:
             print(f"starting points queued under the earlier space: {requeued} queued again, fitted to this one; "
                   f"{dropped} dropped (their method or choice is not offered here)")
-    study.set_user_attr("space", {"digest": digest, "path": str(space.path)})
+    study.set_user_attr(SPACE_ATTR, {"digest": digest, "path": str(space.path)})
 
 
 def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, dict] | None = None
@@ -341,8 +342,9 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
     bench records when the study starts and kept in it, so a resumed study keeps one scale. Unless
     every task has one, every task is scored raw (a mean of ratios and raw scores means nothing)."""
     from search.objective import full_ft_references
+    from search.study import REFERENCES_ATTR
 
-    references = study.user_attrs.get("references")
+    references = study.user_attrs.get(REFERENCES_ATTR)
     if references is not None:
         print("scoring each task " + (f"relative to full fine-tuning: {_listed(references)}" if references
                                       else "raw (no full fine-tuning score of every task when the study started)"))
@@ -364,7 +366,7 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
         print(f"scoring each task relative to full fine-tuning: {_listed({t: v for t, (v, _) in found.items()})} "
               f"(the best full fine-tuning config by validation score under {results}, mean over seeds: {budgets})")
     references = {} if missing else {task: value for task, (value, _) in found.items()}
-    study.set_user_attr("references", references)
+    study.set_user_attr(REFERENCES_ATTR, references)
     return references
 
 

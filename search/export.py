@@ -26,7 +26,8 @@ from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
 from search.objective import COSTS  # noqa: E402
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, RUN_CONFIG_ATTR, original  # noqa: E402
-from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR  # noqa: E402
+from search.study import (DEFINITION_ATTR, DONE, FAIL_REASON_ATTR, HOST_ATTR, NOT_RUN_ATTR, RECORDS_ATTR,  # noqa: E402
+                          REFERENCES_ATTR, TASKS_ATTR)
 from search.workers import listed_by_reason  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial
     if len(study.directions) > 1:
         return None
     best = best_trial(study)
-    records = best.user_attrs.get("records", [])
+    records = best.user_attrs.get(RECORDS_ATTR, [])
     if len(records) != 1:
         return None
     try:
@@ -85,7 +86,7 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
     that holds the winner's adapter (in a shared study, another one may have run it)."""
     trial = best_trial(study)
     config = trial.user_attrs[CONFIG_ATTR]
-    records = [Path(p) for p in trial.user_attrs["records"]]
+    records = [Path(p) for p in trial.user_attrs[RECORDS_ATTR]]
     local = all(path.exists() for path in records)
     out = folder / "best.yaml"
     best = {
@@ -107,9 +108,9 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         best["validation_standard_error"] = round(ties[0], 4)
         best["tied_trials"] = [t.number for t in ties[2]]  # within one standard error: as good, as far as n shows
     if not local:
-        host = trial.user_attrs.get("host", "another machine")
+        host = trial.user_attrs.get(HOST_ATTR, "another machine")
         best["test"] = f"not scored here: trial {trial.number} ran on {host}, which holds its adapter"
-        best["tasks"] = trial.user_attrs.get("tasks")
+        best["tasks"] = trial.user_attrs.get(TASKS_ATTR)
         print(f"the best trial ran on {host}: its adapter and test score are there (run this command there)")
     else:
         best["records"] = [str(path) for path in records]
@@ -133,7 +134,7 @@ def _per_task(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict:
         return {}
     return {"validation_by_task": {r["task"]["name"]: r["scores"]["validation"][r["task"]["primary_metric"]]
                                    for r in records},
-            "relative_to": study.user_attrs.get("references") or "none: the mean of the tasks' raw scores"}
+            "relative_to": study.user_attrs.get(REFERENCES_ATTR) or "none: the mean of the tasks' raw scores"}
 
 
 def _front(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -192,10 +193,10 @@ def _mean_cost(trial: optuna.trial.FrozenTrial, cost: str) -> float | None:
 def _score_label(study: optuna.Study) -> str:
     """What a trial's score is: a task's validation score, or the mean over several tasks (relative
     to each one's full fine-tuning score where the study has them)."""
-    tasks = study.user_attrs.get("definition", {}).get("tasks", [])
+    tasks = study.user_attrs.get(DEFINITION_ATTR, {}).get("tasks", [])
     if len(tasks) < 2:
         return "validation score"
-    return "mean validation score / full FT's" if study.user_attrs.get("references") else "mean validation score"
+    return "mean validation score / full FT's" if study.user_attrs.get(REFERENCES_ATTR) else "mean validation score"
 
 
 def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
@@ -278,7 +279,7 @@ def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:
 
 def _objectives(study: optuna.Study) -> list[str]:
     """The study's objective names as its command gave them (`score`, `trainable_params`...)."""
-    return study.user_attrs.get("definition", {}).get("objective", ["score", "cost"][:len(study.directions)])
+    return study.user_attrs.get(DEFINITION_ATTR, {}).get("objective", ["score", "cost"][:len(study.directions)])
 
 
 def _config_text(config: dict | None, params: dict) -> str:

@@ -27,6 +27,7 @@ from bench.train import DivergedError, TrainSettings
 from search.pruning import report_with_error
 from search.repeats import result_of_repeat
 from search.space import SearchSpace
+from search.study import HOST_ATTR, PID_ATTR, PRUNED_REASON_ATTR, RECORDS_ATTR, TASKS_ATTR
 
 COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of the model is no cost of its own
 RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
@@ -115,12 +116,12 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         method, settings, train = self.space.sample(trial)
-        trial.set_user_attr("tasks", self.tasks)
+        trial.set_user_attr(TASKS_ATTR, self.tasks)
         configuration = self._spec(self.tasks[0], method, settings, train, trial).configuration()
         if (repeated := result_of_repeat(trial, method, settings, train, configuration=configuration)) is not None:
             return repeated  # the same seeded run would give the same result
-        trial.set_user_attr("host", socket.gethostname())  # where its records and adapter are kept
-        trial.set_user_attr("pid", os.getpid())  # which worker ran it
+        trial.set_user_attr(HOST_ATTR, socket.gethostname())  # where its records and adapter are kept
+        trial.set_user_attr(PID_ATTR, os.getpid())  # which worker ran it
         prunable = self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records, kept = [], [], [], []
         for index, task in enumerate(self.tasks):
@@ -134,14 +135,14 @@ class Objective:
                     # a trial that has trained to the end is complete: nothing is left to save by stopping it
                     if not (last and step >= self.train.steps) and trial.should_prune():
                         reason = f"pruned at step {step} of {task} (validation {score:.4f})"
-                        trial.set_user_attr("pruned_reason", reason)
+                        trial.set_user_attr(PRUNED_REASON_ATTR, reason)
                         raise optuna.TrialPruned(reason)
 
             spec = self._spec(task, method, settings, train, trial)
             try:
                 record = execute_run(spec, on_eval=report, pool=self.pool)
             except DivergedError as err:
-                trial.set_user_attr("pruned_reason", str(err))
+                trial.set_user_attr(PRUNED_REASON_ATTR, str(err))
                 raise optuna.TrialPruned(str(err)) from None
             finally:
                 _remove_if_empty(Path(spec.results_dir))  # a trial stopped before it saved anything leaves no folder
@@ -151,7 +152,7 @@ class Objective:
             # absolute: a rerun from another working directory must find them
             records.append(str(spec.record_path().resolve()))
             kept.append(record)
-        trial.set_user_attr("records", records)
+        trial.set_user_attr(RECORDS_ATTR, records)
         trial.set_user_attr(SEARCH_RECORDS_ATTR, kept)  # `spbench results --storage` reads them from any machine
         score = statistics.fmean(scores)
         if not math.isfinite(score):

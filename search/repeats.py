@@ -13,6 +13,8 @@ import json
 
 import optuna
 
+from search.study import RECORDS_ATTR
+
 CONFIG_ATTR = "config"  # trial user attr: {"method", "settings", "train"} as the trial sampled them
 # trial user attr: {"method", "configuration"}, the configuration its run ids hash (defaults filled in,
 # settings without effect left out), where the objective gives it
@@ -60,7 +62,7 @@ def finished_twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
 def take_result(trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> float | tuple[float, ...]:
     """Record on `trial` whose result it takes (and where that run's records are), and return the result."""
     trial.set_user_attr(REPEAT_OF_ATTR, twin.number)
-    trial.set_user_attr("records", twin.user_attrs.get("records", []))
+    trial.set_user_attr(RECORDS_ATTR, twin.user_attrs.get(RECORDS_ATTR, []))
     return twin.value if len(twin.values) == 1 else tuple(twin.values)
 
 

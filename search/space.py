@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 
+from bench.errors import SettingsError
 from bench.methods import get_method
 from bench.methods.prompt_tuning import with_default_init_text
 from bench.methods.registry import MethodError
@@ -208,7 +209,7 @@ def _checked(where: str, method: str, param: Param) -> Param:
             raise SpaceError(f"{where}.{param.name}: {value!r} is not true or false")
         try:
             settings_cls(**with_default_init_text(method, {param.name: value}))
-        except (MethodError, TypeError) as err:
+        except (SettingsError, TypeError) as err:
             raise SpaceError(f"{where}.{param.name}: value {value!r} is refused: {err}") from None
     return param
 
@@ -229,7 +230,7 @@ def _check_together(where: str, method: str, params: tuple[Param, ...]) -> None:
         settings = with_default_init_text(method, settings)  # as `sample` fills it in
         try:
             settings_cls(**settings)
-        except (MethodError, TypeError) as err:
+        except (SettingsError, TypeError) as err:
             value = "" if param is None else f"{param.name}={settings[param.name]!r} with "
             raise SpaceError(f"{where}: {value}the fixed {fixed} is refused: {err}") from None
 
@@ -282,11 +283,11 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
             why = (f"every method ({', '.join(overriding)}) gives its own under per_method" if overriding
                    else f"applies to none of {', '.join(methods)}")
             raise SpaceError(f"{path} shared: parameter {param.name!r} is never used: {why}")
-    for extra in set(per_method) - set(methods):
-        raise SpaceError(f"{path} per_method: {extra!r} is not in `methods`")
+    if extras := sorted(set(per_method) - set(methods)):
+        raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`")
     if len(methods) == 1 and not any(p.varies for p in params[methods[0]]):
         declared = "every parameter fixed" if params[methods[0]] else "no parameter declared"
         raise SpaceError(f"{path}: nothing to search: one method ({methods[0]}) with {declared}; a space searches "
                          "only what it declares (copy search/spaces/default.yaml to start from its ranges): give a "
                          "parameter a range or choices, or train that config with `spbench run`")
-    return SearchSpace(path=path, methods=methods, params=params)
+    return SearchSpace(path=path, methods=tuple(methods), params=params)

@@ -9,9 +9,18 @@ from optuna.trial import TrialState
 from search.space import SearchSpace
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-FAIL_REASON_ATTR = "fail_reason"
 INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
-NOT_RUN_ATTR = "not_run"  # trial user attr: why a trial ended before it ran (budget full, point already run)
+# trial user attrs
+FAIL_REASON_ATTR = "fail_reason"
+NOT_RUN_ATTR = "not_run"  # why a trial ended before it ran (budget full, point already run)
+PRUNED_REASON_ATTR = "pruned_reason"  # where a trial was stopped, or why (a diverging loss)
+RECORDS_ATTR = "records"  # the paths of a trial's run records, a task each
+TASKS_ATTR = "tasks"  # the tasks a trial ran, in its records' order
+HOST_ATTR, PID_ATTR = "host", "pid"  # the machine that keeps its records and adapter; the worker that ran it
+# study user attrs
+DEFINITION_ATTR = "definition"  # what a resumed study must still match: tasks, model, objective, budget
+SPACE_ATTR = "space"  # the space file's digest and path
+REFERENCES_ATTR = "references"  # each task's full fine-tuning score, which trials' scores are relative to
 
 
 def _offered(distribution: optuna.distributions.BaseDistribution) -> str:
@@ -55,9 +64,9 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
     """Tie the study to what its trials measure (tasks, model, objective, training budget): a rerun
     with other settings under the same name would mix incomparable trials, or, with another
     objective, fail every trial without end. A new study records the definition; a loaded one must match."""
-    stored = study.user_attrs.get("definition")
+    stored = study.user_attrs.get(DEFINITION_ATTR)
     if stored is None and not study.trials:
-        study.set_user_attr("definition", definition)
+        study.set_user_attr(DEFINITION_ATTR, definition)
         return
     wanted = [d.upper() for d in directions]
     if [d.name for d in study.directions] != wanted:
@@ -66,7 +75,7 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
     unknown = [k for k in RECORDED_ON_FIRST_RESUME if stored and k in definition and k not in stored]
     if unknown:
         stored = {**stored, **{k: definition[k] for k in unknown}}
-        study.set_user_attr("definition", stored)
+        study.set_user_attr(DEFINITION_ATTR, stored)
     # a key added to definitions later reads, in a study recorded before, as its default then
     differing = {k: (stored.get(k, DEFINITION_ADDED_LATER.get(k)), v) for k, v in definition.items()
                  if stored and stored.get(k, DEFINITION_ADDED_LATER.get(k)) != v}

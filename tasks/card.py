@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.yaml_values import read_yaml_mapping
-from tasks.metrics import CLASSIFICATION_METRICS, GENERATION_METRICS, METRICS
+from tasks.metrics import CLASSIFICATION_METRICS, EVALUATE_PREFIX, GENERATION_METRICS, METRICS
 from tasks.template import fields_read, parse_template
 
 KINDS = ("classification", "qa", "summarization")
@@ -35,7 +35,6 @@ HUB_KEYS = ("name", "data_files", "revision")
 DATA_FILES_SHAPES = "text, a list of text or a mapping split -> text or list of text"
 KNOWN_KEYS = REQUIRED_KEYS + tuple(key for key in KEY_TYPES if key not in REQUIRED_KEYS)
 TYPE_NAMES = {str: "text", int: "an integer", dict: "a mapping", list: "a list", bool: "true or false"}
-EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
 
 
 class TaskCardError(ValueError):

@@ -114,6 +114,7 @@ GENERATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]],
     "rougeLsum": _rouge("rougeLsum"),
 }
 METRICS = {**CLASSIFICATION_METRICS, **GENERATION_METRICS}
+EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
 
 
 @functools.cache
@@ -135,8 +136,8 @@ def load_library_metrics(names: Sequence[str], *, folder: Path | None = None) ->
     """Load the `evaluate:` metrics among `names` now: one that cannot load is named before any
     training or scoring, not after it."""
     for name in names:
-        if name.startswith("evaluate:"):
-            load_library_metric(name.removeprefix("evaluate:"), folder)
+        if name.startswith(EVALUATE_PREFIX):
+            load_library_metric(name.removeprefix(EVALUATE_PREFIX), folder)
 
 
 def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence, folder: Path | None) -> float:
@@ -153,8 +154,8 @@ def compute_metrics(names: Sequence[str], predictions: Sequence, references: Seq
     """Each named metric; `folder` is where a local `evaluate:` metric folder is looked for first."""
     scores = {}
     for name in names:
-        if name.startswith("evaluate:"):
-            scores[name] = _evaluate_library_metric(name.removeprefix("evaluate:"), predictions, references, folder)
+        if name.startswith(EVALUATE_PREFIX):
+            scores[name] = _evaluate_library_metric(name.removeprefix(EVALUATE_PREFIX), predictions, references, folder)
         else:
             scores[name] = METRICS[name](predictions, references)
     return scores

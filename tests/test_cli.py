@@ -68,6 +68,17 @@ def test_run_writes_a_complete_record(capsys, tiny_models, tiny_tasks, tmp_path,
         assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~mask  # safetensors alone writes 0600
 
 
+def test_methods_lists_every_method_with_its_default_rate_and_settings(capsys):
+    from bench.methods import METHODS
+
+    code, out, _ = run_cli(capsys, "methods")
+    assert code == 0
+    for method in METHODS.values():
+        assert re.search(rf"^{method.name} +{method.default_lr:g} +{re.escape(method.description)}$", out, re.M)
+    assert "settings: num_virtual_tokens=20, init=sampled_vocab, init_text=None" in out  # prompt tuning's defaults
+    assert "full_ft" in out and out.count("settings:") == len(METHODS) - 1  # full fine-tuning has none
+
+
 def test_skipping_the_initial_score_leaves_no_zero_shot(capsys, tiny_models, tiny_tasks, tmp_path):
     args = tiny_run(tiny_models, tiny_tasks, tmp_path, "roberta", "lora", "tiny_cls", "--set", "score_initial=false")
     code, out, err = run_cli(capsys, *args)

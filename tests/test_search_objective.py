@@ -178,8 +178,8 @@ def test_a_config_an_earlier_trial_completed_takes_its_result_without_training(m
 
     def execute_run(spec, *, on_eval, pool):
         trained.append(spec.train.lr)
-        folder = tmp_path / f"lr{spec.train.lr}"
-        folder.mkdir(exist_ok=True)
+        folder = spec.record_path().parent  # where a real run writes its record
+        folder.mkdir(parents=True, exist_ok=True)
         record = {"task": {"primary_metric": "accuracy"},
                   "scores": {"validation": {"accuracy": 0.9 if spec.train.lr == 0.02 else 0.8, "n": 400}},
                   "cost": {}, "artifact_path": str(folder / "adapter")}

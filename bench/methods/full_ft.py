@@ -26,7 +26,6 @@ register_method(Method(
     settings_cls=FullFineTuningSettings,
     build=build_full_ft,
     default_lr=3e-5,
-    uses_virtual_tokens=False,
     trains_base_weights=True,
     description="reference: full fine-tuning of every weight",
 ))

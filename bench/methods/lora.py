@@ -34,6 +34,5 @@ register_method(Method(
     settings_cls=LoraSettings,
     build=build_lora,
     default_lr=5e-4,
-    uses_virtual_tokens=False,
     description="reference: LoRA on the attention projections (PEFT defaults per architecture)",
 ))

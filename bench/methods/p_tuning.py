@@ -54,6 +54,5 @@ register_method(Method(
     settings_cls=PTuningSettings,
     build=build_p_tuning,
     default_lr=1e-2,
-    uses_virtual_tokens=True,
     description="Liu et al.: virtual tokens reparameterized by an MLP or LSTM prompt encoder",
 ))

@@ -102,7 +102,6 @@ register_method(Method(
     settings_cls=PrefixTuningSettings,
     build=build_prefix_tuning,
     default_lr=1e-2,
-    uses_virtual_tokens=True,
     allows_checkpointing=False,  # PEFT refuses it: the prefix is a key/value cache that each layer reads
     description="Li & Liang / P-tuning v2: trainable key/value prefixes in every layer",
     refusal=prefix_tuning_refusal,

@@ -101,7 +101,6 @@ register_method(Method(
     settings_cls=PromptTuningSettings,
     build=build_prompt_tuning,
     default_lr=3e-2,
-    uses_virtual_tokens=True,
     description="Lester et al.: trainable input vectors; init random / sampled_vocab / class_labels / text",
     refusal=prompt_tuning_refusal,
 ))

@@ -27,8 +27,7 @@ class Method:
     # (base model, settings, task card) -> trainable model (a PEFT model or the base model itself)
     build: Callable[..., torch.nn.Module]
     default_lr: float
-    uses_virtual_tokens: bool
-    description: str
+    description: str  # one line for `spbench methods`
     # whether the trained model can recompute its activations in the backward pass (gradient checkpointing)
     allows_checkpointing: bool = True
     # whether it trains the base model's own weights (full fine-tuning), which then load in fp32

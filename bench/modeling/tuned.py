@@ -73,12 +73,19 @@ class TunedModel:
         return encode_seq2seq(self.tokenizer, prompts, targets, max_tokens=max_tokens,
                               max_target_tokens=self.base.max_positions)
 
+    def prompt_batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The prompts tokenized and on the device, as every forward over prompts alone takes them. An
+        encoder's over-long prompt keeps its head and its tail (a decoder's, its end: the tokenizer's
+        truncation side)."""
+        return self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens,
+                                              head_and_tail=self.kind == "encoder"))
+
     def _target_room(self) -> int | None:
         """Positions left for a target after the virtual tokens and the longest prompt, where the
         model's positions are bounded (None: they are not). A run is refused unless this holds the
         answer (`max_new_tokens`, or a classifier's longest label word), so only targets longer than
-        any answer the model is asked for are cut; on
-        CUDA, a position past the table would be a device-side assert that ends the process."""
+        any answer the model is asked for are cut; on CUDA, a position past the table would be a
+        device-side assert that ends the process."""
         limit = self.base.max_positions
         if limit is None:
             return None
@@ -222,14 +229,6 @@ class TunedModel:
         listed = getattr(getattr(self.base.model, "generation_config", None), "eos_token_id", None)
         listed = listed if isinstance(listed, list) else [listed]
         return sorted({i for i in (self.tokenizer.eos_token_id, *listed) if i is not None})
-
-
-    def prompt_batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The prompts tokenized and on the device, as every forward over prompts alone takes them. An
-        encoder's over-long prompt keeps its head and its tail (a decoder's, its end: the tokenizer's
-        truncation side)."""
-        return self._to_device(encode_prompts(self.tokenizer, prompts, max_tokens=self.card.max_input_tokens,
-                                              head_and_tail=self.kind == "encoder"))
 
     @torch.no_grad()
     def prompt_forward(self, batch: dict[str, torch.Tensor]) -> None:
