@@ -324,8 +324,10 @@ def _results(args) -> int:
     print(format_table(rows))
     if rows:
         metrics = ", ".join(sorted({f"{row.task} {row.metric}" for row in rows}))
-        print(f"\nscore: each task's primary metric on the {args.split} split ({metrics}), mean over seeds; vs FT: "
-              "over full fine-tuning's; vs 0-shot: % change from the base model's zero-shot score")
+        print(f"\nscore: each task's primary metric on the {args.split} split ({metrics}), mean ± std over seeds; "
+              "SE: its standard error from the examples scored (scores closer than about 2 SE may differ by the "
+              "examples drawn alone); vs FT: over full fine-tuning's; vs 0-shot: % change from the base model's "
+              "zero-shot score")
     if left_out := unscored(records, args.split):
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")

@@ -14,16 +14,16 @@ from bench.results import (ResultRow, aggregate, csv_name, figure, load_records,
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
-    lines = ["| model | config | seeds | score | vs full FT | vs zero-shot | trainable params | train s | "
+    lines = ["| model | config | seeds | score | SE | vs full FT | vs zero-shot | trainable params | train s | "
              "FLOPs | peak mem (MiB) | artifact (KiB) | latency × |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r.model, -r.score)):
         improvement = figure(r.improvement_pct, "+.1f") + ("%" if r.improvement_pct is not None else "")
         params = figure(r.trainable_params, ",.0f") + (f" ({r.trainable_pct:.3f}%)" if math.isfinite(
             r.trainable_pct) else "")
         label = r.label.replace("|", "\\|")  # a `|` in an init text would end the cell
         lines.append(
-            f"| {r.model} | `{label}` | {r.seeds} | {r.score:.3f}{spread(r, gap=' ')} | "
+            f"| {r.model} | `{label}` | {r.seeds} | {r.score:.3f}{spread(r, gap=' ')} | {figure(r.score_se, '.3f')} | "
             f"{figure(r.relative_to_full_ft, '.3f')} | {improvement} | {params} | {figure(r.train_seconds, '.1f')} | "
             f"{figure(r.train_flops, '.2e')} | {figure(r.peak_memory_bytes, ',.0f', scale=2**20)} | "
             f"{figure(r.artifact_bytes, ',.0f', scale=2**10)} | {figure(r.latency_overhead, '.2f')} |")
@@ -85,11 +85,21 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
             [f"{len(environments)} environments ran these records:", ""] if len(environments) > 1 else [])
         for environment in environments:
             lines += [*environment, ""]
-    lines += ["Columns: *vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
-              "training data and evaluation examples (of best validation score, where there are several); "
+    lines += ["Columns: *SE* is the score's standard error from the examples scored alone (binomial, "
+              "Agresti–Coull; exact for accuracy and exact match, an upper bound for F1 and ROUGE; – for a metric "
+              "that is no mean over examples): scores closer than about 2 SE may differ by the examples drawn, "
+              "and seeds add a spread of their own (±); "
+              "*vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
+              "training data and evaluation examples (of best validation score, where there are several), "
+              "whatever steps each was trained for (a method may have a budget of its own: the line above each "
+              "table names them); "
               "*vs zero-shot* the mean relative change (in %, not points) from the base model's zero-shot score "
               "(– for an encoder, whose base model has no head to score with, and where a seed's is 0 or "
               "below); FLOPs are the analytic training estimate; "
-              "*peak mem* is training's; *latency ×* the inference latency over the base model's (median of "
-              "paired rounds; 1 for full fine-tuning by definition); – a figure the records lack.", ""]
+              "*peak mem* is training's: on a GPU the allocator's peak, on a CPU the process's peak resident "
+              "memory, which counts the loaded models and libraries too; *artifact* the saved adapter (full "
+              "fine-tuning saves nothing: the size its weights would take); "
+              "*latency ×* the inference latency over the base model's (median of "
+              "paired rounds; 1 for full fine-tuning by definition; a reading below 1 is noise); "
+              "– a figure the records lack.", ""]
     return write_text_atomic("\n".join(lines), folder / split_name("report", split, ".md"))

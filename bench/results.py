@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, write_text_atomic
 from bench.yaml_values import is_number
+from tasks.metrics import PER_EXAMPLE_MEANS, standard_error
 from tasks.notices import SkippedInput, UserNotice
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
@@ -248,6 +249,9 @@ class ResultRow:
     eval_size: int | None  # None: whole evaluation splits
     train: dict  # every training setting the group shares (all but the seed)
     examples: int | None = None  # examples each score is over (its records' n; fewer than eval_size in a small split)
+    # the score's standard error from those examples alone (binomial, Agresti-Coull; see
+    # tasks.metrics.standard_error), where the metric is a mean over examples; seeds add their own spread
+    score_se: float | None = None
     card: str = ""  # the task card's folder and file (see card_of)
     model_kind: str = ""  # encoder, causal or seq2seq (see model_kind)
     precision: str = ""  # device/dtype the runs computed in (see precision)
@@ -340,6 +344,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     # a cost a record lacks (older records) or left null is not a number: nan, left out of plots
     costs = {key: statistics.fmean(_number(r["cost"].get(key)) for r in group) for key in COST_KEYS}
     train = _training(group[0])
+    examples = group[0]["scores"][split].get("n")
     return ResultRow(
         task=group[0]["task"]["name"], model=group[0]["model"]["name"], method=group[0]["method"]["name"], label=label,
         settings={k: v for k, v in group[0]["method"]["settings"].items() if k not in without_effect(group[0])},
@@ -349,8 +354,9 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         **_versus_zero_shot(group, split, metric),
         relative_to_full_ft=None, **costs, task_version=group[0]["task"].get("version"),
         **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
-        examples=group[0]["scores"][split].get("n"), card=card_of(group[0]), model_kind=model_kind(group[0]),
-        precision=precision(group[0]),
+        examples=examples, score_se=standard_error(score, examples, adjusted=True)
+        if metric in PER_EXAMPLE_MEANS and examples else None,
+        card=card_of(group[0]), model_kind=model_kind(group[0]), precision=precision(group[0]),
     )
 
 
@@ -475,8 +481,8 @@ def format_table(rows: list[ResultRow]) -> str:
     tasks, models = (max([len(title)] + [len(getattr(r, key)) for r in rows]) for title, key in
                      (("task", "task"), ("model", "model")))
     width = max([len("config")] + [len(r.label) for r in rows])
-    header = (f"{'task':<{tasks}} {'model':<{models}} {'config':<{width}} {'seeds':>5} {'score':>14} {'vs FT':>6} "
-              f"{'vs 0-shot':>9} {'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
+    header = (f"{'task':<{tasks}} {'model':<{models}} {'config':<{width}} {'seeds':>5} {'score':>14} {'SE':>5} "
+              f"{'vs FT':>6} {'vs 0-shot':>9} {'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         relative = figure(r.relative_to_full_ft, ".2f", missing="-")
@@ -485,6 +491,6 @@ def format_table(rows: list[ResultRow]) -> str:
         latency = figure(r.latency_overhead, ".2f", missing="-") + ("x" if math.isfinite(r.latency_overhead) else "")
         lines.append(
             f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>5} "
-            f"{r.score:>7.3f}{spread(r):<7} {relative:>6} {improvement} "
+            f"{r.score:>7.3f}{spread(r):<7} {figure(r.score_se, '.3f', missing='-'):>5} {relative:>6} {improvement} "
             f"{_si(r.trainable_params):>7} {seconds:>8} {_si(r.train_flops):>7} {latency:>7}")
     return "\n".join(lines)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import statistics
 import warnings
@@ -29,6 +28,7 @@ from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, RUN_CONFIG_ATTR, origina
 from search.study import (DEFINITION_ATTR, DONE, FAIL_REASON_ATTR, HOST_ATTR, NOT_RUN_ATTR, RECORDS_ATTR,  # noqa: E402
                           REFERENCES_ATTR, TASKS_ATTR)
 from search.workers import listed_by_reason  # noqa: E402
+from tasks.metrics import PROPORTION_METRICS, standard_error  # noqa: E402
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
@@ -36,10 +36,6 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     trial that ran it, where a later one took its result."""
     best = study.best_trial if len(study.directions) == 1 else max(study.best_trials, key=lambda t: t.values[0])
     return original(study.get_trials(deepcopy=False), best)
-
-
-# Metrics that are the mean of a 0/1 outcome per example: their standard error is binomial.
-PROPORTION_METRICS = ("accuracy", "exact_match")
 
 
 def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial.FrozenTrial]] | None:
@@ -60,10 +56,7 @@ def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial
     n = record["scores"]["validation"].get("n")
     if record["task"]["primary_metric"] not in PROPORTION_METRICS or not n:
         return None
-    # Agresti-Coull: two successes and two failures added, so a perfect score on a small validation
-    # set does not claim zero error; for hundreds of examples it is the plain binomial error
-    adjusted = (best.value * n + 2) / (n + 4)
-    error = math.sqrt(adjusted * (1 - adjusted) / (n + 4))
+    error = standard_error(best.value, n, adjusted=True)  # as the results table gives it
     ties = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if t.number != best.number and REPEAT_OF_ATTR not in t.user_attrs and t.value >= best.value - error]
     return error, n, sorted(ties, key=lambda t: -t.value)
@@ -219,7 +212,9 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
         axes.set_xscale("log")
     axes.set_xlabel(xlabel)
     axes.set_ylabel(_score_label(study))
-    axes.set_title(f"score vs {xlabel}")
+    drawn = sum(len(points) for points in by_method.values())
+    # pruned trials have no final score to place: a search that prunes many shows few points
+    axes.set_title(f"score vs {xlabel}: {drawn} completed {_trials(drawn)} (pruned ones have no score)", fontsize=10)
     axes.legend(fontsize=7)
     figure.tight_layout()
     path = save_atomic(figure, folder / f"{name}.png", dpi=120)
@@ -234,7 +229,8 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     paths = []
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    objectives = _objectives(study)  # names the cost axis
+    # names the axes: what the score is, and the cost chosen
+    objectives = [_score_label(study) if name == "score" else name for name in _objectives(study)]
     drawings = [("pareto_front", lambda: optuna_plots.plot_pareto_front(study, target_names=objectives))] if multi \
         else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
     if len(complete) >= 2 and not multi:
@@ -251,6 +247,10 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
             _print_plot_notes(name, notes)
             if name == "pareto_front" and spans_decades(t.values[1] for t in complete):
                 axes.set_yscale("log")  # the cost: trainable parameters span 1e3 to 1e6, say
+            if name == "optimization_history":
+                axes.set_ylabel(_score_label(study))
+            if name == "param_importances":  # a handful of trials gives importances that mean little
+                axes.set_title(f"Hyperparameter importances, from {len(complete)} completed trials")
             axes.figure.tight_layout()
             path = save_atomic(axes.figure, folder / f"{name}.png", dpi=120)
             plt.close(axes.figure)

@@ -15,22 +15,16 @@ import math
 
 import optuna
 
+from tasks.metrics import standard_error
+
 MARGIN = 2.0  # standard errors of the difference: about a 95% two-sided test
 REPORT_ERRORS_ATTR = "report_standard_errors"  # trial user attr: {str(step): standard error of its score}
 
 
-def standard_error(score: float, examples: int) -> float:
-    """Standard error of a score averaged over `examples` per-example scores in [0, 1]: sqrt(p(1-p)/n)
-    is exact for accuracy and an upper bound for any mean of [0, 1] scores such as SQuAD F1 or ROUGE,
-    whose variance is at most p(1-p) (Bhatia-Davis). A score outside [0, 1] (a metric on another
-    scale) gets 0, and the pruner it is reported to decides on any gap."""
-    p = min(max(score, 0.0), 1.0)
-    return math.sqrt(p * (1 - p) / examples)
-
-
 def report_with_error(trial: optuna.Trial, score: float, step: int, *, examples: int) -> None:
     """`trial.report` that also keeps the standard error of a score over `examples` validation
-    examples where a noise-aware pruner reads it."""
+    examples where a noise-aware pruner reads it (a score outside [0, 1], of a metric on another
+    scale, gets 0: the pruner decides on any gap)."""
     errors = {**trial.user_attrs.get(REPORT_ERRORS_ATTR, {}), str(step): standard_error(score, examples)}
     trial.set_user_attr(REPORT_ERRORS_ATTR, errors)
     trial.report(score, step)

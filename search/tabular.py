@@ -18,7 +18,8 @@ import optuna
 from scipy.stats import spearmanr
 
 from bench.results import load_records
-from search.pruning import MARGIN, report_with_error, standard_error
+from search.pruning import MARGIN, report_with_error
+from tasks.metrics import standard_error
 from search.repeats import result_of_repeat
 from search.space import Param, SearchSpace, nearest
 from search.starting_points import enqueue_known_good

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 import re
 import string
 from collections.abc import Callable, Sequence
@@ -114,7 +115,24 @@ GENERATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]],
     "rougeLsum": _rouge("rougeLsum"),
 }
 METRICS = {**CLASSIFICATION_METRICS, **GENERATION_METRICS}
+# scores that are a mean of a per-example score in [0, 1], whose standard error follows from the
+# number of examples; of a 0/1 outcome per example (PROPORTION_METRICS), exactly the binomial one
+PER_EXAMPLE_MEANS = ("accuracy", "exact_match", "f1", "rouge1", "rouge2", "rougeL", "rougeLsum")
+PROPORTION_METRICS = ("accuracy", "exact_match")
 EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
+
+
+def standard_error(score: float, examples: int, *, adjusted: bool = False) -> float:
+    """Standard error of a score averaged over `examples` per-example scores in [0, 1]: sqrt(p(1-p)/n)
+    is exact for accuracy and an upper bound for any mean of [0, 1] scores such as SQuAD F1 or ROUGE,
+    whose variance is at most p(1-p) (Bhatia-Davis). A score outside [0, 1] (a metric on another
+    scale) is taken at its nearest bound. `adjusted`: Agresti-Coull, two successes and two failures
+    added, so a perfect score on a few examples does not claim zero error (for hundreds of examples,
+    the plain error)."""
+    p = min(max(score, 0.0), 1.0)
+    if adjusted:
+        p, examples = (p * examples + 2) / (examples + 4), examples + 4
+    return math.sqrt(p * (1 - p) / examples)
 
 
 @functools.cache

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.metrics import METRICS, normalize_answer, squad_exact_match, squad_f1
+from tasks.metrics import METRICS, normalize_answer, squad_exact_match, squad_f1, standard_error
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -56,3 +56,11 @@ def test_rouge_reads_every_script_and_tokenizes_ascii_as_rouge_score_does():
     assert METRICS["rouge1"](["café"], [["caf"]]) == 0.0  # "café" was read as "caf"
     text = "Don't re-run it_now: 19th-century CATS were running, weren't they?"
     assert _rouge_tokenizer().tokenize(text) == tokenizers.DefaultTokenizer(use_stemmer=True).tokenize(text)
+
+
+def test_standard_error_by_hand():
+    assert standard_error(0.8, 100) == pytest.approx(0.04)  # sqrt(0.8 * 0.2 / 100)
+    assert standard_error(1.0, 10) == 0  # the plain error of a perfect score claims none
+    # Agresti-Coull: two successes and two failures added, (10 + 2) / 14 = 6/7 on 14 examples
+    assert standard_error(1.0, 10, adjusted=True) == pytest.approx((6 / 7 * 1 / 7 / 14) ** 0.5)
+    assert standard_error(1.7, 100) == 0 and standard_error(-0.2, 100) == 0  # another scale: its nearest bound

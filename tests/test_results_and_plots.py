@@ -229,12 +229,13 @@ def test_prompt_length_and_init_plots_show_each_point_at_its_best_learning_rate_
     assert (comparison.config, comparison.inits, comparison.scores, comparison.lrs_chosen) == (
         "prompt_tuning[num_virtual_tokens=20]", ["class_labels", "random"], [0.8, 0.6], True)
     one_rate = aggregate([r for r in records if r["train"]["lr"] == 0.1])
-    assert [(c.method, c.lrs_chosen) for c in data.length_curves(one_rate)] == [
-        ("prompt_tuning[init=random,lr=0.1]", False)]
+    assert [(c.method, c.lrs_chosen, c.lrs_differ) for c in data.length_curves(one_rate)] == [
+        ("prompt_tuning[init=random,lr=0.1]", False, False)]
     # one rate at each length, another at each: nothing was chosen, and no one rate names the curve
     one_each = aggregate([r for r in records if (r["train"]["lr"] == 0.1) == (r["method"]["settings"]
                                                                               ["num_virtual_tokens"] == 1)])
-    assert [(c.method, c.lrs_chosen) for c in data.length_curves(one_each)] == [("prompt_tuning[init=random]", False)]
+    assert [(c.method, c.lrs_chosen, c.lrs_differ) for c in data.length_curves(one_each)] == [
+        ("prompt_tuning[init=random]", False, True)]  # the chart says so, as its label names no rate
 
 
 def test_curves_and_init_groups_sort_numbers_as_numbers_and_keep_cards_and_kinds_apart():
@@ -331,6 +332,9 @@ def test_length_curve_and_init_comparison():
     assert curve.metric == comparison.metric == "accuracy"  # each panel's axis names its task's metric
     relative = data.relative_scores(rows)
     assert relative.values["prompt_tuning"]["sst2 (m)"] == pytest.approx(0.84 / 0.89)
+    # the chart names the config behind each bar: the one of best validation score, not of best test score
+    best = max((r for r in rows if r.method == "prompt_tuning"), key=lambda r: r.validation)
+    assert relative.configs["prompt_tuning"]["sst2 (m)"] == best.label and best.score == pytest.approx(0.84)
 
 
 def test_corrupt_records_are_skipped_with_a_warning(tmp_path):
@@ -632,6 +636,8 @@ def test_the_report_dashes_missing_figures_and_keeps_its_table_whole(tmp_path):
         report = write_report(tmp_path / "mine", records=records).read_text()
     assert report.startswith("# softprompt-bench report: mine\n")
     rows = [line for line in report.splitlines() if line.startswith("| m |")]
-    assert len(rows) == 3 and all(line.count(" | ") == 11 for line in [r.replace("\\|", "") for r in rows])
+    assert len(rows) == 3 and all(line.count(" | ") == 12 for line in [r.replace("\\|", "") for r in rows])
     assert "nan" not in report and "| – |" in report
+    # the score's standard error from the 277 examples it is over (Agresti-Coull: (0.7 * 277 + 2) / 281)
+    assert "| 0.700 | 0.027 |" in report
     assert "Scored on 277 or ? test examples; trained for 50 or ? steps of 16 or ? examples." in report

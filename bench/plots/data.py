@@ -15,7 +15,7 @@ COST_AXES = {
     "trainable_params": "trainable parameters",
     "train_seconds": "training time (s)",
     "train_flops": "training FLOPs (estimate)",
-    "peak_memory_bytes": "peak memory (MiB)",
+    "peak_memory_bytes": "peak memory (MiB; on a CPU, the process's resident set)",
     "artifact_bytes": "saved artifact (KiB)",
 }
 COST_UNITS = {"peak_memory_bytes": 2**20, "artifact_bytes": 2**10}  # bytes drawn in the units the report uses
@@ -47,6 +47,7 @@ class RelativeScores(NamedTuple):
     tasks: list[str]
     methods: list[str]
     values: dict[str, dict[str, float]]  # method -> task -> relative score of its best config (on validation)
+    configs: dict[str, dict[str, str]] = {}  # method -> task -> that config's label
 
 
 class LengthCurve(NamedTuple):
@@ -58,6 +59,7 @@ class LengthCurve(NamedTuple):
     stds: list[float | None]  # None for a single seed
     metric: str = "score"
     lrs_chosen: bool = False  # each length shows the best of several learning rates (on validation)
+    lrs_differ: bool = False  # its points were trained at different learning rates (chosen or not)
 
 
 class InitComparison(NamedTuple):
@@ -69,6 +71,7 @@ class InitComparison(NamedTuple):
     stds: list[float | None]  # None for a single seed
     metric: str = "score"
     lrs_chosen: bool = False  # each init shows the best of several learning rates (on validation)
+    lrs_differ: bool = False  # its bars were trained at different learning rates (chosen or not)
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
@@ -122,6 +125,7 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     for row, task, model in zip(rows, task_names(rows), model_names(rows)):
         columns[f"{task} ({model})"].append(row)
     values: dict[str, dict[str, float]] = defaultdict(dict)
+    configs: dict[str, dict[str, str]] = defaultdict(dict)
     for column, group in columns.items():
         usual = _usual(group)  # a 20-example smoke run does not compete with the real ones
         for method in {r.method for r in group}:
@@ -129,8 +133,9 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
             chosen = max(candidates, key=lambda r: r.validation, default=None)  # on validation, as the tables
             if chosen is not None and chosen.relative_to_full_ft is not None:
                 values[method][column] = chosen.relative_to_full_ft
+                configs[method][column] = chosen.label
     tasks = sorted({t for per_task in values.values() for t in per_task})
-    return RelativeScores(tasks, sorted(values), dict(values))
+    return RelativeScores(tasks, sorted(values), dict(values), dict(configs))
 
 
 def _family(row: ResultRow, task: str, model: str, *keys: str) -> tuple:
@@ -168,7 +173,7 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
         one_lr = len({r.lr for r in chosen}) == 1  # else the label's lr would be its first point's only
         curves.append(LengthCurve(task, model, name if one_lr else _label_without(name, "lr"), sorted(best),
                                   [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
-                                  lrs_chosen=several_lrs))
+                                  lrs_chosen=several_lrs, lrs_differ=not one_lr))
     return sorted(curves, key=lambda c: (c.task, c.model, natural_key(c.method)))
 
 
@@ -217,5 +222,5 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
         comparisons.append(InitComparison(task, model, name if one_lr else _label_without(name, "lr"),
                                           [_init_name(r, with_text=several_texts) for r in chosen],
                                           [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
-                                          lrs_chosen=several_lrs))
+                                          lrs_chosen=several_lrs, lrs_differ=not one_lr))
     return sorted(comparisons, key=lambda c: (c.task, c.model, natural_key(c.config)))

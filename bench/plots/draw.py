@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 # the same data draw the same SVG: fixed element ids and no creation date (committed plots diff cleanly)
 matplotlib.rcParams["svg.hashsalt"] = "softprompt-bench"
@@ -60,7 +61,11 @@ def _spreads(stds) -> list[float]:
     return [float("nan") if std is None else std for std in stds]
 
 
-SPREAD_NOTE = "error bars: sample std over seeds (none for one seed)"
+def _spread_note(stds) -> str:
+    """What the error bars are, where there are any."""
+    if any(std is not None for std in stds):
+        return "error bars: sample std over seeds (none for one seed)"
+    return "one seed: no error bars"
 
 
 def spans_decades(values) -> bool:
@@ -81,15 +86,16 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> l
                   label="Pareto front")
     if spans_decades([p.cost for p in chart.points]):
         axes.set_xscale("log")
-    for method, point in chart.references.items():
-        axes.axhline(point.score, color=METHOD_COLOURS.get(method), ls=":", lw=1)
-        # x in axes fraction, y in data: the label sits at the left edge whatever the x scale
-        axes.annotate(f"{method} {point.score:.3f}", (0.01, point.score), xycoords=axes.get_yaxis_transform(),
-                      fontsize=7, color=METHOD_COLOURS.get(method), va="bottom")
-    axes.set_xlabel(f"{COST_AXES[chart.axis]}; {SPREAD_NOTE}")
+    else:  # 1.5G, not 1.5 beside a "1e9" that the axis label runs into
+        axes.xaxis.set_major_formatter(EngFormatter(sep=""))
+    for method, point in chart.references.items():  # named in the legend: a label on the line would cover points
+        axes.axhline(point.score, color=METHOD_COLOURS.get(method), ls=":", lw=1,
+                     label=f"{method}'s score ({point.score:.3f})")
+    axes.set_xlabel(COST_AXES[chart.axis])
     axes.set_ylabel(f"{chart.metric} ({split})")
-    axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs cost")
-    axes.legend(fontsize=7, loc="best")
+    axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {COST_AXES[chart.axis].split(' (')[0]}\n"
+                   f"({_spread_note(p.score_std for p in chart.points)})", fontsize=10)
+    _legend_beside(axes, fontsize=7)
     return _save(figure, folder, f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}")
 
 
@@ -99,7 +105,10 @@ def _legend_beside(axes, **options) -> None:
 
 
 def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") -> list[Path]:
-    figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 4), 4))
+    # which config each bar is: a method's best on validation need not be its best in the table
+    chosen = [f"{task}: {data.configs[method][task]}" for task in data.tasks for method in data.methods
+              if task in data.configs.get(method, {})]
+    figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 4), 4 + 0.12 * len(chosen)))
     methods = [m for m in data.methods if m != "full_ft"]  # 1 by definition: the dashed line
     width = 0.8 / max(len(methods), 1)
     for i, method in enumerate(methods):
@@ -112,12 +121,15 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
     axes.axhline(1.0, color="k", lw=0.8, ls="--", label="full_ft (= 1)")
     values = [v for per_task in data.values.values() for v in per_task.values()] + [1.0]
     low, high = min(values), max(values)
-    margin = 0.15 * max(high - low, 0.05)
+    margin = 0.25 * max(high - low, 0.05)
     axes.set_ylim(low - margin, high + margin)  # room beyond the bars' ends for their values
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
     axes.set_ylabel(f"{split} score / full fine-tuning's")
     axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning", fontsize=10)
     _legend_beside(axes, fontsize=7)
+    if chosen:
+        axes.text(0, -0.25, "configurations:\n" + "\n".join(chosen), transform=axes.transAxes, fontsize=6,
+                  va="top", family="monospace")
     return _save(figure, folder, RELATIVE_CHART)
 
 
@@ -136,6 +148,14 @@ def _panels(keys: list[tuple[str, str]]):
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v")
 LR_NOTE = "each point at its best learning rate on validation"
+LRS_DIFFER_NOTE = "points trained at different learning rates"
+
+
+def _lr_note(charts) -> str:
+    """What the learning rates behind a chart's points were, where its labels do not name one."""
+    if any(chart.lrs_chosen for chart in charts):
+        return f"; {LR_NOTE}"
+    return f"; {LRS_DIFFER_NOTE}" if any(chart.lrs_differ for chart in charts) else ""
 
 
 def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = "test") -> list[Path]:
@@ -158,8 +178,8 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
         axes.set_xlabel("prompt length (virtual tokens)", fontsize=8)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
         _legend_beside(axes, fontsize=6)
-    lr_note = f"; {LR_NOTE}" if any(c.lrs_chosen for c in curves) else ""
-    figure.suptitle(f"Score vs prompt length ({SPREAD_NOTE}{lr_note})", fontsize=10)
+    figure.suptitle(f"Score vs prompt length ({_spread_note(s for c in curves for s in c.stds)}{_lr_note(curves)})",
+                    fontsize=10)
     return _save(figure, folder, LENGTH_CHART)
 
 
@@ -186,6 +206,6 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
         axes.set_title(f"{task} / {model}", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
         _legend_beside(axes, fontsize=6)
-    lr_note = f"; {LR_NOTE}" if any(c.lrs_chosen for c in comparisons) else ""
-    figure.suptitle(f"Prompt tuning: initialisation ({SPREAD_NOTE}{lr_note})", fontsize=10)
+    spread_note = _spread_note(s for c in comparisons for s in c.stds)
+    figure.suptitle(f"Prompt tuning: initialisation ({spread_note}{_lr_note(comparisons)})", fontsize=10)
     return _save(figure, folder, INIT_CHART)
