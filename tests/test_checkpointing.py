@@ -49,7 +49,10 @@ def test_checkpointing_recomputes_and_trains_the_same(tiny_models, tiny_tasks, a
     (losses, weights, calls), (losses_cp, weights_cp, calls_cp) = runs[False], runs[True]
     assert calls_cp > calls, "the layers did not run again in the backward pass"
     assert losses_cp == pytest.approx(losses, rel=1e-5)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(weights, weights_cp))
+    # AdamW moves a weight by about the learning rate (1e-2) whatever its gradient's size, so a
+    # gradient near 0 that rounds otherwise when recomputed moves it by up to that much (T5: 1e-4
+    # seen); a wrong or missing gradient moves weights by the whole step
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(weights, weights_cp))
 
 
 def test_prefix_tuning_and_unsupported_models_are_refused_before_compute(tiny_models, tiny_tasks, monkeypatch):
