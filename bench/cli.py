@@ -271,7 +271,7 @@ def _task_validate(args) -> int:
 
 
 def _bench(args) -> int:
-    from bench.bench_runner import run_suite
+    from bench.suite_runner import run_suite
     from bench.suite import load_suite
 
     suite = load_suite(args.suite, results_dir=args.results, tasks_dirs=tuple(args.tasks_dir))
@@ -304,7 +304,7 @@ def _bench(args) -> int:
 def _print_plan(suite) -> int:
     """The planned runs, one a line, each with whether a readable record of it is already there (in
     the results folder: a shared suite's study may hold more)."""
-    from bench.bench_runner import describe, record_damage
+    from bench.suite_runner import describe, record_damage
 
     present = 0
     for run in suite.runs:

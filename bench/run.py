@@ -188,7 +188,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int) -> dict[str, float]:
+def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int) -> dict[str, float]:
+    """`task`'s metrics of `tuned`'s answers to `examples`, with `n`, the number of examples scored."""
     predictions = tuned.predict(examples, batch_size=batch_size)
     return {**task.score(predictions, examples), "n": len(examples)}
 
@@ -430,7 +431,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     latency_prompts = [ex.prompt for ex in monitor[:LATENCY_SAMPLE]]
 
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
-        return _evaluate(tuned, task, examples, config.eval_batch_size)
+        return evaluate(tuned, task, examples, config.eval_batch_size)
 
     # the base model, before the method touches it
     base_scores = base_zero_shot(task, base, evaluation, score, batch_size=config.eval_batch_size)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from bench.bench_runner import describe, duration, keep_failure
 from bench.device import compute_precision
 from bench.errors import SettingsError
 from bench.interrupts import quiet_trial_failures
@@ -24,6 +23,7 @@ from bench.models import ModelError, ModelPool
 from bench.record import RunRecord, results_folder
 from bench.run import execute_run
 from bench.suite import Suite, SuiteError
+from bench.suite_runner import describe, duration, keep_failure
 from tasks import TaskCardError
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"

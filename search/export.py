@@ -21,6 +21,7 @@ from bench.plots.draw import METHOD_COLOURS, save_atomic, spans_decades  # noqa:
 from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
 from bench.reload import load_trained, task_of  # noqa: E402
 from bench.results import method_label, settings_without_effect_in  # noqa: E402
+from bench.run import evaluate  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
 from search.objective import COSTS  # noqa: E402
@@ -68,8 +69,7 @@ def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> d
     task = task_of(record, tasks_dirs)
     tuned = load_trained(record, task)
     examples = task.examples("test", limit=record["train"]["eval_size"])
-    predictions = tuned.predict(examples, batch_size=record["train"]["eval_batch_size"])
-    return {**task.score(predictions, examples), "n": len(examples)}
+    return evaluate(tuned, task, examples, record["train"]["eval_batch_size"])
 
 
 def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
@@ -89,7 +89,7 @@ def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,
         "train": {**dataclasses.asdict(train_defaults), **config["train"]},
     }
     if tasks_dirs:  # where its cards were found: `run --config` finds the same ones (a user's sst2, say)
-        best["tasks_dirs"] = [str(Path(folder).resolve()) for folder in tasks_dirs]
+        best["tasks_dirs"] = [str(Path(cards).resolve()) for cards in tasks_dirs]
     if len(study.directions) > 1:  # this is the front's best score; the cheaper trade-offs, each runnable too
         best["pareto_front"] = [
             {"trial": t.number, "validation_values": t.values, "method": t.user_attrs[CONFIG_ATTR]["method"],

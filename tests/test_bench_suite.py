@@ -271,7 +271,7 @@ def test_failed_run_is_recorded_and_suite_goes_on(tmp_path, tiny_models, tiny_ta
 def test_a_failure_that_cannot_be_written_is_still_reported_and_the_suite_goes_on(tmp_path, tiny_models, tiny_tasks,
                                                                                  monkeypatch):
     """A run folder that refuses failure.json (its permissions, a full disk) must not end the suite."""
-    from bench import bench_runner
+    from bench import suite_runner
 
     suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), results_dir=tmp_path / "results",
                        tasks_dirs=(str(tiny_tasks),))
@@ -284,9 +284,9 @@ def test_a_failure_that_cannot_be_written_is_still_reported_and_the_suite_goes_o
     def refused(entry, path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(bench_runner, "execute_run", failing_run)
-    monkeypatch.setattr(bench_runner, "write_json_atomic", refused)
-    outcome = bench_runner.run_suite(suite, progress=False)
+    monkeypatch.setattr(suite_runner, "execute_run", failing_run)
+    monkeypatch.setattr(suite_runner, "write_json_atomic", refused)
+    outcome = suite_runner.run_suite(suite, progress=False)
     assert len(attempted) == len(suite.runs) == len(outcome.failed)
     assert all("out of disk (and its failure.json could not be written: Permission denied)" in reason
                for _, reason in outcome.failed)
@@ -430,7 +430,7 @@ def test_a_shared_suite_keeps_a_failure_whose_file_cannot_be_written(tmp_path, t
     """As in a local suite: a run folder that refuses failure.json must not lose the failure from the study."""
     import optuna
 
-    from bench import bench_runner, shared_suite
+    from bench import shared_suite, suite_runner
 
     suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), results_dir=tmp_path / "results",
                        tasks_dirs=(str(tiny_tasks),))
@@ -442,7 +442,7 @@ def test_a_shared_suite_keeps_a_failure_whose_file_cannot_be_written(tmp_path, t
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(shared_suite, "execute_run", failing_run)
-    monkeypatch.setattr(bench_runner, "write_json_atomic", refused)
+    monkeypatch.setattr(suite_runner, "write_json_atomic", refused)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     outcome = shared_suite.run_shared_suite(suite, url)
     assert len(outcome.failed) == len(suite.runs)
@@ -453,7 +453,7 @@ def test_a_shared_suite_keeps_a_failure_whose_file_cannot_be_written(tmp_path, t
 
 
 def test_a_damaged_record_is_run_again_not_counted_done(tmp_path, tiny_models, tiny_tasks, capsys):
-    from bench.bench_runner import run_suite
+    from bench.suite_runner import run_suite
 
     path = tmp_path / "one.yaml"
     path.write_text(f"name: one\nmodels: [{tiny_models['gpt2'][0]}]\ntasks: {{tiny_cls: {{steps: 1}}}}\n"

@@ -205,7 +205,7 @@ def test_an_interrupted_suite_says_so_in_a_line_and_keeps_finished_runs(capsys, 
     def interrupted(suite, **kwargs):
         raise KeyboardInterrupt  # what Ctrl-C raises mid-run
 
-    monkeypatch.setattr("bench.bench_runner.run_suite", interrupted)
+    monkeypatch.setattr("bench.suite_runner.run_suite", interrupted)
     try:
         code, _, err = run_cli(capsys, "bench", "--suite", "smoke", "--results", tmp_path)
     except KeyboardInterrupt:

@@ -173,7 +173,7 @@ def test_configs_without_a_cost_are_left_out_of_its_plot_and_front(tmp_path):
     rows = aggregate(RECORDS[:2] + [unmeasured])
     (chart,) = data.score_cost(rows, axis="train_flops")
     assert [p.method for p in chart.points] == ["full_ft"] and [p.method for p in chart.pareto] == ["full_ft"]
-    assert chart.unmeasured == ["lora[lr=0.001]"]
+    assert chart.unmeasured == ("lora[lr=0.001]",)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         render_all(rows, tmp_path, axes=("train_flops",))
@@ -398,7 +398,7 @@ def test_one_model_loaded_as_two_kinds_is_two_configs_each_against_its_own_full_
     assert rows["lora[lr=0.001,model_kind=encoder]"].relative_to_full_ft == pytest.approx(0.9)
     assert rows["lora[lr=0.001,model_kind=causal]"].relative_to_full_ft == pytest.approx(0.5)
     charts = data.score_cost(list(rows.values()))  # a chart each, neither's runs left out as incomparable
-    assert [(c.model, len(c.points), c.incomparable) for c in charts] == [("m (causal)", 2, []), ("m (encoder)", 2, [])]
+    assert [(c.model, len(c.points), c.incomparable) for c in charts] == [("m (causal)", 2, ()), ("m (encoder)", 2, ())]
     assert data.relative_scores(list(rows.values())).values["lora"] == {"sst2 (m (causal))": pytest.approx(0.5),
                                                                         "sst2 (m (encoder))": pytest.approx(0.9)}
 
@@ -602,7 +602,7 @@ def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path
     rows = aggregate(RECORDS + [smoke])
     (chart,) = data.score_cost(rows, axis="peak_memory_bytes")
     assert len(chart.points) == 6 and max(p.score for p in chart.pareto) == pytest.approx(0.89)
-    assert chart.incomparable == ["prompt_tuning[init=random,num_virtual_tokens=1,lr=0.003,eval_size=20]"]
+    assert chart.incomparable == ("prompt_tuning[init=random,num_virtual_tokens=1,lr=0.003,eval_size=20]",)
     assert {p.cost for p in chart.points} == {1024.0}  # 2**30 bytes, drawn in MiB
     full, single = chart.references["full_ft"], chart.references["lora"]
     assert full.score_std == pytest.approx(0.0141421, abs=1e-6) and single.score_std is None  # one seed: no bar

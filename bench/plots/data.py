@@ -37,10 +37,10 @@ class ScoreCost(NamedTuple):
     points: list[Point]  # every config scored as most are, with this cost measured, references included
     pareto: list[Point]  # lowest cost for each gain in score, in cost order
     references: dict[str, Point]  # the full_ft / lora config of best validation score
-    unmeasured: list[str] = []  # configs whose records lack this cost (older records, say): not drawn
+    unmeasured: tuple[str, ...] = ()  # configs whose records lack this cost (older records, say): not drawn
     # configs trained on other data or scored on other examples than most (a 20-example smoke run):
     # their scores do not compare, so they are not drawn
-    incomparable: list[str] = []
+    incomparable: tuple[str, ...] = ()
 
 
 class RelativeScores(NamedTuple):
@@ -108,8 +108,8 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
             candidates = [r for r in comparable if r.method == method]
             if candidates:
                 references[method] = _point(max(candidates, key=lambda r: r.validation), axis)
-        unmeasured = [r.label for r in comparable if not math.isfinite(getattr(r, axis))]
-        incomparable = [r.label for r in group if comparable_key(r) != usual]
+        unmeasured = tuple(r.label for r in comparable if not math.isfinite(getattr(r, axis)))
+        incomparable = tuple(r.label for r in group if comparable_key(r) != usual)
         charts.append(ScoreCost(task, model, group[0].metric, axis, points, pareto_front(points), references,
                                 unmeasured, incomparable))
     return charts
