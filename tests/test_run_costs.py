@@ -70,9 +70,9 @@ def test_a_model_loaded_as_another_kind_is_another_run():
 def test_a_run_on_a_gpu_is_another_run_than_on_a_cpu(monkeypatch):
     plain = spec("lora", {})
     cpu_id = plain.run_id()
-    monkeypatch.setattr("bench.run.compute_precision", lambda: "cuda/bfloat16")
+    monkeypatch.setattr("bench.run_spec.compute_precision", lambda: "cuda/bfloat16")
     assert plain.run_id() != cpu_id
-    monkeypatch.setattr("bench.run.compute_precision", lambda: "cpu/float32")
+    monkeypatch.setattr("bench.run_spec.compute_precision", lambda: "cpu/float32")
     assert plain.run_id() == cpu_id
 
 
