@@ -61,7 +61,7 @@ def _run_spec(args):
     from bench.errors import SettingsError
     from bench.methods import get_method
     from bench.overrides import split_overrides
-    from bench.run import RunSpec
+    from bench.run_spec import RunSpec
     from bench.train import TrainSettings
     from bench.train.config import watching_no_more_than_scored
     from bench.yaml_values import settings_mapping
@@ -271,8 +271,8 @@ def _task_validate(args) -> int:
 
 
 def _bench(args) -> int:
-    from bench.suite_runner import run_suite
     from bench.suite import load_suite
+    from bench.suite_runner import run_suite
 
     suite = load_suite(args.suite, results_dir=args.results, tasks_dirs=tuple(args.tasks_dir))
     print(f"suite {suite.name}: {len(suite.runs)} runs -> {suite.results_dir}")

@@ -18,7 +18,8 @@ from bench.models.registry import ModelError, refuse_typo
 from bench.names import is_folder_name
 from bench.record import DEFAULT_RESULTS
 from bench.results import method_label
-from bench.run import RunSpec, cannot_answer
+from bench.run import cannot_answer
+from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 from bench.train.config import watching_no_more_than_scored
 from bench.yaml_values import (checked_settings, declared_type, read_yaml_mapping, refuse_repeats,

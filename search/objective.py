@@ -21,7 +21,8 @@ import optuna
 from bench.device import compute_precision
 from bench.models import ModelPool
 from bench.results import COST_KEYS, SHIPPED_RESULTS, aggregate, best_full_ft, card_of, load_records, precision
-from bench.run import RunSpec, execute_run
+from bench.run import execute_run
+from bench.run_spec import RunSpec
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
 from search.pruning import report_with_error
