@@ -285,9 +285,12 @@ def _bench(args) -> int:
     started = time.perf_counter()
     if args.storage:
         from bench.shared_suite import run_shared_suite
+        from bench.study_storage import GRACE_SECONDS
 
         shared = run_shared_suite(suite, args.storage, progress=not args.quiet)
-        running = f" ({shared.running} still running on other machines)" if shared.running else ""
+        # a machine killed less than the heartbeat grace ago still shows its run as running
+        running = (f" ({shared.running} still running on other machines, or on one killed less than "
+                   f"{GRACE_SECONDS} s ago: rerun after that to take it over)" if shared.running else "")
         print(f"{shared.done}/{len(suite.runs)} runs complete in the shared study{running}, "
               f"in {time.perf_counter() - started:.0f}s")
         for name, reason in shared.failed:

@@ -46,6 +46,10 @@ def worker_share(index: int, workers: int):
     elif workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, min(threads, cores) // workers))  # threads: the user's or PyTorch's pick
+        if index == 0 and workers > cores:
+            warnings.warn(f"{workers} workers share {cores} CPU core(s): each trains slower than one alone would, "
+                          "and each run's time and latency figures are measured beside the others", UserNotice,
+                          stacklevel=3)
     try:
         yield
     finally:

@@ -19,6 +19,7 @@ from tasks.notices import first_line
 HEARTBEAT_SECONDS = int(os.environ.get("SPBENCH_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 SCHEMA_ATTEMPTS = 5
+CONNECT_TIMEOUT_SECONDS = 20  # to reach a PostgreSQL server
 
 
 def storage_url(study_dir: Path, url: str | None) -> str:
@@ -43,13 +44,21 @@ def parsed_storage_url(url: str, *, named: str = "--storage") -> URL:
         raise ValueError(f"{named} {shown_storage(url)}: not a storage URL ({first_line(err)})") from None
 
 
+SECRET_PARAMETERS = ("password", "sslpassword")  # a libpq connection string's, in a URL's query
+
+
 def shown_storage(url: str) -> str:
-    """A storage URL as messages print it: as typed, without its password."""
+    """A storage URL as messages print it: as typed, without its password (in the URL, or as a
+    query parameter)."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):  # not parsed: the password is what runs to the last @
         return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
-    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+    secrets = [key for key in parsed.query if key.lower() in SECRET_PARAMETERS]
+    if parsed.password is None and not secrets:
+        return url
+    shown = parsed.update_query_dict({key: "***" for key in secrets}).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")  # the query's stars, as the password's are shown
 
 
 def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_file: bool = False,
@@ -68,8 +77,9 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
     try:
         return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
+        hint = "; PostgreSQL's scheme is postgresql://" if parsed.get_backend_name() == "postgres" else ""
         raise ValueError(f"{named} {shown_storage(url)}: not a storage URL "
-                         f"({first_line(err)})") from None
+                         f"({first_line(err)}){hint}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
         folder = Path(database).parent
         missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
@@ -79,7 +89,12 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
 
 
 def _open_storage(url: str, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 60}}  # seconds a writer waits for another's lock
+    elif url.startswith("postgresql"):  # a server that accepts and never answers is named, not waited on forever
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
     retry = on_stale or (optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retry_failed)
                          if retry_failed else None)
 

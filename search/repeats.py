@@ -13,9 +13,8 @@ import json
 
 import optuna
 
-from search.study import RECORDS_ATTR
+from search.study import CONFIG_ATTR, RECORDS_ATTR
 
-CONFIG_ATTR = "config"  # trial user attr: {"method", "settings", "train"} as the trial sampled them
 # trial user attr: {"method", "configuration"}, the configuration its run ids hash (defaults filled in,
 # settings without effect left out), where the objective gives it
 RUN_CONFIG_ATTR = "run_config"

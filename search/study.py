@@ -11,6 +11,7 @@ from search.space import SearchSpace
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
 # trial user attrs
+CONFIG_ATTR = "config"  # {"method", "settings", "train"} as the trial sampled them
 FAIL_REASON_ATTR = "fail_reason"
 NOT_RUN_ATTR = "not_run"  # why a trial ended before it ran (budget full, point already run)
 PRUNED_REASON_ATTR = "pruned_reason"  # where a trial was stopped, or why (a diverging loss)
@@ -63,22 +64,32 @@ RECORDED_ON_FIRST_RESUME = ("seed", "cards")
 def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:
     """Tie the study to what its trials measure (tasks, model, objective, training budget): a rerun
     with other settings under the same name would mix incomparable trials, or, with another
-    objective, fail every trial without end. A new study records the definition; a loaded one must match."""
+    objective, fail every trial without end. A new study records the definition; a loaded one must match.
+    A search's study made before definitions were recorded records it on its first resume; a study
+    holding no search's trials (a shared suite's, whose name was given) is refused."""
     stored = study.user_attrs.get(DEFINITION_ATTR)
     if stored is None and not study.trials:
         study.set_user_attr(DEFINITION_ATTR, definition)
         return
+    if stored is None and not any(CONFIG_ATTR in trial.user_attrs for trial in study.trials):
+        raise ValueError(f"study {study.study_name!r} holds {len(study.trials)} trials that are no search's (a "
+                         "shared suite's runs, or another program's): pass another --study name")
     wanted = [d.upper() for d in directions]
     if [d.name for d in study.directions] != wanted:
         raise ValueError(f"study {study.study_name!r} optimizes {[d.name.lower() for d in study.directions]}, "
                          f"this command {directions}: pass another --study name for a new objective")
-    unknown = [k for k in RECORDED_ON_FIRST_RESUME if stored and k in definition and k not in stored]
+    if stored is None:  # a search made before studies recorded what they measure: from now on they do
+        study.set_user_attr(DEFINITION_ATTR, definition)
+        return
+    unknown = [k for k in RECORDED_ON_FIRST_RESUME if k in definition and k not in stored]
     if unknown:
         stored = {**stored, **{k: definition[k] for k in unknown}}
         study.set_user_attr(DEFINITION_ATTR, stored)
     # a key added to definitions later reads, in a study recorded before, as its default then
     differing = {k: (stored.get(k, DEFINITION_ADDED_LATER.get(k)), v) for k, v in definition.items()
-                 if stored and stored.get(k, DEFINITION_ADDED_LATER.get(k)) != v}
+                 if stored.get(k, DEFINITION_ADDED_LATER.get(k)) != v}
+    if "tasks" in differing:  # other tasks are other cards: said once
+        differing.pop("cards", None)
     if differing:
         changes = "; ".join(f"{DEFINITION_FLAGS.get(key, key)} {old!r} -> {new!r}"
                             for key, (old, new) in differing.items())

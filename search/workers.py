@@ -167,7 +167,11 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             patience = None  # trials ran: the slots they leave held may be a newly killed process's
             continue
         # the budget's last slots are held by running trials: wait for them, or for their heartbeats to go stale
-        patience = patience or time.monotonic() + storage.GRACE_SECONDS + 2 * storage.HEARTBEAT_SECONDS
+        if patience is None:
+            wait = storage.GRACE_SECONDS + 2 * storage.HEARTBEAT_SECONDS
+            patience = time.monotonic() + wait
+            print(f"the budget's last trials are running: waiting up to {wait} s for them to finish, or for a "
+                  "killed process's trial to be marked failed and its slot taken here", flush=True)
         if time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
             return
         time.sleep(storage.HEARTBEAT_SECONDS)
@@ -176,10 +180,24 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             optuna.storages.fail_stale_trials(study)
 
 
+def stop_with_parent(parent: int) -> None:
+    """Have this process interrupted (SIGINT, as Ctrl-C would) when `parent` ends: a command killed
+    with SIGKILL cannot pass the signal on, and its workers would train on unseen. Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGINT)
+    if os.getppid() != parent:  # it ended before the request was made
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, workers: int,
-            n_trials: int | None, timeout: float | None) -> None:
+            n_trials: int | None, timeout: float | None, parent: int) -> None:
     show_warnings_to_users()
     try:
+        stop_with_parent(parent)
         opened = storage.open_storage(url, on_stale=requeue_starting_point)
         study = optuna.load_study(study_name=study_name, storage=opened, sampler=strategy.make_sampler(index),
                                   pruner=strategy.make_pruner())
@@ -197,7 +215,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     """This process plus `workers - 1` more, all pulling trials from the same storage."""
     context = multiprocessing.get_context("spawn")
     others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, workers,
-                                                    n_trials, timeout))
+                                                    n_trials, timeout, os.getpid()))
               for index in range(1, workers)]
     for process in others:
         process.start()
@@ -217,7 +235,12 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
         for process in others:
             process.join()
     interrupted = [index for index, process in enumerate(others, start=1) if process.exitcode == INTERRUPTED_EXIT]
-    failed = [index for index, process in enumerate(others, start=1) if process.exitcode not in (0, INTERRUPTED_EXIT)]
+    failed = [index for index, process in enumerate(others, start=1)
+              if process.exitcode > 0 and process.exitcode != INTERRUPTED_EXIT]
+    for index, process in enumerate(others, start=1):
+        if process.exitcode < 0:  # killed (out of memory, say): its trial failed by heartbeat, its slot ran here
+            print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}); its trial is marked failed "
+                  "(no heartbeat) and not counted", file=sys.stderr)
     problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
     problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
     if problems:

@@ -341,6 +341,13 @@ def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path
         code, _, err = run_cli(capsys, "results", "--storage", f"postgresql://u:{password}@host:port/x", "--study", "s")
         assert code == 2 and "--storage postgresql://u:***@host:port/x: not a storage URL" in err, err
         assert "cret" not in err
+    # nor as a query parameter, nor behind another parameter
+    code, _, err = run_cli(capsys, "results", "--storage", "postgresql://u@127.0.0.1:1/x?sslmode=disable&password=secret",
+                           "--study", "s")
+    assert code == 2 and "postgresql://u@127.0.0.1:1/x?password=***&sslmode=disable: cannot open it" in err, err
+    assert "secret" not in err
+    code, _, err = run_cli(capsys, "results", "--storage", "postgres://u@127.0.0.1:1/x", "--study", "s")
+    assert code == 2 and "not a storage URL" in err and "PostgreSQL's scheme is postgresql://" in err
 
 
 @pytest.mark.parametrize("body, problem", [

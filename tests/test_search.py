@@ -673,6 +673,22 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
                     directions=["maximize", "minimize"])
 
 
+def test_a_study_without_a_definition_is_claimed_if_a_search_made_it_and_refused_if_not():
+    from search.study import CONFIG_ATTR, claim_study
+
+    definition = {"tasks": ["sst2"], "model": "minilm-l6", "objective": ["score"], "steps": 100,
+                  "cards": {"sst2": {"version": 1}}}
+    suite = optuna.create_study(study_name="suite-smoke", directions=["maximize"])  # a shared suite's runs
+    suite.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"run_id": "sst2__m__lora"}))
+    with pytest.raises(ValueError, match="'suite-smoke' holds 1 trials that are no search's"):
+        claim_study(suite, definition, directions=["maximize"])
+    old = optuna.create_study(directions=["maximize"])  # a search from before studies kept their definition
+    old.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={CONFIG_ATTR: {"method": "prompt_tuning"}}))
+    claim_study(old, definition, directions=["maximize"])  # resumed, and from now on checked
+    with pytest.raises(ValueError, match=r"\(--task \['sst2'\] -> \['rte'\]\): pass"):  # the cards' change unsaid
+        claim_study(old, {**definition, "tasks": ["rte"], "cards": {"rte": {"version": 1}}}, directions=["maximize"])
+
+
 def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(tmp_path, monkeypatch, capsys):
     """Its trials, and a repeat's result, would be the shipped card's."""
     from bench.cli import main
@@ -690,6 +706,65 @@ def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(
     assert ("holds trials of other settings (--task (the cards the names find, and their versions) "
             "{'sst2': {'version': 1, 'card': 'cards/sst2.yaml'}} -> {'sst2': {'version': 1, 'card': 'mine/sst2.yaml'}})"
             in capsys.readouterr().err)
+
+
+def test_a_worker_is_interrupted_when_its_command_is_killed(tmp_path):
+    """SIGKILL gives a command no chance to pass the signal on: its workers stop on their own, as at a
+    Ctrl-C, rather than train on unseen."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "command.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from search.workers import stop_with_parent\n"
+        "def worker(parent, path):\n"
+        "    stop_with_parent(parent)\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    try:\n"
+        "        time.sleep(60)\n"
+        "    except KeyboardInterrupt:\n"
+        "        open(path + '.interrupted', 'w').close()\n"
+        "if __name__ == '__main__':\n"
+        "    process = multiprocessing.get_context('spawn').Process(target=worker, args=(os.getpid(), sys.argv[1]))\n"
+        "    process.start()\n"
+        "    process.join()\n")
+    started = tmp_path / "worker"
+    root = Path(__file__).parent.parent
+    command = subprocess.Popen([sys.executable, str(script), str(started)], env={**os.environ, "PYTHONPATH": str(root)})
+    deadline = time.time() + 60
+    while not started.exists() or not started.read_text():
+        assert time.time() < deadline and command.poll() is None, "the worker did not start"
+        time.sleep(0.1)
+    command.kill()
+    command.wait()
+    while not Path(f"{started}.interrupted").exists():
+        assert time.time() < deadline + 10, "the worker went on after its command was killed"
+        time.sleep(0.1)
+
+
+def test_a_killed_worker_is_said_and_fails_no_search_it_left_finished(monkeypatch, capsys):
+    from search import workers
+
+    class Killed:  # a worker process the kernel killed (out of memory, say)
+        exitcode = -signal.SIGKILL
+
+        def __init__(self, **kwargs):
+            pass
+
+        def start(self):
+            pass
+
+        def join(self, timeout=None):
+            pass
+
+    monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: type("Context", (), {"Process": Killed}))
+    monkeypatch.setattr(workers, "optimize", lambda *args, **kwargs: None)  # this process finished the budget
+    workers.run_workers(optuna.create_study(), "sqlite://", None, strategy=None, workers=2, n_trials=1, timeout=None)
+    assert "worker 1 was killed (SIGKILL); its trial is marked failed (no heartbeat) and not counted" in (
+        capsys.readouterr().err)
 
 
 def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeypatch):
