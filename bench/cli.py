@@ -185,7 +185,8 @@ def _methods(args) -> int:
     print(f"{'name':<14} {'default lr':<11} description")
     for method in METHODS.values():
         print(f"{method.name:<14} {method.default_lr:<11g} {method.description}")
-        defaults = [f"{f.name}={f.default}" for f in dataclasses.fields(method.settings_cls)]
+        # as a run resolves them (a prefix's init follows from its projection)
+        defaults = [f"{name}={value}" for name, value in dataclasses.asdict(method.settings()).items()]
         if defaults:
             print(f"{'':<27}settings: {', '.join(defaults)}")
     print("\nSet them with --method NAME --set key=value (a wrong value is refused with the values allowed).")
@@ -328,9 +329,9 @@ def _results(args) -> int:
     if rows:
         metrics = ", ".join(sorted({f"{row.task} {row.metric}" for row in rows}))
         print(f"\nscore: each task's primary metric on the {args.split} split ({metrics}), mean ± std over seeds; "
-              "SE: its standard error from the examples scored (scores closer than about 2 SE may differ by the "
-              "examples drawn alone); vs FT: over full fine-tuning's; vs 0-shot: % change from the base model's "
-              "zero-shot score")
+              "SE: its standard error from the examples scored (a rough guide: scores less than about 2 SE apart "
+              "may differ by the examples drawn alone); vs FT: over full fine-tuning's; vs 0-shot: % change from "
+              "the base model's zero-shot score")
     if left_out := unscored(records, args.split):
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")

@@ -85,10 +85,11 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
             [f"{len(environments)} environments ran these records:", ""] if len(environments) > 1 else [])
         for environment in environments:
             lines += [*environment, ""]
-    lines += ["Columns: *SE* is the score's standard error from the examples scored alone (binomial, "
-              "Agresti–Coull; exact for accuracy and exact match, an upper bound for F1 and ROUGE; – for a metric "
-              "that is no mean over examples): scores closer than about 2 SE may differ by the examples drawn, "
-              "and seeds add a spread of their own (±); "
+    lines += ["Columns: *SE* is the score's standard error from the examples scored alone (binomial, with "
+              "Agresti–Coull's two successes and two failures added, so a perfect score on a few examples claims "
+              "some; for F1 and ROUGE, about an upper bound; – for a metric that is no mean over examples): as a "
+              "rough guide, two scores less than about 2 SE apart may differ by the examples drawn alone, and "
+              "seeds add a spread of their own (±); "
               "*vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
               "training data and evaluation examples (of best validation score, where there are several), "
               "whatever steps each was trained for (a method may have a budget of its own: the line above each "

@@ -20,6 +20,7 @@ HEARTBEAT_SECONDS = int(os.environ.get("SPBENCH_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 SCHEMA_ATTEMPTS = 5
 CONNECT_TIMEOUT_SECONDS = 20  # to reach a PostgreSQL server
+LIBPQ_DRIVERS = ("psycopg", "psycopg2")  # PostgreSQL drivers that take libpq's connect_timeout
 
 
 def storage_url(study_dir: Path, url: str | None) -> str:
@@ -48,8 +49,8 @@ SECRET_PARAMETERS = ("password", "sslpassword")  # a libpq connection string's, 
 
 
 def shown_storage(url: str) -> str:
-    """A storage URL as messages print it: as typed, without its password (in the URL, or as a
-    query parameter)."""
+    """A storage URL as messages print it: as typed, without its password; one with a password (in
+    the URL, or as a query parameter) as SQLAlchemy renders it, query keys in order."""
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):  # not parsed: the password is what runs to the last @
@@ -89,9 +90,11 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
 
 
 def _open_storage(url: str, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
-    if url.startswith("sqlite"):
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}  # seconds a writer waits for another's lock
-    elif url.startswith("postgresql"):  # a server that accepts and never answers is named, not waited on forever
+    elif parsed.get_driver_name() in LIBPQ_DRIVERS and "connect_timeout" not in parsed.query:
+        # a server that accepts and never answers is named, not waited on forever (a URL's own wins)
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_SECONDS}}
     else:
         engine_kwargs = {"pool_pre_ping": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
@@ -90,8 +91,10 @@ def declared_type(field: dataclasses.Field) -> str:
     module postpones annotations (where they are strings already)."""
     if isinstance(field.type, str):
         return field.type
-    options = typing.get_args(field.type) or (field.type,)
-    return " | ".join("None" if option is type(None) else option.__name__ for option in options)
+    union = typing.get_origin(field.type) in (typing.Union, types.UnionType)
+    options = typing.get_args(field.type) if union else (field.type,)
+    return " | ".join("None" if option is type(None) else getattr(option, "__name__", str(option))
+                      for option in options)
 
 
 def typed_setting(where: str, key: str, value: Any, declared: str, *, error: type[Exception] = ValueError) -> Any:

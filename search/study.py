@@ -67,12 +67,15 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
     objective, fail every trial without end. A new study records the definition; a loaded one must match.
     A search's study made before definitions were recorded records it on its first resume; a study
     holding no search's trials (a shared suite's, whose name was given) is refused."""
+    # trials first: a command on another machine records the definition before it queues a trial,
+    # so one whose queued trials are seen here has its definition seen too
+    trials = study.get_trials(deepcopy=False)
     stored = study.user_attrs.get(DEFINITION_ATTR)
-    if stored is None and not study.trials:
+    if stored is None and not trials:
         study.set_user_attr(DEFINITION_ATTR, definition)
         return
-    if stored is None and not any(CONFIG_ATTR in trial.user_attrs for trial in study.trials):
-        raise ValueError(f"study {study.study_name!r} holds {len(study.trials)} trials that are no search's (a "
+    if stored is None and not any(CONFIG_ATTR in trial.user_attrs for trial in trials):
+        raise ValueError(f"study {study.study_name!r} holds {len(trials)} trials that are no search's (a "
                          "shared suite's runs, or another program's): pass another --study name")
     wanted = [d.upper() for d in directions]
     if [d.name for d in study.directions] != wanted:

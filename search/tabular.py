@@ -19,11 +19,11 @@ from scipy.stats import spearmanr
 
 from bench.results import load_records
 from search.pruning import MARGIN, report_with_error
-from tasks.metrics import standard_error
 from search.repeats import result_of_repeat
 from search.space import Param, SearchSpace, nearest
 from search.starting_points import enqueue_known_good
 from search.strategy import make_pruner
+from tasks.metrics import standard_error
 
 CATEGORICAL = (str, bool)
 SHARED = {"num_virtual_tokens"}  # one trial parameter for every method, as in the default space

@@ -134,7 +134,8 @@ def _has_room(study: optuna.Study, n_trials: int) -> bool:
     return len(study.get_trials(deepcopy=False, states=DONE + (TrialState.RUNNING,))) < n_trials
 
 
-def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None) -> None:
+def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None,
+             say_waiting: bool = True) -> None:
     """Run trials until the study holds `n_trials` finished (complete or pruned) trials.
 
     A trial that raises is marked failed, with its reason, and the search goes on (a config the
@@ -142,7 +143,8 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     row, or an error about the model or the task, raise SearchError. When the last slots are held
     by running trials, this worker waits up to the heartbeat grace period rather than leave the
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
-    worker's trial finishes, and the budget with it)."""
+    worker's trial finishes, and the budget with it); `say_waiting` says so (one line a command,
+    not one a worker)."""
     deadline = time.monotonic() + timeout if timeout else None
     # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say)
     quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, BudgetReached, StartingPointTaken)
@@ -170,8 +172,9 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
         if patience is None:
             wait = storage.GRACE_SECONDS + 2 * storage.HEARTBEAT_SECONDS
             patience = time.monotonic() + wait
-            print(f"the budget's last trials are running: waiting up to {wait} s for them to finish, or for a "
-                  "killed process's trial to be marked failed and its slot taken here", flush=True)
+            if say_waiting:
+                print(f"the budget's last trials are running: waiting up to {wait} s for them to finish, or for a "
+                      "killed process's trial to be marked failed and its slot taken here", flush=True)
         if time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
             return
         time.sleep(storage.HEARTBEAT_SECONDS)
@@ -202,7 +205,7 @@ def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int
         study = optuna.load_study(study_name=study_name, storage=opened, sampler=strategy.make_sampler(index),
                                   pruner=strategy.make_pruner())
         with worker_share(index, workers):
-            optimize(study, objective, n_trials=n_trials, timeout=timeout)
+            optimize(study, objective, n_trials=n_trials, timeout=timeout, say_waiting=False)
     except SearchError as err:  # the reason, not a traceback of the worker process
         print(f"worker {index}: {err}", file=sys.stderr)
         sys.exit(1)
@@ -239,8 +242,9 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
               if process.exitcode > 0 and process.exitcode != INTERRUPTED_EXIT]
     for index, process in enumerate(others, start=1):
         if process.exitcode < 0:  # killed (out of memory, say): its trial failed by heartbeat, its slot ran here
-            print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}); its trial is marked failed "
-                  "(no heartbeat) and not counted", file=sys.stderr)
+            print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}): a trial it was running "
+                  "is not counted, and is marked failed (no heartbeat) by the next command on this study; rerun "
+                  "the command if the budget is short", file=sys.stderr)
     problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
     problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
     if problems:

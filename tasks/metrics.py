@@ -128,7 +128,7 @@ def standard_error(score: float, examples: int, *, adjusted: bool = False) -> fl
     whose variance is at most p(1-p) (Bhatia-Davis). A score outside [0, 1] (a metric on another
     scale) is taken at its nearest bound. `adjusted`: Agresti-Coull, two successes and two failures
     added, so a perfect score on a few examples does not claim zero error (for hundreds of examples,
-    the plain error)."""
+    about the plain error; no longer exact, nor a bound)."""
     p = min(max(score, 0.0), 1.0)
     if adjusted:
         p, examples = (p * examples + 2) / (examples + 4), examples + 4

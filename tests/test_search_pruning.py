@@ -3,8 +3,9 @@
 import optuna
 import pytest
 
-from search.pruning import REPORT_ERRORS_ATTR, NoiseAwarePruner, report_with_error, standard_error
+from search.pruning import REPORT_ERRORS_ATTR, NoiseAwarePruner, report_with_error
 from search.strategy import make_pruner
+from tasks.metrics import standard_error
 
 EXAMPLES = 400
 ALWAYS = optuna.pruners.ThresholdPruner(lower=2.0)  # wants to stop every trial
@@ -28,12 +29,6 @@ def stopped_at(study: optuna.Study, score: float, *, with_error: bool = True) ->
     else:
         trial.report(score, 10)
     return trial.should_prune()
-
-
-def test_standard_error_is_binomial_and_bounded():
-    assert standard_error(0.5, 100) == pytest.approx(0.05)
-    assert standard_error(0.9, 400) == pytest.approx(0.015)
-    assert standard_error(1.2, 100) == standard_error(-0.1, 100) == 0.0  # outside [0, 1]: clamped
 
 
 def test_a_trial_within_noise_of_the_threshold_goes_on():

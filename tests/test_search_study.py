@@ -140,9 +140,10 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
     optuna.create_study(study_name="s", storage=url)
     seen = []
     monkeypatch.setattr(workers, "optimize", lambda study, objective, **kwargs: seen.append(study))
+    monkeypatch.setattr(workers, "stop_with_parent", lambda parent: None)  # this process is no worker's
     strategy = Strategy(sampler="random", pruner="none", multi_objective=False, seed=3, min_steps=2,
                         max_steps=8, margin=2.0)
-    workers._worker("s", url, None, strategy, 1, 2, 2, None)
+    workers._worker("s", url, None, strategy, 1, 2, 2, None, 0)
     assert isinstance(seen[0].sampler, optuna.samplers.RandomSampler)
     assert isinstance(seen[0].pruner, optuna.pruners.NopPruner)
 

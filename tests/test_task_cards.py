@@ -548,7 +548,8 @@ def test_settings_are_typed_by_classes_whose_annotations_are_types():
 
     from bench.yaml_values import checked_settings
 
-    settings = dataclasses.make_dataclass("Settings", [("size", int, 1), ("rate", float | None, None)])
+    settings = dataclasses.make_dataclass("Settings", [("size", int, 1), ("rate", float | None, None),
+                                                      ("sizes", list[int], None)])
     assert not isinstance(dataclasses.fields(settings)[0].type, str)
     fields = settings.__dataclass_fields__
     assert checked_settings("x", {"size": 4.0, "rate": None}, fields, "setting") == {"size": 4, "rate": None}
@@ -556,6 +557,7 @@ def test_settings_are_typed_by_classes_whose_annotations_are_types():
         checked_settings("x", {"size": 2.5}, fields, "setting")
     with pytest.raises(ValueError, match="`rate` must be a number, got 'fast'"):
         checked_settings("x", {"rate": "fast"}, fields, "setting")
+    assert checked_settings("x", {"sizes": [1, 2]}, fields, "setting") == {"sizes": [1, 2]}  # a list, not an int
 
 
 def test_task_list_columns_stay_aligned_for_a_long_name(tmp_path, capsys):

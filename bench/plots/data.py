@@ -47,7 +47,7 @@ class RelativeScores(NamedTuple):
     tasks: list[str]
     methods: list[str]
     values: dict[str, dict[str, float]]  # method -> task -> relative score of its best config (on validation)
-    configs: dict[str, dict[str, str]] = {}  # method -> task -> that config's label
+    configs: dict[str, dict[str, str]]  # method -> task -> that config's label
 
 
 class LengthCurve(NamedTuple):

@@ -152,10 +152,12 @@ LRS_DIFFER_NOTE = "points trained at different learning rates"
 
 
 def _lr_note(charts) -> str:
-    """What the learning rates behind a chart's points were, where its labels do not name one."""
-    if any(chart.lrs_chosen for chart in charts):
-        return f"; {LR_NOTE}"
-    return f"; {LRS_DIFFER_NOTE}" if any(chart.lrs_differ for chart in charts) else ""
+    """What the learning rates behind a figure's points were, where its labels do not name one: the
+    best of several on validation, or (in other panels, say) simply not one rate."""
+    notes = [LR_NOTE] if any(chart.lrs_chosen for chart in charts) else []
+    if any(chart.lrs_differ and not chart.lrs_chosen for chart in charts):
+        notes.append(LRS_DIFFER_NOTE)
+    return "".join(f"; {note}" for note in notes)
 
 
 def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = "test") -> list[Path]:
