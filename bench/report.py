@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +12,7 @@ from bench.plots.render import render_all
 from bench.record import RunRecord, write_text_atomic
 from bench.results import (ResultRow, aggregate, csv_name, figure, load_records, reruns_left_out, split_name, spread,
                            task_names, unscored, write_csv)
+from tasks.notices import SkippedInput
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -61,7 +63,12 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     rows = aggregate(records, split=split)
     write_csv(rows, folder / csv_name(split))
     plots_folder = split_name("plots", split)
-    plots = render_all(rows, folder / plots_folder, split=split)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plots = render_all(rows, folder / plots_folder, split=split)
+    for caught_warning in caught:  # said as before, and what the plots leave out is written down too
+        warnings.warn(caught_warning.message, stacklevel=2)
+    left_out_of_plots = [str(w.message) for w in caught if issubclass(w.category, SkippedInput)]
     left_out = unscored(records, split)
     not_scored = f"; {left_out} not scored on {split} (search trials, say), not in the tables" if left_out else ""
     lines = [f"# softprompt-bench report: {Path(folder).resolve().name}", "",
@@ -77,6 +84,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     pngs = [p for p in plots if p.suffix == ".png"]
     if pngs:
         lines += ["## Plots", ""] + [f"![{p.stem}]({plots_folder}/{p.name})" for p in pngs] + [""]
+    if left_out_of_plots:
+        lines += ["Left out of the plots:", ""] + [f"- {note}" for note in left_out_of_plots] + [""]
     if failures:
         lines += ["## Failed runs", ""] + [f"- {f['run']}: {f['reason']}" for f in failures] + [""]
     environments = list(dict.fromkeys(tuple(_environment(r)) for r in records))  # a shared suite's machines

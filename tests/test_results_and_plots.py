@@ -12,6 +12,7 @@ from bench.plots import data, draw
 from bench.plots.render import render_all
 from bench.report import write_report
 from bench.results import aggregate, config_label, format_table, load_records, write_csv
+from tasks.notices import SkippedInput
 
 
 def make_record(method, score, *, seed=0, task="sst2", params=100, lr=0.001, train=None, task_version=1,
@@ -606,6 +607,10 @@ def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path
     assert {p.cost for p in chart.points} == {1024.0}  # 2**30 bytes, drawn in MiB
     full, single = chart.references["full_ft"], chart.references["lora"]
     assert full.score_std == pytest.approx(0.0141421, abs=1e-6) and single.score_std is None  # one seed: no bar
+    # the report says what its plots leave out, as the terminal does
+    with pytest.warns(SkippedInput, match="left out of its score-cost plots"):
+        report = write_report(tmp_path / "with_smoke", records=RECORDS + [smoke]).read_text()
+    assert "Left out of the plots:\n\n- sst2 / m: 1 config(s) trained on other data or scored on other examples" in report
     with pytest.warns(UserWarning, match="1 config.* scored on other examples than the rest left out"):
         render_all(rows, tmp_path, axes=("peak_memory_bytes",))
 
