@@ -34,9 +34,14 @@ def method_label(method: str, fields: list[tuple[str, object]]) -> str:
 
 
 def _config_fields(record: RunRecord) -> list[tuple[str, object]]:
-    settings, hidden = record["method"]["settings"], {"init_text", *without_effect(record)}
-    shown = {k: v for k, v in settings.items() if v is not None and k not in hidden}
-    return sorted(shown.items()) + [("lr", record["train"]["lr"])]
+    return shown_settings(record["method"]["settings"], without_effect(record)) + [("lr", record["train"]["lr"])]
+
+
+def shown_settings(settings: dict, irrelevant: Iterable[str]) -> list[tuple[str, object]]:
+    """A config's method settings as labels show them, sorted: those set, less the `irrelevant` ones
+    (without effect) and the init text (too long for a label; a table adds it where it tells configs apart)."""
+    hidden = {"init_text", *irrelevant}
+    return sorted((k, v) for k, v in settings.items() if v is not None and k not in hidden)
 
 
 def without_effect(record: RunRecord) -> list[str]:

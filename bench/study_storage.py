@@ -76,7 +76,7 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
         raise ValueError(f"{named} {shown_storage(url)}: no such database file "
                          "(reading would create an empty one)")
     try:
-        return _open_storage(url, retry_failed=retry_failed, on_stale=on_stale)
+        return _open_storage(url, parsed, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
         hint = "; PostgreSQL's scheme is postgresql://" if parsed.get_backend_name() == "postgres" else ""
         raise ValueError(f"{named} {shown_storage(url)}: not a storage URL "
@@ -89,8 +89,7 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
                          f"({first_line(err)}){hint}") from None
 
 
-def _open_storage(url: str, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
-    parsed = sqlalchemy.engine.make_url(url)
+def _open_storage(url: str, parsed: URL, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}  # seconds a writer waits for another's lock
     elif parsed.get_driver_name() in LIBPQ_DRIVERS and "connect_timeout" not in parsed.query:

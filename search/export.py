@@ -20,7 +20,7 @@ import yaml  # noqa: E402
 from bench.plots.draw import METHOD_COLOURS, save_atomic, spans_decades  # noqa: E402
 from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_text_atomic  # noqa: E402
 from bench.reload import load_trained, task_of  # noqa: E402
-from bench.results import method_label, settings_without_effect_in  # noqa: E402
+from bench.results import method_label, settings_without_effect_in, shown_settings  # noqa: E402
 from bench.run import evaluate  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 
@@ -287,8 +287,7 @@ def _config_text(config: dict | None, params: dict) -> str:
     where it never sampled one."""
     if not config or not {"method", "settings", "train"} <= set(config):
         return str(config or params)
-    hidden = {"init_text", *settings_without_effect_in(config["method"], config["settings"])}  # as tables hide them
-    settings = sorted((k, v) for k, v in config["settings"].items() if k not in hidden and v is not None)
+    settings = shown_settings(config["settings"], settings_without_effect_in(config["method"], config["settings"]))
     return method_label(config["method"], settings + sorted(config["train"].items()))
 
 

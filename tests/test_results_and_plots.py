@@ -610,7 +610,8 @@ def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path
     # the report says what its plots leave out, as the terminal does
     with pytest.warns(SkippedInput, match="left out of its score-cost plots"):
         report = write_report(tmp_path / "with_smoke", records=RECORDS + [smoke]).read_text()
-    assert "Left out of the plots:\n\n- sst2 / m: 1 config(s) trained on other data or scored on other examples" in report
+    assert ("Left out of the plots:\n\n- sst2 / m: 1 config(s) trained on other data or scored on other examples"
+            in report)
     with pytest.warns(UserWarning, match="1 config.* scored on other examples than the rest left out"):
         render_all(rows, tmp_path, axes=("peak_memory_bytes",))
 
