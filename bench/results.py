@@ -1,85 +1,29 @@
-"""Aggregating run records into one table: mean ± std over seeds per task x model x method x training config."""
+"""Aggregating run records into one table: mean ± std over seeds per task x model x method x training config,
+each row related to its task's full fine-tuning and to the base model's zero-shot score."""
 
 from __future__ import annotations
 
-import csv
-import functools
-import io
 import json
-import math
 import re
 import statistics
 import warnings
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-from bench.record import SCHEMA_VERSION, TRAIN_SETTINGS_ADDED_LATER, RunRecord, read_record, write_text_atomic
+from bench.config_labels import (card_of, config_fields, config_label, method_label, model_kind, precision,
+                                 record_init_text, shortened, without_effect)
+from bench.record import TRAIN_SETTINGS_ADDED_LATER, RunRecord
 from bench.yaml_values import is_number
 from tasks.metrics import PER_EXAMPLE_MEANS, standard_error
-from tasks.notices import SkippedInput, UserNotice
+from tasks.notices import SkippedInput
 
 COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops", "peak_memory_bytes",
              "artifact_bytes", "latency_overhead")
+
 REFERENCE_METHODS = ("full_ft", "lora")
+
 TRAIN_COLUMNS = ("lr", "steps", "batch_size", "train_size", "eval_size")  # the training budget, as CSV columns
-
-
-def method_label(method: str, fields: list[tuple[str, object]]) -> str:
-    """`method[key=value,...]`, the one spelling of a method configuration in tables and logs."""
-    inner = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields)
-    return f"{method}[{inner}]" if inner else method
-
-
-def _config_fields(record: RunRecord) -> list[tuple[str, object]]:
-    return shown_settings(record["method"]["settings"], without_effect(record)) + [("lr", record["train"]["lr"])]
-
-
-def shown_settings(settings: dict, irrelevant: Iterable[str]) -> list[tuple[str, object]]:
-    """A config's method settings as labels show them, sorted: those set, less the `irrelevant` ones
-    (without effect) and the init text (too long for a label; a table adds it where it tells configs apart)."""
-    hidden = {"init_text", *irrelevant}
-    return sorted((k, v) for k, v in settings.items() if v is not None and k not in hidden)
-
-
-def without_effect(record: RunRecord) -> list[str]:
-    """The settings the others make irrelevant in a run (a prefix's encoder size without its
-    projection): as its record lists them, or, in a record from before records listed them, as
-    its method says (which loads the methods: only those records pay for it)."""
-    listed, method = record["method"].get("without_effect"), record["method"].get("name")
-    if isinstance(listed, list):
-        return [name for name in listed if isinstance(name, str)]
-    if listed is not None or not isinstance(method, str):  # a hand-edited record: hide nothing
-        return []
-    return settings_without_effect_in(method, record["method"]["settings"])
-
-
-def settings_without_effect_in(method: str, settings: dict) -> list[str]:
-    """The settings among `settings` that the others make irrelevant, as `method` says (nothing
-    where it refuses them)."""
-    try:
-        return _derived_without_effect(method, json.dumps(settings, sort_keys=True))
-    except TypeError:
-        return []
-
-
-@functools.cache
-def _derived_without_effect(method: str, settings: str) -> list[str]:
-    from bench.methods import MethodError, get_method
-    from bench.methods.registry import settings_without_effect
-
-    try:
-        return sorted(settings_without_effect(get_method(method).settings(**json.loads(settings))))
-    except (MethodError, TypeError):  # a method not registered here, or settings it no longer takes
-        return []
-
-
-def config_label(record: RunRecord) -> str:
-    """Method settings and learning rate (the table adds any other training setting its rows differ in)."""
-    return method_label(record["method"]["name"], _config_fields(record))
-
 
 # Settings that change how often or in what batches a run is watched, not what it trains or scores.
 MONITORING = {"seed", "eval_every", "monitor_size", "eval_batch_size", "score_initial"}
@@ -111,116 +55,9 @@ def _varying(groups: list[list[RunRecord]]) -> list[str]:
         varying.append("model_kind")
     if len({precision(group[0]) for group in groups}) > 1:
         varying.append("precision")
-    if len({_init_text(group[0]) for group in groups} - {None}) > 1:
+    if len({record_init_text(group[0]) for group in groups} - {None}) > 1:
         varying.append("init_text")
     return varying
-
-
-def card_of(record: RunRecord) -> str:
-    """The card a run's task came from (see card_file)."""
-    card = record["task"].get("card")
-    return card_file(card) if card else ""
-
-
-def card_file(path: Path | str) -> str:
-    """A task card by folder and file name: the shipped card read on two machines is one card, and a
-    user's card that replaces it (same name and version) another."""
-    return "/".join(Path(path).parts[-2:])
-
-
-def model_kind(record: RunRecord) -> str:
-    """How the run loaded its model (encoder, causal, seq2seq): one folder loaded as two kinds is two models."""
-    return str(record["model"].get("kind", ""))
-
-
-def precision(record: RunRecord) -> str:
-    """Where and in what dtype the run computed ("cpu/float32", "cuda/bfloat16"): runs that differ
-    there are not seeds of one config, and their costs (GPU memory against resident memory) do not
-    compare. Empty in records that do not say."""
-    model = record["model"]
-    return f"{model['device']}/{model['dtype']}" if model.get("device") and model.get("dtype") else ""
-
-
-def init_text(settings: dict) -> str | None:
-    """The text a prompt was initialised from (other inits ignore a text they are handed): runs from
-    two texts are two configs, though the text is too long for every label (it is shown, shortened,
-    only where it tells configs apart)."""
-    return settings.get("init_text") if settings.get("init") == "text" else None
-
-
-def _init_text(record: RunRecord) -> str | None:
-    return init_text(record["method"]["settings"])
-
-
-def shortened(text: str, limit: int = 24) -> str:
-    """A long setting quoted short enough for a label; a cut text ends in a digest of the whole, as
-    texts often share their opening words."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}…#{zlib.crc32(text.encode()) & 0xFFFF:04x}"
-
-
-SHIPPED_RESULTS = ("reference", "search_tables")  # committed under results/ with the project: not a user's runs
-
-
-def warn_mixed_flop_estimates(records: list[RunRecord]) -> None:
-    """Records whose FLOPs two versions of the estimate made are not comparable by FLOPs: said once."""
-    versions = [record["cost"].get("flops_estimate", 1) for record in records]
-    if len(set(versions)) > 1:
-        older = sum(version < max(versions) for version in versions)
-        warnings.warn(f"{older} of {len(records)} runs estimate training FLOPs with an older formula (versions "
-                      f"{', '.join(map(str, sorted(set(versions))))}): compare FLOPs only within a version, or rerun "
-                      "them", UserNotice, stacklevel=2)
-
-
-def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list[RunRecord], list[dict]]:
-    """All complete records under `folder` (but not under its subfolders named in `leave_out`), and
-    the failures left by runs that did not finish."""
-    def found(pattern: str) -> list[Path]:
-        return [path for path in sorted(Path(folder).rglob(pattern))
-                if path.relative_to(folder).parts[0] not in leave_out]
-
-    records, failures = [], []
-    for path in found("record.json"):
-        try:
-            record = read_record(path)
-            problem = record_problem(record)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            problem = f"{type(err).__name__}: {err}"
-        if problem:
-            warnings.warn(f"skipping unreadable or partial record {path}: {problem}", SkippedInput, stacklevel=2)
-            continue
-        records.append(record)
-    finished = {record["run_id"] for record in records if "run_id" in record}
-    for path in found("failure.json"):
-        try:
-            failure = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            failure = None
-        if not isinstance(failure, dict) or not {"run", "reason"} <= set(failure):
-            warnings.warn(f"skipping unreadable failure file {path}", SkippedInput, stacklevel=2)
-        elif failure.get("run_id") not in finished:  # a run that failed once and has finished since
-            failures.append(failure)
-    return records, failures
-
-
-def record_problem(record: RunRecord) -> str | None:
-    """What every reader of records needs (tables, grid tables, references) and this record lacks
-    (None: nothing). Raises on a record of another shape; a table checks its own fields (_table_ready)."""
-    if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
-        return f"schema version {record['schema_version']}, newer than this version reads ({SCHEMA_VERSION})"
-    metric = record["task"]["primary_metric"]
-    if "validation" not in record["scores"]:  # what tables and searches choose by
-        return "no validation scores"
-    for split, scores in record["scores"].items():
-        value = scores.get(metric)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return f"no {metric} score on {split}"
-        if not math.isfinite(value):  # no metric here gives one: an edited or damaged file
-            return f"its {metric} score on {split} is {value}, which no table can rank"
-    if not isinstance(record["cost"], dict):
-        return "no cost figures"
-    return None
 
 
 @dataclass
@@ -262,11 +99,6 @@ class ResultRow:
     precision: str = ""  # device/dtype the runs computed in (see precision)
 
 
-def spread(row: ResultRow, *, gap: str = "") -> str:
-    """"±std" to write after a row's score; nothing for a single seed (no spread, not a spread of 0)."""
-    return "" if row.score_std is None else f"{gap}±{gap}{row.score_std:.3f}"
-
-
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and standard deviation; one seed has no spread to show (None, not a misleading 0)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
@@ -282,7 +114,7 @@ def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[l
     for record in records:
         if split not in record["scores"]:  # e.g. search trials, scored on validation only
             continue
-        key = (record["task"]["name"], record["model"]["name"], config_label(record), str(_init_text(record)),
+        key = (record["task"]["name"], record["model"]["name"], config_label(record), str(record_init_text(record)),
                json.dumps(record["task"].get("version")), card_of(record), model_kind(record),
                precision(record), _frozen(_training(record)))
         groups[key].append(record)
@@ -303,12 +135,12 @@ def _latest_per_seed(group: list[RunRecord]) -> list[RunRecord]:
 def _label(group: list[RunRecord], varying: list[str]) -> str:
     """The config label, plus the settings that tell this group from others of its task and model."""
     record = group[0]
-    text = _init_text(record)
+    text = record_init_text(record)
     shown = {**_training(record), "task_version": record["task"].get("version"),
              "init_text": shortened(text) if text else None, "card": card_of(record),
              "model_kind": model_kind(record), "precision": precision(record)}
     fields = [(k, shown.get(k)) for k in varying if k != "init_text" or text]
-    return method_label(record["method"]["name"], _config_fields(record) + fields)
+    return method_label(record["method"]["name"], config_fields(record) + fields)
 
 
 def _table_ready(record: RunRecord) -> bool:
@@ -430,17 +262,6 @@ def _relate_to_full_ft(rows: list[ResultRow]) -> None:
             else None
 
 
-def split_name(stem: str, split: str, extension: str = "") -> str:
-    """A results folder's file (or folder) for a split: the test split's is `stem` itself
-    (`results.csv`, `plots`, `report.md`); another split's has its own (`results_validation.csv`)
-    rather than overwriting the test one, whose numbers it does not say are another split's."""
-    return f"{stem}{extension}" if split == "test" else f"{stem}_{split}{extension}"
-
-
-def csv_name(split: str) -> str:
-    return split_name("results", split, ".csv")
-
-
 def reruns_left_out(records: list[RunRecord], rows: list[ResultRow], split: str) -> str:
     """"; N superseded ..." where the table counts a seed run again once, as its latest (see
     _latest_per_seed); nothing where it counts every record scored on `split`."""
@@ -454,48 +275,3 @@ def reruns_left_out(records: list[RunRecord], rows: list[ResultRow], split: str)
 def unscored(records: list[RunRecord], split: str) -> int:
     """Records with no scores on `split` (search trials score validation only): in no table of it."""
     return sum(split not in record["scores"] for record in records)
-
-
-def write_csv(rows: list[ResultRow], path: Path) -> Path:
-    """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
-    table = io.StringIO(newline="")
-    fields = [f for f in asdict(rows[0]) if f not in ("settings", "train", "card", "model_kind")] if rows else []
-    writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(asdict(r) for r in rows)
-    return write_text_atomic(table.getvalue(), path)
-
-
-def figure(value: float | None, form: str, *, scale: float = 1, missing: str = "–") -> str:
-    """`value / scale` formatted, or `missing` where there is none (None, or nan: a cost an older
-    record lacks)."""
-    return missing if value is None or not math.isfinite(value) else format(value / scale, form)
-
-
-def _si(value: float) -> str:
-    if not math.isfinite(value):  # a cost the records lack
-        return "-"
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.1f}{unit}"
-    return f"{value:.0f}"
-
-
-def format_table(rows: list[ResultRow]) -> str:
-    # names can differ only at their end (a long label, hub ids of one family): columns fit the longest, never cut
-    tasks, models = (max([len(title)] + [len(getattr(r, key)) for r in rows]) for title, key in
-                     (("task", "task"), ("model", "model")))
-    width = max([len("config")] + [len(r.label) for r in rows])
-    header = (f"{'task':<{tasks}} {'model':<{models}} {'config':<{width}} {'seeds':>5} {'score':>14} {'SE':>5} "
-              f"{'vs FT':>6} {'vs 0-shot':>9} {'params':>7} {'train s':>8} {'FLOPs':>7} {'latency':>7}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        relative = figure(r.relative_to_full_ft, ".2f", missing="-")
-        improvement = f"{r.improvement_pct:>+8.1f}%" if r.improvement_pct is not None else f"{'-':>9}"
-        seconds = figure(r.train_seconds, ".1f", missing="-")
-        latency = figure(r.latency_overhead, ".2f", missing="-") + ("x" if math.isfinite(r.latency_overhead) else "")
-        lines.append(
-            f"{r.task:<{tasks}} {r.model:<{models}} {r.label:<{width}} {r.seeds:>5} "
-            f"{r.score:>7.3f}{spread(r):<7} {figure(r.score_se, '.3f', missing='-'):>5} {relative:>6} {improvement} "
-            f"{_si(r.trainable_params):>7} {seconds:>8} {_si(r.train_flops):>7} {latency:>7}")
-    return "\n".join(lines)

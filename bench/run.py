@@ -299,7 +299,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
             on_eval(step, scores[task.card.primary_metric], scores["n"])
         return scores
 
-    _, lr = spec.resolved()
+    lr = spec.learning_rate()
     memory_reset = reset_peak_memory(base.device)  # peak memory is training's, its evaluations included
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
     peak = peak_memory(base.device, reset=memory_reset)

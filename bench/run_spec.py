@@ -40,9 +40,11 @@ class RunSpec:
 
     def resolved(self) -> tuple[object, float]:
         """The method's settings with its defaults filled in, and the learning rate the run trains with."""
-        method = get_method(self.method)
-        lr = self.train.lr if self.train.lr is not None else method.default_lr
-        return method.settings(**self.method_settings), lr
+        return get_method(self.method).settings(**self.method_settings), self.learning_rate()
+
+    def learning_rate(self) -> float:
+        """The rate the run trains with: the one set, or its method's default."""
+        return self.train.lr if self.train.lr is not None else get_method(self.method).default_lr
 
     def configuration(self) -> dict:
         """The method and training settings as the run id hashes them: defaults filled in, so leaving

@@ -8,16 +8,17 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
+from bench.config_labels import method_label
 from bench.errors import SettingsError
 from bench.methods import get_method
 from bench.methods.prompt_tuning import with_default_init_text
-from bench.methods.registry import MethodError, settings_without_effect
+from bench.methods.registry import Method, MethodError, settings_without_effect
 from bench.models.registry import ModelError, refuse_typo
 from bench.names import is_folder_name
 from bench.record import DEFAULT_RESULTS
-from bench.results import method_label
 from bench.run import cannot_answer
 from bench.run_spec import RunSpec
 from bench.train import TrainSettings
@@ -158,55 +159,72 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
     for index, entry in enumerate(entries):
         entry_name = f"methods[{index}]"
         where = f"{path} {entry_name}"
-        if not isinstance(entry, dict) or "method" not in entry:
-            raise SuiteError(f"{where}: each entry needs `method:`")
-        unknown = set(entry) - {"method", "settings", "sweep", "train"}
-        if unknown:
-            raise SuiteError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected method, settings, sweep, train)")
-        if not isinstance(entry["method"], str):
-            raise SuiteError(f"{where}: `method` must be a method name, got {entry['method']!r}")
+        for point in _sweep_points(where, *_method_entry(where, entry)):
+            if point.idle and planned.get(point.key) == entry_name:
+                continue  # a sweep point that differs only in a setting without effect (init_text, init random)
+            if point.key in planned:
+                label = method_label(point.method, sorted(point.settings.items()))
+                unused = f"; {', '.join(point.idle)} changes nothing here" if point.idle else ""
+                raise SuiteError(f"{where}: plans a run {planned[point.key]} already plans ({label}{unused}); "
+                                 "list each configuration once")
+            planned[point.key] = entry_name
+            configs.append((point.method, point.settings, point.train))
+    return configs
+
+
+class _SweepPoint(NamedTuple):
+    method: str
+    settings: dict[str, Any]  # less those without effect
+    train: dict[str, Any]  # the training overrides
+    idle: list[str]  # settings given that change nothing here
+    key: tuple  # the configuration as the run id sees it: a default written out is the default left out
+
+
+def _method_entry(where: str, entry) -> tuple[Method, dict[str, Any], dict[str, Any], dict[str, list]]:
+    """One `methods` entry checked: its method, settings, training overrides and sweep."""
+    if not isinstance(entry, dict) or "method" not in entry:
+        raise SuiteError(f"{where}: each entry needs `method:`")
+    unknown = set(entry) - {"method", "settings", "sweep", "train"}
+    if unknown:
+        raise SuiteError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected method, settings, sweep, train)")
+    if not isinstance(entry["method"], str):
+        raise SuiteError(f"{where}: `method` must be a method name, got {entry['method']!r}")
+    try:
+        method = get_method(entry["method"])
+    except MethodError as err:
+        raise SuiteError(f"{where}: {err}") from None
+    fields = method.settings_cls.__dataclass_fields__
+    settings = _settings(f"{where}.settings", entry.get("settings"), fields, f"{method.name} setting")
+    train = _train(f"{where}.train", entry.get("train"))
+    _refuse_owned(f"{where}.sweep", entry.get("sweep"))
+    sweep = _sweep(f"{where}.sweep", entry.get("sweep"), {**fields, **_train_fields()})
+    if both := sorted(set(sweep) & {*settings, *train}):  # the sweep would override it at every point
+        raise SuiteError(f"{where}: {both[0]} is both set and swept; give it under `sweep` only")
+    return method, settings, train, sweep
+
+
+def _sweep_points(where: str, method: Method, base_settings: dict[str, Any], train: dict[str, Any],
+                  sweep: dict[str, list]) -> Iterator[_SweepPoint]:
+    """Each point of an entry's sweep (one point without a sweep), checked."""
+    keys = list(sweep)
+    for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
+        point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)
+        settings = {**base_settings, **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
+        point_train = {**train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}}
+        settings = with_default_init_text(method.name, settings)
         try:
-            method = get_method(entry["method"])
+            without_effect = settings_without_effect(method.settings(**settings))
+            resolved_train = TrainSettings(**point_train)
         except MethodError as err:
             raise SuiteError(f"{where}: {err}") from None
-        fields = method.settings_cls.__dataclass_fields__
-        base_settings = _settings(f"{where}.settings", entry.get("settings"), fields, f"{method.name} setting")
-        train = _train(f"{where}.train", entry.get("train"))
-        _refuse_owned(f"{where}.sweep", entry.get("sweep"))
-        sweep = _sweep(f"{where}.sweep", entry.get("sweep"), {**fields, **_train_fields()})
-        if both := sorted(set(sweep) & {*base_settings, *train}):  # the sweep would override it at every point
-            raise SuiteError(f"{where}: {both[0]} is both set and swept; give it under `sweep` only")
-        keys = list(sweep)
-        for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
-            point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)
-            settings = {**base_settings, **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
-            point_train = {**train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}}
-            settings = with_default_init_text(method.name, settings)
-            try:
-                resolved = method.settings(**settings)
-            except MethodError as err:
-                raise SuiteError(f"{where}: {err}") from None
-            without_effect = settings_without_effect(resolved)
-            idle = [key for key in settings if key in without_effect]  # set here, changing nothing
-            settings = {key: value for key, value in settings.items() if key not in without_effect}
-            try:
-                resolved_train = TrainSettings(**point_train)
-            except SettingsError as err:
-                raise SuiteError(f"{where} train: {err}") from None
-            # as the run id sees it: a default written out (learning rate included) is the default left out
-            configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
-                                    train=resolved_train).configuration()
-            key = (method.name, json.dumps(configuration, sort_keys=True))
-            if idle and planned.get(key) == entry_name:
-                continue  # a sweep point that differs only in a setting without effect (init_text, init random)
-            if key in planned:
-                label = method_label(method.name, sorted(settings.items()))
-                unused = f"; {', '.join(idle)} changes nothing here" if idle else ""
-                raise SuiteError(f"{where}: plans a run {planned[key]} already plans ({label}{unused}); "
-                                 "list each configuration once")
-            planned[key] = entry_name
-            configs.append((method.name, settings, point_train))
-    return configs
+        except SettingsError as err:
+            raise SuiteError(f"{where} train: {err}") from None
+        idle = [key for key in settings if key in without_effect]
+        settings = {key: value for key, value in settings.items() if key not in without_effect}
+        configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
+                                train=resolved_train).configuration()
+        yield _SweepPoint(method.name, settings, point_train, idle,
+                          (method.name, json.dumps(configuration, sort_keys=True)))
 
 
 def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs: tuple[str, ...] = ()) -> Suite:

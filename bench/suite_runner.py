@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from bench.models import ModelPool
 from bench.record import SCHEMA_VERSION, read_record, results_folder, write_json_atomic
-from bench.results import record_problem
+from bench.record_folder import record_problem
 from bench.run import execute_run
 from bench.suite import PlannedRun, Suite
 

@@ -72,8 +72,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from bench.config_labels import card_file
     from bench.record import results_folder
-    from bench.results import card_file
     from bench.study_storage import check_storage, open_storage, shown_storage, storage_url
     from bench.train import TrainSettings
     from search.objective import RECOMPUTATION_COSTS, Objective
@@ -83,7 +83,7 @@ def run(args) -> int:
     from tasks import load_task
     from tasks.metrics import load_library_metrics
 
-    _check_flags(args)
+    args = _checked_flags(args)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
     if not tasks:
         raise ValueError(f"--task {args.task!r} names no task")
@@ -97,7 +97,7 @@ def run(args) -> int:
         cards.append(task.card)
     without_classes = [c.name for c in cards if not c.is_classification]
     space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)
-    _settle_model_and_card_folders(args, cards, tasks)
+    args = _settled_model_and_card_folders(args, cards, tasks)
     tasks = [card.name for card in cards]  # found again by name in those folders
     multi = len(objectives) == 2
     name = _study_name(args, tasks, objectives)
@@ -157,11 +157,11 @@ def _objectives(text: str) -> list[str]:
     return objectives
 
 
-def _settle_model_and_card_folders(args, cards: list, tasks: list[str]) -> None:
+def _settled_model_and_card_folders(args, cards: list, tasks: list[str]) -> argparse.Namespace:
     """`--model` refused before a study exists (not by its first trial) when unknown or unable to
-    answer a task; then `args.model` is a folder's full path, and `args.tasks_dir` gains the folders
-    of the cards given as files (`tasks` as typed), so best.yaml reruns from anywhere and a resume
-    from another directory is the same study."""
+    answer a task; then the arguments with `model` as a folder's full path, and `tasks_dir` with the
+    folders of the cards given as files (`tasks` as typed), so best.yaml reruns from anywhere and a
+    resume from another directory is the same study."""
     from bench.models import MODELS, ModelError, resolve_model
     from bench.run import cannot_answer
     from tasks import find_task
@@ -171,14 +171,15 @@ def _settle_model_and_card_folders(args, cards: list, tasks: list[str]) -> None:
     for card in cards:
         if why := cannot_answer(model.kind, card):
             raise ModelError(f"model {args.model!r} / task {card.name!r}: {why}")
-    args.model = model.name if model.name in MODELS else model.source
-    args.tasks_dir = list(dict.fromkeys([*args.tasks_dir, *(str(card.path.parent) for card, task in zip(cards, tasks)
-                                                           if task.endswith(CARD_SUFFIXES))]))
+    tasks_dirs = list(dict.fromkeys([*args.tasks_dir, *(str(card.path.parent) for card, task in zip(cards, tasks)
+                                                        if task.endswith(CARD_SUFFIXES))]))
     refuse_repeats("--task (the names the cards declare)", [card.name for card in cards])
     for card in cards:  # a card's folder may hold another card of a name given here: that would answer instead
-        if (found := find_task(card.name, tasks_dirs=tuple(args.tasks_dir)).path) != card.path:
+        if (found := find_task(card.name, tasks_dirs=tuple(tasks_dirs)).path) != card.path:
             raise ValueError(f"--task {card.name}: with the folders of the cards given as files, that name finds "
                              f"{found}, not {card.path}; give each task once, by a name or a file that only it takes")
+    return argparse.Namespace(**{**vars(args), "model": model.name if model.name in MODELS else model.source,
+                                 "tasks_dir": tasks_dirs})
 
 
 def _study_name(args, tasks: list[str], objectives: list[str]) -> str:
@@ -219,9 +220,10 @@ def _search_and_export(study: optuna.Study, url: str, objective, strategy, args,
     _export(study, folder, args, train)
 
 
-def _check_flags(args) -> None:
+def _checked_flags(args) -> argparse.Namespace:
     """Numbers a search cannot use, refused before anything is made (a negative timeout would end the
-    search before its first trial, NaN never); fills in --eval-every's default once checked."""
+    search before its first trial, NaN never); the arguments with --eval-every's default filled in
+    once checked."""
     if args.trials is None and args.timeout is None:
         raise ValueError("give --trials and/or --timeout")
     if args.trials is not None and args.trials < 1:
@@ -236,17 +238,19 @@ def _check_flags(args) -> None:
     if args.monitor_size is not None and args.monitor_size > args.eval_size:
         raise ValueError(f"--monitor-size {args.monitor_size} is more than --eval-size {args.eval_size}: reports "
                          "would score more validation examples than the final score")
-    if args.eval_every is None:  # a budget shorter than the default spacing reports only at its end, as asked
-        args.eval_every = EVAL_EVERY
-    elif args.eval_every > args.steps:
+    if args.eval_every is not None and args.eval_every > args.steps:
         raise ValueError(f"--eval-every {args.eval_every} is more than --steps {args.steps}: no trial would report "
                          "before its end, so none could be pruned")
     if not (math.isfinite(args.prune_margin) and args.prune_margin >= 0):  # NaN would switch pruning off unsaid
         raise ValueError(f"--prune-margin must be 0 or more standard errors, got {args.prune_margin}")
+    # a budget shorter than the default spacing reports only at its end, as asked
+    return argparse.Namespace(**{**vars(args), "eval_every": args.eval_every or EVAL_EVERY})
 
 
 def _export(study: optuna.Study, folder: Path, args, train) -> None:
-    from search.export import summary, write_best, write_plots, write_trials_table
+    from search.export import write_best, write_trials_table
+    from search.plots import write_plots
+    from search.summary import summary
 
     print(summary(study))
     if any(t.state != optuna.trial.TrialState.WAITING for t in study.trials):

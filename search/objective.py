@@ -18,9 +18,11 @@ from pathlib import Path
 
 import optuna
 
+from bench.config_labels import card_of, precision
 from bench.device import compute_precision
 from bench.models import ModelPool
-from bench.results import COST_KEYS, SHIPPED_RESULTS, aggregate, best_full_ft, card_of, load_records, precision
+from bench.record_folder import SHIPPED_RESULTS, load_records
+from bench.results import COST_KEYS, aggregate, best_full_ft
 from bench.run import execute_run
 from bench.run_spec import RunSpec
 from bench.shared_suite import SEARCH_RECORDS_ATTR

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 from scipy.stats import spearmanr
 
-from bench.results import load_records
+from bench.record_folder import load_records
 from search.pruning import MARGIN, report_with_error
 from search.repeats import result_of_repeat
 from search.space import Param, SearchSpace, nearest

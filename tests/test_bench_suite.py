@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import RunSpec
+from bench.run_spec import RunSpec
 from bench.suite import SHIPPED_SUITES, SuiteError, load_suite
 
 

@@ -11,7 +11,8 @@ import torch
 
 from bench.methods import MethodError
 from bench.models import ModelError
-from bench.run import RunSpec, prepare_run
+from bench.run import prepare_run
+from bench.run_spec import RunSpec
 from bench.suite import load_suite
 from bench.train import TrainSettings, train
 from bench.train.checkpointing import recomputed_activations

@@ -73,9 +73,12 @@ def test_methods_lists_every_method_with_its_default_rate_and_settings(capsys):
 
     code, out, _ = run_cli(capsys, "methods")
     assert code == 0
+    assert max(map(len, out.splitlines())) <= 100  # long descriptions and settings wrap
+    flowing = re.sub(r"\n +", " ", out)  # each entry on one line again
     for method in METHODS.values():
-        assert re.search(rf"^{method.name} +{method.default_lr:g} +{re.escape(method.description)}$", out, re.M)
-    assert "settings: num_virtual_tokens=20, init=sampled_vocab, init_text=None" in out  # prompt tuning's defaults
+        assert re.search(rf"^{method.name} +{method.default_lr:g} +{re.escape(method.description)}( settings:|$)",
+                         flowing, re.M)
+    assert "settings: num_virtual_tokens=20, init=sampled_vocab, init_text=None" in flowing  # prompt tuning's defaults
     assert "full_ft" in out and out.count("settings:") == len(METHODS) - 1  # full fine-tuning has none
 
 
@@ -526,7 +529,8 @@ def test_a_diverged_run_is_reported_in_a_line(capsys, tiny_models, tiny_tasks, t
 def test_a_run_the_method_cannot_train_is_refused_before_any_scoring(tiny_models, tiny_tasks, monkeypatch,
                                                                       arch, method, settings, task):
     from bench.methods.registry import MethodError
-    from bench.run import RunSpec, prepare_run
+    from bench.run import prepare_run
+    from bench.run_spec import RunSpec
 
     if arch is None:
         monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))

@@ -271,7 +271,8 @@ def test_full_fine_tuning_starts_from_the_checkpoint_s_own_weights_not_their_low
     """The CUDA path, forced on CPU: the prompt methods' frozen weights are stored in the compute
     dtype; full fine-tuning trains every weight, from the fp32 checkpoint, under the same autocast."""
     from bench.models import ModelPool
-    from bench.run import RunSpec, prepare_run
+    from bench.run import prepare_run
+    from bench.run_spec import RunSpec
     from bench.train import TrainSettings
 
     folder = tiny_models["t5"][0]
@@ -560,7 +561,8 @@ def test_a_reloaded_encoder_head_computes_in_fp32_with_the_weights_it_saved(tiny
     # the saved fp32 weights and score in bf16 again
     from bench.modeling.encoder import encoder_logits
     from bench.reload import load_trained
-    from bench.run import RunSpec, execute_run
+    from bench.run import execute_run
+    from bench.run_spec import RunSpec
     from bench.train import TrainSettings
 
     monkeypatch.setattr("bench.models.loading.pick_dtype", lambda device: torch.bfloat16)

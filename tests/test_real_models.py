@@ -8,7 +8,8 @@ from peft import PeftModel
 
 from bench.modeling import TunedModel
 from bench.models import load_base_model
-from bench.run import RunSpec, execute_run
+from bench.run import execute_run
+from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 from tasks import load_task
 

@@ -8,10 +8,13 @@ from dataclasses import asdict
 
 import pytest
 
+from bench.config_labels import config_label
 from bench.plots import data, draw
 from bench.plots.render import render_all
+from bench.record_folder import load_records
 from bench.report import write_report
-from bench.results import aggregate, config_label, format_table, load_records, write_csv
+from bench.results import aggregate
+from bench.results_table import format_table, write_csv
 from tasks.notices import SkippedInput
 
 
@@ -497,10 +500,10 @@ def test_a_table_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, ca
 
 
 def test_a_table_interrupted_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
-    from bench import results
+    from bench import results_table
 
     rows = aggregate([make_record("lora", 0.86), make_record("full_ft", 0.90)])
-    table = results.write_csv(rows, tmp_path / "results.csv")
+    table = results_table.write_csv(rows, tmp_path / "results.csv")
     before = table.read_bytes()
     calls = []
 
@@ -510,9 +513,9 @@ def test_a_table_interrupted_while_written_leaves_the_previous_one(tmp_path, mon
             raise KeyboardInterrupt
         return asdict(row)
 
-    monkeypatch.setattr(results, "asdict", killed_midway)
+    monkeypatch.setattr(results_table, "asdict", killed_midway)
     with pytest.raises(KeyboardInterrupt):
-        results.write_csv(rows, table)
+        results_table.write_csv(rows, table)
     assert table.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
     monkeypatch.undo()
 
@@ -521,7 +524,7 @@ def test_a_table_interrupted_while_written_leaves_the_previous_one(tmp_path, mon
 
     monkeypatch.setattr("bench.record.os.replace", killed_at_the_rename)  # the new table is written by then
     with pytest.raises(KeyboardInterrupt):
-        results.write_csv(aggregate([make_record("lora", 0.5)]), table)
+        results_table.write_csv(aggregate([make_record("lora", 0.5)]), table)
     assert table.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 

@@ -628,7 +628,8 @@ def finished_study(tmp_path, scores: list[float], *, metric: str = "accuracy", n
 
 
 def test_trials_within_one_standard_error_of_the_best_are_named(tmp_path):
-    from search.export import statistical_ties, summary
+    from search.summary import summary
+    from search.winner import statistical_ties
 
     # best 0.80 on 400 examples: standard error about sqrt(0.8 * 0.2 / 400) = 0.02, so 0.79 and 0.78
     # tie, 0.77 does not
@@ -641,7 +642,8 @@ def test_trials_within_one_standard_error_of_the_best_are_named(tmp_path):
 
 
 def test_no_ties_are_claimed_where_the_score_is_not_a_proportion(tmp_path):
-    from search.export import statistical_ties, summary
+    from search.summary import summary
+    from search.winner import statistical_ties
 
     alone = finished_study(tmp_path / "accuracy", [0.80, 0.70])
     assert statistical_ties(alone)[2] == [] and "no other trial within one standard error" in summary(alone)
@@ -833,14 +835,15 @@ def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_pat
 def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
     from types import SimpleNamespace
 
-    from search.cli import EVAL_EVERY, _check_flags
+    from search.cli import EVAL_EVERY, _checked_flags
 
     args = SimpleNamespace(trials=1, timeout=None, workers=1, steps=EVAL_EVERY // 2, batch_size=4, eval_every=None,
                            eval_size=16, monitor_size=None, prune_margin=2.0)
-    _check_flags(args)  # --eval-every not given: reports at the end only, as before
-    assert args.eval_every == EVAL_EVERY
+    # --eval-every not given: reports at the end only, as before
+    assert _checked_flags(args).eval_every == EVAL_EVERY
+    assert args.eval_every is None  # the arguments given are left as they were
     with pytest.raises(ValueError, match="--eval-every 30 is more than --steps 10"):
-        _check_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
+        _checked_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
 
 
 def test_a_text_prompt_starts_from_the_same_text_in_a_search_as_in_a_suite(tmp_path):

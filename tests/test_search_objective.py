@@ -171,8 +171,9 @@ def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):
 
 
 def test_a_config_an_earlier_trial_completed_takes_its_result_without_training(monkeypatch, tmp_path):
-    from search.export import best_trial, statistical_ties, summary
     from search.repeats import REPEAT_OF_ATTR
+    from search.summary import summary
+    from search.winner import best_trial, statistical_ties
 
     trained = []
 

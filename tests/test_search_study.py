@@ -11,9 +11,10 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from bench.cli import main
-from search.export import summary, write_plots
+from search.plots import write_plots
 from search.strategy import make_pruner, make_sampler
 from search.study import done_trials
+from search.summary import summary
 from search.workers import optimize
 
 

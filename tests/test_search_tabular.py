@@ -231,7 +231,7 @@ def test_shipped_records_are_exactly_their_suites_runs(folder, suite):
     """A suite edited after its records were made would plan runs the folder does not hold. Compared
     by configuration: a table keeps the card version it was built with (AG News's is version 1, the
     card is now 2), which is in its run ids."""
-    from bench.run import RunSpec
+    from bench.run_spec import RunSpec
     from bench.train import TrainSettings
 
     runs = load_suite(str(ROOT / "bench" / "suites" / suite)).runs

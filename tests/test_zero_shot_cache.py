@@ -2,7 +2,8 @@
 
 import json
 
-from bench.run import RunSpec, execute_run
+from bench.run import execute_run
+from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 
 

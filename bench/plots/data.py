@@ -8,8 +8,8 @@ import re
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from bench.results import (REFERENCE_METHODS, ResultRow, comparable_key, init_text, model_names, natural_key,
-                           shortened, task_names)
+from bench.config_labels import init_text, shortened
+from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, model_names, natural_key, task_names
 
 COST_AXES = {
     "trainable_params": "trainable parameters",

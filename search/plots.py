@@ -1,0 +1,114 @@
+"""A search's plots: Optuna's optimization history, parameter importances and Pareto front, and the
+score against prompt length and learning rate, each saved as PNG under the study's folder."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+
+from bench.plots.draw import METHOD_COLOURS, save_atomic, spans_decades  # noqa: E402
+from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR  # noqa: E402
+from search.study import DEFINITION_ATTR, REFERENCES_ATTR  # noqa: E402
+from search.winner import objective_names  # noqa: E402
+
+
+def score_label(study: optuna.Study) -> str:
+    """What a trial's score is: a task's validation score, or the mean over several tasks (relative
+    to each one's full fine-tuning score where the study has them)."""
+    tasks = study.user_attrs.get(DEFINITION_ATTR, {}).get("tasks", [])
+    if len(tasks) < 2:
+        return "validation score"
+    return "mean validation score / full FT's" if study.user_attrs.get(REFERENCES_ATTR) else "mean validation score"
+
+
+def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
+    from optuna.visualization import matplotlib as optuna_plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    multi = len(study.directions) > 1
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    # names the axes: what the score is, and the cost chosen
+    objectives = [score_label(study) if name == "score" else name for name in objective_names(study)]
+    drawings = [("pareto_front", lambda: optuna_plots.plot_pareto_front(study, target_names=objectives))] if multi \
+        else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
+    if len(complete) >= 2 and not multi:
+        drawings.append(("param_importances", lambda: optuna_plots.plot_param_importances(study)))
+    for name, draw in drawings:
+        # Optuna switches the whole process to its own style as it draws: kept to its own charts
+        with matplotlib.rc_context():
+            try:
+                with warnings.catch_warnings(record=True) as notes:
+                    axes = draw()
+            except (ValueError, RuntimeError) as err:  # e.g. importances need >1 varying parameter
+                print(f"plot {name} skipped: {err}")
+                continue
+            _print_plot_notes(name, notes)
+            if name == "pareto_front" and spans_decades(t.values[1] for t in complete):
+                axes.set_yscale("log")  # the cost: trainable parameters span 1e3 to 1e6, say
+            if name == "optimization_history":
+                axes.set_ylabel(score_label(study))
+            if name == "param_importances":  # a handful of trials gives importances that mean little
+                axes.set_title(f"Hyperparameter importances, from {len(complete)} completed trials")
+            axes.figure.tight_layout()
+            path = save_atomic(axes.figure, folder / f"{name}.png", dpi=120)
+            plt.close(axes.figure)
+        paths.append(path)
+    for param, label, name, log in (("num_virtual_tokens", "prompt length", "score_vs_prompt_length", True),
+                                    ("lr", "learning rate", "score_vs_lr", True)):
+        path = _scatter(study, param, label, folder, name, log)
+        if path:
+            paths.append(path)
+    return paths
+
+
+def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
+    """Each completed trial's score against its value of `param` (whichever method's), a colour per method."""
+    by_method: dict[str, list[tuple]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if REPEAT_OF_ATTR in trial.user_attrs:  # the same point again
+            continue
+        method = trial.user_attrs.get(CONFIG_ATTR, {}).get("method", "?")
+        by_method.setdefault(method, []).extend((value, trial.values[0]) for key, value in trial.params.items()
+                                                if key.rpartition(".")[2] == param)
+    if not any(by_method.values()):
+        return None
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for method, points in sorted(by_method.items()):
+        if points:
+            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=METHOD_COLOURS.get(method),
+                         alpha=0.6)  # trials at one value stay visible behind each other
+    if log:
+        axes.set_xscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(score_label(study))
+    drawn = sum(len(points) for points in by_method.values())
+    # pruned trials have no final score to place: a search that prunes many shows few points
+    trials = "trial" if drawn == 1 else "trials"
+    axes.set_title(f"score vs {xlabel}: {drawn} completed {trials} (pruned ones have no score)", fontsize=10)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    path = save_atomic(figure, folder / f"{name}.png", dpi=120)
+    plt.close(figure)
+    return path
+
+
+def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:
+    """What Optuna warned while drawing, one line each; its warning per parameter whose values have
+    fewer than 2 trials becomes one line naming them all."""
+    sparse = []
+    for note in notes:
+        match = re.search(r"parameter `([^`]+)` have less than 2 trials", str(note.message))
+        if match:
+            sparse.append(match.group(1))
+        else:
+            print(f"plot {plot}: {note.message}")
+    if sparse:
+        print(f"plot {plot}: some values of {', '.join(sparse)} have fewer than 2 trials: their importances are rough")
