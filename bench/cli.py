@@ -179,16 +179,19 @@ def _models(args) -> int:
 
 def _methods(args) -> int:
     import dataclasses
+    import textwrap
 
     from bench.methods import METHODS
 
     print(f"{'name':<14} {'default lr':<11} description")
-    for method in METHODS.values():
-        print(f"{method.name:<14} {method.default_lr:<11g} {method.description}")
+    for method in METHODS.values():  # wrapped to 100 columns, as a narrow terminal shows them
+        print(textwrap.fill(method.description, width=100, initial_indent=f"{method.name:<14} {method.default_lr:<11g} ",
+                            subsequent_indent=" " * 27))
         # as a run resolves them (a prefix's init follows from its projection)
         defaults = [f"{name}={value}" for name, value in dataclasses.asdict(method.settings()).items()]
         if defaults:
-            print(f"{'':<27}settings: {', '.join(defaults)}")
+            print(textwrap.fill(", ".join(defaults), width=100, initial_indent=f"{'':<27}settings: ",
+                                subsequent_indent=" " * 37))
     print("\nSet them with --method NAME --set key=value (a wrong value is refused with the values allowed).")
     return 0
 
@@ -321,7 +324,8 @@ def _print_plan(suite) -> int:
 
 
 def _results(args) -> int:
-    from bench.results import aggregate, csv_name, format_table, reruns_left_out, unscored, write_csv
+    from bench.results import aggregate, reruns_left_out, unscored
+    from bench.results_table import csv_name, format_table, write_csv
 
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
@@ -336,14 +340,19 @@ def _results(args) -> int:
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")
     print(f"\n{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, args.split)}; "
-          f"csv: {write_csv(rows, args.folder / csv_name(args.split))}")
+          f"csv: {write_csv(rows, _results_folder(args) / csv_name(args.split))}")
     return 0
 
 
-def _records(args):
-    from bench.results import SHIPPED_RESULTS, load_records, warn_mixed_flop_estimates
+def _results_folder(args) -> Path:
+    """Where the records are read from and tables, plots and reports go."""
+    return args.folder or DEFAULT_RESULTS
 
-    named, args.folder = args.folder is not None, args.folder or DEFAULT_RESULTS  # where tables and plots go
+
+def _records(args):
+    from bench.record_folder import SHIPPED_RESULTS, load_records, warn_mixed_flop_estimates
+
+    folder = _results_folder(args)
     if args.study and not args.storage:
         raise ValueError(f"--study {args.study} needs --storage, the URL its study is in (a search's own is "
                          "sqlite:///<its results folder>/<study>/study.db; a shared suite's, the one its machines use)")
@@ -353,16 +362,16 @@ def _records(args):
         if not args.study:
             raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
         records, failures = records_from_study(args.storage, args.study)
-    elif not named:  # your runs: those committed with the project are left out unless named
+    elif args.folder is None:  # your runs: those committed with the project are left out unless named
         shipped = [name for name in SHIPPED_RESULTS if (DEFAULT_RESULTS / name).is_dir()]
         if shipped:
             print(f"left out: {', '.join(str(DEFAULT_RESULTS / name) for name in shipped)} (shipped with the project; "
                   "name a folder to include it)", file=sys.stderr)
-        records, failures = load_records(args.folder, leave_out=SHIPPED_RESULTS)
+        records, failures = load_records(folder, leave_out=SHIPPED_RESULTS)
     else:
-        records, failures = load_records(args.folder)
+        records, failures = load_records(folder)
     if not records:
-        _refuse_no_records(args, failures)
+        _refuse_no_records(args, folder, failures)
     if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {args.split} scores (search trials are scored on "
                          "validation only: add --split validation)")
@@ -370,13 +379,13 @@ def _records(args):
     return records, failures
 
 
-def _refuse_no_records(args, failures: list[dict]) -> None:
+def _refuse_no_records(args, folder: Path, failures: list[dict]) -> None:
     """Say why there is nothing to show: no such folder, or no finished run (each failed run named)."""
     from bench.study_storage import shown_storage
 
-    if not args.storage and not args.folder.is_dir():
-        raise FileNotFoundError(f"{'not a folder' if args.folder.exists() else 'no such folder'}: {args.folder}")
-    where = shown_storage(args.storage) if args.storage else args.folder
+    if not args.storage and not folder.is_dir():
+        raise FileNotFoundError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
+    where = shown_storage(args.storage) if args.storage else folder
     failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
                      f"{first_line(failure.get('reason')) or '?'}" for failure in failures)
     runs = f"{len(failures)} run{'s' if len(failures) > 1 else ''}"
@@ -385,11 +394,12 @@ def _refuse_no_records(args, failures: list[dict]) -> None:
 
 def _plot(args) -> int:
     from bench.plots.render import render_all
-    from bench.results import aggregate, split_name
+    from bench.results import aggregate
+    from bench.results_table import split_name
 
     records, _ = _records(args)
     axes = tuple(args.axis or ("trainable_params", "train_flops"))
-    paths = render_all(aggregate(records, split=args.split), args.folder / split_name("plots", args.split),
+    paths = render_all(aggregate(records, split=args.split), _results_folder(args) / split_name("plots", args.split),
                        split=args.split, axes=axes)
     print("\n".join(map(str, paths)))
     return 0
@@ -399,7 +409,7 @@ def _report(args) -> int:
     from bench.report import write_report
 
     records, failures = _records(args)
-    print(write_report(args.folder, records=records, failures=failures, split=args.split))
+    print(write_report(_results_folder(args), records=records, failures=failures, split=args.split))
     return 0
 
 

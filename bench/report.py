@@ -10,8 +10,9 @@ from pathlib import Path
 
 from bench.plots.render import render_all
 from bench.record import RunRecord, write_text_atomic
-from bench.results import (ResultRow, aggregate, csv_name, figure, load_records, reruns_left_out, split_name, spread,
-                           task_names, unscored, write_csv)
+from bench.record_folder import load_records
+from bench.results import ResultRow, aggregate, reruns_left_out, task_names, unscored
+from bench.results_table import csv_name, figure, split_name, spread, write_csv
 from tasks.notices import SkippedInput
 
 
@@ -51,7 +52,7 @@ def _environment(record: RunRecord) -> list[str]:
     return [f"- hardware: {hardware.get('device')} ({hardware.get('gpu') or hardware.get('cpu')}, "
             f"{hardware.get('cpu_count')} CPUs, {hardware.get('torch_threads')} torch threads), "
             f"{hardware.get('platform')}",
-            f"- packages: {packages}", f"- code: git {commit}"]
+            f"- packages: {packages}", f"- code the runs were made with: git {commit}"]
 
 
 def write_report(folder: Path, *, records: list[RunRecord] | None = None, failures: list[dict] | None = None,
@@ -105,7 +106,9 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
               "table names them); "
               "*vs zero-shot* the mean relative change (in %, not points) from the base model's zero-shot score "
               "(– for an encoder, whose base model has no head to score with, and where a seed's is 0 or "
-              "below); FLOPs are the analytic training estimate; "
+              "below); FLOPs are the analytic training estimate (virtual tokens lengthen every input while the frozen "
+              "weights need no gradients: on short inputs a prompt method can cost more FLOPs than full "
+              "fine-tuning); "
               "*peak mem* is training's: on a GPU the allocator's peak, on a CPU the process's peak resident "
               "memory, which counts the loaded models and libraries too; *artifact* the saved adapter (full "
               "fine-tuning saves nothing: the size its weights would take); "
