@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import numbers
 import re
 import string
 from collections.abc import Callable, Sequence
@@ -150,20 +151,40 @@ def load_library_metric(name: str, folder: Path | None = None):
                          f"{first_line(err)})") from None
 
 
+def library_metric_parts(name: str) -> tuple[str, str | None]:
+    """An `evaluate:` metric (prefix removed) as the metric to load and the value of its result that
+    scores: `rouge:rougeL` is rouge's rougeL; without `:KEY`, None (see _evaluate_library_metric)."""
+    metric, separator, key = name.rpartition(":")
+    if separator and metric and key and not any(c in key for c in "/\\"):  # not a drive letter's colon
+        return metric, key
+    return name, None
+
+
 def load_library_metrics(names: Sequence[str], *, folder: Path | None = None) -> None:
     """Load the `evaluate:` metrics among `names` now: one that cannot load is named before any
     training or scoring, not after it."""
     for name in names:
         if name.startswith(EVALUATE_PREFIX):
-            load_library_metric(name.removeprefix(EVALUATE_PREFIX), folder)
+            load_library_metric(library_metric_parts(name.removeprefix(EVALUATE_PREFIX))[0], folder)
 
 
 def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence, folder: Path | None) -> float:
-    metric = load_library_metric(name, folder)
+    """The metric's value named by its `:KEY`, else the one named like the metric (its folder's
+    name), else its only one. A result of several values and none of them named so is refused, not
+    read by its first value (which may be a count)."""
+    metric_name, asked = library_metric_parts(name)
     references = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in references]
-    result = metric.compute(predictions=list(predictions), references=list(references))
-    key = name.rstrip("/").split("/")[-1]
-    value = result.get(key, next(iter(result.values())))
+    result = load_library_metric(metric_name, folder).compute(predictions=list(predictions),
+                                                              references=list(references))
+    key = asked or metric_name.rstrip("/").split("/")[-1]
+    if key not in result and asked is None and len(result) == 1:
+        key = next(iter(result))
+    value = result.get(key)
+    if key not in result or not isinstance(value, numbers.Real) or isinstance(value, bool):  # numpy's too
+        returned = ", ".join(f"{k}={v!r}"[:40] for k, v in result.items())
+        raise ValueError(f"metric {EVALUATE_PREFIX}{name} returned {returned}: "
+                         + (f"{key!r} is no number there" if key in result else f"none named {key!r}")
+                         + f"; name the value to score by, as {EVALUATE_PREFIX}{metric_name}:KEY")
     return float(value)
 
 

@@ -595,3 +595,39 @@ def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_f
     (tmp_path / "variants" / "v.yaml").write_text("include: ../mine.yaml\nname: mine_v\n")
     variant = load_task(str(tmp_path / "variants" / "v.yaml"))
     assert variant.score(["hi", "no"], examples) == {"f1": 0.5, "evaluate:exact_strings": 0.5}
+
+
+MULTI_VALUE_METRIC = """
+import datasets
+import evaluate
+
+
+class Counted(evaluate.Metric):
+    def _info(self):
+        features = datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")})
+        return evaluate.MetricInfo(description="matches and their count", citation="", inputs_description="",
+                                   features=features)
+
+    def _compute(self, predictions, references):
+        matches = sum(p == r for p, r in zip(predictions, references))
+        return {"n": len(predictions), "matched": matches / len(predictions), "label": "strings"}
+"""
+
+
+def test_an_evaluate_metric_of_several_values_scores_by_the_one_named(tmp_path):
+    from tasks.metrics import compute_metrics, library_metric_parts
+
+    (tmp_path / "counted").mkdir()
+    (tmp_path / "counted" / "counted.py").write_text(MULTI_VALUE_METRIC)
+    golds = [["hi"], ["yo"], ["hey"], ["no"]]
+    assert compute_metrics(["evaluate:counted:matched"], ["hi", "no", "hey", "no"], golds, folder=tmp_path) == {
+        "evaluate:counted:matched": 0.75}
+    # not the first value (a count of 4): none is named like the metric, so none is guessed
+    with pytest.raises(ValueError, match=r"evaluate:counted returned n=4, matched=0.75, label='strings': none "
+                                         r"named 'counted'; name the value to score by, as evaluate:counted:KEY"):
+        compute_metrics(["evaluate:counted"], ["hi", "no", "hey", "no"], golds, folder=tmp_path)
+    with pytest.raises(ValueError, match="'label' is no number there"):
+        compute_metrics(["evaluate:counted:label"], ["hi"], [["hi"]], folder=tmp_path)
+    assert library_metric_parts("rouge:rougeL") == ("rouge", "rougeL")
+    assert library_metric_parts("C:\\metrics\\mine") == ("C:\\metrics\\mine", None)  # a drive's colon
+    assert library_metric_parts("org/metric") == ("org/metric", None)
