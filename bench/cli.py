@@ -28,7 +28,7 @@ def _add_run(sub) -> None:
     parser.add_argument("--config", type=Path, help="a YAML config (e.g. a search's best.yaml); flags override it")
     parser.add_argument("--task", help="task name (see `spbench tasks`) or a card path")
     parser.add_argument("--model", help="registry name (see `spbench models`), folder or hub id")
-    parser.add_argument("--method", help="prompt_tuning | p_tuning | prefix_tuning | lora | full_ft")
+    parser.add_argument("--method", help="method name (see `spbench methods`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a method or training setting, e.g. num_virtual_tokens=20, init=class_labels, lr=0.03")
     parser.add_argument("--steps", type=int, help="training steps (default 200)")
@@ -185,8 +185,8 @@ def _methods(args) -> int:
 
     print(f"{'name':<14} {'default lr':<11} description")
     for method in METHODS.values():  # wrapped to 100 columns, as a narrow terminal shows them
-        print(textwrap.fill(method.description, width=100, initial_indent=f"{method.name:<14} {method.default_lr:<11g} ",
-                            subsequent_indent=" " * 27))
+        first = f"{method.name:<14} {method.default_lr:<11g} "
+        print(textwrap.fill(method.description, width=100, initial_indent=first, subsequent_indent=" " * 27))
         # as a run resolves them (a prefix's init follows from its projection)
         defaults = [f"{name}={value}" for name, value in dataclasses.asdict(method.settings()).items()]
         if defaults:
@@ -207,15 +207,16 @@ def _tasks(args) -> int:
     if args.name:
         raise ValueError(f"tasks list takes no name (got {args.name!r}): `spbench tasks show {args.name}` shows one")
     cards = available_tasks(tuple(args.tasks_dir))  # a missing folder is refused before the table starts
-    width = max([12, *map(len, cards)])  # a user's long task name widens the column, not shifts the row
-    print(f"{'name':<{width}} {'kind':<15} {'train/validation/test':<22} {'metric':<10} source")
+    # a user's long task name or metric widens its column, not shifts the row
+    width, metric_width = max([12, *map(len, cards)]), max([10, *(len(c.primary_metric) for c in cards.values())])
+    print(f"{'name':<{width}} {'kind':<15} {'train/validation/test':<22} {'metric':<{metric_width}} source")
     for name, card in sorted(cards.items()):
         sizes = "/".join(_split_size(card, split) for split in ("train", "validation", "test"))
         source = card.source.get("hub") or Path(card.source["local"]).name
         budget = f", trains on {card.train_size}" if card.train_size else ""  # a few-shot variant
         # a user's card shows its file: it may answer to a shipped task's name
         yours = "" if card.path.parent == SHIPPED_CARDS.resolve() else f", {card.path}"
-        print(f"{name:<{width}} {card.kind:<15} {sizes:<22} {card.primary_metric:<10} {source}  "
+        print(f"{name:<{width}} {card.kind:<15} {sizes:<22} {card.primary_metric:<{metric_width}} {source}  "
               f"(v{card.version}{budget}{yours})")
     return 0
 

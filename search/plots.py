@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
-from bench.plots.draw import METHOD_COLOURS, save_atomic, spans_decades  # noqa: E402
+from bench.plots.draw import method_colour, save_atomic, spans_decades  # noqa: E402
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR  # noqa: E402
 from search.study import DEFINITION_ATTR, REFERENCES_ATTR  # noqa: E402
 from search.winner import objective_names  # noqa: E402
@@ -83,7 +83,7 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
     figure, axes = plt.subplots(figsize=(6, 4))
     for method, points in sorted(by_method.items()):
         if points:
-            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=METHOD_COLOURS.get(method),
+            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=method_colour(method),
                          alpha=0.6)  # trials at one value stay visible behind each other
     if log:
         axes.set_xscale("log")

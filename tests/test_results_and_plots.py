@@ -650,3 +650,13 @@ def test_the_report_dashes_missing_figures_and_keeps_its_table_whole(tmp_path):
     # the score's standard error from the 277 examples it is over (Agresti-Coull: (0.7 * 277 + 2) / 281)
     assert "| 0.700 | 0.027 |" in report
     assert "Scored on 277 or ? test examples; trained for 50 or ? steps of 16 or ? examples." in report
+
+
+def test_every_method_has_a_colour_of_its_own_and_an_unknown_one_a_spare():
+    from bench.methods import METHODS
+
+    assert set(METHODS) <= set(draw.METHOD_COLOURS), "give a new method a colour in bench.plots.draw.METHOD_COLOURS"
+    assert len(set(draw.METHOD_COLOURS.values())) == len(draw.METHOD_COLOURS)
+    spare = draw.method_colour("a_method_from_a_newer_version")
+    assert spare in draw.SPARE_COLOURS and spare not in draw.METHOD_COLOURS.values()
+    assert draw.method_colour("a_method_from_a_newer_version") == spare  # the same in every chart

@@ -1,4 +1,11 @@
-"""The method registry: each method is one `register_method` call with a checked settings dataclass."""
+"""The method registry: each method is one `register_method` call with a checked settings dataclass.
+
+A new method is a module here that registers itself when imported: add it to the import in
+`bench/methods/__init__.py`, give it a colour in `bench.plots.draw.METHOD_COLOURS` (a test asks for
+both) and a line in the README's table of methods. Its `build` returns the trainable model (a PEFT
+model, or the base model itself); what differs between PEFT's prompt-learning methods and the
+others is read from PEFT's `is_prompt_learning`, not from method names.
+"""
 
 from __future__ import annotations
 

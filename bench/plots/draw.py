@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,13 @@ from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeSco
 
 METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
                   "lora": "tab:purple", "full_ft": "tab:red"}
+SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+def method_colour(method: str) -> str:
+    """A method's colour in every chart; a method without one (records of a newer version, say) gets
+    a spare one by its name, never matplotlib's next colour, which is prompt tuning's blue."""
+    return METHOD_COLOURS.get(method) or SPARE_COLOURS[zlib.crc32(method.encode()) % len(SPARE_COLOURS)]
 
 
 # file names (without extension) of the suite-level charts; per-task ones start with score_cost_stem(axis)
@@ -79,7 +87,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> l
     for method in sorted({p.method for p in chart.points}):
         points = [p for p in chart.points if p.method == method]
         axes.errorbar([p.cost for p in points], [p.score for p in points], yerr=_spreads(p.score_std for p in points),
-                      fmt="o", color=METHOD_COLOURS.get(method), label=method, capsize=3, alpha=0.85)
+                      fmt="o", color=method_colour(method), label=method, capsize=3, alpha=0.85)
     front = chart.pareto
     if len(front) > 1:  # the best score reachable at each cost: flat until the next point of the front
         axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, drawstyle="steps-post",
@@ -89,7 +97,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> l
     else:  # 1.5G, not 1.5 beside a "1e9" that the axis label runs into
         axes.xaxis.set_major_formatter(EngFormatter(sep=""))
     for method, point in chart.references.items():  # named in the legend: a label on the line would cover points
-        axes.axhline(point.score, color=METHOD_COLOURS.get(method), ls=":", lw=1,
+        axes.axhline(point.score, color=method_colour(method), ls=":", lw=1,
                      label=f"{method}'s score ({point.score:.3f})")
     axes.set_xlabel(COST_AXES[chart.axis])
     axes.set_ylabel(f"{chart.metric} ({split})")
@@ -116,7 +124,7 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
         ys = [data.values[method].get(task, float("nan")) for task in data.tasks]  # no bar where unknown
         # bars grow up or down from full fine-tuning's 1: the ratios sit near it, and bars from 0 would
         # draw 0.89 and 0.99 nearly alike (a cut axis would draw their lengths out of proportion)
-        bars = axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=METHOD_COLOURS.get(method))
+        bars = axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=method_colour(method))
         axes.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=6, rotation=90, padding=2)
     axes.axhline(1.0, color="k", lw=0.8, ls="--", label="full_ft (= 1)")
     values = [v for per_task in data.values.values() for v in per_task.values()] + [1.0]
@@ -171,7 +179,7 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
             k = [c for c in shown if c.method.partition("[")[0] == method].index(curve)
             axes.errorbar(curve.lengths, curve.scores, yerr=_spreads(curve.stds), capsize=3,
                           ls=LINE_STYLES[k % len(LINE_STYLES)], marker=MARKERS[k % len(MARKERS)],
-                          color=METHOD_COLOURS.get(method), label=curve.method)
+                          color=method_colour(method), label=curve.method)
         axes.set_xscale("log")
         lengths = sorted({n for c in shown for n in c.lengths})
         axes.set_xticks(lengths, [str(n) for n in lengths], fontsize=7)  # the lengths run, not powers of ten
