@@ -5,31 +5,43 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import threading
 
 
 class _NoTracebackFor(logging.Filter):
     """Optuna logs a failed trial with its traceback; for Ctrl-C, or an error whose message says it
-    all (the reason is kept on the trial too), that is noise."""
+    all (the reason is kept on the trial too), that is noise. A trial ended by a `silent` error ran
+    nothing (another worker took its slot): both of Optuna's lines about it are dropped, and the
+    search's summary counts it as not run."""
 
-    def __init__(self, expected: tuple[type[BaseException], ...]):
+    def __init__(self, expected: tuple[type[BaseException], ...], silent: tuple[type[BaseException], ...] = ()):
         super().__init__()
-        self.expected = expected
+        self.expected, self.silent = expected, silent
+        self.silenced: set[str] = set()  # numbers of the trials whose lines are dropped
 
     def filter(self, record: logging.LogRecord) -> bool:
+        failed = re.match(r"Trial (\d+) failed", str(record.msg))
+        if record.exc_info and isinstance(record.exc_info[1], self.silent):
+            if failed:
+                self.silenced.add(failed.group(1))
+            return False
+        if failed and failed.group(1) in self.silenced:  # its second line, "failed with value None"
+            return False
         if record.exc_info and isinstance(record.exc_info[1], self.expected):
             record.exc_info = None
         return True
 
 
-def quiet_trial_failures(*expected: type[BaseException]) -> None:
+def quiet_trial_failures(*expected: type[BaseException], silent: tuple[type[BaseException], ...] = ()) -> None:
     """Optuna's log of a trial failed by Ctrl-C, or by one of the `expected` errors, keeps its one
-    line and drops the traceback."""
+    line and drops the traceback; of one failed by a `silent` error, nothing is kept."""
     quiet = (KeyboardInterrupt, *expected)
     for handler in logging.getLogger("optuna").handlers:
-        if not any(isinstance(f, _NoTracebackFor) and f.expected == quiet for f in handler.filters):
-            handler.addFilter(_NoTracebackFor(quiet))
+        if not any(isinstance(f, _NoTracebackFor) and (f.expected, f.silent) == (quiet, silent)
+                   for f in handler.filters):
+            handler.addFilter(_NoTracebackFor(quiet, silent))
 
 
 def _main_thread() -> bool:

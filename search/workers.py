@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
 import warnings
@@ -21,7 +22,7 @@ from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
-from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, done_trials
+from search.study import DONE, FAIL_REASON_ATTR, HOST_ATTR, INTERRUPTED, NOT_RUN_ATTR, PID_ATTR, done_trials
 from tasks.card import TaskCardError
 
 INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
@@ -146,8 +147,9 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     worker's trial finishes, and the budget with it); `say_waiting` says so (one line a command,
     not one a worker)."""
     deadline = time.monotonic() + timeout if timeout else None
-    # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say)
-    quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, BudgetReached, StartingPointTaken)
+    # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say);
+    # a trial that found its slot or starting point taken ran nothing, and the summary counts it
+    quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, silent=(BudgetReached, StartingPointTaken))
     failures = _StopOnRepeatedFailures()
     callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
     patience = None  # until then, running trials may still turn out to be a killed process's
@@ -183,6 +185,18 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             optuna.storages.fail_stale_trials(study)
 
 
+def _fail_running_trials_of(study: optuna.Study, pids: set[int]) -> list[int]:
+    """Mark failed the trials this machine's processes `pids` (killed) left running, putting a
+    starting point back in the queue, as a stale heartbeat would; their numbers."""
+    host = socket.gethostname()
+    stranded = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if trial.user_attrs.get(PID_ATTR) in pids and trial.user_attrs.get(HOST_ATTR) == host]
+    for trial in stranded:
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        requeue_starting_point(study, trial)
+    return [trial.number for trial in stranded]
+
+
 def stop_with_parent(parent: int) -> None:
     """Have this process interrupted (SIGINT, as Ctrl-C would) when `parent` ends: a command killed
     with SIGKILL cannot pass the signal on, and its workers would train on unseen. Linux only."""
@@ -216,6 +230,7 @@ def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int
 def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy, workers: int,
                 n_trials: int | None, timeout: float | None) -> None:
     """This process plus `workers - 1` more, all pulling trials from the same storage."""
+    started = time.monotonic()
     context = multiprocessing.get_context("spawn")
     others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, workers,
                                                     n_trials, timeout, os.getpid()))
@@ -240,11 +255,17 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     interrupted = [index for index, process in enumerate(others, start=1) if process.exitcode == INTERRUPTED_EXIT]
     failed = [index for index, process in enumerate(others, start=1)
               if process.exitcode > 0 and process.exitcode != INTERRUPTED_EXIT]
-    for index, process in enumerate(others, start=1):
-        if process.exitcode < 0:  # killed (out of memory, say): its trial failed by heartbeat, its slot ran here
+    killed = [(index, process) for index, process in enumerate(others, start=1) if process.exitcode < 0]
+    if killed:  # out of memory, say: its trial is failed now, not when a later command finds its heartbeat stale
+        stranded = _fail_running_trials_of(study, {process.pid for _, process in killed})
+        for index, process in killed:
             print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}): a trial it was running "
-                  "is not counted, and is marked failed (no heartbeat) by the next command on this study; rerun "
-                  "the command if the budget is short", file=sys.stderr)
+                  "is not counted" + (f" (trial {', '.join(map(str, stranded))}, marked failed)" if stranded else ""),
+                  file=sys.stderr)
+        left = None if timeout is None else timeout - (time.monotonic() - started)
+        if n_trials and done_trials(study) < n_trials and (left is None or left > 0):
+            print("running the trials the budget still lacks in this process", file=sys.stderr)
+            optimize(study, objective, n_trials=n_trials, timeout=left)
     problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
     problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
     if problems:

@@ -748,11 +748,14 @@ def test_a_worker_is_interrupted_when_its_command_is_killed(tmp_path):
         time.sleep(0.1)
 
 
-def test_a_killed_worker_is_said_and_fails_no_search_it_left_finished(monkeypatch, capsys):
+def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(monkeypatch, capsys):
+    import socket
+
     from search import workers
+    from search.study import HOST_ATTR, PID_ATTR
 
     class Killed:  # a worker process the kernel killed (out of memory, say)
-        exitcode = -signal.SIGKILL
+        exitcode, pid = -signal.SIGKILL, 4242
 
         def __init__(self, **kwargs):
             pass
@@ -763,10 +766,25 @@ def test_a_killed_worker_is_said_and_fails_no_search_it_left_finished(monkeypatc
         def join(self, timeout=None):
             pass
 
+    study = optuna.create_study()
+    study.enqueue_trial({"lr": 0.3})  # a starting point the killed worker had taken
+    stranded = study.ask()
+    for name, value in ((PID_ATTR, Killed.pid), (HOST_ATTR, socket.gethostname())):
+        stranded.set_user_attr(name, value)
+    elsewhere = study.ask()  # another machine's worker of the same pid: not this command's to fail
+    for name, value in ((PID_ATTR, Killed.pid), (HOST_ATTR, "another-machine")):
+        elsewhere.set_user_attr(name, value)
+    optimized = []
     monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: type("Context", (), {"Process": Killed}))
-    monkeypatch.setattr(workers, "optimize", lambda *args, **kwargs: None)  # this process finished the budget
-    workers.run_workers(optuna.create_study(), "sqlite://", None, strategy=None, workers=2, n_trials=1, timeout=None)
-    assert "worker 1 was killed (SIGKILL): a trial it was running is not counted" in capsys.readouterr().err
+    monkeypatch.setattr(workers, "optimize", lambda *args, **kwargs: optimized.append(kwargs))  # finds no room
+    workers.run_workers(study, "sqlite://", None, strategy=None, workers=2, n_trials=1, timeout=None)
+    err = capsys.readouterr().err
+    assert "worker 1 was killed (SIGKILL): a trial it was running is not counted (trial 0, marked failed)" in err
+    assert [t.state.name for t in study.trials[:2]] == ["FAIL", "RUNNING"]
+    assert study.trials[2].state.name == "WAITING"  # the starting point, queued again
+    assert study.trials[2].system_attrs["fixed_params"] == {"lr": 0.3}
+    # the budget is short by the failed trial: this process runs it rather than leave it to a rerun
+    assert len(optimized) == 2 and "running the trials the budget still lacks in this process" in err
 
 
 def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeypatch):
