@@ -266,9 +266,7 @@ def _task_validate(args) -> int:
         raise ValueError(f"tasks validate checks one card file; {args.name} is a folder "
                          f"(`spbench tasks --tasks-dir {args.name}` lists its cards and those it leaves out)")
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
-    from tasks.metrics import load_library_metrics
-
-    load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)  # as a run does before its model loads
+    task.check_metrics()  # as a run does before its model loads
     for split, rows in task.checked_splits().items():
         print(f"{split:<10} {rows:>6} rows ok")
     print(f"{task.card.path}: valid")

@@ -32,7 +32,6 @@ from bench.train import TrainSettings, train
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task, TaskCardError, load_task
-from tasks.metrics import load_library_metrics
 from tasks.notices import UserNotice
 
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
@@ -171,7 +170,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     """Everything a run needs, checked before any compute: task and its examples (a bad row is
     named before a model downloads or converts), method settings, model."""
     task = load_task(spec.task, tasks_dirs=spec.tasks_dirs)
-    load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)  # else it fails after training
+    task.check_metrics()  # else it fails after training
     method = get_method(spec.method)
     settings = method.settings(**spec.method_settings)
     _refuse(method, spec.model_kind, task, spec)  # what the task alone rules out, before the model loads

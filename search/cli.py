@@ -81,7 +81,6 @@ def run(args) -> int:
     from search.strategy import Strategy
     from search.study import claim_study
     from tasks import load_task
-    from tasks.metrics import load_library_metrics
 
     args = _checked_flags(args)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
@@ -93,7 +92,7 @@ def run(args) -> int:
     for name in tasks:  # a bad data file, row or metric is named now, not by failed trials
         task = load_task(name, tasks_dirs=tuple(args.tasks_dir))
         task.checked_splits()
-        load_library_metrics(task.card.metrics, folder=task.card.metrics_folder)
+        task.check_metrics()
         cards.append(task.card)
     without_classes = [c.name for c in cards if not c.is_classification]
     space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)

@@ -151,6 +151,10 @@ def load_library_metric(name: str, folder: Path | None = None):
                          f"{first_line(err)})") from None
 
 
+class MetricResultError(ValueError):
+    """A metric's result holds no score to read (several values, none named as asked)."""
+
+
 def library_metric_parts(name: str) -> tuple[str, str | None]:
     """An `evaluate:` metric (prefix removed) as the metric to load and the value of its result that
     scores: `rouge:rougeL` is rouge's rougeL; without `:KEY`, None (see _evaluate_library_metric)."""
@@ -182,7 +186,7 @@ def _evaluate_library_metric(name: str, predictions: Sequence, references: Seque
     value = result.get(key)
     if key not in result or not isinstance(value, numbers.Real) or isinstance(value, bool):  # numpy's too
         returned = ", ".join(f"{k}={v!r}"[:40] for k, v in result.items())
-        raise ValueError(f"metric {EVALUATE_PREFIX}{name} returned {returned}: "
+        raise MetricResultError(f"metric {EVALUATE_PREFIX}{name} returned {returned}: "
                          + (f"{key!r} is no number there" if key in result else f"none named {key!r}")
                          + f"; name the value to score by, as {EVALUATE_PREFIX}{metric_name}:KEY")
     return float(value)

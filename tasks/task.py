@@ -8,7 +8,7 @@ from typing import Any
 
 from tasks.card import SPLITS, TaskCard, TaskCardError
 from tasks.data import Row, load_rows, row_location
-from tasks.metrics import compute_metrics
+from tasks.metrics import EVALUATE_PREFIX, MetricResultError, compute_metrics, load_library_metrics
 from tasks.template import NullFieldError, fill_template
 
 
@@ -96,6 +96,23 @@ class Task:
         if limit is not None and limit < len(rows):
             indices = sorted(random.Random(seed).sample(indices, limit))
         return [self.render(rows[i], split=split, index=i) for i in indices]
+
+    def check_metrics(self) -> None:
+        """Load the card's `evaluate:` metrics and score two validation examples' own answers with
+        them: a metric that cannot load, or whose result holds no score to read, is refused before
+        any training, not at the first scoring. (Other errors of a metric on two examples, such as
+        one class only, say nothing of the full split: they are left to the scoring.)"""
+        if not any(name.startswith(EVALUATE_PREFIX) for name in self.card.metrics):
+            return
+        load_library_metrics(self.card.metrics, folder=self.card.metrics_folder)
+        examples = [self.render(row, split="validation", index=i) for i, row in enumerate(self.rows("validation")[:2])]
+        answers = [ex.label if self.card.is_classification else ex.target for ex in examples]
+        try:
+            self.score(answers, examples)
+        except MetricResultError as err:
+            raise TaskCardError(self.card.path, "metrics", str(err)) from None
+        except Exception:  # the metric's own complaint about two examples (see above)
+            pass
 
     def checked_splits(self) -> dict[str, int]:
         """Split -> rows, every row of every split rendered: fields, labels and targets are checked,

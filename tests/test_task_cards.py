@@ -631,3 +631,19 @@ def test_an_evaluate_metric_of_several_values_scores_by_the_one_named(tmp_path):
     assert library_metric_parts("rouge:rougeL") == ("rouge", "rougeL")
     assert library_metric_parts("C:\\metrics\\mine") == ("C:\\metrics\\mine", None)  # a drive's colon
     assert library_metric_parts("org/metric") == ("org/metric", None)
+
+
+def test_a_metric_whose_result_names_no_score_is_refused_before_a_run_trains(tmp_path, capsys):
+    from bench.cli import main
+    from tasks.task import load_task
+
+    (tmp_path / "counted").mkdir()
+    (tmp_path / "counted" / "counted.py").write_text(MULTI_VALUE_METRIC)
+    qa = {"kind": "qa", "label_field": None, "label_words": None, "target_field": "text", "template": "'Label: {label}'"}
+    path = write_card(tmp_path, metrics="[f1, 'evaluate:counted']", **qa)
+    with pytest.raises(TaskCardError, match=r"mine.yaml \[metrics\]: metric evaluate:counted returned n=2"):
+        load_task(str(path)).check_metrics()
+    assert main(["tasks", "validate", str(path)]) == 2  # as `run` and `search` check it, before a model loads
+    assert "none named 'counted'" in capsys.readouterr().err
+    path = write_card(tmp_path, metrics="[f1, 'evaluate:counted:matched']", **qa)
+    load_task(str(path)).check_metrics()  # scores by the value it names
