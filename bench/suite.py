@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 from bench.config_labels import method_label
 from bench.errors import SettingsError
 from bench.methods import get_method
-from bench.methods.prompt_tuning import with_default_init_text
 from bench.methods.registry import Method, MethodError, settings_without_effect
 from bench.models.registry import ModelError, refuse_typo
 from bench.names import is_folder_name
@@ -211,7 +210,7 @@ def _sweep_points(where: str, method: Method, base_settings: dict[str, Any], tra
         point = dict(zip(keys, values))  # a sweep may vary training settings too (e.g. lr)
         settings = {**base_settings, **{k: v for k, v in point.items() if k not in TRAIN_FIELDS}}
         point_train = {**train, **{k: v for k, v in point.items() if k in TRAIN_FIELDS}}
-        settings = with_default_init_text(method.name, settings)
+        settings = method.planned_settings(settings)
         try:
             without_effect = settings_without_effect(method.settings(**settings))
             resolved_train = TrainSettings(**point_train)

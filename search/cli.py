@@ -95,7 +95,7 @@ def run(args) -> int:
         task.check_metrics()
         cards.append(task.card)
     without_classes = [c.name for c in cards if not c.is_classification]
-    space = _space_for(args.space, without_classes, checkpointing=args.gradient_checkpointing)
+    space = _space_for(args.space, cards, checkpointing=args.gradient_checkpointing)
     args = _settled_model_and_card_folders(args, cards, tasks)
     tasks = [card.name for card in cards]  # found again by name in those folders
     multi = len(objectives) == 2
@@ -268,22 +268,33 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
             print(f"plot: {path}")
 
 
-def _space_for(path: Path | None, without_classes: list[str], *, checkpointing: bool):
+def _space_for(path: Path | None, cards: list, *, checkpointing: bool):
     """The space to search, checked before a study exists (a bad space is refused here, before any
     trial). The default space covers every kind of task and setting: it drops what these tasks or
     settings cannot take; a space of the user's that offers it is refused."""
     from search.space import SpaceError, load_space
 
     space = load_space(path)
-    if without_classes and space.is_default:
-        space = space.without_choice("prompt_tuning", "init", "class_labels")
-        print(f"init=class_labels left out of the default space: {', '.join(without_classes)} "
-              f"{'has' if len(without_classes) == 1 else 'have'} no class labels")
-    inits = [(*p.choices, p.value) for p in space.params.get("prompt_tuning", ()) if p.name == "init"]
-    if without_classes and any("class_labels" in values for values in inits):
-        raise SpaceError(f"{space.path}: init=class_labels needs classification tasks; remove it for "
-                         f"{', '.join(without_classes)}")
+    for method, name, value, why in list(_refused_values(space, cards)):
+        if not space.is_default:
+            raise SpaceError(f"{space.path}: {why}: remove {method}.{name}={value} from the space")
+        space = space.without_choice(method, name, value)
+        print(f"left out of the default space: {why}")
     return _without_uncheckpointable(space) if checkpointing else space
+
+
+def _refused_values(space, cards: list):
+    """(method, parameter, value, why) for each value the space offers that its method refuses for
+    one of the tasks, as the method's `refusal` says (prompt tuning's class-label init for a task
+    without classes)."""
+    from bench.methods import get_method
+
+    for method in space.methods:
+        for param in space.params.get(method, ()):
+            refusal = get_method(method).refusal
+            for value in (*param.choices, *([param.value] if param.kind == "fixed" else [])):
+                if why := next(filter(None, (refusal(None, card, {param.name: value}) for card in cards)), None):
+                    yield method, param.name, value, why
 
 
 def _without_uncheckpointable(space):

@@ -14,7 +14,6 @@ import optuna
 
 from bench.errors import SettingsError
 from bench.methods import get_method
-from bench.methods.prompt_tuning import with_default_init_text
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
 from bench.yaml_values import (declared_type, is_number, read_yaml_mapping, refuse_repeats, typed_setting,
@@ -169,7 +168,7 @@ class SearchSpace:
         for param in self.params[method]:
             value = param.suggest(trial, param.key(method))
             (train if param.name in TRAIN_KEYS else settings)[param.name] = value
-        return method, with_default_init_text(method, settings), train
+        return method, get_method(method).planned_settings(settings), train
 
 
 def _check_method_params(where: str, method: str, params: list[Param]) -> None:
@@ -208,7 +207,7 @@ def _checked(where: str, method: str, param: Param) -> Param:
         if declared == "bool" and not isinstance(value, bool):
             raise SpaceError(f"{where}.{param.name}: {value!r} is not true or false")
         try:
-            settings_cls(**with_default_init_text(method, {param.name: value}))
+            settings_cls(**get_method(method).planned_settings({param.name: value}))
         except (SettingsError, TypeError) as err:
             raise SpaceError(f"{where}.{param.name}: value {value!r} is refused: {err}") from None
     return param
@@ -227,7 +226,7 @@ def _check_together(where: str, method: str, params: tuple[Param, ...]) -> None:
     trials = [(None, fixed)] + [(p, {**fixed, p.name: value}) for p in own if p.varies
                                 for value in ({"categorical": p.choices}.get(p.kind) or (p.low, p.high))]
     for param, settings in trials:
-        settings = with_default_init_text(method, settings)  # as `sample` fills it in
+        settings = get_method(method).planned_settings(settings)  # as `sample` fills it in
         try:
             settings_cls(**settings)
         except (SettingsError, TypeError) as err:

@@ -113,7 +113,9 @@ def test_class_label_init_is_refused_for_a_task_without_classes(capsys, tmp_path
                                   "    lr: {low: 0.01, high: 0.1}\n")
     code = main(["search", "--task", "tiny_qa", "--model", "minilm-l6", "--trials", "1", "--space", str(space),
                  "--tasks-dir", str(tiny_tasks), "--results", str(tmp_path / "results")])
-    assert code == 2 and "init=class_labels needs classification tasks; remove it for tiny_qa" in capsys.readouterr().err
+    assert code == 2 and ("prompt_tuning.init=class_labels needs a classification task; 'tiny_qa' is a qa task, with "
+                          "no class labels to start from: remove prompt_tuning.init=class_labels from the space"
+                          in capsys.readouterr().err)
     assert not (tmp_path / "results").exists()
 
 
@@ -168,7 +170,8 @@ def test_the_default_space_searches_a_task_without_classes_without_class_label_i
             "--batch-size", "4", "--eval-every", "2", "--eval-size", "4", "--pruner", "none",
             "--results", str(tmp_path / "results"), "--tasks-dir", str(tiny_tasks), "--study", "qa"]
     assert main(argv) == 0, capsys.readouterr().err
-    assert "init=class_labels left out of the default space: tiny_qa has no class labels" in capsys.readouterr().out
+    assert ("left out of the default space: prompt_tuning.init=class_labels needs a classification task; 'tiny_qa' is "
+            "a qa task" in capsys.readouterr().out)
     trials = _study(tmp_path, "qa").trials
     assert len([t for t in trials if t.state.name == "COMPLETE"]) == 5
     inits = [t.params.get("prompt_tuning.init") for t in trials]

@@ -26,10 +26,10 @@ _PEFT_INIT = {
 DEFAULT_INIT_TEXT = "Classify or answer the following input."
 
 
-def with_default_init_text(method: str, settings: dict) -> dict:
-    """`settings` with the default text where prompt tuning is initialised from text and names none,
+def with_default_init_text(settings: dict) -> dict:
+    """`settings` with the default text where the prompt is initialised from text and names none,
     as a suite's sweep point and a search's trial are given it."""
-    if method == "prompt_tuning" and settings.get("init") == "text" and "init_text" not in settings:
+    if settings.get("init") == "text" and "init_text" not in settings:
         return {**settings, "init_text": DEFAULT_INIT_TEXT}
     return settings
 
@@ -103,4 +103,5 @@ register_method(Method(
     default_lr=3e-2,
     description="Lester et al.: trainable input vectors; init random / sampled_vocab / class_labels / text",
     refusal=prompt_tuning_refusal,
+    planned_settings=with_default_init_text,
 ))

@@ -4,7 +4,9 @@ A new method is a module here that registers itself when imported: add it to the
 `bench/methods/__init__.py`, give it a colour in `bench.plots.draw.METHOD_COLOURS` (a test asks for
 both) and a line in the README's table of methods. Its `build` returns the trainable model (a PEFT
 model, or the base model itself); what differs between PEFT's prompt-learning methods and the
-others is read from PEFT's `is_prompt_learning`, not from method names.
+others is read from PEFT's `is_prompt_learning`, not from method names. What a method cannot
+train (`refusal`) is refused before a model loads, left out of suites and of the default search
+space; what a planned config leaves to the project is filled in by `planned_settings`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Method:
     # (model kind or None when unknown, task card, settings mapping) -> why the method cannot train such a
     # run (None: it can), known before a model loads: `build` refuses with it, a suite leaves the run out
     refusal: Callable[[str | None, Any, dict], str | None] = lambda kind, card, settings: None
+    # settings mapping -> the same with what a suite's or a search's config leaves to the project
+    # filled in (prompt tuning's text where init=text names none); `spbench run` asks the user instead
+    planned_settings: Callable[[dict], dict] = lambda settings: settings
 
     def settings(self, **values: Any):
         try:
