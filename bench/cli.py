@@ -167,12 +167,13 @@ def _config_values(path: Path, config: dict, key: str, owner: type) -> dict:
 def _models(args) -> int:
     from bench.models import MODELS
 
-    print(f"{'name':<14} {'kind':<8} {'ready offline':<14} description")
+    width = max([14, *map(len, MODELS)])  # a long name widens its column, not shifts the row
+    print(f"{'name':<{width}} {'kind':<8} {'ready offline':<14} description")
     for spec in MODELS.values():
         state = "yes" if spec.is_ready() else ("on first use" if spec.is_installed() else "not installed")
-        print(f"{spec.name:<14} {spec.kind:<8} {state:<14} {spec.description}")
+        print(f"{spec.name:<{width}} {spec.kind:<8} {state:<14} {spec.description}")
         if not spec.is_installed():
-            print(f"{'':<38}install: {spec.install_hint}")
+            print(f"{'':<{width + 24}}install: {spec.install_hint}")
     print("\nAny hub id or local checkpoint folder also works as --model (kind detected from its config).")
     return 0
 

