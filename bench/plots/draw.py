@@ -141,15 +141,34 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
     return _save(figure, folder, RELATIVE_CHART)
 
 
+PANEL_WIDTH, LEGEND_WIDTH, PANEL_HEIGHT = 5.0, 3.5, 3.6  # inches: a panel, and the room for a legend beside it
+
+
 def _panels(keys: list[tuple[str, str]]):
     """A figure with one panel per (task, model), in a grid of up to three columns, each with room on
-    its right for its legend."""
+    its right for its legend (see _panel_legends)."""
     columns = min(3, len(keys))
     rows = math.ceil(len(keys) / columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(8.5 * columns, 4 * rows), squeeze=False)
+    figure, grid = plt.subplots(rows, columns, figsize=((PANEL_WIDTH + LEGEND_WIDTH) * columns, PANEL_HEIGHT * rows),
+                                squeeze=False)
     for extra in grid.flat[len(keys):]:
         extra.set_visible(False)
     return figure, dict(zip(keys, grid.flat))
+
+
+def _panel_legends(figure, panels: dict, *, fontsize: float) -> None:
+    """One legend under the figure where every panel shows the same entries (the figure narrows to
+    its panels, readable at a paper's column width); else a legend beside each panel."""
+    entries = [axes.get_legend_handles_labels() for axes in panels.values()]
+    if len({tuple(labels) for _, labels in entries}) == 1:
+        handles, labels = entries[0]
+        columns = min(3, len(panels))
+        figure.set_size_inches(PANEL_WIDTH * columns, figure.get_size_inches()[1])
+        figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), fontsize=fontsize,
+                      ncol=1 if max(map(len, labels)) > 40 else min(len(labels), 2 * columns), frameon=False)
+    else:
+        for axes in panels.values():
+            _legend_beside(axes, fontsize=fontsize)
 
 
 # line style and marker of a method's k-th config: 4 x 5 pairs before one repeats (4 and 5 share no factor)
@@ -182,12 +201,12 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
                           color=method_colour(method), label=curve.method)
         axes.set_xscale("log")
         lengths = sorted({n for c in shown for n in c.lengths})
-        axes.set_xticks(lengths, [str(n) for n in lengths], fontsize=7)  # the lengths run, not powers of ten
+        axes.set_xticks(lengths, [str(n) for n in lengths], fontsize=8)  # the lengths run, not powers of ten
         axes.minorticks_off()
-        axes.set_title(f"{task} / {model}", fontsize=9)
-        axes.set_xlabel("prompt length (virtual tokens)", fontsize=8)
-        axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
-        _legend_beside(axes, fontsize=6)
+        axes.set_title(f"{task} / {model}", fontsize=10)
+        axes.set_xlabel("prompt length (virtual tokens)", fontsize=9)
+        axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
+    _panel_legends(figure, panels, fontsize=8)
     figure.suptitle(f"Score vs prompt length ({_spread_note(s for c in curves for s in c.stds)}{_lr_note(curves)})",
                     fontsize=10)
     return _save(figure, folder, LENGTH_CHART)
@@ -208,14 +227,14 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
                             yerr=_spreads(scores[i][1] for i in inits if i in scores), capsize=3,
                             label=comparison.config, color=colours(k % colours.N))
             # close scores read as numbers, not bar heights; upright, they do not run into their neighbours'
-            axes.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90 if len(shown) > 2 else 0, padding=2)
-        axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=7)
+            axes.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90 if len(shown) > 2 else 0, padding=2)
+        axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=8)
         top = max(score for c in shown for score in c.scores)
         bottom = min(0.0, *(score for c in shown for score in c.scores))  # Matthews correlation can be below 0
         axes.set_ylim(bottom * 1.2, top * 1.2 if top > 0 else 1)  # room beyond the bars for their values
-        axes.set_title(f"{task} / {model}", fontsize=9)
-        axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=8)
-        _legend_beside(axes, fontsize=6)
+        axes.set_title(f"{task} / {model}", fontsize=10)
+        axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
+    _panel_legends(figure, panels, fontsize=8)
     spread_note = _spread_note(s for c in comparisons for s in c.stds)
     figure.suptitle(f"Prompt tuning: initialisation ({spread_note}{_lr_note(comparisons)})", fontsize=10)
     return _save(figure, folder, INIT_CHART)
