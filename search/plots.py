@@ -1,5 +1,6 @@
-"""A search's plots: Optuna's optimization history, parameter importances and Pareto front, and the
-score against prompt length and learning rate, each saved as PNG under the study's folder."""
+"""A search's plots, saved under the study's folder: Optuna's optimization history and parameter
+importances; for two objectives, the suite's score-cost chart of the trials with their Pareto front;
+and the score against prompt length and learning rate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
-from bench.plots.draw import method_colour, save_atomic, spans_decades  # noqa: E402
+from bench.plots.data import COST_UNITS, Point, ScoreCost, pareto_front  # noqa: E402
+from bench.plots.draw import draw_score_cost, method_colour, save_atomic  # noqa: E402
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR  # noqa: E402
 from search.study import DEFINITION_ATTR, REFERENCES_ATTR  # noqa: E402
 from search.winner import objective_names  # noqa: E402
@@ -35,10 +37,9 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     paths = []
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    # names the axes: what the score is, and the cost chosen
-    objectives = [score_label(study) if name == "score" else name for name in objective_names(study)]
-    drawings = [("pareto_front", lambda: optuna_plots.plot_pareto_front(study, target_names=objectives))] if multi \
-        else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
+    if multi:
+        paths += _pareto_chart(study, folder)
+    drawings = [] if multi else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
     if len(complete) >= 2 and not multi:
         drawings.append(("param_importances", lambda: optuna_plots.plot_param_importances(study)))
     for name, draw in drawings:
@@ -51,8 +52,6 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
                 print(f"plot {name} skipped: {err}")
                 continue
             _print_plot_notes(name, notes)
-            if name == "pareto_front" and spans_decades(t.values[1] for t in complete):
-                axes.set_yscale("log")  # the cost: trainable parameters span 1e3 to 1e6, say
             if name == "optimization_history":
                 axes.set_ylabel(score_label(study))
             if name == "param_importances":  # a handful of trials gives importances that mean little
@@ -67,6 +66,23 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
         if path:
             paths.append(path)
     return paths
+
+
+def _pareto_chart(study: optuna.Study, folder: Path) -> list[Path]:
+    """The completed trials' score against their cost, a colour per method, with the Pareto front
+    drawn as the suite's charts draw it (Optuna's own chart draws no front, and calls its points
+    "Best Trial")."""
+    cost = objective_names(study)[1]
+    points = [Point(str(trial.number), trial.user_attrs.get(CONFIG_ATTR, {}).get("method", "?"),
+                    trial.values[1] / COST_UNITS.get(cost, 1), trial.values[0], None)
+              for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              if REPEAT_OF_ATTR not in trial.user_attrs]  # a repeat is the same point again
+    if not points:
+        return []
+    definition = study.user_attrs.get(DEFINITION_ATTR, {})
+    chart = ScoreCost("+".join(definition.get("tasks", [])) or study.study_name, definition.get("model", "?"),
+                      score_label(study).replace("validation score", "score"), cost, points, pareto_front(points), {})
+    return draw_score_cost(chart, folder, split="validation", name="pareto_front")
 
 
 def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:

@@ -17,6 +17,7 @@ COST_AXES = {
     "train_flops": "training FLOPs (estimate)",
     "peak_memory_bytes": "peak memory (MiB; on a CPU, the process's resident set)",
     "artifact_bytes": "saved artifact (KiB)",
+    "latency_overhead": "inference latency (x the base model's)",
 }
 COST_UNITS = {"peak_memory_bytes": 2**20, "artifact_bytes": 2**10}  # bytes drawn in the units the report uses
 

@@ -82,7 +82,9 @@ def spans_decades(values) -> bool:
     return bool(positive) and max(positive) / min(positive) > 50
 
 
-def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> list[Path]:
+def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name: str | None = None) -> list[Path]:
+    """Score against one cost, a colour per method, the Pareto front and the reference lines; saved as
+    `name`, by default the cost's and the task's."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for method in sorted({p.method for p in chart.points}):
         points = [p for p in chart.points if p.method == method]
@@ -99,12 +101,14 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test") -> l
     for method, point in chart.references.items():  # named in the legend: a label on the line would cover points
         axes.axhline(point.score, color=method_colour(method), ls=":", lw=1,
                      label=f"{method}'s score ({point.score:.3f})")
-    axes.set_xlabel(COST_AXES[chart.axis])
+    cost = COST_AXES.get(chart.axis, chart.axis)  # a search's study from before it named its cost: "cost"
+    axes.set_xlabel(cost)
     axes.set_ylabel(f"{chart.metric} ({split})")
-    axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {COST_AXES[chart.axis].split(' (')[0]}\n"
+    axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
                    f"({_spread_note(p.score_std for p in chart.points)})", fontsize=10)
     _legend_beside(axes, fontsize=7)
-    return _save(figure, folder, f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}")
+    name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
+    return _save(figure, folder, name)
 
 
 def _legend_beside(axes, **options) -> None:
