@@ -27,10 +27,18 @@ def _table(rows: list[ResultRow]) -> list[str]:
         label = r.label.replace("|", "\\|")  # a `|` in an init text would end the cell
         lines.append(
             f"| {r.model} | `{label}` | {r.seeds} | {r.score:.3f}{spread(r, gap=' ')} | {figure(r.score_se, '.3f')} | "
-            f"{figure(r.relative_to_full_ft, '.3f')} | {improvement} | {params} | {figure(r.train_seconds, '.1f')} | "
-            f"{figure(r.train_flops, '.2e')} | {figure(r.peak_memory_bytes, ',.0f', scale=2**20)} | "
-            f"{figure(r.artifact_bytes, ',.0f', scale=2**10)} | {figure(r.latency_overhead, '.2f')} |")
+            f"{figure(r.relative_to_full_ft, '.3f')} | {improvement} | {params} | "
+            f"{_cost_with_spread(r.train_seconds, r.train_seconds_std, '.1f')} | {figure(r.train_flops, '.2e')} | "
+            f"{_cost_with_spread(r.peak_memory_bytes, r.peak_memory_bytes_std, ',.0f', scale=2**20)} | "
+            f"{figure(r.artifact_bytes, ',.0f', scale=2**10)} | "
+            f"{_cost_with_spread(r.latency_overhead, r.latency_overhead_std, '.2f')} |")
     return lines
+
+
+def _cost_with_spread(value: float, std: float | None, form: str, *, scale: float = 1) -> str:
+    """A measured cost's mean, with its std over seeds where there are several."""
+    spread = "" if std is None or not math.isfinite(std) else f" ± {figure(std, form, scale=scale)}"
+    return figure(value, form, scale=scale) + spread
 
 
 def _budget(rows: list[ResultRow], split: str) -> str:
@@ -100,6 +108,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
               "some; for F1 and ROUGE, about an upper bound; – for a metric that is no mean over examples): as a "
               "rough guide, two scores less than about 2 SE apart may differ by the examples drawn alone, and "
               "seeds add a spread of their own (±); "
+              "time, memory and latency, measured anew by each seed, show their ± over seeds too; "
               "*vs full FT* is the score over that of the full fine-tuning run of the same task, model, "
               "training data and evaluation examples (of best validation score, where there are several), "
               "whatever steps each was trained for (a method may have a budget of its own: the line above each "

@@ -23,6 +23,7 @@ COST_KEYS = ("trainable_params", "trainable_pct", "train_seconds", "train_flops"
 
 REFERENCE_METHODS = ("full_ft", "lora")
 
+MEASURED_COSTS = ("train_seconds", "peak_memory_bytes", "latency_overhead")  # timed or sampled: they vary by seed
 TRAIN_COLUMNS = ("lr", "steps", "batch_size", "train_size", "eval_size")  # the training budget, as CSV columns
 
 # Settings that change how often or in what batches a run is watched, not what it trains or scores.
@@ -97,6 +98,11 @@ class ResultRow:
     card: str = ""  # the task card's folder and file (see card_of)
     model_kind: str = ""  # encoder, causal or seq2seq (see model_kind)
     precision: str = ""  # device/dtype the runs computed in (see precision)
+    # the sample std over seeds of each measured cost (MEASURED_COSTS; the others are the same in every
+    # seed), None for one seed
+    train_seconds_std: float | None = None
+    peak_memory_bytes_std: float | None = None
+    latency_overhead_std: float | None = None
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -180,6 +186,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     score, std = _mean_std([r["scores"][split][metric] for r in group])
     # a cost a record lacks (older records) or left null is not a number: nan, left out of plots
     costs = {key: statistics.fmean(_number(r["cost"].get(key)) for r in group) for key in COST_KEYS}
+    spreads = {f"{key}_std": _mean_std([_number(r["cost"].get(key)) for r in group])[1] for key in MEASURED_COSTS}
     train = _training(group[0])
     examples = group[0]["scores"][split].get("n")
     return ResultRow(
@@ -193,7 +200,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         **{k: train.get(k) for k in TRAIN_COLUMNS}, train=train,
         examples=examples, score_se=standard_error(score, examples, adjusted=True)
         if metric in PER_EXAMPLE_MEANS and examples else None,
-        card=card_of(group[0]), model_kind=model_kind(group[0]), precision=precision(group[0]),
+        card=card_of(group[0]), model_kind=model_kind(group[0]), precision=precision(group[0]), **spreads,
     )
 
 

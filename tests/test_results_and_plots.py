@@ -660,3 +660,22 @@ def test_every_method_has_a_colour_of_its_own_and_an_unknown_one_a_spare():
     spare = draw.method_colour("a_method_from_a_newer_version")
     assert spare in draw.SPARE_COLOURS and spare not in draw.METHOD_COLOURS.values()
     assert draw.method_colour("a_method_from_a_newer_version") == spare  # the same in every chart
+
+
+def test_measured_costs_carry_their_spread_over_seeds_into_the_csv_and_the_report(tmp_path):
+    first, second = make_record("lora", 0.86), make_record("lora", 0.88, seed=1)
+    second["cost"] = {**second["cost"], "train_seconds": 14.0, "peak_memory_bytes": 2**30 + 2 * 2**20}
+    (row,) = aggregate([first, second])
+    assert row.train_seconds == 12.0 and row.train_seconds_std == pytest.approx(2.828427, abs=1e-6)
+    assert row.peak_memory_bytes_std == pytest.approx(math.sqrt(2) * 2**20)
+    assert row.latency_overhead_std == 0.0  # measured alike in both seeds: a spread of 0, not none
+    (single,) = aggregate([first])
+    assert single.train_seconds_std is None  # one seed has no spread
+    header, line = write_csv([row], tmp_path / "results.csv").read_text().splitlines()
+    assert dict(zip(header.split(","), line.split(",")))["train_seconds_std"].startswith("2.828")
+    (folder := tmp_path / "runs").mkdir()
+    for record in (first, second):
+        (folder / record["run_id"]).mkdir()
+        (folder / record["run_id"] / "record.json").write_text(json.dumps(record))
+    report = write_report(folder).read_text()
+    assert "| 12.0 ± 2.8 |" in report and "| 1,025 ± 1 |" in report and "| 1.10 ± 0.00 |" in report
