@@ -173,7 +173,7 @@ def _models(args) -> int:
         state = "yes" if spec.is_ready() else ("on first use" if spec.is_installed() else "not installed")
         print(f"{spec.name:<{width}} {spec.kind:<8} {state:<14} {spec.description}")
         if not spec.is_installed():
-            print(f"{'':<{width + 24}}install: {spec.install_hint}")
+            print(f"{'':<{width + 25}}install: {spec.install_hint}")
     print("\nAny hub id or local checkpoint folder also works as --model (kind detected from its config).")
     return 0
 

@@ -19,15 +19,15 @@ class _NoTracebackFor(logging.Filter):
     def __init__(self, expected: tuple[type[BaseException], ...], silent: tuple[type[BaseException], ...] = ()):
         super().__init__()
         self.expected, self.silent = expected, silent
-        self.silenced: set[str] = set()  # numbers of the trials whose lines are dropped
+        self.silenced: str | None = None  # the trial whose second line is still to come
 
     def filter(self, record: logging.LogRecord) -> bool:
         failed = re.match(r"Trial (\d+) failed", str(record.msg))
         if record.exc_info and isinstance(record.exc_info[1], self.silent):
-            if failed:
-                self.silenced.add(failed.group(1))
+            self.silenced = failed.group(1) if failed else None
             return False
-        if failed and failed.group(1) in self.silenced:  # its second line, "failed with value None"
+        if failed and failed.group(1) == self.silenced:  # its second line, "failed with value None"
+            self.silenced = None
             return False
         if record.exc_info and isinstance(record.exc_info[1], self.expected):
             record.exc_info = None

@@ -4,6 +4,7 @@ each row related to its task's full fine-tuning and to the base model's zero-sho
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import warnings
@@ -110,6 +111,12 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def _cost_std(values: list[float]) -> float | None:
+    """A measured cost's std over seeds: none for one seed, nor where a seed's record lacks the cost
+    (nan: the spread of the others would pass for all of them)."""
+    return statistics.stdev(values) if len(values) > 1 and all(map(math.isfinite, values)) else None
+
+
 def _mean_or_none(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -186,7 +193,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
     score, std = _mean_std([r["scores"][split][metric] for r in group])
     # a cost a record lacks (older records) or left null is not a number: nan, left out of plots
     costs = {key: statistics.fmean(_number(r["cost"].get(key)) for r in group) for key in COST_KEYS}
-    spreads = {f"{key}_std": _mean_std([_number(r["cost"].get(key)) for r in group])[1] for key in MEASURED_COSTS}
+    spreads = {f"{key}_std": _cost_std([_number(r["cost"].get(key)) for r in group]) for key in MEASURED_COSTS}
     train = _training(group[0])
     examples = group[0]["scores"][split].get("n")
     return ResultRow(

@@ -6,9 +6,9 @@ import collections
 import itertools
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from bench.config_labels import method_label

@@ -14,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
-from bench.plots.data import COST_UNITS, Point, ScoreCost, pareto_front  # noqa: E402
+from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
+from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
 from bench.plots.draw import draw_score_cost, method_colour, save_atomic  # noqa: E402
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR  # noqa: E402
 from search.study import DEFINITION_ATTR, REFERENCES_ATTR  # noqa: E402
@@ -80,8 +81,9 @@ def _pareto_chart(study: optuna.Study, folder: Path) -> list[Path]:
     if not points:
         return []
     definition = study.user_attrs.get(DEFINITION_ATTR, {})
-    chart = ScoreCost("+".join(definition.get("tasks", [])) or study.study_name, definition.get("model", "?"),
-                      score_label(study).replace("validation score", "score"), cost, points, pareto_front(points), {})
+    metric = score_label(study).replace("validation score", "score")  # the axis adds "(validation)"
+    chart = ScoreCost("+".join(definition.get("tasks", [])) or study.study_name, definition.get("model", "?"), metric,
+                      cost, points, front_of_points(points), {})
     return draw_score_cost(chart, folder, split="validation", name="pareto_front")
 
 

@@ -185,16 +185,22 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             optuna.storages.fail_stale_trials(study)
 
 
-def _fail_running_trials_of(study: optuna.Study, pids: set[int]) -> list[int]:
-    """Mark failed the trials this machine's processes `pids` (killed) left running, putting a
-    starting point back in the queue, as a stale heartbeat would; their numbers."""
-    host = socket.gethostname()
-    stranded = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                if trial.user_attrs.get(PID_ATTR) in pids and trial.user_attrs.get(HOST_ATTR) == host]
-    for trial in stranded:
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+def _fail_running_trials_of(study: optuna.Study, pid: int) -> list[int]:
+    """Mark failed the trials this machine's process `pid` (killed) left running, putting a starting
+    point back in the queue, as a stale heartbeat would (and as Optuna's own sweep does it, leaving a
+    trial another process failed meanwhile alone); their numbers."""
+    host, failed = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if (trial.user_attrs.get(PID_ATTR), trial.user_attrs.get(HOST_ATTR)) != (pid, host):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
         requeue_starting_point(study, trial)
-    return [trial.number for trial in stranded]
+        failed.append(trial.number)
+    return failed
 
 
 def stop_with_parent(parent: int) -> None:
@@ -255,18 +261,17 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     interrupted = [index for index, process in enumerate(others, start=1) if process.exitcode == INTERRUPTED_EXIT]
     failed = [index for index, process in enumerate(others, start=1)
               if process.exitcode > 0 and process.exitcode != INTERRUPTED_EXIT]
-    killed = [(index, process) for index, process in enumerate(others, start=1) if process.exitcode < 0]
-    if killed:  # out of memory, say: its trial is failed now, not when a later command finds its heartbeat stale
-        stranded = _fail_running_trials_of(study, {process.pid for _, process in killed})
-        for index, process in killed:
-            print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}): a trial it was running "
-                  "is not counted" + (f" (trial {', '.join(map(str, stranded))}, marked failed)" if stranded else ""),
-                  file=sys.stderr)
-        left = None if timeout is None else timeout - (time.monotonic() - started)
-        if n_trials and done_trials(study) < n_trials and (left is None or left > 0):
-            print("running the trials the budget still lacks in this process", file=sys.stderr)
-            optimize(study, objective, n_trials=n_trials, timeout=left)
     problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
     problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
+    killed = [(index, process) for index, process in enumerate(others, start=1) if process.exitcode < 0]
+    for index, process in killed:  # out of memory, say: its trial is failed now, not by a later command
+        stranded = _fail_running_trials_of(study, process.pid)
+        print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}): a trial it was running "
+              "is not counted" + (f" ({numbered('trial', stranded)}, marked failed)" if stranded else ""),
+              file=sys.stderr)
+    left = None if timeout is None else timeout - (time.monotonic() - started)
+    if killed and not problems and n_trials and done_trials(study) < n_trials and (left is None or left > 0):
+        print("running the trials the budget still lacks in this process", file=sys.stderr)
+        optimize(study, objective, n_trials=n_trials, timeout=left)
     if problems:
         raise SearchError("; ".join(problems))

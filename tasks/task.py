@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.card import SPLITS, TaskCard, TaskCardError
 from tasks.data import Row, load_rows, row_location
 from tasks.metrics import EVALUATE_PREFIX, MetricResultError, compute_metrics, load_library_metrics
+from tasks.notices import UserNotice, first_line
 from tasks.template import NullFieldError, fill_template
 
 
@@ -98,21 +100,27 @@ class Task:
         return [self.render(rows[i], split=split, index=i) for i in indices]
 
     def check_metrics(self) -> None:
-        """Load the card's `evaluate:` metrics and score two validation examples' own answers with
-        them: a metric that cannot load, or whose result holds no score to read, is refused before
-        any training, not at the first scoring. (Other errors of a metric on two examples, such as
-        one class only, say nothing of the full split: they are left to the scoring.)"""
+        """Load the card's `evaluate:` metrics and score validation examples' own answers with them: a
+        metric that cannot load, or whose result holds no score to read, is refused before any
+        training, not at the first scoring. A metric that fails otherwise on two examples (one class
+        only, say) is tried on twenty; one failing there too is named in a notice, as it may fail the
+        scoring."""
         if not any(name.startswith(EVALUATE_PREFIX) for name in self.card.metrics):
             return
         load_library_metrics(self.card.metrics, folder=self.card.metrics_folder)
-        examples = [self.render(row, split="validation", index=i) for i, row in enumerate(self.rows("validation")[:2])]
-        answers = [ex.label if self.card.is_classification else ex.target for ex in examples]
-        try:
-            self.score(answers, examples)
-        except MetricResultError as err:
-            raise TaskCardError(self.card.path, "metrics", str(err)) from None
-        except Exception:  # the metric's own complaint about two examples (see above)
-            pass
+        rows = self.rows("validation")
+        for size in (2, 20):
+            examples = [self.render(row, split="validation", index=i) for i, row in enumerate(rows[:size])]
+            answers = [ex.label if self.card.is_classification else ex.target for ex in examples]
+            try:
+                self.score(answers, examples)
+                return
+            except MetricResultError as err:
+                raise TaskCardError(self.card.path, "metrics", str(err)) from None
+            except Exception as err:  # the metric's own complaint, perhaps about too few examples
+                failure = f"{type(err).__name__}: {first_line(err)}"
+        warnings.warn(f"{self.card.path} [metrics]: scoring {len(examples)} validation examples' own answers failed "
+                      f"({failure}): the run's scoring may fail the same way", UserNotice, stacklevel=2)
 
     def checked_splits(self) -> dict[str, int]:
         """Split -> rows, every row of every split rendered: fields, labels and targets are checked,

@@ -671,6 +671,9 @@ def test_measured_costs_carry_their_spread_over_seeds_into_the_csv_and_the_repor
     assert row.latency_overhead_std == 0.0  # measured alike in both seeds: a spread of 0, not none
     (single,) = aggregate([first])
     assert single.train_seconds_std is None  # one seed has no spread
+    older = {**second, "cost": {k: v for k, v in second["cost"].items() if k != "latency_overhead"}}
+    (partial,) = aggregate([first, older])  # a record from before latency was measured
+    assert partial.latency_overhead_std is None and partial.train_seconds_std == row.train_seconds_std
     header, line = write_csv([row], tmp_path / "results.csv").read_text().splitlines()
     assert dict(zip(header.split(","), line.split(",")))["train_seconds_std"].startswith("2.828")
     (folder := tmp_path / "runs").mkdir()

@@ -597,6 +597,11 @@ def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_f
     assert variant.score(["hi", "no"], examples) == {"f1": 0.5, "evaluate:exact_strings": 0.5}
 
 
+# a QA card's keys over the rows write_card makes: answers are the text, the input its label
+QA_CARD = {"kind": "qa", "label_field": None, "label_words": None, "target_field": "text",
+           "template": "'Label: {label}'"}
+
+
 MULTI_VALUE_METRIC = """
 import datasets
 import evaluate
@@ -639,7 +644,7 @@ def test_a_metric_whose_result_names_no_score_is_refused_before_a_run_trains(tmp
 
     (tmp_path / "counted").mkdir()
     (tmp_path / "counted" / "counted.py").write_text(MULTI_VALUE_METRIC)
-    qa = {"kind": "qa", "label_field": None, "label_words": None, "target_field": "text", "template": "'Label: {label}'"}
+    qa = QA_CARD
     path = write_card(tmp_path, metrics="[f1, 'evaluate:counted']", **qa)
     with pytest.raises(TaskCardError, match=r"mine.yaml \[metrics\]: metric evaluate:counted returned n=2"):
         load_task(str(path)).check_metrics()
@@ -647,3 +652,17 @@ def test_a_metric_whose_result_names_no_score_is_refused_before_a_run_trains(tmp
     assert "none named 'counted'" in capsys.readouterr().err
     path = write_card(tmp_path, metrics="[f1, 'evaluate:counted:matched']", **qa)
     load_task(str(path)).check_metrics()  # scores by the value it names
+
+
+def test_a_metric_failing_on_the_validation_answers_is_named_before_a_run_trains(tmp_path):
+    from tasks.notices import UserNotice
+    from tasks.task import load_task
+
+    (tmp_path / "picky").mkdir()
+    (tmp_path / "picky" / "picky.py").write_text(MULTI_VALUE_METRIC.replace(
+        "        matches = sum(", "        raise ValueError('needs 100 examples')\n        matches = sum("))
+    qa = QA_CARD
+    path = write_card(tmp_path, metrics="[f1, 'evaluate:picky:matched']", **qa)
+    with pytest.warns(UserNotice, match=r"mine.yaml \[metrics\]: scoring 2 validation examples' own answers failed "
+                                        r"\(ValueError: needs 100 examples\): the run's scoring may fail"):
+        load_task(str(path)).check_metrics()
