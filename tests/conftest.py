@@ -100,6 +100,27 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
+def write_string_metric(folder: Path, name: str, compute: str) -> Path:
+    """A local `evaluate` metric folder `folder/name` over strings, as a user without a hub writes one;
+    `compute` is the body of its `_compute(predictions, references)`."""
+    body = "\n".join(f"        {line}" for line in compute.strip().splitlines())
+    (folder / name).mkdir()
+    (folder / name / f"{name}.py").write_text(f"""
+import datasets
+import evaluate
+
+
+class Metric(evaluate.Metric):
+    def _info(self):
+        strings = datasets.Features({{"predictions": datasets.Value("string"), "references": datasets.Value("string")}})
+        return evaluate.MetricInfo(description="{name}", citation="", inputs_description="", features=strings)
+
+    def _compute(self, predictions, references):
+{body}
+""")
+    return folder / name
+
+
 WORDS = "the a movie film plot acting great awful fine dull story music scene cast".split()
 
 

@@ -15,6 +15,7 @@ from bench.models import load_base_model
 from bench.record import RunRecord
 from tasks import load_task
 from tasks.registry import SHIPPED_CARDS
+from tests.conftest import write_string_metric
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -223,20 +224,7 @@ def test_models_lists_the_registry(capsys):
     assert code == 0 and "minilm-l6" in out and "smollm2-135m" in out and "gemma3-270m" in out
 
 
-EXACT_MATCH_METRIC = """
-import datasets
-import evaluate
-
-
-class ExactStrings(evaluate.Metric):
-    def _info(self):
-        features = datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")})
-        return evaluate.MetricInfo(description="exact string matches", citation="", inputs_description="",
-                                   features=features)
-
-    def _compute(self, predictions, references):
-        return {"exact_strings": sum(p == r for p, r in zip(predictions, references)) / len(predictions)}
-"""
+EXACT_STRINGS = "return {'exact_strings': sum(p == r for p, r in zip(predictions, references)) / len(predictions)}"
 
 
 @pytest.mark.parametrize("task", ["tiny_cls", "tiny_qa", "tiny_sum", "tiny_qa_local_metric"])
@@ -244,8 +232,7 @@ def test_user_cards_of_every_kind_run(capsys, tiny_models, tiny_tasks, tmp_path,
     """A card in the user's own folder runs through `run` with no code change."""
     cards = tiny_tasks
     if task == "tiny_qa_local_metric":  # an `evaluate` metric from a local folder, as users without a hub do
-        (tmp_path / "exact_strings").mkdir()
-        (tmp_path / "exact_strings" / "exact_strings.py").write_text(EXACT_MATCH_METRIC)
+        write_string_metric(tmp_path, "exact_strings", EXACT_STRINGS)
         cards = tmp_path / "cards"  # its own folder: the session's tiny_tasks is shared by every test
         cards.mkdir()
         (cards / f"{task}.yaml").write_text(f"include: {tiny_tasks / 'tiny_qa.yaml'}\nname: {task}\n"

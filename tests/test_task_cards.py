@@ -10,7 +10,7 @@ import yaml
 from tasks import TaskCardError, UnknownTask, available_tasks, find_task, load_card, load_task
 from tasks.card import KEY_TYPES, KNOWN_KEYS
 from tasks.registry import SHIPPED_CARDS
-from tests.conftest import write_jsonl
+from tests.conftest import write_jsonl, write_string_metric
 
 SHIPPED = ("sst2", "squad_v1", "ag_news", "rte", "boolq")
 
@@ -578,10 +578,9 @@ def test_task_list_columns_stay_aligned_for_a_long_name(tmp_path, capsys):
 
 def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_folder_s(tmp_path, monkeypatch):
     from tasks.metrics import load_library_metrics
-    from tests.test_cli import EXACT_MATCH_METRIC
+    from tests.test_cli import EXACT_STRINGS
 
-    (tmp_path / "exact_strings").mkdir()
-    (tmp_path / "exact_strings" / "exact_strings.py").write_text(EXACT_MATCH_METRIC)
+    write_string_metric(tmp_path, "exact_strings", EXACT_STRINGS)
     (tmp_path / "elsewhere").mkdir()
     path = write_card(tmp_path, kind="qa", metrics="[f1, 'evaluate:exact_strings']", label_field=None,
                       label_words=None, target_field="text", source="{hub: data}", template="'Label: {label}'")
@@ -602,28 +601,16 @@ QA_CARD = {"kind": "qa", "label_field": None, "label_words": None, "target_field
            "template": "'Label: {label}'"}
 
 
-MULTI_VALUE_METRIC = """
-import datasets
-import evaluate
-
-
-class Counted(evaluate.Metric):
-    def _info(self):
-        features = datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")})
-        return evaluate.MetricInfo(description="matches and their count", citation="", inputs_description="",
-                                   features=features)
-
-    def _compute(self, predictions, references):
-        matches = sum(p == r for p, r in zip(predictions, references))
-        return {"n": len(predictions), "matched": matches / len(predictions), "label": "strings"}
+COUNTED = """
+matches = sum(p == r for p, r in zip(predictions, references))
+return {"n": len(predictions), "matched": matches / len(predictions), "label": "strings"}
 """
 
 
 def test_an_evaluate_metric_of_several_values_scores_by_the_one_named(tmp_path):
     from tasks.metrics import compute_metrics, library_metric_parts
 
-    (tmp_path / "counted").mkdir()
-    (tmp_path / "counted" / "counted.py").write_text(MULTI_VALUE_METRIC)
+    write_string_metric(tmp_path, "counted", COUNTED)
     golds = [["hi"], ["yo"], ["hey"], ["no"]]
     assert compute_metrics(["evaluate:counted:matched"], ["hi", "no", "hey", "no"], golds, folder=tmp_path) == {
         "evaluate:counted:matched": 0.75}
@@ -642,8 +629,7 @@ def test_a_metric_whose_result_names_no_score_is_refused_before_a_run_trains(tmp
     from bench.cli import main
     from tasks.task import load_task
 
-    (tmp_path / "counted").mkdir()
-    (tmp_path / "counted" / "counted.py").write_text(MULTI_VALUE_METRIC)
+    write_string_metric(tmp_path, "counted", COUNTED)
     qa = QA_CARD
     path = write_card(tmp_path, metrics="[f1, 'evaluate:counted']", **qa)
     with pytest.raises(TaskCardError, match=r"mine.yaml \[metrics\]: metric evaluate:counted returned n=2"):
@@ -658,9 +644,7 @@ def test_a_metric_failing_on_the_validation_answers_is_named_before_a_run_trains
     from tasks.notices import UserNotice
     from tasks.task import load_task
 
-    (tmp_path / "picky").mkdir()
-    (tmp_path / "picky" / "picky.py").write_text(MULTI_VALUE_METRIC.replace(
-        "        matches = sum(", "        raise ValueError('needs 100 examples')\n        matches = sum("))
+    write_string_metric(tmp_path, "picky", "raise ValueError('needs 100 examples')")
     qa = QA_CARD
     path = write_card(tmp_path, metrics="[f1, 'evaluate:picky:matched']", **qa)
     with pytest.warns(UserNotice, match=r"mine.yaml \[metrics\]: scoring 2 validation examples' own answers failed "
