@@ -18,7 +18,7 @@ from bench.methods.registry import Method, MethodError, settings_without_effect
 from bench.models.registry import ModelError, refuse_typo
 from bench.names import is_folder_name
 from bench.record import DEFAULT_RESULTS
-from bench.run import cannot_answer
+from bench.run_checks import cannot_answer
 from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 from bench.train.config import watching_no_more_than_scored

@@ -162,7 +162,7 @@ def _settled_model_and_card_folders(args, cards: list, tasks: list[str]) -> argp
     folders of the cards given as files (`tasks` as typed), so best.yaml reruns from anywhere and a
     resume from another directory is the same study."""
     from bench.models import MODELS, ModelError, resolve_model
-    from bench.run import cannot_answer
+    from bench.run_checks import cannot_answer
     from tasks import find_task
     from tasks.registry import CARD_SUFFIXES
 

@@ -11,7 +11,7 @@ import torch
 
 from bench.methods import MethodError
 from bench.models import ModelError
-from bench.run import prepare_run
+from bench.run_checks import prepare_run
 from bench.run_spec import RunSpec
 from bench.suite import load_suite
 from bench.train import TrainSettings, train
@@ -80,7 +80,7 @@ def test_prefix_tuning_and_unsupported_models_are_refused_before_compute(tiny_mo
         raise AssertionError("the method is refused before the model loads")
 
     with monkeypatch.context() as patch:
-        patch.setattr("bench.run.load_base_model", no_model)
+        patch.setattr("bench.run_checks.load_base_model", no_model)
         with pytest.raises(MethodError, match="'prefix_tuning' does not work with gradient_checkpointing"):
             prepare_run(spec("prefix_tuning"))
     monkeypatch.setattr("transformers.GPT2LMHeadModel.supports_gradient_checkpointing", False)

@@ -190,7 +190,7 @@ def test_an_input_limit_that_holds_no_text_is_refused_and_cut_prompts_are_counte
 def test_sizes_beyond_a_split_are_noted_and_take_every_row(capsys, tiny_models, tiny_tasks, tmp_path, monkeypatch):
     from tasks.notices import UserNotice
 
-    monkeypatch.setattr("bench.run._SHORT_SPLITS_NOTED", set())  # noted once a process
+    monkeypatch.setattr("bench.run_checks._SHORT_SPLITS_NOTED", set())  # noted once a process
     argv = tiny_run(tiny_models, tiny_tasks, tmp_path, "roberta", "lora", "tiny_cls", "--train-size", "9999",
                     "--eval-size", "9999")
     with pytest.warns(UserNotice) as caught:
@@ -357,7 +357,7 @@ def test_a_storage_that_cannot_be_read_is_named_and_not_created(capsys, tmp_path
 ])
 def test_a_bad_config_is_refused_naming_the_key_before_any_model_loads(capsys, tiny_tasks, tmp_path, monkeypatch,
                                                                        body, problem):
-    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("bench.run_checks.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
     config = tmp_path / "c.yaml"
     tasks = "" if body.startswith("tasks:") else "tasks: [tiny_cls]\n"
     config.write_text(f"method: prompt_tuning\n{tasks}{body}\n")
@@ -407,7 +407,7 @@ def test_config_values_are_read_as_a_suite_reads_them_and_another_methods_are_no
 
 def test_a_results_path_naming_a_file_is_refused_before_any_model_loads(capsys, tiny_models, tiny_tasks, tmp_path,
                                                                         monkeypatch):
-    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr("bench.run_checks.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
     monkeypatch.setattr("bench.models.pool.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
     afile = tmp_path / "afile"
     afile.write_text("hi")
@@ -516,11 +516,11 @@ def test_a_diverged_run_is_reported_in_a_line(capsys, tiny_models, tiny_tasks, t
 def test_a_run_the_method_cannot_train_is_refused_before_any_scoring(tiny_models, tiny_tasks, monkeypatch,
                                                                       arch, method, settings, task):
     from bench.methods.registry import MethodError
-    from bench.run import prepare_run
+    from bench.run_checks import prepare_run
     from bench.run_spec import RunSpec
 
     if arch is None:
-        monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
+        monkeypatch.setattr("bench.run_checks.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
     spec = RunSpec(task=task, model=tiny_models[arch or "gpt2"][0], method=method, method_settings=settings,
                    tasks_dirs=(str(tiny_tasks),))
     with pytest.raises(MethodError, match="class_labels needs a classification task|not supported for seq2seq"):

@@ -271,7 +271,7 @@ def test_full_fine_tuning_starts_from_the_checkpoint_s_own_weights_not_their_low
     """The CUDA path, forced on CPU: the prompt methods' frozen weights are stored in the compute
     dtype; full fine-tuning trains every weight, from the fp32 checkpoint, under the same autocast."""
     from bench.models import ModelPool
-    from bench.run import prepare_run
+    from bench.run_checks import prepare_run
     from bench.run_spec import RunSpec
     from bench.train import TrainSettings
 

@@ -16,7 +16,8 @@ import torch
 from bench.cost import latency_against_base, peak_memory, reset_peak_memory
 from bench.methods import MethodError, get_method
 from bench.record import copy_tree_atomic, write_json_atomic
-from bench.run import _base_of, _check_fits, _improvement, _latency
+from bench.run import _base_of, _improvement, _latency
+from bench.run_checks import _check_fits
 from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 

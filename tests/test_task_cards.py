@@ -491,11 +491,11 @@ def test_a_broken_card_stops_only_the_lookups_it_answers(tmp_path):
 
 
 def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(tmp_path, monkeypatch):
-    from bench.run import prepare_run
+    from bench.run_checks import prepare_run
     from bench.run_spec import RunSpec
 
     path = write_card(tmp_path, metrics=f"[accuracy, 'evaluate:{tmp_path / 'no_such_metric'}']")
-    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    monkeypatch.setattr("bench.run_checks.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
     with pytest.raises(ValueError, match=r"metric evaluate:.*no_such_metric cannot be loaded"):
         prepare_run(RunSpec(task=str(path), model="minilm-l6", method="lora"))
     from bench.cli import main
@@ -505,11 +505,11 @@ def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(
 
 def test_a_bad_row_stops_the_run_before_its_model_loads(tmp_path, monkeypatch):
     """A hub model's download or a GGUF conversion is not waited for to learn that row 1 is bad."""
-    from bench.run import prepare_run
+    from bench.run_checks import prepare_run
     from bench.run_spec import RunSpec
 
     path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"text": "yo", "label": 7}])
-    monkeypatch.setattr("bench.run.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    monkeypatch.setattr("bench.run_checks.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
     with pytest.raises(TaskCardError, match="label 7 of split 'train' row 1"):
         prepare_run(RunSpec(task=str(path), model="minilm-l6", method="lora"))
 
