@@ -285,16 +285,18 @@ def _space_for(path: Path | None, cards: list, *, checkpointing: bool):
 
 def _refused_values(space, cards: list):
     """(method, parameter, value, why) for each value the space offers that its method refuses for
-    one of the tasks, as the method's `refusal` says (prompt tuning's class-label init for a task
-    without classes)."""
+    one or more of the tasks, as the method's `refusal` says (prompt tuning's class-label init for a
+    task without classes)."""
     from bench.methods import get_method
 
     for method in space.methods:
         for param in space.params.get(method, ()):
             refusal = get_method(method).refusal
             for value in (*param.choices, *([param.value] if param.kind == "fixed" else [])):
-                if why := next(filter(None, (refusal(None, card, {param.name: value}) for card in cards)), None):
-                    yield method, param.name, value, why
+                refused = [(card.name, why) for card in cards if (why := refusal(None, card, {param.name: value}))]
+                if refused:  # the first task's reason, and the others that refuse it too
+                    others = [name for name, _ in refused[1:]]
+                    yield method, param.name, value, refused[0][1] + (f" (and {', '.join(others)})" if others else "")
 
 
 def _without_uncheckpointable(space):

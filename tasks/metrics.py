@@ -155,11 +155,13 @@ class MetricResultError(ValueError):
     """A metric's result holds no score to read (several values, none named as asked)."""
 
 
-def library_metric_parts(name: str) -> tuple[str, str | None]:
+def library_metric_parts(name: str, folder: Path | None = None) -> tuple[str, str | None]:
     """An `evaluate:` metric (prefix removed) as the metric to load and the value of its result that
-    scores: `rouge:rougeL` is rouge's rougeL; without `:KEY`, None (see _evaluate_library_metric)."""
+    scores: `rouge:rougeL` is rouge's rougeL; without `:KEY`, None (see _evaluate_library_metric).
+    A local metric folder (under `folder`, the card's) whose own name holds a colon is not split."""
     metric, separator, key = name.rpartition(":")
-    if separator and metric and key and not any(c in key for c in "/\\"):  # not a drive letter's colon
+    local = folder is not None and (folder / name).is_dir()
+    if separator and metric and key and not local and not any(c in key for c in "/\\"):  # nor a drive's colon
         return metric, key
     return name, None
 
@@ -169,14 +171,14 @@ def load_library_metrics(names: Sequence[str], *, folder: Path | None = None) ->
     training or scoring, not after it."""
     for name in names:
         if name.startswith(EVALUATE_PREFIX):
-            load_library_metric(library_metric_parts(name.removeprefix(EVALUATE_PREFIX))[0], folder)
+            load_library_metric(library_metric_parts(name.removeprefix(EVALUATE_PREFIX), folder)[0], folder)
 
 
 def _evaluate_library_metric(name: str, predictions: Sequence, references: Sequence, folder: Path | None) -> float:
     """The metric's value named by its `:KEY`, else the one named like the metric (its folder's
     name), else its only one. A result of several values and none of them named so is refused, not
     read by its first value (which may be a count)."""
-    metric_name, asked = library_metric_parts(name)
+    metric_name, asked = library_metric_parts(name, folder)
     references = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in references]
     result = load_library_metric(metric_name, folder).compute(predictions=list(predictions),
                                                               references=list(references))

@@ -943,3 +943,14 @@ def test_a_card_given_by_file_cannot_answer_for_another_task_of_its_name(capsys,
                           f"{tmp_path / 'mine' / 'copy.yml'}, not {tiny_tasks / 'tiny_cls.yaml'}") in \
         capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_value_refused_for_several_tasks_names_them_all(tiny_tasks):
+    from search.cli import _refused_values
+    from search.space import load_space
+    from tasks import load_task
+
+    cards = [load_task(name, tasks_dirs=(str(tiny_tasks),)).card for name in ("tiny_qa", "tiny_sum", "tiny_cls")]
+    ((method, name, value, why),) = _refused_values(load_space(None), cards)
+    assert (method, name, value) == ("prompt_tuning", "init", "class_labels")
+    assert "'tiny_qa' is a qa task" in why and why.endswith("(and tiny_sum)")

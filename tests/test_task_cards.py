@@ -623,6 +623,9 @@ def test_an_evaluate_metric_of_several_values_scores_by_the_one_named(tmp_path):
     assert library_metric_parts("rouge:rougeL") == ("rouge", "rougeL")
     assert library_metric_parts("C:\\metrics\\mine") == ("C:\\metrics\\mine", None)  # a drive's colon
     assert library_metric_parts("org/metric") == ("org/metric", None)
+    (tmp_path / "v1:2").mkdir()  # a local metric folder whose name holds a colon is that folder's metric
+    assert library_metric_parts("v1:2", tmp_path) == ("v1:2", None)
+    assert library_metric_parts("v1:3", tmp_path) == ("v1", "3")
 
 
 def test_a_metric_whose_result_names_no_score_is_refused_before_a_run_trains(tmp_path, capsys):
