@@ -17,7 +17,7 @@ import optuna  # noqa: E402
 from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
 from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
 from bench.plots.draw import draw_score_cost, method_colour, save_atomic  # noqa: E402
-from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR  # noqa: E402
+from search.repeats import CONFIG_ATTR, trained_trials  # noqa: E402
 from search.study import DEFINITION_ATTR, REFERENCES_ATTR  # noqa: E402
 from search.winner import objective_names  # noqa: E402
 
@@ -74,10 +74,8 @@ def _pareto_chart(study: optuna.Study, folder: Path) -> list[Path]:
     drawn as the suite's charts draw it (Optuna's own chart draws no front, and calls its points
     "Best Trial")."""
     cost = objective_names(study)[1]
-    points = [Point(str(trial.number), trial.user_attrs.get(CONFIG_ATTR, {}).get("method", "?"),
-                    trial.values[1] / COST_UNITS.get(cost, 1), trial.values[0], None)
-              for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              if REPEAT_OF_ATTR not in trial.user_attrs]  # a repeat is the same point again
+    points = [Point(str(trial.number), _method_of(trial), trial.values[1] / COST_UNITS.get(cost, 1),
+                    trial.values[0], None) for trial in trained_trials(study)]
     if not points:
         return []
     definition = study.user_attrs.get(DEFINITION_ATTR, {})
@@ -87,15 +85,17 @@ def _pareto_chart(study: optuna.Study, folder: Path) -> list[Path]:
     return draw_score_cost(chart, folder, split="validation", name="pareto_front")
 
 
+def _method_of(trial: optuna.trial.FrozenTrial) -> str:
+    """The method a trial trained ("?" for a trial of another program's study)."""
+    return trial.user_attrs.get(CONFIG_ATTR, {}).get("method", "?")
+
+
 def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
     """Each completed trial's score against its value of `param` (whichever method's), a colour per method."""
     by_method: dict[str, list[tuple]] = {}
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if REPEAT_OF_ATTR in trial.user_attrs:  # the same point again
-            continue
-        method = trial.user_attrs.get(CONFIG_ATTR, {}).get("method", "?")
-        by_method.setdefault(method, []).extend((value, trial.values[0]) for key, value in trial.params.items()
-                                                if key.rpartition(".")[2] == param)
+    for trial in trained_trials(study):
+        by_method.setdefault(_method_of(trial), []).extend(
+            (value, trial.values[0]) for key, value in trial.params.items() if key.rpartition(".")[2] == param)
     if not any(by_method.values()):
         return None
     figure, axes = plt.subplots(figsize=(6, 4))

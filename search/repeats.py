@@ -70,3 +70,10 @@ def original(trials: list[optuna.trial.FrozenTrial], trial: optuna.trial.FrozenT
     (`trials`: its study's trials, in number order)."""
     number = trial.user_attrs.get(REPEAT_OF_ATTR)
     return trial if number is None else trials[number]
+
+
+def trained_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The completed trials that trained their config: a repeat took an earlier one's result, the
+    same point again."""
+    return [trial for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if REPEAT_OF_ATTR not in trial.user_attrs]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 
 from bench.record import read_record
-from search.repeats import REPEAT_OF_ATTR, original
+from search.repeats import REPEAT_OF_ATTR, original, trained_trials
 from search.study import DEFINITION_ATTR, RECORDS_ATTR
 from tasks.metrics import PROPORTION_METRICS, standard_error
 
@@ -42,8 +42,7 @@ def statistical_ties(study: optuna.Study) -> tuple[float, int, list[optuna.trial
     if record["task"]["primary_metric"] not in PROPORTION_METRICS or not n:
         return None
     error = standard_error(best.value, n, adjusted=True)  # as the results table gives it
-    ties = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.number != best.number and REPEAT_OF_ATTR not in t.user_attrs and t.value >= best.value - error]
+    ties = [t for t in trained_trials(study) if t.number != best.number and t.value >= best.value - error]
     return error, n, sorted(ties, key=lambda t: -t.value)
 
 

@@ -188,9 +188,9 @@ def _evaluate_library_metric(name: str, predictions: Sequence, references: Seque
     value = result.get(key)
     if key not in result or not isinstance(value, numbers.Real) or isinstance(value, bool):  # numpy's too
         returned = ", ".join(f"{k}={v!r}"[:40] for k, v in result.items())
-        raise MetricResultError(f"metric {EVALUATE_PREFIX}{name} returned {returned}: "
-                         + (f"{key!r} is no number there" if key in result else f"none named {key!r}")
-                         + f"; name the value to score by, as {EVALUATE_PREFIX}{metric_name}:KEY")
+        problem = f"{key!r} is no number there" if key in result else f"none named {key!r}"
+        raise MetricResultError(f"metric {EVALUATE_PREFIX}{name} returned {returned}: {problem}; name the value "
+                                f"to score by, as {EVALUATE_PREFIX}{metric_name}:KEY")
     return float(value)
 
 

@@ -166,7 +166,7 @@ def _panel_legends(figure, panels: dict, *, fontsize: float) -> None:
     entries = [axes.get_legend_handles_labels() for axes in panels.values()]
     if len({tuple(labels) for _, labels in entries}) == 1:
         handles, labels = entries[0]
-        columns = min(3, len(panels))
+        columns = next(iter(panels.values())).get_subplotspec().get_gridspec().ncols  # as _panels laid them out
         figure.set_size_inches(PANEL_WIDTH * columns, figure.get_size_inches()[1])
         figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), fontsize=fontsize,
                       ncol=1 if max(map(len, labels)) > 40 else min(len(labels), 2 * columns), frameon=False)
