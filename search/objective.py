@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import socket
 import statistics
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from bench.train import DivergedError, TrainSettings
 from search.pruning import report_with_error
 from search.repeats import result_of_repeat
 from search.space import SearchSpace
-from search.study import HOST_ATTR, PID_ATTR, PRUNED_REASON_ATTR, RECORDS_ATTR, TASKS_ATTR
+from search.study import HOST_ATTR, PRUNED_REASON_ATTR, RECORDS_ATTR, TASKS_ATTR, WORKER_ATTR, worker_id
 
 COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of the model is no cost of its own
 RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
@@ -124,7 +123,7 @@ class Objective:
         if (repeated := result_of_repeat(trial, method, settings, train, configuration=configuration)) is not None:
             return repeated  # the same seeded run would give the same result
         trial.set_user_attr(HOST_ATTR, socket.gethostname())  # where its records and adapter are kept
-        trial.set_user_attr(PID_ATTR, os.getpid())  # which worker ran it
+        trial.set_user_attr(WORKER_ATTR, worker_id())  # which process ran it
         prunable = self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records, kept = [], [], [], []
         for index, task in enumerate(self.tasks):

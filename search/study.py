@@ -3,6 +3,8 @@ definition (tasks, model, objective, budget) and space a resumed study must stil
 
 from __future__ import annotations
 
+import uuid
+
 import optuna
 from optuna.trial import TrialState
 
@@ -17,11 +19,26 @@ NOT_RUN_ATTR = "not_run"  # why a trial ended before it ran (budget full, point 
 PRUNED_REASON_ATTR = "pruned_reason"  # where a trial was stopped, or why (a diverging loss)
 RECORDS_ATTR = "records"  # the paths of a trial's run records, a task each
 TASKS_ATTR = "tasks"  # the tasks a trial ran, in its records' order
-HOST_ATTR, PID_ATTR = "host", "pid"  # the machine that keeps its records and adapter; the worker that ran it
+HOST_ATTR, WORKER_ATTR = "host", "worker"  # the machine that keeps its records and adapter; the process that ran it
 # study user attrs
 DEFINITION_ATTR = "definition"  # what a resumed study must still match: tasks, model, objective, budget
 SPACE_ATTR = "space"  # the space file's digest and path
 REFERENCES_ATTR = "references"  # each task's full fine-tuning score, which trials' scores are relative to
+
+
+_worker_id = uuid.uuid4().hex  # unlike a process id and host name, unique across machines and containers
+
+
+def worker_id() -> str:
+    """This process's id, kept on the trials it runs."""
+    return _worker_id
+
+
+def take_worker_id(given: str) -> None:
+    """Run trials under the id the command that started this worker process gave it, so that the
+    command can tell its trials apart should the process be killed."""
+    global _worker_id
+    _worker_id = given
 
 
 def _offered(distribution: optuna.distributions.BaseDistribution) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import time
+import uuid
 import warnings
 
 import optuna
@@ -22,7 +22,7 @@ from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
-from search.study import DONE, FAIL_REASON_ATTR, HOST_ATTR, INTERRUPTED, NOT_RUN_ATTR, PID_ATTR, done_trials
+from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, WORKER_ATTR, done_trials, take_worker_id
 from tasks.card import TaskCardError
 
 INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
@@ -185,13 +185,13 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             optuna.storages.fail_stale_trials(study)
 
 
-def _fail_running_trials_of(study: optuna.Study, pid: int) -> list[int]:
-    """Mark failed the trials this machine's process `pid` (killed) left running, putting a starting
-    point back in the queue, as a stale heartbeat would (and as Optuna's own sweep does it, leaving a
-    trial another process failed meanwhile alone); their numbers."""
-    host, failed = socket.gethostname(), []
+def _fail_running_trials_of(study: optuna.Study, worker: str) -> list[int]:
+    """Mark failed the trials the worker process of id `worker` (killed) left running, putting a
+    starting point back in the queue, as a stale heartbeat would (and as Optuna's own sweep does it,
+    leaving a trial another process failed meanwhile alone); their numbers."""
+    failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if (trial.user_attrs.get(PID_ATTR), trial.user_attrs.get(HOST_ATTR)) != (pid, host):
+        if trial.user_attrs.get(WORKER_ATTR) != worker:
             continue
         try:
             if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
@@ -217,8 +217,9 @@ def stop_with_parent(parent: int) -> None:
 
 
 def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, workers: int,
-            n_trials: int | None, timeout: float | None, parent: int) -> None:
+            n_trials: int | None, timeout: float | None, parent: int, worker: str) -> None:
     show_warnings_to_users()
+    take_worker_id(worker)
     try:
         stop_with_parent(parent)
         opened = storage.open_storage(url, on_stale=requeue_starting_point)
@@ -238,8 +239,9 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     """This process plus `workers - 1` more, all pulling trials from the same storage."""
     started = time.monotonic()
     context = multiprocessing.get_context("spawn")
+    ids = [uuid.uuid4().hex for _ in range(1, workers)]  # each worker's, on the trials it runs
     others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, workers,
-                                                    n_trials, timeout, os.getpid()))
+                                                    n_trials, timeout, os.getpid(), ids[index - 1]))
               for index in range(1, workers)]
     for process in others:
         process.start()
@@ -265,13 +267,14 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
     killed = [(index, process) for index, process in enumerate(others, start=1) if process.exitcode < 0]
     for index, process in killed:  # out of memory, say: its trial is failed now, not by a later command
-        stranded = _fail_running_trials_of(study, process.pid)
+        stranded = _fail_running_trials_of(study, ids[index - 1])
         print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}): a trial it was running "
               "is not counted" + (f" ({numbered('trial', stranded)}, marked failed)" if stranded else ""),
               file=sys.stderr)
     left = None if timeout is None else timeout - (time.monotonic() - started)
     if killed and not problems and n_trials and done_trials(study) < n_trials and (left is None or left > 0):
         print("running the trials the budget still lacks in this process", file=sys.stderr)
-        optimize(study, objective, n_trials=n_trials, timeout=left)
+        with worker_share(0, workers):  # on the share the others trained on: its time figures compare with theirs
+            optimize(study, objective, n_trials=n_trials, timeout=left)
     if problems:
         raise SearchError("; ".join(problems))

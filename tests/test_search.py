@@ -752,31 +752,29 @@ def test_a_worker_is_interrupted_when_its_command_is_killed(tmp_path):
 
 
 def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(monkeypatch, capsys):
-    import socket
-
     from search import workers
-    from search.study import HOST_ATTR, PID_ATTR
-
-    class Killed:  # a worker process the kernel killed (out of memory, say)
-        exitcode, pid = -signal.SIGKILL, 4242
-
-        def __init__(self, **kwargs):
-            pass
-
-        def start(self):
-            pass
-
-        def join(self, timeout=None):
-            pass
+    from search.study import HOST_ATTR, WORKER_ATTR
 
     study = optuna.create_study()
     study.enqueue_trial({"lr": 0.3})  # a starting point the killed worker had taken
     stranded = study.ask()
-    for name, value in ((PID_ATTR, Killed.pid), (HOST_ATTR, socket.gethostname())):
-        stranded.set_user_attr(name, value)
-    elsewhere = study.ask()  # another machine's worker of the same pid: not this command's to fail
-    for name, value in ((PID_ATTR, Killed.pid), (HOST_ATTR, "another-machine")):
-        elsewhere.set_user_attr(name, value)
+    elsewhere = study.ask()  # another process's, on this machine or one of the same host name: not this one's
+
+    class Killed:  # a worker process the kernel killed (out of memory, say)
+        exitcode = -signal.SIGKILL
+
+        def __init__(self, target, args):
+            self.worker = args[-1]  # the id its trials carry
+
+        def start(self):
+            stranded.set_user_attr(WORKER_ATTR, self.worker)
+            stranded.set_user_attr(HOST_ATTR, "this-machine")
+
+        def join(self, timeout=None):
+            pass
+
+    elsewhere.set_user_attr(WORKER_ATTR, "another-worker")
+    elsewhere.set_user_attr(HOST_ATTR, "this-machine")
     optimized = []
     monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: type("Context", (), {"Process": Killed}))
     monkeypatch.setattr(workers, "optimize", lambda *args, **kwargs: optimized.append(kwargs))  # finds no room
