@@ -258,8 +258,12 @@ def _task_show(args) -> int:
     return 0
 
 
+ROW_PROBLEMS_SHOWN = 10  # a split's bad rows listed by `tasks validate`; the rest are counted
+
+
 def _task_validate(args) -> int:
     from tasks import load_task
+    from tasks.card import SPLITS
 
     if not args.name:
         raise ValueError("tasks validate needs a card path")
@@ -267,9 +271,20 @@ def _task_validate(args) -> int:
         raise ValueError(f"tasks validate checks one card file; {args.name} is a folder "
                          f"(`spbench tasks --tasks-dir {args.name}` lists its cards and those it leaves out)")
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
-    task.check_metrics()  # as a run does before its model loads
-    for split, rows in task.checked_splits().items():
-        print(f"{split:<10} {rows:>6} rows ok")
+    bad = {}
+    for split in SPLITS:  # every bad row, where a run names the first
+        rows, problems = task.row_problems(split)
+        print(f"{split:<10} {rows:>6} rows " + (f"{len(problems)} bad:" if problems else "ok"))
+        for problem in problems[:ROW_PROBLEMS_SHOWN]:
+            print(f"  [{problem.key}] {problem.problem}")
+        if len(problems) > ROW_PROBLEMS_SHOWN:
+            print(f"  and {len(problems) - ROW_PROBLEMS_SHOWN} more")
+        if problems:
+            bad[split] = len(problems)
+    if bad:
+        raise TaskCardError(task.card.path, None, "bad rows (listed above): "
+                            + ", ".join(f"{count} in {split}" for split, count in bad.items()))
+    task.check_metrics()  # as a run does before its model loads (it scores validation rows' answers)
     print(f"{task.card.path}: valid")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import random
@@ -139,12 +140,21 @@ def load_rows(card: TaskCard, split: str) -> list[Row]:
 def row_location(card: TaskCard, split: str, index: int) -> str:
     """Where row `index` of a split (as `load_rows` gives them) comes from, for messages: its file and
     line, or its hub split and row. Found again only when a message needs it."""
-    read = split
-    if card.validation_from_train and split in ("train", "validation"):
-        read = "train"
-        total = len(_read_split(card, "train"))
+    carved = card.validation_from_train and split in ("train", "validation")
+    read = "train" if carved else split
+    lines = None
+    if "local" in card.source:
+        path = _split_file(Path(card.source["local"]), card.splits[read])
+        stamp = path.stat()
+        lines = _line_numbers(path, stamp.st_mtime_ns, stamp.st_size)
+    if carved:
+        total = len(lines) if lines is not None else len(_read_split(card, "train"))
         index = _carved_indices(total, card.validation_from_train, keep=split == "validation")[index]
-    if "local" not in card.source:
-        return f"{_where(card, read)}, row {index}"
-    path = _split_file(Path(card.source["local"]), card.splits[read])
-    return f"{path}:{_numbered_rows(path)[index][0]}"
+    return f"{path}:{lines[index]}" if lines is not None else f"{_where(card, read)}, row {index}"
+
+
+@functools.lru_cache(maxsize=4)
+def _line_numbers(path: Path, mtime_ns: int, size: int) -> list[int]:
+    """The line of each row of a data file, read once while the file is unchanged: a card with many
+    bad rows names each one's line."""
+    return [line for line, _ in _numbered_rows(path)]

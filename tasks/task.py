@@ -122,6 +122,17 @@ class Task:
         warnings.warn(f"{self.card.path} [metrics]: scoring {len(examples)} validation examples' own answers failed "
                       f"({failure}): the run's scoring may fail the same way", UserNotice, stacklevel=2)
 
+    def row_problems(self, split: str) -> tuple[int, list[TaskCardError]]:
+        """The split's number of rows and the problem of each row that cannot be rendered: every one,
+        where a run stops at the first."""
+        problems = []
+        for index, row in enumerate(self.rows(split)):
+            try:
+                self.render(row, split=split, index=index)
+            except TaskCardError as err:
+                problems.append(err)
+        return len(self.rows(split)), problems
+
     def checked_splits(self) -> dict[str, int]:
         """Split -> rows, every row of every split rendered: fields, labels and targets are checked,
         and a bad row or data file is named now rather than by the run that reads it."""

@@ -266,6 +266,27 @@ def test_rows_the_card_cannot_read_are_named(tmp_path, rows, card, message):
         load_task(str(path)).examples("train")
 
 
+def test_validate_lists_every_bad_row_where_a_run_stops_at_the_first(tmp_path, capsys):
+    from bench.cli import ROW_PROBLEMS_SHOWN, main
+
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(40)]
+    bad = [3, 7] + list(range(20, 20 + ROW_PROBLEMS_SHOWN))
+    for index in bad:
+        rows[index]["label"] = 7
+    rows[30] = {"txt": "oops", "label": 0}
+    path = write_card(tmp_path, rows=rows)
+    assert main(["tasks", "validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    train = (tmp_path / "data" / "train.jsonl").resolve()
+    assert f"train          40 rows {len(bad) + 1} bad:" in out
+    for index in bad[:ROW_PROBLEMS_SHOWN]:  # each with its own line of the file
+        assert f"[label_words] label 7 of split 'train' row {index} ({train}:{index + 1})" in out
+    assert f"row {bad[ROW_PROBLEMS_SHOWN]} " not in out and "  and 3 more" in out
+    assert f"bad rows (listed above): {len(bad) + 1} in train" in err and "valid\n" not in out
+    with pytest.raises(TaskCardError, match="row 3 "):  # a run still stops at the first
+        load_task(str(path)).examples("train")
+
+
 def test_a_null_field_is_named_not_pasted_in_as_none(tmp_path):
     path = write_card(tmp_path, rows=[{"text": "hi", "label": 0}, {"text": None, "label": 1}])
     with pytest.raises(TaskCardError, match=r"\[template\]: field 'text' is null in split 'train' row 1"):
