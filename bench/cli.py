@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -341,6 +342,7 @@ def _print_plan(suite) -> int:
 def _results(args) -> int:
     from bench.results import aggregate, reruns_left_out, unscored
     from bench.results_table import csv_name, format_table, write_csv
+    from bench.verdict import verdict_text, verdicts
 
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
@@ -351,6 +353,9 @@ def _results(args) -> int:
               "SE: its standard error from the examples scored (a rough guide: scores less than about 2 SE apart "
               "may differ by the examples drawn alone); vs FT: over full fine-tuning's; vs 0-shot: % change from "
               "the base model's zero-shot score")
+    for verdict in verdicts(rows):  # the suite's answer, a paragraph a task and model
+        answer = verdict_text(verdict, split=args.split, code="")
+        print("\n" + textwrap.fill(answer, width=100, break_long_words=False))
     if left_out := unscored(records, args.split):
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")

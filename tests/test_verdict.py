@@ -1,0 +1,74 @@
+"""The suite's short answer: the prompt config chosen on validation, measured against full fine-tuning."""
+
+import pytest
+
+from bench.report import write_report
+from bench.results import aggregate
+from bench.verdict import NOISE_SE, verdict_text, verdicts
+from tests.test_results_and_plots import make_record
+
+
+def scored(record, *, validation, n=200):
+    record["scores"]["validation"]["accuracy"] = validation
+    for split in ("validation", "test"):
+        record["scores"][split]["n"] = n
+    return record
+
+
+def suite_records(n=200):
+    full = scored(make_record("full_ft", 0.80, params=10_000), validation=0.80, n=n)
+    full["cost"].update(train_seconds=20.0, train_flops=2e12, peak_memory_bytes=2**31, artifact_bytes=2**20,
+                        latency_overhead=1.0)
+    return [
+        full,
+        scored(make_record("lora", 0.79, params=1_000), validation=0.77, n=n),
+        # best on test, not on validation: the verdict must not pick it
+        scored(make_record("prompt_tuning", 0.85, params=10, num_virtual_tokens=1, init="random"), validation=0.70,
+               n=n),
+        scored(make_record("p_tuning", 0.76, params=100, encoder="mlp"), validation=0.78, n=n),
+    ]
+
+
+def test_the_prompt_config_is_chosen_on_validation_and_its_costs_are_over_full_fine_tunings():
+    [verdict] = verdicts(aggregate(suite_records()))
+    assert (verdict.task, verdict.model) == ("sst2", "m")
+    assert verdict.prompt.method == "p_tuning" and verdict.full_ft.method == "full_ft"
+    assert verdict.lora.method == "lora"
+    assert verdict.cost_ratio("train_seconds") == pytest.approx(0.5)
+    assert verdict.cost_ratio("train_flops") == pytest.approx(0.5)
+    assert verdict.cost_ratio("peak_memory_bytes") == pytest.approx(0.5)
+    # 0.76 against 0.80 on 200 examples each: about 1 SE of the difference, within noise
+    assert -NOISE_SE < verdict.gap_in_se < -0.5
+    text = verdict_text(verdict, split="test")
+    assert text.startswith("sst2, m: the best prompt config on validation, `p_tuning[encoder=mlp,lr=0.001]`, "
+                           "scores 0.760 on test against full fine-tuning's 0.800 (0.950×); ")
+    assert "a gap the examples drawn could make alone" in text
+    assert "0.50× the training time, 0.50× the training FLOPs, 0.50× the peak memory" in text
+    assert "a 4 KiB artifact against 1,024 KiB" in text and "1.10× the base model's inference latency" in text
+    assert "LoRA's best scores 0.790 (0.988×)" in text
+
+
+def test_a_gap_beyond_the_examples_noise_is_called_so():
+    [verdict] = verdicts(aggregate(suite_records(n=5000)))  # the same gap on 25 times the examples
+    assert verdict.gap_in_se < -NOISE_SE
+    assert "SE below it." in verdict_text(verdict, split="test")
+
+
+def test_no_verdict_without_full_fine_tuning_or_a_prompt_method():
+    records = suite_records()
+    assert verdicts(aggregate(records[1:])) == []  # no reference to measure against
+    assert verdicts(aggregate(records[:2])) == []  # references only
+
+
+def test_runs_on_other_examples_are_not_measured_against_each_other():
+    records = suite_records()
+    records[3] = scored(records[3], validation=0.78, n=20)  # a smoke run's prompt config
+    [verdict] = verdicts(aggregate(records))
+    assert verdict.prompt.method == "prompt_tuning"  # the comparable one, though it lost on validation
+
+
+def test_the_report_opens_with_the_answer(tmp_path):
+    path = write_report(tmp_path, records=suite_records(), failures=[])
+    text = path.read_text()
+    assert text.index("## In short") < text.index("## sst2")
+    assert "- sst2, m: the best prompt config on validation, `p_tuning" in text
