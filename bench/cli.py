@@ -8,6 +8,7 @@ import re
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 from bench.record import DEFAULT_RESULTS
@@ -342,7 +343,6 @@ def _print_plan(suite) -> int:
 def _results(args) -> int:
     from bench.results import aggregate, reruns_left_out, unscored
     from bench.results_table import csv_name, format_table, write_csv
-    from bench.verdict import verdict_text, verdicts
 
     records, failures = _records(args)
     rows = aggregate(records, split=args.split)
@@ -353,15 +353,21 @@ def _results(args) -> int:
               "SE: its standard error from the examples scored (a rough guide: scores less than about 2 SE apart "
               "may differ by the examples drawn alone); vs FT: over full fine-tuning's; vs 0-shot: % change from "
               "the base model's zero-shot score")
-    for verdict in verdicts(rows):  # the suite's answer, a paragraph a task and model
-        answer = verdict_text(verdict, split=args.split, code="")
-        print("\n" + textwrap.fill(answer, width=100, break_long_words=False))
+    _print_answers(rows, args.split)
     if left_out := unscored(records, args.split):
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")
     print(f"\n{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, args.split)}; "
           f"csv: {write_csv(rows, _results_folder(args) / csv_name(args.split))}")
     return 0
+
+
+def _print_answers(rows, split: str) -> None:
+    """The suite's answer, as the report opens with it: a paragraph a task and model."""
+    from bench.verdict import verdict_text, verdicts
+
+    for verdict in verdicts(rows):
+        print("\n" + textwrap.fill(verdict_text(verdict, split=split, code=""), width=100, break_long_words=False))
 
 
 def _results_folder(args) -> Path:
@@ -428,8 +434,14 @@ def _plot(args) -> int:
 def _report(args) -> int:
     from bench.report import write_report
 
+    from bench.results import aggregate
+
     records, failures = _records(args)
     print(write_report(_results_folder(args), records=records, failures=failures, split=args.split))
+    with warnings.catch_warnings():  # a record not fit for a table was named when the report was made
+        warnings.simplefilter("ignore")
+        rows = aggregate(records, split=args.split)
+    _print_answers(rows, args.split)
     return 0
 
 

@@ -1,5 +1,7 @@
 """The suite's short answer: the prompt config chosen on validation, measured against full fine-tuning."""
 
+import json
+
 import pytest
 
 from bench.report import write_report
@@ -72,3 +74,15 @@ def test_the_report_opens_with_the_answer(tmp_path):
     text = path.read_text()
     assert text.index("## In short") < text.index("## sst2")
     assert "- sst2, m: the best prompt config on validation, `p_tuning" in text
+
+
+def test_results_and_report_print_the_answer(tmp_path, capsys):
+    from bench.cli import main
+
+    for index, record in enumerate(suite_records()):
+        (tmp_path / str(index)).mkdir()
+        (tmp_path / str(index) / "record.json").write_text(json.dumps(record))
+    for command in ("results", "report"):
+        assert main([command, str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "sst2, m: the best prompt config on validation, p_tuning[encoder=mlp,lr=0.001], scores 0.760" in out
