@@ -30,23 +30,24 @@ def compute_precision() -> str:
 
 
 @contextlib.contextmanager
-def worker_share(index: int, workers: int):
+def worker_share(index: int, workers: int, *, alongside: bool = True):
     """Worker `index` of `workers` processes training at once (0: the main process) on its share
     of the machine. On CPU, its share of the cores: PyTorch starts a thread per core in every
     process, and N processes then oversubscribe the cores (two search workers on two cores ran 3.1x
     slower than one). On CUDA, GPU `index` modulo the number of GPUs, so N workers use N GPUs
-    rather than all sharing the first."""
+    rather than all sharing the first. `alongside` False: the others have ended, and the share is
+    kept only so that figures compare with theirs (no notice that they train beside it)."""
     threads = torch.get_num_threads()
     if pick_device().type == "cuda":
         gpus = torch.cuda.device_count()
         torch.cuda.set_device(index % gpus)
-        if index == 0 and workers > gpus:
+        if index == 0 and alongside and workers > gpus:
             warnings.warn(f"{workers} workers share {gpus} GPU(s): each run's time and latency figures are "
                           "measured while another trains beside it", UserNotice, stacklevel=3)
     elif workers > 1:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, min(threads, cores) // workers))  # threads: the user's or PyTorch's pick
-        if index == 0 and workers > cores:
+        if index == 0 and alongside and workers > cores:
             warnings.warn(f"{workers} workers share {cores} CPU core(s): each trains slower than one alone would, "
                           "and each run's time and latency figures are measured beside the others", UserNotice,
                           stacklevel=3)

@@ -59,8 +59,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--eval-size", type=int, default=300,
                         help="validation/test examples for final scores (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the sampler and the trials' training; local "
-                        "worker i samples with seed + i, and with --storage the seed is mixed with the host name "
-                        "and process id, so processes sharing a study do not propose the same configs (and a "
+                        "worker i samples with seed + i, and with --storage the seed is mixed with a random id of "
+                        "the process, so processes sharing a study do not propose the same configs (and a "
                         "shared study's sampling is not reproducible); a resume mixes in the trials the study holds, "
                         "so it does not draw the last run's configs again (default 0)")
     parser.add_argument("--gradient-checkpointing", action="store_true",

@@ -29,7 +29,8 @@ from bench.train import DivergedError, TrainSettings
 from search.pruning import report_with_error
 from search.repeats import result_of_repeat
 from search.space import SearchSpace
-from search.study import HOST_ATTR, PRUNED_REASON_ATTR, RECORDS_ATTR, TASKS_ATTR, WORKER_ATTR, worker_id
+from search.study import HOST_ATTR, PRUNED_REASON_ATTR, RECORDS_ATTR, TASKS_ATTR, WORKER_ATTR
+from search.worker_id import worker_id
 
 COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of the model is no cost of its own
 RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import zlib
 from dataclasses import dataclass
 
 import optuna
 
 from search.pruning import NoiseAwarePruner
+from search.worker_id import worker_id
 
 
 def make_sampler(name: str, *, multi_objective: bool, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -60,8 +59,8 @@ class Strategy:
         if seed is not None and self.resumed_at:
             seed = zlib.crc32(f"{seed}:resumed at {self.resumed_at}".encode())
         if seed is not None and self.shared_storage:
-            # the same command on each machine, or twice on one: seeds differ by host and process
-            seed = zlib.crc32(f"{seed}:{socket.gethostname()}:{os.getpid()}".encode())
+            # the same command on each machine, or twice on one: seeds differ by process
+            seed = zlib.crc32(f"{seed}:{worker_id()}".encode())
         return make_sampler(self.sampler, multi_objective=self.multi_objective,
                             seed=None if seed is None else seed + worker)
 

@@ -3,8 +3,6 @@ definition (tasks, model, objective, budget) and space a resumed study must stil
 
 from __future__ import annotations
 
-import uuid
-
 import optuna
 from optuna.trial import TrialState
 
@@ -24,21 +22,6 @@ HOST_ATTR, WORKER_ATTR = "host", "worker"  # the machine that keeps its records 
 DEFINITION_ATTR = "definition"  # what a resumed study must still match: tasks, model, objective, budget
 SPACE_ATTR = "space"  # the space file's digest and path
 REFERENCES_ATTR = "references"  # each task's full fine-tuning score, which trials' scores are relative to
-
-
-_worker_id = uuid.uuid4().hex  # unlike a process id and host name, unique across machines and containers
-
-
-def worker_id() -> str:
-    """This process's id, kept on the trials it runs."""
-    return _worker_id
-
-
-def take_worker_id(given: str) -> None:
-    """Run trials under the id the command that started this worker process gave it, so that the
-    command can tell its trials apart should the process be killed."""
-    global _worker_id
-    _worker_id = given
 
 
 def _offered(distribution: optuna.distributions.BaseDistribution) -> str:

@@ -22,7 +22,8 @@ from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
-from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, WORKER_ATTR, done_trials, take_worker_id
+from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, WORKER_ATTR, done_trials
+from search.worker_id import take_worker_id
 from tasks.card import TaskCardError
 
 INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
@@ -274,7 +275,8 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     left = None if timeout is None else timeout - (time.monotonic() - started)
     if killed and not problems and n_trials and done_trials(study) < n_trials and (left is None or left > 0):
         print("running the trials the budget still lacks in this process", file=sys.stderr)
-        with worker_share(0, workers):  # on the share the others trained on: its time figures compare with theirs
+        # on the share the others trained on, so that its time figures compare with theirs
+        with worker_share(0, workers, alongside=False):
             optimize(study, objective, n_trials=n_trials, timeout=left)
     if problems:
         raise SearchError("; ".join(problems))

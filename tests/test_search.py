@@ -533,6 +533,8 @@ def poll_states(load) -> list[str]:
 
 
 def test_two_local_workers_complete_exactly_the_budget(capsys, tmp_path, tiny_models, tiny_tasks):
+    from search.study import WORKER_ATTR
+
     # trials long enough that the second worker, seconds in starting, has some left to run
     assert main(_search_argv(tmp_path, tiny_models, tiny_tasks, trials=6, study="workers", workers=2, steps=30)) == 0
     study = _study(tmp_path, "workers")
@@ -540,8 +542,8 @@ def test_two_local_workers_complete_exactly_the_budget(capsys, tmp_path, tiny_mo
     params = [tuple(sorted(t.params.items())) for t in study.trials if t.state.name == "COMPLETE"]
     assert len({t.number for t in study.trials}) == len(study.trials)  # no trial recorded twice
     assert len(params) == 6
-    trained = [t for t in study.trials if t.state.name == "COMPLETE" and "pid" in t.user_attrs]
-    assert len({t.user_attrs["pid"] for t in trained}) == 2  # each worker ran trials of its own
+    trained = [t for t in study.trials if t.state.name == "COMPLETE" and WORKER_ATTR in t.user_attrs]
+    assert len({t.user_attrs[WORKER_ATTR] for t in trained}) == 2  # each worker ran trials of its own
 
 
 def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, monkeypatch):
@@ -777,15 +779,21 @@ def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(
     elsewhere.set_user_attr(HOST_ATTR, "this-machine")
     optimized = []
     monkeypatch.setattr(workers.multiprocessing, "get_context", lambda method: type("Context", (), {"Process": Killed}))
-    monkeypatch.setattr(workers, "optimize", lambda *args, **kwargs: optimized.append(kwargs))  # finds no room
+    threads = {"now": 4}  # a 4-core machine's, as PyTorch would set them
+    monkeypatch.setattr("torch.get_num_threads", lambda: threads["now"])
+    monkeypatch.setattr("torch.set_num_threads", lambda count: threads.update(now=count))
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    # finds no room; the threads each call trains on
+    monkeypatch.setattr(workers, "optimize", lambda *args, **kwargs: optimized.append(threads["now"]))
     workers.run_workers(study, "sqlite://", None, strategy=None, workers=2, n_trials=1, timeout=None)
     err = capsys.readouterr().err
     assert "worker 1 was killed (SIGKILL): a trial it was running is not counted (trial 0, marked failed)" in err
     assert [t.state.name for t in study.trials[:2]] == ["FAIL", "RUNNING"]
     assert study.trials[2].state.name == "WAITING"  # the starting point, queued again
     assert study.trials[2].system_attrs["fixed_params"] == {"lr": 0.3}
-    # the budget is short by the failed trial: this process runs it rather than leave it to a rerun
-    assert len(optimized) == 2 and "running the trials the budget still lacks in this process" in err
+    # the budget is short by the failed trial: this process runs it rather than leave it to a rerun, on
+    # the share of the cores it had beside the killed worker (its time figures compare with the others')
+    assert optimized == [2, 2] and "running the trials the budget still lacks in this process" in err
 
 
 def test_a_rerun_takes_over_the_slot_of_a_killed_process_trial(tmp_path, monkeypatch):

@@ -139,6 +139,7 @@ def test_bad_training_settings_are_refused_before_anything_runs(capsys, tmp_path
 def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed(tmp_path, monkeypatch):
     from search import workers
     from search.strategy import Strategy
+    from search.worker_id import worker_id
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(study_name="s", storage=url)
@@ -147,7 +148,9 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
     monkeypatch.setattr(workers, "stop_with_parent", lambda parent: None)  # this process is no worker's
     strategy = Strategy(sampler="random", pruner="none", multi_objective=False, seed=3, min_steps=2,
                         max_steps=8, margin=2.0)
-    workers._worker("s", url, None, strategy, 1, 2, 2, None, 0)
+    monkeypatch.setattr("search.worker_id._worker_id", "this-process")  # the worker takes the id it is given
+    workers._worker("s", url, None, strategy, 1, 2, 2, None, 0, "worker-1")
+    assert worker_id() == "worker-1"
     assert isinstance(seen[0].sampler, optuna.samplers.RandomSampler)
     assert isinstance(seen[0].pruner, optuna.pruners.NopPruner)
 
@@ -157,14 +160,12 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
     assert first_draw(strategy.make_sampler(0)) == first_draw(strategy.make_sampler(0))  # reproducible
     assert first_draw(strategy.make_sampler(0)) != first_draw(strategy.make_sampler(1))  # workers differ
     shared = Strategy(**{**strategy.__dict__, "shared_storage": True})
-    monkeypatch.setattr("socket.gethostname", lambda: "machine-a")
-    on_a = first_draw(shared.make_sampler(0))
-    monkeypatch.setattr("socket.gethostname", lambda: "machine-b")
-    assert first_draw(shared.make_sampler(0)) != on_a  # machines running the same command differ
-    monkeypatch.setattr("os.getpid", lambda: 12345)
-    in_another_process = first_draw(shared.make_sampler(0))
-    monkeypatch.setattr("os.getpid", lambda: 12346)
-    assert first_draw(shared.make_sampler(0)) != in_another_process  # and so do two processes on one machine
+    monkeypatch.setattr("search.worker_id._worker_id", "process-a")
+    in_one_process = first_draw(shared.make_sampler(0))
+    assert first_draw(shared.make_sampler(0)) == in_one_process
+    monkeypatch.setattr("search.worker_id._worker_id", "process-b")
+    # processes running the same command, on one machine or several, differ
+    assert first_draw(shared.make_sampler(0)) != in_one_process
 
 
 def test_a_worker_waiting_for_the_last_slot_leaves_the_queued_starting_points(tmp_path, monkeypatch):
