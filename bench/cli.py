@@ -350,9 +350,9 @@ def _results(args) -> int:
     if rows:
         metrics = ", ".join(sorted({f"{row.task} {row.metric}" for row in rows}))
         print(f"\nscore: each task's primary metric on the {args.split} split ({metrics}), mean ± std over seeds; "
-              "SE: its standard error from the examples scored (a rough guide: scores less than about 2 SE apart "
-              "may differ by the examples drawn alone); vs FT: over full fine-tuning's; vs 0-shot: % change from "
-              "the base model's zero-shot score")
+              "SE: its standard error from the examples scored (a rough guide: scores less than about 3 SE apart, "
+              "2 standard errors of their difference, may differ by the examples drawn alone); vs FT: over full "
+              "fine-tuning's; vs 0-shot: % change from the base model's zero-shot score")
     _print_answers(rows, args.split)
     if left_out := unscored(records, args.split):
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
@@ -367,7 +367,7 @@ def _print_answers(rows, split: str) -> None:
     from bench.verdict import verdict_text, verdicts
 
     for verdict in verdicts(rows):
-        print("\n" + textwrap.fill(verdict_text(verdict, split=split, code=""), width=100, break_long_words=False))
+        print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote=""), width=100, break_long_words=False))
 
 
 def _results_folder(args) -> Path:

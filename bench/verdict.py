@@ -11,8 +11,15 @@ from typing import NamedTuple
 from bench.results import REFERENCE_METHODS, ResultRow, best_full_ft, comparable_key, model_names, task_names
 from bench.results_table import figure
 
-NOISE_SE = 2  # a gap under this many standard errors of the difference may be the examples drawn alone
-COST_RATIOS = {"train_seconds": "training time", "train_flops": "training FLOPs", "peak_memory_bytes": "peak memory"}
+NOISE_SE = 2  # a gap within this many standard errors of the difference is not told apart (about 95%)
+COST_WORDS = {"train_seconds": "training time", "train_flops": "training FLOPs", "peak_memory_bytes": "peak memory"}
+# what tells apart the verdicts of one task and model (a smoke run's group beside a real one), as headings say it
+QUALIFIERS = (
+    lambda row: f"{row.train_size or 'all'} training examples",
+    lambda row: f"scored on {row.examples or row.eval_size or 'all'} examples",
+    lambda row: row.precision or "device unrecorded",
+    lambda row: row.card,
+)
 
 
 class Verdict(NamedTuple):
@@ -24,11 +31,13 @@ class Verdict(NamedTuple):
 
     @property
     def gap_in_se(self) -> float | None:
-        """The score gap over its standard error from the examples scored, where both scores have one.
-        Both runs scored the same examples, so this unpaired error overstates the gap's: a gap called
-        noise here may not be, one called real is."""
-        errors = (self.prompt.score_se, self.full_ft.score_se)
-        if any(e is None or not math.isfinite(e) for e in errors) or not any(errors):
+        """The score gap over its standard error, where both scores have one: the examples' error of
+        each score, plus the spread of its mean over seeds where it has several. Two cautions: both
+        runs scored the same examples, so this unpaired error overstates the gap's own (a gap within
+        noise here may not be); and a single seed's training spread is not in it (a gap beyond noise
+        may be one seed's luck)."""
+        errors = [_error(row) for row in (self.prompt, self.full_ft)]
+        if None in errors or not any(errors):
             return None
         return (self.prompt.score - self.full_ft.score) / math.hypot(*errors)
 
@@ -38,6 +47,13 @@ class Verdict(NamedTuple):
         if not (math.isfinite(mine) and math.isfinite(reference)) or reference <= 0:
             return None
         return mine / reference
+
+
+def _error(row: ResultRow) -> float | None:
+    if row.score_se is None or not math.isfinite(row.score_se):
+        return None
+    seeds = row.score_std ** 2 / row.seeds if row.score_std is not None else 0.0
+    return math.sqrt(row.score_se ** 2 + seeds)
 
 
 def verdicts(rows: list[ResultRow]) -> list[Verdict]:
@@ -52,40 +68,58 @@ def verdicts(rows: list[ResultRow]) -> list[Verdict]:
     for key, group in groups.items():
         reference = best_full_ft(group)
         prompt = _best_on_validation(row for row in group if row.method not in REFERENCE_METHODS)
-        if reference is None or prompt is None:
-            continue
-        task, model = names[key]
-        if prompt.train_size:
-            task += f" ({prompt.train_size} training examples)"
-        lora = _best_on_validation(row for row in group if row.method == "lora")
-        found.append(Verdict(task, model, prompt, reference, lora))
-    return sorted(found, key=lambda v: (v.task, v.model))
+        if reference is not None and prompt is not None:
+            lora = _best_on_validation(row for row in group if row.method == "lora")
+            found.append(Verdict(*names[key], prompt, reference, lora))
+    return sorted(_told_apart(found), key=lambda v: (v.task, v.model))
 
 
 def _best_on_validation(rows) -> ResultRow | None:
     return max(rows, key=lambda row: row.validation, default=None)
 
 
+def _told_apart(found: list[Verdict]) -> list[Verdict]:
+    """Verdicts of one task and model named with what their groups differ in."""
+    alike: dict[tuple[str, str], list[Verdict]] = defaultdict(list)
+    for verdict in found:
+        alike[verdict.task, verdict.model].append(verdict)
+    named = []
+    for group in alike.values():
+        varying = [say for say in QUALIFIERS if len({say(verdict.prompt) for verdict in group}) > 1]
+        named += [verdict._replace(task=f"{verdict.task} ({', '.join(say(verdict.prompt) for say in varying)})")
+                  if varying else verdict for verdict in group]
+    return named
+
+
+def _times(relative: float | None) -> str:
+    return f" ({relative:.3f}×)" if relative is not None else ""  # none where full fine-tuning scores 0 or below
+
+
 def _gap(verdict: Verdict) -> str:
     gap = verdict.gap_in_se
     if gap is None:
         return ""
-    if abs(gap) < NOISE_SE:
-        return f"; {abs(gap):.1f} SE apart, a gap the examples drawn could make alone"
-    return f"; {abs(gap):.1f} SE {'below' if gap < 0 else 'above'} it"
+    said = ("not told apart on these examples" if abs(gap) < NOISE_SE
+            else f"{'below' if gap < 0 else 'above'} it beyond the examples' noise")
+    single = [name for name, row in (("the prompt config", verdict.prompt), ("full fine-tuning", verdict.full_ft))
+              if row.seeds == 1]
+    counted = ("; one seed each, so not training's own spread" if len(single) == 2
+               else f" and the one spread over seeds it has; one seed of {single[0]}" if single
+               else " and the spread over seeds")
+    return (f"; a gap of {abs(gap):.1f} standard errors of the difference, {said} "
+            f"(the error counts the examples{counted})")
 
 
-def verdict_text(verdict: Verdict, *, split: str, code: str = "`") -> str:
+def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:
     """One paragraph: the config, its score against full fine-tuning's, and what it costs beside it."""
     prompt, reference = verdict.prompt, verdict.full_ft
-    relative = prompt.relative_to_full_ft  # none where full fine-tuning scores 0 or below (a correlation)
-    ratio = f" ({relative:.3f}×)" if relative is not None else ""
-    lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {code}{prompt.label}{code}, "
-             f"scores {prompt.score:.3f} on {split} against full fine-tuning's {reference.score:.3f}{ratio}"
-             f"{_gap(verdict)}."]
+    chosen_on = " (the split it was chosen on: an optimistic score)" if split == "validation" else ""
+    lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}, "
+             f"scores {prompt.score:.3f} on {split}{chosen_on} against full fine-tuning's {reference.score:.3f}"
+             f"{_times(prompt.relative_to_full_ft)}{_gap(verdict)}."]
     costs = [f"{figure(prompt.trainable_params, ',.0f')} trainable parameters ({prompt.trainable_pct:.3f}% of "
              "the model)"] if math.isfinite(prompt.trainable_params) and math.isfinite(prompt.trainable_pct) else []
-    against = [f"{ratio:.2f}× the {name}" for cost, name in COST_RATIOS.items()
+    against = [f"{ratio:.2f}× the {name}" for cost, name in COST_WORDS.items()
                if (ratio := verdict.cost_ratio(cost)) is not None]
     if math.isfinite(prompt.artifact_bytes) and math.isfinite(reference.artifact_bytes):
         against.append(f"a {figure(prompt.artifact_bytes, ',.0f', scale=2**10)} KiB artifact against "
@@ -96,6 +130,5 @@ def verdict_text(verdict: Verdict, *, split: str, code: str = "`") -> str:
     if costs:
         lines.append("It costs " + "; ".join(costs) + ".")
     if verdict.lora is not None:
-        lines.append(f"LoRA's best scores {verdict.lora.score:.3f} "
-                     f"({figure(verdict.lora.relative_to_full_ft, '.3f')}×).")
+        lines.append(f"LoRA's best scores {verdict.lora.score:.3f}{_times(verdict.lora.relative_to_full_ft)}.")
     return " ".join(lines)

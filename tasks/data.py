@@ -112,10 +112,12 @@ def _where(card: TaskCard, split: str) -> str:
 CARVE_SEED = 42  # the same carving for every run, whatever the run's seed
 
 
-def _carved_indices(total: int, count: int, *, keep: bool) -> list[int]:
-    """The rows of one part when `count` of `total` rows are split off by a fixed seed, in file order."""
+@functools.lru_cache(maxsize=8)
+def _carved_indices(total: int, count: int, *, keep: bool) -> tuple[int, ...]:
+    """The rows of one part when `count` of `total` rows are split off by a fixed seed, in file order
+    (kept: a card with many bad rows locates each one)."""
     chosen = set(random.Random(CARVE_SEED).sample(range(total), count))
-    return [i for i in range(total) if (i in chosen) == keep]
+    return tuple(i for i in range(total) if (i in chosen) == keep)
 
 
 def _read_split(card: TaskCard, split: str) -> list[Row]:
@@ -148,9 +150,19 @@ def row_location(card: TaskCard, split: str, index: int) -> str:
         stamp = path.stat()
         lines = _line_numbers(path, stamp.st_mtime_ns, stamp.st_size)
     if carved:
-        total = len(lines) if lines is not None else len(_read_split(card, "train"))
+        total = len(lines) if lines is not None else _hub_train_length(card)
         index = _carved_indices(total, card.validation_from_train, keep=split == "validation")[index]
     return f"{path}:{lines[index]}" if lines is not None else f"{_where(card, read)}, row {index}"
+
+
+_HUB_TRAIN_LENGTHS: dict[str, int] = {}  # a hub dataset is read again only for the first message about it
+
+
+def _hub_train_length(card: TaskCard) -> int:
+    key = repr((str(card.path), card.source, card.splits.get("train")))
+    if key not in _HUB_TRAIN_LENGTHS:
+        _HUB_TRAIN_LENGTHS[key] = len(_read_split(card, "train"))
+    return _HUB_TRAIN_LENGTHS[key]
 
 
 @functools.lru_cache(maxsize=4)

@@ -43,8 +43,9 @@ def test_the_prompt_config_is_chosen_on_validation_and_its_costs_are_over_full_f
     assert -NOISE_SE < verdict.gap_in_se < -0.5
     text = verdict_text(verdict, split="test")
     assert text.startswith("sst2, m: the best prompt config on validation, `p_tuning[encoder=mlp,lr=0.001]`, "
-                           "scores 0.760 on test against full fine-tuning's 0.800 (0.950×); ")
-    assert "a gap the examples drawn could make alone" in text
+                           "scores 0.760 on test against full fine-tuning's 0.800 (0.950×); a gap of 1.0 standard "
+                           "errors of the difference, not told apart on these examples (the error counts the "
+                           "examples; one seed each, so not training's own spread).")
     assert "0.50× the training time, 0.50× the training FLOPs, 0.50× the peak memory" in text
     assert "a 4 KiB artifact against 1,024 KiB" in text and "1.10× the base model's inference latency" in text
     assert "LoRA's best scores 0.790 (0.988×)" in text
@@ -53,7 +54,8 @@ def test_the_prompt_config_is_chosen_on_validation_and_its_costs_are_over_full_f
 def test_a_gap_beyond_the_examples_noise_is_called_so():
     [verdict] = verdicts(aggregate(suite_records(n=5000)))  # the same gap on 25 times the examples
     assert verdict.gap_in_se < -NOISE_SE
-    assert "SE below it." in verdict_text(verdict, split="test")
+    assert "a gap of 4.8 standard errors of the difference, below it beyond the examples' noise" in \
+        verdict_text(verdict, split="test")
 
 
 def test_no_verdict_without_full_fine_tuning_or_a_prompt_method():
@@ -86,3 +88,34 @@ def test_results_and_report_print_the_answer(tmp_path, capsys):
         assert main([command, str(tmp_path)]) == 0
         out = capsys.readouterr().out
         assert "sst2, m: the best prompt config on validation, p_tuning[encoder=mlp,lr=0.001], scores 0.760" in out
+
+
+def test_the_spread_over_seeds_widens_the_error():
+    records = suite_records(n=5000)
+    again = scored(make_record("p_tuning", 0.84, seed=1, params=100, encoder="mlp"), validation=0.78, n=5000)
+    [verdict] = verdicts(aggregate(records + [again]))  # 0.76 and 0.84: a mean of 0.80, a wide spread
+    assert verdict.prompt.seeds == 2 and abs(verdict.gap_in_se) < 0.1
+    assert "and the one spread over seeds it has; one seed of full fine-tuning)" in verdict_text(verdict, split="test")
+
+
+def test_verdicts_of_one_task_and_model_say_what_tells_them_apart():
+    smoke = [scored(record, validation=record["scores"]["validation"]["accuracy"], n=20) for record in suite_records()]
+    for record in smoke:  # a smoke run of each config beside the real one
+        record["run_id"] += "-smoke"
+        record["train"]["eval_size"] = 20
+    found = verdicts(aggregate(suite_records() + smoke))
+    assert [v.task for v in found] == ["sst2 (scored on 20 examples)", "sst2 (scored on 200 examples)"]
+
+
+def test_a_reference_scoring_zero_gives_no_ratio():
+    records = suite_records()
+    records[0]["scores"]["test"]["accuracy"] = 0.0
+    [verdict] = verdicts(aggregate(records))
+    text = verdict_text(verdict, split="test")
+    assert "against full fine-tuning's 0.000;" in text and "LoRA's best scores 0.790." in text and "–" not in text
+
+
+def test_a_score_on_the_split_it_was_chosen_on_is_called_optimistic():
+    [verdict] = verdicts(aggregate(suite_records(), split="validation"))
+    assert "scores 0.780 on validation (the split it was chosen on: an optimistic score)" in \
+        verdict_text(verdict, split="validation")
