@@ -101,10 +101,10 @@ def _gap(verdict: Verdict) -> str:
         return ""
     said = ("not told apart on these examples" if abs(gap) < NOISE_SE
             else f"{'below' if gap < 0 else 'above'} it beyond the examples' noise")
-    single = [name for name, row in (("the prompt config", verdict.prompt), ("full fine-tuning", verdict.full_ft))
-              if row.seeds == 1]
-    counted = ("; one seed each, so not training's own spread" if len(single) == 2
-               else f" and the one spread over seeds it has; one seed of {single[0]}" if single
+    named = (("the prompt config", verdict.prompt), ("full fine-tuning", verdict.full_ft))
+    single, several = ([name for name, row in named if (row.seeds == 1) == one] for one in (True, False))
+    counted = ("; one seed each, so not training's own spread" if not several
+               else f" and {several[0]}'s spread over seeds; one seed of {single[0]}" if single
                else " and the spread over seeds")
     return (f"; a gap of {abs(gap):.1f} standard errors of the difference, {said} "
             f"(the error counts the examples{counted})")

@@ -95,7 +95,7 @@ def test_the_spread_over_seeds_widens_the_error():
     again = scored(make_record("p_tuning", 0.84, seed=1, params=100, encoder="mlp"), validation=0.78, n=5000)
     [verdict] = verdicts(aggregate(records + [again]))  # 0.76 and 0.84: a mean of 0.80, a wide spread
     assert verdict.prompt.seeds == 2 and abs(verdict.gap_in_se) < 0.1
-    assert "and the one spread over seeds it has; one seed of full fine-tuning)" in verdict_text(verdict, split="test")
+    assert "and the prompt config's spread over seeds; one seed of full fine-tuning)" in verdict_text(verdict, split="test")
 
 
 def test_verdicts_of_one_task_and_model_say_what_tells_them_apart():
