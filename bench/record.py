@@ -77,6 +77,9 @@ class RunRecord(TypedDict):
     # it from zero_shot where that was scored; tables recompute it from the scores). None for encoders,
     # or where the base score is not positive on some split (no meaningful ratio)
     improvement_pct: dict[str, float] | None
+    # split -> the primary metric of answering every example with its commonest class, for
+    # classification (None otherwise; absent from older records): what a model that learned nothing scores
+    commonest_class: dict[str, float] | None
     curve: dict[str, list]  # "loss": per-step training loss; "eval": [{"step", metric...}] on validation
     cost: Cost
     artifact_path: str | None  # adapter folder, loadable with PeftModel.from_pretrained

@@ -7,6 +7,7 @@ found and checked first, before any compute (`bench.run_checks.prepare_run`).
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,18 @@ def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size:
     """`task`'s metrics of `tuned`'s answers to `examples`, with `n`, the number of examples scored."""
     predictions = tuned.predict(examples, batch_size=batch_size)
     return {**task.score(predictions, examples), "n": len(examples)}
+
+
+def commonest_class_scores(task: Task, evaluation: dict[str, list[Example]]) -> dict[str, float] | None:
+    """Per split, the primary metric of answering every example with its commonest class: what a
+    classifier that learned nothing scores (None for generation tasks)."""
+    if not task.card.is_classification:
+        return None
+    scores = {}
+    for split, examples in evaluation.items():
+        commonest = Counter(ex.label for ex in examples).most_common(1)[0][0]
+        scores[split] = task.score([commonest] * len(examples), examples)[task.card.primary_metric]
+    return scores
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -170,14 +183,14 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
                  recomputed=config.gradient_checkpointing)
     record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, zero_shot=zero_shot,
                      base_scores=base_scores, result=result, cost=cost, artifact_path=artifact_path,
-                     started_at=started_at)
+                     started_at=started_at, commonest_class=commonest_class_scores(task, evaluation))
     write_record(record, record_path)
     return record
 
 
 def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float, scores: dict,
             zero_shot: dict | None, base_scores: dict | None, result, cost: Cost, artifact_path: Path | None,
-            started_at: str) -> RunRecord:
+            started_at: str, commonest_class: dict | None) -> RunRecord:
     """What a finished run keeps: what ran, on what, its scores before and after, its curves and costs."""
     primary = task.card.primary_metric
     return {
@@ -201,6 +214,7 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
         "scores": scores,
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
+        "commonest_class": commonest_class,  # the score of answering every example with the commonest class
         "improvement_pct": _improvement(scores, base_scores, primary),
         "curve": {"loss": result.losses, "eval": result.evaluations},
         "cost": cost,

@@ -26,7 +26,7 @@ class Verdict(NamedTuple):
     task: str  # as the tables name it (with its version, where several are shown)
     model: str
     prompt: ResultRow  # the prompt method's config of best validation score
-    full_ft: ResultRow  # the reference it is measured against (best validation score too)
+    full_ft: ResultRow | None  # the reference it is measured against (best validation score too)
     lora: ResultRow | None
 
     @property
@@ -36,6 +36,8 @@ class Verdict(NamedTuple):
         runs scored the same examples, so this unpaired error overstates the gap's own (a gap within
         noise here may not be); and a single seed's training spread is not in it (a gap beyond noise
         may be one seed's luck)."""
+        if self.full_ft is None:
+            return None
         errors = [_error(row) for row in (self.prompt, self.full_ft)]
         if None in errors or not any(errors):
             return None
@@ -57,8 +59,8 @@ def _error(row: ResultRow) -> float | None:
 
 
 def verdicts(rows: list[ResultRow]) -> list[Verdict]:
-    """One verdict for each group of comparable runs (see comparable_key) holding full fine-tuning
-    and a prompt method."""
+    """One verdict for each group of comparable runs (see comparable_key) holding a prompt method;
+    one without full fine-tuning has no reference (`full_ft` None)."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     names: dict[tuple, tuple[str, str]] = {}  # a group's task and model, as the tables name them
     for row, task, model in zip(rows, task_names(rows), model_names(rows)):
@@ -66,11 +68,10 @@ def verdicts(rows: list[ResultRow]) -> list[Verdict]:
         names[comparable_key(row)] = task, model
     found = []
     for key, group in groups.items():
-        reference = best_full_ft(group)
         prompt = _best_on_validation(row for row in group if row.method not in REFERENCE_METHODS)
-        if reference is not None and prompt is not None:
+        if prompt is not None:
             lora = _best_on_validation(row for row in group if row.method == "lora")
-            found.append(Verdict(*names[key], prompt, reference, lora))
+            found.append(Verdict(*names[key], prompt, best_full_ft(group), lora))
     return sorted(_told_apart(found), key=lambda v: (v.task, v.model))
 
 
@@ -113,10 +114,38 @@ def _gap(verdict: Verdict) -> str:
 def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:
     """One paragraph: the config, its score against full fine-tuning's, and what it costs beside it."""
     prompt, reference = verdict.prompt, verdict.full_ft
+    chosen = (f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}, "
+              f"scores {prompt.score:.3f} on {split}")
+    if reference is None:
+        return (f"{chosen}, with no full fine-tuning run on the same data and examples to measure it against "
+                f"({quote}{_reference_command(prompt)}{quote} makes one).")
     chosen_on = " (the split it was chosen on: an optimistic score)" if split == "validation" else ""
-    lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}, "
-             f"scores {prompt.score:.3f} on {split}{chosen_on} against full fine-tuning's {reference.score:.3f}"
+    lines = [f"{chosen}{chosen_on} against full fine-tuning's {reference.score:.3f}"
              f"{_times(prompt.relative_to_full_ft)}{_gap(verdict)}."]
+    budgets = (prompt.steps, prompt.batch_size), (reference.steps, reference.batch_size)
+    if budgets[0] != budgets[1] and None not in (*budgets[0], *budgets[1]):  # records before budgets were kept
+        lines.append(f"The budgets differ: it trained {prompt.steps} steps of {prompt.batch_size} examples, full "
+                     f"fine-tuning {reference.steps} of {reference.batch_size}.")
+    for name, row in (("Full fine-tuning", reference), ("The prompt config", prompt)):
+        if _no_better_than_commonest(row):
+            lines.append(f"{name} is not told apart from answering every example with the commonest class "
+                         f"({row.commonest_class:.3f})" + (": it may not have learned at this budget, and the "
+                                                          "comparison says little." if row is reference else "."))
+    lines += _costs(verdict)
+    if verdict.lora is not None:
+        lines.append(f"LoRA's best scores {verdict.lora.score:.3f}{_times(verdict.lora.relative_to_full_ft)}.")
+    return " ".join(lines)
+
+
+def _no_better_than_commonest(row: ResultRow) -> bool:
+    """Whether a classifier's score is within noise of answering every example with the commonest class."""
+    if row.commonest_class is None:
+        return False
+    return row.score - row.commonest_class < NOISE_SE * (_error(row) or 0.0) or row.score <= row.commonest_class
+
+
+def _costs(verdict: Verdict) -> list[str]:
+    prompt, reference = verdict.prompt, verdict.full_ft
     costs = [f"{figure(prompt.trainable_params, ',.0f')} trainable parameters ({prompt.trainable_pct:.3f}% of "
              "the model)"] if math.isfinite(prompt.trainable_params) and math.isfinite(prompt.trainable_pct) else []
     against = [f"{ratio:.2f}× the {name}" for cost, name in COST_WORDS.items()
@@ -127,8 +156,12 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:
     costs += ["against full fine-tuning, " + ", ".join(against)] if against else []
     if math.isfinite(prompt.latency_overhead):
         costs.append(f"{prompt.latency_overhead:.2f}× the base model's inference latency")
-    if costs:
-        lines.append("It costs " + "; ".join(costs) + ".")
-    if verdict.lora is not None:
-        lines.append(f"LoRA's best scores {verdict.lora.score:.3f}{_times(verdict.lora.relative_to_full_ft)}.")
-    return " ".join(lines)
+    return ["It costs " + "; ".join(costs) + "."] if costs else []
+
+
+def _reference_command(row: ResultRow) -> str:
+    """The `spbench run` that trains full fine-tuning on the row's data and budget, scored as it was."""
+    flags = {"--steps": row.steps, "--batch-size": row.batch_size, "--eval-size": row.eval_size,
+             "--train-size": row.train_size}
+    return (f"spbench run --task {row.task} --model {row.model} --method full_ft"
+            + "".join(f" {flag} {value}" for flag, value in flags.items() if value is not None))

@@ -58,17 +58,23 @@ def test_a_gap_beyond_the_examples_noise_is_called_so():
         verdict_text(verdict, split="test")
 
 
-def test_no_verdict_without_full_fine_tuning_or_a_prompt_method():
+def test_without_full_fine_tuning_the_answer_says_how_to_make_it_and_without_a_prompt_method_there_is_none():
     records = suite_records()
-    assert verdicts(aggregate(records[1:])) == []  # no reference to measure against
+    [verdict] = verdicts(aggregate(records[1:]))
+    assert verdict.full_ft is None and verdict.gap_in_se is None
+    assert verdict_text(verdict, split="test").endswith(
+        "scores 0.760 on test, with no full fine-tuning run on the same data and examples to measure it against "
+        "(`spbench run --task sst2 --model m --method full_ft` makes one).")
     assert verdicts(aggregate(records[:2])) == []  # references only
 
 
 def test_runs_on_other_examples_are_not_measured_against_each_other():
     records = suite_records()
     records[3] = scored(records[3], validation=0.78, n=20)  # a smoke run's prompt config
-    [verdict] = verdicts(aggregate(records))
-    assert verdict.prompt.method == "prompt_tuning"  # the comparable one, though it lost on validation
+    records[3]["train"].update(steps=20, batch_size=8, eval_size=20)
+    smoke, real = verdicts(aggregate(records))
+    assert real.prompt.method == "prompt_tuning"  # the comparable one, though it lost on validation
+    assert smoke.full_ft is None and "--steps 20 --batch-size 8 --eval-size 20" in verdict_text(smoke, split="test")
 
 
 def test_the_report_opens_with_the_answer(tmp_path):
@@ -119,3 +125,36 @@ def test_a_score_on_the_split_it_was_chosen_on_is_called_optimistic():
     [verdict] = verdicts(aggregate(suite_records(), split="validation"))
     assert "scores 0.780 on validation (the split it was chosen on: an optimistic score)" in \
         verdict_text(verdict, split="validation")
+
+
+def test_a_reference_that_learned_nothing_is_called_so_and_differing_budgets_are_named():
+    records = suite_records()
+    for record in records:
+        record["commonest_class"] = {"test": 0.79, "validation": 0.79}
+    for record in records:
+        record["train"].update(steps=50, batch_size=16)
+    records[0]["train"].update(steps=20)
+    [verdict] = verdicts(aggregate(records))
+    text = verdict_text(verdict, split="test")
+    assert ("Full fine-tuning is not told apart from answering every example with the commonest class (0.790): it "
+            "may not have learned at this budget, and the comparison says little.") in text
+    assert "The prompt config is not told apart from answering every example with the commonest class (0.790)." in text
+    assert "The budgets differ: it trained 50 steps of 16 examples, full fine-tuning 20 of 16." in text
+    for record in records:
+        record["commonest_class"] = {"test": 0.5, "validation": 0.5}
+    assert "commonest class" not in verdict_text(verdicts(aggregate(records))[0], split="test")
+
+
+@pytest.mark.parametrize("metric, expected", [("accuracy", 0.75), ("macro_f1", (2 * 0.75 / 1.75) / 2), ("mcc", 0.0)])
+def test_a_run_records_what_answering_the_commonest_class_scores(tmp_path, metric, expected):
+    from bench.run import commonest_class_scores
+    from tasks import load_task
+    from tests.test_task_cards import write_card
+
+    rows = [{"text": f"t{i}", "label": label} for i, label in enumerate([1, 0, 1, 1])]
+    task = load_task(str(write_card(tmp_path, rows=rows, metrics=f"[{metric}]")))
+    scores = commonest_class_scores(task, {"test": task.examples("test")})
+    assert scores == {"test": pytest.approx(expected)}
+    qa = write_card(tmp_path, rows=[{"text": "hi", "ans": "a"}], kind="qa", metrics="[f1]", label_field=None,
+                    label_words=None, target_field="ans")
+    assert commonest_class_scores(load_task(str(qa)), {"test": []}) is None
