@@ -52,6 +52,9 @@ def _run(args) -> int:
     from bench.run import execute_run
 
     spec = _run_spec(args)
+    if spec.record_path().is_file():  # the same config and seed: `bench` would skip it, `run` trains it again
+        print(f"{spec.record_path()}: an earlier run of this config and seed; this run replaces its record when it "
+              "finishes")
     record = execute_run(spec)
     _print_run(record)
     print(f"record: {spec.record_path()}")

@@ -121,6 +121,8 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
         record, adapter = _read(folder / ADAPTER_RECORD), folder
     elif (folder / "failure.json").is_file():
         raise FileNotFoundError(f"{source}: a run that failed, with no model to answer ({_failure_reason(folder)})")
+    elif not folder.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
     else:
         raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)")
     if task is not None and task != record["task"]["name"]:

@@ -310,7 +310,8 @@ def _check_metrics(data: dict[str, Any], fail) -> None:
             raise fail("metrics", f"metric {metric!r} does not apply to {data['kind']} tasks")
     primary = data.get("primary_metric", metrics[0])
     if primary not in metrics:
-        raise fail("primary_metric", "must be one of the card's metrics")
+        raise fail("primary_metric", f"must be one of the card's metrics ({', '.join(map(str, metrics))}), "
+                   f"got {primary!r}")
     _check_direction(primary, data.get("higher_is_better"), fail)
 
 
@@ -336,8 +337,15 @@ def _check_answer_keys(data: dict[str, Any], fail) -> None:
         for key in ("label_field", "label_words"):
             if key not in data:
                 raise fail(key, "required for classification tasks")
-    elif "target_field" not in data:
-        raise fail("target_field", f"required for {data['kind']} tasks")
+        unread = ["target_field"]
+    else:
+        if "target_field" not in data:
+            raise fail("target_field", f"required for {data['kind']} tasks")
+        unread = ["label_field", "label_words"]
+    for key in unread:  # a card that sets it meant another kind, or reads its answers from the wrong field
+        if key in data:
+            raise fail(key, f"{data['kind']} tasks do not read it: remove it, or set the kind that does "
+                       f"({'classification' if key != 'target_field' else 'qa or summarization'})")
 
 
 def _check_answer_unread(data: dict[str, Any], read: list[str], fail) -> None:

@@ -80,10 +80,10 @@ def test_user_card_loads(tmp_path):
     ({"template": "'Text: {text.upper}'"}, "template", r"\{text.upper\} reads an attribute"),
     ({"template": "'Text: { {text}'"}, "template", "not a valid template"),
     ({"template": "'{text} ({label})'"}, "template", r"reads \{label\}, which holds the answers \(label_field"),
-    ({"kind": "qa", "metrics": "[f1]", "label_words": None, "target_field": "answers.text",
+    ({"kind": "qa", "metrics": "[f1]", "label_words": None, "label_field": None, "target_field": "answers.text",
       "template": "'{text} {answers[text][0]}'"}, "template",
      r"reads \{answers\[text\]\[0\]\}, .* \(target_field: answers.text\)"),
-    ({"kind": "qa", "metrics": "[f1]", "label_words": None, "target_field": "answers.text",
+    ({"kind": "qa", "metrics": "[f1]", "label_words": None, "label_field": None, "target_field": "answers.text",
       "template": "'{text} {answers}'"}, "template", r"reads \{answers\}, which holds the answers"),
     ({"label_words": "{0: [bad, poor], 1: [good, ' poor']}"}, "label_words",
      "'poor' is a label word of both class 0 and class 1"),
@@ -112,8 +112,8 @@ def test_bad_card_is_refused_with_key(tmp_path, changes, key, problem):
 def test_a_template_may_read_a_field_beside_the_answer_under_one_key(tmp_path):
     # WMT's layout: {"translation": {"en": ..., "de": ...}}, the input one language, the target the other
     rows = [{"translation": {"en": "hi", "de": "hallo"}}, {"translation": {"en": "yo", "de": "jo"}}]
-    path = write_card(tmp_path, rows, kind="qa", metrics="[f1]", label_words=None, target_field="translation.de",
-                      template="'English: {translation[en]}'")
+    path = write_card(tmp_path, rows, kind="qa", metrics="[f1]", label_words=None, label_field=None,
+                      target_field="translation.de", template="'English: {translation[en]}'")
     assert load_card(path).target_field == "translation.de"
 
 
@@ -264,6 +264,19 @@ def test_rows_the_card_cannot_read_are_named(tmp_path, rows, card, message):
     path = write_card(tmp_path, rows=rows, **card)
     with pytest.raises(TaskCardError, match=message):
         load_task(str(path)).examples("train")
+
+
+@pytest.mark.parametrize("changes, key, problem", [
+    ({"kind": "qa", "metrics": "[f1]", "target_field": "text"}, "label_field",
+     "qa tasks do not read it: remove it, or set the kind that does (classification)"),
+    ({"target_field": "text"}, "target_field", "classification tasks do not read it: remove it, or set the kind that "
+     "does (qa or summarization)"),
+    ({"metrics": "[accuracy, macro_f1]", "primary_metric": "acc"}, "primary_metric",
+     "must be one of the card's metrics (accuracy, macro_f1), got 'acc'"),
+])
+def test_keys_the_kind_does_not_read_and_a_primary_metric_not_listed_are_refused(tmp_path, changes, key, problem):
+    with pytest.raises(TaskCardError, match=re.escape(f"[{key}]: {problem}")):
+        load_card(write_card(tmp_path, **changes))
 
 
 def test_validate_lists_every_bad_row_where_a_run_stops_at_the_first(tmp_path, capsys):
