@@ -269,6 +269,7 @@ ROW_PROBLEMS_SHOWN = 10  # a split's bad rows listed by `tasks validate`; the re
 def _task_validate(args) -> int:
     from tasks import load_task
     from tasks.card import SPLITS
+    from tasks.data import malformed_lines
 
     if not args.name:
         raise ValueError("tasks validate needs a card path")
@@ -276,18 +277,28 @@ def _task_validate(args) -> int:
         raise ValueError(f"tasks validate checks one card file; {args.name} is a folder "
                          f"(`spbench tasks --tasks-dir {args.name}` lists its cards and those it leaves out)")
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
-    bad = {}
-    for split in SPLITS:  # every bad row, where a run names the first
-        rows, problems = task.row_problems(split)
-        print(f"{split:<10} {rows:>6} rows " + (f"{len(problems)} bad:" if problems else "ok"))
-        for problem in problems[:ROW_PROBLEMS_SHOWN]:
-            print(f"  [{problem.key}] {problem.problem}")
-        if len(problems) > ROW_PROBLEMS_SHOWN:
-            print(f"  and {len(problems) - ROW_PROBLEMS_SHOWN} more")
-        if problems:
-            bad[split] = len(problems)
+    bad, files_listed = {}, set()
+    for split in SPLITS:  # every problem, where a run names the first
+        try:
+            rows, problems = task.row_problems(split)
+            listed = [f"[{problem.key}] {problem.problem}" for problem in problems]
+            print(f"{split:<10} {rows:>6} rows " + (f"{len(problems)} bad:" if problems else "ok"))
+        except ValueError as err:  # no rows to check: each line that is not JSON, else why
+            path, listed = malformed_lines(task.card, split)
+            if listed and path in files_listed:  # validation carved from train reads train's file
+                print(f"{split:<10} reads {path}, listed above")
+                continue
+            files_listed.add(path)
+            listed = listed or [first_line(err)]
+            print(f"{split:<10} unreadable:")
+        for problem in listed[:ROW_PROBLEMS_SHOWN]:
+            print(f"  {problem}")
+        if len(listed) > ROW_PROBLEMS_SHOWN:
+            print(f"  and {len(listed) - ROW_PROBLEMS_SHOWN} more")
+        if listed:
+            bad[split] = len(listed)
     if bad:
-        raise TaskCardError(task.card.path, None, "bad rows (listed above): "
+        raise TaskCardError(task.card.path, None, "bad rows or lines (listed above): "
                             + ", ".join(f"{count} in {split}" for split, count in bad.items()))
     task.check_metrics()  # as a run does before its model loads (it scores validation rows' answers)
     print(f"{task.card.path}: valid")

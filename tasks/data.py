@@ -30,8 +30,9 @@ def read_jsonl(path: Path) -> list[Row]:
     return [row for _, row in _numbered_rows(path)]
 
 
-def _numbered_rows(path: Path) -> list[tuple[int, Row]]:
-    """Each row of a JSON Lines file with the number of the line that holds it (blank lines hold none)."""
+def _numbered_rows(path: Path, *, malformed: list[str] | None = None) -> list[tuple[int, Row]]:
+    """Each row of a JSON Lines file with the number of the line that holds it (blank lines hold none).
+    A line that is no JSON object raises, or, given a `malformed` list, is described there and skipped."""
     opener = gzip.open if path.suffix == ".gz" else open
     rows: list[tuple[int, Row]] = []
     try:
@@ -41,14 +42,32 @@ def _numbered_rows(path: Path) -> list[tuple[int, Row]]:
                     continue
                 try:
                     row = json.loads(line)
+                    problem = None if isinstance(row, dict) else "each line must be a JSON object"
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_number}: malformed JSON line ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{line_number}: each line must be a JSON object")
-                rows.append((line_number, row))
+                    problem = f"malformed JSON line ({err.msg})"
+                if problem is None:
+                    rows.append((line_number, row))
+                elif malformed is None:
+                    raise ValueError(f"{path}:{line_number}: {problem}")
+                else:
+                    malformed.append(f"{path}:{line_number}: {problem}")
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
         raise ValueError(f"{path}: unreadable data file ({err})") from None
     return rows
+
+
+def malformed_lines(card: TaskCard, split: str) -> tuple[Path | None, list[str]]:
+    """The local data file a split reads and each of its lines that is no JSON object (for a report
+    of them all: reading rows stops at the first); no file for a hub source or a missing file."""
+    if "local" not in card.source:
+        return None, []
+    read = "train" if card.validation_from_train and split == "validation" else split
+    path = _split_file(Path(card.source["local"]), card.splits[read])
+    if path is None:
+        return None, []
+    found: list[str] = []
+    _numbered_rows(path, malformed=found)
+    return path, found
 
 
 def _load_local(card: TaskCard, split: str) -> list[Row]:

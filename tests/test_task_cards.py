@@ -295,8 +295,25 @@ def test_validate_lists_every_bad_row_where_a_run_stops_at_the_first(tmp_path, c
     for index in bad[:ROW_PROBLEMS_SHOWN]:  # each with its own line of the file
         assert f"[label_words] label 7 of split 'train' row {index} ({train}:{index + 1})" in out
     assert f"row {bad[ROW_PROBLEMS_SHOWN]} " not in out and "  and 3 more" in out
-    assert f"bad rows (listed above): {len(bad) + 1} in train" in err and "valid\n" not in out
+    assert f"bad rows or lines (listed above): {len(bad) + 1} in train" in err and "valid\n" not in out
     with pytest.raises(TaskCardError, match="row 3 "):  # a run still stops at the first
+        load_task(str(path)).examples("train")
+
+
+def test_validate_lists_every_line_that_is_no_json_object(tmp_path, capsys):
+    from bench.cli import main
+
+    path = write_card(tmp_path, rows=[{"text": f"t{i}", "label": i % 2} for i in range(20)], validation_from_train=5)
+    train = tmp_path / "data" / "train.jsonl"
+    lines = train.read_text().splitlines()
+    lines[2], lines[9] = '{"text": "x", "label": 0}}', "[1, 2]"
+    train.write_text("\n".join(lines) + "\n")
+    assert main(["tasks", "validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert f"  {train}:3: malformed JSON line (Extra data)\n  {train}:10: each line must be a JSON object" in out
+    assert f"validation reads {train}, listed above" in out and "test           20 rows ok" in out
+    assert "bad rows or lines (listed above): 2 in train" in err and "in validation" not in err
+    with pytest.raises(ValueError, match=re.escape(f"{train}:3: malformed JSON line")):  # a run stops at the first
         load_task(str(path)).examples("train")
 
 
