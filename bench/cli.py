@@ -429,7 +429,13 @@ def _refuse_no_records(args, folder: Path, failures: list[dict]) -> None:
     failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
                      f"{first_line(failure.get('reason')) or '?'}" for failure in failures)
     runs = f"{len(failures)} run{'s' if len(failures) > 1 else ''}"
-    raise FileNotFoundError(f"no run records under {where}" + (f"; {runs} failed:{failed}" if failures else ""))
+    # a run stopped between saving its adapter and writing its record
+    unfinished = [] if args.storage else [adapter.parent for adapter in folder.rglob("adapter")
+                                          if not (adapter.parent / "record.json").exists()]
+    interrupted = (f"; {len(unfinished)} run folder(s) hold an adapter but no record (runs stopped before they "
+                   f"finished: rerun their commands), such as {unfinished[0]}" if unfinished else "")
+    raise FileNotFoundError(f"no run records under {where}" + (f"; {runs} failed:{failed}" if failures else "")
+                            + interrupted)
 
 
 def _plot(args) -> int:

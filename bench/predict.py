@@ -123,6 +123,9 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
         raise FileNotFoundError(f"{source}: a run that failed, with no model to answer ({_failure_reason(folder)})")
     elif not folder.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
+    elif (folder / "adapter").is_dir():
+        raise FileNotFoundError(f"{source}: a run stopped before it finished (an adapter, no record.json): rerun "
+                                "its command")
     else:
         raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)")
     if task is not None and task != record["task"]["name"]:

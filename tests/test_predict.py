@@ -129,6 +129,12 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     (failed / "failure.json").write_text(json.dumps({"reason": "ModelError: no such model\nmore"}))
     code, _, err = _predict(capsys, monkeypatch, failed, ["a fine film"])
     assert code == 2 and "a run that failed, with no model to answer (ModelError: no such model)" in err
+    (failed / "failure.json").unlink()
+    (failed / "adapter").mkdir()  # stopped between saving its adapter and writing its record
+    code, _, err = _predict(capsys, monkeypatch, failed, ["a fine film"])
+    assert code == 2 and "a run stopped before it finished (an adapter, no record.json): rerun its command" in err
+    code, _, err = _predict(capsys, monkeypatch, tmp_path / "nowhere", ["a fine film"])
+    assert code == 2 and f"{tmp_path / 'nowhere'}: no such file or folder" in err
 
 
 class _Terminal(io.StringIO):
