@@ -53,8 +53,8 @@ def _run(args) -> int:
 
     spec = _run_spec(args)
     if spec.record_path().is_file():  # the same config and seed: `bench` would skip it, `run` trains it again
-        print(f"{spec.record_path()}: an earlier run of this config and seed; this run replaces its record when it "
-              "finishes")
+        print(f"{spec.record_path()}: an earlier run of this config and seed; this run overwrites its adapter and "
+              "record")
     record = execute_run(spec)
     _print_run(record)
     print(f"record: {spec.record_path()}")
@@ -284,13 +284,16 @@ def _task_validate(args) -> int:
             listed = [f"[{problem.key}] {problem.problem}" for problem in problems]
             print(f"{split:<10} {rows:>6} rows " + (f"{len(problems)} bad:" if problems else "ok"))
         except ValueError as err:  # no rows to check: each line that is not JSON, else why
-            path, listed = malformed_lines(task.card, split)
-            if listed and path in files_listed:  # validation carved from train reads train's file
+            try:
+                path, listed = malformed_lines(task.card, split)
+            except ValueError as unreadable:  # not gzip, not UTF-8
+                path, listed = None, [first_line(unreadable)]
+            if listed and path is not None and path in files_listed:  # validation carved from train reads train's
                 print(f"{split:<10} reads {path}, listed above")
                 continue
             files_listed.add(path)
             listed = listed or [first_line(err)]
-            print(f"{split:<10} unreadable:")
+            print(f"{split:<10} unreadable" + (" (its rows are checked once these lines are mended):" if path else ":"))
         for problem in listed[:ROW_PROBLEMS_SHOWN]:
             print(f"  {problem}")
         if len(listed) > ROW_PROBLEMS_SHOWN:
@@ -367,7 +370,7 @@ def _results(args) -> int:
               "SE: its standard error from the examples scored (a rough guide: scores less than about 3 SE apart, "
               "2 standard errors of their difference, may differ by the examples drawn alone); vs FT: over full "
               "fine-tuning's; vs 0-shot: % change from the base model's zero-shot score")
-    _print_answers(rows, args.split)
+    _print_answers(rows, args.split, None if args.storage else _results_folder(args))
     if left_out := unscored(records, args.split):
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")
@@ -376,12 +379,15 @@ def _results(args) -> int:
     return 0
 
 
-def _print_answers(rows, split: str) -> None:
-    """The suite's answer, as the report opens with it: a paragraph a task and model."""
-    from bench.verdict import verdict_text, verdicts
+def _print_answers(rows, split: str, results: Path | None) -> None:
+    """The suite's answer, as the report opens with it: a paragraph a group of comparable runs, and on
+    a line of its own (to paste whole) the run that makes a missing reference."""
+    from bench.verdict import reference_command, verdict_text, verdicts
 
     for verdict in verdicts(rows):
         print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote=""), width=100, break_long_words=False))
+        if command := reference_command(verdict, results):
+            print(f"  {command}")
 
 
 def _results_folder(args) -> Path:
@@ -390,7 +396,7 @@ def _results_folder(args) -> Path:
 
 
 def _records(args):
-    from bench.record_folder import SHIPPED_RESULTS, load_records, warn_mixed_flop_estimates
+    from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs, warn_mixed_flop_estimates
 
     folder = _results_folder(args)
     if args.study and not args.storage:
@@ -410,8 +416,11 @@ def _records(args):
         records, failures = load_records(folder, leave_out=SHIPPED_RESULTS)
     else:
         records, failures = load_records(folder)
+    unfinished = [] if args.storage else unfinished_runs(folder, leave_out=() if args.folder else SHIPPED_RESULTS)
     if not records:
-        _refuse_no_records(args, folder, failures)
+        _refuse_no_records(args, folder, failures, unfinished)
+    if unfinished:
+        print(_unfinished_note(unfinished), file=sys.stderr)
     if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {args.split} scores (search trials are scored on "
                          "validation only: add --split validation)")
@@ -419,7 +428,7 @@ def _records(args):
     return records, failures
 
 
-def _refuse_no_records(args, folder: Path, failures: list[dict]) -> None:
+def _refuse_no_records(args, folder: Path, failures: list[dict], unfinished: list[Path]) -> None:
     """Say why there is nothing to show: no such folder, or no finished run (each failed run named)."""
     from bench.study_storage import shown_storage
 
@@ -429,13 +438,14 @@ def _refuse_no_records(args, folder: Path, failures: list[dict]) -> None:
     failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
                      f"{first_line(failure.get('reason')) or '?'}" for failure in failures)
     runs = f"{len(failures)} run{'s' if len(failures) > 1 else ''}"
-    # a run stopped between saving its adapter and writing its record
-    unfinished = [] if args.storage else [adapter.parent for adapter in folder.rglob("adapter")
-                                          if not (adapter.parent / "record.json").exists()]
-    interrupted = (f"; {len(unfinished)} run folder(s) hold an adapter but no record (runs stopped before they "
-                   f"finished: rerun their commands), such as {unfinished[0]}" if unfinished else "")
     raise FileNotFoundError(f"no run records under {where}" + (f"; {runs} failed:{failed}" if failures else "")
-                            + interrupted)
+                            + (f"; {_unfinished_note(unfinished)}" if unfinished else ""))
+
+
+def _unfinished_note(unfinished: list[Path]) -> str:
+    shown = ", ".join(map(str, unfinished[:3])) + (", ..." if len(unfinished) > 3 else "")
+    return (f"{len(unfinished)} run folder(s) hold an adapter but no record, runs stopped before they finished "
+            f"(not in the table; rerun their commands): {shown}")
 
 
 def _plot(args) -> int:
@@ -461,7 +471,7 @@ def _report(args) -> int:
     with warnings.catch_warnings():  # a record not fit for a table was named when the report was made
         warnings.simplefilter("ignore")
         rows = aggregate(records, split=args.split)
-    _print_answers(rows, args.split)
+    _print_answers(rows, args.split, None if args.storage else _results_folder(args))
     return 0
 
 

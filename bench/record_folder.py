@@ -55,6 +55,14 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
     return records, failures
 
 
+def unfinished_runs(folder: Path, *, leave_out: tuple[str, ...] = ()) -> list[Path]:
+    """Run folders under `folder` holding an adapter but neither a record nor a failure: runs stopped
+    between saving their adapter and writing their record (a killed or interrupted `spbench run`)."""
+    return sorted(adapter.parent for adapter in Path(folder).rglob("adapter")
+                  if adapter.relative_to(folder).parts[0] not in leave_out
+                  and not any((adapter.parent / name).exists() for name in ("record.json", "failure.json")))
+
+
 def record_problem(record: RunRecord) -> str | None:
     """What every reader of records needs (tables, grid tables, references) and this record lacks
     (None: nothing). Raises on a record of another shape; a table checks its own fields (`bench.results`)."""

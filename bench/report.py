@@ -13,7 +13,7 @@ from bench.record import RunRecord, write_text_atomic
 from bench.record_folder import load_records
 from bench.results import ResultRow, aggregate, reruns_left_out, task_names, unscored
 from bench.results_table import csv_name, figure, split_name, spread, write_csv
-from bench.verdict import verdict_text, verdicts
+from bench.verdict import reference_command, verdict_text, verdicts
 from tasks.notices import SkippedInput
 
 
@@ -87,7 +87,12 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
              f"(mean ± sample standard deviation over seeds; a single seed shows no ±); "
              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     if answers := verdicts(rows):
-        lines += ["## In short", "", *[f"- {verdict_text(verdict, split=split)}" for verdict in answers], ""]
+        lines += ["## In short", ""]
+        for verdict in answers:
+            command = reference_command(verdict, folder)
+            made_by = f" Make one with `{command}`." if command else ""
+            lines.append(f"- {verdict_text(verdict, split=split)}{made_by}")
+        lines.append("")
     by_task: dict[str, list[ResultRow]] = defaultdict(list)
     for row, task in zip(rows, task_names(rows)):
         by_task[task].append(row)

@@ -104,9 +104,10 @@ class ResultRow:
     train_seconds_std: float | None = None
     peak_memory_bytes_std: float | None = None
     latency_overhead_std: float | None = None
-    # the score of answering every example with the commonest class (a classifier that learned
-    # nothing), where the records say
+    # the score of answering every example scored with their commonest class (a classifier that
+    # learned nothing), where the records say
     commonest_class: float | None = None
+    card_path: str = ""  # the card's file as the run read it (`card` names it across machines)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -211,7 +212,9 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         examples=examples, score_se=standard_error(score, examples, adjusted=True)
         if metric in PER_EXAMPLE_MEANS and examples else None,
         card=card_of(group[0]), model_kind=model_kind(group[0]), precision=precision(group[0]), **spreads,
-        commonest_class=(group[0].get("commonest_class") or {}).get(split),
+        commonest_class=next((value for r in group if (value := (r.get("commonest_class") or {}).get(split))
+                              is not None), None),
+        card_path=group[0]["task"].get("card") or "",
     )
 
 

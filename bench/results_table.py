@@ -27,7 +27,8 @@ def csv_name(split: str) -> str:
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
     table = io.StringIO(newline="")
-    fields = [f for f in asdict(rows[0]) if f not in ("settings", "train", "card", "model_kind")] if rows else []
+    unwritten = ("settings", "train", "card", "card_path", "model_kind")
+    fields = [f for f in asdict(rows[0]) if f not in unwritten] if rows else []
     writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(asdict(r) for r in rows)

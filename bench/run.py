@@ -30,6 +30,7 @@ from bench.run_spec import RunSpec
 from bench.train import train
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task
+from tasks.metrics import compute_metrics
 
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
 
@@ -45,14 +46,20 @@ def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size:
 
 
 def commonest_class_scores(task: Task, evaluation: dict[str, list[Example]]) -> dict[str, float] | None:
-    """Per split, the primary metric of answering every example with its commonest class: what a
-    classifier that learned nothing scores (None for generation tasks)."""
+    """Per split, the primary metric of answering every example with their commonest class: what a
+    classifier that learned nothing scores. None for generation tasks, and where the metric cannot
+    score one class (a figure for reading the results by: no reason to fail a run)."""
     if not task.card.is_classification:
         return None
-    scores = {}
-    for split, examples in evaluation.items():
-        commonest = Counter(ex.label for ex in examples).most_common(1)[0][0]
-        scores[split] = task.score([commonest] * len(examples), examples)[task.card.primary_metric]
+    primary, scores = task.card.primary_metric, {}
+    try:
+        for split, examples in evaluation.items():
+            golds = [ex.label for ex in examples]
+            commonest = Counter(golds).most_common(1)[0][0]
+            scores[split] = compute_metrics([primary], [commonest] * len(golds), golds,
+                                            folder=task.card.metrics_folder)[primary]
+    except Exception:  # an `evaluate:` metric refusing a single class, say
+        return None
     return scores
 
 
@@ -152,6 +159,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     reset_classification_head(base)
     train_examples, monitor, evaluation = examples.train, examples.monitor, examples.evaluation
     latency_prompts = [ex.prompt for ex in monitor[:LATENCY_SAMPLE]]
+    commonest_class = commonest_class_scores(task, evaluation)
 
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
         return evaluate(tuned, task, examples, config.eval_batch_size)
@@ -183,7 +191,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
                  recomputed=config.gradient_checkpointing)
     record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, zero_shot=zero_shot,
                      base_scores=base_scores, result=result, cost=cost, artifact_path=artifact_path,
-                     started_at=started_at, commonest_class=commonest_class_scores(task, evaluation))
+                     started_at=started_at, commonest_class=commonest_class)
     write_record(record, record_path)
     return record
 

@@ -1,15 +1,20 @@
-"""The suite's answer to "should I prompt-tune?": for each task and model, the best prompt config
-against full fine-tuning, in score and in each cost. The config is chosen on validation scores, as
-a search chooses, and reported on the table's split."""
+"""The suite's answer to "should I prompt-tune?": for each group of comparable runs (a task and model
+trained on the same data, scored on the same examples), the best prompt config against full
+fine-tuning, in score and in each cost, or the command that trains the missing reference. The config
+is chosen on validation scores, as a search chooses, and reported on the table's split."""
 
 from __future__ import annotations
 
 import math
+import shlex
 from collections import defaultdict
+from pathlib import Path
 from typing import NamedTuple
 
+from bench.config_labels import card_file
 from bench.results import REFERENCE_METHODS, ResultRow, best_full_ft, comparable_key, model_names, task_names
 from bench.results_table import figure
+from tasks.registry import SHIPPED_CARDS
 
 NOISE_SE = 2  # a gap within this many standard errors of the difference is not told apart (about 95%)
 COST_WORDS = {"train_seconds": "training time", "train_flops": "training FLOPs", "peak_memory_bytes": "peak memory"}
@@ -103,7 +108,8 @@ def _gap(verdict: Verdict) -> str:
     said = ("not told apart on these examples" if abs(gap) < NOISE_SE
             else f"{'below' if gap < 0 else 'above'} it beyond the examples' noise")
     named = (("the prompt config", verdict.prompt), ("full fine-tuning", verdict.full_ft))
-    single, several = ([name for name, row in named if (row.seeds == 1) == one] for one in (True, False))
+    single = [name for name, row in named if row.seeds == 1]
+    several = [name for name, row in named if row.seeds > 1]
     counted = ("; one seed each, so not training's own spread" if not several
                else f" and {several[0]}'s spread over seeds; one seed of {single[0]}" if single
                else " and the spread over seeds")
@@ -112,36 +118,45 @@ def _gap(verdict: Verdict) -> str:
 
 
 def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:
-    """One paragraph: the config, its score against full fine-tuning's, and what it costs beside it."""
+    """One paragraph: the config, its score against full fine-tuning's, and what it costs beside it.
+    Without a reference it ends by saying so; `reference_command` gives the run that makes one."""
     prompt, reference = verdict.prompt, verdict.full_ft
-    chosen = (f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}, "
-              f"scores {prompt.score:.3f} on {split}")
-    if reference is None:
-        return (f"{chosen}, with no full fine-tuning run on the same data and examples to measure it against "
-                f"({quote}{_reference_command(prompt)}{quote} makes one).")
     chosen_on = " (the split it was chosen on: an optimistic score)" if split == "validation" else ""
-    lines = [f"{chosen}{chosen_on} against full fine-tuning's {reference.score:.3f}"
-             f"{_times(prompt.relative_to_full_ft)}{_gap(verdict)}."]
-    budgets = (prompt.steps, prompt.batch_size), (reference.steps, reference.batch_size)
-    if budgets[0] != budgets[1] and None not in (*budgets[0], *budgets[1]):  # records before budgets were kept
-        lines.append(f"The budgets differ: it trained {prompt.steps} steps of {prompt.batch_size} examples, full "
-                     f"fine-tuning {reference.steps} of {reference.batch_size}.")
+    lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}, "
+             f"scores {prompt.score:.3f} on {split}{chosen_on}"]
+    if reference is None:
+        lines[0] += ", with no full fine-tuning run on the same data and examples to measure it against."
+    else:
+        lines[0] += (f" against full fine-tuning's {reference.score:.3f}{_times(prompt.relative_to_full_ft)}"
+                     f"{_gap(verdict)}.")
+        budgets = (prompt.steps, prompt.batch_size), (reference.steps, reference.batch_size)
+        if budgets[0] != budgets[1] and None not in (*budgets[0], *budgets[1]):  # records before budgets were kept
+            lines.append(f"The budgets differ: it trained {prompt.steps} steps of {prompt.batch_size} examples, "
+                         f"full fine-tuning {reference.steps} of {reference.batch_size}.")
     for name, row in (("Full fine-tuning", reference), ("The prompt config", prompt)):
-        if _no_better_than_commonest(row):
-            lines.append(f"{name} is not told apart from answering every example with the commonest class "
-                         f"({row.commonest_class:.3f})" + (": it may not have learned at this budget, and the "
-                                                          "comparison says little." if row is reference else "."))
-    lines += _costs(verdict)
+        if row is not None and (said := _learned_nothing(row)):
+            lines.append(f"{name} {said}" + (": it may not have learned at this budget, and the comparison says "
+                                             "little." if row is reference else "."))
+    if reference is not None:
+        lines += _costs(verdict)
     if verdict.lora is not None:
         lines.append(f"LoRA's best scores {verdict.lora.score:.3f}{_times(verdict.lora.relative_to_full_ft)}.")
     return " ".join(lines)
 
 
-def _no_better_than_commonest(row: ResultRow) -> bool:
-    """Whether a classifier's score is within noise of answering every example with the commonest class."""
+def _learned_nothing(row: ResultRow) -> str | None:
+    """What to say of a classifier within noise of answering every example scored with their commonest
+    class (None: it is clear of it, or the records do not say)."""
     if row.commonest_class is None:
-        return False
-    return row.score - row.commonest_class < NOISE_SE * (_error(row) or 0.0) or row.score <= row.commonest_class
+        return None
+    error = _error(row)
+    if error is not None and row.score - row.commonest_class < NOISE_SE * error:
+        verb = "is not told apart from"
+    elif row.score <= row.commonest_class:  # no error to judge by (a correlation, say): the plain comparison
+        verb = "scores no better than"
+    else:
+        return None
+    return f"{verb} answering every example with the commonest class of those scored ({row.commonest_class:.3f})"
 
 
 def _costs(verdict: Verdict) -> list[str]:
@@ -159,9 +174,17 @@ def _costs(verdict: Verdict) -> list[str]:
     return ["It costs " + "; ".join(costs) + "."] if costs else []
 
 
-def _reference_command(row: ResultRow) -> str:
-    """The `spbench run` that trains full fine-tuning on the row's data and budget, scored as it was."""
-    flags = {"--steps": row.steps, "--batch-size": row.batch_size, "--eval-size": row.eval_size,
-             "--train-size": row.train_size}
-    return (f"spbench run --task {row.task} --model {row.model} --method full_ft"
-            + "".join(f" {flag} {value}" for flag, value in flags.items() if value is not None))
+def reference_command(verdict: Verdict, results: Path | None) -> str | None:
+    """The `spbench run` that trains full fine-tuning on the prompt config's data and budget, scored as it
+    was, into `results` (None where the verdict has its reference)."""
+    row = verdict.prompt
+    if verdict.full_ft is not None:
+        return None
+    # a shipped card is known by its folder and file on any machine (see card_file), a user's by its path
+    shipped = not row.card_path or row.card == card_file(SHIPPED_CARDS / Path(row.card_path).name)
+    flags = {"--task": row.task if shipped else row.card_path, "--model": row.model,
+             "--model-kind": row.model_kind or None, "--method": "full_ft", "--steps": row.steps,
+             "--batch-size": row.batch_size, "--eval-size": row.eval_size, "--train-size": row.train_size,
+             "--results": results}
+    return "spbench run" + "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in flags.items()
+                                   if value is not None)

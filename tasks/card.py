@@ -344,7 +344,8 @@ def _check_answer_keys(data: dict[str, Any], fail) -> None:
         unread = ["label_field", "label_words"]
     for key in unread:  # a card that sets it meant another kind, or reads its answers from the wrong field
         if key in data:
-            raise fail(key, f"{data['kind']} tasks do not read it: remove it, or set the kind that does "
+            raise fail(key, f"{data['kind']} tasks do not read it: remove it (`{key}: null` unsets one an included "
+                       f"card sets), or set the kind that does "
                        f"({'classification' if key != 'target_field' else 'qa or summarization'})")
 
 

@@ -134,7 +134,7 @@ CARVE_SEED = 42  # the same carving for every run, whatever the run's seed
 @functools.lru_cache(maxsize=8)
 def _carved_indices(total: int, count: int, *, keep: bool) -> tuple[int, ...]:
     """The rows of one part when `count` of `total` rows are split off by a fixed seed, in file order
-    (kept: a card with many bad rows locates each one)."""
+    (cached: a card with many bad rows locates each one)."""
     chosen = set(random.Random(CARVE_SEED).sample(range(total), count))
     return tuple(i for i in range(total) if (i in chosen) == keep)
 

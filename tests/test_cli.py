@@ -308,8 +308,8 @@ def test_a_folder_of_failed_runs_only_names_them_and_a_missing_folder_says_so(ca
     stopped = tmp_path / "runs" / "sst2__m__lora__def__s0"  # stopped after saving its adapter
     (stopped / "adapter").mkdir(parents=True)
     code, _, err = run_cli(capsys, "results", tmp_path / "runs")
-    assert f"1 run folder(s) hold an adapter but no record (runs stopped before they finished: rerun their " \
-           f"commands), such as {stopped}" in err
+    assert f"1 run folder(s) hold an adapter but no record, runs stopped before they finished (not in the table; " \
+           f"rerun their commands): {stopped}" in err
     code, _, err = run_cli(capsys, "results", tmp_path / "nowhere")
     assert code == 2 and f"no such folder: {tmp_path / 'nowhere'}" in err
     (tmp_path / "a_file").write_text("")

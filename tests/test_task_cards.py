@@ -268,9 +268,10 @@ def test_rows_the_card_cannot_read_are_named(tmp_path, rows, card, message):
 
 @pytest.mark.parametrize("changes, key, problem", [
     ({"kind": "qa", "metrics": "[f1]", "target_field": "text"}, "label_field",
-     "qa tasks do not read it: remove it, or set the kind that does (classification)"),
-    ({"target_field": "text"}, "target_field", "classification tasks do not read it: remove it, or set the kind that "
-     "does (qa or summarization)"),
+     "qa tasks do not read it: remove it (`label_field: null` unsets one an included card sets), or set the kind "
+     "that does (classification)"),
+    ({"target_field": "text"}, "target_field", "classification tasks do not read it: remove it (`target_field: null` "
+     "unsets one an included card sets), or set the kind that does (qa or summarization)"),
     ({"metrics": "[accuracy, macro_f1]", "primary_metric": "acc"}, "primary_metric",
      "must be one of the card's metrics (accuracy, macro_f1), got 'acc'"),
 ])

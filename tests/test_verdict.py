@@ -1,12 +1,13 @@
 """The suite's short answer: the prompt config chosen on validation, measured against full fine-tuning."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from bench.report import write_report
 from bench.results import aggregate
-from bench.verdict import NOISE_SE, verdict_text, verdicts
+from bench.verdict import NOISE_SE, reference_command, verdict_text, verdicts
 from tests.test_results_and_plots import make_record
 
 
@@ -63,8 +64,17 @@ def test_without_full_fine_tuning_the_answer_says_how_to_make_it_and_without_a_p
     [verdict] = verdicts(aggregate(records[1:]))
     assert verdict.full_ft is None and verdict.gap_in_se is None
     assert verdict_text(verdict, split="test").endswith(
-        "scores 0.760 on test, with no full fine-tuning run on the same data and examples to measure it against "
-        "(`spbench run --task sst2 --model m --method full_ft` makes one).")
+        "scores 0.760 on test, with no full fine-tuning run on the same data and examples to measure it against. "
+        "LoRA's best scores 0.790.")
+    assert reference_command(verdict, None) == "spbench run --task sst2 --model m --method full_ft"
+    for record in records:  # a user's card, a model folder read as a causal LM, a results folder with a space
+        record["task"]["card"] = "/home/me/my cards/sst2.yaml"
+        record["model"].update(name="/models/m", kind="causal")
+        record["train"].update(steps=50, batch_size=16, eval_size=200)
+    [verdict] = verdicts(aggregate(records[1:]))
+    assert reference_command(verdict, Path("my results")) == (
+        "spbench run --task '/home/me/my cards/sst2.yaml' --model /models/m --model-kind causal --method full_ft "
+        "--steps 50 --batch-size 16 --eval-size 200 --results 'my results'")
     assert verdicts(aggregate(records[:2])) == []  # references only
 
 
@@ -74,7 +84,8 @@ def test_runs_on_other_examples_are_not_measured_against_each_other():
     records[3]["train"].update(steps=20, batch_size=8, eval_size=20)
     smoke, real = verdicts(aggregate(records))
     assert real.prompt.method == "prompt_tuning"  # the comparable one, though it lost on validation
-    assert smoke.full_ft is None and "--steps 20 --batch-size 8 --eval-size 20" in verdict_text(smoke, split="test")
+    assert smoke.full_ft is None and "--steps 20 --batch-size 8 --eval-size 20" in reference_command(smoke, None)
+    assert reference_command(real, None) is None
 
 
 def test_the_report_opens_with_the_answer(tmp_path):
@@ -90,10 +101,12 @@ def test_results_and_report_print_the_answer(tmp_path, capsys):
     for index, record in enumerate(suite_records()):
         (tmp_path / str(index)).mkdir()
         (tmp_path / str(index) / "record.json").write_text(json.dumps(record))
+    (tmp_path / "stopped" / "adapter").mkdir(parents=True)  # a run stopped before writing its record
     for command in ("results", "report"):
         assert main([command, str(tmp_path)]) == 0
-        out = capsys.readouterr().out
+        out, err = capsys.readouterr()
         assert "sst2, m: the best prompt config on validation, p_tuning[encoder=mlp,lr=0.001], scores 0.760" in out
+        assert "1 run folder(s) hold an adapter but no record" in err and str(tmp_path / "stopped") in err
 
 
 def test_the_spread_over_seeds_widens_the_error():
@@ -101,7 +114,8 @@ def test_the_spread_over_seeds_widens_the_error():
     again = scored(make_record("p_tuning", 0.84, seed=1, params=100, encoder="mlp"), validation=0.78, n=5000)
     [verdict] = verdicts(aggregate(records + [again]))  # 0.76 and 0.84: a mean of 0.80, a wide spread
     assert verdict.prompt.seeds == 2 and abs(verdict.gap_in_se) < 0.1
-    assert "and the prompt config's spread over seeds; one seed of full fine-tuning)" in verdict_text(verdict, split="test")
+    text = verdict_text(verdict, split="test")
+    assert "and the prompt config's spread over seeds; one seed of full fine-tuning)" in text
 
 
 def test_verdicts_of_one_task_and_model_say_what_tells_them_apart():
@@ -136,9 +150,10 @@ def test_a_reference_that_learned_nothing_is_called_so_and_differing_budgets_are
     records[0]["train"].update(steps=20)
     [verdict] = verdicts(aggregate(records))
     text = verdict_text(verdict, split="test")
-    assert ("Full fine-tuning is not told apart from answering every example with the commonest class (0.790): it "
-            "may not have learned at this budget, and the comparison says little.") in text
-    assert "The prompt config is not told apart from answering every example with the commonest class (0.790)." in text
+    assert ("Full fine-tuning is not told apart from answering every example with the commonest class of those "
+            "scored (0.790): it may not have learned at this budget, and the comparison says little.") in text
+    assert ("The prompt config is not told apart from answering every example with the commonest class of those "
+            "scored (0.790).") in text
     assert "The budgets differ: it trained 50 steps of 16 examples, full fine-tuning 20 of 16." in text
     for record in records:
         record["commonest_class"] = {"test": 0.5, "validation": 0.5}
