@@ -257,6 +257,8 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         best = write_best(study, folder, model=args.model, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))
         print(f"best config: {best}")
+        if against := _against_full_ft(study, args):
+            print(against)
         test = yaml.safe_load(best.read_text()).get("test")
         if isinstance(test, dict):  # scored once, for the winner; a machine that did not run it says why instead
             print("test split (scored once, for the winner): " + "; ".join(
@@ -370,11 +372,7 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
                                batch_size=args.batch_size, cards=cards)
     missing = [task for task in tasks if task not in found]
     if missing:
-        # at the search's own budget, so the reference is trained and scored as its trials are
-        budget = (f"--steps {args.steps} --batch-size {args.batch_size} --eval-size {args.eval_size}"
-                  + "".join(f" --tasks-dir {folder}" for folder in args.tasks_dir))
-        commands = "; ".join(f"spbench run --task {task} --model {model} --method full_ft {budget} --results {results}"
-                             for task in missing)
+        commands = "; ".join(_full_ft_command(args, task) for task in missing)
         print(f"no full fine-tuning record of {model} on {', '.join(missing)} under {results}: every task scored "
               f"raw, not relative (`{commands}` makes them; a new study picks them up)")
     else:
@@ -384,6 +382,36 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
     references = {} if missing else {task: value for task, (value, _) in found.items()}
     study.set_user_attr(REFERENCES_ATTR, references)
     return references
+
+
+def _full_ft_command(args, task: str) -> str:
+    """The run that trains `task`'s full fine-tuning reference at the search's own budget, so that it
+    is trained and scored as the trials are."""
+    return (f"spbench run --task {task} --model {args.model} --method full_ft --steps {args.steps} "
+            f"--batch-size {args.batch_size} --eval-size {args.eval_size}"
+            + "".join(f" --tasks-dir {folder}" for folder in args.tasks_dir) + f" --results {args.results}")
+
+
+def _against_full_ft(study: optuna.Study, args) -> str | None:
+    """The winner's validation score against full fine-tuning's, from the bench records, for a search
+    of one task (one of several tasks scores each trial relative to it already)."""
+    from search.objective import full_ft_references
+    from search.study import DEFINITION_ATTR
+    from search.winner import best_trial
+
+    definition = study.user_attrs.get(DEFINITION_ATTR) or {}
+    if len(definition.get("tasks", ())) != 1:
+        return None
+    [task], score = definition["tasks"], best_trial(study).values[0]
+    found = full_ft_references(args.results, [task], args.model, steps=args.steps, eval_size=args.eval_size,
+                               batch_size=args.batch_size, cards=definition.get("cards"))
+    if task not in found:
+        return (f"no full fine-tuning record of {args.model} on {task} under {args.results} to measure the winner "
+                f"against (`{_full_ft_command(args, task)}` makes one)")
+    reference, steps = found[task]
+    relative = f" is {score / reference:.3f}× full fine-tuning's" if reference > 0 else " against full fine-tuning's"
+    return (f"the winner's validation {score:.4f}{relative} {reference:.4f} (its best run under {args.results} by "
+            f"validation, mean over seeds, {steps} steps; the trials trained {args.steps})")
 
 
 def _listed(references: dict[str, float]) -> str:

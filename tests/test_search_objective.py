@@ -9,7 +9,7 @@ import pytest
 
 import search.objective
 from bench.train import DivergedError, TrainSettings
-from search.cli import _references
+from search.cli import _against_full_ft, _references
 from search.objective import Objective, full_ft_references
 from search.pruning import REPORT_ERRORS_ATTR
 from search.space import load_space
@@ -96,6 +96,37 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
     assert "relative to full fine-tuning: a 0.8000, b 0.5000, c 0.6000 (the best full fine-tuning config by " \
            f"validation score under {tmp_path}, mean over seeds: a 10 steps, b 40 steps, c 10 steps)" \
            in capsys.readouterr().out
+
+
+def test_a_one_task_winner_is_measured_against_full_fine_tuning_from_the_records(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from search.study import DEFINITION_ATTR
+
+    seen = {}
+
+    def found(results, tasks, model, *, steps, eval_size, batch_size, cards):
+        seen.update(tasks=tasks, steps=steps, eval_size=eval_size, batch_size=batch_size, cards=cards)
+        return dict(references)
+
+    monkeypatch.setattr(search.objective, "full_ft_references", found)
+    args = SimpleNamespace(results=tmp_path, model="tiny", steps=10, batch_size=4, eval_size=16, tasks_dir=[])
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(DEFINITION_ATTR, {"tasks": ["a"], "cards": {"a": {"version": 1, "card": "x/a.yaml"}}})
+    study.add_trial(optuna.trial.create_trial(value=0.72))
+    references = {}
+    assert _against_full_ft(study, args) == (
+        f"no full fine-tuning record of tiny on a under {tmp_path} to measure the winner against (`spbench run "
+        f"--task a --model tiny --method full_ft --steps 10 --batch-size 4 --eval-size 16 --results {tmp_path}` "
+        "makes one)")
+    assert seen == {"tasks": ["a"], "steps": 10, "eval_size": 16, "batch_size": 4,
+                    "cards": {"a": {"version": 1, "card": "x/a.yaml"}}}  # chosen as the study's budget and card
+    references["a"] = (0.8, 40)
+    assert _against_full_ft(study, args) == (
+        f"the winner's validation 0.7200 is 0.900× full fine-tuning's 0.8000 (its best run under {tmp_path} by "
+        "validation, mean over seeds, 40 steps; the trials trained 10)")
+    study.set_user_attr(DEFINITION_ATTR, {"tasks": ["a", "b"]})  # several tasks: trials are scored relative already
+    assert _against_full_ft(study, args) is None
 
 
 def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, eval_size: int = 16, seed: int = 0,
