@@ -269,7 +269,7 @@ ROW_PROBLEMS_SHOWN = 10  # a split's bad rows listed by `tasks validate`; the re
 def _task_validate(args) -> int:
     from tasks import load_task
     from tasks.card import SPLITS
-    from tasks.data import malformed_lines
+    from tasks.data import read_leniently
 
     if not args.name:
         raise ValueError("tasks validate needs a card path")
@@ -281,19 +281,29 @@ def _task_validate(args) -> int:
     for split in SPLITS:  # every problem, where a run names the first
         try:
             rows, problems = task.row_problems(split)
-            listed = [f"[{problem.key}] {problem.problem}" for problem in problems]
-            print(f"{split:<10} {rows:>6} rows " + (f"{len(problems)} bad:" if problems else "ok"))
-        except ValueError as err:  # no rows to check: each line that is not JSON, else why
+            listed = []
+        except ValueError as err:  # a file a run would refuse: each line that is no JSON object, else why
             try:
-                path, listed = malformed_lines(task.card, split)
+                path, listed, parsed = read_leniently(task.card, split)
             except ValueError as unreadable:  # not gzip, not UTF-8
-                path, listed = None, [first_line(unreadable)]
+                path, listed, parsed = None, [first_line(unreadable)], None
             if listed and path is not None and path in files_listed:  # validation carved from train reads train's
                 print(f"{split:<10} reads {path}, listed above")
                 continue
             files_listed.add(path)
             listed = listed or [first_line(err)]
-            print(f"{split:<10} unreadable" + (" (its rows are checked once these lines are mended):" if path else ":"))
+            if parsed is None:  # no rows to check until the file reads
+                print(f"{split:<10} unreadable" + (" (its rows are checked once these lines are mended):"
+                                                   if path else ":"))
+                rows = problems = None
+            else:
+                rows, problems = task.row_problems(split, rows=parsed)
+        if rows is not None:
+            listed += [f"[{problem.key}] {problem.problem}" for problem in problems]
+            unparsed = len(listed) - len(problems)
+            said = ([f"{len(problems)} bad"] if problems else []) + (
+                [f"{unparsed} line{' is' if unparsed == 1 else 's are'} no JSON object"] if unparsed else [])
+            print(f"{split:<10} {rows:>6} rows " + (", ".join(said) + ":" if said else "ok"))
         for problem in listed[:ROW_PROBLEMS_SHOWN]:
             print(f"  {problem}")
         if len(listed) > ROW_PROBLEMS_SHOWN:

@@ -56,18 +56,19 @@ def _numbered_rows(path: Path, *, malformed: list[str] | None = None) -> list[tu
     return rows
 
 
-def malformed_lines(card: TaskCard, split: str) -> tuple[Path | None, list[str]]:
-    """The local data file a split reads and each of its lines that is no JSON object (for a report
-    of them all: reading rows stops at the first); no file for a hub source or a missing file."""
+def read_leniently(card: TaskCard, split: str) -> tuple[Path | None, list[str], list[Row] | None]:
+    """The local data file a split reads, each of its lines that is no JSON object, and the rows of the
+    others, for a report of every problem (reading rows stops at the first). No file for a hub source
+    or a missing file; no rows where the split is carved from train (the carving needs every row)."""
     if "local" not in card.source:
-        return None, []
-    read = "train" if card.validation_from_train and split == "validation" else split
-    path = _split_file(Path(card.source["local"]), card.splits[read])
+        return None, [], None
+    carved = card.validation_from_train and split in ("train", "validation")
+    path = _split_file(Path(card.source["local"]), card.splits["train" if carved else split])
     if path is None:
-        return None, []
+        return None, [], None
     found: list[str] = []
-    _numbered_rows(path, malformed=found)
-    return path, found
+    rows = [row for _, row in _numbered_rows(path, malformed=found)]
+    return path, found, None if carved else rows
 
 
 def _load_local(card: TaskCard, split: str) -> list[Row]:
@@ -187,5 +188,6 @@ def _hub_train_length(card: TaskCard) -> int:
 @functools.lru_cache(maxsize=4)
 def _line_numbers(path: Path, mtime_ns: int, size: int) -> list[int]:
     """The line of each row of a data file, read once while the file is unchanged: a card with many
-    bad rows names each one's line."""
-    return [line for line, _ in _numbered_rows(path)]
+    bad rows names each one's line. Lines that are no JSON object hold no row (a run refuses such a
+    file before it looks for a row; `tasks validate` checks the rows of the others)."""
+    return [line for line, _ in _numbered_rows(path, malformed=[])]

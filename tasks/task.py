@@ -122,16 +122,17 @@ class Task:
         warnings.warn(f"{self.card.path} [metrics]: scoring {len(examples)} validation examples' own answers failed "
                       f"({failure}): the run's scoring may fail the same way", UserNotice, stacklevel=2)
 
-    def row_problems(self, split: str) -> tuple[int, list[TaskCardError]]:
-        """The split's number of rows and the problem of each row that cannot be rendered: every one,
-        where a run stops at the first."""
+    def row_problems(self, split: str, rows: list[Row] | None = None) -> tuple[int, list[TaskCardError]]:
+        """The split's number of rows (or of `rows`, read otherwise) and the problem of each row that
+        cannot be rendered: every one, where a run stops at the first."""
+        rows = self.rows(split) if rows is None else rows
         problems = []
-        for index, row in enumerate(self.rows(split)):
+        for index, row in enumerate(rows):
             try:
                 self.render(row, split=split, index=index)
             except TaskCardError as err:
                 problems.append(err)
-        return len(self.rows(split)), problems
+        return len(rows), problems
 
     def checked_splits(self) -> dict[str, int]:
         """Split -> rows, every row of every split rendered: fields, labels and targets are checked,

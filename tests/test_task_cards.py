@@ -301,19 +301,30 @@ def test_validate_lists_every_bad_row_where_a_run_stops_at_the_first(tmp_path, c
         load_task(str(path)).examples("train")
 
 
-def test_validate_lists_every_line_that_is_no_json_object(tmp_path, capsys):
+def test_validate_lists_every_line_that_is_no_json_object_and_checks_the_rows_of_the_others(tmp_path, capsys):
     from bench.cli import main
 
-    path = write_card(tmp_path, rows=[{"text": f"t{i}", "label": i % 2} for i in range(20)], validation_from_train=5)
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(20)]
+    rows[12]["label"] = 7
+    path = write_card(tmp_path, rows=rows, validation_from_train=5)
     train = tmp_path / "data" / "train.jsonl"
     lines = train.read_text().splitlines()
     lines[2], lines[9] = '{"text": "x", "label": 0}}', "[1, 2]"
     train.write_text("\n".join(lines) + "\n")
+    test = tmp_path / "data" / "test.jsonl"
+    lines = test.read_text().splitlines()
+    lines[4] = "{oops"
+    test.write_text("\n".join(lines) + "\n")
     assert main(["tasks", "validate", str(path)]) == 2
     out, err = capsys.readouterr()
+    # carved from train: its rows wait for the file to read
     assert f"  {train}:3: malformed JSON line (Extra data)\n  {train}:10: each line must be a JSON object" in out
-    assert f"validation reads {train}, listed above" in out and "test           20 rows ok" in out
-    assert "bad rows or lines (listed above): 2 in train" in err and "in validation" not in err
+    assert f"validation reads {train}, listed above" in out
+    # its own file: the rows of the other lines are checked too, each at its own line
+    assert "test           19 rows 1 bad, 1 line is no JSON object:" in out
+    assert f"  {test}:5: malformed JSON line" in out
+    assert f"label 7 of split 'test' row 11 ({test.resolve()}:13) is not one of" in out
+    assert "bad rows or lines (listed above): 2 in train, 2 in test" in err
     with pytest.raises(ValueError, match=re.escape(f"{train}:3: malformed JSON line")):  # a run stops at the first
         load_task(str(path)).examples("train")
 
