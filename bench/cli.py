@@ -246,6 +246,7 @@ def _task_show(args) -> int:
     import yaml
 
     from tasks.card import merged_keys
+    from tasks.registry import SHIPPED_CARDS
 
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
     text = task.card.path.read_text(encoding="utf-8").rstrip()
@@ -260,6 +261,8 @@ def _task_show(args) -> int:
         print(example.prompt)
         label = f"  (class {task.card.classes[example.label]!r})" if example.label is not None else ""
         print(f"=> target: {example.target!r}{label}")
+    if task.card.path.parent != SHIPPED_CARDS:  # a user's card: rows beyond those shown may be bad
+        print(f"\n(one example a split; `spbench tasks validate {task.card.path}` checks every row)")
     return 0
 
 

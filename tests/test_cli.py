@@ -257,6 +257,10 @@ def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path)
     merged = out.split("# with what it includes, the card reads:\n")[1]  # the keys it takes from sst2 too
     assert "version: 9\n" in merged and "label_words:\n  0: [negative]\n  1: [positive]\n" in merged
     assert "=> target: 'negative'  (class 0)" in out or "=> target: 'positive'  (class 1)" in out
+    card = (tmp_path / "my_sst2.yaml").resolve()
+    assert out.endswith(f"(one example a split; `spbench tasks validate {card}` checks every row)\n")
+    code, out, err = run_cli(capsys, "tasks", "show", "sst2")
+    assert code == 0 and "tasks validate" not in out  # a shipped card's rows are checked by the tests
 
 
 def test_a_missing_tasks_folder_is_refused_before_the_table_starts(capsys, tmp_path):
