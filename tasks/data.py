@@ -25,6 +25,16 @@ def _split_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _carved(card: TaskCard, split: str) -> bool:
+    """Whether the split's rows are carved out of the train split (validation, and the train left)."""
+    return bool(card.validation_from_train) and split in ("train", "validation")
+
+
+def _local_file(card: TaskCard, split: str) -> Path | None:
+    """The data file a split of a local source reads (train's, for a carved split); None where missing."""
+    return _split_file(Path(card.source["local"]), card.splits["train" if _carved(card, split) else split])
+
+
 def read_jsonl(path: Path) -> list[Row]:
     """All rows of a JSON Lines file; a malformed line is reported with its line number."""
     return [row for _, row in _numbered_rows(path)]
@@ -60,15 +70,12 @@ def read_leniently(card: TaskCard, split: str) -> tuple[Path | None, list[str], 
     """The local data file a split reads, each of its lines that is no JSON object, and the rows of the
     others, for a report of every problem (reading rows stops at the first). No file for a hub source
     or a missing file; no rows where the split is carved from train (the carving needs every row)."""
-    if "local" not in card.source:
-        return None, [], None
-    carved = card.validation_from_train and split in ("train", "validation")
-    path = _split_file(Path(card.source["local"]), card.splits["train" if carved else split])
+    path = _local_file(card, split) if "local" in card.source else None
     if path is None:
         return None, [], None
     found: list[str] = []
     rows = [row for _, row in _numbered_rows(path, malformed=found)]
-    return path, found, None if carved else rows
+    return path, found, None if _carved(card, split) else rows
 
 
 def _load_local(card: TaskCard, split: str) -> list[Row]:
@@ -123,10 +130,9 @@ def _load_hub(card: TaskCard, split: str) -> list[Row]:
 
 def _where(card: TaskCard, split: str) -> str:
     """Where a split's rows come from, for messages."""
-    read = "train" if card.validation_from_train and split == "validation" else split
     if "local" in card.source:
-        return str(_split_file(Path(card.source["local"]), card.splits[read]) or Path(card.source["local"]))
-    return f"hub dataset {card.source['hub']!r}, split {card.splits[read]!r}"
+        return str(_local_file(card, split) or Path(card.source["local"]))
+    return f"hub dataset {card.source['hub']!r}, split {card.splits['train' if _carved(card, split) else split]!r}"
 
 
 CARVE_SEED = 42  # the same carving for every run, whatever the run's seed
@@ -146,7 +152,7 @@ def _read_split(card: TaskCard, split: str) -> list[Row]:
 
 def load_rows(card: TaskCard, split: str) -> list[Row]:
     """Rows of one split, in file order; an empty split is an error."""
-    if card.validation_from_train and split in ("train", "validation"):
+    if _carved(card, split):
         train = _read_split(card, "train")
         if card.validation_from_train >= len(train):
             raise TaskCardError(card.path, "validation_from_train", f"{card.validation_from_train} rows carved from a "
@@ -162,17 +168,15 @@ def load_rows(card: TaskCard, split: str) -> list[Row]:
 def row_location(card: TaskCard, split: str, index: int) -> str:
     """Where row `index` of a split (as `load_rows` gives them) comes from, for messages: its file and
     line, or its hub split and row. Found again only when a message needs it."""
-    carved = card.validation_from_train and split in ("train", "validation")
-    read = "train" if carved else split
     lines = None
     if "local" in card.source:
-        path = _split_file(Path(card.source["local"]), card.splits[read])
+        path = _local_file(card, split)
         stamp = path.stat()
         lines = _line_numbers(path, stamp.st_mtime_ns, stamp.st_size)
-    if carved:
+    if _carved(card, split):
         total = len(lines) if lines is not None else _hub_train_length(card)
         index = _carved_indices(total, card.validation_from_train, keep=split == "validation")[index]
-    return f"{path}:{lines[index]}" if lines is not None else f"{_where(card, read)}, row {index}"
+    return f"{path}:{lines[index]}" if lines is not None else f"{_where(card, split)}, row {index}"
 
 
 _HUB_TRAIN_LENGTHS: dict[str, int] = {}  # a hub dataset is read again only for the first message about it
