@@ -182,9 +182,15 @@ def reference_command(verdict: Verdict, results: Path | None) -> str | None:
         return None
     # a shipped card is known by its folder and file on any machine (see card_file), a user's by its path
     shipped = not row.card_path or row.card == card_file(SHIPPED_CARDS / Path(row.card_path).name)
-    flags = {"--task": row.task if shipped else row.card_path, "--model": row.model,
-             "--model-kind": row.model_kind or None, "--method": "full_ft", "--steps": row.steps,
-             "--batch-size": row.batch_size, "--eval-size": row.eval_size, "--train-size": row.train_size,
-             "--results": results}
-    return "spbench run" + "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in flags.items()
-                                   if value is not None)
+    return full_ft_command(row.task if shipped else row.card_path, row.model, model_kind=row.model_kind or None,
+                           steps=row.steps, batch_size=row.batch_size, eval_size=row.eval_size,
+                           train_size=row.train_size, results=results)
+
+
+def full_ft_command(task: str, model: str, *, model_kind: str | None = None, **flags) -> str:
+    """`spbench run` of full fine-tuning, quoted for a shell: `steps=50` as `--steps 50`, a list as its
+    flag once an item, None left out."""
+    flags = {"task": task, "model": model, "model_kind": model_kind, "method": "full_ft", **flags}
+    return "spbench run" + "".join(f" --{name.replace('_', '-')} {shlex.quote(str(value))}"
+                                   for name, values in flags.items() if values is not None
+                                   for value in (values if isinstance(values, list) else [values]))

@@ -387,9 +387,10 @@ def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, di
 def _full_ft_command(args, task: str) -> str:
     """The run that trains `task`'s full fine-tuning reference at the search's own budget, so that it
     is trained and scored as the trials are."""
-    return (f"spbench run --task {task} --model {args.model} --method full_ft --steps {args.steps} "
-            f"--batch-size {args.batch_size} --eval-size {args.eval_size}"
-            + "".join(f" --tasks-dir {folder}" for folder in args.tasks_dir) + f" --results {args.results}")
+    from bench.verdict import full_ft_command
+
+    return full_ft_command(task, args.model, steps=args.steps, batch_size=args.batch_size, eval_size=args.eval_size,
+                           tasks_dir=list(args.tasks_dir), results=args.results)
 
 
 def _against_full_ft(study: optuna.Study, args) -> str | None:
