@@ -8,7 +8,6 @@ import re
 import sys
 import textwrap
 import time
-import warnings
 from pathlib import Path
 
 from bench.record import DEFAULT_RESULTS
@@ -383,7 +382,7 @@ def _results(args) -> int:
               "SE: its standard error from the examples scored (a rough guide: scores less than about 3 SE apart, "
               "2 standard errors of their difference, may differ by the examples drawn alone); vs FT: over full "
               "fine-tuning's; vs 0-shot: % change from the base model's zero-shot score")
-    _print_answers(rows, args.split, None if args.storage else _results_folder(args))
+    _print_answers(rows, args)
     if left_out := unscored(records, args.split):
         print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
               "includes search trials)")
@@ -392,14 +391,15 @@ def _results(args) -> int:
     return 0
 
 
-def _print_answers(rows, split: str, results: Path | None) -> None:
+def _print_answers(rows, args) -> None:
     """The suite's answer, as the report opens with it: a paragraph a group of comparable runs, and on
     a line of its own (to paste whole) the run that makes a missing reference."""
     from bench.verdict import reference_command, verdict_text, verdicts
 
     for verdict in verdicts(rows):
-        print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote=""), width=100, break_long_words=False))
-        if command := reference_command(verdict, results):
+        print("\n" + textwrap.fill(verdict_text(verdict, split=args.split, quote=""), width=100,
+                                   break_long_words=False))
+        if command := reference_command(verdict, _results_folder(args)):  # into the folder the report is in
             print(f"  {command}")
 
 
@@ -476,15 +476,12 @@ def _plot(args) -> int:
 
 def _report(args) -> int:
     from bench.report import write_report
-
     from bench.results import aggregate
 
     records, failures = _records(args)
-    print(write_report(_results_folder(args), records=records, failures=failures, split=args.split))
-    with warnings.catch_warnings():  # a record not fit for a table was named when the report was made
-        warnings.simplefilter("ignore")
-        rows = aggregate(records, split=args.split)
-    _print_answers(rows, args.split, None if args.storage else _results_folder(args))
+    rows = aggregate(records, split=args.split)
+    print(write_report(_results_folder(args), records=records, failures=failures, split=args.split, rows=rows))
+    _print_answers(rows, args)
     return 0
 
 

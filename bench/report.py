@@ -65,12 +65,13 @@ def _environment(record: RunRecord) -> list[str]:
 
 
 def write_report(folder: Path, *, records: list[RunRecord] | None = None, failures: list[dict] | None = None,
-                 split: str = "test") -> Path:
+                 split: str = "test", rows: list[ResultRow] | None = None) -> Path:
+    """`rows`: the records' table on `split`, where the caller has made it already."""
     if records is None:
         records, failures = load_records(folder)
     failures = failures or []
     folder.mkdir(parents=True, exist_ok=True)
-    rows = aggregate(records, split=split)
+    rows = aggregate(records, split=split) if rows is None else rows
     write_csv(rows, folder / csv_name(split))
     plots_folder = split_name("plots", split)
     with warnings.catch_warnings(record=True) as caught:
