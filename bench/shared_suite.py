@@ -143,12 +143,10 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
     # one line, not a traceback
     quiet_trial_failures(_QueueEmpty, SettingsError, ModelError, TaskCardError)
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "Trial 3 finished ... parameters: {}" names no run
-        try:
+        from bench.study_storage import optuna_warnings_only
+
+        with optuna_warnings_only():
             study.optimize(objective, callbacks=[stop_when_queue_empty], catch=(Exception,))
-        finally:
-            optuna.logging.set_verbosity(verbosity)
     # this plan's runs only: the study also holds runs of the suite as it was written before (other steps, say)
     done = len({t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
                & set(by_id))

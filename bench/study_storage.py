@@ -3,6 +3,7 @@ opened with heartbeats so a killed worker's trial is marked failed, and URLs as 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -115,3 +116,15 @@ def _open_storage(url: str, parsed: URL, *, retry_failed: int, on_stale) -> optu
                 raise
             time.sleep(random.uniform(0.2, 1.0))
     return connect()
+
+
+@contextlib.contextmanager
+def optuna_warnings_only():
+    """Optuna logs warnings (a failed trial's reason among them) but not its INFO lines: a trial's
+    "finished with value ... parameters" names no run, and the commands print their own lines."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)

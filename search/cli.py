@@ -74,12 +74,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from bench.config_labels import card_file
     from bench.record import results_folder
-    from bench.study_storage import check_storage, open_storage, shown_storage, storage_url
+    from bench.study_storage import check_storage, open_storage, optuna_warnings_only, shown_storage, storage_url
     from bench.train import TrainSettings
     from search.objective import RECOMPUTATION_COSTS, Objective
     from search.starting_points import enqueue_known_good, requeue_starting_point
     from search.strategy import Strategy
-    from search.study import claim_study
+    from search.study import claim_study, done_trials
     from tasks import load_task
 
     args = _checked_flags(args)
@@ -115,8 +115,9 @@ def run(args) -> int:
                         shared_storage=args.storage is not None)
     storage = open_storage(url, on_stale=requeue_starting_point,
                            named="--storage" if args.storage else "the study's database")
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, directions=directions,
-                                pruner=strategy.make_pruner())
+    with optuna_warnings_only():  # its "A new study created" / "Using an existing study": the line below says which
+        study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, directions=directions,
+                                    pruner=strategy.make_pruner())
     strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
     study.sampler = strategy.make_sampler()
     if multi and args.pruner != "none":
@@ -137,7 +138,9 @@ def run(args) -> int:
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
-    print(f"study {name} on {shown_storage(url)}")
+    held = done_trials(study)
+    print(f"study {name} on {shown_storage(url)}" + (f": resumed, {held} finished {'trial' if held == 1 else 'trials'}"
+                                                      if held else "") + "; a line for each trial as it ends", flush=True)
     _search_and_export(study, url, objective, strategy, args, folder, train)
     return 0
 

@@ -18,17 +18,11 @@ from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
 from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
 from bench.plots.draw import draw_score_cost, method_colour, save_atomic  # noqa: E402
 from search.repeats import CONFIG_ATTR, trained_trials  # noqa: E402
-from search.study import DEFINITION_ATTR, REFERENCES_ATTR  # noqa: E402
+from search.study import DEFINITION_ATTR, score_label  # noqa: E402
 from search.winner import objective_names  # noqa: E402
 
 
-def score_label(study: optuna.Study) -> str:
-    """What a trial's score is: a task's validation score, or the mean over several tasks (relative
-    to each one's full fine-tuning score where the study has them)."""
-    tasks = study.user_attrs.get(DEFINITION_ATTR, {}).get("tasks", [])
-    if len(tasks) < 2:
-        return "validation score"
-    return "mean validation score / full FT's" if study.user_attrs.get(REFERENCES_ATTR) else "mean validation score"
+EQUAL_IMPORTANCES = "Parameter importances will be equal"  # Optuna's warning where every trial ties the best
 
 
 def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
@@ -49,8 +43,13 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
             try:
                 with warnings.catch_warnings(record=True) as notes:
                     axes = draw()
+                if any(EQUAL_IMPORTANCES in str(note.message) for note in notes):
+                    plt.close(axes.figure)
+                    raise ValueError("every completed trial scored the same, so no parameter explains a difference "
+                                     "(Optuna would draw each one equally important)")
             except (ValueError, RuntimeError) as err:  # e.g. importances need >1 varying parameter
                 print(f"plot {name} skipped: {err}")
+                (folder / f"{name}.png").unlink(missing_ok=True)  # an earlier search's chart would pass for this one's
                 continue
             _print_plot_notes(name, notes)
             if name == "optimization_history":

@@ -24,6 +24,15 @@ SPACE_ATTR = "space"  # the space file's digest and path
 REFERENCES_ATTR = "references"  # each task's full fine-tuning score, which trials' scores are relative to
 
 
+def score_label(study: optuna.Study) -> str:
+    """What a trial's score is: a task's validation score, or the mean over several tasks (relative
+    to each one's full fine-tuning score where the study has them)."""
+    tasks = study.user_attrs.get(DEFINITION_ATTR, {}).get("tasks", [])
+    if len(tasks) < 2:
+        return "validation score"
+    return "mean validation score / full FT's" if study.user_attrs.get(REFERENCES_ATTR) else "mean validation score"
+
+
 def _offered(distribution: optuna.distributions.BaseDistribution) -> str:
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return f"choices {', '.join(map(str, distribution.choices))}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import optuna
 
-from bench.config_labels import method_label, settings_without_effect_in, shown_settings
-from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR
+from search.repeats import REPEAT_OF_ATTR
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR
+from search.trial_lines import config_text
 from search.winner import best_trial, objective_names, pareto_front, statistical_ties
 from search.workers import listed_by_reason
 
@@ -44,7 +44,7 @@ def summary(study: optuna.Study) -> str:
     trial = best_trial(study)
     values = ", ".join(f"{name} {value:.4f}" if name == "score" else f"{name} {value:.4g}"
                        for name, value in zip(objective_names(study), trial.values))
-    config = _config_text(trial.user_attrs.get(CONFIG_ATTR), trial.params)
+    config = config_text(trial)
     lines.append(f"best: trial {trial.number} ({values}): {config}")
     ties = statistical_ties(study)
     if ties:
@@ -54,15 +54,6 @@ def summary(study: optuna.Study) -> str:
         lines.append(f"Pareto front ({', '.join(objective_names(study))}), {len(front)} {_trials(len(front))}: "
                      + ", ".join(f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
     return "\n".join(lines + _failures(study))
-
-
-def _config_text(config: dict | None, params: dict) -> str:
-    """A trial's config as tables spell it (`p_tuning[encoder=mlp,...,lr=0.01]`); its raw parameters
-    where it never sampled one."""
-    if not config or not {"method", "settings", "train"} <= set(config):
-        return str(config or params)
-    settings = shown_settings(config["settings"], settings_without_effect_in(config["method"], config["settings"]))
-    return method_label(config["method"], settings + sorted(config["train"].items()))
 
 
 def _trials(count: int) -> str:
@@ -76,7 +67,7 @@ def _failures(study: optuna.Study, shown: int = 5) -> list[str]:
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
     # a trial failed with no reason stored is one whose process died (killed, out of memory): its
     # heartbeat went stale, and the storage failed it on the next start
-    lines = [f"failed (not counted): trial {t.number} {_config_text(t.user_attrs.get(CONFIG_ATTR), t.params)}: "
+    lines = [f"failed (not counted): trial {t.number} {config_text(t)}: "
              + t.user_attrs.get(FAIL_REASON_ATTR, KILLED)
              for t in failed if NOT_RUN_ATTR not in t.user_attrs][-shown:]
     # workers raced for the last slots or for a starting point: nothing of these trials ran

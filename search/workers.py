@@ -23,6 +23,7 @@ from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
 from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, WORKER_ATTR, done_trials
+from search.trial_lines import TrialLines
 from search.worker_id import take_worker_id
 from tasks.card import TaskCardError
 
@@ -137,7 +138,7 @@ def _has_room(study: optuna.Study, n_trials: int) -> bool:
 
 
 def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None,
-             say_waiting: bool = True) -> None:
+             worker: int = 0) -> None:
     """Run trials until the study holds `n_trials` finished (complete or pruned) trials.
 
     A trial that raises is marked failed, with its reason, and the search goes on (a config the
@@ -145,14 +146,16 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     row, or an error about the model or the task, raise SearchError. When the last slots are held
     by running trials, this worker waits up to the heartbeat grace period rather than leave the
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
-    worker's trial finishes, and the budget with it); `say_waiting` says so (one line a command,
-    not one a worker)."""
+    worker's trial finishes, and the budget with it); the command's own process says so (one line
+    a command, not one a worker). Each trial's line, as it ends, is prefixed with its `worker`'s index
+    in the worker processes."""
     deadline = time.monotonic() + timeout if timeout else None
     # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say);
     # a trial that found its slot or starting point taken ran nothing, and the summary counts it
     quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, silent=(BudgetReached, StartingPointTaken))
     failures = _StopOnRepeatedFailures()
-    callbacks = [failures] + ([optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else [])
+    callbacks = [failures, TrialLines(worker)]
+    callbacks += [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
     patience = None  # until then, running trials may still turn out to be a killed process's
     while not (n_trials and done_trials(study) >= n_trials):
         left = None if deadline is None else deadline - time.monotonic()
@@ -160,7 +163,8 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
             return
         if not n_trials or _has_room(study, n_trials):
             guarded = _Guarded(objective, n_trials)
-            with interrupts_restored():  # Optuna has marked an interrupted trial failed by the time it raises
+            # Optuna has marked an interrupted trial failed by the time it raises
+            with interrupts_restored(), storage.optuna_warnings_only():
                 study.optimize(guarded, timeout=left, callbacks=callbacks, catch=(Exception,), gc_after_trial=True)
             if guarded.fatal:
                 raise SearchError(f"study {study.study_name!r} stopped: {guarded.fatal}")
@@ -175,7 +179,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
         if patience is None:
             wait = storage.GRACE_SECONDS + 2 * storage.HEARTBEAT_SECONDS
             patience = time.monotonic() + wait
-            if say_waiting:
+            if not worker:
                 print(f"the budget's last trials are running: waiting up to {wait} s for them to finish, or for a "
                       "killed process's trial to be marked failed and its slot taken here", flush=True)
         if time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
@@ -227,7 +231,7 @@ def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int
         study = optuna.load_study(study_name=study_name, storage=opened, sampler=strategy.make_sampler(index),
                                   pruner=strategy.make_pruner())
         with worker_share(index, workers):
-            optimize(study, objective, n_trials=n_trials, timeout=timeout, say_waiting=False)
+            optimize(study, objective, n_trials=n_trials, timeout=timeout, worker=index)
     except SearchError as err:  # the reason, not a traceback of the worker process
         print(f"worker {index}: {err}", file=sys.stderr)
         sys.exit(1)

@@ -62,6 +62,51 @@ def test_search_plots_are_drawn_from_the_trials_and_replaced_whole(tmp_path, mon
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no half image beside them
 
 
+def test_importances_of_trials_that_all_tie_are_not_drawn(tmp_path, capsys):
+    study = optuna.create_study(study_name="tied", direction="maximize")
+    distributions = {"num_virtual_tokens": IntDistribution(1, 200, log=True),
+                     "prompt_tuning.lr": FloatDistribution(1e-3, 0.3, log=True)}
+    (tmp_path / "param_importances.png").write_bytes(b"an earlier search's chart")
+    for tokens, lr in [(1, 0.001), (5, 0.01), (20, 0.03)]:
+        study.add_trial(optuna.trial.create_trial(params={"num_virtual_tokens": tokens, "prompt_tuning.lr": lr},
+                                                  distributions=distributions, value=0.5))
+    names = {path.name for path in write_plots(study, tmp_path)}
+    assert "param_importances.png" not in names and not (tmp_path / "param_importances.png").exists()
+    assert "plot param_importances skipped: every completed trial scored the same" in capsys.readouterr().out
+
+
+def test_each_trial_prints_its_own_line_as_it_ends_and_optuna_only_its_warnings(capsys, caplog):
+    from search.repeats import CONFIG_ATTR
+    from search.study import PRUNED_REASON_ATTR
+
+    def objective(trial):
+        lr = trial.suggest_float("prompt_tuning.lr", 1e-3, 0.3, log=True)
+        trial.set_user_attr(CONFIG_ATTR, {"method": "prompt_tuning", "settings": {"num_virtual_tokens": 20},
+                                          "train": {"lr": lr}})
+        if trial.number == 1:
+            trial.set_user_attr(PRUNED_REASON_ATTR, "pruned at step 20 of sst2 (validation 0.5000)")
+            raise optuna.TrialPruned()
+        if trial.number == 2:
+            trial.set_user_attr(PRUNED_REASON_ATTR, "training diverged at step 3: loss is nan")
+            raise optuna.TrialPruned()
+        return 0.25 * (trial.number + 1)
+
+    study = optuna.create_study(direction="maximize")
+    for lr in (0.01, 0.02, 0.03, 0.04):
+        study.enqueue_trial({"prompt_tuning.lr": lr})
+    with caplog.at_level(logging.INFO, logger="optuna"):
+        optimize(study, objective, n_trials=4, timeout=None)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 4
+    assert lines[0].startswith("trial 0 complete: validation score 0.2500 (the best so far) in ")
+    assert lines[0].endswith(": prompt_tuning[num_virtual_tokens=20,lr=0.01]")
+    assert lines[1].startswith("trial 1 pruned at step 20 of sst2 (validation 0.5000) in ")
+    assert lines[2].startswith("trial 2 pruned: training diverged at step 3: loss is nan in ")
+    assert lines[3].startswith("trial 3 complete: validation score 1.0000 (the best so far)")
+    assert "finished with value" not in caplog.text and "pruned" not in caplog.text  # Optuna's INFO lines
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored for the rest of the process
+
+
 def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_process_style_alone(tmp_path,
                                                                                                   monkeypatch):
     import matplotlib

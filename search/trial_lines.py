@@ -1,0 +1,55 @@
+"""One line for each trial as it ends, in the search's words: Optuna's own log line gives the space's
+parameter keys, says nothing of why a trial was pruned, and repeats the study's name on resume."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from bench.config_labels import method_label, settings_without_effect_in, shown_settings
+from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR
+from search.study import PRUNED_REASON_ATTR, score_label
+from search.winner import best_trial, objective_names
+
+
+def config_text(trial: optuna.trial.FrozenTrial) -> str:
+    """A trial's config as tables spell it (`p_tuning[encoder=mlp,...,lr=0.01]`); its raw parameters
+    where it never sampled one."""
+    config = trial.user_attrs.get(CONFIG_ATTR)
+    if not config or not {"method", "settings", "train"} <= set(config):
+        return str(config or trial.params)
+    settings = shown_settings(config["settings"], settings_without_effect_in(config["method"], config["settings"]))
+    return method_label(config["method"], settings + sorted(config["train"].items()))
+
+
+class TrialLines:
+    """The study callback that prints a completed or pruned trial's line (a failed one's is Optuna's
+    warning); `worker` prefixes the lines of a worker process."""
+
+    def __init__(self, worker: int | None = None):
+        self.prefix = f"worker {worker}: " if worker else ""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        line = trial_line(study, trial)
+        if line:
+            print(self.prefix + line, flush=True)
+
+
+def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
+    took = f" in {trial.duration.total_seconds():.0f} s" if trial.duration else ""
+    if trial.state == TrialState.PRUNED:
+        reason = trial.user_attrs.get(PRUNED_REASON_ATTR, "pruned")
+        reason = reason if reason.startswith("pruned") else f"pruned: {reason}"  # a diverging loss's, say
+        return f"trial {trial.number} {reason}{took}: {config_text(trial)}"
+    if trial.state != TrialState.COMPLETE:
+        return None
+    if REPEAT_OF_ATTR in trial.user_attrs:
+        return (f"trial {trial.number} sampled trial {trial.user_attrs[REPEAT_OF_ATTR]}'s config and took its "
+                f"result without training: {config_text(trial)}")
+    if len(study.directions) > 1:
+        values = ", ".join(f"{name} {value:.4g}" for name, value in zip(objective_names(study), trial.values))
+        return f"trial {trial.number} complete: {values}{took}: {config_text(trial)}"
+    best = best_trial(study)  # the trial that ran the best config, where a later one repeated it
+    so_far = "the best so far" if best.number == trial.number else f"best so far trial {best.number}, {best.value:.4f}"
+    return (f"trial {trial.number} complete: {score_label(study)} {trial.value:.4f} ({so_far}){took}: "
+            f"{config_text(trial)}")
