@@ -109,6 +109,16 @@ class ResultRow:
     commonest_class: float | None = None
     card_path: str = ""  # the card's file as the run read it (`card` names it across machines)
 
+    @property
+    def score_error(self) -> float | None:
+        """The mean score's standard error: the examples' (score_se), plus the spread of the mean over
+        seeds where there are several; None where the examples' is unknown (a metric that is no mean
+        over examples)."""
+        if self.score_se is None or not math.isfinite(self.score_se):
+            return None
+        seeds = self.score_std ** 2 / self.seeds if self.score_std is not None else 0.0
+        return math.sqrt(self.score_se ** 2 + seeds)
+
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and standard deviation; one seed has no spread to show (None, not a misleading 0)."""
@@ -266,8 +276,8 @@ def best_full_ft(rows: Iterable[ResultRow]) -> ResultRow | None:
     return max((row for row in rows if row.method == "full_ft"), key=lambda row: row.validation, default=None)
 
 
-def _full_ft_rows(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
-    """The full fine-tuning row each comparable group is measured against."""
+def full_ft_references(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
+    """The full fine-tuning row each comparable group (by comparable_key) is measured against."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for row in rows:
         groups[comparable_key(row)].append(row)
@@ -275,7 +285,7 @@ def _full_ft_rows(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
 
 
 def _relate_to_full_ft(rows: list[ResultRow]) -> None:
-    references = _full_ft_rows(rows)
+    references = full_ft_references(rows)
     for row in rows:
         reference = references.get(comparable_key(row))
         # a ratio to a baseline at or below zero (e.g. Matthews correlation) has no meaning

@@ -43,7 +43,7 @@ class Verdict(NamedTuple):
         may be one seed's luck)."""
         if self.full_ft is None:
             return None
-        errors = [_error(row) for row in (self.prompt, self.full_ft)]
+        errors = [row.score_error for row in (self.prompt, self.full_ft)]
         if None in errors or not any(errors):
             return None
         return (self.prompt.score - self.full_ft.score) / math.hypot(*errors)
@@ -54,13 +54,6 @@ class Verdict(NamedTuple):
         if not (math.isfinite(mine) and math.isfinite(reference)) or reference <= 0:
             return None
         return mine / reference
-
-
-def _error(row: ResultRow) -> float | None:
-    if row.score_se is None or not math.isfinite(row.score_se):
-        return None
-    seeds = row.score_std ** 2 / row.seeds if row.score_std is not None else 0.0
-    return math.sqrt(row.score_se ** 2 + seeds)
 
 
 def verdicts(rows: list[ResultRow]) -> list[Verdict]:
@@ -149,7 +142,7 @@ def _learned_nothing(row: ResultRow) -> str | None:
     class (None: it is clear of it, or the records do not say)."""
     if row.commonest_class is None:
         return None
-    error = _error(row)
+    error = row.score_error
     if error is not None and row.score - row.commonest_class < NOISE_SE * error:
         verb = "is not told apart from"
     elif row.score <= row.commonest_class:  # no error to judge by (a correlation, say): the plain comparison

@@ -139,8 +139,8 @@ def run(args) -> int:
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
     held = done_trials(study)
-    print(f"study {name} on {shown_storage(url)}" + (f": resumed, {held} finished {'trial' if held == 1 else 'trials'}"
-                                                      if held else "") + "; a line for each trial as it ends", flush=True)
+    resumed = f": resumed, {held} finished {'trial' if held == 1 else 'trials'}" if held else ""
+    print(f"study {name} on {shown_storage(url)}{resumed}; a line for each trial as it ends", flush=True)
     _search_and_export(study, url, objective, strategy, args, folder, train)
     return 0
 

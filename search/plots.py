@@ -13,10 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
 from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
-from bench.plots.draw import draw_score_cost, method_colour, save_atomic  # noqa: E402
+from bench.plots.draw import draw_score_cost, legend_beside, method_colour, save_atomic  # noqa: E402
 from search.repeats import CONFIG_ATTR, trained_trials  # noqa: E402
 from search.study import DEFINITION_ATTR, score_label  # noqa: E402
 from search.winner import objective_names  # noqa: E402
@@ -89,6 +90,9 @@ def _method_of(trial: optuna.trial.FrozenTrial) -> str:
     return trial.user_attrs.get(CONFIG_ATTR, {}).get("method", "?")
 
 
+LENGTH_TICKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
 def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: str, log: bool) -> Path | None:
     """Each completed trial's score against its value of `param` (whichever method's), a colour per method."""
     by_method: dict[str, list[tuple]] = {}
@@ -97,22 +101,29 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
             (value, trial.values[0]) for key, value in trial.params.items() if key.rpartition(".")[2] == param)
     if not any(by_method.values()):
         return None
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = plt.subplots(figsize=(7, 4))
     for method, points in sorted(by_method.items()):
         if points:
             axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=method_colour(method),
                          alpha=0.6)  # trials at one value stay visible behind each other
     if log:
         axes.set_xscale("log")
+    if param == "num_virtual_tokens":  # lengths as numbers ("20", not "2x10^1"), at 1-2-5 steps within the range
+        lengths = [value for points in by_method.values() for value, _ in points]
+        shown = [n for n in LENGTH_TICKS if min(lengths) / 2 < n < max(lengths) * 2] or sorted(set(lengths))
+        axes.set_xticks(shown, [str(n) for n in shown], fontsize=8)
+        axes.minorticks_off()
+    else:  # powers of ten labelled; the minor ticks' labels run into each other
+        axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel(xlabel)
     axes.set_ylabel(score_label(study))
     drawn = sum(len(points) for points in by_method.values())
     # pruned trials have no final score to place: a search that prunes many shows few points
     trials = "trial" if drawn == 1 else "trials"
     axes.set_title(f"score vs {xlabel}: {drawn} completed {trials} (pruned ones have no score)", fontsize=10)
-    axes.legend(fontsize=7)
+    legend_beside(axes, fontsize=7)
     figure.tight_layout()
-    path = save_atomic(figure, folder / f"{name}.png", dpi=120)
+    path = save_atomic(figure, folder / f"{name}.png", dpi=120, bbox_inches="tight")  # the legend beside
     plt.close(figure)
     return path
 

@@ -609,7 +609,8 @@ def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path
     assert chart.incomparable == ("prompt_tuning[init=random,num_virtual_tokens=1,lr=0.003,eval_size=20]",)
     assert {p.cost for p in chart.points} == {1024.0}  # 2**30 bytes, drawn in MiB
     full, single = chart.references["full_ft"], chart.references["lora"]
-    assert full.score_std == pytest.approx(0.0141421, abs=1e-6) and single.score_std is None  # one seed: no bar
+    # records that do not say how many examples they scored: the error bar is the seeds' alone
+    assert full.error == pytest.approx(0.0141421 / math.sqrt(2), abs=1e-6) and single.error is None
     # the report says what its plots leave out, as the terminal does
     with pytest.warns(SkippedInput, match="left out of its score-cost plots"):
         report = write_report(tmp_path / "with_smoke", records=RECORDS + [smoke]).read_text()
@@ -617,6 +618,35 @@ def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path
             in report)
     with pytest.warns(UserWarning, match="1 config.* scored on other examples than the rest left out"):
         render_all(rows, tmp_path, axes=("peak_memory_bytes",))
+
+
+def test_error_bars_are_standard_errors_of_the_examples_and_of_the_seeds_where_several():
+    counted = [{**record, "scores": {split: {**scores, "n": 200} for split, scores in record["scores"].items()}}
+               for record in RECORDS]
+    rows = aggregate(counted)
+    (chart,) = data.score_cost(rows)
+    full, single = chart.references["full_ft"], chart.references["lora"]
+    examples = {split: math.sqrt(score * (1 - score) / 200) for split, score in (("full", 0.89), ("lora", 0.86))}
+    # Agresti-Coull on 200 examples is within a few percent of the plain binomial error
+    assert single.error == pytest.approx(examples["lora"], rel=0.05)
+    assert full.error == pytest.approx(math.sqrt(examples["full"] ** 2 + 0.0141421 ** 2 / 2), rel=0.05)
+    assert full.error > math.sqrt(examples["full"] ** 2)  # the seeds widen it
+    relative = data.relative_scores(rows)
+    ratio = relative.values["lora"]["sst2 (m)"]
+    assert ratio == pytest.approx(0.86 / 0.89)
+    assert relative.errors["lora"]["sst2 (m)"] == pytest.approx(
+        ratio * math.hypot(single.error / 0.86, full.error / 0.89))
+    assert relative.errors["full_ft"]["sst2 (m)"] is None  # the reference itself: 1 by definition
+
+
+def test_a_task_without_full_fine_tuning_is_named_beside_the_relative_chart(tmp_path):
+    other_task = [make_record("lora", 0.6, task="rte"), make_record("prompt_tuning", 0.5, task="rte",
+                                                                       num_virtual_tokens=4, init="random")]
+    rows = aggregate(RECORDS + other_task)
+    relative = data.relative_scores(rows)
+    assert relative.tasks == ["sst2 (m)"] and relative.without_reference == ("rte (m)",)
+    with pytest.warns(SkippedInput, match=r"rte \(m\): no full fine-tuning score to relate to"):
+        render_all(rows, tmp_path)
 
 
 def test_no_relative_change_is_averaged_over_the_seeds_with_a_baseline_only():

@@ -9,7 +9,8 @@ from collections import Counter, defaultdict
 from typing import NamedTuple
 
 from bench.config_labels import init_text, shortened
-from bench.results import REFERENCE_METHODS, ResultRow, comparable_key, model_names, natural_key, task_names
+from bench.results import (REFERENCE_METHODS, ResultRow, comparable_key, full_ft_references, model_names, natural_key,
+                           task_names)
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -27,7 +28,7 @@ class Point(NamedTuple):
     method: str
     cost: float  # in the axis's unit (COST_AXES)
     score: float
-    score_std: float | None  # None for a single seed: no spread to draw
+    error: float | None  # the score's standard error (see score_error): its error bar; None where unknown
 
 
 class ScoreCost(NamedTuple):
@@ -49,6 +50,9 @@ class RelativeScores(NamedTuple):
     methods: list[str]
     values: dict[str, dict[str, float]]  # method -> task -> relative score of its best config (on validation)
     configs: dict[str, dict[str, str]]  # method -> task -> that config's label
+    # method -> task -> the ratio's standard error, from both scores' (None where either is unknown)
+    errors: dict[str, dict[str, float | None]] = {}
+    without_reference: tuple[str, ...] = ()  # task (model) columns with no full fine-tuning run to relate to
 
 
 class LengthCurve(NamedTuple):
@@ -57,7 +61,7 @@ class LengthCurve(NamedTuple):
     method: str  # the config family: its table label without the prompt length (and the lr, where chosen)
     lengths: list[int]
     scores: list[float]
-    stds: list[float | None]  # None for a single seed
+    errors: list[float | None]  # standard errors (see score_error)
     metric: str = "score"
     lrs_chosen: bool = False  # each length shows the best of several learning rates (on validation)
     lrs_differ: bool = False  # its points were trained at different learning rates (chosen or not)
@@ -69,7 +73,7 @@ class InitComparison(NamedTuple):
     config: str  # the config family: its table label without the init (and the lr, where chosen)
     inits: list[str]
     scores: list[float]
-    stds: list[float | None]  # None for a single seed
+    errors: list[float | None]  # standard errors (see score_error)
     metric: str = "score"
     lrs_chosen: bool = False  # each init shows the best of several learning rates (on validation)
     lrs_differ: bool = False  # its bars were trained at different learning rates (chosen or not)
@@ -85,8 +89,17 @@ def pareto_front(points: list[Point]) -> list[Point]:
     return front
 
 
+def score_error(row: ResultRow) -> float | None:
+    """A score's error bar: its standard error (the examples' and, with several seeds, their spread's;
+    ResultRow.score_error); for a metric that is no mean over examples, the seeds' alone where there
+    are several."""
+    if row.score_error is not None:
+        return row.score_error
+    return row.score_std / math.sqrt(row.seeds) if row.score_std is not None else None
+
+
 def _point(row: ResultRow, axis: str) -> Point:
-    return Point(row.label, row.method, getattr(row, axis) / COST_UNITS.get(axis, 1), row.score, row.score_std)
+    return Point(row.label, row.method, getattr(row, axis) / COST_UNITS.get(axis, 1), row.score, score_error(row))
 
 
 def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list[ScoreCost]:
@@ -125,8 +138,10 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     columns: dict[str, list[ResultRow]] = defaultdict(list)
     for row, task, model in zip(rows, task_names(rows), model_names(rows)):
         columns[f"{task} ({model})"].append(row)
+    references = full_ft_references(rows)
     values: dict[str, dict[str, float]] = defaultdict(dict)
     configs: dict[str, dict[str, str]] = defaultdict(dict)
+    errors: dict[str, dict[str, float | None]] = defaultdict(dict)
     for column, group in columns.items():
         usual = _usual(group)  # a 20-example smoke run does not compete with the real ones
         for method in {r.method for r in group}:
@@ -135,8 +150,19 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
             if chosen is not None and chosen.relative_to_full_ft is not None:
                 values[method][column] = chosen.relative_to_full_ft
                 configs[method][column] = chosen.label
+                errors[method][column] = _ratio_error(chosen, references[comparable_key(chosen)])
     tasks = sorted({t for per_task in values.values() for t in per_task})
-    return RelativeScores(tasks, sorted(values), dict(values), dict(configs))
+    without = tuple(sorted(set(columns) - set(tasks)))
+    return RelativeScores(tasks, sorted(values), dict(values), dict(configs), dict(errors), without)
+
+
+def _ratio_error(row: ResultRow, reference: ResultRow) -> float | None:
+    """The standard error of row.score / reference.score from both scores' (to first order). Both
+    scored the same examples, so the pair's own error is smaller: this one is on the safe side."""
+    mine, theirs = score_error(row), score_error(reference)
+    if row is reference or mine is None or theirs is None or row.score <= 0:
+        return None
+    return row.relative_to_full_ft * math.hypot(mine / row.score, theirs / reference.score)
 
 
 def _family(row: ResultRow, task: str, model: str, *keys: str) -> tuple:
@@ -173,7 +199,7 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
         name = _label_without(chosen[0].label, "num_virtual_tokens")
         one_lr = len({r.lr for r in chosen}) == 1  # else the label's lr would be its first point's only
         curves.append(LengthCurve(task, model, name if one_lr else _label_without(name, "lr"), sorted(best),
-                                  [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
+                                  [r.score for r in chosen], [score_error(r) for r in chosen], chosen[0].metric,
                                   lrs_chosen=several_lrs, lrs_differ=not one_lr))
     return sorted(curves, key=lambda c: (c.task, c.model, natural_key(c.method)))
 
@@ -222,6 +248,6 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
         one_lr = len({r.lr for r in chosen}) == 1
         comparisons.append(InitComparison(task, model, name if one_lr else _label_without(name, "lr"),
                                           [_init_name(r, with_text=several_texts) for r in chosen],
-                                          [r.score for r in chosen], [r.score_std for r in chosen], chosen[0].metric,
+                                          [r.score for r in chosen], [score_error(r) for r in chosen], chosen[0].metric,
                                           lrs_chosen=several_lrs, lrs_differ=not one_lr))
     return sorted(comparisons, key=lambda c: (c.task, c.model, natural_key(c.config)))

@@ -20,10 +20,18 @@ SAVE_OPTIONS = {".png": {}, ".svg": {"metadata": {"Date": None}}}
 
 from bench.names import file_part  # noqa: E402
 from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeScores, ScoreCost  # noqa: E402
+from tasks.metrics import METRICS  # noqa: E402
 
 METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
                   "lora": "tab:purple", "full_ft": "tab:red"}
 SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+METHOD_MARKERS = {"prompt_tuning": "o", "p_tuning": "s", "prefix_tuning": "^", "lora": "D", "full_ft": "v"}
+
+
+def method_marker(method: str) -> str:
+    return METHOD_MARKERS.get(method, "P")
 
 
 def method_colour(method: str) -> str:
@@ -64,16 +72,16 @@ def save_atomic(figure, path: Path, **options) -> Path:
     return path
 
 
-def _spreads(stds) -> list[float]:
-    """Error bar lengths: the std over seeds, none (nan) for a single seed, which has no spread."""
-    return [float("nan") if std is None else std for std in stds]
+def _error_bars(errors) -> list[float]:
+    """Error bar lengths: a standard error, none (nan) where it is unknown."""
+    return [float("nan") if error is None else error for error in errors]
 
 
-def _spread_note(stds) -> str:
+def _error_note(errors) -> str:
     """What the error bars are, where there are any."""
-    if any(std is not None for std in stds):
-        return "error bars: sample std over seeds (none for one seed)"
-    return "one seed: no error bars"
+    if any(error is not None for error in errors):
+        return "error bars: ±1 standard error, of the scored examples and, where several, the seeds"
+    return "no error bars: no standard error known"
 
 
 def spans_decades(values) -> bool:
@@ -88,12 +96,14 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for method in sorted({p.method for p in chart.points}):
         points = [p for p in chart.points if p.method == method]
-        axes.errorbar([p.cost for p in points], [p.score for p in points], yerr=_spreads(p.score_std for p in points),
-                      fmt="o", color=method_colour(method), label=method, capsize=3, alpha=0.85)
+        # a shape per method too: points of two methods at one cost and score both show
+        axes.errorbar([p.cost for p in points], [p.score for p in points], yerr=_error_bars(p.error for p in points),
+                      fmt=method_marker(method), color=method_colour(method), label=method, capsize=3, alpha=0.75,
+                      markerfacecolor="none", markeredgewidth=1.5)
     front = chart.pareto
     if len(front) > 1:  # the best score reachable at each cost: flat until the next point of the front
         axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, drawstyle="steps-post",
-                  label="Pareto front")
+                  label="Pareto front (of the mean scores)")
     if spans_decades([p.cost for p in chart.points]):
         axes.set_xscale("log")
     else:  # 1.5G, not 1.5 beside a "1e9" that the axis label runs into
@@ -105,13 +115,13 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     axes.set_xlabel(cost)
     axes.set_ylabel(f"{chart.metric} ({split})")
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
-                   f"({_spread_note(p.score_std for p in chart.points)})", fontsize=10)
-    _legend_beside(axes, fontsize=7)
+                   f"({_error_note(p.error for p in chart.points)})", fontsize=10)
+    legend_beside(axes, fontsize=7)
     name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
     return _save(figure, folder, name)
 
 
-def _legend_beside(axes, **options) -> None:
+def legend_beside(axes, **options) -> None:
     """The legend right of the axes, where it covers no data however many entries it has."""
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, **options)
 
@@ -128,20 +138,34 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
         ys = [data.values[method].get(task, float("nan")) for task in data.tasks]  # no bar where unknown
         # bars grow up or down from full fine-tuning's 1: the ratios sit near it, and bars from 0 would
         # draw 0.89 and 0.99 nearly alike (a cut axis would draw their lengths out of proportion)
-        bars = axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=method_colour(method))
-        axes.bar_label(bars, labels=[f"{y:.2f}" for y in ys], fontsize=6, rotation=90, padding=2)
+        errors = _error_bars(data.errors.get(method, {}).get(task) for task in data.tasks)
+        axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=method_colour(method),
+                        yerr=errors, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.3"})
+        # along the axes' foot, clear of the bars' ends and error bars; three places: 0.987 and 0.994 are
+        # not both 0.99
+        for x, y in zip(xs, ys):
+            if math.isfinite(y):
+                axes.text(x, 0.02, f"{y:.3f}", transform=axes.get_xaxis_transform(), fontsize=6, rotation=90,
+                          ha="center", va="bottom")
     axes.axhline(1.0, color="k", lw=0.8, ls="--", label="full_ft (= 1)")
-    values = [v for per_task in data.values.values() for v in per_task.values()] + [1.0]
+    ends = [(v - e, v + e) if math.isfinite(e) else (v, v) for method in methods
+            for v, e in zip((data.values[method].get(t, float("nan")) for t in data.tasks),
+                            _error_bars(data.errors.get(method, {}).get(t) for t in data.tasks)) if math.isfinite(v)]
+    values = [end for pair in ends for end in pair] + [1.0]
     low, high = min(values), max(values)
     margin = 0.25 * max(high - low, 0.05)
-    axes.set_ylim(low - margin, high + margin)  # room beyond the bars' ends for their values
+    axes.set_ylim(low - margin, high + margin)  # room below the lowest bar's end for the values
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
     axes.set_ylabel(f"{split} score / full fine-tuning's")
-    axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning", fontsize=10)
-    _legend_beside(axes, fontsize=7)
-    if chosen:
-        axes.text(0, -0.25, "configurations:\n" + "\n".join(chosen), transform=axes.transAxes, fontsize=6,
-                  va="top", family="monospace")
+    axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning\n"
+                   f"({_error_note(e for per_task in data.errors.values() for e in per_task.values())})", fontsize=10)
+    legend_beside(axes, fontsize=7)
+    notes = chosen and ["configurations:", *chosen]
+    if data.without_reference:  # a task left out silently would read as one never run
+        notes += ["no full fine-tuning score to relate to (none run, or one at or below 0): "
+                  + ", ".join(data.without_reference)]
+    if notes:
+        axes.text(0, -0.25, "\n".join(notes), transform=axes.transAxes, fontsize=6, va="top", family="monospace")
     return _save(figure, folder, RELATIVE_CHART)
 
 
@@ -172,7 +196,7 @@ def _panel_legends(figure, panels: dict, *, fontsize: float) -> None:
                       ncol=1 if max(map(len, labels)) > 40 else min(len(labels), 2 * columns), frameon=False)
     else:
         for axes in panels.values():
-            _legend_beside(axes, fontsize=fontsize)
+            legend_beside(axes, fontsize=fontsize)
 
 
 # line style and marker of a method's k-th config: 4 x 5 pairs before one repeats (4 and 5 share no factor)
@@ -200,7 +224,7 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
         for curve in shown:
             method = curve.method.partition("[")[0]
             k = [c for c in shown if c.method.partition("[")[0] == method].index(curve)
-            axes.errorbar(curve.lengths, curve.scores, yerr=_spreads(curve.stds), capsize=3,
+            axes.errorbar(curve.lengths, curve.scores, yerr=_error_bars(curve.errors), capsize=3,
                           ls=LINE_STYLES[k % len(LINE_STYLES)], marker=MARKERS[k % len(MARKERS)],
                           color=method_colour(method), label=curve.method)
         axes.set_xscale("log")
@@ -211,7 +235,7 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
         axes.set_xlabel("prompt length (virtual tokens)", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
-    figure.suptitle(f"Score vs prompt length ({_spread_note(s for c in curves for s in c.stds)}{_lr_note(curves)})",
+    figure.suptitle(f"Score vs prompt length ({_error_note(e for c in curves for e in c.errors)}{_lr_note(curves)})",
                     fontsize=10)
     return _save(figure, folder, LENGTH_CHART)
 
@@ -225,20 +249,23 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
         width = 0.8 / len(shown)
         colours = plt.get_cmap("tab20" if len(shown) > 10 else "tab10")
         for k, comparison in enumerate(shown):
-            scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.stds)))
+            scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.errors)))
             xs = [i + k * width for i, init in enumerate(inits) if init in scores]
             bars = axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
-                            yerr=_spreads(scores[i][1] for i in inits if i in scores), capsize=3,
+                            yerr=_error_bars(scores[i][1] for i in inits if i in scores), capsize=3,
                             label=comparison.config, color=colours(k % colours.N))
             # close scores read as numbers, not bar heights; upright, they do not run into their neighbours'
             axes.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90 if len(shown) > 2 else 0, padding=2)
         axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=8)
         top = max(score for c in shown for score in c.scores)
         bottom = min(0.0, *(score for c in shown for score in c.scores))  # Matthews correlation can be below 0
-        axes.set_ylim(bottom * 1.2, top * 1.2 if top > 0 else 1)  # room beyond the bars for their values
+        upper = top * 1.2 if top > 0 else 1  # room beyond the bars for their values
+        if shown[0].metric in METRICS:  # every built-in metric is at most 1: an axis far beyond it misleads
+            upper = min(upper, max(1.0, top + 0.1))
+        axes.set_ylim(bottom * 1.2, upper)
         axes.set_title(f"{task} / {model}", fontsize=10)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
-    spread_note = _spread_note(s for c in comparisons for s in c.stds)
-    figure.suptitle(f"Prompt tuning: initialisation ({spread_note}{_lr_note(comparisons)})", fontsize=10)
+    error_note = _error_note(e for c in comparisons for e in c.errors)
+    figure.suptitle(f"Prompt tuning: initialisation ({error_note}{_lr_note(comparisons)})", fontsize=10)
     return _save(figure, folder, INIT_CHART)
