@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.card import TaskCard, TaskCardError, reads_local_files
-from tasks.notices import first_line, hub_offline_hint
+from tasks.hub import hub_hint, offline_unless_reachable
+from tasks.notices import first_line
 
 Row = dict[str, Any]
 
@@ -117,12 +118,13 @@ def _load_hub(card: TaskCard, split: str) -> list[Row]:
         raise TaskCardError(card.path, "source", f"`hub: {source['hub']}` reads data files: name them with "
                             "`data_files` (paths relative to the card)")
     arguments = {key: source[key] for key in ("data_files", "revision") if key in source}
+    offline_unless_reachable()  # without a network: the cache's answer now, not after a minute of retries
     try:
         with _quiet_progress_bars(datasets):
             dataset = datasets.load_dataset(source["hub"], source.get("name"), split=card.splits[split], **arguments)
     except Exception as err:  # no network, no such dataset or split: datasets raises many kinds
         # datasets' words for a split it lacks; anything else may be the network
-        hint = _carve_hint(split) if "Unknown split" in str(err) else hub_offline_hint()
+        hint = _carve_hint(split) if "Unknown split" in str(err) else hub_hint()
         raise TaskCardError(card.path, "source", f"cannot load split {split!r} of hub dataset {source['hub']!r} "
                             f"({type(err).__name__}: {first_line(err)}){hint}") from None
     return [dict(row) for row in dataset]

@@ -6,8 +6,10 @@ offline), so they load through the same `from_pretrained` path as any user check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 # The tests compare numbers at fp32's tolerances and build tensors on the CPU: on a machine with a GPU
@@ -159,3 +161,43 @@ def tiny_tasks(tmp_path_factory) -> Path:
         "template: 'Dialogue: {dialogue} Summary:'\ntarget_field: summary\n"
         "metrics: [rougeL, rouge1]\nmax_input_tokens: 48\nmax_new_tokens: 6\n")
     return root
+
+
+@pytest.fixture(autouse=True)
+def hub_probed_afresh(monkeypatch):
+    """Each test finds out afresh whether the hub can be reached: the offline mode a probe switches on
+    (tasks.hub) is undone after it."""
+    import huggingface_hub.constants
+
+    from tasks import hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
+    if (datasets_config := sys.modules.get("datasets.config")) is not None:
+        monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", datasets_config.HF_HUB_OFFLINE)
+    hub.offline_unless_reachable.cache_clear()
+    yield
+    hub.offline_unless_reachable.cache_clear()
+
+
+@pytest.fixture
+def hub_host(monkeypatch):
+    """Sets whether the hub's host takes a connection (`hub_host(reachable)`), with no offline
+    setting or proxy in the environment; the connections tried are listed in `hub_host.tried`."""
+    from tasks import hub
+
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXY_VARIABLES):
+        monkeypatch.delenv(variable, raising=False)
+    tried = []
+
+    def set_reachable(reachable: bool) -> None:
+        def connect(address, timeout=None):
+            tried.append(address)
+            if not reachable:
+                raise ConnectionRefusedError(f"{address} refused")
+            return contextlib.nullcontext()
+
+        monkeypatch.setattr(hub.socket, "create_connection", connect)
+        hub.offline_unless_reachable.cache_clear()
+
+    set_reachable.tried = tried
+    return set_reachable

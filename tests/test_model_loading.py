@@ -4,6 +4,7 @@ loads, loads the same every time."""
 from __future__ import annotations
 
 import shutil
+import time
 import warnings
 
 import pytest
@@ -180,3 +181,30 @@ def test_a_hub_model_s_commit_is_read_from_the_cache_snapshot(tmp_path, monkeypa
     assert hub_commit("org/tiny") == commit
     assert hub_commit(tiny_models["gpt2"][0]) is None  # a folder is its own version
     assert hub_commit("org/not-cached") is None
+
+
+def test_a_hub_id_without_a_network_fails_at_once_naming_why(hub_host, monkeypatch):
+    import huggingface_hub.constants
+
+    hub_host(reachable=False)
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable, match=r"unknown model 'someone/no-such-model': .*huggingface.co cannot be "
+                                               r"reached from here, so only the local cache was looked in"):
+        resolve_model("someone/no-such-model")
+    # the hub client's retries (tens of seconds) are skipped: it is offline, and its cache answers
+    assert time.monotonic() - started < 10 and huggingface_hub.constants.HF_HUB_OFFLINE
+    assert len(hub_host.tried) == 1
+
+
+def test_the_hub_is_not_probed_behind_a_proxy_or_where_it_answers(hub_host, monkeypatch):
+    import huggingface_hub.constants
+
+    from tasks.hub import offline_unless_reachable
+
+    hub_host(reachable=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # a direct connection says nothing there
+    assert offline_unless_reachable() is False and hub_host.tried == []
+    monkeypatch.delenv("HTTPS_PROXY")
+    hub_host(reachable=True)
+    assert offline_unless_reachable() is False and not huggingface_hub.constants.HF_HUB_OFFLINE
+    assert hub_host.tried == [("huggingface.co", 443)]

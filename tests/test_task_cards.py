@@ -463,14 +463,14 @@ def test_a_hub_repo_gets_its_revision_and_data_files_as_written(tmp_path, monkey
     assert calls == [(("someone/data", "hard"), {"split": "train", "data_files": "data/*.parquet", "revision": "v2"})]
 
 
-def test_a_hub_dataset_that_cannot_be_reached_says_how_to_fail_at_once(tmp_path, monkeypatch):
+def test_a_hub_dataset_that_cannot_be_reached_says_how_to_fail_at_once(tmp_path, monkeypatch, hub_host):
     import datasets
 
     def unreachable(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'someone/data' on the Hub")
 
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub_host(reachable=True)  # the host answers, the download does not
     path = write_card(tmp_path, source="{hub: someone/data}")
     with pytest.raises(TaskCardError, match=r"ConnectionError: Couldn't reach .*; without a network, HF_HUB_OFFLINE=1"):
         load_task(str(path)).rows("train")
@@ -478,6 +478,24 @@ def test_a_hub_dataset_that_cannot_be_reached_says_how_to_fail_at_once(tmp_path,
     with pytest.raises(TaskCardError) as err:
         load_task(str(path)).rows("train")
     assert "HF_HUB_OFFLINE" not in str(err.value)
+
+
+def test_a_hub_dataset_without_a_network_is_looked_for_in_the_cache_alone(tmp_path, monkeypatch, hub_host):
+    import datasets
+    import huggingface_hub.constants
+
+    offline_when_loaded = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: offline_when_loaded.append(
+        (huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)) or [{"t": 1}])
+    hub_host(reachable=False)
+    path = write_card(tmp_path, source="{hub: someone/data}")
+    assert load_task(str(path)).rows("train") == [{"t": 1}]  # a cached dataset loads
+    assert offline_when_loaded == [(True, True)] and len(hub_host.tried) == 1  # probed once: no retries after it
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: (_ for _ in ()).throw(
+        ConnectionError("Couldn't find 'someone/data' on the Hub")))
+    with pytest.raises(TaskCardError, match="huggingface.co cannot be reached from here, so only the local cache "
+                                            "was looked in"):
+        load_task(str(path)).rows("test")
 
 
 def test_a_hub_dataset_without_validation_suggests_carving_it_from_train(tmp_path, hub_cache):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from bench.models import gguf_cache
 from bench.models.errors import ModelError, ModelUnavailable  # noqa: F401 - re-exported
-from tasks.notices import first_line, hub_offline_hint
+from tasks.hub import hub_hint, offline_unless_reachable
+from tasks.notices import first_line
 
 KINDS = ("encoder", "causal", "seq2seq")
 
@@ -203,6 +204,8 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
                                                       "directly)" if Path(name).expanduser().exists() else
                                                       "no such folder"))
     source = folder or name
+    if folder is None:
+        offline_unless_reachable()  # without a network: the cache's answer now, not after a minute of retries
     from transformers import AutoConfig
 
     try:
@@ -215,7 +218,7 @@ def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
                                    f"here ({why})") from None
         raise ModelUnavailable(
             f"unknown model {name!r}: not a registered name ({', '.join(MODELS)}), a local checkpoint folder, "
-            f"or a hub id reachable from here ({why}{hub_offline_hint()})"
+            f"or a hub id reachable from here ({why}{hub_hint()})"
         ) from None
     kind = kind or _detect_kind(config)
     _check_has_class(name, config, kind)
