@@ -108,6 +108,9 @@ class ResultRow:
     # learned nothing), where the records say
     commonest_class: float | None = None
     card_path: str = ""  # the card's file as the run read it (`card` names it across machines)
+    # each scored example's share of the primary metric, its mean over seeds (see RunRecord.per_example);
+    # None where a record lacks it
+    per_example: tuple[float, ...] | None = None
 
     @property
     def score_error(self) -> float | None:
@@ -129,6 +132,14 @@ def _cost_std(values: list[float]) -> float | None:
     """A measured cost's std over seeds: none for one seed, nor where a seed's record lacks the cost
     (nan: the spread of the others would pass for all of them)."""
     return statistics.stdev(values) if len(values) > 1 and all(map(math.isfinite, values)) else None
+
+
+def _per_example_mean(group: list[RunRecord], split: str, examples: int | None) -> tuple[float, ...] | None:
+    """Each example's score, its mean over the seeds; None unless every seed's record holds all of them."""
+    each = [(record.get("per_example") or {}).get(split) for record in group]
+    if not examples or any(values is None or len(values) != examples for values in each):
+        return None
+    return tuple(statistics.fmean(scores) for scores in zip(*each))
 
 
 def _mean_or_none(values: list[float]) -> float | None:
@@ -225,6 +236,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         commonest_class=next((value for r in group if (value := (r.get("commonest_class") or {}).get(split))
                               is not None), None),
         card_path=group[0]["task"].get("card") or "",
+        per_example=_per_example_mean(group, split, examples),
     )
 
 

@@ -39,9 +39,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int) -> dict[str, float]:
-    """`task`'s metrics of `tuned`'s answers to `examples`, with `n`, the number of examples scored."""
+def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int, *,
+             each: list[float] | None = None) -> dict[str, float]:
+    """`task`'s metrics of `tuned`'s answers to `examples`, with `n`, the number of examples scored;
+    `each` is given each example's share of the primary metric, where it has one (see
+    Task.primary_per_example)."""
     predictions = tuned.predict(examples, batch_size=batch_size)
+    if each is not None:
+        each[:] = task.primary_per_example(predictions, examples) or []
     return {**task.score(predictions, examples), "n": len(examples)}
 
 
@@ -170,8 +175,10 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     tuned = TunedModel(model, base, task.card)
     zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None
 
+    monitored_each: list[float] = []  # the last monitoring's, which may stand for the final validation's
+
     def evaluate_during_training(step: int) -> dict[str, float]:
-        scores = score(tuned, monitor)
+        scores = evaluate(tuned, task, monitor, config.eval_batch_size, each=monitored_each)
         if on_eval is not None:
             on_eval(step, scores[task.card.primary_metric], scores["n"])
         return scores
@@ -180,10 +187,11 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     memory_reset = reset_peak_memory(base.device)  # peak memory is training's, its evaluations included
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
     peak = peak_memory(base.device, reset=memory_reset)
-    scores = {}
+    scores, each = {}, {}
     for split, examples in evaluation.items():
         already = _scored_already(result, config.steps, examples, monitor) if split == "validation" else None
-        scores[split] = already or score(tuned, examples)
+        each[split] = list(monitored_each) if already else []
+        scores[split] = already or evaluate(tuned, task, examples, config.eval_batch_size, each=each[split])
     record_path = spec.record_path()
     artifact_path, artifact_bytes = _save_artifact(model, method, record_path.parent)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
@@ -191,14 +199,14 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
                  recomputed=config.gradient_checkpointing)
     record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, zero_shot=zero_shot,
                      base_scores=base_scores, result=result, cost=cost, artifact_path=artifact_path,
-                     started_at=started_at, commonest_class=commonest_class)
+                     started_at=started_at, commonest_class=commonest_class, each=each)
     write_record(record, record_path)
     return record
 
 
 def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float, scores: dict,
             zero_shot: dict | None, base_scores: dict | None, result, cost: Cost, artifact_path: Path | None,
-            started_at: str, commonest_class: dict | None) -> RunRecord:
+            started_at: str, commonest_class: dict | None, each: dict[str, list[float]]) -> RunRecord:
     """What a finished run keeps: what ran, on what, its scores before and after, its curves and costs."""
     primary = task.card.primary_metric
     return {
@@ -220,6 +228,9 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
                   "train_size": task.training_size(spec.train.train_size)},
         "seed": spec.train.seed,
         "scores": scores,
+        # each example's share of the primary metric, in the order scored (a split's first n of a fixed
+        # order: the same examples, in the same order, for every run of this n): paired comparisons
+        "per_example": {split: [round(value, 6) for value in values] for split, values in each.items() if values},
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
         "commonest_class": commonest_class,  # the score of answering every example with the commonest class

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
@@ -35,18 +36,32 @@ class Verdict(NamedTuple):
     lora: ResultRow | None
 
     @property
+    def paired(self) -> bool:
+        """Whether both runs kept each example's score (records from before did not): the gap's error
+        then comes from the per-example differences, the test both runs scoring the same examples allows."""
+        return (self.full_ft is not None and None not in (self.prompt.per_example, self.full_ft.per_example)
+                and len(self.prompt.per_example) == len(self.full_ft.per_example) > 1)
+
+    @property
     def gap_in_se(self) -> float | None:
-        """The score gap over its standard error, where both scores have one: the examples' error of
-        each score, plus the spread of its mean over seeds where it has several. Two cautions: both
-        runs scored the same examples, so this unpaired error overstates the gap's own (a gap within
-        noise here may not be); and a single seed's training spread is not in it (a gap beyond noise
-        may be one seed's luck)."""
+        """The score gap over its standard error. Paired where both runs kept each example's score: the
+        error of the mean per-example difference (examples both get right or both get wrong say nothing
+        of the gap); else from each score's own error, which overstates the gap's. Either way it adds
+        the spread of each mean over seeds where there are several; a single seed's training spread is
+        not in it (a gap beyond noise may be one seed's luck). None where no error is known, or where
+        it is 0 (the two answered every example alike)."""
         if self.full_ft is None:
             return None
-        errors = [row.score_error for row in (self.prompt, self.full_ft)]
-        if None in errors or not any(errors):
-            return None
-        return (self.prompt.score - self.full_ft.score) / math.hypot(*errors)
+        seeds = sum(row.score_std ** 2 / row.seeds for row in (self.prompt, self.full_ft) if row.score_std is not None)
+        if self.paired:
+            differences = [a - b for a, b in zip(self.prompt.per_example, self.full_ft.per_example)]
+            error = math.sqrt(statistics.variance(differences) / len(differences) + seeds)
+        else:
+            errors = [row.score_error for row in (self.prompt, self.full_ft)]
+            if None in errors:
+                return None
+            error = math.hypot(*errors)
+        return (self.prompt.score - self.full_ft.score) / error if error > 0 else None
 
     def cost_ratio(self, cost: str) -> float | None:
         """The prompt config's cost over full fine-tuning's, where both records measured it."""
@@ -106,8 +121,10 @@ def _gap(verdict: Verdict) -> str:
     counted = ("; one seed each, so not training's own spread" if not several
                else f" and {several[0]}'s spread over seeds; one seed of {single[0]}" if single
                else " and the spread over seeds")
+    examples = (f"the {len(verdict.prompt.per_example)} examples' differences, paired" if verdict.paired
+                else "each score's examples, unpaired (records without each example's score)")
     return (f"; a gap of {abs(gap):.1f} standard errors of the difference, {said} "
-            f"(the error counts the examples{counted})")
+            f"(the error counts {examples}{counted})")
 
 
 def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:

@@ -36,16 +36,25 @@ def _token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _best_over_golds(score: Callable[[str, str], float]) -> Callable[[Sequence[str], Sequence[Sequence[str]]], float]:
-    def metric(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-        per_example = [max(score(p, g) for g in golds) for p, golds in zip(predictions, references)]
-        return sum(per_example) / len(per_example)
+def _best_over_golds(score: Callable[[str, str], float]) -> Callable[[Sequence[str], Sequence[Sequence[str]]], list]:
+    """Each example's best score against any of its gold answers."""
+    def per_example(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
+        return [max(score(p, g) for g in golds) for p, golds in zip(predictions, references)]
+
+    return per_example
+
+
+def _mean_of(per_example: Callable[[Sequence, Sequence], list[float]]) -> Callable[[Sequence, Sequence], float]:
+    def metric(predictions: Sequence, references: Sequence) -> float:
+        values = per_example(predictions, references)
+        return sum(values) / len(values)
 
     return metric
 
 
-squad_exact_match = _best_over_golds(lambda p, g: float(normalize_answer(p) == normalize_answer(g)))
-squad_f1 = _best_over_golds(_token_f1)
+squad_exact_match_each = _best_over_golds(lambda p, g: float(normalize_answer(p) == normalize_answer(g)))
+squad_f1_each = _best_over_golds(_token_f1)
+squad_exact_match, squad_f1 = _mean_of(squad_exact_match_each), _mean_of(squad_f1_each)
 
 # ---- ROUGE (rouge-score package, the reference implementation) --------------------------------
 
@@ -73,20 +82,18 @@ def _rouge_tokenizer():
     return UnicodeWords()
 
 
-def _rouge(kind: str) -> Callable[[Sequence[str], Sequence[Sequence[str]]], float]:
-    def metric(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+def _rouge_each(kind: str) -> Callable[[Sequence[str], Sequence[Sequence[str]]], list[float]]:
+    """Each example's ROUGE F-measure, the best against any of its references."""
+    def per_example(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[float]:
         from rouge_score import rouge_scorer
 
         scorer = rouge_scorer.RougeScorer([kind], tokenizer=_rouge_tokenizer())
         # rougeLsum splits summaries into sentences at newlines.
         fix = (lambda s: "\n".join(re.split(r"(?<=[.!?])\s+", s.strip()))) if kind == "rougeLsum" else str
-        best = [
-            max(scorer.score(fix(g), fix(p))[kind].fmeasure for g in golds)
-            for p, golds in zip(predictions, references)
-        ]
-        return sum(best) / len(best)
+        return [max(scorer.score(fix(g), fix(p))[kind].fmeasure for g in golds)
+                for p, golds in zip(predictions, references)]
 
-    return metric
+    return per_example
 
 
 # ---- registry ---------------------------------------------------------------------------------
@@ -107,18 +114,22 @@ CLASSIFICATION_METRICS: dict[str, Callable[[Sequence[int], Sequence[int]], float
     "macro_f1": _sklearn("f1_score", average="macro"),
     "mcc": _sklearn("matthews_corrcoef"),
 }
+# metrics that are the mean of a score in [0, 1] each example gets: that score, per example
+PER_EXAMPLE: dict[str, Callable[[Sequence, Sequence], list[float]]] = {
+    "accuracy": lambda predictions, golds: [float(p == g) for p, g in zip(predictions, golds)],
+    "exact_match": squad_exact_match_each,
+    "f1": squad_f1_each,
+    **{kind: _rouge_each(kind) for kind in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
+}
 GENERATION_METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]], float]] = {
     "exact_match": squad_exact_match,
     "f1": squad_f1,
-    "rouge1": _rouge("rouge1"),
-    "rouge2": _rouge("rouge2"),
-    "rougeL": _rouge("rougeL"),
-    "rougeLsum": _rouge("rougeLsum"),
+    **{kind: _mean_of(PER_EXAMPLE[kind]) for kind in ("rouge1", "rouge2", "rougeL", "rougeLsum")},
 }
 METRICS = {**CLASSIFICATION_METRICS, **GENERATION_METRICS}
 # scores that are a mean of a per-example score in [0, 1], whose standard error follows from the
 # number of examples; of a 0/1 outcome per example (PROPORTION_METRICS), exactly the binomial one
-PER_EXAMPLE_MEANS = ("accuracy", "exact_match", "f1", "rouge1", "rouge2", "rougeL", "rougeLsum")
+PER_EXAMPLE_MEANS = tuple(PER_EXAMPLE)
 PROPORTION_METRICS = ("accuracy", "exact_match")
 EVALUATE_PREFIX = "evaluate:"  # a metric of the `evaluate` library, loaded from the hub or a local folder
 

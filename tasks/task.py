@@ -9,7 +9,8 @@ from typing import Any
 
 from tasks.card import SPLITS, TaskCard, TaskCardError
 from tasks.data import Row, load_rows, row_location
-from tasks.metrics import EVALUATE_PREFIX, MetricResultError, compute_metrics, load_library_metrics
+from tasks.metrics import (EVALUATE_PREFIX, PER_EXAMPLE, MetricResultError, compute_metrics,
+                           load_library_metrics)
 from tasks.notices import UserNotice, first_line
 from tasks.template import NullFieldError, fill_template
 
@@ -174,12 +175,19 @@ class Task:
         rng.shuffle(chosen)
         return chosen
 
+    def _references(self, examples: list[Example]) -> list:
+        return [ex.label if self.card.is_classification else ex.references for ex in examples]
+
     def score(self, predictions: list, examples: list[Example]) -> dict[str, float]:
-        if self.card.is_classification:
-            references = [ex.label for ex in examples]
-        else:
-            references = [ex.references for ex in examples]
-        return compute_metrics(self.card.metrics, predictions, references, folder=self.card.metrics_folder)
+        return compute_metrics(self.card.metrics, predictions, self._references(examples),
+                               folder=self.card.metrics_folder)
+
+    def primary_per_example(self, predictions: list, examples: list[Example]) -> list[float] | None:
+        """Each example's share of the primary metric, where it is a mean over examples (accuracy,
+        F1, ROUGE...): two runs scored on the same examples compare example by example. None for a
+        metric of the whole set (macro-F1, Matthews correlation, a library's)."""
+        each = PER_EXAMPLE.get(self.card.primary_metric)
+        return each(predictions, self._references(examples)) if each else None
 
 
 def load_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> Task:

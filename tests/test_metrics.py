@@ -64,3 +64,20 @@ def test_standard_error_by_hand():
     # Agresti-Coull: two successes and two failures added, (10 + 2) / 14 = 6/7 on 14 examples
     assert standard_error(1.0, 10, adjusted=True) == pytest.approx((6 / 7 * 1 / 7 / 14) ** 0.5)
     assert standard_error(1.7, 100) == 0 and standard_error(-0.2, 100) == 0  # another scale: its nearest bound
+
+
+@pytest.mark.parametrize("name, predictions, references", [
+    ("accuracy", [0, 1, 1, 0], [0, 1, 0, 0]),
+    ("exact_match", ["the Denver Broncos", "Broncos!", "x"], [["Broncos", "Denver Broncos"], ["Denver Broncos"], ["x"]]),
+    ("f1", ["Denver Broncos team", "nothing alike"], [["Broncos", "the Denver Broncos"], ["Broncos"]]),
+    ("rougeLsum", ["the cat sat. It ran.", "a dog"], [["the cat ran. It sat."], ["the dog", "a dog barked"]]),
+])
+def test_each_example_s_score_is_what_the_metric_averages(name, predictions, references):
+    from tasks.metrics import PER_EXAMPLE, PER_EXAMPLE_MEANS
+
+    each = PER_EXAMPLE[name](predictions, references)
+    assert len(each) == len(predictions) and all(0 <= value <= 1 for value in each)
+    assert sum(each) / len(each) == pytest.approx(METRICS[name](predictions, references))
+    assert name in PER_EXAMPLE_MEANS
+    if name == "accuracy":
+        assert each == [1.0, 1.0, 0.0, 1.0]

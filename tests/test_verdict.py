@@ -1,6 +1,8 @@
 """The suite's short answer: the prompt config chosen on validation, measured against full fine-tuning."""
 
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -45,11 +47,41 @@ def test_the_prompt_config_is_chosen_on_validation_and_its_costs_are_over_full_f
     text = verdict_text(verdict, split="test")
     assert text.startswith("sst2, m: the best prompt config on validation, `p_tuning[encoder=mlp,lr=0.001]`, "
                            "scores 0.760 on test against full fine-tuning's 0.800 (0.950×); a gap of 1.0 standard "
-                           "errors of the difference, not told apart on these examples (the error counts the "
-                           "examples; one seed each, so not training's own spread).")
+                           "errors of the difference, not told apart on these examples (the error counts each "
+                           "score's examples, unpaired (records without each example's score); one seed each, so "
+                           "not training's own spread).")
     assert "0.50× the training time, 0.50× the training FLOPs, 0.50× the peak memory" in text
     assert "a 4 KiB artifact against 1,024 KiB" in text and "1.10× the base model's inference latency" in text
     assert "LoRA's best scores 0.790 (0.988×)" in text
+
+
+def with_each(record, split_scores):
+    """`record` keeping each example's score on test (its test score their mean)."""
+    record["per_example"] = {"test": split_scores}
+    record["scores"]["test"].update(accuracy=sum(split_scores) / len(split_scores), n=len(split_scores))
+    return record
+
+
+def test_runs_that_kept_each_example_s_score_are_compared_example_by_example():
+    # 200 examples: both right on 140, both wrong on 40, the prompt alone right on 8, full FT alone on 12
+    prompt_each = [1.0] * 140 + [0.0] * 40 + [1.0] * 8 + [0.0] * 12
+    full_each = [1.0] * 140 + [0.0] * 40 + [0.0] * 8 + [1.0] * 12
+    records = suite_records()
+    with_each(records[0], full_each)
+    with_each(records[3], prompt_each)
+    [verdict] = verdicts(aggregate(records))
+    assert verdict.paired and verdict.prompt.per_example == tuple(prompt_each)
+    differences = [a - b for a, b in zip(prompt_each, full_each)]
+    paired_error = (statistics.variance(differences) / 200) ** 0.5
+    assert verdict.gap_in_se == pytest.approx((0.74 - 0.76) / paired_error)
+    # the examples both runs answered alike say nothing of the gap: the paired error is the smaller
+    unpaired = verdict.prompt.score_error, verdict.full_ft.score_error
+    assert paired_error < 0.6 * math.hypot(*unpaired)  # 0.022 against 0.043
+    assert "(the error counts the 200 examples' differences, paired; one seed each" in verdict_text(verdict,
+                                                                                                  split="test")
+    # a run scored on other examples than its reference does not pair up with it
+    records[3]["per_example"]["test"] = prompt_each[:199]
+    assert not verdicts(aggregate(records))[0].paired
 
 
 def test_a_gap_beyond_the_examples_noise_is_called_so():
