@@ -3,6 +3,7 @@ of a config in tables, plots, logs and a search's summary."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import zlib
@@ -40,6 +41,25 @@ def without_effect(record: RunRecord) -> list[str]:
     if listed is not None or not isinstance(method, str):  # a hand-edited record: hide nothing
         return []
     return settings_without_effect_in(method, record["method"]["settings"])
+
+
+def settings_as_run(method: str, settings: dict) -> dict:
+    """`settings` with the method's defaults for those not given, as a run's record keeps them (and
+    tables label it); as given where the method refuses them or is not registered here."""
+    try:
+        return json.loads(_as_run(method, json.dumps(settings, sort_keys=True)))
+    except TypeError:
+        return settings
+
+
+@functools.cache
+def _as_run(method: str, settings: str) -> str:
+    from bench.methods import MethodError, get_method
+
+    try:
+        return json.dumps(dataclasses.asdict(get_method(method).settings(**json.loads(settings))))
+    except (MethodError, TypeError, ValueError):
+        return settings
 
 
 def settings_without_effect_in(method: str, settings: dict) -> list[str]:

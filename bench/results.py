@@ -288,7 +288,7 @@ def best_full_ft(rows: Iterable[ResultRow]) -> ResultRow | None:
     return max((row for row in rows if row.method == "full_ft"), key=lambda row: row.validation, default=None)
 
 
-def full_ft_references(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
+def full_ft_of_groups(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
     """The full fine-tuning row each comparable group (by comparable_key) is measured against."""
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for row in rows:
@@ -297,7 +297,7 @@ def full_ft_references(rows: list[ResultRow]) -> dict[tuple, ResultRow]:
 
 
 def _relate_to_full_ft(rows: list[ResultRow]) -> None:
-    references = full_ft_references(rows)
+    references = full_ft_of_groups(rows)
     for row in rows:
         reference = references.get(comparable_key(row))
         # a ratio to a baseline at or below zero (e.g. Matthews correlation) has no meaning

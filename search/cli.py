@@ -131,9 +131,10 @@ def run(args) -> int:
         definition["gradient_checkpointing"] = args.gradient_checkpointing
     claim_study(study, definition, directions=directions)
     _refuse_clashes(study, space)
-    _note_space_change(study, space)
-    if not study.trials:
-        enqueue_known_good(study, space, classification=not without_classes)
+    with optuna_warnings_only():  # its "Trial with params ... already exists. Skipping enqueue."
+        _note_space_change(study, space)
+        if not study.trials:
+            enqueue_known_good(study, space, classification=not without_classes)
     references = _references(study, args, tasks, definition["cards"]) if len(tasks) > 1 else {}
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
@@ -251,10 +252,15 @@ def _checked_flags(args) -> argparse.Namespace:
 
 def _export(study: optuna.Study, folder: Path, args, train) -> None:
     from search.export import write_best, write_trials_table
+    from search.objective import remove_failed_trials_leftovers
     from search.plots import write_plots
     from search.summary import summary
+    from search.workers import numbered
 
     print(summary(study))
+    if removed := remove_failed_trials_leftovers(study, folder):
+        print(f"removed what failed {numbered('trial', removed)} left in {folder / 'trials'} (an adapter without a "
+              "record, from a process killed mid-run): nothing reads it")
     if any(t.state != optuna.trial.TrialState.WAITING for t in study.trials):
         print(f"trials: {write_trials_table(study, folder)}")
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import socket
 import statistics
 from dataclasses import dataclass
@@ -93,6 +94,24 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
+def trial_folder(results_dir: Path, number: int) -> Path:
+    """Where trial `number` keeps its run records and adapters."""
+    return results_dir / "trials" / f"trial_{number:04d}"
+
+
+def remove_failed_trials_leftovers(study: optuna.Study, results_dir: Path) -> list[int]:
+    """Remove what failed trials left in their folders on this machine: a trial killed mid-run keeps
+    an adapter without a record, which nothing reads and tables would name as an unfinished run
+    (a failed trial is never resumed: its config runs again as a new trial). Their numbers."""
+    removed = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        folder = trial_folder(results_dir, trial.number)
+        if folder.is_dir() and not any(folder.rglob("record.json")):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(trial.number)
+    return removed
+
+
 @dataclass
 class Objective:
     space: SearchSpace
@@ -110,7 +129,7 @@ class Objective:
     def _spec(self, task: str, method: str, settings: dict, train: dict, trial: optuna.Trial) -> RunSpec:
         return RunSpec(task=task, model=self.model, method=method, method_settings=settings,
                        train=dataclasses.replace(self.train, **train), tasks_dirs=self.tasks_dirs,
-                       results_dir=self.results_dir / "trials" / f"trial_{trial.number:04d}",
+                       results_dir=trial_folder(self.results_dir, trial.number),
                        progress=False, eval_splits=("validation",))
 
     def _relative(self, task: str, score: float) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -279,8 +280,14 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
     for param in shared:
         if not any(p.shared and p.name == param.name for m in methods for p in params[m]):
             overriding = [m for m in methods if any(p.name == param.name for p in params[m])]
-            why = (f"every method ({', '.join(overriding)}) gives its own under per_method" if overriding
-                   else f"applies to none of {', '.join(methods)}")
+            if overriding:
+                why = f"every method ({', '.join(overriding)}) gives its own under per_method"
+            else:  # a misspelling, most often: what the methods take, and the nearest of it
+                known = sorted(set(TRAIN_KEYS).union(*(get_method(m).settings_cls.__dataclass_fields__
+                                                       for m in methods)))
+                near = difflib.get_close_matches(param.name, known, n=1)
+                why = (f"no setting of {', '.join(methods)} has this name" + (f": did you mean {near[0]!r}?" if near
+                                                                              else "") + f" (known: {', '.join(known)})")
             raise SpaceError(f"{path} shared: parameter {param.name!r} is never used: {why}")
     if extras := sorted(set(per_method) - set(methods)):
         raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`")

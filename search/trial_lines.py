@@ -6,20 +6,22 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from bench.config_labels import method_label, settings_without_effect_in, shown_settings
+from bench.config_labels import method_label, settings_as_run, settings_without_effect_in, shown_settings
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR
 from search.study import PRUNED_REASON_ATTR, score_label
 from search.winner import best_trial, objective_names
 
 
 def config_text(trial: optuna.trial.FrozenTrial) -> str:
-    """A trial's config as tables spell it (`p_tuning[encoder=mlp,...,lr=0.01]`); its raw parameters
-    where it never sampled one."""
+    """A trial's config as tables label its run (`p_tuning[encoder=mlp,...,lr=0.01]`), with any other
+    training setting it sampled; its raw parameters where it never sampled one."""
     config = trial.user_attrs.get(CONFIG_ATTR)
     if not config or not {"method", "settings", "train"} <= set(config):
         return str(config or trial.params)
-    settings = shown_settings(config["settings"], settings_without_effect_in(config["method"], config["settings"]))
-    return method_label(config["method"], settings + sorted(config["train"].items()))
+    # every setting, defaults too, as the tables label the trial's run
+    settings = settings_as_run(config["method"], config["settings"])
+    shown = shown_settings(settings, settings_without_effect_in(config["method"], settings))
+    return method_label(config["method"], shown + sorted(config["train"].items()))
 
 
 class TrialLines:

@@ -151,8 +151,9 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     in the worker processes."""
     deadline = time.monotonic() + timeout if timeout else None
     # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say);
-    # a trial that found its slot or starting point taken ran nothing, and the summary counts it
-    quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, silent=(BudgetReached, StartingPointTaken))
+    # a trial that found its slot or starting point taken ran nothing, and the summary counts it; one
+    # interrupted is named by the command's own line and the summary
+    quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, silent=(BudgetReached, StartingPointTaken, KeyboardInterrupt))
     failures = _StopOnRepeatedFailures()
     callbacks = [failures, TrialLines(worker)]
     callbacks += [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []

@@ -99,7 +99,7 @@ def test_each_trial_prints_its_own_line_as_it_ends_and_optuna_only_its_warnings(
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("trial ")]
     assert len(lines) == 4
     assert lines[0].startswith("trial 0 complete: validation score 0.2500 (the best so far) in ")
-    assert lines[0].endswith(": prompt_tuning[num_virtual_tokens=20,lr=0.01]")
+    assert lines[0].endswith(": prompt_tuning[init=sampled_vocab,num_virtual_tokens=20,lr=0.01]")  # as tables label it
     assert lines[1].startswith("trial 1 pruned at step 20 of sst2 (validation 0.5000) in ")
     assert lines[2].startswith("trial 2 pruned: training diverged at step 3: loss is nan in ")
     assert lines[3].startswith("trial 3 complete: validation score 1.0000 (the best so far)")
@@ -127,7 +127,7 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     write_plots(study, tmp_path)
     axes = dict(saved)["pareto_front.png"]
     assert axes.get_xscale() == "log" and axes.get_xlabel() == "trainable parameters"  # the cost, as suites draw it
-    front = next(line for line in axes.get_lines() if line.get_label() == "Pareto front")
+    front = next(line for line in axes.get_lines() if line.get_label().startswith("Pareto front"))
     assert list(front.get_xdata()) == [1e3, 2e4, 1.3e6]  # every trial is on this front: each costs more for more
     assert matplotlib.rcParams["axes.facecolor"] == style["axes.facecolor"]  # Optuna's ggplot stays in its charts
 
@@ -560,17 +560,18 @@ def test_a_study_without_a_completed_trial_says_why_there_is_no_best(tmp_path):
 
 
 def test_the_summary_labels_the_best_config_as_the_results_table_does():
-    """A prefix's encoder size does nothing without its projection: tables leave it out, and so does
-    the search's summary (a space may sample it for both)."""
+    """The summary names a trial's config as the table names its run: with the settings the trial left
+    at their defaults (a prefix without projection starts from real tokens' activations), and without
+    those that do nothing (its encoder size, which a space may sample for both)."""
     study = optuna.create_study(direction="maximize")
     for projection, value in ((False, 0.7), (True, 0.6)):
         config = {"method": "prefix_tuning", "train": {"lr": 0.01},
                   "settings": {"num_virtual_tokens": 8, "prefix_projection": projection, "encoder_hidden_size": 64}}
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"config": config}))
-    assert "best: trial 0 (score 0.7000): prefix_tuning[num_virtual_tokens=8,prefix_projection=False,lr=0.01]" in (
-        summary(study))
+    assert ("best: trial 0 (score 0.7000): prefix_tuning[init=real_tokens,num_virtual_tokens=8,prefix_projection=False,"
+            "lr=0.01]") in summary(study)
     study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"config": config}))  # with its projection
-    assert "prefix_tuning[encoder_hidden_size=64,num_virtual_tokens=8,prefix_projection=True,lr=0.01]" in (
+    assert "prefix_tuning[encoder_hidden_size=64,init=random,num_virtual_tokens=8,prefix_projection=True,lr=0.01]" in (
         summary(study))
 
 
@@ -601,3 +602,24 @@ def test_an_integer_parameter_only_some_trials_have_stays_an_integer_in_the_tabl
                            ("params_p_tuning.num_virtual_tokens", ["", "", "8"]),
                            ("user_attrs_repeat_of", ["", "", "0"])):
         assert [line.split(",")[header.index(name)] for line in table[1:]] == expected, name
+
+
+def test_what_a_killed_trial_left_is_removed_and_finished_trials_kept(tmp_path):
+    from bench.record_folder import unfinished_runs
+    from search.objective import remove_failed_trials_leftovers, trial_folder
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))  # killed after saving its adapter
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))  # failed on its second task
+    for number, files in ((0, ["run/adapter/adapter_model.safetensors"]), (1, ["run/record.json", "run/adapter/a"]),
+                          (2, ["first/record.json", "second/adapter/a"])):
+        for name in files:
+            path = trial_folder(tmp_path, number) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+    assert len(unfinished_runs(tmp_path)) == 2  # what tables would name as runs to rerun
+    assert remove_failed_trials_leftovers(study, tmp_path) == [0]
+    assert not trial_folder(tmp_path, 0).exists()
+    assert (trial_folder(tmp_path, 1) / "run/record.json").exists()  # a finished trial's, and a finished task's
+    assert (trial_folder(tmp_path, 2) / "first/record.json").exists()

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from typing import NamedTuple
 
 from bench.config_labels import init_text, shortened
-from bench.results import (REFERENCE_METHODS, ResultRow, comparable_key, full_ft_references, model_names, natural_key,
+from bench.results import (REFERENCE_METHODS, ResultRow, comparable_key, full_ft_of_groups, model_names, natural_key,
                            task_names)
 
 COST_AXES = {
@@ -138,7 +138,7 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     columns: dict[str, list[ResultRow]] = defaultdict(list)
     for row, task, model in zip(rows, task_names(rows), model_names(rows)):
         columns[f"{task} ({model})"].append(row)
-    references = full_ft_references(rows)
+    references = full_ft_of_groups(rows)
     values: dict[str, dict[str, float]] = defaultdict(dict)
     configs: dict[str, dict[str, str]] = defaultdict(dict)
     errors: dict[str, dict[str, float | None]] = defaultdict(dict)
