@@ -286,8 +286,8 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
                 known = sorted(set(TRAIN_KEYS).union(*(get_method(m).settings_cls.__dataclass_fields__
                                                        for m in methods)))
                 near = difflib.get_close_matches(param.name, known, n=1)
-                why = (f"no setting of {', '.join(methods)} has this name" + (f": did you mean {near[0]!r}?" if near
-                                                                              else "") + f" (known: {', '.join(known)})")
+                guess = f": did you mean {near[0]!r}?" if near else ""
+                why = f"no setting of {', '.join(methods)} has this name{guess} (known: {', '.join(known)})"
             raise SpaceError(f"{path} shared: parameter {param.name!r} is never used: {why}")
     if extras := sorted(set(per_method) - set(methods)):
         raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`")

@@ -68,7 +68,8 @@ def test_standard_error_by_hand():
 
 @pytest.mark.parametrize("name, predictions, references", [
     ("accuracy", [0, 1, 1, 0], [0, 1, 0, 0]),
-    ("exact_match", ["the Denver Broncos", "Broncos!", "x"], [["Broncos", "Denver Broncos"], ["Denver Broncos"], ["x"]]),
+    ("exact_match", ["the Denver Broncos", "Broncos!", "x"],
+     [["Broncos", "Denver Broncos"], ["Denver Broncos"], ["x"]]),
     ("f1", ["Denver Broncos team", "nothing alike"], [["Broncos", "the Denver Broncos"], ["Broncos"]]),
     ("rougeLsum", ["the cat sat. It ran.", "a dog"], [["the cat ran. It sat."], ["the dog", "a dog barked"]]),
 ])
