@@ -434,9 +434,13 @@ def _records(args):
         _refuse_no_records(args, folder, failures, unfinished)
     if unfinished:
         print(_unfinished_note(unfinished), file=sys.stderr)
+    if args.split is None:  # test, unless no run has test scores (a search's trials score validation only)
+        args.split = "test" if any("test" in record["scores"] for record in records) else "validation"
+        if args.split == "validation":
+            print(f"none of the {len(records)} runs has test scores (a search's trials are scored on validation "
+                  "only): showing validation scores, optimistic for configs chosen on them", file=sys.stderr)
     if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
-        raise ValueError(f"none of the {len(records)} runs has {args.split} scores (search trials are scored on "
-                         "validation only: add --split validation)")
+        raise ValueError(f"none of the {len(records)} runs has {args.split} scores")
     warn_mixed_flop_estimates(records)
     return records, failures
 
@@ -527,9 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("folder", nargs="?", type=Path,
                              help="results folder (default: results/, without the reference and search tables "
                              "shipped there)")
-        command.add_argument("--split", default="test", choices=("validation", "test"),
-                             help="the split whose scores the table shows (default test; a search's trials "
-                                  "score validation only)")
+        command.add_argument("--split", choices=("validation", "test"),
+                             help="the split whose scores the table shows (default test, or validation where no "
+                                  "run has test scores: a search's trials score validation only)")
         command.add_argument("--storage", help="read records from a study (a shared suite's or a search's) "
                              "instead of the folder")
         command.add_argument("--study", help="that study's name (suite-<suite name>, or the search's)")

@@ -330,9 +330,15 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert f"\n{len(complete)} runs, 0 failed" in capsys.readouterr().out
     assert (tmp_path / "table" / "results_validation.csv").is_file()
-    # trials have no test scores: the default split is refused, and no test table is written
+    # trials have no test scores: without a --split, the table is of validation, and says so
+    (tmp_path / "table" / "results_validation.csv").unlink()
     assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
-                 "--study", "tiny"]) == 2
+                 "--study", "tiny"]) == 0
+    assert f"none of the {len(complete)} runs has test scores" in capsys.readouterr().err
+    assert (tmp_path / "table" / "results_validation.csv").is_file()
+    # asked for test scores, it refuses, and writes no test table
+    assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
+                 "--study", "tiny", "--split", "test"]) == 2
     assert f"none of the {len(complete)} runs has test scores" in capsys.readouterr().err
     assert not (tmp_path / "table" / "results.csv").exists()
     assert main(["results", "--storage", f"sqlite:///{folder / 'study.db'}", "--study", "nonexistent"]) == 2
