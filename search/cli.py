@@ -266,7 +266,8 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         best = write_best(study, folder, model=args.model, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))
         print(f"best config: {best}")
-        if against := _against_full_ft(study, args):
+        reference = _one_task_reference(study, args)
+        if against := _against_full_ft(study, args, reference):
             print(against)
         test = yaml.safe_load(best.read_text()).get("test")
         if isinstance(test, dict):  # scored once, for the winner; a machine that did not run it says why instead
@@ -275,7 +276,8 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
                 for task, scores in test.items()))
         elif test:
             print(f"test split: {test}")
-        for path in write_plots(study, folder / "plots"):
+        full_ft = reference[1][0] if reference and reference[1] else None
+        for path in write_plots(study, folder / "plots", full_ft=full_ft):
             print(f"plot: {path}")
 
 
@@ -402,23 +404,37 @@ def _full_ft_command(args, task: str) -> str:
                            tasks_dir=list(args.tasks_dir), results=args.results)
 
 
-def _against_full_ft(study: optuna.Study, args) -> str | None:
-    """The winner's validation score against full fine-tuning's, from the bench records, for a search
-    of one task (one of several tasks scores each trial relative to it already)."""
+# a one-task search's task, and its full fine-tuning score and steps from the bench records (None: none)
+TaskReference = tuple[str, tuple[float, int] | None]
+
+
+def _one_task_reference(study: optuna.Study, args) -> TaskReference | None:
+    """For a search of one task: the task, and full fine-tuning's validation score and steps from the
+    bench records (None where there is none); None for several tasks, whose trials are scored relative
+    to it already."""
     from search.objective import full_ft_references
     from search.study import DEFINITION_ATTR
-    from search.winner import best_trial
 
     definition = study.user_attrs.get(DEFINITION_ATTR) or {}
     if len(definition.get("tasks", ())) != 1:
         return None
-    [task], score = definition["tasks"], best_trial(study).values[0]
+    [task] = definition["tasks"]
     found = full_ft_references(args.results, [task], args.model, steps=args.steps, eval_size=args.eval_size,
                                batch_size=args.batch_size, cards=definition.get("cards"))
-    if task not in found:
+    return task, found.get(task)
+
+
+def _against_full_ft(study: optuna.Study, args, reference: TaskReference | None) -> str | None:
+    """The winner's validation score against full fine-tuning's `reference` (see _one_task_reference)."""
+    from search.winner import best_trial
+
+    if reference is None:
+        return None
+    (task, found), score = reference, best_trial(study).values[0]
+    if found is None:
         return (f"no full fine-tuning record of {args.model} on {task} under {args.results} to measure the winner "
                 f"against (`{_full_ft_command(args, task)}` makes one)")
-    reference, steps = found[task]
+    reference, steps = found
     relative = f" is {score / reference:.3f}× full fine-tuning's" if reference > 0 else " against full fine-tuning's"
     return (f"the winner's validation {score:.4f}{relative} {reference:.4f} (its best run under {args.results} by "
             f"validation, mean over seeds, {steps} steps; the trials trained {args.steps})")

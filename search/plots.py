@@ -4,6 +4,7 @@ and the score against prompt length and learning rate."""
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from pathlib import Path
@@ -18,15 +19,18 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
 from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
 from bench.plots.draw import draw_score_cost, legend_beside, method_colour, save_atomic  # noqa: E402
+from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 from search.repeats import CONFIG_ATTR, trained_trials  # noqa: E402
-from search.study import DEFINITION_ATTR, score_label  # noqa: E402
+from search.study import DEFINITION_ATTR, REFERENCES_ATTR, score_label  # noqa: E402
 from search.winner import objective_names  # noqa: E402
 
 
 EQUAL_IMPORTANCES = "Parameter importances will be equal"  # Optuna's warning where every trial ties the best
 
 
-def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
+def write_plots(study: optuna.Study, folder: Path, *, full_ft: float | None = None) -> list[Path]:
+    """Every chart of the study in `folder`; `full_ft`, a one-task search's full fine-tuning validation
+    score (from the bench records), is drawn as a reference line on a two-objective front."""
     from optuna.visualization import matplotlib as optuna_plots
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -34,7 +38,7 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     multi = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if multi:
-        paths += _pareto_chart(study, folder)
+        paths += _pareto_chart(study, folder, full_ft)
     drawings = [] if multi else [("optimization_history", lambda: optuna_plots.plot_optimization_history(study))]
     if len(complete) >= 2 and not multi:
         drawings.append(("param_importances", lambda: optuna_plots.plot_param_importances(study)))
@@ -69,19 +73,27 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
     return paths
 
 
-def _pareto_chart(study: optuna.Study, folder: Path) -> list[Path]:
+def _pareto_chart(study: optuna.Study, folder: Path, full_ft: float | None) -> list[Path]:
     """The completed trials' score against their cost, a colour per method, with the Pareto front
     drawn as the suite's charts draw it (Optuna's own chart draws no front, and calls its points
-    "Best Trial")."""
+    "Best Trial"), and full fine-tuning's score where known (1 where scores are relative to it)."""
     cost = objective_names(study)[1]
+    trials = trained_trials(study)
     points = [Point(str(trial.number), _method_of(trial), trial.values[1] / COST_UNITS.get(cost, 1),
-                    trial.values[0], None) for trial in trained_trials(study)]
+                    trial.values[0], None) for trial in trials]
     if not points:
         return []
     definition = study.user_attrs.get(DEFINITION_ATTR, {})
-    metric = score_label(study).replace("validation score", "score")  # the axis adds "(validation)"
-    chart = ScoreCost("+".join(definition.get("tasks", [])) or study.study_name, definition.get("model", "?"), metric,
-                      cost, points, front_of_points(points), {})
+    tasks = definition.get("tasks", [])
+    # the axis adds "(validation)"; one task's score is its primary metric, as its records name it
+    metric = score_label(study).replace("validation score", "score")
+    if len(tasks) == 1:
+        metric = next((records[0]["task"]["primary_metric"] for trial in trials
+                       if (records := trial.user_attrs.get(SEARCH_RECORDS_ATTR))), metric)
+    reference = 1.0 if len(tasks) > 1 and study.user_attrs.get(REFERENCES_ATTR) else full_ft
+    references = {"full_ft": Point("full_ft", "full_ft", math.nan, reference, None)} if reference is not None else {}
+    chart = ScoreCost("+".join(tasks) or study.study_name, definition.get("model", "?"), metric,
+                      cost, points, front_of_points(points), references)
     return draw_score_cost(chart, folder, split="validation", name="pareto_front")
 
 

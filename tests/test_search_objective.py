@@ -9,7 +9,7 @@ import pytest
 
 import search.objective
 from bench.train import DivergedError, TrainSettings
-from search.cli import _against_full_ft, _references
+from search.cli import _against_full_ft, _one_task_reference, _references
 from search.objective import Objective, full_ft_references
 from search.pruning import REPORT_ERRORS_ATTR
 from search.space import load_space
@@ -115,18 +115,19 @@ def test_a_one_task_winner_is_measured_against_full_fine_tuning_from_the_records
     study.set_user_attr(DEFINITION_ATTR, {"tasks": ["a"], "cards": {"a": {"version": 1, "card": "x/a.yaml"}}})
     study.add_trial(optuna.trial.create_trial(value=0.72))
     references = {}
-    assert _against_full_ft(study, args) == (
+    assert _against_full_ft(study, args, _one_task_reference(study, args)) == (
         f"no full fine-tuning record of tiny on a under {tmp_path} to measure the winner against (`spbench run "
         f"--task a --model tiny --method full_ft --steps 10 --batch-size 4 --eval-size 16 --results {tmp_path}` "
         "makes one)")
     assert seen == {"tasks": ["a"], "steps": 10, "eval_size": 16, "batch_size": 4,
                     "cards": {"a": {"version": 1, "card": "x/a.yaml"}}}  # chosen as the study's budget and card
     references["a"] = (0.8, 40)
-    assert _against_full_ft(study, args) == (
+    assert _one_task_reference(study, args) == ("a", (0.8, 40))
+    assert _against_full_ft(study, args, _one_task_reference(study, args)) == (
         f"the winner's validation 0.7200 is 0.900× full fine-tuning's 0.8000 (its best run under {tmp_path} by "
         "validation, mean over seeds, 40 steps; the trials trained 10)")
     study.set_user_attr(DEFINITION_ATTR, {"tasks": ["a", "b"]})  # several tasks: trials are scored relative already
-    assert _against_full_ft(study, args) is None
+    assert _one_task_reference(study, args) is None
 
 
 def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, eval_size: int = 16, seed: int = 0,

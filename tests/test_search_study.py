@@ -116,16 +116,19 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     study.set_user_attr("definition", {"objective": ["score", "trainable_params"], "tasks": ["sst2"]})
     distributions = {"num_virtual_tokens": IntDistribution(1, 200, log=True)}
     for tokens, score, params in [(1, 0.6, 1e3), (20, 0.7, 2e4), (200, 0.8, 1.3e6)]:
-        study.add_trial(optuna.trial.create_trial(params={"num_virtual_tokens": tokens},
-                                                  distributions=distributions, values=[score, params]))
+        study.add_trial(optuna.trial.create_trial(params={"num_virtual_tokens": tokens}, distributions=distributions,
+                                                  values=[score, params],
+                                                  user_attrs={"run_records": [{"task": {"primary_metric": "accuracy"}}]}))
     saved = []
     original_savefig = matplotlib.figure.Figure.savefig
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (
         saved.append((Path(path).name.removeprefix(".").partition(".partial")[0], figure.axes[0])),
         original_savefig(figure, path, **options))[1])
     style = dict(matplotlib.rcParams)
-    write_plots(study, tmp_path)
+    write_plots(study, tmp_path, full_ft=0.75)  # a one-task search's full fine-tuning score, from bench records
     axes = dict(saved)["pareto_front.png"]
+    assert axes.get_ylabel() == "accuracy (validation)"  # the task's metric, as its records name it
+    assert [line.get_ydata()[0] for line in axes.get_lines() if line.get_label() == "full_ft's score (0.750)"] == [0.75]
     assert axes.get_xscale() == "log" and axes.get_xlabel() == "trainable parameters"  # the cost, as suites draw it
     front = next(line for line in axes.get_lines() if line.get_label().startswith("Pareto front"))
     assert list(front.get_xdata()) == [1e3, 2e4, 1.3e6]  # every trial is on this front: each costs more for more
