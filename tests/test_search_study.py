@@ -115,10 +115,10 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     study = optuna.create_study(study_name="front", directions=["maximize", "minimize"])
     study.set_user_attr("definition", {"objective": ["score", "trainable_params"], "tasks": ["sst2"]})
     distributions = {"num_virtual_tokens": IntDistribution(1, 200, log=True)}
+    kept = {"run_records": [{"task": {"primary_metric": "accuracy"}}]}  # a trial's records, as the study keeps them
     for tokens, score, params in [(1, 0.6, 1e3), (20, 0.7, 2e4), (200, 0.8, 1.3e6)]:
         study.add_trial(optuna.trial.create_trial(params={"num_virtual_tokens": tokens}, distributions=distributions,
-                                                  values=[score, params],
-                                                  user_attrs={"run_records": [{"task": {"primary_metric": "accuracy"}}]}))
+                                                  values=[score, params], user_attrs=kept))
     saved = []
     original_savefig = matplotlib.figure.Figure.savefig
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (
