@@ -118,7 +118,8 @@ def _load_hub(card: TaskCard, split: str) -> list[Row]:
         raise TaskCardError(card.path, "source", f"`hub: {source['hub']}` reads data files: name them with "
                             "`data_files` (paths relative to the card)")
     arguments = {key: source[key] for key in ("data_files", "revision") if key in source}
-    offline_unless_reachable()  # without a network: the cache's answer now, not after a minute of retries
+    if not reads_local_files(source["hub"]):  # a hub dataset: without a network, the cache's answer at once
+        offline_unless_reachable()
     try:
         with _quiet_progress_bars(datasets):
             dataset = datasets.load_dataset(source["hub"], source.get("name"), split=card.splits[split], **arguments)

@@ -6,10 +6,8 @@ offline), so they load through the same `from_pretrained` path as any user check
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 
 # The tests compare numbers at fp32's tolerances and build tensors on the CPU: on a machine with a GPU
@@ -167,13 +165,13 @@ def tiny_tasks(tmp_path_factory) -> Path:
 def hub_probed_afresh(monkeypatch):
     """Each test finds out afresh whether the hub can be reached: the offline mode a probe switches on
     (tasks.hub) is undone after it."""
+    import datasets.config
     import huggingface_hub.constants
 
     from tasks import hub
 
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
-    if (datasets_config := sys.modules.get("datasets.config")) is not None:
-        monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", datasets_config.HF_HUB_OFFLINE)
+    for flags in (huggingface_hub.constants, datasets.config):
+        monkeypatch.setattr(flags, "HF_HUB_OFFLINE", flags.HF_HUB_OFFLINE)
     hub.offline_unless_reachable.cache_clear()
     yield
     hub.offline_unless_reachable.cache_clear()
@@ -181,22 +179,27 @@ def hub_probed_afresh(monkeypatch):
 
 @pytest.fixture
 def hub_host(monkeypatch):
-    """Sets whether the hub's host takes a connection (`hub_host(reachable)`), with no offline
-    setting or proxy in the environment; the connections tried are listed in `hub_host.tried`."""
+    """Sets whether the hub's host takes a connection (`hub_host(reachable)`), with no offline setting
+    or proxy in force; the addresses tried are listed in `hub_host.tried`."""
+    import datasets.config
+    import huggingface_hub.constants
+
     from tasks import hub
 
-    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *hub.PROXY_VARIABLES):
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(variable, raising=False)
+    for flags in (huggingface_hub.constants, datasets.config):
+        monkeypatch.setattr(flags, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub.urllib.request, "getproxies", dict)
     tried = []
 
     def set_reachable(reachable: bool) -> None:
-        def connect(address, timeout=None):
+        def connect(address, timeout):
             tried.append(address)
             if not reachable:
                 raise ConnectionRefusedError(f"{address} refused")
-            return contextlib.nullcontext()
 
-        monkeypatch.setattr(hub.socket, "create_connection", connect)
+        monkeypatch.setattr(hub, "connect", connect)
         hub.offline_unless_reachable.cache_clear()
 
     set_reachable.tried = tried

@@ -201,10 +201,17 @@ def test_the_hub_is_not_probed_behind_a_proxy_or_where_it_answers(hub_host, monk
 
     from tasks.hub import offline_unless_reachable
 
+    from tasks import hub
+
     hub_host(reachable=False)
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # a direct connection says nothing there
-    assert offline_unless_reachable() is False and hub_host.tried == []
-    monkeypatch.delenv("HTTPS_PROXY")
-    hub_host(reachable=True)
+    monkeypatch.setattr(hub.urllib.request, "getproxies", lambda: {"https": "http://proxy.example:3128"})
+    assert offline_unless_reachable() is False and hub_host.tried == []  # a direct connection says nothing there
+    monkeypatch.setattr(hub.urllib.request, "getproxies", lambda: {"http": "http://proxy.example:3128"})
+    hub_host(reachable=True)  # a proxy for another scheme than the endpoint's: probed
     assert offline_unless_reachable() is False and not huggingface_hub.constants.HF_HUB_OFFLINE
     assert hub_host.tried == [("huggingface.co", 443)]
+    monkeypatch.setattr(hub.urllib.request, "getproxies", dict)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://mirror.internal")  # a mirror, on its port
+    hub_host(reachable=True)
+    offline_unless_reachable()
+    assert hub_host.tried[-1] == ("mirror.internal", 80)
