@@ -69,9 +69,10 @@ class RunRecord(TypedDict):
     train: dict[str, Any]  # TrainSettings as a dict, with `lr` and `train_size` resolved to what the run used
     seed: int
     scores: dict[str, dict[str, float]]  # split -> metric -> value, plus "n" (examples scored)
-    # split -> each example's share of the primary metric, in the order scored, where the metric is a
-    # mean over examples (absent from older records): runs scored on the same examples pair up
-    per_example: dict[str, list[float]]
+    # split -> {"scores": each example's score of the primary metric, in the order scored, "examples":
+    # a digest of those examples (bench.run.examples_digest)}, where the metric is a mean over examples
+    # (absent from older records): runs scored on the same examples pair up
+    per_example: dict[str, dict[str, Any]]
     # same, before any training: the method's initial state (an untrained prompt, a fresh head), where
     # `score_initial`
     zero_shot: dict[str, dict[str, float]] | None

@@ -108,9 +108,10 @@ class ResultRow:
     # learned nothing), where the records say
     commonest_class: float | None = None
     card_path: str = ""  # the card's file as the run read it (`card` names it across machines)
-    # each scored example's share of the primary metric, its mean over seeds (see RunRecord.per_example);
-    # None where a record lacks it
+    # each scored example's score of the primary metric, its mean over seeds, and what identifies those
+    # examples (see RunRecord.per_example); None where a record lacks them or its seeds scored others
     per_example: tuple[float, ...] | None = None
+    examples_digest: str | None = None
 
     @property
     def score_error(self) -> float | None:
@@ -134,12 +135,18 @@ def _cost_std(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 and all(map(math.isfinite, values)) else None
 
 
-def _per_example_mean(group: list[RunRecord], split: str, examples: int | None) -> tuple[float, ...] | None:
-    """Each example's score, its mean over the seeds; None unless every seed's record holds all of them."""
-    each = [(record.get("per_example") or {}).get(split) for record in group]
-    if not examples or any(values is None or len(values) != examples for values in each):
-        return None
-    return tuple(statistics.fmean(scores) for scores in zip(*each))
+def _per_example_mean(group: list[RunRecord], split: str, examples: int | None) -> dict:
+    """`per_example`, each example's score as the mean over the seeds, and `examples_digest`: where
+    every seed's record holds all of them, for the same examples."""
+    kept = [(record.get("per_example") or {}).get(split) for record in group]
+    if not examples or not all(isinstance(each, dict) and len(each.get("scores") or ()) == examples
+                               for each in kept):
+        return {}
+    digests = {each.get("examples") for each in kept}
+    if len(digests) != 1 or None in digests:
+        return {}
+    return {"per_example": tuple(statistics.fmean(scores) for scores in zip(*(each["scores"] for each in kept))),
+            "examples_digest": digests.pop()}
 
 
 def _mean_or_none(values: list[float]) -> float | None:
@@ -236,7 +243,7 @@ def _row(group: list[RunRecord], label: str, *, split: str) -> ResultRow:
         commonest_class=next((value for r in group if (value := (r.get("commonest_class") or {}).get(split))
                               is not None), None),
         card_path=group[0]["task"].get("card") or "",
-        per_example=_per_example_mean(group, split, examples),
+        **_per_example_mean(group, split, examples),
     )
 
 

@@ -27,7 +27,7 @@ def csv_name(split: str) -> str:
 def write_csv(rows: list[ResultRow], path: Path) -> Path:
     """Written whole or not at all: a killed command leaves the previous table, not half of a new one."""
     table = io.StringIO(newline="")
-    unwritten = ("settings", "train", "card", "card_path", "model_kind", "per_example")
+    unwritten = ("settings", "train", "card", "card_path", "model_kind", "per_example", "examples_digest")
     fields = [f for f in asdict(rows[0]) if f not in unwritten] if rows else []
     writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()

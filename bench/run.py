@@ -7,6 +7,8 @@ found and checked first, before any compute (`bench.run_checks.prepare_run`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -42,12 +44,16 @@ def _now() -> str:
 def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int, *,
              each: list[float] | None = None) -> dict[str, float]:
     """`task`'s metrics of `tuned`'s answers to `examples`, with `n`, the number of examples scored;
-    `each` is given each example's share of the primary metric, where it has one (see
-    Task.primary_per_example)."""
+    `each` receives each example's score of the primary metric, where it has them (see Task.score)."""
     predictions = tuned.predict(examples, batch_size=batch_size)
-    if each is not None:
-        each[:] = task.primary_per_example(predictions, examples) or []
-    return {**task.score(predictions, examples), "n": len(examples)}
+    return {**task.score(predictions, examples, each=each), "n": len(examples)}
+
+
+def examples_digest(examples: list[Example]) -> str:
+    """What identifies the examples a split was scored on, in order: two runs' per-example scores pair
+    up only where this matches (another sample, an edited card or a hub dataset that moved does not)."""
+    content = json.dumps([[ex.prompt, ex.target, ex.label] for ex in examples], ensure_ascii=False)
+    return hashlib.sha1(content.encode()).hexdigest()[:16]
 
 
 def commonest_class_scores(task: Task, evaluation: dict[str, list[Example]]) -> dict[str, float] | None:
@@ -199,14 +205,15 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
                  recomputed=config.gradient_checkpointing)
     record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, zero_shot=zero_shot,
                      base_scores=base_scores, result=result, cost=cost, artifact_path=artifact_path,
-                     started_at=started_at, commonest_class=commonest_class, each=each)
+                     started_at=started_at, commonest_class=commonest_class, each=each, evaluation=evaluation)
     write_record(record, record_path)
     return record
 
 
 def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float, scores: dict,
             zero_shot: dict | None, base_scores: dict | None, result, cost: Cost, artifact_path: Path | None,
-            started_at: str, commonest_class: dict | None, each: dict[str, list[float]]) -> RunRecord:
+            started_at: str, commonest_class: dict | None, each: dict[str, list[float]],
+            evaluation: dict[str, list[Example]]) -> RunRecord:
     """What a finished run keeps: what ran, on what, its scores before and after, its curves and costs."""
     primary = task.card.primary_metric
     return {
@@ -228,9 +235,11 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
                   "train_size": task.training_size(spec.train.train_size)},
         "seed": spec.train.seed,
         "scores": scores,
-        # each example's share of the primary metric, in the order scored (a split's first n of a fixed
-        # order: the same examples, in the same order, for every run of this n): paired comparisons
-        "per_example": {split: [round(value, 6) for value in values] for split, values in each.items() if values},
+        # each example's score of the primary metric, in the order scored, with what identifies those
+        # examples: runs scored on the same ones compare example by example
+        "per_example": {split: {"examples": examples_digest(evaluation[split]),
+                                "scores": [round(value, 6) for value in values]}
+                        for split, values in each.items() if values},
         "zero_shot": zero_shot,
         "base_zero_shot": base_scores,
         "commonest_class": commonest_class,  # the score of answering every example with the commonest class

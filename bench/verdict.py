@@ -37,25 +37,25 @@ class Verdict(NamedTuple):
 
     @property
     def paired(self) -> bool:
-        """Whether both runs kept each example's score (records from before did not): the gap's error
-        then comes from the per-example differences, the test both runs scoring the same examples allows."""
+        """Whether both runs kept each example's score, on the same examples (records from before kept
+        none): the gap's error then comes from the per-example differences."""
         return (self.full_ft is not None and None not in (self.prompt.per_example, self.full_ft.per_example)
-                and len(self.prompt.per_example) == len(self.full_ft.per_example) > 1)
+                and self.prompt.examples_digest == self.full_ft.examples_digest)
 
     @property
     def gap_in_se(self) -> float | None:
         """The score gap over its standard error. Paired where both runs kept each example's score: the
         error of the mean per-example difference (examples both get right or both get wrong say nothing
-        of the gap); else from each score's own error, which overstates the gap's. Either way it adds
-        the spread of each mean over seeds where there are several; a single seed's training spread is
-        not in it (a gap beyond noise may be one seed's luck). None where no error is known, or where
-        it is 0 (the two answered every example alike)."""
+        of the gap), with Agresti and Min's (2005) half an example added to each of right/wrong x
+        right/wrong, which keeps a handful of differing examples from passing for a sure gap (4 of 200
+        one way: 1.8, not 2.0); else from each score's own error, which overstates the gap's. Either
+        way with the spread of each mean over seeds where there are several; a single seed's training
+        spread is not in it (a gap beyond noise may be one seed's luck). None where no error is known."""
         if self.full_ft is None:
             return None
         seeds = sum(row.score_std ** 2 / row.seeds for row in (self.prompt, self.full_ft) if row.score_std is not None)
         if self.paired:
-            differences = [a - b for a, b in zip(self.prompt.per_example, self.full_ft.per_example)]
-            error = math.sqrt(statistics.variance(differences) / len(differences) + seeds)
+            error = math.sqrt(_paired_variance(self.prompt.per_example, self.full_ft.per_example) + seeds)
         else:
             errors = [row.score_error for row in (self.prompt, self.full_ft)]
             if None in errors:
@@ -69,6 +69,18 @@ class Verdict(NamedTuple):
         if not (math.isfinite(mine) and math.isfinite(reference)) or reference <= 0:
             return None
         return mine / reference
+
+
+def _paired_variance(mine: tuple[float, ...], theirs: tuple[float, ...]) -> float:
+    """The variance of the mean per-example difference, each example's scores in [0, 1], after Agresti
+    and Min: a pseudo-example of half weight in each cell of the 2x2 table (differences +1, -1, 0 and
+    0). For 0/1 scores this is their adjusted Wald interval for matched proportions; scores in between
+    (F1, ROUGE, a mean over seeds) are weighted alike."""
+    differences = [a - b for a, b in zip(mine, theirs)] + [1.0, -1.0, 0.0, 0.0]
+    weights = [1.0] * len(mine) + [0.5] * 4
+    total = sum(weights)  # n + 2
+    mean = sum(w * d for w, d in zip(weights, differences)) / total
+    return sum(w * (d - mean) ** 2 for w, d in zip(weights, differences)) / total ** 2
 
 
 def verdicts(rows: list[ResultRow]) -> list[Verdict]:
@@ -121,8 +133,8 @@ def _gap(verdict: Verdict) -> str:
     counted = ("; one seed each, so not training's own spread" if not several
                else f" and {several[0]}'s spread over seeds; one seed of {single[0]}" if single
                else " and the spread over seeds")
-    examples = (f"the {len(verdict.prompt.per_example)} examples' differences, paired" if verdict.paired
-                else "each score's examples, unpaired (records without each example's score)")
+    examples = (f"the {len(verdict.prompt.per_example)} examples' paired differences" if verdict.paired
+                else "each score's examples apart, its records keeping no example's score")
     return (f"; a gap of {abs(gap):.1f} standard errors of the difference, {said} "
             f"(the error counts {examples}{counted})")
 

@@ -178,16 +178,21 @@ class Task:
     def _references(self, examples: list[Example]) -> list:
         return [ex.label if self.card.is_classification else ex.references for ex in examples]
 
-    def score(self, predictions: list, examples: list[Example]) -> dict[str, float]:
-        return compute_metrics(self.card.metrics, predictions, self._references(examples),
-                               folder=self.card.metrics_folder)
-
-    def primary_per_example(self, predictions: list, examples: list[Example]) -> list[float] | None:
-        """Each example's share of the primary metric, where it is a mean over examples (accuracy,
-        F1, ROUGE...): two runs scored on the same examples compare example by example. None for a
-        metric of the whole set (macro-F1, Matthews correlation, a library's)."""
-        each = PER_EXAMPLE.get(self.card.primary_metric)
-        return each(predictions, self._references(examples)) if each else None
+    def score(self, predictions: list, examples: list[Example], *, each: list[float] | None = None
+              ) -> dict[str, float]:
+        """The card's metrics of `predictions`. `each`, where given, receives each example's score of
+        the primary metric where that is a mean over examples (accuracy, F1, ROUGE...; nothing for a
+        metric of the whole set: macro-F1, a correlation, a library's), whose mean is then the score:
+        two runs scored on the same examples compare example by example."""
+        references, primary = self._references(examples), self.card.primary_metric
+        per_example = PER_EXAMPLE.get(primary) if each is not None else None
+        values = per_example(predictions, references) if per_example and examples else None
+        others = [metric for metric in self.card.metrics if values is None or metric != primary]
+        scores = compute_metrics(others, predictions, references, folder=self.card.metrics_folder)
+        if values is not None:
+            each[:] = values
+            scores[primary] = sum(values) / len(values)
+        return {metric: scores[metric] for metric in self.card.metrics}  # in the card's order
 
 
 def load_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> Task:

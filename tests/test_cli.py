@@ -54,8 +54,8 @@ def test_run_writes_a_complete_record(capsys, tiny_models, tiny_tasks, tmp_path,
         assert f"zero-shot {metric}={base:.4f}" in out and "before training" in out
     assert [e["step"] for e in record["curve"]["eval"]] == [2, 3] and len(record["curve"]["loss"]) == 3
     for split, each in record["per_example"].items():  # each example's score, which the metric averages
-        assert len(each) == record["scores"][split]["n"]
-        assert sum(each) / len(each) == pytest.approx(record["scores"][split][metric], abs=1e-5)
+        assert len(each["scores"]) == record["scores"][split]["n"] and len(each["examples"]) == 16
+        assert sum(each["scores"]) / len(each["scores"]) == pytest.approx(record["scores"][split][metric], abs=1e-5)
     assert set(record["per_example"]) == {"validation", "test"}
     cost = record["cost"]
     assert 0 < cost["trainable_params"] <= cost["total_params"] and cost["tokens_seen"] > 0
@@ -478,7 +478,8 @@ def test_the_last_steps_evaluation_is_the_final_validation_score_when_it_scored_
     last = {k: v for k, v in record["curve"]["eval"][-1].items() if k != "step"}
     assert record["scores"]["validation"] == last
     # and each example's score is the last evaluation's too
-    assert sum(record["per_example"]["validation"]) / 6 == pytest.approx(last[record["task"]["primary_metric"]])
+    assert sum(record["per_example"]["validation"]["scores"]) / 6 == pytest.approx(
+        last[record["task"]["primary_metric"]])
     # the base model's two splits, the initial state's two, steps 2 and 3, and only the final test
     assert scored == [6] * 7
 

@@ -2,7 +2,6 @@
 
 import json
 import math
-import statistics
 from pathlib import Path
 
 import pytest
@@ -48,16 +47,16 @@ def test_the_prompt_config_is_chosen_on_validation_and_its_costs_are_over_full_f
     assert text.startswith("sst2, m: the best prompt config on validation, `p_tuning[encoder=mlp,lr=0.001]`, "
                            "scores 0.760 on test against full fine-tuning's 0.800 (0.950×); a gap of 1.0 standard "
                            "errors of the difference, not told apart on these examples (the error counts each "
-                           "score's examples, unpaired (records without each example's score); one seed each, so "
+                           "score's examples apart, its records keeping no example's score; one seed each, so "
                            "not training's own spread).")
     assert "0.50× the training time, 0.50× the training FLOPs, 0.50× the peak memory" in text
     assert "a 4 KiB artifact against 1,024 KiB" in text and "1.10× the base model's inference latency" in text
     assert "LoRA's best scores 0.790 (0.988×)" in text
 
 
-def with_each(record, split_scores):
-    """`record` keeping each example's score on test (its test score their mean)."""
-    record["per_example"] = {"test": split_scores}
+def with_each(record, split_scores, examples="same 200"):
+    """`record` keeping each example's score on test (its test score their mean), on `examples`."""
+    record["per_example"] = {"test": {"examples": examples, "scores": split_scores}}
     record["scores"]["test"].update(accuracy=sum(split_scores) / len(split_scores), n=len(split_scores))
     return record
 
@@ -71,17 +70,34 @@ def test_runs_that_kept_each_example_s_score_are_compared_example_by_example():
     with_each(records[3], prompt_each)
     [verdict] = verdicts(aggregate(records))
     assert verdict.paired and verdict.prompt.per_example == tuple(prompt_each)
-    differences = [a - b for a, b in zip(prompt_each, full_each)]
-    paired_error = (statistics.variance(differences) / 200) ** 0.5
-    assert verdict.gap_in_se == pytest.approx((0.74 - 0.76) / paired_error)
-    # the examples both runs answered alike say nothing of the gap: the paired error is the smaller
-    unpaired = verdict.prompt.score_error, verdict.full_ft.score_error
-    assert paired_error < 0.6 * math.hypot(*unpaired)  # 0.022 against 0.043
-    assert "(the error counts the 200 examples' differences, paired; one seed each" in verdict_text(verdict,
-                                                                                                  split="test")
-    # a run scored on other examples than its reference does not pair up with it
-    records[3]["per_example"]["test"] = prompt_each[:199]
-    assert not verdicts(aggregate(records))[0].paired
+    # Agresti and Min's adjusted Wald error, by hand: half an example added to each of the four cells
+    right_wrong, wrong_right, n = 8.5, 12.5, 202
+    error = math.sqrt((right_wrong + wrong_right) - (right_wrong - wrong_right) ** 2 / n) / n
+    assert verdict.gap_in_se == pytest.approx((0.74 - 0.76) / error)
+    # examples both runs answered alike say nothing of the gap: the paired error is about half the unpaired
+    assert error < 0.6 * math.hypot(verdict.prompt.score_error, verdict.full_ft.score_error)  # 0.023 and 0.043
+    assert "(the error counts the 200 examples' paired differences; one seed each" in verdict_text(verdict,
+                                                                                                 split="test")
+    # the same number of other examples (another sample, an edited card) does not pair up
+    with_each(records[3], prompt_each, examples="other 200")
+    [verdict] = verdicts(aggregate(records))
+    assert not verdict.paired and "each score's examples apart, its records keeping no" in verdict_text(
+        verdict, split="test")
+
+
+def test_a_handful_of_examples_that_differ_is_no_sure_gap():
+    # 4 of 200 examples only full fine-tuning gets right: a plain paired error would call it 2.0 errors
+    # (beyond noise); an exact sign test gives p = 0.125
+    records = suite_records()
+    with_each(records[0], [1.0] * 100 + [1.0] * 4 + [0.0] * 96)
+    with_each(records[3], [1.0] * 100 + [0.0] * 4 + [0.0] * 96)
+    [verdict] = verdicts(aggregate(records))
+    assert verdict.gap_in_se == pytest.approx(-1.82, abs=0.01)
+    assert "not told apart on these examples" in verdict_text(verdict, split="test")
+    # two runs that answered every example alike: a gap of 0, not a missing one
+    with_each(records[3], [1.0] * 104 + [0.0] * 96)
+    [verdict] = verdicts(aggregate(records))
+    assert verdict.gap_in_se == 0.0
 
 
 def test_a_gap_beyond_the_examples_noise_is_called_so():
