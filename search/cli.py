@@ -259,8 +259,8 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
 
     print(summary(study))
     if removed := remove_failed_trials_leftovers(study, folder):
-        print(f"removed what failed {numbered('trial', removed)} left in {folder / 'trials'} (an adapter without a "
-              "record, from a process killed mid-run): nothing reads it")
+        print(f"removed the unfinished runs of failed {numbered('trial', removed)} in {folder / 'trials'} (an "
+              "adapter saved without a record, by a run stopped after saving it): nothing reads them")
     if any(t.state != optuna.trial.TrialState.WAITING for t in study.trials):
         print(f"trials: {write_trials_table(study, folder)}")
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):

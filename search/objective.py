@@ -21,7 +21,7 @@ import optuna
 from bench.config_labels import card_of, precision
 from bench.device import compute_precision
 from bench.models import ModelPool
-from bench.record_folder import SHIPPED_RESULTS, load_records
+from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs
 from bench.results import COST_KEYS, aggregate, best_full_ft
 from bench.run import execute_run
 from bench.run_spec import RunSpec
@@ -100,14 +100,20 @@ def trial_folder(results_dir: Path, number: int) -> Path:
 
 
 def remove_failed_trials_leftovers(study: optuna.Study, results_dir: Path) -> list[int]:
-    """Remove what failed trials left in their folders on this machine: a trial killed mid-run keeps
-    an adapter without a record, which nothing reads and tables would name as an unfinished run
-    (a failed trial is never resumed: its config runs again as a new trial). Their numbers."""
+    """Remove the runs failed trials left unfinished on this machine: a run stopped after saving its
+    adapter (a process killed mid-run, say) keeps it without a record, which nothing reads and tables
+    would name as a run to rerun (a failed trial is never resumed: its config runs again as a new
+    trial). A finished task's run of a failed trial stays. The trials' numbers."""
     removed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
         folder = trial_folder(results_dir, trial.number)
-        if folder.is_dir() and not any(folder.rglob("record.json")):
-            shutil.rmtree(folder, ignore_errors=True)
+        if not folder.is_dir():
+            continue
+        unfinished = unfinished_runs(folder)
+        for run in unfinished:
+            shutil.rmtree(run, ignore_errors=True)
+        _remove_if_empty(folder)
+        if unfinished:
             removed.append(trial.number)
     return removed
 

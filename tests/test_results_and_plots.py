@@ -712,3 +712,10 @@ def test_measured_costs_carry_their_spread_over_seeds_into_the_csv_and_the_repor
         (folder / record["run_id"] / "record.json").write_text(json.dumps(record))
     report = write_report(folder).read_text()
     assert "| 12.0 ± 2.8 |" in report and "| 1,025 ± 1 |" in report and "| 1.10 ± 0.00 |" in report
+
+
+def test_the_error_bars_say_what_they_are_for_the_metrics_drawn():
+    assert draw._error_note([0.02], ["accuracy"]).endswith("of the scored examples and, where several, the seeds")
+    assert draw._error_note([0.02], ["mcc"]) == "error bars: ±1 standard error of the mean over seeds"
+    assert "where the metric is a mean over them" in draw._error_note([0.02, None], ["accuracy", "macro_f1"])
+    assert draw._error_note([None], ["accuracy"]) == "no error bars: no standard error known"

@@ -622,7 +622,8 @@ def test_what_a_killed_trial_left_is_removed_and_finished_trials_kept(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("{}")
     assert len(unfinished_runs(tmp_path)) == 2  # what tables would name as runs to rerun
-    assert remove_failed_trials_leftovers(study, tmp_path) == [0]
-    assert not trial_folder(tmp_path, 0).exists()
+    assert remove_failed_trials_leftovers(study, tmp_path) == [0, 2]
+    assert not trial_folder(tmp_path, 0).exists() and unfinished_runs(tmp_path) == []
     assert (trial_folder(tmp_path, 1) / "run/record.json").exists()  # a finished trial's, and a finished task's
     assert (trial_folder(tmp_path, 2) / "first/record.json").exists()
+    assert remove_failed_trials_leftovers(study, tmp_path) == []  # nothing left to remove

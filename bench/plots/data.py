@@ -51,8 +51,9 @@ class RelativeScores(NamedTuple):
     values: dict[str, dict[str, float]]  # method -> task -> relative score of its best config (on validation)
     configs: dict[str, dict[str, str]]  # method -> task -> that config's label
     # method -> task -> the ratio's standard error, from both scores' (None where either is unknown)
-    errors: dict[str, dict[str, float | None]] = {}
-    without_reference: tuple[str, ...] = ()  # task (model) columns with no full fine-tuning run to relate to
+    errors: dict[str, dict[str, float | None]]
+    metrics: dict[str, str]  # task -> its primary metric
+    without_reference: tuple[str, ...]  # task (model) columns with no full fine-tuning run to relate to
 
 
 class LengthCurve(NamedTuple):
@@ -153,7 +154,8 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
                 errors[method][column] = _ratio_error(chosen, references[comparable_key(chosen)])
     tasks = sorted({t for per_task in values.values() for t in per_task})
     without = tuple(sorted(set(columns) - set(tasks)))
-    return RelativeScores(tasks, sorted(values), dict(values), dict(configs), dict(errors), without)
+    metrics = {column: group[0].metric for column, group in columns.items() if column in tasks}
+    return RelativeScores(tasks, sorted(values), dict(values), dict(configs), dict(errors), metrics, without)
 
 
 def _ratio_error(row: ResultRow, reference: ResultRow) -> float | None:

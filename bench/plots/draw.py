@@ -20,7 +20,7 @@ SAVE_OPTIONS = {".png": {}, ".svg": {"metadata": {"Date": None}}}
 
 from bench.names import file_part  # noqa: E402
 from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeScores, ScoreCost  # noqa: E402
-from tasks.metrics import METRICS  # noqa: E402
+from tasks.metrics import METRICS, PER_EXAMPLE_MEANS  # noqa: E402
 
 METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
                   "lora": "tab:purple", "full_ft": "tab:red"}
@@ -72,16 +72,26 @@ def save_atomic(figure, path: Path, **options) -> Path:
     return path
 
 
+# why a task has no bar in the relative chart
+NO_REFERENCE = ("no full fine-tuning score to relate to (no full fine-tuning run on the same task version, training "
+                "data, evaluation examples and precision, or one scoring 0 or below)")
+
+
 def _error_bars(errors) -> list[float]:
     """Error bar lengths: a standard error, none (nan) where it is unknown."""
     return [float("nan") if error is None else error for error in errors]
 
 
-def _error_note(errors) -> str:
-    """What the error bars are, where there are any."""
-    if any(error is not None for error in errors):
+def _error_note(errors, metrics) -> str:
+    """What the error bars are, where there are any, for scores of `metrics` (see data.score_error)."""
+    if not any(error is not None for error in errors):
+        return "no error bars: no standard error known"
+    per_example = {metric in PER_EXAMPLE_MEANS for metric in metrics}
+    if per_example == {True}:
         return "error bars: ±1 standard error, of the scored examples and, where several, the seeds"
-    return "no error bars: no standard error known"
+    if per_example == {False}:  # macro-F1, a correlation: no error from the examples is known
+        return "error bars: ±1 standard error of the mean over seeds"
+    return "error bars: ±1 standard error, of the scored examples where the metric is a mean over them, and the seeds"
 
 
 def spans_decades(values) -> bool:
@@ -115,7 +125,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     axes.set_xlabel(cost)
     axes.set_ylabel(f"{chart.metric} ({split})")
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
-                   f"({_error_note(p.error for p in chart.points)})", fontsize=10)
+                   f"({_error_note((p.error for p in chart.points), [chart.metric])})", fontsize=10)
     legend_beside(axes, fontsize=7)
     name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
     return _save(figure, folder, name)
@@ -133,37 +143,35 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
     figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(data.tasks) + 4), 4 + 0.12 * len(chosen)))
     methods = [m for m in data.methods if m != "full_ft"]  # 1 by definition: the dashed line
     width = 0.8 / max(len(methods), 1)
+    ends = [1.0]  # of the bars and their error bars, which the axis must show
     for i, method in enumerate(methods):
         xs = [t + i * width for t in range(len(data.tasks))]
         ys = [data.values[method].get(task, float("nan")) for task in data.tasks]  # no bar where unknown
+        errors = _error_bars(data.errors.get(method, {}).get(task) for task in data.tasks)
         # bars grow up or down from full fine-tuning's 1: the ratios sit near it, and bars from 0 would
         # draw 0.89 and 0.99 nearly alike (a cut axis would draw their lengths out of proportion)
-        errors = _error_bars(data.errors.get(method, {}).get(task) for task in data.tasks)
         axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=method_colour(method),
-                        yerr=errors, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.3"})
+                 yerr=errors, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.3"})
         # along the axes' foot, clear of the bars' ends and error bars; three places: 0.987 and 0.994 are
         # not both 0.99
-        for x, y in zip(xs, ys):
+        for x, y, error in zip(xs, ys, errors):
             if math.isfinite(y):
                 axes.text(x, 0.02, f"{y:.3f}", transform=axes.get_xaxis_transform(), fontsize=6, rotation=90,
                           ha="center", va="bottom")
+                ends += [y - error, y + error] if math.isfinite(error) else [y]
     axes.axhline(1.0, color="k", lw=0.8, ls="--", label="full_ft (= 1)")
-    ends = [(v - e, v + e) if math.isfinite(e) else (v, v) for method in methods
-            for v, e in zip((data.values[method].get(t, float("nan")) for t in data.tasks),
-                            _error_bars(data.errors.get(method, {}).get(t) for t in data.tasks)) if math.isfinite(v)]
-    values = [end for pair in ends for end in pair] + [1.0]
-    low, high = min(values), max(values)
+    low, high = min(ends), max(ends)
     margin = 0.25 * max(high - low, 0.05)
     axes.set_ylim(low - margin, high + margin)  # room below the lowest bar's end for the values
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
     axes.set_ylabel(f"{split} score / full fine-tuning's")
+    errors_drawn = [data.errors.get(method, {}).get(task) for method in methods for task in data.tasks]
     axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning\n"
-                   f"({_error_note(e for per_task in data.errors.values() for e in per_task.values())})", fontsize=10)
+                   f"({_error_note(errors_drawn, data.metrics.values())})", fontsize=10)
     legend_beside(axes, fontsize=7)
     notes = chosen and ["configurations:", *chosen]
     if data.without_reference:  # a task left out silently would read as one never run
-        notes += ["no full fine-tuning score to relate to (none run, or one at or below 0): "
-                  + ", ".join(data.without_reference)]
+        notes += [f"{NO_REFERENCE}: " + ", ".join(data.without_reference)]
     if notes:
         axes.text(0, -0.25, "\n".join(notes), transform=axes.transAxes, fontsize=6, va="top", family="monospace")
     return _save(figure, folder, RELATIVE_CHART)
@@ -235,7 +243,8 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
         axes.set_xlabel("prompt length (virtual tokens)", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
-    figure.suptitle(f"Score vs prompt length ({_error_note(e for c in curves for e in c.errors)}{_lr_note(curves)})",
+    note = _error_note((e for c in curves for e in c.errors), {c.metric for c in curves})
+    figure.suptitle(f"Score vs prompt length ({note}{_lr_note(curves)})",
                     fontsize=10)
     return _save(figure, folder, LENGTH_CHART)
 
@@ -266,6 +275,6 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
         axes.set_title(f"{task} / {model}", fontsize=10)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
-    error_note = _error_note(e for c in comparisons for e in c.errors)
+    error_note = _error_note((e for c in comparisons for e in c.errors), {c.metric for c in comparisons})
     figure.suptitle(f"Prompt tuning: initialisation ({error_note}{_lr_note(comparisons)})", fontsize=10)
     return _save(figure, folder, INIT_CHART)

@@ -32,8 +32,8 @@ def render_all(rows: list[ResultRow], folder: Path, *, split: str = "test",
     if relative.tasks:
         paths += draw.draw_relative(relative, folder, split=split)
         if relative.without_reference:
-            warnings.warn(f"{', '.join(relative.without_reference)}: no full fine-tuning score to relate to, left out "
-                          f"of the {draw.RELATIVE_CHART} plot", SkippedInput, stacklevel=2)
+            warnings.warn(f"{', '.join(relative.without_reference)}: {draw.NO_REFERENCE}; left out of the "
+                          f"{draw.RELATIVE_CHART} plot", SkippedInput, stacklevel=2)
     curves = data.length_curves(rows)
     if curves:
         paths += draw.draw_length_curves(curves, folder, split=split)
