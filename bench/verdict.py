@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
