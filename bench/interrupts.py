@@ -10,6 +10,9 @@ import signal
 import threading
 
 
+ERROR_KEPT = "spbench_exc_info"  # a log record's error, kept where its traceback is dropped
+
+
 class _NoTracebackFor(logging.Filter):
     """Optuna logs a failed trial with its traceback; for Ctrl-C, or an error whose message says it
     all (the reason is kept on the trial too), that is noise. A trial ended by a `silent` error ran
@@ -23,13 +26,17 @@ class _NoTracebackFor(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         failed = re.match(r"Trial (\d+) failed", str(record.msg))
-        if record.exc_info and isinstance(record.exc_info[1], self.silent):
+        # the error as logged: another handler's filter of this kind may have dropped its traceback
+        # from the record they share
+        error = getattr(record, ERROR_KEPT, None) or record.exc_info
+        if error and isinstance(error[1], self.silent):
             self.silenced = failed.group(1) if failed else None
             return False
         if failed and failed.group(1) == self.silenced:  # its second line, "failed with value None"
             self.silenced = None
             return False
         if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            setattr(record, ERROR_KEPT, record.exc_info)
             record.exc_info = None
         return True
 

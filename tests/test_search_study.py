@@ -627,3 +627,28 @@ def test_what_a_killed_trial_left_is_removed_and_finished_trials_kept(tmp_path):
     assert (trial_folder(tmp_path, 1) / "run/record.json").exists()  # a finished trial's, and a finished task's
     assert (trial_folder(tmp_path, 2) / "first/record.json").exists()
     assert remove_failed_trials_leftovers(study, tmp_path) == []  # nothing left to remove
+
+
+def test_a_trial_silenced_for_one_handler_stays_silenced_after_another_drops_its_traceback():
+    """Handlers share a log record: one whose filter only drops an interrupted trial's traceback (a
+    suite's, set up earlier in the process) must not keep another's from silencing it (a search's)."""
+    from bench.interrupts import _NoTracebackFor, quiet_trial_failures
+
+    first, second = io.StringIO(), io.StringIO()
+    handlers = [logging.StreamHandler(first), logging.StreamHandler(second)]
+    logging.getLogger("optuna").addHandler(handlers[0])
+    try:
+        quiet_trial_failures()  # drops the traceback of Ctrl-C, on every handler there is
+        handlers[1].addFilter(_NoTracebackFor((KeyboardInterrupt,), silent=(KeyboardInterrupt,)))  # drops its lines
+        logging.getLogger("optuna").addHandler(handlers[1])
+
+        def interrupted(trial):
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            optuna.create_study().optimize(interrupted, n_trials=1)
+    finally:
+        for handler in handlers:
+            logging.getLogger("optuna").removeHandler(handler)
+    assert "Trial 0 failed" in first.getvalue() and "Traceback" not in first.getvalue()
+    assert "Trial 0" not in second.getvalue()
