@@ -132,8 +132,10 @@ def _gap(verdict: Verdict) -> str:
     counted = ("; one seed each, so not training's own spread" if not several
                else f" and {several[0]}'s spread over seeds; one seed of {single[0]}" if single
                else " and the spread over seeds")
+    kept = None not in (verdict.prompt.per_example, verdict.full_ft.per_example)
     examples = (f"the {len(verdict.prompt.per_example)} examples' paired differences" if verdict.paired
-                else "each score's examples apart, its records keeping no example's score")
+                else "each score's examples apart, " + ("the two runs having scored other examples" if kept
+                                                        else "its records keeping no example's score"))
     return (f"; a gap of {abs(gap):.1f} standard errors of the difference, {said} "
             f"(the error counts {examples}{counted})")
 

@@ -81,8 +81,8 @@ def test_runs_that_kept_each_example_s_score_are_compared_example_by_example():
     # the same number of other examples (another sample, an edited card) does not pair up
     with_each(records[3], prompt_each, examples="other 200")
     [verdict] = verdicts(aggregate(records))
-    assert not verdict.paired and "each score's examples apart, its records keeping no" in verdict_text(
-        verdict, split="test")
+    assert not verdict.paired and "each score's examples apart, the two runs having scored other examples" in \
+        verdict_text(verdict, split="test")
 
 
 def test_a_handful_of_examples_that_differ_is_no_sure_gap():
