@@ -719,3 +719,26 @@ def test_the_error_bars_say_what_they_are_for_the_metrics_drawn():
     assert draw._error_note([0.02], ["mcc"]) == "error bars: ±1 standard error of the mean over seeds"
     assert "where the metric is a mean over them" in draw._error_note([0.02, None], ["accuracy", "macro_f1"])
     assert draw._error_note([None], ["accuracy"]) == "no error bars: no standard error known"
+
+
+def test_init_panels_of_one_metric_share_an_axis_that_stops_near_its_maximum(tmp_path):
+    import matplotlib.figure
+
+    comparisons = [data.InitComparison(task, "m", "prompt_tuning[num_virtual_tokens=20]", ["random", "class_labels"],
+                                       scores, [0.03, 0.03], "accuracy")
+                   for task, scores in (("ag_news", [0.89, 0.87]), ("sst2", [0.70, 0.66]))]
+    limits = []
+    original = matplotlib.figure.Figure.savefig
+
+    def saved(figure, path, **options):
+        limits.extend(axes.get_ylim() for axes in figure.axes if axes.get_visible())
+        return original(figure, path, **options)
+
+    matplotlib.figure.Figure.savefig = saved
+    try:
+        draw.draw_inits(comparisons, tmp_path)
+    finally:
+        matplotlib.figure.Figure.savefig = original
+    assert set(limits) == {(0.0, 1.0)}  # accuracy tops out at 1: not 1.07, and sst2's not at 0.84
+    assert draw._score_limits([comparisons[1]._replace(metric="mcc", scores=[-0.2, 0.3])]) == \
+        pytest.approx((-0.24, 0.36))  # a correlation can be below 0; room above the top bar

@@ -223,6 +223,20 @@ def _lr_note(charts) -> str:
     return "".join(f"; {note}" for note in notes)
 
 
+INIT_HATCHES = ("", "//", "..", "xx", "\\\\")
+
+
+def _score_limits(comparisons: list[InitComparison]) -> tuple[float, float]:
+    """A bar chart's score axis: from 0 (or below, for a correlation), with room above the bars for
+    their values, and not far past 1 for a built-in metric (every one is at most 1)."""
+    scores = [score for c in comparisons for score in c.scores]
+    top, bottom = max(scores), min(0.0, *scores)
+    upper = top * 1.2 if top > 0 else 1
+    if all(c.metric in METRICS for c in comparisons):
+        upper = min(upper, max(1.0, top + 0.1))
+    return bottom * 1.2, upper
+
+
 def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = "test") -> list[Path]:
     """Score against prompt length, a panel per task and model, a colour per method (configs of
     one method told apart by line style and marker)."""
@@ -250,28 +264,27 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
 
 
 def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = "test") -> list[Path]:
-    """Prompt tuning by initialisation, a panel per task and model, a bar per config and init."""
+    """Prompt tuning by initialisation, a panel per task and model, a bar per config and init: shades
+    of prompt tuning's own colour (another method's would read as that method), told apart by hatching
+    too. Panels of one metric share its axis, so bar heights compare across them."""
     figure, panels = _panels(list(dict.fromkeys((c.task, c.model) for c in comparisons)))
+    one_metric = len({c.metric for c in comparisons}) == 1
     for (task, model), axes in panels.items():
         shown = [c for c in comparisons if (c.task, c.model) == (task, model)]
         inits = sorted({i for c in shown for i in c.inits})
         width = 0.8 / len(shown)
-        colours = plt.get_cmap("tab20" if len(shown) > 10 else "tab10")
         for k, comparison in enumerate(shown):
             scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.errors)))
             xs = [i + k * width for i, init in enumerate(inits) if init in scores]
+            shade = plt.get_cmap("Blues")(0.85 - 0.5 * k / max(len(shown) - 1, 1))
             bars = axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
                             yerr=_error_bars(scores[i][1] for i in inits if i in scores), capsize=3,
-                            label=comparison.config, color=colours(k % colours.N))
+                            label=comparison.config, color=shade, edgecolor="white",
+                            hatch=INIT_HATCHES[k % len(INIT_HATCHES)])
             # close scores read as numbers, not bar heights; upright, they do not run into their neighbours'
             axes.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90 if len(shown) > 2 else 0, padding=2)
         axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=8)
-        top = max(score for c in shown for score in c.scores)
-        bottom = min(0.0, *(score for c in shown for score in c.scores))  # Matthews correlation can be below 0
-        upper = top * 1.2 if top > 0 else 1  # room beyond the bars for their values
-        if shown[0].metric in METRICS:  # every built-in metric is at most 1: an axis far beyond it misleads
-            upper = min(upper, max(1.0, top + 0.1))
-        axes.set_ylim(bottom * 1.2, upper)
+        axes.set_ylim(*_score_limits(comparisons if one_metric else shown))
         axes.set_title(f"{task} / {model}", fontsize=10)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
