@@ -47,18 +47,8 @@ def settings_as_run(method: str, settings: dict) -> dict:
     """`settings` with the method's defaults for those not given, as a run's record keeps them (and
     tables label it); as given where the method refuses them or is not registered here."""
     try:
-        return json.loads(_as_run(method, json.dumps(settings, sort_keys=True)))
+        return json.loads(_resolved(method, json.dumps(settings, sort_keys=True))[0])
     except TypeError:
-        return settings
-
-
-@functools.cache
-def _as_run(method: str, settings: str) -> str:
-    from bench.methods import MethodError, get_method
-
-    try:
-        return json.dumps(dataclasses.asdict(get_method(method).settings(**json.loads(settings))))
-    except (MethodError, TypeError, ValueError):
         return settings
 
 
@@ -66,20 +56,23 @@ def settings_without_effect_in(method: str, settings: dict) -> list[str]:
     """The settings among `settings` that the others make irrelevant, as `method` says (nothing
     where it refuses them)."""
     try:
-        return _derived_without_effect(method, json.dumps(settings, sort_keys=True))
+        return list(_resolved(method, json.dumps(settings, sort_keys=True))[1])
     except TypeError:
         return []
 
 
 @functools.cache
-def _derived_without_effect(method: str, settings: str) -> list[str]:
+def _resolved(method: str, settings: str) -> tuple[str, tuple[str, ...]]:
+    """`settings` (as JSON) as `method` takes them, its defaults filled in, and those its others make
+    irrelevant; as given, with none, where the method refuses them. Cached: it loads the methods."""
     from bench.methods import MethodError, get_method
     from bench.methods.registry import settings_without_effect
 
     try:
-        return sorted(settings_without_effect(get_method(method).settings(**json.loads(settings))))
+        taken = get_method(method).settings(**json.loads(settings))
     except (MethodError, TypeError):  # a method not registered here, or settings it no longer takes
-        return []
+        return settings, ()
+    return json.dumps(dataclasses.asdict(taken)), tuple(sorted(settings_without_effect(taken)))
 
 
 def config_label(record: RunRecord) -> str:
