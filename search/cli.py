@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import math
 import sys
 import time
@@ -76,7 +75,7 @@ def run(args) -> int:
     from bench.record import results_folder
     from bench.study_storage import check_storage, open_storage, optuna_warnings_only, shown_storage, storage_url
     from bench.train import TrainSettings
-    from search.objective import RECOMPUTATION_COSTS, Objective
+    from search.costs import RECOMPUTATION_COSTS, objectives_named
     from search.starting_points import enqueue_known_good, requeue_starting_point
     from search.strategy import Strategy
     from search.study import claim_study, done_trials
@@ -87,7 +86,7 @@ def run(args) -> int:
     if not tasks:
         raise ValueError(f"--task {args.task!r} names no task")
     refuse_repeats("--task", tasks)
-    objectives = _objectives(args.objective)
+    objectives = objectives_named(args.objective)
     cards = []
     for name in tasks:  # a bad data file, row or metric is named now, not by failed trials
         task = load_task(name, tasks_dirs=tuple(args.tasks_dir))
@@ -136,6 +135,8 @@ def run(args) -> int:
         if not study.trials:
             enqueue_known_good(study, space, classification=not without_classes)
     references = _references(study, args, tasks, definition["cards"]) if len(tasks) > 1 else {}
+    from search.objective import Objective  # seconds of imports (the run path): after every check
+
     objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
                           cost=objectives[1] if multi else None, references=references,
                           tasks_dirs=tuple(args.tasks_dir))
@@ -144,20 +145,6 @@ def run(args) -> int:
     print(f"study {name} on {shown_storage(url)}{resumed}; a line for each trial as it ends", flush=True)
     _search_and_export(study, url, objective, strategy, args, folder, train)
     return 0
-
-
-def _objectives(text: str) -> list[str]:
-    """`--objective` as its one or two names: `score`, or `score,COST`."""
-    from search.objective import COSTS
-
-    objectives = [o.strip() for o in text.split(",")]
-    if objectives[0] != "score" or len(objectives) > 2 or (len(objectives) == 2 and objectives[1] not in COSTS):
-        wrong = next((o for o in objectives[1:2] if o not in COSTS), None) if objectives[0] == "score" else None
-        near = ([c for c in COSTS if wrong in c] or difflib.get_close_matches(wrong, COSTS, n=1)) if wrong else []
-        raise ValueError(f"--objective must be `score` or `score,COST` with COST in {', '.join(COSTS)}"
-                         + (f"; {wrong!r} is no cost" + (f": did you mean {' or '.join(map(repr, near))}?" if near
-                                                         else "") if wrong else f", got {text!r}"))
-    return objectives
 
 
 def _settled_model_and_card_folders(args, cards: list, tasks: list[str]) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_te
 from bench.reload import load_trained, task_of
 from bench.run import evaluate
 from bench.shared_suite import SEARCH_RECORDS_ATTR
-from search.objective import COSTS
+from search.costs import COSTS
 from search.repeats import CONFIG_ATTR, REPEAT_OF_ATTR, RUN_CONFIG_ATTR, original
 from search.study import HOST_ATTR, NOT_RUN_ATTR, RECORDS_ATTR, REFERENCES_ATTR, TASKS_ATTR
 from search.winner import best_trial, objective_names, pareto_front, statistical_ties

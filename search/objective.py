@@ -22,7 +22,7 @@ from bench.config_labels import card_of, precision
 from bench.device import compute_precision
 from bench.models import ModelPool
 from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs
-from bench.results import COST_KEYS, aggregate, best_full_ft
+from bench.results import aggregate, best_full_ft
 from bench.run import execute_run
 from bench.run_spec import RunSpec
 from bench.shared_suite import SEARCH_RECORDS_ATTR
@@ -33,8 +33,6 @@ from search.space import SearchSpace
 from search.study import HOST_ATTR, PRUNED_REASON_ATTR, RECORDS_ATTR, TASKS_ATTR, WORKER_ATTR
 from search.worker_id import worker_id
 
-COSTS = tuple(key for key in COST_KEYS if key != "trainable_pct")  # a share of the model is no cost of its own
-RECOMPUTATION_COSTS = ("train_seconds", "train_flops", "peak_memory_bytes")  # gradient checkpointing changes them
 
 
 def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int, eval_size: int | None,

@@ -5,6 +5,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,18 @@ def test_methods_lists_every_method_with_its_default_rate_and_settings(capsys):
                          flowing, re.M)
     assert "settings: num_virtual_tokens=20, init=sampled_vocab, init_text=None" in flowing  # prompt tuning's defaults
     assert "full_ft" in out and out.count("settings:") == len(METHODS) - 1  # full fine-tuning has none
+
+
+def test_methods_and_a_search_space_are_read_without_the_training_stack():
+    """Listing methods, checking their settings and a search space answer at once: PEFT, transformers
+    and torch (seconds of imports) load only where a model is built or trained. A fresh process:
+    this one has them all loaded."""
+    code = ("import sys, bench.cli, search.costs; from bench.methods import METHODS; from search.space import "
+            "load_space; load_space(None); [m.settings() for m in METHODS.values()]; "
+            "print(sorted(m for m in ('peft', 'torch', 'transformers') if m in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "[]"
 
 
 def test_skipping_the_initial_score_leaves_no_zero_shot(capsys, tiny_models, tiny_tasks, tmp_path):

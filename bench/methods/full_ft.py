@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.methods.registry import Method, register_method
-from bench.models.pooling import CONFIG_KEY
 
 
 @dataclass
@@ -14,6 +13,8 @@ class FullFineTuningSettings:
 
 
 def build_full_ft(base, settings: FullFineTuningSettings, card):
+    from bench.models.pooling import CONFIG_KEY
+
     for parameter in base.model.parameters():
         parameter.requires_grad_(True)
     if getattr(base.model.config, CONFIG_KEY, None):  # the head reads pooled token states, not the pooler

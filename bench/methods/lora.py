@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peft import LoraConfig
-
-from bench.methods.peft_common import task_type, wrap
 from bench.methods.registry import Method, check_range, register_method
 
 
@@ -23,6 +20,10 @@ class LoraSettings:
 
 
 def build_lora(base, settings: LoraSettings, card):
+    from peft import LoraConfig
+
+    from bench.methods.peft_common import task_type, wrap
+
     # target_modules left to PEFT's per-architecture defaults (attention projections).
     config = LoraConfig(task_type=task_type(base), r=settings.r, lora_alpha=settings.alpha,
                         lora_dropout=settings.dropout)

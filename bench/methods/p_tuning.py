@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peft import PromptEncoder, PromptEncoderConfig, PromptEncoderReparameterizationType
-
-from bench.device import FullPrecision
-from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
 from bench.methods.registry import Method, check_range, register_method
 
-ENCODERS = {"mlp": PromptEncoderReparameterizationType.MLP, "lstm": PromptEncoderReparameterizationType.LSTM}
+ENCODERS = ("mlp", "lstm")  # PEFT's PromptEncoderReparameterizationType, by its members' names
 
 
 @dataclass
@@ -21,17 +17,22 @@ class PTuningSettings:
 
     def __post_init__(self):
         check_range("p_tuning", "num_virtual_tokens", self.num_virtual_tokens, low=1, high=1000)
-        check_range("p_tuning", "encoder", self.encoder, choices=tuple(ENCODERS))
+        check_range("p_tuning", "encoder", self.encoder, choices=ENCODERS)
         check_range("p_tuning", "encoder_hidden_size", self.encoder_hidden_size, low=1, high=65536)
 
 
 def build_p_tuning(base, settings: PTuningSettings, card):
+    from peft import PromptEncoderConfig, PromptEncoderReparameterizationType
+
+    from bench.methods.peft_common import (INPUT_PROMPT_ONLY, FullPrecisionPromptEncoder,
+                                           refuse_last_token_classifier, task_type, wrap)
+
     # PEFT's MLP encoder is fixed at two layers (it ignores encoder_num_layers), so it is not exposed.
     refuse_last_token_classifier(base, "p_tuning")
     config = PromptEncoderConfig(
         task_type=task_type(base),
         num_virtual_tokens=settings.num_virtual_tokens,
-        encoder_reparameterization_type=ENCODERS[settings.encoder],
+        encoder_reparameterization_type=PromptEncoderReparameterizationType[settings.encoder.upper()],
         encoder_hidden_size=settings.encoder_hidden_size,
         **INPUT_PROMPT_ONLY,
     )
@@ -40,13 +41,6 @@ def build_p_tuning(base, settings: PTuningSettings, card):
     encoder.__class__ = FullPrecisionPromptEncoder  # a class, not a patched method: copies and pickles keep it
     return model
 
-
-class FullPrecisionPromptEncoder(FullPrecision, PromptEncoder):
-    """PEFT's MLP / LSTM prompt encoder, run in fp32 under any autocast around it: the saved adapter
-    holds the prompt computed in fp32 outside autocast, so the prompt trained and the prompt reloaded
-    are the same numbers; and CUDA autocast runs a cuDNN LSTM in fp16 even inside a bf16 region, with
-    no loss scaling there to keep its gradients from underflowing. The encoder is small: fp32 costs
-    nothing. A class of its own (not `bench.device.compute_in_fp32`'s, made at run time) pickles."""
 
 
 register_method(Method(

@@ -1,11 +1,17 @@
-"""What the PEFT-backed methods share: the task type for a model kind, and wrapping."""
+"""What the PEFT-backed methods share when they build: the task type for a model kind, wrapping,
+and PEFT's prompt encoders run in fp32.
+
+This module imports PEFT (and with it transformers and torch, seconds of imports): the method
+modules import it inside their `build`, so listing methods and checking their settings stay quick."""
 
 from __future__ import annotations
 
 import warnings
 
-from peft import TaskType, get_peft_model
+from peft import PromptEncoder, TaskType, get_peft_model
+from peft.tuners.prefix_tuning import PrefixEncoder
 
+from bench.device import FullPrecision
 from bench.methods.registry import MethodError
 from bench.models import BaseModel
 from tasks.notices import first_line
@@ -41,3 +47,16 @@ def wrap(base: BaseModel, peft_config):
             raise MethodError(f"PEFT cannot apply {method} to model {base.name!r} "
                               f"({base.model.config.model_type}): {first_line(err)}") from None
     return model.to(base.device)
+
+
+class FullPrecisionPromptEncoder(FullPrecision, PromptEncoder):
+    """PEFT's P-tuning MLP / LSTM prompt encoder, run in fp32 under any autocast around it: the saved
+    adapter holds the prompt computed in fp32 outside autocast, so the prompt trained and the prompt
+    reloaded are the same numbers; and CUDA autocast runs a cuDNN LSTM in fp16 even inside a bf16
+    region, with no loss scaling there to keep its gradients from underflowing. The encoder is small:
+    fp32 costs nothing. A class of its own (not `bench.device.compute_in_fp32`'s, made at run time) pickles."""
+
+
+class FullPrecisionPrefixEncoder(FullPrecision, PrefixEncoder):
+    """PEFT's prefix encoder, whose `prefix_projection` MLP runs in fp32 under any autocast around it,
+    for the reasons P-tuning's encoder does (`FullPrecisionPromptEncoder`)."""

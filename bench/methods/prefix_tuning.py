@@ -10,16 +10,13 @@ keys/values for sampled vocabulary tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from peft import PrefixTuningConfig
-from peft.tuners.prefix_tuning import PrefixEncoder
-from transformers import DynamicCache
-
-from bench.device import FullPrecision
-from bench.methods.peft_common import task_type, wrap
 from bench.methods.registry import Method, MethodError, check_range, register_method
 
+
+if TYPE_CHECKING:
+    import torch
 
 INITS = ("real_tokens", "random", "zero")
 
@@ -59,6 +56,11 @@ def prefix_tuning_refusal(kind: str | None, card, settings: dict) -> str | None:
 
 
 def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
+    import torch
+    from peft import PrefixTuningConfig
+
+    from bench.methods.peft_common import FullPrecisionPrefixEncoder, task_type, wrap
+
     if why := prefix_tuning_refusal(base.kind, card, {}):
         raise MethodError(f"model {base.name!r}: {why}")
     config = PrefixTuningConfig(
@@ -80,18 +82,17 @@ def build_prefix_tuning(base, settings: PrefixTuningSettings, card):
     return model
 
 
-class FullPrecisionPrefixEncoder(FullPrecision, PrefixEncoder):
-    """PEFT's prefix encoder, whose `prefix_projection` MLP runs in fp32 under any autocast around it,
-    for the reasons P-tuning's encoder does (`p_tuning.FullPrecisionPromptEncoder`)."""
 
-
-@torch.no_grad()
 def real_token_prefix(base, token_ids: torch.Tensor) -> torch.Tensor:
     """(P, layers * 2 * kv_dim): the frozen model's keys/values for P tokens, laid out as PEFT's
     prefix embedding (per token: layer 0 keys, layer 0 values, layer 1 keys, ...)."""
+    import torch
+    from transformers import DynamicCache
+
     backbone = base.model.base_model  # the transformer body without its head
     cache = DynamicCache(config=base.model.config)
-    backbone(input_ids=token_ids[None].to(base.device), cache=cache, use_cache=True)
+    with torch.no_grad():
+        backbone(input_ids=token_ids[None].to(base.device), cache=cache, use_cache=True)
     # (1, heads, P, head_dim) keys and values -> (P, heads * head_dim) each, layer by layer
     flat = [t[0].transpose(0, 1).flatten(1) for layer in cache.layers for t in (layer.keys, layer.values)]
     return torch.cat(flat, dim=-1)

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from peft import PromptTuningConfig, PromptTuningInit
-
-from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
 from bench.methods.registry import Method, MethodError, check_range, register_method
-from bench.modeling.encoding import label_word_ids
+
+if TYPE_CHECKING:
+    import torch
 
 INITS = ("random", "sampled_vocab", "class_labels", "text")
-_PEFT_INIT = {
-    "random": PromptTuningInit.RANDOM,
-    "sampled_vocab": PromptTuningInit.SAMPLE_VOCAB,
-    "class_labels": PromptTuningInit.SAMPLE_VOCAB,  # label rows are written over sampled ones
-    "text": PromptTuningInit.TEXT,
-}
+# PEFT's PromptTuningInit member each init starts from; class labels are written over sampled rows
+_PEFT_INIT = {"random": "RANDOM", "sampled_vocab": "SAMPLE_VOCAB", "class_labels": "SAMPLE_VOCAB", "text": "TEXT"}
 
 
 # What a suite or a search starts a text-initialised prompt from when it names no text of its own
@@ -57,6 +52,10 @@ def label_word_vectors(base, card) -> torch.Tensor:
     Read through the embedding layer's forward, not its weight: some models scale embeddings there
     (Gemma by sqrt(hidden size)), and the prompt is concatenated with those scaled input vectors
     (PEFT's sampled-vocabulary and text inits read the forward too)."""
+    import torch
+
+    from bench.modeling.encoding import label_word_ids
+
     embed = base.model.get_input_embeddings()
     vectors = []
     with torch.no_grad():
@@ -76,13 +75,18 @@ def prompt_tuning_refusal(kind: str | None, card, settings: dict) -> str | None:
 
 
 def build_prompt_tuning(base, settings: PromptTuningSettings, card):
+    import torch
+    from peft import PromptTuningConfig, PromptTuningInit
+
+    from bench.methods.peft_common import INPUT_PROMPT_ONLY, refuse_last_token_classifier, task_type, wrap
+
     if why := prompt_tuning_refusal(base.kind, card, dataclasses.asdict(settings)):
         raise MethodError(why)
     refuse_last_token_classifier(base, "prompt_tuning")
     config = PromptTuningConfig(
         task_type=task_type(base),
         num_virtual_tokens=settings.num_virtual_tokens,
-        prompt_tuning_init=_PEFT_INIT[settings.init],
+        prompt_tuning_init=PromptTuningInit[_PEFT_INIT[settings.init]],
         prompt_tuning_init_text=settings.init_text if settings.init == "text" else None,
         tokenizer_name_or_path=base.source if settings.init == "text" else None,
         **INPUT_PROMPT_ONLY,

@@ -7,6 +7,10 @@ model, or the base model itself); what differs between PEFT's prompt-learning me
 others is read from PEFT's `is_prompt_learning`, not from method names. What a method cannot
 train (`refusal`) is refused before a model loads, left out of suites and of the default search
 space; what a planned config leaves to the project is filled in by `planned_settings`.
+
+Registering stays light: a method module imports PEFT and torch inside its `build` (PEFT's own
+pieces shared by several methods are in `peft_common`), so `spbench methods`, a search space's
+check and a suite's plan do not wait seconds for imports they never use.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import SettingsError
+
+if TYPE_CHECKING:
+    import torch
 
 METHODS: dict[str, Method] = {}
 
