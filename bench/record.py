@@ -77,10 +77,10 @@ class RunRecord(TypedDict):
     # `score_initial`
     zero_shot: dict[str, dict[str, float]] | None
     base_zero_shot: dict[str, dict[str, float]] | None  # the unadapted base model (cached); None for encoders
-    # split -> 100 * (trained - base_zero_shot) / base_zero_shot, primary metric (older records measured
-    # it from zero_shot where that was scored; tables recompute it from the scores). None for encoders,
-    # or where the base score is not positive on some split (no meaningful ratio)
-    improvement_pct: dict[str, float] | None
+    # split -> `improvement_pct` of the primary metric over base_zero_shot (older records measured it
+    # from zero_shot where that was scored; tables recompute it from the scores). None for encoders; a
+    # split's None where its base score is not positive (older records: None for all splits then)
+    improvement_pct: dict[str, float | None] | None
     # split -> the primary metric of answering every example with its commonest class, for
     # classification (None otherwise; absent from older records): what a model that learned nothing scores
     commonest_class: dict[str, float] | None
@@ -90,6 +90,13 @@ class RunRecord(TypedDict):
     environment: dict[str, Any]  # packages, git {commit, dirty}, hardware
     started_at: str  # ISO 8601, UTC
     finished_at: str
+
+
+def improvement_pct(score: float, before: float) -> float | None:
+    """% change of a score over the score before (the base model's zero-shot score). None where that
+    is not positive: a ratio to zero (a Matthews correlation of a constant predictor) or to a
+    negative score means nothing."""
+    return 100 * (score - before) / before if before > 0 else None
 
 
 def results_folder(path: Path | str) -> Path:

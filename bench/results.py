@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bench.config_labels import (card_of, config_fields, config_label, method_label, model_kind, precision,
                                  record_init_text, shortened, without_effect)
-from bench.record import TRAIN_SETTINGS_ADDED_LATER, RunRecord
+from bench.record import TRAIN_SETTINGS_ADDED_LATER, RunRecord, improvement_pct
 from bench.yaml_values import is_number
 from tasks.metrics import PER_EXAMPLE_MEANS, standard_error
 from tasks.notices import SkippedInput
@@ -254,11 +254,12 @@ def _versus_zero_shot(group: list[RunRecord], split: str, metric: str) -> dict[s
     has no head to score with, so it has none."""
     pairs = [(r["scores"][split][metric], before[split][metric]) for r in group
              if (before := r.get("base_zero_shot")) and split in before]
+    gains = [improvement_pct(after, before) for after, before in pairs]
     # a relative change from 0 (or below), or a seed without a baseline, leaves no mean over all the
     # seeds: none is given, rather than a mean over some of them
-    relative = len(pairs) == len(group) and all(b > 0 for _, b in pairs)
-    return {"zero_shot": _mean_or_none([b for _, b in pairs]),
-            "improvement_pct": _mean_or_none([100 * (a - b) / b for a, b in pairs]) if relative else None}
+    relative = len(pairs) == len(group) and None not in gains
+    return {"zero_shot": _mean_or_none([before for _, before in pairs]),
+            "improvement_pct": _mean_or_none(gains) if relative else None}
 
 
 def task_names(rows: list[ResultRow]) -> list[str]:

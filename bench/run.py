@@ -26,7 +26,7 @@ from bench.modeling.forward_patch import instance_forward
 from bench.models import ModelPool, reset_classification_head
 from bench.models.loading import hub_commit
 from bench.models.pooling import CONFIG_KEY
-from bench.record import SCHEMA_VERSION, Cost, RunRecord, share_as_umask_allows, write_record
+from bench.record import SCHEMA_VERSION, Cost, RunRecord, improvement_pct, share_as_umask_allows, write_record
 from bench.run_checks import prepare_run
 from bench.run_spec import RunSpec
 from bench.train import train
@@ -179,7 +179,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     base_scores = base_zero_shot(task, base, evaluation, score, batch_size=config.eval_batch_size)
     model = method.build(base, settings, task.card)
     tuned = TunedModel(model, base, task.card)
-    zero_shot = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None
+    initial_scores = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None
 
     monitored_each: list[float] = []  # the last monitoring's, which may stand for the final validation's
 
@@ -203,7 +203,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
                  latency=_latency(tuned, latency_prompts), peak=peak,
                  recomputed=config.gradient_checkpointing)
-    record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, zero_shot=zero_shot,
+    record = _record(spec, task, base, method.name, settings, lr=lr, scores=scores, initial_scores=initial_scores,
                      base_scores=base_scores, result=result, cost=cost, artifact_path=artifact_path,
                      started_at=started_at, commonest_class=commonest_class, each=each, evaluation=evaluation)
     write_record(record, record_path)
@@ -211,7 +211,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
 
 
 def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float, scores: dict,
-            zero_shot: dict | None, base_scores: dict | None, result, cost: Cost, artifact_path: Path | None,
+            initial_scores: dict | None, base_scores: dict | None, result, cost: Cost, artifact_path: Path | None,
             started_at: str, commonest_class: dict | None, each: dict[str, list[float]],
             evaluation: dict[str, list[Example]]) -> RunRecord:
     """What a finished run keeps: what ran, on what, its scores before and after, its curves and costs."""
@@ -240,7 +240,7 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
         "per_example": {split: {"examples": examples_digest(evaluation[split]),
                                 "scores": [round(value, 6) for value in values]}
                         for split, values in each.items() if values},
-        "zero_shot": zero_shot,
+        "zero_shot": initial_scores,  # the method's own state before training, by its older name
         "base_zero_shot": base_scores,
         "commonest_class": commonest_class,  # the score of answering every example with the commonest class
         "improvement_pct": _improvement(scores, base_scores, primary),
@@ -263,12 +263,9 @@ def _scored_already(result, steps: int, examples: list[Example], monitor: list[E
     return {k: v for k, v in last.items() if k != "step"}
 
 
-def _improvement(scores: dict, before: dict | None, metric: str) -> dict[str, float] | None:
-    """split -> % change of the primary metric over the score before training.
-
-    None when not measured, or when a split's score before training is not positive: a ratio to
-    zero (a Matthews correlation of a constant predictor) or to a negative score means nothing.
-    """
-    if before is None or any(before[split][metric] <= 0 for split in scores):
+def _improvement(scores: dict, base_scores: dict | None, metric: str) -> dict[str, float | None] | None:
+    """split -> % change of the primary metric over the base model's zero-shot score (a split's None
+    where that is not positive, as the tables leave it); None when the base model was not scored."""
+    if base_scores is None:
         return None
-    return {split: 100 * (scores[split][metric] - before[split][metric]) / before[split][metric] for split in scores}
+    return {split: improvement_pct(scores[split][metric], base_scores[split][metric]) for split in scores}

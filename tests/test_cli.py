@@ -96,7 +96,8 @@ def test_methods_and_a_search_space_are_read_without_the_training_stack():
     code = ("import sys, bench.cli, search.costs; from bench.methods import METHODS; from search.space import "
             "load_space; load_space(None); [m.settings() for m in METHODS.values()]; "
             "print(sorted(m for m in ('peft', 'torch', 'transformers') if m in sys.modules))")
-    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    root = Path(__file__).parent.parent
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == "[]"
 

@@ -128,12 +128,15 @@ def test_a_card_given_by_path_that_its_name_does_not_find_counts_its_version_how
     assert dataclasses.replace(spec("lora", {}), task=str(card)).run_id() != version_3
 
 
-def test_improvement_needs_a_positive_score_before():
+def test_improvement_needs_a_positive_score_before_on_that_split_alone():
     after = {"validation": {"mcc": 0.3}, "test": {"mcc": 0.4}}
     assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.2}}, "mcc") == pytest.approx(
         {"validation": 50.0, "test": 100.0})
-    assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.0}}, "mcc") is None
-    assert _improvement(after, {"validation": {"mcc": -0.1}, "test": {"mcc": 0.2}}, "mcc") is None
+    # a split whose base score is 0 or below has no ratio; the other keeps its own, as the tables do
+    assert _improvement(after, {"validation": {"mcc": 0.2}, "test": {"mcc": 0.0}}, "mcc") == {
+        "validation": pytest.approx(50.0), "test": None}
+    assert _improvement(after, {"validation": {"mcc": -0.1}, "test": {"mcc": 0.2}}, "mcc") == {
+        "validation": None, "test": pytest.approx(100.0)}
     assert _improvement(after, None, "mcc") is None
 
 
