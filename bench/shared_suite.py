@@ -21,9 +21,8 @@ from bench.errors import SettingsError
 from bench.interrupts import quiet_trial_failures
 from bench.models import ModelError, ModelPool
 from bench.record import RunRecord, results_folder
-from bench.run import execute_run
 from bench.suite import Suite, SuiteError
-from bench.suite_runner import describe, duration, keep_failure
+from bench.suite_runner import describe, run_planned
 from tasks import TaskCardError
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
@@ -113,27 +112,18 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
             raise _QueueEmpty(f"run {run_id} is already done or running in trial {taken[0].number}")
         if run_id not in by_id:  # queued by a plan of another version of the suite (a run since left out)
             raise _QueueEmpty(f"run {run_id} is not in this suite's plan")
-        run, started = by_id[run_id], time.perf_counter()
-        run.spec.progress = progress
+        run = by_id[run_id]
         if progress:
             print(f"trial {trial.number}: {describe(run)}", file=sys.stderr, flush=True)
-        try:
-            record = execute_run(run.spec, pool=pool)
-        except Exception as err:
-            seconds = time.perf_counter() - started
-            entry = keep_failure(run, err, seconds=seconds)
-            trial.set_user_attr(FAILURE_ATTR, entry)  # `spbench results --storage` reports it from any machine
-            failures.append((entry["run"], entry["reason"]))
-            if progress:
-                print(f"trial {trial.number}: failed after {duration(seconds)} ({entry['reason'].splitlines()[0]})",
-                      file=sys.stderr, flush=True)
-            raise
-        (run.spec.record_path().parent / "failure.json").unlink(missing_ok=True)  # failed before, done now
-        trial.set_user_attr(RECORD_ATTR, record)
+        ended = run_planned(run, pool, progress=progress)
         if progress:
-            print(f"trial {trial.number}: done in {duration(time.perf_counter() - started)}", file=sys.stderr,
-                  flush=True)
-        return record["scores"]["validation"][record["task"]["primary_metric"]]
+            print(f"trial {trial.number}: {ended.line()}", file=sys.stderr, flush=True)
+        if ended.failure is not None:
+            trial.set_user_attr(FAILURE_ATTR, ended.failure)  # `spbench results --storage` reports it from any machine
+            failures.append((ended.failure["run"], ended.failure["reason"]))
+            raise ended.error  # the trial fails with the run's own error
+        trial.set_user_attr(RECORD_ATTR, ended.record)
+        return ended.record["scores"]["validation"][ended.record["task"]["primary_metric"]]
 
     def stop_when_queue_empty(study: optuna.Study, _trial) -> None:
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench.models import ModelPool
-from bench.record import SCHEMA_VERSION, read_record, results_folder, write_json_atomic
+from bench.record import SCHEMA_VERSION, RunRecord, read_record, results_folder, write_json_atomic
 from bench.record_folder import record_problem
 from bench.run import execute_run
 from bench.suite import PlannedRun, Suite
@@ -62,6 +62,37 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+@dataclass
+class RunOutcome:
+    """One planned run's end: its record, or the error it raised with what `failure.json` keeps of it."""
+
+    seconds: float
+    record: RunRecord | None = None
+    error: Exception | None = None
+    failure: dict | None = None  # keep_failure's entry
+
+    def line(self) -> str:
+        """"done in 12 s", or "failed after 12 s (the reason's first line)"."""
+        if self.failure is None:
+            return f"done in {duration(self.seconds)}"
+        return f"failed after {duration(self.seconds)} ({self.failure['reason'].splitlines()[0]})"
+
+
+def run_planned(run: PlannedRun, pool: ModelPool, *, progress: bool) -> RunOutcome:
+    """One planned run through the run path. A failure is kept beside where its record would be
+    (`failure.json`, which a later success removes) and returned, not raised: one failed run does
+    not stop a suite. An interruption (Ctrl-C) is raised."""
+    started = time.perf_counter()
+    run.spec.progress = progress
+    try:
+        record = execute_run(run.spec, pool=pool)
+    except Exception as err:
+        failure = keep_failure(run, err, seconds=time.perf_counter() - started)
+        return RunOutcome(time.perf_counter() - started, error=err, failure=failure)
+    (run.spec.record_path().parent / "failure.json").unlink(missing_ok=True)  # failed before, done now
+    return RunOutcome(time.perf_counter() - started, record=record)
+
+
 def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     """Progress is a bar at a terminal; written to a file or a pipe, it is one line per run."""
     results_folder(suite.results_dir)  # a file in the way is named before the first run, not after it
@@ -85,7 +116,6 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
         for number, (run, record) in enumerate(zip(suite.runs, records), 1):
             name = describe(run)
             bar.set_postfix_str(name[:60])
-            failure = record.parent / "failure.json"
             if present[number - 1]:
                 outcome.skipped.append(name)
                 finished(number, name, "record exists, skipped", counted=False)
@@ -93,20 +123,11 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
             if record.exists():
                 print(f"{name}: its record {record} is unreadable ({record_damage(run, record)}); running it again",
                       file=sys.stderr)
-            started = time.perf_counter()
-            run.spec.progress = progress
-            try:
-                execute_run(run.spec, pool=pool)
-                failure.unlink(missing_ok=True)
+            ended = run_planned(run, pool, progress=progress)
+            if ended.failure is None:
                 outcome.done.append(name)
-                reason = None
-            except Exception as err:  # one failed run must not stop the suite; its reason is kept
-                entry = keep_failure(run, err, seconds=time.perf_counter() - started)
-                outcome.failed.append((name, entry["reason"]))
-                reason = entry["reason"]
-            seconds = time.perf_counter() - started
-            if reason is None:
-                ran_seconds, ran = ran_seconds + seconds, ran + 1
-            finished(number, name, f"done in {duration(seconds)}" if reason is None else
-                     f"failed after {duration(seconds)} ({reason.splitlines()[0]})")
+                ran_seconds, ran = ran_seconds + ended.seconds, ran + 1
+            else:
+                outcome.failed.append((name, ended.failure["reason"]))
+            finished(number, name, ended.line())
     return outcome

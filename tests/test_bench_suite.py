@@ -441,7 +441,7 @@ def test_a_shared_suite_keeps_a_failure_whose_file_cannot_be_written(tmp_path, t
     def refused(entry, path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(shared_suite, "execute_run", failing_run)
+    monkeypatch.setattr(suite_runner, "execute_run", failing_run)  # where both runners run a planned run
     monkeypatch.setattr(suite_runner, "write_json_atomic", refused)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     outcome = shared_suite.run_shared_suite(suite, url)
