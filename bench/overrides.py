@@ -8,6 +8,7 @@ import typing
 from typing import Any
 
 from bench.errors import SettingsError
+from bench.yaml_values import unknown_name
 
 
 def _coerce(text: str, annotation: Any, key: str) -> Any:
@@ -46,5 +47,5 @@ def split_overrides(pairs: list[str], *owners: type) -> list[dict[str, Any]]:
                 break
         else:
             known = sorted(k for owner_fields in fields for k in owner_fields)
-            raise SettingsError(f"--set {key}: unknown setting; known here: {', '.join(known)}")
+            raise SettingsError(f"--set {key}: {unknown_name(key, known, what='setting')}")
     return parsed

@@ -23,11 +23,12 @@ from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 from bench.train.config import watching_no_more_than_scored
 from bench.yaml_values import (checked_settings, declared_type, read_yaml_mapping, refuse_repeats,
-                               settings_mapping, typed_setting)
+                               settings_mapping, typed_setting, unknown_name)
 from tasks.notices import UserNotice
 
 SHIPPED_SUITES = Path(__file__).parent / "suites"
 SUITE_KEYS = {"name", "description", "tasks", "models", "model_kinds", "methods", "seeds", "train"}
+ENTRY_KEYS = ("method", "settings", "sweep", "train")  # of each `methods` entry
 TRAIN_FIELDS = set(TrainSettings.__dataclass_fields__)
 
 
@@ -141,7 +142,7 @@ def _sweep(where: str, values: Any, fields: dict[str, Any]) -> dict[str, list]:
     sweep = {}
     for key, options in _mapping(where, values).items():
         if key not in fields:
-            raise SuiteError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(fields))})")
+            raise SuiteError(f"{where}: {unknown_name(key, sorted(fields), what='setting')}")
         if not isinstance(options, list) or not options:
             raise SuiteError(f"{where}: `{key}` must be a non-empty list of values, got {options!r}")
         sweep[key] = [_typed(where, key, option, declared_type(fields[key])) for option in options]
@@ -183,9 +184,8 @@ def _method_entry(where: str, entry) -> tuple[Method, dict[str, Any], dict[str, 
     """One `methods` entry checked: its method, settings, training overrides and sweep."""
     if not isinstance(entry, dict) or "method" not in entry:
         raise SuiteError(f"{where}: each entry needs `method:`")
-    unknown = set(entry) - {"method", "settings", "sweep", "train"}
-    if unknown:
-        raise SuiteError(f"{where}: unknown key {sorted(unknown)[0]!r} (expected method, settings, sweep, train)")
+    if unknown := sorted(set(entry) - set(ENTRY_KEYS)):
+        raise SuiteError(f"{where}: {unknown_name(unknown[0], ENTRY_KEYS)}")
     if not isinstance(entry["method"], str):
         raise SuiteError(f"{where}: `method` must be a method name, got {entry['method']!r}")
     try:
@@ -232,8 +232,8 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     missing = {"name", "tasks", "models", "methods"} - set(data)
     if missing:
         raise SuiteError(f"{path}: missing key {sorted(missing)[0]!r}")
-    if set(data) - SUITE_KEYS:
-        raise SuiteError(f"{path}: unknown key {sorted(set(data) - SUITE_KEYS)[0]!r}")
+    if unknown := sorted(set(data) - SUITE_KEYS):
+        raise SuiteError(f"{path}: {unknown_name(unknown[0], sorted(SUITE_KEYS))}")
     if not isinstance(data["name"], str) or not data["name"]:
         raise SuiteError(f"{path} name: must be non-empty text, got {data['name']!r}")
     if not is_folder_name(data["name"]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Callable, Hashable, Iterable
@@ -68,6 +69,18 @@ def yaml_number(value: Any) -> int | float | None:
 NUMBER_TYPES = {"int": "an integer", "float": "a number"}
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """": did you mean 'steps'?" where `name` is a near miss of a known name (a misspelling), else ""."""
+    near = difflib.get_close_matches(str(name), list(known), n=1)
+    return f": did you mean {near[0]!r}?" if near else ""
+
+
+def unknown_name(name: str, known: Iterable[str], *, what: str = "key") -> str:
+    """Why a name a person wrote is refused: "unknown key 'stepz': did you mean 'steps'? (known: ...)"."""
+    known = list(known)
+    return f"unknown {what} {name!r}{did_you_mean(name, known)} (known: {', '.join(known)})"
+
+
 def refuse_repeats(where: str, values: Iterable, *, error: type[Exception] = ValueError) -> None:
     """A value a person listed twice is refused, named: the repeat would plan or run one thing twice."""
     seen = set()
@@ -125,6 +138,6 @@ def checked_settings(where: str, values: Any, fields: dict[str, Any], what: str,
     checked = {}
     for key, value in settings_mapping(where, values, error=error).items():
         if key not in fields:
-            raise error(f"{where}: unknown {what} {key!r} (known: {', '.join(sorted(fields))})")
+            raise error(f"{where}: {unknown_name(key, sorted(fields), what=what)}")
         checked[key] = typed_setting(where, key, value, declared_type(fields[key]), error=error)
     return checked

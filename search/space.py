@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -17,8 +16,8 @@ from bench.errors import SettingsError
 from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.train import TrainSettings
-from bench.yaml_values import (declared_type, is_number, read_yaml_mapping, refuse_repeats, typed_setting,
-                               yaml_number)
+from bench.yaml_values import (declared_type, did_you_mean, is_number, read_yaml_mapping, refuse_repeats,
+                               typed_setting, unknown_name, yaml_number)
 
 DEFAULT_SPACE = Path(__file__).parent / "spaces" / "default.yaml"
 TRAIN_KEYS = {"lr", "batch_size", "weight_decay", "warmup_ratio"}  # training settings a space may search
@@ -72,6 +71,7 @@ class Param:
 
 
 PARAM_KEYS = {"low", "high", "log", "choices", "value"}
+SPACE_KEYS = ("methods", "shared", "per_method")
 
 
 def nearest(values, value: float) -> float:
@@ -94,10 +94,8 @@ def _param(where: str, name: str, spec: Any) -> Param:
     where = f"{where}.{name}"
     if not isinstance(spec, dict):
         return Param(name, "fixed", value=spec)
-    unknown = set(spec) - PARAM_KEYS
-    if unknown:
-        raise SpaceError(f"{where}: unknown key(s) {', '.join(map(repr, sorted(unknown)))} "
-                         f"(known: {', '.join(sorted(PARAM_KEYS))})")
+    if unknown := sorted(set(spec) - PARAM_KEYS):
+        raise SpaceError(f"{where}: {unknown_name(unknown[0], sorted(PARAM_KEYS))}")
     shapes = [shape for shape in ({"value"}, {"choices"}, {"low", "high", "log"}) if shape & set(spec)]
     if len(shapes) > 1:
         raise SpaceError(f"{where}: give one of {{low, high}}, {{choices}} or {{value}}, not {', '.join(sorted(spec))}")
@@ -176,8 +174,7 @@ def _check_method_params(where: str, method: str, params: list[Param]) -> None:
     fields = set(get_method(method).settings_cls.__dataclass_fields__) | TRAIN_KEYS
     for param in params:
         if param.name not in fields:
-            raise SpaceError(f"{where}: unknown parameter {param.name!r} for {method} "
-                             f"(known: {', '.join(sorted(fields))})")
+            raise SpaceError(f"{where}: {unknown_name(param.name, sorted(fields), what=f'{method} parameter')}")
 
 
 def _checked(where: str, method: str, param: Param) -> Param:
@@ -247,9 +244,8 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
     path = Path(path) if path else DEFAULT_SPACE
     data = read_yaml_mapping(path, what="a search space (keys methods, shared, per_method)",
                              error=lambda problem: SpaceError(f"{path}: {problem}"))
-    unknown = set(data) - {"methods", "shared", "per_method"}
-    if unknown:
-        raise SpaceError(f"{path}: expected keys methods, shared, per_method; unknown {sorted(unknown)}")
+    if unknown := sorted(set(data) - set(SPACE_KEYS)):
+        raise SpaceError(f"{path}: {unknown_name(unknown[0], SPACE_KEYS)}")
     methods = data.get("methods") or []
     if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
         raise SpaceError(f"{path} methods: must be a list of method names, got {methods!r}")
@@ -285,9 +281,8 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
             else:  # a misspelling, most often: what the methods take, and the nearest of it
                 known = sorted(set(TRAIN_KEYS).union(*(get_method(m).settings_cls.__dataclass_fields__
                                                        for m in methods)))
-                near = difflib.get_close_matches(param.name, known, n=1)
-                guess = f": did you mean {near[0]!r}?" if near else ""
-                why = f"no setting of {', '.join(methods)} has this name{guess} (known: {', '.join(known)})"
+                why = f"no setting of {', '.join(methods)} has this name{did_you_mean(param.name, known)} " \
+                      f"(known: {', '.join(known)})"
             raise SpaceError(f"{path} shared: parameter {param.name!r} is never used: {why}")
     if extras := sorted(set(per_method) - set(methods)):
         raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.yaml_values import read_yaml_mapping
+from bench.yaml_values import did_you_mean, read_yaml_mapping
 from tasks.metrics import CLASSIFICATION_METRICS, EVALUATE_PREFIX, GENERATION_METRICS, METRICS
 from tasks.template import fields_read, parse_template
 
@@ -124,7 +124,8 @@ def _check_source(path: Path, source: dict[str, Any]) -> None:
     """Every key under `source` is one SOURCE_KEYS declares, its value of a type it allows."""
     for key, value in source.items():
         if key not in SOURCE_KEYS:
-            hint = "; a hub dataset's configuration is given as `name`" if key == "config" else ""
+            hint = ("; a hub dataset's configuration is given as `name`" if key == "config"
+                    else did_you_mean(key, SOURCE_KEYS))
             raise TaskCardError(path, "source", f"unknown key {key!r}{hint} (known keys: {', '.join(SOURCE_KEYS)})")
         if key == "data_files" and not _is_data_files(value):
             raise TaskCardError(path, "source", f"entry 'data_files' must be {DATA_FILES_SHAPES}, "
@@ -291,7 +292,8 @@ def _check_keys(data: dict[str, Any], fail) -> None:
             raise fail(key, "missing required key")
     unknown = sorted(set(data) - set(KNOWN_KEYS))
     if unknown:
-        raise fail(unknown[0], f"unknown key (known keys: {', '.join(KNOWN_KEYS)})")
+        known = ", ".join(KNOWN_KEYS)
+        raise fail(unknown[0], f"unknown key{did_you_mean(unknown[0], KNOWN_KEYS)} (known keys: {known})")
     if data["kind"] not in KINDS:
         raise fail("kind", f"unknown kind {data['kind']!r} (expected one of {', '.join(KINDS)})")
 

@@ -118,7 +118,7 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"seeds": "3"}, "seeds: must be a non-empty list of integers"),
     ({"seeds": "[0, true]"}, "seeds: must be a non-empty list of integers"),
     ({"train": "[steps, 5]"}, "train: must be a mapping"),
-    ({"train": "{stepz: 5}"}, "train: unknown training setting 'stepz'"),
+    ({"train": "{stepz: 5}"}, "train: unknown training setting 'stepz': did you mean 'steps'?"),
     ({"train": "{steps: 2.5}"}, "train: `steps` must be an integer, got 2.5"),
     ({"train": "{score_initial: 0}"}, "train: `score_initial` must be true or false"),
     ({"methods": "{method: lora}"}, "methods: must be a non-empty list of method entries"),

@@ -25,7 +25,7 @@ def write_space(folder: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    colour: {choices: [red]}\n", "unknown parameter 'colour'"),
+    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    colour: {choices: [red]}\n", "unknown prompt_tuning parameter 'colour'"),
     ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 50, high: 5}\n", "empty range, low 50 > high 5"),
     ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 0, high: 5, log: true}\n", "log range needs low > 0"),
     ("methods: [soft_magic]\n", "unknown method 'soft_magic'"),
@@ -42,7 +42,10 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [prefix_tuning]\nper_method:\n  prefix_tuning:\n    prefix_projection: {choices: [true, 3]}\n",
      "`prefix_projection` must be true or false, got 3"),
     ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: 1.0e-4, high: 1.0e-2, lg: true}\n",
-     r"p_tuning.lr: unknown key\(s\) 'lg'"),
+     r"p_tuning.lr: unknown key 'lg': did you mean 'log'\?"),
+    ("method: [p_tuning]\n", r"unknown key 'method': did you mean 'methods'\? \(known: methods, shared, per_method\)"),
+    ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    encoder_size: {value: 64}\n",
+     r"unknown p_tuning parameter 'encoder_size': did you mean 'encoder_hidden_size'\?"),
     ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: small, high: 1.0e-2}\n", "`low` must be a number, got 'small'"),
     ("- methods\n- {per_method: 1}\n", r"a search space \(keys methods, shared, per_method\) must be a YAML mapping"),
     ("methods: prompt_tuning\n", "methods: must be a list of method names, got 'prompt_tuning'"),
