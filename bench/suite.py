@@ -42,14 +42,16 @@ class PlannedRun:
     label: str  # method config label, e.g. "prompt_tuning[init=class_labels,num_virtual_tokens=20]"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Suite:
     name: str
     path: Path
     description: str
     results_dir: Path = DEFAULT_RESULTS
     runs: list[PlannedRun] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # combinations a model cannot run, with why
+    # why the combinations a model cannot run are left out, one line a reason with the runs it stands
+    # for ("... (4 runs)": the prompt lengths and seeds of one init, say)
+    skipped: list[str] = field(default_factory=list)
 
 
 def find_suite(name_or_path: str) -> Path:
@@ -120,6 +122,15 @@ def _refuse_repeats(where: str, values: list) -> None:
 
 # training settings a suite gives its own way: the run's seed comes from the suite's `seeds` list
 SUITE_OWNED = {"seed": "set by the suite's `seeds: [...]` list, not per task, method or sweep"}
+
+
+def _train_settings(where: str, values: dict[str, Any]) -> TrainSettings:
+    """Training settings checked together (a range, or one setting against another), their fault
+    named at `where`."""
+    try:
+        return TrainSettings(**values)
+    except SettingsError as err:
+        raise SuiteError(f"{where}: {err}") from None
 
 
 def _train_fields() -> dict[str, Any]:
@@ -213,11 +224,9 @@ def _sweep_points(where: str, method: Method, base_settings: dict[str, Any], tra
         settings = method.planned_settings(settings)
         try:
             without_effect = settings_without_effect(method.settings(**settings))
-            resolved_train = TrainSettings(**point_train)
         except MethodError as err:
             raise SuiteError(f"{where}: {err}") from None
-        except SettingsError as err:
-            raise SuiteError(f"{where} train: {err}") from None
+        resolved_train = _train_settings(f"{where} train", point_train)
         idle = [key for key in settings if key in without_effect]
         settings = {key: value for key, value in settings.items() if key not in without_effect}
         configuration = RunSpec(task="", model="", method=method.name, method_settings=settings,
@@ -240,8 +249,7 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
         raise SuiteError(f"{path} name: {data['name']!r} is not a folder name (no / or ..)")
     if not isinstance(data.get("description", ""), str):
         raise SuiteError(f"{path} description: must be text, got {data['description']!r}")
-    suite = Suite(name=data["name"], path=path, description=data.get("description", ""))
-    suite.results_dir = Path(results_dir or DEFAULT_RESULTS / suite.name)  # made when the suite runs
+    results_dir = Path(results_dir or DEFAULT_RESULTS / data["name"])  # made when the suite runs
     tasks = data["tasks"]
     if not isinstance(tasks, dict) or not tasks or not all(isinstance(name, str) for name in tasks):
         raise SuiteError(f"{path} tasks: must map task names to their budgets, e.g. {{sst2: {{steps: 50}}}}; "
@@ -249,17 +257,13 @@ def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs
     models, kinds = _models(path, data)
     seeds = _seeds(path, data)
     defaults = _train(f"{path} train", data.get("train"))
-    try:
-        TrainSettings(**defaults)  # out of range here is this key's fault, not the first task's
-    except SettingsError as err:
-        raise SuiteError(f"{path} train: {err}") from None
+    _train_settings(f"{path} train", defaults)  # out of range here is this key's fault, not the first task's
     configs = _method_configs(path, _list(f"{path} methods", data["methods"], object, "method entries"))
-    _plan(suite, tasks, models, kinds, configs, seeds, defaults, tasks_dirs=tasks_dirs)
-    suite.runs = _once_each(path, suite.runs)
-    # one line a reason, with the runs it stands for (the prompt lengths and seeds of one init, say)
-    suite.skipped = [reason + (f" ({count} runs)" if count > 1 else "")
-                     for reason, count in sorted(collections.Counter(suite.skipped).items())]
-    return suite
+    runs, left_out = _plan(path, results_dir, tasks, models, kinds, configs, seeds, defaults, tasks_dirs=tasks_dirs)
+    return Suite(name=data["name"], path=path, description=data.get("description", ""), results_dir=results_dir,
+                 runs=_once_each(path, runs),
+                 skipped=[reason + (f" ({count} runs)" if count > 1 else "")
+                          for reason, count in sorted(collections.Counter(left_out).items())])
 
 
 def _models(path: Path, data: dict) -> tuple[list[str], dict[str, str]]:
@@ -278,21 +282,18 @@ def _seeds(path: Path, data: dict) -> list[int]:
     seeds = _list(f"{path} seeds", data.get("seeds", [0]), int, "integers, e.g. [0, 1, 2]")
     _refuse_repeats(f"{path} seeds", seeds)
     for seed in seeds:
-        try:
-            TrainSettings(seed=seed)
-        except SettingsError as err:
-            raise SuiteError(f"{path} seeds: {err}") from None
+        _train_settings(f"{path} seeds", {"seed": seed})
     return seeds
 
 
-def _plan(suite: Suite, tasks: dict, models: list[str], kinds: dict[str, str], configs: list, seeds: list[int],
-          defaults: dict, *, tasks_dirs: tuple[str, ...]) -> None:
-    """Every task x model x method config x seed into `suite.runs`, or, where the model cannot take
-    it (known before any model loads), the reason into `suite.skipped`."""
+def _plan(path: Path, results_dir: Path, tasks: dict, models: list[str], kinds: dict[str, str], configs: list,
+          seeds: list[int], defaults: dict, *, tasks_dirs: tuple[str, ...]) -> tuple[list[PlannedRun], list[str]]:
+    """Every task x model x method config x seed as a planned run, or, where the model cannot take
+    it (known before any model loads), as the reason it is left out: (runs, reasons)."""
     from bench.models.registry import MODELS
     from tasks import UnknownTask, find_task
 
-    path, results_dir = suite.path, suite.results_dir
+    runs, left_out = [], []
     known_kinds = {**{m: MODELS[m].kind for m in models if m in MODELS}, **kinds}
     for task_name, budget in tasks.items():
         try:
@@ -300,22 +301,20 @@ def _plan(suite: Suite, tasks: dict, models: list[str], kinds: dict[str, str], c
         except UnknownTask as err:
             raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
         task_train = {**defaults, **_train(f"{path} tasks.{task_name}", budget)}
-        try:
-            TrainSettings(**task_train)
-        except SettingsError as err:
-            raise SuiteError(f"{path} tasks.{task_name}: {err}") from None
+        _train_settings(f"{path} tasks.{task_name}", task_train)
         for model, (method, settings, method_train), seed in itertools.product(models, configs, seeds):
             label = method_label(method, sorted({**settings, **method_train}.items()))
             run_train = TrainSettings(**watching_no_more_than_scored({**task_train, **method_train, "seed": seed}))
             cannot = _cannot_take(task_name, card, model, known_kinds.get(model), method, settings,
                                   checkpointing=run_train.gradient_checkpointing)
             if cannot:
-                suite.skipped.append(cannot)
+                left_out.append(cannot)
                 continue
             spec = RunSpec(task=task_name, model=model, method=method, method_settings=settings, train=run_train,
                            tasks_dirs=tasks_dirs, results_dir=results_dir, model_kind=kinds.get(model),
                            progress=False)
-            suite.runs.append(PlannedRun(spec=spec, label=label))
+            runs.append(PlannedRun(spec=spec, label=label))
+    return runs, left_out
 
 
 def _once_each(path: Path, runs: list[PlannedRun]) -> list[PlannedRun]:

@@ -366,7 +366,7 @@ def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, 
     monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)
     suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),),
                        results_dir=tmp_path / "machine")
-    suite.runs = suite.runs[:2]
+    suite = dataclasses.replace(suite, runs=suite.runs[:2])
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     study = open_suite_study(suite, url)
     study.tell(study.ask(), 1.0)  # done by hand: the test trains only the killed run
