@@ -9,8 +9,9 @@ import re
 import statistics
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from bench.config_labels import (card_of, config_fields, config_label, method_label, model_kind, precision,
                                  record_init_text, shortened, without_effect)
@@ -44,21 +45,26 @@ def _frozen(settings: dict) -> tuple:
     return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in settings.items()))
 
 
+# What tells runs of one method config apart besides their training settings: each is part of a
+# group's key, and shown in its label where groups of a task and model differ in it
+DIMENSIONS: dict[str, Callable[[RunRecord], Any]] = {
+    "task_version": lambda record: record["task"].get("version"),
+    "card": card_of,
+    "model_kind": model_kind,
+    "precision": precision,
+    "init_text": record_init_text,  # None where the init is not text, which the label says already
+}
+
+
 def _varying(groups: list[list[RunRecord]]) -> list[str]:
-    """Training settings (lr aside, already in every label) and the task version where these groups differ."""
+    """Training settings (lr aside, already in every label) and DIMENSIONS where these groups differ."""
     trains = [_training(group[0]) for group in groups]
     keys = sorted({k for train in trains for k in train} - {"lr"})
     varying = [k for k in keys if len({json.dumps(t.get(k), default=str) for t in trains}) > 1]
-    if len({group[0]["task"].get("version") for group in groups}) > 1:
-        varying.append("task_version")
-    if len({card_of(group[0]) for group in groups}) > 1:
-        varying.append("card")
-    if len({model_kind(group[0]) for group in groups}) > 1:
-        varying.append("model_kind")
-    if len({precision(group[0]) for group in groups}) > 1:
-        varying.append("precision")
-    if len({record_init_text(group[0]) for group in groups} - {None}) > 1:
-        varying.append("init_text")
+    for name, value_of in DIMENSIONS.items():
+        values = {json.dumps(value_of(group[0]), default=str) for group in groups}
+        if len(values - ({"null"} if name == "init_text" else set())) > 1:
+            varying.append(name)
     return varying
 
 
@@ -159,9 +165,9 @@ def _group(records: list[RunRecord], split: str) -> dict[tuple[str, str], list[l
     for record in records:
         if split not in record["scores"]:  # e.g. search trials, scored on validation only
             continue
-        key = (record["task"]["name"], record["model"]["name"], config_label(record), str(record_init_text(record)),
-               json.dumps(record["task"].get("version")), card_of(record), model_kind(record),
-               precision(record), _frozen(_training(record)))
+        key = (record["task"]["name"], record["model"]["name"], config_label(record),
+               *(json.dumps(value_of(record), default=str) for value_of in DIMENSIONS.values()),
+               _frozen(_training(record)))
         groups[key].append(record)
     by_task: dict[tuple[str, str], list[list[RunRecord]]] = defaultdict(list)
     for key, group in sorted(groups.items()):
@@ -181,9 +187,8 @@ def _label(group: list[RunRecord], varying: list[str]) -> str:
     """The config label, plus the settings that tell this group from others of its task and model."""
     record = group[0]
     text = record_init_text(record)
-    shown = {**_training(record), "task_version": record["task"].get("version"),
-             "init_text": shortened(text) if text else None, "card": card_of(record),
-             "model_kind": model_kind(record), "precision": precision(record)}
+    shown = {**_training(record), **{name: value_of(record) for name, value_of in DIMENSIONS.items()},
+             "init_text": shortened(text) if text else None}
     fields = [(k, shown.get(k)) for k in varying if k != "init_text" or text]
     return method_label(record["method"]["name"], config_fields(record) + fields)
 
