@@ -203,7 +203,7 @@ def _methods(args) -> int:
 
 def _tasks(args) -> int:
     from tasks import available_tasks
-    from tasks.registry import SHIPPED_CARDS
+    from tasks.registry import is_shipped
 
     if args.action == "show":
         return _task_show(args)
@@ -220,7 +220,7 @@ def _tasks(args) -> int:
         source = card.source.get("hub") or Path(card.source["local"]).name
         budget = f", trains on {card.train_size}" if card.train_size else ""  # a few-shot variant
         # a user's card shows its file: it may answer to a shipped task's name
-        yours = "" if card.path.parent == SHIPPED_CARDS.resolve() else f", {card.path}"
+        yours = "" if is_shipped(card.path) else f", {card.path}"
         print(f"{name:<{width}} {card.kind:<15} {sizes:<22} {card.primary_metric:<{metric_width}} {source}  "
               f"(v{card.version}{budget}{yours})")
     return 0
@@ -245,7 +245,7 @@ def _task_show(args) -> int:
     import yaml
 
     from tasks.card import merged_keys
-    from tasks.registry import SHIPPED_CARDS
+    from tasks.registry import is_shipped
 
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
     text = task.card.path.read_text(encoding="utf-8").rstrip()
@@ -260,7 +260,7 @@ def _task_show(args) -> int:
         print(example.prompt)
         label = f"  (class {task.card.classes[example.label]!r})" if example.label is not None else ""
         print(f"=> target: {example.target!r}{label}")
-    if task.card.path.parent != SHIPPED_CARDS:  # a user's card: rows beyond those shown may be bad
+    if not is_shipped(task.card.path):  # a user's card: rows beyond those shown may be bad
         print(f"\n(one example a split; `spbench tasks validate {task.card.path}` checks every row)")
     return 0
 

@@ -281,6 +281,18 @@ def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path)
     assert code == 0 and "tasks validate" not in out  # a shipped card's rows are checked by the tests
 
 
+def test_a_shipped_card_stays_shipped_in_a_checkout_reached_through_a_symlink(capsys, monkeypatch, tmp_path):
+    import tasks.registry
+
+    linked = tmp_path / "cards"
+    linked.symlink_to(SHIPPED_CARDS.resolve(), target_is_directory=True)
+    monkeypatch.setattr(tasks.registry, "SHIPPED_CARDS", linked)  # as a checkout opened by its link names it
+    code, out, err = run_cli(capsys, "tasks")
+    assert code == 0 and not re.search(r"^sst2 .*sst2\.yaml\)$", out, re.MULTILINE), out
+    code, out, err = run_cli(capsys, "tasks", "show", "sst2")
+    assert code == 0 and "tasks validate" not in out, out
+
+
 def test_a_missing_tasks_folder_is_refused_before_the_table_starts(capsys, tmp_path):
     code, out, err = run_cli(capsys, "tasks", "--tasks-dir", tmp_path / "nowhere")
     assert code == 2 and out == "" and f"tasks folder not found: {tmp_path / 'nowhere'}" in err
