@@ -65,12 +65,12 @@ def _run_spec(args):
     from bench.errors import SettingsError
     from bench.methods import get_method
     from bench.overrides import split_overrides
+    from bench.run_config import read_config
     from bench.run_spec import RunSpec
     from bench.train import TrainSettings
     from bench.train.config import watching_no_more_than_scored
-    from bench.yaml_values import settings_mapping
 
-    config = _read_config(args.config) if args.config else {}
+    config = read_config(args.config) if args.config else {}
     task = args.task or (config.get("tasks") or [None])[0]
     if not args.task and len(config.get("tasks") or []) > 1:
         print(f"{args.config} holds {len(config['tasks'])} tasks ({', '.join(config['tasks'])}): running {task}; "
@@ -84,16 +84,7 @@ def _run_spec(args):
              "eval_size": args.eval_size, "train_size": args.train_size,
              "gradient_checkpointing": args.gradient_checkpointing}
     set_method, set_train = split_overrides(args.overrides, method.settings_cls, TrainSettings)
-    config_train = _config_values(args.config, config, "train", TrainSettings) if config else {}
-    config_method = {}
-    if config.get("method") in (None, method_name):
-        config_method = _config_values(args.config, config, "settings", method.settings_cls) if config else {}
-    else:  # written for another method: its settings and learning rate mean nothing to this one
-        settings_mapping(f"--config {args.config} settings", config.get("settings"))
-        left_out = [what for what, present in (("settings", config.get("settings")),
-                                               ("learning rate", config_train.pop("lr", None) is not None)) if present]
-        if left_out:
-            print(f"{args.config}: its {' and '.join(left_out)} are {config['method']}'s, not applied to {method_name}")
+    config_method, config_train = _config_settings(args.config, config, method)
     given = {k: v for k, v in flags.items() if v is not None}
     method_values, train_values = {**config_method, **set_method}, {**config_train, **set_train, **given}
     # never watch more than is scored, unless told to: by --set, or by a config that --eval-size does not override
@@ -112,6 +103,27 @@ def _run_spec(args):
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
 
 
+def _config_settings(path: Path, config: dict, method) -> tuple[dict, dict]:
+    """The config's method settings and training settings, as they apply to `method`."""
+    from bench.run_config import config_values
+    from bench.train import TrainSettings
+    from bench.yaml_values import settings_mapping
+
+    if not config:
+        return {}, {}
+    train = config_values(path, config, "train", TrainSettings)
+    if config.get("method") in (None, method.name):
+        return config_values(path, config, "settings", method.settings_cls), train
+    # written for another method: its settings and learning rate mean nothing to this one
+    settings_mapping(f"--config {path} settings", config.get("settings"))  # refused still where malformed
+    dropped_lr = train.pop("lr", None)
+    left_out = [what for what, present in (("settings", config.get("settings")),
+                                           ("learning rate", dropped_lr is not None)) if present]
+    if left_out:
+        print(f"{path}: its {' and '.join(left_out)} are {config['method']}'s, not applied to {method.name}")
+    return {}, train
+
+
 def _print_run(record) -> None:
     """A finished run in a few lines: what ran, at what cost, and its scores against the base model's
     zero-shot score, and against its own state before training where that was scored."""
@@ -127,45 +139,6 @@ def _print_run(record) -> None:
         versus += f", {gain:+.1f}%" if versus and gain is not None else ""
         versus += f"; before training {primary}={initial[split][primary]:.4f}" if split in initial else ""
         print(f"  {split:<10} {metrics}  (n={scores['n']}{versus})")
-
-
-# what `spbench run --config` reads, and what a search's best.yaml adds for people to read
-CONFIG_KEYS = ("tasks", "tasks_dirs", "model", "method", "settings", "train")
-CONFIG_NOTES = ("study", "trial", "objectives", "validation_values", "validation_by_task", "relative_to",
-                "validation_standard_error", "tied_trials", "pareto_front", "test", "records")
-
-
-def _read_config(path: Path) -> dict:
-    """A run config, its shape checked: known keys, `tasks` a list of names, `model` and `method` names."""
-    import difflib
-
-    from bench.yaml_values import read_yaml_mapping
-
-    config = read_yaml_mapping(path, what="a run config (model, method, settings, train)",
-                               error=lambda problem: ValueError(f"--config {path}: {problem}"))
-    for key in config:
-        if key not in CONFIG_KEYS + CONFIG_NOTES:
-            near = difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.6)
-            raise ValueError(f"--config {path}: unknown key {key!r}" + (f": did you mean {near[0]!r}?" if near else "")
-                             + f" (a config holds {', '.join(CONFIG_KEYS)})")
-    tasks = config.get("tasks", [])
-    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-        raise ValueError(f"--config {path}: `tasks` must be a list of task names, got {tasks!r}")
-    folders = config.get("tasks_dirs", [])
-    if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
-        raise ValueError(f"--config {path}: `tasks_dirs` must be a list of folders of task cards, got {folders!r}")
-    for key in ("model", "method"):
-        if key in config and not isinstance(config[key], str):
-            raise ValueError(f"--config {path}: `{key}` must be a name, got {config[key]!r}")
-    return config
-
-
-def _config_values(path: Path, config: dict, key: str, owner: type) -> dict:
-    """The config's `settings` or `train` mapping, each value checked against the dataclass it fills."""
-    from bench.yaml_values import checked_settings
-
-    return checked_settings(f"--config {path} {key}", config.get(key), owner.__dataclass_fields__,
-                            "training setting" if key == "train" else f"{config.get('method')} setting")
 
 
 def _models(args) -> int:

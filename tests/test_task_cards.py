@@ -603,7 +603,7 @@ def test_a_bad_row_stops_the_run_before_its_model_loads(tmp_path, monkeypatch):
 ])
 def test_every_yaml_file_a_user_writes_is_refused_alike(tmp_path, content, problem):
     """Cards, suites, search spaces and run configs share one reader: the same four faults, named with the file."""
-    from bench.cli import _read_config
+    from bench.run_config import read_config
     from bench.suite import SuiteError, load_suite
     from search.space import SpaceError, load_space
 
@@ -611,7 +611,7 @@ def test_every_yaml_file_a_user_writes_is_refused_alike(tmp_path, content, probl
     if content is not None:
         path.write_bytes(content)
     for read, error in ((load_card, TaskCardError), (load_suite, SuiteError), (load_space, SpaceError),
-                        (_read_config, ValueError)):
+                        (read_config, ValueError)):
         with pytest.raises(error, match=f"{re.escape(str(path))}.*{problem}"):
             read(path if read is not load_suite else str(path))
 
