@@ -346,31 +346,31 @@ def _results(args) -> int:
     from bench.results import aggregate, reruns_left_out, unscored
     from bench.results_table import csv_name, format_table, write_csv
 
-    records, failures = _records(args)
-    rows = aggregate(records, split=args.split)
+    records, failures, split = _records(args)
+    rows = aggregate(records, split=split)
     print(format_table(rows))
     if rows:
         metrics = ", ".join(sorted({f"{row.task} {row.metric}" for row in rows}))
-        print(f"\nscore: each task's primary metric on the {args.split} split ({metrics}), mean ± std over seeds; "
+        print(f"\nscore: each task's primary metric on the {split} split ({metrics}), mean ± std over seeds; "
               "SE: its standard error from the examples scored (a rough guide: scores less than about 3 SE apart, "
               "2 standard errors of their difference, may differ by the examples drawn alone); vs FT: over full "
               "fine-tuning's; vs 0-shot: % change from the base model's zero-shot score")
-    _print_answers(rows, args)
-    if left_out := unscored(records, args.split):
-        print(f"\n{left_out} runs have no {args.split} scores and are not in the table (--split validation "
+    _print_answers(rows, split, args)
+    if left_out := unscored(records, split):
+        print(f"\n{left_out} runs have no {split} scores and are not in the table (--split validation "
               "includes search trials)")
-    print(f"\n{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, args.split)}; "
-          f"csv: {write_csv(rows, _results_folder(args) / csv_name(args.split))}")
+    print(f"\n{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, split)}; "
+          f"csv: {write_csv(rows, _results_folder(args) / csv_name(split))}")
     return 0
 
 
-def _print_answers(rows, args) -> None:
+def _print_answers(rows, split: str, args) -> None:
     """The suite's answer, as the report opens with it: a paragraph a group of comparable runs, and on
     a line of its own (to paste whole) the run that makes a missing reference."""
     from bench.verdict import reference_command, verdict_text, verdicts
 
     for verdict in verdicts(rows):
-        print("\n" + textwrap.fill(verdict_text(verdict, split=args.split, quote=""), width=100,
+        print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote=""), width=100,
                                    break_long_words=False))
         if command := reference_command(verdict, _results_folder(args)):  # into the folder the report is in
             print(f"  {command}")
@@ -382,6 +382,8 @@ def _results_folder(args) -> Path:
 
 
 def _records(args):
+    """The records asked for, those of the runs that failed, and the split to show: --split, else
+    the default split for these records."""
     from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs, warn_mixed_flop_estimates
 
     folder = _results_folder(args)
@@ -407,15 +409,20 @@ def _records(args):
         _refuse_no_records(args, folder, failures, unfinished)
     if unfinished:
         print(_unfinished_note(unfinished), file=sys.stderr)
-    if args.split is None:  # test, unless no run has test scores (a search's trials score validation only)
-        args.split = "test" if any("test" in record["scores"] for record in records) else "validation"
-        if args.split == "validation":
-            print(f"none of the {len(records)} runs has test scores (a search's trials are scored on validation "
-                  "only): showing validation scores, optimistic for configs chosen on them", file=sys.stderr)
-    if not any(args.split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
-        raise ValueError(f"none of the {len(records)} runs has {args.split} scores")
+    split = args.split or _default_split(records)
+    if not any(split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
+        raise ValueError(f"none of the {len(records)} runs has {split} scores")
     warn_mixed_flop_estimates(records)
-    return records, failures
+    return records, failures, split
+
+
+def _default_split(records) -> str:
+    """test, unless no run has test scores (a search's trials score validation only)."""
+    if any("test" in record["scores"] for record in records):
+        return "test"
+    print(f"none of the {len(records)} runs has test scores (a search's trials are scored on validation "
+          "only): showing validation scores, optimistic for configs chosen on them", file=sys.stderr)
+    return "validation"
 
 
 def _refuse_no_records(args, folder: Path, failures: list[dict], unfinished: list[Path]) -> None:
@@ -443,10 +450,10 @@ def _plot(args) -> int:
     from bench.results import aggregate
     from bench.results_table import split_name
 
-    records, _ = _records(args)
+    records, _, split = _records(args)
     axes = tuple(args.axis or ("trainable_params", "train_flops"))
-    paths = render_all(aggregate(records, split=args.split), _results_folder(args) / split_name("plots", args.split),
-                       split=args.split, axes=axes)
+    paths = render_all(aggregate(records, split=split), _results_folder(args) / split_name("plots", split),
+                       split=split, axes=axes)
     print("\n".join(map(str, paths)))
     return 0
 
@@ -455,10 +462,10 @@ def _report(args) -> int:
     from bench.report import write_report
     from bench.results import aggregate
 
-    records, failures = _records(args)
-    rows = aggregate(records, split=args.split)
-    print(write_report(_results_folder(args), records=records, failures=failures, split=args.split, rows=rows))
-    _print_answers(rows, args)
+    records, failures, split = _records(args)
+    rows = aggregate(records, split=split)
+    print(write_report(_results_folder(args), records=records, failures=failures, split=split, rows=rows))
+    _print_answers(rows, split, args)
     return 0
 
 
