@@ -518,14 +518,14 @@ def test_a_study_without_its_storage_is_refused_not_ignored(capsys, tmp_path):
 def test_a_key_error_from_a_defect_is_not_dressed_as_bad_input(monkeypatch):
     # an unknown task is refused by name (above); a KeyError from a missing record field is a bug,
     # and its traceback must show rather than a bare "error: 'validation'"
-    import bench.cli
+    import bench.commands.records
 
     def broken(args):
         raise KeyError("validation")
 
-    monkeypatch.setattr(bench.cli, "_results", broken)
+    monkeypatch.setattr(bench.commands.records, "results", broken)
     with pytest.raises(KeyError, match="validation"):
-        bench.cli.main(["results", "nowhere"])
+        main(["results", "nowhere"])
 
 
 @pytest.mark.parametrize("setting, problem", [

@@ -281,7 +281,8 @@ def test_keys_the_kind_does_not_read_and_a_primary_metric_not_listed_are_refused
 
 
 def test_validate_lists_every_bad_row_where_a_run_stops_at_the_first(tmp_path, capsys):
-    from bench.cli import ROW_PROBLEMS_SHOWN, main
+    from bench.cli import main
+    from bench.commands.task_card_validation import ROW_PROBLEMS_SHOWN
 
     rows = [{"text": f"t{i}", "label": i % 2} for i in range(40)]
     bad = [3, 7] + list(range(20, 20 + ROW_PROBLEMS_SHOWN))
