@@ -50,6 +50,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--task", help="which task of a search over several")
     parser.add_argument("--batch-size", type=_positive, default=16, help="inputs answered at once (default 16)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+    parser.set_defaults(handler=run)
 
 
 RECORD_KEYS = ("run_id", "task", "model", "method")  # what a prediction reads of a record

@@ -19,7 +19,7 @@ from bench.record import DEFAULT_RESULTS, TRAIN_SETTINGS_ADDED_LATER
 from bench.train import TrainSettings
 from bench.yaml_values import declared_type
 from tasks import find_task
-from tasks.registry import CARD_SUFFIXES, SHIPPED_CARDS
+from tasks.registry import CARD_SUFFIXES, is_shipped
 
 EVAL_SPLITS = ("validation", "test")
 
@@ -133,7 +133,7 @@ def task_identity(task: str, tasks_dirs: tuple[str, ...]) -> TaskIdentity:
 
 
 def _replaces_shipped(card) -> bool:
-    if card.path.parent == SHIPPED_CARDS.resolve():
+    if is_shipped(card.path):
         return False
     try:
         return find_task(card.name).path != card.path

@@ -68,6 +68,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
                         help="folder of the study's folder (default results/)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+    parser.set_defaults(handler=run)
 
 
 def run(args) -> int:

@@ -20,6 +20,12 @@ SHIPPED_CARDS = Path(__file__).parent / "cards"
 CARD_SUFFIXES = (".yaml", ".yml")
 
 
+def is_shipped(card_path: Path) -> bool:
+    """Whether the card file is one of the project's own, however the path to it was reached (a
+    checkout opened through a symlink reaches the same folder by another path)."""
+    return Path(card_path).resolve().parent == SHIPPED_CARDS.resolve()
+
+
 class UnknownTask(ValueError):
     """No card declares the task name asked for; the message lists the known ones."""
 

@@ -282,6 +282,18 @@ def test_user_card_named_like_a_shipped_one_is_used_everywhere(capsys, tmp_path)
     assert code == 0 and "tasks validate" not in out  # a shipped card's rows are checked by the tests
 
 
+def test_a_shipped_card_stays_shipped_in_a_checkout_reached_through_a_symlink(capsys, monkeypatch, tmp_path):
+    import tasks.registry
+
+    linked = tmp_path / "cards"
+    linked.symlink_to(SHIPPED_CARDS.resolve(), target_is_directory=True)
+    monkeypatch.setattr(tasks.registry, "SHIPPED_CARDS", linked)  # as a checkout opened by its link names it
+    code, out, err = run_cli(capsys, "tasks")
+    assert code == 0 and not re.search(r"^sst2 .*sst2\.yaml\)$", out, re.MULTILINE), out
+    code, out, err = run_cli(capsys, "tasks", "show", "sst2")
+    assert code == 0 and "tasks validate" not in out, out
+
+
 def test_a_missing_tasks_folder_is_refused_before_the_table_starts(capsys, tmp_path):
     code, out, err = run_cli(capsys, "tasks", "--tasks-dir", tmp_path / "nowhere")
     assert code == 2 and out == "" and f"tasks folder not found: {tmp_path / 'nowhere'}" in err
@@ -507,14 +519,14 @@ def test_a_study_without_its_storage_is_refused_not_ignored(capsys, tmp_path):
 def test_a_key_error_from_a_defect_is_not_dressed_as_bad_input(monkeypatch):
     # an unknown task is refused by name (above); a KeyError from a missing record field is a bug,
     # and its traceback must show rather than a bare "error: 'validation'"
-    import bench.cli
+    import bench.commands.records
 
     def broken(args):
         raise KeyError("validation")
 
-    monkeypatch.setattr(bench.cli, "_results", broken)
+    monkeypatch.setattr(bench.commands.records, "results", broken)
     with pytest.raises(KeyError, match="validation"):
-        bench.cli.main(["results", "nowhere"])
+        main(["results", "nowhere"])
 
 
 @pytest.mark.parametrize("setting, problem", [

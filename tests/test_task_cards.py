@@ -282,7 +282,8 @@ def test_keys_the_kind_does_not_read_and_a_primary_metric_not_listed_are_refused
 
 
 def test_validate_lists_every_bad_row_where_a_run_stops_at_the_first(tmp_path, capsys):
-    from bench.cli import ROW_PROBLEMS_SHOWN, main
+    from bench.cli import main
+    from bench.commands.task_card_validation import ROW_PROBLEMS_SHOWN
 
     rows = [{"text": f"t{i}", "label": i % 2} for i in range(40)]
     bad = [3, 7] + list(range(20, 20 + ROW_PROBLEMS_SHOWN))
@@ -604,7 +605,7 @@ def test_a_bad_row_stops_the_run_before_its_model_loads(tmp_path, monkeypatch):
 ])
 def test_every_yaml_file_a_user_writes_is_refused_alike(tmp_path, content, problem):
     """Cards, suites, search spaces and run configs share one reader: the same four faults, named with the file."""
-    from bench.cli import _read_config
+    from bench.run_config import read_config
     from bench.suite import SuiteError, load_suite
     from search.space import SpaceError, load_space
 
@@ -612,7 +613,7 @@ def test_every_yaml_file_a_user_writes_is_refused_alike(tmp_path, content, probl
     if content is not None:
         path.write_bytes(content)
     for read, error in ((load_card, TaskCardError), (load_suite, SuiteError), (load_space, SpaceError),
-                        (_read_config, ValueError)):
+                        (read_config, ValueError)):
         with pytest.raises(error, match=f"{re.escape(str(path))}.*{problem}"):
             read(path if read is not load_suite else str(path))
 

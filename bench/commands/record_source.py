@@ -1,0 +1,79 @@
+"""The records `results`, `plot` and `report` read: a results folder's (without those shipped with the
+project unless it is named) or a study's, and the split whose scores they show."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.record import DEFAULT_RESULTS
+from tasks.notices import first_line
+
+
+def results_folder(args) -> Path:
+    """Where the records are read from and tables, plots and reports go."""
+    return args.folder or DEFAULT_RESULTS
+
+
+def chosen_records(args):
+    """The records asked for, those of the runs that failed, and the split to show: --split, else
+    the default split for these records."""
+    from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs, warn_mixed_flop_estimates
+
+    folder = results_folder(args)
+    if args.study and not args.storage:
+        raise ValueError(f"--study {args.study} needs --storage, the URL its study is in (a search's own is "
+                         "sqlite:///<its results folder>/<study>/study.db; a shared suite's, the one its machines use)")
+    if args.storage:
+        from bench.shared_suite import records_from_study
+
+        if not args.study:
+            raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
+        records, failures = records_from_study(args.storage, args.study)
+    elif args.folder is None:  # your runs: those committed with the project are left out unless named
+        shipped = [name for name in SHIPPED_RESULTS if (DEFAULT_RESULTS / name).is_dir()]
+        if shipped:
+            print(f"left out: {', '.join(str(DEFAULT_RESULTS / name) for name in shipped)} (shipped with the project; "
+                  "name a folder to include it)", file=sys.stderr)
+        records, failures = load_records(folder, leave_out=SHIPPED_RESULTS)
+    else:
+        records, failures = load_records(folder)
+    unfinished = [] if args.storage else unfinished_runs(folder, leave_out=() if args.folder else SHIPPED_RESULTS)
+    if not records:
+        _refuse_no_records(args, folder, failures, unfinished)
+    if unfinished:
+        print(_unfinished_note(unfinished), file=sys.stderr)
+    split = args.split or _default_split(records)
+    if not any(split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
+        raise ValueError(f"none of the {len(records)} runs has {split} scores")
+    warn_mixed_flop_estimates(records)
+    return records, failures, split
+
+
+def _default_split(records) -> str:
+    """test, unless no run has test scores (a search's trials score validation only)."""
+    if any("test" in record["scores"] for record in records):
+        return "test"
+    print(f"none of the {len(records)} runs has test scores (a search's trials are scored on validation "
+          "only): showing validation scores, optimistic for configs chosen on them", file=sys.stderr)
+    return "validation"
+
+
+def _refuse_no_records(args, folder: Path, failures: list[dict], unfinished: list[Path]) -> None:
+    """Say why there is nothing to show: no such folder, or no finished run (each failed run named)."""
+    from bench.study_storage import shown_storage
+
+    if not args.storage and not folder.is_dir():
+        raise FileNotFoundError(f"{'not a folder' if folder.exists() else 'no such folder'}: {folder}")
+    where = shown_storage(args.storage) if args.storage else folder
+    failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
+                     f"{first_line(failure.get('reason')) or '?'}" for failure in failures)
+    runs = f"{len(failures)} run{'s' if len(failures) > 1 else ''}"
+    raise FileNotFoundError(f"no run records under {where}" + (f"; {runs} failed:{failed}" if failures else "")
+                            + (f"; {_unfinished_note(unfinished)}" if unfinished else ""))
+
+
+def _unfinished_note(unfinished: list[Path]) -> str:
+    shown = ", ".join(map(str, unfinished[:3])) + (", ..." if len(unfinished) > 3 else "")
+    return (f"{len(unfinished)} run folder(s) hold an adapter but no record, runs stopped before they finished "
+            f"(not in the table; rerun their commands): {shown}")

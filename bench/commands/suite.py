@@ -1,0 +1,76 @@
+"""`spbench bench`: run a suite of tasks x models x methods x seeds, resumably, on one machine or shared
+among several through an Optuna storage."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+EXAMPLES = """examples:
+  spbench bench --suite quick
+  spbench bench --suite my_suite.yaml --results results/mine"""
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("bench", help="run a suite of tasks x models x methods x seeds (resumable)",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", required=True, help="a shipped suite (smoke | quick | standard | full, or the "
+                        "search_table_* grids: bench/suites/), or a suite YAML file")
+    parser.add_argument("--results", type=Path, help="where records go (default results/<the suite's name>)")
+    parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--dry-run", action="store_true", help="list the planned runs (and which have a record); "
+                        "run none")
+    parser.add_argument("--storage", help="share the suite's runs among machines through this Optuna storage URL")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from bench.suite import load_suite
+    from bench.suite_runner import run_suite
+
+    suite = load_suite(args.suite, results_dir=args.results, tasks_dirs=tuple(args.tasks_dir))
+    print(f"suite {suite.name}: {len(suite.runs)} runs -> {suite.results_dir}")
+    if suite.description.strip():  # its first sentence: what the suite is for
+        print("  " + re.split(r"(?<=[.?!])\s", suite.description.strip(), maxsplit=1)[0])
+    for reason in suite.skipped:
+        print(f"  not planned: {reason}")
+    if args.dry_run:
+        return _print_plan(suite)
+    started = time.perf_counter()
+    if args.storage:
+        from bench.shared_suite import run_shared_suite
+        from bench.study_storage import GRACE_SECONDS
+
+        shared = run_shared_suite(suite, args.storage, progress=not args.quiet)
+        # a machine killed less than the heartbeat grace ago still shows its run as running
+        running = (f" ({shared.running} still running on other machines, or on one killed less than "
+                   f"{GRACE_SECONDS} s ago: rerun after that to take it over)" if shared.running else "")
+        print(f"{shared.done}/{len(suite.runs)} runs complete in the shared study{running}, "
+              f"in {time.perf_counter() - started:.0f}s")
+        for name, reason in shared.failed:
+            print(f"  FAILED {name}: {reason}")
+        return 1 if shared.failed else 0
+    outcome = run_suite(suite, progress=not args.quiet)
+    print(f"done {len(outcome.done)}, already present {len(outcome.skipped)}, failed {len(outcome.failed)} "
+          f"in {time.perf_counter() - started:.0f}s")
+    for name, reason in outcome.failed:
+        print(f"  FAILED {name}: {reason}")
+    return 1 if outcome.failed else 0
+
+
+def _print_plan(suite) -> int:
+    """The planned runs, one a line, each with whether a readable record of it is already there (in
+    the results folder: a shared suite's study may hold more)."""
+    from bench.suite_runner import describe, record_damage
+
+    present = 0
+    for planned in suite.runs:
+        record = planned.spec.record_path()
+        done = record.exists() and record_damage(planned, record) is None
+        present += done
+        print(f"{'done' if done else 'todo'}  {describe(planned)}  ({planned.spec.run_id()})")
+    print(f"{len(suite.runs) - present} to run, {present} with a record in {suite.results_dir}")
+    return 0
