@@ -3,10 +3,9 @@ settings it gives a method and its training, each checked against the dataclass 
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
-from bench.yaml_values import checked_settings, read_yaml_mapping
+from bench.yaml_values import checked_settings, read_yaml_mapping, unknown_name
 
 # what `spbench run --config` reads, and what a search's best.yaml adds for people to read
 CONFIG_KEYS = ("tasks", "tasks_dirs", "model", "method", "settings", "train")
@@ -19,10 +18,8 @@ def read_config(path: Path) -> dict:
     config = read_yaml_mapping(path, what="a run config (model, method, settings, train)",
                                error=lambda problem: ValueError(f"--config {path}: {problem}"))
     for key in config:
-        if key not in CONFIG_KEYS + CONFIG_NOTES:
-            near = difflib.get_close_matches(key, CONFIG_KEYS, n=1, cutoff=0.6)
-            raise ValueError(f"--config {path}: unknown key {key!r}" + (f": did you mean {near[0]!r}?" if near else "")
-                             + f" (a config holds {', '.join(CONFIG_KEYS)})")
+        if key not in CONFIG_KEYS + CONFIG_NOTES:  # the notes are for people: not offered as what was meant
+            raise ValueError(f"--config {path}: {unknown_name(key, CONFIG_KEYS)}")
     tasks = config.get("tasks", [])
     if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
         raise ValueError(f"--config {path}: `tasks` must be a list of task names, got {tasks!r}")
