@@ -32,6 +32,7 @@ from bench.run_spec import RunSpec
 from bench.train import train
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task
+from tasks.task import Scored
 from tasks.metrics import compute_metrics
 
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
@@ -41,12 +42,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int, *,
-             each: list[float] | None = None) -> dict[str, float]:
-    """`task`'s metrics of `tuned`'s answers to `examples`, with `n`, the number of examples scored;
-    `each` receives each example's score of the primary metric, where it has them (see Task.score)."""
+def evaluate(tuned: TunedModel, task: Task, examples: list[Example], batch_size: int) -> Scored:
+    """`task`'s metrics of `tuned`'s answers to `examples`, with `n`, the number of examples scored,
+    and each example's score of the primary metric where it has them (see Task.scored)."""
     predictions = tuned.predict(examples, batch_size=batch_size)
-    return {**task.score(predictions, examples, each=each), "n": len(examples)}
+    scores, each = task.scored(predictions, examples)
+    return Scored({**scores, "n": len(examples)}, each)
 
 
 def examples_digest(examples: list[Example]) -> str:
@@ -173,7 +174,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     commonest_class = commonest_class_scores(task, evaluation)
 
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
-        return evaluate(tuned, task, examples, config.eval_batch_size)
+        return evaluate(tuned, task, examples, config.eval_batch_size).scores
 
     # the base model, before the method touches it
     base_scores = base_zero_shot(task, base, evaluation, score, batch_size=config.eval_batch_size)
@@ -181,10 +182,11 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     tuned = TunedModel(model, base, task.card)
     initial_scores = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None
 
-    monitored_each: list[float] = []  # the last monitoring's, which may stand for the final validation's
+    monitored_each: list[float] | None = None  # the last monitoring's, which may stand for the final validation's
 
     def evaluate_during_training(step: int) -> dict[str, float]:
-        scores = evaluate(tuned, task, monitor, config.eval_batch_size, each=monitored_each)
+        nonlocal monitored_each
+        scores, monitored_each = evaluate(tuned, task, monitor, config.eval_batch_size)
         if on_eval is not None:
             on_eval(step, scores[task.card.primary_metric], scores["n"])
         return scores
@@ -196,8 +198,10 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     scores, each = {}, {}
     for split, examples in evaluation.items():
         already = _scored_already(result, config.steps, examples, monitor) if split == "validation" else None
-        each[split] = list(monitored_each) if already else []
-        scores[split] = already or evaluate(tuned, task, examples, config.eval_batch_size, each=each[split])
+        if already:
+            scores[split], each[split] = already, monitored_each
+        else:
+            scores[split], each[split] = evaluate(tuned, task, examples, config.eval_batch_size)
     record_path = spec.record_path()
     artifact_path, artifact_bytes = _save_artifact(model, method, record_path.parent)
     cost = _cost(tuned, result, artifact_bytes=artifact_bytes, saved=artifact_path is not None,
@@ -212,7 +216,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
 
 def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float, scores: dict,
             initial_scores: dict | None, base_scores: dict | None, result, cost: Cost, artifact_path: Path | None,
-            started_at: str, commonest_class: dict | None, each: dict[str, list[float]],
+            started_at: str, commonest_class: dict | None, each: dict[str, list[float] | None],
             evaluation: dict[str, list[Example]]) -> RunRecord:
     """What a finished run keeps: what ran, on what, its scores before and after, its curves and costs."""
     primary = task.card.primary_metric

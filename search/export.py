@@ -28,7 +28,7 @@ def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> d
     task = task_of(record, tasks_dirs)
     tuned = load_trained(record, task)
     examples = task.examples("test", limit=record["train"]["eval_size"])
-    return evaluate(tuned, task, examples, record["train"]["eval_batch_size"])
+    return evaluate(tuned, task, examples, record["train"]["eval_batch_size"]).scores
 
 
 def write_best(study: optuna.Study, folder: Path, *, model: str, train_defaults,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tasks.card import SPLITS, TaskCard, TaskCardError
 from tasks.data import Row, load_rows, row_location
@@ -23,6 +23,14 @@ class Example:
     target: str
     references: tuple[str, ...]  # all gold answers (generation tasks); (target,) otherwise
     label: int | None = None  # class index (classification tasks)
+
+
+class Scored(NamedTuple):
+    scores: dict[str, float]  # metric -> value
+    # each example's score of the primary metric, whose mean is the score, where that metric is a mean
+    # over examples (accuracy, F1, ROUGE...); None for a metric of the whole set (macro-F1, a
+    # correlation, a library's)
+    each: list[float] | None
 
 
 def _describe_shape(value: Any) -> str:
@@ -178,21 +186,21 @@ class Task:
     def _references(self, examples: list[Example]) -> list:
         return [ex.label if self.card.is_classification else ex.references for ex in examples]
 
-    def score(self, predictions: list, examples: list[Example], *, each: list[float] | None = None
-              ) -> dict[str, float]:
-        """The card's metrics of `predictions`. `each`, where given, receives each example's score of
-        the primary metric where that is a mean over examples (accuracy, F1, ROUGE...; nothing for a
-        metric of the whole set: macro-F1, a correlation, a library's), whose mean is then the score:
-        two runs scored on the same examples compare example by example."""
+    def scored(self, predictions: list, examples: list[Example]) -> Scored:
+        """The card's metrics of `predictions`, with each example's score of the primary metric where
+        it has them: two runs scored on the same examples compare example by example."""
         references, primary = self._references(examples), self.card.primary_metric
-        per_example = PER_EXAMPLE.get(primary) if each is not None else None
-        values = per_example(predictions, references) if per_example and examples else None
-        others = [metric for metric in self.card.metrics if values is None or metric != primary]
+        per_example = PER_EXAMPLE.get(primary)
+        each = per_example(predictions, references) if per_example and examples else None
+        others = [metric for metric in self.card.metrics if each is None or metric != primary]
         scores = compute_metrics(others, predictions, references, folder=self.card.metrics_folder)
-        if values is not None:
-            each[:] = values
-            scores[primary] = sum(values) / len(values)
-        return {metric: scores[metric] for metric in self.card.metrics}  # in the card's order
+        if each is not None:
+            scores[primary] = sum(each) / len(each)
+        return Scored({metric: scores[metric] for metric in self.card.metrics}, each)  # in the card's order
+
+    def score(self, predictions: list, examples: list[Example]) -> dict[str, float]:
+        """The card's metrics of `predictions` (see `scored`)."""
+        return self.scored(predictions, examples).scores
 
 
 def load_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> Task:

@@ -495,8 +495,8 @@ def test_the_last_steps_evaluation_is_the_final_validation_score_when_it_scored_
     monkeypatch.setenv("SPBENCH_CACHE", str(tmp_path / "cache"))  # no zero-shot score cached by another test
     scored = []
     evaluate = bench.run.evaluate
-    monkeypatch.setattr(bench.run, "evaluate", lambda tuned, task, examples, batch_size, **each: scored.append(
-        len(examples)) or evaluate(tuned, task, examples, batch_size, **each))
+    monkeypatch.setattr(bench.run, "evaluate", lambda tuned, task, examples, batch_size: scored.append(
+        len(examples)) or evaluate(tuned, task, examples, batch_size))
     code, out, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "prompt_tuning"),
                              "--eval-size", 6)
     assert code == 0, err
