@@ -18,6 +18,7 @@ from bench.train import TrainSettings
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
 from tasks import Example, Task, TaskCardError, load_task
 from tasks.notices import UserNotice
+from tasks.registry import is_shipped
 
 
 def cannot_answer(kind: str | None, card) -> str | None:
@@ -67,15 +68,16 @@ def _note_cut_prompts(base: BaseModel, task: Task, examples: RunExamples) -> Non
 def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
     if why := cannot_answer(base.kind, task.card):
         raise ModelError(f"model {base.name!r} / task {task.name!r}: {why}")
-    limit = base.max_positions
+    limit = base.context_length
     answer, answer_terms = _answer_positions(base, task.card)
     if limit is not None and num_virtual + task.card.max_input_tokens + answer > limit:
         fewer = "fewer virtual tokens, or " if num_virtual else ""
         generates = base.kind == "causal" and not task.card.is_classification
         smaller = "max_input_tokens or max_new_tokens" if generates else "max_input_tokens"
+        card = (f"a card that includes {task.name!r} with a smaller {smaller}" if is_shipped(task.card.path)
+                else f"a smaller {smaller} in its card {task.card.path}")  # the user's own card: edit it
         raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens{answer_terms} "
-                          f"exceed the {limit} positions of model {base.name!r}; use {fewer}a card that includes "
-                          f"{task.name!r} with a smaller {smaller}")
+                          f"exceed the {limit} positions of model {base.name!r}; use {fewer}{card}")
 
 
 def _answer_positions(base: BaseModel, card) -> tuple[int, str]:

@@ -20,6 +20,7 @@ from bench.run import _base_of, _improvement, _latency
 from bench.run_checks import _check_fits
 from bench.run_spec import RunSpec
 from bench.train import TrainSettings
+from tasks.registry import SHIPPED_CARDS
 
 
 def spec(method: str, settings: dict, **train) -> RunSpec:
@@ -40,8 +41,6 @@ def test_run_id_names_the_resolved_settings():
 
 
 def test_a_task_is_one_run_by_name_or_by_card_path_and_a_new_card_version_is_a_new_run(tmp_path):
-    from tasks.registry import SHIPPED_CARDS
-
     by_name = spec("lora", {}).run_id()
     by_path = dataclasses.replace(spec("lora", {}), task=str(SHIPPED_CARDS / "sst2.yaml")).run_id()
     assert by_path == by_name
@@ -55,8 +54,6 @@ def test_a_task_is_one_run_by_name_or_by_card_path_and_a_new_card_version_is_a_n
 def test_a_user_card_in_place_of_a_shipped_one_of_the_same_version_is_not_the_shipped_task(tmp_path):
     """Its records would otherwise overwrite the shipped card's in one results folder, or be skipped
     by a suite as already run."""
-    from tasks.registry import SHIPPED_CARDS
-
     (tmp_path / "my_sst2.yaml").write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\ntemplate: 'Text: {{sentence}}'\n")
     mine = dataclasses.replace(spec("lora", {}), tasks_dirs=(str(tmp_path),))
     assert mine.run_id() != spec("lora", {}).run_id() and mine.run_id().startswith("sst2__minilm-l6__lora__")
@@ -99,8 +96,6 @@ def test_a_model_folder_is_one_run_however_its_path_is_typed_or_wherever_a_copy_
 
 def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_counts_at_once(tmp_path):
     """A card that includes sst2 and keeps its name is not what the name finds: its runs are its own."""
-    from tasks.registry import SHIPPED_CARDS
-
     variant = tmp_path / "sst2_few.yaml"
     variant.write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\ntrain_size: 16\n")
     by_path = dataclasses.replace(spec("lora", {}), task=str(variant))
@@ -113,8 +108,6 @@ def test_a_variant_card_given_by_path_keeps_its_own_runs_and_an_edited_version_c
 
 def test_a_card_given_by_path_that_its_name_does_not_find_counts_its_version_however_the_path_is_typed(
         tmp_path, monkeypatch):
-    from tasks.registry import SHIPPED_CARDS
-
     (tmp_path / "cards").mkdir()
     card = tmp_path / "cards" / "mine.yaml"
     card.write_text(f"include: {SHIPPED_CARDS / 'sst2.yaml'}\nname: mine\nversion: 3\n")
@@ -142,8 +135,9 @@ def test_improvement_needs_a_positive_score_before_on_that_split_alone():
 
 def test_too_long_inputs_name_every_term():
     tokenizer = lambda text, add_special_tokens: {"input_ids": text.split()}  # noqa: E731 - a word a token
-    base = SimpleNamespace(kind="causal", max_positions=64, name="tiny", tokenizer=tokenizer)
-    card = SimpleNamespace(is_classification=False, kind="qa", max_input_tokens=40, max_new_tokens=8)
+    base = SimpleNamespace(kind="causal", context_length=64, name="tiny", tokenizer=tokenizer)
+    card = SimpleNamespace(is_classification=False, kind="qa", max_input_tokens=40, max_new_tokens=8,
+                           path=SHIPPED_CARDS / "t.yaml")
     task = SimpleNamespace(card=card, name="t")
     _check_fits(base, task, 16)  # 16 + 40 + 8 = 64 fits exactly
     with pytest.raises(MethodError, match="20 virtual tokens [+] 40 input tokens [+] 8 new tokens exceed the 64 "
@@ -154,12 +148,30 @@ def test_too_long_inputs_name_every_term():
     # a classification answer is its longest label word, not max_new_tokens; without virtual tokens,
     # only the card's input length can give
     card = SimpleNamespace(is_classification=True, kind="classification", max_input_tokens=62, max_new_tokens=8,
-                           label_words={"neg": ["bad"], "pos": ["very good"]})
+                           label_words={"neg": ["bad"], "pos": ["very good"]}, path=SHIPPED_CARDS / "t.yaml")
     _check_fits(base, SimpleNamespace(card=card, name="t"), 0)
     card.max_input_tokens = 63
     with pytest.raises(MethodError, match="0 virtual tokens [+] 63 input tokens [+] 2 label-word tokens exceed the 64 "
                                           "positions of model 'tiny'; use a card that includes 't'"):
         _check_fits(base, SimpleNamespace(card=card, name="t"), 0)
+    card.path = Path("/home/me/cards/t.yaml")  # the user's own card: the advice is to edit it
+    with pytest.raises(MethodError, match="use a smaller max_input_tokens in its card /home/me/cards/t.yaml"):
+        _check_fits(base, SimpleNamespace(card=card, name="t"), 0)
+
+
+def test_a_rotary_models_declared_context_bounds_a_run_though_no_table_does(tiny_models):
+    """A rotary model has no position table to overflow, so only its declared context stops a card
+    that asks for 100,000,000 new tokens from generating until killed."""
+    from bench.models import load_base_model
+
+    base = load_base_model(tiny_models["llama"][0])
+    assert base.max_positions is None and base.context_length == base.model.config.max_position_embeddings
+    card = SimpleNamespace(is_classification=False, kind="summarization", max_input_tokens=48,
+                           max_new_tokens=100_000_000, path=SHIPPED_CARDS / "t.yaml")
+    with pytest.raises(MethodError, match=f"[+] 100000000 new tokens exceed the {base.context_length} positions"):
+        _check_fits(base, SimpleNamespace(card=card, name="t"), 0)
+    gpt2 = load_base_model(tiny_models["gpt2"][0])  # a learned table: its size, as before
+    assert gpt2.context_length == gpt2.max_positions == 512
 
 
 def test_cpu_peak_memory_is_measured_per_run():

@@ -39,6 +39,17 @@ class BaseModel:
             table -= (config.pad_token_id or 0) + 1
         return table
 
+    @property
+    def context_length(self) -> int | None:
+        """Positions a sequence may take: a learned table's (`max_positions`), or the context a rotary
+        model declares, past which its attention meets distances it never learned (and a card asking
+        for millions of new tokens would generate until stopped). None: the model declares none."""
+        config = self.model.config
+        if self.max_positions is not None or not (getattr(config, "rope_parameters", None)
+                                                  or getattr(config, "rope_theta", None)):
+            return self.max_positions
+        return getattr(config, "max_position_embeddings", None)
+
 
 # families whose position ids start after the padding index (RoBERTa's 514 positions hold 512 tokens)
 PADDING_OFFSET_FAMILIES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer",
