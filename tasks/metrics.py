@@ -147,23 +147,47 @@ def standard_error(score: float, examples: int, *, adjusted: bool = False) -> fl
     return math.sqrt(p * (1 - p) / examples)
 
 
+# where `evaluate` keeps the modules a bare name stands for, in the order it tries them
+HUB_MODULE_KINDS = ("metric", "comparison", "measurement")
+
+
 @functools.cache
 def load_library_metric(name: str, folder: Path | None = None):
-    """A metric of the `evaluate` library: a hub name, or a local metric folder for users without a
-    hub, relative to `folder` (the card's) where it is there. Loaded once per process, and by a run
-    before it trains, so an unloadable one costs no training."""
+    """A metric of the `evaluate` library: a local metric folder relative to `folder` (the card's)
+    where it is there, for users without a hub; else a hub module. Loaded once per process, and by a
+    run before it trains, so an unloadable one costs no training."""
     import evaluate
 
+    from tasks.hub import hub_hint, offline_unless_reachable
+
     local = folder / name if folder is not None else None
-    try:
-        return evaluate.load(str(local) if local is not None and local.exists() else name)
-    except Exception as err:  # no hub, no such metric or folder: evaluate raises many kinds
-        raise ValueError(f"metric evaluate:{name} cannot be loaded ({type(err).__name__}: "
-                         f"{first_line(err)})") from None
+    if local is not None and local.exists():
+        try:
+            return evaluate.load(str(local))
+        except Exception as err:  # a broken metric script: evaluate raises many kinds
+            raise ValueError(f"metric evaluate:{name} cannot be loaded from {local} "
+                             f"({type(err).__name__}: {first_line(err)})") from None
+    # `evaluate.load` reads a bare name as a folder of the working directory first: a card must score
+    # the same wherever the command runs, so the hub's own module ids are named instead
+    modules = [name] if "/" in name else [f"evaluate-{kind}/{name}" for kind in HUB_MODULE_KINDS]
+    offline_unless_reachable()
+    why = ""
+    for module in modules:
+        try:
+            return evaluate.load(module)
+        except FileNotFoundError:  # neither on the hub nor in the cache
+            pass
+        except Exception as err:
+            why = why or f" ({type(err).__name__}: {first_line(err)})"
+    shown = name if "/" in name else f"evaluate-{{{','.join(HUB_MODULE_KINDS)}}}/{name}"
+    beside = f"no folder {local} beside the card, and " if local is not None else ""
+    raise ValueError(f"metric evaluate:{name} cannot be loaded: {beside}no hub module {shown} in the hub or its "
+                     f"cache{why}{hub_hint()}")
 
 
 class MetricResultError(ValueError):
-    """A metric's result holds no score to read (several values, none named as asked)."""
+    """A metric's result holds no score to read (several values, none named as asked), or the
+    metric refuses the shape of what a card of its kind gives it: a card that cannot score."""
 
 
 def library_metric_parts(name: str, folder: Path | None = None) -> tuple[str, str | None]:
@@ -191,8 +215,15 @@ def _evaluate_library_metric(name: str, predictions: Sequence, references: Seque
     read by its first value (which may be a count)."""
     metric_name, asked = library_metric_parts(name, folder)
     references = [r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r for r in references]
-    result = load_library_metric(metric_name, folder).compute(predictions=list(predictions),
-                                                              references=list(references))
+    try:
+        result = load_library_metric(metric_name, folder).compute(predictions=list(predictions),
+                                                                  references=list(references))
+    except Exception as err:  # named: a library's own message does not say which metric of the card it is
+        problem = f"metric {EVALUATE_PREFIX}{name} cannot score these answers ({type(err).__name__}: {first_line(err)})"
+        if "expected format" in str(err):  # evaluate's refusal of its inputs' types: no sample size mends it
+            raise MetricResultError(f"{problem}; a classification card's metric is given class indices, a "
+                                    "generation card's texts") from None
+        raise ValueError(problem) from None
     key = asked or metric_name.rstrip("/").split("/")[-1]
     if key not in result and asked is None and len(result) == 1:
         key = next(iter(result))

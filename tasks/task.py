@@ -116,7 +116,10 @@ class Task:
         scoring."""
         if not any(name.startswith(EVALUATE_PREFIX) for name in self.card.metrics):
             return
-        load_library_metrics(self.card.metrics, folder=self.card.metrics_folder)
+        try:
+            load_library_metrics(self.card.metrics, folder=self.card.metrics_folder)
+        except ValueError as err:
+            raise TaskCardError(self.card.path, "metrics", str(err)) from None
         rows = self.rows("validation")
         for size in (2, 20):
             examples = [self.render(row, split="validation", index=i) for i, row in enumerate(rows[:size])]

@@ -677,6 +677,16 @@ def test_a_local_evaluate_metric_and_hub_folder_are_the_card_s_not_the_current_f
     (tmp_path / "variants" / "v.yaml").write_text("include: ../mine.yaml\nname: mine_v\n")
     variant = load_task(str(tmp_path / "variants" / "v.yaml"))
     assert variant.score(["hi", "no"], examples) == {"f1": 0.5, "evaluate:exact_strings": 0.5}
+    # nor is the current folder's metric of that name read for a card that has none beside it
+    # (`evaluate.load` would read a bare name as a folder of the working directory)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "o.yaml").write_text(path.read_text().replace("{hub: data}", "{hub: ../data}"))
+    other = load_task(str(tmp_path / "other" / "o.yaml"))
+    with pytest.raises(TaskCardError, match=r"o.yaml \[metrics\]: metric evaluate:exact_strings cannot be loaded: "
+                                            r"no folder .*other/exact_strings beside the card, and no hub module "
+                                            r"evaluate-\{metric,comparison,measurement\}/exact_strings"):
+        other.check_metrics()
 
 
 # a QA card's keys over the rows write_card makes: answers are the text, the input its label
@@ -734,5 +744,19 @@ def test_a_metric_failing_on_the_validation_answers_is_named_before_a_run_trains
     qa = QA_CARD
     path = write_card(tmp_path, metrics="[f1, 'evaluate:picky:matched']", **qa)
     with pytest.warns(UserNotice, match=r"mine.yaml \[metrics\]: scoring 2 validation examples' own answers failed "
-                                        r"\(ValueError: needs 100 examples\): the run's scoring may fail"):
+                                        r"\(ValueError: metric evaluate:picky:matched cannot score these answers "
+                                        r"\(ValueError: needs 100 examples\)\): the run's scoring may fail"):
+        load_task(str(path)).check_metrics()
+
+
+def test_a_metric_refusing_the_kind_of_answers_a_card_gives_is_refused_before_a_run_trains(tmp_path):
+    """A metric of strings on a classification card, which gives it class indices: no number of
+    examples mends it, so it is no notice but a refusal naming the card, its key and the metric."""
+    from tasks.task import load_task
+
+    write_string_metric(tmp_path, "strings_only", "return {'strings_only': 1.0}")
+    path = write_card(tmp_path, metrics="[accuracy, 'evaluate:strings_only']")
+    with pytest.raises(TaskCardError, match=r"mine.yaml \[metrics\]: metric evaluate:strings_only cannot score these "
+                                            r"answers \(ValueError: .*expected format.*\); a classification card's "
+                                            r"metric is given class indices"):
         load_task(str(path)).check_metrics()
