@@ -20,10 +20,10 @@ Row = dict[str, Any]
 
 
 def _split_file(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / f"{stem}.jsonl", folder / f"{stem}.jsonl.gz"):
-        if candidate.exists():
-            return candidate
-    return None
+    found = [path for path in (folder / f"{stem}.jsonl", folder / f"{stem}.jsonl.gz") if path.exists()]
+    if len(found) > 1:  # a stale copy beside the real one: neither is the obvious one to read
+        raise ValueError(f"{folder}: both {found[0].name} and {found[1].name} hold split file {stem!r}; keep one")
+    return found[0] if found else None
 
 
 def _carved(card: TaskCard, split: str) -> bool:
@@ -47,24 +47,35 @@ def _numbered_rows(path: Path, *, malformed: list[str] | None = None) -> list[tu
     opener = gzip.open if path.suffix == ".gz" else open
     rows: list[tuple[int, Row]] = []
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:  # -sig: a leading byte-order mark is not data
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    problem = None if isinstance(row, dict) else "each line must be a JSON object"
-                except json.JSONDecodeError as err:
-                    problem = f"malformed JSON line ({err.msg})"
-                if problem is None:
+        with opener(path, "rb") as handle:  # bytes, decoded line by line: a line not in UTF-8 is named by number
+            for line_number, raw in enumerate(handle, start=1):
+                row, problem = _parsed_line(raw, first=line_number == 1)
+                if row is not None:
                     rows.append((line_number, row))
+                elif problem is None:  # a blank line holds no row
+                    continue
                 elif malformed is None:
                     raise ValueError(f"{path}:{line_number}: {problem}")
                 else:
                     malformed.append(f"{path}:{line_number}: {problem}")
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise ValueError(f"{path}: unreadable data file ({err})") from None
     return rows
+
+
+def _parsed_line(raw: bytes, *, first: bool) -> tuple[Row | None, str | None]:
+    """A line's row, or why it holds none (None for a blank line)."""
+    try:
+        line = raw.decode("utf-8-sig" if first else "utf-8")  # -sig: a leading byte-order mark is not data
+    except UnicodeDecodeError as err:
+        return None, f"not UTF-8 text (byte {raw[err.start]:#04x} at column {err.start + 1}); save the file as UTF-8"
+    if not line.strip():
+        return None, None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        return None, f"malformed JSON line ({err.msg.removesuffix(' at')} at column {err.colno})"
+    return (row, None) if isinstance(row, dict) else (None, "each line must be a JSON object")
 
 
 def read_leniently(card: TaskCard, split: str) -> tuple[Path | None, list[str], list[Row] | None]:

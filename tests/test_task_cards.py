@@ -320,7 +320,8 @@ def test_validate_lists_every_line_that_is_no_json_object_and_checks_the_rows_of
     assert main(["tasks", "validate", str(path)]) == 2
     out, err = capsys.readouterr()
     # carved from train: its rows wait for the file to read
-    assert f"  {train}:3: malformed JSON line (Extra data)\n  {train}:10: each line must be a JSON object" in out
+    assert f"  {train}:3: malformed JSON line (Extra data at column 26)\n  {train}:10: each line must be a JSON object" \
+        in out
     assert f"validation reads {train}, listed above" in out
     # its own file: the rows of the other lines are checked too, each at its own line
     assert "test           19 rows 1 bad, 1 line is no JSON object:" in out
@@ -383,8 +384,37 @@ def test_carving_all_of_train_for_validation_is_refused(tmp_path):
 def test_malformed_line_names_the_line_number(tmp_path):
     path = write_card(tmp_path)
     (tmp_path / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n{"text": oops}\n')
-    with pytest.raises(ValueError, match=r"train.jsonl:2: malformed JSON line"):
+    with pytest.raises(ValueError, match=r"train.jsonl:2: malformed JSON line \(Expecting value at column 10\)"):
         load_task(str(path)).rows("train")
+    (tmp_path / "data" / "train.jsonl").write_text('{"text": "a", "label": 0}\n{"text": "cut\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:2: malformed JSON line \(Invalid control character( '\\n')? at "
+                                         r"column 14\)"):
+        load_task(str(path)).rows("train")
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_line_not_in_utf8_is_named_by_its_number_not_a_byte_offset(tmp_path, gzipped):
+    import gzip
+
+    path = write_card(tmp_path)
+    data = '{"text": "a", "label": 0}\n{"text": "Z\u00fcrich", "label": 1}\n'.encode("latin-1")
+    (tmp_path / "data" / "train.jsonl").unlink()
+    if gzipped:
+        (tmp_path / "data" / "train.jsonl.gz").write_bytes(gzip.compress(data))
+    else:
+        (tmp_path / "data" / "train.jsonl").write_bytes(data)
+    with pytest.raises(ValueError, match=r"train.jsonl(.gz)?:2: not UTF-8 text \(byte 0xfc at column 12\)"):
+        load_task(str(path)).rows("train")
+
+
+def test_a_split_held_by_both_a_plain_and_a_gzipped_file_is_refused(tmp_path):
+    import gzip
+
+    path = write_card(tmp_path)
+    plain = tmp_path / "data" / "test.jsonl"
+    (tmp_path / "data" / "test.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes() * 3))  # the stale one?
+    with pytest.raises(ValueError, match=r"both test.jsonl and test.jsonl.gz hold split file 'test'; keep one"):
+        load_task(str(path)).rows("test")
 
 
 def test_missing_data_file_and_empty_split(tmp_path):
