@@ -240,7 +240,9 @@ def _normalise_label_words(path: Path, raw: Any, origin: Path) -> dict[Any, tupl
             raise fail(f"class {cls!r}: a label word parsed as a boolean; "
                        "YAML reads unquoted yes/no/on/off as true/false, so quote them")
         if any(isinstance(w, (int, float)) for w in value):
-            raise fail(f"class {cls!r}: a label word parsed as a number; label words are text, so quote it ('1')")
+            number = next(w for w in value if isinstance(w, (int, float)))
+            raise fail(f"class {cls!r}: a label word parsed as a number; label words are text, so quote it "
+                       f"('{number}')")
         if not value or not all(isinstance(w, str) and w.strip() for w in value):
             raise fail(f"class {cls!r} needs one or more non-empty words")
         words[cls] = tuple(value)
@@ -339,7 +341,7 @@ def _check_answer_keys(data: dict[str, Any], fail) -> None:
         for key in ("label_field", "label_words"):
             if key not in data:
                 raise fail(key, "required for classification tasks")
-        unread = ["target_field"]
+        unread = ["target_field", "max_new_tokens"]  # label words are scored, nothing is generated
     else:
         if "target_field" not in data:
             raise fail("target_field", f"required for {data['kind']} tasks")
@@ -348,7 +350,7 @@ def _check_answer_keys(data: dict[str, Any], fail) -> None:
         if key in data:
             raise fail(key, f"{data['kind']} tasks do not read it: remove it (`{key}: null` unsets one an included "
                        f"card sets), or set the kind that does "
-                       f"({'classification' if key != 'target_field' else 'qa or summarization'})")
+                       f"({'qa or summarization' if key in ('target_field', 'max_new_tokens') else 'classification'})")
 
 
 def _check_answer_unread(data: dict[str, Any], read: list[str], fail) -> None:

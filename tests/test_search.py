@@ -25,7 +25,8 @@ def write_space(folder: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    colour: {choices: [red]}\n", "unknown prompt_tuning parameter 'colour'"),
+    ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    colour: {choices: [red]}\n",
+     "unknown prompt_tuning parameter 'colour'"),
     ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 50, high: 5}\n", "empty range, low 50 > high 5"),
     ("methods: [prompt_tuning]\nshared:\n  num_virtual_tokens: {low: 0, high: 5, log: true}\n", "log range needs low > 0"),
     ("methods: [soft_magic]\n", "unknown method 'soft_magic'"),

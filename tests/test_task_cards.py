@@ -74,7 +74,8 @@ def test_user_card_loads(tmp_path):
     ({"train_size": "1.5"}, "train_size", "must be an integer, got a number"),
     ({"name": ""}, "name", "must be text, got nothing"),  # a required key cannot be unset
     ({"label_words": "{0: [negative]}"}, "label_words", "two or more classes"),
-    ({"label_words": "{0: [1], 1: [2]}"}, "label_words", "parsed as a number; .* quote it"),
+    ({"label_words": "{0: [bad], 1: [good, 5]}"}, "label_words",
+     r"class 1: a label word parsed as a number; .* quote it \('5'\)"),
     ({"template": "'Text: {text!x}'"}, "template", "unknown conversion !x"),
     ({"template": "'Text: {}'"}, "template", r"\{\} names no data field"),
     ({"template": "'Text: {0}'"}, "template", r"\{0\} names no data field"),
@@ -273,6 +274,7 @@ def test_rows_the_card_cannot_read_are_named(tmp_path, rows, card, message):
      "that does (classification)"),
     ({"target_field": "text"}, "target_field", "classification tasks do not read it: remove it (`target_field: null` "
      "unsets one an included card sets), or set the kind that does (qa or summarization)"),
+    ({"max_new_tokens": 8}, "max_new_tokens", "classification tasks do not read it"),  # label words are scored
     ({"metrics": "[accuracy, macro_f1]", "primary_metric": "acc"}, "primary_metric",
      "must be one of the card's metrics (accuracy, macro_f1), got 'acc'"),
 ])
@@ -320,8 +322,8 @@ def test_validate_lists_every_line_that_is_no_json_object_and_checks_the_rows_of
     assert main(["tasks", "validate", str(path)]) == 2
     out, err = capsys.readouterr()
     # carved from train: its rows wait for the file to read
-    assert f"  {train}:3: malformed JSON line (Extra data at column 26)\n  {train}:10: each line must be a JSON object" \
-        in out
+    assert (f"  {train}:3: malformed JSON line (Extra data at column 26)\n"
+            f"  {train}:10: each line must be a JSON object") in out
     assert f"validation reads {train}, listed above" in out
     # its own file: the rows of the other lines are checked too, each at its own line
     assert "test           19 rows 1 bad, 1 line is no JSON object:" in out
