@@ -190,6 +190,8 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     for key, value in override.items():
         if key == "source" and isinstance(value, dict) and {"local", "hub"} & set(value):
             merged[key] = value  # a variant naming where its data lives moves it there (local or hub, not both)
+        elif key == "label_words":
+            merged[key] = value  # the classes are one whole: a variant's may rename or drop the included card's
         elif isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _merge(merged[key], value)
         else:

@@ -6,6 +6,7 @@ import functools
 import gzip
 import json
 import random
+import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from typing import Any
 
 from tasks.card import TaskCard, TaskCardError, reads_local_files
 from tasks.hub import hub_hint, offline_unless_reachable
-from tasks.notices import first_line
+from tasks.notices import UserNotice, first_line
 
 Row = dict[str, Any]
 
@@ -167,6 +168,8 @@ def _read_split(card: TaskCard, split: str) -> list[Row]:
 def load_rows(card: TaskCard, split: str) -> list[Row]:
     """Rows of one split, in file order; an empty split is an error."""
     if _carved(card, split):
+        if split == "validation":
+            _note_unread_validation_file(card)
         train = _read_split(card, "train")
         if card.validation_from_train >= len(train):
             raise TaskCardError(card.path, "validation_from_train", f"{card.validation_from_train} rows carved from a "
@@ -177,6 +180,18 @@ def load_rows(card: TaskCard, split: str) -> list[Row]:
     if not rows:
         raise TaskCardError(card.path, "splits", f"split {split!r} is empty ({_where(card, split)})")
     return rows
+
+
+def _note_unread_validation_file(card: TaskCard) -> None:
+    """A validation file that no split reads, beside a card that carves validation from train: the
+    key is for data without one, so the file may be what was meant."""
+    read = {card.splits["train"], card.splits["test"]}  # samsum reads its validation file as train
+    if "local" not in card.source or card.splits["validation"] in read:
+        return
+    if unread := _split_file(Path(card.source["local"]), card.splits["validation"]):
+        warnings.warn(f"{card.path} [validation_from_train]: validation is carved from train, and {unread} is not "
+                      "read; map it to a split under `splits`, or remove validation_from_train to use it",
+                      UserNotice, stacklevel=3)
 
 
 def row_location(card: TaskCard, split: str, index: int) -> str:

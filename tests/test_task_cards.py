@@ -377,6 +377,20 @@ def test_unreadable_cards_and_data_are_named(tmp_path):
         load_task(str(path)).rows("train")
 
 
+def test_a_validation_file_left_unread_by_carving_is_noticed(tmp_path, recwarn):
+    from tasks.notices import UserNotice
+
+    path = write_card(tmp_path, validation_from_train=1)  # beside the data's own validation.jsonl
+    with pytest.warns(UserNotice, match=r"mine.yaml \[validation_from_train\]: validation is carved from train, "
+                                        r"and .*validation.jsonl is not read"):
+        load_task(str(path)).rows("validation")
+    (tmp_path / "data" / "validation.jsonl").unlink()
+    recwarn.clear()
+    load_task(str(path)).rows("validation")
+    load_task("samsum").rows("validation")  # its validation file is read, as its train split
+    assert not [w for w in recwarn if issubclass(w.category, UserNotice)]
+
+
 def test_carving_all_of_train_for_validation_is_refused(tmp_path):
     path = write_card(tmp_path, validation_from_train=2, splits="{train: train, test: test}")
     with pytest.raises(TaskCardError, match=r"\[validation_from_train\]: 2 rows carved from a train split of 2"):
@@ -419,7 +433,9 @@ def test_a_split_held_by_both_a_plain_and_a_gzipped_file_is_refused(tmp_path):
         load_task(str(path)).rows("test")
 
 
-def test_missing_data_file_and_empty_split(tmp_path):
+def test_missing_data_file_and_empty_split(tmp_path, capsys):
+    from bench.cli import main
+
     path = write_card(tmp_path)
     (tmp_path / "data" / "test.jsonl").unlink()
     (tmp_path / "data" / "validation.jsonl").write_text("")
@@ -428,6 +444,10 @@ def test_missing_data_file_and_empty_split(tmp_path):
         task.rows("test")
     with pytest.raises(TaskCardError, match=r"split 'validation' is empty \(.*data/validation.jsonl\)"):
         task.rows("validation")
+    assert main(["tasks", "validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert re.search(r"validation refused:\n  .*\[splits\]: split 'validation' is empty", out)  # no line is bad
+    assert re.search(r"test +refused:\n  .*\[source\]: data file for split 'test' is missing", out)
 
 
 def test_an_include_that_names_no_file_is_named_with_the_card_that_includes_it(tmp_path):
@@ -557,6 +577,11 @@ def test_include_overrides_keys(tmp_path):
     card = load_card(tmp_path / "variant.yaml")
     assert (card.name, card.template, card.classes) == ("mine_v2", "Say: {text}", [0, 1])
     assert load_task(str(tmp_path / "variant.yaml")).examples("train")[0].prompt == "Say: hi"
+    # its label words replace the included card's whole: classes renamed, not added to the old ones
+    write_card(tmp_path, rows=[{"text": "hi", "label": "neg"}, {"text": "yo", "label": "pos"}])
+    (tmp_path / "renamed.yaml").write_text("include: mine.yaml\nname: mine_v3\n"
+                                           "label_words: {neg: [bad], pos: [good]}\n")
+    assert load_card(tmp_path / "renamed.yaml").classes == ["neg", "pos"]
 
 
 def test_training_budget_is_balanced_and_seeded():

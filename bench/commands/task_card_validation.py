@@ -49,7 +49,9 @@ def _report_unreadable_split(task, split: str, err: ValueError, files_listed: se
         print(f"{split:<10} reads {path}, listed above")
         return 0
     files_listed.add(path)
-    unparsed = unparsed or [first_line(err)]
+    if not unparsed:  # every line reads (or there is no file): the split itself is refused, an empty one say
+        print(f"{split:<10} refused:")
+        return _print_listed([first_line(err)])
     if parsed is None:  # no rows to check until the file reads
         print(f"{split:<10} unreadable" + (" (its rows are checked once these lines are mended):" if path else ":"))
         return _print_listed(unparsed)
