@@ -7,12 +7,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from bench.yaml_values import did_you_mean
 from tasks.card import SPLITS, TaskCard, TaskCardError
 from tasks.data import Row, load_rows, row_location
 from tasks.metrics import (EVALUATE_PREFIX, PER_EXAMPLE, MetricResultError, compute_metrics,
                            load_library_metrics)
 from tasks.notices import UserNotice, first_line
-from tasks.template import NullFieldError, fill_template
+from tasks.template import NullFieldError, fill_template, template_fields
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class Task:
         """The split's number of rows (or of `rows`, read otherwise) and the problem of each row that
         cannot be rendered: every one, where a run stops at the first."""
         rows = self.rows(split) if rows is None else rows
+        if absent := self._fields_absent_from_every_row(split, rows):
+            return len(rows), absent  # one line a field, not one a row
         problems = []
         for index, row in enumerate(rows):
             try:
@@ -145,6 +148,19 @@ class Task:
             except TaskCardError as err:
                 problems.append(err)
         return len(rows), problems
+
+    def _fields_absent_from_every_row(self, split: str, rows: list[Row]) -> list[TaskCardError]:
+        """A field the card reads that no row of the split holds, as one problem naming the fields
+        the rows do hold: a misspelt name, or data of another shape."""
+        card = self.card
+        read = {"template": list(template_fields(card.template))}
+        for key in ("label_field", "target_field"):
+            if getattr(card, key):
+                read[key] = [getattr(card, key).split(".")[0]]
+        held = sorted({field for row in rows for field in row})
+        return [TaskCardError(card.path, key, f"field {field!r} is in none of the {len(rows)} rows of split {split!r}"
+                              f"{did_you_mean(field, held)} (their fields: {', '.join(held)})")
+                for key, fields in read.items() for field in fields if rows and not any(field in row for row in rows)]
 
     def checked_splits(self) -> dict[str, int]:
         """Split -> rows, every row of every split rendered: fields, labels and targets are checked,

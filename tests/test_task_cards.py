@@ -433,6 +433,17 @@ def test_a_split_held_by_both_a_plain_and_a_gzipped_file_is_refused(tmp_path):
         load_task(str(path)).rows("test")
 
 
+def test_a_field_no_row_holds_is_one_problem_a_split_not_one_a_row(tmp_path, capsys):
+    from bench.cli import main
+
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(30)]
+    path = write_card(tmp_path, rows=rows, template="'{txt}'")
+    assert main(["tasks", "validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("[template] field 'txt' is in none of the 30 rows of split") == 3  # a line a split
+    assert "did you mean 'text'? (their fields: label, text)" in out and "row 0" not in out
+
+
 def test_missing_data_file_and_empty_split(tmp_path, capsys):
     from bench.cli import main
 
