@@ -91,7 +91,14 @@ def read_leniently(card: TaskCard, split: str) -> tuple[Path | None, list[str], 
     return path, found, None if _carved(card, split) else rows
 
 
+def check_local_folder(card: TaskCard) -> None:
+    """A local source's folder exists: said once, before any split looks for its file in it."""
+    if "local" in card.source and not Path(card.source["local"]).is_dir():
+        raise TaskCardError(card.path, "source", f"data folder {card.source['local']} does not exist")
+
+
 def _load_local(card: TaskCard, split: str) -> list[Row]:
+    check_local_folder(card)
     folder = Path(card.source["local"])
     stem = card.splits[split]
     path = _split_file(folder, stem)

@@ -2,6 +2,7 @@
 
 import collections
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -459,6 +460,10 @@ def test_missing_data_file_and_empty_split(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"validation refused:\n  .*\[splits\]: split 'validation' is empty", out)  # no line is bad
     assert re.search(r"test +refused:\n  .*\[source\]: data file for split 'test' is missing", out)
+    shutil.rmtree(tmp_path / "data")  # no folder: said once, not for each split
+    assert main(["tasks", "validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert "refused" not in out and f"mine.yaml [source]: data folder {tmp_path / 'data'} does not exist" in err
 
 
 def test_an_include_that_names_no_file_is_named_with_the_card_that_includes_it(tmp_path):

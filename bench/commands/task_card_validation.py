@@ -13,6 +13,7 @@ ROW_PROBLEMS_SHOWN = 10  # a split's bad rows listed by `tasks validate`; the re
 def validate(args) -> int:
     from tasks import load_task
     from tasks.card import SPLITS
+    from tasks.data import check_local_folder
 
     if not args.name:
         raise ValueError("tasks validate needs a card path")
@@ -20,6 +21,7 @@ def validate(args) -> int:
         raise ValueError(f"tasks validate checks one card file; {args.name} is a folder "
                          f"(`spbench tasks --tasks-dir {args.name}` lists its cards and those it leaves out)")
     task = load_task(args.name, tasks_dirs=tuple(args.tasks_dir))
+    check_local_folder(task.card)  # once, not once a split
     bad, files_listed = {}, set()
     for split in SPLITS:  # every problem, where a run names the first
         if listed := _report_split(task, split, files_listed):
