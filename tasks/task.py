@@ -34,6 +34,15 @@ class Scored(NamedTuple):
     each: list[float] | None
 
 
+def _type_hint(label: Any, classes: dict) -> str:
+    """Where a label is a class written with another type ("0" in the data, 0 in the card): which to quote."""
+    if any(str(label) == str(cls) for cls in classes):
+        if isinstance(label, str):
+            return "; the data's labels are text: quote the card's label_words keys ('0': [...])"
+        return "; the data's labels are numbers: leave the card's label_words keys unquoted"
+    return ""
+
+
 def _describe_shape(value: Any) -> str:
     return "a mapping" if isinstance(value, dict) else "a list of mappings or lists"
 
@@ -78,10 +87,8 @@ class Task:
                 raise TaskCardError(card.path, "label_field", f"field {card.label_field!r} is absent from {where()}")
             value = row[card.label_field]
             if isinstance(value, (list, dict)) or value not in card.label_words:
-                raise TaskCardError(
-                    card.path, "label_words",
-                    f"label {value!r} of {where()} is not one of {list(card.label_words)}",
-                )
+                raise TaskCardError(card.path, "label_words", f"label {value!r} of {where()} is not one of "
+                                    f"{list(card.label_words)}{_type_hint(value, card.label_words)}")
             label = card.classes.index(value)
             word = card.label_words[value][0]
             return Example(prompt=prompt, target=word, references=(word,), label=label)

@@ -259,6 +259,11 @@ def test_label_outside_label_words_names_the_row(tmp_path):
 
 @pytest.mark.parametrize("rows, card, message", [
     ([{"text": "hi", "label": [0]}], {}, r"label \[0\] of split 'train' row 0 \(.*train.jsonl:1\) is not one of"),
+    ([{"text": "hi", "label": "1"}], {}, r"label '1' .* is not one of \[0, 1\]; the data's labels are text: quote "
+                                         r"the card's label_words keys"),
+    ([{"text": "hi", "label": 1}], {"label_words": "{'0': [bad], '1': [good]}"},
+     r"label 1 .* is not one of \['0', '1'\]; the data's labels are numbers: leave the card's label_words keys "
+     r"unquoted"),
     ([{"text": "hi", "lbl": 0}], {}, r"\[label_field\]: field 'label' is absent from split 'train' row 0"),
     ([{"text": "hi", "label": 0}], {"template": "'{text[9]}'"},
      r"\[template\]: cannot fill it from split 'train' row 0"),
