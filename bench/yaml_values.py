@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import io
 import types
 import typing
 from collections.abc import Callable, Hashable, Iterable
@@ -38,7 +39,9 @@ def read_yaml_mapping(path: Path, *, what: str, error: Callable[[str], Exception
     given twice, not a mapping) raises `error(problem)`, so each kind of file keeps its own error
     type and prefix."""
     try:
-        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
+        text = io.StringIO(Path(path).read_text(encoding="utf-8"))
+        text.name = str(path)  # YAML's error marks name the file, not "<unicode string>"
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise error("file not found") from None
     except (OSError, UnicodeDecodeError) as err:  # a folder of that name, a file not in UTF-8
