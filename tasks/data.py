@@ -216,11 +216,14 @@ def row_location(card: TaskCard, split: str, index: int) -> str:
 
 
 _HUB_TRAIN_LENGTHS: dict[str, int] = {}  # a hub dataset is read again only for the first message about it
+_HUB_TRAIN_LENGTHS_KEPT = 8  # datasets: a long-lived process (a search over many cards) keeps the latest
 
 
 def _hub_train_length(card: TaskCard) -> int:
-    key = repr((str(card.path), card.source, card.splits.get("train")))
+    key = repr((str(card.path), card.source, card.splits.get("train")))  # a card's dicts make it no dict key
     if key not in _HUB_TRAIN_LENGTHS:
+        if len(_HUB_TRAIN_LENGTHS) >= _HUB_TRAIN_LENGTHS_KEPT:
+            del _HUB_TRAIN_LENGTHS[next(iter(_HUB_TRAIN_LENGTHS))]  # the oldest
         _HUB_TRAIN_LENGTHS[key] = len(_read_split(card, "train"))
     return _HUB_TRAIN_LENGTHS[key]
 
