@@ -293,7 +293,7 @@ def _refused_values(space, cards: list):
     for method in space.methods:
         for param in space.params.get(method, ()):
             refusal = get_method(method).refusal
-            for value in (*param.choices, *([param.value] if param.kind == "fixed" else [])):
+            for value in param.edge_values():
                 refused = [(card.name, why) for card in cards if (why := refusal(None, card, {param.name: value}))]
                 if refused:  # the first task's reason, and the others that refuse it too
                     others = [name for name, _ in refused[1:]]
