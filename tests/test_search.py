@@ -779,7 +779,8 @@ def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(
         exitcode = -signal.SIGKILL
 
         def __init__(self, target, args):
-            self.worker = args[-1]  # the id its trials carry
+            (job,) = args
+            self.worker = job.worker_id  # the id its trials carry
 
         def start(self):
             stranded.set_user_attr(WORKER_ATTR, self.worker)
