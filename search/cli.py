@@ -243,7 +243,7 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
     from search.objective import remove_failed_trials_leftovers
     from search.plots import write_plots
     from search.summary import summary
-    from search.workers import numbered
+    from search.trial_lines import numbered
 
     print(summary(study))
     if removed := remove_failed_trials_leftovers(study, folder):

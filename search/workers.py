@@ -25,7 +25,7 @@ from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
 from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, WORKER_ATTR, done_trials
-from search.trial_lines import TrialLines
+from search.trial_lines import TrialLines, listed_by_reason, numbered
 from search.worker_id import take_worker_id
 from tasks.card import TaskCardError
 
@@ -134,19 +134,6 @@ class _StopOnRepeatedFailures:
 
     def describe(self) -> str:
         return "; ".join(listed_by_reason(self.failed))
-
-
-def listed_by_reason(pairs) -> list[str]:
-    """`trials 0, 2: reason`, one line per reason (in order of first appearance), from (number, reason) pairs."""
-    by_reason: dict[str, list[int]] = {}
-    for number, reason in pairs:
-        by_reason.setdefault(reason, []).append(number)
-    return [f"{numbered('trial', numbers)}: {reason}" for reason, numbers in by_reason.items()]
-
-
-def numbered(noun: str, numbers: list[int]) -> str:
-    """`trial 4` or `trials 0, 2`."""
-    return f"{noun}{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
 
 
 def _has_room(study: optuna.Study, n_trials: int) -> bool:
