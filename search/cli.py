@@ -77,6 +77,7 @@ def run(args) -> int:
     from bench.study_storage import check_storage, open_storage, optuna_warnings_only, shown_storage, storage_url
     from bench.train import TrainSettings
     from search.costs import RECOMPUTATION_COSTS, objectives_named
+    from search.space_checks import note_space_change, refuse_clashes, space_for
     from search.starting_points import enqueue_known_good, requeue_starting_point
     from search.strategy import Strategy
     from search.study import claim_study, done_trials
@@ -95,7 +96,7 @@ def run(args) -> int:
         task.check_metrics()
         cards.append(task.card)
     without_classes = [c.name for c in cards if not c.is_classification]
-    space = _space_for(args.space, cards, checkpointing=args.gradient_checkpointing)
+    space = space_for(args.space, cards, checkpointing=args.gradient_checkpointing)
     args = _settled_model_and_card_folders(args, cards, tasks)
     tasks = [card.name for card in cards]  # found again by name in those folders
     multi = len(objectives) == 2
@@ -130,9 +131,9 @@ def run(args) -> int:
     if multi and objectives[1] in RECOMPUTATION_COSTS:  # scores are the same either way; these costs are not
         definition["gradient_checkpointing"] = args.gradient_checkpointing
     claim_study(study, definition, directions=directions)
-    _refuse_clashes(study, space)
+    refuse_clashes(study, space)
     with optuna_warnings_only():  # its "Trial with params ... already exists. Skipping enqueue."
-        _note_space_change(study, space)
+        note_space_change(study, space)
         if not study.trials:
             enqueue_known_good(study, space, classification=not without_classes)
     references = _references(study, args, tasks, definition["cards"]) if len(tasks) > 1 else {}
@@ -267,90 +268,6 @@ def _export(study: optuna.Study, folder: Path, args, train) -> None:
         full_ft = reference[1][0] if reference and reference[1] else None
         for path in write_plots(study, folder / "plots", full_ft=full_ft):
             print(f"plot: {path}")
-
-
-def _space_for(path: Path | None, cards: list, *, checkpointing: bool):
-    """The space to search, checked before a study exists (a bad space is refused here, before any
-    trial). The default space covers every kind of task and setting: it drops what these tasks or
-    settings cannot take; a space of the user's that offers it is refused."""
-    from search.space import SpaceError, load_space
-
-    space = load_space(path)
-    for method, name, value, why in list(_refused_values(space, cards)):
-        if not space.is_default:
-            raise SpaceError(f"{space.path}: {why}: remove {method}.{name}={value} from the space")
-        space = space.without_choice(method, name, value)
-        print(f"left out of the default space: {why}")
-    return _without_uncheckpointable(space) if checkpointing else space
-
-
-def _refused_values(space, cards: list):
-    """(method, parameter, value, why) for each value the space offers that its method refuses for
-    one or more of the tasks, as the method's `refusal` says (prompt tuning's class-label init for a
-    task without classes)."""
-    from bench.methods import get_method
-
-    for method in space.methods:
-        for param in space.params.get(method, ()):
-            refusal = get_method(method).refusal
-            for value in param.edge_values():
-                refused = [(card.name, why) for card in cards if (why := refusal(None, card, {param.name: value}))]
-                if refused:  # the first task's reason, and the others that refuse it too
-                    others = [name for name, _ in refused[1:]]
-                    yield method, param.name, value, refused[0][1] + (f" (and {', '.join(others)})" if others else "")
-
-
-def _without_uncheckpointable(space):
-    """The default space without the methods gradient checkpointing cannot train; another space is refused."""
-    from bench.methods import get_method
-    from search.space import SpaceError
-
-    refused = [m for m in space.methods if not get_method(m).allows_checkpointing]
-    if not refused:
-        return space
-    if not space.is_default:
-        raise SpaceError(f"{space.path}: {', '.join(refused)} cannot train with --gradient-checkpointing; "
-                         "remove it from the space's methods or leave the flag off")
-    for method in refused:
-        space = space.without_method(method)
-    print(f"{', '.join(refused)} left out of the default space: it cannot train with --gradient-checkpointing")
-    return space
-
-
-def _refuse_clashes(study: optuna.Study, space) -> None:
-    """A space the study's earlier trials rule out is refused before any trial (see `space_clashes`)."""
-    from search.space import SpaceError
-    from search.study import space_clashes
-
-    clashes = space_clashes(study, space)
-    if not clashes:
-        return
-    methods = any(c.startswith("method:") for c in clashes) and space.is_default
-    raise SpaceError(f"study {study.study_name!r} cannot search this space ({space.path}): {'; '.join(clashes)}. "
-                     "Optuna keeps a parameter's choices and scale for the life of a study: search as before"
-                     + (" (--gradient-checkpointing leaves prefix_tuning out of the default space)" if methods else "")
-                     + ", or start another study (--study NAME)")
-
-
-def _note_space_change(study: optuna.Study, space) -> None:
-    """A resumed study may search another space (widened or narrowed: the scores stay comparable,
-    the training budget being the same), but the person should know its trials come from both."""
-    from search.starting_points import refit_queued_points
-    from search.study import SPACE_ATTR, done_trials
-
-    digest = space.digest()
-    stored = study.user_attrs.get(SPACE_ATTR)
-    if stored and stored["digest"] == digest:
-        return
-    if stored:
-        ran = done_trials(study)  # a failed or killed trial is not counted, here or in the budget
-        print(f"the study's {ran} finished {'trial' if ran == 1 else 'trials'} came from another space "
-              f"({stored['path']}); new ones come from {space.path}, and all are compared")
-        requeued, dropped = refit_queued_points(study, space)
-        if requeued or dropped:
-            print(f"starting points queued under the earlier space: {requeued} queued again, fitted to this one; "
-                  f"{dropped} dropped (their method or choice is not offered here)")
-    study.set_user_attr(SPACE_ATTR, {"digest": digest, "path": str(space.path)})
 
 
 def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, dict] | None = None

@@ -966,8 +966,8 @@ def test_a_card_given_by_file_cannot_answer_for_another_task_of_its_name(capsys,
 
 
 def test_a_value_refused_for_several_tasks_names_them_all(tiny_tasks):
-    from search.cli import _refused_values
     from search.space import load_space
+    from search.space_checks import _refused_values
     from tasks import load_task
 
     cards = [load_task(name, tasks_dirs=(str(tiny_tasks),)).card for name in ("tiny_qa", "tiny_sum", "tiny_cls")]
