@@ -876,15 +876,15 @@ def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_pat
 def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
     from types import SimpleNamespace
 
-    from search.cli import EVAL_EVERY, _checked_flags
+    from search.request import EVAL_EVERY, _refuse_unusable_flags, _trial_settings
 
     args = SimpleNamespace(trials=1, timeout=None, workers=1, steps=EVAL_EVERY // 2, batch_size=4, eval_every=None,
-                           eval_size=16, monitor_size=None, prune_margin=2.0)
+                           eval_size=16, monitor_size=None, prune_margin=2.0, seed=0, gradient_checkpointing=False)
+    _refuse_unusable_flags(args)
     # --eval-every not given: reports at the end only, as before
-    assert _checked_flags(args).eval_every == EVAL_EVERY
-    assert args.eval_every is None  # the arguments given are left as they were
+    assert _trial_settings(args).eval_every == EVAL_EVERY
     with pytest.raises(ValueError, match="--eval-every 30 is more than --steps 10"):
-        _checked_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
+        _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
 
 
 def test_a_text_prompt_starts_from_the_same_text_in_a_search_as_in_a_suite(tmp_path):
