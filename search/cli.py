@@ -8,14 +8,17 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
-import yaml
 
 from bench.interrupts import hold_interrupts, interrupts_restored
 from bench.record import DEFAULT_RESULTS
-from bench.yaml_values import refuse_repeats
 from search.pruning import MARGIN
+from search.request import EVAL_EVERY, SearchRequest, search_request
+
+if TYPE_CHECKING:
+    from search.strategy import Strategy
 
 EXAMPLES = """examples:
   spbench search --task sst2 --model minilm-l6 --trials 30
@@ -23,9 +26,6 @@ EXAMPLES = """examples:
   spbench search --task sst2 --model minilm-l6 --objective score,trainable_params --trials 40
   spbench search --task sst2 --model minilm-l6 --trials 60 --workers 2 --storage postgresql://user@host/db
 """
-
-
-EVAL_EVERY = 20  # steps between reports to the pruner, unless --eval-every says
 
 
 def add_parser(sub) -> None:
@@ -72,361 +72,99 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from bench.config_labels import card_file
-    from bench.record import results_folder
-    from bench.study_storage import check_storage, open_storage, optuna_warnings_only, shown_storage, storage_url
-    from bench.train import TrainSettings
-    from search.costs import RECOMPUTATION_COSTS, objectives_named
-    from search.starting_points import enqueue_known_good, requeue_starting_point
-    from search.strategy import Strategy
-    from search.study import claim_study, done_trials
-    from tasks import load_task
+    from search.references import task_references
+    from search.study import claim_study, study_definition
 
-    args = _checked_flags(args)
-    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
-    if not tasks:
-        raise ValueError(f"--task {args.task!r} names no task")
-    refuse_repeats("--task", tasks)
-    objectives = objectives_named(args.objective)
-    cards = []
-    for name in tasks:  # a bad data file, row or metric is named now, not by failed trials
-        task = load_task(name, tasks_dirs=tuple(args.tasks_dir))
-        task.checked_splits()
-        task.check_metrics()
-        cards.append(task.card)
-    without_classes = [c.name for c in cards if not c.is_classification]
-    space = _space_for(args.space, cards, checkpointing=args.gradient_checkpointing)
-    args = _settled_model_and_card_folders(args, cards, tasks)
-    tasks = [card.name for card in cards]  # found again by name in those folders
-    multi = len(objectives) == 2
-    name = _study_name(args, tasks, objectives)
-    folder = args.results / name
-    monitor_size = args.eval_size if args.monitor_size is None else args.monitor_size
-    train = TrainSettings(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
-                          monitor_size=monitor_size, eval_size=args.eval_size, seed=args.seed,
-                          gradient_checkpointing=args.gradient_checkpointing)
-    if args.storage:
-        check_storage(args.storage)  # before a results folder is made for a study that cannot open
-    results_folder(folder)  # after every check: a refused command leaves no folder behind
-    url = storage_url(folder, args.storage)
-    directions = ["maximize", "minimize"] if multi else ["maximize"]
-    strategy = Strategy(sampler=args.sampler, pruner=args.pruner, multi_objective=multi, seed=args.seed,
-                        min_steps=args.eval_every, max_steps=args.steps * len(tasks), margin=args.prune_margin,
-                        shared_storage=args.storage is not None)
-    storage = open_storage(url, on_stale=requeue_starting_point,
-                           named="--storage" if args.storage else "the study's database")
-    with optuna_warnings_only():  # its "A new study created" / "Using an existing study": the line below says which
-        study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, directions=directions,
-                                    pruner=strategy.make_pruner())
-    strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
-    study.sampler = strategy.make_sampler()
-    if multi and args.pruner != "none":
-        print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
-    definition = {"tasks": tasks, "model": args.model, "objective": objectives, "steps": args.steps,
-                  "batch_size": args.batch_size, "eval_every": args.eval_every, "monitor_size": train.monitor_size,
-                  "eval_size": args.eval_size, "seed": args.seed,  # the seed trains every trial: one per study
-                  # a user's card that replaces a shipped one of its name, or a new version, is another task
-                  "cards": {card.name: {"version": card.version, "card": card_file(card.path)} for card in cards}}
-    if multi and objectives[1] in RECOMPUTATION_COSTS:  # scores are the same either way; these costs are not
-        definition["gradient_checkpointing"] = args.gradient_checkpointing
-    claim_study(study, definition, directions=directions)
-    _refuse_clashes(study, space)
-    with optuna_warnings_only():  # its "Trial with params ... already exists. Skipping enqueue."
-        _note_space_change(study, space)
-        if not study.trials:
-            enqueue_known_good(study, space, classification=not without_classes)
-    references = _references(study, args, tasks, definition["cards"]) if len(tasks) > 1 else {}
+    request = search_request(args)  # every check that needs no study: a command it refuses makes nothing
+    study, url, strategy = _opened_study(request)
+    claim_study(study, study_definition(request), directions=request.directions)
+    _settle_space(study, request)
+    references = task_references(study, request)
     from search.objective import Objective  # seconds of imports (the run path): after every check
 
-    objective = Objective(space=space, tasks=tasks, model=args.model, train=train, results_dir=folder,
-                          cost=objectives[1] if multi else None, references=references,
-                          tasks_dirs=tuple(args.tasks_dir))
-    held = done_trials(study)
-    resumed = f": resumed, {held} finished {'trial' if held == 1 else 'trials'}" if held else ""
-    print(f"study {name} on {shown_storage(url)}{resumed}; a line for each trial as it ends", flush=True)
-    _search_and_export(study, url, objective, strategy, args, folder, train)
+    objective = Objective(space=request.space, tasks=list(request.tasks), model=request.model, train=request.train,
+                          results_dir=request.folder, cost=request.cost, references=references,
+                          tasks_dirs=request.tasks_dirs)
+    _announce(study, url)
+    _search_and_export(study, url, objective, strategy, request)
     return 0
 
 
-def _settled_model_and_card_folders(args, cards: list, tasks: list[str]) -> argparse.Namespace:
-    """`--model` refused before a study exists (not by its first trial) when unknown or unable to
-    answer a task; then the arguments with `model` as a folder's full path, and `tasks_dir` with the
-    folders of the cards given as files (`tasks` as typed), so best.yaml reruns from anywhere and a
-    resume from another directory is the same study."""
-    from bench.models import MODELS, ModelError, resolve_model
-    from bench.run_checks import cannot_answer
-    from tasks import find_task
-    from tasks.registry import CARD_SUFFIXES
+def _opened_study(request: SearchRequest) -> tuple[optuna.Study, str, Strategy]:
+    """The study, new or resumed, with the sampler and pruner the flags ask for; its storage's URL,
+    and that strategy (worker processes rebuild their sampler and pruner from it)."""
+    from bench.record import results_folder
+    from bench.study_storage import check_storage, open_storage, optuna_warnings_only, storage_url
+    from search.starting_points import requeue_starting_point
+    from search.strategy import Strategy
 
-    model = resolve_model(args.model)
-    for card in cards:
-        if why := cannot_answer(model.kind, card):
-            raise ModelError(f"model {args.model!r} / task {card.name!r}: {why}")
-    tasks_dirs = list(dict.fromkeys([*args.tasks_dir, *(str(card.path.parent) for card, task in zip(cards, tasks)
-                                                        if task.endswith(CARD_SUFFIXES))]))
-    refuse_repeats("--task (the names the cards declare)", [card.name for card in cards])
-    for card in cards:  # a card's folder may hold another card of a name given here: that would answer instead
-        if (found := find_task(card.name, tasks_dirs=tuple(tasks_dirs)).path) != card.path:
-            raise ValueError(f"--task {card.name}: with the folders of the cards given as files, that name finds "
-                             f"{found}, not {card.path}; give each task once, by a name or a file that only it takes")
-    return argparse.Namespace(**{**vars(args), "model": model.name if model.name in MODELS else model.source,
-                                 "tasks_dir": tasks_dirs})
-
-
-def _study_name(args, tasks: list[str], objectives: list[str]) -> str:
-    from bench.names import is_folder_name
-
-    name = args.study or (f"{'+'.join(tasks)}__{Path(args.model).name}"
-                          + (f"__{objectives[1]}" if len(objectives) == 2 else ""))
-    if not is_folder_name(name):
-        raise ValueError(f"--study {name!r} is not a folder name (no / or ..): the study's files go to "
-                         f"{args.results}/<study>/")
-    return name
+    if request.storage:
+        check_storage(request.storage)  # before a results folder is made for a study that cannot open
+    results_folder(request.folder)  # after every check: a refused command leaves no folder behind
+    url = storage_url(request.folder, request.storage)
+    train = request.train
+    strategy = Strategy(sampler=request.sampler, pruner=request.pruner, multi_objective=request.multi_objective,
+                        seed=train.seed, min_steps=train.eval_every, max_steps=train.steps * len(request.tasks),
+                        margin=request.prune_margin, shared_storage=request.storage is not None)
+    storage = open_storage(url, on_stale=requeue_starting_point,
+                           named="--storage" if request.storage else "the study's database")
+    with optuna_warnings_only():  # its "A new study created" / "Using an existing study": the line below says which
+        study = optuna.create_study(study_name=request.study, storage=storage, load_if_exists=True,
+                                    directions=request.directions, pruner=strategy.make_pruner())
+    strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
+    study.sampler = strategy.make_sampler()
+    if request.multi_objective and request.pruner != "none":
+        print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
+    return study, url, strategy
 
 
-def _search_and_export(study: optuna.Study, url: str, objective, strategy, args, folder: Path, train) -> None:
+def _settle_space(study: optuna.Study, request: SearchRequest) -> None:
+    """The study's space checked against its earlier trials, and a new study's starting points queued."""
+    from bench.study_storage import optuna_warnings_only
+    from search.space_checks import note_space_change, refuse_clashes
+    from search.starting_points import enqueue_known_good
+
+    refuse_clashes(study, request.space)
+    with optuna_warnings_only():  # its "Trial with params ... already exists. Skipping enqueue."
+        note_space_change(study, request.space)
+        if not study.trials:
+            enqueue_known_good(study, request.space, classification=all(c.is_classification for c in request.cards))
+
+
+def _announce(study: optuna.Study, url: str) -> None:
+    from bench.study_storage import shown_storage
+    from search.study import done_trials
+
+    held = done_trials(study)
+    resumed = f": resumed, {held} finished {'trial' if held == 1 else 'trials'}" if held else ""
+    print(f"study {study.study_name} on {shown_storage(url)}{resumed}; a line for each trial as it ends", flush=True)
+
+
+def _search_and_export(study: optuna.Study, url: str, objective, strategy: Strategy,
+                       request: SearchRequest) -> None:
     """Run the trials still to run, then write out the study's outputs: also when the search is
     interrupted or fails, so that what finished is not lost."""
+    from search.outputs import write_outputs
     from search.study import done_trials
     from search.workers import run_workers
 
-    if args.trials and (held := done_trials(study)) >= args.trials:
-        print(f"the study already holds {held} finished trials (--trials {args.trials}): none to run; a larger "
+    if request.trials and (held := done_trials(study)) >= request.trials:
+        print(f"the study already holds {held} finished trials (--trials {request.trials}): none to run; a larger "
               "--trials searches on")
     started = time.monotonic()
     with interrupts_restored():
         try:
-            run_workers(study, url, objective, strategy=strategy, workers=args.workers, n_trials=args.trials,
-                        timeout=args.timeout)
+            run_workers(study, url, objective, strategy=strategy, workers=request.workers, n_trials=request.trials,
+                        timeout=request.timeout)
         except KeyboardInterrupt:
             hold_interrupts()  # a half-written best.yaml or adapter would be worse than waiting
             print(f"interrupted: writing out the {done_trials(study)} finished trials first", file=sys.stderr)
-            _export(study, folder, args, train)
+            write_outputs(study, request)
             raise
         except Exception:
-            _export(study, folder, args, train)  # what finished before the error is written out all the same
+            write_outputs(study, request)  # what finished before the error is written out all the same
             raise
-    if args.timeout and time.monotonic() - started >= args.timeout and done_trials(study) < (args.trials or math.inf):
-        print(f"--timeout {args.timeout:g}s reached: no new trial started after it")
-    _export(study, folder, args, train)
-
-
-def _checked_flags(args) -> argparse.Namespace:
-    """Numbers a search cannot use, refused before anything is made (a negative timeout would end the
-    search before its first trial, NaN never); the arguments with --eval-every's default filled in
-    once checked."""
-    if args.trials is None and args.timeout is None:
-        raise ValueError("give --trials and/or --timeout")
-    if args.trials is not None and args.trials < 1:
-        raise ValueError(f"--trials must be 1 or more, got {args.trials}")
-    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise ValueError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    for flag, value in (("--workers", args.workers), ("--steps", args.steps), ("--batch-size", args.batch_size),
-                        ("--eval-every", args.eval_every), ("--eval-size", args.eval_size),
-                        ("--monitor-size", args.monitor_size)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be 1 or more, got {value}")
-    if args.monitor_size is not None and args.monitor_size > args.eval_size:
-        raise ValueError(f"--monitor-size {args.monitor_size} is more than --eval-size {args.eval_size}: reports "
-                         "would score more validation examples than the final score")
-    if args.eval_every is not None and args.eval_every > args.steps:
-        raise ValueError(f"--eval-every {args.eval_every} is more than --steps {args.steps}: no trial would report "
-                         "before its end, so none could be pruned")
-    if not (math.isfinite(args.prune_margin) and args.prune_margin >= 0):  # NaN would switch pruning off unsaid
-        raise ValueError(f"--prune-margin must be 0 or more standard errors, got {args.prune_margin}")
-    # a budget shorter than the default spacing reports only at its end, as asked
-    return argparse.Namespace(**{**vars(args), "eval_every": args.eval_every or EVAL_EVERY})
-
-
-def _export(study: optuna.Study, folder: Path, args, train) -> None:
-    from search.export import write_best, write_trials_table
-    from search.objective import remove_failed_trials_leftovers
-    from search.plots import write_plots
-    from search.summary import summary
-    from search.workers import numbered
-
-    print(summary(study))
-    if removed := remove_failed_trials_leftovers(study, folder):
-        print(f"removed the unfinished runs of failed {numbered('trial', removed)} in {folder / 'trials'} (an "
-              "adapter saved without a record, by a run stopped after saving it): nothing reads them")
-    if any(t.state != optuna.trial.TrialState.WAITING for t in study.trials):
-        print(f"trials: {write_trials_table(study, folder)}")
-    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        best = write_best(study, folder, model=args.model, train_defaults=train, tasks_dirs=tuple(args.tasks_dir))
-        print(f"best config: {best}")
-        reference = _one_task_reference(study, args)
-        if against := _against_full_ft(study, args, reference):
-            print(against)
-        test = yaml.safe_load(best.read_text()).get("test")
-        if isinstance(test, dict):  # scored once, for the winner; a machine that did not run it says why instead
-            print("test split (scored once, for the winner): " + "; ".join(
-                f"{task} " + " ".join(f"{k}={v:.4f}" if k != "n" else f"n={v}" for k, v in scores.items())
-                for task, scores in test.items()))
-        elif test:
-            print(f"test split: {test}")
-        full_ft = reference[1][0] if reference and reference[1] else None
-        for path in write_plots(study, folder / "plots", full_ft=full_ft):
-            print(f"plot: {path}")
-
-
-def _space_for(path: Path | None, cards: list, *, checkpointing: bool):
-    """The space to search, checked before a study exists (a bad space is refused here, before any
-    trial). The default space covers every kind of task and setting: it drops what these tasks or
-    settings cannot take; a space of the user's that offers it is refused."""
-    from search.space import SpaceError, load_space
-
-    space = load_space(path)
-    for method, name, value, why in list(_refused_values(space, cards)):
-        if not space.is_default:
-            raise SpaceError(f"{space.path}: {why}: remove {method}.{name}={value} from the space")
-        space = space.without_choice(method, name, value)
-        print(f"left out of the default space: {why}")
-    return _without_uncheckpointable(space) if checkpointing else space
-
-
-def _refused_values(space, cards: list):
-    """(method, parameter, value, why) for each value the space offers that its method refuses for
-    one or more of the tasks, as the method's `refusal` says (prompt tuning's class-label init for a
-    task without classes)."""
-    from bench.methods import get_method
-
-    for method in space.methods:
-        for param in space.params.get(method, ()):
-            refusal = get_method(method).refusal
-            for value in (*param.choices, *([param.value] if param.kind == "fixed" else [])):
-                refused = [(card.name, why) for card in cards if (why := refusal(None, card, {param.name: value}))]
-                if refused:  # the first task's reason, and the others that refuse it too
-                    others = [name for name, _ in refused[1:]]
-                    yield method, param.name, value, refused[0][1] + (f" (and {', '.join(others)})" if others else "")
-
-
-def _without_uncheckpointable(space):
-    """The default space without the methods gradient checkpointing cannot train; another space is refused."""
-    from bench.methods import get_method
-    from search.space import SpaceError
-
-    refused = [m for m in space.methods if not get_method(m).allows_checkpointing]
-    if not refused:
-        return space
-    if not space.is_default:
-        raise SpaceError(f"{space.path}: {', '.join(refused)} cannot train with --gradient-checkpointing; "
-                         "remove it from the space's methods or leave the flag off")
-    for method in refused:
-        space = space.without_method(method)
-    print(f"{', '.join(refused)} left out of the default space: it cannot train with --gradient-checkpointing")
-    return space
-
-
-def _refuse_clashes(study: optuna.Study, space) -> None:
-    """A space the study's earlier trials rule out is refused before any trial (see `space_clashes`)."""
-    from search.space import SpaceError
-    from search.study import space_clashes
-
-    clashes = space_clashes(study, space)
-    if not clashes:
-        return
-    methods = any(c.startswith("method:") for c in clashes) and space.is_default
-    raise SpaceError(f"study {study.study_name!r} cannot search this space ({space.path}): {'; '.join(clashes)}. "
-                     "Optuna keeps a parameter's choices and scale for the life of a study: search as before"
-                     + (" (--gradient-checkpointing leaves prefix_tuning out of the default space)" if methods else "")
-                     + ", or start another study (--study NAME)")
-
-
-def _note_space_change(study: optuna.Study, space) -> None:
-    """A resumed study may search another space (widened or narrowed: the scores stay comparable,
-    the training budget being the same), but the person should know its trials come from both."""
-    from search.starting_points import refit_queued_points
-    from search.study import SPACE_ATTR, done_trials
-
-    digest = space.digest()
-    stored = study.user_attrs.get(SPACE_ATTR)
-    if stored and stored["digest"] == digest:
-        return
-    if stored:
-        ran = done_trials(study)  # a failed or killed trial is not counted, here or in the budget
-        print(f"the study's {ran} finished {'trial' if ran == 1 else 'trials'} came from another space "
-              f"({stored['path']}); new ones come from {space.path}, and all are compared")
-        requeued, dropped = refit_queued_points(study, space)
-        if requeued or dropped:
-            print(f"starting points queued under the earlier space: {requeued} queued again, fitted to this one; "
-                  f"{dropped} dropped (their method or choice is not offered here)")
-    study.set_user_attr(SPACE_ATTR, {"digest": digest, "path": str(space.path)})
-
-
-def _references(study: optuna.Study, args, tasks: list[str], cards: dict[str, dict] | None = None
-                ) -> dict[str, float]:
-    """Full fine-tuning's score per task, which several tasks' scores are divided by: taken from the
-    bench records when the study starts and kept in it, so a resumed study keeps one scale. Unless
-    every task has one, every task is scored raw (a mean of ratios and raw scores means nothing)."""
-    from search.objective import full_ft_references
-    from search.study import REFERENCES_ATTR
-
-    references = study.user_attrs.get(REFERENCES_ATTR)
-    if references is not None:
-        print("scoring each task " + (f"relative to full fine-tuning: {_listed(references)}" if references
-                                      else "raw (no full fine-tuning score of every task when the study started)"))
-        return references
-    results, model = args.results, args.model
-    found = full_ft_references(results, tasks, model, steps=args.steps, eval_size=args.eval_size,
-                               batch_size=args.batch_size, cards=cards)
-    missing = [task for task in tasks if task not in found]
-    if missing:
-        commands = "; ".join(_full_ft_command(args, task) for task in missing)
-        print(f"no full fine-tuning record of {model} on {', '.join(missing)} under {results}: every task scored "
-              f"raw, not relative (`{commands}` makes them; a new study picks them up)")
-    else:
-        budgets = ", ".join(f"{task} {budget} steps" for task, (_, budget) in found.items())
-        print(f"scoring each task relative to full fine-tuning: {_listed({t: v for t, (v, _) in found.items()})} "
-              f"(the best full fine-tuning config by validation score under {results}, mean over seeds: {budgets})")
-    references = {} if missing else {task: value for task, (value, _) in found.items()}
-    study.set_user_attr(REFERENCES_ATTR, references)
-    return references
-
-
-def _full_ft_command(args, task: str) -> str:
-    """The run that trains `task`'s full fine-tuning reference at the search's own budget, so that it
-    is trained and scored as the trials are."""
-    from bench.verdict import full_ft_command
-
-    return full_ft_command(task, args.model, steps=args.steps, batch_size=args.batch_size, eval_size=args.eval_size,
-                           tasks_dir=list(args.tasks_dir), results=args.results)
-
-
-# a one-task search's task, and its full fine-tuning score and steps from the bench records (None: none)
-TaskReference = tuple[str, tuple[float, int] | None]
-
-
-def _one_task_reference(study: optuna.Study, args) -> TaskReference | None:
-    """For a search of one task: the task, and full fine-tuning's validation score and steps from the
-    bench records (None where there is none); None for several tasks, whose trials are scored relative
-    to it already."""
-    from search.objective import full_ft_references
-    from search.study import DEFINITION_ATTR
-
-    definition = study.user_attrs.get(DEFINITION_ATTR) or {}
-    if len(definition.get("tasks", ())) != 1:
-        return None
-    [task] = definition["tasks"]
-    found = full_ft_references(args.results, [task], args.model, steps=args.steps, eval_size=args.eval_size,
-                               batch_size=args.batch_size, cards=definition.get("cards"))
-    return task, found.get(task)
-
-
-def _against_full_ft(study: optuna.Study, args, reference: TaskReference | None) -> str | None:
-    """The winner's validation score against full fine-tuning's `reference` (see _one_task_reference)."""
-    from search.winner import best_trial
-
-    if reference is None:
-        return None
-    (task, found), score = reference, best_trial(study).values[0]
-    if found is None:
-        return (f"no full fine-tuning record of {args.model} on {task} under {args.results} to measure the winner "
-                f"against (`{_full_ft_command(args, task)}` makes one)")
-    reference, steps = found
-    relative = f" is {score / reference:.3f}× full fine-tuning's" if reference > 0 else " against full fine-tuning's"
-    return (f"the winner's validation {score:.4f}{relative} {reference:.4f} (its best run under {args.results} by "
-            f"validation, mean over seeds, {steps} steps; the trials trained {args.steps})")
-
-
-def _listed(references: dict[str, float]) -> str:
-    return ", ".join(f"{task} {value:.4f}" for task, value in references.items())
+    out_of_time = request.timeout and time.monotonic() - started >= request.timeout
+    if out_of_time and done_trials(study) < (request.trials or math.inf):
+        print(f"--timeout {request.timeout:g}s reached: no new trial started after it")
+    write_outputs(study, request)

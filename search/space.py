@@ -45,6 +45,15 @@ class Param:
             return len(self.choices) > 1
         return self.kind != "fixed" and self.low != self.high
 
+    def edge_values(self) -> tuple:
+        """The values worth checking: the fixed value, every choice, or a range's bounds (the ends
+        of what it can sample; once each where they are one value)."""
+        if self.kind == "fixed":
+            return (self.value,)
+        if self.kind == "categorical":
+            return self.choices
+        return (self.low,) if self.low == self.high else (self.low, self.high)
+
     def key(self, method: str) -> str:
         """The trial parameter's name: shared ones keep theirs; the others are keyed by method, so
         each key keeps one distribution in the study (learning-rate ranges differ per method)."""
@@ -200,8 +209,7 @@ def _checked(where: str, method: str, param: Param) -> Param:
         if len(set(same)) < len(same):
             raise SpaceError(f"{where}.{param.name}: a choice is listed twice in {list(param.choices)}")
         param = dataclasses.replace(param, choices=choices)
-    values = {"fixed": (param.value,), "categorical": param.choices}.get(param.kind, (param.low, param.high))
-    for value in values:
+    for value in param.edge_values():
         if declared == "bool" and not isinstance(value, bool):
             raise SpaceError(f"{where}.{param.name}: {value!r} is not true or false")
         try:
@@ -219,10 +227,8 @@ def _check_together(where: str, method: str, params: tuple[Param, ...]) -> None:
     settings_cls = get_method(method).settings_cls
     own = [p for p in params if p.name not in TRAIN_KEYS]
     # a one-value choice or range is as fixed as a `value`
-    fixed = {p.name: p.value if p.kind == "fixed" else p.choices[0] if p.kind == "categorical" else p.low
-             for p in own if not p.varies}
-    trials = [(None, fixed)] + [(p, {**fixed, p.name: value}) for p in own if p.varies
-                                for value in ({"categorical": p.choices}.get(p.kind) or (p.low, p.high))]
+    fixed = {p.name: p.edge_values()[0] for p in own if not p.varies}
+    trials = [(None, fixed)] + [(p, {**fixed, p.name: value}) for p in own if p.varies for value in p.edge_values()]
     for param, settings in trials:
         settings = get_method(method).planned_settings(settings)  # as `sample` fills it in
         try:
@@ -238,6 +244,22 @@ def _mapping(path: Path, key: str, value: Any) -> dict:
     if not isinstance(value, dict):
         raise SpaceError(f"{path} {key}: must be a mapping of parameter names to their ranges, got {value!r}")
     return value
+
+
+def _refuse_unused_shared(path: Path, shared: list[Param], params: dict[str, tuple[Param, ...]]) -> None:
+    """A shared parameter no method samples is refused: it was meant to be searched (misspelt, most often)."""
+    methods = list(params)
+    for param in shared:
+        if any(p.shared and p.name == param.name for m in methods for p in params[m]):
+            continue
+        overriding = [m for m in methods if any(p.name == param.name for p in params[m])]
+        if overriding:
+            why = f"every method ({', '.join(overriding)}) gives its own under per_method"
+        else:  # a misspelling, most often: what the methods take, and the nearest of it
+            known = sorted(set(TRAIN_KEYS).union(*(get_method(m).settings_cls.__dataclass_fields__ for m in methods)))
+            why = f"no setting of {', '.join(methods)} has this name{did_you_mean(param.name, known)} " \
+                  f"(known: {', '.join(known)})"
+        raise SpaceError(f"{path} shared: parameter {param.name!r} is never used: {why}")
 
 
 def load_space(path: Path | str | None = None) -> SearchSpace:
@@ -273,17 +295,7 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         params[method] = tuple([_checked(f"{path} shared ({method})", method, p) for p in applicable]
                                + [_checked(f"{path} per_method.{method}", method, p) for p in own])
         _check_together(f"{path} per_method.{method}", method, params[method])
-    for param in shared:
-        if not any(p.shared and p.name == param.name for m in methods for p in params[m]):
-            overriding = [m for m in methods if any(p.name == param.name for p in params[m])]
-            if overriding:
-                why = f"every method ({', '.join(overriding)}) gives its own under per_method"
-            else:  # a misspelling, most often: what the methods take, and the nearest of it
-                known = sorted(set(TRAIN_KEYS).union(*(get_method(m).settings_cls.__dataclass_fields__
-                                                       for m in methods)))
-                why = f"no setting of {', '.join(methods)} has this name{did_you_mean(param.name, known)} " \
-                      f"(known: {', '.join(known)})"
-            raise SpaceError(f"{path} shared: parameter {param.name!r} is never used: {why}")
+    _refuse_unused_shared(path, shared, params)
     if extras := sorted(set(per_method) - set(methods)):
         raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`")
     if len(methods) == 1 and not any(p.varies for p in params[methods[0]]):

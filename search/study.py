@@ -3,10 +3,15 @@ definition (tasks, model, objective, budget) and space a resumed study must stil
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import optuna
 from optuna.trial import TrialState
 
 from search.space import SearchSpace
+
+if TYPE_CHECKING:
+    from search.request import SearchRequest
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
@@ -68,6 +73,22 @@ DEFINITION_FLAGS = {"tasks": "--task", "model": "--model", "objective": "--objec
                     "cards": "--task (the cards the names find, and their versions)"}
 # keys whose value in a study recorded before they counted is unknown: the first resume's is kept
 RECORDED_ON_FIRST_RESUME = ("seed", "cards")
+
+
+def study_definition(request: SearchRequest) -> dict:
+    """What a search's trials measure, as `claim_study` ties its study to it (keys as in DEFINITION_FLAGS)."""
+    from search.costs import RECOMPUTATION_COSTS
+
+    train = request.train
+    definition = {"tasks": list(request.tasks), "model": request.model, "objective": list(request.objectives),
+                  "steps": train.steps, "batch_size": train.batch_size, "eval_every": train.eval_every,
+                  "monitor_size": train.monitor_size, "eval_size": train.eval_size,
+                  "seed": train.seed,  # the seed trains every trial: one per study
+                  # a user's card that replaces a shipped one of its name, or a new version, is another task
+                  "cards": request.card_versions}
+    if request.cost in RECOMPUTATION_COSTS:  # scores are the same either way; these costs are not
+        definition["gradient_checkpointing"] = train.gradient_checkpointing
+    return definition
 
 
 def claim_study(study: optuna.Study, definition: dict, *, directions: list[str]) -> None:

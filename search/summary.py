@@ -7,9 +7,8 @@ import optuna
 
 from search.repeats import REPEAT_OF_ATTR
 from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR
-from search.trial_lines import config_text
+from search.trial_lines import config_text, listed_by_reason
 from search.winner import best_trial, objective_names, pareto_front, statistical_ties
-from search.workers import listed_by_reason
 
 
 def summary(study: optuna.Study) -> str:

@@ -1,5 +1,6 @@
 """One line for each trial as it ends, in the search's words: Optuna's own log line gives the space's
-parameter keys, says nothing of why a trial was pruned, and repeats the study's name on resume."""
+parameter keys, says nothing of why a trial was pruned, and repeats the study's name on resume. Also
+trials named by number, as every line of the search names them (`trials 0, 2: reason`)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,16 @@ def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | No
     so_far = "the best so far" if best.number == trial.number else f"best so far trial {best.number}, {best.value:.4f}"
     return (f"trial {trial.number} complete: {score_label(study)} {trial.value:.4f} ({so_far}){took}: "
             f"{config_text(trial)}")
+
+
+def listed_by_reason(pairs) -> list[str]:
+    """`trials 0, 2: reason`, one line per reason (in order of first appearance), from (number, reason) pairs."""
+    by_reason: dict[str, list[int]] = {}
+    for number, reason in pairs:
+        by_reason.setdefault(reason, []).append(number)
+    return [f"{numbered('trial', numbers)}: {reason}" for reason, numbers in by_reason.items()]
+
+
+def numbered(noun: str, numbers: list[int]) -> str:
+    """`trial 4` or `trials 0, 2`."""
+    return f"{noun}{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"

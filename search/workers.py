@@ -10,6 +10,8 @@ import sys
 import time
 import uuid
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -23,7 +25,7 @@ from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
 from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, WORKER_ATTR, done_trials
-from search.trial_lines import TrialLines
+from search.trial_lines import TrialLines, listed_by_reason, numbered
 from search.worker_id import take_worker_id
 from tasks.card import TaskCardError
 
@@ -47,6 +49,9 @@ class StartingPointTaken(Exception):
     """This trial's queued starting point already ran in an earlier trial (queued twice)."""
 
 
+HOLDING_A_SLOT = DONE + (TrialState.RUNNING,)  # a trial in these states takes one of the budget's n_trials
+
+
 class _Guarded:
     """The objective, started only while fewer than `n_trials` earlier trials are finished or
     running, with the reason of a failed trial kept on it.
@@ -66,18 +71,29 @@ class _Guarded:
         # nor has run its starting point (queued again)
         trials = [t for t in trial.study.get_trials(deepcopy=False)
                   if t.number == trial.number or t.user_attrs.get(FAIL_REASON_ATTR) != INTERRUPTED]
-        counted = DONE + (TrialState.RUNNING,)
         queued = next(t for t in trials if t.number == trial.number).system_attrs.get("fixed_params")
-        taken = [t.number for t in trials if queued and t.number < trial.number and t.state in counted
-                 and t.system_attrs.get("fixed_params") == queued]
+        earlier = [t for t in trials if t.number < trial.number and t.state in HOLDING_A_SLOT]
+        self._refuse_taken_point(trial, earlier, queued)
+        self._refuse_over_budget(trial, earlier, queued)
+        return self._run(trial, queued)
+
+    @staticmethod
+    def _refuse_taken_point(trial: optuna.Trial, earlier: list, queued: dict | None) -> None:
+        """A starting point queued twice (by machines starting the study together) runs once."""
+        taken = [t.number for t in earlier if queued and t.system_attrs.get("fixed_params") == queued]
         if taken:
             raise _not_run(trial, StartingPointTaken(f"starting point {queued} already run by trial {taken[0]}"))
-        if self.n_trials is not None and sum(t.number < trial.number and t.state in counted
-                                             for t in trials) >= self.n_trials:
-            if queued:
-                trial.study.enqueue_trial(queued)
-            trial.study.stop()
-            raise _not_run(trial, BudgetReached(f"the study already holds {self.n_trials} finished or running trials"))
+
+    def _refuse_over_budget(self, trial: optuna.Trial, earlier: list, queued: dict | None) -> None:
+        """Every slot is held: this worker stops, and the starting point the trial took is queued again."""
+        if self.n_trials is None or len(earlier) < self.n_trials:
+            return
+        if queued:
+            trial.study.enqueue_trial(queued)
+        trial.study.stop()
+        raise _not_run(trial, BudgetReached(f"the study already holds {self.n_trials} finished or running trials"))
+
+    def _run(self, trial: optuna.Trial, queued: dict | None):
         try:
             return self.objective(trial)
         except optuna.TrialPruned:
@@ -120,21 +136,8 @@ class _StopOnRepeatedFailures:
         return "; ".join(listed_by_reason(self.failed))
 
 
-def listed_by_reason(pairs) -> list[str]:
-    """`trials 0, 2: reason`, one line per reason (in order of first appearance), from (number, reason) pairs."""
-    by_reason: dict[str, list[int]] = {}
-    for number, reason in pairs:
-        by_reason.setdefault(reason, []).append(number)
-    return [f"{numbered('trial', numbers)}: {reason}" for reason, numbers in by_reason.items()]
-
-
-def numbered(noun: str, numbers: list[int]) -> str:
-    """`trial 4` or `trials 0, 2`."""
-    return f"{noun}{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
-
-
 def _has_room(study: optuna.Study, n_trials: int) -> bool:
-    return len(study.get_trials(deepcopy=False, states=DONE + (TrialState.RUNNING,))) < n_trials
+    return len(study.get_trials(deepcopy=False, states=HOLDING_A_SLOT)) < n_trials
 
 
 def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None,
@@ -222,19 +225,33 @@ def stop_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def _worker(study_name: str, url: str, objective, strategy: Strategy, index: int, workers: int,
-            n_trials: int | None, timeout: float | None, parent: int, worker: str) -> None:
+@dataclass(frozen=True)
+class _WorkerJob:
+    """What a worker process is handed (pickled: the processes are spawned)."""
+    study_name: str
+    url: str
+    objective: Any
+    strategy: Strategy
+    index: int  # this worker's, from 1 (the command's own process is 0)
+    workers: int  # all of them, the command's own process included
+    n_trials: int | None
+    timeout: float | None
+    parent: int  # the command's process id: the worker stops when it ends
+    worker_id: str  # on the trials it runs
+
+
+def _worker(job: _WorkerJob) -> None:
     show_warnings_to_users()
-    take_worker_id(worker)
+    take_worker_id(job.worker_id)
     try:
-        stop_with_parent(parent)
-        opened = storage.open_storage(url, on_stale=requeue_starting_point)
-        study = optuna.load_study(study_name=study_name, storage=opened, sampler=strategy.make_sampler(index),
-                                  pruner=strategy.make_pruner())
-        with worker_share(index, workers):
-            optimize(study, objective, n_trials=n_trials, timeout=timeout, worker=index)
+        stop_with_parent(job.parent)
+        opened = storage.open_storage(job.url, on_stale=requeue_starting_point)
+        study = optuna.load_study(study_name=job.study_name, storage=opened,
+                                  sampler=job.strategy.make_sampler(job.index), pruner=job.strategy.make_pruner())
+        with worker_share(job.index, job.workers):
+            optimize(study, job.objective, n_trials=job.n_trials, timeout=job.timeout, worker=job.index)
     except SearchError as err:  # the reason, not a traceback of the worker process
-        print(f"worker {index}: {err}", file=sys.stderr)
+        print(f"worker {job.index}: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's group: the main one reports it
         sys.exit(INTERRUPTED_EXIT)
@@ -245,10 +262,11 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     """This process plus `workers - 1` more, all pulling trials from the same storage."""
     started = time.monotonic()
     context = multiprocessing.get_context("spawn")
-    ids = [uuid.uuid4().hex for _ in range(1, workers)]  # each worker's, on the trials it runs
-    others = [context.Process(target=_worker, args=(study.study_name, url, objective, strategy, index, workers,
-                                                    n_trials, timeout, os.getpid(), ids[index - 1]))
-              for index in range(1, workers)]
+    jobs = [_WorkerJob(study_name=study.study_name, url=url, objective=objective, strategy=strategy, index=index,
+                       workers=workers, n_trials=n_trials, timeout=timeout, parent=os.getpid(),
+                       worker_id=uuid.uuid4().hex)
+            for index in range(1, workers)]
+    others = [context.Process(target=_worker, args=(job,)) for job in jobs]
     for process in others:
         process.start()
     try:
@@ -273,7 +291,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
     killed = [(index, process) for index, process in enumerate(others, start=1) if process.exitcode < 0]
     for index, process in killed:  # out of memory, say: its trial is failed now, not by a later command
-        stranded = _fail_running_trials_of(study, ids[index - 1])
+        stranded = _fail_running_trials_of(study, jobs[index - 1].worker_id)
         print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}): a trial it was running "
               "is not counted" + (f" ({numbered('trial', stranded)}, marked failed)" if stranded else ""),
               file=sys.stderr)

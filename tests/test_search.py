@@ -780,7 +780,8 @@ def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(
         exitcode = -signal.SIGKILL
 
         def __init__(self, target, args):
-            self.worker = args[-1]  # the id its trials carry
+            (job,) = args
+            self.worker = job.worker_id  # the id its trials carry
 
         def start(self):
             stranded.set_user_attr(WORKER_ATTR, self.worker)
@@ -876,15 +877,15 @@ def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_pat
 def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
     from types import SimpleNamespace
 
-    from search.cli import EVAL_EVERY, _checked_flags
+    from search.request import EVAL_EVERY, _refuse_unusable_flags, _trial_settings
 
     args = SimpleNamespace(trials=1, timeout=None, workers=1, steps=EVAL_EVERY // 2, batch_size=4, eval_every=None,
-                           eval_size=16, monitor_size=None, prune_margin=2.0)
+                           eval_size=16, monitor_size=None, prune_margin=2.0, seed=0, gradient_checkpointing=False)
+    _refuse_unusable_flags(args)
     # --eval-every not given: reports at the end only, as before
-    assert _checked_flags(args).eval_every == EVAL_EVERY
-    assert args.eval_every is None  # the arguments given are left as they were
+    assert _trial_settings(args).eval_every == EVAL_EVERY
     with pytest.raises(ValueError, match="--eval-every 30 is more than --steps 10"):
-        _checked_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
+        _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
 
 
 def test_a_text_prompt_starts_from_the_same_text_in_a_search_as_in_a_suite(tmp_path):
@@ -966,8 +967,8 @@ def test_a_card_given_by_file_cannot_answer_for_another_task_of_its_name(capsys,
 
 
 def test_a_value_refused_for_several_tasks_names_them_all(tiny_tasks):
-    from search.cli import _refused_values
     from search.space import load_space
+    from search.space_checks import _refused_values
     from tasks import load_task
 
     cards = [load_task(name, tasks_dirs=(str(tiny_tasks),)).card for name in ("tiny_qa", "tiny_sum", "tiny_cls")]

@@ -9,9 +9,9 @@ import pytest
 
 import search.objective
 from bench.train import DivergedError, TrainSettings
-from search.cli import _against_full_ft, _one_task_reference, _references
 from search.objective import Objective, full_ft_references
 from search.pruning import REPORT_ERRORS_ATTR
+from search.references import TaskReference, against_full_ft, one_task_reference, task_references
 from search.space import load_space
 
 STEPS = 4
@@ -80,19 +80,20 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
     found = {"a": (0.8, 10)}
     monkeypatch.setattr(search.objective, "full_ft_references",
                         lambda results, tasks, model, steps, **kwargs: dict(found))
-    args = SimpleNamespace(results=tmp_path, model="tiny", steps=10, batch_size=4, eval_size=16, tasks_dir=["cards"])
+    request = SimpleNamespace(results=tmp_path, model="tiny", train=TrainSettings(steps=10, batch_size=4, eval_size=16),
+                              tasks=("a", "b", "c"), tasks_dirs=("cards",), card_versions=None)
     study = optuna.create_study(direction="maximize")
-    assert _references(study, args, ["a", "b", "c"]) == {}  # a mean of a ratio and a raw score means nothing
+    assert task_references(study, request) == {}  # a mean of a ratio and a raw score means nothing
     out = capsys.readouterr().out
     assert "no full fine-tuning record of tiny on b, c" in out
     budget = f"--steps 10 --batch-size 4 --eval-size 16 --tasks-dir cards --results {tmp_path}"  # the search's own
     assert (f"`spbench run --task b --model tiny --method full_ft {budget}; "
             f"spbench run --task c --model tiny --method full_ft {budget}` makes them") in out
     found.update(b=(0.5, 40), c=(0.6, 10))  # recorded later: the study keeps the scale it started with
-    assert _references(study, args, ["a", "b", "c"]) == {}
+    assert task_references(study, request) == {}
     assert "scoring each task raw (no full fine-tuning score of every task" in capsys.readouterr().out
     fresh = optuna.create_study(direction="maximize")
-    assert _references(fresh, args, ["a", "b", "c"]) == {"a": 0.8, "b": 0.5, "c": 0.6}
+    assert task_references(fresh, request) == {"a": 0.8, "b": 0.5, "c": 0.6}
     assert "relative to full fine-tuning: a 0.8000, b 0.5000, c 0.6000 (the best full fine-tuning config by " \
            f"validation score under {tmp_path}, mean over seeds: a 10 steps, b 40 steps, c 10 steps)" \
            in capsys.readouterr().out
@@ -110,24 +111,25 @@ def test_a_one_task_winner_is_measured_against_full_fine_tuning_from_the_records
         return dict(references)
 
     monkeypatch.setattr(search.objective, "full_ft_references", found)
-    args = SimpleNamespace(results=tmp_path, model="tiny", steps=10, batch_size=4, eval_size=16, tasks_dir=[])
+    request = SimpleNamespace(results=tmp_path, model="tiny", train=TrainSettings(steps=10, batch_size=4, eval_size=16),
+                              tasks_dirs=())
     study = optuna.create_study(direction="maximize")
     study.set_user_attr(DEFINITION_ATTR, {"tasks": ["a"], "cards": {"a": {"version": 1, "card": "x/a.yaml"}}})
     study.add_trial(optuna.trial.create_trial(value=0.72))
     references = {}
-    assert _against_full_ft(study, args, _one_task_reference(study, args)) == (
+    assert against_full_ft(study, request, one_task_reference(study, request)) == (
         f"no full fine-tuning record of tiny on a under {tmp_path} to measure the winner against (`spbench run "
         f"--task a --model tiny --method full_ft --steps 10 --batch-size 4 --eval-size 16 --results {tmp_path}` "
         "makes one)")
     assert seen == {"tasks": ["a"], "steps": 10, "eval_size": 16, "batch_size": 4,
                     "cards": {"a": {"version": 1, "card": "x/a.yaml"}}}  # chosen as the study's budget and card
     references["a"] = (0.8, 40)
-    assert _one_task_reference(study, args) == ("a", (0.8, 40))
-    assert _against_full_ft(study, args, _one_task_reference(study, args)) == (
+    assert one_task_reference(study, request) == TaskReference("a", score=0.8, steps=40)
+    assert against_full_ft(study, request, one_task_reference(study, request)) == (
         f"the winner's validation 0.7200 is 0.900× full fine-tuning's 0.8000 (its best run under {tmp_path} by "
         "validation, mean over seeds, 40 steps; the trials trained 10)")
     study.set_user_attr(DEFINITION_ATTR, {"tasks": ["a", "b"]})  # several tasks: trials are scored relative already
-    assert _one_task_reference(study, args) is None
+    assert one_task_reference(study, request) is None
 
 
 def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, eval_size: int = 16, seed: int = 0,

@@ -197,7 +197,8 @@ def test_every_worker_rebuilds_the_commands_sampler_and_pruner_with_its_own_seed
     strategy = Strategy(sampler="random", pruner="none", multi_objective=False, seed=3, min_steps=2,
                         max_steps=8, margin=2.0)
     monkeypatch.setattr("search.worker_id._worker_id", "this-process")  # the worker takes the id it is given
-    workers._worker("s", url, None, strategy, 1, 2, 2, None, 0, "worker-1")
+    workers._worker(workers._WorkerJob(study_name="s", url=url, objective=None, strategy=strategy, index=1, workers=2,
+                                       n_trials=2, timeout=None, parent=0, worker_id="worker-1"))
     assert worker_id() == "worker-1"
     assert isinstance(seen[0].sampler, optuna.samplers.RandomSampler)
     assert isinstance(seen[0].pruner, optuna.pruners.NopPruner)
