@@ -159,7 +159,7 @@ def test_task_with_missing_data_is_named(capsys, tiny_models, tmp_path):
     code, _, err = run_cli(capsys, "run", "--task", "ghost", "--tasks-dir", tmp_path, "--model",
                            tiny_models["gpt2"][0], "--method", "prompt_tuning", "--results", tmp_path)
     assert code == 2
-    assert "ghost.yaml [source]" in err and "is missing" in err
+    assert "ghost.yaml [source]: data folder" in err and "nowhere does not exist" in err
 
 
 def test_encoder_on_generation_task_is_refused(capsys, tiny_models, tiny_tasks, tmp_path):
