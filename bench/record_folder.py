@@ -36,10 +36,12 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
         try:
             record = read_record(path)
             problem = record_problem(record)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        except KeyError as err:  # a record of an older or hand-edited shape
+            problem = f"it has no {err.args[0]!r}"
+        except (OSError, ValueError, TypeError, AttributeError) as err:
             problem = f"{type(err).__name__}: {err}"
         if problem:
-            warnings.warn(f"skipping unreadable or partial record {path}: {problem}", SkippedInput, stacklevel=2)
+            warnings.warn(f"record left out: {path}: {problem}", SkippedInput, stacklevel=2)
             continue
         records.append(record)
     finished = {record["run_id"] for record in records if "run_id" in record}
@@ -49,7 +51,7 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
         except (OSError, ValueError):
             failure = None
         if not isinstance(failure, dict) or not {"run", "reason"} <= set(failure):
-            warnings.warn(f"skipping unreadable failure file {path}", SkippedInput, stacklevel=2)
+            warnings.warn(f"failure file left out: {path}: unreadable", SkippedInput, stacklevel=2)
         elif failure.get("run_id") not in finished:  # a run that failed once and has finished since
             failures.append(failure)
     return records, failures
@@ -66,8 +68,11 @@ def unfinished_runs(folder: Path, *, leave_out: tuple[str, ...] = ()) -> list[Pa
 def record_problem(record: RunRecord) -> str | None:
     """What every reader of records needs (tables, grid tables, references) and this record lacks
     (None: nothing). Raises on a record of another shape; a table checks its own fields (`bench.results`)."""
-    if record.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
-        return f"schema version {record['schema_version']}, newer than this version reads ({SCHEMA_VERSION})"
+    version = record.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        return f"its schema_version {version!r} is no version number"
+    if version > SCHEMA_VERSION:
+        return f"schema version {version}, newer than this version of softprompt-bench reads ({SCHEMA_VERSION})"
     metric = record["task"]["primary_metric"]
     if "validation" not in record["scores"]:  # what tables and searches choose by
         return "no validation scores"

@@ -14,7 +14,7 @@ from bench.record_folder import load_records
 from bench.results import ResultRow, aggregate, reruns_left_out, task_names, unscored
 from bench.results_table import csv_name, figure, split_name, spread, write_csv
 from bench.verdict import reference_command, verdict_text, verdicts
-from tasks.notices import SkippedInput
+from tasks.notices import SkippedInput, counted
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -65,8 +65,9 @@ def _environment(record: RunRecord) -> list[str]:
 
 
 def write_report(folder: Path, *, records: list[RunRecord] | None = None, failures: list[dict] | None = None,
-                 split: str = "test", rows: list[ResultRow] | None = None) -> Path:
-    """`rows`: the records' table on `split`, where the caller has made it already."""
+                 split: str = "test", rows: list[ResultRow] | None = None, left_out: list[str] = ()) -> Path:
+    """`rows`: the records' table on `split`, where the caller has made it already; `left_out`: a line
+    for each record the reading left out (unreadable, partial) and for runs that did not finish."""
     if records is None:
         records, failures = load_records(folder)
     failures = failures or []
@@ -80,10 +81,12 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     for caught_warning in caught:  # said as before, and what the plots leave out is written down too
         warnings.warn(caught_warning.message, stacklevel=2)
     left_out_of_plots = [str(w.message) for w in caught if issubclass(w.category, SkippedInput)]
-    left_out = unscored(records, split)
-    not_scored = f"; {left_out} not scored on {split} (search trials, say), not in the tables" if left_out else ""
+    unscored_runs = unscored(records, split)
+    not_scored = (f"; {unscored_runs} not scored on {split} (search trials, say), not in the tables"
+                  if unscored_runs else "")
     lines = [f"# softprompt-bench report: {Path(folder).resolve().name}", "",
-             f"{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, split)}{not_scored}; "
+             f"{counted(len(records), 'run')}, {len(failures)} failed{reruns_left_out(records, rows, split)}"
+             f"{not_scored}{'; some records left out (listed below)' if left_out else ''}; "
              f"scores on the {split} split "
              f"(mean ± sample standard deviation over seeds; a single seed shows no ±); "
              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
@@ -106,6 +109,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
         lines += ["Left out of the plots:", ""] + [f"- {note}" for note in left_out_of_plots] + [""]
     if failures:
         lines += ["## Failed runs", ""] + [f"- {f['run']}: {f['reason']}" for f in failures] + [""]
+    if left_out:
+        lines += ["## Records left out", ""] + [f"- {note}" for note in left_out] + [""]
     environments = list(dict.fromkeys(tuple(_environment(r)) for r in records))  # a shared suite's machines
     if environments:
         lines += ["## Environment", ""] + (

@@ -17,13 +17,11 @@ import optuna
 from optuna.trial import TrialState
 
 from bench.device import compute_precision
-from bench.errors import SettingsError
 from bench.interrupts import quiet_trial_failures
-from bench.models import ModelError, ModelPool
+from bench.models import ModelPool
 from bench.record import RunRecord, results_folder
 from bench.suite import Suite, SuiteError
 from bench.suite_runner import describe, run_planned
-from tasks import TaskCardError
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 QUEUED_ATTR = "runs_queued"  # on the study, once its creator has queued every run
@@ -37,11 +35,12 @@ def study_name(suite: Suite) -> str:
 
 
 def open_suite_study(suite: Suite, url: str) -> optuna.Study:
-    from bench.study_storage import open_storage
+    from bench.study_storage import open_storage, optuna_warnings_only
 
     storage = open_storage(url, retry_failed=2)
     try:  # the machine that creates the study queues the runs; the others find them queued
-        study = optuna.create_study(study_name=study_name(suite), storage=storage, direction="maximize")
+        with optuna_warnings_only():  # its "A new study created": the suite's own lines say what runs
+            study = optuna.create_study(study_name=study_name(suite), storage=storage, direction="maximize")
         study.set_user_attr(PRECISION_ATTR, compute_precision())
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name(suite), storage=storage)
@@ -129,9 +128,9 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             study.stop()
 
-    # Ctrl-C, a run another machine took, or a run refused with a named reason (the summary gives it):
-    # one line, not a traceback
-    quiet_trial_failures(_QueueEmpty, SettingsError, ModelError, TaskCardError)
+    # a failed run's own line says why (and the summary again), a queue left empty or Ctrl-C is said
+    # by the command: Optuna's lines about such trials would only repeat them
+    quiet_trial_failures(silent=(Exception, KeyboardInterrupt))
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         from bench.study_storage import optuna_warnings_only
 

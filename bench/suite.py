@@ -238,11 +238,11 @@ def _sweep_points(where: str, method: Method, base_settings: dict[str, Any], tra
 def load_suite(name_or_path: str, *, results_dir: Path | None = None, tasks_dirs: tuple[str, ...] = ()) -> Suite:
     path = find_suite(name_or_path)
     data = read_yaml_mapping(path, what="a suite", error=lambda problem: SuiteError(f"{path}: {problem}"))
+    if unknown := sorted(set(data) - SUITE_KEYS):  # first: a misspelt key is also a missing one
+        raise SuiteError(f"{path}: {unknown_name(unknown[0], sorted(SUITE_KEYS))}")
     missing = {"name", "tasks", "models", "methods"} - set(data)
     if missing:
         raise SuiteError(f"{path}: missing key {sorted(missing)[0]!r}")
-    if unknown := sorted(set(data) - SUITE_KEYS):
-        raise SuiteError(f"{path}: {unknown_name(unknown[0], sorted(SUITE_KEYS))}")
     if not isinstance(data["name"], str) or not data["name"]:
         raise SuiteError(f"{path} name: must be non-empty text, got {data['name']!r}")
     if not is_folder_name(data["name"]):

@@ -291,13 +291,13 @@ def _failing(path: Path, origins: dict[str, Path]):
 
 
 def _check_keys(data: dict[str, Any], fail) -> None:
+    unknown = sorted(set(data) - set(KNOWN_KEYS))
+    if unknown:  # first: a misspelt key is also a missing one
+        known = ", ".join(KNOWN_KEYS)
+        raise fail(unknown[0], f"unknown key{did_you_mean(unknown[0], KNOWN_KEYS)} (known keys: {known})")
     for key in REQUIRED_KEYS:
         if key not in data:
             raise fail(key, "missing required key")
-    unknown = sorted(set(data) - set(KNOWN_KEYS))
-    if unknown:
-        known = ", ".join(KNOWN_KEYS)
-        raise fail(unknown[0], f"unknown key{did_you_mean(unknown[0], KNOWN_KEYS)} (known keys: {known})")
     if data["kind"] not in KINDS:
         raise fail("kind", f"unknown kind {data['kind']!r} (expected one of {', '.join(KINDS)})")
 

@@ -9,6 +9,11 @@ class SkippedInput(UserNotice):
     """A task card, run record or failure file that could not be read and was left out."""
 
 
+def counted(number: int, noun: str) -> str:
+    """"1 run", "2 runs": a count with its noun (a regular plural)."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def first_line(err: BaseException | str | None) -> str:
     """An error's message (or a text) cut to its first line, for a one-line refusal: libraries'
     messages run on for pages. Empty where there is no message."""

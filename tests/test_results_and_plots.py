@@ -382,7 +382,7 @@ def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropp
     assert f"{tmp_path / 'newer' / 'record.json'}: schema version 99, newer than" in said
     assert f"{tmp_path / 'no_validation' / 'record.json'}: no validation scores" in said
     assert f"{tmp_path / 'nan_score' / 'record.json'}: its accuracy score on validation is nan" in said
-    assert f"unreadable failure file {tmp_path / 'junk' / 'failure.json'}" in said
+    assert f"failure file left out: {tmp_path / 'junk' / 'failure.json'}: unreadable" in said
     assert sorted(r["seed"] for r in records) == [0, 3] and [f["run"] for f in kept] == ["still failed"]
     rows = aggregate(records)
     assert [math.isnan(r.train_flops) for r in rows if r.method == "lora"] == [True]  # a null cost is no number
@@ -487,7 +487,7 @@ def test_results_without_a_folder_leave_out_what_ships_under_results(tmp_path, m
     assert "\n2 runs, 0 failed; csv: results/results.csv" in captured.out
     assert "left out: results/reference, results/search_tables (shipped with the project" in captured.err
     assert main(["results", "results/reference"]) == 0  # named, it is read
-    assert "\n1 runs, 0 failed" in capsys.readouterr().out
+    assert "\n1 run, 0 failed" in capsys.readouterr().out
 
 
 def test_a_table_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, capsys):
@@ -555,6 +555,30 @@ def test_plots_and_report_are_written(tmp_path):
     report = write_report(tmp_path).read_text()
     assert "## sst2 (accuracy)" in report and "relative_to_full_ft.png" in report
     assert (tmp_path / "results.csv").read_text().count("\n") == 7  # header + 6 configs
+
+
+def test_the_report_lists_the_records_it_left_out_and_runs_that_did_not_finish(tmp_path):
+    from bench.cli import main
+
+    for i, record in enumerate(RECORDS):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "record.json").write_text('{"run_id": "half-writ')
+    (tmp_path / "newer").mkdir()
+    (tmp_path / "newer" / "record.json").write_text(json.dumps({**RECORDS[0], "schema_version": "2"}))
+    (tmp_path / "no_cost").mkdir()
+    (tmp_path / "no_cost" / "record.json").write_text(json.dumps({k: v for k, v in RECORDS[0].items() if k != "cost"}))
+    (tmp_path / "stopped" / "adapter").mkdir(parents=True)  # a run killed between its adapter and its record
+    with pytest.warns(SkippedInput, match="record left out: "):  # said at the terminal as well
+        assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    left_out = report.split("## Records left out\n\n")[1].split("\n\n")[0].splitlines()
+    assert len(left_out) == 4 and "some records left out (listed below)" in report
+    assert any("cut" in line and "JSONDecodeError" in line for line in left_out)
+    assert any("newer" in line and "its schema_version '2' is no version number" in line for line in left_out)
+    assert any("no_cost" in line and "it has no 'cost'" in line for line in left_out)
+    assert any("stopped" in line and "hold an adapter but no record" in line for line in left_out)
 
 
 def test_plots_no_longer_drawn_are_removed_and_other_files_kept(tmp_path):

@@ -4,10 +4,19 @@ project unless it is named) or a study's, and the split whose scores they show."
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.record import DEFAULT_RESULTS
-from tasks.notices import first_line
+from tasks.notices import SkippedInput, first_line
+
+
+class ChosenRecords(NamedTuple):
+    records: list
+    failures: list[dict]  # of runs that did not finish
+    split: str  # whose scores are shown
+    left_out: list[str]  # a line for each record left out (unreadable, partial) and for unfinished runs
 
 
 def results_folder(args) -> Path:
@@ -15,39 +24,50 @@ def results_folder(args) -> Path:
     return args.folder or DEFAULT_RESULTS
 
 
-def chosen_records(args):
-    """The records asked for, those of the runs that failed, and the split to show: --split, else
-    the default split for these records."""
-    from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs, warn_mixed_flop_estimates
+def chosen_records(args) -> ChosenRecords:
+    """The records asked for, those of the runs that failed, the split to show (--split, else the
+    default split for these records), and what was left out: said here, and kept for the report."""
+    from bench.record_folder import SHIPPED_RESULTS, unfinished_runs, warn_mixed_flop_estimates
 
     folder = results_folder(args)
     if args.study and not args.storage:
         raise ValueError(f"--study {args.study} needs --storage, the URL its study is in (a search's own is "
                          "sqlite:///<its results folder>/<study>/study.db; a shared suite's, the one its machines use)")
-    if args.storage:
-        from bench.shared_suite import records_from_study
-
-        if not args.study:
-            raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
-        records, failures = records_from_study(args.storage, args.study)
-    elif args.folder is None:  # your runs: those committed with the project are left out unless named
-        shipped = [name for name in SHIPPED_RESULTS if (DEFAULT_RESULTS / name).is_dir()]
-        if shipped:
-            print(f"left out: {', '.join(str(DEFAULT_RESULTS / name) for name in shipped)} (shipped with the project; "
-                  "name a folder to include it)", file=sys.stderr)
-        records, failures = load_records(folder, leave_out=SHIPPED_RESULTS)
-    else:
-        records, failures = load_records(folder)
+    if args.storage and not args.study:
+        raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedInput)
+        records, failures = _load(args, folder)
+    for caught_warning in caught:  # said as before; what was left out goes into a report too
+        warnings.warn(caught_warning.message, caught_warning.category, stacklevel=2)
+    left_out = [str(w.message) for w in caught if issubclass(w.category, SkippedInput)]
     unfinished = [] if args.storage else unfinished_runs(folder, leave_out=() if args.folder else SHIPPED_RESULTS)
     if not records:
         _refuse_no_records(args, folder, failures, unfinished)
     if unfinished:
         print(_unfinished_note(unfinished), file=sys.stderr)
+        left_out.append(_unfinished_note(unfinished))
     split = args.split or _default_split(records)
     if not any(split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {split} scores")
     warn_mixed_flop_estimates(records)
-    return records, failures, split
+    return ChosenRecords(records, failures, split, left_out)
+
+
+def _load(args, folder: Path) -> tuple[list, list[dict]]:
+    from bench.record_folder import SHIPPED_RESULTS, load_records
+
+    if args.storage:
+        from bench.shared_suite import records_from_study
+
+        return records_from_study(args.storage, args.study)
+    if args.folder is None:  # your runs: those committed with the project are left out unless named
+        shipped = [name for name in SHIPPED_RESULTS if (DEFAULT_RESULTS / name).is_dir()]
+        if shipped:
+            print(f"left out: {', '.join(str(DEFAULT_RESULTS / name) for name in shipped)} (shipped with the project; "
+                  "name a folder to include it)", file=sys.stderr)
+        return load_records(folder, leave_out=SHIPPED_RESULTS)
+    return load_records(folder)
 
 
 def _default_split(records) -> str:

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 from bench.commands.record_source import chosen_records, results_folder
+from tasks.notices import counted
 
 
 def add_parser(sub) -> None:
@@ -36,7 +37,7 @@ def results(args) -> int:
     from bench.results import aggregate, reruns_left_out, unscored
     from bench.results_table import csv_name, format_table, write_csv
 
-    records, failures, split = chosen_records(args)
+    records, failures, split, _ = chosen_records(args)
     rows = aggregate(records, split=split)
     print(format_table(rows))
     if rows:
@@ -49,7 +50,7 @@ def results(args) -> int:
     if left_out := unscored(records, split):
         print(f"\n{left_out} runs have no {split} scores and are not in the table (--split validation "
               "includes search trials)")
-    print(f"\n{len(records)} runs, {len(failures)} failed{reruns_left_out(records, rows, split)}; "
+    print(f"\n{counted(len(records), 'run')}, {len(failures)} failed{reruns_left_out(records, rows, split)}; "
           f"csv: {write_csv(rows, results_folder(args) / csv_name(split))}")
     return 0
 
@@ -71,7 +72,7 @@ def plot(args) -> int:
     from bench.results import aggregate
     from bench.results_table import split_name
 
-    records, _, split = chosen_records(args)
+    records, _, split, _ = chosen_records(args)
     axes = tuple(args.axis or ("trainable_params", "train_flops"))
     paths = render_all(aggregate(records, split=split), results_folder(args) / split_name("plots", split),
                        split=split, axes=axes)
@@ -83,8 +84,9 @@ def report(args) -> int:
     from bench.report import write_report
     from bench.results import aggregate
 
-    records, failures, split = chosen_records(args)
+    records, failures, split, left_out = chosen_records(args)
     rows = aggregate(records, split=split)
-    print(write_report(results_folder(args), records=records, failures=failures, split=split, rows=rows))
+    print(write_report(results_folder(args), records=records, failures=failures, split=split, rows=rows,
+                       left_out=left_out))
     _print_answers(rows, split, args)
     return 0
