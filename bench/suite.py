@@ -22,7 +22,7 @@ from bench.run_checks import cannot_answer
 from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 from bench.train.config import watching_no_more_than_scored
-from bench.yaml_values import (checked_settings, declared_type, read_yaml_mapping, refuse_repeats,
+from bench.yaml_values import (checked_settings, declared_type, did_you_mean, read_yaml_mapping, refuse_repeats,
                                settings_mapping, typed_setting, unknown_name)
 from tasks.notices import UserNotice
 
@@ -62,8 +62,9 @@ def find_suite(name_or_path: str) -> Path:
         return path
     shipped = SHIPPED_SUITES / f"{name_or_path}.yaml"
     if not shipped.exists():
-        known = ", ".join(sorted(p.stem for p in SHIPPED_SUITES.glob("*.yaml")))
-        raise SuiteError(f"unknown suite {name_or_path!r}; shipped suites: {known}")
+        known = sorted(p.stem for p in SHIPPED_SUITES.glob("*.yaml"))
+        raise SuiteError(f"unknown suite {name_or_path!r}; shipped suites: {', '.join(known)}"
+                         + did_you_mean(name_or_path, known, after=";"))
     return shipped
 
 

@@ -72,10 +72,11 @@ def yaml_number(value: Any) -> int | float | None:
 NUMBER_TYPES = {"int": "an integer", "float": "a number"}
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """": did you mean 'steps'?" where `name` is a near miss of a known name (a misspelling), else ""."""
+def did_you_mean(name: str, known: Iterable[str], *, after: str = ":") -> str:
+    """": did you mean 'steps'?" where `name` is a near miss of a known name (a misspelling), else "";
+    `after`: the mark that joins it to what comes before."""
     near = difflib.get_close_matches(str(name), list(known), n=1)
-    return f": did you mean {near[0]!r}?" if near else ""
+    return f"{after} did you mean {near[0]!r}?" if near else ""
 
 
 def unknown_name(name: str, known: Iterable[str], *, what: str = "key") -> str:

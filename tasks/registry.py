@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from bench.yaml_values import read_yaml_mapping
+from bench.yaml_values import did_you_mean, read_yaml_mapping
 from tasks.card import TaskCard, TaskCardError, load_card
 from tasks.notices import SkippedInput, UserNotice
 
@@ -130,5 +130,6 @@ def find_task(name_or_path: str, *, tasks_dirs: tuple[str, ...] = ()) -> TaskCar
     named = [f" ({card.path.name} declares name {card.name!r})" for card in cards.values()
              if card.path.stem == name_or_path]
     unloadable = "".join(f"; a card that cannot be loaded: {err}" for _, broken in scanned for err in broken)
+    guess = "" if named else did_you_mean(name_or_path, cards, after=";")
     raise UnknownTask(f"unknown task {name_or_path!r}{''.join(named)}; known tasks: {', '.join(sorted(cards))}"
-                      + unloadable)
+                      + guess + unloadable)

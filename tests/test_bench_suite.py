@@ -97,6 +97,11 @@ def test_bad_suite_is_refused(tmp_path):
         load_suite(str(path))
     with pytest.raises(SuiteError, match="unknown suite 'nope'"):
         load_suite("nope")
+    with pytest.raises(SuiteError, match=r"unknown suite 'smok'; shipped suites: .*; did you mean 'smoke'\?"):
+        load_suite("smok")
+    (tmp_path / "typo.yaml").write_text("name: t\ntaks: {sst2: {}}\nmodels: [minilm-l6]\nmethods: [{method: lora}]\n")
+    with pytest.raises(SuiteError, match=r"typo.yaml: unknown key 'taks': did you mean 'tasks'\?"):  # not "missing"
+        load_suite(str(tmp_path / "typo.yaml"))
 
 
 GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "methods": "[{method: lora}]"}

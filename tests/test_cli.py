@@ -130,7 +130,10 @@ def test_same_seed_same_result(capsys, tiny_models, tiny_tasks, tmp_path):
     ({"--model": "MiniLM-L6"}, "unknown model 'MiniLM-L6': did you mean 'minilm-l6'"),  # nor for another case
     ({"--model": "smollm2"}, "unknown model 'smollm2': did you mean 'smollm2-135m'"),  # nor for the family name
     ({"--task": "no_such_task"}, "unknown task 'no_such_task'"),
+    ({"--task": "sst3"}, r"unknown task 'sst3'; known tasks: .*; did you mean 'sst2'\?"),
     ({"--method": "soft_magic"}, "unknown method 'soft_magic'"),
+    ({"--method": "loar"}, r"unknown method 'loar'; known methods: .*; did you mean 'lora'\?"),
+    ({"--set": "init=class_label"}, r"init='class_label' is not one of .*: did you mean 'class_labels'\?"),
     ({"--set": "num_virtual_tokenz=3"}, "--set num_virtual_tokenz: unknown setting"),
     ({"--set": "num_virtual_tokens=0"}, r"prompt_tuning.num_virtual_tokens=0 is out of range"),
     ({"--set": "init=zeros"}, r"prompt_tuning.init='zeros' is not one of"),

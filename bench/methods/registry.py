@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import SettingsError
+from bench.yaml_values import did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +81,8 @@ def register_method(method: Method) -> Method:
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
-        raise MethodError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+        raise MethodError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}"
+                          + did_you_mean(name, METHODS, after=";"))
     return METHODS[name]
 
 
@@ -88,7 +90,8 @@ def check_range(method: str, key: str, value: Any, *, low: float | None = None, 
                 choices: tuple | None = None) -> None:
     """Raise a MethodError naming the method, key and bad value."""
     if choices is not None and value not in choices:
-        raise MethodError(f"{method}.{key}={value!r} is not one of {', '.join(map(str, choices))}")
+        guess = did_you_mean(value, map(str, choices)) if isinstance(value, str) else ""
+        raise MethodError(f"{method}.{key}={value!r} is not one of {', '.join(map(str, choices))}{guess}")
     if isinstance(value, float) and math.isnan(value):  # no comparison refuses it
         raise MethodError(f"{method}.{key}=nan is not a number")
     if low is not None and value < low or high is not None and value > high:
