@@ -151,6 +151,17 @@ class SharedOutcome:
     failed: list[tuple[str, str]]  # (run, reason) of this machine's failures
 
 
+def runs_done_in_study(suite: Suite, url: str) -> set[str]:
+    """The run ids of the suite a shared study has completed (none where the study does not exist yet)."""
+    from bench.study_storage import open_storage
+
+    storage = open_storage(url)
+    if study_name(suite) not in optuna.get_all_study_names(storage):
+        return set()
+    study = optuna.load_study(study_name=study_name(suite), storage=storage)
+    return {t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+
+
 def records_from_study(url: str, name: str) -> tuple[list[RunRecord], list[dict]]:
     """The run records kept in a study (one per trial of a shared suite, one per task of a search
     trial), and the failures of a shared suite's runs that no trial has completed."""

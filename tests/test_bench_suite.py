@@ -194,6 +194,28 @@ def test_a_dry_run_lists_the_plan_and_runs_nothing(tmp_path, capsys):
     assert "todo  sst2 / minilm-l6 / lora[lr=0.003] / seed 0  (sst2__minilm-l6__lora__" in out
 
 
+def test_a_dry_run_of_a_shared_suite_reads_what_the_study_has_done(tmp_path, tiny_models, tiny_tasks, capsys):
+    """Not the local folder, which holds only this machine's records."""
+    from bench.cli import main
+    from bench.shared_suite import RUN_ATTR, open_suite_study
+
+    path = write_suite(tmp_path, tiny_models, tiny_tasks)
+    suite = load_suite(str(path), tasks_dirs=(str(tiny_tasks),), results_dir=tmp_path / "here")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    argv = ["bench", "--suite", str(path), "--storage", url, "--dry-run", "--tasks-dir", str(tiny_tasks),
+            "--results", str(tmp_path / "here")]
+    assert main(argv) == 0  # no study yet: every run to do
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(suite.runs)} to run, 0 complete in the shared")
+    study = open_suite_study(suite, url)
+    trial = study.ask()  # another machine's run, done
+    study.tell(trial, 1.0)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1].startswith(f"{len(suite.runs) - 1} to run, 1 complete in the shared study on")
+    assert out.count("done  ") == 1 and f"({trial.user_attrs[RUN_ATTR]})" in next(
+        line for line in out.splitlines() if line.startswith("done  "))
+
+
 def test_runs_the_suite_defaults_make_equal_run_once(tmp_path):
     path = tmp_path / "twice.yaml"
     path.write_text("name: twice\ntasks: {sst2: {steps: 2}, rte: {steps: 3}}\nmodels: [minilm-l6]\n"

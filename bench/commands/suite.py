@@ -38,7 +38,7 @@ def run(args) -> int:
     for reason in suite.skipped:
         print(f"  not planned: {reason}")
     if args.dry_run:
-        return _print_plan(suite)
+        return _print_plan(suite, args.storage)
     started = time.perf_counter()
     if args.storage:
         from bench.shared_suite import run_shared_suite
@@ -61,16 +61,26 @@ def run(args) -> int:
     return 1 if outcome.failed else 0
 
 
-def _print_plan(suite) -> int:
-    """The planned runs, one a line, each with whether a readable record of it is already there (in
-    the results folder: a shared suite's study may hold more)."""
+def _print_plan(suite, storage: str | None) -> int:
+    """The planned runs, one a line, each with whether it is done: a readable record in the results
+    folder, or with `storage`, a completed trial of the shared study (which any machine may have run)."""
     from bench.suite_runner import describe, record_damage
 
+    if storage:
+        from bench.shared_suite import runs_done_in_study
+        from bench.study_storage import shown_storage
+
+        in_study = runs_done_in_study(suite, storage)
     present = 0
     for planned in suite.runs:
-        record = planned.spec.record_path()
-        done = record.exists() and record_damage(planned, record) is None
+        if storage:
+            done = planned.spec.run_id() in in_study
+        else:
+            record = planned.spec.record_path()
+            done = record.exists() and record_damage(planned, record) is None
         present += done
         print(f"{'done' if done else 'todo'}  {describe(planned)}  ({planned.spec.run_id()})")
-    print(f"{len(suite.runs) - present} to run, {present} with a record in {suite.results_dir}")
+    where = (f"complete in the shared study on {shown_storage(storage)}" if storage
+             else f"with a record in {suite.results_dir}")
+    print(f"{len(suite.runs) - present} to run, {present} {where}")
     return 0
