@@ -50,6 +50,18 @@ def test_suite_expands_sweeps(tmp_path, tiny_models, tiny_tasks):
     assert load_suite("standard").skipped  # encoders skip generation tasks
 
 
+def test_sweep_points_that_differ_only_in_a_setting_without_effect_are_planned_once_and_said(tmp_path):
+    from tasks.notices import UserNotice
+
+    path = tmp_path / "idle.yaml"
+    path.write_text("".join(f"{key}: {value}\n" for key, value in {**GOOD_SUITE, "methods": (
+        "[{method: prompt_tuning, sweep: {num_virtual_tokens: [4, 8], init_text: [a, b]}}]")}.items()))
+    with pytest.warns(UserNotice, match=r"idle.yaml methods\[0\]: init_text changes nothing in 2 of its sweep's "
+                                        r"points, each the same run as another: each planned once"):
+        suite = load_suite(str(path))
+    assert sorted(r.spec.method_settings["num_virtual_tokens"] for r in suite.runs) == [4, 8]  # not 4 runs
+
+
 def test_runs_a_task_cannot_take_are_left_out_and_said():
     suite = load_suite("standard")
     generation = {"squad_v1", "samsum"}
