@@ -226,6 +226,9 @@ def test_a_dry_run_of_a_shared_suite_reads_what_the_study_has_done(tmp_path, tin
     assert out.splitlines()[-1].startswith(f"{len(suite.runs) - 1} to run, 1 complete in the shared study on")
     assert out.count("done  ") == 1 and f"({trial.user_attrs[RUN_ATTR]})" in next(
         line for line in out.splitlines() if line.startswith("done  "))
+    assert main(["results", "--storage", url]) == 2  # which study: those it holds are named
+    assert "--storage needs --study (suite-<suite name>, or a search's study); its studies: suite-tiny" in \
+        capsys.readouterr().err
 
 
 def test_runs_the_suite_defaults_make_equal_run_once(tmp_path):

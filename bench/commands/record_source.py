@@ -34,7 +34,13 @@ def chosen_records(args) -> ChosenRecords:
         raise ValueError(f"--study {args.study} needs --storage, the URL its study is in (a search's own is "
                          "sqlite:///<its results folder>/<study>/study.db; a shared suite's, the one its machines use)")
     if args.storage and not args.study:
-        raise ValueError("--storage needs --study (suite-<suite name>, or a search's study)")
+        import optuna
+
+        from bench.study_storage import open_storage
+
+        held = optuna.get_all_study_names(open_storage(args.storage, existing_file=True))
+        raise ValueError("--storage needs --study (suite-<suite name>, or a search's study); its studies: "
+                         + (", ".join(held) or "none"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedInput)
         records, failures = _load(args, folder)

@@ -11,16 +11,17 @@ from tasks.notices import counted
 
 
 def add_parser(sub) -> None:
-    for name, handler, help_text in (
-            ("results", results, "aggregate records into a table (terminal + results[_validation].csv)"),
-            ("plot", plot, "score-vs-cost, relative-to-full-FT, prompt length and init plots"),
-            ("report", report, "a Markdown report with tables, plots and environment")):
-        command = sub.add_parser(name, help=help_text)
+    for name, handler, help_text, shows in (
+            ("results", results, "aggregate records into a table (terminal + results[_validation].csv)", "table shows"),
+            ("plot", plot, "score-vs-cost, relative-to-full-FT, prompt length and init plots", "plots show"),
+            ("report", report, "a Markdown report with tables, plots and environment", "report shows")):
+        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         command.add_argument("folder", nargs="?", type=Path,
-                             help="results folder (default: results/, without the reference and search tables "
-                             "shipped there)")
+                             help="results folder, where records are read from and the output goes (default: "
+                                  "results/, without the reference and search tables shipped there; with --storage, "
+                                  "only where the output goes)")
         command.add_argument("--split", choices=("validation", "test"),
-                             help="the split whose scores the table shows (default test, or validation where no "
+                             help=f"the split whose scores the {shows} (default test, or validation where no "
                                   "run has test scores: a search's trials score validation only)")
         command.add_argument("--storage", help="read records from a study (a shared suite's or a search's) "
                              "instead of the folder")

@@ -17,7 +17,9 @@ EXAMPLES = """examples:
 def add_parser(sub) -> None:
     parser = sub.add_parser("tasks", help="list task cards; `tasks show NAME`; `tasks validate PATH`",
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", nargs="?", choices=("list", "show", "validate"), default="list")
+    parser.add_argument("action", nargs="?", choices=("list", "show", "validate"), default="list",
+                        help="list the task cards (default), show one with an example a split, or validate a card "
+                             "file and every row of its data")
     parser.add_argument("name", nargs="?", help="task name (show) or card path (validate)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
     parser.set_defaults(handler=run)
