@@ -13,7 +13,7 @@ from bench.record import RunRecord, write_text_atomic
 from bench.record_folder import load_records
 from bench.results import ResultRow, aggregate, reruns_left_out, task_names, unscored
 from bench.results_table import csv_name, figure, split_name, spread, write_csv
-from bench.verdict import reference_command, verdict_text, verdicts
+from bench.verdict import STUDY_VIEW_NOTE, reference_command, verdict_text, verdicts
 from tasks.notices import SkippedInput, counted
 
 
@@ -65,9 +65,11 @@ def _environment(record: RunRecord) -> list[str]:
 
 
 def write_report(folder: Path, *, records: list[RunRecord] | None = None, failures: list[dict] | None = None,
-                 split: str = "test", rows: list[ResultRow] | None = None, left_out: list[str] = ()) -> Path:
+                 split: str = "test", rows: list[ResultRow] | None = None, left_out: list[str] = (),
+                 from_study: bool = False) -> Path:
     """`rows`: the records' table on `split`, where the caller has made it already; `left_out`: a line
-    for each record the reading left out (unreadable, partial) and for runs that did not finish."""
+    for each record the reading left out (unreadable, partial) and for runs that did not finish;
+    `from_study`: the records were read from a study, not from `folder`."""
     if records is None:
         records, failures = load_records(folder)
     failures = failures or []
@@ -94,7 +96,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
         lines += ["## In short", ""]
         for verdict in answers:
             command = reference_command(verdict, folder)
-            made_by = f" Make one with `{command}`." if command else ""
+            made_by = f" Make one with `{command}`." + (f" {STUDY_VIEW_NOTE}" if from_study else "") if command else ""
             lines.append(f"- {verdict_text(verdict, split=split)}{made_by}")
         lines.append("")
     by_task: dict[str, list[ResultRow]] = defaultdict(list)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import optuna
@@ -22,6 +23,7 @@ from bench.models import ModelPool
 from bench.record import RunRecord, results_folder
 from bench.suite import Suite, SuiteError
 from bench.suite_runner import describe, run_planned
+from tasks.notices import UserNotice
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 QUEUED_ATTR = "runs_queued"  # on the study, once its creator has queued every run
@@ -110,6 +112,8 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
         if taken:  # queued twice by racing reruns: the earlier trial owns the run
             raise _QueueEmpty(f"run {run_id} is already done or running in trial {taken[0].number}")
         if run_id not in by_id:  # queued by a plan of another version of the suite (a run since left out)
+            warnings.warn(f"study {trial.study.study_name}: run {run_id} is not in this suite's plan (an earlier "
+                          "version of the suite queued it): passed over", UserNotice, stacklevel=2)
             raise _QueueEmpty(f"run {run_id} is not in this suite's plan")
         run = by_id[run_id]
         if progress:

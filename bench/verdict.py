@@ -197,6 +197,11 @@ def _costs(verdict: Verdict) -> list[str]:
     return ["It costs " + "; ".join(costs) + "."] if costs else []
 
 
+# said beside a reference command where the records were read from a study (`--storage`)
+STUDY_VIEW_NOTE = ("Its record goes to that folder, which a view of the study does not read: a shared suite that lists "
+                   "`{method: full_ft}` shares its reference through the study.")
+
+
 def reference_command(verdict: Verdict, results: Path | None) -> str | None:
     """The `spbench run` that trains full fine-tuning on the prompt config's data and budget, scored as it
     was, into `results` (None where the verdict has its reference)."""

@@ -59,13 +59,15 @@ def results(args) -> int:
 def _print_answers(rows, split: str, args) -> None:
     """The suite's answer, as the report opens with it: a paragraph a group of comparable runs, and on
     a line of its own (to paste whole) the run that makes a missing reference."""
-    from bench.verdict import reference_command, verdict_text, verdicts
+    from bench.verdict import STUDY_VIEW_NOTE, reference_command, verdict_text, verdicts
 
     for verdict in verdicts(rows):
         print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote=""), width=100,
                                    break_long_words=False))
         if command := reference_command(verdict, results_folder(args)):  # into the folder the report is in
             print(f"  {command}")
+            if args.storage:
+                print(textwrap.fill(STUDY_VIEW_NOTE, width=100, initial_indent="  ", subsequent_indent="  "))
 
 
 def plot(args) -> int:
@@ -88,6 +90,6 @@ def report(args) -> int:
     records, failures, split, left_out = chosen_records(args)
     rows = aggregate(records, split=split)
     print(write_report(results_folder(args), records=records, failures=failures, split=split, rows=rows,
-                       left_out=left_out))
+                       left_out=left_out, from_study=bool(args.storage)))
     _print_answers(rows, split, args)
     return 0
