@@ -5,8 +5,10 @@ tokenizer drops, a task an encoder cannot answer)."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.methods import get_method
 from bench.methods.registry import MethodError
@@ -136,6 +138,17 @@ def _refuse(method, kind: str | None, task: Task, spec: RunSpec) -> None:
         raise MethodError(f"model {spec.model!r}: {why}" if kind else why)
 
 
+def _check_run_folder(folder: Path) -> None:
+    """The run's own folder, where its adapter and record go: a file in their place is named before
+    training, not after it (the folder itself is made when the run has something to put there)."""
+    for path in (folder, folder / "adapter"):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path}: a file where the run's {'adapter' if path.name == 'adapter' else 'folder'} "
+                             "goes; move it away")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"run folder {folder}: cannot write there (permission denied)")
+
+
 def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
     """Everything a run needs, checked before any compute: task and its examples (a bad row is
     named before a model downloads or converts), method settings, model."""
@@ -149,6 +162,7 @@ def prepare_run(spec: RunSpec, pool: ModelPool | None = None):
         check_method_checkpoints(method)
     num_labels = len(task.card.classes) if task.card.is_classification else None
     results_folder(spec.results_dir)  # before the model loads: a file in the way is named now, not after training
+    _check_run_folder(spec.record_path().parent)
     weights = {"num_labels": num_labels, "kind": spec.model_kind, "full_precision_weights": method.trains_base_weights}
     base = load_base_model(spec.model, **weights) if pool is None else pool.get(spec.model, **weights)
     _refuse(method, base.kind, task, spec)  # and what the model's kind does, before the base model is scored

@@ -463,6 +463,25 @@ def test_a_results_path_naming_a_file_is_refused_before_any_model_loads(capsys, 
         assert code == 2 and f"results folder {afile / 'under'}" in err and "cannot use it" in err, (command, err)
 
 
+def test_a_file_where_a_runs_folder_or_adapter_goes_is_refused_before_any_model_loads(capsys, tiny_tasks, tmp_path,
+                                                                                      monkeypatch):
+    from bench.run_spec import RunSpec
+
+    monkeypatch.setattr("bench.run_checks.load_base_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    run = ("run", "--task", "tiny_cls", "--model", "gpt2-tiny", "--method", "lora", "--tasks-dir", tiny_tasks,
+           "--results", tmp_path)
+    folder = RunSpec(task="tiny_cls", model="gpt2-tiny", method="lora", tasks_dirs=(str(tiny_tasks),),
+                     results_dir=tmp_path).record_path().parent
+    folder.write_text("not a folder")
+    code, _, err = run_cli(capsys, *run)
+    assert code == 2 and f"{folder}: a file where the run's folder goes" in err, err
+    folder.unlink()
+    (folder / "adapter").parent.mkdir()
+    (folder / "adapter").write_text("not an adapter")
+    code, _, err = run_cli(capsys, *run)
+    assert code == 2 and f"{folder / 'adapter'}: a file where the run's adapter goes" in err, err
+
+
 def test_a_suite_writes_under_its_declared_name_by_default(capsys, tiny_tasks, tmp_path, monkeypatch):
     from bench.suite import load_suite
 
