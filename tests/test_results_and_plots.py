@@ -341,10 +341,16 @@ def test_length_curve_and_init_comparison():
     assert relative.configs["prompt_tuning"]["sst2 (m)"] == best.label and best.score == pytest.approx(0.84)
 
 
+def write_records(folder, records):
+    """Each record in a run folder of its own under `folder`, as runs leave them."""
+    for record in records:
+        path = folder / f"{record['run_id']}-{record.get('finished_at', '')}" / "record.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record))
+
+
 def test_corrupt_records_are_skipped_with_a_warning(tmp_path):
-    for i, record in enumerate(RECORDS):
-        (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    write_records(tmp_path, RECORDS)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "record.json").write_text('{"run_id": "half-writ')
     with warnings.catch_warnings(record=True) as caught:
@@ -455,13 +461,6 @@ def test_a_chart_without_any_measured_cost_is_not_drawn(tmp_path):
     assert not [p for p in paths if "train_flops" in p.name]
 
 
-def write_records(folder, records):
-    for record in records:
-        path = folder / f"{record['run_id']}-{record.get('finished_at', '')}" / "record.json"
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(record))
-
-
 def test_a_run_found_twice_counts_once_by_its_latest_record(tmp_path):
     first = {**make_record("lora", 0.80), "finished_at": "2026-01-01T00:00:00"}
     again = {**make_record("lora", 0.86), "finished_at": "2026-02-01T00:00:00"}  # the same run_id: not a second seed
@@ -547,9 +546,7 @@ def test_records_of_two_flop_estimates_are_said_to_differ(tmp_path):
 
 
 def test_plots_and_report_are_written(tmp_path):
-    for i, record in enumerate(RECORDS):
-        (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    write_records(tmp_path, RECORDS)
     paths = render_all(aggregate(RECORDS), tmp_path / "plots")
     assert {p.suffix for p in paths} == {".png", ".svg"} and all(p.stat().st_size > 1000 for p in paths)
     report = write_report(tmp_path).read_text()
@@ -560,9 +557,7 @@ def test_plots_and_report_are_written(tmp_path):
 def test_the_report_lists_the_records_it_left_out_and_runs_that_did_not_finish(tmp_path):
     from bench.cli import main
 
-    for i, record in enumerate(RECORDS):
-        (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    write_records(tmp_path, RECORDS)
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "record.json").write_text('{"run_id": "half-writ')
     (tmp_path / "newer").mkdir()
@@ -595,9 +590,7 @@ def test_plots_no_longer_drawn_are_removed_and_other_files_kept(tmp_path):
 def test_a_validation_table_does_not_overwrite_the_test_tables_csv(tmp_path, capsys):
     from bench.cli import main
 
-    for i, record in enumerate(RECORDS):
-        (tmp_path / str(i)).mkdir()
-        (tmp_path / str(i) / "record.json").write_text(json.dumps(record))
+    write_records(tmp_path, RECORDS)
     assert main(["results", str(tmp_path)]) == 0
     test_table = (tmp_path / "results.csv").read_text()
     assert main(["results", str(tmp_path), "--split", "validation"]) == 0
