@@ -32,8 +32,8 @@ from bench.run_spec import RunSpec
 from bench.train import train
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task
-from tasks.task import Scored
 from tasks.metrics import compute_metrics
+from tasks.task import Scored
 
 LATENCY_SAMPLE = 16  # validation prompts timed for inference latency
 

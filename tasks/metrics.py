@@ -167,6 +167,8 @@ def load_library_metric(name: str, folder: Path | None = None):
         except Exception as err:  # a broken metric script: evaluate raises many kinds
             raise ValueError(f"metric evaluate:{name} cannot be loaded from {local} "
                              f"({type(err).__name__}: {first_line(err)})") from None
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) or name.startswith("."):  # a path, not a hub id
+        raise ValueError(f"metric evaluate:{name} cannot be loaded: no metric folder {local or name}")
     # `evaluate.load` reads a bare name as a folder of the working directory first: a card must score
     # the same wherever the command runs, so the hub's own module ids are named instead
     modules = [name] if "/" in name else [f"evaluate-{kind}/{name}" for kind in HUB_MODULE_KINDS]

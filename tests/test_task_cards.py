@@ -657,7 +657,7 @@ def test_a_library_metric_that_cannot_load_stops_the_run_before_its_model_loads(
 
     path = write_card(tmp_path, metrics=f"[accuracy, 'evaluate:{tmp_path / 'no_such_metric'}']")
     monkeypatch.setattr("bench.run_checks.load_base_model", lambda *a, **k: pytest.fail("the model loaded first"))
-    with pytest.raises(ValueError, match=r"metric evaluate:.*no_such_metric cannot be loaded"):
+    with pytest.raises(ValueError, match=r"metric evaluate:.*no_such_metric cannot be loaded: no metric folder "):
         prepare_run(RunSpec(task=str(path), model="minilm-l6", method="lora"))
     from bench.cli import main
 
