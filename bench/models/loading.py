@@ -30,9 +30,7 @@ class BaseModel:
     def max_positions(self) -> int | None:
         """Learned absolute positions bound the sequence length; rotary/relative ones do not."""
         config = self.model.config
-        if getattr(config, "position_embedding_type", "absolute") != "absolute":
-            return None
-        if getattr(config, "rope_parameters", None) or getattr(config, "rope_theta", None):
+        if getattr(config, "position_embedding_type", "absolute") != "absolute" or self.rotary:
             return None
         table = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         if table and config.model_type in PADDING_OFFSET_FAMILIES:  # positions count from the pad id + 1
@@ -40,15 +38,19 @@ class BaseModel:
         return table
 
     @property
+    def rotary(self) -> bool:
+        """Whether positions are rotations of the queries and keys (Llama, SmolLM2), not a table."""
+        config = self.model.config
+        return bool(getattr(config, "rope_parameters", None) or getattr(config, "rope_theta", None))
+
+    @property
     def context_length(self) -> int | None:
         """Positions a sequence may take: a learned table's (`max_positions`), or the context a rotary
         model declares, past which its attention meets distances it never learned (and a card asking
         for millions of new tokens would generate until stopped). None: the model declares none."""
-        config = self.model.config
-        if self.max_positions is not None or not (getattr(config, "rope_parameters", None)
-                                                  or getattr(config, "rope_theta", None)):
-            return self.max_positions
-        return getattr(config, "max_position_embeddings", None)
+        if self.rotary:
+            return getattr(self.model.config, "max_position_embeddings", None)
+        return self.max_positions
 
 
 # families whose position ids start after the padding index (RoBERTa's 514 positions hold 512 tokens)
