@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +13,7 @@ from bench.record_folder import load_records
 from bench.results import ResultRow, aggregate, reruns_left_out, task_names, unscored
 from bench.results_table import csv_name, figure, split_name, spread, write_csv
 from bench.verdict import STUDY_VIEW_NOTE, reference_command, verdict_text, verdicts
-from tasks.notices import SkippedInput, counted
+from tasks.notices import counted, skipped_inputs_kept
 
 
 def _table(rows: list[ResultRow]) -> list[str]:
@@ -77,12 +76,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     rows = aggregate(records, split=split) if rows is None else rows
     write_csv(rows, folder / csv_name(split))
     plots_folder = split_name("plots", split)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with skipped_inputs_kept() as left_out_of_plots:  # said as before, and written down too
         plots = render_all(rows, folder / plots_folder, split=split)
-    for caught_warning in caught:  # said as before, and what the plots leave out is written down too
-        warnings.warn(caught_warning.message, stacklevel=2)
-    left_out_of_plots = [str(w.message) for w in caught if issubclass(w.category, SkippedInput)]
     unscored_runs = unscored(records, split)
     not_scored = (f"; {unscored_runs} not scored on {split} (search trials, say), not in the tables"
                   if unscored_runs else "")

@@ -4,12 +4,11 @@ project unless it is named) or a study's, and the split whose scores they show."
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 from bench.record import DEFAULT_RESULTS
-from tasks.notices import SkippedInput, first_line
+from tasks.notices import first_line, skipped_inputs_kept
 
 
 class ChosenRecords(NamedTuple):
@@ -41,12 +40,8 @@ def chosen_records(args) -> ChosenRecords:
         held = optuna.get_all_study_names(open_storage(args.storage, existing_file=True))
         raise ValueError("--storage needs --study (suite-<suite name>, or a search's study); its studies: "
                          + (", ".join(held) or "none"))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SkippedInput)
+    with skipped_inputs_kept() as left_out:  # said as before; what was left out goes into a report too
         records, failures = _load(args, folder)
-    for caught_warning in caught:  # said as before; what was left out goes into a report too
-        warnings.warn(caught_warning.message, caught_warning.category, stacklevel=2)
-    left_out = [str(w.message) for w in caught if issubclass(w.category, SkippedInput)]
     unfinished = [] if args.storage else unfinished_runs(folder, leave_out=() if args.folder else SHIPPED_RESULTS)
     if not records:
         _refuse_no_records(args, folder, failures, unfinished)
