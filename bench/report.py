@@ -91,7 +91,9 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
         lines += ["## In short", ""]
         for verdict in answers:
             command = reference_command(verdict, folder)
-            made_by = f" Make one with `{command}`." + (f" {STUDY_VIEW_NOTE}" if from_study else "") if command else ""
+            made_by = f" Make one with `{command}`." if command else ""
+            if command and from_study:
+                made_by += f" {STUDY_VIEW_NOTE}"
             lines.append(f"- {verdict_text(verdict, split=split)}{made_by}")
         lines.append("")
     by_task: dict[str, list[ResultRow]] = defaultdict(list)

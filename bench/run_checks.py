@@ -141,10 +141,9 @@ def _refuse(method, kind: str | None, task: Task, spec: RunSpec) -> None:
 def _check_run_folder(folder: Path) -> None:
     """The run's own folder, where its adapter and record go: a file in their place is named before
     training, not after it (the folder itself is made when the run has something to put there)."""
-    for path in (folder, folder / "adapter"):
+    for path, what in ((folder, "folder"), (folder / "adapter", "adapter")):
         if path.exists() and not path.is_dir():
-            raise ValueError(f"{path}: a file where the run's {'adapter' if path.name == 'adapter' else 'folder'} "
-                             "goes; move it away")
+            raise ValueError(f"{path}: a file where the run's {what} goes; move it away")
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"run folder {folder}: cannot write there (permission denied)")
 

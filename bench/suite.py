@@ -171,11 +171,10 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
     for index, entry in enumerate(entries):
         entry_name = f"methods[{index}]"
         where = f"{path} {entry_name}"
-        merged = 0  # sweep points that differ only in settings without effect (init_text without init=text)
+        merged = []  # sweep points that differ only in settings without effect (init_text without init=text)
         for point in _sweep_points(where, *_method_entry(where, entry)):
             if point.idle and planned.get(point.key) == entry_name:
-                merged += 1
-                idle = point.idle
+                merged.append(point)
                 continue
             if point.key in planned:
                 label = method_label(point.method, sorted(point.settings.items()))
@@ -185,8 +184,9 @@ def _method_configs(path: Path, entries: list) -> list[tuple[str, dict[str, Any]
             planned[point.key] = entry_name
             configs.append((point.method, point.settings, point.train))
         if merged:
-            warnings.warn(f"{where}: {', '.join(idle)} changes nothing in {merged} of its sweep's points, each the "
-                          "same run as another: each planned once", UserNotice, stacklevel=3)
+            idle = sorted({key for point in merged for key in point.idle})
+            warnings.warn(f"{where}: {', '.join(idle)} changes nothing in {len(merged)} of its sweep's points, each "
+                          "the same run as another: each planned once", UserNotice, stacklevel=3)
     return configs
 
 

@@ -87,8 +87,8 @@ def run_planned(run: PlannedRun, pool: ModelPool, *, progress: bool) -> RunOutco
     try:
         record = execute_run(run.spec, pool=pool)
     except Exception as err:
-        failure = keep_failure(run, err, seconds=time.perf_counter() - started)
-        return RunOutcome(time.perf_counter() - started, error=err, failure=failure)
+        seconds = time.perf_counter() - started
+        return RunOutcome(seconds, error=err, failure=keep_failure(run, err, seconds=seconds))
     (run.spec.record_path().parent / "failure.json").unlink(missing_ok=True)  # failed before, done now
     return RunOutcome(time.perf_counter() - started, record=record)
 
