@@ -22,7 +22,6 @@ EVAL_EVERY = 20  # steps between reports to the pruner, unless --eval-every says
 @dataclass(frozen=True)
 class SearchRequest:
     """A search as the command asks for it, every flag checked (see `search_request`)."""
-    tasks: tuple[str, ...]  # the names the cards declare, found again by name in `tasks_dirs`
     cards: tuple[TaskCard, ...]
     model: str  # a registry name or a folder's full path, so that best.yaml reruns from anywhere
     tasks_dirs: tuple[str, ...]  # --tasks-dir, then the folders of the cards given as files
@@ -38,6 +37,11 @@ class SearchRequest:
     sampler: str
     pruner: str
     prune_margin: float
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The names the cards declare, found again by name in `tasks_dirs`."""
+        return tuple(card.name for card in self.cards)
 
     @property
     def folder(self) -> Path:
@@ -78,7 +82,7 @@ def search_request(args) -> SearchRequest:
     model, tasks_dirs = _settled_model_and_card_folders(args.model, args.tasks_dir, cards, names)
     tasks = tuple(card.name for card in cards)  # found again by name in those folders
     study = _study_name(args.study, tasks, model, objectives, args.results)
-    return SearchRequest(tasks=tasks, cards=tuple(cards), model=model, tasks_dirs=tuple(tasks_dirs),
+    return SearchRequest(cards=tuple(cards), model=model, tasks_dirs=tuple(tasks_dirs),
                          objectives=tuple(objectives), space=space, study=study, results=args.results,
                          storage=args.storage, train=_trial_settings(args), trials=args.trials, timeout=args.timeout,
                          workers=args.workers, sampler=args.sampler, pruner=args.pruner, prune_margin=args.prune_margin)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench.record import DEFAULT_RESULTS
-from tasks.notices import first_line, skipped_inputs_kept
+from tasks.notices import counted, first_line, skipped_inputs_kept
 
 
 class ChosenRecords(NamedTuple):
@@ -46,8 +46,9 @@ def chosen_records(args) -> ChosenRecords:
     if not records:
         _refuse_no_records(args, folder, failures, unfinished)
     if unfinished:
-        print(_unfinished_note(unfinished), file=sys.stderr)
-        left_out.append(_unfinished_note(unfinished))
+        note = _unfinished_note(unfinished)
+        print(note, file=sys.stderr)
+        left_out.append(note)
     split = args.split or _default_split(records)
     if not any(split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {split} scores")
@@ -89,8 +90,8 @@ def _refuse_no_records(args, folder: Path, failures: list[dict], unfinished: lis
     where = shown_storage(args.storage) if args.storage else folder
     failed = "".join(f"\n  {failure.get('run') or failure.get('run_id', '?')}: "
                      f"{first_line(failure.get('reason')) or '?'}" for failure in failures)
-    runs = f"{len(failures)} run{'s' if len(failures) > 1 else ''}"
-    raise FileNotFoundError(f"no run records under {where}" + (f"; {runs} failed:{failed}" if failures else "")
+    raise FileNotFoundError(f"no run records under {where}"
+                            + (f"; {counted(len(failures), 'run')} failed:{failed}" if failures else "")
                             + (f"; {_unfinished_note(unfinished)}" if unfinished else ""))
 
 
