@@ -156,9 +156,12 @@ class SharedOutcome:
 
 
 def runs_done_in_study(suite: Suite, url: str) -> set[str]:
-    """The run ids of the suite a shared study has completed (none where the study does not exist yet)."""
-    from bench.study_storage import open_storage
+    """The run ids of the suite a shared study has completed (none where the study does not exist yet,
+    nor its SQLite file: a dry run makes none)."""
+    from bench.study_storage import missing_sqlite_file, open_storage
 
+    if missing_sqlite_file(url):
+        return set()
     storage = open_storage(url)
     if study_name(suite) not in optuna.get_all_study_names(storage):
         return set()

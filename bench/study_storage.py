@@ -63,6 +63,14 @@ def shown_storage(url: str) -> str:
     return shown.replace("%2A%2A%2A", "***")  # the query's stars, as the password's are shown
 
 
+def missing_sqlite_file(url: str, *, named: str = "--storage") -> bool:
+    """Whether `url` names an SQLite file that does not exist: opening it would create an empty one."""
+    parsed = parsed_storage_url(url, named=named)
+    database = parsed.database or ""
+    return (parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+            and not database.startswith("file:") and not Path(database).is_file())
+
+
 def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_file: bool = False,
                  named: str = "--storage") -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats, so trials of killed workers are marked failed, not left running.
@@ -71,9 +79,7 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
     `existing_file`, an SQLite file that does not exist (opening it to read would create an empty one);
     errors call the URL by `named` (a study's own database was given by no flag)."""
     parsed = parsed_storage_url(url, named=named)
-    database = parsed.database or ""
-    if existing_file and parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
-            and not database.startswith("file:") and not Path(database).is_file():
+    if existing_file and missing_sqlite_file(url, named=named):
         raise ValueError(f"{named} {shown_storage(url)}: no such database file "
                          "(reading would create an empty one)")
     try:
@@ -83,7 +89,7 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
         raise ValueError(f"{named} {shown_storage(url)}: not a storage URL "
                          f"({first_line(err)}){hint}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema
-        folder = Path(database).parent
+        folder = Path(parsed.database or "").parent
         missing_folder = parsed.get_backend_name() == "sqlite" and not folder.is_dir()
         hint = f"; its folder {folder} does not exist" if missing_folder else ""
         raise ValueError(f"{named} {shown_storage(url)}: cannot open it "

@@ -217,6 +217,7 @@ def test_a_dry_run_of_a_shared_suite_reads_what_the_study_has_done(tmp_path, tin
             "--results", str(tmp_path / "here")]
     assert main(argv) == 0  # no study yet: every run to do
     assert capsys.readouterr().out.splitlines()[-1].startswith(f"{len(suite.runs)} to run, 0 complete in the shared")
+    assert not (tmp_path / "shared.db").exists()  # a dry run makes no database
     study = open_suite_study(suite, url)
     trial = study.ask()  # another machine's run, done
     study.tell(trial, 1.0)
