@@ -79,8 +79,9 @@ def _pareto_chart(study: optuna.Study, folder: Path, full_ft: float | None) -> l
     "Best Trial"), and full fine-tuning's score where known (1 where scores are relative to it)."""
     cost = objective_names(study)[1]
     trials = trained_trials(study)
+    # tagged by trial number, the summary table's row for its config
     points = [Point(str(trial.number), _method_of(trial), trial.values[1] / COST_UNITS.get(cost, 1),
-                    trial.values[0], None) for trial in trials]
+                    trial.values[0], None, f"#{trial.number}") for trial in trials]
     if not points:
         return []
     definition = study.user_attrs.get(DEFINITION_ATTR, {})

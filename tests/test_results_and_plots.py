@@ -327,6 +327,18 @@ def test_score_cost_marks_references():
         data.score_cost([], axis="carbon")
 
 
+def test_each_point_is_tagged_with_what_tells_it_from_its_methods_other_points():
+    records = RECORDS + [make_record("p_tuning", 0.8, encoder="mlp", num_virtual_tokens=20),
+                         make_record("p_tuning", 0.8, encoder="lstm", num_virtual_tokens=20, lr=0.01),
+                         make_record("prefix_tuning", 0.8, prefix_projection=False)]
+    (chart,) = data.score_cost(aggregate(records), axis="trainable_params")
+    tags = sorted((p.method, p.tag) for p in chart.points)
+    assert tags == [("full_ft", ""), ("lora", ""), ("p_tuning", "lstm, lr=0.01"), ("p_tuning", "mlp, lr=0.001"),
+                    ("prefix_tuning", ""),
+                    ("prompt_tuning", "class_labels, tokens=10"), ("prompt_tuning", "random, tokens=1"),
+                    ("prompt_tuning", "random, tokens=10"), ("prompt_tuning", "random, tokens=100")]
+
+
 def test_length_curve_and_init_comparison():
     rows = aggregate(RECORDS)
     (curve,) = data.length_curves(rows)
@@ -759,3 +771,17 @@ def test_init_panels_of_one_metric_share_an_axis_that_stops_near_its_maximum(tmp
     assert set(limits) == {(0.0, 1.0)}  # accuracy tops out at 1: not 1.07, and sst2's not at 0.84
     assert draw._score_limits([comparisons[1]._replace(metric="mcc", scores=[-0.2, 0.3])]) == \
         pytest.approx((-0.24, 0.36))  # a correlation can be below 0; room above the top bar
+
+
+def test_tags_of_points_at_one_place_are_drawn_a_line_apart():
+    import matplotlib.pyplot as plt
+
+    points = [data.Point("a", "p_tuning", 100, 0.80, None, "mlp"), data.Point("b", "p_tuning", 100, 0.80, None, "lstm"),
+              data.Point("c", "prompt_tuning", 10, 0.50, None, "random")]
+    chart = data.ScoreCost("t", "m", "accuracy", "trainable_params", points, data.pareto_front(points), {})
+    figure, axes = plt.subplots()
+    axes.plot([10, 100], [0.5, 0.8])
+    draw._tag_points(axes, chart)
+    offsets = {text.get_text(): text.xyann[1] for text in axes.texts}
+    plt.close(figure)
+    assert abs(offsets["mlp"] - offsets["lstm"]) >= draw.LINE and offsets["random"] == pytest.approx(3)

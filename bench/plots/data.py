@@ -29,6 +29,7 @@ class Point(NamedTuple):
     cost: float  # in the axis's unit (COST_AXES)
     score: float
     error: float | None  # the score's standard error (see score_error): its error bar; None where unknown
+    tag: str = ""  # what tells it from its method's other points on the chart ("lstm", "lr=0.01"); "" where alone
 
 
 class ScoreCost(NamedTuple):
@@ -99,8 +100,40 @@ def score_error(row: ResultRow) -> float | None:
     return row.score_std / math.sqrt(row.seeds) if row.score_std is not None else None
 
 
-def _point(row: ResultRow, axis: str) -> Point:
-    return Point(row.label, row.method, getattr(row, axis) / COST_UNITS.get(axis, 1), row.score, score_error(row))
+def _point(row: ResultRow, axis: str, tag: str = "") -> Point:
+    return Point(row.label, row.method, getattr(row, axis) / COST_UNITS.get(axis, 1), row.score, score_error(row), tag)
+
+
+def _shown_value(key: str, value) -> str:
+    """One setting in a point's tag: a choice by its value alone ("lstm", "class_labels"), a switch by
+    its name ("prefix_projection", "no prefix_projection"), a number with its name."""
+    if isinstance(value, bool):
+        return key if value else f"no {key}"
+    if isinstance(value, str):
+        return shortened(value) if key == "init_text" else value
+    return f"{SHORT_NAMES.get(key, key)}={value:g}" if isinstance(value, float) else f"{SHORT_NAMES.get(key, key)}={value}"
+
+
+SHORT_NAMES = {"num_virtual_tokens": "tokens", "encoder_hidden_size": "hidden"}
+
+
+def point_tags(rows: list[ResultRow]) -> dict[int, str]:
+    """For each row (by index) whose method has other rows here, the method and training settings in
+    which its method's rows differ: a chart's legend names methods, and two P-tuning points need "mlp"
+    and "lstm" beside them to be told apart."""
+    by_method: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_method[row.method].append(index)
+    tags = {}
+    for indices in by_method.values():
+        settings = [{**{k: v for k, v in rows[i].settings.items() if v is not None}, **rows[i].train}
+                    for i in indices]
+        keys = sorted({k for s in settings for k in s})
+        differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+        for index, setting in zip(indices, settings):
+            if differing:
+                tags[index] = ", ".join(_shown_value(k, setting[k]) for k in differing if k in setting)
+    return tags
 
 
 def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list[ScoreCost]:
@@ -117,7 +150,8 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
         usual = _usual(group)
         comparable = [r for r in group if comparable_key(r) == usual]
         measured = [r for r in comparable if math.isfinite(getattr(r, axis))]
-        points = [_point(r, axis) for r in measured]
+        tags = point_tags(measured)
+        points = [_point(r, axis, tags.get(i, "")) for i, r in enumerate(measured)]
         references = {}
         for method in REFERENCE_METHODS:
             candidates = [r for r in comparable if r.method == method]

@@ -121,6 +121,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     for method, point in chart.references.items():  # named in the legend: a label on the line would cover points
         axes.axhline(point.score, color=method_colour(method), ls=":", lw=1,
                      label=f"{method}'s score ({point.score:.3f})")
+    _tag_points(axes, chart)  # once the scales and limits are set: tags are placed where they will be drawn
     cost = COST_AXES.get(chart.axis, chart.axis)  # a search's study from before it named its cost: "cost"
     axes.set_xlabel(cost)
     axes.set_ylabel(f"{chart.metric} ({split})")
@@ -129,6 +130,33 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     legend_beside(axes, fontsize=7)
     name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
     return _save(figure, folder, name)
+
+
+# beyond this many tagged points, only those on the Pareto front are tagged: the rest would cover each other
+MOST_TAGS = 12
+
+
+TAG_SIZE = 6.5  # points
+LINE = TAG_SIZE + 2.5  # a tag's height with room between lines, in points
+
+
+def _tag_points(axes, chart: ScoreCost) -> None:
+    """Each point's tag (what tells it from its method's other points) beside it, in its method's
+    colour; a tag that would land on one placed before it moves down a line, so points at one cost
+    and close scores stay readable."""
+    tagged = [p for p in chart.points if p.tag]
+    if len(tagged) > MOST_TAGS:
+        tagged = [p for p in tagged if p in chart.pareto]
+    points_per_pixel = 72 / axes.figure.dpi
+    placed: list[tuple[float, float, float]] = []  # each tag's left, right and baseline, in points
+    for point in sorted(tagged, key=lambda p: -p.score):
+        x, y = (value * points_per_pixel for value in axes.transData.transform((point.cost, point.score)))
+        left, right, baseline = x + 5, x + 5 + 0.6 * TAG_SIZE * len(point.tag), y + 3
+        while any(left < r and l < right and abs(baseline - b) < LINE for l, r, b in placed):
+            baseline -= LINE
+        placed.append((left, right, baseline))
+        axes.annotate(point.tag, (point.cost, point.score), xytext=(5, baseline - y), textcoords="offset points",
+                      fontsize=TAG_SIZE, color=method_colour(point.method))
 
 
 def legend_beside(axes, **options) -> None:
