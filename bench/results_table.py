@@ -31,8 +31,22 @@ def write_csv(rows: list[ResultRow], path: Path) -> Path:
     fields = [f for f in asdict(rows[0]) if f not in unwritten] if rows else []
     writer = csv.DictWriter(table, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(asdict(r) for r in rows)
+    writer.writerows({k: _csv_value(k, v) for k, v in asdict(r).items()} for r in rows)
     return write_text_atomic(table.getvalue(), path)
+
+
+COUNTS = ("trainable_params", "train_flops", "peak_memory_bytes", "artifact_bytes")
+
+
+def _csv_value(field: str, value):
+    """A count (parameters, bytes, FLOPs: means over seeds, of equal counts mostly) as the whole number
+    it is; a figure the records lack (nan) as an empty cell, as other missing figures are."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ""
+        if field in COUNTS and value.is_integer():
+            return int(value)
+    return value
 
 
 def spread(row: ResultRow, *, gap: str = "") -> str:

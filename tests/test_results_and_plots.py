@@ -734,7 +734,13 @@ def test_measured_costs_carry_their_spread_over_seeds_into_the_csv_and_the_repor
     (partial,) = aggregate([first, older])  # a record from before latency was measured
     assert partial.latency_overhead_std is None and partial.train_seconds_std == row.train_seconds_std
     header, line = write_csv([row], tmp_path / "results.csv").read_text().splitlines()
-    assert dict(zip(header.split(","), line.split(",")))["train_seconds_std"].startswith("2.828")
+    cells = dict(zip(header.split(","), line.split(",")))
+    assert cells["train_seconds_std"].startswith("2.828")
+    # counts as the whole numbers they are; a mean of two memory peaks a megabyte apart, as it is
+    assert (cells["trainable_params"], cells["artifact_bytes"], cells["peak_memory_bytes"]) == ("100", "4096",
+                                                                                               str(2**30 + 2**20))
+    header, line = write_csv([partial], tmp_path / "results.csv").read_text().splitlines()
+    assert dict(zip(header.split(","), line.split(",")))["latency_overhead"] == ""  # unmeasured: empty, not "nan"
     (folder := tmp_path / "runs").mkdir()
     for record in (first, second):
         (folder / record["run_id"]).mkdir()
