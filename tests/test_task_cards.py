@@ -3,6 +3,7 @@
 import collections
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from tasks import TaskCardError, UnknownTask, available_tasks, find_task, load_card, load_task
 from tasks.card import KEY_TYPES, KNOWN_KEYS
+from tasks.notices import UserNotice
 from tasks.registry import SHIPPED_CARDS
 from tests.conftest import write_jsonl, write_string_metric
 
@@ -309,6 +311,19 @@ def test_validate_lists_every_bad_row_where_a_run_stops_at_the_first(tmp_path, c
     assert f"bad rows or lines (listed above): {len(bad) + 1} in train" in err and "valid\n" not in out
     with pytest.raises(TaskCardError, match="row 3 "):  # a run still stops at the first
         load_task(str(path)).examples("train")
+
+
+def test_validate_notes_a_train_size_beyond_the_train_split(tmp_path, capsys):
+    from bench.cli import main
+
+    path = write_card(tmp_path, train_size=5)  # two rows a split
+    with pytest.warns(UserNotice, match=re.escape("[train_size] 5 is more than the 2 rows of the train split; "
+                                                  "its runs train on all 2")):
+        assert main(["tasks", "validate", str(path)]) == 0
+    assert capsys.readouterr().out.endswith("valid\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserNotice)
+        assert main(["tasks", "validate", str(write_card(tmp_path, train_size=2))]) == 0
 
 
 def test_validate_lists_every_line_that_is_no_json_object_and_checks_the_rows_of_the_others(tmp_path, capsys):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from tasks import TaskCardError
-from tasks.notices import first_line
+from tasks.notices import UserNotice, first_line
 
 ROW_PROBLEMS_SHOWN = 10  # a split's bad rows listed by `tasks validate`; the rest are counted
 
@@ -30,8 +31,18 @@ def validate(args) -> int:
         raise TaskCardError(task.card.path, None, "bad rows or lines (listed above): "
                             + ", ".join(f"{count} in {split}" for split, count in bad.items()))
     task.check_metrics()  # as a run does before its model loads (it scores validation rows' answers)
+    _note_short_train_split(task)
     print(f"{task.card.path}: valid")
     return 0
+
+
+def _note_short_train_split(task) -> None:
+    """A card's train_size beyond its train split is no error (a run trains on every row) but not what
+    the card says: its runs' records would name a budget they never had."""
+    size, rows = task.card.train_size, len(task.rows("train"))
+    if size and size > rows:
+        warnings.warn(f"{task.card.path}: [train_size] {size} is more than the {rows} rows of the train split; "
+                      f"its runs train on all {rows}", UserNotice, stacklevel=2)
 
 
 def _report_split(task, split: str, files_listed: set) -> int:
