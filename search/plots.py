@@ -23,6 +23,7 @@ from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 from search.repeats import CONFIG_ATTR, trained_trials  # noqa: E402
 from search.study import DEFINITION_ATTR, REFERENCES_ATTR, score_label  # noqa: E402
 from search.winner import objective_names  # noqa: E402
+from tasks.metrics import PER_EXAMPLE_MEANS, standard_error  # noqa: E402
 
 
 EQUAL_IMPORTANCES = "Parameter importances will be equal"  # Optuna's warning where every trial ties the best
@@ -60,7 +61,8 @@ def write_plots(study: optuna.Study, folder: Path, *, full_ft: float | None = No
             if name == "optimization_history":
                 axes.set_ylabel(score_label(study))
             if name == "param_importances":  # a handful of trials gives importances that mean little
-                axes.set_title(f"Hyperparameter importances, from {len(complete)} completed trials")
+                # in the place of Optuna's own title, which it draws on the left
+                axes.set_title(f"Hyperparameter importances, from {len(complete)} completed trials", loc="left")
             axes.figure.tight_layout()
             path = save_atomic(axes.figure, folder / f"{name}.png", dpi=120)
             plt.close(axes.figure)
@@ -81,7 +83,7 @@ def _pareto_chart(study: optuna.Study, folder: Path, full_ft: float | None) -> l
     trials = trained_trials(study)
     # tagged by trial number, the summary table's row for its config
     points = [Point(str(trial.number), _method_of(trial), trial.values[1] / COST_UNITS.get(cost, 1),
-                    trial.values[0], None, f"#{trial.number}") for trial in trials]
+                    trial.values[0], _score_error(trial), f"#{trial.number}") for trial in trials]
     if not points:
         return []
     definition = study.user_attrs.get(DEFINITION_ATTR, {})
@@ -96,6 +98,17 @@ def _pareto_chart(study: optuna.Study, folder: Path, full_ft: float | None) -> l
     chart = ScoreCost("+".join(tasks) or study.study_name, definition.get("model", "?"), metric,
                       cost, points, front_of_points(points), references)
     return draw_score_cost(chart, folder, split="validation", name="pareto_front")
+
+
+def _score_error(trial: optuna.trial.FrozenTrial) -> float | None:
+    """A one-task trial's validation score's standard error, as the suite's charts draw it (from the
+    examples scored); None for a mean over tasks, or a metric that is no mean over examples."""
+    records = trial.user_attrs.get(SEARCH_RECORDS_ATTR) or []
+    if len(records) != 1:
+        return None
+    examples = records[0].get("scores", {}).get("validation", {}).get("n")
+    metric = records[0].get("task", {}).get("primary_metric")
+    return standard_error(trial.values[0], examples, adjusted=True) if metric in PER_EXAMPLE_MEANS and examples else None
 
 
 def _method_of(trial: optuna.trial.FrozenTrial) -> str:

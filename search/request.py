@@ -160,11 +160,18 @@ def _settled_model_and_card_folders(model: str, tasks_dirs: list[str], cards: li
 def _study_name(given: str | None, tasks: tuple[str, ...], model: str, objectives: list[str], results: Path) -> str:
     from bench.names import is_folder_name
 
-    name = given or (f"{'+'.join(tasks)}__{Path(model).name}" + (f"__{objectives[1]}" if len(objectives) == 2 else ""))
+    if given is not None and not given.strip():  # `--study $NAME` with NAME unset: not the default study, unasked
+        raise ValueError("--study names no study (leave the flag out for the default name, "
+                         f"{_default_study_name(tasks, model, objectives)})")
+    name = given or _default_study_name(tasks, model, objectives)
     if not is_folder_name(name):
         raise ValueError(f"--study {name!r} is not a folder name (no / or ..): the study's files go to "
                          f"{results}/<study>/")
     return name
+
+
+def _default_study_name(tasks: tuple[str, ...], model: str, objectives: list[str]) -> str:
+    return f"{'+'.join(tasks)}__{Path(model).name}" + (f"__{objectives[1]}" if len(objectives) == 2 else "")
 
 
 def _trial_settings(args) -> TrainSettings:

@@ -27,10 +27,10 @@ def config_text(trial: optuna.trial.FrozenTrial) -> str:
 
 class TrialLines:
     """The study callback that prints a completed or pruned trial's line (a failed one's is Optuna's
-    warning); `worker` prefixes the lines of a worker process."""
+    warning); `worker` prefixes them where several processes share the search (the command's own is 0)."""
 
     def __init__(self, worker: int | None = None):
-        self.prefix = f"worker {worker}: " if worker else ""
+        self.prefix = f"worker {worker}: " if worker is not None else ""
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         line = trial_line(study, trial)

@@ -141,7 +141,7 @@ def _has_room(study: optuna.Study, n_trials: int) -> bool:
 
 
 def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: float | None,
-             worker: int = 0) -> None:
+             worker: int | None = None) -> None:
     """Run trials until the study holds `n_trials` finished (complete or pruned) trials.
 
     A trial that raises is marked failed, with its reason, and the search goes on (a config the
@@ -151,7 +151,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     budget short: a killed process's trial is then marked failed and its slot taken here (a live
     worker's trial finishes, and the budget with it); the command's own process says so (one line
     a command, not one a worker). Each trial's line, as it ends, is prefixed with its `worker`'s index
-    in the worker processes."""
+    where there are several (None: this process is the only one)."""
     deadline = time.monotonic() + timeout if timeout else None
     # their one line says it all (a config's own refusal too: too many virtual tokens for the model, say);
     # a trial that found its slot or starting point taken ran nothing, and the summary counts it; one
@@ -271,7 +271,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
         process.start()
     try:
         with worker_share(0, workers):
-            optimize(study, objective, n_trials=n_trials, timeout=timeout)
+            optimize(study, objective, n_trials=n_trials, timeout=timeout, worker=0)
     except KeyboardInterrupt:
         # a Ctrl-C reached the workers too; a SIGINT sent to this process alone did not: pass it on
         hold_interrupts()  # until the command has written out what finished
@@ -300,6 +300,6 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
         print("running the trials the budget still lacks in this process", file=sys.stderr)
         # on the share the others trained on, so that its time figures compare with theirs
         with worker_share(0, workers, alongside=False):
-            optimize(study, objective, n_trials=n_trials, timeout=left)
+            optimize(study, objective, n_trials=n_trials, timeout=left, worker=0)
     if problems:
         raise SearchError("; ".join(problems))

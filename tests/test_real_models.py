@@ -48,3 +48,16 @@ def test_smollm2_squad_prompt_adapter_reloads_and_generates_padding_free(tmp_pat
     assert batched == [tuned.predict([ex], batch_size=1)[0] for ex in examples]
     assert any(batched)
     assert torch.isfinite(tuned.loss(examples).loss)
+
+
+def test_the_smoke_suite_runs_end_to_end_into_a_report(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["bench", "--suite", "smoke", "--results", str(tmp_path)]) == 0
+    assert "done 2, already present 0, failed 0" in capsys.readouterr().out
+    assert main(["bench", "--suite", "smoke", "--results", str(tmp_path)]) == 0  # a rerun redoes nothing
+    assert "done 0, already present 2, failed 0" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "2 runs, 0 failed" in report and "`lora[" in report and "`prompt_tuning[" in report
+    assert (tmp_path / "plots" / "score_vs_trainable_params__sst2__minilm-l6.png").stat().st_size > 0

@@ -558,6 +558,9 @@ def test_two_local_workers_complete_exactly_the_budget(capsys, tmp_path, tiny_mo
     assert len(params) == 6
     trained = [t for t in study.trials if t.state.name == "COMPLETE" and WORKER_ATTR in t.user_attrs]
     assert len({t.user_attrs[WORKER_ATTR] for t in trained}) == 2  # each worker ran trials of its own
+    # the command's own trials are worker 0's (the spawned worker writes past the capture)
+    lines = [line for line in capsys.readouterr().out.splitlines() if " complete: " in line]
+    assert lines and all(line.startswith("worker 0: trial ") for line in lines)
 
 
 def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, monkeypatch):

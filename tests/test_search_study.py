@@ -46,9 +46,18 @@ def test_search_plots_are_drawn_from_the_trials_and_replaced_whole(tmp_path, mon
         study.add_trial(optuna.trial.create_trial(
             params={"method": "prompt_tuning", "num_virtual_tokens": tokens, "prompt_tuning.lr": lr},
             distributions=distributions, value=0.5 + 0.05 * i))
+    titles = {}
+    original_savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (
+        titles.update({Path(path).name.removeprefix(".").partition(".partial")[0]:
+                       [figure.axes[0].get_title(loc) for loc in ("left", "center")]}),
+        original_savefig(figure, path, **options))[1])
     names = {path.name for path in write_plots(study, tmp_path)}
     assert names == {"optimization_history.png", "param_importances.png", "score_vs_prompt_length.png",
                      "score_vs_lr.png"}
+    # one title, where Optuna puts its own: not two drawn over each other
+    assert titles["param_importances.png"] == ["Hyperparameter importances, from 5 completed trials", ""]
+    monkeypatch.undo()
     # drawing them again is killed mid-write: the charts drawn before stay whole
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
 
@@ -115,7 +124,8 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     study = optuna.create_study(study_name="front", directions=["maximize", "minimize"])
     study.set_user_attr("definition", {"objective": ["score", "trainable_params"], "tasks": ["sst2"]})
     distributions = {"num_virtual_tokens": IntDistribution(1, 200, log=True)}
-    kept = {"run_records": [{"task": {"primary_metric": "accuracy"}}]}  # a trial's records, as the study keeps them
+    # a trial's records, as the study keeps them
+    kept = {"run_records": [{"task": {"primary_metric": "accuracy"}, "scores": {"validation": {"n": 200}}}]}
     for tokens, score, params in [(1, 0.6, 1e3), (20, 0.7, 2e4), (200, 0.8, 1.3e6)]:
         study.add_trial(optuna.trial.create_trial(params={"num_virtual_tokens": tokens}, distributions=distributions,
                                                   values=[score, params], user_attrs=kept))
@@ -132,6 +142,8 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     assert axes.get_xscale() == "log" and axes.get_xlabel() == "trainable parameters"  # the cost, as suites draw it
     front = next(line for line in axes.get_lines() if line.get_label().startswith("Pareto front"))
     assert list(front.get_xdata()) == [1e3, 2e4, 1.3e6]  # every trial is on this front: each costs more for more
+    assert "error bars: ±1 standard error" in axes.get_title()  # from each trial's 200 examples, as suites draw them
+    assert sorted(text.get_text() for text in axes.texts) == ["#0", "#1", "#2"]  # as trials.csv numbers them
     assert matplotlib.rcParams["axes.facecolor"] == style["axes.facecolor"]  # Optuna's ggplot stays in its charts
 
 
@@ -141,6 +153,15 @@ def test_a_study_name_that_is_no_folder_name_is_refused_before_anything_is_made(
     code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--study", study,
                  "--results", str(tmp_path / "results")])
     assert code != 0 and f"--study {study!r} is not a folder name" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("study", ["", "  "])
+def test_an_empty_study_name_is_refused_not_taken_for_the_default(capsys, tmp_path, study):
+    code = main(["search", "--task", "sst2", "--model", "minilm-l6", "--trials", "1", "--study", study,
+                 "--results", str(tmp_path / "results")])
+    assert code != 0 and "--study names no study (leave the flag out for the default name, sst2__minilm-l6)" in (
+        capsys.readouterr().err)
     assert not any(tmp_path.iterdir())
 
 
