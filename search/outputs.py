@@ -19,14 +19,18 @@ def write_outputs(study: optuna.Study, request: SearchRequest) -> None:
     folder = request.folder
     print(summary(study))
     if removed := remove_failed_trials_leftovers(study, folder):
-        print(f"removed the unfinished runs of failed {numbered('trial', removed)} in {folder / 'trials'} (an "
-              "adapter saved without a record, by a run stopped after saving it): nothing reads them")
+        print(f"removed what failed {numbered('trial', removed)} left in {folder / 'trials'} (files of a run "
+              "stopped before its record was written): nothing reads them")
     if any(t.state != optuna.trial.TrialState.WAITING for t in study.trials):
         print(f"trials: {write_trials_table(study, folder)}")
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         return
     best = write_best(study, folder, model=request.model, train_defaults=request.train, tasks_dirs=request.tasks_dirs)
     print(f"best config: {best}")
+    tasks = request.tasks
+    adapters = folder / "best_adapter" / (tasks[0] if len(tasks) == 1 else "<task>")
+    print(f"best prompt: {adapters} (PEFT adapter; answer new inputs with `spbench predict {folder}"
+          + ("`)" if len(tasks) == 1 else " --task TASK`)"))
     reference = one_task_reference(study, request)
     if against := against_full_ft(study, request, reference):
         print(against)

@@ -279,6 +279,8 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert re.search(r"^best: trial \d \(score \d\.\d+\): (prompt|p)_tuning\[.*num_virtual_tokens=\d+,lr=[\d.e-]+\]$",
                      out, re.M), out
     folder = tmp_path / "results" / "tiny"
+    assert f"best prompt: {folder / 'best_adapter' / 'tiny_cls'} (PEFT adapter; answer new inputs with " \
+           f"`spbench predict {folder}`)" in out
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}")
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(done) == 4
