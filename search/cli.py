@@ -79,6 +79,8 @@ def run(args) -> int:
     study, url, strategy = _opened_study(request)
     claim_study(study, study_definition(request), directions=request.directions)
     _settle_space(study, request)
+    if request.multi_objective and request.pruner != "none":  # once the study is known to be this command's
+        print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
     references = task_references(study, request)
     from search.objective import Objective  # seconds of imports (the run path): after every check
 
@@ -113,8 +115,6 @@ def _opened_study(request: SearchRequest) -> tuple[optuna.Study, str, Strategy]:
                                     directions=request.directions, pruner=strategy.make_pruner())
     strategy = dataclasses.replace(strategy, resumed_at=len(study.trials))
     study.sampler = strategy.make_sampler()
-    if request.multi_objective and request.pruner != "none":
-        print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
     return study, url, strategy
 
 

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from search.request import SearchRequest
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
+# a worker whose command's process ended (killed, say) is interrupted as by Ctrl-C (see workers.stop_with_parent)
+INTERRUPTED = "interrupted (Ctrl-C, SIGINT, or its command's process ended) before its config was judged"
 # trial user attrs
 CONFIG_ATTR = "config"  # {"method", "settings", "train"} as the trial sampled them
 FAIL_REASON_ATTR = "fail_reason"
@@ -109,8 +110,9 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
                          "shared suite's runs, or another program's): pass another --study name")
     wanted = [d.upper() for d in directions]
     if [d.name for d in study.directions] != wanted:
-        raise ValueError(f"study {study.study_name!r} optimizes {[d.name.lower() for d in study.directions]}, "
-                         f"this command {directions}: pass another --study name for a new objective")
+        made_with = (stored or {}).get("objective") or [d.name.lower() for d in study.directions]
+        raise ValueError(f"study {study.study_name!r} was made with --objective {','.join(made_with)}, this command "
+                         f"asks {','.join(definition['objective'])}: pass another --study name for a new objective")
     if stored is None:  # a search made before studies recorded what they measure: from now on they do
         study.set_user_attr(DEFINITION_ATTR, definition)
         return

@@ -514,7 +514,7 @@ def test_an_interrupted_search_writes_out_what_finished_and_resumes(capsys, tmp_
     # Optuna's two lines of the interrupted trial (one "failed with value None") are left to the search's own
     assert "Trial 2" not in optuna_log.getvalue() and "Traceback" not in optuna_log.getvalue()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
-    assert "failed (not counted): trial 2" in captured.out and "interrupted (Ctrl-C or SIGINT)" in captured.out
+    assert "failed (not counted): trial 2" in captured.out and "interrupted (Ctrl-C, SIGINT, or its command's process ended)" in captured.out
     folder = tmp_path / "results" / "interrupted"
     assert yaml.safe_load((folder / "best.yaml").read_text())["trial"] in (0, 1)
     assert (folder / "trials.csv").exists()
@@ -694,7 +694,8 @@ def test_a_study_refuses_a_rerun_that_would_mix_in_other_trials():
     with pytest.raises(ValueError, match=r"--seed 3 -> 1"):
         claim_study(study, {**definition, "seed": 1}, directions=["maximize"])
     # another objective would fail every trial: refused before any runs
-    with pytest.raises(ValueError, match=r"optimizes \['maximize'\], this command \['maximize', 'minimize'\]"):
+    with pytest.raises(ValueError, match=r"was made with --objective score, this command asks score,trainable_params: "
+                                         r"pass another --study name"):
         claim_study(study, {**definition, "objective": ["score", "trainable_params"]},
                     directions=["maximize", "minimize"])
 
