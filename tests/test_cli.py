@@ -90,11 +90,12 @@ def test_methods_lists_every_method_with_its_default_rate_and_settings(capsys):
 
 
 def test_methods_and_a_search_space_are_read_without_the_training_stack():
-    """Listing methods, checking their settings and a search space answer at once: PEFT, transformers
-    and torch (seconds of imports) load only where a model is built or trained. A fresh process:
-    this one has them all loaded."""
+    """Listing methods, checking their settings and a search space, and reading a model's kind answer
+    at once: PEFT, transformers and torch (seconds of imports) load only where a model is built or
+    trained. A fresh process: this one has them all loaded."""
     code = ("import sys, bench.cli, search.costs; from bench.methods import METHODS; from search.space import "
             "load_space; load_space(None); [m.settings() for m in METHODS.values()]; "
+            "from bench.models import MODELS; MODELS['minilm-l6'].kind; "  # a table's reference command reads kinds
             "print(sorted(m for m in ('peft', 'torch', 'transformers') if m in sys.modules))")
     root = Path(__file__).parent.parent
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)

@@ -124,6 +124,10 @@ def test_without_full_fine_tuning_the_answer_says_how_to_make_it_and_without_a_p
         "spbench run --task '/home/me/my cards/sst2.yaml' --model /models/m --model-kind causal --method full_ft "
         "--steps 50 --batch-size 16 --eval-size 200 --results 'my results'")
     assert verdicts(aggregate(records[:2])) == []  # references only
+    for record in records:  # a registered model of its usual kind needs no --model-kind
+        record["model"].update(name="minilm-l6", kind="encoder")
+    [verdict] = verdicts(aggregate(records[1:]))
+    assert "--model minilm-l6 --method full_ft" in reference_command(verdict, None)
 
 
 def test_runs_on_other_examples_are_not_measured_against_each_other():
