@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
 from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
@@ -139,8 +139,10 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
         shown = [n for n in LENGTH_TICKS if min(lengths) / 2 < n < max(lengths) * 2] or sorted(set(lengths))
         axes.set_xticks(shown, [str(n) for n in shown], fontsize=8)
         axes.minorticks_off()
-    else:  # powers of ten labelled; the minor ticks' labels run into each other
-        axes.xaxis.set_minor_formatter(NullFormatter())
+    else:  # powers of ten labelled, and a few ticks between them within a decade (more would run together)
+        values = [value for points in by_method.values() for value, _ in points]
+        narrow = max(values) < 10 * min(values)
+        axes.xaxis.set_minor_formatter(FuncFormatter(_some_minor) if narrow else NullFormatter())
     axes.set_xlabel(xlabel)
     axes.set_ylabel(score_label(study))
     drawn = sum(len(points) for points in by_method.values())
@@ -152,6 +154,13 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
     path = save_atomic(figure, folder / f"{name}.png", dpi=120, bbox_inches="tight")  # the legend beside
     plt.close(figure)
     return path
+
+
+def _some_minor(value: float, _position) -> str:
+    """A minor tick's label on a log axis within a decade: 0.02, 0.03 and 0.05 named, those between
+    them crowded out."""
+    leading = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+    return f"{value:g}" if leading in (2, 3, 5) else ""
 
 
 def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:

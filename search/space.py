@@ -297,7 +297,8 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         _check_together(f"{path} per_method.{method}", method, params[method])
     _refuse_unused_shared(path, shared, params)
     if extras := sorted(set(per_method) - set(methods)):
-        raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`")
+        raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`"
+                         + did_you_mean(extras[0], methods, after=";"))
     if len(methods) == 1 and not any(p.varies for p in params[methods[0]]):
         declared = "every parameter fixed" if params[methods[0]] else "no parameter declared"
         raise SpaceError(f"{path}: nothing to search: one method ({methods[0]}) with {declared}; a space searches "

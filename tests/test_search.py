@@ -72,7 +72,9 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning: [lr]\n", "per_method.prompt_tuning: must be a mapping"),
     ("methods: [prompt_tuning, full_ft]\n", "full_ft trains the whole model and leaves no prompt"),
     ("methods: [prompt_tuning]\nper_method:\n  lora: {r: {value: 4}}\n  p_tuning: {encoder: {value: mlp}}\n"
-     "  prompt_tuning: {lr: {low: 0.01, high: 0.3}}\n", "per_method: 'lora', 'p_tuning' not in `methods`"),
+     "  prompt_tuning: {lr: {low: 0.01, high: 0.3}}\n", "per_method: 'lora', 'p_tuning' not in `methods`$"),
+    ("methods: [prefix_tuning]\nper_method:\n  prefix_tunning: {lr: {low: 0.01, high: 0.3}}\n",
+     "per_method: 'prefix_tunning' not in `methods`; did you mean 'prefix_tuning'\\?"),
     ("methods: [lora]\n",
      r"nothing to search: one method \(lora\) with no parameter declared; a space searches only what it declares"),
     ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning:\n    lr: {low: 0.1, high: 0.1}\n    init: {choices: [random]}\n"

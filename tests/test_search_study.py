@@ -674,3 +674,9 @@ def test_a_trial_silenced_for_one_handler_stays_silenced_after_another_drops_its
             logging.getLogger("optuna").removeHandler(handler)
     assert "Trial 0 failed" in first.getvalue() and "Traceback" not in first.getvalue()
     assert "Trial 0" not in second.getvalue()
+
+
+def test_a_learning_rate_axis_within_a_decade_names_ticks_between_its_powers_of_ten():
+    from search.plots import _some_minor
+
+    assert [_some_minor(lr, 0) for lr in (0.02, 0.03, 0.04, 0.05, 0.07, 0.3)] == ["0.02", "0.03", "", "0.05", "", "0.3"]
