@@ -334,6 +334,11 @@ def test_a_config_of_several_tasks_says_which_one_it_runs(capsys, tiny_models, t
                              "--quiet")
     assert code == 0, err
     assert f"{config} holds 2 tasks (tiny_cls, tiny_qa): running tiny_cls; add --task to run another" in out
+    config.write_text(config.read_text().replace("tasks: [tiny_cls, tiny_qa]", "tasks: [tiny_qa]"))
+    code, out, err = run_cli(capsys, "run", "--config", config, "--task", "tiny_cls", "--tasks-dir", tiny_tasks,
+                             "--results", tmp_path, "--quiet")
+    assert code == 0, err
+    assert f"{config} was written for tiny_qa; running it on tiny_cls, which is not among them" in out
 
 
 def test_a_folder_of_failed_runs_only_names_them_and_a_missing_folder_says_so(capsys, tmp_path):

@@ -69,6 +69,9 @@ def _run_spec(args):
     if not args.task and len(config.get("tasks") or []) > 1:
         print(f"{args.config} holds {len(config['tasks'])} tasks ({', '.join(config['tasks'])}): running {task}; "
               "add --task to run another")
+    elif args.task and config.get("tasks") and args.task not in config["tasks"]:  # a config chosen on other tasks
+        print(f"{args.config} was written for {', '.join(config['tasks'])}; running it on {args.task}, which is "
+              "not among them")
     model, method_name = args.model or config.get("model"), args.method or config.get("method")
     for flag, value in (("--task", task), ("--model", model), ("--method", method_name)):
         if not value:
