@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
 from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
@@ -132,17 +132,17 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
         if points:
             axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=method_colour(method),
                          alpha=0.6)  # trials at one value stay visible behind each other
-    if log:
+    # within a decade a log axis has one labelled tick at most, and its minor labels run together: linear
+    log_axis = log and _decades(by_method) >= 1
+    if log_axis:
         axes.set_xscale("log")
     if param == "num_virtual_tokens":  # lengths as numbers ("20", not "2x10^1"), at 1-2-5 steps within the range
         lengths = [value for points in by_method.values() for value, _ in points]
         shown = [n for n in LENGTH_TICKS if min(lengths) / 2 < n < max(lengths) * 2] or sorted(set(lengths))
         axes.set_xticks(shown, [str(n) for n in shown], fontsize=8)
         axes.minorticks_off()
-    else:  # powers of ten labelled, and a few ticks between them within a decade (more would run together)
-        values = [value for points in by_method.values() for value, _ in points]
-        narrow = max(values) < 10 * min(values)
-        axes.xaxis.set_minor_formatter(FuncFormatter(_some_minor) if narrow else NullFormatter())
+    elif log_axis:  # powers of ten labelled; the minor ticks' labels run into each other
+        axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel(xlabel)
     axes.set_ylabel(score_label(study))
     drawn = sum(len(points) for points in by_method.values())
@@ -156,11 +156,10 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
     return path
 
 
-def _some_minor(value: float, _position) -> str:
-    """A minor tick's label on a log axis within a decade: 0.02, 0.03 and 0.05 named, those between
-    them crowded out."""
-    leading = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
-    return f"{value:g}" if leading in (2, 3, 5) else ""
+def _decades(by_method: dict[str, list[tuple]]) -> float:
+    """How many decades the trials' values of a parameter span."""
+    values = [value for points in by_method.values() for value, _ in points if value > 0]
+    return math.log10(max(values) / min(values)) if values else 0.0
 
 
 def _print_plot_notes(plot: str, notes: list[warnings.WarningMessage]) -> None:

@@ -179,6 +179,17 @@ class SearchSpace:
         return method, get_method(method).planned_settings(settings), train
 
 
+def _hint(extras: list[str], methods: list[str]) -> str:
+    """How to mend `per_method` keys not among `methods`: a known method is to be listed, a misspelt
+    one spelt as meant."""
+    from bench.methods import METHODS
+
+    known = [name for name in extras if name in METHODS]
+    if known:
+        return f" (add {', '.join(known)} to `methods` to search {'it' if len(known) == 1 else 'them'})"
+    return next((hint for name in extras if (hint := did_you_mean(name, methods, after=";"))), "")
+
+
 def _check_method_params(where: str, method: str, params: list[Param]) -> None:
     fields = set(get_method(method).settings_cls.__dataclass_fields__) | TRAIN_KEYS
     for param in params:
@@ -297,8 +308,7 @@ def load_space(path: Path | str | None = None) -> SearchSpace:
         _check_together(f"{path} per_method.{method}", method, params[method])
     _refuse_unused_shared(path, shared, params)
     if extras := sorted(set(per_method) - set(methods)):
-        raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`"
-                         + did_you_mean(extras[0], methods, after=";"))
+        raise SpaceError(f"{path} per_method: {', '.join(map(repr, extras))} not in `methods`" + _hint(extras, methods))
     if len(methods) == 1 and not any(p.varies for p in params[methods[0]]):
         declared = "every parameter fixed" if params[methods[0]] else "no parameter declared"
         raise SpaceError(f"{path}: nothing to search: one method ({methods[0]}) with {declared}; a space searches "

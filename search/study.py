@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from search.request import SearchRequest
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
-# a worker whose command's process ended (killed, say) is interrupted as by Ctrl-C (see workers.stop_with_parent)
-INTERRUPTED = "interrupted (Ctrl-C, SIGINT, or its command's process ended) before its config was judged"
+# stored on the trial (and matched by workers.py: keep it as it is); said as INTERRUPTED_SAID
+INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
+# a worker whose search command was killed is interrupted as by Ctrl-C (see workers.stop_with_parent)
+INTERRUPTED_SAID = "interrupted (Ctrl-C or SIGINT, or its search command was killed) before its config was judged"
 # trial user attrs
 CONFIG_ATTR = "config"  # {"method", "settings", "train"} as the trial sampled them
 FAIL_REASON_ATTR = "fail_reason"
@@ -110,9 +112,10 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
                          "shared suite's runs, or another program's): pass another --study name")
     wanted = [d.upper() for d in directions]
     if [d.name for d in study.directions] != wanted:
-        made_with = (stored or {}).get("objective") or [d.name.lower() for d in study.directions]
-        raise ValueError(f"study {study.study_name!r} was made with --objective {','.join(made_with)}, this command "
-                         f"asks {','.join(definition['objective'])}: pass another --study name for a new objective")
+        made_with = (f"was made with --objective {','.join(stored['objective'])}" if (stored or {}).get("objective")
+                     else f"optimizes {', '.join(d.name.lower() for d in study.directions)}")  # made before definitions
+        raise ValueError(f"study {study.study_name!r} {made_with}, this command asks "
+                         f"{','.join(definition['objective'])}: pass another --study name for a new objective")
     if stored is None:  # a search made before studies recorded what they measure: from now on they do
         study.set_user_attr(DEFINITION_ATTR, definition)
         return

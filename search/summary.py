@@ -6,7 +6,7 @@ from __future__ import annotations
 import optuna
 
 from search.repeats import REPEAT_OF_ATTR
-from search.study import DONE, FAIL_REASON_ATTR, NOT_RUN_ATTR
+from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, INTERRUPTED_SAID, NOT_RUN_ATTR
 from search.trial_lines import config_text, listed_by_reason
 from search.winner import best_trial, objective_names, pareto_front, statistical_ties
 
@@ -67,11 +67,15 @@ def _failures(study: optuna.Study, shown: int = 5) -> list[str]:
     # a trial failed with no reason stored is one whose process died (killed, out of memory): its
     # heartbeat went stale, and the storage failed it on the next start
     lines = [f"failed (not counted): trial {t.number} {config_text(t)}: "
-             + t.user_attrs.get(FAIL_REASON_ATTR, KILLED)
+             + _said(t.user_attrs.get(FAIL_REASON_ATTR, KILLED))
              for t in failed if NOT_RUN_ATTR not in t.user_attrs][-shown:]
     # workers raced for the last slots or for a starting point: nothing of these trials ran
     not_run = [(t.number, t.user_attrs[NOT_RUN_ATTR]) for t in failed if NOT_RUN_ATTR in t.user_attrs]
     return lines + [f"not run (not counted): {line}" for line in listed_by_reason(not_run)]
+
+
+def _said(reason: str) -> str:
+    return INTERRUPTED_SAID if reason == INTERRUPTED else reason
 
 
 def _ties_line(error: float, n: int, tied: list[optuna.trial.FrozenTrial]) -> str:

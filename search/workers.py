@@ -271,7 +271,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
         process.start()
     try:
         with worker_share(0, workers):
-            optimize(study, objective, n_trials=n_trials, timeout=timeout, worker=0)
+            optimize(study, objective, n_trials=n_trials, timeout=timeout, worker=0 if others else None)
     except KeyboardInterrupt:
         # a Ctrl-C reached the workers too; a SIGINT sent to this process alone did not: pass it on
         hold_interrupts()  # until the command has written out what finished
@@ -300,6 +300,6 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
         print("running the trials the budget still lacks in this process", file=sys.stderr)
         # on the share the others trained on, so that its time figures compare with theirs
         with worker_share(0, workers, alongside=False):
-            optimize(study, objective, n_trials=n_trials, timeout=left, worker=0)
+            optimize(study, objective, n_trials=n_trials, timeout=left, worker=0 if others else None)
     if problems:
         raise SearchError("; ".join(problems))

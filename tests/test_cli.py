@@ -338,7 +338,11 @@ def test_a_config_of_several_tasks_says_which_one_it_runs(capsys, tiny_models, t
     code, out, err = run_cli(capsys, "run", "--config", config, "--task", "tiny_cls", "--tasks-dir", tiny_tasks,
                              "--results", tmp_path, "--quiet")
     assert code == 0, err
-    assert f"{config} was written for tiny_qa; running it on tiny_cls, which is not among them" in out
+    assert f"{config} was chosen on tiny_qa; running it on tiny_cls, a task it was not chosen on" in out
+    code, out, err = run_cli(capsys, "run", "--config", config, "--task", next(Path(tiny_tasks).glob("*qa*.yaml")),
+                             "--results", tmp_path, "--quiet")
+    assert code == 0, err
+    assert "chosen on" not in out  # the card of a task it lists, given by its path
 
 
 def test_a_folder_of_failed_runs_only_names_them_and_a_missing_folder_says_so(capsys, tmp_path):

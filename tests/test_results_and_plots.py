@@ -329,7 +329,8 @@ def test_score_cost_marks_references():
 
 def test_each_point_is_tagged_with_what_tells_it_from_its_methods_other_points():
     records = RECORDS + [make_record("p_tuning", 0.8, encoder="mlp", num_virtual_tokens=20),
-                         make_record("p_tuning", 0.8, encoder="lstm", num_virtual_tokens=20, lr=0.01),
+                         make_record("p_tuning", 0.8, encoder="lstm", num_virtual_tokens=20, lr=0.01,
+                                     train={"gradient_checkpointing": True}),  # the same learning, less memory
                          make_record("prefix_tuning", 0.8, prefix_projection=False)]
     (chart,) = data.score_cost(aggregate(records), axis="trainable_params")
     tags = sorted((p.method, p.tag) for p in chart.points)
@@ -779,15 +780,19 @@ def test_init_panels_of_one_metric_share_an_axis_that_stops_near_its_maximum(tmp
         pytest.approx((-0.24, 0.36))  # a correlation can be below 0; room above the top bar
 
 
-def test_tags_of_points_at_one_place_are_drawn_a_line_apart():
-    import matplotlib.pyplot as plt
+def test_tags_of_points_close_together_are_drawn_a_line_apart_and_inside_the_axes(tmp_path, monkeypatch):
+    import matplotlib.figure
 
-    points = [data.Point("a", "p_tuning", 100, 0.80, None, "mlp"), data.Point("b", "p_tuning", 100, 0.80, None, "lstm"),
-              data.Point("c", "prompt_tuning", 10, 0.50, None, "random")]
+    # close costs on a linear axis, no reference line (whose limits matplotlib settles only when asked)
+    points = [data.Point("a", "p_tuning", 1.00e5, 0.80, None, "mlp"),
+              data.Point("b", "p_tuning", 1.05e5, 0.80, None, "lstm"),
+              data.Point("c", "prompt_tuning", 0.5e5, 0.50, None, "random")]
     chart = data.ScoreCost("t", "m", "accuracy", "trainable_params", points, data.pareto_front(points), {})
-    figure, axes = plt.subplots()
-    axes.plot([10, 100], [0.5, 0.8])
-    draw._tag_points(axes, chart)
-    offsets = {text.get_text(): text.xyann[1] for text in axes.texts}
-    plt.close(figure)
-    assert abs(offsets["mlp"] - offsets["lstm"]) >= draw.LINE and offsets["random"] == pytest.approx(3)
+    drawn, savefig = {}, matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (drawn.update(
+        {text.get_text(): text for text in figure.axes[0].texts}), savefig(figure, path, **options)))
+    draw.draw_score_cost(chart, tmp_path)
+    assert abs(drawn["mlp"].xyann[1] - drawn["lstm"].xyann[1]) >= draw.LINE  # a line apart
+    assert drawn["random"].xyann == (5, 3) and drawn["random"].get_ha() == "left"
+    # the rightmost point's tag would cross the axes' edge: it ends left of its point
+    assert drawn["lstm"].xyann[0] < 0 and drawn["lstm"].get_ha() == "right"

@@ -72,7 +72,8 @@ def write_space(folder: Path, text: str) -> Path:
     ("methods: [prompt_tuning]\nper_method:\n  prompt_tuning: [lr]\n", "per_method.prompt_tuning: must be a mapping"),
     ("methods: [prompt_tuning, full_ft]\n", "full_ft trains the whole model and leaves no prompt"),
     ("methods: [prompt_tuning]\nper_method:\n  lora: {r: {value: 4}}\n  p_tuning: {encoder: {value: mlp}}\n"
-     "  prompt_tuning: {lr: {low: 0.01, high: 0.3}}\n", "per_method: 'lora', 'p_tuning' not in `methods`$"),
+     "  prompt_tuning: {lr: {low: 0.01, high: 0.3}}\n",
+     r"per_method: 'lora', 'p_tuning' not in `methods` \(add lora, p_tuning to `methods` to search them\)$"),
     ("methods: [prefix_tuning]\nper_method:\n  prefix_tunning: {lr: {low: 0.01, high: 0.3}}\n",
      "per_method: 'prefix_tunning' not in `methods`; did you mean 'prefix_tuning'\\?"),
     ("methods: [lora]\n",
@@ -281,8 +282,9 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert re.search(r"^best: trial \d \(score \d\.\d+\): (prompt|p)_tuning\[.*num_virtual_tokens=\d+,lr=[\d.e-]+\]$",
                      out, re.M), out
     folder = tmp_path / "results" / "tiny"
-    assert f"best prompt: {folder / 'best_adapter' / 'tiny_cls'} (PEFT adapter; answer new inputs with " \
+    assert f"best adapter: {folder / 'best_adapter' / 'tiny_cls'} (PEFT format; answer new inputs with " \
            f"`spbench predict {folder}`)" in out
+    assert re.search(r"^trial 0 ", out, re.M)  # one process: no worker number
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}")
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(done) == 4
@@ -516,7 +518,8 @@ def test_an_interrupted_search_writes_out_what_finished_and_resumes(capsys, tmp_
     # Optuna's two lines of the interrupted trial (one "failed with value None") are left to the search's own
     assert "Trial 2" not in optuna_log.getvalue() and "Traceback" not in optuna_log.getvalue()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
-    assert "failed (not counted): trial 2" in captured.out and "interrupted (Ctrl-C, SIGINT, or its command's process ended)" in captured.out
+    assert "failed (not counted): trial 2" in captured.out
+    assert "interrupted (Ctrl-C or SIGINT, or its search command was killed)" in captured.out
     folder = tmp_path / "results" / "interrupted"
     assert yaml.safe_load((folder / "best.yaml").read_text())["trial"] in (0, 1)
     assert (folder / "trials.csv").exists()

@@ -676,7 +676,19 @@ def test_a_trial_silenced_for_one_handler_stays_silenced_after_another_drops_its
     assert "Trial 0" not in second.getvalue()
 
 
-def test_a_learning_rate_axis_within_a_decade_names_ticks_between_its_powers_of_ten():
-    from search.plots import _some_minor
+@pytest.mark.parametrize("rates, scale", [((0.001, 0.3), "log"), ((0.011, 0.019), "linear")])
+def test_a_learning_rate_axis_is_logarithmic_over_a_decade_or_more(tmp_path, monkeypatch, rates, scale):
+    import matplotlib.figure
 
-    assert [_some_minor(lr, 0) for lr in (0.02, 0.03, 0.04, 0.05, 0.07, 0.3)] == ["0.02", "0.03", "", "0.05", "", "0.3"]
+    study = optuna.create_study(direction="maximize")
+    distributions = {"prompt_tuning.lr": FloatDistribution(1e-3, 0.3, log=True)}
+    for lr in rates:
+        study.add_trial(optuna.trial.create_trial(params={"prompt_tuning.lr": lr}, distributions=distributions,
+                                                  value=lr))
+    axes, savefig = {}, matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (axes.update(
+        {Path(path).name.partition(".partial")[0].lstrip("."): figure.axes[0]}), savefig(figure, path, **options)))
+    write_plots(study, tmp_path)
+    drawn = axes["score_vs_lr.png"]
+    # within a decade a log axis labels one tick at most, and its minor labels (1.1x10^-2 ...) run together
+    assert drawn.get_xscale() == scale

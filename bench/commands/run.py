@@ -41,6 +41,14 @@ def add_parser(sub) -> None:
     parser.set_defaults(handler=run)
 
 
+def _card_name(task: str) -> str:
+    """A --task as its card names itself (a config lists names): a card file's declared name, else the name."""
+    from tasks import load_card
+
+    path = Path(task)
+    return load_card(path).name if path.suffix in (".yaml", ".yml") and path.is_file() else task
+
+
 def run(args) -> int:
     from bench.run import execute_run
 
@@ -69,9 +77,9 @@ def _run_spec(args):
     if not args.task and len(config.get("tasks") or []) > 1:
         print(f"{args.config} holds {len(config['tasks'])} tasks ({', '.join(config['tasks'])}): running {task}; "
               "add --task to run another")
-    elif args.task and config.get("tasks") and args.task not in config["tasks"]:  # a config chosen on other tasks
-        print(f"{args.config} was written for {', '.join(config['tasks'])}; running it on {args.task}, which is "
-              "not among them")
+    elif args.task and config.get("tasks") and _card_name(args.task) not in config["tasks"]:
+        print(f"{args.config} was chosen on {', '.join(config['tasks'])}; running it on {args.task}, a task it was "
+              "not chosen on")
     model, method_name = args.model or config.get("model"), args.method or config.get("method")
     for flag, value in (("--task", task), ("--model", model), ("--method", method_name)):
         if not value:

@@ -115,6 +115,8 @@ def _shown_value(key: str, value) -> str:
 
 
 SHORT_NAMES = {"num_virtual_tokens": "tokens", "encoder_hidden_size": "hidden"}
+# training settings that change a run's cost but not what it learns: not what tells its point apart
+SCORE_NEUTRAL = {"gradient_checkpointing"}
 
 
 def point_tags(rows: list[ResultRow]) -> dict[int, str]:
@@ -126,10 +128,10 @@ def point_tags(rows: list[ResultRow]) -> dict[int, str]:
         by_method[row.method].append(index)
     tags = {}
     for indices in by_method.values():
-        settings = [{**{k: v for k, v in rows[i].settings.items() if v is not None}, **rows[i].train}
-                    for i in indices]
+        settings = [{k: v for k, v in {**rows[i].settings, **rows[i].train}.items()
+                     if v is not None and k not in SCORE_NEUTRAL} for i in indices]
         keys = sorted({k for s in settings for k in s})
-        differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+        differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
         for index, setting in zip(indices, settings):
             if differing:
                 tags[index] = ", ".join(_shown_value(k, setting[k]) for k in differing if k in setting)

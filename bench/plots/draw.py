@@ -121,13 +121,14 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     for method, point in chart.references.items():  # named in the legend: a label on the line would cover points
         axes.axhline(point.score, color=method_colour(method), ls=":", lw=1,
                      label=f"{method}'s score ({point.score:.3f})")
-    _tag_points(axes, chart)  # once the scales and limits are set: tags are placed where they will be drawn
     cost = COST_AXES.get(chart.axis, chart.axis)  # a search's study from before it named its cost: "cost"
     axes.set_xlabel(cost)
     axes.set_ylabel(f"{chart.metric} ({split})")
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
                    f"({_error_note((p.error for p in chart.points), [chart.metric])})", fontsize=10)
     legend_beside(axes, fontsize=7)
+    figure.tight_layout()  # the axes at their final size: tags are placed where they will be drawn
+    _tag_points(axes, chart)
     name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
     return _save(figure, folder, name)
 
@@ -141,22 +142,26 @@ LINE = TAG_SIZE + 2.5  # a tag's height with room between lines, in points
 
 
 def _tag_points(axes, chart: ScoreCost) -> None:
-    """Each point's tag (what tells it from its method's other points) beside it, in its method's
-    colour; a tag that would land on one placed before it moves down a line, so points at one cost
-    and close scores stay readable."""
+    """Each point's tag (what tells it from its method's other points) right of it, or left where it
+    would cross the axes' edge, in its method's colour; a tag that would land on one placed before it
+    moves down a line, so points at one cost and close scores stay readable."""
     tagged = [p for p in chart.points if p.tag]
     if len(tagged) > MOST_TAGS:
         tagged = [p for p in tagged if p in chart.pareto]
+    axes.get_xlim(), axes.get_ylim()  # matplotlib settles autoscaled limits only when asked
     points_per_pixel = 72 / axes.figure.dpi
+    edge = axes.get_window_extent().x1 * points_per_pixel
     placed: list[tuple[float, float, float]] = []  # each tag's left, right and baseline, in points
     for point in sorted(tagged, key=lambda p: -p.score):
         x, y = (value * points_per_pixel for value in axes.transData.transform((point.cost, point.score)))
-        left, right, baseline = x + 5, x + 5 + 0.6 * TAG_SIZE * len(point.tag), y + 3
+        width = 0.6 * TAG_SIZE * len(point.tag)
+        gap = 5 if x + 5 + width <= edge else -5  # negative: the tag ends left of its point
+        left, right, baseline = (x + 5, x + 5 + width, y + 3) if gap > 0 else (x - 5 - width, x - 5, y + 3)
         while any(left < r and l < right and abs(baseline - b) < LINE for l, r, b in placed):
             baseline -= LINE
         placed.append((left, right, baseline))
-        axes.annotate(point.tag, (point.cost, point.score), xytext=(5, baseline - y), textcoords="offset points",
-                      fontsize=TAG_SIZE, color=method_colour(point.method))
+        axes.annotate(point.tag, (point.cost, point.score), xytext=(gap, baseline - y), textcoords="offset points",
+                      fontsize=TAG_SIZE, color=method_colour(point.method), ha="left" if gap > 0 else "right")
 
 
 def legend_beside(axes, **options) -> None:
