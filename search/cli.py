@@ -34,7 +34,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--task", required=True, help="a task, or several separated by commas")
     parser.add_argument("--model", required=True, help="registry name (see `spbench models`), folder or hub id")
     parser.add_argument("--trials", type=int, help="finished trials (complete + pruned) the study should hold")
-    parser.add_argument("--timeout", type=float, help="seconds after which this command starts no trial (those running finish)")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds after which this command starts no trial (those running finish)")
     parser.add_argument("--study", help="study name (default: <tasks>__<model>, plus __<cost> for score,cost)")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite file under results/<study>/)")
     parser.add_argument("--objective", default="score", help="score, or score,COST with COST one of the record's "

@@ -108,7 +108,9 @@ def _score_error(trial: optuna.trial.FrozenTrial) -> float | None:
         return None
     examples = records[0].get("scores", {}).get("validation", {}).get("n")
     metric = records[0].get("task", {}).get("primary_metric")
-    return standard_error(trial.values[0], examples, adjusted=True) if metric in PER_EXAMPLE_MEANS and examples else None
+    if metric not in PER_EXAMPLE_MEANS or not examples:
+        return None
+    return standard_error(trial.values[0], examples, adjusted=True)
 
 
 def _method_of(trial: optuna.trial.FrozenTrial) -> str:
