@@ -181,4 +181,7 @@ def _trial_settings(args) -> TrainSettings:
                          # a budget shorter than the default spacing reports only at its end, as asked
                          eval_every=args.eval_every or EVAL_EVERY,
                          monitor_size=args.eval_size if args.monitor_size is None else args.monitor_size,
-                         eval_size=args.eval_size, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing)
+                         eval_size=args.eval_size, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
+                         # a trial is judged on its final validation score: its untrained state's score (all
+                         # of its validation examples, generated answers for a QA task) would be read by no one
+                         score_initial=False)

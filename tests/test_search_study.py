@@ -56,7 +56,7 @@ def test_search_plots_are_drawn_from_the_trials_and_replaced_whole(tmp_path, mon
     assert names == {"optimization_history.png", "param_importances.png", "score_vs_prompt_length.png",
                      "score_vs_lr.png"}
     # one title, where Optuna puts its own: not two drawn over each other
-    assert titles["param_importances.png"] == ["Hyperparameter importances, from 5 completed trials", ""]
+    assert titles["param_importances.png"] == ["", "Hyperparameter importances\nfrom 5 completed trials"]
     monkeypatch.undo()
     # drawing them again is killed mid-write: the charts drawn before stay whole
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
