@@ -111,7 +111,8 @@ def _shown_value(key: str, value) -> str:
         return key if value else f"no {key}"
     if isinstance(value, str):
         return shortened(value) if key == "init_text" else value
-    return f"{SHORT_NAMES.get(key, key)}={value:g}" if isinstance(value, float) else f"{SHORT_NAMES.get(key, key)}={value}"
+    name = SHORT_NAMES.get(key, key)
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
 
 
 SHORT_NAMES = {"num_virtual_tokens": "tokens", "encoder_hidden_size": "hidden"}

@@ -157,7 +157,7 @@ def _tag_points(axes, chart: ScoreCost) -> None:
         width = 0.6 * TAG_SIZE * len(point.tag)
         gap = 5 if x + 5 + width <= edge else -5  # negative: the tag ends left of its point
         left, right, baseline = (x + 5, x + 5 + width, y + 3) if gap > 0 else (x - 5 - width, x - 5, y + 3)
-        while any(left < r and l < right and abs(baseline - b) < LINE for l, r, b in placed):
+        while any(left < end and start < right and abs(baseline - line) < LINE for start, end, line in placed):
             baseline -= LINE
         placed.append((left, right, baseline))
         axes.annotate(point.tag, (point.cost, point.score), xytext=(gap, baseline - y), textcoords="offset points",
