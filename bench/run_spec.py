@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.device import compute_precision
 from bench.methods import get_method
 from bench.methods.registry import MethodError, settings_without_effect
-from bench.models.registry import MODELS, folder_fingerprint, folder_source
+from bench.models.registry import folder_fingerprint, folder_source, kind_beyond_name
 from bench.names import file_part
 from bench.record import DEFAULT_RESULTS, TRAIN_SETTINGS_ADDED_LATER
 from bench.train import TrainSettings
@@ -72,8 +72,8 @@ class RunSpec:
         if task.version not in (None, 1):  # a card's first version leaves the ids of runs made before versions counted
             settings["task_version"] = task.version
         # one folder loaded as a causal LM and as an encoder is two runs; a named model's own kind, typed, is none
-        if self.model_kind not in (None, getattr(MODELS.get(self.model), "kind", None)):
-            settings["model_kind"] = self.model_kind
+        if (kind := kind_beyond_name(self.model, self.model_kind)) is not None:
+            settings["model_kind"] = kind
         # a GPU's bf16 run is another run than a CPU's fp32 one: a suite on a GPU does not skip it as
         # done; runs on a CPU keep the ids they had before precisions counted
         if (precision := compute_precision()) != "cpu/float32":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bench.config_labels import card_file
+from bench.models.registry import kind_beyond_name
 from bench.results import REFERENCE_METHODS, ResultRow, best_full_ft, comparable_key, model_names, task_names
 from bench.results_table import figure
 from tasks.registry import SHIPPED_CARDS
@@ -210,17 +211,10 @@ def reference_command(verdict: Verdict, results: Path | None) -> str | None:
         return None
     # a shipped card is known by its folder and file on any machine (see card_file), a user's by its path
     shipped = not row.card_path or row.card == card_file(SHIPPED_CARDS / Path(row.card_path).name)
-    return full_ft_command(row.task if shipped else row.card_path, row.model, model_kind=_kind_flag(row),
+    return full_ft_command(row.task if shipped else row.card_path, row.model,
+                           model_kind=kind_beyond_name(row.model, row.model_kind or None),
                            steps=row.steps, batch_size=row.batch_size, eval_size=row.eval_size,
                            train_size=row.train_size, results=results)
-
-
-def _kind_flag(row) -> str | None:
-    """The `--model-kind` a reference run needs: none for a registered model of its usual kind."""
-    from bench.models.registry import MODELS
-
-    usual = MODELS[row.model].kind if row.model in MODELS else None
-    return row.model_kind if row.model_kind and row.model_kind != usual else None
 
 
 def full_ft_command(task: str, model: str, *, model_kind: str | None = None, **flags) -> str:

@@ -41,12 +41,15 @@ def add_parser(sub) -> None:
     parser.set_defaults(handler=run)
 
 
-def _card_name(task: str) -> str:
-    """A --task as its card names itself (a config lists names): a card file's declared name, else the name."""
-    from tasks import load_card
+def _card_name(task: str, tasks_dirs: tuple[str, ...]) -> str:
+    """A --task as its card names itself (a config lists names), a card file's declared name among them;
+    as given where it finds no card (the run then says why)."""
+    from tasks import find_task
 
-    path = Path(task)
-    return load_card(path).name if path.suffix in (".yaml", ".yml") and path.is_file() else task
+    try:
+        return find_task(task, tasks_dirs=tasks_dirs).name
+    except (ValueError, OSError):  # TaskCardError and UnknownTask are ValueErrors
+        return task
 
 
 def run(args) -> int:
@@ -73,11 +76,13 @@ def _run_spec(args):
     from bench.train.config import watching_no_more_than_scored
 
     config = read_config(args.config) if args.config else {}
+    # the config's card folders, then the command's, which win where both hold a name
+    tasks_dirs = (*config.get("tasks_dirs", []), *args.tasks_dir)
     task = args.task or (config.get("tasks") or [None])[0]
     if not args.task and len(config.get("tasks") or []) > 1:
         print(f"{args.config} holds {len(config['tasks'])} tasks ({', '.join(config['tasks'])}): running {task}; "
               "add --task to run another")
-    elif args.task and config.get("tasks") and _card_name(args.task) not in config["tasks"]:
+    elif args.task and config.get("tasks") and _card_name(args.task, tasks_dirs) not in config["tasks"]:
         print(f"{args.config} was chosen on {', '.join(config['tasks'])}; running it on {args.task}, a task it was "
               "not chosen on")
     model, method_name = args.model or config.get("model"), args.method or config.get("method")
@@ -103,8 +108,7 @@ def _run_spec(args):
             raise type(err)(f"--config {args.config}: {err}") from None
         raise
     return RunSpec(task=task, model=model, method=method_name, method_settings=method_values,
-                   # the config's card folders, then the command's, which win where both hold a name
-                   train=train, tasks_dirs=(*config.get("tasks_dirs", []), *args.tasks_dir),
+                   train=train, tasks_dirs=tasks_dirs,
                    results_dir=args.results, model_kind=args.model_kind, progress=not args.quiet)
 
 

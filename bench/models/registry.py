@@ -181,6 +181,12 @@ def folder_fingerprint(folder: str) -> str:
     return f"folder:{digest.hexdigest()[:12]}"
 
 
+def kind_beyond_name(model: str, kind: str | None) -> str | None:
+    """`kind` where it says more than the model's name: None for none given, or for a registered
+    model's own kind (a run id and a suggested command leave that out alike)."""
+    return kind if kind is not None and kind != getattr(MODELS.get(model), "kind", None) else None
+
+
 def resolve_model(name: str, *, kind: str | None = None) -> ResolvedModel:
     """A registry name, a local checkpoint folder or a hub id -> where to load it and its kind."""
     if kind is not None and kind not in KINDS:
