@@ -120,22 +120,21 @@ SHORT_NAMES = {"num_virtual_tokens": "tokens", "encoder_hidden_size": "hidden"}
 SCORE_NEUTRAL = {"gradient_checkpointing"}
 
 
-def point_tags(rows: list[ResultRow]) -> dict[int, str]:
-    """For each row (by index) whose method has other rows here, the method and training settings in
-    which its method's rows differ: a chart's legend names methods, and two P-tuning points need "mlp"
-    and "lstm" beside them to be told apart."""
+def point_tags(rows: list[ResultRow]) -> list[str]:
+    """For each row, the method and training settings in which its method's rows here differ ("" for a
+    method's only row): a chart's legend names methods, and two P-tuning points need "mlp" and "lstm"
+    beside them to be told apart."""
     by_method: dict[str, list[int]] = defaultdict(list)
     for index, row in enumerate(rows):
         by_method[row.method].append(index)
-    tags = {}
+    tags = [""] * len(rows)
     for indices in by_method.values():
         settings = [{k: v for k, v in {**rows[i].settings, **rows[i].train}.items()
                      if v is not None and k not in SCORE_NEUTRAL} for i in indices]
         keys = sorted({k for s in settings for k in s})
         differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str) for s in settings}) > 1]
         for index, setting in zip(indices, settings):
-            if differing:
-                tags[index] = ", ".join(_shown_value(k, setting[k]) for k in differing if k in setting)
+            tags[index] = ", ".join(_shown_value(k, setting[k]) for k in differing if k in setting)
     return tags
 
 
@@ -153,8 +152,7 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
         usual = _usual(group)
         comparable = [r for r in group if comparable_key(r) == usual]
         measured = [r for r in comparable if math.isfinite(getattr(r, axis))]
-        tags = point_tags(measured)
-        points = [_point(r, axis, tags.get(i, "")) for i, r in enumerate(measured)]
+        points = [_point(r, axis, tag) for r, tag in zip(measured, point_tags(measured))]
         references = {}
         for method in REFERENCE_METHODS:
             candidates = [r for r in comparable if r.method == method]

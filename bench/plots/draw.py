@@ -127,7 +127,9 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
                    f"({_error_note((p.error for p in chart.points), [chart.metric])})", fontsize=10)
     legend_beside(axes, fontsize=7)
-    figure.tight_layout()  # the axes at their final size: tags are placed where they will be drawn
+    # the axes at their final size and limits (the layout settles autoscaled ones): tags are placed
+    # where they will be drawn
+    figure.tight_layout()
     _tag_points(axes, chart)
     name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
     return _save(figure, folder, name)
@@ -148,7 +150,6 @@ def _tag_points(axes, chart: ScoreCost) -> None:
     tagged = [p for p in chart.points if p.tag]
     if len(tagged) > MOST_TAGS:
         tagged = [p for p in tagged if p in chart.pareto]
-    axes.get_xlim(), axes.get_ylim()  # matplotlib settles autoscaled limits only when asked
     points_per_pixel = 72 / axes.figure.dpi
     edge = axes.get_window_extent().x1 * points_per_pixel
     placed: list[tuple[float, float, float]] = []  # each tag's left, right and baseline, in points
