@@ -420,7 +420,7 @@ def test_a_newline_ends_an_answer_only_once_it_has_begun(monkeypatch):
     from bench.modeling import causal
 
     NL, EOS, PAD, A, B = 1, 2, 0, 5, 6
-    scripts = [[NL, A, NL, B, B, B], [A, EOS, B, B, B, B], [NL, NL, B, B, NL, B], [A, B, B, B, B, B]]  # one spare step
+    scripts = [[NL, A, NL, B, B], [A, EOS, B, B, B], [NL, NL, B, B, NL], [A, B, B, B, B]]
     step = {"n": 0}
 
     def logits() -> torch.Tensor:
@@ -441,6 +441,7 @@ def test_a_newline_ends_an_answer_only_once_it_has_begun(monkeypatch):
     out = causal.greedy_generate(None, ids, torch.ones_like(ids), max_new_tokens=5, eos_token_ids=[EOS],
                                  pad_token_id=PAD, line_end_ids=[NL])
     assert out.tolist() == [[NL, A, NL, PAD, PAD], [A, EOS, PAD, PAD, PAD], [NL, NL, B, B, NL], [A, B, B, B, B]]
+    assert step["n"] == 5  # one forward a generated token: none after the last, whose token would be dropped
 
 
 def test_an_answer_is_its_first_line_and_ends_at_any_line_break_or_end_of_turn_token(tiny_models, tiny_tasks):

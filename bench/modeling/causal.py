@@ -90,14 +90,14 @@ def greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     finished = torch.zeros(input_ids.size(0), dtype=torch.bool, device=input_ids.device)
     started = torch.zeros_like(finished)
     generated = []
-    for _ in range(max_new_tokens):
+    while True:
         next_token = output.logits[:, -1].argmax(dim=-1)
         next_token = torch.where(finished, torch.full_like(next_token, pad_token_id), next_token)
         generated.append(next_token)
         line_end = torch.isin(next_token, line_ends)
         finished |= torch.isin(next_token, eos) | (line_end & started)
         started |= ~line_end
-        if finished.all():
+        if finished.all() or len(generated) == max_new_tokens:  # no forward whose token would be dropped
             break
         mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)
         position = position + 1
