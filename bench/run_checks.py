@@ -73,7 +73,8 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
     limit = base.context_length
     answer, answer_terms = _answer_positions(base, task.card)
     if limit is not None and num_virtual + task.card.max_input_tokens + answer > limit:
-        fewer = "fewer virtual tokens, or " if num_virtual else ""
+        room = limit - task.card.max_input_tokens - answer  # none where the card alone fills the context
+        fewer = f"at most {room} virtual tokens, or " if num_virtual and room >= 1 else ""
         generates = base.kind == "causal" and not task.card.is_classification
         smaller = "max_input_tokens or max_new_tokens" if generates else "max_input_tokens"
         card = (f"a card that includes {task.name!r} with a smaller {smaller}" if is_shipped(task.card.path)

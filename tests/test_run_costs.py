@@ -141,10 +141,14 @@ def test_too_long_inputs_name_every_term():
     task = SimpleNamespace(card=card, name="t")
     _check_fits(base, task, 16)  # 16 + 40 + 8 = 64 fits exactly
     with pytest.raises(MethodError, match="20 virtual tokens [+] 40 input tokens [+] 8 new tokens exceed the 64 "
-                                          "positions of model 'tiny'; use fewer virtual tokens, or a card that "
-                                          "includes 't' with a smaller max_input_tokens or "
+                                          "positions of model 'tiny'; use at most 16 virtual tokens, or a card "
+                                          "that includes 't' with a smaller max_input_tokens or "
                                           "max_new_tokens"):
         _check_fits(base, task, 20)
+    card.max_input_tokens = 60  # 60 + 8 leave no position for a virtual token: only the card can give
+    with pytest.raises(MethodError, match="positions of model 'tiny'; use a card that includes 't'"):
+        _check_fits(base, task, 20)
+    card.max_input_tokens = 40
     # a classification answer is its longest label word, not max_new_tokens; without virtual tokens,
     # only the card's input length can give
     card = SimpleNamespace(is_classification=True, kind="classification", max_input_tokens=62, max_new_tokens=8,
