@@ -174,10 +174,10 @@ def _learned_nothing(row: ResultRow) -> str | None:
     if row.commonest_class is None:
         return None
     error = row.score_error
-    if error is not None and row.score - row.commonest_class < NOISE_SE * error:
-        verb = "is not told apart from"
-    elif row.score <= row.commonest_class:  # no error to judge by (a correlation, say): the plain comparison
+    if row.score <= row.commonest_class:  # at or below it, whether or not the gap is noise
         verb = "scores no better than"
+    elif error is not None and row.score - row.commonest_class < NOISE_SE * error:
+        verb = "is not told apart from"
     else:
         return None
     return f"{verb} answering every example with the commonest class of those scored ({row.commonest_class:.3f})"

@@ -204,7 +204,8 @@ def test_a_reference_that_learned_nothing_is_called_so_and_differing_budgets_are
     text = verdict_text(verdict, split="test")
     assert ("Full fine-tuning is not told apart from answering every example with the commonest class of those "
             "scored (0.790): it may not have learned at this budget, and the comparison says little.") in text
-    assert ("The prompt config is not told apart from answering every example with the commonest class of those "
+    # 0.760 against 0.790: below it, which says more than that the gap is noise
+    assert ("The prompt config scores no better than answering every example with the commonest class of those "
             "scored (0.790).") in text
     assert "The budgets differ: it trained 50 steps of 16 examples, full fine-tuning 20 of 16." in text
     for record in records:
