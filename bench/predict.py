@@ -25,6 +25,12 @@ from tasks.template import NullFieldError, fill_template, template_fields
 if TYPE_CHECKING:
     from tasks import Example
 
+DESCRIPTION = """Answer new inputs with a trained prompt: the adapter of a run or of a search's
+winner, on the model it was trained with. Reads one input a line (plain text,
+or JSON objects where the template has several fields) and writes a JSON line
+for each: the input's fields and the prediction, with each class's probability
+for a classification task."""
+
 EXAMPLES = """examples:
   echo "A gorgeous, witty, seductive movie." | spbench predict results/sst2__minilm-l6/
   spbench predict results/<run_id>/ --input questions.jsonl > answers.jsonl
@@ -41,7 +47,7 @@ def _positive(text: str) -> int:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("predict", help="answer new inputs with a trained prompt (a run's or a search's best)",
-                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a run folder (record.json + adapter/), a search's folder "
                         "(best.yaml + best_adapter/) or one of its best_adapter/<task> folders")
     parser.add_argument("--input", type=Path, help="JSON Lines of rows with the template's fields, or plain text "

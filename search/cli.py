@@ -20,6 +20,12 @@ from search.request import EVAL_EVERY, SearchRequest, search_request
 if TYPE_CHECKING:
     from search.strategy import Strategy
 
+DESCRIPTION = """Search a space of prompt configs for the best validation score (or score
+against a cost) of a model on a task, or on several. Each trial is a run with
+its record; the same command resumes the study. The winner's best.yaml and
+adapter, a table of the trials and charts go to --results/<study>/, and the
+winner's test score is measured once, at the end."""
+
 EXAMPLES = """examples:
   spbench search --task sst2 --model minilm-l6 --trials 30
   spbench search --task sst2,rte,boolq --model smollm2-135m --trials 40 --study multi
@@ -30,7 +36,7 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("search", help="Optuna search over prompt configs (resumable, multi-worker)",
-                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help="a task, or several separated by commas")
     parser.add_argument("--model", required=True, help="registry name (see `spbench models`), folder or hub id")
     parser.add_argument("--trials", type=int, help="finished trials (complete + pruned) the study should hold")

@@ -8,6 +8,11 @@ from pathlib import Path
 
 from bench.record import DEFAULT_RESULTS
 
+DESCRIPTION = """Train one configuration (a task, a model, a method and its settings, or a
+search's best.yaml) and score it on validation and test. The run record and the
+adapter go to a folder named by the run's id under --results; the same
+configuration run again trains again and replaces them."""
+
 EXAMPLES = """examples:
   spbench run --task sst2 --model minilm-l6 --method prompt_tuning --set num_virtual_tokens=20 --set lr=0.03 --steps 200
   spbench run --task squad_v1 --model smollm2-135m --method prompt_tuning --set init=text \\
@@ -18,7 +23,7 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("run", help="train and evaluate one configuration",
-                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="a YAML config (e.g. a search's best.yaml); flags override it")
     parser.add_argument("--task", help="task name (see `spbench tasks`) or a card path")
     parser.add_argument("--model", help="registry name (see `spbench models`), folder or hub id")

@@ -8,6 +8,11 @@ import re
 import time
 from pathlib import Path
 
+DESCRIPTION = """Run every configuration a suite lists, each as `spbench run` would. Runs whose
+record exists are skipped, so the same command resumes; a failed run is
+recorded with its reason and the suite goes on. With --storage, machines
+running the same command share the runs out."""
+
 EXAMPLES = """examples:
   spbench bench --suite quick
   spbench bench --suite my_suite.yaml --results results/mine"""
@@ -15,7 +20,7 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("bench", help="run a suite of tasks x models x methods x seeds (resumable)",
-                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True, help="a shipped suite (smoke | quick | standard | full, or the "
                         "search_table_* grids: bench/suites/), or a suite YAML file")
     parser.add_argument("--results", type=Path, help="where records go (default results/<the suite's name>)")

@@ -8,6 +8,10 @@ from pathlib import Path
 from bench.commands.task_card_validation import validate
 from tasks import TaskCardError
 
+DESCRIPTION = """List the task cards (the shipped ones and those of --tasks-dir), show one with
+a rendered example of each split, or check a card file and every row of its
+data."""
+
 EXAMPLES = """examples:
   spbench tasks
   spbench tasks show sst2
@@ -16,7 +20,7 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("tasks", help="list task cards; `tasks show NAME`; `tasks validate PATH`",
-                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", nargs="?", choices=("list", "show", "validate"), default="list",
                         help="list the task cards (default), show one with an example a split, or validate a card "
                              "file and every row of its data")
