@@ -47,7 +47,8 @@ def _positive(text: str) -> int:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("predict", help="answer new inputs with a trained prompt (a run's or a search's best)",
-                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="a run folder (record.json + adapter/), a search's folder "
                         "(best.yaml + best_adapter/) or one of its best_adapter/<task> folders")
     parser.add_argument("--input", type=Path, help="JSON Lines of rows with the template's fields, or plain text "

@@ -36,7 +36,8 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("search", help="Optuna search over prompt configs (resumable, multi-worker)",
-                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, help="a task, or several separated by commas")
     parser.add_argument("--model", required=True, help="registry name (see `spbench models`), folder or hub id")
     parser.add_argument("--trials", type=int, help="finished trials (complete + pruned) the study should hold")

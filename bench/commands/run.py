@@ -23,7 +23,8 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("run", help="train and evaluate one configuration",
-                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="a YAML config (e.g. a search's best.yaml); flags override it")
     parser.add_argument("--task", help="task name (see `spbench tasks`) or a card path")
     parser.add_argument("--model", help="registry name (see `spbench models`), folder or hub id")

@@ -20,7 +20,8 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("bench", help="run a suite of tasks x models x methods x seeds (resumable)",
-                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", required=True, help="a shipped suite (smoke | quick | standard | full, or the "
                         "search_table_* grids: bench/suites/), or a suite YAML file")
     parser.add_argument("--results", type=Path, help="where records go (default results/<the suite's name>)")

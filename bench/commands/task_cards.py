@@ -20,7 +20,8 @@ EXAMPLES = """examples:
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("tasks", help="list task cards; `tasks show NAME`; `tasks validate PATH`",
-                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=DESCRIPTION, epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", nargs="?", choices=("list", "show", "validate"), default="list",
                         help="list the task cards (default), show one with an example a split, or validate a card "
                              "file and every row of its data")
