@@ -755,6 +755,9 @@ def test_the_error_bars_say_what_they_are_for_the_metrics_drawn():
     assert draw._error_note([0.02], ["mcc"]) == "error bars: ±1 standard error of the mean over seeds"
     assert "where the metric is a mean over them" in draw._error_note([0.02, None], ["accuracy", "macro_f1"])
     assert draw._error_note([None], ["accuracy"]) == "no error bars: no standard error known"
+    # the relative chart's bars are a ratio's error, wider than the report's paired one: said so
+    assert draw._error_note([0.02], ["accuracy"], of=draw.RATIO_ERROR).startswith(
+        "error bars: ±1 standard error of the ratio (from both scores' errors, unpaired), of the scored examples")
 
 
 def test_init_panels_of_one_metric_share_an_axis_that_stops_near_its_maximum(tmp_path):
@@ -796,3 +799,45 @@ def test_tags_of_points_close_together_are_drawn_a_line_apart_and_inside_the_axe
     assert drawn["random"].xyann == (5, 3) and drawn["random"].get_ha() == "left"
     # the rightmost point's tag would cross the axes' edge: it ends left of its point
     assert drawn["lstm"].xyann[0] < 0 and drawn["lstm"].get_ha() == "right"
+
+
+def test_points_at_nearly_one_cost_are_set_side_by_side_and_the_front_s_points_are_filled(tmp_path, monkeypatch):
+    """LoRA and prefix tuning at one FLOP count drew one marker over the other and one error bar: points
+    within NEAR of the axis's span are moved a few points apart, centred where they are, in legend order."""
+    import matplotlib.colors
+    import matplotlib.figure
+
+    points = [data.Point("pt_a", "prompt_tuning", 1.00e12, 0.70, 0.03, "class_labels"),
+              data.Point("lora", "lora", 1.002e12, 0.735, 0.03),
+              data.Point("prefix", "prefix_tuning", 1.005e12, 0.735, 0.03),
+              data.Point("full", "full_ft", 1.5e12, 0.745, 0.03),
+              data.Point("pt_b", "prompt_tuning", 1.7e12, 0.69, 0.03, "sampled_vocab")]
+    dodges = draw._dodges(points, log=False)
+    assert set(dodges) == set(points[:3])  # full fine-tuning and the last stand alone
+    assert [dodges[p].offset for p in points[:3]] == [draw.DODGE, -draw.DODGE, 0.0]  # lora, prefix, prompt
+    assert {dodges[p].reach for p in points[:3]} == {draw.DODGE}
+    assert draw._dodges(points[:1], log=False) == {} and draw._dodges([points[0], points[3]], log=True) == {}
+    # on a log axis nearness is a ratio: 1e4 and 1.1e4 are near beside 1e7, not beside 2e4
+    wide = [data.Point("a", "lora", 1e4, 0.5, None), data.Point("b", "p_tuning", 1.1e4, 0.5, None),
+            data.Point("c", "full_ft", 1e7, 0.5, None)]
+    assert set(draw._dodges(wide, log=True)) == set(wide[:2])
+    assert draw._dodges([*wide[:2], data.Point("c", "full_ft", 2e4, 0.5, None)], log=True) == {}
+
+    chart = data.ScoreCost("t", "m", "accuracy", "train_flops", points, data.pareto_front(points), {})
+    drawn, savefig = {}, matplotlib.figure.Figure.savefig
+
+    def keep(figure, path, **options):
+        axes = figure.axes[0]
+        drawn.update(tags={text.get_text(): text for text in axes.texts}, xlabel=axes.get_xlabel(),
+                     markers=[line for line in axes.lines if line.get_marker() not in (None, "None", "_")])
+        return savefig(figure, path, **options)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    draw.draw_score_cost(chart, tmp_path)
+    assert "points at nearly one cost are set side by side" in drawn["xlabel"]
+    # the class-label point's tag goes past its group's outermost marker, not over its neighbour
+    assert drawn["tags"]["class_labels"].xyann[0] == pytest.approx(draw.DODGE + 5)
+    filled = {(line.get_xdata()[0], line.get_ydata()[0]): matplotlib.colors.to_rgba(line.get_markerfacecolor())[3] > 0
+              for line in drawn["markers"] if len(line.get_xdata())}
+    front = {(p.cost, p.score) for p in chart.pareto}
+    assert front and all(filled[xy] == (xy in front) for xy in filled)

@@ -5,21 +5,24 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import textwrap
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
 # the same data draw the same SVG: fixed element ids and no creation date (committed plots diff cleanly)
 matplotlib.rcParams["svg.hashsalt"] = "softprompt-bench"
 SAVE_OPTIONS = {".png": {}, ".svg": {"metadata": {"Date": None}}}
 
 from bench.names import file_part  # noqa: E402
-from bench.plots.data import COST_AXES, InitComparison, LengthCurve, RelativeScores, ScoreCost  # noqa: E402
+from bench.plots.data import COST_AXES, InitComparison, LengthCurve, Point, RelativeScores, ScoreCost  # noqa: E402
 from tasks.metrics import METRICS, PER_EXAMPLE_MEANS  # noqa: E402
 
 METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
@@ -82,16 +85,23 @@ def _error_bars(errors) -> list[float]:
     return [float("nan") if error is None else error for error in errors]
 
 
-def _error_note(errors, metrics) -> str:
-    """What the error bars are, where there are any, for scores of `metrics` (see data.score_error)."""
+def _error_note(errors, metrics, *, of: str = "") -> str:
+    """What the error bars are, where there are any, for scores of `metrics` (see data.score_error);
+    `of`: what the error is of, where not the score itself."""
     if not any(error is not None for error in errors):
         return "no error bars: no standard error known"
     per_example = {metric in PER_EXAMPLE_MEANS for metric in metrics}
     if per_example == {True}:
-        return "error bars: ±1 standard error, of the scored examples and, where several, the seeds"
+        return f"error bars: ±1 standard error{of}, of the scored examples and, where several, the seeds"
     if per_example == {False}:  # macro-F1, a correlation: no error from the examples is known
-        return "error bars: ±1 standard error of the mean over seeds"
-    return "error bars: ±1 standard error, of the scored examples where the metric is a mean over them, and the seeds"
+        return f"error bars: ±1 standard error{of or ' of the mean'} over seeds"
+    return (f"error bars: ±1 standard error{of}, of the scored examples where the metric is a mean over them, and "
+            "the seeds")
+
+
+# the relative chart's error is of a ratio, from both scores' errors as if independent (data._ratio_error):
+# wider than the paired error the report's answer gives for the same two configs
+RATIO_ERROR = " of the ratio (from both scores' errors, unpaired)"
 
 
 def spans_decades(values) -> bool:
@@ -101,20 +111,27 @@ def spans_decades(values) -> bool:
 
 
 def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name: str | None = None) -> list[Path]:
-    """Score against one cost, a colour per method, the Pareto front and the reference lines; saved as
-    `name`, by default the cost's and the task's."""
+    """Score against one cost, a colour and a shape per method, the Pareto front (its points filled)
+    and the reference lines; saved as `name`, by default the cost's and the task's."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    log = spans_decades([p.cost for p in chart.points])
+    dodges = _dodges(chart.points, log=log)
     for method in sorted({p.method for p in chart.points}):
-        points = [p for p in chart.points if p.method == method]
-        # a shape per method too: points of two methods at one cost and score both show
-        axes.errorbar([p.cost for p in points], [p.score for p in points], yerr=_error_bars(p.error for p in points),
-                      fmt=method_marker(method), color=method_colour(method), label=method, capsize=3, alpha=0.75,
-                      markerfacecolor="none", markeredgewidth=1.5)
+        style = {"fmt": method_marker(method), "color": method_colour(method), "capsize": 3, "alpha": 0.75,
+                 "markeredgewidth": 1.5}
+        axes.errorbar([], [], yerr=[], label=method, markerfacecolor="none", **style)  # the legend's entry
+        for point in (p for p in chart.points if p.method == method):  # one at a time: each its own offset
+            drawn = axes.errorbar([point.cost], [point.score], yerr=_error_bars([point.error]),
+                                  markerfacecolor=style["color"] if point in chart.pareto else "none", **style)
+            if point in dodges:  # moved once drawn: the axes' limits take in the point where its cost is
+                shift = offset_copy(axes.transData, figure, x=dodges[point].offset, units="points")
+                for artist in drawn.get_children():
+                    artist.set_transform(shift)
     front = chart.pareto
     if len(front) > 1:  # the best score reachable at each cost: flat until the next point of the front
         axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, drawstyle="steps-post",
-                  label="Pareto front (of the mean scores)")
-    if spans_decades([p.cost for p in chart.points]):
+                  label="Pareto front (of the mean scores; its points filled)")
+    if log:
         axes.set_xscale("log")
     else:  # 1.5G, not 1.5 beside a "1e9" that the axis label runs into
         axes.xaxis.set_major_formatter(EngFormatter(sep=""))
@@ -122,7 +139,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
         axes.axhline(point.score, color=method_colour(method), ls=":", lw=1,
                      label=f"{method}'s score ({point.score:.3f})")
     cost = COST_AXES.get(chart.axis, chart.axis)  # a search's study from before it named its cost: "cost"
-    axes.set_xlabel(cost)
+    axes.set_xlabel(cost + ("\n(points at nearly one cost are set side by side)" if dodges else ""))
     axes.set_ylabel(f"{chart.metric} ({split})")
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
                    f"({_error_note((p.error for p in chart.points), [chart.metric])})", fontsize=10)
@@ -130,9 +147,41 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     # the axes at their final size and limits (the layout settles autoscaled ones): tags are placed
     # where they will be drawn
     figure.tight_layout()
-    _tag_points(axes, chart)
+    _tag_points(axes, chart, dodges)
     name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
     return _save(figure, folder, name)
+
+
+DODGE = 7.0  # points between the centres of points set side by side: markers and error bars clear of each other
+NEAR = 0.02  # of the cost axis's span: closer than this, two points' error bars would draw over each other
+
+
+class Dodge(NamedTuple):
+    offset: float  # points right (negative: left) of where its cost puts it
+    reach: float  # half its group's width, in points: its tag goes past the group's outermost marker
+
+
+def _dodges(points: list[Point], *, log: bool) -> dict[Point, Dodge]:
+    """Horizontal offsets for points at nearly one cost (LoRA and prefix tuning at one FLOP count, two
+    inits at one parameter count), centred where they are, in legend order: otherwise one marker hides
+    another and their error bars merge into one. Points alone are not moved."""
+    position = (lambda p: math.log10(p.cost)) if log else (lambda p: p.cost)
+    placed = sorted((p for p in points if p.cost > 0 or not log), key=position)
+    if len(placed) < 2:
+        return {}
+    near = NEAR * (position(placed[-1]) - position(placed[0]))
+    groups: list[list[Point]] = [[placed[0]]]
+    for point in placed[1:]:
+        if position(point) - position(groups[-1][-1]) <= near:
+            groups[-1].append(point)
+        else:
+            groups.append([point])
+    dodges = {}
+    for group in (g for g in groups if len(g) > 1):
+        reach = (len(group) - 1) / 2 * DODGE
+        for k, point in enumerate(sorted(group, key=lambda p: (p.method, p.label))):
+            dodges[point] = Dodge(k * DODGE - reach, reach)
+    return dodges
 
 
 # beyond this many tagged points, only those on the Pareto front are tagged: the rest would cover each other
@@ -143,10 +192,11 @@ TAG_SIZE = 6.5  # points
 LINE = TAG_SIZE + 2.5  # a tag's height with room between lines, in points
 
 
-def _tag_points(axes, chart: ScoreCost) -> None:
-    """Each point's tag (what tells it from its method's other points) right of it, or left where it
-    would cross the axes' edge, in its method's colour; a tag that would land on one placed before it
-    moves down a line, so points at one cost and close scores stay readable."""
+def _tag_points(axes, chart: ScoreCost, dodges: dict[Point, Dodge]) -> None:
+    """Each point's tag (what tells it from its method's other points) right of it (of its group, where
+    points are set side by side), or left where it would cross the axes' edge, in its method's colour;
+    a tag that would land on one placed before it moves down a line, so points at one cost and close
+    scores stay readable."""
     tagged = [p for p in chart.points if p.tag]
     if len(tagged) > MOST_TAGS:
         tagged = [p for p in tagged if p in chart.pareto]
@@ -154,14 +204,16 @@ def _tag_points(axes, chart: ScoreCost) -> None:
     edge = axes.get_window_extent().x1 * points_per_pixel
     placed: list[tuple[float, float, float]] = []  # each tag's left, right and baseline, in points
     for point in sorted(tagged, key=lambda p: -p.score):
+        reach = dodges[point].reach if point in dodges else 0.0
         x, y = (value * points_per_pixel for value in axes.transData.transform((point.cost, point.score)))
         width = 0.6 * TAG_SIZE * len(point.tag)
-        gap = 5 if x + 5 + width <= edge else -5  # negative: the tag ends left of its point
-        left, right, baseline = (x + 5, x + 5 + width, y + 3) if gap > 0 else (x - 5 - width, x - 5, y + 3)
+        gap = reach + 5 if x + reach + 5 + width <= edge else -reach - 5  # negative: the tag ends left of it
+        left, right, baseline = (x + gap, x + gap + width, y + 3) if gap > 0 else (x + gap - width, x + gap, y + 3)
         while any(left < end and start < right and abs(baseline - line) < LINE for start, end, line in placed):
             baseline -= LINE
         placed.append((left, right, baseline))
-        axes.annotate(point.tag, (point.cost, point.score), xytext=(gap, baseline - y), textcoords="offset points",
+        axes.annotate(point.tag, (point.cost, point.score), xytext=(gap, baseline - y),
+                      textcoords="offset points",
                       fontsize=TAG_SIZE, color=method_colour(point.method), ha="left" if gap > 0 else "right")
 
 
@@ -203,7 +255,8 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
     axes.set_ylabel(f"{split} score / full fine-tuning's")
     axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning\n"
-                   f"({_error_note(errors_drawn, data.metrics.values())})", fontsize=10)
+                   + textwrap.fill(f"({_error_note(errors_drawn, data.metrics.values(), of=RATIO_ERROR)})", 90),
+                   fontsize=10)
     legend_beside(axes, fontsize=7)
     notes = chosen and ["configurations:", *chosen]
     if data.without_reference:  # a task left out silently would read as one never run
