@@ -183,10 +183,19 @@ def _learned_nothing(row: ResultRow) -> str | None:
     return f"{verb} answering every example with the commonest class of those scored ({row.commonest_class:.3f})"
 
 
+def _encoder_not_saved(row: ResultRow) -> bool:
+    """P-tuning's prompt encoder and prefix tuning's projection train the prompt and are not saved
+    (PEFT saves the prompt they compute): its artifact is far smaller than its trainable parameters."""
+    return row.method == "p_tuning" or (row.method == "prefix_tuning" and bool(row.settings.get("prefix_projection")))
+
+
 def _costs(verdict: Verdict) -> list[str]:
     prompt, reference = verdict.prompt, verdict.full_ft
-    costs = [f"{figure(prompt.trainable_params, ',.0f')} trainable parameters ({prompt.trainable_pct:.3f}% of "
-             "the model)"] if math.isfinite(prompt.trainable_params) and math.isfinite(prompt.trainable_pct) else []
+    costs = []
+    if math.isfinite(prompt.trainable_params) and math.isfinite(prompt.trainable_pct):
+        encoder = ", its prompt encoder among them, not saved" if _encoder_not_saved(prompt) else ""
+        costs.append(f"{figure(prompt.trainable_params, ',.0f')} trainable parameters ({prompt.trainable_pct:.3f}% of "
+                     f"the model{encoder})")
     against = [f"{ratio:.2f}× the {name}" for cost, name in COST_WORDS.items()
                if (ratio := verdict.cost_ratio(cost)) is not None]
     if math.isfinite(prompt.artifact_bytes) and math.isfinite(reference.artifact_bytes):

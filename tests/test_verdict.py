@@ -52,6 +52,13 @@ def test_the_prompt_config_is_chosen_on_validation_and_its_costs_are_over_full_f
     assert "0.50× the training time, 0.50× the training FLOPs, 0.50× the peak memory" in text
     assert "a 4 KiB artifact against 1,024 KiB" in text and "1.10× the base model's inference latency" in text
     assert "LoRA's best scores 0.790 (0.988×)" in text
+    # P-tuning's encoder trains the prompt and is left out of its artifact: its parameters say so
+    assert "It costs 100 trainable parameters (1.000% of the model, its prompt encoder among them, not saved)" in text
+    records = suite_records()
+    records[3]["method"]["name"] = "prompt_tuning"  # a prompt saved as trained
+    assert "(1.000% of the model);" in verdict_text(verdicts(aggregate(records))[0], split="test")
+    records[3]["method"].update(name="prefix_tuning", settings={"prefix_projection": True})  # its projection: not saved
+    assert "among them, not saved)" in verdict_text(verdicts(aggregate(records))[0], split="test")
 
 
 def with_each(record, split_scores, examples="same 200"):
