@@ -11,7 +11,7 @@ from bench.plots.render import render_all
 from bench.record import RunRecord, write_text_atomic
 from bench.record_folder import load_records
 from bench.results import ResultRow, aggregate, reruns_left_out, task_names, unscored
-from bench.results_table import csv_name, figure, split_name, spread, write_csv
+from bench.results_table import SE_RULE, csv_name, figure, split_name, spread, write_csv
 from bench.verdict import STUDY_VIEW_NOTE, reference_command, verdict_text, verdicts
 from tasks.notices import counted, skipped_inputs_kept
 
@@ -119,8 +119,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     lines += ["Columns: *SE* is the score's standard error from the examples scored alone (binomial, with "
               "Agresti–Coull's two successes and two failures added, so a perfect score on a few examples claims "
               "some; for F1 and ROUGE, about an upper bound; – for a metric that is no mean over examples): as a "
-              "rough guide, two scores less than about 3 SE apart (2 standard errors of their difference) may "
-              "differ by the examples drawn alone, and "
+              f"rough guide, {SE_RULE}, and "
               "seeds add a spread of their own (±); "
               "time, memory and latency, measured anew by each seed, show their ± over seeds too; "
               "*vs full FT* is the score over that of the full fine-tuning run of the same task, model, "

@@ -36,6 +36,10 @@ def write_csv(rows: list[ResultRow], path: Path) -> Path:
 
 
 COUNTS = ("trainable_params", "train_flops", "peak_memory_bytes", "artifact_bytes")
+# how to read the SE column, in the terminal and the report alike: 3 SE is 2 standard errors of the
+# difference of two scores with that error each (√2 · 2 ≈ 2.8)
+SE_RULE = ("two scores less than about 3 SE apart, that is within 2 standard errors of their difference, may differ "
+           "by the examples drawn alone")
 
 
 def _csv_value(field: str, value):

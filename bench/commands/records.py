@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
 
 def results(args) -> int:
     from bench.results import aggregate, reruns_left_out, unscored
-    from bench.results_table import csv_name, format_table, write_csv
+    from bench.results_table import SE_RULE, csv_name, format_table, write_csv
 
     records, failures, split, _ = chosen_records(args)
     rows = aggregate(records, split=split)
@@ -44,8 +44,7 @@ def results(args) -> int:
     if rows:
         metrics = ", ".join(sorted({f"{row.task} {row.metric}" for row in rows}))
         print(f"\nscore: each task's primary metric on the {split} split ({metrics}), mean ± std over seeds; "
-              "SE: its standard error from the examples scored (a rough guide: scores less than about 3 SE apart, "
-              "2 standard errors of their difference, may differ by the examples drawn alone); vs FT: over full "
+              f"SE: its standard error from the examples scored (a rough guide: {SE_RULE}); vs FT: over full "
               "fine-tuning's; vs 0-shot: % change from the base model's zero-shot score")
     _print_answers(rows, split, args)
     if left_out := unscored(records, split):
