@@ -18,7 +18,7 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from bench.plots.data import COST_UNITS, Point, ScoreCost  # noqa: E402
 from bench.plots.data import pareto_front as front_of_points  # noqa: E402  (search.winner's takes a study)
-from bench.plots.draw import draw_score_cost, legend_beside, method_colour, save_atomic  # noqa: E402
+from bench.plots.draw import draw_score_cost, legend_beside, method_colour, method_name, save_atomic  # noqa: E402
 from bench.shared_suite import SEARCH_RECORDS_ATTR  # noqa: E402
 from search.repeats import CONFIG_ATTR, trained_trials  # noqa: E402
 from search.study import DEFINITION_ATTR, REFERENCES_ATTR, score_label  # noqa: E402
@@ -133,8 +133,8 @@ def _scatter(study: optuna.Study, param: str, xlabel: str, folder: Path, name: s
     figure, axes = plt.subplots(figsize=(7, 4))
     for method, points in sorted(by_method.items()):
         if points:
-            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method, color=method_colour(method),
-                         alpha=0.6)  # trials at one value stay visible behind each other
+            axes.scatter([p[0] for p in points], [p[1] for p in points], label=method_name(method),
+                         color=method_colour(method), alpha=0.6)  # trials at one value stay visible behind each other
     # within a decade a log axis has one labelled tick at most, and its minor labels run together: linear
     log_axis = log and _decades(by_method) >= 1
     if log_axis:

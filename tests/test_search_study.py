@@ -138,7 +138,8 @@ def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_pr
     write_plots(study, tmp_path, full_ft=0.75)  # a one-task search's full fine-tuning score, from bench records
     axes = dict(saved)["pareto_front.png"]
     assert axes.get_ylabel() == "accuracy (validation)"  # the task's metric, as its records name it
-    assert [line.get_ydata()[0] for line in axes.get_lines() if line.get_label() == "full_ft's score (0.750)"] == [0.75]
+    assert [line.get_ydata()[0] for line in axes.get_lines()
+            if line.get_label() == "full fine-tuning's score (0.750)"] == [0.75]
     assert axes.get_xscale() == "log" and axes.get_xlabel() == "trainable parameters"  # the cost, as suites draw it
     front = next(line for line in axes.get_lines() if line.get_label().startswith("Pareto front"))
     assert list(front.get_xdata()) == [1e3, 2e4, 1.3e6]  # every trial is on this front: each costs more for more

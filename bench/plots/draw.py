@@ -31,6 +31,13 @@ SPARE_COLOURS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 
 
 METHOD_MARKERS = {"prompt_tuning": "o", "p_tuning": "s", "prefix_tuning": "^", "lora": "D", "full_ft": "v"}
+# as a paper names them, in legends; tables, tags and config labels keep the names `--method` takes
+METHOD_NAMES = {"prompt_tuning": "prompt tuning", "p_tuning": "P-tuning", "prefix_tuning": "prefix tuning",
+                "lora": "LoRA", "full_ft": "full fine-tuning"}
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
 
 
 def method_marker(method: str) -> str:
@@ -119,7 +126,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     for method in sorted({p.method for p in chart.points}):
         style = {"fmt": method_marker(method), "color": method_colour(method), "capsize": 3, "alpha": 0.75,
                  "markeredgewidth": 1.5}
-        axes.errorbar([], [], yerr=[], label=method, markerfacecolor="none", **style)  # the legend's entry
+        axes.errorbar([], [], yerr=[], label=method_name(method), markerfacecolor="none", **style)  # its legend entry
         for point in (p for p in chart.points if p.method == method):  # one at a time: each its own offset
             drawn = axes.errorbar([point.cost], [point.score], yerr=_error_bars([point.error]),
                                   markerfacecolor=style["color"] if point in chart.pareto else "none", **style)
@@ -137,7 +144,7 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
         axes.xaxis.set_major_formatter(EngFormatter(sep=""))
     for method, point in chart.references.items():  # named in the legend: a label on the line would cover points
         axes.axhline(point.score, color=method_colour(method), ls=":", lw=1,
-                     label=f"{method}'s score ({point.score:.3f})")
+                     label=f"{method_name(method)}'s score ({point.score:.3f})")
     cost = COST_AXES.get(chart.axis, chart.axis)  # a search's study from before it named its cost: "cost"
     axes.set_xlabel(cost + ("\n(points at nearly one cost are set side by side)" if dodges else ""))
     axes.set_ylabel(f"{chart.metric} ({split})")
@@ -239,8 +246,8 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
         errors = _error_bars(known)
         # bars grow up or down from full fine-tuning's 1: the ratios sit near it, and bars from 0 would
         # draw 0.89 and 0.99 nearly alike (a cut axis would draw their lengths out of proportion)
-        axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method, color=method_colour(method),
-                 yerr=errors, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.3"})
+        axes.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=method_name(method),
+                 color=method_colour(method), yerr=errors, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "0.3"})
         # along the axes' foot, clear of the bars' ends and error bars; three places: 0.987 and 0.994 are
         # not both 0.99
         for x, y, error in zip(xs, ys, errors):
@@ -248,7 +255,7 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
                 axes.text(x, 0.02, f"{y:.3f}", transform=axes.get_xaxis_transform(), fontsize=6, rotation=90,
                           ha="center", va="bottom")
                 ends += [y - error, y + error] if math.isfinite(error) else [y]
-    axes.axhline(1.0, color="k", lw=0.8, ls="--", label="full_ft (= 1)")
+    axes.axhline(1.0, color="k", lw=0.8, ls="--", label=f"{method_name('full_ft')} (= 1)")
     low, high = min(ends), max(ends)
     margin = 0.25 * max(high - low, 0.05)
     axes.set_ylim(low - margin, high + margin)  # room below the lowest bar's end for the values
