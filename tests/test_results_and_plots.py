@@ -629,6 +629,9 @@ def test_charts_draw_the_same_svg_from_the_same_data(tmp_path):
     first = render_all(aggregate(RECORDS), tmp_path / "a")
     second = render_all(aggregate(RECORDS), tmp_path / "b")
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+    # text is kept as text, not outlines: a figure editor can restyle a chart's words for a paper
+    relative = next(p for p in first if p.name == "relative_to_full_ft.svg").read_text()
+    assert ">Each method's best configuration (on validation), relative to full fine-tuning</text>" in relative
 
 
 def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path):

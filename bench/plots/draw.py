@@ -19,6 +19,7 @@ from matplotlib.transforms import offset_copy  # noqa: E402
 
 # the same data draw the same SVG: fixed element ids and no creation date (committed plots diff cleanly)
 matplotlib.rcParams["svg.hashsalt"] = "softprompt-bench"
+matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text, which a paper's figure editor can restyle
 SAVE_OPTIONS = {".png": {}, ".svg": {"metadata": {"Date": None}}}
 
 from bench.names import file_part  # noqa: E402
