@@ -347,6 +347,9 @@ def test_length_curve_and_init_comparison():
     (comparison,) = data.init_comparisons(rows)
     assert (comparison.inits, comparison.scores) == (["class_labels", "random"], [0.84, 0.80])
     assert curve.metric == comparison.metric == "accuracy"  # each panel's axis names its task's metric
+    assert comparison.commonest_class is None  # records that do not say: no line
+    with_chance = [{**record, "commonest_class": {"test": 0.51, "validation": 0.5}} for record in RECORDS]
+    assert data.init_comparisons(aggregate(with_chance))[0].commonest_class == 0.51  # the split the chart shows
     relative = data.relative_scores(rows)
     assert relative.values["prompt_tuning"]["sst2 (m)"] == pytest.approx(0.84 / 0.89)
     # the chart names the config behind each bar: the one of best validation score, not of best test score

@@ -79,6 +79,7 @@ class InitComparison(NamedTuple):
     metric: str = "score"
     lrs_chosen: bool = False  # each init shows the best of several learning rates (on validation)
     lrs_differ: bool = False  # its bars were trained at different learning rates (chosen or not)
+    commonest_class: float | None = None  # the score of answering every example with it: chance, for scale
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
@@ -286,5 +287,7 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
         comparisons.append(InitComparison(task, model, name if one_lr else _label_without(name, "lr"),
                                           [_init_name(r, with_text=several_texts) for r in chosen],
                                           [r.score for r in chosen], [score_error(r) for r in chosen], chosen[0].metric,
-                                          lrs_chosen=several_lrs, lrs_differ=not one_lr))
+                                          lrs_chosen=several_lrs, lrs_differ=not one_lr,
+                                          commonest_class=next((r.commonest_class for r in chosen
+                                                                if r.commonest_class is not None), None)))
     return sorted(comparisons, key=lambda c: (c.task, c.model, natural_key(c.config)))

@@ -321,6 +321,7 @@ def _lr_note(charts) -> str:
 
 
 INIT_HATCHES = ("", "//", "..", "xx", "\\\\")
+COMMONEST_CLASS = "every example answered with the commonest class"  # the init chart's line for scale
 
 
 def _score_limits(comparisons: list[InitComparison]) -> tuple[float, float]:
@@ -380,6 +381,8 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
                             hatch=INIT_HATCHES[k % len(INIT_HATCHES)])
             # close scores read as numbers, not bar heights; upright, they do not run into their neighbours'
             axes.bar_label(bars, fmt="%.3f", fontsize=7, rotation=90 if len(shown) > 2 else 0, padding=2)
+        if (chance := next((c.commonest_class for c in shown if c.commonest_class is not None), None)) is not None:
+            axes.axhline(chance, color="0.35", ls=":", lw=1, label=COMMONEST_CLASS)
         axes.set_xticks([i + 0.4 - width / 2 for i in range(len(inits))], inits, fontsize=8)
         axes.set_ylim(*_score_limits(comparisons if one_metric else shown))
         axes.set_title(f"{task} / {model}", fontsize=10)
