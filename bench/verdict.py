@@ -169,8 +169,8 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:
 
 
 def _learned_nothing(row: ResultRow) -> str | None:
-    """What to say of a classifier within noise of answering every example scored with their commonest
-    class (None: it is clear of it, or the records do not say)."""
+    """What to say of a classifier at or below, or within noise above, the score of answering every
+    example scored with their commonest class (None: it is clear of it, or the records do not say)."""
     if row.commonest_class is None:
         return None
     error = row.score_error

@@ -442,6 +442,9 @@ def test_a_newline_ends_an_answer_only_once_it_has_begun(monkeypatch):
                                  pad_token_id=PAD, line_end_ids=[NL])
     assert out.tolist() == [[NL, A, NL, PAD, PAD], [A, EOS, PAD, PAD, PAD], [NL, NL, B, B, NL], [A, B, B, B, B]]
     assert step["n"] == 5  # one forward a generated token: none after the last, whose token would be dropped
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 1, got 0"):  # not generate without end
+        causal.greedy_generate(None, ids, torch.ones_like(ids), max_new_tokens=0, eos_token_ids=[EOS],
+                               pad_token_id=PAD, line_end_ids=[NL])
 
 
 def test_an_answer_is_its_first_line_and_ends_at_any_line_break_or_end_of_turn_token(tiny_models, tiny_tasks):

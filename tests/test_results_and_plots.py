@@ -787,6 +787,8 @@ def test_init_panels_of_one_metric_share_an_axis_that_stops_near_its_maximum(tmp
     assert set(limits) == {(0.0, 1.0)}  # accuracy tops out at 1: not 1.07, and sst2's not at 0.84
     assert draw._score_limits([comparisons[1]._replace(metric="mcc", scores=[-0.2, 0.3])]) == \
         pytest.approx((-0.24, 0.36))  # a correlation can be below 0; room above the top bar
+    # the commonest class's line above every bar (nothing learned) stays on the chart
+    assert draw._score_limits([comparisons[1]._replace(scores=[0.5, 0.48], commonest_class=0.62)])[1] > 0.62
 
 
 def test_tags_of_points_close_together_are_drawn_a_line_apart_and_inside_the_axes(tmp_path, monkeypatch):
@@ -809,33 +811,41 @@ def test_tags_of_points_close_together_are_drawn_a_line_apart_and_inside_the_axe
 
 def test_points_at_nearly_one_cost_are_set_side_by_side_and_the_front_s_points_are_filled(tmp_path, monkeypatch):
     """LoRA and prefix tuning at one FLOP count drew one marker over the other and one error bar: points
-    within NEAR of the axis's span are moved a few points apart, centred where they are, in legend order."""
+    within NEAR of the axis's span are moved a few points apart, in their order along the axis."""
     import matplotlib.colors
     import matplotlib.figure
 
     points = [data.Point("pt_a", "prompt_tuning", 1.00e12, 0.70, 0.03, "class_labels"),
               data.Point("lora", "lora", 1.002e12, 0.735, 0.03),
-              data.Point("prefix", "prefix_tuning", 1.005e12, 0.735, 0.03),
+              data.Point("prefix", "prefix_tuning", 1.003e12, 0.735, 0.03),
               data.Point("full", "full_ft", 1.5e12, 0.745, 0.03),
               data.Point("pt_b", "prompt_tuning", 1.7e12, 0.69, 0.03, "sampled_vocab")]
     dodges = draw._dodges(points, log=False)
-    assert set(dodges) == set(points[:3])  # full fine-tuning and the last stand alone
-    assert [dodges[p].offset for p in points[:3]] == [draw.DODGE, -draw.DODGE, 0.0]  # lora, prefix, prompt
-    assert {dodges[p].reach for p in points[:3]} == {draw.DODGE}
+    assert set(dodges) == {0, 1, 2}  # full fine-tuning and the last stand alone
+    # by cost, then legend order at one cost: the cheapest stays leftmost
+    assert [dodges[i].offset for i in (0, 1, 2)] == [-draw.DODGE, 0.0, draw.DODGE]
+    assert {dodges[i].reach for i in (0, 1, 2)} == {draw.DODGE}
     assert draw._dodges(points[:1], log=False) == {} and draw._dodges([points[0], points[3]], log=True) == {}
     # on a log axis nearness is a ratio: 1e4 and 1.1e4 are near beside 1e7, not beside 2e4
     wide = [data.Point("a", "lora", 1e4, 0.5, None), data.Point("b", "p_tuning", 1.1e4, 0.5, None),
             data.Point("c", "full_ft", 1e7, 0.5, None)]
-    assert set(draw._dodges(wide, log=True)) == set(wide[:2])
+    assert set(draw._dodges(wide, log=True)) == {0, 1}
     assert draw._dodges([*wide[:2], data.Point("c", "full_ft", 2e4, 0.5, None)], log=True) == {}
+    # many trials at one cost are set closer rather than across the chart, numbered in order
+    trials = [data.Point(f"#{n}", "prompt_tuning", 100, 0.5 + n / 100, None) for n in range(15)]
+    crowded = draw._dodges([*trials, data.Point("far", "full_ft", 1000, 0.5, None)], log=False)
+    assert crowded[0].reach == draw.WIDEST / 2 and [crowded[n].offset for n in (0, 10, 14)] == pytest.approx(
+        [-draw.WIDEST / 2, draw.WIDEST / 2 * 6 / 14, draw.WIDEST / 2])  # "#10" after "#9", not after "#1"
 
     chart = data.ScoreCost("t", "m", "accuracy", "train_flops", points, data.pareto_front(points), {})
     drawn, savefig = {}, matplotlib.figure.Figure.savefig
 
     def keep(figure, path, **options):
         axes = figure.axes[0]
-        drawn.update(tags={text.get_text(): text for text in axes.texts}, xlabel=axes.get_xlabel(),
-                     markers=[line for line in axes.lines if line.get_marker() not in (None, "None", "_")])
+        lines = axes.lines
+        drawn.update(tags={text.get_text(): text for text in axes.texts}, xlabel=axes.get_xlabel(), axes=axes,
+                     markers=[line for line in lines if line.get_marker() not in (None, "None", "_")],
+                     front=next((line for line in lines if line.get_label().startswith("Pareto front")), None))
         return savefig(figure, path, **options)
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
@@ -847,3 +857,15 @@ def test_points_at_nearly_one_cost_are_set_side_by_side_and_the_front_s_points_a
               for line in drawn["markers"] if len(line.get_xdata())}
     front = {(p.cost, p.score) for p in chart.pareto}
     assert front and all(filled[xy] == (xy in front) for xy in filled)
+    # the front's line meets its markers where they are drawn, not where their costs would put them
+    axes, to_points = drawn["axes"], 72 / drawn["axes"].figure.dpi
+    corner = {(p.cost, p.score): (x, p.score) for p, x in zip(chart.pareto, drawn["front"].get_xdata())}
+    for line in drawn["markers"]:
+        if len(line.get_xdata()) and (xy := (line.get_xdata()[0], line.get_ydata()[0])) in corner:
+            marker = line.get_transform().transform(xy)[0] * to_points
+            # within half a point: the save lays the figure out again around the tags, moving the axes a hair
+            assert axes.transData.transform(corner[xy])[0] * to_points == pytest.approx(marker, abs=0.5)
+    lone = data.ScoreCost("t", "m", "accuracy", "train_flops", points[:1], points[:1], {})
+    draw.draw_score_cost(lone, tmp_path)  # one point is no front: nothing filled, no front line
+    assert drawn["front"] is None
+    assert not any(matplotlib.colors.to_rgba(line.get_markerfacecolor())[3] > 0 for line in drawn["markers"])

@@ -9,9 +9,10 @@ from pathlib import Path
 from bench.record import DEFAULT_RESULTS
 
 DESCRIPTION = """Train one configuration (a task, a model, a method and its settings, or a
-search's best.yaml) and score it on validation and test. The run record and the
-adapter go to a folder named by the run's id under --results; the same
-configuration run again trains again and replaces them."""
+search's best.yaml) and score it on validation and test. Its record, and its
+adapter (full fine-tuning saves none), go to a folder under --results named by
+the run's id, which its task, model, method, settings, seed and training
+settings make: the same run again trains again and replaces them."""
 
 EXAMPLES = """examples:
   spbench run --task sst2 --model minilm-l6 --method prompt_tuning --set num_virtual_tokens=20 --set lr=0.03 --steps 200

@@ -8,10 +8,11 @@ import re
 import time
 from pathlib import Path
 
-DESCRIPTION = """Run every configuration a suite lists, each as `spbench run` would. Runs whose
-record exists are skipped, so the same command resumes; a failed run is
-recorded with its reason and the suite goes on. With --storage, machines
-running the same command share the runs out."""
+DESCRIPTION = """Run every configuration a suite lists, each as `spbench run` would. Runs
+already recorded are skipped (a damaged record is run again), so the same
+command resumes; a failed run is recorded with its reason, the suite goes on,
+and the command exits 1 at the end. With --storage, machines running the same
+command share the runs out through the study."""
 
 EXAMPLES = """examples:
   spbench bench --suite quick

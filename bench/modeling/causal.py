@@ -82,6 +82,8 @@ def greedy_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     A row ends at an EOS token, or at a `line_end_ids` token once it has generated something else:
     a model that opens its answer with a newline ("Summary:" then a line break) is not cut off before
     its first word."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     output, inputs = forward_last(model, input_ids, attention_mask, logits_to_keep=1, use_cache=True)
     core = core_model(model)
     mask, position = inputs.full_mask, inputs.positions[:, -1]

@@ -24,6 +24,7 @@ SAVE_OPTIONS = {".png": {}, ".svg": {"metadata": {"Date": None}}}
 
 from bench.names import file_part  # noqa: E402
 from bench.plots.data import COST_AXES, InitComparison, LengthCurve, Point, RelativeScores, ScoreCost  # noqa: E402
+from bench.results import natural_key  # noqa: E402
 from tasks.metrics import METRICS, PER_EXAMPLE_MEANS  # noqa: E402
 
 METHOD_COLOURS = {"prompt_tuning": "tab:blue", "p_tuning": "tab:orange", "prefix_tuning": "tab:green",
@@ -124,21 +125,23 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     figure, axes = plt.subplots(figsize=(7, 4.5))
     log = spans_decades([p.cost for p in chart.points])
     dodges = _dodges(chart.points, log=log)
+    front = chart.pareto if len(chart.pareto) > 1 else []  # a lone point is no front: nothing filled
     for method in sorted({p.method for p in chart.points}):
         style = {"fmt": method_marker(method), "color": method_colour(method), "capsize": 3, "alpha": 0.75,
                  "markeredgewidth": 1.5}
         axes.errorbar([], [], yerr=[], label=method_name(method), markerfacecolor="none", **style)  # its legend entry
-        for point in (p for p in chart.points if p.method == method):  # one at a time: each its own offset
+        for i, point in enumerate(chart.points):  # one at a time: each its own offset
+            if point.method != method:
+                continue
             drawn = axes.errorbar([point.cost], [point.score], yerr=_error_bars([point.error]),
-                                  markerfacecolor=style["color"] if point in chart.pareto else "none", **style)
-            if point in dodges:  # moved once drawn: the axes' limits take in the point where its cost is
-                shift = offset_copy(axes.transData, figure, x=dodges[point].offset, units="points")
+                                  markerfacecolor=style["color"] if point in front else "none", **style)
+            if i in dodges:  # moved once drawn: the axes' limits take in the point where its cost is
+                shift = offset_copy(axes.transData, figure, x=dodges[i].offset, units="points")
                 for artist in drawn.get_children():
                     artist.set_transform(shift)
-    front = chart.pareto
-    if len(front) > 1:  # the best score reachable at each cost: flat until the next point of the front
-        axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1, drawstyle="steps-post",
-                  label="Pareto front (of the mean scores; its points filled)")
+    if front:  # the best score reachable at each cost: flat until the next point of the front
+        (front_line,) = axes.plot([p.cost for p in front], [p.score for p in front], "k--", lw=1,
+                                  drawstyle="steps-post", label="Pareto front (of the mean scores; its points filled)")
     if log:
         axes.set_xscale("log")
     else:  # 1.5G, not 1.5 beside a "1e9" that the axis label runs into
@@ -152,15 +155,21 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
                    f"({_error_note((p.error for p in chart.points), [chart.metric])})", fontsize=10)
     legend_beside(axes, fontsize=7)
-    # the axes at their final size and limits (the layout settles autoscaled ones): tags are placed
-    # where they will be drawn
+    # the axes at their final size and limits (the layout settles autoscaled ones): tags and the
+    # front's corners are placed where the points will be drawn
     figure.tight_layout()
+    if dodges:
+        _widen_for(axes, [chart.points[i] for i in dodges], [dodge.offset for dodge in dodges.values()])
+    if front and dodges:
+        offsets = [dodges[i].offset if (i := chart.points.index(p)) in dodges else 0.0 for p in front]
+        front_line.set_xdata(_costs_where_drawn(axes, front, offsets))
     _tag_points(axes, chart, dodges)
     name = name or f"{score_cost_stem(chart.axis)}{file_part(chart.task)}__{file_part(chart.model)}"
     return _save(figure, folder, name)
 
 
 DODGE = 7.0  # points between the centres of points set side by side: markers and error bars clear of each other
+WIDEST = 6 * DODGE  # a group's span at most: many trials at one cost are set closer, not across the chart
 NEAR = 0.02  # of the cost axis's span: closer than this, two points' error bars would draw over each other
 
 
@@ -169,27 +178,51 @@ class Dodge(NamedTuple):
     reach: float  # half its group's width, in points: its tag goes past the group's outermost marker
 
 
-def _dodges(points: list[Point], *, log: bool) -> dict[Point, Dodge]:
-    """Horizontal offsets for points at nearly one cost (LoRA and prefix tuning at one FLOP count, two
-    inits at one parameter count), centred where they are, in legend order: otherwise one marker hides
-    another and their error bars merge into one. Points alone are not moved."""
+def _dodges(points: list[Point], *, log: bool) -> dict[int, Dodge]:
+    """Horizontal offsets, by index in `points`, for points at nearly one cost (LoRA and prefix tuning
+    at one FLOP count, two inits at one parameter count): otherwise one marker hides another and
+    their error bars merge into one. A group keeps its order along the axis (by cost, then legend
+    order) and spreads about its points' places; points alone are not moved."""
     position = (lambda p: math.log10(p.cost)) if log else (lambda p: p.cost)
-    placed = sorted((p for p in points if p.cost > 0 or not log), key=position)
+    placed = sorted((i for i, p in enumerate(points) if p.cost > 0 or not log),
+                    key=lambda i: (position(points[i]), points[i].method, natural_key(points[i].label)))
     if len(placed) < 2:
         return {}
-    near = NEAR * (position(placed[-1]) - position(placed[0]))
-    groups: list[list[Point]] = [[placed[0]]]
-    for point in placed[1:]:
-        if position(point) - position(groups[-1][-1]) <= near:
-            groups[-1].append(point)
+    near = NEAR * (position(points[placed[-1]]) - position(points[placed[0]]))
+    groups: list[list[int]] = [[placed[0]]]
+    for i in placed[1:]:
+        if position(points[i]) - position(points[groups[-1][-1]]) <= near:
+            groups[-1].append(i)
         else:
-            groups.append([point])
+            groups.append([i])
     dodges = {}
     for group in (g for g in groups if len(g) > 1):
-        reach = (len(group) - 1) / 2 * DODGE
-        for k, point in enumerate(sorted(group, key=lambda p: (p.method, p.label))):
-            dodges[point] = Dodge(k * DODGE - reach, reach)
+        step = min(DODGE, WIDEST / (len(group) - 1))
+        reach = (len(group) - 1) / 2 * step
+        for k, i in enumerate(group):
+            dodges[i] = Dodge(k * step - reach, reach)
     return dodges
+
+
+MARKER_ROOM = 10.0  # points from a marker's centre to the axes' edge at least: its marker and caps clear it
+
+
+def _widen_for(axes, points: list[Point], offsets: list[float]) -> None:
+    """Widen the cost axis where a point set aside would cross its edge: matplotlib's margin makes room
+    for the costs, not for the offsets. Then fix the limits, so nothing drawn later moves them."""
+    edges = _costs_where_drawn(axes, points * 2, [o - MARKER_ROOM for o in offsets] +
+                               [o + MARKER_ROOM for o in offsets])
+    low, high = axes.get_xlim()
+    axes.set_xlim(min(low, *edges), max(high, *edges))
+
+
+def _costs_where_drawn(axes, points: list[Point], offsets: list[float]) -> list[float]:
+    """The costs at which points drawn `offsets` points right of their own sit, so that a line through
+    them meets their markers. Valid once the layout has settled the axes' size and limits."""
+    pixels = axes.figure.dpi / 72  # a point's pixels at the figure's dpi; the costs do not depend on it
+    to_pixels, to_data = axes.transData, axes.transData.inverted()
+    return [to_data.transform(to_pixels.transform((p.cost, p.score)) + (offset * pixels, 0))[0]
+            for p, offset in zip(points, offsets)]
 
 
 # beyond this many tagged points, only those on the Pareto front are tagged: the rest would cover each other
@@ -200,19 +233,19 @@ TAG_SIZE = 6.5  # points
 LINE = TAG_SIZE + 2.5  # a tag's height with room between lines, in points
 
 
-def _tag_points(axes, chart: ScoreCost, dodges: dict[Point, Dodge]) -> None:
+def _tag_points(axes, chart: ScoreCost, dodges: dict[int, Dodge]) -> None:
     """Each point's tag (what tells it from its method's other points) right of it (of its group, where
     points are set side by side), or left where it would cross the axes' edge, in its method's colour;
     a tag that would land on one placed before it moves down a line, so points at one cost and close
     scores stay readable."""
-    tagged = [p for p in chart.points if p.tag]
+    tagged = [(i, p) for i, p in enumerate(chart.points) if p.tag]
     if len(tagged) > MOST_TAGS:
-        tagged = [p for p in tagged if p in chart.pareto]
+        tagged = [(i, p) for i, p in tagged if p in chart.pareto]
     points_per_pixel = 72 / axes.figure.dpi
     edge = axes.get_window_extent().x1 * points_per_pixel
     placed: list[tuple[float, float, float]] = []  # each tag's left, right and baseline, in points
-    for point in sorted(tagged, key=lambda p: -p.score):
-        reach = dodges[point].reach if point in dodges else 0.0
+    for i, point in sorted(tagged, key=lambda ip: -ip[1].score):
+        reach = dodges[i].reach if i in dodges else 0.0
         x, y = (value * points_per_pixel for value in axes.transData.transform((point.cost, point.score)))
         width = 0.6 * TAG_SIZE * len(point.tag)
         gap = reach + 5 if x + reach + 5 + width <= edge else -reach - 5  # negative: the tag ends left of it
@@ -220,8 +253,7 @@ def _tag_points(axes, chart: ScoreCost, dodges: dict[Point, Dodge]) -> None:
         while any(left < end and start < right and abs(baseline - line) < LINE for start, end, line in placed):
             baseline -= LINE
         placed.append((left, right, baseline))
-        axes.annotate(point.tag, (point.cost, point.score), xytext=(gap, baseline - y),
-                      textcoords="offset points",
+        axes.annotate(point.tag, (point.cost, point.score), xytext=(gap, baseline - y), textcoords="offset points",
                       fontsize=TAG_SIZE, color=method_colour(point.method), ha="left" if gap > 0 else "right")
 
 
@@ -328,7 +360,8 @@ def _score_limits(comparisons: list[InitComparison]) -> tuple[float, float]:
     """A bar chart's score axis: from 0 (or below, for a correlation), with room above the bars for
     their values, and not far past 1 for a built-in metric (every one is at most 1)."""
     scores = [score for c in comparisons for score in c.scores]
-    top, bottom = max(scores), min(0.0, *scores)
+    chance = [c.commonest_class for c in comparisons if c.commonest_class is not None]  # its line too
+    top, bottom = max(scores + chance), min(0.0, *scores)
     upper = top * 1.2 if top > 0 else 1
     if all(c.metric in METRICS for c in comparisons):
         upper = min(upper, max(1.0, top + 0.1))
