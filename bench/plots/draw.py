@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
@@ -243,11 +244,12 @@ def _tag_points(axes, chart: ScoreCost, dodges: dict[int, Dodge]) -> None:
         tagged = [(i, p) for i, p in tagged if p in chart.pareto]
     points_per_pixel = 72 / axes.figure.dpi
     edge = axes.get_window_extent().x1 * points_per_pixel
+    renderer, font = axes.figure.canvas.get_renderer(), FontProperties(size=TAG_SIZE)
     placed: list[tuple[float, float, float]] = []  # each tag's left, right and baseline, in points
     for i, point in sorted(tagged, key=lambda ip: -ip[1].score):
         reach = dodges[i].reach if i in dodges else 0.0
         x, y = (value * points_per_pixel for value in axes.transData.transform((point.cost, point.score)))
-        width = 0.6 * TAG_SIZE * len(point.tag)
+        width = renderer.get_text_width_height_descent(point.tag, font, ismath=False)[0] * points_per_pixel
         gap = reach + 5 if x + reach + 5 + width <= edge else -reach - 5  # negative: the tag ends left of it
         left, right, baseline = (x + gap, x + gap + width, y + 3) if gap > 0 else (x + gap - width, x + gap, y + 3)
         while any(left < end and start < right and abs(baseline - line) < LINE for start, end, line in placed):
