@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -156,6 +157,17 @@ def _cost(tuned: TunedModel, result, *, artifact_bytes: int, saved: bool, latenc
     }
 
 
+def _say(spec: RunSpec, text: str) -> None:
+    """A phase that can take minutes (scoring generated answers, every example of a split), said as it
+    starts, so that a terminal or a log shows the run at work."""
+    if spec.progress:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _sizes(evaluation: dict[str, list[Example]]) -> str:
+    return ", ".join(f"{split} {len(examples)} examples" for split, examples in evaluation.items())
+
+
 def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -> RunRecord:
     """Train and evaluate one configuration; write and return its record.
 
@@ -176,11 +188,19 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
         return evaluate(tuned, task, examples, config.eval_batch_size).scores
 
+    def score_base(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:  # a split not cached
+        split = next(name for name, chosen in evaluation.items() if chosen is examples)
+        _say(spec, f"scoring the base model zero-shot: {_sizes({split: examples})}")
+        return score(tuned, examples)
+
     # the base model, before the method touches it
-    base_scores = base_zero_shot(task, base, evaluation, score, batch_size=config.eval_batch_size)
+    base_scores = base_zero_shot(task, base, evaluation, score_base, batch_size=config.eval_batch_size)
     model = method.build(base, settings, task.card)
     tuned = TunedModel(model, base, task.card)
-    initial_scores = {split: score(tuned, ex) for split, ex in evaluation.items()} if config.score_initial else None
+    initial_scores = None
+    if config.score_initial:
+        _say(spec, f"scoring before training: {_sizes(evaluation)}")
+        initial_scores = {split: score(tuned, ex) for split, ex in evaluation.items()}
 
     monitored_each: list[float] | None = None  # the last monitoring's, which may stand for the final validation's
 
@@ -196,10 +216,13 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     result = train(tuned, train_examples, config, lr=lr, on_eval=evaluate_during_training, progress=spec.progress)
     peak = peak_memory(base.device, reset=memory_reset)
     scores, each = {}, {}
+    already = {split: found for split, examples in evaluation.items()
+               if split == "validation" and (found := _scored_already(result, config.steps, examples, monitor))}
+    if left := {split: examples for split, examples in evaluation.items() if split not in already}:
+        _say(spec, f"scoring after training: {_sizes(left)}")
     for split, examples in evaluation.items():
-        already = _scored_already(result, config.steps, examples, monitor) if split == "validation" else None
-        if already:
-            scores[split], each[split] = already, monitored_each
+        if split in already:
+            scores[split], each[split] = already[split], monitored_each
         else:
             scores[split], each[split] = evaluate(tuned, task, examples, config.eval_batch_size)
     record_path = spec.record_path()

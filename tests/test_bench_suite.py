@@ -294,13 +294,18 @@ def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path, tiny_mode
 def test_failed_run_is_recorded_and_suite_goes_on(tmp_path, tiny_models, tiny_tasks):
     suite = write_suite(tmp_path, tiny_models, tiny_tasks, failing=True)
     results = tmp_path / "results"
-    run = spbench("bench", "--suite", suite, "--results", results, "--tasks-dir", tiny_tasks)  # progress to a pipe
+    fresh = {**os.environ, "SPBENCH_CACHE": str(tmp_path / "cache")}  # no zero-shot score kept by another test
+    run = spbench("bench", "--suite", suite, "--results", results, "--tasks-dir", tiny_tasks, env=fresh)  # to a pipe
     output = run.communicate(timeout=300)[0]
     assert run.returncode == 1
     assert "FAILED" in output and "not supported for seq2seq" in output
     assert "\r" not in output, "progress bars are for a terminal, not a log"
     assert re.search(r"^step 3/3: loss \d+\.\d{4}  validation f1=\d\.\d{4}  exact_match=\d\.\d{4} \(n=4\)$", output,
                      re.M), output
+    # a log shows the run at work from its first step, and before each long scoring
+    assert re.search(r"^step 1/3: loss \d+\.\d{4}  \(\d+\.\d s a step; 2 steps to go\)$", output, re.M), output
+    assert re.search(r"^scoring the base model zero-shot: test 6 examples$", output, re.M), output
+    assert re.search(r"^scoring after training: validation 6 examples, test 6 examples$", output, re.M), output
     assert re.search(r"^\[1/2\] tiny_qa / .* / prefix_tuning\[.*\] / seed 0: done in \d+ s; about \d+ s left$",
                      output, re.M), output
     assert re.search(r"^\[2/2\] tiny_qa / .*: failed after \d+ s \(MethodError: .*not supported for seq2seq", output,

@@ -110,4 +110,7 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
                 result.evaluations.append({"step": step, **on_eval(step)})
                 if progress and not terminal:
                     print(_progress_line(result, settings.steps), file=sys.stderr, flush=True)
+            elif step == 1 and progress and not terminal:  # a log's first sign of training, and its pace
+                print(f"step 1/{settings.steps}: loss {loss:.4f}  ({result.train_seconds:.1f} s a step; "
+                      f"{settings.steps - 1} steps to go)", file=sys.stderr, flush=True)
     return result
