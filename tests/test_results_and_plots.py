@@ -761,6 +761,13 @@ def test_the_error_bars_say_what_they_are_for_the_metrics_drawn():
     assert draw._error_note([0.02], ["mcc"]) == "error bars: ±1 standard error of the mean over seeds"
     assert "where the metric is a mean over them" in draw._error_note([0.02, None], ["accuracy", "macro_f1"])
     assert draw._error_note([None], ["accuracy"]) == "no error bars: no standard error known"
+    # one seed each: the examples' error alone; several each: the seeds' spread too; some: where several
+    assert draw._error_note([0.02], ["accuracy"], seeds=[1, 1]).endswith("±1 standard error, of the scored examples")
+    assert draw._error_note([0.02], ["accuracy"], seeds=[3, 3]).endswith("of the scored examples and the seeds")
+    assert draw._error_note([0.02], ["accuracy"], seeds=[1, 3]).endswith("and, where several, the seeds")
+    rows = aggregate(RECORDS)
+    assert {p.seeds for chart in data.score_cost(rows) for p in chart.points} == {1, 2}  # full FT has two seeds
+    assert data.length_curves(rows)[0].seeds == (1, 1, 1) and data.init_comparisons(rows)[0].seeds == (1, 1)
     # the relative chart's bars are a ratio's error, wider than the report's paired one: said so
     assert draw._error_note([0.02], ["accuracy"], of=draw.RATIO_ERROR).startswith(
         "error bars: ±1 standard error of the ratio (from both scores' errors, unpaired), of the scored examples")

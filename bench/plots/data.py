@@ -30,6 +30,7 @@ class Point(NamedTuple):
     score: float
     error: float | None  # the score's standard error (see score_error): its error bar; None where unknown
     tag: str = ""  # what tells it from its method's other points on the chart ("lstm", "lr=0.01"); "" where alone
+    seeds: int = 1  # runs averaged into it: its error bar holds their spread only where several
 
 
 class ScoreCost(NamedTuple):
@@ -67,6 +68,7 @@ class LengthCurve(NamedTuple):
     metric: str = "score"
     lrs_chosen: bool = False  # each length shows the best of several learning rates (on validation)
     lrs_differ: bool = False  # its points were trained at different learning rates (chosen or not)
+    seeds: tuple[int, ...] = ()  # runs averaged into each point
 
 
 class InitComparison(NamedTuple):
@@ -79,6 +81,7 @@ class InitComparison(NamedTuple):
     metric: str = "score"
     lrs_chosen: bool = False  # each init shows the best of several learning rates (on validation)
     lrs_differ: bool = False  # its bars were trained at different learning rates (chosen or not)
+    seeds: tuple[int, ...] = ()  # runs averaged into each bar
     commonest_class: float | None = None  # the score of answering every example with it: chance, for scale
 
 
@@ -102,7 +105,8 @@ def score_error(row: ResultRow) -> float | None:
 
 
 def _point(row: ResultRow, axis: str, tag: str = "") -> Point:
-    return Point(row.label, row.method, getattr(row, axis) / COST_UNITS.get(axis, 1), row.score, score_error(row), tag)
+    return Point(row.label, row.method, getattr(row, axis) / COST_UNITS.get(axis, 1), row.score, score_error(row), tag,
+                 row.seeds)
 
 
 def _shown_value(key: str, value) -> str:
@@ -238,7 +242,8 @@ def length_curves(rows: list[ResultRow]) -> list[LengthCurve]:
         one_lr = len({r.lr for r in chosen}) == 1  # else the label's lr would be its first point's only
         curves.append(LengthCurve(task, model, name if one_lr else _label_without(name, "lr"), sorted(best),
                                   [r.score for r in chosen], [score_error(r) for r in chosen], chosen[0].metric,
-                                  lrs_chosen=several_lrs, lrs_differ=not one_lr))
+                                  lrs_chosen=several_lrs, lrs_differ=not one_lr,
+                                  seeds=tuple(r.seeds for r in chosen)))
     return sorted(curves, key=lambda c: (c.task, c.model, natural_key(c.method)))
 
 
@@ -288,6 +293,7 @@ def init_comparisons(rows: list[ResultRow]) -> list[InitComparison]:
                                           [_init_name(r, with_text=several_texts) for r in chosen],
                                           [r.score for r in chosen], [score_error(r) for r in chosen], chosen[0].metric,
                                           lrs_chosen=several_lrs, lrs_differ=not one_lr,
+                                          seeds=tuple(r.seeds for r in chosen),
                                           commonest_class=next((r.commonest_class for r in chosen
                                                                 if r.commonest_class is not None), None)))
     return sorted(comparisons, key=lambda c: (c.task, c.model, natural_key(c.config)))

@@ -95,14 +95,22 @@ def _error_bars(errors) -> list[float]:
     return [float("nan") if error is None else error for error in errors]
 
 
-def _error_note(errors, metrics, *, of: str = "") -> str:
+def _error_note(errors, metrics, *, of: str = "", seeds=None) -> str:
     """What the error bars are, where there are any, for scores of `metrics` (see data.score_error);
-    `of`: what the error is of, where not the score itself."""
+    `of`: what the error is of, where not the score itself; `seeds`: the runs behind each score, where
+    known (one seed each: the examples' error alone)."""
     if not any(error is not None for error in errors):
         return "no error bars: no standard error known"
+    counts = set(seeds) if seeds is not None else set()
     per_example = {metric in PER_EXAMPLE_MEANS for metric in metrics}
     if per_example == {True}:
-        return f"error bars: ±1 standard error{of}, of the scored examples and, where several, the seeds"
+        if counts == {1}:
+            spread = ""
+        elif counts and min(counts) > 1:
+            spread = " and the seeds"
+        else:  # some scores are one seed's, or the counts are not known
+            spread = " and, where several, the seeds"
+        return f"error bars: ±1 standard error{of}, of the scored examples{spread}"
     if per_example == {False}:  # macro-F1, a correlation: no error from the examples is known
         return f"error bars: ±1 standard error{of or ' of the mean'} over seeds"
     return (f"error bars: ±1 standard error{of}, of the scored examples where the metric is a mean over them, and "
@@ -153,8 +161,8 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
     cost = COST_AXES.get(chart.axis, chart.axis)  # a search's study from before it named its cost: "cost"
     axes.set_xlabel(cost + ("\n(points at nearly one cost are set side by side)" if dodges else ""))
     axes.set_ylabel(f"{chart.metric} ({split})")
-    axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n"
-                   f"({_error_note((p.error for p in chart.points), [chart.metric])})", fontsize=10)
+    note = _error_note([p.error for p in chart.points], [chart.metric], seeds=[p.seeds for p in chart.points])
+    axes.set_title(f"{chart.task} / {chart.model}: {chart.metric} vs {cost.split(' (')[0]}\n({note})", fontsize=10)
     legend_beside(axes, fontsize=7)
     # the axes at their final size and limits (the layout settles autoscaled ones): tags and the
     # front's corners are placed where the points will be drawn
@@ -390,7 +398,8 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
         axes.set_xlabel("prompt length (virtual tokens)", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
-    note = _error_note((e for c in curves for e in c.errors), {c.metric for c in curves})
+    note = _error_note([e for c in curves for e in c.errors], {c.metric for c in curves},
+                       seeds=[n for c in curves for n in c.seeds] if all(c.seeds for c in curves) else None)
     figure.suptitle(f"Score vs prompt length ({note}{_lr_note(curves)})",
                     fontsize=10)
     return _save(figure, folder, LENGTH_CHART)
@@ -423,6 +432,8 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
         axes.set_title(f"{task} / {model}", fontsize=10)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
-    error_note = _error_note((e for c in comparisons for e in c.errors), {c.metric for c in comparisons})
+    error_note = _error_note([e for c in comparisons for e in c.errors], {c.metric for c in comparisons},
+                             seeds=[n for c in comparisons for n in c.seeds] if all(c.seeds for c in comparisons)
+                             else None)
     figure.suptitle(f"Prompt tuning: initialisation ({error_note}{_lr_note(comparisons)})", fontsize=10)
     return _save(figure, folder, INIT_CHART)
