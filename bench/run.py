@@ -188,8 +188,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     def score(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:
         return evaluate(tuned, task, examples, config.eval_batch_size).scores
 
-    def score_base(tuned: TunedModel, examples: list[Example]) -> dict[str, float]:  # a split not cached
-        split = next((name for name, chosen in evaluation.items() if chosen is examples), "a split")
+    def score_base(tuned: TunedModel, split: str, examples: list[Example]) -> dict[str, float]:
         _say(spec, f"scoring the base model zero-shot: {_sizes({split: examples})}")
         return score(tuned, examples)
 

@@ -78,8 +78,8 @@ def _read(path: Path) -> dict | None:
 
 
 def base_zero_shot(task, base: BaseModel, evaluation: dict, score, *, batch_size: int) -> dict | None:
-    """split -> scores of the unadapted base model; `score(tuned, examples)` does the scoring, in
-    batches of `batch_size`."""
+    """split -> scores of the unadapted base model; `score(tuned, split, examples)` does the scoring of
+    a split not cached, in batches of `batch_size`."""
     if base.kind == "encoder":
         return None
     from bench.modeling import TunedModel
@@ -92,7 +92,7 @@ def base_zero_shot(task, base: BaseModel, evaluation: dict, score, *, batch_size
         if cached is not None and all(metric in cached for metric in task.card.metrics):
             results[split] = cached
             continue
-        results[split] = score(tuned, examples)
+        results[split] = score(tuned, split, examples)
         try:
             write_json_atomic(results[split], path)
         except OSError as err:  # a read-only or shared cache: the scores stand, only their reuse is lost
