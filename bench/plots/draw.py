@@ -117,6 +117,12 @@ def _error_note(errors, metrics, *, of: str = "", seeds=None) -> str:
             "the seeds")
 
 
+def _seed_counts(charts) -> list[int] | None:
+    """The seeds behind each point of length curves or init comparisons; None where one of them does not
+    say (made by hand, without them): their note then cannot say whether seeds are in the bars."""
+    return [n for chart in charts for n in chart.seeds] if all(chart.seeds for chart in charts) else None
+
+
 # the relative chart's error is of a ratio, from both scores' errors as if independent (data._ratio_error):
 # wider than the paired error the report's answer gives for the same two configs
 RATIO_ERROR = " of the ratio (from both scores' errors, unpaired)"
@@ -398,8 +404,7 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
         axes.set_xlabel("prompt length (virtual tokens)", fontsize=9)
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
-    note = _error_note([e for c in curves for e in c.errors], {c.metric for c in curves},
-                       seeds=[n for c in curves for n in c.seeds] if all(c.seeds for c in curves) else None)
+    note = _error_note([e for c in curves for e in c.errors], {c.metric for c in curves}, seeds=_seed_counts(curves))
     figure.suptitle(f"Score vs prompt length ({note}{_lr_note(curves)})",
                     fontsize=10)
     return _save(figure, folder, LENGTH_CHART)
@@ -433,7 +438,6 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
         axes.set_ylabel(f"{shown[0].metric} ({split})", fontsize=9)
     _panel_legends(figure, panels, fontsize=8)
     error_note = _error_note([e for c in comparisons for e in c.errors], {c.metric for c in comparisons},
-                             seeds=[n for c in comparisons for n in c.seeds] if all(c.seeds for c in comparisons)
-                             else None)
+                             seeds=_seed_counts(comparisons))
     figure.suptitle(f"Prompt tuning: initialisation ({error_note}{_lr_note(comparisons)})", fontsize=10)
     return _save(figure, folder, INIT_CHART)
