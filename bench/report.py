@@ -12,7 +12,7 @@ from bench.record import RunRecord, write_text_atomic
 from bench.record_folder import load_records
 from bench.results import ResultRow, aggregate, reruns_left_out, task_names, unscored
 from bench.results_table import SE_RULE, csv_name, figure, split_name, spread, write_csv
-from bench.verdict import STUDY_VIEW_NOTE, reference_command, verdict_text, verdicts
+from bench.verdict import STUDY_VIEW_NOTE, reference_command, shared_error_basis, verdict_text, verdicts
 from tasks.notices import counted, skipped_inputs_kept
 
 
@@ -89,13 +89,14 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.", ""]
     if answers := verdicts(rows):
         lines += ["## In short", ""]
+        shared = shared_error_basis(answers)
         for verdict in answers:
             command = reference_command(verdict, folder)
             made_by = f" Make one with `{command}`." if command else ""
             if command and from_study:
                 made_by += f" {STUDY_VIEW_NOTE}"
-            lines.append(f"- {verdict_text(verdict, split=split)}{made_by}")
-        lines.append("")
+            lines.append(f"- {verdict_text(verdict, split=split, error_basis_said=not shared)}{made_by}")
+        lines += ["", f"In each, {shared}.", ""] if shared else [""]
     by_task: dict[str, list[ResultRow]] = defaultdict(list)
     for row, task in zip(rows, task_names(rows)):
         by_task[task].append(row)

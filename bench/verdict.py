@@ -121,12 +121,21 @@ def _times(relative: float | None) -> str:
     return f" ({relative:.3f}×)" if relative is not None else ""  # none where full fine-tuning scores 0 or below
 
 
-def _gap(verdict: Verdict) -> str:
+def _gap(verdict: Verdict, *, basis: bool = True) -> str:
+    """The gap in standard errors and whether it is told apart; `basis`: with what the error counts."""
     gap = verdict.gap_in_se
     if gap is None:
         return ""
     said = ("not told apart on these examples" if abs(gap) < NOISE_SE
             else f"{'below' if gap < 0 else 'above'} it beyond the examples' noise")
+    counted = f" ({error_basis(verdict)})" if basis else ""
+    return f"; a gap of {abs(gap):.1f} standard errors of the difference, {said}{counted}"
+
+
+def error_basis(verdict: Verdict) -> str | None:
+    """What the gap's standard error counts, in words (None where there is no gap)."""
+    if verdict.gap_in_se is None:
+        return None
     named = (("the prompt config", verdict.prompt), ("full fine-tuning", verdict.full_ft))
     single = [name for name, row in named if row.seeds == 1]
     several = [name for name, row in named if row.seeds > 1]
@@ -137,13 +146,20 @@ def _gap(verdict: Verdict) -> str:
     examples = (f"the {len(verdict.prompt.per_example)} examples' paired differences" if verdict.paired
                 else "each score's examples apart, " + ("the two runs having scored other examples" if kept
                                                         else "its records keeping no example's score"))
-    return (f"; a gap of {abs(gap):.1f} standard errors of the difference, {said} "
-            f"(the error counts {examples}{counted})")
+    return f"the error counts {examples}{counted}"
 
 
-def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:
+def shared_error_basis(answers: list[Verdict]) -> str | None:
+    """The one error basis of several answers that all measure a gap, said once after them rather than
+    in each (None: one answer, or answers whose errors count different things)."""
+    bases = {error_basis(verdict) for verdict in answers}
+    return bases.pop() if len(answers) > 1 and len(bases) == 1 and None not in bases else None
+
+
+def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", error_basis_said: bool = True) -> str:
     """One paragraph: the config, its score against full fine-tuning's, and what it costs beside it.
-    Without a reference it ends by saying so; `reference_command` gives the run that makes one."""
+    Without a reference it ends by saying so; `reference_command` gives the run that makes one.
+    `error_basis_said` False: the gap's error basis is said once for all answers (shared_error_basis)."""
     prompt, reference = verdict.prompt, verdict.full_ft
     chosen_on = " (the split it was chosen on: an optimistic score)" if split == "validation" else ""
     lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}, "
@@ -152,7 +168,7 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`") -> str:
         lines[0] += ", with no full fine-tuning run on the same data and examples to measure it against."
     else:
         lines[0] += (f" against full fine-tuning's {reference.score:.3f}{_times(prompt.relative_to_full_ft)}"
-                     f"{_gap(verdict)}.")
+                     f"{_gap(verdict, basis=error_basis_said)}.")
         budgets = (prompt.steps, prompt.batch_size), (reference.steps, reference.batch_size)
         if budgets[0] != budgets[1] and None not in (*budgets[0], *budgets[1]):  # records before budgets were kept
             lines.append(f"The budgets differ: it trained {prompt.steps} steps of {prompt.batch_size} examples, "

@@ -154,6 +154,22 @@ def test_the_report_opens_with_the_answer(tmp_path):
     assert "- sst2, m: the best prompt config on validation, `p_tuning" in text
 
 
+def test_an_error_basis_shared_by_every_answer_is_said_once(tmp_path):
+    records = suite_records()
+    for record in suite_records():
+        record["task"]["name"] = "rte"
+        records.append(record)
+    text = write_report(tmp_path, records=records, failures=[]).read_text()
+    short = text[text.index("## In short"):text.index("## rte")]
+    assert short.count("the error counts") == 1 and short.count("standard errors of the difference") == 2
+    assert "\nIn each, the error counts each score's examples apart, its records keeping no example's score; " \
+           "one seed each, so not training's own spread.\n" in short
+    records.append(scored(make_record("p_tuning", 0.77, seed=1, params=100, encoder="mlp"), validation=0.78))
+    text = write_report(tmp_path, records=records, failures=[]).read_text()  # sst2's prompt config: two seeds
+    short = text[text.index("## In short"):text.index("## rte")]
+    assert "In each" not in short and short.count("the error counts") == 2 and "spread over seeds" in short
+
+
 def test_results_and_report_print_the_answer(tmp_path, capsys):
     from bench.cli import main
 

@@ -58,15 +58,19 @@ def results(args) -> int:
 def _print_answers(rows, split: str, args) -> None:
     """The suite's answer, as the report opens with it: a paragraph a group of comparable runs, and on
     a line of its own (to paste whole) the run that makes a missing reference."""
-    from bench.verdict import STUDY_VIEW_NOTE, reference_command, verdict_text, verdicts
+    from bench.verdict import STUDY_VIEW_NOTE, reference_command, shared_error_basis, verdict_text, verdicts
 
-    for verdict in verdicts(rows):
-        print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote=""), width=100,
-                                   break_long_words=False))
+    answers = verdicts(rows)
+    shared = shared_error_basis(answers)
+    for verdict in answers:
+        print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote="", error_basis_said=not shared),
+                                   width=100, break_long_words=False))
         if command := reference_command(verdict, results_folder(args)):  # into the folder the report is in
             print(f"  {command}")
             if args.storage:
                 print(textwrap.fill(STUDY_VIEW_NOTE, width=100, initial_indent="  ", subsequent_indent="  "))
+    if shared:
+        print("\n" + textwrap.fill(f"In each, {shared}.", width=100))
 
 
 def plot(args) -> int:
