@@ -63,6 +63,15 @@ def _environment(record: RunRecord) -> list[str]:
             f"- packages: {packages}", f"- code the runs were made with: git {commit}"]
 
 
+def _full_ft_share_note(rows: list[ResultRow]) -> str:
+    """Why full fine-tuning's trainable share reads below 100%, where it does: a paper reader's question."""
+    if not any(row.method == "full_ft" and row.trainable_pct < 99.9995 for row in rows):
+        return ""
+    return ("*trainable params* is the share of the model's weights training updates: full fine-tuning's is below "
+            "100% where the model holds weights whose output goes unused (a BERT-style pooler, where the head reads "
+            "mean-pooled token states instead), which no method trains; ")
+
+
 def write_report(folder: Path, *, records: list[RunRecord] | None = None, failures: list[dict] | None = None,
                  split: str = "test", rows: list[ResultRow] | None = None, left_out: list[str] = (),
                  from_study: bool = False) -> Path:
@@ -127,6 +136,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
               "training data and evaluation examples (of best validation score, where there are several), "
               "whatever steps each was trained for (a method may have a budget of its own: the line above each "
               "table names them); "
+              f"{_full_ft_share_note(rows)}"
               "*vs zero-shot* the mean relative change (in %, not points) from the base model's zero-shot score "
               "(– for an encoder, whose base model has no head to score with, and where a seed's is 0 or "
               "below); FLOPs are the analytic training estimate (virtual tokens lengthen every input while the frozen "

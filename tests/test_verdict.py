@@ -170,6 +170,14 @@ def test_an_error_basis_shared_by_every_answer_is_said_once(tmp_path):
     assert "In each" not in short and short.count("the error counts") == 2 and "spread over seeds" in short
 
 
+def test_the_report_says_why_full_fine_tuning_trains_less_than_the_whole_model_where_it_does(tmp_path):
+    records = suite_records()
+    records[0]["cost"]["trainable_pct"] = 99.349  # MiniLM's pooler, which mean pooling replaces, stays frozen
+    assert "full fine-tuning's is below 100%" in write_report(tmp_path, records=records, failures=[]).read_text()
+    records[0]["cost"]["trainable_pct"] = 100.0
+    assert "below 100%" not in write_report(tmp_path, records=records, failures=[]).read_text()
+
+
 def test_results_and_report_print_the_answer(tmp_path, capsys):
     from bench.cli import main
 
