@@ -656,7 +656,7 @@ def test_score_cost_charts_hold_only_runs_scored_alike_in_the_axis_unit(tmp_path
         render_all(rows, tmp_path, axes=("peak_memory_bytes",))
 
 
-def test_error_bars_are_standard_errors_of_the_examples_and_of_the_seeds_where_several():
+def test_error_bars_are_standard_errors_of_the_examples_and_of_the_seeds_where_several(tmp_path):
     counted = [{**record, "scores": {split: {**scores, "n": 200} for split, scores in record["scores"].items()}}
                for record in RECORDS]
     rows = aggregate(counted)
@@ -673,6 +673,14 @@ def test_error_bars_are_standard_errors_of_the_examples_and_of_the_seeds_where_s
     assert relative.errors["lora"]["sst2 (m)"] == pytest.approx(
         ratio * math.hypot(single.error / 0.86, full.error / 0.89))
     assert relative.errors["full_ft"]["sst2 (m)"] is None  # the reference itself: 1 by definition
+    # the title says whose seeds are in the bars: LoRA's one seed against full fine-tuning's two
+    assert relative.seeds["lora"]["sst2 (m)"] == (1, 2)
+    svg = (tmp_path / "relative_to_full_ft.svg")
+    draw.draw_relative(relative, tmp_path)
+    assert ">scored examples and, where several, the seeds)</text>" in svg.read_text()  # its second line
+    single_seeds = aggregate([record for record in counted if record["seed"] == 0])
+    draw.draw_relative(data.relative_scores(single_seeds), tmp_path)
+    assert "where several" not in svg.read_text() and ">scored examples)</text>" in svg.read_text()
 
 
 def test_a_task_without_full_fine_tuning_is_named_beside_the_relative_chart(tmp_path):

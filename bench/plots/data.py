@@ -56,6 +56,8 @@ class RelativeScores(NamedTuple):
     errors: dict[str, dict[str, float | None]]
     metrics: dict[str, str]  # task -> its primary metric
     without_reference: tuple[str, ...]  # task (model) columns with no full fine-tuning run to relate to
+    # method -> task -> the seeds behind the ratio's two scores (its config's, full fine-tuning's)
+    seeds: dict[str, dict[str, tuple[int, int]]] = {}
 
 
 class LengthCurve(NamedTuple):
@@ -183,6 +185,7 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
     values: dict[str, dict[str, float]] = defaultdict(dict)
     configs: dict[str, dict[str, str]] = defaultdict(dict)
     errors: dict[str, dict[str, float | None]] = defaultdict(dict)
+    seeds: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
     for column, group in columns.items():
         usual = _usual(group)  # a 20-example smoke run does not compete with the real ones
         for method in {r.method for r in group}:
@@ -191,11 +194,14 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
             if chosen is not None and chosen.relative_to_full_ft is not None:
                 values[method][column] = chosen.relative_to_full_ft
                 configs[method][column] = chosen.label
-                errors[method][column] = _ratio_error(chosen, references[comparable_key(chosen)])
+                reference = references[comparable_key(chosen)]
+                errors[method][column] = _ratio_error(chosen, reference)
+                seeds[method][column] = chosen.seeds, reference.seeds
     tasks = sorted({t for per_task in values.values() for t in per_task})
     without = tuple(sorted(set(columns) - set(tasks)))
     metrics = {column: group[0].metric for column, group in columns.items() if column in tasks}
-    return RelativeScores(tasks, sorted(values), dict(values), dict(configs), dict(errors), metrics, without)
+    return RelativeScores(tasks, sorted(values), dict(values), dict(configs), dict(errors), metrics, without,
+                          dict(seeds))
 
 
 def _ratio_error(row: ResultRow, reference: ResultRow) -> float | None:

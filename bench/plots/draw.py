@@ -286,12 +286,13 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
     methods = [m for m in data.methods if m != "full_ft"]  # 1 by definition: the dashed line
     width = 0.8 / max(len(methods), 1)
     ends = [1.0]  # of the bars and their error bars, which the axis must show
-    errors_drawn = []  # the standard errors behind the bars, for the title's note
+    errors_drawn, seeds_drawn = [], []  # the standard errors behind the bars and their seeds, for the title's note
     for i, method in enumerate(methods):
         xs = [t + i * width for t in range(len(data.tasks))]
         ys = [data.values[method].get(task, float("nan")) for task in data.tasks]  # no bar where unknown
         known = [data.errors.get(method, {}).get(task) for task in data.tasks]
         errors_drawn += known
+        seeds_drawn += [n for task in data.tasks for n in data.seeds.get(method, {}).get(task, ())]
         errors = _error_bars(known)
         # bars grow up or down from full fine-tuning's 1: the ratios sit near it, and bars from 0 would
         # draw 0.89 and 0.99 nearly alike (a cut axis would draw their lengths out of proportion)
@@ -310,9 +311,9 @@ def draw_relative(data: RelativeScores, folder: Path, *, split: str = "test") ->
     axes.set_ylim(low - margin, high + margin)  # room below the lowest bar's end for the values
     axes.set_xticks([t + 0.4 - width / 2 for t in range(len(data.tasks))], data.tasks, rotation=15, fontsize=8)
     axes.set_ylabel(f"{split} score / full fine-tuning's")
+    note = _error_note(errors_drawn, data.metrics.values(), of=RATIO_ERROR, seeds=seeds_drawn if data.seeds else None)
     axes.set_title("Each method's best configuration (on validation), relative to full fine-tuning\n"
-                   + textwrap.fill(f"({_error_note(errors_drawn, data.metrics.values(), of=RATIO_ERROR)})", 90),
-                   fontsize=10)
+                   + textwrap.fill(f"({note})", 90), fontsize=10)
     legend_beside(axes, fontsize=7)
     notes = chosen and ["configurations:", *chosen]
     if data.without_reference:  # a task left out silently would read as one never run
