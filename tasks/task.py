@@ -114,7 +114,16 @@ class Task:
         indices = list(range(len(rows)))
         if limit is not None and limit < len(rows):
             indices = sorted(random.Random(seed).sample(indices, limit))
-        return [self.render(rows[i], split=split, index=i) for i in indices]
+        return self._rendered(split, rows, indices)
+
+    def _rendered(self, split: str, rows: list[Row], indices) -> list[Example]:
+        try:
+            return [self.render(rows[i], split=split, index=i) for i in indices]
+        except TaskCardError:
+            # a field no row holds is the card's mistake (a misspelt name), not that of the row met first
+            if absent := self._fields_absent_from_every_row(split, rows):
+                raise absent[0] from None
+            raise
 
     def check_metrics(self) -> None:
         """Load the card's `evaluate:` metrics and score validation examples' own answers with them: a
@@ -188,10 +197,10 @@ class Task:
         size = self.training_size(size)
         rows = self.rows("train")
         if size is None or size >= len(rows):
-            return [self.render(row, split="train", index=i) for i, row in enumerate(rows)]
+            return self._rendered("train", rows, range(len(rows)))
         if not self.card.is_classification:
             return self.examples("train", limit=size, seed=seed)
-        examples = [self.render(row, split="train", index=i) for i, row in enumerate(rows)]
+        examples = self._rendered("train", rows, range(len(rows)))
         rng = random.Random(seed)
         by_class = [[ex for ex in examples if ex.label == c] for c in range(len(self.card.classes))]
         for pool in by_class:

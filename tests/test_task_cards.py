@@ -266,7 +266,14 @@ def test_label_outside_label_words_names_the_row(tmp_path):
     ([{"text": "hi", "label": 1}], {"label_words": "{'0': [bad], '1': [good]}"},
      r"label 1 .* is not one of \['0', '1'\]; the data's labels are numbers: leave the card's label_words keys "
      r"unquoted"),
-    ([{"text": "hi", "lbl": 0}], {}, r"\[label_field\]: field 'label' is absent from split 'train' row 0"),
+    ([{"text": "hi", "lbl": 0}, {"text": "yo", "label": 1}], {},
+     r"\[label_field\]: field 'label' is absent from split 'train' row 0"),
+    # a field no row holds is a misspelt name, not the first row's fault
+    ([{"text": "hi", "lbl": 0}, {"text": "yo", "lbl": 1}], {},
+     r"\[label_field\]: field 'label' is in none of the 2 rows of split 'train': did you mean 'lbl'\? \(their "
+     r"fields: lbl, text\)"),
+    ([{"text": "hi", "label": 0}], {"template": "'{txt}'"},
+     r"\[template\]: field 'txt' is in none of the 1 rows of split 'train': did you mean 'text'\?"),
     ([{"text": "hi", "label": 0}], {"template": "'{text[9]}'"},
      r"\[template\]: cannot fill it from split 'train' row 0"),
 ])
