@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
-from bench.config_labels import card_file
+from bench.config_labels import card_file, init_text, shortened
 from bench.models.registry import kind_beyond_name
 from bench.results import REFERENCE_METHODS, ResultRow, best_full_ft, comparable_key, model_names, task_names
 from bench.results_table import figure
@@ -162,8 +162,10 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", error_basis_
     `error_basis_said` False: the gap's error basis is said once for all answers (shared_error_basis)."""
     prompt, reference = verdict.prompt, verdict.full_ft
     chosen_on = " (the split it was chosen on: an optimistic score)" if split == "validation" else ""
-    lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}, "
-             f"scores {prompt.score:.3f} on {split}{chosen_on}"]
+    text = init_text(prompt.settings)  # a label leaves it out (too long), where it is the config's point
+    started = f" (its prompt started from the text {shortened(text, 60)})" if text else ""
+    lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}"
+             f"{started}, scores {prompt.score:.3f} on {split}{chosen_on}"]
     if reference is None:
         lines[0] += ", with no full fine-tuning run on the same data and examples to measure it against."
     else:

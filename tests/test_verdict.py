@@ -178,6 +178,15 @@ def test_the_report_says_why_full_fine_tuning_trains_less_than_the_whole_model_w
     assert "below 100%" not in write_report(tmp_path, records=records, failures=[]).read_text()
 
 
+def test_the_answer_names_the_text_a_prompt_started_from_which_its_label_leaves_out():
+    records = suite_records()
+    records[3] = scored(make_record("prompt_tuning", 0.76, params=100, init="text", num_virtual_tokens=8,
+                                    init_text="Classify the sentiment of this review."), validation=0.78)
+    [verdict] = verdicts(aggregate(records))
+    assert "`prompt_tuning[init=text,num_virtual_tokens=8,lr=0.001]` (its prompt started from the text " \
+           "'Classify the sentiment of this review.'), scores 0.760" in verdict_text(verdict, split="test")
+
+
 def test_results_and_report_print_the_answer(tmp_path, capsys):
     from bench.cli import main
 
