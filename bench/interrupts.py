@@ -55,19 +55,34 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()  # signal handlers are set there only
 
 
+# the signals that interrupt this process as Ctrl-C does: SIGINT, and in a search worker the signal
+# its command stops it with (see interrupt_on)
+_INTERRUPTING = [signal.SIGINT]
+
+
+def interrupt_on(signum: signal.Signals) -> None:
+    """Have `signum` interrupt this process as Ctrl-C does (KeyboardInterrupt), whatever it was set to
+    when the process started, and be held with Ctrl-C by `hold_interrupts`."""
+    signal.signal(signum, signal.default_int_handler)
+    if signum not in _INTERRUPTING:
+        _INTERRUPTING.append(signum)
+
+
 def hold_interrupts() -> None:
     """Ignore further Ctrl-C until `interrupts_restored` ends: a second one would cut the first one's
     bookkeeping short (a trial left running, a starting point not queued again)."""
     if _main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in _INTERRUPTING:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
 def interrupts_restored():
     """Whatever `hold_interrupts` did inside the block is undone when it ends."""
-    handler = signal.getsignal(signal.SIGINT) if _main_thread() else None
+    handlers = {signum: signal.getsignal(signum) for signum in _INTERRUPTING} if _main_thread() else {}
     try:
         yield
     finally:
-        if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
-            signal.signal(signal.SIGINT, handler)
+        for signum, handler in handlers.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)

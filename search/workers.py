@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from bench import study_storage as storage
 from bench.device import worker_share
 from bench.errors import SettingsError
-from bench.interrupts import hold_interrupts, interrupts_restored, quiet_trial_failures
+from bench.interrupts import hold_interrupts, interrupt_on, interrupts_restored, quiet_trial_failures
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
 from search.starting_points import requeue_starting_point
@@ -31,6 +31,9 @@ from tasks.card import TaskCardError
 
 INTERRUPT_GRACE_SECONDS = 10  # for workers to mark their interrupted trials failed
 INTERRUPTED_EXIT = 130  # a process stopped by SIGINT, as shells report it
+# what a worker is stopped with, as at Ctrl-C: not SIGINT, which a command started in the background
+# of a script (`spbench search ... &`) and its workers inherit as ignored
+STOP_SIGNAL = signal.SIGTERM
 
 
 class BudgetReached(Exception):
@@ -213,16 +216,18 @@ def _fail_running_trials_of(study: optuna.Study, worker: str) -> list[int]:
 
 
 def stop_with_parent(parent: int) -> None:
-    """Have this process interrupted (SIGINT, as Ctrl-C would) when `parent` ends: a command killed
-    with SIGKILL cannot pass the signal on, and its workers would train on unseen. Linux only."""
+    """Have this process interrupted (as Ctrl-C would) by STOP_SIGNAL, which its command passes a
+    Ctrl-C on with, and sent it when `parent` ends (Linux only): a command killed with SIGKILL
+    cannot pass the signal on, and its workers would train on unseen."""
+    interrupt_on(STOP_SIGNAL)
     if not sys.platform.startswith("linux"):
         return
     import ctypes
 
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGINT)
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, STOP_SIGNAL)
     if os.getppid() != parent:  # it ended before the request was made
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), STOP_SIGNAL)
 
 
 @dataclass(frozen=True)
@@ -279,7 +284,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
         for process in others:
             process.join(timeout=max(deadline - time.monotonic(), 0))
             if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
+                os.kill(process.pid, STOP_SIGNAL)
         raise
     finally:
         for process in others:
@@ -288,7 +293,7 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
     failed = [index for index, process in enumerate(others, start=1)
               if process.exitcode > 0 and process.exitcode != INTERRUPTED_EXIT]
     problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
-    problems += [f"{numbered('worker', interrupted)} interrupted (SIGINT)"] if interrupted else []
+    problems += [f"{numbered('worker', interrupted)} interrupted (Ctrl-C, SIGINT or SIGTERM)"] if interrupted else []
     killed = [(index, process) for index, process in enumerate(others, start=1) if process.exitcode < 0]
     for index, process in killed:  # out of memory, say: its trial is failed now, not by a later command
         stranded = _fail_running_trials_of(study, jobs[index - 1].worker_id)

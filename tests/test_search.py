@@ -741,10 +741,13 @@ def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_a_worker_is_interrupted_when_its_command_is_killed(tmp_path):
+@pytest.mark.parametrize("in_the_background", [False, True])
+def test_a_worker_is_interrupted_when_its_command_is_killed(tmp_path, in_the_background):
     """SIGKILL gives a command no chance to pass the signal on: its workers stop on their own, as at a
-    Ctrl-C, rather than train on unseen."""
+    Ctrl-C, rather than train on unseen; also a command started in a script's background (`cmd &`),
+    which it and its workers start with SIGINT ignored."""
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -766,7 +769,9 @@ def test_a_worker_is_interrupted_when_its_command_is_killed(tmp_path):
         "    process.join()\n")
     started = tmp_path / "worker"
     root = Path(__file__).parent.parent
-    command = subprocess.Popen([sys.executable, str(script), str(started)], env={**os.environ, "PYTHONPATH": str(root)})
+    ignoring_ctrl_c = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if in_the_background else None
+    command = subprocess.Popen([sys.executable, str(script), str(started)], env={**os.environ, "PYTHONPATH": str(root)},
+                               preexec_fn=ignoring_ctrl_c)
     deadline = time.time() + 60
     while not started.exists() or not started.read_text():
         assert time.time() < deadline and command.poll() is None, "the worker did not start"
