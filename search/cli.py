@@ -89,6 +89,9 @@ def run(args) -> int:
     _settle_space(study, request)
     if request.multi_objective and request.pruner != "none":  # once the study is known to be this command's
         print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
+    elif request.pruner != "none" and request.train.eval_every >= request.train.steps:
+        print(f"no pruning: a trial reports to the pruner every {request.train.eval_every} steps (--eval-every) and "
+              f"trains {request.train.steps} (--steps), so only at its end")
     references = task_references(study, request)
     from search.objective import Objective  # seconds of imports (the run path): after every check
 

@@ -386,6 +386,18 @@ def test_a_study_resumed_with_another_space_says_so_and_refits_its_queued_points
     assert len(ran_since) == 2 and all(0.05 <= t.params["prompt_tuning.lr"] <= 0.1 for t in ran_since)
 
 
+def test_a_budget_shorter_than_the_report_spacing_says_no_trial_can_be_pruned(capsys, tmp_path, tiny_models,
+                                                                            tiny_tasks):
+    argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--steps", "2", "--batch-size", "4",
+            "--eval-size", "4", "--trials", "1", "--space", str(write_space(tmp_path, SPACE)),
+            "--tasks-dir", str(tiny_tasks)]
+    assert main([*argv, "--results", str(tmp_path / "default")]) == 0, capsys.readouterr().err
+    assert ("no pruning: a trial reports to the pruner every 20 steps (--eval-every) and trains 2 (--steps), so only "
+            "at its end") in capsys.readouterr().out
+    assert main([*argv, "--eval-every", "1", "--results", str(tmp_path / "spaced")]) == 0, capsys.readouterr().err
+    assert "no pruning" not in capsys.readouterr().out
+
+
 def test_a_study_resumed_with_other_choices_or_scale_is_refused_before_any_trial(capsys, tmp_path, tiny_models,
                                                                                 tiny_tasks):
     argv = ["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--steps", "2", "--batch-size", "4",
