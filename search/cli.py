@@ -81,11 +81,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from search.references import task_references
-    from search.study import claim_study, study_definition
+    from search.study import claim_study, fail_stale_trials, study_definition
 
     request = search_request(args)  # every check that needs no study: a command it refuses makes nothing
     study, url, strategy = _opened_study(request)
     claim_study(study, study_definition(request), directions=request.directions)
+    stale = fail_stale_trials(study)  # before the space settles: a starting point such a trial held is queued again
     _settle_space(study, request)
     if request.multi_objective and request.pruner != "none":  # once the study is known to be this command's
         print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
@@ -98,7 +99,7 @@ def run(args) -> int:
     objective = Objective(space=request.space, tasks=list(request.tasks), model=request.model, train=request.train,
                           results_dir=request.folder, cost=request.cost, references=references,
                           tasks_dirs=request.tasks_dirs)
-    _announce(study, url)
+    _announce(study, url, request, stale)
     _search_and_export(study, url, objective, strategy, request)
     return 0
 
@@ -142,13 +143,20 @@ def _settle_space(study: optuna.Study, request: SearchRequest) -> None:
             enqueue_known_good(study, request.space, classification=all(c.is_classification for c in request.cards))
 
 
-def _announce(study: optuna.Study, url: str) -> None:
+def _announce(study: optuna.Study, url: str, request: SearchRequest, stale: list[int]) -> None:
+    """The study's opening line; `stale`: the trials just found left running by a killed command."""
     from bench.study_storage import shown_storage
     from search.study import done_trials
+    from search.trial_lines import numbered
 
     held = done_trials(study)
     resumed = f": resumed, {held} finished {'trial' if held == 1 else 'trials'}" if held else ""
-    print(f"study {study.study_name} on {shown_storage(url)}{resumed}; a line for each trial as it ends", flush=True)
+    if stale:
+        resumed += (f" ({numbered('trial', stale)} left running by a command that stopped without a word, marked "
+                    "failed and not counted)")
+    to_run = not request.trials or held < request.trials
+    print(f"study {study.study_name} on {shown_storage(url)}{resumed}"
+          f"{'; a line for each trial as it ends' if to_run else ''}", flush=True)
 
 
 def _search_and_export(study: optuna.Study, url: str, objective, strategy: Strategy,

@@ -137,3 +137,17 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
 
 def done_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=DONE))
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Mark failed the trials left running by processes whose heartbeat went stale (a killed command),
+    as a search's first trial would; their numbers. A command that runs no trial says so too, rather
+    than count them as running."""
+    def running() -> set[int]:
+        return {trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+    before = running()
+    if not before:
+        return []
+    optuna.storages.fail_stale_trials(study)
+    return sorted(before - running())

@@ -318,7 +318,9 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     trials_before = len(study.trials)
     assert main(argv) == 0  # rerun: the study already holds 4 finished trials, nothing new runs
     assert len(study.trials) == trials_before
-    assert "the study already holds 4 finished trials (--trials 4): none to run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the study already holds 4 finished trials (--trials 4): none to run" in out
+    assert "resumed, 4 finished trials\n" in out  # no "a line for each trial as it ends" where none will run
     assert yaml.safe_load((folder / "best.yaml").read_text())["test"] == best["test"]  # the same winner, scored once
 
     # a best.yaml left by another study of the same name (same trial number, other runs) is not trusted
@@ -610,6 +612,7 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     finished_before = {t.number: t.values for t in _study(tmp_path, "killed").trials if t.state.name == "COMPLETE"}
+    [killed] = [t.number for t in _study(tmp_path, "killed").trials if t.state.name == "RUNNING"]
     time.sleep(4)  # past the heartbeat grace period: the killed trial is now stale
 
     second = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
@@ -618,6 +621,9 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     assert _states(study).count("COMPLETE") == 4
     assert "FAIL" in _states(study)  # the trial that was running when the worker died
     assert "failed (not counted): trial" in second.stdout and "killed, or out of memory" in second.stdout
+    # said as the study opens, where a command that ran no trial would count it as running
+    assert (f"resumed, {len(finished_before)} finished trial{'s' if len(finished_before) > 1 else ''} (trial {killed} "
+            "left running by a command that stopped without a word, marked failed and not counted)") in second.stdout
     for number, values in finished_before.items():  # nothing finished was lost or redone
         assert study.trials[number].values == values
 
