@@ -176,7 +176,7 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", error_basis_
             lines.append(f"The budgets differ: it trained {prompt.steps} steps of {prompt.batch_size} examples, "
                          f"full fine-tuning {reference.steps} of {reference.batch_size}.")
     for name, row in (("Full fine-tuning", reference), ("The prompt config", prompt)):
-        if row is not None and (said := _learned_nothing(row)):
+        if row is not None and (said := learned_nothing(row)):
             lines.append(f"{name} {said}" + (": it may not have learned at this budget, and the comparison says "
                                              "little." if row is reference else "."))
     if reference is not None:
@@ -186,7 +186,7 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", error_basis_
     return " ".join(lines)
 
 
-def _learned_nothing(row: ResultRow) -> str | None:
+def learned_nothing(row: ResultRow) -> str | None:
     """What to say of a classifier at or below, or within noise above, the score of answering every
     example scored with their commonest class (None: it is clear of it, or the records do not say)."""
     if row.commonest_class is None:

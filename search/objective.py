@@ -15,6 +15,7 @@ import socket
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import optuna
 
@@ -27,6 +28,7 @@ from bench.run import execute_run
 from bench.run_spec import RunSpec
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
+from bench.verdict import learned_nothing
 from search.pruning import report_with_error
 from search.repeats import result_of_repeat
 from search.space import SearchSpace
@@ -35,9 +37,18 @@ from search.worker_id import worker_id
 
 
 
+class Reference(NamedTuple):
+    """Full fine-tuning's validation score (mean over seeds) and the steps it trained; `learned_nothing`:
+    how it compares with answering every example with the commonest class, where it is no better or
+    not told apart (None: clear of it, or the records do not say)."""
+    score: float
+    steps: int
+    learned_nothing: str | None = None
+
+
 def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int, eval_size: int | None,
                        batch_size: int | None = None, cards: dict[str, dict] | None = None
-                       ) -> dict[str, tuple[float, int]]:
+                       ) -> dict[str, Reference]:
     """Full fine-tuning's validation score per task for `model` (its mean over seeds), with the
     training steps of its runs, from existing bench records: chosen as `spbench results` chooses a
     reference (`best_full_ft`), among the runs most like the search's trials: of its budget (`steps`,
@@ -73,7 +84,7 @@ def full_ft_references(folder: Path, tasks: list[str], model: str, *, steps: int
             # best of a few-example smoke run is noise, and no reference where a real run exists
             most = max((_examples_scored(row) for row in alike), default=None)
             if (best := best_full_ft(row for row in alike if _examples_scored(row) == most)) is not None:
-                found[task] = (best.validation, best.steps)
+                found[task] = Reference(best.validation, best.steps, learned_nothing(best))
                 break
     return found
 

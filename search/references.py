@@ -18,6 +18,7 @@ class TaskReference(NamedTuple):
     task: str
     score: float | None = None
     steps: int | None = None
+    learned_nothing: str | None = None  # how it compares with the commonest class, where it may have learned nothing
 
 
 def task_references(study: optuna.Study, request: SearchRequest) -> dict[str, float]:
@@ -44,10 +45,14 @@ def task_references(study: optuna.Study, request: SearchRequest) -> dict[str, fl
         print(f"no full fine-tuning record of {model} on {', '.join(missing)} under {results}: every task scored "
               f"raw, not relative (`{commands}` makes them; a new study picks them up)")
     else:
-        budgets = ", ".join(f"{task} {budget} steps" for task, (_, budget) in found.items())
-        print(f"scoring each task relative to full fine-tuning: {_listed({t: v for t, (v, _) in found.items()})} "
+        budgets = ", ".join(f"{task} {reference.steps} steps" for task, reference in found.items())
+        print(f"scoring each task relative to full fine-tuning: {_listed({t: r.score for t, r in found.items()})} "
               f"(the best full fine-tuning config by validation score under {results}, mean over seeds: {budgets})")
-    references = {} if missing else {task: value for task, (value, _) in found.items()}
+        for task, reference in found.items():
+            if reference.learned_nothing:  # a ratio to chance says little of the trial
+                print(f"  {task}: full fine-tuning {reference.learned_nothing} on validation: it may not have learned "
+                      "at its budget, and a trial's ratio to it says little")
+    references = {} if missing else {task: reference.score for task, reference in found.items()}
     study.set_user_attr(REFERENCES_ATTR, references)
     return references
 
@@ -80,9 +85,11 @@ def against_full_ft(study: optuna.Study, request: SearchRequest, reference: Task
                 f"measure the winner against (`{_full_ft_command(request, reference.task)}` makes one)")
     relative = (f" is {score / reference.score:.3f}× full fine-tuning's" if reference.score > 0
                 else " against full fine-tuning's")
+    weak = (f"; full fine-tuning {reference.learned_nothing}: it may not have learned at its budget, and the "
+            "comparison says little") if reference.learned_nothing else ""
     return (f"the winner's validation {score:.4f}{relative} {reference.score:.4f} (its best run under "
             f"{request.results} by validation, mean over seeds, {reference.steps} steps; the trials trained "
-            f"{request.train.steps})")
+            f"{request.train.steps}){weak}")
 
 
 def _full_ft_command(request: SearchRequest, task: str) -> str:

@@ -9,12 +9,17 @@ import pytest
 
 import search.objective
 from bench.train import DivergedError, TrainSettings
-from search.objective import Objective, full_ft_references
+from search.objective import Objective, Reference, full_ft_references
 from search.pruning import REPORT_ERRORS_ATTR
 from search.references import TaskReference, against_full_ft, one_task_reference, task_references
 from search.space import load_space
 
 STEPS = 4
+
+
+def _found(references: dict[str, Reference]) -> dict[str, tuple[float, int]]:
+    return {task: (reference.score, reference.steps) for task, reference in references.items()}
+
 # validation score at steps 2 and 4 (the final one is the last) per (task, learning rate)
 CURVES = {("a", 0.01): (0.6, 0.8), ("b", 0.01): (0.4, 0.5),
           ("a", 0.02): (0.7, 0.8), ("b", 0.02): (0.1, 0.2), ("c", 0.01): (0.9, 0.3)}
@@ -77,7 +82,7 @@ def test_a_diverging_run_is_pruned_with_its_reason(monkeypatch, tmp_path):
 def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch, capsys, tmp_path):
     from types import SimpleNamespace
 
-    found = {"a": (0.8, 10)}
+    found = {"a": Reference(0.8, 10)}
     monkeypatch.setattr(search.objective, "full_ft_references",
                         lambda results, tasks, model, steps, **kwargs: dict(found))
     request = SimpleNamespace(results=tmp_path, model="tiny", train=TrainSettings(steps=10, batch_size=4, eval_size=16),
@@ -89,7 +94,7 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
     budget = f"--steps 10 --batch-size 4 --eval-size 16 --tasks-dir cards --results {tmp_path}"  # the search's own
     assert (f"`spbench run --task b --model tiny --method full_ft {budget}; "
             f"spbench run --task c --model tiny --method full_ft {budget}` makes them") in out
-    found.update(b=(0.5, 40), c=(0.6, 10))  # recorded later: the study keeps the scale it started with
+    found.update(b=Reference(0.5, 40), c=Reference(0.6, 10))  # recorded later: the study keeps its first scale
     assert task_references(study, request) == {}
     assert "scoring each task raw (no full fine-tuning score of every task" in capsys.readouterr().out
     fresh = optuna.create_study(direction="maximize")
@@ -97,6 +102,11 @@ def test_references_cover_every_task_or_none_and_stay_with_the_study(monkeypatch
     assert "relative to full fine-tuning: a 0.8000, b 0.5000, c 0.6000 (the best full fine-tuning config by " \
            f"validation score under {tmp_path}, mean over seeds: a 10 steps, b 40 steps, c 10 steps)" \
            in capsys.readouterr().out
+    found["b"] = Reference(0.5, 40, "scores no better than answering every example with the commonest class")
+    assert task_references(optuna.create_study(direction="maximize"), request)["b"] == 0.5
+    assert ("  b: full fine-tuning scores no better than answering every example with the commonest class on "
+            "validation: it may not have learned at its budget, and a trial's ratio to it says little") \
+        in capsys.readouterr().out
 
 
 def test_a_one_task_winner_is_measured_against_full_fine_tuning_from_the_records(monkeypatch, tmp_path):
@@ -123,18 +133,22 @@ def test_a_one_task_winner_is_measured_against_full_fine_tuning_from_the_records
         "makes one)")
     assert seen == {"tasks": ["a"], "steps": 10, "eval_size": 16, "batch_size": 4,
                     "cards": {"a": {"version": 1, "card": "x/a.yaml"}}}  # chosen as the study's budget and card
-    references["a"] = (0.8, 40)
+    references["a"] = Reference(0.8, 40)
     assert one_task_reference(study, request) == TaskReference("a", score=0.8, steps=40)
     assert against_full_ft(study, request, one_task_reference(study, request)) == (
         f"the winner's validation 0.7200 is 0.900× full fine-tuning's 0.8000 (its best run under {tmp_path} by "
         "validation, mean over seeds, 40 steps; the trials trained 10)")
+    references["a"] = Reference(0.5, 40, "is not told apart from answering every example with the commonest class")
+    assert against_full_ft(study, request, one_task_reference(study, request)).endswith(
+        "the trials trained 10); full fine-tuning is not told apart from answering every example with the commonest "
+        "class: it may not have learned at its budget, and the comparison says little")
     study.set_user_attr(DEFINITION_ATTR, {"tasks": ["a", "b"]})  # several tasks: trials are scored relative already
     assert one_task_reference(study, request) is None
 
 
 def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, eval_size: int = 16, seed: int = 0,
                    lr: float = 0.001, version: int = 1, card: str | None = None,
-                   on: tuple = ("cpu", "float32"), **train) -> None:
+                   on: tuple = ("cpu", "float32"), commonest_class: float | None = None, **train) -> None:
     """A full fine-tuning run record holding what `spbench results` reads."""
     folder.mkdir(parents=True)
     (folder / "record.json").write_text(json.dumps({
@@ -142,7 +156,8 @@ def _write_full_ft(folder: Path, task: str, score: float, *, steps: int = 10, ev
         "task": {"name": task, "version": version, "primary_metric": "accuracy", **({"card": card} if card else {})},
         "model": {"name": "m", "device": on[0], "dtype": on[1]}, "method": {"name": "full_ft", "settings": {}},
         "train": {"steps": steps, "eval_size": eval_size, "lr": lr, "seed": seed, **train},
-        "scores": {"validation": {"accuracy": score}}, "cost": {}}))
+        "scores": {"validation": {"accuracy": score}}, "cost": {},
+        **({"commonest_class": {"validation": commonest_class}} if commonest_class is not None else {})}))
 
 
 def test_full_fine_tuning_references_prefer_runs_like_the_searchs_trials(tmp_path):
@@ -151,20 +166,21 @@ def test_full_fine_tuning_references_prefer_runs_like_the_searchs_trials(tmp_pat
     _write_full_ft(tmp_path / "a-smoke", "a", 0.95, eval_size=4)  # the same budget scored on a few examples: noise
     _write_full_ft(tmp_path / "b-40", "b", 0.7, steps=40)  # no run of b at 10 steps: the best of any budget
     _write_full_ft(tmp_path / "a-gpu", "a", 0.99, on=("cuda", "bfloat16"))  # not computed as this CPU's trials
-    assert full_ft_references(tmp_path, ["a", "b"], "m", steps=10, eval_size=16) == {"a": (0.6, 10), "b": (0.7, 40)}
+    assert _found(full_ft_references(tmp_path, ["a", "b"], "m", steps=10, eval_size=16)) \
+        == {"a": (0.6, 10), "b": (0.7, 40)}
     # without a run scored on the trials' examples: of the search's budget, the runs scored on the
     # most examples (the smoke run's 0.95 on 4 examples is no reference)
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=400) == {"a": (0.6, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=400)) == {"a": (0.6, 10)}
 
 
 def test_full_fine_tuning_references_train_on_the_trials_data_and_prefer_their_batch_size(tmp_path):
     _write_full_ft(tmp_path / "a-b8", "a", 0.6, batch_size=8)
     _write_full_ft(tmp_path / "a-b32", "a", 0.7, batch_size=32)
     _write_full_ft(tmp_path / "a-few", "a", 0.95, batch_size=8, train_size=32)  # a few-shot setting: not the trials'
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=8) == {"a": (0.6, 10)}
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=32) == {"a": (0.7, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=8)) == {"a": (0.6, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=32)) == {"a": (0.7, 10)}
     # no run at the trials' batch size: the best of their steps
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=4) == {"a": (0.7, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, batch_size=4)) == {"a": (0.7, 10)}
 
 
 def test_full_fine_tuning_references_are_chosen_as_the_results_table_chooses(tmp_path):
@@ -172,13 +188,22 @@ def test_full_fine_tuning_references_are_chosen_as_the_results_table_chooses(tmp
     _write_full_ft(tmp_path / "lr1-s0", "a", 0.9, lr=0.001)
     _write_full_ft(tmp_path / "lr1-s1", "a", 0.5, lr=0.001, seed=1)
     _write_full_ft(tmp_path / "lr2-s0", "a", 0.8, lr=0.002)
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16) == {"a": (0.8, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16)) == {"a": (0.8, 10)}
+
+
+def test_a_full_fine_tuning_reference_no_better_than_the_commonest_class_says_so(tmp_path):
+    _write_full_ft(tmp_path / "a", "a", 0.5, commonest_class=0.5)
+    _write_full_ft(tmp_path / "b", "b", 0.9, commonest_class=0.5)
+    found = full_ft_references(tmp_path, ["a", "b"], "m", steps=10, eval_size=16)
+    assert found["a"].learned_nothing == ("scores no better than answering every example with the commonest class "
+                                          "of those scored (0.500)")
+    assert found["b"].learned_nothing is None
 
 
 def test_full_fine_tuning_references_leave_the_shipped_results_out(tmp_path):
     # results/reference holds full fine-tuning runs of the quick suite: not the user's references
     _write_full_ft(tmp_path / "reference" / "run", "a", 0.9)
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16) == {}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16)) == {}
 
 
 def test_full_fine_tuning_references_of_another_card_or_card_version_do_not_count(tmp_path):
@@ -186,10 +211,11 @@ def test_full_fine_tuning_references_of_another_card_or_card_version_do_not_coun
                                  (2, None, 0.75)):  # a record from before records named their card
         _write_full_ft(tmp_path / f"v{version}{score}", "a", score, version=version, card=card)
     shipped_v2 = {"a": {"version": 2, "card": "cards/a.yaml"}}
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, cards=shipped_v2) == {"a": (0.75, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, cards=shipped_v2)) \
+        == {"a": (0.75, 10)}
     mine = {"a": {"version": 2, "card": "mine/a.yaml"}}
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, cards=mine) == {"a": (0.8, 10)}
-    assert full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16) == {"a": (0.9, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16, cards=mine)) == {"a": (0.8, 10)}
+    assert _found(full_ft_references(tmp_path, ["a"], "m", steps=10, eval_size=16)) == {"a": (0.9, 10)}
 
 
 def test_a_trial_trained_to_the_end_is_never_pruned(recorded_runs, tmp_path):
