@@ -67,6 +67,14 @@ def _note_cut_prompts(base: BaseModel, task: Task, examples: RunExamples) -> Non
                       f"max_input_tokens ({limit}) for {base.name}; each keeps {kept}", UserNotice, stacklevel=2)
 
 
+class PromptTooLong(MethodError):
+    """More virtual tokens than the model's positions leave beside the card's input and answer."""
+
+    def __init__(self, message: str, *, room: int):
+        super().__init__(message)
+        self.room = room  # the most virtual tokens that fit (0 or below: none)
+
+
 def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
     if why := cannot_answer(base.kind, task.card):
         raise ModelError(f"model {base.name!r} / task {task.name!r}: {why}")
@@ -79,8 +87,8 @@ def _check_fits(base: BaseModel, task: Task, num_virtual: int) -> None:
         smaller = "max_input_tokens or max_new_tokens" if generates else "max_input_tokens"
         card = (f"a card that includes {task.name!r} with a smaller {smaller}" if is_shipped(task.card.path)
                 else f"a smaller {smaller} in its card {task.card.path}")  # the user's own card: edit it
-        raise MethodError(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens{answer_terms} "
-                          f"exceed the {limit} positions of model {base.name!r}; use {fewer}{card}")
+        raise PromptTooLong(f"{num_virtual} virtual tokens + {task.card.max_input_tokens} input tokens{answer_terms} "
+                            f"exceed the {limit} positions of model {base.name!r}; use {fewer}{card}", room=room)
 
 
 def _answer_positions(base: BaseModel, card) -> tuple[int, str]:

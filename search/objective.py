@@ -21,10 +21,11 @@ import optuna
 
 from bench.config_labels import card_of, precision
 from bench.device import compute_precision
-from bench.models import ModelPool
+from bench.models import ModelError, ModelPool
 from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs
 from bench.results import aggregate, best_full_ft
 from bench.run import execute_run
+from bench.run_checks import PromptTooLong
 from bench.run_spec import RunSpec
 from bench.shared_suite import SEARCH_RECORDS_ATTR
 from bench.train import DivergedError, TrainSettings
@@ -181,6 +182,13 @@ class Objective:
             except DivergedError as err:
                 trial.set_user_attr(PRUNED_REASON_ATTR, str(err))
                 raise optuna.TrialPruned(str(err)) from None
+            except PromptTooLong as err:
+                shortest = self.space.shortest_prompt()
+                if shortest is not None and shortest > err.room:  # every trial would fail so: stop at the first
+                    raise ModelError(f"no prompt length the search space {self.space.path} offers fits task "
+                                     f"{task!r} on {self.model!r}, its shortest being {shortest} virtual tokens: "
+                                     f"{err}") from None
+                raise
             finally:
                 _remove_if_empty(Path(spec.results_dir))  # a trial stopped before it saved anything leaves no folder
             metric = record["task"]["primary_metric"]

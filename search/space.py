@@ -161,6 +161,17 @@ class SearchSpace:
         return dataclasses.replace(self, methods=tuple(m for m in self.methods if m != method),
                                    params={m: ps for m, ps in self.params.items() if m != method})
 
+    def shortest_prompt(self) -> int | None:
+        """The fewest virtual tokens a trial of this space can have (None: a method samples no length,
+        so trains at its default or has no prompt)."""
+        lowest = []
+        for params in self.params.values():
+            lengths = [min(param.edge_values()) for param in params if param.name == "num_virtual_tokens"]
+            if not lengths:
+                return None
+            lowest += lengths
+        return int(min(lowest)) if lowest else None
+
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         """Every trial parameter this space can ask a study for, by its key."""
         found = {} if len(self.methods) == 1 else {"method": optuna.distributions.CategoricalDistribution(

@@ -503,6 +503,23 @@ def test_a_search_whose_trials_keep_failing_stops_and_keeps_what_finished(capsys
     assert yaml.safe_load((tmp_path / "results" / "failing" / "best.yaml").read_text())["trial"] in (0, 1)
 
 
+def test_a_space_whose_every_prompt_is_too_long_for_the_model_stops_at_its_first_trial(capsys, tmp_path,
+                                                                                       tiny_models, tiny_tasks):
+    from search.space import load_space
+
+    argv = _search_argv(tmp_path, tiny_models, tiny_tasks, trials=4, study="long", steps=2)
+    (tmp_path / "long").mkdir()
+    too_long = write_space(tmp_path / "long", SPACE.replace("{low: 1, high: 8, log: true}", "{low: 600, high: 700}"))
+    argv[argv.index("--space") + 1] = str(too_long)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"no prompt length the search space {too_long} offers fits task 'tiny_cls'" in err
+    assert "its shortest being 600 virtual tokens:" in err and "exceed the 512 positions" in err
+    assert _states(_study(tmp_path, "long")).count("FAIL") == 1  # not five failures in a row first
+    # where some length fits, a trial that sampled one too long fails alone and the search goes on
+    assert load_space(too_long).shortest_prompt() == 600 and load_space(tmp_path / "space.yaml").shortest_prompt() == 1
+
+
 def test_an_interrupted_search_writes_out_what_finished_and_resumes(capsys, tmp_path, tiny_models, tiny_tasks,
                                                                    monkeypatch):
     import search.objective
