@@ -81,12 +81,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from search.references import task_references
-    from search.study import claim_study, fail_stale_trials, study_definition
+    from search.study import METRIC_ATTR, claim_study, fail_stale_trials, study_definition
 
     request = search_request(args)  # every check that needs no study: a command it refuses makes nothing
     study, url, strategy = _opened_study(request)
     claim_study(study, study_definition(request), directions=request.directions)
     stale = fail_stale_trials(study)  # before the space settles: a starting point such a trial held is queued again
+    if len(request.cards) == 1:  # what its trials' scores are, in every line and chart that names them
+        study.set_user_attr(METRIC_ATTR, request.cards[0].primary_metric)
     _settle_space(study, request)
     if request.multi_objective and request.pruner != "none":  # once the study is known to be this command's
         print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")

@@ -75,6 +75,7 @@ def one_task_reference(study: optuna.Study, request: SearchRequest) -> TaskRefer
 
 def against_full_ft(study: optuna.Study, request: SearchRequest, reference: TaskReference | None) -> str | None:
     """The winner's validation score against full fine-tuning's `reference` (see `one_task_reference`)."""
+    from search.study import score_label
     from search.winner import best_trial
 
     if reference is None:
@@ -87,7 +88,7 @@ def against_full_ft(study: optuna.Study, request: SearchRequest, reference: Task
                 else " against full fine-tuning's")
     weak = (f"; full fine-tuning {reference.learned_nothing}: it may not have learned at its budget, and the "
             "comparison says little") if reference.learned_nothing else ""
-    return (f"the winner's validation {score:.4f}{relative} {reference.score:.4f} (its best run under "
+    return (f"the winner's {score_label(study)} {score:.4f}{relative} {reference.score:.4f} (its best run under "
             f"{request.results} by validation, mean over seeds, {reference.steps} steps; the trials trained "
             f"{request.train.steps}){weak}")
 

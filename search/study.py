@@ -30,6 +30,7 @@ HOST_ATTR, WORKER_ATTR = "host", "worker"  # the machine that keeps its records 
 DEFINITION_ATTR = "definition"  # what a resumed study must still match: tasks, model, objective, budget
 SPACE_ATTR = "space"  # the space file's digest and path
 REFERENCES_ATTR = "references"  # each task's full fine-tuning score, which trials' scores are relative to
+METRIC_ATTR = "metric"  # a one-task study's primary metric, as its card names it
 
 
 def score_label(study: optuna.Study) -> str:
@@ -37,7 +38,7 @@ def score_label(study: optuna.Study) -> str:
     to each one's full fine-tuning score where the study has them)."""
     tasks = study.user_attrs.get(DEFINITION_ATTR, {}).get("tasks", [])
     if len(tasks) < 2:
-        return "validation score"
+        return f"validation {study.user_attrs.get(METRIC_ATTR, 'score')}"
     return "mean validation score / full FT's" if study.user_attrs.get(REFERENCES_ATTR) else "mean validation score"
 
 

@@ -7,7 +7,7 @@ import optuna
 
 from search.repeats import REPEAT_OF_ATTR
 from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, INTERRUPTED_SAID, NOT_RUN_ATTR
-from search.trial_lines import config_text, listed_by_reason
+from search.trial_lines import config_text, listed_by_reason, said_values
 from search.winner import best_trial, objective_names, pareto_front, statistical_ties
 
 
@@ -41,10 +41,7 @@ def summary(study: optuna.Study) -> str:
                          "--pruner none stops none")
         return "\n".join(lines + _failures(study))
     trial = best_trial(study)
-    values = ", ".join(f"{name} {value:.4f}" if name == "score" else f"{name} {value:.4g}"
-                       for name, value in zip(objective_names(study), trial.values))
-    config = config_text(trial)
-    lines.append(f"best: trial {trial.number} ({values}): {config}")
+    lines.append(f"best: trial {trial.number} ({said_values(study, trial.values)}): {config_text(trial)}")
     ties = statistical_ties(study)
     if ties:
         lines.append(_ties_line(*ties))

@@ -50,12 +50,24 @@ def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | No
         return (f"trial {trial.number} sampled trial {trial.user_attrs[REPEAT_OF_ATTR]}'s config and took its "
                 f"result without training: {config_text(trial)}")
     if len(study.directions) > 1:
-        values = ", ".join(f"{name} {value:.4g}" for name, value in zip(objective_names(study), trial.values))
-        return f"trial {trial.number} complete: {values}{took}: {config_text(trial)}"
+        return f"trial {trial.number} complete: {said_values(study, trial.values)}{took}: {config_text(trial)}"
     best = best_trial(study)  # the trial that ran the best config, where a later one repeated it
     so_far = "the best so far" if best.number == trial.number else f"best so far trial {best.number}, {best.value:.4f}"
     return (f"trial {trial.number} complete: {score_label(study)} {trial.value:.4f} ({so_far}){took}: "
             f"{config_text(trial)}")
+
+
+COUNTED_COSTS = ("trainable_params", "artifact_bytes")  # whole numbers, said with thousands separators
+
+
+def said_values(study: optuna.Study, values) -> str:
+    """A trial's objective values in words: its validation score by the metric's name, a cost by its own
+    (`validation accuracy 0.8125, trainable_params 25,350`)."""
+    def said(name: str, value: float) -> str:
+        if name == "score":
+            return f"{score_label(study)} {value:.4f}"
+        return f"{name} {value:,.0f}" if name in COUNTED_COSTS else f"{name} {value:.4g}"
+    return ", ".join(said(name, value) for name, value in zip(objective_names(study), values))
 
 
 def listed_by_reason(pairs) -> list[str]:

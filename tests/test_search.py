@@ -279,7 +279,8 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     out = capsys.readouterr().out
     assert "test split (scored once, for the winner): tiny_cls accuracy=" in out
     # the winner spelled as the tables spell a config
-    assert re.search(r"^best: trial \d \(score \d\.\d+\): (prompt|p)_tuning\[.*num_virtual_tokens=\d+,lr=[\d.e-]+\]$",
+    assert re.search(r"^best: trial \d \(validation accuracy \d\.\d+\): "
+                     r"(prompt|p)_tuning\[.*num_virtual_tokens=\d+,lr=[\d.e-]+\]$",
                      out, re.M), out
     folder = tmp_path / "results" / "tiny"
     assert f"best adapter: {folder / 'best_adapter' / 'tiny_cls'} (PEFT format; answer new inputs with " \

@@ -136,7 +136,7 @@ def test_a_one_task_winner_is_measured_against_full_fine_tuning_from_the_records
     references["a"] = Reference(0.8, 40)
     assert one_task_reference(study, request) == TaskReference("a", score=0.8, steps=40)
     assert against_full_ft(study, request, one_task_reference(study, request)) == (
-        f"the winner's validation 0.7200 is 0.900× full fine-tuning's 0.8000 (its best run under {tmp_path} by "
+        f"the winner's validation score 0.7200 is 0.900× full fine-tuning's 0.8000 (its best run under {tmp_path} by "
         "validation, mean over seeds, 40 steps; the trials trained 10)")
     references["a"] = Reference(0.5, 40, "is not told apart from answering every example with the commonest class")
     assert against_full_ft(study, request, one_task_reference(study, request)).endswith(

@@ -116,6 +116,19 @@ def test_each_trial_prints_its_own_line_as_it_ends_and_optuna_only_its_warnings(
     assert optuna.logging.get_verbosity() == optuna.logging.INFO  # restored for the rest of the process
 
 
+def test_trial_values_are_said_by_the_metric_and_cost_they_are():
+    from search.study import DEFINITION_ATTR, METRIC_ATTR
+    from search.trial_lines import said_values
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr(DEFINITION_ATTR, {"tasks": ["squad_v1"], "objective": ["score", "trainable_params"]})
+    assert said_values(study, (0.2083, 25350.0)) == "validation score 0.2083, trainable_params 25,350"
+    study.set_user_attr(METRIC_ATTR, "f1")  # a one-task search's card names its metric
+    assert said_values(study, (0.2083, 25350.0)) == "validation f1 0.2083, trainable_params 25,350"
+    study.set_user_attr(DEFINITION_ATTR, {"tasks": ["squad_v1"], "objective": ["score", "train_seconds"]})
+    assert said_values(study, (0.2083, 12.345)) == "validation f1 0.2083, train_seconds 12.35"
+
+
 def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_process_style_alone(tmp_path,
                                                                                                   monkeypatch):
     import matplotlib
@@ -594,7 +607,7 @@ def test_the_summary_labels_the_best_config_as_the_results_table_does():
         config = {"method": "prefix_tuning", "train": {"lr": 0.01},
                   "settings": {"num_virtual_tokens": 8, "prefix_projection": projection, "encoder_hidden_size": 64}}
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"config": config}))
-    assert ("best: trial 0 (score 0.7000): prefix_tuning[init=real_tokens,num_virtual_tokens=8,prefix_projection=False,"
+    assert ("best: trial 0 (validation score 0.7000): prefix_tuning[init=real_tokens,num_virtual_tokens=8,prefix_projection=False,"
             "lr=0.01]") in summary(study)
     study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"config": config}))  # with its projection
     assert "prefix_tuning[encoder_hidden_size=64,init=random,num_virtual_tokens=8,prefix_projection=True,lr=0.01]" in (
