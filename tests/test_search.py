@@ -47,6 +47,8 @@ def write_space(folder: Path, text: str) -> Path:
     ("method: [p_tuning]\n", r"unknown key 'method': did you mean 'methods'\? \(known: methods, shared, per_method\)"),
     ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    encoder_size: {value: 64}\n",
      r"unknown p_tuning parameter 'encoder_size': did you mean 'encoder_hidden_size'\?"),
+    ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    init: {choices: [random]}\n",  # another method's setting
+     r"unknown p_tuning parameter 'init' \(known: .*\); init is a setting of prefix_tuning and prompt_tuning only$"),
     ("methods: [p_tuning]\nper_method:\n  p_tuning:\n    lr: {low: small, high: 1.0e-2}\n", "`low` must be a number, got 'small'"),
     ("- methods\n- {per_method: 1}\n", r"a search space \(keys methods, shared, per_method\) must be a YAML mapping"),
     ("methods: prompt_tuning\n", "methods: must be a list of method names, got 'prompt_tuning'"),
