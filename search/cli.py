@@ -137,10 +137,12 @@ def _settle_space(study: optuna.Study, request: SearchRequest) -> None:
     from bench.study_storage import optuna_warnings_only
     from search.space_checks import note_space_change, refuse_clashes
     from search.starting_points import enqueue_known_good
+    from search.study import done_trials
 
     refuse_clashes(study, request.space)
     with optuna_warnings_only():  # its "Trial with params ... already exists. Skipping enqueue."
-        note_space_change(study, request.space)
+        if not request.trials or done_trials(study) < request.trials:  # the space serves a trial still to run
+            note_space_change(study, request.space)
         if not study.trials:
             enqueue_known_good(study, request.space, classification=all(c.is_classification for c in request.cards))
 

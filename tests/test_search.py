@@ -385,6 +385,8 @@ def test_a_study_resumed_with_another_space_says_so_and_refits_its_queued_points
     assert ("starting points queued under the earlier space: 0 queued again, fitted to this one; 1 dropped (their "
             "method or choice is not offered here)") in out
     trials = _study(tmp_path, "moved").trials
+    assert main([*argv, "--trials", "1", "--space", str(write_space(tmp_path, SPACE))]) == 0  # nothing to run
+    assert "another space" not in capsys.readouterr().out  # the space serves no trial: no word of it
     (withdrawn,) = [t for t in trials if t.user_attrs.get("not_run") == "queued under another search space"]
     assert withdrawn.system_attrs["fixed_params"]["method"] == "p_tuning"
     ran_since = [t for t in trials if t.number > 1 and t.state == optuna.trial.TrialState.COMPLETE]
