@@ -141,6 +141,7 @@ class Objective:
 
     def __post_init__(self):
         self.pool = ModelPool()  # base models loaded once per worker process
+        self.on_start = None  # called with a trial that trains, once its config is sampled (see TrialLines)
 
     def _spec(self, task: str, method: str, settings: dict, train: dict, trial: optuna.Trial) -> RunSpec:
         return RunSpec(task=task, model=self.model, method=method, method_settings=settings,
@@ -160,6 +161,8 @@ class Objective:
             return repeated  # the same seeded run would give the same result
         trial.set_user_attr(HOST_ATTR, socket.gethostname())  # where its records and adapter are kept
         trial.set_user_attr(WORKER_ATTR, worker_id())  # which process ran it
+        if self.on_start is not None:
+            self.on_start(trial)
         prunable = self.cost is None  # Optuna prunes single-objective studies only
         scores, costs, records, kept = [], [], [], []
         for index, task in enumerate(self.tasks):

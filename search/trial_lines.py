@@ -25,17 +25,28 @@ def config_text(trial: optuna.trial.FrozenTrial) -> str:
     return method_label(config["method"], shown + sorted(config["train"].items()))
 
 
+SLOW_TRIAL_SECONDS = 60  # trials at least this long are announced as they start, not only as they end
+
+
 class TrialLines:
     """The study callback that prints a completed or pruned trial's line (a failed one's is Optuna's
     warning); `worker` prefixes them where several processes share the search (the command's own is 0)."""
 
     def __init__(self, worker: int | None = None):
         self.prefix = f"worker {worker}: " if worker is not None else ""
+        self.slow = True  # until a trial has shown it: the first one may take minutes (a generation task's)
+
+    def started(self, trial: optuna.Trial) -> None:
+        """Say that a trial started training, where trials take long enough that its end may be minutes off."""
+        if self.slow:
+            print(f"{self.prefix}trial {trial.number} started: {config_text(trial)}", flush=True)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         line = trial_line(study, trial)
         if line:
             print(self.prefix + line, flush=True)
+        if trial.duration and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            self.slow = trial.duration.total_seconds() >= SLOW_TRIAL_SECONDS
 
 
 def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:

@@ -161,7 +161,10 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     # interrupted is named by the command's own line and the summary
     quiet_trial_failures(*NOT_THE_CONFIG, SettingsError, silent=(BudgetReached, StartingPointTaken, KeyboardInterrupt))
     failures = _StopOnRepeatedFailures()
-    callbacks = [failures, TrialLines(worker)]
+    lines = TrialLines(worker)
+    if hasattr(objective, "on_start"):  # the search's objective (a test's plain function has none)
+        objective.on_start = lines.started
+    callbacks = [failures, lines]
     callbacks += [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
     patience = None  # until then, running trials may still turn out to be a killed process's
     while not (n_trials and done_trials(study) >= n_trials):

@@ -84,6 +84,32 @@ def test_importances_of_trials_that_all_tie_are_not_drawn(tmp_path, capsys):
     assert "plot param_importances skipped: every completed trial scored the same" in capsys.readouterr().out
 
 
+def test_a_trial_is_said_to_start_while_trials_take_a_minute_or_more(capsys, monkeypatch):
+    from search import trial_lines
+    from search.repeats import CONFIG_ATTR
+    from search.workers import optimize
+
+    class Objective:  # as the search's: told when a trial starts training, once its config is sampled
+        on_start = None
+
+        def __call__(self, trial):
+            lr = trial.suggest_float("prompt_tuning.lr", 1e-3, 0.3, log=True)
+            trial.set_user_attr(CONFIG_ATTR, {"method": "prompt_tuning", "settings": {"num_virtual_tokens": 20},
+                                              "train": {"lr": lr}})
+            self.on_start(trial)
+            return lr
+
+    optimize(optuna.create_study(direction="maximize"), Objective(), n_trials=2, timeout=None)
+    lines = capsys.readouterr().out.splitlines()
+    # the first trial may take minutes (a generation task's); once one took seconds, none is announced
+    assert lines[0].startswith("trial 0 started: prompt_tuning[") and lines[1].startswith("trial 0 complete")
+    assert [line.split(":")[0] for line in lines[2:]] == ["trial 1 complete"]
+    monkeypatch.setattr(trial_lines, "SLOW_TRIAL_SECONDS", 0)  # every trial counts as slow
+    optimize(optuna.create_study(direction="maximize"), Objective(), n_trials=2, timeout=None)
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "trial 0 started", "trial 0 complete", "trial 1 started", "trial 1 complete"]
+
+
 def test_each_trial_prints_its_own_line_as_it_ends_and_optuna_only_its_warnings(capsys, caplog):
     from search.repeats import CONFIG_ATTR
     from search.study import PRUNED_REASON_ATTR
