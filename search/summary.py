@@ -7,7 +7,7 @@ import optuna
 
 from search.repeats import REPEAT_OF_ATTR
 from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, INTERRUPTED_SAID, NOT_RUN_ATTR
-from search.trial_lines import config_text, listed_by_reason, said_values
+from search.trial_lines import config_text, cost_figure, listed_by_reason, said_values
 from search.winner import best_trial, objective_names, pareto_front, statistical_ties
 
 
@@ -46,9 +46,9 @@ def summary(study: optuna.Study) -> str:
     if ties:
         lines.append(_ties_line(*ties))
     if len(study.directions) > 1:  # best.yaml holds the front's best score; the cheaper trade-offs are these
-        front = pareto_front(study)
+        front, cost = pareto_front(study), objective_names(study)[1]
         lines.append(f"Pareto front ({', '.join(objective_names(study))}), {len(front)} {_trials(len(front))}: "
-                     + ", ".join(f"{t.number} ({t.values[0]:.4f}, {t.values[1]:.4g})" for t in front))
+                     + ", ".join(f"{t.number} ({t.values[0]:.4f}, {cost_figure(cost, t.values[1])})" for t in front))
     return "\n".join(lines + _failures(study))
 
 

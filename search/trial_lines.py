@@ -75,10 +75,12 @@ def said_values(study: optuna.Study, values) -> str:
     """A trial's objective values in words: its validation score by the metric's name, a cost by its own
     (`validation accuracy 0.8125, trainable_params 25,350`)."""
     def said(name: str, value: float) -> str:
-        if name == "score":
-            return f"{score_label(study)} {value:.4f}"
-        return f"{name} {value:,.0f}" if name in COUNTED_COSTS else f"{name} {value:.4g}"
+        return f"{score_label(study)} {value:.4f}" if name == "score" else f"{name} {cost_figure(name, value)}"
     return ", ".join(said(name, value) for name, value in zip(objective_names(study), values))
+
+
+def cost_figure(name: str, value: float) -> str:
+    return f"{value:,.0f}" if name in COUNTED_COSTS else f"{value:.4g}"
 
 
 def listed_by_reason(pairs) -> list[str]:
