@@ -55,17 +55,47 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()  # signal handlers are set there only
 
 
-# the signals that interrupt this process as Ctrl-C does: SIGINT, and in a search worker the signal
-# its command stops it with (see interrupt_on)
+# the signals that interrupt this process as Ctrl-C does: SIGINT, and those `interrupt_on` adds (the
+# signal a search worker is stopped with); the last one that did
 _INTERRUPTING = [signal.SIGINT]
+_last_interruption: list[int] = []
+
+
+def _interrupt(signum, frame):
+    _last_interruption[:] = [signum]
+    raise KeyboardInterrupt
 
 
 def interrupt_on(signum: signal.Signals) -> None:
     """Have `signum` interrupt this process as Ctrl-C does (KeyboardInterrupt), whatever it was set to
     when the process started, and be held with Ctrl-C by `hold_interrupts`."""
-    signal.signal(signum, signal.default_int_handler)
+    if not _main_thread():
+        return
+    signal.signal(signum, _interrupt)
     if signum not in _INTERRUPTING:
         _INTERRUPTING.append(signum)
+
+
+def interrupted_by() -> int | None:
+    """The signal `interrupt_on` set that last interrupted this process (None: none did; Ctrl-C's own
+    SIGINT keeps Python's handler)."""
+    return _last_interruption[0] if _last_interruption else None
+
+
+@contextlib.contextmanager
+def interrupting(signum: signal.Signals):
+    """`interrupt_on(signum)` for the block; the signal's handler as it was after it."""
+    if not _main_thread():
+        yield
+        return
+    previous, added = signal.getsignal(signum), signum not in _INTERRUPTING
+    interrupt_on(signum)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        if added:
+            _INTERRUPTING.remove(signum)
 
 
 def hold_interrupts() -> None:

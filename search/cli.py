@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from bench.interrupts import hold_interrupts, interrupts_restored
+from bench.interrupts import hold_interrupts, interrupting, interrupts_restored
 from bench.record import DEFAULT_RESULTS
 from search.pruning import MARGIN
 from search.request import EVAL_EVERY, SearchRequest, search_request
@@ -90,11 +90,6 @@ def run(args) -> int:
     if len(request.cards) == 1:  # what its trials' scores are, in every line and chart that names them
         study.set_user_attr(METRIC_ATTR, request.cards[0].primary_metric)
     _settle_space(study, request)
-    if request.multi_objective and request.pruner != "none":  # once the study is known to be this command's
-        print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
-    elif request.pruner != "none" and request.train.eval_every >= request.train.steps:
-        print(f"no pruning: a trial reports to the pruner every {request.train.eval_every} steps (--eval-every) and "
-              f"trains {request.train.steps} (--steps), so only at its end")
     references = task_references(study, request)
     from search.objective import Objective  # seconds of imports (the run path): after every check
 
@@ -102,8 +97,31 @@ def run(args) -> int:
                           results_dir=request.folder, cost=request.cost, references=references,
                           tasks_dirs=request.tasks_dirs)
     _announce(study, url, request, stale)
-    _search_and_export(study, url, objective, strategy, request)
+    if _runs_trials(study, request):
+        _note_no_pruning(request)
+    from search.workers import STOP_SIGNAL
+
+    with interrupting(STOP_SIGNAL):  # `kill` stops it as Ctrl-C does: a command started with `&` ignores Ctrl-C
+        _search_and_export(study, url, objective, strategy, request)
     return 0
+
+
+def _runs_trials(study: optuna.Study, request: SearchRequest) -> bool:
+    from search.study import done_trials
+
+    return not request.trials or done_trials(study) < request.trials
+
+
+def _note_no_pruning(request: SearchRequest) -> None:
+    """Where the flags leave the pruner nothing to stop a trial on, say so: no trial is stopped early."""
+    if request.pruner == "none":
+        return
+    if request.multi_objective:
+        print("no pruning: Optuna prunes single-objective studies only, so every trial trains its whole budget")
+    elif len(request.tasks) == 1 and request.train.eval_every >= request.train.steps:
+        # several tasks report at each one's end, and may be stopped there
+        print(f"no pruning: a trial reports to the pruner every {request.train.eval_every} steps (--eval-every) and "
+              f"trains {request.train.steps} (--steps), so only at its end")
 
 
 def _opened_study(request: SearchRequest) -> tuple[optuna.Study, str, Strategy]:
@@ -137,11 +155,10 @@ def _settle_space(study: optuna.Study, request: SearchRequest) -> None:
     from bench.study_storage import optuna_warnings_only
     from search.space_checks import note_space_change, refuse_clashes
     from search.starting_points import enqueue_known_good
-    from search.study import done_trials
 
     refuse_clashes(study, request.space)
     with optuna_warnings_only():  # its "Trial with params ... already exists. Skipping enqueue."
-        if not request.trials or done_trials(study) < request.trials:  # the space serves a trial still to run
+        if _runs_trials(study, request):  # the space serves a trial still to run
             note_space_change(study, request.space)
         if not study.trials:
             enqueue_known_good(study, request.space, classification=all(c.is_classification for c in request.cards))
@@ -158,9 +175,8 @@ def _announce(study: optuna.Study, url: str, request: SearchRequest, stale: list
     if stale:
         resumed += (f" ({numbered('trial', stale)} left running by a command that stopped without a word, marked "
                     "failed and not counted)")
-    to_run = not request.trials or held < request.trials
     print(f"study {study.study_name} on {shown_storage(url)}{resumed}"
-          f"{'; a line for each trial as it ends' if to_run else ''}", flush=True)
+          f"{'; a line for each trial as it ends' if _runs_trials(study, request) else ''}", flush=True)
 
 
 def _search_and_export(study: optuna.Study, url: str, objective, strategy: Strategy,

@@ -21,7 +21,7 @@ import optuna
 
 from bench.config_labels import card_of, precision
 from bench.device import compute_precision
-from bench.models import ModelError, ModelPool
+from bench.models import ModelPool
 from bench.record_folder import SHIPPED_RESULTS, load_records, unfinished_runs
 from bench.results import aggregate, best_full_ft
 from bench.run import execute_run
@@ -32,7 +32,7 @@ from bench.train import DivergedError, TrainSettings
 from bench.verdict import learned_nothing
 from search.pruning import report_with_error
 from search.repeats import result_of_repeat
-from search.space import SearchSpace
+from search.space import NoPromptFits, SearchSpace
 from search.study import HOST_ATTR, PRUNED_REASON_ATTR, RECORDS_ATTR, TASKS_ATTR, WORKER_ATTR
 from search.worker_id import worker_id
 
@@ -188,9 +188,10 @@ class Objective:
             except PromptTooLong as err:
                 shortest = self.space.shortest_prompt()
                 if shortest is not None and shortest > err.room:  # every trial would fail so: stop at the first
-                    raise ModelError(f"no prompt length the search space {self.space.path} offers fits task "
-                                     f"{task!r} on {self.model!r}, its shortest being {shortest} virtual tokens: "
-                                     f"{err}") from None
+                    fits = f"at most {err.room} fit" if err.room >= 1 else "none fits beside the card's input"
+                    raise NoPromptFits(f"{self.space.path}: no prompt length it offers fits task {task!r} on "
+                                       f"{self.model!r}: its shortest is {shortest} virtual tokens, and {fits} "
+                                       f"(trial {trial.number}: {err})") from None
                 raise
             finally:
                 _remove_if_empty(Path(spec.results_dir))  # a trial stopped before it saved anything leaves no folder

@@ -90,7 +90,7 @@ def _pareto_chart(study: optuna.Study, folder: Path, full_ft: float | None) -> l
     definition = study.user_attrs.get(DEFINITION_ATTR, {})
     tasks = definition.get("tasks", [])
     # the axis adds "(validation)"; one task's score is its primary metric, as its records name it
-    metric = score_label(study).removeprefix("validation ")
+    metric = score_label(study, split="")
     if len(tasks) == 1:
         metric = next((records[0]["task"]["primary_metric"] for trial in trials
                        if (records := trial.user_attrs.get(SEARCH_RECORDS_ATTR))), metric)

@@ -70,7 +70,9 @@ def one_task_reference(study: optuna.Study, request: SearchRequest) -> TaskRefer
     train = request.train
     found = full_ft_references(request.results, [task], request.model, steps=train.steps, eval_size=train.eval_size,
                                batch_size=train.batch_size, cards=definition.get("cards"))
-    return TaskReference(task, *found[task]) if task in found else TaskReference(task)
+    if task not in found:
+        return TaskReference(task)
+    return TaskReference(task, found[task].score, found[task].steps, found[task].learned_nothing)
 
 
 def against_full_ft(study: optuna.Study, request: SearchRequest, reference: TaskReference | None) -> str | None:

@@ -27,6 +27,11 @@ class SpaceError(ValueError):
     """A search space that cannot be used; the message names the file and the parameter."""
 
 
+class NoPromptFits(SpaceError):
+    """Every prompt length the space offers is too long for the model beside the task's input: found
+    by the first trial, as the model's positions are known once it loads."""
+
+
 @dataclass(frozen=True)
 class Param:
     name: str

@@ -17,7 +17,8 @@ DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 # stored on the trial (and matched by workers.py: keep it as it is); said as INTERRUPTED_SAID
 INTERRUPTED = "interrupted (Ctrl-C or SIGINT) before its config was judged"
 # a worker whose search command was killed is interrupted as by Ctrl-C (see workers.stop_with_parent)
-INTERRUPTED_SAID = "interrupted (Ctrl-C or SIGINT, or its search command was killed) before its config was judged"
+INTERRUPTED_SAID = ("interrupted (Ctrl-C, SIGINT or SIGTERM, or its search command was killed) before its config "
+                    "was judged")
 # trial user attrs
 CONFIG_ATTR = "config"  # {"method", "settings", "train"} as the trial sampled them
 FAIL_REASON_ATTR = "fail_reason"
@@ -33,13 +34,14 @@ REFERENCES_ATTR = "references"  # each task's full fine-tuning score, which tria
 METRIC_ATTR = "metric"  # a one-task study's primary metric, as its card names it
 
 
-def score_label(study: optuna.Study) -> str:
-    """What a trial's score is: a task's validation score, or the mean over several tasks (relative
-    to each one's full fine-tuning score where the study has them)."""
+def score_label(study: optuna.Study, *, split: str = "validation ") -> str:
+    """What a trial's score is: a task's validation score (by its metric's name), or the mean over
+    several tasks (relative to each one's full fine-tuning score where the study has them). `split`
+    "" where a chart's axis names the split already."""
     tasks = study.user_attrs.get(DEFINITION_ATTR, {}).get("tasks", [])
     if len(tasks) < 2:
-        return f"validation {study.user_attrs.get(METRIC_ATTR, 'score')}"
-    return "mean validation score / full FT's" if study.user_attrs.get(REFERENCES_ATTR) else "mean validation score"
+        return f"{split}{study.user_attrs.get(METRIC_ATTR, 'score')}"
+    return f"mean {split}score / full FT's" if study.user_attrs.get(REFERENCES_ATTR) else f"mean {split}score"
 
 
 def _offered(distribution: optuna.distributions.BaseDistribution) -> str:
@@ -151,4 +153,6 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     if not before:
         return []
     optuna.storages.fail_stale_trials(study)
-    return sorted(before - running())
+    # a live process's trial may end meanwhile, completed or failed: only those failed now were stale
+    failed = {trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    return sorted((before - running()) & failed)

@@ -45,7 +45,8 @@ class TrialLines:
         line = trial_line(study, trial)
         if line:
             print(self.prefix + line, flush=True)
-        if trial.duration and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        # a trial trained to its end tells how long the next may take (a repeat trained nothing, a pruned one part)
+        if trial.duration and trial.state == TrialState.COMPLETE and REPEAT_OF_ATTR not in trial.user_attrs:
             self.slow = trial.duration.total_seconds() >= SLOW_TRIAL_SECONDS
 
 

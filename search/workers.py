@@ -19,9 +19,10 @@ from optuna.trial import TrialState
 from bench import study_storage as storage
 from bench.device import worker_share
 from bench.errors import SettingsError
-from bench.interrupts import hold_interrupts, interrupt_on, interrupts_restored, quiet_trial_failures
+from bench.interrupts import hold_interrupts, interrupt_on, interrupted_by, interrupts_restored, quiet_trial_failures
 from bench.models.registry import ModelError
 from bench.user_warnings import show_warnings_to_users
+from search.space import NoPromptFits
 from search.starting_points import requeue_starting_point
 from search.strategy import Strategy
 from search.study import DONE, FAIL_REASON_ATTR, INTERRUPTED, NOT_RUN_ATTR, WORKER_ATTR, done_trials
@@ -34,6 +35,7 @@ INTERRUPTED_EXIT = 130  # a process stopped by SIGINT, as shells report it
 # what a worker is stopped with, as at Ctrl-C: not SIGINT, which a command started in the background
 # of a script (`spbench search ... &`) and its workers inherit as ignored
 STOP_SIGNAL = signal.SIGTERM
+STOPPED_EXIT = 128 + STOP_SIGNAL  # a worker that STOP_SIGNAL stopped, as shells report it
 
 
 class BudgetReached(Exception):
@@ -45,7 +47,8 @@ class SearchError(ValueError):
 
 
 FAILURES_IN_A_ROW = 5  # a config the model cannot take fails one trial; this many in a row is not the config
-NOT_THE_CONFIG = (ModelError, TaskCardError)  # errors about the model or the task: the search stops at the first
+# errors about the model, the task or a space none of whose configs the model takes: the search stops at the first
+NOT_THE_CONFIG = (ModelError, TaskCardError, NoPromptFits)
 
 
 class StartingPointTaken(Exception):
@@ -262,7 +265,17 @@ def _worker(job: _WorkerJob) -> None:
         print(f"worker {job.index}: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's group: the main one reports it
-        sys.exit(INTERRUPTED_EXIT)
+        hold_interrupts()  # the command's passing it on, arriving now, would turn this exit into an error's
+        # stopped by a signal sent to it alone (a memory guard's SIGTERM, say), not as its command was
+        sys.exit(STOPPED_EXIT if interrupted_by() == STOP_SIGNAL else INTERRUPTED_EXIT)
+
+
+def _killed_by(exitcode: int) -> str | None:
+    """The signal a worker process was killed or stopped by, sent to it alone (a memory guard's SIGKILL or
+    SIGTERM: its command goes on without it); None where it ended otherwise."""
+    if exitcode < 0:
+        return signal.Signals(-exitcode).name
+    return STOP_SIGNAL.name if exitcode == STOPPED_EXIT else None
 
 
 def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy, workers: int,
@@ -293,14 +306,15 @@ def run_workers(study: optuna.Study, url: str, objective, *, strategy: Strategy,
         for process in others:
             process.join()
     interrupted = [index for index, process in enumerate(others, start=1) if process.exitcode == INTERRUPTED_EXIT]
+    killed = [(index, name) for index, process in enumerate(others, start=1)
+              if (name := _killed_by(process.exitcode))]
     failed = [index for index, process in enumerate(others, start=1)
-              if process.exitcode > 0 and process.exitcode != INTERRUPTED_EXIT]
+              if process.exitcode > 0 and process.exitcode not in (INTERRUPTED_EXIT, STOPPED_EXIT)]
     problems = [f"{numbered('worker', failed)} stopped with an error (printed above)"] if failed else []
-    problems += [f"{numbered('worker', interrupted)} interrupted (Ctrl-C, SIGINT or SIGTERM)"] if interrupted else []
-    killed = [(index, process) for index, process in enumerate(others, start=1) if process.exitcode < 0]
-    for index, process in killed:  # out of memory, say: its trial is failed now, not by a later command
+    problems += [f"{numbered('worker', interrupted)} interrupted (Ctrl-C or SIGINT)"] if interrupted else []
+    for index, name in killed:  # out of memory, say: its trial is failed now, not by a later command
         stranded = _fail_running_trials_of(study, jobs[index - 1].worker_id)
-        print(f"worker {index} was killed ({signal.Signals(-process.exitcode).name}): a trial it was running "
+        print(f"worker {index} was killed ({name}): a trial it was running "
               "is not counted" + (f" ({numbered('trial', stranded)}, marked failed)" if stranded else ""),
               file=sys.stderr)
     left = None if timeout is None else timeout - (time.monotonic() - started)

@@ -403,6 +403,10 @@ def test_a_budget_shorter_than_the_report_spacing_says_no_trial_can_be_pruned(ca
             "at its end") in capsys.readouterr().out
     assert main([*argv, "--eval-every", "1", "--results", str(tmp_path / "spaced")]) == 0, capsys.readouterr().err
     assert "no pruning" not in capsys.readouterr().out
+    # several tasks report at each one's end, and may be stopped at the first's
+    several = [*argv, "--task", "tiny_cls,tiny_qa", "--results", str(tmp_path / "several")]
+    assert main(several) == 0, capsys.readouterr().err
+    assert "no pruning" not in capsys.readouterr().out
 
 
 def test_a_study_resumed_with_other_choices_or_scale_is_refused_before_any_trial(capsys, tmp_path, tiny_models,
@@ -520,8 +524,9 @@ def test_a_space_whose_every_prompt_is_too_long_for_the_model_stops_at_its_first
     argv[argv.index("--space") + 1] = str(too_long)
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"no prompt length the search space {too_long} offers fits task 'tiny_cls'" in err
-    assert "its shortest being 600 virtual tokens:" in err and "exceed the 512 positions" in err
+    assert (f"{too_long}: no prompt length it offers fits task 'tiny_cls' on '{tiny_models['gpt2'][0]}': its "
+            "shortest is 600 virtual tokens, and at most 479 fit (trial 0: ") in err
+    assert "exceed the 512 positions" in err
     assert _states(_study(tmp_path, "long")).count("FAIL") == 1  # not five failures in a row first
     # where some length fits, a trial that sampled one too long fails alone and the search goes on
     assert load_space(too_long).shortest_prompt() == 600 and load_space(tmp_path / "space.yaml").shortest_prompt() == 1
@@ -557,7 +562,7 @@ def test_an_interrupted_search_writes_out_what_finished_and_resumes(capsys, tmp_
     assert "Trial 2" not in optuna_log.getvalue() and "Traceback" not in optuna_log.getvalue()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
     assert "failed (not counted): trial 2" in captured.out
-    assert "interrupted (Ctrl-C or SIGINT, or its search command was killed)" in captured.out
+    assert "interrupted (Ctrl-C, SIGINT or SIGTERM, or its search command was killed)" in captured.out
     folder = tmp_path / "results" / "interrupted"
     assert yaml.safe_load((folder / "best.yaml").read_text())["trial"] in (0, 1)
     assert (folder / "trials.csv").exists()
@@ -825,7 +830,10 @@ def test_a_worker_is_interrupted_when_its_command_is_killed(tmp_path, in_the_bac
         time.sleep(0.1)
 
 
-def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(monkeypatch, capsys):
+@pytest.mark.parametrize("exitcode, name", [(-signal.SIGKILL, "SIGKILL"), (128 + signal.SIGTERM, "SIGTERM")])
+def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(monkeypatch, capsys, exitcode, name):
+    """SIGKILL from the kernel (out of memory), or SIGTERM from a memory guard, which the worker takes as
+    a Ctrl-C and exits with 128 + 15: either way sent to it alone, and its command goes on without it."""
     from search import workers
     from search.study import HOST_ATTR, WORKER_ATTR
 
@@ -834,9 +842,7 @@ def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(
     stranded = study.ask()
     elsewhere = study.ask()  # another process's, on this machine or one of the same host name: not this one's
 
-    class Killed:  # a worker process the kernel killed (out of memory, say)
-        exitcode = -signal.SIGKILL
-
+    class Killed:  # a worker process the kernel killed (out of memory, say), or a memory guard stopped
         def __init__(self, target, args):
             (job,) = args
             self.worker = job.worker_id  # the id its trials carry
@@ -848,6 +854,7 @@ def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(
         def join(self, timeout=None):
             pass
 
+    Killed.exitcode = exitcode
     elsewhere.set_user_attr(WORKER_ATTR, "another-worker")
     elsewhere.set_user_attr(HOST_ATTR, "this-machine")
     optimized = []
@@ -860,7 +867,7 @@ def test_a_killed_worker_is_said_its_trial_failed_at_once_and_its_slot_run_here(
     monkeypatch.setattr(workers, "optimize", lambda *args, **kwargs: optimized.append(threads["now"]))
     workers.run_workers(study, "sqlite://", None, strategy=None, workers=2, n_trials=1, timeout=None)
     err = capsys.readouterr().err
-    assert "worker 1 was killed (SIGKILL): a trial it was running is not counted (trial 0, marked failed)" in err
+    assert f"worker 1 was killed ({name}): a trial it was running is not counted (trial 0, marked failed)" in err
     assert [t.state.name for t in study.trials[:2]] == ["FAIL", "RUNNING"]
     assert study.trials[2].state.name == "WAITING"  # the starting point, queued again
     assert study.trials[2].system_attrs["fixed_params"] == {"lr": 0.3}

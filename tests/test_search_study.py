@@ -84,6 +84,25 @@ def test_importances_of_trials_that_all_tie_are_not_drawn(tmp_path, capsys):
     assert "plot param_importances skipped: every completed trial scored the same" in capsys.readouterr().out
 
 
+def test_a_signal_made_to_interrupt_raises_as_ctrl_c_does_and_is_held_and_restored_with_it():
+    import os
+    import signal
+
+    from bench.interrupts import hold_interrupts, interrupted_by, interrupting, interrupts_restored
+
+    before = signal.getsignal(signal.SIGTERM)
+    with interrupting(signal.SIGTERM):
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert interrupted_by() == signal.SIGTERM
+        with interrupts_restored():
+            hold_interrupts()  # bookkeeping after a first interrupt: a second is ignored
+            os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(KeyboardInterrupt):  # and interrupts again after it
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == before and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_trial_is_said_to_start_while_trials_take_a_minute_or_more(capsys, monkeypatch):
     from search import trial_lines
     from search.repeats import CONFIG_ATTR
