@@ -67,9 +67,9 @@ def _full_ft_share_note(rows: list[ResultRow]) -> str:
     """Why full fine-tuning's trainable share reads below 100%, where it does: a paper reader's question."""
     if not any(row.method == "full_ft" and row.trainable_pct < 99.9995 for row in rows):
         return ""
-    return ("*trainable params* is the share of the model's weights training updates: full fine-tuning's is below "
-            "100% where the model holds weights whose output goes unused (a BERT-style pooler, where the head reads "
-            "mean-pooled token states instead), which no method trains; ")
+    return ("the % in *trainable params* is the share of the model's weights training updates: full "
+            "fine-tuning's is below 100% where the model holds weights whose output goes unused (a BERT-style "
+            "pooler, where the head reads mean-pooled token states instead), which no method trains; ")
 
 
 def write_report(folder: Path, *, records: list[RunRecord] | None = None, failures: list[dict] | None = None,
@@ -104,8 +104,8 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
             made_by = f" Make one with `{command}`." if command else ""
             if command and from_study:
                 made_by += f" {STUDY_VIEW_NOTE}"
-            lines.append(f"- {verdict_text(verdict, split=split, error_basis_said=not shared)}{made_by}")
-        lines += ["", f"In each, {shared}.", ""] if shared else [""]
+            lines.append(f"- {verdict_text(verdict, split=split, say_error_basis=not shared)}{made_by}")
+        lines += ["", f"In each answer, {shared}.", ""] if shared else [""]
     by_task: dict[str, list[ResultRow]] = defaultdict(list)
     for row, task in zip(rows, task_names(rows)):
         by_task[task].append(row)

@@ -156,21 +156,22 @@ def shared_error_basis(answers: list[Verdict]) -> str | None:
     return bases.pop() if len(answers) > 1 and len(bases) == 1 and None not in bases else None
 
 
-def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", error_basis_said: bool = True) -> str:
+def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", say_error_basis: bool = True) -> str:
     """One paragraph: the config, its score against full fine-tuning's, and what it costs beside it.
     Without a reference it ends by saying so; `reference_command` gives the run that makes one.
-    `error_basis_said` False: the gap's error basis is said once for all answers (shared_error_basis)."""
+    `say_error_basis` False: the gap's error basis is said once for all answers instead (shared_error_basis)."""
     prompt, reference = verdict.prompt, verdict.full_ft
     chosen_on = " (the split it was chosen on: an optimistic score)" if split == "validation" else ""
-    text = init_text(prompt.settings)  # a label leaves it out (too long), where it is the config's point
-    started = f" (its prompt started from the text {shortened(text, 60)})" if text else ""
+    text = init_text(prompt.settings)  # a label leaves it out (too long) unless it tells configs apart
+    said = text and "init_text=" not in prompt.label
+    started = f" (its prompt started from the text {shortened(text, 60)})" if said else ""
     lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}"
              f"{started}, scores {prompt.score:.3f} on {split}{chosen_on}"]
     if reference is None:
         lines[0] += ", with no full fine-tuning run on the same data and examples to measure it against."
     else:
         lines[0] += (f" against full fine-tuning's {reference.score:.3f}{_times(prompt.relative_to_full_ft)}"
-                     f"{_gap(verdict, basis=error_basis_said)}.")
+                     f"{_gap(verdict, basis=say_error_basis)}.")
         budgets = (prompt.steps, prompt.batch_size), (reference.steps, reference.batch_size)
         if budgets[0] != budgets[1] and None not in (*budgets[0], *budgets[1]):  # records before budgets were kept
             lines.append(f"The budgets differ: it trained {prompt.steps} steps of {prompt.batch_size} examples, "

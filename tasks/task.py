@@ -139,7 +139,7 @@ class Task:
             raise TaskCardError(self.card.path, "metrics", str(err)) from None
         rows = self.rows("validation")
         for size in (2, 20):
-            examples = [self.render(row, split="validation", index=i) for i, row in enumerate(rows[:size])]
+            examples = self._rendered("validation", rows, range(min(size, len(rows))))
             answers = [ex.label if self.card.is_classification else ex.target for ex in examples]
             try:
                 self.score(answers, examples)

@@ -162,7 +162,7 @@ def test_an_error_basis_shared_by_every_answer_is_said_once(tmp_path):
     text = write_report(tmp_path, records=records, failures=[]).read_text()
     short = text[text.index("## In short"):text.index("## rte")]
     assert short.count("the error counts") == 1 and short.count("standard errors of the difference") == 2
-    assert "\nIn each, the error counts each score's examples apart, its records keeping no example's score; " \
+    assert "\nIn each answer, the error counts each score's examples apart, its records keeping no example's score; " \
            "one seed each, so not training's own spread.\n" in short
     records.append(scored(make_record("p_tuning", 0.77, seed=1, params=100, encoder="mlp"), validation=0.78))
     text = write_report(tmp_path, records=records, failures=[]).read_text()  # sst2's prompt config: two seeds

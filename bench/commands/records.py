@@ -63,14 +63,14 @@ def _print_answers(rows, split: str, args) -> None:
     answers = verdicts(rows)
     shared = shared_error_basis(answers)
     for verdict in answers:
-        print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote="", error_basis_said=not shared),
+        print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote="", say_error_basis=not shared),
                                    width=100, break_long_words=False))
         if command := reference_command(verdict, results_folder(args)):  # into the folder the report is in
             print(f"  {command}")
             if args.storage:
                 print(textwrap.fill(STUDY_VIEW_NOTE, width=100, initial_indent="  ", subsequent_indent="  "))
     if shared:
-        print("\n" + textwrap.fill(f"In each, {shared}.", width=100))
+        print("\n" + textwrap.fill(f"In each answer, {shared}.", width=100))
 
 
 def plot(args) -> int:
