@@ -16,6 +16,7 @@ from bench.interrupts import hold_interrupts, interrupting, interrupts_restored
 from bench.record import DEFAULT_RESULTS
 from search.pruning import MARGIN
 from search.request import EVAL_EVERY, SearchRequest, search_request
+from tasks.notices import counted
 
 if TYPE_CHECKING:
     from search.strategy import Strategy
@@ -188,8 +189,8 @@ def _search_and_export(study: optuna.Study, url: str, objective, strategy: Strat
     from search.workers import run_workers
 
     if request.trials and (held := done_trials(study)) >= request.trials:
-        print(f"the study already holds {held} finished trials (--trials {request.trials}): none to run; a larger "
-              "--trials searches on")
+        print(f"the study already holds {counted(held, 'finished trial')} (--trials {request.trials}): none to run; "
+              "a larger --trials searches on")
     started = time.monotonic()
     with interrupts_restored():
         try:
