@@ -82,14 +82,17 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from search.references import task_references
+    from search.space_checks import refuse_clashes
     from search.study import METRIC_ATTR, claim_study, fail_stale_trials, study_definition
 
     request = search_request(args)  # every check that needs no study: a command it refuses makes nothing
     study, url, strategy = _opened_study(request)
     claim_study(study, study_definition(request), directions=request.directions)
+    refuse_clashes(study, request.space)  # the last refusal: the study is this command's from here on
     stale = fail_stale_trials(study)  # before the space settles: a starting point such a trial held is queued again
     if len(request.cards) == 1:  # what its trials' scores are, in every line and chart that names them
         study.set_user_attr(METRIC_ATTR, request.cards[0].primary_metric)
+    _announce(study, url, request, stale)  # the first line; the notes on the space and references follow it
     _settle_space(study, request)
     references = task_references(study, request)
     from search.objective import Objective  # seconds of imports (the run path): after every check
@@ -97,7 +100,6 @@ def run(args) -> int:
     objective = Objective(space=request.space, tasks=list(request.tasks), model=request.model, train=request.train,
                           results_dir=request.folder, cost=request.cost, references=references,
                           tasks_dirs=request.tasks_dirs)
-    _announce(study, url, request, stale)
     if _runs_trials(study, request):
         _note_no_pruning(request)
     from search.workers import STOP_SIGNAL
@@ -152,12 +154,11 @@ def _opened_study(request: SearchRequest) -> tuple[optuna.Study, str, Strategy]:
 
 
 def _settle_space(study: optuna.Study, request: SearchRequest) -> None:
-    """The study's space checked against its earlier trials, and a new study's starting points queued."""
+    """A changed space noted (its queued starting points refitted), a new study's starting points queued."""
     from bench.study_storage import optuna_warnings_only
-    from search.space_checks import note_space_change, refuse_clashes
+    from search.space_checks import note_space_change
     from search.starting_points import enqueue_known_good
 
-    refuse_clashes(study, request.space)
     with optuna_warnings_only():  # its "Trial with params ... already exists. Skipping enqueue."
         if _runs_trials(study, request):  # the space serves a trial still to run
             note_space_change(study, request.space)

@@ -382,6 +382,7 @@ def test_a_study_resumed_with_another_space_says_so_and_refits_its_queued_points
     out = capsys.readouterr().out
     # one trial ran; the other was a queued starting point, never sampled
     assert f"the study's 1 finished trial came from another space ({tmp_path / 'space.yaml'})" in out
+    assert out.splitlines()[0].startswith("study moved on ")  # the study's line first, its notes after
     assert ("starting points queued under the earlier space: 0 queued again, fitted to this one; 1 dropped (their "
             "method or choice is not offered here)") in out
     trials = _study(tmp_path, "moved").trials
