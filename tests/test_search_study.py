@@ -652,8 +652,8 @@ def test_the_summary_labels_the_best_config_as_the_results_table_does():
         config = {"method": "prefix_tuning", "train": {"lr": 0.01},
                   "settings": {"num_virtual_tokens": 8, "prefix_projection": projection, "encoder_hidden_size": 64}}
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"config": config}))
-    assert ("best: trial 0 (validation score 0.7000): prefix_tuning[init=real_tokens,num_virtual_tokens=8,prefix_projection=False,"
-            "lr=0.01]") in summary(study)
+    assert ("best: trial 0 (validation score 0.7000): prefix_tuning[init=real_tokens,num_virtual_tokens=8,"
+            "prefix_projection=False,lr=0.01]") in summary(study)
     study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"config": config}))  # with its projection
     assert "prefix_tuning[encoder_hidden_size=64,init=random,num_virtual_tokens=8,prefix_projection=True,lr=0.01]" in (
         summary(study))
