@@ -27,7 +27,7 @@ def task_references(study: optuna.Study, request: SearchRequest) -> dict[str, fl
     every task has one, every task is scored raw (a mean of ratios and raw scores means nothing); a
     single task is scored raw, its winner compared at the end (see `one_task_reference`)."""
     from search.objective import full_ft_references
-    from search.study import REFERENCES_ATTR
+    from search.study import REFERENCES_ATTR, WEAK_REFERENCES_ATTR
 
     if len(request.tasks) < 2:
         return {}
@@ -35,6 +35,7 @@ def task_references(study: optuna.Study, request: SearchRequest) -> dict[str, fl
     if references is not None:
         print("scoring each task " + (f"relative to full fine-tuning: {_listed(references)}" if references
                                       else "raw (no full fine-tuning score of every task when the study started)"))
+        _warn_weak(study.user_attrs.get(WEAK_REFERENCES_ATTR, {}))  # said again on every resume
         return references
     results, model, train = request.results, request.model, request.train
     found = full_ft_references(results, list(request.tasks), model, steps=train.steps, eval_size=train.eval_size,
@@ -48,13 +49,20 @@ def task_references(study: optuna.Study, request: SearchRequest) -> dict[str, fl
         budgets = ", ".join(f"{task} {reference.steps} steps" for task, reference in found.items())
         print(f"scoring each task relative to full fine-tuning: {_listed({t: r.score for t, r in found.items()})} "
               f"(the best full fine-tuning config by validation score under {results}, mean over seeds: {budgets})")
-        for task, reference in found.items():
-            if reference.learned_nothing:  # a ratio to chance says little of the trial
-                print(f"  {task}: full fine-tuning {reference.learned_nothing} on validation: it may not have learned "
-                      "at its budget, and a trial's ratio to it says little")
+        weak = {task: reference.learned_nothing for task, reference in found.items() if reference.learned_nothing}
+        _warn_weak(weak)
+        study.set_user_attr(WEAK_REFERENCES_ATTR, weak)
     references = {} if missing else {task: reference.score for task, reference in found.items()}
     study.set_user_attr(REFERENCES_ATTR, references)
     return references
+
+
+def _warn_weak(weak: dict[str, str]) -> None:
+    """The references at or near chance, each with how it compares with the commonest class: a ratio to
+    chance says little of a trial."""
+    for task, learned_nothing in weak.items():
+        print(f"  {task}: full fine-tuning {learned_nothing} on validation: it may not have learned at its budget, "
+              "and a trial's ratio to it says little")
 
 
 def one_task_reference(study: optuna.Study, request: SearchRequest) -> TaskReference | None:

@@ -32,6 +32,7 @@ DEFINITION_ATTR = "definition"  # what a resumed study must still match: tasks, 
 SPACE_ATTR = "space"  # the space file's digest and path
 REFERENCES_ATTR = "references"  # each task's full fine-tuning score, which trials' scores are relative to
 METRIC_ATTR = "metric"  # a one-task study's primary metric, as its card names it
+WEAK_REFERENCES_ATTR = "weak_references"  # task -> how its reference compares with the commonest class, where near
 
 
 def score_label(study: optuna.Study, *, split: str = "validation ") -> str:
