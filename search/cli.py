@@ -169,16 +169,29 @@ def _settle_space(study: optuna.Study, request: SearchRequest) -> None:
 def _announce(study: optuna.Study, url: str, request: SearchRequest, stale: list[int]) -> None:
     """The study's opening line; `stale`: the trials just found left running by a killed command."""
     from bench.study_storage import shown_storage
+    from search.starting_points import is_requeued
     from search.study import done_trials
     from search.trial_lines import numbered
 
     held = done_trials(study)
     resumed = f": resumed, {held} finished {'trial' if held == 1 else 'trials'}" if held else ""
     if stale:
+        requeued = [number for number in stale if is_requeued(study.trials[number])]
         resumed += (f" ({numbered('trial', stale)} left running by a command that stopped without a word, marked "
-                    "failed and not counted)")
+                    f"failed and not counted{_queued_again(stale, requeued)})")
     print(f"study {study.study_name} on {shown_storage(url)}{resumed}"
           f"{'; a line for each trial as it ends' if _runs_trials(study, request) else ''}", flush=True)
+
+
+def _queued_again(stale: list[int], requeued: list[int]) -> str:
+    """Which of the killed trials' starting points will run again (Lester's recipe, say)."""
+    if not requeued:
+        return ""
+    if requeued == stale:
+        return "; its starting point queued again" if len(stale) == 1 else "; their starting points queued again"
+    from search.trial_lines import numbered
+
+    return f"; the starting point{'s' if len(requeued) > 1 else ''} of {numbered('trial', requeued)} queued again"
 
 
 def _search_and_export(study: optuna.Study, url: str, objective, strategy: Strategy,

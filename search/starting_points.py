@@ -30,9 +30,14 @@ REQUEUES = 2  # a point whose every run gets its process killed (out of memory, 
 def requeue_starting_point(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """For a trial whose process was killed (its heartbeat went stale): a starting point is queued
     once, so put it back, as Ctrl-C does, or the study never runs it (Lester's recipe, say)."""
-    queued, requeued = trial.system_attrs.get("fixed_params"), trial.user_attrs.get(REQUEUED_ATTR, 0)
-    if queued and requeued < REQUEUES:
-        study.enqueue_trial(queued, user_attrs={REQUEUED_ATTR: requeued + 1})
+    if is_requeued(trial):
+        study.enqueue_trial(trial.system_attrs["fixed_params"],
+                            user_attrs={REQUEUED_ATTR: trial.user_attrs.get(REQUEUED_ATTR, 0) + 1})
+
+
+def is_requeued(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a killed trial's point is queued again: a starting point, not yet queued `REQUEUES` times."""
+    return bool(trial.system_attrs.get("fixed_params")) and trial.user_attrs.get(REQUEUED_ATTR, 0) < REQUEUES
 
 
 def _fit_to_space(space: SearchSpace, point: dict) -> dict | None:

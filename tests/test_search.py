@@ -652,8 +652,11 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     assert "FAIL" in _states(study)  # the trial that was running when the worker died
     assert "failed (not counted): trial" in second.stdout and "killed, or out of memory" in second.stdout
     # said as the study opens, where a command that ran no trial would count it as running
+    # a starting point the killed trial held runs again, and the line says so
+    again = "; its starting point queued again" if "fixed_params" in study.trials[killed].system_attrs else ""
     assert (f"resumed, {len(finished_before)} finished trial{'s' if len(finished_before) > 1 else ''} (trial {killed} "
-            "left running by a command that stopped without a word, marked failed and not counted)") in second.stdout
+            f"left running by a command that stopped without a word, marked failed and not counted{again})"
+            ) in second.stdout
     for number, values in finished_before.items():  # nothing finished was lost or redone
         assert study.trials[number].values == values
 
@@ -898,7 +901,8 @@ def test_a_killed_process_starting_point_is_queued_again(tmp_path, monkeypatch):
     import time as clock
 
     from bench import study_storage as storage_module
-    from search.starting_points import REQUEUED_ATTR, REQUEUES, requeue_starting_point
+    from search.cli import _queued_again
+    from search.starting_points import REQUEUED_ATTR, REQUEUES, is_requeued, requeue_starting_point
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)
@@ -922,6 +926,12 @@ def test_a_killed_process_starting_point_is_queued_again(tmp_path, monkeypatch):
     before = len(study.trials)
     requeue_starting_point(study, killed_again)
     assert len(study.trials) == before
+    # the next command's first line says which killed trials run again
+    assert is_requeued(study.trials[0]) and not is_requeued(killed_again)
+    assert _queued_again([0], [0]) == "; its starting point queued again"
+    assert _queued_again([0, 3], [0, 3]) == "; their starting points queued again"
+    assert _queued_again([0, 3, 5], [3]) == "; the starting point of trial 3 queued again"
+    assert _queued_again([4], []) == ""
 
 
 def test_a_config_the_method_refuses_fails_its_trial_in_one_line(capsys, tmp_path, tiny_models, tiny_tasks):

@@ -172,6 +172,8 @@ def test_trial_values_are_said_by_the_metric_and_cost_they_are():
     assert said_values(study, (0.2083, 25350.0)) == "validation f1 0.2083, trainable_params 25,350"
     study.set_user_attr(DEFINITION_ATTR, {"tasks": ["squad_v1"], "objective": ["score", "train_seconds"]})
     assert said_values(study, (0.2083, 12.345)) == "validation f1 0.2083, train_seconds 12.35"
+    study.set_user_attr(DEFINITION_ATTR, {"tasks": ["squad_v1"], "objective": ["score", "peak_memory_bytes"]})
+    assert said_values(study, (0.2083, 4294967296.0)) == "validation f1 0.2083, peak_memory_bytes 4,294,967,296"
 
 
 def test_a_two_objective_front_draws_a_wide_cost_on_a_log_axis_and_leaves_the_process_style_alone(tmp_path,
