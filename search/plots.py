@@ -60,6 +60,7 @@ def write_plots(study: optuna.Study, folder: Path, *, full_ft: float | None = No
             _print_plot_notes(name, notes)
             if name == "optimization_history":
                 axes.set_ylabel(score_label(study))
+                _end_at_last_ended(axes, study)
             if name == "param_importances":  # a handful of trials gives importances that mean little
                 axes.set_title("", loc="left")  # Optuna's own, which ours replaces
                 # two lines: centred over axes that long parameter names push right, one would run off the image
@@ -74,6 +75,17 @@ def write_plots(study: optuna.Study, folder: Path, *, full_ft: float | None = No
         if path:
             paths.append(path)
     return paths
+
+
+def _end_at_last_ended(axes, study: optuna.Study) -> None:
+    """Optuna's history runs its best-value line, and so the x-axis, to every trial number, a
+    queued starting point that never ran or a trial still running too: the axis ends at the last
+    trial that ended, with matplotlib's own margin."""
+    ended = [trial.number for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()]
+    if ended:
+        first, last = min(ended), max(ended)
+        margin = max(last - first, 1) * plt.rcParams["axes.xmargin"]
+        axes.set_xlim(first - margin, last + margin)
 
 
 def _pareto_chart(study: optuna.Study, folder: Path, full_ft: float | None) -> list[Path]:

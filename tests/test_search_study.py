@@ -46,17 +46,24 @@ def test_search_plots_are_drawn_from_the_trials_and_replaced_whole(tmp_path, mon
         study.add_trial(optuna.trial.create_trial(
             params={"method": "prompt_tuning", "num_virtual_tokens": tokens, "prompt_tuning.lr": lr},
             distributions=distributions, value=0.5 + 0.05 * i))
-    titles = {}
+    study.enqueue_trial({"method": "prefix_tuning"})  # a starting point queued, never run
+    titles, x_ranges = {}, {}
     original_savefig = matplotlib.figure.Figure.savefig
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **options: (
-        titles.update({Path(path).name.removeprefix(".").partition(".partial")[0]:
-                       [figure.axes[0].get_title(loc) for loc in ("left", "center")]}),
-        original_savefig(figure, path, **options))[1])
+
+    def seen_and_saved(figure, path, **options):
+        name = Path(path).name.removeprefix(".").partition(".partial")[0]
+        titles[name] = [figure.axes[0].get_title(loc) for loc in ("left", "center")]
+        x_ranges[name] = figure.axes[0].get_xlim()
+        return original_savefig(figure, path, **options)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", seen_and_saved)
     names = {path.name for path in write_plots(study, tmp_path)}
     assert names == {"optimization_history.png", "param_importances.png", "score_vs_prompt_length.png",
                      "score_vs_lr.png"}
     # one title, where Optuna puts its own: not two drawn over each other
     assert titles["param_importances.png"] == ["", "Hyperparameter importances\nfrom 5 completed trials"]
+    # the history's axis ends at trial 4, the last that ran, not at the queued trial 5
+    assert 4 < x_ranges["optimization_history.png"][1] < 4.5
     monkeypatch.undo()
     # drawing them again is killed mid-write: the charts drawn before stay whole
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
