@@ -295,10 +295,26 @@ def comparable_key(row: ResultRow) -> tuple:
     return (row.task, row.task_version, row.card, row.model, row.model_kind, row.precision, row.train_size, scored)
 
 
+def best_on_validation(rows: Iterable[ResultRow]) -> ResultRow | None:
+    """The row of best validation score, as a search chooses (the reported split is never used to
+    choose); among rows that tie on it, the cheapest: fewest trainable parameters, then training FLOPs
+    (a config that costs more for the same score is no better), then by label, not by record order."""
+    def cost(value: float) -> float:
+        return value if math.isfinite(value) else math.inf  # a record that did not measure it comes last
+
+    return min(rows, default=None, key=lambda row: (-row.validation, cost(row.trainable_params),
+                                                     cost(row.train_flops), natural_key(row.label)))
+
+
+def tied_on_validation(best: ResultRow, rows: Iterable[ResultRow]) -> int:
+    """How many other rows score exactly `best`'s validation score (on the same examples: a tie the
+    validation set shows, not a gap within its noise)."""
+    return sum(1 for row in rows if row is not best and row.validation == best.validation)
+
+
 def best_full_ft(rows: Iterable[ResultRow]) -> ResultRow | None:
-    """The full fine-tuning row among `rows` that others are measured against: the best by validation
-    score, as a search chooses (the reported split is never used to choose)."""
-    return max((row for row in rows if row.method == "full_ft"), key=lambda row: row.validation, default=None)
+    """The full fine-tuning row among `rows` that others are measured against (see best_on_validation)."""
+    return best_on_validation(row for row in rows if row.method == "full_ft")
 
 
 def full_ft_of_groups(rows: list[ResultRow]) -> dict[tuple, ResultRow]:

@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 from bench.config_labels import card_file, init_text, shortened
 from bench.models.registry import kind_beyond_name
-from bench.results import REFERENCE_METHODS, ResultRow, best_full_ft, comparable_key, model_names, task_names
+from bench.results import (REFERENCE_METHODS, ResultRow, best_full_ft, best_on_validation, comparable_key, model_names,
+                           task_names, tied_on_validation)
 from bench.results_table import figure
 from tasks.registry import SHIPPED_CARDS
 
@@ -34,6 +35,7 @@ class Verdict(NamedTuple):
     prompt: ResultRow  # the prompt method's config of best validation score
     full_ft: ResultRow | None  # the reference it is measured against (best validation score too)
     lora: ResultRow | None
+    tied: int = 0  # other prompt configs of the same validation score (`prompt` is the cheapest of them)
 
     @property
     def paired(self) -> bool:
@@ -93,15 +95,12 @@ def verdicts(rows: list[ResultRow]) -> list[Verdict]:
         names[comparable_key(row)] = task, model
     found = []
     for key, group in groups.items():
-        prompt = _best_on_validation(row for row in group if row.method not in REFERENCE_METHODS)
+        prompts = [row for row in group if row.method not in REFERENCE_METHODS]
+        prompt = best_on_validation(prompts)
         if prompt is not None:
-            lora = _best_on_validation(row for row in group if row.method == "lora")
-            found.append(Verdict(*names[key], prompt, best_full_ft(group), lora))
+            lora = best_on_validation(row for row in group if row.method == "lora")
+            found.append(Verdict(*names[key], prompt, best_full_ft(group), lora, tied_on_validation(prompt, prompts)))
     return sorted(_told_apart(found), key=lambda v: (v.task, v.model))
-
-
-def _best_on_validation(rows) -> ResultRow | None:
-    return max(rows, key=lambda row: row.validation, default=None)
 
 
 def _told_apart(found: list[Verdict]) -> list[Verdict]:
@@ -166,7 +165,7 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", say_error_ba
     said = text and "init_text=" not in prompt.label
     started = f" (its prompt started from the text {shortened(text, 60)})" if said else ""
     lines = [f"{verdict.task}, {verdict.model}: the best prompt config on validation, {quote}{prompt.label}{quote}"
-             f"{started}, scores {prompt.score:.3f} on {split}{chosen_on}"]
+             f"{started}{_ties(verdict)}, scores {prompt.score:.3f} on {split}{chosen_on}"]
     if reference is None:
         lines[0] += ", with no full fine-tuning run on the same data and examples to measure it against."
     else:
@@ -185,6 +184,15 @@ def verdict_text(verdict: Verdict, *, split: str, quote: str = "`", say_error_ba
     if verdict.lora is not None:
         lines.append(f"LoRA's best scores {verdict.lora.score:.3f}{_times(verdict.lora.relative_to_full_ft)}.")
     return " ".join(lines)
+
+
+def _ties(verdict: Verdict) -> str:
+    """Where other prompt configs score the same on validation: the pick is the cheapest, not the first."""
+    if not verdict.tied:
+        return ""
+    others = f"{verdict.tied} other config{'s' if verdict.tied > 1 else ''}"
+    return (f" (tied with {others} at {verdict.prompt.validation:.3f} on validation: the cheapest, by trainable "
+            "parameters, then training FLOPs)")
 
 
 def learned_nothing(row: ResultRow) -> str | None:

@@ -61,6 +61,25 @@ def test_the_prompt_config_is_chosen_on_validation_and_its_costs_are_over_full_f
     assert "among them, not saved)" in verdict_text(verdicts(aggregate(records))[0], split="test")
 
 
+def test_configs_tied_on_validation_give_the_cheapest_and_the_answer_says_so():
+    records = suite_records()
+    # three prompt configs at the same validation score; record order puts the dearest first
+    records[3]["scores"]["validation"]["accuracy"] = 0.70  # p_tuning, 100 parameters
+    records.insert(1, scored(make_record("prefix_tuning", 0.74, params=5_000, prefix_projection=False),
+                             validation=0.70))
+    [verdict] = verdicts(aggregate(records))
+    assert verdict.prompt.method == "prompt_tuning" and verdict.tied == 2  # 10 parameters, the cheapest of the three
+    assert ("`prompt_tuning[init=random,num_virtual_tokens=1,lr=0.001]` (tied with 2 other configs at 0.700 on "
+            "validation: the cheapest, by trainable parameters, then training FLOPs), scores 0.850 on test"
+            ) in verdict_text(verdict, split="test")
+    # where parameters tie too, training FLOPs decide
+    for record, flops in ((records[1], 3e12), (records[3], 2e12), (records[4], 1e12)):  # prefix, prompt, P-tuning
+        record["cost"].update(trainable_params=10, train_flops=flops)
+    assert verdicts(aggregate(records))[0].prompt.method == "p_tuning"
+    # no tie, no note
+    assert "tied with" not in verdict_text(verdicts(aggregate(suite_records()))[0], split="test")
+
+
 def with_each(record, split_scores, examples="same 200"):
     """`record` keeping each example's score on test (its test score their mean), on `examples`."""
     record["per_example"] = {"test": {"examples": examples, "scores": split_scores}}

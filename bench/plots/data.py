@@ -9,8 +9,8 @@ from collections import Counter, defaultdict
 from typing import NamedTuple
 
 from bench.config_labels import init_text, shortened
-from bench.results import (REFERENCE_METHODS, ResultRow, comparable_key, full_ft_of_groups, model_names, natural_key,
-                           task_names)
+from bench.results import (REFERENCE_METHODS, ResultRow, best_on_validation, comparable_key, full_ft_of_groups,
+                           model_names, natural_key, task_names)
 
 COST_AXES = {
     "trainable_params": "trainable parameters",
@@ -164,7 +164,7 @@ def score_cost(rows: list[ResultRow], *, axis: str = "trainable_params") -> list
         for method in REFERENCE_METHODS:
             candidates = [r for r in comparable if r.method == method]
             if candidates:
-                references[method] = _point(max(candidates, key=lambda r: r.validation), axis)
+                references[method] = _point(best_on_validation(candidates), axis)
         unmeasured = tuple(r.label for r in comparable if not math.isfinite(getattr(r, axis)))
         incomparable = tuple(r.label for r in group if comparable_key(r) != usual)
         charts.append(ScoreCost(task, model, group[0].metric, axis, points, pareto_front(points), references,
@@ -190,7 +190,7 @@ def relative_scores(rows: list[ResultRow]) -> RelativeScores:
         usual = _usual(group)  # a 20-example smoke run does not compete with the real ones
         for method in {r.method for r in group}:
             candidates = [r for r in group if r.method == method and comparable_key(r) == usual]
-            chosen = max(candidates, key=lambda r: r.validation, default=None)  # on validation, as the tables
+            chosen = best_on_validation(candidates)  # on validation, as the tables
             if chosen is not None and chosen.relative_to_full_ft is not None:
                 values[method][column] = chosen.relative_to_full_ft
                 configs[method][column] = chosen.label
