@@ -764,6 +764,16 @@ def test_measured_costs_carry_their_spread_over_seeds_into_the_csv_and_the_repor
     assert "| 12.0 ± 2.8 |" in report and "| 1,025 ± 1 |" in report and "| 1.10 ± 0.00 |" in report
 
 
+def test_error_bars_stop_at_the_metric_s_range():
+    # a perfect accuracy's bar goes down only; a correlation reaches below 0; a ratio or an unknown metric is not cut
+    below, above = draw._error_bars([0.04, 0.04, None], [1.0, 0.98, 0.5], "accuracy")
+    assert below[:2] == [0.04, 0.04] and above[:2] == [0.0, pytest.approx(0.02)]
+    assert math.isnan(below[2]) and math.isnan(above[2])  # unknown: no bar
+    assert draw._error_bars([0.1], [-0.95], "mcc") == [[pytest.approx(0.05)], [0.1]]
+    assert draw._error_bars([0.1], [0.99]) == [0.1]
+    assert draw._error_bars([0.1], [0.99], "evaluate:bleu") == [0.1]
+
+
 def test_the_error_bars_say_what_they_are_for_the_metrics_drawn():
     assert draw._error_note([0.02], ["accuracy"]).endswith("of the scored examples and, where several, the seeds")
     assert draw._error_note([0.02], ["mcc"]) == "error bars: ±1 standard error of the mean over seeds"

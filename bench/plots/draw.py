@@ -85,14 +85,23 @@ def save_atomic(figure, path: Path, **options) -> Path:
     return path
 
 
+SCORE_RANGES = {"mcc": (-1.0, 1.0)}  # every other metric of ours scores in [0, 1]
+
 # why a task has no bar in the relative chart
 NO_REFERENCE = ("no full fine-tuning score to relate to (no full fine-tuning run on the same task version, training "
                 "data, evaluation examples and precision, or one scoring 0 or below)")
 
 
-def _error_bars(errors) -> list[float]:
-    """Error bar lengths: a standard error, none (nan) where it is unknown."""
-    return [float("nan") if error is None else error for error in errors]
+def _error_bars(errors, scores=None, metric: str | None = None):
+    """Error bar lengths: a standard error, none (nan) where it is unknown. Given the `scores` and their
+    `metric`, each side is cut at the metric's range: a perfect accuracy's bar does not reach 1.04."""
+    lengths = [float("nan") if error is None else error for error in errors]
+    if scores is None or metric not in METRICS:  # an `evaluate:` metric's range is not known here
+        return lengths
+    low, high = SCORE_RANGES.get(metric, (0.0, 1.0))
+    scores = list(scores)
+    return [[min(e, max(y - low, 0.0)) for e, y in zip(lengths, scores)],
+            [min(e, max(high - y, 0.0)) for e, y in zip(lengths, scores)]]
 
 
 def _error_note(errors, metrics, *, of: str = "", seeds=None) -> str:
@@ -148,7 +157,8 @@ def draw_score_cost(chart: ScoreCost, folder: Path, *, split: str = "test", name
         for i, point in enumerate(chart.points):  # one at a time: each its own offset
             if point.method != method:
                 continue
-            drawn = axes.errorbar([point.cost], [point.score], yerr=_error_bars([point.error]),
+            drawn = axes.errorbar([point.cost], [point.score],
+                                  yerr=_error_bars([point.error], [point.score], chart.metric),
                                   markerfacecolor=style["color"] if point in front else "none", **style)
             if i in dodges:  # moved once drawn: the axes' limits take in the point where its cost is
                 shift = offset_copy(axes.transData, figure, x=dodges[i].offset, units="points")
@@ -394,7 +404,8 @@ def draw_length_curves(curves: list[LengthCurve], folder: Path, *, split: str = 
         for curve in shown:
             method = curve.method.partition("[")[0]
             k = [c for c in shown if c.method.partition("[")[0] == method].index(curve)
-            axes.errorbar(curve.lengths, curve.scores, yerr=_error_bars(curve.errors), capsize=3,
+            axes.errorbar(curve.lengths, curve.scores, yerr=_error_bars(curve.errors, curve.scores, curve.metric),
+                          capsize=3,
                           ls=LINE_STYLES[k % len(LINE_STYLES)], marker=MARKERS[k % len(MARKERS)],
                           color=method_colour(method), label=curve.method)
         axes.set_xscale("log")
@@ -425,8 +436,9 @@ def draw_inits(comparisons: list[InitComparison], folder: Path, *, split: str = 
             scores = dict(zip(comparison.inits, zip(comparison.scores, comparison.errors)))
             xs = [i + k * width for i, init in enumerate(inits) if init in scores]
             shade = plt.get_cmap("Blues")(0.85 - 0.5 * k / max(len(shown) - 1, 1))
-            bars = axes.bar(xs, [scores[i][0] for i in inits if i in scores], width,
-                            yerr=_error_bars(scores[i][1] for i in inits if i in scores), capsize=3,
+            heights = [scores[i][0] for i in inits if i in scores]
+            bars = axes.bar(xs, heights, width, capsize=3,
+                            yerr=_error_bars((scores[i][1] for i in inits if i in scores), heights, comparison.metric),
                             label=comparison.config, color=shade, edgecolor="white",
                             hatch=INIT_HATCHES[k % len(INIT_HATCHES)])
             # close scores read as numbers, not bar heights; upright, they do not run into their neighbours'
