@@ -17,6 +17,7 @@ from bench.methods import MethodError, get_method
 from bench.modeling import TunedModel
 from bench.models import load_base_model
 from tasks import Example, load_task
+from tasks.notices import UserNotice
 
 ARCHITECTURES = ("gpt2", "llama", "roberta", "bert", "t5")
 PEFT_METHODS = {
@@ -410,6 +411,12 @@ def test_label_words_are_scored_as_trained_after_a_template_that_ends_in_a_newli
     embed = base.model.get_input_embeddings().weight
     torch.testing.assert_close(labels.prompt_encoder["default"].embedding.weight[0],
                                embed[tokenizer("bad")["input_ids"][0]])
+    # a prompt shorter than the label words says which of them start it
+    words = [word for class_words in task.card.label_words.values() for word in class_words]
+    with pytest.warns(UserNotice, match=rf"1 virtual token for task {task.card.name}'s {len(words)} label words: "
+                                        rf"only '{words[0]}' starts the prompt"):
+        method.build(load_base_model(str(folder)), method.settings(num_virtual_tokens=1, init="class_labels"),
+                     task.card)
 
 
 def test_a_newline_ends_an_answer_only_once_it_has_begun(monkeypatch):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bench.methods.registry import Method, MethodError, check_range, register_method
+from tasks.notices import UserNotice
 
 if TYPE_CHECKING:
     import torch
@@ -93,11 +95,25 @@ def build_prompt_tuning(base, settings: PromptTuningSettings, card):
     )
     model = wrap(base, config)
     if settings.init == "class_labels":
-        vectors = label_word_vectors(base, card)[: settings.num_virtual_tokens]
+        vectors = label_word_vectors(base, card)
+        _note_label_words_left_out(card, settings.num_virtual_tokens)
+        vectors = vectors[: settings.num_virtual_tokens]
         with torch.no_grad():
             prompt = model.prompt_encoder[model.active_adapter].embedding.weight
             prompt[: len(vectors)] = vectors.to(prompt.dtype)
     return model
+
+
+def _note_label_words_left_out(card, num_virtual_tokens: int) -> None:
+    """A prompt shorter than the label words starts from the first ones only: say which, since the
+    config reads as if every class started it."""
+    words = [word for class_words in card.label_words.values() for word in class_words]
+    if num_virtual_tokens < len(words):
+        kept = ", ".join(map(repr, words[:num_virtual_tokens]))
+        warnings.warn(f"prompt_tuning init=class_labels with {num_virtual_tokens} virtual "
+                      f"token{'s' if num_virtual_tokens > 1 else ''} for task {card.name}'s {len(words)} label "
+                      f"words: only {kept} {'starts' if num_virtual_tokens == 1 else 'start'} the prompt (at least {len(words)} tokens start it from every one)",
+                      UserNotice, stacklevel=3)
 
 
 register_method(Method(
