@@ -91,7 +91,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
     not_scored = (f"; {unscored_runs} not scored on {split} (search trials, say), not in the tables"
                   if unscored_runs else "")
     lines = [f"# softprompt-bench report: {Path(folder).resolve().name}", "",
-             f"{counted(len(records), 'run')}, {len(failures)} failed{reruns_left_out(records, rows, split)}"
+             f"{counted(len(records), 'run')} finished, {len(failures)} failed{reruns_left_out(records, rows, split)}"
              f"{not_scored}{'; some records left out (listed below)' if left_out else ''}; "
              f"scores on the {split} split "
              f"(mean ± sample standard deviation over seeds; a single seed shows no ±); "

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from bench.config_labels import method_label
 from bench.errors import SettingsError
 from bench.methods import get_method
-from bench.methods.registry import Method, MethodError, settings_without_effect
+from bench.methods.registry import Method, MethodError, settings_without_effect, whose_setting
 from bench.models.registry import ModelError, refuse_typo
 from bench.names import is_folder_name
 from bench.record import DEFAULT_RESULTS
@@ -113,7 +113,7 @@ def _typed(where: str, key: str, value: Any, declared: str) -> Any:
 
 
 def _settings(where: str, values: Any, fields: dict[str, Any], what: str) -> dict[str, Any]:
-    return checked_settings(where, values, fields, what, error=SuiteError)
+    return checked_settings(where, values, fields, what, error=SuiteError, hint=whose_setting)
 
 
 def _refuse_repeats(where: str, values: list) -> None:
@@ -154,7 +154,7 @@ def _sweep(where: str, values: Any, fields: dict[str, Any]) -> dict[str, list]:
     sweep = {}
     for key, options in _mapping(where, values).items():
         if key not in fields:
-            raise SuiteError(f"{where}: {unknown_name(key, sorted(fields), what='setting')}")
+            raise SuiteError(f"{where}: {unknown_name(key, sorted(fields), what='setting')}{whose_setting(key)}")
         if not isinstance(options, list) or not options:
             raise SuiteError(f"{where}: `{key}` must be a non-empty list of values, got {options!r}")
         sweep[key] = [_typed(where, key, option, declared_type(fields[key])) for option in options]

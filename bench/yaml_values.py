@@ -82,7 +82,8 @@ def did_you_mean(name: str, known: Iterable[str], *, after: str = ":") -> str:
 def unknown_name(name: str, known: Iterable[str], *, what: str = "key") -> str:
     """Why a name a person wrote is refused: "unknown key 'stepz': did you mean 'steps'? (known: ...)"."""
     known = list(known)
-    return f"unknown {what} {name!r}{did_you_mean(name, known)} (known: {', '.join(known)})"
+    listed = f"known: {', '.join(known)}" if known else "there are none"
+    return f"unknown {what} {name!r}{did_you_mean(name, known)} ({listed})"
 
 
 def refuse_repeats(where: str, values: Iterable, *, error: type[Exception] = ValueError) -> None:
@@ -137,11 +138,12 @@ def typed_setting(where: str, key: str, value: Any, declared: str, *, error: typ
 
 
 def checked_settings(where: str, values: Any, fields: dict[str, Any], what: str, *,
-                     error: type[Exception] = ValueError) -> dict[str, Any]:
-    """A mapping of settings, each known to `fields` (a dataclass's) and of the type it declares."""
+                     error: type[Exception] = ValueError, hint=lambda key: "") -> dict[str, Any]:
+    """A mapping of settings, each known to `fields` (a dataclass's) and of the type it declares;
+    `hint`: what to add where a key is unknown (whose setting it is)."""
     checked = {}
     for key, value in settings_mapping(where, values, error=error).items():
         if key not in fields:
-            raise error(f"{where}: {unknown_name(key, sorted(fields), what=what)}")
+            raise error(f"{where}: {unknown_name(key, sorted(fields), what=what)}{hint(key)}")
         checked[key] = typed_setting(where, key, value, declared_type(fields[key]), error=error)
     return checked

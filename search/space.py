@@ -207,16 +207,13 @@ def _hint(extras: list[str], methods: list[str]) -> str:
 
 
 def _check_method_params(where: str, method: str, params: list[Param]) -> None:
-    from bench.methods import METHODS
+    from bench.methods.registry import whose_setting
 
     fields = set(get_method(method).settings_cls.__dataclass_fields__) | TRAIN_KEYS
     for param in params:
-        if param.name not in fields:
-            # a setting of another method (init under p_tuning) is misplaced, not misspelt
-            owners = [name for name, other in METHODS.items() if param.name in other.settings_cls.__dataclass_fields__]
-            whose = f"; {param.name} is a setting of {' and '.join(owners)} only" if owners else ""
+        if param.name not in fields:  # a setting of another method (init under p_tuning) is misplaced, not misspelt
             raise SpaceError(f"{where}: {unknown_name(param.name, sorted(fields), what=f'{method} parameter')}"
-                             f"{whose}")
+                             f"{whose_setting(param.name)}")
 
 
 def _checked(where: str, method: str, param: Param) -> Param:

@@ -142,6 +142,12 @@ GOOD_SUITE = {"name": "bad", "tasks": "{sst2: {}}", "models": "[minilm-l6]", "me
     ({"methods": "[{method: lora, settings: [r, 2]}]"}, "methods[0].settings: must be a mapping"),
     ({"methods": "[{method: lora, settings: {rank: 2}}]"}, "methods[0].settings: unknown lora setting 'rank'"),
     ({"methods": "[{method: lora, settings: {r: two}}]"}, "methods[0].settings: `r` must be an integer"),
+    ({"methods": "[{method: full_ft, settings: {r: 4}}]"},  # a setting of another method, to one that has none
+     "methods[0].settings: unknown full_ft setting 'r' (there are none); r is a setting of lora only"),
+    ({"methods": "[{method: prompt_tuning, sweep: {prefix_projection: [true, false]}}]"},
+     "methods[0].sweep: unknown setting 'prefix_projection' (known: "),
+    ({"methods": "[{method: prompt_tuning, sweep: {prefix_projection: [true, false]}}]"},
+     "); prefix_projection is a setting of prefix_tuning only"),
     ({"methods": "[{method: lora, train: {lr: fast}}]"}, "methods[0].train: `lr` must be a number, got 'fast'"),
     ({"methods": "[{method: prompt_tuning, sweep: {num_virtual_tokens: 20}}]"},
      "methods[0].sweep: `num_virtual_tokens` must be a non-empty list of values, got 20"),
@@ -359,7 +365,7 @@ def test_suite_shared_through_a_study_runs_each_run_once(tmp_path, tiny_models, 
     assert local == 5  # every run happened on exactly one machine
     table = spbench("results", tmp_path / "table", "--storage", url, "--study", f"suite-{name}", "--split", "validation")
     output = table.communicate(timeout=120)[0]
-    assert table.returncode == 0 and "5 runs, 0 failed" in output, output
+    assert table.returncode == 0 and "5 runs finished, 0 failed" in output, output
     # no full fine-tuning in the suite: the command that makes one says where its record goes
     assert "--method full_ft" in output and "a view of the study does not read" in output, output
 

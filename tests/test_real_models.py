@@ -59,5 +59,5 @@ def test_the_smoke_suite_runs_end_to_end_into_a_report(tmp_path, capsys):
     assert "done 0, already present 2, failed 0" in capsys.readouterr().out
     assert main(["report", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
-    assert "2 runs, 0 failed" in report and "`lora[" in report and "`prompt_tuning[" in report
+    assert "2 runs finished, 0 failed" in report and "`lora[" in report and "`prompt_tuning[" in report
     assert (tmp_path / "plots" / "score_vs_trainable_params__sst2__minilm-l6.png").stat().st_size > 0

@@ -499,10 +499,10 @@ def test_results_without_a_folder_leave_out_what_ships_under_results(tmp_path, m
     write_records(tmp_path / "results" / "search_tables" / "sst2", [make_record("prompt_tuning", 0.7)])
     assert main(["results"]) == 0
     captured = capsys.readouterr()
-    assert "\n2 runs, 0 failed; csv: results/results.csv" in captured.out
+    assert "\n2 runs finished, 0 failed; csv: results/results.csv" in captured.out
     assert "left out: results/reference, results/search_tables (shipped with the project" in captured.err
     assert main(["results", "results/reference"]) == 0  # named, it is read
-    assert "\n1 run, 0 failed" in capsys.readouterr().out
+    assert "\n1 run finished, 0 failed" in capsys.readouterr().out
 
 
 def test_a_table_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, capsys):

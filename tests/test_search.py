@@ -343,7 +343,7 @@ def test_search_runs_resumes_and_exports(capsys, tmp_path, tiny_models, tiny_tas
     assert main(["results", str(tmp_path / "table"), "--storage", f"sqlite:///{folder / 'study.db'}",
                  "--study", "tiny", "--split", "validation"]) == 0
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert f"\n{len(complete)} runs, 0 failed" in capsys.readouterr().out
+    assert f"\n{len(complete)} runs finished, 0 failed" in capsys.readouterr().out
     assert (tmp_path / "table" / "results_validation.csv").is_file()
     # trials have no test scores: without a --split, the table is of validation, and says so
     (tmp_path / "table" / "results_validation.csv").unlink()

@@ -50,7 +50,7 @@ def results(args) -> int:
     if left_out := unscored(records, split):
         print(f"\n{left_out} runs have no {split} scores and are not in the table (--split validation "
               "includes search trials)")
-    print(f"\n{counted(len(records), 'run')}, {len(failures)} failed{reruns_left_out(records, rows, split)}; "
+    print(f"\n{counted(len(records), 'run')} finished, {len(failures)} failed{reruns_left_out(records, rows, split)}; "
           f"csv: {write_csv(rows, results_folder(args) / csv_name(split))}")
     return 0
 

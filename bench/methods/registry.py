@@ -68,6 +68,13 @@ def settings_without_effect(settings) -> dict:
     return getattr(settings, "without_effect", dict)()
 
 
+def whose_setting(name: str) -> str:
+    """"; init is a setting of prefix_tuning and prompt_tuning only", where `name` is a setting of some
+    methods (given to another, it is misplaced, not misspelt); else ""."""
+    owners = sorted(method.name for method in METHODS.values() if name in method.settings_cls.__dataclass_fields__)
+    return f"; {name} is a setting of {' and '.join(owners)} only" if owners else ""
+
+
 def register_method(method: Method) -> Method:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", method.name):
         raise ValueError(f"method name {method.name!r} must be lower_snake_case")
