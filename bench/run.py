@@ -33,6 +33,7 @@ from bench.run_spec import RunSpec
 from bench.train import train
 from bench.zero_shot import base_zero_shot
 from tasks import Example, Task
+from tasks.digest import content_digest
 from tasks.metrics import compute_metrics
 from tasks.task import Scored
 
@@ -246,8 +247,9 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
         "schema_version": SCHEMA_VERSION,
         "run_id": spec.run_id(),
         "status": "completed",
+        # the digest of the card and data the scores rest on: an edit without a new version is caught
         "task": {"name": task.name, "version": task.card.version, "kind": task.card.kind,
-                 "primary_metric": primary, "card": str(task.card.path)},
+                 "primary_metric": primary, "card": str(task.card.path), "digest": content_digest(task.card)},
         "model": {"name": spec.model, "source": base.source, "kind": base.kind,
                   "dtype": str(base.dtype).removeprefix("torch."), "device": base.device.type,
                   "sentence_pooling": getattr(base.model.config, CONFIG_KEY, None),

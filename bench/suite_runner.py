@@ -41,6 +41,27 @@ def record_damage(run: PlannedRun, path: Path) -> str | None:
         return f"{type(err).__name__}: {err}"
 
 
+def changed_cards(done: list[PlannedRun]) -> list[str]:
+    """For runs whose records are taken as done: a line for each card (or its data) edited since
+    those records were made without a new version, whose records then pass for the card's now."""
+    from tasks import find_task
+    from tasks.digest import content_digest
+    from tasks.notices import counted
+
+    found: dict[Path, list[PlannedRun]] = {}
+    for run in done:
+        try:
+            card = find_task(run.spec.task, tasks_dirs=run.spec.tasks_dirs)
+            kept = read_record(run.spec.record_path())["task"].get("digest")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # the run says what is wrong, if it runs
+            continue
+        if kept is not None and kept != content_digest(card):  # records made before they kept it: not known
+            found.setdefault(card.path, []).append(run)
+    return [f"task {runs[0].spec.task}: {counted(len(runs), 'record')} here came from another state of {path} or "
+            f"its data, at the same version: kept as done; give the card a new `version` to train them on it as it is"
+            for path, runs in found.items()]
+
+
 def describe(run: PlannedRun) -> str:
     return f"{run.spec.task} / {run.spec.model} / {run.label} / seed {run.spec.train.seed}"
 
@@ -100,6 +121,8 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     terminal = progress and sys.stderr.isatty()
     records = [run.spec.record_path() for run in suite.runs]  # once: every progress line looks at the rest
     present = [record.exists() and record_damage(run, record) is None for run, record in zip(suite.runs, records)]
+    for line in changed_cards([run for run, done in zip(suite.runs, present) if done]):
+        print(line, file=sys.stderr)
     # runs already done start the bar, so its rate and time left are those of runs trained here
     with tqdm(total=len(suite.runs), initial=sum(present), desc=f"suite {suite.name}", unit="run",
               disable=not terminal) as bar:

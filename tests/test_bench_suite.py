@@ -571,3 +571,35 @@ def test_the_pool_loads_a_language_model_once_for_tasks_of_any_number_of_classes
     for num_labels in (2, 4, 2):
         assert pool.get(bert, num_labels=num_labels).model.config.num_labels == num_labels
     assert loads == [(gpt2, 2), (bert, 2), (bert, 4)]
+
+
+
+def test_records_of_a_card_edited_without_a_new_version_are_named(tmp_path, tiny_models, tiny_tasks, capsys):
+    """Its runs keep their ids (the version did not change), so their records pass for the card's now:
+    the suite says so, where it would otherwise show the old scores as the edited card's."""
+    import shutil
+
+    from bench.cli import main
+
+    tasks = tmp_path / "tasks"
+    shutil.copytree(tiny_tasks, tasks)
+    suite = tmp_path / "one.yaml"
+    suite.write_text(f"name: one\nseeds: [0]\nmodels: [{tiny_models['gpt2'][0]}]\n"
+                     "train: {steps: 2, batch_size: 4, eval_every: 2, monitor_size: 4, eval_size: 4}\n"
+                     "tasks: {tiny_cls: {}}\nmethods:\n  - {method: prompt_tuning, settings: {num_virtual_tokens: 2}}\n")
+    argv = ["bench", "--suite", str(suite), "--tasks-dir", str(tasks), "--results", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0
+    assert main([*argv, "--dry-run"]) == 0
+    assert "another state" not in capsys.readouterr().out  # as it was: nothing to say
+    card = tasks / "tiny_cls.yaml"
+    card.write_text(card.read_text() + "description: words for people change no score\n")
+    assert main([*argv, "--dry-run"]) == 0
+    assert "another state" not in capsys.readouterr().out
+    with (tasks / "data" / "tiny_cls_test.jsonl").open("a") as data:
+        data.write('{"sentence": "one more", "label": 1}\n')
+    assert main([*argv, "--dry-run"]) == 0
+    assert (f"task tiny_cls: 1 record here came from another state of {card} or its data, at the same version: "
+            "kept as done; give the card a new `version`") in capsys.readouterr().out
+    assert main(argv) == 0  # the run itself: skipped, and said
+    captured = capsys.readouterr()
+    assert "another state of" in captured.err and "already present 1" in captured.out

@@ -71,23 +71,25 @@ def run(args) -> int:
 def _print_plan(suite, storage: str | None) -> int:
     """The planned runs, one a line, each with whether it is done: a readable record in the results
     folder, or with `storage`, a completed trial of the shared study (which any machine may have run)."""
-    from bench.suite_runner import describe, record_damage
+    from bench.suite_runner import changed_cards, describe, record_damage
 
     if storage:
         from bench.shared_suite import runs_done_in_study
         from bench.study_storage import shown_storage
 
         in_study = runs_done_in_study(suite, storage)
-    present = 0
+    present = []
     for planned in suite.runs:
         if storage:
             done = planned.spec.run_id() in in_study
         else:
             record = planned.spec.record_path()
             done = record.exists() and record_damage(planned, record) is None
-        present += done
+        present += [planned] if done else []
         print(f"{'done' if done else 'todo'}  {describe(planned)}  ({planned.spec.run_id()})")
     where = (f"complete in the shared study on {shown_storage(storage)}" if storage
              else f"with a record in {suite.results_dir}")
-    print(f"{len(suite.runs) - present} to run, {present} {where}")
+    print(f"{len(suite.runs) - len(present)} to run, {len(present)} {where}")
+    for line in [] if storage else changed_cards(present):
+        print(line)
     return 0
