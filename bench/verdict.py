@@ -223,7 +223,7 @@ def _costs(verdict: Verdict) -> list[str]:
         encoder = ", its prompt encoder among them, not saved" if _encoder_not_saved(prompt) else ""
         costs.append(f"{figure(prompt.trainable_params, ',.0f')} trainable parameters ({prompt.trainable_pct:.3f}% of "
                      f"the model{encoder})")
-    against = [f"{ratio:.2f}× the {name}" for cost, name in COST_WORDS.items()
+    against = [f"{ratio:.2f}× the {name}{_spread(verdict, cost)}" for cost, name in COST_WORDS.items()
                if (ratio := verdict.cost_ratio(cost)) is not None]
     if math.isfinite(prompt.artifact_bytes) and math.isfinite(reference.artifact_bytes):
         against.append(f"a {figure(prompt.artifact_bytes, ',.0f', scale=2**10)} KiB artifact against "
@@ -232,6 +232,18 @@ def _costs(verdict: Verdict) -> list[str]:
     if math.isfinite(prompt.latency_overhead):
         costs.append(f"{prompt.latency_overhead:.2f}× the base model's inference latency")
     return ["It costs " + "; ".join(costs) + "."] if costs else []
+
+
+WIDE_SPREAD = 0.25  # a measured cost whose seeds spread more than this share of their mean: its ratio says so
+
+
+def _spread(verdict: Verdict, cost: str) -> str:
+    """Where a measured cost (time, memory) varied widely over either side's seeds (a machine busy
+    with something else, say), how widely: the ratio of the means hides it."""
+    spreads = [std / mean for row in (verdict.prompt, verdict.full_ft)
+               if (std := getattr(row, f"{cost}_std", None)) is not None and (mean := getattr(row, cost)) > 0]
+    widest = max(spreads, default=0.0)
+    return f" (the seeds' figures spread ±{widest:.0%} of their mean)" if widest > WIDE_SPREAD else ""
 
 
 # said beside a reference command where the records were read from a study (`--storage`)

@@ -80,6 +80,16 @@ def test_configs_tied_on_validation_give_the_cheapest_and_the_answer_says_so():
     assert "tied with" not in verdict_text(verdicts(aggregate(suite_records()))[0], split="test")
 
 
+def test_a_cost_whose_seeds_spread_widely_says_so_beside_its_ratio():
+    records = suite_records()
+    again = scored(make_record("p_tuning", 0.76, params=100, seed=1, encoder="mlp"), validation=0.78)
+    records[3]["cost"]["train_seconds"], again["cost"]["train_seconds"] = 2.0, 30.0  # a busy machine's second seed
+    [verdict] = verdicts(aggregate([*records, again]))
+    text = verdict_text(verdict, split="test")
+    assert "0.80× the training time (the seeds' figures spread ±124% of their mean), 0.50× the training FLOPs" in text
+    assert "figures spread" not in verdict_text(verdicts(aggregate(suite_records()))[0], split="test")  # one seed each
+
+
 def with_each(record, split_scores, examples="same 200"):
     """`record` keeping each example's score on test (its test score their mean), on `examples`."""
     record["per_example"] = {"test": {"examples": examples, "scores": split_scores}}
