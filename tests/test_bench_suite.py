@@ -211,6 +211,19 @@ def test_a_dry_run_lists_the_plan_and_runs_nothing(tmp_path, capsys):
     assert "todo  sst2 / minilm-l6 / lora[lr=0.003] / seed 0  (sst2__minilm-l6__lora__" in out
 
 
+def test_a_dry_run_names_a_model_this_machine_cannot_load_offline(tmp_path, capsys):
+    from bench.cli import main
+
+    suite = tmp_path / "hub.yaml"
+    suite.write_text("name: hub\nseeds: [0]\nmodels: [minilm-l6, someone/not-cached-model]\n"
+                     "tasks: {sst2: {steps: 2}}\nmethods:\n  - {method: lora}\n")
+    assert main(["bench", "--suite", str(suite), "--dry-run", "--results", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == ("model someone/not-cached-model: a hub id not in this machine's hub cache; its runs download "
+                       "it, and fail without a network")
+    assert not any("minilm-l6:" in line for line in out)  # installed: nothing to say
+
+
 def test_a_dry_run_of_a_shared_suite_reads_what_the_study_has_done(tmp_path, tiny_models, tiny_tasks, capsys):
     """Not the local folder, which holds only this machine's records."""
     from bench.cli import main

@@ -68,6 +68,21 @@ def run(args) -> int:
     return 1 if outcome.failed else 0
 
 
+def _not_ready_offline(models: list[str]) -> list[str]:
+    """A line for each model of runs to do that this machine cannot load without a network or an install."""
+    from bench.models.loading import hub_commit
+    from bench.models.registry import MODELS, folder_source
+
+    lines = []
+    for model in models:
+        if model in MODELS and not MODELS[model].is_installed():
+            lines.append(f"model {model}: not installed ({MODELS[model].install_hint}); its runs will fail")
+        elif model not in MODELS and folder_source(model) is None and hub_commit(model) is None:
+            lines.append(f"model {model}: a hub id not in this machine's hub cache; its runs download it, and "
+                         "fail without a network")
+    return lines
+
+
 def _print_plan(suite, storage: str | None) -> int:
     """The planned runs, one a line, each with whether it is done: a readable record in the results
     folder, or with `storage`, a completed trial of the shared study (which any machine may have run)."""
@@ -91,5 +106,8 @@ def _print_plan(suite, storage: str | None) -> int:
              else f"with a record in {suite.results_dir}")
     print(f"{len(suite.runs) - len(present)} to run, {len(present)} {where}")
     for line in [] if storage else changed_cards(present):
+        print(line)
+    todo = {planned.spec.model for planned in suite.runs if planned not in present}
+    for line in _not_ready_offline(sorted(todo)):
         print(line)
     return 0
