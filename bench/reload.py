@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 from peft import PeftModel
@@ -15,7 +16,7 @@ from bench.models.pooling import CONFIG_KEY
 from bench.models.registry import MODELS
 from bench.record import RunRecord
 from tasks import Task, UnknownTask, load_task
-from tasks.notices import first_line
+from tasks.notices import UserNotice, first_line
 
 
 class NoAdapterError(ValueError):
@@ -35,11 +36,39 @@ def task_of(record: RunRecord, tasks_dirs: tuple[str, ...] = ()) -> Task:
             pass
     for task in found:
         if task.card.version == version:
+            _note_changed_card(record, task)
             return task
     seen = "; ".join(f"{task.card.path} is version {task.card.version}" for task in found) or \
         f"{card} is not on this machine, nor a card of that name"
     raise NoAdapterError(f"run {record['run_id']} trained on task {name!r} version {version}; {seen}: pass "
                          "--tasks-dir with a folder holding the card it ran with")
+
+
+def _note_changed_card(record: RunRecord, task: Task) -> None:
+    """A card edited since the run, at the same version, renders other prompts than it learned with."""
+    from tasks.digest import content_digest
+
+    kept = record["task"].get("digest")  # records from before it was kept: not known
+    if kept is not None and kept != content_digest(task.card):
+        warnings.warn(f"{task.card.path} or its data changed since run {record['run_id']} trained on it, at the same "
+                      f"version {task.card.version}: its inputs are rendered by the card as it is now", UserNotice,
+                      stacklevel=3)
+
+
+def _missing(adapter: Path) -> str:
+    """What is missing of an adapter folder, and where that is usual."""
+    if adapter.is_dir() and any(adapter.iterdir()):
+        return f"{adapter} has no adapter_config.json, which PEFT needs to load the weights beside it"
+    usual = " (the shipped reference keeps records only; a run on this machine writes one)" if _shipped(adapter) else ""
+    return f"no adapter at {adapter}{usual}"
+
+
+def _shipped(adapter: Path) -> bool:
+    """Whether the adapter's run is one of the results the project ships (records without adapters)."""
+    from bench.record_folder import SHIPPED_RESULTS
+
+    parts = adapter.parts
+    return any(a == "results" and b in SHIPPED_RESULTS for a, b in zip(parts, parts[1:]))
 
 
 def _pooling(mode: str | None) -> str:
@@ -79,8 +108,7 @@ def load_trained(record: RunRecord, task: Task, adapter: Path | None = None) -> 
                              "(the record keeps their size only); rerun with a PEFT method to get an adapter")
     adapter = Path(adapter or record["artifact_path"])
     if not (adapter / "adapter_config.json").is_file():
-        raise NoAdapterError(f"run {record['run_id']}: no adapter at {adapter} (the shipped reference keeps records "
-                             "only; a run on this machine writes one)")
+        raise NoAdapterError(f"run {record['run_id']}: {_missing(adapter)}")
     num_labels = len(task.card.classes) if task.card.is_classification else None
     base_model = record["model"]
     # a folder given by a relative path is found again from anywhere by the full path it was loaded from

@@ -491,7 +491,7 @@ def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_pa
     assert "not supported for seq2seq" in json.loads(failure.read_text())["reason"]
     table = spbench("results", tmp_path / "table", "--storage", url, "--study", "suite-tiny", "--split", "validation")
     output = table.communicate(timeout=120)[0]
-    assert table.returncode == 0 and "1 run, 1 failed" in output, output
+    assert table.returncode == 0 and "1 run finished, 1 failed" in output, output
 
 
 def test_a_shared_suite_keeps_a_failure_whose_file_cannot_be_written(tmp_path, tiny_models, tiny_tasks, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from bench.modeling.encoder import encoder_logits
 from bench.modeling.tuned import TunedModel
 from bench.models import load_base_model
 from tasks import load_task
+from tasks.notices import UserNotice
 from tasks.template import template_fields
 from tests.test_cli import run_cli, tiny_run
 
@@ -260,6 +262,27 @@ def test_an_adapter_that_cannot_load_is_named(capsys, monkeypatch, tiny_models, 
     card.write_text(card.read_text().replace("{0: [bad], 1: [good], 2: [great]}", "{0: [bad], 1: [good, great]}"))
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}'], "--tasks-dir", cards)
     assert code == 2 and f"cannot load the adapter at {run_dir / 'adapter'} (SafetensorError: " in err, err
+
+
+def test_a_card_edited_since_the_run_is_said_and_a_missing_adapter_file_named(capsys, monkeypatch, tiny_models,
+                                                                             tiny_tasks, tmp_path):
+    cards = tmp_path / "cards"
+    shutil.copytree(tiny_tasks, cards)
+    run_dir = _train(capsys, tiny_models, cards, tmp_path, "gpt2", "prompt_tuning", "tiny_cls")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", cards)
+    assert code == 0 and not any("changed since run" in str(w.message) for w in caught)  # as it was: nothing to say
+    card = cards / "tiny_cls.yaml"  # a new template, the version kept
+    card.write_text(card.read_text().replace("'Review: {sentence} Sentiment:'", "'Text: {sentence} Sentiment:'"))
+    with pytest.warns(UserNotice, match=rf"{card} or its data changed since run {run_dir.name} trained on it, at the "
+                                        "same version 1"):
+        code, answers, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", cards)
+    assert code == 0 and len(answers) == 1
+    (run_dir / "adapter" / "adapter_config.json").unlink()  # the weights are there, PEFT's config not
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", cards)
+    assert code == 2 and f"{run_dir / 'adapter'} has no adapter_config.json, which PEFT needs" in err
+    assert "shipped reference" not in err
 
 
 def test_every_input_line_is_rendered_before_the_model_loads():

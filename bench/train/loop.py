@@ -112,5 +112,6 @@ def train(tuned: TunedModel, examples: Sequence[Example], settings: TrainSetting
                     print(_progress_line(result, settings.steps), file=sys.stderr, flush=True)
             elif step == 1 and progress and not terminal:  # a log's first sign of training, and its pace
                 print(f"step 1/{settings.steps}: loss {loss:.4f}  ({result.train_seconds:.1f} s a step; "
-                      f"{settings.steps - 1} steps to go)", file=sys.stderr, flush=True)
+                      f"{settings.steps - 1} step{'' if settings.steps == 2 else 's'} to go)", file=sys.stderr,
+                      flush=True)
     return result
