@@ -13,6 +13,17 @@ CONFIG_NOTES = ("study", "trial", "objectives", "validation_values", "validation
                 "validation_standard_error", "tied_trials", "pareto_front", "test", "records")
 
 
+def config_file(path: Path) -> Path:
+    """The file a --config names: a search's folder stands for its best.yaml, as `spbench predict` takes it."""
+    if not path.is_dir():
+        return path
+    if (path / "best.yaml").is_file():
+        return path / "best.yaml"
+    held = " (a run's folder: its record.json is no config)" if (path / "record.json").is_file() else ""
+    raise ValueError(f"--config {path}: a folder with no best.yaml in it{held}; give a run config file, or a "
+                     "search's folder")
+
+
 def read_config(path: Path) -> dict:
     """A run config, its shape checked: known keys, `tasks` a list of names, `model` and `method` names."""
     config = read_yaml_mapping(path, what="a run config (model, method, settings, train)",

@@ -419,6 +419,19 @@ def test_a_bad_config_is_refused_naming_the_key_before_any_model_loads(capsys, t
     assert code == 2 and re.search(f"--config {re.escape(str(config))}.*{problem}", err), err
 
 
+def test_a_config_given_as_a_folder_is_its_best_yaml(capsys, tiny_tasks, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "record.json").write_text("{}")
+    code, _, err = run_cli(capsys, "run", "--config", run, "--results", tmp_path, "--quiet")
+    assert code == 2 and f"--config {run}: a folder with no best.yaml in it (a run's folder: its record.json" in err
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "best.yaml").write_text("method: prompt_tuning\nsetings: {}\n")  # read, then refused by key
+    code, _, err = run_cli(capsys, "run", "--config", search, "--results", tmp_path, "--quiet")
+    assert code == 2 and f"--config {search / 'best.yaml'}: unknown key 'setings'" in err, err
+
+
 def test_a_value_out_of_range_is_blamed_on_the_config_only_where_it_came_from(capsys, tiny_tasks, tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("method: prompt_tuning\ntasks: [tiny_cls]\nsettings: {num_virtual_tokens: -1}\n")

@@ -77,11 +77,13 @@ def _run_spec(args):
     from bench.errors import SettingsError
     from bench.methods import get_method
     from bench.overrides import split_overrides
-    from bench.run_config import read_config
+    from bench.run_config import config_file, read_config
     from bench.run_spec import RunSpec
     from bench.train import TrainSettings
     from bench.train.config import watching_no_more_than_scored
 
+    if args.config:
+        args.config = config_file(args.config)
     config = read_config(args.config) if args.config else {}
     # the config's card folders, then the command's, which win where both hold a name
     tasks_dirs = (*config.get("tasks_dirs", []), *args.tasks_dir)
