@@ -108,6 +108,20 @@ def _from_search(folder: Path, task: str | None) -> tuple[RunRecord, Path]:
     return _winner_record(folder, listed, task), folder / "best_adapter" / task
 
 
+ANSWERING_FILES = ("best.yaml", "record.json", ADAPTER_RECORD)
+
+
+def _nearby(folder: Path) -> str:
+    """Folders a level or two down that would answer (a search trial's run folder, an exported
+    adapter's task folder): offered, up to three, where a person named the folder above them."""
+    found = sorted({path.parent for depth in ("*", "*/*") for name in ANSWERING_FILES
+                    for path in folder.glob(f"{depth}/{name}")})
+    if not found:
+        return ""
+    listed = " or ".join(str(path) for path in found[:3]) + (f" (of {len(found)})" if len(found) > 3 else "")
+    return f"; did you mean {listed}?"
+
+
 def _failure_reason(folder: Path) -> str:
     try:
         reason = json.loads((folder / "failure.json").read_text()).get("reason")
@@ -135,7 +149,8 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
         raise FileNotFoundError(f"{source}: a run stopped before it finished (an adapter, no record.json): rerun "
                                 "its command")
     else:
-        raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)")
+        raise FileNotFoundError(f"{source}: neither a run folder (record.json) nor a search folder (best.yaml)"
+                                f"{_nearby(folder)}")
     if task is not None and task != record["task"]["name"]:
         raise ValueError(f"{source} is a run of task {record['task']['name']!r}, not {task!r}")
     return record, adapter

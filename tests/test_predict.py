@@ -244,6 +244,19 @@ def test_a_broken_search_folder_or_record_is_named(capsys, monkeypatch, tmp_path
         assert code == 2 and f"{run / 'record.json'}: not a run record ({why})" in err, err
 
 
+def test_a_folder_above_a_run_offers_the_run(capsys, monkeypatch, tmp_path):
+    trial = tmp_path / "trials" / "trial_0001"
+    (trial / "tiny_cls__gpt2__prompt_tuning__abc__s0").mkdir(parents=True)
+    (trial / "tiny_cls__gpt2__prompt_tuning__abc__s0" / "record.json").write_text("{}")
+    code, _, err = _predict(capsys, monkeypatch, trial, ["ok"])
+    assert code == 2 and (f"neither a run folder (record.json) nor a search folder (best.yaml); did you mean "
+                          f"{trial / 'tiny_cls__gpt2__prompt_tuning__abc__s0'}?") in err, err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = _predict(capsys, monkeypatch, empty, ["ok"])
+    assert code == 2 and "did you mean" not in err
+
+
 def test_template_fields():
     assert template_fields("Context: {context}\nQuestion: {question} {context}") == {"context": True, "question": True}
     assert template_fields("{a[text]} and {c} {c[0]}") == {"a": False, "c": False}
