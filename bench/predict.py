@@ -13,13 +13,14 @@ import argparse
 import io
 import json
 import sys
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.record import ADAPTER_RECORD, RunRecord, read_record
 from bench.yaml_values import read_yaml_mapping
-from tasks.notices import first_line
+from tasks.notices import UserNotice, first_line
 from tasks.template import NullFieldError, fill_template, template_fields
 
 if TYPE_CHECKING:
@@ -238,6 +239,10 @@ def _prompt(template: str, row: dict, where: str) -> str:
 def answers(tuned, card, rows: list[dict], examples: list[Example], batch_size: int) -> list[str]:
     """Each input row with its answer, as a JSON line: a class with its label word and every class's
     probability, or generated text."""
+    written = ("prediction", "label_word", "probabilities") if card.is_classification else ("prediction",)
+    if replaced := [key for key in written if any(key in row for row in rows)]:
+        warnings.warn(f"input field{'s' if len(replaced) > 1 else ''} {', '.join(replaced)}: replaced by the answer's "
+                      "in the output (rename it to keep it)", UserNotice, stacklevel=2)
     if not card.is_classification:
         predictions = tuned.predict(examples, batch_size=batch_size)
         return [_json_line({**row, "prediction": text}) for row, text in zip(rows, predictions)]

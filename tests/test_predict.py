@@ -292,6 +292,11 @@ def test_a_card_edited_since_the_run_is_said_and_a_missing_adapter_file_named(ca
                                         "same version 1"):
         code, answers, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", cards)
     assert code == 0 and len(answers) == 1
+    # an input field the answer writes over is said, not lost unseen
+    with pytest.warns(UserNotice, match="input field prediction: replaced by the answer's in the output"):
+        code, answers, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok", "prediction": "mine"}'],
+                                      "--tasks-dir", cards)
+    assert code == 0 and answers[0]["prediction"] in (0, 1)
     (run_dir / "adapter" / "adapter_config.json").unlink()  # the weights are there, PEFT's config not
     code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--tasks-dir", cards)
     assert code == 2 and f"{run_dir / 'adapter'} has no adapter_config.json, which PEFT needs" in err
