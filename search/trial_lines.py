@@ -69,7 +69,8 @@ def trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | No
             f"{config_text(trial)}")
 
 
-COUNTED_COSTS = ("trainable_params", "peak_memory_bytes", "artifact_bytes")  # whole numbers, said with thousands separators
+# whole numbers, said with thousands separators
+COUNTED_COSTS = ("trainable_params", "peak_memory_bytes", "artifact_bytes")
 
 
 def said_values(study: optuna.Study, values) -> str:

@@ -599,7 +599,8 @@ def test_records_of_a_card_edited_without_a_new_version_are_named(tmp_path, tiny
     suite = tmp_path / "one.yaml"
     suite.write_text(f"name: one\nseeds: [0]\nmodels: [{tiny_models['gpt2'][0]}]\n"
                      "train: {steps: 2, batch_size: 4, eval_every: 2, monitor_size: 4, eval_size: 4}\n"
-                     "tasks: {tiny_cls: {}}\nmethods:\n  - {method: prompt_tuning, settings: {num_virtual_tokens: 2}}\n")
+                     "tasks: {tiny_cls: {}}\n"
+                     "methods:\n  - {method: prompt_tuning, settings: {num_virtual_tokens: 2}}\n")
     argv = ["bench", "--suite", str(suite), "--tasks-dir", str(tasks), "--results", str(tmp_path / "out"), "--quiet"]
     assert main(argv) == 0
     assert main([*argv, "--dry-run"]) == 0

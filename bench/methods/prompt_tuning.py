@@ -112,7 +112,8 @@ def _note_label_words_left_out(card, num_virtual_tokens: int) -> None:
         kept = ", ".join(map(repr, words[:num_virtual_tokens]))
         warnings.warn(f"prompt_tuning init=class_labels with {num_virtual_tokens} virtual "
                       f"token{'s' if num_virtual_tokens > 1 else ''} for task {card.name}'s {len(words)} label "
-                      f"words: only {kept} {'starts' if num_virtual_tokens == 1 else 'start'} the prompt (at least {len(words)} tokens start it from every one)",
+                      f"words: only {kept} {'starts' if num_virtual_tokens == 1 else 'start'} the prompt (at "
+                      f"least {len(words)} tokens start it from every one)",
                       UserNotice, stacklevel=3)
 
 
