@@ -107,7 +107,8 @@ def _print_plan(suite, storage: str | None) -> int:
     print(f"{len(suite.runs) - len(present)} to run, {len(present)} {where}")
     for line in [] if storage else changed_cards(present):
         print(line)
-    todo = {planned.spec.model for planned in suite.runs if planned not in present}
+    done = {id(planned) for planned in present}
+    todo = {planned.spec.model for planned in suite.runs if id(planned) not in done}
     for line in _not_ready_offline(sorted(todo)):
         print(line)
     return 0
