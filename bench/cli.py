@@ -21,7 +21,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for family in (run, models, methods, suite, search, predict, records, task_cards):  # in --help's order
         family.add_parser(sub)
+    _name_each_command(parser)
     return parser
+
+
+def _name_each_command(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser stored in what it parses, so that an argument none of them knows is
+    refused with that command's usage: argparse leaves it to the top level, whose usage lists commands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.set_defaults(command_parser=command)
+                _name_each_command(command)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        words = sys.argv[1:] if argv is None else argv
+        before_command = words.index(unknown[0]) < words.index(args.command)  # `spbench --bogus run`
+        refuser = parser if before_command else args.command_parser
+        refuser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 RESUMABLE = {  # what an interrupted command kept, and how to go on
@@ -33,7 +55,7 @@ RESUMABLE = {  # what an interrupted command kept, and how to go on
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     show_warnings_to_users()
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.handler(args)
     # every domain error here is a ValueError, but a diverged run's (bench.train.DivergedError)

@@ -247,6 +247,20 @@ def test_models_lists_the_registry(capsys):
     assert code == 0 and "minilm-l6" in out and "smollm2-135m" in out and "gemma3-270m" in out
 
 
+@pytest.mark.parametrize("argv, refused_by, unknown", [
+    (["predict", "runs/x", "--bogus"], "spbench predict", "--bogus"),
+    (["results", "results/x", "--bogus", "1"], "spbench results", "--bogus 1"),
+    (["--bogus", "models"], "spbench", "--bogus"),
+])
+def test_an_unknown_argument_is_refused_with_its_commands_usage(capsys, argv, refused_by, unknown):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2
+    assert err.startswith(f"usage: {refused_by} ")  # that command's usage, not the list of commands
+    assert err.rstrip().endswith(f"{refused_by}: error: unrecognized arguments: {unknown}")
+
+
 EXACT_STRINGS = "return {'exact_strings': sum(p == r for p, r in zip(predictions, references)) / len(predictions)}"
 
 
