@@ -2,9 +2,9 @@
 
 Inputs are rows with the fields of the task's template, as JSON Lines; where the template has one
 field, plain lines of text are that field. Each answer is printed as a JSON line: the input row
-with `prediction` (a class, its label word and every class's probability, or generated text). A
-file or a pipe is checked whole before the model loads; lines typed at a terminal are answered one
-by one as they come.
+with `prediction` (a class, its label word and every class's probability, or generated text), to
+standard output or, all at once, to `--output`. A file or a pipe is checked whole before the model
+loads; lines typed at a terminal are answered one by one as they come.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.record import ADAPTER_RECORD, RunRecord, read_record
+from bench.record import ADAPTER_RECORD, RunRecord, read_record, write_text_atomic
 from bench.yaml_values import read_yaml_mapping
 from tasks.notices import UserNotice, first_line
 from tasks.template import NullFieldError, fill_template, template_fields
@@ -34,7 +34,7 @@ for a classification task."""
 
 EXAMPLES = """examples:
   echo "A gorgeous, witty, seductive movie." | spbench predict results/sst2__minilm-l6/
-  spbench predict results/<run_id>/ --input questions.jsonl > answers.jsonl
+  spbench predict results/<run_id>/ --input questions.jsonl --output answers.jsonl
   spbench predict results/multi/ --task rte --input pairs.jsonl   # a search over several tasks
 """
 
@@ -55,6 +55,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--input", type=Path, help="JSON Lines of rows with the template's fields, or plain text "
                         "lines for a one-field template (default, or -: standard input; at a terminal, each line is "
                         "answered as it is typed)")
+    parser.add_argument("--output", type=Path, help="write the answers to this file, once every one is made "
+                        "(default: standard output); inputs typed at a terminal are then answered at Ctrl-D")
     parser.add_argument("--task", help="which task of a search over several")
     parser.add_argument("--batch-size", type=_positive, default=16, help="inputs answered at once (default 16)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
@@ -197,10 +199,7 @@ def _refuse_surrogates(text: str, where: str) -> None:
 def read_inputs(lines: Iterable[str], card, fields: dict[str, bool], where: str) -> list[tuple[dict, Example]]:
     """Every input row with its rendered example, checked before the model loads: a bad line is
     named, not met halfway."""
-    inputs = [pair for number, line in enumerate(lines, 1) if (pair := parse_input(line, number, card, fields, where))]
-    if not inputs:
-        raise ValueError(f"{where}: no input rows")
-    return inputs
+    return [pair for number, line in enumerate(lines, 1) if (pair := parse_input(line, number, card, fields, where))]
 
 
 def parse_input(line: str, number: int, card, fields: dict[str, bool], where: str) -> tuple[dict, Example] | None:
@@ -291,12 +290,26 @@ def run(args) -> int:
         # bytes that are not UTF-8 reach `parse_row` as lone surrogates, which it names by line,
         # rather than ending the read (strict) or reaching the tokenizer (the C locale's default)
         sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
-    if _stdin(args.input) and sys.stdin.isatty():
+    if args.output is not None and args.output.is_dir():
+        raise ValueError(f"--output {args.output}: is a folder (name a file)")
+    at_terminal = _stdin(args.input) and sys.stdin.isatty()
+    if at_terminal and args.output is None:
         _answer_as_typed(load_trained(record, task, adapter), card, fields)
         return 0
+    if at_terminal:
+        print(f"type inputs, a line each ({', '.join(fields)}); end with Ctrl-D to answer them", file=sys.stderr)
     inputs = _inputs(args.input, card, fields)  # all checked before the model loads
-    tuned = load_trained(record, task, adapter)
-    rows, examples = zip(*inputs)
-    for answer in answers(tuned, card, list(rows), list(examples), args.batch_size):
-        print(answer)
+    if inputs:
+        rows, examples = zip(*inputs)
+        lines = answers(load_trained(record, task, adapter), card, list(rows), list(examples), args.batch_size)
+    else:  # an empty batch in a pipeline: nothing to answer, which is no failure
+        warnings.warn(f"{'standard input' if _stdin(args.input) else args.input}: no input rows, nothing answered",
+                      UserNotice, stacklevel=1)
+        lines = []
+    if args.output is None:
+        for line in lines:
+            print(line)
+        return 0
+    write_text_atomic("".join(f"{line}\n" for line in lines), args.output)  # all answers or none
+    print(f"{len(lines)} answer{'' if len(lines) == 1 else 's'} -> {args.output}", file=sys.stderr)
     return 0

@@ -99,6 +99,15 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     code, again, err = _predict(capsys, monkeypatch, run_dir / "adapter", ["a fine film", "a dull film"],
                                 "--tasks-dir", tiny_tasks)  # the adapter folder its record names
     assert code == 0 and again == answers, err
+    written = tmp_path / "out" / "answers.jsonl"
+    code, printed, err = _predict(capsys, monkeypatch, run_dir, ["a fine film", "a dull film"], "--output", written)
+    assert code == 0 and printed == [] and err.strip() == f"2 answers -> {written}", err
+    assert [json.loads(line) for line in written.read_text().splitlines()] == answers
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--output", tmp_path)
+    assert code == 2 and f"--output {tmp_path}: is a folder (name a file)" in err
+    with pytest.warns(UserNotice, match="standard input: no input rows, nothing answered"):
+        code, printed, err = _predict(capsys, monkeypatch, run_dir, ["", "  "], "--output", written)
+    assert code == 0 and printed == [] and written.read_text() == "", err  # an empty batch is no failure
 
     code, _, err = _predict(capsys, monkeypatch, run_dir, ['{"sentence": "ok"}', '{"sentence": '])
     assert code == 2 and "standard input line 2: not valid JSON" in err
@@ -163,6 +172,12 @@ def test_lines_typed_at_a_terminal_are_answered_one_by_one(capsys, monkeypatch, 
     assert "line 2: not valid JSON" in err and "line 4: no sentence" in err
     assert [len(prompts) for _, prompts in answered] == [1, 1]
     assert answered[0][0] < answered[1][0]  # the first answer came before the rest was read
+
+    written = tmp_path / "answers.jsonl"  # with --output, what is typed is answered at its end, into the file
+    monkeypatch.setattr("sys.stdin", _Terminal("a fine film\na dull film\n"))
+    code, out, err = run_cli(capsys, "predict", run_dir, "--tasks-dir", tiny_tasks, "--output", written)
+    assert code == 0 and out == "" and "end with Ctrl-D to answer them" in err, err
+    assert [json.loads(line)["sentence"] for line in written.read_text().splitlines()] == ["a fine film", "a dull film"]
 
 
 def test_class_values_are_answered_as_the_data_names_them(capsys, monkeypatch, tiny_models, tmp_path):
