@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,6 +63,25 @@ def _environment(record: RunRecord) -> list[str]:
             f"- packages: {packages}", f"- code the runs were made with: git {commit}"]
 
 
+def _environments(records: list[RunRecord]) -> list[str]:
+    """The section on where the records ran; where several environments did (a suite shared among
+    machines, records of two commits), which records each ran."""
+    ran: dict[tuple[str, ...], list[RunRecord]] = {}
+    for record in records:
+        ran.setdefault(tuple(_environment(record)), []).append(record)
+    if not ran:
+        return []
+    lines = ["## Environment", ""] + ([f"{len(ran)} environments ran these records:", ""] if len(ran) > 1 else [])
+    for environment, its_records in ran.items():
+        lines += [*environment]
+        if len(ran) > 1:
+            tasks = Counter(r["task"]["name"] for r in its_records)
+            lines.append(f"- ran {counted(len(its_records), 'record')}: "
+                         + ", ".join(f"{task} ({count})" for task, count in sorted(tasks.items())))
+        lines.append("")
+    return lines
+
+
 def _full_ft_share_note(rows: list[ResultRow]) -> str:
     """Why full fine-tuning's trainable share reads below 100%, where it does: a paper reader's question."""
     if not any(row.method == "full_ft" and row.trainable_pct < 99.9995 for row in rows):
@@ -120,12 +139,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
         lines += ["## Failed runs", ""] + [f"- {f['run']}: {f['reason']}" for f in failures] + [""]
     if left_out:
         lines += ["## Records left out", ""] + [f"- {note}" for note in left_out] + [""]
-    environments = list(dict.fromkeys(tuple(_environment(r)) for r in records))  # a shared suite's machines
-    if environments:
-        lines += ["## Environment", ""] + (
-            [f"{len(environments)} environments ran these records:", ""] if len(environments) > 1 else [])
-        for environment in environments:
-            lines += [*environment, ""]
+    lines += _environments(records)
     lines += ["Columns: *SE* is the score's standard error from the examples scored alone (binomial, with "
               "Agresti–Coull's two successes and two failures added, so a perfect score on a few examples claims "
               "some; for F1 and ROUGE, about an upper bound; – for a metric that is no mean over examples): as a "

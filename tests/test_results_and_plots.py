@@ -410,6 +410,7 @@ def test_records_a_table_cannot_use_are_skipped_by_name_and_stale_failures_dropp
     assert [math.isnan(r.train_flops) for r in rows if r.method == "lora"] == [True]  # a null cost is no number
     report = write_report(tmp_path, records=records, failures=kept).read_text()  # a record without environment
     assert "2 environments ran these records" in report
+    assert report.count("- ran 1 record: sst2 (1)") == 2  # which records each environment ran
 
 
 def test_one_model_loaded_as_two_kinds_is_two_configs_each_against_its_own_full_fine_tuning():
