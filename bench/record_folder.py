@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from bench.record import SCHEMA_VERSION, RunRecord, read_record
@@ -22,6 +23,22 @@ def warn_mixed_flop_estimates(records: list[RunRecord]) -> None:
         warnings.warn(f"{older} of {len(records)} runs estimate training FLOPs with an older formula (versions "
                       f"{', '.join(map(str, sorted(set(versions))))}): compare FLOPs only within a version, or rerun "
                       "them", UserNotice, stacklevel=2)
+
+
+def warn_mixed_task_states(records: list[RunRecord]) -> None:
+    """Records of one task version made from different contents of its card or data (an edit without
+    a new `version`): their scores sit in one table row but may not compare. Said once a task."""
+    states: dict[tuple, Counter] = {}
+    for record in records:
+        task = record["task"]
+        if task.get("digest") is not None:  # records made before they kept one: not known
+            states.setdefault((task["name"], task.get("version")), Counter())[task["digest"]] += 1
+    for (name, version), counts in states.items():
+        if len(counts) > 1:
+            sizes = " and ".join(str(count) for _, count in counts.most_common())
+            warnings.warn(f"task {name} (version {version}): its records came from {len(counts)} states of its card or "
+                          f"data at that version ({sizes} records): their scores may not compare; give the card a new "
+                          "`version` and run the older ones again", UserNotice, stacklevel=2)
 
 
 def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list[RunRecord], list[dict]]:

@@ -562,6 +562,27 @@ def test_records_of_two_flop_estimates_are_said_to_differ(tmp_path):
         assert main(["results", str(tmp_path / "again")]) == 0
 
 
+def test_records_of_one_task_version_from_two_states_of_its_card_are_said_to_differ(tmp_path):
+    import warnings
+
+    from bench.cli import main
+    from tasks.notices import UserNotice
+
+    records = [make_record("lora", 0.86), make_record("full_ft", 0.90), make_record("full_ft", 0.88, seed=1),
+               make_record("lora", 0.7, task="rte")]
+    for record, digest in zip(records, ["a", "b", "b", None]):  # the rte record predates digests: not judged
+        record["task"]["digest"] = digest
+    write_records(tmp_path, records)
+    with pytest.warns(UserNotice, match=r"task sst2 \(version 1\): its records came from 2 states of its card or data "
+                                        r"at that version \(2 and 1 records\)"):
+        assert main(["results", str(tmp_path)]) == 0
+    records[0]["task"]["digest"] = "b"
+    write_records(tmp_path / "again", records)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserNotice)
+        assert main(["results", str(tmp_path / "again")]) == 0
+
+
 def test_plots_and_report_are_written(tmp_path):
     write_records(tmp_path, RECORDS)
     paths = render_all(aggregate(RECORDS), tmp_path / "plots")

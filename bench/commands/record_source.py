@@ -26,7 +26,7 @@ def results_folder(args) -> Path:
 def chosen_records(args) -> ChosenRecords:
     """The records asked for, those of the runs that failed, the split to show (--split, else the
     default split for these records), and what was left out: said here, and kept for the report."""
-    from bench.record_folder import SHIPPED_RESULTS, unfinished_runs, warn_mixed_flop_estimates
+    from bench.record_folder import SHIPPED_RESULTS, unfinished_runs, warn_mixed_flop_estimates, warn_mixed_task_states
 
     folder = results_folder(args)
     if args.study and not args.storage:
@@ -53,6 +53,7 @@ def chosen_records(args) -> ChosenRecords:
     if not any(split in record["scores"] for record in records):  # nothing to tabulate: keep what was written
         raise ValueError(f"none of the {len(records)} runs has {split} scores")
     warn_mixed_flop_estimates(records)
+    warn_mixed_task_states(records)
     return ChosenRecords(records, failures, split, left_out)
 
 
