@@ -1,7 +1,8 @@
 """Run a suite: every planned run through the one run path, resumable and failure-tolerant.
 
 A run whose record exists is skipped (rerunning a killed suite redoes only unfinished runs);
-a run that fails leaves `failure.json` with its reason and the suite goes on.
+a run that fails leaves `failure.json` with its reason and the suite goes on. A run another process
+is training in the same folder is passed over (bench/run_claim.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bench.models import ModelPool
 from bench.record import SCHEMA_VERSION, RunRecord, read_record, results_folder, write_json_atomic
 from bench.record_folder import record_problem
 from bench.run import execute_run
+from bench.run_claim import claim
 from bench.suite import PlannedRun, Suite
 
 
@@ -25,6 +27,7 @@ from bench.suite import PlannedRun, Suite
 class SuiteOutcome:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # record already present
+    elsewhere: list[str] = field(default_factory=list)  # trained (or failed) by another process meanwhile
     failed: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
 
 
@@ -117,7 +120,7 @@ def run_planned(run: PlannedRun, pool: ModelPool, *, progress: bool) -> RunOutco
 def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     """Progress is a bar at a terminal; written to a file or a pipe, it is one line per run."""
     results_folder(suite.results_dir)  # a file in the way is named before the first run, not after it
-    outcome, pool = SuiteOutcome(), ModelPool()
+    outcome, pool, started = SuiteOutcome(), ModelPool(), time.time()
     terminal = progress and sys.stderr.isatty()
     records = [run.spec.record_path() for run in suite.runs]  # once: every progress line looks at the rest
     present = [record.exists() and record_damage(run, record) is None for run, record in zip(suite.runs, records)]
@@ -143,10 +146,16 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
                 outcome.skipped.append(name)
                 finished(number, name, "record exists, skipped", counted=False)
                 continue
-            if record.exists():
-                print(f"{name}: its record {record} is unreadable ({record_damage(run, record)}); running it again",
-                      file=sys.stderr)
-            ended = run_planned(run, pool, progress=progress)
+            with claim(record.parent) as ours:
+                if not ours or _ended_elsewhere(run, record, since=started):
+                    outcome.elsewhere.append(name)
+                    how = "being trained by another process" if not ours else "run by another process meanwhile"
+                    finished(number, name, f"{how}, skipped")
+                    continue
+                if record.exists():
+                    print(f"{name}: its record {record} is unreadable ({record_damage(run, record)}); running it "
+                          "again", file=sys.stderr)
+                ended = run_planned(run, pool, progress=progress)
             if ended.failure is None:
                 outcome.done.append(name)
                 ran_seconds, ran = ran_seconds + ended.seconds, ran + 1
@@ -154,3 +163,12 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
                 outcome.failed.append((name, ended.failure["reason"]))
             finished(number, name, ended.line())
     return outcome
+
+
+def _ended_elsewhere(run: PlannedRun, record: Path, *, since: float) -> bool:
+    """Whether another `bench` on this folder finished or failed the run after this one planned it
+    (it claimed the run first and has let it go)."""
+    if record.exists() and record_damage(run, record) is None:
+        return True
+    failure = record.parent / "failure.json"
+    return failure.exists() and failure.stat().st_mtime >= since

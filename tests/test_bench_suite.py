@@ -310,6 +310,33 @@ def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path, tiny_mode
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in finished.items()), "a finished run was redone"
 
 
+def test_two_commands_on_one_folder_share_its_runs_out(tmp_path, tiny_models, tiny_tasks):
+    suite = write_suite(tmp_path, tiny_models, tiny_tasks)
+    results = tmp_path / "results"
+    args = ("bench", "--suite", suite, "--results", results, "--tasks-dir", tiny_tasks, "--quiet")
+    both = [spbench(*args), spbench(*args)]
+    outputs = [command.communicate(timeout=300)[0] for command in both]
+    assert [command.returncode for command in both] == [0, 0], outputs
+    done = [int(re.search(r"^done (\d+), ", output, re.M).group(1)) for output in outputs]
+    assert sum(done) == 5, outputs  # each run trained once, by one command or the other
+    assert len(list(results.rglob("record.json"))) == 5 and not list(results.rglob(".training"))
+
+
+def test_a_run_another_process_is_training_is_passed_over(tmp_path, tiny_models, tiny_tasks, capsys):
+    from bench.run_claim import claim
+    from bench.suite_runner import describe, run_suite
+
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), results_dir=tmp_path / "results",
+                       tasks_dirs=(str(tiny_tasks),))
+    taken = suite.runs[0]
+    suite = dataclasses.replace(suite, runs=[taken])
+    with claim(taken.spec.record_path().parent) as ours:  # as another command holds it
+        assert ours
+        outcome = run_suite(suite, progress=True)
+    assert outcome.elsewhere == [describe(taken)] and not outcome.done and not taken.spec.record_path().exists()
+    assert f"[1/1] {describe(taken)}: being trained by another process, skipped" in capsys.readouterr().err
+
+
 def test_failed_run_is_recorded_and_suite_goes_on(tmp_path, tiny_models, tiny_tasks):
     suite = write_suite(tmp_path, tiny_models, tiny_tasks, failing=True)
     results = tmp_path / "results"

@@ -61,7 +61,8 @@ def run(args) -> int:
             print(f"  FAILED {name}: {reason}")
         return 1 if shared.failed else 0
     outcome = run_suite(suite, progress=not args.quiet)
-    print(f"done {len(outcome.done)}, already present {len(outcome.skipped)}, failed {len(outcome.failed)} "
+    elsewhere = f", run by another process {len(outcome.elsewhere)}" if outcome.elsewhere else ""
+    print(f"done {len(outcome.done)}, already present {len(outcome.skipped)}{elsewhere}, failed {len(outcome.failed)} "
           f"in {time.perf_counter() - started:.0f}s")
     for name, reason in outcome.failed:
         print(f"  FAILED {name}: {reason}")
