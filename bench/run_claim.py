@@ -36,6 +36,8 @@ def claim(run_folder: Path) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        except OSError:  # a file system without locks (some network or FUSE mounts): the run is trained
+            pass
         try:
             yield True
         finally:
