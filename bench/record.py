@@ -112,6 +112,16 @@ def results_folder(path: Path | str) -> Path:
     return path
 
 
+ADAPTER_FOLDER = "adapter"  # in the run's folder, beside record.json
+
+
+def adapter_beside(record_path: Path) -> Path:
+    """A run's adapter folder, found from its record's path: the record's `artifact_path` is relative
+    to the folder its command ran in, which another command (another machine's, on a shared file
+    system) does not share."""
+    return Path(record_path).parent / ADAPTER_FOLDER
+
+
 def write_record(record: RunRecord, path: Path) -> Path:
     return write_json_atomic(record, path)
 

@@ -27,7 +27,8 @@ from bench.modeling.forward_patch import instance_forward
 from bench.models import ModelPool, reset_classification_head
 from bench.models.loading import hub_commit
 from bench.models.pooling import CONFIG_KEY
-from bench.record import SCHEMA_VERSION, Cost, RunRecord, improvement_pct, share_as_umask_allows, write_record
+from bench.record import (ADAPTER_FOLDER, SCHEMA_VERSION, Cost, RunRecord, improvement_pct, share_as_umask_allows,
+                          write_record)
 from bench.run_checks import prepare_run
 from bench.run_spec import RunSpec
 from bench.train import train
@@ -87,7 +88,7 @@ def _save_artifact(model, method: Method, run_dir: Path) -> tuple[Path | None, i
     would have."""
     if method.trains_base_weights:
         return None, sum(p.numel() * p.element_size() for p in model.parameters())
-    path = run_dir / "adapter"
+    path = run_dir / ADAPTER_FOLDER
     model.save_pretrained(path)
     return share_as_umask_allows(path), _folder_bytes(path)
 

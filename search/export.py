@@ -12,7 +12,7 @@ import optuna
 import pandas
 import yaml
 
-from bench.record import ADAPTER_RECORD, copy_tree_atomic, read_record, write_text_atomic
+from bench.record import ADAPTER_RECORD, adapter_beside, copy_tree_atomic, read_record, write_text_atomic
 from bench.reload import load_trained, task_of
 from bench.run import evaluate
 from bench.shared_suite import SEARCH_RECORDS_ATTR
@@ -26,7 +26,7 @@ def score_test_once(record_path: Path, *, tasks_dirs: tuple[str, ...] = ()) -> d
     """Score a trial's saved adapter on the test split: done once, for the winner, never to choose."""
     record = read_record(record_path)
     task = task_of(record, tasks_dirs)
-    tuned = load_trained(record, task)
+    tuned = load_trained(record, task, adapter_beside(record_path))
     examples = task.examples("test", limit=record["train"]["eval_size"])
     return evaluate(tuned, task, examples, record["train"]["eval_batch_size"]).scores
 
@@ -96,7 +96,7 @@ def _export_winner(records: list[Path], folder: Path, tasks_dirs: tuple[str, ...
         record = read_record(path)
         task = record["task"]["name"]
         # the record goes with the adapter, so the copy answers `spbench predict` wherever it is moved
-        copy_tree_atomic(Path(record["artifact_path"]), folder / "best_adapter" / task,
+        copy_tree_atomic(adapter_beside(path), folder / "best_adapter" / task,
                          added={ADAPTER_RECORD: json.dumps(record, indent=2, default=str)})
         test[task] = score_test_once(path, tasks_dirs=tasks_dirs)
     return test

@@ -992,21 +992,28 @@ def test_a_search_given_relative_folders_hands_back_a_config_that_runs_from_anyw
     monkeypatch.chdir(tmp_path / "work")
     argv = ["search", "--task", "cards/tiny_cls.yaml", "--model", "models/tiny-gpt2", "--trials", "1",
             "--space", str(write_space(tmp_path, SPACE)), "--steps", "2", "--batch-size", "4", "--eval-every", "2",
-            "--eval-size", "4", "--results", str(tmp_path / "results")]
+            "--eval-size", "4", "--results", "results"]
     assert main(argv) == 0, capsys.readouterr().err
-    folder = tmp_path / "results" / "tiny_cls__tiny-gpt2"
+    folder = tmp_path / "work" / "results" / "tiny_cls__tiny-gpt2"
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["model"] == str(tmp_path / "work" / "models" / "tiny-gpt2")
     assert best["tasks_dirs"] == [str(tmp_path / "work" / "cards")]
     monkeypatch.chdir(tmp_path)
+    shutil.rmtree(folder / "best_adapter")
+    (folder / "best.yaml").unlink()
+    # the same study ended from another folder (another machine's, on a shared file system): the
+    # winner's adapter is found beside its record, not where its command's folder was
+    absolute = [str(tmp_path / "work" / a) if a in ("cards/tiny_cls.yaml", "models/tiny-gpt2", "results") else a
+                for a in argv]
+    assert main(absolute) == 0, capsys.readouterr().err
+    assert (folder / "best_adapter" / "tiny_cls" / "adapter_config.json").is_file()
     capsys.readouterr()
     assert main(["run", "--config", str(folder / "best.yaml"), "--results", str(tmp_path / "again"),
                  "--quiet"]) == 0, capsys.readouterr().err
     # the same command with absolute paths resumes the same study
-    absolute = [str(tmp_path / "work" / a) if a in ("cards/tiny_cls.yaml", "models/tiny-gpt2") else a for a in argv]
     assert main([*absolute[:absolute.index("--trials") + 1], "2", *absolute[absolute.index("--trials") + 2:]]) == 0, \
         capsys.readouterr().err
-    assert len(_study(tmp_path, "tiny_cls__tiny-gpt2").trials) >= 2
+    assert len(_study(tmp_path / "work", "tiny_cls__tiny-gpt2").trials) >= 2
 
 
 def test_a_multi_task_best_config_says_what_its_score_is_made_of(capsys, tmp_path, tiny_models, tiny_tasks):
