@@ -23,7 +23,7 @@ from bench.models import ModelPool
 from bench.record import RunRecord, results_folder
 from bench.suite import Suite, SuiteError
 from bench.suite_runner import describe, run_planned
-from tasks.notices import UserNotice
+from tasks.notices import UserNotice, counted, first_line
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
 QUEUED_ATTR = "runs_queued"  # on the study, once its creator has queued every run
@@ -46,6 +46,7 @@ def open_suite_study(suite: Suite, url: str) -> optuna.Study:
         study.set_user_attr(PRECISION_ATTR, compute_precision())
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name(suite), storage=storage)
+        _check_is_a_suites(study)
         _wait_for_queueing(study)  # else a machine joining a few seconds late queues the runs a second time
         _check_precision(study)  # set by the creator before it queues: read once the runs are queued
         # a killed machine's run is queued again now: left to the workers' own checks, the last run of
@@ -71,6 +72,16 @@ def _check_precision(study: optuna.Study) -> None:
         raise SuiteError(f"study {study.study_name} runs in {theirs}, and this machine computes in {ours}: its runs "
                          "would be other runs; machines of one shared suite must compute alike (give this machine's "
                          "runs a storage or suite name of their own)")
+
+
+def _check_is_a_suites(study: optuna.Study) -> None:
+    """Refuse a study of that name holding trials that are no suite's runs (a search named
+    `suite-…`): its runs queued there would be taken for the search's failed trials and starting points."""
+    trials = study.get_trials(deepcopy=False)
+    if trials and not any(RUN_ATTR in trial.user_attrs for trial in trials):
+        raise SuiteError(f"study {study.study_name} holds {counted(len(trials), 'trial')}, none of them a suite's run "
+                         "(a search's, or another program's): give the suite another name, or the search another "
+                         "--study")
 
 
 def _wait_for_queueing(study: optuna.Study) -> None:
@@ -112,12 +123,14 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
         if taken:  # queued twice by racing reruns: the earlier trial owns the run
             raise _QueueEmpty(f"run {run_id} is already done or running in trial {taken[0].number}")
         if run_id not in by_id:  # queued by a plan of another version of the suite (a run since left out)
-            warnings.warn(f"study {trial.study.study_name}: run {run_id} is not in this suite's plan (an earlier "
-                          "version of the suite queued it): passed over", UserNotice, stacklevel=2)
+            warnings.warn(f"study {trial.study.study_name}: run {run_id} is not in this suite's plan (another version "
+                          "of the suite queued it: the file changed since, or differs on another machine): passed over",
+                          UserNotice, stacklevel=2)
             raise _QueueEmpty(f"run {run_id} is not in this suite's plan")
         run = by_id[run_id]
         if progress:
-            print(f"trial {trial.number}: {describe(run)}", file=sys.stderr, flush=True)
+            print(f"trial {trial.number}: {describe(run)}{_tried_before(trial.study, run_id, trial.number)}",
+                  file=sys.stderr, flush=True)
         ended = run_planned(run, pool, progress=progress)
         if progress:
             print(f"trial {trial.number}: {ended.line()}", file=sys.stderr, flush=True)
@@ -145,7 +158,20 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
                & set(by_id))
     elsewhere = sum(t.user_attrs.get(RUN_ATTR) in by_id
                     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    return SharedOutcome(done, elsewhere, failures)
+    return SharedOutcome(done, elsewhere, failures, not_done=len(by_id) - done - elsewhere)
+
+
+def _tried_before(study: optuna.Study, run_id: str, number: int) -> str:
+    """", again: trial 5 failed (…)" where an earlier trial of this run failed: a killed machine's run
+    queued again, or a failed run given another try by a rerun."""
+    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+              if t.user_attrs.get(RUN_ATTR) == run_id and t.number < number]
+    if not failed:
+        return ""
+    last = failed[-1]
+    reason = first_line((last.user_attrs.get(FAILURE_ATTR) or {}).get("reason")) or \
+        "its machine was killed, or lost its connection"
+    return f" (again: trial {last.number} of this run failed: {reason})"
 
 
 @dataclass
@@ -153,6 +179,7 @@ class SharedOutcome:
     done: int  # runs completed in the study, by any machine
     running: int  # runs other machines are still training
     failed: list[tuple[str, str]]  # (run, reason) of this machine's failures
+    not_done: int = 0  # runs of this plan neither complete nor running: failed, or passed over by another plan
 
 
 def runs_done_in_study(suite: Suite, url: str) -> set[str]:
@@ -166,6 +193,7 @@ def runs_done_in_study(suite: Suite, url: str) -> set[str]:
     if study_name(suite) not in optuna.get_all_study_names(storage):
         return set()
     study = optuna.load_study(study_name=study_name(suite), storage=storage)
+    _check_is_a_suites(study)  # the run itself would be refused
     return {t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
 
 

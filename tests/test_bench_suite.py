@@ -424,6 +424,22 @@ def test_a_machine_computing_in_another_precision_cannot_join_a_shared_suite(tmp
         open_suite_study(suite, url)
 
 
+def test_a_suite_refuses_a_study_of_its_name_that_holds_no_suites_runs(tmp_path, tiny_models, tiny_tasks):
+    import optuna
+
+    from bench.shared_suite import open_suite_study, runs_done_in_study
+
+    suite = load_suite(str(write_suite(tmp_path, tiny_models, tiny_tasks)), tasks_dirs=(str(tiny_tasks),))
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    searched = optuna.create_study(study_name="suite-tiny", storage=url, direction="maximize")  # a search's
+    searched.tell(searched.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1)}), 0.5)
+    with pytest.raises(SuiteError, match=r"study suite-tiny holds 1 trial, none of them a suite's run \(a search's"):
+        open_suite_study(suite, url)
+    assert len(searched.get_trials()) == 1 and "runs_queued" not in searched.user_attrs  # left as it was
+    with pytest.raises(SuiteError, match="holds 1 trial, none of them a suite's run"):  # a dry run says so too
+        runs_done_in_study(suite, url)
+
+
 def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_models, tiny_tasks):
     import optuna
 
@@ -445,7 +461,7 @@ def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_
             outcome = run_shared_suite(suite, url)
     finally:
         logging.getLogger("optuna").removeHandler(handler)
-    assert (outcome.done, outcome.running, outcome.failed) == (5, 0, [])
+    assert (outcome.done, outcome.running, outcome.failed, outcome.not_done) == (5, 0, [], 0)
     # Optuna's lines name no run and repeat the suite's own (a failure, a run passed over): none are shown
     assert optuna_log.getvalue() == ""
     (passed_over,) = [t for t in study.trials if t.user_attrs[RUN_ATTR] == "tiny_qa__left_out__s0"]
@@ -472,7 +488,8 @@ def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, 
     assert (outcome.done, outcome.running, outcome.failed) == (2, 0, [])
     assert len(list((tmp_path / "machine").rglob("record.json"))) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial ")]
-    assert re.fullmatch(r"trial 2: tiny_qa / .* / seed 0", lines[0])
+    assert re.fullmatch(r"trial 2: tiny_qa / .* / seed 0 \(again: trial 1 of this run failed: its machine was killed, "
+                        r"or lost its connection\)", lines[0]), lines
     assert re.fullmatch(r"trial 2: done in \d+ s", lines[-1])
 
 
@@ -512,6 +529,8 @@ def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_pa
         run = spbench(*args)
         output = run.communicate(timeout=300)[0]
         assert run.returncode == 1 and "FAILED" in output and "not supported for seq2seq" in output, output
+        assert "1/2 runs complete in the shared study" in output and "\n  1 not done, nor running anywhere (failed, " \
+            "or passed over by a machine with another version of the suite): rerun this command to run them" in output
     states = sorted(t.state.name for t in optuna.load_study(study_name="suite-tiny", storage=url).trials)
     assert states == ["COMPLETE", "FAIL", "FAIL"]  # the rerun queued the failed run again, not the finished one
     (failure,) = (tmp_path / "machine").rglob("failure.json")

@@ -57,6 +57,9 @@ def run(args) -> int:
                    f"{GRACE_SECONDS} s ago: rerun after that to take it over)" if shared.running else "")
         print(f"{shared.done}/{len(suite.runs)} runs complete in the shared study{running}, "
               f"in {time.perf_counter() - started:.0f}s")
+        if shared.not_done:  # failed here or elsewhere, or passed over by a machine with another version of the suite
+            print(f"  {shared.not_done} not done, nor running anywhere (failed, or passed over by a machine with "
+                  "another version of the suite): rerun this command to run them")
         for name, reason in shared.failed:
             print(f"  FAILED {name}: {reason}")
         return 1 if shared.failed else 0
