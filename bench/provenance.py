@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -40,6 +41,14 @@ def git_state(folder: Path = Path(__file__).parent) -> dict[str, str | bool | No
     # that ran is what makes a tree dirty
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results")
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
+
+
+@functools.cache
+def code_loaded() -> dict[str, dict]:
+    """Package versions and git state of the code this process runs, read once, as its first run
+    starts: a checkout or an install that moves on mid-suite changes the files, not the code loaded,
+    which every later record of the process names."""
+    return {"packages": package_versions(), "git": git_state()}
 
 
 def hardware(device: torch.device) -> dict[str, object]:

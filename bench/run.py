@@ -179,6 +179,7 @@ def execute_run(spec: RunSpec, *, on_eval=None, pool: ModelPool | None = None) -
     `pool` reuses base models already loaded in this process.
     """
     started_at = _now()
+    provenance.code_loaded()  # read now, not when the record is written: the checkout may move on meanwhile
     task, method, settings, base, examples = prepare_run(spec, pool)
     config = spec.train
     torch.manual_seed(config.seed)  # prompt initialisation and heads are seeded too
@@ -276,7 +277,7 @@ def _record(spec: RunSpec, task: Task, base, method: str, settings, *, lr: float
         "curve": {"loss": result.losses, "eval": result.evaluations},
         "cost": cost,
         "artifact_path": str(artifact_path) if artifact_path else None,
-        "environment": {"packages": provenance.package_versions(), "git": provenance.git_state(),
+        "environment": {**provenance.code_loaded(),
                         "hardware": provenance.hardware(base.device)},
         "started_at": started_at,
         "finished_at": _now(),

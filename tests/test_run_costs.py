@@ -426,3 +426,22 @@ def test_a_tree_is_dirty_by_its_code_not_by_the_records_a_run_rewrites(tmp_path)
     assert git_state(tmp_path / "bench")["dirty"] is False
     (tmp_path / "bench" / "run.py").write_text("other code\n")
     assert git_state(tmp_path / "bench")["dirty"] is True
+
+
+def test_records_name_the_code_the_process_loaded_not_a_checkout_that_moved_on(capsys, tiny_models, tiny_tasks,
+                                                                               tmp_path, monkeypatch):
+    from bench import provenance
+    from tests.test_cli import run_cli, tiny_run
+
+    commits = iter(["loaded", "checked out later"])
+    monkeypatch.setattr(provenance, "git_state", lambda: {"commit": next(commits), "dirty": False})
+    provenance.code_loaded.cache_clear()
+    try:
+        for steps in (2, 3):  # two runs of one process, as in a suite
+            code, _, err = run_cli(capsys, *tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "lora"),
+                                   "--steps", steps)
+            assert code == 0, err
+    finally:
+        provenance.code_loaded.cache_clear()
+    commits = [json.loads(path.read_text())["environment"]["git"]["commit"] for path in tmp_path.rglob("record.json")]
+    assert commits == ["loaded", "loaded"]
