@@ -105,7 +105,8 @@ def _refuse_unusable_flags(args) -> None:
     if args.monitor_size is not None and args.monitor_size > args.eval_size:
         raise ValueError(f"--monitor-size {args.monitor_size} is more than --eval-size {args.eval_size}: reports "
                          "would score more validation examples than the final score")
-    if args.eval_every is not None and args.eval_every > args.steps:
+    prunes = args.pruner != "none" and "," not in args.objective  # Optuna prunes single-objective studies only
+    if prunes and args.eval_every is not None and args.eval_every > args.steps:
         raise ValueError(f"--eval-every {args.eval_every} is more than --steps {args.steps}: no trial would report "
                          "before its end, so none could be pruned")
     if not (math.isfinite(args.prune_margin) and args.prune_margin >= 0):  # NaN would switch pruning off unsaid

@@ -956,12 +956,16 @@ def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
     from search.request import EVAL_EVERY, _refuse_unusable_flags, _trial_settings
 
     args = SimpleNamespace(trials=1, timeout=None, workers=1, steps=EVAL_EVERY // 2, batch_size=4, eval_every=None,
-                           eval_size=16, monitor_size=None, prune_margin=2.0, seed=0, gradient_checkpointing=False)
+                           eval_size=16, monitor_size=None, prune_margin=2.0, seed=0, gradient_checkpointing=False,
+                           pruner="hyperband", objective="score")
     _refuse_unusable_flags(args)
     # --eval-every not given: reports at the end only, as before
     assert _trial_settings(args).eval_every == EVAL_EVERY
     with pytest.raises(ValueError, match="--eval-every 30 is more than --steps 10"):
         _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30}))
+    # where nothing is pruned, reports only at the end are what was asked for
+    _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30, "pruner": "none"}))
+    _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30, "objective": "score,train_flops"}))
 
 
 def test_a_text_prompt_starts_from_the_same_text_in_a_search_as_in_a_suite(tmp_path):
