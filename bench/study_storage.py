@@ -85,7 +85,9 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
     try:
         return _open_storage(url, parsed, retry_failed=retry_failed, on_stale=on_stale)
     except sqlalchemy.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
-        hint = "; PostgreSQL's scheme is postgresql://" if parsed.get_backend_name() == "postgres" else ""
+        hint = ("; PostgreSQL's scheme is postgresql://" if parsed.get_backend_name() == "postgres" else
+                "; studies are kept in a database: sqlite:///FILE, postgresql://… or mysql://… (Optuna's journal "
+                "files keep no heartbeat, which killed trials need)" if parsed.get_backend_name() == "journal" else "")
         raise ValueError(f"{named} {shown_storage(url)}: not a storage URL "
                          f"({first_line(err)}){hint}") from None
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as err:  # unreachable, no driver, old schema

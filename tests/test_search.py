@@ -150,6 +150,8 @@ def test_an_unknown_model_is_refused_before_a_study_exists(capsys, tmp_path, tin
     (["--trials", "2", "--task", "tiny_cls,tiny_cls"], "--task: 'tiny_cls' is listed twice"),
     (["--trials", "2", "--storage", "foo"], "--storage foo: not a storage URL"),
     (["--trials", "2", "--storage", "foo://bar"], "--storage foo://bar: not a storage URL"),
+    (["--trials", "2", "--storage", "journal:///tmp/j.log"], "not a storage URL (Can't load plugin: "
+     "sqlalchemy.dialects:journal); studies are kept in a database: sqlite:///FILE, postgresql://… or mysql://…"),
     (["--trials", "2", "--storage", "sqlite:////no_such_folder/x.db"], "cannot open it"),
 ])
 def test_search_flags_it_cannot_use_are_refused_before_anything_is_made(capsys, tmp_path, tiny_models, tiny_tasks,
