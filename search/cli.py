@@ -81,6 +81,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from bench.record import results_folder
     from search.references import task_references
     from search.space_checks import refuse_clashes
     from search.study import METRIC_ATTR, claim_study, fail_stale_trials, study_definition
@@ -89,6 +90,7 @@ def run(args) -> int:
     study, url, strategy = _opened_study(request)
     claim_study(study, study_definition(request), directions=request.directions)
     refuse_clashes(study, request.space)  # the last refusal: the study is this command's from here on
+    results_folder(request.folder)  # a refused command leaves no folder behind
     stale = fail_stale_trials(study)  # before the space settles: a starting point such a trial held is queued again
     if len(request.cards) == 1:  # what its trials' scores are, in every line and chart that names them
         study.set_user_attr(METRIC_ATTR, request.cards[0].primary_metric)
@@ -137,7 +139,8 @@ def _opened_study(request: SearchRequest) -> tuple[optuna.Study, str, Strategy]:
 
     if request.storage:
         check_storage(request.storage)  # before a results folder is made for a study that cannot open
-    results_folder(request.folder)  # after every check: a refused command leaves no folder behind
+    else:
+        results_folder(request.folder)  # the study's database goes in it (a shared study's: once it is this command's)
     url = storage_url(request.folder, request.storage)
     train = request.train
     strategy = Strategy(sampler=request.sampler, pruner=request.pruner, multi_objective=request.multi_objective,

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.space import SearchSpace
+from tasks.notices import counted
 
 if TYPE_CHECKING:
     from search.request import SearchRequest
@@ -112,8 +113,8 @@ def claim_study(study: optuna.Study, definition: dict, *, directions: list[str])
         study.set_user_attr(DEFINITION_ATTR, definition)
         return
     if stored is None and not any(CONFIG_ATTR in trial.user_attrs for trial in trials):
-        raise ValueError(f"study {study.study_name!r} holds {len(trials)} trials that are no search's (a "
-                         "shared suite's runs, or another program's): pass another --study name")
+        raise ValueError(f"study {study.study_name!r} holds {counted(len(trials), 'trial')}, none of them a search's "
+                         "(a shared suite's runs, or another program's): pass another --study name")
     wanted = [d.upper() for d in directions]
     if [d.name for d in study.directions] != wanted:
         made_with = (f"was made with --objective {','.join(stored['objective'])}" if (stored or {}).get("objective")

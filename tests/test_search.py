@@ -765,13 +765,23 @@ def test_a_study_without_a_definition_is_claimed_if_a_search_made_it_and_refused
                   "cards": {"sst2": {"version": 1}}}
     suite = optuna.create_study(study_name="suite-smoke", directions=["maximize"])  # a shared suite's runs
     suite.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"run_id": "sst2__m__lora"}))
-    with pytest.raises(ValueError, match="'suite-smoke' holds 1 trials that are no search's"):
+    with pytest.raises(ValueError, match="'suite-smoke' holds 1 trial, none of them a search's"):
         claim_study(suite, definition, directions=["maximize"])
     old = optuna.create_study(directions=["maximize"])  # a search from before studies kept their definition
     old.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={CONFIG_ATTR: {"method": "prompt_tuning"}}))
     claim_study(old, definition, directions=["maximize"])  # resumed, and from now on checked
     with pytest.raises(ValueError, match=r"\(--task \['sst2'\] -> \['rte'\]\): pass"):  # the cards' change unsaid
         claim_study(old, {**definition, "tasks": ["rte"], "cards": {"rte": {"version": 1}}}, directions=["maximize"])
+
+
+def test_a_shared_study_a_search_refuses_leaves_no_results_folder(capsys, tmp_path, tiny_models, tiny_tasks):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    suite = optuna.create_study(study_name="suite-smoke", storage=url, directions=["maximize"])
+    suite.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"run_id": "sst2__m__lora"}))
+    code = main(["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--tasks-dir", str(tiny_tasks),
+                 "--trials", "1", "--storage", url, "--study", "suite-smoke", "--results", str(tmp_path / "results")])
+    assert code == 2 and "holds 1 trial, none of them a search's" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(tmp_path, monkeypatch, capsys):
