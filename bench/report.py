@@ -120,9 +120,7 @@ def write_report(folder: Path, *, records: list[RunRecord] | None = None, failur
         shared = shared_error_basis(answers)
         for verdict in answers:
             command = reference_command(verdict, folder)
-            made_by = f" Make one with `{command}`." if command else ""
-            if command and from_study:
-                made_by += f" {STUDY_VIEW_NOTE}"
+            made_by = "" if not command else f" {STUDY_VIEW_NOTE}" if from_study else f" Make one with `{command}`."
             lines.append(f"- {verdict_text(verdict, split=split, say_error_basis=not shared)}{made_by}")
         lines += ["", f"In each answer, {shared}.", ""] if shared else [""]
     by_task: dict[str, list[ResultRow]] = defaultdict(list)

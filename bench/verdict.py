@@ -246,9 +246,10 @@ def _spread(verdict: Verdict, cost: str) -> str:
     return f" (the seeds' figures spread ±{widest:.0%} of their mean)" if widest > WIDE_SPREAD else ""
 
 
-# said beside a reference command where the records were read from a study (`--storage`)
-STUDY_VIEW_NOTE = ("Its record goes to that folder, which a view of the study does not read: a shared suite that lists "
-                   "`{method: full_ft}` shares its reference through the study.")
+# said for a missing reference where the records were read from a study (`--storage`), in place of
+# the `spbench run` that makes one: its record would go to a folder, which a view of the study does not read
+STUDY_VIEW_NOTE = ("A view of a study reads that study alone: list `{method: full_ft}` in the shared suite and run it "
+                   "again with `--storage` to share a reference through it.")
 
 
 def reference_command(verdict: Verdict, results: Path | None) -> str | None:

@@ -143,6 +143,15 @@ def test_a_gap_beyond_the_examples_noise_is_called_so():
         verdict_text(verdict, split="test")
 
 
+def test_a_report_without_full_fine_tuning_says_how_to_make_it_for_a_folder_and_for_a_study(tmp_path):
+    records = suite_records()[1:]
+    folder = write_report(tmp_path, records=records, failures=[]).read_text()
+    assert "Make one with `spbench run --task sst2 --model m --method full_ft" in folder
+    study = write_report(tmp_path, records=records, failures=[], from_study=True).read_text()
+    assert "spbench run" not in study  # its record would go to a folder the view does not read
+    assert "A view of a study reads that study alone: list `{method: full_ft}` in the shared suite" in study
+
+
 def test_without_full_fine_tuning_the_answer_says_how_to_make_it_and_without_a_prompt_method_there_is_none():
     records = suite_records()
     [verdict] = verdicts(aggregate(records[1:]))

@@ -65,10 +65,12 @@ def _print_answers(rows, split: str, args) -> None:
     for verdict in answers:
         print("\n" + textwrap.fill(verdict_text(verdict, split=split, quote="", say_error_basis=not shared),
                                    width=100, break_long_words=False))
-        if command := reference_command(verdict, results_folder(args)):  # into the folder the report is in
+        if not (command := reference_command(verdict, results_folder(args))):  # into the folder the report is in
+            continue
+        if args.storage:
+            print(textwrap.fill(STUDY_VIEW_NOTE, width=100, initial_indent="  ", subsequent_indent="  "))
+        else:
             print(f"  {command}")
-            if args.storage:
-                print(textwrap.fill(STUDY_VIEW_NOTE, width=100, initial_indent="  ", subsequent_indent="  "))
     if shared:
         print("\n" + textwrap.fill(f"In each answer, {shared}.", width=100))
 
