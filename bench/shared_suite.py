@@ -26,6 +26,7 @@ from bench.suite_runner import describe, run_planned
 from tasks.notices import UserNotice, counted, first_line
 
 RECORD_ATTR, RUN_ATTR, FAILURE_ATTR = "record", "run_id", "failure"
+PASSED_OVER_ATTR = "passed_over"  # why a trial ended without running its run (queued twice, or by another plan)
 QUEUED_ATTR = "runs_queued"  # on the study, once its creator has queued every run
 PRECISION_ATTR = "precision"  # on the study: the device/dtype its creator computes in (see compute_precision)
 QUEUEING_WAIT_SECONDS = 60  # how long a machine joining waits for the creator to finish queueing
@@ -121,12 +122,12 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
         taken = [t for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
                  if t.user_attrs.get(RUN_ATTR) == run_id and t.number < trial.number]
         if taken:  # queued twice by racing reruns: the earlier trial owns the run
-            raise _QueueEmpty(f"run {run_id} is already done or running in trial {taken[0].number}")
+            raise _passed_over(trial, f"run {run_id} is already done or running in trial {taken[0].number}")
         if run_id not in by_id:  # queued by a plan of another version of the suite (a run since left out)
             warnings.warn(f"study {trial.study.study_name}: run {run_id} is not in this suite's plan (another version "
                           "of the suite queued it: the file changed since, or differs on another machine): passed over",
                           UserNotice, stacklevel=2)
-            raise _QueueEmpty(f"run {run_id} is not in this suite's plan")
+            raise _passed_over(trial, f"run {run_id} is not in this suite's plan")
         run = by_id[run_id]
         if progress:
             print(f"trial {trial.number}: {describe(run)}{_tried_before(trial.study, run_id, trial.number)}",
@@ -154,18 +155,25 @@ def run_shared_suite(suite: Suite, url: str, *, progress: bool = False) -> Share
         with optuna_warnings_only():
             study.optimize(objective, callbacks=[stop_when_queue_empty], catch=(Exception,))
     # this plan's runs only: the study also holds runs of the suite as it was written before (other steps, say)
-    done = len({t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-               & set(by_id))
-    elsewhere = sum(t.user_attrs.get(RUN_ATTR) in by_id
-                    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-    return SharedOutcome(done, elsewhere, failures, not_done=len(by_id) - done - elsewhere)
+    def runs_in(state: TrialState) -> set[str]:
+        return {t.user_attrs.get(RUN_ATTR) for t in study.get_trials(deepcopy=False, states=(state,))} & set(by_id)
+
+    done = runs_in(TrialState.COMPLETE)
+    running = runs_in(TrialState.RUNNING) - done  # a run queued twice may show a trial running after it completed
+    return SharedOutcome(len(done), len(running), failures, not_done=len(set(by_id) - done - running))
+
+
+def _passed_over(trial: optuna.Trial, reason: str) -> _QueueEmpty:
+    """The trial's end where it runs nothing, kept on it: no failure of its run."""
+    trial.set_user_attr(PASSED_OVER_ATTR, reason)
+    return _QueueEmpty(reason)
 
 
 def _tried_before(study: optuna.Study, run_id: str, number: int) -> str:
     """", again: trial 5 failed (…)" where an earlier trial of this run failed: a killed machine's run
     queued again, or a failed run given another try by a rerun."""
     failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-              if t.user_attrs.get(RUN_ATTR) == run_id and t.number < number]
+              if t.user_attrs.get(RUN_ATTR) == run_id and t.number < number and PASSED_OVER_ATTR not in t.user_attrs]
     if not failed:
         return ""
     last = failed[-1]
@@ -179,7 +187,8 @@ class SharedOutcome:
     done: int  # runs completed in the study, by any machine
     running: int  # runs other machines are still training
     failed: list[tuple[str, str]]  # (run, reason) of this machine's failures
-    not_done: int = 0  # runs of this plan neither complete nor running: failed, or passed over by another plan
+    not_done: int = 0  # runs of this plan neither complete nor running: failed, passed over by another plan, or
+    # queued again by another machine after this one stopped
 
 
 def runs_done_in_study(suite: Suite, url: str) -> set[str]:

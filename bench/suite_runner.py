@@ -120,10 +120,11 @@ def run_planned(run: PlannedRun, pool: ModelPool, *, progress: bool) -> RunOutco
 def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     """Progress is a bar at a terminal; written to a file or a pipe, it is one line per run."""
     results_folder(suite.results_dir)  # a file in the way is named before the first run, not after it
-    outcome, pool, started = SuiteOutcome(), ModelPool(), time.time()
+    outcome, pool = SuiteOutcome(), ModelPool()
     terminal = progress and sys.stderr.isatty()
     records = [run.spec.record_path() for run in suite.runs]  # once: every progress line looks at the rest
     present = [record.exists() and record_damage(run, record) is None for run, record in zip(suite.runs, records)]
+    failures_seen = [_stamp(record.parent / "failure.json") for record in records]  # another process's come after
     for line in changed_cards([run for run, done in zip(suite.runs, present) if done]):
         print(line, file=sys.stderr)
     # runs already done start the bar, so its rate and time left are those of runs trained here
@@ -147,7 +148,7 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
                 finished(number, name, "record exists, skipped", counted=False)
                 continue
             with claim(record.parent) as ours:
-                if not ours or _ended_elsewhere(run, record, since=started):
+                if not ours or _ended_elsewhere(run, record, failures_seen[number - 1]):
                     outcome.elsewhere.append(name)
                     how = "being trained by another process" if not ours else "run by another process meanwhile"
                     finished(number, name, f"{how}, skipped")
@@ -165,10 +166,19 @@ def run_suite(suite: Suite, *, progress: bool = True) -> SuiteOutcome:
     return outcome
 
 
-def _ended_elsewhere(run: PlannedRun, record: Path, *, since: float) -> bool:
+def _ended_elsewhere(run: PlannedRun, record: Path, failure_seen: tuple | None) -> bool:
     """Whether another `bench` on this folder finished or failed the run after this one planned it
-    (it claimed the run first and has let it go)."""
+    (it claimed the run first and has let it go): a record, or a failure.json other than the one
+    seen when planning (told by its inode and time, not by clocks)."""
     if record.exists() and record_damage(run, record) is None:
         return True
-    failure = record.parent / "failure.json"
-    return failure.exists() and failure.stat().st_mtime >= since
+    failure = _stamp(record.parent / "failure.json")
+    return failure is not None and failure != failure_seen
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns

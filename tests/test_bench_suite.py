@@ -311,15 +311,31 @@ def test_killed_suite_resumes_without_losing_or_redoing_runs(tmp_path, tiny_mode
 
 
 def test_two_commands_on_one_folder_share_its_runs_out(tmp_path, tiny_models, tiny_tasks):
+    from bench.run_claim import claim
+    from bench.suite_runner import describe
+
     suite = write_suite(tmp_path, tiny_models, tiny_tasks)
     results = tmp_path / "results"
-    args = ("bench", "--suite", suite, "--results", results, "--tasks-dir", tiny_tasks, "--quiet")
-    both = [spbench(*args), spbench(*args)]
+    args = ("bench", "--suite", suite, "--results", results, "--tasks-dir", tiny_tasks)
+    planned = load_suite(str(suite), results_dir=results, tasks_dirs=(str(tiny_tasks),)).runs
+    with claim(planned[2].spec.record_path().parent) as ours:  # this process trains the third run
+        assert ours
+        other = spbench(*args)
+        output = other.communicate(timeout=300)[0]
+    assert other.returncode == 0, output
+    assert f"[3/5] {describe(planned[2])}: being trained by another process, skipped" in output, output
+    assert "done 4, already present 0, run by another process 1, failed 0" in output, output
+    again = spbench(*args, "--quiet")  # the claim let go and no record written: the run is trained now
+    output = again.communicate(timeout=300)[0]
+    assert again.returncode == 0 and "done 1, already present 4, failed 0" in output, output
+
+    shared = tmp_path / "shared"  # two commands at once: each run trained once, by one or the other
+    both = [spbench(*args[:4], shared, *args[5:], "--quiet") for _ in range(2)]
     outputs = [command.communicate(timeout=300)[0] for command in both]
     assert [command.returncode for command in both] == [0, 0], outputs
     done = [int(re.search(r"^done (\d+), ", output, re.M).group(1)) for output in outputs]
-    assert sum(done) == 5, outputs  # each run trained once, by one command or the other
-    assert len(list(results.rglob("record.json"))) == 5 and not list(results.rglob(".training"))
+    assert sum(done) == 5, outputs
+    assert len(list(shared.rglob("record.json"))) == 5 and not list(shared.rglob(".training"))
 
 
 def test_a_run_another_process_is_training_is_passed_over(tmp_path, tiny_models, tiny_tasks, capsys):
@@ -335,6 +351,21 @@ def test_a_run_another_process_is_training_is_passed_over(tmp_path, tiny_models,
         outcome = run_suite(suite, progress=True)
     assert outcome.elsewhere == [describe(taken)] and not outcome.done and not taken.spec.record_path().exists()
     assert f"[1/1] {describe(taken)}: being trained by another process, skipped" in capsys.readouterr().err
+
+
+def test_a_claim_locked_on_a_file_its_holder_let_go_is_taken_on_the_paths_new_file(tmp_path, monkeypatch):
+    from bench import run_claim
+
+    folder = tmp_path / "run"
+    with run_claim.claim(folder):
+        orphan = os.open(folder / run_claim.CLAIM_FILE, os.O_RDWR)  # opened just before its holder let go
+    real_open, handed = os.open, iter([orphan])
+    monkeypatch.setattr(run_claim.os, "open", lambda *args: next(handed, None) or real_open(*args))
+    with run_claim.claim(folder) as ours:
+        assert ours
+        with run_claim.claim(folder) as theirs:  # a third process, on the path's new file
+            assert not theirs
+    assert not (folder / run_claim.CLAIM_FILE).exists()
 
 
 def test_failed_run_is_recorded_and_suite_goes_on(tmp_path, tiny_models, tiny_tasks):
@@ -467,6 +498,24 @@ def test_a_shared_suite_passes_over_a_run_queued_by_another_plan(tmp_path, tiny_
     assert optuna_log.getvalue() == ""
     (passed_over,) = [t for t in study.trials if t.user_attrs[RUN_ATTR] == "tiny_qa__left_out__s0"]
     assert passed_over.state.name == "FAIL"
+    assert passed_over.user_attrs["passed_over"] == "run tiny_qa__left_out__s0 is not in this suite's plan"
+
+
+def test_a_run_tried_again_names_the_failure_before_it_not_a_trial_that_passed_it_over():
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from bench.shared_suite import FAILURE_ATTR, PASSED_OVER_ATTR, RUN_ATTR, _tried_before
+
+    study = optuna.create_study()
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={RUN_ATTR: "r", PASSED_OVER_ATTR: "not planned"}))
+    assert _tried_before(study, "r", 9) == ""  # a machine with another plan passed over it: it did not fail
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={RUN_ATTR: "r"}))
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={RUN_ATTR: "r", FAILURE_ATTR: {
+        "reason": "MethodError: refused\nTraceback ..."}}))
+    assert _tried_before(study, "r", 9) == " (again: trial 2 of this run failed: MethodError: refused)"
+    assert _tried_before(study, "r", 2) == " (again: trial 1 of this run failed: its machine was killed, or lost its " \
+        "connection)"
 
 
 def test_a_rerun_redoes_the_last_run_of_a_killed_machine(tmp_path, tiny_models, tiny_tasks, monkeypatch, capsys):
@@ -531,7 +580,8 @@ def test_shared_suite_keeps_failures_in_the_study_and_a_rerun_redoes_them(tmp_pa
         output = run.communicate(timeout=300)[0]
         assert run.returncode == 1 and "FAILED" in output and "not supported for seq2seq" in output, output
         assert "1/2 runs complete in the shared study" in output and "\n  1 not done, nor running anywhere (failed, " \
-            "or passed over by a machine with another version of the suite): rerun this command to run them" in output
+            "or passed over by a machine with another version of the suite, or queued again since): rerun this " \
+            "command to run them" in output
     states = sorted(t.state.name for t in optuna.load_study(study_name="suite-tiny", storage=url).trials)
     assert states == ["COMPLETE", "FAIL", "FAIL"]  # the rerun queued the failed run again, not the finished one
     (failure,) = (tmp_path / "machine").rglob("failure.json")

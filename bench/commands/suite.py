@@ -59,7 +59,7 @@ def run(args) -> int:
               f"in {time.perf_counter() - started:.0f}s")
         if shared.not_done:  # failed here or elsewhere, or passed over by a machine with another version of the suite
             print(f"  {shared.not_done} not done, nor running anywhere (failed, or passed over by a machine with "
-                  "another version of the suite): rerun this command to run them")
+                  "another version of the suite, or queued again since): rerun this command to run them")
         for name, reason in shared.failed:
             print(f"  FAILED {name}: {reason}")
         return 1 if shared.failed else 0
