@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.record import ADAPTER_RECORD, RunRecord, read_record, write_text_atomic
+from bench.record import (ADAPTER_FOLDER, ADAPTER_RECORD, RunRecord, adapter_beside, read_record, unusable_folder,
+                          write_text_atomic)
 from bench.yaml_values import read_yaml_mapping
-from tasks.notices import UserNotice, first_line
+from tasks.notices import UserNotice, counted, first_line
 from tasks.template import NullFieldError, fill_template, template_fields
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ def add_parser(sub) -> None:
                         "lines for a one-field template (default, or -: standard input; at a terminal, each line is "
                         "answered as it is typed)")
     parser.add_argument("--output", type=Path, help="write the answers to this file, once every one is made "
-                        "(default: standard output); inputs typed at a terminal are then answered at Ctrl-D")
+                        "(default, or -: standard output); inputs typed at a terminal are then answered at Ctrl-D")
     parser.add_argument("--task", help="which task of a search over several")
     parser.add_argument("--batch-size", type=_positive, default=16, help="inputs answered at once (default 16)")
     parser.add_argument("--tasks-dir", action="append", default=[], help="an extra folder of task cards")
@@ -141,14 +143,14 @@ def find_run(source: Path, task: str | None) -> tuple[RunRecord, Path]:
     if (folder / "best.yaml").is_file():
         return _from_search(folder, task)
     if (folder / "record.json").is_file():
-        record, adapter = _read(folder / "record.json"), folder / "adapter"
+        record, adapter = _read(folder / "record.json"), adapter_beside(folder / "record.json")
     elif (folder / ADAPTER_RECORD).is_file():
         record, adapter = _read(folder / ADAPTER_RECORD), folder
     elif (folder / "failure.json").is_file():
         raise FileNotFoundError(f"{source}: a run that failed, with no model to answer ({_failure_reason(folder)})")
     elif not folder.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
-    elif (folder / "adapter").is_dir():
+    elif (folder / ADAPTER_FOLDER).is_dir():
         raise FileNotFoundError(f"{source}: a run stopped before it finished (an adapter, no record.json): rerun "
                                 "its command")
     else:
@@ -290,10 +292,11 @@ def run(args) -> int:
         # bytes that are not UTF-8 reach `parse_row` as lone surrogates, which it names by line,
         # rather than ending the read (strict) or reaching the tokenizer (the C locale's default)
         sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
-    if args.output is not None and args.output.is_dir():
-        raise ValueError(f"--output {args.output}: is a folder (name a file)")
+    output = None if args.output is None or str(args.output) == "-" else args.output  # -: standard output
+    if output is not None:
+        _check_writable(output)
     at_terminal = _stdin(args.input) and sys.stdin.isatty()
-    if at_terminal and args.output is None:
+    if at_terminal and output is None:
         _answer_as_typed(load_trained(record, task, adapter), card, fields)
         return 0
     if at_terminal:
@@ -306,10 +309,26 @@ def run(args) -> int:
         warnings.warn(f"{'standard input' if _stdin(args.input) else args.input}: no input rows, nothing answered",
                       UserNotice, stacklevel=1)
         lines = []
-    if args.output is None:
+    if output is None:
         for line in lines:
             print(line)
         return 0
-    write_text_atomic("".join(f"{line}\n" for line in lines), args.output)  # all answers or none
-    print(f"{len(lines)} answer{'' if len(lines) == 1 else 's'} -> {args.output}", file=sys.stderr)
+    text = "".join(f"{line}\n" for line in lines)
+    if output.exists() and not output.is_file():  # /dev/stdout, a named pipe: written to, not replaced
+        output.write_text(text, encoding="utf-8")
+    else:
+        write_text_atomic(text, output)  # all answers or none
+    print(f"{counted(len(lines), 'answer')} -> {output}", file=sys.stderr)
     return 0
+
+
+def _check_writable(path: Path) -> None:
+    """Before the model loads: an --output that cannot be written is named before the answers are made."""
+    if path.is_dir():
+        raise ValueError(f"--output {path}: is a folder (name a file)")
+    if path.exists() and not path.is_file():  # /dev/stdout, a named pipe: written to in place
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"--output {path}: cannot write to it")
+        return
+    if problem := unusable_folder(path.parent):  # a missing folder is made
+        raise ValueError(f"--output {path}: {problem}")

@@ -122,6 +122,16 @@ def adapter_beside(record_path: Path) -> Path:
     return Path(record_path).parent / ADAPTER_FOLDER
 
 
+def unusable_folder(path: Path) -> str | None:
+    """Why a folder at `path` could not be made or written in (None: it can), found without making it."""
+    found = next(folder for folder in (Path(path).absolute(), *Path(path).absolute().parents) if folder.exists())
+    if not found.is_dir():
+        return f"{found} is a file, not a folder"
+    if not os.access(found, os.W_OK | os.X_OK):
+        return f"cannot write in {found}"
+    return None
+
+
 def write_record(record: RunRecord, path: Path) -> Path:
     return write_json_atomic(record, path)
 

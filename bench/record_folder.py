@@ -9,7 +9,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from bench.record import SCHEMA_VERSION, RunRecord, read_record
+from bench.config_labels import card_of
+from bench.record import ADAPTER_FOLDER, SCHEMA_VERSION, RunRecord, read_record
 from tasks.notices import SkippedInput, UserNotice
 
 SHIPPED_RESULTS = ("reference", "search_tables")  # committed under results/ with the project: not a user's runs
@@ -32,8 +33,9 @@ def warn_mixed_task_states(records: list[RunRecord]) -> None:
     for record in records:
         task = record["task"]
         if task.get("digest") is not None:  # records made before they kept one: not known
-            states.setdefault((task["name"], task.get("version")), Counter())[task["digest"]] += 1
-    for (name, version), counts in states.items():
+            # a user's card that replaces a shipped one of its name is another card (tables keep them apart)
+            states.setdefault((task["name"], task.get("version"), card_of(record)), Counter())[task["digest"]] += 1
+    for (name, version, _), counts in states.items():
         if len(counts) > 1:
             sizes = " and ".join(str(count) for _, count in counts.most_common())
             warnings.warn(f"task {name} (version {version}): its records came from {len(counts)} states of its card or "
@@ -77,7 +79,7 @@ def load_records(folder: Path, *, leave_out: tuple[str, ...] = ()) -> tuple[list
 def unfinished_runs(folder: Path, *, leave_out: tuple[str, ...] = ()) -> list[Path]:
     """Run folders under `folder` holding an adapter but neither a record nor a failure: runs stopped
     between saving their adapter and writing their record (a killed or interrupted `spbench run`)."""
-    return sorted(adapter.parent for adapter in Path(folder).rglob("adapter")
+    return sorted(adapter.parent for adapter in Path(folder).rglob(ADAPTER_FOLDER)
                   if adapter.relative_to(folder).parts[0] not in leave_out
                   and not any((adapter.parent / name).exists() for name in ("record.json", "failure.json")))
 

@@ -14,7 +14,7 @@ from bench.methods import get_method
 from bench.methods.registry import MethodError
 from bench.modeling.encoding import label_word_ids
 from bench.models import BaseModel, ModelError, ModelPool, load_base_model
-from bench.record import results_folder
+from bench.record import ADAPTER_FOLDER, results_folder
 from bench.run_spec import RunSpec
 from bench.train import TrainSettings
 from bench.train.checkpointing import check_method_checkpoints, check_model_checkpoints
@@ -150,7 +150,7 @@ def _refuse(method, kind: str | None, task: Task, spec: RunSpec) -> None:
 def _check_run_folder(folder: Path) -> None:
     """The run's own folder, where its adapter and record go: a file in their place is named before
     training, not after it (the folder itself is made when the run has something to put there)."""
-    for path, what in ((folder, "folder"), (folder / "adapter", "adapter")):
+    for path, what in ((folder, "folder"), (folder / ADAPTER_FOLDER, "adapter")):
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path}: a file where the run's {what} goes; move it away")
     if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):

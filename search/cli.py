@@ -90,7 +90,8 @@ def run(args) -> int:
     study, url, strategy = _opened_study(request)
     claim_study(study, study_definition(request), directions=request.directions)
     refuse_clashes(study, request.space)  # the last refusal: the study is this command's from here on
-    results_folder(request.folder)  # a refused command leaves no folder behind
+    if request.storage:
+        results_folder(request.folder)  # a refused command leaves no folder behind (a local study's holds it)
     stale = fail_stale_trials(study)  # before the space settles: a starting point such a trial held is queued again
     if len(request.cards) == 1:  # what its trials' scores are, in every line and chart that names them
         study.set_user_attr(METRIC_ATTR, request.cards[0].primary_metric)
@@ -132,12 +133,14 @@ def _note_no_pruning(request: SearchRequest) -> None:
 def _opened_study(request: SearchRequest) -> tuple[optuna.Study, str, Strategy]:
     """The study, new or resumed, with the sampler and pruner the flags ask for; its storage's URL,
     and that strategy (worker processes rebuild their sampler and pruner from it)."""
-    from bench.record import results_folder
+    from bench.record import results_folder, unusable_folder
     from bench.study_storage import check_storage, open_storage, optuna_warnings_only, storage_url
     from search.starting_points import requeue_starting_point
     from search.strategy import Strategy
 
     if request.storage:
+        if problem := unusable_folder(request.folder):  # made once the study is this command's: checked now
+            raise ValueError(f"results folder {request.folder}: {problem}")
         check_storage(request.storage)  # before a results folder is made for a study that cannot open
     else:
         results_folder(request.folder)  # the study's database goes in it (a shared study's: once it is this command's)

@@ -105,7 +105,8 @@ def _refuse_unusable_flags(args) -> None:
     if args.monitor_size is not None and args.monitor_size > args.eval_size:
         raise ValueError(f"--monitor-size {args.monitor_size} is more than --eval-size {args.eval_size}: reports "
                          "would score more validation examples than the final score")
-    prunes = args.pruner != "none" and "," not in args.objective  # Optuna prunes single-objective studies only
+    # Optuna prunes single-objective studies only; several tasks report at each one's end too
+    prunes = args.pruner != "none" and "," not in args.objective and len(_task_names(args.task)) == 1
     if prunes and args.eval_every is not None and args.eval_every > args.steps:
         raise ValueError(f"--eval-every {args.eval_every} is more than --steps {args.steps}: no trial would report "
                          "before its end, so none could be pruned")

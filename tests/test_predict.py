@@ -105,6 +105,10 @@ def test_plain_lines_fill_a_one_field_template_and_bad_input_is_named(capsys, mo
     assert [json.loads(line) for line in written.read_text().splitlines()] == answers
     code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--output", tmp_path)
     assert code == 2 and f"--output {tmp_path}: is a folder (name a file)" in err
+    code, _, err = _predict(capsys, monkeypatch, run_dir, ["a fine film"], "--output", written / "below.jsonl")
+    assert code == 2 and f"--output {written / 'below.jsonl'}: {written} is a file, not a folder" in err
+    code, printed, err = _predict(capsys, monkeypatch, run_dir, ["a fine film", "a dull film"], "--output", "-")
+    assert code == 0 and printed == answers, err  # -: standard output
     with pytest.warns(UserNotice, match="standard input: no input rows, nothing answered"):
         code, printed, err = _predict(capsys, monkeypatch, run_dir, ["", "  "], "--output", written)
     assert code == 0 and printed == [] and written.read_text() == "", err  # an empty batch is no failure

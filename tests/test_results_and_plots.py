@@ -576,7 +576,7 @@ def test_records_of_one_task_version_from_two_states_of_its_card_are_said_to_dif
     with pytest.warns(UserNotice, match=r"task sst2 \(version 1\): its records came from 2 states of its card or data "
                                         r"at that version \(2 and 1 records\)"):
         assert main(["results", str(tmp_path)]) == 0
-    records[0]["task"]["digest"] = "b"
+    records[0]["task"]["card"] = "/home/me/cards/sst2.yaml"  # a user's card of that name: another card
     write_records(tmp_path / "again", records)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserNotice)

@@ -782,6 +782,12 @@ def test_a_shared_study_a_search_refuses_leaves_no_results_folder(capsys, tmp_pa
                  "--trials", "1", "--storage", url, "--study", "suite-smoke", "--results", str(tmp_path / "results")])
     assert code == 2 and "holds 1 trial, none of them a search's" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+    (tmp_path / "results").write_text("")  # a folder that cannot be made: said before a shared study is made
+    code = main(["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--tasks-dir", str(tiny_tasks),
+                 "--trials", "1", "--storage", url, "--study", "new", "--results", str(tmp_path / "results")])
+    results = tmp_path / "results"
+    assert code == 2 and f"results folder {results / 'new'}: {results} is a file, not a folder" in capsys.readouterr().err
+    assert optuna.get_all_study_names(url) == ["suite-smoke"]
 
 
 def test_a_study_of_the_shipped_card_is_not_resumed_by_a_users_card_of_its_name(tmp_path, monkeypatch, capsys):
@@ -969,7 +975,7 @@ def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
 
     args = SimpleNamespace(trials=1, timeout=None, workers=1, steps=EVAL_EVERY // 2, batch_size=4, eval_every=None,
                            eval_size=16, monitor_size=None, prune_margin=2.0, seed=0, gradient_checkpointing=False,
-                           pruner="hyperband", objective="score")
+                           pruner="hyperband", objective="score", task="sst2")
     _refuse_unusable_flags(args)
     # --eval-every not given: reports at the end only, as before
     assert _trial_settings(args).eval_every == EVAL_EVERY
@@ -978,6 +984,7 @@ def test_a_budget_shorter_than_the_default_report_spacing_is_not_refused():
     # where nothing is pruned, reports only at the end are what was asked for
     _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30, "pruner": "none"}))
     _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30, "objective": "score,train_flops"}))
+    _refuse_unusable_flags(SimpleNamespace(**{**vars(args), "eval_every": 30, "task": "sst2,rte"}))
 
 
 def test_a_text_prompt_starts_from_the_same_text_in_a_search_as_in_a_suite(tmp_path):
