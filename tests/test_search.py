@@ -786,7 +786,8 @@ def test_a_shared_study_a_search_refuses_leaves_no_results_folder(capsys, tmp_pa
     code = main(["search", "--task", "tiny_cls", "--model", tiny_models["gpt2"][0], "--tasks-dir", str(tiny_tasks),
                  "--trials", "1", "--storage", url, "--study", "new", "--results", str(tmp_path / "results")])
     results = tmp_path / "results"
-    assert code == 2 and f"results folder {results / 'new'}: {results} is a file, not a folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and f"results folder {results / 'new'}: {results} is a file, not a folder" in err
     assert optuna.get_all_study_names(url) == ["suite-smoke"]
 
 
