@@ -98,6 +98,24 @@ def open_storage(url: str, *, retry_failed: int = 0, on_stale=None, existing_fil
                          f"({first_line(err)}){hint}") from None
 
 
+def running_without_heartbeat(study: optuna.Study) -> set[int]:
+    """The numbers of the study's running trials that never recorded a heartbeat. A live process
+    records one moments after it takes a trial; Optuna's sweep passes over a trial without one (it
+    has none to go stale), so a process killed in that moment leaves its trial running for ever."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    rdb = getattr(study._storage, "_backend", study._storage)  # inside Optuna's cache
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        return set()
+    trial, heartbeat = models.TrialModel, models.TrialHeartbeatModel
+    with _create_scoped_session(rdb.scoped_session) as session:
+        rows = (session.query(trial.number).outerjoin(heartbeat, heartbeat.trial_id == trial.trial_id)
+                .filter(trial.study_id == study._study_id, trial.state == optuna.trial.TrialState.RUNNING,
+                        heartbeat.trial_id.is_(None)).all())
+    return {number for (number,) in rows}
+
+
 def _open_storage(url: str, parsed: URL, *, retry_failed: int, on_stale) -> optuna.storages.BaseStorage:
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": 60}}  # seconds a writer waits for another's lock

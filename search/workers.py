@@ -170,6 +170,7 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
     callbacks = [failures, lines]
     callbacks += [optuna.study.MaxTrialsCallback(n_trials, states=DONE)] if n_trials else []
     patience = None  # until then, running trials may still turn out to be a killed process's
+    silent: set[int] = set()  # running trials without a heartbeat as the wait began
     while not (n_trials and done_trials(study) >= n_trials):
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
@@ -192,11 +193,19 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
         if patience is None:
             wait = storage.GRACE_SECONDS + 2 * storage.HEARTBEAT_SECONDS
             patience = time.monotonic() + wait
+            silent = storage.running_without_heartbeat(study)
             if not worker:
                 print(f"the budget's last trials are running: waiting up to {wait} s for them to finish, or for a "
                       "killed process's trial to be marked failed and its slot taken here", flush=True)
-        if time.monotonic() > patience:  # live workers' trials: they finish the budget themselves
-            return
+        if time.monotonic() > patience:
+            # silent all along: a process killed as it took its trial, before the trial's first heartbeat
+            if dead := _fail_trials(study, silent & storage.running_without_heartbeat(study)):
+                if not worker:
+                    print(f"{numbered('trial', dead)} sent no heartbeat in {wait} s (its process stopped as it "
+                          "began): marked failed, its slot taken here", flush=True)
+                patience = None
+                continue
+            return  # live workers' trials: they finish the budget themselves
         time.sleep(storage.HEARTBEAT_SECONDS)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -204,12 +213,18 @@ def optimize(study: optuna.Study, objective, *, n_trials: int | None, timeout: f
 
 
 def _fail_running_trials_of(study: optuna.Study, worker: str) -> list[int]:
-    """Mark failed the trials the worker process of id `worker` (killed) left running, putting a
-    starting point back in the queue, as a stale heartbeat would (and as Optuna's own sweep does it,
-    leaving a trial another process failed meanwhile alone); their numbers."""
+    """Mark failed the trials the worker process of id `worker` (killed) left running; their numbers."""
+    return _fail_trials(study, {trial.number for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                                if trial.user_attrs.get(WORKER_ATTR) == worker})
+
+
+def _fail_trials(study: optuna.Study, numbers: set[int]) -> list[int]:
+    """Mark failed these running trials of dead processes, putting a starting point back in the
+    queue, as a stale heartbeat would (and as Optuna's own sweep does it, leaving a trial another
+    process failed meanwhile alone); the numbers of those failed here."""
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(WORKER_ATTR) != worker:
+        if trial.number not in numbers:
             continue
         try:
             if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):

@@ -623,6 +623,8 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     import sys
     import time
 
+    from bench.study_storage import running_without_heartbeat
+
     env = {**os.environ, "SPBENCH_HEARTBEAT_SECONDS": "1"}
     argv = [sys.executable, "-m", "bench.cli", *_search_argv(tmp_path, tiny_models, tiny_tasks, trials=4,
                                                               study="killed", steps=12)]
@@ -636,7 +638,9 @@ def test_search_killed_with_sigkill_resumes(tmp_path, tiny_models, tiny_tasks, m
     while time.time() < deadline:  # kill once one trial is done and the next one is running
         assert first.poll() is None, f"the search ended before it could be killed:\n{log.read_text()}"
         states = poll_states(lambda: _study(tmp_path, "killed")) if db.exists() else []
-        if "COMPLETE" in states and states[-1] == "RUNNING":
+        # with its first heartbeat sent (a trial killed before it is another case, tested with the workers)
+        if "COMPLETE" in states and states[-1] == "RUNNING" and not running_without_heartbeat(
+                _study(tmp_path, "killed")):
             break
         time.sleep(0.3)
     else:

@@ -556,6 +556,23 @@ def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds
     assert done_trials(study) == 2  # the killed process's slot was waited for and taken
 
 
+def test_a_trial_whose_process_died_before_its_first_heartbeat_gives_its_slot_up(tmp_path, monkeypatch, capsys):
+    from bench import study_storage as storage_module
+
+    monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage_module.open_storage(url), direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    other = optuna.load_study(study_name="s", storage=storage_module.open_storage(url))
+    other.ask()  # taken by a process killed before the trial's first heartbeat: Optuna's sweep never fails it
+    assert storage_module.running_without_heartbeat(study) == {1}
+    optimize(study, lambda trial: 1.0, n_trials=2, timeout=None)
+    assert done_trials(study) == 2 and study.trials[1].state == optuna.trial.TrialState.FAIL
+    assert "trial 1 sent no heartbeat in 3 s (its process stopped as it began): marked failed, its slot taken here" \
+        in capsys.readouterr().out
+
+
 def _fails_in_a_worker_process(trial):
     import multiprocessing
 
