@@ -521,17 +521,22 @@ def optuna_log():
         logging.getLogger("optuna").removeHandler(handler)
 
 
-def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds(tmp_path, monkeypatch):
-    import threading
-
+def _study_and_another_process(tmp_path, monkeypatch, *, grace: int) -> tuple[optuna.Study, optuna.Study]:
+    """A study with one finished trial, on fast heartbeats, as this process and another one see it."""
     from bench import study_storage as storage_module
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 3)
+    monkeypatch.setattr(storage_module, "GRACE_SECONDS", grace)
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="s", storage=storage_module.open_storage(url), direction="maximize")
     study.add_trial(optuna.trial.create_trial(value=0.5))
-    other = optuna.load_study(study_name="s", storage=storage_module.open_storage(url))
+    return study, optuna.load_study(study_name="s", storage=storage_module.open_storage(url))
+
+
+def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds(tmp_path, monkeypatch):
+    import threading
+
+    study, other = _study_and_another_process(tmp_path, monkeypatch, grace=3)
     live = other.ask()  # another worker's trial, alive for 2 s, then failed: this worker waits for its slot once
 
     def live_worker():
@@ -559,12 +564,7 @@ def test_a_worker_that_waited_once_still_waits_for_a_slot_a_killed_process_holds
 def test_a_trial_whose_process_died_before_its_first_heartbeat_gives_its_slot_up(tmp_path, monkeypatch, capsys):
     from bench import study_storage as storage_module
 
-    monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="s", storage=storage_module.open_storage(url), direction="maximize")
-    study.add_trial(optuna.trial.create_trial(value=0.5))
-    other = optuna.load_study(study_name="s", storage=storage_module.open_storage(url))
+    study, other = _study_and_another_process(tmp_path, monkeypatch, grace=1)
     other.ask()  # taken by a process killed before the trial's first heartbeat: Optuna's sweep never fails it
     assert storage_module.running_without_heartbeat(study) == {1}
     optimize(study, lambda trial: 1.0, n_trials=2, timeout=None)
