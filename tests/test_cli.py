@@ -125,6 +125,21 @@ def test_same_seed_same_result(capsys, tiny_models, tiny_tasks, tmp_path):
     assert runs[0]["scores"] == runs[1]["scores"]
 
 
+def test_a_run_another_process_is_training_is_refused_not_trained_twice(capsys, tiny_models, tiny_tasks, tmp_path):
+    from bench.run_claim import claim
+
+    argv = tiny_run(tiny_models, tiny_tasks, tmp_path, "gpt2", "lora")
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    record = Path(out.strip().splitlines()[-1].removeprefix("record: "))
+    written = record.stat().st_mtime_ns
+    with claim(record.parent) as ours:  # as a `bench` or another `run` training it holds it
+        assert ours
+        code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and f"{record.parent}: another process is training this run now" in err
+    assert record.stat().st_mtime_ns == written
+
+
 @pytest.mark.parametrize("change, message", [
     ({"--model": "no-such-model-xyz"}, "unknown model 'no-such-model-xyz'"),
     ({"--model": "minilm-l7"}, "unknown model 'minilm-l7': did you mean 'minilm-l6'"),  # no hub lookup for a typo

@@ -61,12 +61,17 @@ def _card_name(task: str, tasks_dirs: tuple[str, ...]) -> str:
 
 def run(args) -> int:
     from bench.run import execute_run
+    from bench.run_claim import claim
 
     spec = _run_spec(args)
-    if spec.record_path().is_file():  # the same config and seed: `bench` would skip it, `run` trains it again
-        print(f"{spec.record_path()}: an earlier run of this config and seed; this run overwrites its adapter and "
-              "record")
-    record = execute_run(spec)
+    with claim(spec.record_path().parent) as ours:
+        if not ours:  # a `bench` of a suite holding this run, or the same `run` in another terminal
+            raise ValueError(f"{spec.record_path().parent}: another process is training this run now; its record "
+                             "will be there when it ends")
+        if spec.record_path().is_file():  # the same config and seed: `bench` would skip it, `run` trains it again
+            print(f"{spec.record_path()}: an earlier run of this config and seed; this run overwrites its adapter and "
+                  "record")
+        record = execute_run(spec)
     _print_run(record)
     print(f"record: {spec.record_path()}")
     return 0
